@@ -1,0 +1,67 @@
+// A small argv parser: `--name value`, `--name=value` and boolean `--name`, checked against a
+// per-command spec so that an unknown or malformed flag is an error naming it.
+
+import { invalidArgument } from '../index.js';
+
+export interface FlagSpec {
+  /** 'string' takes a value; 'boolean' does not. */
+  type: 'string' | 'boolean';
+  help: string;
+  /** Shown in --help as the value's name. */
+  value?: string;
+  default?: string;
+}
+
+export type Flags = Record<string, FlagSpec>;
+export type Parsed = Record<string, string | boolean | undefined>;
+
+export function parseArgs(argv: readonly string[], spec: Flags): Parsed {
+  const out: Parsed = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (!arg.startsWith('--')) throw invalidArgument('argument', 'is not a --flag', arg);
+    const eq = arg.indexOf('=');
+    const name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
+    const s = spec[name];
+    if (s === undefined) throw invalidArgument(`--${name}`, 'is not a flag of this command (see --help)');
+    if (s.type === 'boolean') {
+      if (eq >= 0) throw invalidArgument(`--${name}`, 'takes no value');
+      out[name] = true;
+      continue;
+    }
+    let value: string | undefined;
+    if (eq >= 0) value = arg.slice(eq + 1);
+    else value = argv[++i];
+    if (value === undefined || (eq < 0 && value.startsWith('--'))) throw invalidArgument(`--${name}`, `needs a value (${s.value ?? 'value'})`);
+    out[name] = value;
+  }
+  for (const [name, s] of Object.entries(spec)) if (out[name] === undefined && s.default !== undefined) out[name] = s.default;
+  return out;
+}
+
+export function helpText(command: string, summary: string, spec: Flags): string {
+  const lines = [`usage: memshift ${command} [flags]`, '', summary, '', 'flags:'];
+  for (const [name, s] of Object.entries(spec)) {
+    const left = `  --${name}${s.type === 'string' ? ` ${s.value ?? 'VALUE'}` : ''}`;
+    lines.push(`${left.padEnd(34)} ${s.help}${s.default !== undefined ? ` (default ${s.default})` : ''}`);
+  }
+  return lines.join('\n');
+}
+
+export function requireString(p: Parsed, name: string): string {
+  const v = p[name];
+  if (typeof v !== 'string') throw invalidArgument(`--${name}`, 'is required');
+  return v;
+}
+
+export function optionalString(p: Parsed, name: string): string | undefined {
+  const v = p[name];
+  return typeof v === 'string' ? v : undefined;
+}
+
+export function parseInteger(text: string, flag: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  if (!/^\d+$/.test(text.trim())) throw invalidArgument(flag, 'must be a whole number', text);
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw invalidArgument(flag, `must be in [${min}, ${max}]`, text);
+  return n;
+}

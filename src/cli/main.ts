@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+// The memshift command: argv → subcommand. Each subcommand lives in its own file and talks to the
+// library only through src/index.ts. Exit status: 0 success, 1 migration/runtime failure, 2 usage.
+
+import { errorCode, isMemshiftError } from '../index.js';
+import { runReplay } from './replay.js';
+
+const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<number>; summary: string }> = {
+  replay: { run: runReplay, summary: 'run the simulated guest for N steps and dump its RAM (the reference run)' },
+};
+
+function usage(): string {
+  const lines = ['usage: memshift <command> [flags]', '', 'commands:'];
+  for (const [name, c] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(10)} ${c.summary}`);
+  lines.push('', 'memshift <command> --help lists the flags of a command.');
+  return lines.join('\n');
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === 'help') {
+    console.log(usage());
+    return name === undefined ? 2 : 0;
+  }
+  const cmd = COMMANDS[name];
+  if (cmd === undefined) {
+    console.error(`memshift: unknown command ${JSON.stringify(name)}\n\n${usage()}`);
+    return 2;
+  }
+  try {
+    return await cmd.run(rest);
+  } catch (err) {
+    const code = errorCode(err);
+    const message = isMemshiftError(err) ? err.message : err instanceof Error ? err.message : String(err);
+    console.error(`memshift ${name}: ${code ?? 'error'}: ${message}`);
+    return code === 'MS_ERR_INVALID_ARGUMENT' ? 2 : 1;
+  }
+}
+
+main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

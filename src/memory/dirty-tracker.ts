@@ -1,0 +1,56 @@
+// The source's view of what still has to be sent. Per slab: `dirty` (set by guest writes) and
+// `snapshot` (pages this iteration sends). `sync` moves dirty into snapshot with the atomic
+// sync-and-clear kernel, so a page is marked clean *before* its contents are read, and a write that
+// lands after that re-dirties it for the next iteration.
+
+import type { Slab } from './slab.js';
+import { kernelsOf } from './slab.js';
+import type { MemorySource } from './types.js';
+
+export class DirtyTracker {
+  private readonly slabs: Slab[];
+  private readonly source: MemorySource;
+
+  constructor(source: MemorySource) {
+    this.source = source;
+    this.slabs = source.regions.flatMap((r) => [...source.slabsOf(r.id)]);
+  }
+
+  /** Starts a pass over all memory: clears the dirty log into the snapshot, then marks every page. */
+  startFullPass(): number {
+    let pages = 0;
+    for (const s of this.slabs) {
+      const k = kernelsOf(s).raw;
+      k.bitmapSyncAndClear(s.layout.dirty, s.layout.snapshot, s.layout.bitmapWords);
+      k.bitmapFill(s.layout.snapshot, s.pageCount);
+      pages += s.pageCount;
+    }
+    return pages;
+  }
+
+  /** Moves pages dirtied since the last sync into the snapshot; returns how many pages the snapshot now holds. */
+  sync(): number {
+    this.source.collectDirtyLog?.();
+    let pending = 0;
+    for (const s of this.slabs) {
+      const k = kernelsOf(s).raw;
+      k.bitmapSyncAndClear(s.layout.dirty, s.layout.snapshot, s.layout.bitmapWords);
+      pending += k.bitmapCount(s.layout.snapshot, s.layout.bitmapWords);
+    }
+    return pending;
+  }
+
+  /** Pages dirtied since the last sync, without moving them (for dirty-rate sampling). */
+  peekDirty(): number {
+    let n = 0;
+    for (const s of this.slabs) n += kernelsOf(s).raw.bitmapCount(s.layout.dirty, s.layout.bitmapWords);
+    return n;
+  }
+
+  /** Pages in the snapshot, still to send. */
+  pending(): number {
+    let n = 0;
+    for (const s of this.slabs) n += kernelsOf(s).raw.bitmapCount(s.layout.snapshot, s.layout.bitmapWords);
+    return n;
+  }
+}

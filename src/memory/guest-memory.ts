@@ -1,0 +1,178 @@
+// A guest's regions laid out over slabs. Used by both hosts: the source guest's RAM, the destination's
+// receiving RAM, and the reference replay. Page access by (region, page) for tools and tests; the
+// data path works on slabs directly.
+
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { ErrorCode, MemshiftError, invalidArgument } from '../errors.js';
+import { allocateSlab, kernelsOf, pageOffset, slabDigest, viewsOfSlab, type Slab } from './slab.js';
+import { MAX_MEMORY_BYTES, isValidPageSize } from './slab-layout.js';
+import type { GuestMemoryView, Region, RegionKind } from './types.js';
+
+export interface RegionSpec {
+  id: number;
+  name: string;
+  kind: RegionKind;
+  pageSize: number;
+  pageCount: number;
+}
+
+export interface GuestMemoryOptions {
+  /** Most RAM bytes in one slab (a multiple of 64 pages). Default 3 GiB; tests use small slabs. */
+  maxSlabBytes?: number;
+  /** Frame arena bytes per slab. */
+  arenaBytes?: number;
+  /** XBZRLE cache bytes for the whole guest (split over slabs by size); 0 disables the cache. */
+  cacheBytes?: number;
+}
+
+export const DEFAULT_MAX_SLAB_BYTES = 3 * 2 ** 30;
+export const DEFAULT_ARENA_BYTES = 32 * 2 ** 20;
+
+export class GuestMemory implements GuestMemoryView {
+  readonly regions: readonly Region[];
+  private readonly slabs: Map<number, readonly Slab[]>;
+
+  private constructor(regions: readonly Region[], slabs: Map<number, readonly Slab[]>) {
+    this.regions = regions;
+    this.slabs = slabs;
+  }
+
+  static allocate(specs: readonly RegionSpec[], options: GuestMemoryOptions = {}): GuestMemory {
+    const maxSlabBytes = options.maxSlabBytes ?? DEFAULT_MAX_SLAB_BYTES;
+    const arenaBytes = options.arenaBytes ?? DEFAULT_ARENA_BYTES;
+    const cacheBytes = options.cacheBytes ?? 0;
+    if (specs.length === 0) throw invalidArgument('regions', 'must name at least one region');
+    const seen = new Set<number>();
+    const slabs = new Map<number, readonly Slab[]>();
+    const totalBytes = specs.reduce((n, r) => n + r.pageCount * r.pageSize, 0);
+    for (const spec of specs) {
+      if (!Number.isInteger(spec.id) || spec.id < 0 || spec.id > 0xffff) throw invalidArgument('region.id', 'must be an integer in [0, 65535]', spec.id);
+      if (seen.has(spec.id)) throw invalidArgument('region.id', 'must be unique', spec.id);
+      seen.add(spec.id);
+      if (!isValidPageSize(spec.pageSize)) throw invalidArgument('region.pageSize', 'must be a power of two between 4 KiB and 64 KiB', spec.pageSize);
+      if (!Number.isInteger(spec.pageCount) || spec.pageCount <= 0 || spec.pageCount > 0xffffffff) {
+        throw invalidArgument('region.pageCount', 'must be an integer in [1, 2^32)', spec.pageCount);
+      }
+      const slabPages = Math.floor(maxSlabBytes / spec.pageSize / 64) * 64;
+      if (slabPages <= 0 || maxSlabBytes > MAX_MEMORY_BYTES - (1 << 28)) {
+        throw invalidArgument('maxSlabBytes', `must hold at least 64 pages and leave room for bookkeeping below 4 GiB`, maxSlabBytes);
+      }
+      const list: Slab[] = [];
+      for (let first = 0, index = 0; first < spec.pageCount; first += slabPages, index++) {
+        const count = Math.min(slabPages, spec.pageCount - first);
+        const share = (count * spec.pageSize) / totalBytes;
+        const cacheSlots = cacheBytes > 0 ? Math.max(64, Math.floor((cacheBytes * share) / spec.pageSize)) : 0;
+        list.push(allocateSlab(spec.id, index, first, spec.pageSize, count, { arenaBytes, cacheSlots }));
+      }
+      slabs.set(spec.id, list);
+    }
+    const regions = specs.map((s) => Object.freeze({ id: s.id, name: s.name, kind: s.kind, pageSize: s.pageSize, pageCount: s.pageCount }));
+    return new GuestMemory(regions, slabs);
+  }
+
+  /** Rebuilds the view from descriptors another thread posted (no allocation, same memories). */
+  static fromSlabs(regions: readonly Region[], slabs: readonly Slab[]): GuestMemory {
+    const map = new Map<number, Slab[]>();
+    for (const r of regions) map.set(r.id, []);
+    for (const s of slabs) map.get(s.regionId)?.push(s);
+    for (const list of map.values()) list.sort((a, b) => a.index - b.index);
+    return new GuestMemory(regions, map);
+  }
+
+  region(id: number): Region {
+    const r = this.regions.find((x) => x.id === id);
+    if (r === undefined) throw invalidArgument('regionId', 'must name a region of this guest', id);
+    return r;
+  }
+
+  slabsOf(regionId: number): readonly Slab[] {
+    const s = this.slabs.get(regionId);
+    if (s === undefined) throw invalidArgument('regionId', 'must name a region of this guest', regionId);
+    return s;
+  }
+
+  allSlabs(): Slab[] {
+    return this.regions.flatMap((r) => [...this.slabsOf(r.id)]);
+  }
+
+  /** The slab holding region page `page`, and the page's index within it. */
+  locate(regionId: number, page: number): { slab: Slab; local: number } {
+    const region = this.region(regionId);
+    if (!Number.isInteger(page) || page < 0 || page >= region.pageCount) {
+      throw invalidArgument('page', `must be in [0, ${region.pageCount}) for region ${regionId}`, page);
+    }
+    const slabs = this.slabsOf(regionId);
+    const per = slabs[0].pageCount;
+    const slab = slabs[Math.floor(page / per)];
+    return { slab, local: page - slab.firstPage };
+  }
+
+  /** A live view of one page (not a copy: it changes as the guest writes). */
+  pageView(regionId: number, page: number): Uint8Array {
+    const { slab, local } = this.locate(regionId, page);
+    return new Uint8Array(slab.memory.buffer, pageOffset(slab, local), slab.layout.pageSize);
+  }
+
+  /** A copy of one page. */
+  readPage(regionId: number, page: number): Uint8Array {
+    return this.pageView(regionId, page).slice();
+  }
+
+  /** The session digest of a region: XOR of its slabs' accumulators (see assembly/hash.ts). */
+  sessionDigest(regionId: number): bigint {
+    return this.slabsOf(regionId).reduce((d, s) => d ^ slabDigest(s), 0n);
+  }
+
+  /** The session digest over all regions. */
+  digest(): bigint {
+    return this.regions.reduce((d, r) => d ^ this.sessionDigest(r.id), 0n);
+  }
+
+  /**
+   * Digest of what memory holds now, computed from scratch (hashes every page; ~10 GB/s). Equal to
+   * `digest()` when every page's recorded hash is current.
+   */
+  contentDigest(): bigint {
+    let d = 0n;
+    for (const r of this.regions) {
+      for (const s of this.slabsOf(r.id)) {
+        const k = kernelsOf(s);
+        const scratch = s.layout.arena;
+        // Hash in chunks into the arena (bookkeeping space, never guest data) and fold.
+        const chunk = Math.max(1, Math.min(s.pageCount, Math.floor(s.layout.arenaBytes / 8)));
+        if (s.layout.arenaBytes < 8) throw new MemshiftError(ErrorCode.INVALID_ARGUMENT, 'contentDigest needs a slab arena');
+        for (let first = 0; first < s.pageCount; first += chunk) {
+          const n = Math.min(chunk, s.pageCount - first);
+          k.raw.hashPages(pageOffset(s, first), s.layout.pageSize, n, scratch);
+          d ^= k.raw.digestOfHashes(scratch, n, (BigInt(r.id) << 32n) + BigInt(s.firstPage + first), k.raw.zeroPageHash(s.layout.pageSize));
+        }
+      }
+    }
+    return d;
+  }
+
+  /** Writes a region's raw image (exactly pageCount × pageSize bytes) to `path`. */
+  writeImage(regionId: number, path: string): void {
+    let fd: number;
+    try {
+      fd = openSync(path, 'w');
+    } catch (cause) {
+      throw new MemshiftError(ErrorCode.IO, `cannot open ${path} for writing: ${(cause as Error).message}`, { cause });
+    }
+    try {
+      for (const s of this.slabsOf(regionId)) {
+        const { u8 } = viewsOfSlab(s);
+        const chunk = 64 << 20;
+        for (let off = 0; off < s.layout.ramBytes; off += chunk) {
+          const len = Math.min(chunk, s.layout.ramBytes - off);
+          // writeSync from a SharedArrayBuffer view: copy through a Buffer (fs rejects shared views).
+          writeSync(fd, Buffer.from(u8.subarray(s.layout.ram + off, s.layout.ram + off + len)));
+        }
+      }
+    } catch (cause) {
+      throw new MemshiftError(ErrorCode.IO, `cannot write ${path}: ${(cause as Error).message}`, { cause });
+    } finally {
+      closeSync(fd);
+    }
+  }
+}

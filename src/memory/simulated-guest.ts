@@ -1,0 +1,177 @@
+// The simulated guest: RAM in shared slabs, filled deterministically from its seed, and one vCPU
+// thread running the workload. It is both a MemorySource (on the source host) and a MemoryTarget (on
+// the destination, created empty from the handshake's regions and given its workload by the device
+// state). Its memory after N steps depends only on its GuestConfig and N: the tests' oracle.
+
+import { ErrorCode, MemshiftError, invalidArgument } from '../errors.js';
+import { CPU_STATE_BYTES, decodeCpuState, encodeCpuState, type CpuState } from './cpu-state.js';
+import { FILL_CODE, type GuestConfig } from './guest-config.js';
+import { GuestMemory, type GuestMemoryOptions } from './guest-memory.js';
+import { createFaultLog, type PageGateInit } from './page-gate.js';
+import { kernelsOf, type Slab } from './slab.js';
+import type { MemorySource, MemoryTarget, Region } from './types.js';
+import { Vcpu } from './vcpu.js';
+import { StepRunner, initialCounters, workloadShape, type CpuCounters } from './workload.js';
+
+export const RAM_REGION_ID = 0;
+
+/** Fills a region's slabs with the guest's initial contents. */
+export function fillGuest(memory: GuestMemory, config: GuestConfig): void {
+  if (config.fill === 'zero') return;
+  for (const s of memory.slabsOf(RAM_REGION_ID)) {
+    kernelsOf(s).raw.fillGuestPages(s.layout.ram, s.layout.pageSize, s.pageCount, s.firstPage, BigInt(config.seed), FILL_CODE[config.fill]);
+  }
+}
+
+export function ramRegion(config: Pick<GuestConfig, 'memoryBytes' | 'pageSize'>): Region {
+  return { id: RAM_REGION_ID, name: 'ram', kind: 'ram', pageSize: config.pageSize, pageCount: config.memoryBytes / config.pageSize };
+}
+
+export class SimulatedGuest implements MemorySource, MemoryTarget {
+  readonly memory: GuestMemory;
+  private vcpu: Vcpu | null = null;
+  private state: CpuState | null;
+  /** Set when the guest runs post-copy: the vCPU waits on missing pages. */
+  private gate: PageGateInit | null = null;
+
+  private constructor(memory: GuestMemory, state: CpuState | null) {
+    this.memory = memory;
+    this.state = state;
+  }
+
+  /** A source guest: allocated, filled, vCPU created paused (call `resume` to start it). */
+  static create(config: GuestConfig, options: GuestMemoryOptions = {}): SimulatedGuest {
+    const memory = GuestMemory.allocate([{ ...ramRegion(config) }], options);
+    fillGuest(memory, config);
+    const shape = workloadShape(config);
+    const guest = new SimulatedGuest(memory, {
+      shape, fill: config.fill, seed: config.seed, stepsPerSecond: config.stepsPerSecond, counters: initialCounters(config),
+    });
+    guest.startVcpu();
+    return guest;
+  }
+
+  /** A destination guest: empty memory for `regions`; the workload arrives with the device state. */
+  static receiving(regions: readonly Region[], options: GuestMemoryOptions = {}): SimulatedGuest {
+    const ram = regions.find((r) => r.id === RAM_REGION_ID);
+    if (ram === undefined || ram.kind !== 'ram') throw invalidArgument('regions', 'must include RAM as region 0');
+    return new SimulatedGuest(GuestMemory.allocate(regions, options), null);
+  }
+
+  get regions(): readonly Region[] {
+    return this.memory.regions;
+  }
+
+  slabsOf(regionId: number): readonly Slab[] {
+    return this.memory.slabsOf(regionId);
+  }
+
+  /** Steps executed so far (exact while paused). */
+  get steps(): number {
+    return this.vcpu?.steps ?? this.state?.counters.steps ?? 0;
+  }
+
+  get running(): boolean {
+    return this.vcpu?.running ?? false;
+  }
+
+  get config(): CpuState | null {
+    return this.state;
+  }
+
+  get faults(): number {
+    return this.vcpu?.faults ?? 0;
+  }
+
+  private startVcpu(): void {
+    if (this.state === null) throw new MemshiftError(ErrorCode.DEVICE_STATE_INVALID, 'guest has no device state to run');
+    this.vcpu = new Vcpu(this.memory.slabsOf(RAM_REGION_ID), this.state.shape, this.state.counters, {
+      stepsPerSecond: this.state.stepsPerSecond,
+      gate: this.gate,
+    });
+  }
+
+  async pause(): Promise<void> {
+    if (this.vcpu === null) return;
+    const counters = await this.vcpu.pause();
+    if (this.state !== null) this.state.counters = counters;
+  }
+
+  async resume(): Promise<void> {
+    if (this.vcpu === null) this.startVcpu();
+    await this.vcpu!.resume();
+  }
+
+  throttle(percent: number): void {
+    this.vcpu?.throttle(percent);
+  }
+
+  get throttlePercent(): number {
+    return this.vcpu?.throttlePercent ?? 0;
+  }
+
+  /** Runs until the guest has executed exactly `steps` steps in total, then leaves it paused. */
+  async runUntil(steps: number): Promise<void> {
+    if (this.vcpu === null) this.startVcpu();
+    const counters = await this.vcpu!.runUntil(steps);
+    if (this.state !== null) this.state.counters = counters;
+  }
+
+  saveState(): Uint8Array {
+    if (this.state === null) throw new MemshiftError(ErrorCode.DEVICE_STATE_INVALID, 'guest has no device state');
+    if (this.vcpu?.running) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'device state can only be saved while the guest is paused');
+    const counters = this.vcpu?.counters() ?? this.state.counters;
+    return encodeCpuState({ ...this.state, counters });
+  }
+
+  checkState(bytes: Uint8Array): void {
+    const ram = this.memory.region(RAM_REGION_ID);
+    decodeCpuState(bytes, { pageSize: ram.pageSize, pageCount: ram.pageCount });
+  }
+
+  loadState(bytes: Uint8Array): void {
+    const ram = this.memory.region(RAM_REGION_ID);
+    const state = decodeCpuState(bytes, { pageSize: ram.pageSize, pageCount: ram.pageCount });
+    if (this.vcpu !== null) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'device state loaded into a guest that already runs');
+    this.state = state;
+  }
+
+  /** Arms post-copy: the vCPU (started by the next resume) blocks on pages not marked present. */
+  enablePageGate(): PageGateInit {
+    if (this.vcpu !== null) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'post-copy must be armed before the guest first runs here');
+    this.gate = { faultLog: createFaultLog() };
+    return this.gate;
+  }
+
+  /** The vCPU's control block (fault mailbox for post-copy); null before it started. */
+  get controlBlock(): SharedArrayBuffer | null {
+    return this.vcpu?.control ?? null;
+  }
+
+  async release(): Promise<void> {
+    await this.close();
+  }
+
+  /** Stops the vCPU thread. The memory stays readable. */
+  async close(): Promise<void> {
+    const v = this.vcpu;
+    if (v !== null) {
+      if (this.state !== null && !v.running) this.state.counters = v.counters();
+      await v.exit();
+    }
+  }
+}
+
+/** Runs the guest defined by `config` for exactly `steps` steps on this thread (the reference run). */
+export function replay(config: GuestConfig, steps: number, options: GuestMemoryOptions = {}): GuestMemory {
+  if (!Number.isSafeInteger(steps) || steps < 0) throw invalidArgument('steps', 'must be a non-negative integer', steps);
+  const memory = GuestMemory.allocate([{ ...ramRegion(config) }], { arenaBytes: 1 << 16, ...options });
+  fillGuest(memory, config);
+  const runner = new StepRunner(workloadShape(config), memory.slabsOf(RAM_REGION_ID), initialCounters(config));
+  const batch = 1 << 20;
+  for (let done = 0; done < steps; done += batch) runner.run(Math.min(batch, steps - done));
+  return memory;
+}
+
+export { CPU_STATE_BYTES };
+export type { CpuCounters };

@@ -1,0 +1,63 @@
+// A slab: one shared WebAssembly.Memory holding a run of a region's pages plus their bookkeeping.
+// The descriptor is plain data plus the memory, so it crosses to worker threads by postMessage;
+// each thread then binds its own kernel instance to the memory with `kernelsOf`.
+
+import { ErrorCode, MemshiftError } from '../errors.js';
+import { Kernels } from '../wasm/kernels.js';
+import { viewsOf, type MemoryViews } from '../wasm/views.js';
+import { CONTROL_DIGEST, computeSlabLayout, type SlabLayout, type SlabLayoutOptions } from './slab-layout.js';
+import { WASM_PAGE_BYTES } from '../wasm/kernels.js';
+
+export interface Slab {
+  readonly regionId: number;
+  /** Position of this slab within its region. */
+  readonly index: number;
+  /** Region page index of the slab's first page. */
+  readonly firstPage: number;
+  readonly pageCount: number;
+  readonly memory: WebAssembly.Memory;
+  readonly layout: SlabLayout;
+}
+
+export function allocateSlab(regionId: number, index: number, firstPage: number, pageSize: number, pageCount: number, options: SlabLayoutOptions): Slab {
+  const layout = computeSlabLayout(pageSize, pageCount, options);
+  const pages = layout.totalBytes / WASM_PAGE_BYTES;
+  let memory: WebAssembly.Memory;
+  try {
+    memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  } catch (cause) {
+    throw new MemshiftError(ErrorCode.MEMORY_ALLOCATION, `cannot allocate a ${layout.totalBytes}-byte slab: ${(cause as Error).message}`, { cause });
+  }
+  const slab: Slab = { regionId, index, firstPage, pageCount, memory, layout };
+  // Nothing has been sent or received: every page's recorded hash is that of a zero page.
+  const k = kernelsOf(slab);
+  k.raw.fillU64(layout.hashes, pageCount, k.raw.zeroPageHash(pageSize));
+  return slab;
+}
+
+const kernelCache = new WeakMap<WebAssembly.Memory, Kernels>();
+
+/** This thread's kernel instance for the slab's memory. */
+export function kernelsOf(slab: Slab): Kernels {
+  let k = kernelCache.get(slab.memory);
+  if (k === undefined) {
+    k = new Kernels(slab.memory);
+    kernelCache.set(slab.memory, k);
+  }
+  return k;
+}
+
+export function viewsOfSlab(slab: Slab): MemoryViews {
+  return viewsOf(slab.memory);
+}
+
+/** Byte offset of local page `local` in the slab's memory. */
+export function pageOffset(slab: Slab, local: number): number {
+  return slab.layout.ram + local * slab.layout.pageSize;
+}
+
+/** The slab's digest accumulator (XOR of page contributions). */
+export function slabDigest(slab: Slab): bigint {
+  const { dv } = viewsOfSlab(slab);
+  return dv.getBigUint64(slab.layout.control + CONTROL_DIGEST, true);
+}

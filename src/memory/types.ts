@@ -1,0 +1,57 @@
+// The contract between memshift and whatever owns a guest: the hypervisor tooling that links the
+// library, or the simulated guest of the tests and the demo. The engine never asks what is behind it.
+//
+// Memory is exposed as slabs: shared WebAssembly memories, each holding a run of one region's pages
+// and the engine's per-page bookkeeping at offsets the slab layout fixes (slab-layout.ts). Workers and
+// kernels read and write pages in place; nothing on the data path copies a page to look at it.
+
+import type { Slab } from './slab.js';
+
+export type RegionKind = 'ram' | 'disk';
+
+/** A run of guest pages with one page size: RAM, or a disk image. */
+export interface Region {
+  /** Stable id on the wire (u16). */
+  readonly id: number;
+  readonly name: string;
+  readonly kind: RegionKind;
+  /** Bytes per page: a power of two between 4 KiB and 64 KiB. */
+  readonly pageSize: number;
+  readonly pageCount: number;
+}
+
+/** What both ends expose: regions and the slabs that hold them. */
+export interface GuestMemoryView {
+  readonly regions: readonly Region[];
+  /** The slabs of `regionId`, in page order (slab i holds pages [slab.firstPage, slab.firstPage + slab.pageCount)). */
+  slabsOf(regionId: number): readonly Slab[];
+}
+
+/**
+ * A running guest on the source host. Writers of guest memory must set the page's bit in its slab's
+ * dirty bitmap (32-bit atomic OR) after each write; a hypervisor whose dirty log lives elsewhere merges
+ * it in `collectDirtyLog`.
+ */
+export interface MemorySource extends GuestMemoryView {
+  /** Called before each dirty-bitmap sync: merge an external dirty log into the slabs' dirty bitmaps. */
+  collectDirtyLog?(): void;
+  /** Stops the vCPUs at an instruction (step) boundary; resolves once nothing writes memory. */
+  pause(): Promise<void>;
+  /** Lets the vCPUs run again after a failed or cancelled migration. */
+  resume(): Promise<void>;
+  /** Slows the vCPUs to (100 - percent) % of their time (auto-converge); 0 removes the throttle. */
+  throttle(percent: number): void;
+  /** Device (vCPU) state; only called while paused. */
+  saveState(): Uint8Array;
+  /** Called once the destination runs the guest: the source copy will never run again. */
+  release?(): Promise<void>;
+}
+
+/** A guest being received on the destination host. */
+export interface MemoryTarget extends GuestMemoryView {
+  /** Checks device state against this guest before anything is loaded; throws MS_ERR_DEVICE_STATE_INVALID. */
+  checkState(state: Uint8Array): void;
+  loadState(state: Uint8Array): void;
+  /** Starts the vCPUs. In post-copy they block on pages not yet present (see enablePostcopy). */
+  resume(): Promise<void>;
+}

@@ -1,0 +1,119 @@
+// The simulated guest's vCPU thread. Runs workload steps in batches between which it reads its
+// control block (vcpu-control.ts): commands, throttle and rate. Pauses only at step boundaries, and
+// publishes its exact counters before acknowledging a pause, so the state saved on one host resumes
+// on another exactly where it stopped.
+//
+// Throttle (auto-converge) is a duty cycle over 10 ms periods: run for (100 - p) % of each period and
+// sleep the rest. A rate limit is a token bucket in steps per second. Sleeps are Atomics.wait on the
+// command sequence, so a command interrupts them.
+
+import { workerData } from 'node:worker_threads';
+import { Command, Ctl, VcpuStatus, controlViews } from './vcpu-control.js';
+import { StepRunner, type CpuCounters, type WorkloadShape } from './workload.js';
+import type { Slab } from './slab.js';
+import { createPageGate, type PageGateInit } from './page-gate.js';
+import type { PrngState } from './prng.js';
+
+export interface VcpuWorkerData {
+  control: SharedArrayBuffer;
+  slabs: Slab[];
+  shape: WorkloadShape;
+  counters: CpuCounters;
+  gate: PageGateInit | null;
+}
+
+const PERIOD_MS = 10;
+const TARGET_BATCH_MS = 0.5;
+
+function main(data: VcpuWorkerData): void {
+  const { i32, f64 } = controlViews(data.control);
+  const runner = new StepRunner(data.shape, data.slabs, data.counters);
+  if (data.gate !== null) runner.gate = createPageGate(data.gate, data.slabs, i32);
+  let seq = 0;
+  let running = false;
+  let batch = 4096;
+  let periodStart = performance.now();
+  let ranInPeriod = 0;
+  let tokens = 0;
+  let lastRefill = performance.now();
+
+  const publish = (): void => {
+    for (let i = 0; i < 4; i++) i32[Ctl.PRNG + i] = runner.prng[i];
+    f64[Ctl.F64_STEPS] = runner.steps;
+  };
+  const setStatus = (status: number): void => {
+    Atomics.store(i32, Ctl.STATUS, status);
+    Atomics.notify(i32, Ctl.STATUS);
+  };
+  const sleep = (ms: number): void => {
+    Atomics.wait(i32, Ctl.CMD_SEQ, seq, Math.max(0.05, ms));
+  };
+
+  publish();
+  for (;;) {
+    const cmdSeq = Atomics.load(i32, Ctl.CMD_SEQ);
+    if (cmdSeq !== seq) {
+      seq = cmdSeq;
+      const cmd = Atomics.load(i32, Ctl.CMD);
+      if (cmd === Command.RUN) {
+        // The controller may have loaded new counters while paused.
+        runner.prng = [i32[Ctl.PRNG], i32[Ctl.PRNG + 1], i32[Ctl.PRNG + 2], i32[Ctl.PRNG + 3]] as PrngState;
+        runner.steps = f64[Ctl.F64_STEPS];
+        running = true;
+        tokens = 0;
+        lastRefill = periodStart = performance.now();
+        ranInPeriod = 0;
+        setStatus(VcpuStatus.RUNNING);
+      } else if (cmd === Command.PAUSE || cmd === Command.EXIT) {
+        running = false;
+        publish();
+        setStatus(cmd === Command.EXIT ? VcpuStatus.EXITED : VcpuStatus.PAUSED);
+      }
+      Atomics.store(i32, Ctl.ACK_SEQ, seq);
+      Atomics.notify(i32, Ctl.ACK_SEQ);
+      if (cmd === Command.EXIT) return;
+      continue;
+    }
+    const stopAt = f64[Ctl.F64_STOP_AT];
+    if (running && runner.steps >= stopAt) {
+      running = false;
+      publish();
+      setStatus(VcpuStatus.PAUSED);
+    }
+    if (!running || data.shape.kind === 'idle') {
+      sleep(1000);
+      continue;
+    }
+    const now = performance.now();
+    const throttle = Atomics.load(i32, Ctl.THROTTLE);
+    if (now - periodStart >= PERIOD_MS) {
+      periodStart = now;
+      ranInPeriod = 0;
+    }
+    if (throttle > 0 && ranInPeriod >= ((100 - throttle) / 100) * PERIOD_MS) {
+      sleep(periodStart + PERIOD_MS - now);
+      continue;
+    }
+    let n = batch;
+    const rate = Atomics.load(i32, Ctl.RATE);
+    if (rate > 0) {
+      tokens = Math.min(rate * 0.05 + 1, tokens + ((now - lastRefill) * rate) / 1000);
+      lastRefill = now;
+      if (tokens < 1) {
+        sleep(Math.min(PERIOD_MS, ((1 - tokens) * 1000) / rate));
+        continue;
+      }
+      n = Math.min(n, Math.floor(tokens));
+    }
+    n = Math.min(n, stopAt - runner.steps);
+    const t0 = performance.now();
+    runner.run(n);
+    const dt = performance.now() - t0;
+    tokens -= n;
+    ranInPeriod += dt;
+    f64[Ctl.F64_STEPS] = runner.steps;
+    if (n === batch) batch = Math.max(256, Math.min(1 << 20, Math.round(batch * Math.min(2, Math.max(0.5, dt > 0 ? TARGET_BATCH_MS / dt : 2)))));
+  }
+}
+
+main(workerData as VcpuWorkerData);

@@ -1,0 +1,140 @@
+// Controller of the simulated vCPU thread (vcpu-worker.ts), on the thread that owns the guest.
+// Commands are serialised: each waits for the vCPU's acknowledgement, so `pause()` resolves only
+// when no step is in progress and the counters it returns are exact.
+
+import { Worker } from 'node:worker_threads';
+import { ErrorCode, MemshiftError, invalidArgument } from '../errors.js';
+import { CONTROL_BLOCK_BYTES, Command, Ctl, VcpuStatus, controlViews, type CommandValue, type ControlViews } from './vcpu-control.js';
+import type { PageGateInit } from './page-gate.js';
+import type { Slab } from './slab.js';
+import type { CpuCounters, WorkloadShape } from './workload.js';
+import type { VcpuWorkerData } from './vcpu-worker.js';
+import type { PrngState } from './prng.js';
+
+export interface VcpuOptions {
+  stepsPerSecond: number;
+  gate?: PageGateInit | null;
+}
+
+export class Vcpu {
+  private readonly worker: Worker;
+  private readonly ctl: ControlViews;
+  private chain: Promise<unknown> = Promise.resolve();
+  private failure: MemshiftError | null = null;
+  private exited = false;
+  readonly control: SharedArrayBuffer;
+
+  constructor(slabs: readonly Slab[], shape: WorkloadShape, counters: CpuCounters, options: VcpuOptions) {
+    this.control = new SharedArrayBuffer(CONTROL_BLOCK_BYTES);
+    this.ctl = controlViews(this.control);
+    this.ctl.f64[Ctl.F64_STOP_AT] = Infinity;
+    this.writeCounters(counters);
+    Atomics.store(this.ctl.i32, Ctl.RATE, options.stepsPerSecond);
+    const data: VcpuWorkerData = { control: this.control, slabs: [...slabs], shape, counters, gate: options.gate ?? null };
+    this.worker = new Worker(new URL('./vcpu-worker.js', import.meta.url), { workerData: data });
+    this.worker.on('error', (err) => {
+      this.failure = new MemshiftError(ErrorCode.WORKER_FAILED, `vCPU thread failed: ${err.message}`, { cause: err });
+    });
+    this.worker.on('exit', () => {
+      this.exited = true;
+      // Wake anything waiting for an acknowledgement that will never come.
+      Atomics.store(this.ctl.i32, Ctl.ACK_SEQ, -1);
+      Atomics.notify(this.ctl.i32, Ctl.ACK_SEQ);
+      Atomics.notify(this.ctl.i32, Ctl.STATUS);
+    });
+  }
+
+  /** Steps executed so far (exact while paused, recent while running). */
+  get steps(): number {
+    return this.ctl.f64[Ctl.F64_STEPS];
+  }
+
+  get running(): boolean {
+    return Atomics.load(this.ctl.i32, Ctl.STATUS) === VcpuStatus.RUNNING;
+  }
+
+  /** Faults posted so far (post-copy). */
+  get faults(): number {
+    return Atomics.load(this.ctl.i32, Ctl.FAULTS);
+  }
+
+  /** Exact counters; call while paused. */
+  counters(): CpuCounters {
+    const i = this.ctl.i32;
+    return { prng: [i[Ctl.PRNG], i[Ctl.PRNG + 1], i[Ctl.PRNG + 2], i[Ctl.PRNG + 3]] as PrngState, steps: this.ctl.f64[Ctl.F64_STEPS] };
+  }
+
+  /** Replaces the counters; call while paused (they take effect on the next resume). */
+  writeCounters(c: CpuCounters): void {
+    for (let k = 0; k < 4; k++) this.ctl.i32[Ctl.PRNG + k] = c.prng[k];
+    this.ctl.f64[Ctl.F64_STEPS] = c.steps;
+  }
+
+  throttle(percent: number): void {
+    if (!Number.isInteger(percent) || percent < 0 || percent > 99) throw invalidArgument('throttle', 'must be an integer percentage in [0, 99]', percent);
+    Atomics.store(this.ctl.i32, Ctl.THROTTLE, percent);
+  }
+
+  get throttlePercent(): number {
+    return Atomics.load(this.ctl.i32, Ctl.THROTTLE);
+  }
+
+  setRate(stepsPerSecond: number): void {
+    Atomics.store(this.ctl.i32, Ctl.RATE, stepsPerSecond);
+  }
+
+  async resume(): Promise<void> {
+    await this.command(Command.RUN);
+  }
+
+  async pause(): Promise<CpuCounters> {
+    await this.command(Command.PAUSE);
+    return this.counters();
+  }
+
+  /** Runs until exactly `steps` steps have executed in total, then stays paused. */
+  async runUntil(steps: number): Promise<CpuCounters> {
+    if (!Number.isSafeInteger(steps) || steps < this.steps) throw invalidArgument('steps', `must be an integer ≥ the current count ${this.steps}`, steps);
+    this.ctl.f64[Ctl.F64_STOP_AT] = steps;
+    await this.command(Command.RUN);
+    const i32 = this.ctl.i32;
+    while (Atomics.load(i32, Ctl.STATUS) === VcpuStatus.RUNNING && !this.exited) {
+      const r = Atomics.waitAsync(i32, Ctl.STATUS, VcpuStatus.RUNNING, 1000);
+      if (r.async) await r.value;
+    }
+    this.checkAlive();
+    this.ctl.f64[Ctl.F64_STOP_AT] = Infinity;
+    return this.counters();
+  }
+
+  async exit(): Promise<void> {
+    if (this.exited) return;
+    await this.command(Command.EXIT).catch(() => undefined);
+    await this.worker.terminate();
+  }
+
+  private checkAlive(): void {
+    if (this.failure !== null) throw this.failure;
+    if (this.exited) throw new MemshiftError(ErrorCode.WORKER_FAILED, 'vCPU thread has exited');
+  }
+
+  private command(cmd: CommandValue): Promise<void> {
+    const run = async (): Promise<void> => {
+      this.checkAlive();
+      const i32 = this.ctl.i32;
+      Atomics.store(i32, Ctl.CMD, cmd);
+      const seq = Atomics.add(i32, Ctl.CMD_SEQ, 1) + 1;
+      Atomics.notify(i32, Ctl.CMD_SEQ);
+      for (;;) {
+        const ack = Atomics.load(i32, Ctl.ACK_SEQ);
+        if (ack === seq) return;
+        this.checkAlive();
+        const r = Atomics.waitAsync(i32, Ctl.ACK_SEQ, ack, 1000);
+        if (r.async) await r.value;
+      }
+    };
+    const p = this.chain.then(run, run);
+    this.chain = p.catch(() => undefined);
+    return p;
+  }
+}
