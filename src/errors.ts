@@ -61,6 +61,11 @@ export const ErrorCode = {
   WORKER_FAILED: 'MS_ERR_WORKER_FAILED',
   /** A file could not be read or written. */
   IO: 'MS_ERR_IO',
+  /**
+   * The link failed after SWITCHOVER was sent and before RESUMED arrived: the destination may be
+   * running the guest, so the source guest stays paused rather than fork it. Check the destination.
+   */
+  SWITCHOVER_IN_DOUBT: 'MS_ERR_SWITCHOVER_IN_DOUBT',
 } as const;
 
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -77,6 +82,8 @@ export interface ErrorDetails {
   peer?: string;
   phase?: string;
   peerCode?: string;
+  /** The migration report, on errors that end a migration (see src/migration/report.ts). */
+  report?: unknown;
   cause?: unknown;
 }
 

@@ -1,5 +1,20 @@
-// memshift: live migration of VM memory over TCP. This facade is the library's whole public surface;
-// everything behind it is private and may change. Options are validated here and errors name them.
+// memshift: live migration of VM memory over TCP. This facade is the library's public surface; the
+// engines behind it are private. Every option is checked here, and an error names the option.
+//
+//   const report = await migrate(source, '10.0.0.2:7000', { mode: 'live', downtimeLimitMs: 300 });
+//   const { report, target } = await receive({ listen: '0.0.0.0:7000', createTarget });
+
+import type net from 'node:net';
+import { ErrorCode, MemshiftError, invalidArgument } from './errors.js';
+import type { MemorySource, MemoryTarget, Region } from './memory/types.js';
+import { DEFAULT_POLICY, STALL_POLICIES, type ConvergencePolicy, type StallPolicy } from './migration/convergence.js';
+import { receiveMigration, type DestinationResult } from './migration/destination/driver.js';
+import type { Progress } from './migration/progress.js';
+import type { Report } from './migration/report.js';
+import { runSource } from './migration/source/driver.js';
+import { MAX_ENCODERS } from './pipeline/pool.js';
+import { MIGRATION_MODES, type MigrationMode } from './protocol/constants.js';
+import { boundAddress, listen as listenTcp, parseAddress, type Address } from './transport/tcp.js';
 
 export { ErrorCode, MemshiftError, errorCode, isMemshiftError, invalidArgument } from './errors.js';
 export type { ErrorCodeValue, ErrorDetails } from './errors.js';
@@ -11,3 +26,151 @@ export type { GuestMemoryOptions, RegionSpec } from './memory/guest-memory.js';
 export { SimulatedGuest, replay, RAM_REGION_ID } from './memory/simulated-guest.js';
 export { resolveGuestConfig, parseSize, formatBytes, FILL_KINDS, WORKLOAD_KINDS } from './memory/guest-config.js';
 export type { GuestConfig, FillKind, WorkloadKind } from './memory/guest-config.js';
+export { formatReport } from './migration/report.js';
+export type { Report, Outcome, DowntimeBreakdown, PostcopyStats } from './migration/report.js';
+export type { Progress } from './migration/progress.js';
+export type { IterationRecord, EncodingCounts } from './migration/metrics.js';
+export type { StallPolicy, ConvergencePolicy, Decision, RuleName } from './migration/convergence.js';
+export { MIGRATION_MODES, PROTOCOL_VERSION } from './protocol/constants.js';
+export type { MigrationMode } from './protocol/constants.js';
+export { parseAddress, formatAddress } from './transport/tcp.js';
+export type { Address } from './transport/tcp.js';
+
+export interface MigrateOptions {
+  /** live (default), cold, warm, postcopy or hybrid. */
+  mode?: MigrationMode;
+  /** Switch over when expected downtime is at most this (default 300 ms). */
+  downtimeLimitMs?: number;
+  /** Pre-copy iteration cap (default 30). */
+  maxIterations?: number;
+  /** Pre-copy time cap (default 300 s). */
+  maxTimeMs?: number;
+  /** What to do when pre-copy stalls (default throttle). */
+  onStall?: StallPolicy;
+  /** Hybrid: switch to post-copy after this many iterations. */
+  postcopyAfter?: number;
+  /** XBZRLE deltas for pages sent before (default true). */
+  xbzrle?: boolean;
+  /** LZ4 for raw pages; pays only on links slower than ~0.3 GB/s (default false). */
+  lz4?: boolean;
+  /** Encoder threads (default: cores − 1). */
+  encoders?: number;
+  connectTimeoutMs?: number;
+  /** Longest wait for each answer from the destination (default 60 s). */
+  answerTimeoutMs?: number;
+  signal?: AbortSignal;
+  onProgress?: (p: Progress) => void;
+}
+
+function positiveInt(value: unknown, field: string, min = 1, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw invalidArgument(`options.${field}`, `must be an integer in [${min}, ${max}]`, value);
+  }
+  return value;
+}
+
+function resolveAddress(to: string | Address, field: string): Address {
+  if (typeof to === 'string') return parseAddress(to, field);
+  if (to === null || typeof to !== 'object' || typeof to.host !== 'string' || !Number.isInteger(to.port)) {
+    throw invalidArgument(field, 'must be "HOST:PORT" or {host, port}', to);
+  }
+  return to;
+}
+
+function checkSource(source: MemorySource): void {
+  if (source === null || typeof source !== 'object') throw invalidArgument('source', 'must be a MemorySource');
+  for (const m of ['slabsOf', 'pause', 'resume', 'throttle', 'saveState'] as const) {
+    if (typeof source[m] !== 'function') throw invalidArgument(`source.${m}`, 'must be a function');
+  }
+  if (!Array.isArray(source.regions) || source.regions.length === 0) throw invalidArgument('source.regions', 'must list at least one region');
+}
+
+/**
+ * Migrates `source` to the destination listening at `to`. Resolves with the report when the guest
+ * runs on the destination; otherwise rejects with a MemshiftError whose `details.report` is the report
+ * (the source guest keeps running, except after MS_ERR_SWITCHOVER_IN_DOUBT).
+ */
+export async function migrate(source: MemorySource, to: string | Address, options: MigrateOptions = {}): Promise<Report> {
+  checkSource(source);
+  const address = resolveAddress(to, 'to');
+  const mode = options.mode ?? 'live';
+  if (!MIGRATION_MODES.includes(mode)) throw invalidArgument('options.mode', `must be one of ${MIGRATION_MODES.join('|')}`, mode);
+  if (options.onStall !== undefined && !STALL_POLICIES.includes(options.onStall)) throw invalidArgument('options.onStall', `must be one of ${STALL_POLICIES.join('|')}`, options.onStall);
+  if (mode === 'postcopy' || mode === 'hybrid' || options.onStall === 'postcopy') {
+    throw invalidArgument('options.mode', 'post-copy is not available in this build', mode);
+  }
+  const policy: ConvergencePolicy = {
+    ...DEFAULT_POLICY,
+    downtimeLimitMs: options.downtimeLimitMs === undefined ? DEFAULT_POLICY.downtimeLimitMs : positiveInt(options.downtimeLimitMs, 'downtimeLimitMs'),
+    maxIterations: options.maxIterations === undefined ? DEFAULT_POLICY.maxIterations : positiveInt(options.maxIterations, 'maxIterations', 1, 10_000),
+    maxTimeMs: options.maxTimeMs === undefined ? DEFAULT_POLICY.maxTimeMs : positiveInt(options.maxTimeMs, 'maxTimeMs'),
+    onStall: options.onStall ?? DEFAULT_POLICY.onStall,
+    postcopyAfter: options.postcopyAfter === undefined ? null : positiveInt(options.postcopyAfter, 'postcopyAfter', 1, 10_000),
+  };
+  if (options.encoders !== undefined) positiveInt(options.encoders, 'encoders', 1, MAX_ENCODERS);
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidArgument('options.signal', 'must be an AbortSignal');
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw invalidArgument('options.onProgress', 'must be a function');
+  const report = await runSource(source, {
+    address, mode, policy,
+    xbzrle: options.xbzrle ?? true,
+    lz4: options.lz4 ?? false,
+    encoders: options.encoders,
+    connectTimeoutMs: options.connectTimeoutMs === undefined ? 10_000 : positiveInt(options.connectTimeoutMs, 'connectTimeoutMs'),
+    answerTimeoutMs: options.answerTimeoutMs === undefined ? 60_000 : positiveInt(options.answerTimeoutMs, 'answerTimeoutMs'),
+    signal: options.signal,
+    onProgress: options.onProgress,
+  });
+  if (report.outcome === 'completed') return report;
+  const code = report.outcome === 'in-doubt' ? ErrorCode.SWITCHOVER_IN_DOUBT : ((report.error?.code ?? ErrorCode.CONNECTION_FAILED) as typeof ErrorCode.CONNECTION_FAILED);
+  const message = report.outcome === 'in-doubt'
+    ? `link lost after switchover (${report.error?.message}); the destination may be running the guest, so the source guest stays paused`
+    : (report.error?.message ?? `migration ${report.outcome}`);
+  throw new MemshiftError(code, message, { report });
+}
+
+export interface ReceiveOptions {
+  /** "HOST:PORT" to listen on, or a listening server (see `listen`). */
+  listen: string | Address | net.Server;
+  /** Allocates the target for the regions the source announces (throw to refuse them). */
+  createTarget: (regions: readonly Region[]) => MemoryTarget;
+  /** Touch all target memory before receiving (default false). */
+  prealloc?: boolean;
+  handshakeTimeoutMs?: number;
+  maxGuestBytes?: number;
+  signal?: AbortSignal;
+  onProgress?: (p: Progress) => void;
+  /** Lines worth logging: rejected connections, accepted sessions. */
+  onLog?: (line: string) => void;
+}
+
+/** Listens on `address` (port 0 picks one); returns the server and the address it is bound to. */
+export async function listen(address: string | Address): Promise<{ server: net.Server; address: Address }> {
+  const server = await listenTcp(resolveAddress(address, 'listen'));
+  return { server, address: boundAddress(server) };
+}
+
+/**
+ * Waits for one migration and receives it. Resolves with the report and the target (running when
+ * the report's outcome is 'completed'). Connections that fail the handshake are logged and skipped.
+ */
+export async function receive(options: ReceiveOptions): Promise<DestinationResult> {
+  if (options === null || typeof options !== 'object') throw invalidArgument('options', 'must be an object');
+  if (typeof options.createTarget !== 'function') throw invalidArgument('options.createTarget', 'must be a function');
+  const own = !(typeof options.listen === 'object' && options.listen !== null && 'listening' in options.listen);
+  const server = own ? (await listen(options.listen as string | Address)).server : (options.listen as net.Server);
+  try {
+    return await receiveMigration(server, {
+      createTarget: options.createTarget,
+      prealloc: options.prealloc ?? false,
+      handshakeTimeoutMs: options.handshakeTimeoutMs === undefined ? 10_000 : positiveInt(options.handshakeTimeoutMs, 'handshakeTimeoutMs'),
+      maxGuestBytes: options.maxGuestBytes === undefined ? undefined : positiveInt(options.maxGuestBytes, 'maxGuestBytes'),
+      signal: options.signal,
+      onProgress: options.onProgress,
+      onLog: options.onLog,
+    });
+  } finally {
+    if (own) server.close();
+  }
+}
+
+export type { DestinationResult };

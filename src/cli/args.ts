@@ -65,3 +65,33 @@ export function parseInteger(text: string, flag: string, min = 0, max = Number.M
   if (!Number.isSafeInteger(n) || n < min || n > max) throw invalidArgument(flag, `must be in [${min}, ${max}]`, text);
   return n;
 }
+
+/** Library option names → the flags that set them, so CLI errors name what the user typed. */
+const FLAG_OF_FIELD: Record<string, string> = {
+  memory: '--memory',
+  fill: '--fill',
+  workload: '--workload',
+  hotSize: '--hot-size',
+  hotPermille: '--hot-share',
+  seed: '--seed',
+  dirtyRate: '--dirty-rate',
+  pageSize: '--page-size',
+  maxSlabBytes: '--slab-size',
+  'options.downtimeLimitMs': '--downtime-limit',
+  'options.maxIterations': '--max-iterations',
+  'options.maxTimeMs': '--max-time',
+  'options.onStall': '--on-stall',
+  'options.mode': '--mode',
+  'options.encoders': '--encoders',
+  'options.postcopyAfter': '--postcopy-after',
+  to: '--connect',
+  listen: '--listen',
+};
+
+/** The error's message with a library field name replaced by its flag (unchanged otherwise). */
+export function messageWithFlag(err: { message: string; details?: { field?: string } }): string {
+  const field = err.details?.field;
+  const flag = field === undefined ? undefined : FLAG_OF_FIELD[field];
+  if (flag === undefined || field === undefined || !err.message.startsWith(field)) return err.message;
+  return flag + err.message.slice(field.length);
+}

@@ -4,8 +4,13 @@
 
 import { errorCode, isMemshiftError } from '../index.js';
 import { runReplay } from './replay.js';
+import { runSourceCommand } from './source.js';
+import { runDestCommand } from './dest.js';
+import { messageWithFlag } from './args.js';
 
 const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<number>; summary: string }> = {
+  source: { run: runSourceCommand, summary: 'start a simulated guest and migrate it to a destination' },
+  dest: { run: runDestCommand, summary: 'wait for one migration and run the received guest' },
   replay: { run: runReplay, summary: 'run the simulated guest for N steps and dump its RAM (the reference run)' },
 };
 
@@ -31,7 +36,7 @@ async function main(argv: readonly string[]): Promise<number> {
     return await cmd.run(rest);
   } catch (err) {
     const code = errorCode(err);
-    const message = isMemshiftError(err) ? err.message : err instanceof Error ? err.message : String(err);
+    const message = isMemshiftError(err) ? messageWithFlag(err as { message: string; details?: { field?: string } }) : err instanceof Error ? err.message : String(err);
     console.error(`memshift ${name}: ${code ?? 'error'}: ${message}`);
     return code === 'MS_ERR_INVALID_ARGUMENT' ? 2 : 1;
   }

@@ -74,7 +74,7 @@ export function decodeCpuState(bytes: Uint8Array, expect: { pageSize: number; pa
   const steps = dv.getFloat64(40, true);
   if (!Number.isSafeInteger(seed) || seed < 0) throw bad(`seed ${seed} is not an integer in [0, 2^53)`);
   if (!Number.isSafeInteger(steps) || steps < 0) throw bad(`step count ${steps} is not an integer in [0, 2^53)`);
-  const prng = [0, 1, 2, 3].map((i) => dv.getUint32(48 + 4 * i, true) | 0) as PrngState;
+  const prng = [0, 1, 2, 3].map((i) => dv.getUint32(48 + 4 * i, true)) as PrngState;
   if ((prng[0] | prng[1] | prng[2] | prng[3]) === 0) throw bad('PRNG state is all zero');
   return {
     shape: { kind, pageCount, pageSize, hotStart, hotPages, hotThreshold },

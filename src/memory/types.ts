@@ -45,6 +45,8 @@ export interface MemorySource extends GuestMemoryView {
   saveState(): Uint8Array;
   /** Called once the destination runs the guest: the source copy will never run again. */
   release?(): Promise<void>;
+  /** Work the guest has done (the simulated guest's step count), for the report; 0 if unknown. */
+  readonly steps?: number;
 }
 
 /** A guest being received on the destination host. */

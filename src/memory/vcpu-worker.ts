@@ -55,8 +55,9 @@ function main(data: VcpuWorkerData): void {
     if (cmdSeq !== seq) {
       seq = cmdSeq;
       const cmd = Atomics.load(i32, Ctl.CMD);
-      if (cmd === Command.RUN) {
-        // The controller may have loaded new counters while paused.
+      if (cmd === Command.RUN && !running) {
+        // Resuming from a pause: the controller may have loaded new counters meanwhile. (A RUN sent to
+        // a running vCPU must not reload them: the block holds the counters of the last pause.)
         runner.prng = [i32[Ctl.PRNG], i32[Ctl.PRNG + 1], i32[Ctl.PRNG + 2], i32[Ctl.PRNG + 3]] as PrngState;
         runner.steps = f64[Ctl.F64_STEPS];
         running = true;
@@ -79,6 +80,11 @@ function main(data: VcpuWorkerData): void {
       running = false;
       publish();
       setStatus(VcpuStatus.PAUSED);
+    }
+    if (running && data.shape.kind === 'idle' && Number.isFinite(stopAt)) {
+      // Idle steps change nothing: reach the stop point at once instead of spinning.
+      runner.run(stopAt - runner.steps);
+      continue;
     }
     if (!running || data.shape.kind === 'idle') {
       sleep(1000);

@@ -9,7 +9,6 @@ import type { PageGateInit } from './page-gate.js';
 import type { Slab } from './slab.js';
 import type { CpuCounters, WorkloadShape } from './workload.js';
 import type { VcpuWorkerData } from './vcpu-worker.js';
-import type { PrngState } from './prng.js';
 
 export interface VcpuOptions {
   stepsPerSecond: number;
@@ -61,7 +60,7 @@ export class Vcpu {
   /** Exact counters; call while paused. */
   counters(): CpuCounters {
     const i = this.ctl.i32;
-    return { prng: [i[Ctl.PRNG], i[Ctl.PRNG + 1], i[Ctl.PRNG + 2], i[Ctl.PRNG + 3]] as PrngState, steps: this.ctl.f64[Ctl.F64_STEPS] };
+    return { prng: [i[Ctl.PRNG] >>> 0, i[Ctl.PRNG + 1] >>> 0, i[Ctl.PRNG + 2] >>> 0, i[Ctl.PRNG + 3] >>> 0], steps: this.ctl.f64[Ctl.F64_STEPS] };
   }
 
   /** Replaces the counters; call while paused (they take effect on the next resume). */
@@ -94,6 +93,8 @@ export class Vcpu {
 
   /** Runs until exactly `steps` steps have executed in total, then stays paused. */
   async runUntil(steps: number): Promise<CpuCounters> {
+    // Pause first so the count compared against is exact, not the last published batch.
+    await this.command(Command.PAUSE);
     if (!Number.isSafeInteger(steps) || steps < this.steps) throw invalidArgument('steps', `must be an integer ≥ the current count ${this.steps}`, steps);
     this.ctl.f64[Ctl.F64_STOP_AT] = steps;
     await this.command(Command.RUN);

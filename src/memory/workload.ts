@@ -91,12 +91,16 @@ export class StepRunner {
   }
 
   counters(): CpuCounters {
-    return { prng: [...this.prng] as PrngState, steps: this.steps };
+    return { prng: this.prng.map((x) => x >>> 0) as PrngState, steps: this.steps };
   }
 
-  /** Runs exactly `n` steps (0 for the idle workload) and returns how many ran. */
+  /** Runs exactly `n` steps and returns `n`. An idle guest's steps are no-ops that only count. */
   run(n: number): number {
-    if (this.shape.kind === 'idle' || n <= 0) return 0;
+    if (n <= 0) return 0;
+    if (this.shape.kind === 'idle') {
+      this.steps += n;
+      return n;
+    }
     const s = this.prng;
     const { pageCount, hotStart, hotPages, hotThreshold } = this.shape;
     const hot = this.shape.kind === 'hotset';

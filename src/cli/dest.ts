@@ -1,0 +1,73 @@
+// `memshift dest`: waits for one migration, resumes the guest, optionally lets it run K more steps,
+// then pauses it, dumps its RAM and writes the report. Connections that fail the handshake are logged
+// and the wait goes on. The first line on stdout is "listening on HOST:PORT" (useful with port 0).
+
+import { writeFileSync } from 'node:fs';
+import { SimulatedGuest, RAM_REGION_ID, formatAddress, formatReport, listen, parseSize, receive } from '../index.js';
+import { helpText, optionalString, parseArgs, parseInteger, requireString, type Flags } from './args.js';
+import { progressPrinter } from './progress.js';
+
+export const destFlags: Flags = {
+  listen: { type: 'string', value: 'HOST:PORT', help: 'address to wait on (port 0: any free port)' },
+  report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
+  'dump-memory': { type: 'string', value: 'FILE', help: 'write the RAM image after the guest paused' },
+  'run-steps': { type: 'string', value: 'K', help: 'let the guest run K steps after the migration, then pause it' },
+  prealloc: { type: 'boolean', help: 'touch all guest memory before receiving (like -mem-prealloc)' },
+  'max-memory': { type: 'string', value: 'SIZE', help: 'largest guest accepted (default: physical memory)' },
+  'slab-size': { type: 'string', value: 'SIZE', help: 'most guest RAM per shared memory slab', default: '3GiB' },
+  quiet: { type: 'boolean', help: 'no progress line or summary' },
+  help: { type: 'boolean', help: 'show this help' },
+};
+
+export async function runDestCommand(argv: readonly string[]): Promise<number> {
+  const a = parseArgs(argv, destFlags);
+  if (a.help) {
+    console.log(helpText('dest', 'Wait for one migration and run the received guest.', destFlags));
+    return 0;
+  }
+  const runSteps = optionalString(a, 'run-steps');
+  const k = runSteps === undefined ? 0 : parseInteger(runSteps, '--run-steps');
+  const maxMemory = optionalString(a, 'max-memory');
+  const maxSlabBytes = parseSize(requireString(a, 'slab-size'), '--slab-size');
+  const { server, address } = await listen(requireString(a, 'listen'));
+  console.log(`listening on ${formatAddress(address)}`);
+  const printer = progressPrinter();
+  let result;
+  try {
+    result = await receive({
+      listen: server,
+      createTarget: (regions) => SimulatedGuest.receiving(regions, { maxSlabBytes }),
+      prealloc: a.prealloc === true,
+      maxGuestBytes: maxMemory === undefined ? undefined : parseSize(maxMemory, '--max-memory'),
+      onProgress: a.quiet ? undefined : (p) => printer.update(p),
+      onLog: (line) => {
+        printer.done();
+        console.error(`memshift dest: ${line}`);
+      },
+    });
+  } finally {
+    printer.done();
+    server.close();
+  }
+  const { report, target } = result;
+  const guest = target instanceof SimulatedGuest ? target : null;
+  try {
+    if (report.outcome === 'completed' && guest !== null) {
+      await guest.pause();
+      if (k > 0) await guest.runUntil(guest.steps + k);
+      report.guestSteps = guest.steps;
+      const dump = optionalString(a, 'dump-memory');
+      if (dump !== undefined) guest.memory.writeImage(RAM_REGION_ID, dump);
+    }
+    const reportFile = optionalString(a, 'report');
+    if (reportFile !== undefined) writeFileSync(reportFile, `${JSON.stringify(report, null, 2)}\n`);
+    if (!a.quiet) console.error(formatReport(report));
+  } finally {
+    await guest?.close();
+  }
+  if (report.outcome !== 'completed') {
+    console.error(`memshift dest: ${report.error?.code ?? 'MS_ERR'}: ${report.error?.message ?? report.outcome}`);
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,28 @@
+// Flags that define the simulated guest, shared by `source`, `replay` and `demo`.
+
+import { parseSize, resolveGuestConfig, type FillKind, type GuestConfig, type WorkloadKind } from '../index.js';
+import { optionalString, parseInteger, requireString, type Flags, type Parsed } from './args.js';
+
+export const guestFlags: Flags = {
+  memory: { type: 'string', value: 'SIZE', help: 'guest RAM (KiB, MiB, GiB)' },
+  fill: { type: 'string', value: 'mixed|zero|random', help: 'initial contents', default: 'mixed' },
+  workload: { type: 'string', value: 'idle|uniform|hotset', help: 'what the vCPU does', default: 'hotset' },
+  'hot-size': { type: 'string', value: 'SIZE', help: 'hot working set of the hotset workload (default memory/16)' },
+  'hot-share': { type: 'string', value: 'PERMILLE', help: 'steps that land in the hot set, per mille', default: '900' },
+  'dirty-rate': { type: 'string', value: 'N|max', help: 'steps (dirtied pages) per second', default: 'max' },
+  seed: { type: 'string', value: 'N', help: 'seed of fill and workload' },
+};
+
+export function guestConfigFrom(a: Parsed): GuestConfig {
+  const hot = optionalString(a, 'hot-size');
+  const rate = requireString(a, 'dirty-rate');
+  return resolveGuestConfig({
+    memoryBytes: parseSize(requireString(a, 'memory'), '--memory'),
+    fill: requireString(a, 'fill') as FillKind,
+    workload: requireString(a, 'workload') as WorkloadKind,
+    hotBytes: hot === undefined ? undefined : parseSize(hot, '--hot-size'),
+    hotPermille: parseInteger(requireString(a, 'hot-share'), '--hot-share', 0, 1000),
+    seed: parseInteger(requireString(a, 'seed'), '--seed'),
+    stepsPerSecond: rate === 'max' ? 0 : parseInteger(rate, '--dirty-rate', 1, 0x7fffffff),
+  });
+}

@@ -1,0 +1,98 @@
+// `memshift source`: starts a simulated guest, lets it run, and migrates it to a waiting destination.
+// Exit 0 when the guest runs on the destination; 1 with a one-line error naming the cause otherwise
+// (the guest then kept running here, except after a switchover in doubt).
+
+import { writeFileSync } from 'node:fs';
+import {
+  ErrorCode, SimulatedGuest, RAM_REGION_ID, formatReport, migrate, parseSize, errorCode, MIGRATION_MODES,
+  type MigrationMode, type Report, type StallPolicy,
+} from '../index.js';
+import { helpText, optionalString, parseArgs, parseInteger, requireString, type Flags } from './args.js';
+import { guestConfigFrom, guestFlags } from './guest-flags.js';
+import { progressPrinter } from './progress.js';
+
+export const sourceFlags: Flags = {
+  connect: { type: 'string', value: 'HOST:PORT', help: 'destination to migrate to' },
+  ...guestFlags,
+  mode: { type: 'string', value: MIGRATION_MODES.join('|'), help: 'migration mode', default: 'live' },
+  'downtime-limit': { type: 'string', value: 'MS', help: 'switch over when expected downtime is at most this', default: '300' },
+  'max-iterations': { type: 'string', value: 'N', help: 'pre-copy iteration cap', default: '30' },
+  'max-time': { type: 'string', value: 'S', help: 'pre-copy time cap in seconds', default: '300' },
+  'on-stall': { type: 'string', value: 'force|throttle|abort', help: 'what to do when pre-copy does not converge', default: 'throttle' },
+  warmup: { type: 'string', value: 'MS', help: 'let the guest run this long before migrating', default: '300' },
+  xbzrle: { type: 'string', value: 'on|off', help: 'XBZRLE deltas for pages sent before', default: 'on' },
+  compress: { type: 'string', value: 'none|lz4', help: 'LZ4 for raw pages (pays on slow links only)', default: 'none' },
+  encoders: { type: 'string', value: 'N', help: 'encoder threads (default cores - 1)' },
+  'slab-size': { type: 'string', value: 'SIZE', help: 'most guest RAM per shared memory slab', default: '3GiB' },
+  'cache-size': { type: 'string', value: 'SIZE', help: 'XBZRLE cache', default: '64MiB' },
+  report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
+  'dump-memory': { type: 'string', value: 'FILE', help: 'write the RAM image when the guest stops (pause point, or after a failure)' },
+  quiet: { type: 'boolean', help: 'no progress line or summary' },
+  help: { type: 'boolean', help: 'show this help' },
+};
+
+export async function runSourceCommand(argv: readonly string[]): Promise<number> {
+  const a = parseArgs(argv, sourceFlags);
+  if (a.help) {
+    console.log(helpText('source', 'Start a simulated guest and migrate it to a destination.', sourceFlags));
+    return 0;
+  }
+  const connect = requireString(a, 'connect');
+  const config = guestConfigFrom(a);
+  const mode = requireString(a, 'mode') as MigrationMode;
+  const onStall = requireString(a, 'on-stall') as StallPolicy;
+  const xbzrle = requireString(a, 'xbzrle');
+  if (xbzrle !== 'on' && xbzrle !== 'off') throw new Error('--xbzrle must be on or off');
+  const compress = requireString(a, 'compress');
+  if (compress !== 'none' && compress !== 'lz4') throw new Error('--compress must be none or lz4');
+  const encoders = optionalString(a, 'encoders');
+  const warmupMs = parseInteger(requireString(a, 'warmup'), '--warmup');
+  const guest = SimulatedGuest.create(config, {
+    maxSlabBytes: parseSize(requireString(a, 'slab-size'), '--slab-size'),
+    cacheBytes: xbzrle === 'on' ? parseSize(requireString(a, 'cache-size'), '--cache-size') : 0,
+  });
+  const printer = progressPrinter();
+  let report: Report;
+  let failure: { code: string; message: string } | null = null;
+  try {
+    await guest.resume();
+    await new Promise((r) => setTimeout(r, warmupMs));
+    try {
+      report = await migrate(guest, connect, {
+        mode,
+        downtimeLimitMs: parseInteger(requireString(a, 'downtime-limit'), '--downtime-limit', 1),
+        maxIterations: parseInteger(requireString(a, 'max-iterations'), '--max-iterations', 1),
+        maxTimeMs: parseInteger(requireString(a, 'max-time'), '--max-time', 1) * 1000,
+        onStall,
+        xbzrle: xbzrle === 'on',
+        lz4: compress === 'lz4',
+        encoders: encoders === undefined ? undefined : parseInteger(encoders, '--encoders', 1),
+        onProgress: a.quiet ? undefined : (p) => printer.update(p),
+      });
+    } catch (err) {
+      const r = (err as { details?: { report?: Report } }).details?.report;
+      if (r === undefined) throw err;
+      report = r;
+      failure = { code: errorCode(err) ?? 'MS_ERR', message: (err as Error).message };
+    }
+    printer.done();
+    if (failure !== null) {
+      // The guest kept running (or stays paused, in doubt): stop it here only to dump a consistent image.
+      await guest.pause();
+      report.guestSteps = guest.steps;
+    }
+    const dump = optionalString(a, 'dump-memory');
+    if (dump !== undefined) guest.memory.writeImage(RAM_REGION_ID, dump);
+    const reportFile = optionalString(a, 'report');
+    if (reportFile !== undefined) writeFileSync(reportFile, `${JSON.stringify(report, null, 2)}\n`);
+    if (!a.quiet) console.error(formatReport(report));
+  } finally {
+    printer.done();
+    await guest.close();
+  }
+  if (failure !== null) {
+    console.error(`memshift source: ${failure.code}: ${failure.message}`);
+    return failure.code === ErrorCode.INVALID_ARGUMENT ? 2 : 1;
+  }
+  return 0;
+}

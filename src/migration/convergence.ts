@@ -1,0 +1,136 @@
+// When to stop iterating: a pure function of the latest metrics and the policy, after Cloud
+// Hypervisor's is_precopy_converged and QEMU's auto-converge. The rules are tried in order and the
+// first that fires decides; the report prints its name and reason.
+//
+//   1 downtime-limit   expected downtime (remaining bytes / bandwidth) ≤ the limit → switch over
+//   2 postcopy-after   hybrid mode has run its pre-copy iterations → post-copy
+//   3 max-iterations   the iteration cap is reached → stall policy (throttle falls back to force)
+//   4 max-time         the time cap is reached → stall policy (throttle falls back to force)
+//   5 dirty-rate       the guest dirties as fast as the link sends, for 2 iterations in a row → stall policy
+//   6 no-progress      remaining pages have not shrunk below their minimum over the last N iterations → stall policy
+//   7 converging       otherwise: another iteration
+//
+// Stall policies: force (stop-and-copy now, whatever the downtime), throttle (slow the vCPU: 20 %,
+// then +10 % per stalled iteration up to 99 %, as QEMU's auto-converge), abort (give up; the source
+// keeps running), postcopy (switch to post-copy: every page moves once more at most).
+
+export type StallPolicy = 'force' | 'throttle' | 'abort' | 'postcopy';
+export const STALL_POLICIES: readonly StallPolicy[] = ['force', 'throttle', 'abort', 'postcopy'];
+
+export type RuleName = 'downtime-limit' | 'postcopy-after' | 'max-iterations' | 'max-time' | 'dirty-rate' | 'no-progress' | 'converging';
+export type Action = 'continue' | 'switchover' | 'throttle' | 'abort' | 'postcopy';
+
+export interface ConvergencePolicy {
+  downtimeLimitMs: number;
+  maxIterations: number;
+  maxTimeMs: number;
+  onStall: StallPolicy;
+  /** Iterations without progress before rule 6 fires. */
+  stallIterations: number;
+  throttleInitial: number;
+  throttleStep: number;
+  throttleMax: number;
+  /** Hybrid: switch to post-copy after this many pre-copy iterations (null: only on stall). */
+  postcopyAfter: number | null;
+}
+
+export const DEFAULT_POLICY: ConvergencePolicy = {
+  downtimeLimitMs: 300,
+  maxIterations: 30,
+  maxTimeMs: 300_000,
+  onStall: 'throttle',
+  stallIterations: 4,
+  throttleInitial: 20,
+  throttleStep: 10,
+  throttleMax: 99,
+  postcopyAfter: null,
+};
+
+export interface ConvergenceMetrics {
+  /** Iterations completed. */
+  iteration: number;
+  elapsedMs: number;
+  remainingPages: number;
+  remainingBytes: number;
+  /** Bytes per second. */
+  bandwidth: number;
+  /** Bytes per second the guest dirties (pages/s × bytes per page). */
+  dirtyRate: number;
+  /** Dirty rate of the iteration before, for rule 5's "two in a row". */
+  previousDirtyRate: number;
+  previousBandwidth: number;
+  /** Remaining pages after each completed iteration, oldest first (this one last). */
+  remainingHistory: readonly number[];
+  throttlePercent: number;
+}
+
+export interface Decision {
+  action: Action;
+  rule: RuleName;
+  reason: string;
+  /** For action 'throttle': the new percentage. */
+  throttlePercent?: number;
+  /** True when switching over although the downtime limit was not met. */
+  forced: boolean;
+}
+
+export function expectedDowntimeMs(remainingBytes: number, bandwidth: number): number {
+  if (remainingBytes === 0) return 0;
+  return bandwidth > 0 ? (remainingBytes * 1000) / bandwidth : Infinity;
+}
+
+const fmt = (n: number): string => (Number.isFinite(n) ? (n >= 100 ? n.toFixed(0) : n.toFixed(1)) : '∞');
+const mbs = (bytesPerSecond: number): string => `${fmt(bytesPerSecond / 1e6)} MB/s`;
+
+export function decideConvergence(m: ConvergenceMetrics, p: ConvergencePolicy): Decision {
+  const downtime = expectedDowntimeMs(m.remainingBytes, m.bandwidth);
+  if (downtime <= p.downtimeLimitMs) {
+    return {
+      action: 'switchover', rule: 'downtime-limit', forced: false,
+      reason: `expected downtime ${fmt(downtime)} ms (${m.remainingPages} pages, ${m.remainingBytes} B at ${mbs(m.bandwidth)}) ≤ limit ${p.downtimeLimitMs} ms`,
+    };
+  }
+  if (p.postcopyAfter !== null && m.iteration >= p.postcopyAfter) {
+    return { action: 'postcopy', rule: 'postcopy-after', forced: false, reason: `${m.iteration} pre-copy iterations done (postcopy-after ${p.postcopyAfter}); ${m.remainingPages} pages left for post-copy` };
+  }
+  if (m.iteration >= p.maxIterations) {
+    return stall(m, p, 'max-iterations', `${m.iteration} iterations reached the cap of ${p.maxIterations} with expected downtime ${fmt(downtime)} ms`, true);
+  }
+  if (m.elapsedMs >= p.maxTimeMs) {
+    return stall(m, p, 'max-time', `${fmt(m.elapsedMs / 1000)} s reached the cap of ${fmt(p.maxTimeMs / 1000)} s with expected downtime ${fmt(downtime)} ms`, true);
+  }
+  if (m.iteration >= 2 && m.dirtyRate >= m.bandwidth && m.previousDirtyRate >= m.previousBandwidth) {
+    return stall(m, p, 'dirty-rate', `guest dirties ${mbs(m.dirtyRate)}, link sends ${mbs(m.bandwidth)} (and ${mbs(m.previousDirtyRate)} vs ${mbs(m.previousBandwidth)} the iteration before)`, false);
+  }
+  const h = m.remainingHistory;
+  if (h.length > p.stallIterations) {
+    const before = Math.min(...h.slice(h.length - 1 - p.stallIterations, h.length - 1));
+    if (h[h.length - 1] >= before) {
+      return stall(m, p, 'no-progress', `${h[h.length - 1]} pages remain, no fewer than the best (${before}) of the previous ${p.stallIterations} iterations`, false);
+    }
+  }
+  return { action: 'continue', rule: 'converging', forced: false, reason: `expected downtime ${fmt(downtime)} ms > limit ${p.downtimeLimitMs} ms; ${m.remainingPages} pages remain` };
+}
+
+function stall(m: ConvergenceMetrics, p: ConvergencePolicy, rule: RuleName, why: string, hardCap: boolean): Decision {
+  switch (p.onStall) {
+    case 'force':
+      return { action: 'switchover', rule, forced: true, reason: `${why}; policy force: stop-and-copy now` };
+    case 'abort':
+      return { action: 'abort', rule, forced: false, reason: `${why}; policy abort: migration abandoned, source keeps running` };
+    case 'postcopy':
+      return { action: 'postcopy', rule, forced: false, reason: `${why}; policy postcopy: switching to post-copy` };
+    case 'throttle': {
+      if (hardCap) return { action: 'switchover', rule, forced: true, reason: `${why}; throttling at ${m.throttlePercent} % did not converge in time: stop-and-copy now` };
+      if (m.throttlePercent >= p.throttleMax) {
+        return { action: 'continue', rule, forced: false, throttlePercent: m.throttlePercent, reason: `${why}; throttle already at its maximum ${p.throttleMax} %` };
+      }
+      const next = m.throttlePercent === 0 ? p.throttleInitial : Math.min(p.throttleMax, m.throttlePercent + p.throttleStep);
+      return { action: 'throttle', rule, forced: false, throttlePercent: next, reason: `${why}; policy throttle: vCPU throttled to ${next} %` };
+    }
+    default: {
+      const never: never = p.onStall;
+      throw new Error(`unknown stall policy ${String(never)}`);
+    }
+  }
+}

@@ -1,0 +1,315 @@
+// The destination's driver: accepts connections, runs the handshake, allocates the target memory,
+// receives and applies pages, and resumes the guest when the source switches over. All decisions go
+// through stepDest (machine.ts); this file does the I/O.
+//
+//   accept ─► preface + HELLO (small buffer) ─► allocate target, [pre-touch] ─► receive into arena
+//   ─► HELLO_ACK ─► PAGE_BATCH* ITERATION_END … DEVICE_STATE SWITCHOVER ─► digest check ─► load state
+//   ─► resume ─► RESUMED ─► COMPLETE
+//
+// A connection that fails the handshake (not memshift, wrong version, bad HELLO, regions it cannot
+// hold) is logged and dropped, and the destination keeps waiting. Once a session is past the
+// handshake, its failure ends the wait: the guest is never started from a partial copy.
+
+import type net from 'node:net';
+import { totalmem } from 'node:os';
+import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
+import { slabDigest, type Slab } from '../../memory/slab.js';
+import type { MemoryTarget, Region } from '../../memory/types.js';
+import { Capability, ChannelRole, FrameType, Limits, type MigrationMode } from '../../protocol/constants.js';
+import { decodeIterationEnd, decodeSwitchover, encodeResumed, decodeError, peerError, decodeComplete, type Switchover } from '../../protocol/control.js';
+import { decodeHello, encodeHelloAck, type Hello } from '../../protocol/handshake.js';
+import { FRAME_HEADER_BYTES, frameTypeName } from '../../protocol/frame.js';
+import type { Frame } from '../../protocol/frame-reader.js';
+import { Channel } from '../../transport/channel.js';
+import { viewsOf } from '../../wasm/views.js';
+import { throttledProgress, type Progress } from '../progress.js';
+import { hex64, type Report } from '../report.js';
+import { emptyReport } from '../source/driver.js';
+import { BatchApplier } from './apply.js';
+import { isFinalDest, stepDest, type DestState } from './machine.js';
+
+export interface DestinationOptions {
+  /** Allocates memory for the regions a source announced; throws MS_ERR_INVALID_ARGUMENT to refuse them. */
+  createTarget(regions: readonly Region[]): MemoryTarget;
+  /** Touch every page of the target before acknowledging the handshake (like -mem-prealloc). */
+  prealloc: boolean;
+  handshakeTimeoutMs: number;
+  /** Largest guest this destination accepts, in bytes (default: physical memory). */
+  maxGuestBytes?: number;
+  signal?: AbortSignal;
+  onProgress?: (p: Progress) => void;
+  onLog?: (line: string) => void;
+}
+
+export interface DestinationResult {
+  report: Report;
+  /** The received guest (running after a completed migration), or null when none was accepted. */
+  target: MemoryTarget | null;
+}
+
+const OUR_CAPABILITIES = Capability.XBZRLE | Capability.LZ4;
+/** Scratch slot of the destination's main thread. */
+const MAIN_AGENT = 0;
+
+function smallReceiveBuffer(): Uint8Array {
+  return new Uint8Array(Limits.MAX_CONTROL_BODY_BYTES + FRAME_HEADER_BYTES + 256 * 1024);
+}
+
+function digestOf(target: MemoryTarget): bigint {
+  return target.regions.reduce((d, r) => target.slabsOf(r.id).reduce((x, s) => x ^ slabDigest(s), d), 0n);
+}
+
+/** Touches every RAM page once so that receiving does not pay the host's first-write cost. */
+export function pretouch(slabs: readonly Slab[]): void {
+  for (const s of slabs) {
+    const { i32 } = viewsOf(s.memory);
+    const words = s.layout.pageSize >>> 2;
+    const base = s.layout.ram >>> 2;
+    for (let p = 0; p < s.pageCount; p++) i32[base + p * words] = 0;
+  }
+}
+
+/** Waits on `server` for one migration and receives it. Always resolves with a report. */
+export function receiveMigration(server: net.Server, options: DestinationOptions): Promise<DestinationResult> {
+  const log = options.onLog ?? (() => undefined);
+  return new Promise<DestinationResult>((resolve) => {
+    let session: Session | null = null;
+    const finish = (result: DestinationResult): void => {
+      server.off('connection', onConnection);
+      resolve(result);
+    };
+    const onConnection = (socket: net.Socket): void => {
+      const peer = `source ${socket.remoteAddress}:${socket.remotePort}`;
+      if (session !== null) {
+        log(`rejected connection from ${peer}: a migration is already in progress`);
+        socket.destroy();
+        return;
+      }
+      const channel = Channel.accept(socket, { receiveBuffer: smallReceiveBuffer(), maxBody: Limits.MAX_CONTROL_BODY_BYTES, peer });
+      const timer = setTimeout(() => channel.fail(new MemshiftError(ErrorCode.TIMEOUT, `${peer}: no HELLO within ${options.handshakeTimeoutMs} ms`)), options.handshakeTimeoutMs);
+      let settled = false;
+      channel.setHandlers({
+        onFrame: (frame) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          if (frame.type !== FrameType.HELLO) {
+            throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `expected HELLO, got ${frameTypeName(frame.type)}`, { frameType: frame.type });
+          }
+          const hello = decodeHello(frame.buf, frame.bodyOffset, frame.bodyLength);
+          if (hello.role !== ChannelRole.BULK) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `no session ${Buffer.from(hello.session).toString('hex')} to attach a ${hello.role === ChannelRole.URGENT ? 'urgent' : 'bulk'} channel to`);
+          checkRegions(hello.regions, options.maxGuestBytes ?? totalmem());
+          session = new Session(channel, hello, options, (result) => finish(result));
+        },
+        onClosed: (error) => {
+          clearTimeout(timer);
+          if (session === null && error !== null) log(`rejected connection from ${peer}: ${error.code}: ${error.message}`);
+        },
+      });
+    };
+    server.on('connection', onConnection);
+    options.signal?.addEventListener('abort', () => {
+      if (session === null) finish({ report: { ...emptyReport('destination', 'live'), outcome: 'cancelled', error: { code: ErrorCode.CANCELLED, message: 'cancelled while waiting for a migration' } }, target: null });
+      else session.cancel();
+    }, { once: true });
+  });
+}
+
+function checkRegions(regions: readonly Region[], maxBytes: number): void {
+  const total = regions.reduce((n, r) => n + r.pageCount * r.pageSize, 0);
+  if (total > maxBytes) {
+    throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `guest of ${total} bytes is larger than this destination accepts (${maxBytes})`);
+  }
+}
+
+/** One accepted migration, from HELLO to completion. */
+class Session {
+  private state: DestState = { kind: 'awaiting-hello' };
+  private readonly report: Report;
+  private readonly t0 = performance.now();
+  private target: MemoryTarget | null = null;
+  private applier: BatchApplier | null = null;
+  private deviceState: Uint8Array | null = null;
+  /** Time spent applying batches in the current pass and in the last completed one. */
+  private passApplyMs = 0;
+  private lastPassApplyMs = 0;
+  private done = false;
+  private readonly progress;
+  private lastIterationEnd = 0;
+
+  constructor(
+    private readonly channel: Channel,
+    hello: Hello,
+    private readonly options: DestinationOptions,
+    private readonly finish: (r: DestinationResult) => void,
+  ) {
+    this.report = emptyReport('destination', hello.mode);
+    this.progress = throttledProgress(options.onProgress);
+    this.state = stepDest(this.state, { type: 'hello', mode: hello.mode });
+    this.channel.setHandlers({ onFrame: (f) => this.onFrame(f), onClosed: (e) => this.onClosed(e) });
+    this.start(hello).catch((err) => this.fail(toMemshiftError(err, ErrorCode.HANDSHAKE_REJECTED, 'destination setup')));
+  }
+
+  private log(line: string): void {
+    this.options.onLog?.(line);
+  }
+
+  private async start(hello: Hello): Promise<void> {
+    this.channel.phase = 'setup';
+    const target = this.options.createTarget(hello.regions);
+    this.target = target;
+    const slabs = target.regions.flatMap((r) => [...target.slabsOf(r.id)]);
+    if (this.options.prealloc) {
+      const t = performance.now();
+      pretouch(target.slabsOf(target.regions[0].id));
+      this.report.prealloc = { enabled: true, ms: performance.now() - t };
+    } else {
+      this.report.prealloc = { enabled: false, ms: 0 };
+    }
+    const capabilities = hello.capabilities & OUR_CAPABILITIES;
+    this.applier = new BatchApplier(target, capabilities, MAIN_AGENT);
+    const receive = slabs[0];
+    this.channel.switchReceiveBuffer(new Uint8Array(receive.memory.buffer, receive.layout.arena, receive.layout.arenaBytes), Limits.MAX_FRAME_BODY_BYTES);
+    this.channel.phase = 'pre-copy';
+    this.report.setupTimeMs = performance.now() - this.t0;
+    await this.channel.send(encodeHelloAck({ session: hello.session, capabilities }));
+    this.log(`accepted ${hello.mode} migration from ${this.channel.peer}: ${hello.regions.map((r) => `${r.name} ${r.pageCount}×${r.pageSize}`).join(', ')}`);
+  }
+
+  private onFrame(frame: Frame): void {
+    if (this.done) return;
+    switch (frame.type) {
+      case FrameType.PAGE_BATCH: {
+        if (this.applier === null) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'PAGE_BATCH before the handshake finished');
+        this.state = stepDest(this.state, { type: 'batch' });
+        const t = performance.now();
+        this.applier.apply(frame.buf, frame.bodyOffset, frame.bodyLength, frame.checkedLength);
+        this.passApplyMs += performance.now() - t;
+        this.progress(() => this.snapshot());
+        return;
+      }
+      case FrameType.ITERATION_END: {
+        const m = decodeIterationEnd(frame.buf, frame.bodyOffset, frame.bodyLength);
+        this.state = stepDest(this.state, { type: 'iteration-end', iteration: m.iteration });
+        this.lastIterationEnd = m.iteration;
+        this.lastPassApplyMs = this.passApplyMs;
+        this.passApplyMs = 0;
+        this.channel.phase = `pre-copy pass ${m.iteration + 1}`;
+        this.progress(() => this.snapshot(), true);
+        return;
+      }
+      case FrameType.DEVICE_STATE: {
+        const body = frame.buf.slice(frame.bodyOffset, frame.bodyOffset + frame.bodyLength);
+        this.target!.checkState(body);
+        this.state = stepDest(this.state, { type: 'device-state' });
+        this.deviceState = body;
+        return;
+      }
+      case FrameType.SWITCHOVER: {
+        const m = decodeSwitchover(frame.buf, frame.bodyOffset, frame.bodyLength);
+        this.state = stepDest(this.state, { type: 'switchover', postcopy: m.mode !== 0 });
+        if (this.state.kind !== 'switching') throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'post-copy is not available in this build');
+        this.channel.phase = 'switchover';
+        this.switchover(m).catch((err) => this.fail(toMemshiftError(err, ErrorCode.UNEXPECTED_MESSAGE, 'switchover')));
+        return;
+      }
+      case FrameType.COMPLETE: {
+        decodeComplete(frame.buf, frame.bodyOffset, frame.bodyLength);
+        this.state = stepDest(this.state, { type: 'complete' });
+        this.end();
+        return;
+      }
+      case FrameType.ERROR: {
+        const err = peerError(decodeError(frame.buf, frame.bodyOffset, frame.bodyLength), this.channel.peer);
+        this.fail(err);
+        return;
+      }
+      default:
+        throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `${frameTypeName(frame.type)} is not expected from a source`, { frameType: frame.type });
+    }
+  }
+
+  private async switchover(m: Switchover): Promise<void> {
+    const target = this.target!;
+    // The final pass (stop-and-copy) is the last one that ended: its apply time is our share of downtime.
+    const applyMs = this.lastPassApplyMs + this.passApplyMs;
+    const tDigest = performance.now();
+    const digest = digestOf(target);
+    if (digest !== m.digest) {
+      throw new MemshiftError(ErrorCode.DIGEST_MISMATCH, `memory digest ${hex64(digest)} differs from the source's ${hex64(m.digest)}: not resuming`);
+    }
+    const digestMs = performance.now() - tDigest;
+    const tState = performance.now();
+    target.loadState(this.deviceState!);
+    const stateMs = performance.now() - tState;
+    const tResume = performance.now();
+    await target.resume();
+    const resumeMs = performance.now() - tResume;
+    this.state = stepDest(this.state, { type: 'resumed' });
+    this.report.digest = hex64(digest);
+    this.report.downtimeBreakdown = {
+      pauseMs: 0, finalPagesMs: 0, finalPages: 0, deviceStateMs: 0, destinationApplyMs: applyMs,
+      digestCheckMs: digestMs, resumeMs: resumeMs + stateMs, otherMs: 0,
+    };
+    this.channel.phase = 'completion';
+    await this.channel.send(encodeResumed({
+      digest, pagesReceived: this.applier!.totals.pages, applyMs, stateMs, digestMs, resumeMs,
+    }));
+  }
+
+  private snapshot(): Progress {
+    const t = this.applier?.totals;
+    return {
+      role: 'destination', phase: this.state.kind, iteration: this.lastIterationEnd + 1, remainingPages: 0, pagesReceived: t?.pages ?? 0,
+      dirtyRate: 0, bandwidth: (this.channel.bytesReceived * 1000) / Math.max(1, performance.now() - this.t0), expectedDowntimeMs: 0,
+      bytesTransferred: this.channel.bytesReceived, elapsedMs: performance.now() - this.t0, throttlePercent: 0,
+    };
+  }
+
+  private onClosed(error: MemshiftError | null): void {
+    if (this.done) return;
+    const err = error ?? new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${this.channel.peer} closed the connection during ${this.channel.phase}`);
+    this.state = stepDest(this.state, { type: 'closed', error: err });
+    if (this.state.kind === 'completed') this.log(`${this.channel.peer} closed without confirming it released the guest; the guest runs here`);
+    this.end();
+  }
+
+  private fail(err: MemshiftError): void {
+    if (this.done) return;
+    if (!isFinalDest(this.state)) this.state = stepDest(this.state, { type: 'error', error: err });
+    this.channel.fail(err);
+    this.end();
+  }
+
+  cancel(): void {
+    this.fail(new MemshiftError(ErrorCode.CANCELLED, `migration cancelled during ${this.channel.phase}`));
+  }
+
+  private end(): void {
+    if (this.done) return;
+    this.done = true;
+    const r = this.report;
+    const t = this.applier?.totals;
+    r.totalTimeMs = performance.now() - this.t0;
+    r.bytesTransferred = this.channel.bytesReceived;
+    r.pagesTransferred = t?.pages ?? 0;
+    if (t) r.pagesByEncoding = { ...t.counts };
+    r.throughputGBps = r.totalTimeMs > 0 ? r.bytesTransferred / r.totalTimeMs / 1e6 : 0;
+    const s = this.state;
+    if (s.kind === 'completed') {
+      r.outcome = 'completed';
+      r.converged = true;
+    } else if (s.kind === 'failed') {
+      r.outcome = s.error.code === ErrorCode.CANCELLED ? 'cancelled' : 'failed';
+      r.error = { code: s.error.code, message: s.error.message };
+    } else if (s.kind === 'postcopy-paused') {
+      r.outcome = 'paused';
+      r.error = { code: ErrorCode.POSTCOPY_PAUSED, message: s.error.message };
+    }
+    if (this.target !== null && r.digest === hex64(0n)) r.digest = hex64(digestOf(this.target));
+    this.progress(() => this.snapshot(), true);
+    if (this.state.kind !== 'completed') this.channel.destroy();
+    this.finish({ report: r, target: this.target });
+  }
+}
+

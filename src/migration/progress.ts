@@ -1,0 +1,35 @@
+// Progress events both drivers emit, at most every PROGRESS_INTERVAL_MS and at every phase change.
+
+export interface Progress {
+  role: 'source' | 'destination';
+  phase: string;
+  iteration: number;
+  /** Pages still to send in this pass plus those dirtied since (source); pages received (destination). */
+  remainingPages: number;
+  pagesReceived?: number;
+  /** Pages per second the guest dirties. */
+  dirtyRate: number;
+  /** Bytes per second on the wire. */
+  bandwidth: number;
+  expectedDowntimeMs: number;
+  bytesTransferred: number;
+  elapsedMs: number;
+  throttlePercent: number;
+  faults?: number;
+  pagesPushed?: number;
+  pagesRequested?: number;
+}
+
+export const PROGRESS_INTERVAL_MS = 100;
+
+/** Calls `emit` at most every interval, plus whenever `force` is set. */
+export function throttledProgress(emit: ((p: Progress) => void) | undefined): (p: () => Progress, force?: boolean) => void {
+  let last = 0;
+  return (make, force = false) => {
+    if (emit === undefined) return;
+    const now = performance.now();
+    if (!force && now - last < PROGRESS_INTERVAL_MS) return;
+    last = now;
+    emit(make());
+  };
+}

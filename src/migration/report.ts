@@ -1,0 +1,109 @@
+// The migration report: JSON for tools (these field names are an interface; add, never rename) and a
+// readable summary for operators. Both sides write one; the source's is the authoritative account of
+// the switchover, the destination's of what it received and how long the guest waited on faults.
+
+import type { MigrationMode } from '../protocol/constants.js';
+import type { Action, RuleName } from './convergence.js';
+import type { EncodingCounts, IterationRecord } from './metrics.js';
+
+export type Outcome = 'completed' | 'failed' | 'aborted' | 'cancelled' | 'in-doubt' | 'paused';
+
+export interface DowntimeBreakdown {
+  /** Stopping the vCPU at a step boundary. */
+  pauseMs: number;
+  /** Encoding and sending the pages dirty at the pause. */
+  finalPagesMs: number;
+  finalPages: number;
+  /** Saving and sending device state. */
+  deviceStateMs: number;
+  /** Destination: applying what arrived after SWITCHOVER was read (usually ~0: pages apply as they arrive). */
+  destinationApplyMs: number;
+  /** Destination: comparing the memory digests. */
+  digestCheckMs: number;
+  /** Destination: loading state and starting the vCPU. */
+  resumeMs: number;
+  /** The rest: network latency of the last frames and the RESUMED answer. */
+  otherMs: number;
+}
+
+export interface PostcopyStats {
+  faults: number;
+  faultLatencyUs: { p50: number; p99: number; max: number };
+  pagesRequested: number;
+  pagesPushed: number;
+  /** Destination resume → every page present. */
+  postcopyTimeMs: number;
+}
+
+export interface Report {
+  role: 'source' | 'destination';
+  mode: MigrationMode;
+  outcome: Outcome;
+  error: { code: string; message: string } | null;
+  totalTimeMs: number;
+  /** Source pause → destination resumed (as the source saw RESUMED arrive); null when no switchover happened. */
+  downtimeMs: number | null;
+  downtimeBreakdown: DowntimeBreakdown | null;
+  setupTimeMs: number;
+  bytesTransferred: number;
+  pagesTransferred: number;
+  pagesByEncoding: EncodingCounts;
+  iterations: IterationRecord[];
+  /** Switched over because expected downtime met the limit (not forced, not post-copy). */
+  converged: boolean;
+  switchoverReason: { rule: RuleName; action: Action; forced: boolean; reason: string } | null;
+  predictedDowntimeMs: number | null;
+  throttlePercent: number;
+  /** Source: the guest's steps at the pause (or when dumped on failure). Destination: steps when dumped. */
+  guestSteps: number;
+  /** Session digest of the final memory (hex), equal on both sides after a successful migration. */
+  digest: string;
+  /** Bytes on the wire over total time. */
+  throughputGBps: number;
+  postcopy: PostcopyStats | null;
+  /** Destination: whether memory was pre-touched before receiving, and how long that took. */
+  prealloc: { enabled: boolean; ms: number } | null;
+}
+
+export function hex64(v: bigint): string {
+  return v.toString(16).padStart(16, '0');
+}
+
+const f1 = (n: number | null): string => (n === null ? '—' : n.toFixed(1));
+const gb = (bytes: number): string => (bytes / 1e9).toFixed(3);
+
+/** A readable summary of a report (the demo and the CLI print it). */
+export function formatReport(r: Report): string {
+  const lines: string[] = [];
+  lines.push(`${r.role} ${r.mode} migration: ${r.outcome}${r.error ? ` (${r.error.code}: ${r.error.message})` : ''}`);
+  lines.push(`  total ${f1(r.totalTimeMs)} ms, setup ${f1(r.setupTimeMs)} ms, downtime ${f1(r.downtimeMs)} ms (predicted ${f1(r.predictedDowntimeMs)} ms)`);
+  lines.push(`  ${gb(r.bytesTransferred)} GB in ${r.pagesTransferred} pages, ${r.throughputGBps.toFixed(2)} GB/s; zero ${r.pagesByEncoding.zero}, raw ${r.pagesByEncoding.raw}, xbzrle ${r.pagesByEncoding.xbzrle}, lz4 ${r.pagesByEncoding.lz4}`);
+  if (r.iterations.length > 0) {
+    lines.push('  iter      pages        MB       ms    GB/s  dirty pages   dirty/s  exp.downtime  throttle');
+    for (const it of r.iterations) {
+      lines.push(`  ${String(it.iteration).padStart(4)} ${String(it.pages).padStart(10)} ${(it.bytes / 1e6).toFixed(1).padStart(9)} ${it.ms.toFixed(1).padStart(8)} ${(it.bandwidth / 1e9).toFixed(2).padStart(7)} ${String(it.dirtyPages).padStart(12)} ${it.dirtyRate.toFixed(0).padStart(9)} ${(Number.isFinite(it.expectedDowntimeMs) ? it.expectedDowntimeMs.toFixed(1) : '∞').padStart(13)} ${String(it.throttlePercent).padStart(8)}%`);
+    }
+  }
+  if (r.switchoverReason) {
+    lines.push(`  switchover: ${r.switchoverReason.action} by rule ${r.switchoverReason.rule}${r.switchoverReason.forced ? ' (forced)' : ''}: ${r.switchoverReason.reason}`);
+  }
+  if (r.downtimeBreakdown) {
+    const b = r.downtimeBreakdown;
+    lines.push(`  downtime: pause ${f1(b.pauseMs)} + final pages ${f1(b.finalPagesMs)} (${b.finalPages} pages) + device state ${f1(b.deviceStateMs)} + apply ${f1(b.destinationApplyMs)} + digest ${f1(b.digestCheckMs)} + resume ${f1(b.resumeMs)} + other ${f1(b.otherMs)} ms`);
+  }
+  if (r.postcopy) {
+    const p = r.postcopy;
+    lines.push(`  post-copy: ${p.faults} faults (latency p50 ${p.faultLatencyUs.p50.toFixed(0)} µs, p99 ${p.faultLatencyUs.p99.toFixed(0)} µs, max ${p.faultLatencyUs.max.toFixed(0)} µs), ${p.pagesRequested} pages requested, ${p.pagesPushed} pushed, ${f1(p.postcopyTimeMs)} ms to all present`);
+  }
+  if (r.prealloc?.enabled) lines.push(`  destination memory pre-touched in ${f1(r.prealloc.ms)} ms before receiving`);
+  lines.push(`  guest steps ${r.guestSteps}, digest ${r.digest}, throttle ${r.throttlePercent} %`);
+  return lines.join('\n');
+}
+
+/** p-th percentile (0..100) of `values` (nearest rank); 0 for none. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank];
+}

@@ -1,0 +1,270 @@
+// The source's driver: owns every side effect of a migration (connection, encoder pool, pausing and
+// resuming the guest, timing) and feeds events to the state machine in machine.ts, which alone decides
+// what comes next. Convergence is decided by the pure decideConvergence, passed in with the policy.
+//
+//   setup ─ connect, HELLO/HELLO_ACK, pool ─► pass 1 (every page) ─► sync ─► decide ─┬─► pass n …
+//                                                                                   └─► pause ─► final pass ─►
+//   DEVICE_STATE ─► SWITCHOVER(digest) ─► RESUMED ─► release guest ─► COMPLETE
+//
+// Cold: the guest is paused before connecting; warm: right after the handshake; both then make one
+// pass as the final one. Live: pre-copy passes until a rule switches over.
+
+import { randomBytes } from 'node:crypto';
+import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
+import { DirtyTracker } from '../../memory/dirty-tracker.js';
+import type { Slab } from '../../memory/slab.js';
+import { slabDigest } from '../../memory/slab.js';
+import type { MemorySource } from '../../memory/types.js';
+import { EncoderPool } from '../../pipeline/pool.js';
+import { Capability, ChannelRole, FrameType, Limits, SwitchoverMode, type MigrationMode } from '../../protocol/constants.js';
+import { decodeHelloAck, encodeHello } from '../../protocol/handshake.js';
+import { decodeResumed, encodeComplete, encodeDeviceState, encodeIterationEnd, encodeSwitchover } from '../../protocol/control.js';
+import { FRAME_HEADER_BYTES } from '../../protocol/frame.js';
+import { Channel } from '../../transport/channel.js';
+import { formatAddress, type Address } from '../../transport/tcp.js';
+import { decideConvergence, expectedDowntimeMs, type ConvergencePolicy, type Decision } from '../convergence.js';
+import { Inbox } from '../inbox.js';
+import { BandwidthMeter, addCounts, emptyCounts, type IterationRecord } from '../metrics.js';
+import { throttledProgress, type Progress } from '../progress.js';
+import { hex64, type Report } from '../report.js';
+import { PageSender } from './page-sender.js';
+import { isFinal, stepSource, type SourceState } from './machine.js';
+
+export interface SourceOptions {
+  address: Address;
+  mode: MigrationMode;
+  policy: ConvergencePolicy;
+  xbzrle: boolean;
+  lz4: boolean;
+  encoders?: number;
+  connectTimeoutMs: number;
+  /** How long to wait for each answer of the destination (HELLO_ACK, RESUMED). */
+  answerTimeoutMs: number;
+  signal?: AbortSignal;
+  onProgress?: (p: Progress) => void;
+}
+
+const OUR_CAPABILITIES = Capability.XBZRLE | Capability.LZ4;
+
+function receiveBufferFor(maxBody: number): Uint8Array {
+  return new Uint8Array(maxBody + FRAME_HEADER_BYTES + 256 * 1024);
+}
+
+export function emptyReport(role: 'source' | 'destination', mode: MigrationMode): Report {
+  return {
+    role, mode, outcome: 'failed', error: null, totalTimeMs: 0, downtimeMs: null, downtimeBreakdown: null, setupTimeMs: 0,
+    bytesTransferred: 0, pagesTransferred: 0, pagesByEncoding: emptyCounts(), iterations: [], converged: false,
+    switchoverReason: null, predictedDowntimeMs: null, throttlePercent: 0, guestSteps: 0, digest: hex64(0n),
+    throughputGBps: 0, postcopy: null, prealloc: null,
+  };
+}
+
+function memoryDigest(slabs: readonly Slab[]): bigint {
+  return slabs.reduce((d, s) => d ^ slabDigest(s), 0n);
+}
+
+/** Runs one migration of `source`; always returns a report (its outcome says how it ended). */
+export async function runSource(source: MemorySource, options: SourceOptions): Promise<Report> {
+  const t0 = performance.now();
+  const report = emptyReport('source', options.mode);
+  const slabs = source.regions.flatMap((r) => [...source.slabsOf(r.id)]);
+  const pageSize = source.regions[0].pageSize;
+  const peer = `destination ${formatAddress(options.address)}`;
+  const progress = throttledProgress(options.onProgress);
+  let state: SourceState = { kind: 'setup' };
+  let paused = false;
+  let channel: Channel | null = null;
+  let pool: EncoderPool | null = null;
+  let throttle = 0;
+  let remaining = 0;
+  let bandwidth = 0;
+  let dirtyRate = 0;
+  let predicted = 0;
+
+  const snapshot = (phase: string, iteration: number): Progress => ({
+    role: 'source', phase, iteration, remainingPages: remaining, dirtyRate, bandwidth, expectedDowntimeMs: predicted,
+    bytesTransferred: report.bytesTransferred, elapsedMs: performance.now() - t0, throttlePercent: throttle,
+  });
+  const pause = async (): Promise<number> => {
+    const t = performance.now();
+    await source.pause();
+    paused = true;
+    return performance.now() - t;
+  };
+  const checkCancel = (): void => {
+    if (options.signal?.aborted) throw new MemshiftError(ErrorCode.CANCELLED, `migration cancelled during ${state.kind}`);
+  };
+
+  try {
+    if (options.mode === 'cold') await pause();
+    checkCancel();
+    channel = await Channel.connect(options.address, {
+      receiveBuffer: receiveBufferFor(Limits.MAX_CONTROL_BODY_BYTES), maxBody: Limits.MAX_CONTROL_BODY_BYTES, peer,
+      timeoutMs: options.connectTimeoutMs, signal: options.signal,
+    });
+    const inbox = new Inbox(channel, options.signal);
+    const session = new Uint8Array(randomBytes(Limits.SESSION_ID_BYTES));
+    const ours = OUR_CAPABILITIES & ((options.xbzrle ? Capability.XBZRLE : 0) | (options.lz4 ? Capability.LZ4 : 0));
+    await channel.send(encodeHello({ session, role: ChannelRole.BULK, mode: options.mode, capabilities: ours, regions: [...source.regions] }));
+    const ackFrame = await inbox.expect([FrameType.HELLO_ACK], options.answerTimeoutMs);
+    const ack = decodeHelloAck(ackFrame.body, 0, ackFrame.body.length);
+    if (Buffer.compare(ack.session, session) !== 0) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `${peer} acknowledged another session`);
+    const capabilities = ack.capabilities & ours;
+    report.setupTimeMs = performance.now() - t0;
+    pool = new EncoderPool(slabs, options.encoders);
+    const sender = new PageSender(slabs, pool, channel, { lz4: (capabilities & Capability.LZ4) !== 0 });
+    const tracker = new DirtyTracker(source);
+    const useXbzrle = (capabilities & Capability.XBZRLE) !== 0;
+    if (options.mode === 'warm') await pause();
+    state = stepSource(state, { type: 'handshake-done', start: paused ? 'stop-and-copy' : 'precopy' });
+    remaining = tracker.startFullPass();
+    const meter = new BandwidthMeter();
+    const history: number[] = [];
+    let lastSync = performance.now();
+    let previous = { dirtyRate: 0, bandwidth: 0 };
+
+    const sendPass = async (iteration: number): Promise<IterationRecord> => {
+      channel!.phase = iteration === 1 ? 'pre-copy pass 1' : `${state.kind} pass ${iteration}`;
+      const passStart = remaining;
+      let sent = 0;
+      const pass = await sender.sendPass(iteration, useXbzrle && iteration > 1, (r, bytes) => {
+        sent += r.entries;
+        report.bytesTransferred += bytes;
+        remaining = Math.max(0, passStart - sent);
+        progress(() => snapshot(state.kind, iteration));
+      });
+      await channel!.send(encodeIterationEnd({ iteration, pages: pass.pages, bytes: pass.bytes }));
+      report.pagesTransferred += pass.pages;
+      report.pagesByEncoding = addCounts(report.pagesByEncoding, pass.counts);
+      meter.add(pass.bytes, pass.ms);
+      return {
+        iteration, pages: pass.pages, bytes: pass.bytes, ms: pass.ms, bandwidth: meter.rate(), dirtyPages: 0, dirtyRate: 0,
+        expectedDowntimeMs: 0, throttlePercent: throttle, pagesByEncoding: pass.counts,
+      };
+    };
+
+    while (state.kind === 'precopy') {
+      checkCancel();
+      const iteration = state.iteration;
+      const record = await sendPass(iteration);
+      const now = performance.now();
+      remaining = tracker.sync();
+      const sinceSync = Math.max(1e-3, (now - lastSync) / 1000);
+      lastSync = now;
+      bandwidth = record.bandwidth;
+      dirtyRate = remaining / sinceSync;
+      // Expected cost of the next pass: measured bytes per page after pass 1 (deltas, zero pages),
+      // the full page size before (pass 1 is dominated by pages that will never be dirty again).
+      const bytesPerPage = iteration === 1 || record.pages === 0 ? pageSize : Math.max(64, record.bytes / record.pages);
+      const remainingBytes = remaining * bytesPerPage;
+      predicted = expectedDowntimeMs(remainingBytes, bandwidth);
+      record.dirtyPages = remaining;
+      record.dirtyRate = dirtyRate;
+      record.expectedDowntimeMs = predicted;
+      report.iterations.push(record);
+      history.push(remaining);
+      const decision: Decision = decideConvergence({
+        iteration, elapsedMs: now - t0, remainingPages: remaining, remainingBytes, bandwidth,
+        dirtyRate: dirtyRate * bytesPerPage, previousDirtyRate: previous.dirtyRate, previousBandwidth: previous.bandwidth,
+        remainingHistory: history, throttlePercent: throttle,
+      }, options.policy);
+      previous = { dirtyRate: dirtyRate * bytesPerPage, bandwidth };
+      if (decision.action === 'throttle' && decision.throttlePercent !== undefined) {
+        throttle = decision.throttlePercent;
+        source.throttle(throttle);
+      }
+      if (decision.action !== 'continue' && decision.action !== 'throttle') {
+        report.switchoverReason = { rule: decision.rule, action: decision.action, forced: decision.forced, reason: decision.reason };
+        report.converged = decision.action === 'switchover' && !decision.forced;
+        report.predictedDowntimeMs = predicted;
+      }
+      state = stepSource(state, { type: 'iteration-done', decision });
+      progress(() => snapshot(state.kind, iteration), true);
+    }
+
+    if (state.kind === 'aborted') {
+      source.throttle(0);
+      throttle = 0;
+      const err = new MemshiftError(ErrorCode.MIGRATION_ABORTED, `migration aborted by policy: ${state.decision.reason}`);
+      channel.fail(err);
+      report.outcome = 'aborted';
+      report.error = { code: err.code, message: err.message };
+      return report;
+    }
+    if (state.kind === 'postcopy') {
+      throw new MemshiftError(ErrorCode.INVALID_ARGUMENT, 'post-copy is not available in this build');
+    }
+    if (state.kind !== 'stop-and-copy') throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `source reached ${state.kind} before stop-and-copy`);
+
+    // ---- stop-and-copy: downtime starts here ----
+    const iteration = state.iteration;
+    const tPause = performance.now();
+    const pauseMs = paused ? 0 : await pause();
+    if (report.switchoverReason === null) {
+      report.switchoverReason = { rule: 'downtime-limit', action: 'switchover', forced: false, reason: `${options.mode} migration: guest paused for a single pass` };
+      report.converged = true;
+    }
+    const isSinglePass = iteration === 1;
+    if (!isSinglePass) remaining = tracker.sync();
+    if (isSinglePass) report.predictedDowntimeMs = null;
+    const tFinal = performance.now();
+    const finalRecord = await sendPass(iteration);
+    report.iterations.push({ ...finalRecord, dirtyPages: 0, dirtyRate: 0, expectedDowntimeMs: 0 });
+    const finalPagesMs = performance.now() - tFinal;
+    const tState = performance.now();
+    const deviceState = source.saveState();
+    channel.phase = 'switchover';
+    await channel.send(encodeDeviceState(deviceState));
+    const deviceStateMs = performance.now() - tState;
+    const digest = memoryDigest(slabs);
+    report.guestSteps = source.steps ?? 0;
+    report.digest = hex64(digest);
+    await channel.send(encodeSwitchover({
+      mode: SwitchoverMode.STOP_AND_COPY, iterations: iteration, digest, guestSteps: report.guestSteps,
+      pagesSent: report.pagesTransferred, missingPages: 0,
+    }));
+    state = stepSource(state, { type: 'switchover-sent' });
+    const resumedFrame = await inbox.expect([FrameType.RESUMED], options.answerTimeoutMs);
+    const downtimeMs = performance.now() - (options.mode === 'cold' ? t0 : tPause);
+    const resumed = decodeResumed(resumedFrame.body, 0, resumedFrame.body.length);
+    state = stepSource(state, { type: 'resumed' });
+    report.downtimeMs = downtimeMs;
+    const accounted = pauseMs + finalPagesMs + deviceStateMs + resumed.applyMs + resumed.digestMs + resumed.resumeMs;
+    report.downtimeBreakdown = {
+      pauseMs, finalPagesMs, finalPages: finalRecord.pages, deviceStateMs, destinationApplyMs: resumed.applyMs,
+      digestCheckMs: resumed.digestMs, resumeMs: resumed.resumeMs, otherMs: Math.max(0, downtimeMs - accounted),
+    };
+    if (resumed.digest !== digest) {
+      throw new MemshiftError(ErrorCode.DIGEST_MISMATCH, `destination resumed with digest ${hex64(resumed.digest)}, source sent ${hex64(digest)}`);
+    }
+    await source.release?.();
+    channel.phase = 'completion';
+    await channel.send(encodeComplete());
+    await channel.close();
+    report.outcome = 'completed';
+    return report;
+  } catch (err) {
+    const e = toMemshiftError(err, ErrorCode.CONNECTION_FAILED, 'source');
+    if (!isFinal(state)) state = stepSource(state, { type: 'failed', error: e });
+    report.error = { code: e.code, message: e.message };
+    report.outcome = e.code === ErrorCode.CANCELLED ? 'cancelled' : state.kind === 'in-doubt' ? 'in-doubt' : 'failed';
+    if (state.kind === 'failed') {
+      // Nothing reached the point where the destination could run the guest: it keeps running here.
+      source.throttle(0);
+      throttle = 0;
+      if (paused) {
+        await source.resume().catch(() => undefined);
+        paused = false;
+      }
+    }
+    if (channel !== null && !channel.isClosed) channel.fail(e);
+    return report;
+  } finally {
+    await pool?.close().catch(() => undefined);
+    report.totalTimeMs = performance.now() - t0;
+    report.throttlePercent = throttle;
+    if (report.guestSteps === 0) report.guestSteps = source.steps ?? 0;
+    report.throughputGBps = report.totalTimeMs > 0 ? report.bytesTransferred / report.totalTimeMs / 1e6 : 0;
+    progress(() => snapshot(report.outcome, report.iterations.length), true);
+  }
+}

@@ -1,0 +1,154 @@
+// Sends one pass: every page marked in the slabs' snapshot bitmaps, as PAGE_BATCH frames built by the
+// encoder pool in arena chunks and written to the channel straight from those chunks.
+//
+//   slab arena: [chunk 0][chunk 1] … [chunk n-1]      each chunk: free → encoding → writing → free
+//
+// A slab is cut into segments of SEGMENT_PAGES; one task at a time per segment walks it with a cursor
+// (a task stops when its chunk is full and the next resumes there), so workers never share bitmap
+// words or XBZRLE slots of the same pages. In-flight work is bounded by the chunks, which is the
+// back-pressure: when the socket is slow, chunks stay in "writing" and no new task starts.
+
+import { ErrorCode, MemshiftError } from '../../errors.js';
+import { kernelsOf, type Slab } from '../../memory/slab.js';
+import type { EncoderPool } from '../../pipeline/pool.js';
+import type { EncodeResult } from '../../pipeline/messages.js';
+import { chunkBytes } from '../../protocol/page-batch.js';
+import { Limits } from '../../protocol/constants.js';
+import { bufferOf } from '../../wasm/views.js';
+import type { Channel } from '../../transport/channel.js';
+import { emptyCounts, type EncodingCounts } from '../metrics.js';
+
+/** Pages per segment: 64 MiB of 4 KiB pages, a multiple of 64 so segments own whole bitmap words. */
+export const SEGMENT_PAGES = 16384;
+/** Payload bytes per chunk; entries per chunk. */
+export const CHUNK_PAYLOAD_BYTES = 4 * 2 ** 20;
+export const CHUNK_ENTRIES = Limits.MAX_PAGES_PER_BATCH;
+
+export interface PassResult {
+  pages: number;
+  bytes: number;
+  ms: number;
+  counts: EncodingCounts;
+  batches: number;
+}
+
+interface Segment {
+  slab: number;
+  cursor: number;
+  end: number;
+  busy: boolean;
+}
+
+export class PageSender {
+  private readonly slabs: readonly Slab[];
+  private readonly pool: EncoderPool;
+  private readonly channel: Channel;
+  private readonly freeChunks: number[][];
+  private readonly payloadLimit: number[];
+  private readonly lz4: boolean;
+
+  constructor(slabs: readonly Slab[], pool: EncoderPool, channel: Channel, options: { lz4: boolean }) {
+    this.slabs = slabs;
+    this.pool = pool;
+    this.channel = channel;
+    this.lz4 = options.lz4;
+    this.payloadLimit = slabs.map((s) => Math.max(CHUNK_PAYLOAD_BYTES, 16 * s.layout.pageSize));
+    this.freeChunks = slabs.map((s, i) => {
+      const size = Math.ceil(chunkBytes(CHUNK_ENTRIES, this.payloadLimit[i]) / 4096) * 4096;
+      const n = Math.floor(s.layout.arenaBytes / size);
+      if (n < 2) throw new MemshiftError(ErrorCode.INVALID_ARGUMENT, `slab arena of ${s.layout.arenaBytes} bytes holds fewer than 2 chunks of ${size}`, { field: 'arenaBytes' });
+      return Array.from({ length: n }, (_, k) => s.layout.arena + k * size);
+    });
+  }
+
+  /**
+   * Sends every page in the snapshots. `onBatch` sees each batch once written. Resolves once the
+   * socket has taken every frame of the pass.
+   */
+  sendPass(iteration: number, xbzrle: boolean, onBatch?: (r: EncodeResult, bytes: number) => void): Promise<PassResult> {
+    const t0 = performance.now();
+    const segments: Segment[] = [];
+    this.slabs.forEach((s, i) => {
+      const k = kernelsOf(s).raw;
+      for (let from = 0; from < s.pageCount; from += SEGMENT_PAGES) {
+        const end = Math.min(s.pageCount, from + SEGMENT_PAGES);
+        // Skip segments with nothing to send without a worker round trip.
+        if (k.bitmapCount(s.layout.snapshot + from / 8, Math.ceil((end - from) / 64)) > 0) segments.push({ slab: i, cursor: from, end, busy: false });
+      }
+    });
+    const result: PassResult = { pages: 0, bytes: 0, ms: 0, counts: emptyCounts(), batches: 0 };
+    const maxTasks = this.pool.size * 2;
+    let tasks = 0;
+    let writes = 0;
+    let next = 0;
+    let failed = false;
+    return new Promise<PassResult>((resolve, reject) => {
+      const fail = (err: unknown): void => {
+        if (failed) return;
+        failed = true;
+        reject(err);
+      };
+      const finishIfDone = (): void => {
+        if (failed || tasks > 0 || writes > 0) return;
+        if (segments.some((s) => s.cursor < s.end)) return;
+        result.ms = performance.now() - t0;
+        resolve(result);
+      };
+      const pump = (): void => {
+        if (failed) return;
+        let scanned = 0;
+        while (tasks < maxTasks && scanned < segments.length) {
+          const seg = segments[next];
+          next = (next + 1) % segments.length;
+          scanned++;
+          if (seg.busy || seg.cursor >= seg.end || this.freeChunks[seg.slab].length === 0) continue;
+          start(seg);
+          scanned = 0;
+        }
+        finishIfDone();
+      };
+      const start = (seg: Segment): void => {
+        const chunk = this.freeChunks[seg.slab].pop()!;
+        seg.busy = true;
+        tasks++;
+        this.pool.encode({
+          slab: seg.slab, from: seg.cursor, to: seg.end, chunk, maxEntries: CHUNK_ENTRIES,
+          payloadLimit: this.payloadLimit[seg.slab], iteration, xbzrle, lz4: this.lz4,
+        }).then((r) => {
+          tasks--;
+          seg.busy = false;
+          seg.cursor = r.nextPage;
+          if (r.entries === 0) {
+            this.freeChunks[seg.slab].push(chunk);
+            pump();
+            return;
+          }
+          const mem = this.slabs[seg.slab].memory;
+          const bytes = r.head[1] + r.payload[1];
+          writes++;
+          const segmentsToSend = r.payload[1] > 0
+            ? [bufferOf(mem, r.head[0], r.head[1]), bufferOf(mem, r.payload[0], r.payload[1])]
+            : [bufferOf(mem, r.head[0], r.head[1])];
+          this.channel.sendSegments(segmentsToSend).then(() => {
+            writes--;
+            this.freeChunks[seg.slab].push(chunk);
+            result.pages += r.entries;
+            result.bytes += bytes;
+            result.batches++;
+            result.counts.zero += r.zero;
+            result.counts.raw += r.raw;
+            result.counts.xbzrle += r.xbzrle;
+            result.counts.lz4 += r.lz4;
+            onBatch?.(r, bytes);
+            pump();
+          }, fail);
+          pump();
+        }, (err) => {
+          tasks--;
+          fail(err);
+        });
+      };
+      pump();
+    });
+  }
+}

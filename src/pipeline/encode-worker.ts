@@ -1,0 +1,108 @@
+// Encoder worker (piscina). Named task `encodeBatch`: scan a slab's snapshot bitmap over a page range
+// and write one PAGE_BATCH frame into a chunk of the slab's arena, reading guest pages in place from
+// the shared memory. The WASM kernel does the per-page work (zero test, copy + hash, XBZRLE against
+// the cache); this file adds the frame headers and, when asked, LZ4 on the raw pages.
+
+import { workerData } from 'piscina';
+import { toMemshiftError, ErrorCode } from '../errors.js';
+import { kernelsOf, type Slab } from '../memory/slab.js';
+import { CONTROL_DIGEST, scratchSlot } from '../memory/slab-layout.js';
+import { PageEncoding } from '../protocol/constants.js';
+import { ENTRY_BYTES, LZ4_PREFIX_BYTES, chunkEntriesOffset, chunkPayloadOffset, sealBatch } from '../protocol/page-batch.js';
+import { lz4Encode } from '../protocol/encodings/lz4.js';
+import { viewsOf } from '../wasm/views.js';
+import type { EncodeRequest, EncodeResult, EncoderWorkerData, Envelope } from './messages.js';
+
+const data = workerData as EncoderWorkerData;
+const agent = Atomics.add(new Int32Array(data.agents), 0, 1);
+const keyBases = data.keyBases.map((k) => BigInt(k));
+
+/** XBZRLE keeps a delta only when it saves at least an eighth of the page (else raw is cheaper to apply). */
+function deltaLimit(pageSize: number): number {
+  return pageSize - pageSize / 8;
+}
+
+export function encodeBatch(req: EncodeRequest): Envelope<EncodeResult> {
+  try {
+    return { ok: true, value: encode(req) };
+  } catch (err) {
+    const e = toMemshiftError(err, ErrorCode.WORKER_FAILED, 'encodeBatch');
+    return { ok: false, code: e.code, message: e.message };
+  }
+}
+
+function encode(req: EncodeRequest): EncodeResult {
+  const slab: Slab | undefined = data.slabs[req.slab];
+  if (slab === undefined) throw new Error(`no slab ${req.slab}`);
+  const L = slab.layout;
+  const k = kernelsOf(slab).raw;
+  const scratch = scratchSlot(L, agent);
+  const entries = chunkEntriesOffset(req.chunk);
+  const payload = chunkPayloadOffset(req.chunk, req.maxEntries);
+  const useCache = req.xbzrle && L.cacheSlots > 0;
+  const n = k.encodePages(
+    L.ram, L.pageSize, L.snapshot, req.from, req.to,
+    slab.firstPage, keyBases[req.slab], L.hashes, L.control + CONTROL_DIGEST,
+    entries, req.maxEntries, payload, req.payloadLimit,
+    L.cache, L.cacheTags, useCache ? L.cacheSlots : 0, scratch.page, deltaLimit(L.pageSize),
+    scratch.result,
+  );
+  const { u32, u8 } = viewsOf(slab.memory);
+  const r = scratch.result >>> 2;
+  let payloadBytes = u32[r + 2];
+  let lz4 = 0;
+  let raw = u32[r + 4];
+  if (req.lz4 && raw > 0) {
+    ({ payloadBytes, lz4 } = compressRawPages(u8, entries, n, payload, L.pageSize));
+    raw -= lz4;
+  }
+  const sealed = n === 0
+    ? { head: [req.chunk, 0] as [number, number], payload: [payload, 0] as [number, number] }
+    : sealBatch(u8, req.chunk, slab.regionId, req.iteration, n, payloadBytes, req.maxEntries);
+  return {
+    entries: n,
+    nextPage: u32[r + 1],
+    payloadBytes,
+    zero: u32[r + 3],
+    raw,
+    xbzrle: u32[r + 5],
+    lz4,
+    cacheMisses: u32[r + 6],
+    head: sealed.head,
+    payload: sealed.payload,
+    pageBytes: n * L.pageSize,
+  };
+}
+
+/**
+ * Replaces raw payloads with LZ4 where that saves an eighth of the page, compacting the payload in
+ * place (compressed data is never longer than what it replaces, so the write cursor stays behind the
+ * read cursor).
+ */
+function compressRawPages(u8: Uint8Array, entries: number, n: number, payload: number, pageSize: number): { payloadBytes: number; lz4: number } {
+  const dv = new DataView(u8.buffer, u8.byteOffset, u8.byteLength);
+  let read = payload;
+  let write = payload;
+  let lz4 = 0;
+  for (let i = 0; i < n; i++) {
+    const e = entries + i * ENTRY_BYTES;
+    const word = dv.getUint32(e + 4, true);
+    const encoding = word >>> 24;
+    const size = word & 0xffffff;
+    if (encoding === PageEncoding.RAW) {
+      const packed = lz4Encode(u8.slice(read, read + size), pageSize - pageSize / 8);
+      if (packed !== null && packed.length > LZ4_PREFIX_BYTES) {
+        u8.set(packed, write);
+        dv.setUint32(e + 4, packed.length | (PageEncoding.LZ4 << 24), true);
+        read += size;
+        write += packed.length;
+        lz4++;
+        continue;
+      }
+    }
+    if (write !== read) u8.copyWithin(write, read, read + size);
+    read += size;
+    write += size;
+  }
+  return { payloadBytes: write - payload, lz4 };
+}

@@ -1,0 +1,50 @@
+// Typed envelopes between the source's driver and its encoder workers. A task names pages by slab
+// and range, and a chunk of that slab's arena to write into; no page travels in a message. A response
+// is `{ok: true, value}` or `{ok: false, code, message}`: errors cross the thread boundary as data
+// with a stable code, never as a thrown class (structured clone drops prototypes).
+
+import type { Slab } from '../memory/slab.js';
+
+export interface EncoderWorkerData {
+  /** Every slab of every region, in a fixed order: tasks refer to them by index. */
+  slabs: Slab[];
+  /** i32[0]: next scratch agent slot to hand out (each worker takes one at start). */
+  agents: SharedArrayBuffer;
+  /** Zero-based region key base per slab (region id << 32), as a decimal string (bigint does not clone into workerData reliably across versions). */
+  keyBases: string[];
+}
+
+export interface EncodeRequest {
+  slab: number;
+  /** Slab-local page range [from, to) scanned in the slab's snapshot bitmap. */
+  from: number;
+  to: number;
+  /** Byte offset of the output chunk in the slab's memory, and its capacity. */
+  chunk: number;
+  maxEntries: number;
+  payloadLimit: number;
+  iteration: number;
+  /** Use the XBZRLE cache (never in the first pass). */
+  xbzrle: boolean;
+  /** Try LZ4 on raw pages. */
+  lz4: boolean;
+}
+
+export interface EncodeResult {
+  entries: number;
+  /** Where the next task for this range starts (== to when the range is done). */
+  nextPage: number;
+  payloadBytes: number;
+  zero: number;
+  raw: number;
+  xbzrle: number;
+  lz4: number;
+  cacheMisses: number;
+  /** Wire segments in the slab's memory: [offset, length]. */
+  head: [number, number];
+  payload: [number, number];
+  /** Page bytes the encoder read (entries × page size), for throughput accounting. */
+  pageBytes: number;
+}
+
+export type Envelope<T> = { ok: true; value: T } | { ok: false; code: string; message: string };

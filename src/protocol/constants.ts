@@ -1,0 +1,71 @@
+// Wire constants of the memshift migration protocol. The README carries the same table; bump
+// PROTOCOL_VERSION on any change to a layout here or in the codec files. Version policy (after Cloud
+// Hypervisor): a destination accepts the current version and the one before it, one way only.
+
+/** Sent by each side before its first frame: "MEMSHIFT" then u16 version, u16 reserved (zero). */
+export const PREFACE_MAGIC = new Uint8Array([0x4d, 0x45, 0x4d, 0x53, 0x48, 0x49, 0x46, 0x54]);
+export const PREFACE_BYTES = 12;
+export const PROTOCOL_VERSION = 1;
+/** Oldest version this build accepts from a peer. */
+export const MIN_PROTOCOL_VERSION = 1;
+
+export const FrameType = {
+  HELLO: 0x01,
+  HELLO_ACK: 0x02,
+  PAGE_BATCH: 0x03,
+  ITERATION_END: 0x04,
+  DEVICE_STATE: 0x05,
+  SWITCHOVER: 0x06,
+  RESUMED: 0x07,
+  COMPLETE: 0x08,
+  ERROR: 0x09,
+  PAGE_REQUEST: 0x0a,
+  MISSING_PAGES: 0x0b,
+  POSTCOPY_DONE: 0x0c,
+} as const;
+export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
+
+export const FRAME_TYPE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(FrameType).map(([k, v]) => [v, k]));
+
+export const PageEncoding = {
+  ZERO: 0,
+  RAW: 1,
+  XBZRLE: 2,
+  LZ4: 3,
+} as const;
+export type PageEncodingValue = (typeof PageEncoding)[keyof typeof PageEncoding];
+export const PAGE_ENCODING_NAMES = ['zero', 'raw', 'xbzrle', 'lz4'] as const;
+
+/** Capability bits exchanged in HELLO / HELLO_ACK; a feature is used only when both sides set it. */
+export const Capability = {
+  XBZRLE: 1 << 0,
+  LZ4: 1 << 1,
+  POSTCOPY: 1 << 2,
+} as const;
+
+export const ChannelRole = { BULK: 0, URGENT: 1 } as const;
+export type ChannelRoleValue = (typeof ChannelRole)[keyof typeof ChannelRole];
+
+/** How the source ends the migration (SWITCHOVER.mode). */
+export const SwitchoverMode = { STOP_AND_COPY: 0, POSTCOPY: 1 } as const;
+
+export const MIGRATION_MODES = ['live', 'cold', 'warm', 'postcopy', 'hybrid'] as const;
+export type MigrationMode = (typeof MIGRATION_MODES)[number];
+
+/** Limits every decoder checks before it allocates or copies. */
+export const Limits = {
+  FRAME_HEADER_BYTES: 16,
+  /** Largest body of any frame: a batch header, 4096 entries and 16 MiB of payload. */
+  MAX_FRAME_BODY_BYTES: 16 + 4096 * 16 + 16 * 2 ** 20,
+  /** Largest body of a control frame (everything but PAGE_BATCH, DEVICE_STATE, MISSING_PAGES). */
+  MAX_CONTROL_BODY_BYTES: 64 * 1024,
+  MAX_DEVICE_STATE_BYTES: 16 * 2 ** 20,
+  MAX_PAGES_PER_BATCH: 4096,
+  MAX_BATCH_PAYLOAD_BYTES: 16 * 2 ** 20,
+  MAX_REGIONS: 64,
+  MAX_REGION_NAME_BYTES: 64,
+  MAX_ERROR_MESSAGE_BYTES: 4096,
+  /** Bitmap bytes in one MISSING_PAGES frame (8 Mi pages). */
+  MAX_MISSING_BITMAP_BYTES: 1 << 20,
+  SESSION_ID_BYTES: 16,
+} as const;

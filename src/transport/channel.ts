@@ -1,0 +1,214 @@
+// A framed, duplex connection: socket + FrameReader + ordered writes. Both ends send the 12-byte
+// preface first; the first bytes from the peer must be its preface (checked as they arrive, so an
+// HTTP client or port scanner is turned away after its first packet).
+//
+// Receiving is synchronous: each read is parsed at once and every whole frame goes to `onFrame`
+// before the next read may reuse the buffer. A frame's bytes must not be kept after `onFrame`
+// returns (copy a control body to keep it). A throw from `onFrame` fails the channel.
+//
+// Sending: `send` and `sendSegments` queue bytes and resolve when the socket has taken them; the
+// caller bounds what is in flight (the pipeline owns a fixed number of arena chunks), so there is no
+// unbounded queue here. A failure names the peer and the phase it happened in.
+
+import type net from 'node:net';
+import { ErrorCode, MemshiftError, errorCode, toMemshiftError, type ErrorCodeValue } from '../errors.js';
+import { FrameReader, type Frame } from '../protocol/frame-reader.js';
+import { decodePreface, encodePreface } from '../protocol/handshake.js';
+import { PREFACE_BYTES } from '../protocol/constants.js';
+import { encodeError } from '../protocol/control.js';
+import { connect, formatAddress, readInto, type Address, type ConnectOptions, type ReadSink } from './tcp.js';
+
+export interface ChannelHandlers {
+  onFrame(frame: Frame): void;
+  /** The channel ended: `error` is null after our own close(), else why it failed. Called once. */
+  onClosed(error: MemshiftError | null): void;
+}
+
+export interface ChannelOptions {
+  /** Receive buffer (a view into guest memory on the destination's bulk channel). */
+  receiveBuffer: Uint8Array;
+  /** Largest frame body accepted on this channel. */
+  maxBody: number;
+  /** Peer name for messages ("destination 127.0.0.1:7000"). */
+  peer: string;
+}
+
+export class Channel {
+  readonly peer: string;
+  /** Where the migration is, for error messages ("pre-copy iteration 3"). */
+  phase = 'handshake';
+  bytesSent = 0;
+  bytesReceived = 0;
+  peerVersion: number | null = null;
+  private reader: FrameReader;
+  private socket!: net.Socket;
+  private handlers: ChannelHandlers | null = null;
+  private closed = false;
+  private closing = false;
+  private failure: MemshiftError | null = null;
+
+  private constructor(options: ChannelOptions) {
+    this.peer = options.peer;
+    this.reader = new FrameReader(options.receiveBuffer, options.maxBody);
+  }
+
+  private sink(): ReadSink {
+    return {
+      buffer: () => this.reader.writable(),
+      onRead: (n) => this.onRead(n),
+    };
+  }
+
+  static async connect(address: Address, options: Omit<ChannelOptions, 'peer'> & { peer?: string } & ConnectOptions): Promise<Channel> {
+    const ch = new Channel({ ...options, peer: options.peer ?? `destination ${formatAddress(address)}` });
+    ch.socket = await connect(address, ch.sink(), options);
+    ch.attach();
+    return ch;
+  }
+
+  static accept(accepted: net.Socket, options: ChannelOptions): Channel {
+    const ch = new Channel(options);
+    ch.socket = readInto(accepted, ch.sink());
+    ch.attach();
+    return ch;
+  }
+
+  private attach(): void {
+    this.socket.on('error', (err) => this.finish(this.failure ?? this.closedError(err.message, err)));
+    this.socket.on('close', () => this.finish(this.closing ? null : (this.failure ?? this.closedError('connection closed'))));
+    this.socket.write(encodePreface());
+  }
+
+  /** Sets who receives frames. Frames that arrived before this call are delivered now. */
+  setHandlers(handlers: ChannelHandlers): void {
+    this.handlers = handlers;
+    this.drainFrames();
+    if (this.closed && this.failure !== null) handlers.onClosed(this.failure);
+  }
+
+  get remoteAddress(): string {
+    return `${this.socket.remoteAddress}:${this.socket.remotePort}`;
+  }
+
+  private closedError(why: string, cause?: unknown): MemshiftError {
+    return new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${this.peer}: ${why} during ${this.phase}`, { peer: this.peer, phase: this.phase, cause });
+  }
+
+  private onRead(n: number): void {
+    if (this.closed) return;
+    this.bytesReceived += n;
+    this.reader.commit(n);
+    try {
+      if (this.peerVersion === null) {
+        const version = decodePreface(this.reader.peek(), 0, this.reader.buffered);
+        if (version === null) return;
+        this.peerVersion = version;
+        this.reader.skip(PREFACE_BYTES);
+      }
+      this.drainFrames();
+    } catch (err) {
+      this.fail(toMemshiftError(err, ErrorCode.FRAME_MALFORMED, `${this.peer}`));
+    }
+  }
+
+  private drainFrames(): void {
+    if (this.handlers === null || this.peerVersion === null || this.closed) return;
+    for (let f = this.reader.next(); f !== null && !this.closed; f = this.reader.next()) this.handlers.onFrame(f);
+  }
+
+  /**
+   * Moves receiving to `buf` (the destination's arena, once the handshake told it what to allocate),
+   * carrying over bytes already buffered. Call from a frame handler or between reads.
+   */
+  switchReceiveBuffer(buf: Uint8Array, maxBody: number): void {
+    const leftover = this.reader.peek();
+    const next = new FrameReader(buf, maxBody);
+    if (leftover.length > 0) {
+      next.writable().set(leftover);
+      next.commit(leftover.length);
+    }
+    this.reader = next;
+  }
+
+  /** Queues `bytes`; resolves when the socket has taken them. */
+  send(bytes: Uint8Array): Promise<void> {
+    return this.sendSegments([bytes]);
+  }
+
+  /** Queues several byte ranges as one write (writev), in order, without copying them. */
+  sendSegments(segments: readonly Uint8Array[]): Promise<void> {
+    if (this.closed || this.closing) return Promise.reject(this.failure ?? this.closedError('channel is closed'));
+    return new Promise((resolve, reject) => {
+      const done = (err?: Error | null): void => {
+        if (err) reject(this.failure ?? this.closedError(err.message, err));
+        else resolve();
+      };
+      let total = 0;
+      if (segments.length === 1) {
+        total = segments[0].length;
+        this.socket.write(segments[0], done);
+      } else {
+        this.socket.cork();
+        for (let i = 0; i < segments.length; i++) {
+          total += segments[i].length;
+          this.socket.write(segments[i], i === segments.length - 1 ? done : undefined);
+        }
+        this.socket.uncork();
+      }
+      this.bytesSent += total;
+    });
+  }
+
+  /** Bytes queued in user space and not yet taken by the kernel. */
+  get queuedBytes(): number {
+    return this.socket.writableLength;
+  }
+
+  /**
+   * Fails the channel: tells the peer why (an ERROR frame, best effort) and closes. Handlers see
+   * `err` in onClosed.
+   */
+  fail(err: MemshiftError): void {
+    if (this.closed || this.failure !== null) return;
+    this.failure = err;
+    try {
+      this.socket.end(encodeError({ code: err.code, message: err.message }));
+    } catch {
+      // The socket is already unusable; destroy below reports the failure.
+    }
+    setTimeout(() => this.socket.destroy(), 200).unref();
+  }
+
+  /** Orderly close after everything queued is written; onClosed(null). */
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.closing = true;
+    return new Promise((resolve) => {
+      this.socket.once('close', () => resolve());
+      this.socket.end();
+      setTimeout(() => this.socket.destroy(), 2000).unref();
+    });
+  }
+
+  /** Tears the connection down now (used on cancel and by tests that cut links). */
+  destroy(err?: MemshiftError): void {
+    if (err !== undefined && this.failure === null) this.failure = err;
+    this.socket.destroy();
+  }
+
+  private finish(error: MemshiftError | null): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.handlers?.onClosed(error);
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+}
+
+/** Maps a failure's code to whether the peer (rather than we) caused it, for messages. */
+export function isConnectionLoss(err: unknown): boolean {
+  const code: ErrorCodeValue | undefined = errorCode(err);
+  return code === ErrorCode.CONNECTION_CLOSED || code === ErrorCode.CONNECTION_FAILED;
+}
