@@ -49,12 +49,18 @@ export interface MigrateOptions {
   onStall?: StallPolicy;
   /** Hybrid: switch to post-copy after this many iterations. */
   postcopyAfter?: number;
+  /** Auto-converge: first throttle percentage (default 20, as QEMU's cpu-throttle-initial). */
+  throttleInitial?: number;
+  /** Auto-converge: added per further stalled iteration (default 10, as QEMU's cpu-throttle-increment). */
+  throttleStep?: number;
   /** XBZRLE deltas for pages sent before (default true). */
   xbzrle?: boolean;
   /** LZ4 for raw pages; pays only on links slower than ~0.3 GB/s (default false). */
   lz4?: boolean;
   /** Encoder threads (default: cores − 1). */
   encoders?: number;
+  /** Cap on bytes per second sent (default: none). */
+  maxBandwidth?: number;
   connectTimeoutMs?: number;
   /** Longest wait for each answer from the destination (default 60 s). */
   answerTimeoutMs?: number;
@@ -106,6 +112,8 @@ export async function migrate(source: MemorySource, to: string | Address, option
     maxTimeMs: options.maxTimeMs === undefined ? DEFAULT_POLICY.maxTimeMs : positiveInt(options.maxTimeMs, 'maxTimeMs'),
     onStall: options.onStall ?? DEFAULT_POLICY.onStall,
     postcopyAfter: options.postcopyAfter === undefined ? null : positiveInt(options.postcopyAfter, 'postcopyAfter', 1, 10_000),
+    throttleInitial: options.throttleInitial === undefined ? DEFAULT_POLICY.throttleInitial : positiveInt(options.throttleInitial, 'throttleInitial', 1, 99),
+    throttleStep: options.throttleStep === undefined ? DEFAULT_POLICY.throttleStep : positiveInt(options.throttleStep, 'throttleStep', 1, 99),
   };
   if (options.encoders !== undefined) positiveInt(options.encoders, 'encoders', 1, MAX_ENCODERS);
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidArgument('options.signal', 'must be an AbortSignal');
@@ -115,6 +123,7 @@ export async function migrate(source: MemorySource, to: string | Address, option
     xbzrle: options.xbzrle ?? true,
     lz4: options.lz4 ?? false,
     encoders: options.encoders,
+    maxBandwidth: options.maxBandwidth === undefined ? null : positiveInt(options.maxBandwidth, 'maxBandwidth', 1024),
     connectTimeoutMs: options.connectTimeoutMs === undefined ? 10_000 : positiveInt(options.connectTimeoutMs, 'connectTimeoutMs'),
     answerTimeoutMs: options.answerTimeoutMs === undefined ? 60_000 : positiveInt(options.answerTimeoutMs, 'answerTimeoutMs'),
     signal: options.signal,

@@ -19,10 +19,13 @@ export const sourceFlags: Flags = {
   'max-iterations': { type: 'string', value: 'N', help: 'pre-copy iteration cap', default: '30' },
   'max-time': { type: 'string', value: 'S', help: 'pre-copy time cap in seconds', default: '300' },
   'on-stall': { type: 'string', value: 'force|throttle|abort', help: 'what to do when pre-copy does not converge', default: 'throttle' },
+  'throttle-initial': { type: 'string', value: 'PERCENT', help: 'auto-converge: first throttle', default: '20' },
+  'throttle-step': { type: 'string', value: 'PERCENT', help: 'auto-converge: added per stalled iteration', default: '10' },
   warmup: { type: 'string', value: 'MS', help: 'let the guest run this long before migrating', default: '300' },
   xbzrle: { type: 'string', value: 'on|off', help: 'XBZRLE deltas for pages sent before', default: 'on' },
   compress: { type: 'string', value: 'none|lz4', help: 'LZ4 for raw pages (pays on slow links only)', default: 'none' },
   encoders: { type: 'string', value: 'N', help: 'encoder threads (default cores - 1)' },
+  'max-bandwidth': { type: 'string', value: 'SIZE', help: 'cap on bytes sent per second, e.g. 100MiB (default: no cap)' },
   'slab-size': { type: 'string', value: 'SIZE', help: 'most guest RAM per shared memory slab', default: '3GiB' },
   'cache-size': { type: 'string', value: 'SIZE', help: 'XBZRLE cache', default: '64MiB' },
   report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
@@ -46,6 +49,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
   const compress = requireString(a, 'compress');
   if (compress !== 'none' && compress !== 'lz4') throw new Error('--compress must be none or lz4');
   const encoders = optionalString(a, 'encoders');
+  const bandwidth = optionalString(a, 'max-bandwidth');
   const warmupMs = parseInteger(requireString(a, 'warmup'), '--warmup');
   const guest = SimulatedGuest.create(config, {
     maxSlabBytes: parseSize(requireString(a, 'slab-size'), '--slab-size'),
@@ -64,9 +68,12 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
         maxIterations: parseInteger(requireString(a, 'max-iterations'), '--max-iterations', 1),
         maxTimeMs: parseInteger(requireString(a, 'max-time'), '--max-time', 1) * 1000,
         onStall,
+        throttleInitial: parseInteger(requireString(a, 'throttle-initial'), '--throttle-initial', 1, 99),
+        throttleStep: parseInteger(requireString(a, 'throttle-step'), '--throttle-step', 1, 99),
         xbzrle: xbzrle === 'on',
         lz4: compress === 'lz4',
         encoders: encoders === undefined ? undefined : parseInteger(encoders, '--encoders', 1),
+        maxBandwidth: bandwidth === undefined ? undefined : parseSize(bandwidth, '--max-bandwidth'),
         onProgress: a.quiet ? undefined : (p) => printer.update(p),
       });
     } catch (err) {

@@ -5,7 +5,7 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { ErrorCode, MemshiftError, invalidArgument } from '../errors.js';
 import { allocateSlab, kernelsOf, pageOffset, slabDigest, viewsOfSlab, type Slab } from './slab.js';
-import { MAX_MEMORY_BYTES, isValidPageSize } from './slab-layout.js';
+import { MAX_MEMORY_BYTES, SCRATCH_AGENTS, isValidPageSize, scratchSlot } from './slab-layout.js';
 import type { GuestMemoryView, Region, RegionKind } from './types.js';
 
 export interface RegionSpec {
@@ -136,15 +136,15 @@ export class GuestMemory implements GuestMemoryView {
     let d = 0n;
     for (const r of this.regions) {
       for (const s of this.slabsOf(r.id)) {
-        const k = kernelsOf(s);
-        const scratch = s.layout.arena;
-        // Hash in chunks into the arena (bookkeeping space, never guest data) and fold.
-        const chunk = Math.max(1, Math.min(s.pageCount, Math.floor(s.layout.arenaBytes / 8)));
-        if (s.layout.arenaBytes < 8) throw new MemshiftError(ErrorCode.INVALID_ARGUMENT, 'contentDigest needs a slab arena');
+        const k = kernelsOf(s).raw;
+        // Page hashes go to the last scratch slot (reserved for tools), 1024 at a time.
+        const out = scratchSlot(s.layout, SCRATCH_AGENTS - 1).page;
+        const chunk = Math.floor((2 * s.layout.pageSize) / 8);
+        const zero = k.zeroPageHash(s.layout.pageSize);
         for (let first = 0; first < s.pageCount; first += chunk) {
           const n = Math.min(chunk, s.pageCount - first);
-          k.raw.hashPages(pageOffset(s, first), s.layout.pageSize, n, scratch);
-          d ^= k.raw.digestOfHashes(scratch, n, (BigInt(r.id) << 32n) + BigInt(s.firstPage + first), k.raw.zeroPageHash(s.layout.pageSize));
+          k.hashPages(pageOffset(s, first), s.layout.pageSize, n, out);
+          d ^= BigInt.asUintN(64, k.digestOfHashes(out, n, (BigInt(r.id) << 32n) + BigInt(s.firstPage + first), zero));
         }
       }
     }

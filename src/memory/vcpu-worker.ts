@@ -103,10 +103,13 @@ function main(data: VcpuWorkerData): void {
     let n = batch;
     const rate = Atomics.load(i32, Ctl.RATE);
     if (rate > 0) {
-      tokens = Math.min(rate * 0.05 + 1, tokens + ((now - lastRefill) * rate) / 1000);
+      // A throttled vCPU earns steps only for the share of time it may run, so tokens must not pile
+      // up during the throttle's sleeps and come out as a burst afterwards.
+      const effective = (rate * (100 - throttle)) / 100;
+      tokens = Math.min(effective * 0.05 + 1, tokens + ((now - lastRefill) * effective) / 1000);
       lastRefill = now;
       if (tokens < 1) {
-        sleep(Math.min(PERIOD_MS, ((1 - tokens) * 1000) / rate));
+        sleep(Math.min(PERIOD_MS, ((1 - tokens) * 1000) / Math.max(1, effective)));
         continue;
       }
       n = Math.min(n, Math.floor(tokens));

@@ -104,6 +104,7 @@ export function formatReport(r: Report): string {
 export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return 0;
   const sorted = [...values].sort((a, b) => a - b);
-  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  // p·n/100 rather than (p/100)·n: the latter can land just above an integer (28/100·25 = 7.000…01).
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p * sorted.length) / 100) - 1));
   return sorted[rank];
 }

@@ -94,12 +94,13 @@ export class BodyWriter {
     return at;
   }
 
-  u8(v: number): this { this.dv.setUint8(this.room(1), v); return this; }
-  u16(v: number): this { this.dv.setUint16(this.room(2), v, true); return this; }
-  u32(v: number): this { this.dv.setUint32(this.room(4), v, true); return this; }
-  u64(v: number | bigint): this { this.dv.setBigUint64(this.room(8), BigInt(v), true); return this; }
-  f64(v: number): this { this.dv.setFloat64(this.room(8), v, true); return this; }
-  bytes(b: Uint8Array): this { this.buf.set(b, this.room(b.length)); return this; }
+  // room() may replace buf and dv, so it runs before either is read.
+  u8(v: number): this { const at = this.room(1); this.dv.setUint8(at, v); return this; }
+  u16(v: number): this { const at = this.room(2); this.dv.setUint16(at, v, true); return this; }
+  u32(v: number): this { const at = this.room(4); this.dv.setUint32(at, v, true); return this; }
+  u64(v: number | bigint): this { const at = this.room(8); this.dv.setBigUint64(at, BigInt(v), true); return this; }
+  f64(v: number): this { const at = this.room(8); this.dv.setFloat64(at, v, true); return this; }
+  bytes(b: Uint8Array): this { const at = this.room(b.length); this.buf.set(b, at); return this; }
 
   finish(): Uint8Array {
     return this.buf.slice(0, this.at);

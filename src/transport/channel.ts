@@ -171,11 +171,9 @@ export class Channel {
   fail(err: MemshiftError): void {
     if (this.closed || this.failure !== null) return;
     this.failure = err;
-    try {
-      this.socket.end(encodeError({ code: err.code, message: err.message }));
-    } catch {
-      // The socket is already unusable; destroy below reports the failure.
-    }
+    // Encoding is ours and cannot fail; a socket that is already unusable is destroyed below.
+    const frame = encodeError({ code: err.code, message: err.message });
+    if (this.socket.writable) this.socket.end(frame);
     setTimeout(() => this.socket.destroy(), 200).unref();
   }
 

@@ -177,6 +177,13 @@ export class Kernels {
     }
   }
 
+  /** XBZRLE run lengths are at most 21 bits wide: deltas are for pages up to 64 KiB. */
+  private checkDeltaPage(len: number): void {
+    if (!Number.isInteger(len) || len <= 0 || len % 64 !== 0 || len > 65536) {
+      throw invalidArgument('len', 'must be a page size: a positive multiple of 64 bytes, at most 64 KiB', len);
+    }
+  }
+
   private checkBit(name: string, bit: number, bits: number): void {
     if (!Number.isInteger(bit) || bit < 0 || bit >= bits) {
       throw invalidArgument(name, `must be an integer in [0, ${bits})`, bit);
@@ -184,8 +191,9 @@ export class Kernels {
   }
 
   private checkBitmap(name: string, map: number, bits: number): number {
-    if (!Number.isInteger(bits) || bits < 0 || bits > 0xffffffff) {
-      throw invalidArgument(`${name} bits`, 'must be an integer in [0, 2^32)', bits);
+    // Bit indices come back as i32 (-1 = none), so a map holds fewer than 2^31 bits.
+    if (!Number.isInteger(bits) || bits < 0 || bits > 0x7fffffff) {
+      throw invalidArgument(`${name} bits`, 'must be an integer in [0, 2^31)', bits);
     }
     const words = Math.ceil(bits / 64);
     this.checkRange(name, map, words * 8, 8);
@@ -220,6 +228,7 @@ export class Kernels {
   bitmapNextSet(map: number, bits: number, from: number): number {
     this.checkBitmap('map', map, bits);
     if (!Number.isInteger(from) || from < 0) throw invalidArgument('from', 'must be a non-negative integer', from);
+    if (from >= bits) return -1;
     return this.raw.bitmapNextSet(map, bits, from);
   }
 
@@ -254,6 +263,7 @@ export class Kernels {
 
   scanZeroPages(ptr: number, pageSize: number, count: number, outMap: number): number {
     this.checkPageLength('pageSize', pageSize);
+    if (!Number.isInteger(count) || count < 0 || count > 0x7fffffff) throw invalidArgument('count', 'must be an integer in [0, 2^31)', count);
     this.checkRange('ptr', ptr, pageSize * count);
     this.checkBitmap('outMap', outMap, count);
     return this.raw.scanZeroPages(ptr, pageSize, count, outMap) >>> 0;
@@ -262,24 +272,25 @@ export class Kernels {
   hashPage(ptr: number, len: number): bigint {
     this.checkPageLength('len', len);
     this.checkRange('ptr', ptr, len);
-    return this.call('hashPage', () => this.raw.hashPage(ptr, len));
+    return BigInt.asUintN(64, this.call('hashPage', () => this.raw.hashPage(ptr, len)));
   }
 
   copyAndHash(dst: number, src: number, len: number): bigint {
     this.checkPageLength('len', len);
     this.checkRange('src', src, len);
     this.checkRange('dst', dst, len);
-    return this.call('copyAndHash', () => this.raw.copyAndHash(dst, src, len));
+    if (dst < src + len && src < dst + len) throw invalidArgument('dst', 'must not overlap src', dst);
+    return BigInt.asUintN(64, this.call('copyAndHash', () => this.raw.copyAndHash(dst, src, len)));
   }
 
   zeroPageHash(pageSize: number): bigint {
     this.checkPageLength('pageSize', pageSize);
-    return this.raw.zeroPageHash(pageSize);
+    return BigInt.asUintN(64, this.raw.zeroPageHash(pageSize));
   }
 
   /** Delta length, or -1 (KernelCode.XBZRLE_OVERFLOW) when it would exceed `limit`. */
   xorDeltaEncode(prev: number, cur: number, len: number, out: number, limit: number): number {
-    this.checkPageLength('len', len);
+    this.checkDeltaPage(len);
     this.checkRange('prev', prev, len);
     this.checkRange('cur', cur, len);
     if (!Number.isInteger(limit) || limit < 0) throw invalidArgument('limit', 'must be a non-negative integer', limit);
@@ -289,7 +300,7 @@ export class Kernels {
 
   /** 0, or a negative XBZRLE_ERR_* code (the page is then untouched). */
   xorDeltaDecode(delta: number, deltaLen: number, page: number, len: number): number {
-    this.checkPageLength('len', len);
+    this.checkDeltaPage(len);
     this.checkRange('page', page, len);
     this.checkRange('delta', delta, deltaLen);
     return this.raw.xorDeltaDecode(delta, deltaLen, page, len);

@@ -109,10 +109,12 @@ bitmap('nextSet finds bit n-1 from itself and reports -1 from n and beyond', () 
 bitmap('nextSet ignores set bits past n in the last word', () => {
   for (const v of VARIANTS) {
     const { k } = setup(v);
-    k.raw.bitmapSet(A, 100); // word 1, past a 70-bit map's end
-    assert.is(k.raw.bitmapNextSet(A, 70, 0), -1, `${v} stray bit 100 in a 70-bit map`);
+    k.raw.bitmapSet(A, 70); // the first bit past a 70-bit map's end
+    k.raw.bitmapSet(A, 100);
+    assert.is(k.raw.bitmapNextSet(A, 70, 0), -1, `${v} stray bits 70 and 100 in a 70-bit map`);
     k.raw.bitmapSet(A, 69);
-    assert.is(k.raw.bitmapNextSet(A, 70, 0), 69, `${v} bit 69 before the stray bit`);
+    assert.is(k.raw.bitmapNextSet(A, 70, 0), 69, `${v} bit 69 before the stray bits`);
+    assert.is(k.raw.bitmapNextSet(A, 64, 0), -1, `${v} bits 69, 70, 100 lie past a 64-bit map`);
   }
 });
 

@@ -110,7 +110,7 @@ xbzrle('encode produces the hand-derived golden deltas, and decode rebuilds the 
   }
 });
 
-xbzrle('uleb128 boundaries: 127, 128, 16383, 16384, 2^21-1 encode in 1, 2, 2, 3, 3 bytes and read back', () => {
+xbzrle('the reference uleb128 writes 127, 128, 16383, 16384, 2^21-1 in 1, 2, 2, 3, 3 bytes and reads them back', () => {
   const cases: [number, string][] = [[0, '00'], [1, '01'], [127, '7f'], [128, '8001'], [16383, 'ff7f'], [16384, '808001'], [65536, '808004'], [2 ** 21 - 1, 'ffff7f']];
   for (const [value, want] of cases) {
     assert.is(hex(Uint8Array.from(ulebEncode(value))), want, `encode ${value}`);
@@ -244,6 +244,7 @@ const CORRUPT: [number, string, number][] = [
   [64, '0a0101 34020101', XB_OVERRUN], //  second pair ends one byte past the end (10+1+52+2 = 65)
   [4096, '80000101', XB_VARINT], //        zrun 0x80 0x00: over-long
   [4096, '0a810001', XB_VARINT], //        nzrun 0x81 0x00: over-long
+  [4096, 'ffff7f0101', XB_OVERRUN], //     zrun 2^21-1: the widest varint parses, then passes the end
   [4096, '8080800101', XB_VARINT], //      zrun of four bytes
   [4096, '808080', XB_VARINT], //          three continuation bytes: wider than 21 bits
   [4096, '8080', XB_TRUNCATED], //         ends inside zrun

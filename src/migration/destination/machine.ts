@@ -9,11 +9,12 @@
 //   receiving --> postcopy: switchover (post-copy)
 //   switching --> running: resumed
 //   running --> completed: complete, closed (the guest runs here either way)
-//   postcopy --> completed: all-present + complete
+//   postcopy --> completed: all-present and complete (either order)
 //   awaiting_hello --> failed: error, closed
 //   receiving --> failed: error, closed
-//   switching --> failed: error (digest or state check failed: never resumed)
-//   postcopy --> postcopy_paused: closed (pages split across hosts: keep everything)
+//   switching --> failed: error, closed (digest or state check failed: never resumed)
+//   running --> completed: error, closed (unconfirmed: the guest already runs here)
+//   postcopy --> postcopy_paused: error, closed (pages split across hosts: keep everything)
 // ```
 //
 // The safety rule: only `switching → running` starts the guest here, and only after the digest and
@@ -101,7 +102,7 @@ export function stepDest(state: DestState, event: DestEvent): DestState {
       return { kind: 'completed', mode: state.mode, confirmed: true };
     case 'postcopy':
       if (event.type === 'batch') return state;
-      if (event.type === 'all-present') return { ...state, allPresent: true };
+      if (event.type === 'all-present') return state.complete ? { kind: 'completed', mode: state.mode, confirmed: true } : { ...state, allPresent: true };
       if (event.type === 'complete') return state.allPresent ? { kind: 'completed', mode: state.mode, confirmed: true } : { ...state, complete: true };
       throw invalidTransition(state, event);
     case 'completed':

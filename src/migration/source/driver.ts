@@ -22,6 +22,7 @@ import { decodeResumed, encodeComplete, encodeDeviceState, encodeIterationEnd, e
 import { FRAME_HEADER_BYTES } from '../../protocol/frame.js';
 import { Channel } from '../../transport/channel.js';
 import { formatAddress, type Address } from '../../transport/tcp.js';
+import { RateLimiter } from '../../transport/rate-limit.js';
 import { decideConvergence, expectedDowntimeMs, type ConvergencePolicy, type Decision } from '../convergence.js';
 import { Inbox } from '../inbox.js';
 import { BandwidthMeter, addCounts, emptyCounts, type IterationRecord } from '../metrics.js';
@@ -37,6 +38,8 @@ export interface SourceOptions {
   xbzrle: boolean;
   lz4: boolean;
   encoders?: number;
+  /** Cap on bytes per second sent (null: as fast as the link goes). */
+  maxBandwidth: number | null;
   connectTimeoutMs: number;
   /** How long to wait for each answer of the destination (HELLO_ACK, RESUMED). */
   answerTimeoutMs: number;
@@ -112,7 +115,10 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
     const capabilities = ack.capabilities & ours;
     report.setupTimeMs = performance.now() - t0;
     pool = new EncoderPool(slabs, options.encoders);
-    const sender = new PageSender(slabs, pool, channel, { lz4: (capabilities & Capability.LZ4) !== 0 });
+    const sender = new PageSender(slabs, pool, channel, {
+      lz4: (capabilities & Capability.LZ4) !== 0,
+      limiter: options.maxBandwidth === null ? null : new RateLimiter(options.maxBandwidth),
+    });
     const tracker = new DirtyTracker(source);
     const useXbzrle = (capabilities & Capability.XBZRLE) !== 0;
     if (options.mode === 'warm') await pause();

@@ -16,6 +16,7 @@ import { chunkBytes } from '../../protocol/page-batch.js';
 import { Limits } from '../../protocol/constants.js';
 import { bufferOf } from '../../wasm/views.js';
 import type { Channel } from '../../transport/channel.js';
+import type { RateLimiter } from '../../transport/rate-limit.js';
 import { emptyCounts, type EncodingCounts } from '../metrics.js';
 
 /** Pages per segment: 64 MiB of 4 KiB pages, a multiple of 64 so segments own whole bitmap words. */
@@ -46,12 +47,14 @@ export class PageSender {
   private readonly freeChunks: number[][];
   private readonly payloadLimit: number[];
   private readonly lz4: boolean;
+  private readonly limiter: RateLimiter | null;
 
-  constructor(slabs: readonly Slab[], pool: EncoderPool, channel: Channel, options: { lz4: boolean }) {
+  constructor(slabs: readonly Slab[], pool: EncoderPool, channel: Channel, options: { lz4: boolean; limiter?: RateLimiter | null }) {
     this.slabs = slabs;
     this.pool = pool;
     this.channel = channel;
     this.lz4 = options.lz4;
+    this.limiter = options.limiter ?? null;
     this.payloadLimit = slabs.map((s) => Math.max(CHUNK_PAYLOAD_BYTES, 16 * s.layout.pageSize));
     this.freeChunks = slabs.map((s, i) => {
       const size = Math.ceil(chunkBytes(CHUNK_ENTRIES, this.payloadLimit[i]) / 4096) * 4096;
@@ -129,7 +132,9 @@ export class PageSender {
           const segmentsToSend = r.payload[1] > 0
             ? [bufferOf(mem, r.head[0], r.head[1]), bufferOf(mem, r.payload[0], r.payload[1])]
             : [bufferOf(mem, r.head[0], r.head[1])];
-          this.channel.sendSegments(segmentsToSend).then(() => {
+          const wait = this.limiter?.take(bytes) ?? null;
+          const written = wait === null ? this.channel.sendSegments(segmentsToSend) : wait.then(() => this.channel.sendSegments(segmentsToSend));
+          written.then(() => {
             writes--;
             this.freeChunks[seg.slab].push(chunk);
             result.pages += r.entries;

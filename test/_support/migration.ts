@@ -1,0 +1,113 @@
+// One parameterised end-to-end migration (after Cloud Hypervisor's test harness): a destination and a
+// source process on 127.0.0.1, both with reports and RAM dumps, and the replay oracle to compare with.
+
+import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { replay, resolveGuestConfig, parseSize, type FillKind, type Report, type WorkloadKind } from '../../src/index.js';
+import { memshift, startDestination, type Finished } from './processes.js';
+
+export interface GuestCase {
+  memory?: string;
+  fill?: FillKind;
+  workload?: WorkloadKind;
+  hotSize?: string;
+  seed: number;
+}
+
+export interface MigrationCase extends GuestCase {
+  mode?: 'live' | 'cold' | 'warm';
+  dirtyRate?: number | 'max';
+  downtimeLimit?: number;
+  onStall?: 'force' | 'throttle' | 'abort';
+  maxIterations?: number;
+  maxBandwidth?: string;
+  warmup?: number;
+  /** Steps the destination runs after the migration before it dumps (default 20000). */
+  runSteps?: number;
+  sourceArgs?: string[];
+  destArgs?: string[];
+}
+
+export interface Side extends Finished {
+  report: Report | null;
+  image: string;
+}
+
+export interface MigrationOutcome {
+  source: Side;
+  dest: Side;
+  dir: string;
+}
+
+function guestArgs(c: GuestCase): string[] {
+  const a = ['--memory', c.memory ?? '64MiB', '--seed', String(c.seed), '--fill', c.fill ?? 'mixed', '--workload', c.workload ?? 'hotset'];
+  if (c.hotSize !== undefined) a.push('--hot-size', c.hotSize);
+  return a;
+}
+
+function readReport(path: string): Report | null {
+  return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as Report) : null;
+}
+
+/** Runs a destination and a source to completion (or failure) and collects reports and images. */
+export async function runMigration(c: MigrationCase): Promise<MigrationOutcome> {
+  const dir = mkdtempSync(join(tmpdir(), 'memshift-e2e-'));
+  const files = {
+    srcReport: join(dir, 'source.json'), srcImage: join(dir, 'source.img'),
+    destReport: join(dir, 'dest.json'), destImage: join(dir, 'dest.img'),
+  };
+  const dest = await startDestination(['--report', files.destReport, '--dump-memory', files.destImage, '--run-steps', String(c.runSteps ?? 20000), ...(c.destArgs ?? [])]);
+  const args = [
+    'source', '--connect', `127.0.0.1:${dest.port}`, ...guestArgs(c), '--quiet',
+    '--mode', c.mode ?? 'live', '--report', files.srcReport, '--dump-memory', files.srcImage,
+    '--warmup', String(c.warmup ?? 100), '--dirty-rate', String(c.dirtyRate ?? 'max'),
+  ];
+  if (c.downtimeLimit !== undefined) args.push('--downtime-limit', String(c.downtimeLimit));
+  if (c.onStall !== undefined) args.push('--on-stall', c.onStall);
+  if (c.maxIterations !== undefined) args.push('--max-iterations', String(c.maxIterations));
+  if (c.maxBandwidth !== undefined) args.push('--max-bandwidth', c.maxBandwidth);
+  args.push(...(c.sourceArgs ?? []));
+  const source = memshift(args);
+  const [s, d] = await Promise.all([source.done, dest.done]);
+  return {
+    dir,
+    source: { ...s, report: readReport(files.srcReport), image: files.srcImage },
+    dest: { ...d, report: readReport(files.destReport), image: files.destImage },
+  };
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * Compares a RAM image with an uninterrupted replay of `steps` steps of the same guest. Returns null
+ * when identical, else a description of the first differing page and how many differ.
+ */
+export function diffAgainstReplay(image: string, c: GuestCase, steps: number): string | null {
+  const memoryBytes = parseSize(c.memory ?? '64MiB', 'memory');
+  const config = resolveGuestConfig({
+    memoryBytes, seed: c.seed, fill: c.fill ?? 'mixed', workload: c.workload ?? 'hotset',
+    hotBytes: c.hotSize === undefined ? undefined : parseSize(c.hotSize, 'hotSize'),
+  });
+  const bytes = readFileSync(image);
+  if (bytes.length !== memoryBytes) return `image has ${bytes.length} bytes, guest ${memoryBytes}`;
+  const reference = replay(config, steps);
+  const pages = memoryBytes / config.pageSize;
+  let first = -1;
+  let differing = 0;
+  for (let p = 0; p < pages; p++) {
+    const a = bytes.subarray(p * config.pageSize, (p + 1) * config.pageSize);
+    if (Buffer.compare(a, Buffer.from(reference.pageView(0, p))) !== 0) {
+      if (first < 0) first = p;
+      differing++;
+    }
+  }
+  return first < 0 ? null : `${differing} of ${pages} pages differ from replay(${steps}); first is page ${first}`;
+}
+
+/** A one-line summary of a failed side, for assertion messages. */
+export function explain(side: Side): string {
+  return `exit ${side.code}${side.signal ? ` (${side.signal})` : ''}; stderr: ${side.stderr.trim().split('\n').slice(-4).join(' | ')}`;
+}
