@@ -26,7 +26,7 @@ export type { GuestMemoryOptions, RegionSpec } from './memory/guest-memory.js';
 export { SimulatedGuest, replay, RAM_REGION_ID } from './memory/simulated-guest.js';
 export { resolveGuestConfig, parseSize, formatBytes, FILL_KINDS, WORKLOAD_KINDS } from './memory/guest-config.js';
 export type { GuestConfig, FillKind, WorkloadKind } from './memory/guest-config.js';
-export { formatReport } from './migration/report.js';
+export { formatReport, hex64 } from './migration/report.js';
 export type { Report, Outcome, DowntimeBreakdown, PostcopyStats } from './migration/report.js';
 export type { Progress } from './migration/progress.js';
 export type { IterationRecord, EncodingCounts } from './migration/metrics.js';

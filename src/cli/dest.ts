@@ -3,7 +3,7 @@
 // and the wait goes on. The first line on stdout is "listening on HOST:PORT" (useful with port 0).
 
 import { writeFileSync } from 'node:fs';
-import { SimulatedGuest, RAM_REGION_ID, formatAddress, formatReport, listen, parseSize, receive } from '../index.js';
+import { SimulatedGuest, RAM_REGION_ID, formatAddress, formatReport, hex64, listen, parseSize, receive } from '../index.js';
 import { helpText, optionalString, parseArgs, parseInteger, requireString, type Flags } from './args.js';
 import { progressPrinter } from './progress.js';
 
@@ -56,6 +56,7 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
       await guest.pause();
       if (k > 0) await guest.runUntil(guest.steps + k);
       report.guestSteps = guest.steps;
+      report.contentDigest = hex64(guest.memory.contentDigest());
       const dump = optionalString(a, 'dump-memory');
       if (dump !== undefined) guest.memory.writeImage(RAM_REGION_ID, dump);
     }

@@ -6,11 +6,13 @@ import { errorCode, isMemshiftError } from '../index.js';
 import { runReplay } from './replay.js';
 import { runSourceCommand } from './source.js';
 import { runDestCommand } from './dest.js';
+import { runDemo } from './demo.js';
 import { messageWithFlag } from './args.js';
 
 const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<number>; summary: string }> = {
   source: { run: runSourceCommand, summary: 'start a simulated guest and migrate it to a destination' },
   dest: { run: runDestCommand, summary: 'wait for one migration and run the received guest' },
+  demo: { run: runDemo, summary: 'migrate a simulated guest between two processes on 127.0.0.1 and check the result' },
   replay: { run: runReplay, summary: 'run the simulated guest for N steps and dump its RAM (the reference run)' },
 };
 

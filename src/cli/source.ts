@@ -4,7 +4,7 @@
 
 import { writeFileSync } from 'node:fs';
 import {
-  ErrorCode, SimulatedGuest, RAM_REGION_ID, formatReport, migrate, parseSize, errorCode, MIGRATION_MODES,
+  ErrorCode, SimulatedGuest, RAM_REGION_ID, formatReport, hex64, migrate, parseSize, errorCode, MIGRATION_MODES,
   type MigrationMode, type Report, type StallPolicy,
 } from '../index.js';
 import { helpText, optionalString, parseArgs, parseInteger, requireString, type Flags } from './args.js';
@@ -88,6 +88,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
       await guest.pause();
       report.guestSteps = guest.steps;
     }
+    report.contentDigest = hex64(guest.memory.contentDigest());
     const dump = optionalString(a, 'dump-memory');
     if (dump !== undefined) guest.memory.writeImage(RAM_REGION_ID, dump);
     const reportFile = optionalString(a, 'report');

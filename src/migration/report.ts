@@ -63,6 +63,11 @@ export interface Report {
   postcopy: PostcopyStats | null;
   /** Destination: whether memory was pre-touched before receiving, and how long that took. */
   prealloc: { enabled: boolean; ms: number } | null;
+  /**
+   * Digest of the memory as it was when the tool stopped the guest (hex, computed from the pages, not
+   * from the session); null when not computed. Compare with a replay's to check a migration end to end.
+   */
+  contentDigest: string | null;
 }
 
 export function hex64(v: bigint): string {

@@ -93,6 +93,7 @@ function report(over: Partial<Report> = {}): Report {
     throughputGBps: 0.124,
     postcopy: null,
     prealloc: null,
+    contentDigest: null,
     ...over,
   };
 }

@@ -58,7 +58,7 @@ export function emptyReport(role: 'source' | 'destination', mode: MigrationMode)
     role, mode, outcome: 'failed', error: null, totalTimeMs: 0, downtimeMs: null, downtimeBreakdown: null, setupTimeMs: 0,
     bytesTransferred: 0, pagesTransferred: 0, pagesByEncoding: emptyCounts(), iterations: [], converged: false,
     switchoverReason: null, predictedDowntimeMs: null, throttlePercent: 0, guestSteps: 0, digest: hex64(0n),
-    throughputGBps: 0, postcopy: null, prealloc: null,
+    throughputGBps: 0, postcopy: null, prealloc: null, contentDigest: null,
   };
 }
 

@@ -1,0 +1,104 @@
+// `memshift demo`: a live migration on this machine, end to end. The destination runs as a separate
+// process on 127.0.0.1; the source guest runs here with a live progress line. Afterwards both reports
+// are summarised, and the destination's memory is checked against an uninterrupted replay of the same
+// guest: bit for bit, by digest.
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  SimulatedGuest, formatReport, hex64, migrate, replay, MIGRATION_MODES, errorCode,
+  type MigrationMode, type Report, type StallPolicy,
+} from '../index.js';
+import { helpText, parseArgs, parseInteger, requireString, type Flags } from './args.js';
+import { guestConfigFrom, guestFlags } from './guest-flags.js';
+import { progressPrinter } from './progress.js';
+
+export const demoFlags: Flags = {
+  ...guestFlags,
+  memory: { ...guestFlags.memory, default: '1GiB' },
+  'hot-size': { ...guestFlags['hot-size'], default: '64MiB' },
+  seed: { ...guestFlags.seed, default: '42' },
+  mode: { type: 'string', value: MIGRATION_MODES.join('|'), help: 'migration mode', default: 'live' },
+  'downtime-limit': { type: 'string', value: 'MS', help: 'switch over when expected downtime is at most this', default: '300' },
+  'on-stall': { type: 'string', value: 'force|throttle|abort', help: 'what to do when pre-copy does not converge', default: 'throttle' },
+  'run-steps': { type: 'string', value: 'K', help: 'steps the guest runs on the destination before the check', default: '200000' },
+  verify: { type: 'string', value: 'on|off', help: 'compare the destination with a replay of the same guest', default: 'on' },
+  help: { type: 'boolean', help: 'show this help' },
+};
+
+export async function runDemo(argv: readonly string[]): Promise<number> {
+  const a = parseArgs(argv, demoFlags);
+  if (a.help) {
+    console.log(helpText('demo', 'Migrate a simulated guest between two processes on 127.0.0.1 and check the result.', demoFlags));
+    return 0;
+  }
+  const config = guestConfigFrom(a);
+  const mode = requireString(a, 'mode') as MigrationMode;
+  const runSteps = parseInteger(requireString(a, 'run-steps'), '--run-steps');
+  const dir = mkdtempSync(join(tmpdir(), 'memshift-demo-'));
+  const destReportFile = join(dir, 'dest.json');
+  const cli = fileURLToPath(new URL('./main.js', import.meta.url));
+  const dest = spawn(process.execPath, [cli, 'dest', '--listen', '127.0.0.1:0', '--report', destReportFile, '--run-steps', String(runSteps), '--quiet'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const destExit = new Promise<number>((resolve) => dest.on('close', (code) => resolve(code ?? 1)));
+  let guest: SimulatedGuest | null = null;
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      let out = '';
+      dest.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
+        if (m) resolve(Number(m[1]));
+      });
+      dest.once('close', () => reject(new Error('destination exited before listening')));
+    });
+    console.log(`memshift demo: ${mode} migration of a ${requireString(a, 'memory')} ${config.workload} guest (fill ${config.fill}, seed ${config.seed}) to 127.0.0.1:${port}`);
+    const t = performance.now();
+    guest = SimulatedGuest.create(config, { cacheBytes: 64 * 2 ** 20 });
+    console.log(`guest filled in ${(performance.now() - t).toFixed(0)} ms; running it for 500 ms before migrating`);
+    await guest.resume();
+    await new Promise((r) => setTimeout(r, 500));
+    const printer = progressPrinter(process.stdout);
+    let source: Report;
+    let failed: string | null = null;
+    try {
+      source = await migrate(guest, { host: '127.0.0.1', port }, {
+        mode,
+        downtimeLimitMs: parseInteger(requireString(a, 'downtime-limit'), '--downtime-limit', 1),
+        onStall: requireString(a, 'on-stall') as StallPolicy,
+        onProgress: (p) => printer.update(p),
+      });
+    } catch (err) {
+      const r = (err as { details?: { report?: Report } }).details?.report;
+      if (r === undefined) throw err;
+      source = r;
+      failed = `${errorCode(err)}: ${(err as Error).message}`;
+    }
+    printer.done();
+    console.log(`\n${formatReport(source)}`);
+    const code = await destExit;
+    const destination = JSON.parse(readFileSync(destReportFile, 'utf8')) as Report;
+    console.log(`\n${formatReport(destination)}`);
+    if (failed !== null || code !== 0) {
+      console.log(`\nmigration failed: ${failed ?? destination.error?.message ?? `destination exited ${code}`}`);
+      return 1;
+    }
+    if (requireString(a, 'verify') === 'on') {
+      const t0 = performance.now();
+      const expected = hex64(replay(config, destination.guestSteps).contentDigest());
+      const ok = expected === destination.contentDigest;
+      console.log(`\nverify: replayed the guest for ${destination.guestSteps} steps without migrating it (${(performance.now() - t0).toFixed(0)} ms):`);
+      console.log(`  destination memory ${destination.contentDigest}, uninterrupted run ${expected}: ${ok ? 'bit-identical' : 'DIFFERENT'}`);
+      if (!ok) return 1;
+    }
+    return 0;
+  } finally {
+    if (dest.exitCode === null) dest.kill('SIGKILL');
+    await guest?.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

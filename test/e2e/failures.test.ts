@@ -1,0 +1,134 @@
+// End-to-end failures: a peer that dies, a connection that is not memshift, a source that lies.
+// Each checks what the survivor reports, and that nothing was lost: a source guest that keeps
+// running is still exactly its replay, and a destination never starts a partial guest.
+
+import net from 'node:net';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { diffAgainstReplay, explain, type GuestCase } from '../_support/migration.js';
+import { killAll, memshift, startDestination, waitForOutput } from '../_support/processes.js';
+import { HostilePeer } from '../_support/hostile-peer.js';
+import type { Report } from '../../src/index.js';
+
+let dir = '';
+test.before.each(() => {
+  dir = mkdtempSync(join(tmpdir(), 'memshift-fail-'));
+});
+test.after.each(async () => {
+  await killAll();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const report = (name: string): Report => JSON.parse(readFileSync(join(dir, name), 'utf8')) as Report;
+
+const guest: GuestCase = { seed: 41, memory: '64MiB', workload: 'hotset' };
+const guestArgs = ['--memory', '64MiB', '--seed', '41', '--workload', 'hotset', '--fill', 'mixed'];
+
+test('destination killed mid pre-copy: the source fails naming the destination, its guest ran on exactly', async () => {
+  const dest = await startDestination(['--report', join(dir, 'dest.json')]);
+  const source = memshift([
+    'source', '--connect', `127.0.0.1:${dest.port}`, ...guestArgs, '--quiet', '--warmup', '50',
+    '--max-bandwidth', '40MiB', '--report', join(dir, 'src.json'), '--dump-memory', join(dir, 'src.img'),
+  ]);
+  await waitForOutput(dest, (t) => t.includes('accepted live migration'));
+  await new Promise((r) => setTimeout(r, 300));
+  dest.proc.kill('SIGKILL');
+  const s = await source.done;
+  assert.is(s.code, 1, explain({ ...s, report: null, image: '' }));
+  assert.match(s.stderr, /memshift source: MS_ERR_CONNECTION_CLOSED: destination 127\.0\.0\.1:\d+/);
+  const r = report('src.json');
+  assert.is(r.outcome, 'failed');
+  assert.is(r.downtimeMs, null, 'no switchover happened');
+  assert.ok(r.bytesTransferred > 0 && r.bytesTransferred < 64 * 2 ** 20, `sent ${r.bytesTransferred} bytes before the cut`);
+  assert.is(diffAgainstReplay(join(dir, 'src.img'), guest, r.guestSteps), null);
+});
+
+test('source killed mid pre-copy: the destination fails and never starts the guest', async () => {
+  const dest = await startDestination(['--report', join(dir, 'dest.json'), '--dump-memory', join(dir, 'dest.img')]);
+  const source = memshift(['source', '--connect', `127.0.0.1:${dest.port}`, ...guestArgs, '--quiet', '--warmup', '50', '--max-bandwidth', '40MiB']);
+  await waitForOutput(dest, (t) => t.includes('accepted live migration'));
+  await new Promise((r) => setTimeout(r, 300));
+  source.proc.kill('SIGKILL');
+  const d = await dest.done;
+  assert.is(d.code, 1);
+  assert.match(d.stderr, /MS_ERR_CONNECTION_CLOSED: source 127\.0\.0\.1:\d+/);
+  const r = report('dest.json');
+  assert.is(r.outcome, 'failed');
+  assert.is(r.guestSteps, 0, 'the guest never ran here');
+  assert.throws(() => readFileSync(join(dir, 'dest.img')), 'no image of a guest that never ran');
+});
+
+test('a garbage connection is turned away and a real migration afterwards succeeds', async () => {
+  const dest = await startDestination(['--report', join(dir, 'dest.json'), '--run-steps', '1000', '--dump-memory', join(dir, 'dest.img')]);
+  const closed = await new Promise<boolean>((resolve) => {
+    const s = net.connect(dest.port, '127.0.0.1', () => s.write('GET / HTTP/1.1\r\nHost: memshift\r\n\r\n'));
+    s.on('data', () => undefined);
+    s.on('close', () => resolve(true));
+    s.on('error', () => undefined);
+    setTimeout(() => resolve(false), 5000);
+  });
+  assert.ok(closed, 'the destination closed the garbage connection');
+  await waitForOutput(dest, (t) => /rejected connection from source 127\.0\.0\.1:\d+: MS_ERR_HANDSHAKE_MAGIC/.test(t));
+  const s = await memshift(['source', '--connect', `127.0.0.1:${dest.port}`, ...guestArgs, '--quiet', '--warmup', '50']).done;
+  assert.is(s.code, 0, s.stderr);
+  const d = await dest.done;
+  assert.is(d.code, 0, d.stderr);
+  const r = report('dest.json');
+  assert.is(r.outcome, 'completed');
+  assert.is(diffAgainstReplay(join(dir, 'dest.img'), guest, r.guestSteps), null);
+});
+
+/** A hostile source: valid handshake, then one bad frame. The destination must fail with `code`, never resume. */
+async function hostile(code: string, attack: (p: HostilePeer) => Promise<void>): Promise<void> {
+  const dest = await startDestination(['--report', join(dir, 'dest.json'), '--dump-memory', join(dir, 'dest.img')]);
+  const peer = await HostilePeer.connect(dest.port, 256);
+  await peer.handshake();
+  await attack(peer);
+  const answer = await peer.errorAnswer();
+  const d = await dest.done;
+  peer.close();
+  assert.is(d.code, 1, d.stderr);
+  assert.is(answer?.code, code, `the destination told the source why (${answer?.message})`);
+  const r = report('dest.json');
+  assert.is(r.outcome, 'failed');
+  assert.is(r.error!.code, code);
+  assert.is(r.guestSteps, 0);
+  assert.throws(() => readFileSync(join(dir, 'dest.img')));
+}
+
+test('a frame with a bad checksum is rejected with MS_ERR_FRAME_CHECKSUM', async () => {
+  await hostile('MS_ERR_FRAME_CHECKSUM', (p) => p.sendCorrupted(p.rawBatch([7], 0x11), 20));
+});
+
+test('a page outside the region is rejected with MS_ERR_BATCH_PAGE_RANGE', async () => {
+  await hostile('MS_ERR_BATCH_PAGE_RANGE', (p) => p.send(p.rawBatch([256], 0x22)));
+});
+
+test('a page whose payload does not match its hash is rejected with MS_ERR_PAGE_HASH_MISMATCH', async () => {
+  await hostile('MS_ERR_PAGE_HASH_MISMATCH', (p) => p.send(p.rawBatch([3], 0x33, { lieAboutHash: true })));
+});
+
+test('a malformed XBZRLE delta is rejected with MS_ERR_DELTA_MALFORMED', async () => {
+  await hostile('MS_ERR_DELTA_MALFORMED', (p) => p.send(p.deltaBatch(5, Uint8Array.from([0x00, 0x80, 0x00]))));
+});
+
+test('a frame announcing 1 GiB is rejected with MS_ERR_FRAME_TOO_LARGE before it is buffered', async () => {
+  await hostile('MS_ERR_FRAME_TOO_LARGE', (p) => p.sendHeader(0x03, 2 ** 30));
+});
+
+test('SWITCHOVER without device state is rejected with MS_ERR_UNEXPECTED_MESSAGE', async () => {
+  await hostile('MS_ERR_UNEXPECTED_MESSAGE', (p) => p.send(p.switchover(0n)));
+});
+
+test('a digest that does not match the received memory stops the switchover with MS_ERR_DIGEST_MISMATCH', async () => {
+  await hostile('MS_ERR_DIGEST_MISMATCH', async (p) => {
+    await p.send(p.rawBatch([1], 0x44));
+    await p.send(p.deviceState());
+    await p.send(p.switchover(0x1234n));
+  });
+});
+
+test.run();
