@@ -7,7 +7,7 @@
 // the bytes that are sent (or into the XBZRLE scratch), and hashed as stored, so the hash in the entry
 // always matches the payload even when the guest writes the page meanwhile.
 
-import { bitmapNextSet } from './bitmap';
+import { bitmapClear, bitmapNextSet } from './bitmap';
 import { copyAndHash, recordPageHash } from './hash';
 import { CACHE_TAG_BUSY, ENCODING_RAW, ENCODING_XBZRLE, ENCODING_ZERO, ENTRY_BYTES } from './layout';
 import { xorDeltaEncode } from './xbzrle';
@@ -30,13 +30,9 @@ import { zeroPageHash } from './zero-hash';
   store<u64>(e, hash, 8);
 }
 
-@inline function clearBit(map: usize, bit: u32): void {
-  const w = map + (<usize>(bit >> 6) << 3);
-  store<u64>(w, load<u64>(w) & ~(<u64>1 << (bit & 63)));
-}
-
 /**
- * Encodes pages marked in `snapshot` within slab pages [from, to), clearing each bit it consumes,
+ * Encodes pages marked in `snapshot` within slab pages [from, to), clearing each bit it consumes
+ * (atomically: a page whose bit another thread cleared first is skipped),
  * until the range ends, `maxEntries` entries are written, or the payload could not take one more raw
  * page. XBZRLE is used when `cacheSlots` > 0 (never in the first pass: the caller passes 0).
  * Returns the entry count; details go to the u32s at `result` (see R_*).
@@ -59,7 +55,8 @@ export function encodePages(
     }
     const page = <u32>found;
     next = page + 1;
-    clearBit(snapshot, page);
+    // Take the page atomically: in post-copy the fault thread may take it first, and then it is its.
+    if (!bitmapClear(snapshot, page)) continue;
     const src = ram + <usize>page * pageSize;
     const out = payload + used;
     let encoding = ENCODING_RAW, size = pageSize;

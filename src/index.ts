@@ -102,15 +102,13 @@ export async function migrate(source: MemorySource, to: string | Address, option
   const mode = options.mode ?? 'live';
   if (!MIGRATION_MODES.includes(mode)) throw invalidArgument('options.mode', `must be one of ${MIGRATION_MODES.join('|')}`, mode);
   if (options.onStall !== undefined && !STALL_POLICIES.includes(options.onStall)) throw invalidArgument('options.onStall', `must be one of ${STALL_POLICIES.join('|')}`, options.onStall);
-  if (mode === 'postcopy' || mode === 'hybrid' || options.onStall === 'postcopy') {
-    throw invalidArgument('options.mode', 'post-copy is not available in this build', mode);
-  }
   const policy: ConvergencePolicy = {
     ...DEFAULT_POLICY,
     downtimeLimitMs: options.downtimeLimitMs === undefined ? DEFAULT_POLICY.downtimeLimitMs : positiveInt(options.downtimeLimitMs, 'downtimeLimitMs'),
     maxIterations: options.maxIterations === undefined ? DEFAULT_POLICY.maxIterations : positiveInt(options.maxIterations, 'maxIterations', 1, 10_000),
     maxTimeMs: options.maxTimeMs === undefined ? DEFAULT_POLICY.maxTimeMs : positiveInt(options.maxTimeMs, 'maxTimeMs'),
-    onStall: options.onStall ?? DEFAULT_POLICY.onStall,
+    // Hybrid switches to post-copy when pre-copy stalls, whatever the stall policy says.
+    onStall: mode === 'hybrid' ? 'postcopy' : (options.onStall ?? DEFAULT_POLICY.onStall),
     postcopyAfter: options.postcopyAfter === undefined ? null : positiveInt(options.postcopyAfter, 'postcopyAfter', 1, 10_000),
     throttleInitial: options.throttleInitial === undefined ? DEFAULT_POLICY.throttleInitial : positiveInt(options.throttleInitial, 'throttleInitial', 1, 99),
     throttleStep: options.throttleStep === undefined ? DEFAULT_POLICY.throttleStep : positiveInt(options.throttleStep, 'throttleStep', 1, 99),

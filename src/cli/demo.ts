@@ -23,7 +23,7 @@ export const demoFlags: Flags = {
   seed: { ...guestFlags.seed, default: '42' },
   mode: { type: 'string', value: MIGRATION_MODES.join('|'), help: 'migration mode', default: 'live' },
   'downtime-limit': { type: 'string', value: 'MS', help: 'switch over when expected downtime is at most this', default: '300' },
-  'on-stall': { type: 'string', value: 'force|throttle|abort', help: 'what to do when pre-copy does not converge', default: 'throttle' },
+  'on-stall': { type: 'string', value: 'force|throttle|abort|postcopy', help: 'what to do when pre-copy does not converge', default: 'throttle' },
   'run-steps': { type: 'string', value: 'K', help: 'steps the guest runs on the destination before the check', default: '200000' },
   verify: { type: 'string', value: 'on|off', help: 'compare the destination with a replay of the same guest', default: 'on' },
   help: { type: 'boolean', help: 'show this help' },

@@ -6,6 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { SimulatedGuest, RAM_REGION_ID, formatAddress, formatReport, hex64, listen, parseSize, receive } from '../index.js';
 import { helpText, optionalString, parseArgs, parseInteger, requireString, type Flags } from './args.js';
 import { progressPrinter } from './progress.js';
+import { waitForSignal } from './source.js';
 
 export const destFlags: Flags = {
   listen: { type: 'string', value: 'HOST:PORT', help: 'address to wait on (port 0: any free port)' },
@@ -51,6 +52,15 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
   }
   const { report, target } = result;
   const guest = target instanceof SimulatedGuest ? target : null;
+  if (report.outcome === 'paused') {
+    const reportFile = optionalString(a, 'report');
+    if (reportFile !== undefined) writeFileSync(reportFile, `${JSON.stringify(report, null, 2)}\n`);
+    console.error(`memshift dest: ${report.error?.code}: ${report.error?.message}`);
+    console.error('memshift dest: keeping the paused guest and every received page until this process is stopped');
+    await waitForSignal();
+    await guest?.close();
+    return 1;
+  }
   try {
     if (report.outcome === 'completed' && guest !== null) {
       await guest.pause();

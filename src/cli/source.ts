@@ -18,7 +18,8 @@ export const sourceFlags: Flags = {
   'downtime-limit': { type: 'string', value: 'MS', help: 'switch over when expected downtime is at most this', default: '300' },
   'max-iterations': { type: 'string', value: 'N', help: 'pre-copy iteration cap', default: '30' },
   'max-time': { type: 'string', value: 'S', help: 'pre-copy time cap in seconds', default: '300' },
-  'on-stall': { type: 'string', value: 'force|throttle|abort', help: 'what to do when pre-copy does not converge', default: 'throttle' },
+  'on-stall': { type: 'string', value: 'force|throttle|abort|postcopy', help: 'what to do when pre-copy does not converge', default: 'throttle' },
+  'postcopy-after': { type: 'string', value: 'N', help: 'hybrid: switch to post-copy after N pre-copy iterations' },
   'throttle-initial': { type: 'string', value: 'PERCENT', help: 'auto-converge: first throttle', default: '20' },
   'throttle-step': { type: 'string', value: 'PERCENT', help: 'auto-converge: added per stalled iteration', default: '10' },
   warmup: { type: 'string', value: 'MS', help: 'let the guest run this long before migrating', default: '300' },
@@ -50,6 +51,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
   if (compress !== 'none' && compress !== 'lz4') throw new Error('--compress must be none or lz4');
   const encoders = optionalString(a, 'encoders');
   const bandwidth = optionalString(a, 'max-bandwidth');
+  const postcopyAfter = optionalString(a, 'postcopy-after');
   const warmupMs = parseInteger(requireString(a, 'warmup'), '--warmup');
   const guest = SimulatedGuest.create(config, {
     maxSlabBytes: parseSize(requireString(a, 'slab-size'), '--slab-size'),
@@ -68,6 +70,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
         maxIterations: parseInteger(requireString(a, 'max-iterations'), '--max-iterations', 1),
         maxTimeMs: parseInteger(requireString(a, 'max-time'), '--max-time', 1) * 1000,
         onStall,
+        postcopyAfter: postcopyAfter === undefined ? undefined : parseInteger(postcopyAfter, '--postcopy-after', 1),
         throttleInitial: parseInteger(requireString(a, 'throttle-initial'), '--throttle-initial', 1, 99),
         throttleStep: parseInteger(requireString(a, 'throttle-step'), '--throttle-step', 1, 99),
         xbzrle: xbzrle === 'on',
@@ -83,6 +86,15 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
       failure = { code: errorCode(err) ?? 'MS_ERR', message: (err as Error).message };
     }
     printer.done();
+    if (report.outcome === 'paused') {
+      // Post-copy lost its link: the guest's only complete copy is split across both hosts. Keep it all.
+      const reportFile = optionalString(a, 'report');
+      if (reportFile !== undefined) writeFileSync(reportFile, `${JSON.stringify(report, null, 2)}\n`);
+      console.error(`memshift source: ${report.error?.code}: ${report.error?.message}`);
+      console.error('memshift source: keeping the paused guest and every page until this process is stopped');
+      await waitForSignal();
+      return 1;
+    }
     if (failure !== null) {
       // The guest kept running (or stays paused, in doubt): stop it here only to dump a consistent image.
       await guest.pause();
@@ -103,4 +115,17 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
     return failure.code === ErrorCode.INVALID_ARGUMENT ? 2 : 1;
   }
   return 0;
+}
+
+/** Resolves on SIGINT or SIGTERM (the process stays up with its memory until then). */
+export function waitForSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    const keepAlive = setInterval(() => undefined, 1 << 30);
+    const done = (): void => {
+      clearInterval(keepAlive);
+      resolve();
+    };
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+  });
 }

@@ -1,30 +1,32 @@
 // Post-copy on the destination: the guest runs before all of its pages have arrived. Before a step
 // touches a page, the vCPU checks the page's bit in its slab's `present` bitmap; when it is clear, it
-// posts the page to the fault mailbox in the control block (FAULT_PAGE, then FAULT_SEQ + 1, notify)
-// and blocks in Atomics.wait on the bitmap word until the receiver sets the bit (the apply kernel
-// notifies that word). The step logic itself never learns that a fault happened.
+// posts the page to the fault mailbox (FAULT_PAGE, then FAULT_SEQ + 1, notify) and blocks in
+// Atomics.wait on the bitmap word until a receiver sets the bit (the apply kernel notifies that word).
+// The step logic itself never learns that a fault happened.
 //
-// Each fault's blocked time (fault → page present) is appended to a shared Float64 log so the
-// destination can report latency percentiles. Once every page is present the receiver sets
-// ALL_PRESENT and the check disappears from the step loop.
+//   mailbox i32: [0] FAULT_SEQ  [1] FAULT_PAGE (region page, as u32)  [2] ALL_PRESENT  [3] FAULTS
+//   faultLog f64: [0] faults logged, [1 + i % FAULT_LOG_SLOTS] = blocked time of fault i in µs
+//
+// Once every page is present the receiver sets ALL_PRESENT and the check leaves the step loop.
 
-import { Ctl } from './vcpu-control.js';
 import type { Slab } from './slab.js';
 import type { PageGate } from './workload.js';
 
-/** Float64 slots in the fault-latency log (microseconds), a ring after the count in slot 0. */
+export const Mailbox = { FAULT_SEQ: 0, FAULT_PAGE: 1, ALL_PRESENT: 2, FAULTS: 3 } as const;
+export const MAILBOX_BYTES = 64;
+/** Float64 slots in the fault-latency ring. */
 export const FAULT_LOG_SLOTS = 65536;
 
 export interface PageGateInit {
-  /** Float64Array: [0] = faults logged, [1 + i % FAULT_LOG_SLOTS] = latency µs of fault i. */
+  mailbox: SharedArrayBuffer;
   faultLog: SharedArrayBuffer;
 }
 
-export function createFaultLog(): SharedArrayBuffer {
-  return new SharedArrayBuffer((FAULT_LOG_SLOTS + 1) * 8);
+export function createPageGateInit(): PageGateInit {
+  return { mailbox: new SharedArrayBuffer(MAILBOX_BYTES), faultLog: new SharedArrayBuffer((FAULT_LOG_SLOTS + 1) * 8) };
 }
 
-/** Latencies (µs) of the faults logged so far (the most recent FAULT_LOG_SLOTS). */
+/** Blocked times (µs) of the faults logged so far (the most recent FAULT_LOG_SLOTS). */
 export function readFaultLog(log: SharedArrayBuffer): number[] {
   const f = new Float64Array(log);
   const n = f[0];
@@ -34,14 +36,15 @@ export function readFaultLog(log: SharedArrayBuffer): number[] {
   return out;
 }
 
-export function createPageGate(init: PageGateInit, slabs: readonly Slab[], control: Int32Array): PageGate {
+export function createPageGate(init: PageGateInit, slabs: readonly Slab[]): PageGate {
   const words = slabs.map((s) => new Int32Array(s.memory.buffer));
   const presentBase = slabs.map((s) => s.layout.present >>> 2);
   const slabPages = slabs[0].pageCount;
+  const mailbox = new Int32Array(init.mailbox);
   const log = new Float64Array(init.faultLog);
   return {
     get open(): boolean {
-      return Atomics.load(control, Ctl.ALL_PRESENT) === 1;
+      return Atomics.load(mailbox, Mailbox.ALL_PRESENT) === 1;
     },
     isPresent(si: number, local: number): boolean {
       return (Atomics.load(words[si], presentBase[si] + (local >>> 5)) & (1 << (local & 31))) !== 0;
@@ -53,14 +56,14 @@ export function createPageGate(init: PageGateInit, slabs: readonly Slab[], contr
       const index = presentBase[si] + (local >>> 5);
       const bit = 1 << (local & 31);
       const t0 = performance.now();
-      Atomics.store(control, Ctl.FAULT_PAGE, page | 0);
-      Atomics.add(control, Ctl.FAULT_SEQ, 1);
-      Atomics.add(control, Ctl.FAULTS, 1);
-      Atomics.notify(control, Ctl.FAULT_SEQ);
+      Atomics.store(mailbox, Mailbox.FAULT_PAGE, page | 0);
+      Atomics.add(mailbox, Mailbox.FAULT_SEQ, 1);
+      Atomics.add(mailbox, Mailbox.FAULTS, 1);
+      Atomics.notify(mailbox, Mailbox.FAULT_SEQ);
       for (;;) {
         const word = Atomics.load(mem, index);
         if ((word & bit) !== 0) break;
-        // Timed, so a lost wake-up costs at most this long; the apply kernel notifies this word.
+        // Timed, so that a missed wake-up costs at most this; the apply kernel notifies this word.
         Atomics.wait(mem, index, word, 50);
       }
       const n = log[0];

@@ -7,7 +7,7 @@ import { ErrorCode, MemshiftError, invalidArgument } from '../errors.js';
 import { CPU_STATE_BYTES, decodeCpuState, encodeCpuState, type CpuState } from './cpu-state.js';
 import { FILL_CODE, type GuestConfig } from './guest-config.js';
 import { GuestMemory, type GuestMemoryOptions } from './guest-memory.js';
-import { createFaultLog, type PageGateInit } from './page-gate.js';
+import { Mailbox, createPageGateInit, type PageGateInit } from './page-gate.js';
 import { kernelsOf, type Slab } from './slab.js';
 import type { MemorySource, MemoryTarget, Region } from './types.js';
 import { Vcpu } from './vcpu.js';
@@ -79,8 +79,9 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     return this.state;
   }
 
+  /** Page faults the vCPU took (post-copy). */
   get faults(): number {
-    return this.vcpu?.faults ?? 0;
+    return this.gate === null ? 0 : Atomics.load(new Int32Array(this.gate.mailbox), Mailbox.FAULTS);
   }
 
   private startVcpu(): void {
@@ -136,16 +137,14 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     this.state = state;
   }
 
-  /** Arms post-copy: the vCPU (started by the next resume) blocks on pages not marked present. */
+  /**
+   * Arms post-copy: the vCPU (started by the next resume) blocks on pages whose `present` bit is
+   * clear, posting them to the returned mailbox.
+   */
   enablePageGate(): PageGateInit {
     if (this.vcpu !== null) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'post-copy must be armed before the guest first runs here');
-    this.gate = { faultLog: createFaultLog() };
+    this.gate = createPageGateInit();
     return this.gate;
-  }
-
-  /** The vCPU's control block (fault mailbox for post-copy); null before it started. */
-  get controlBlock(): SharedArrayBuffer | null {
-    return this.vcpu?.control ?? null;
   }
 
   async release(): Promise<void> {

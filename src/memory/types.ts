@@ -6,6 +6,7 @@
 // kernels read and write pages in place; nothing on the data path copies a page to look at it.
 
 import type { Slab } from './slab.js';
+import type { PageGateInit } from './page-gate.js';
 
 export type RegionKind = 'ram' | 'disk';
 
@@ -54,6 +55,12 @@ export interface MemoryTarget extends GuestMemoryView {
   /** Checks device state against this guest before anything is loaded; throws MS_ERR_DEVICE_STATE_INVALID. */
   checkState(state: Uint8Array): void;
   loadState(state: Uint8Array): void;
-  /** Starts the vCPUs. In post-copy they block on pages not yet present (see enablePostcopy). */
+  /** Starts the vCPUs. In post-copy they block on pages not yet present (see enablePageGate). */
   resume(): Promise<void>;
+  /**
+   * Post-copy: before the first resume, makes every vCPU access to a page whose `present` bit is clear
+   * post the page to the returned mailbox and wait for the bit (page-gate.ts describes the protocol).
+   * A target without it cannot receive post-copy migrations.
+   */
+  enablePageGate?(): PageGateInit;
 }

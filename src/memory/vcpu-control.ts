@@ -4,8 +4,7 @@
 // counters published), so the controller knows exactly which state it reads.
 //
 //   i32[0] CMD  i32[1] CMD_SEQ  i32[2] STATUS  i32[3] ACK_SEQ  i32[4] THROTTLE%  i32[5] RATE (0 = max)
-//   i32[6..9] PRNG (valid while paused)   i32[10] FAULT_SEQ  i32[11] FAULT_PAGE  i32[12] ALL_PRESENT
-//   i32[13] FAULTS (count)  (post-copy; see page-gate.ts)
+//   i32[6..9] PRNG (valid while paused)
 //   f64 @128 STEPS (published each batch, exact while paused)   f64 @136 STOP_AT (Infinity = none)
 
 export const CONTROL_BLOCK_BYTES = 256;
@@ -18,10 +17,6 @@ export const Ctl = {
   THROTTLE: 4,
   RATE: 5,
   PRNG: 6,
-  FAULT_SEQ: 10,
-  FAULT_PAGE: 11,
-  ALL_PRESENT: 12,
-  FAULTS: 13,
   /** Index into the Float64Array view. */
   F64_STEPS: 16,
   F64_STOP_AT: 17,

@@ -28,7 +28,7 @@ const TARGET_BATCH_MS = 0.5;
 function main(data: VcpuWorkerData): void {
   const { i32, f64 } = controlViews(data.control);
   const runner = new StepRunner(data.shape, data.slabs, data.counters);
-  if (data.gate !== null) runner.gate = createPageGate(data.gate, data.slabs, i32);
+  if (data.gate !== null) runner.gate = createPageGate(data.gate, data.slabs);
   let seq = 0;
   let running = false;
   let batch = 4096;

@@ -52,11 +52,6 @@ export class Vcpu {
     return Atomics.load(this.ctl.i32, Ctl.STATUS) === VcpuStatus.RUNNING;
   }
 
-  /** Faults posted so far (post-copy). */
-  get faults(): number {
-    return Atomics.load(this.ctl.i32, Ctl.FAULTS);
-  }
-
   /** Exact counters; call while paused. */
   counters(): CpuCounters {
     const i = this.ctl.i32;

@@ -20,6 +20,8 @@ export class Inbox {
   private failure: MemshiftError | null = null;
   /** Called (synchronously, frame not copied) for frames no waiter asked for; otherwise they queue. */
   onOther: ((frame: Frame) => void) | null = null;
+  /** Called once with the first failure (peer error, closed channel, cancel). */
+  onFailure: ((err: MemshiftError) => void) | null = null;
 
   constructor(private readonly channel: Channel, private readonly signal?: AbortSignal) {
     channel.setHandlers({
@@ -59,6 +61,7 @@ export class Inbox {
     const w = this.waiter;
     this.waiter = null;
     w?.reject(err);
+    this.onFailure?.(err);
   }
 
   /** Waits for the next frame of one of `types`; any other queued control frame is a protocol error. */

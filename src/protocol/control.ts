@@ -11,7 +11,8 @@
 //   PAGE_REQUEST   := region:u16 reserved:u16(0) page:u32 count:u32 requestId:u32          (dst → src, urgent)
 //   MISSING_PAGES  := region:u16 reserved:u16(0) firstPage:u32 pageCount:u32 reserved:u32(0) bitmap
 //                     bitmap = ceil(pageCount/64) u64 words, bit i = page firstPage + i   (src → dst)
-//   POSTCOPY_DONE  := digest:u64 pagesReceived:u64 faults:u64                              (dst → src)
+//   POSTCOPY_DONE  := digest:u64 pagesReceived:u64 faults:u64 faultP50Us:f64 faultP99Us:f64
+//                     faultMaxUs:f64 postcopyMs:f64                                      (dst → src)
 //
 // A SWITCHOVER with mode POSTCOPY is preceded by MISSING_PAGES frames naming every page the
 // destination does not hold yet (hybrid); in pure post-copy they name every page.
@@ -27,7 +28,9 @@ export interface Resumed { digest: bigint; pagesReceived: number; applyMs: numbe
 export interface ErrorMessage { code: string; message: string }
 export interface PageRequest { regionId: number; page: number; count: number; requestId: number }
 export interface MissingPages { regionId: number; firstPage: number; pageCount: number; bitmap: Uint8Array }
-export interface PostcopyDone { digest: bigint; pagesReceived: number; faults: number }
+export interface PostcopyDone {
+  digest: bigint; pagesReceived: number; faults: number; faultP50Us: number; faultP99Us: number; faultMaxUs: number; postcopyMs: number;
+}
 
 /** Most pages one PAGE_REQUEST may ask for (the faulting page and its neighbours). */
 export const MAX_PAGES_PER_REQUEST = 64;
@@ -150,12 +153,16 @@ export function decodeMissingPages(buf: Uint8Array, offset: number, length: numb
 }
 
 export function encodePostcopyDone(m: PostcopyDone): Uint8Array {
-  return encodeFrame(FrameType.POSTCOPY_DONE, new BodyWriter().u64(m.digest).u64(m.pagesReceived).u64(m.faults).finish());
+  return encodeFrame(FrameType.POSTCOPY_DONE, new BodyWriter().u64(m.digest).u64(m.pagesReceived).u64(m.faults)
+    .f64(m.faultP50Us).f64(m.faultP99Us).f64(m.faultMaxUs).f64(m.postcopyMs).finish());
 }
 
 export function decodePostcopyDone(buf: Uint8Array, offset: number, length: number): PostcopyDone {
   const r = new BodyReader(buf, offset, length, 'POSTCOPY_DONE');
-  const m = { digest: r.u64big('digest'), pagesReceived: r.u64('pagesReceived'), faults: r.u64('faults') };
+  const m = {
+    digest: r.u64big('digest'), pagesReceived: r.u64('pagesReceived'), faults: r.u64('faults'),
+    faultP50Us: r.f64('faultP50Us'), faultP99Us: r.f64('faultP99Us'), faultMaxUs: r.f64('faultMaxUs'), postcopyMs: r.f64('postcopyMs'),
+  };
   r.done();
   return m;
 }

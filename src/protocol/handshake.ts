@@ -5,10 +5,13 @@
 //
 //   HELLO    := session[16] role:u8 mode:u8 regionCount:u16 capabilities:u32 region{regionCount}
 //   region   := id:u16 kind:u8 log2PageSize:u8 pageCount:u32 nameLength:u8 name[nameLength]
-//   HELLO_ACK:= session[16] capabilities:u32
+//   HELLO_ACK:= session[16] capabilities:u32 urgentPort:u16 reserved:u16(0)
 //
 // role: 0 bulk (pages and control), 1 urgent (post-copy page requests; same session id). mode is the
-// source's migration mode, for the destination's log and report. A destination accepts the current
+// source's migration mode, for the destination's log and report. urgentPort: when post-copy was
+// negotiated, the port (same host) where the destination's fault thread waits for the urgent channel;
+// 0 otherwise. It is a second listener because Node cannot hand an accepted socket to another thread,
+// and the fault path must not share a thread with bulk pages. A destination accepts the current
 // version and the one before it (MIN_PROTOCOL_VERSION), one way.
 
 import { ErrorCode, MemshiftError } from '../errors.js';
@@ -62,6 +65,7 @@ export interface Hello {
 export interface HelloAck {
   session: Uint8Array;
   capabilities: number;
+  urgentPort: number;
 }
 
 const KINDS = ['ram', 'disk'] as const;
@@ -111,13 +115,15 @@ export function decodeHello(buf: Uint8Array, offset: number, length: number): He
 }
 
 export function encodeHelloAck(a: HelloAck): Uint8Array {
-  return encodeFrame(FrameType.HELLO_ACK, new BodyWriter().bytes(a.session).u32(a.capabilities).finish());
+  return encodeFrame(FrameType.HELLO_ACK, new BodyWriter().bytes(a.session).u32(a.capabilities).u16(a.urgentPort).u16(0).finish());
 }
 
 export function decodeHelloAck(buf: Uint8Array, offset: number, length: number): HelloAck {
   const r = new BodyReader(buf, offset, length, 'HELLO_ACK');
   const session = r.bytes(Limits.SESSION_ID_BYTES, 'session').slice();
   const capabilities = r.u32('capabilities');
+  const urgentPort = r.u16('urgentPort');
+  if (r.u16('reserved') !== 0) throw malformed('HELLO_ACK: reserved field is not zero');
   r.done();
-  return { session, capabilities };
+  return { session, capabilities, urgentPort };
 }

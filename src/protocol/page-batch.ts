@@ -130,6 +130,7 @@ export function decodeBatch(
   buf: Uint8Array, bodyOffset: number, bodyLength: number, checkedLength: number,
   regionOf: (id: number) => BatchRegion | undefined, capabilities: number,
 ): BatchView {
+  if (bodyOffset < 0 || bodyOffset + bodyLength > buf.length) throw malformed(`PAGE_BATCH: body of ${bodyLength} bytes at ${bodyOffset} runs past its ${buf.length}-byte buffer`, FrameType.PAGE_BATCH);
   if (bodyLength < BATCH_HEADER_BYTES) throw malformed(`PAGE_BATCH: body of ${bodyLength} bytes is shorter than its header`, FrameType.PAGE_BATCH);
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const regionId = dv.getUint16(bodyOffset, true);

@@ -41,6 +41,11 @@ export class Channel {
   bytesReceived = 0;
   peerVersion: number | null = null;
   private reader: FrameReader;
+  /**
+   * The buffer the socket was last given to read into. Node asks for the next read's buffer right after
+   * a read, so a read can land in the buffer of a reader that switchReceiveBuffer has since replaced.
+   */
+  private handed: { reader: FrameReader; view: Uint8Array } | null = null;
   private socket!: net.Socket;
   private handlers: ChannelHandlers | null = null;
   private closed = false;
@@ -54,7 +59,11 @@ export class Channel {
 
   private sink(): ReadSink {
     return {
-      buffer: () => this.reader.writable(),
+      buffer: () => {
+        const view = this.reader.writable();
+        this.handed = { reader: this.reader, view };
+        return view;
+      },
       onRead: (n) => this.onRead(n),
     };
   }
@@ -86,6 +95,11 @@ export class Channel {
     if (this.closed && this.failure !== null) handlers.onClosed(this.failure);
   }
 
+  /** The local address of the connection (where a second listener on this host is reachable). */
+  get localHost(): string {
+    return this.socket.localAddress ?? '127.0.0.1';
+  }
+
   get remoteAddress(): string {
     return `${this.socket.remoteAddress}:${this.socket.remotePort}`;
   }
@@ -97,6 +111,10 @@ export class Channel {
   private onRead(n: number): void {
     if (this.closed) return;
     this.bytesReceived += n;
+    if (this.handed !== null && this.handed.reader !== this.reader) {
+      // This read went to the replaced reader's buffer: move it over.
+      this.reader.writable().set(this.handed.view.subarray(0, n));
+    }
     this.reader.commit(n);
     try {
       if (this.peerVersion === null) {

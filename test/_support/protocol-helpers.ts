@@ -10,11 +10,10 @@
 import { readFileSync } from 'node:fs';
 import * as assert from 'uvu/assert';
 import { GuestMemory, type RegionSpec } from '../../src/memory/guest-memory.js';
-import { pageOffset, type Slab } from '../../src/memory/slab.js';
 import { Capability, ChannelRole, FrameType, Limits, MIGRATION_MODES, PageEncoding } from '../../src/protocol/constants.js';
 import {
   encodeComplete, encodeDeviceState, encodeError, encodeIterationEnd, encodeMissingPages, encodePageRequest,
-  encodePostcopyDone, encodeResumed, encodeSwitchover, MAX_PAGES_PER_REQUEST,
+  encodePostcopyDone, encodeResumed, encodeSwitchover, MAX_PAGES_PER_REQUEST, type PostcopyDone,
 } from '../../src/protocol/control.js';
 import { crc32c } from '../../src/protocol/crc32c.js';
 import { FRAME_HEADER_BYTES } from '../../src/protocol/frame.js';
@@ -49,10 +48,6 @@ export function parseHex(text: string): Uint8Array {
 
 export function readFixture(name: string): Uint8Array {
   return parseHex(readFileSync(new URL(name, FIXTURES), 'utf8'));
-}
-
-export function hexOf(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 }
 
 /** Asserts byte equality, naming the first differing offset (a hex dump of 32 MiB helps nobody). */
@@ -185,6 +180,13 @@ export function randomName(rng: Rng, bytes: number): string {
   }
 }
 
+export function randomPostcopyDone(rng: Rng): PostcopyDone {
+  return {
+    digest: randomU64(rng), pagesReceived: randomSafe(rng), faults: randomSafe(rng),
+    faultP50Us: randomF64(rng), faultP99Us: randomF64(rng), faultMaxUs: randomF64(rng), postcopyMs: randomF64(rng),
+  };
+}
+
 export function randomHello(rng: Rng, regionCount = 1 + rng.below(Limits.MAX_REGIONS)): Hello {
   const ids = new Set<number>();
   while (ids.size < regionCount) ids.add(rng.below(0x10000));
@@ -231,7 +233,7 @@ export function sampleFrames(rng: Rng): SampleFrame[] {
   const f = (name: keyof typeof FrameType, bytes: Uint8Array): SampleFrame => ({ name, type: FrameType[name], bytes });
   return [
     f('HELLO', encodeHello(randomHello(rng, 1 + rng.below(3)))),
-    f('HELLO_ACK', encodeHelloAck({ session: randomBytes(rng, 16), capabilities: rng.u32() })),
+    f('HELLO_ACK', encodeHelloAck({ session: randomBytes(rng, 16), capabilities: rng.u32(), urgentPort: rng.below(0x10000) })),
     f('PAGE_BATCH', encodeBatchFrame(rng.below(4), rng.u32(), randomEntries(rng, 1 + rng.below(3), 64, 4096))),
     f('ITERATION_END', encodeIterationEnd({ iteration: rng.u32(), pages: randomSafe(rng), bytes: randomSafe(rng) })),
     f('DEVICE_STATE', encodeDeviceState(randomBytes(rng, 1 + rng.below(200)))),
@@ -241,7 +243,7 @@ export function sampleFrames(rng: Rng): SampleFrame[] {
     f('ERROR', encodeError({ code: 'MS_ERR_PAGE_HASH_MISMATCH', message: `page ${rng.u32()} does not match` })),
     f('PAGE_REQUEST', encodePageRequest({ regionId: rng.below(0x10000), page: rng.u32(), count: 1 + rng.below(MAX_PAGES_PER_REQUEST), requestId: rng.u32() })),
     f('MISSING_PAGES', encodeMissingPages({ regionId: rng.below(0x10000), firstPage: 64 * rng.below(1000), pageCount: words * 64 - rng.below(64), bitmap: randomBytes(rng, words * 8) })),
-    f('POSTCOPY_DONE', encodePostcopyDone({ digest: randomU64(rng), pagesReceived: randomSafe(rng), faults: randomSafe(rng) })),
+    f('POSTCOPY_DONE', encodePostcopyDone(randomPostcopyDone(rng))),
   ];
 }
 
@@ -275,13 +277,10 @@ export function randomChunks(rng: Rng, total: number, maxLog2 = 20): number[] {
  * 'push' uses FrameReader.push; 'socket' copies each chunk into writable() and commits, as a socket
  * read would (a chunk larger than the free space is read in several pieces).
  */
-export function readStream(reader: FrameReader, stream: Uint8Array, sizes: readonly number[], api: 'push' | 'socket', onFrame?: (f: ReturnType<FrameReader['next']> & object) => void): ReadFrame[] {
+export function readStream(reader: FrameReader, stream: Uint8Array, sizes: readonly number[], api: 'push' | 'socket'): ReadFrame[] {
   const out: ReadFrame[] = [];
   const drain = (): void => {
-    for (let f = reader.next(); f !== null; f = reader.next()) {
-      out.push(copyFrame(f));
-      onFrame?.(f);
-    }
+    for (let f = reader.next(); f !== null; f = reader.next()) out.push(copyFrame(f));
   };
   let at = 0;
   for (const size of sizes) {
@@ -342,10 +341,4 @@ export function changedPages(mem: GuestMemory, regionId: number, before: Buffer)
     if (now.compare(before, o, o + r.pageSize, o, o + r.pageSize) !== 0) out.push(p);
   }
   return out;
-}
-
-/** Byte offset of a region page inside its slab, and the slab. */
-export function pageSlot(mem: GuestMemory, regionId: number, page: number): { slab: Slab; offset: number } {
-  const { slab, local } = mem.locate(regionId, page);
-  return { slab, offset: pageOffset(slab, local) };
 }

@@ -213,6 +213,24 @@ test('with claim on, a second copy of a page is counted as a duplicate and does 
   assert.equal([applier.totals.pages, applier.totals.duplicates], [2, 1]);
 });
 
+test('scratch placement (the fault path) applies one-page answers through the agent\'s scratch slot and never touches the arena', () => {
+  const rng = seeded(79);
+  const mem = guest(64);
+  const s0 = mem.slabsOf(0)[0];
+  const arena = new Uint8Array(s0.memory.buffer, s0.layout.arena, s0.layout.arenaBytes);
+  arena.fill(0x3c);
+  const applier = new BatchApplier(mem, 0, 5, true, 'scratch');
+  const content = randomBytes(rng, PS);
+  applyPages(applier, [rawPage(17, content)]);
+  applyPages(applier, [rawPage(18, sparse(rng)), zeroPage(19)]);
+  assertBytes(mem.readPage(0, 17), content, 'page 17');
+  assert.ok(arena.every((x) => x === 0x3c), 'arena untouched');
+  assert.is(mem.digest(), mem.contentDigest());
+  const before = regionSnapshot(mem, 0);
+  expectCode(() => applyPages(applier, [rawPage(20, sparse(rng)), rawPage(21, sparse(rng))]), 'MS_ERR_FRAME_TOO_LARGE', 'two raw pages do not fit two scratch pages');
+  expectUnchanged(mem, before, 'too large for scratch');
+});
+
 // ---- payload bit flips ---------------------------------------------------------------------------
 
 test('every payload bit flip of a raw page passes the frame CRC, then is MS_ERR_PAGE_HASH_MISMATCH with the page unchanged', () => {
@@ -331,6 +349,20 @@ test('a corrupt lz4 block is MS_ERR_LZ4_MALFORMED and leaves the page unchanged'
   prefix[1] = 0x20; // declares 8 KiB
   expectCode(() => applyPages(applier, [{ ...good, payload: prefix }]), 'MS_ERR_LZ4_MALFORMED', 'size prefix');
   expectUnchanged(mem, before, 'corrupt lz4');
+});
+
+test('a corrupt lz4 block\'s error names its region and page, as every other content error does', () => {
+  // BUG (fails today): lz4Decode's MS_ERR_LZ4_MALFORMED reaches the caller of BatchApplier.apply
+  // without {frameType, regionId, page}; MS_ERR_PAGE_HASH_MISMATCH, MS_ERR_DELTA_MALFORMED and the
+  // decoder's errors all carry them, and the driver's report has no other way to say which page was bad.
+  const rng = seeded(78);
+  const mem = guest(64);
+  const applier = new BatchApplier(mem, Capability.LZ4, 0);
+  const good = lz4Page(41, sparse(rng));
+  const cut = { ...good, size: good.size - 3, payload: good.payload.subarray(0, good.size - 3) };
+  const e = expectCode(() => applyPages(applier, [rawPage(2, sparse(rng)), cut]), 'MS_ERR_LZ4_MALFORMED');
+  const d = (e as unknown as { details: { frameType?: number; regionId?: number; page?: number } }).details;
+  assert.equal({ frameType: d.frameType, regionId: d.regionId, page: d.page }, { frameType: FrameType.PAGE_BATCH, regionId: 0, page: 41 });
 });
 
 // ---- structural errors write nothing --------------------------------------------------------------------

@@ -12,7 +12,7 @@ import {
 } from '../../src/protocol/control.js';
 import { maxBodyBytes, readFrameHeader, verifyFrame } from '../../src/protocol/frame.js';
 import {
-  assertBytes, bodyOf, expectCode, randomBytes, randomF64, randomSafe, randomU64, readFixture,
+  assertBytes, bodyOf, expectCode, randomBytes, randomF64, randomPostcopyDone, randomSafe, randomU64, readFixture,
 } from '../_support/protocol-helpers.js';
 import { seeded, type Rng } from '../_support/seeded.js';
 
@@ -121,7 +121,7 @@ const CASES: Array<Case<any>> = [
     make: (r) => { const pageCount = 1 + r.below(5000); return { regionId: r.below(0x10000), firstPage: 64 * r.below(2 ** 26), pageCount, bitmap: randomBytes(r, Math.ceil(pageCount / 64) * 8) }; },
     norm: (m) => ({ ...m, bitmap: [...m.bitmap] }),
   },
-  { name: 'POSTCOPY_DONE', type: FrameType.POSTCOPY_DONE, make: (r) => ({ digest: randomU64(r), pagesReceived: randomSafe(r), faults: randomSafe(r) }), encode: encodePostcopyDone, decode: decodePostcopyDone },
+  { name: 'POSTCOPY_DONE', type: FrameType.POSTCOPY_DONE, make: randomPostcopyDone, encode: encodePostcopyDone, decode: decodePostcopyDone },
 ];
 
 test('every control message round-trips random values through a sealed frame', () => {
@@ -147,7 +147,8 @@ test('u64 counters round-trip at 2^53-1 and a counter of 2^53 is MS_ERR_FRAME_MA
   assert.equal(decodeFrame(encodeIterationEnd({ iteration: 0xffffffff, pages: max, bytes: max }), FrameType.ITERATION_END, decodeIterationEnd), { iteration: 0xffffffff, pages: max, bytes: max });
   const body = le([4, 1], [4, 0], [8, 2n ** 53n], [8, 0]);
   expectCode(() => decodeIterationEnd(body, 0, body.length), 'MS_ERR_FRAME_MALFORMED', 'pages 2^53');
-  const pd = le([8, 0], [8, 0], [8, 2n ** 64n - 1n]);
+  const pd = le([8, 0], [8, 0], [8, 2n ** 64n - 1n], [8, 0], [8, 0], [8, 0], [8, 0]);
+  assert.is(pd.length, bodyOf(encodePostcopyDone({ digest: 0n, pagesReceived: 0, faults: 0, faultP50Us: 0, faultP99Us: 0, faultMaxUs: 0, postcopyMs: 0 })).length);
   expectCode(() => decodePostcopyDone(pd, 0, pd.length), 'MS_ERR_FRAME_MALFORMED', 'faults 2^64-1');
 });
 
@@ -219,11 +220,15 @@ test('SWITCHOVER rejects an unknown mode', () => {
   }
 });
 
-test('RESUMED rejects NaN and infinite timings', () => {
+test('RESUMED and POSTCOPY_DONE reject NaN and infinite timings', () => {
   for (const bad of [NaN, Infinity, -Infinity]) {
     for (const field of ['applyMs', 'stateMs', 'digestMs', 'resumeMs'] as const) {
       const body = bodyOf(encodeResumed({ digest: 1n, pagesReceived: 2, applyMs: 0, stateMs: 0, digestMs: 0, resumeMs: 0, [field]: bad }));
-      expectCode(() => decodeResumed(body, 0, body.length), 'MS_ERR_FRAME_MALFORMED', `${field} = ${bad}`);
+      expectCode(() => decodeResumed(body, 0, body.length), 'MS_ERR_FRAME_MALFORMED', `RESUMED ${field} = ${bad}`);
+    }
+    for (const field of ['faultP50Us', 'faultP99Us', 'faultMaxUs', 'postcopyMs'] as const) {
+      const body = bodyOf(encodePostcopyDone({ digest: 1n, pagesReceived: 2, faults: 3, faultP50Us: 0, faultP99Us: 0, faultMaxUs: 0, postcopyMs: 0, [field]: bad }));
+      expectCode(() => decodePostcopyDone(body, 0, body.length), 'MS_ERR_FRAME_MALFORMED', `POSTCOPY_DONE ${field} = ${bad}`);
     }
   }
 });

@@ -121,7 +121,7 @@ test('HELLO with one region encodes to the fixture bytes and the fixture decodes
 
 test('HELLO_ACK encodes to the fixture bytes and the fixture decodes to it', () => {
   const fixture = readFixture('hello-ack.hex');
-  const ack = { session: SESSION, capabilities: Capability.XBZRLE };
+  const ack = { session: SESSION, capabilities: Capability.XBZRLE, urgentPort: 8080 };
   assertBytes(encodeHelloAck(ack), fixture, 'encodeHelloAck');
   const body = bodyAfterChecks(fixture, FrameType.HELLO_ACK);
   assert.equal(decodeHelloAck(body, 0, body.length), ack);
@@ -140,7 +140,7 @@ test('HELLO round-trips random values (1..64 regions, names up to 64 bytes, 4..6
 test('HELLO_ACK round-trips random values', () => {
   const rng = seeded(22);
   for (let i = 0; i < 300; i++) {
-    const a = { session: randomBytes(rng, 16), capabilities: rng.u32() };
+    const a = { session: randomBytes(rng, 16), capabilities: rng.u32(), urgentPort: rng.below(0x10000) };
     const body = bodyAfterChecks(encodeHelloAck(a), FrameType.HELLO_ACK);
     assert.equal(decodeHelloAck(body, 0, body.length), a, `case ${i}`);
   }
@@ -157,7 +157,7 @@ test('every truncation of a HELLO or HELLO_ACK body throws MS_ERR_FRAME_MALFORME
   const rng = seeded(23);
   for (let round = 0; round < 5; round++) {
     const hello = bodyOf(encodeHello(randomHello(rng, 1 + rng.below(4))));
-    const ack = bodyOf(encodeHelloAck({ session: randomBytes(rng, 16), capabilities: rng.u32() }));
+    const ack = bodyOf(encodeHelloAck({ session: randomBytes(rng, 16), capabilities: rng.u32(), urgentPort: rng.below(0x10000) }));
     for (const [name, body, decode] of [['HELLO', hello, decodeHello], ['HELLO_ACK', ack, decodeHelloAck]] as const) {
       for (let k = 0; k < body.length; k++) {
         expectCode(() => decode(body, 0, k), 'MS_ERR_FRAME_MALFORMED', `${name} cut to ${k} of ${body.length} (rest still in the buffer)`);
@@ -175,7 +175,15 @@ test('rejects a HELLO body that claims more bytes than its buffer holds', () => 
 
 test('rejects trailing bytes after the last region', () => {
   expectCode(() => decodeBody(helloBody({ regions: [region()], trailing: 1 })), 'MS_ERR_FRAME_MALFORMED');
-  expectCode(() => decodeHelloAck(new Uint8Array(21), 0, 21), 'MS_ERR_FRAME_MALFORMED', 'HELLO_ACK + 1 byte');
+  expectCode(() => decodeHelloAck(new Uint8Array(25), 0, 25), 'MS_ERR_FRAME_MALFORMED', 'HELLO_ACK + 1 byte');
+});
+
+test('rejects a HELLO_ACK whose reserved field is not zero', () => {
+  for (const at of [22, 23]) {
+    const body = bodyOf(encodeHelloAck({ session: SESSION, capabilities: 0, urgentPort: 9000 })).slice();
+    body[at] = 1;
+    expectCode(() => decodeHelloAck(body, 0, body.length), 'MS_ERR_FRAME_MALFORMED', `byte ${at}`);
+  }
 });
 
 test('accepts 64 regions and rejects 0 and 65 (MAX_REGIONS+1) with MS_ERR_FRAME_MALFORMED', () => {

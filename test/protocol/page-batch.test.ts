@@ -194,7 +194,7 @@ test('lz4 sizes 5 .. pageSize are accepted; 0..4 and pageSize+1 are MS_ERR_BATCH
 test('rejects entry sizes that do not add up to payloadBytes with MS_ERR_FRAME_MALFORMED', () => {
   const frame = encodeBatchFrame(0, 1, [raw(1), zero(2)]);
   for (const delta of [-1, 1, -PS, PS]) {
-    // payloadBytes and body length move together (so only the sum rule can fail), CRC resealed.
+    // payloadBytes and body length move together, so only the sum rule can fail (decodeBatch sees no CRC).
     const payload = PS + delta;
     const buf = new Uint8Array(16 + 16 + 32 + Math.max(payload, 0));
     buf.set(frame.subarray(0, Math.min(frame.length, buf.length)));

@@ -29,9 +29,15 @@ export class BatchApplier {
 
   /**
    * `agent` is this thread's scratch slot; `claim` makes every write conditional on winning the page's
-   * claim bit (post-copy, where two copies of a page may arrive).
+   * claim bit (post-copy, where two copies of a page may arrive). `placement` says where a batch that
+   * is not already in the target slab's memory is copied: the slab's arena (the main thread, whose
+   * receive ring is the first slab's arena) or this agent's scratch slot (the fault thread, whose
+   * answers hold one page).
    */
-  constructor(memory: GuestMemoryView, private readonly capabilities: number, private readonly agent: number, public claim = false) {
+  constructor(
+    memory: GuestMemoryView, private readonly capabilities: number, private readonly agent: number,
+    public claim = false, private readonly placement: 'arena' | 'scratch' = 'arena',
+  ) {
     for (const r of memory.regions) {
       this.regions.set(r.id, { info: { pageSize: r.pageSize, pageCount: r.pageCount }, slabs: memory.slabsOf(r.id), keyBase: BigInt(r.id) << 32n });
     }
@@ -50,7 +56,10 @@ export class BatchApplier {
       const base = this.placeBody(slab, buf, bodyOffset, bodyLength);
       const L = slab.layout;
       const k = kernelsOf(slab).raw;
-      const scratch = scratchSlot(L, this.agent);
+      const slot = scratchSlot(L, this.agent);
+      // With scratch placement the body occupies the slot's pages; XBZRLE (which needs scratch) is not
+      // negotiated on that path, and LZ4 decodes into the second page.
+      const scratch = this.placement === 'scratch' ? { page: slot.page2, result: slot.result } : slot;
       const entriesPtr = base + (view.entriesOffset - bodyOffset);
       const payloadPtr = base + (view.payloadOffset - bodyOffset);
       payloadOffset = k.applyPages(
@@ -70,7 +79,13 @@ export class BatchApplier {
       if (code === KernelCode.APPLY_NEEDS_HOST) {
         // LZ4: decompress on this thread, verify and write through the kernel.
         const payload = u8.subarray(payloadPtr + payloadOffset, payloadPtr + payloadOffset + entry.size);
-        const page = lz4Decode(payload, L.pageSize);
+        let page: Uint8Array;
+        try {
+          page = lz4Decode(payload, L.pageSize);
+        } catch (err) {
+          const e = err as MemshiftError;
+          throw new MemshiftError(e.code, `page ${entry.page} of region ${view.regionId}: ${e.message}`, { frameType: FrameType.PAGE_BATCH, regionId: view.regionId, page: entry.page, cause: err });
+        }
         u8.set(page, scratch.page);
         const rc = k.applyScratchPage(L.ram, L.pageSize, slab.pageCount, slab.firstPage, region.keyBase, entry.page, entry.hash,
           L.hashes, L.control + CONTROL_DIGEST, L.present, this.claim ? L.claim : 0, scratch.page);
@@ -98,11 +113,13 @@ export class BatchApplier {
   /** Offset of the batch body in `slab`'s memory, copying it into the slab's arena if it lives elsewhere. */
   private placeBody(slab: Slab, buf: Uint8Array, bodyOffset: number, bodyLength: number): number {
     if (buf.buffer === slab.memory.buffer) return buf.byteOffset + bodyOffset;
-    if (bodyLength > slab.layout.arenaBytes) {
-      throw new MemshiftError(ErrorCode.FRAME_TOO_LARGE, `PAGE_BATCH of ${bodyLength} bytes does not fit slab ${slab.index}'s arena`, { frameType: FrameType.PAGE_BATCH });
+    const at = this.placement === 'arena' ? slab.layout.arena : scratchSlot(slab.layout, this.agent).page;
+    const room = this.placement === 'arena' ? slab.layout.arenaBytes : 2 * slab.layout.pageSize;
+    if (bodyLength > room) {
+      throw new MemshiftError(ErrorCode.FRAME_TOO_LARGE, `PAGE_BATCH of ${bodyLength} bytes does not fit slab ${slab.index}'s ${this.placement}`, { frameType: FrameType.PAGE_BATCH });
     }
-    viewsOf(slab.memory).u8.set(buf.subarray(bodyOffset, bodyOffset + bodyLength), slab.layout.arena);
-    return slab.layout.arena;
+    viewsOf(slab.memory).u8.set(buf.subarray(bodyOffset, bodyOffset + bodyLength), at);
+    return at;
   }
 
   private kernelError(code: number, view: BatchView, page: number): MemshiftError {

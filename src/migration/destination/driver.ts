@@ -15,8 +15,8 @@ import { totalmem } from 'node:os';
 import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
 import { slabDigest, type Slab } from '../../memory/slab.js';
 import type { MemoryTarget, Region } from '../../memory/types.js';
-import { Capability, ChannelRole, FrameType, Limits, type MigrationMode } from '../../protocol/constants.js';
-import { decodeIterationEnd, decodeSwitchover, encodeResumed, decodeError, peerError, decodeComplete, type Switchover } from '../../protocol/control.js';
+import { Capability, ChannelRole, FrameType, Limits, SwitchoverMode } from '../../protocol/constants.js';
+import { decodeIterationEnd, decodeSwitchover, encodeResumed, decodeError, peerError, decodeComplete, decodeMissingPages, encodePostcopyDone, type Switchover } from '../../protocol/control.js';
 import { decodeHello, encodeHelloAck, type Hello } from '../../protocol/handshake.js';
 import { FRAME_HEADER_BYTES, frameTypeName } from '../../protocol/frame.js';
 import type { Frame } from '../../protocol/frame-reader.js';
@@ -27,6 +27,8 @@ import { hex64, type Report } from '../report.js';
 import { emptyReport } from '../source/driver.js';
 import { BatchApplier } from './apply.js';
 import { isFinalDest, stepDest, type DestState } from './machine.js';
+import { FaultClient } from './postcopy.js';
+import { BoardState } from '../postcopy-board.js';
 
 export interface DestinationOptions {
   /** Allocates memory for the regions a source announced; throws MS_ERR_INVALID_ARGUMENT to refuse them. */
@@ -47,7 +49,7 @@ export interface DestinationResult {
   target: MemoryTarget | null;
 }
 
-const OUR_CAPABILITIES = Capability.XBZRLE | Capability.LZ4;
+const OUR_CAPABILITIES = Capability.XBZRLE | Capability.LZ4 | Capability.POSTCOPY;
 /** Scratch slot of the destination's main thread. */
 const MAIN_AGENT = 0;
 
@@ -136,6 +138,8 @@ class Session {
   private done = false;
   private readonly progress;
   private lastIterationEnd = 0;
+  private faults: FaultClient | null = null;
+  private tResume = 0;
 
   constructor(
     private readonly channel: Channel,
@@ -166,13 +170,17 @@ class Session {
     } else {
       this.report.prealloc = { enabled: false, ms: 0 };
     }
-    const capabilities = hello.capabilities & OUR_CAPABILITIES;
+    let capabilities = hello.capabilities & OUR_CAPABILITIES;
+    if ((capabilities & Capability.POSTCOPY) !== 0) {
+      if (target.enablePageGate === undefined) capabilities &= ~Capability.POSTCOPY;
+      else this.faults = await FaultClient.start(target, target.regions[0].id, hello.session, this.channel.localHost);
+    }
     this.applier = new BatchApplier(target, capabilities, MAIN_AGENT);
     const receive = slabs[0];
     this.channel.switchReceiveBuffer(new Uint8Array(receive.memory.buffer, receive.layout.arena, receive.layout.arenaBytes), Limits.MAX_FRAME_BODY_BYTES);
     this.channel.phase = 'pre-copy';
     this.report.setupTimeMs = performance.now() - this.t0;
-    await this.channel.send(encodeHelloAck({ session: hello.session, capabilities }));
+    await this.channel.send(encodeHelloAck({ session: hello.session, capabilities, urgentPort: this.faults?.port ?? 0 }));
     this.log(`accepted ${hello.mode} migration from ${this.channel.peer}: ${hello.regions.map((r) => `${r.name} ${r.pageCount}×${r.pageSize}`).join(', ')}`);
   }
 
@@ -183,8 +191,10 @@ class Session {
         if (this.applier === null) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'PAGE_BATCH before the handshake finished');
         this.state = stepDest(this.state, { type: 'batch' });
         const t = performance.now();
+        const before = this.applier.totals.pages;
         this.applier.apply(frame.buf, frame.bodyOffset, frame.bodyLength, frame.checkedLength);
         this.passApplyMs += performance.now() - t;
+        if (this.state.kind === 'postcopy') this.faults!.addBulk(this.applier.totals.pages - before);
         this.progress(() => this.snapshot());
         return;
       }
@@ -205,18 +215,28 @@ class Session {
         this.deviceState = body;
         return;
       }
+      case FrameType.MISSING_PAGES: {
+        if (this.faults === null || this.state.kind !== 'receiving') throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'MISSING_PAGES outside a post-copy switchover');
+        const m = decodeMissingPages(frame.buf, frame.bodyOffset, frame.bodyLength);
+        const region = this.target!.regions.find((r) => r.id === m.regionId);
+        if (region === undefined) throw new MemshiftError(ErrorCode.BATCH_REGION_UNKNOWN, `MISSING_PAGES names region ${m.regionId}`, { regionId: m.regionId });
+        this.faults.markMissing(region, this.target!.slabsOf(region.id), m);
+        return;
+      }
       case FrameType.SWITCHOVER: {
         const m = decodeSwitchover(frame.buf, frame.bodyOffset, frame.bodyLength);
-        this.state = stepDest(this.state, { type: 'switchover', postcopy: m.mode !== 0 });
-        if (this.state.kind !== 'switching') throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'post-copy is not available in this build');
-        this.channel.phase = 'switchover';
-        this.switchover(m).catch((err) => this.fail(toMemshiftError(err, ErrorCode.UNEXPECTED_MESSAGE, 'switchover')));
+        const postcopy = m.mode === SwitchoverMode.POSTCOPY;
+        if (postcopy && this.faults === null) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'post-copy SWITCHOVER without a negotiated post-copy');
+        this.state = stepDest(this.state, { type: 'switchover', postcopy });
+        this.channel.phase = postcopy ? 'post-copy switchover' : 'switchover';
+        const run = postcopy ? this.postcopy(m) : this.switchover(m);
+        run.catch((err) => this.fail(toMemshiftError(err, ErrorCode.UNEXPECTED_MESSAGE, 'switchover')));
         return;
       }
       case FrameType.COMPLETE: {
         decodeComplete(frame.buf, frame.bodyOffset, frame.bodyLength);
         this.state = stepDest(this.state, { type: 'complete' });
-        this.end();
+        if (this.state.kind === 'completed') this.end();
         return;
       }
       case FrameType.ERROR: {
@@ -239,6 +259,11 @@ class Session {
       throw new MemshiftError(ErrorCode.DIGEST_MISMATCH, `memory digest ${hex64(digest)} differs from the source's ${hex64(m.digest)}: not resuming`);
     }
     const digestMs = performance.now() - tDigest;
+    if (this.faults !== null) {
+      // Post-copy was negotiated but not used: every page is here.
+      this.faults.openGate();
+      await this.faults.stop();
+    }
     const tState = performance.now();
     target.loadState(this.deviceState!);
     const stateMs = performance.now() - tState;
@@ -257,6 +282,54 @@ class Session {
     }));
   }
 
+  /** Post-copy: check what is here, resume at once, then wait until every missing page arrived. */
+  private async postcopy(m: Switchover): Promise<void> {
+    const target = this.target!;
+    const faults = this.faults!;
+    const tDigest = performance.now();
+    const digest = digestOf(target);
+    if (digest !== m.digest) {
+      throw new MemshiftError(ErrorCode.DIGEST_MISMATCH, `memory digest ${hex64(digest)} differs from the source's ${hex64(m.digest)} before post-copy: not resuming`);
+    }
+    const digestMs = performance.now() - tDigest;
+    faults.begin(m.missingPages);
+    await faults.waitConnected(10_000);
+    if (faults.complete) faults.openGate();
+    const tState = performance.now();
+    target.loadState(this.deviceState!);
+    const stateMs = performance.now() - tState;
+    this.applier!.claim = true;
+    const tResume = performance.now();
+    await target.resume();
+    this.tResume = performance.now();
+    const resumeMs = this.tResume - tResume;
+    this.report.downtimeBreakdown = {
+      pauseMs: 0, finalPagesMs: 0, finalPages: 0, deviceStateMs: 0, destinationApplyMs: 0, digestCheckMs: digestMs, resumeMs: resumeMs + stateMs, otherMs: 0,
+    };
+    this.channel.phase = 'post-copy';
+    await this.channel.send(encodeResumed({ digest, pagesReceived: this.applier!.totals.pages, applyMs: 0, stateMs, digestMs, resumeMs }));
+    await faults.waitUntilDone();
+    if (this.done) return;
+    if (!faults.complete) {
+      this.onClosed(new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${this.channel.peer}: urgent channel lost during post-copy`, { peer: this.channel.peer, phase: 'post-copy' }));
+      return;
+    }
+    faults.openGate();
+    const postcopyMs = performance.now() - this.tResume;
+    const final = digestOf(target);
+    const lat = faults.latencyUs();
+    const stats = faults.stats();
+    this.report.postcopy = { faults: stats.faults, faultLatencyUs: lat, pagesRequested: stats.requested, pagesPushed: stats.bulk, postcopyTimeMs: postcopyMs };
+    this.report.digest = hex64(final);
+    this.state = stepDest(this.state, { type: 'all-present' });
+    await this.channel.send(encodePostcopyDone({
+      digest: final, pagesReceived: this.applier!.totals.pages, faults: stats.faults,
+      faultP50Us: lat.p50, faultP99Us: lat.p99, faultMaxUs: lat.max, postcopyMs,
+    }));
+    await faults.stop();
+    if (this.state.kind === 'completed') this.end();
+  }
+
   private snapshot(): Progress {
     const t = this.applier?.totals;
     return {
@@ -270,6 +343,11 @@ class Session {
     if (this.done) return;
     const err = error ?? new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${this.channel.peer} closed the connection during ${this.channel.phase}`);
     this.state = stepDest(this.state, { type: 'closed', error: err });
+    if (this.state.kind === 'postcopy-paused') {
+      // The only complete copy is split across both hosts: keep every page, leave the vCPU blocked.
+      void this.faults?.stop(BoardState.LINK_LOST);
+      this.channel.destroy();
+    }
     if (this.state.kind === 'completed') this.log(`${this.channel.peer} closed without confirming it released the guest; the guest runs here`);
     this.end();
   }
@@ -277,6 +355,8 @@ class Session {
   private fail(err: MemshiftError): void {
     if (this.done) return;
     if (!isFinalDest(this.state)) this.state = stepDest(this.state, { type: 'error', error: err });
+    if (this.state.kind === 'postcopy-paused') void this.faults?.stop(BoardState.LINK_LOST);
+    else void this.faults?.stop();
     this.channel.fail(err);
     this.end();
   }
@@ -307,6 +387,10 @@ class Session {
       r.error = { code: ErrorCode.POSTCOPY_PAUSED, message: s.error.message };
     }
     if (this.target !== null && r.digest === hex64(0n)) r.digest = hex64(digestOf(this.target));
+    if (this.faults !== null && r.postcopy === null && this.tResume > 0) {
+      const stats = this.faults.stats();
+      r.postcopy = { faults: stats.faults, faultLatencyUs: this.faults.latencyUs(), pagesRequested: stats.requested, pagesPushed: stats.bulk, postcopyTimeMs: performance.now() - this.tResume };
+    }
     this.progress(() => this.snapshot(), true);
     if (this.state.kind !== 'completed') this.channel.destroy();
     this.finish({ report: r, target: this.target });

@@ -18,7 +18,7 @@ import type { MemorySource } from '../../memory/types.js';
 import { EncoderPool } from '../../pipeline/pool.js';
 import { Capability, ChannelRole, FrameType, Limits, SwitchoverMode, type MigrationMode } from '../../protocol/constants.js';
 import { decodeHelloAck, encodeHello } from '../../protocol/handshake.js';
-import { decodeResumed, encodeComplete, encodeDeviceState, encodeIterationEnd, encodeSwitchover } from '../../protocol/control.js';
+import { decodePostcopyDone, decodeResumed, encodeComplete, encodeDeviceState, encodeIterationEnd, encodeSwitchover } from '../../protocol/control.js';
 import { FRAME_HEADER_BYTES } from '../../protocol/frame.js';
 import { Channel } from '../../transport/channel.js';
 import { formatAddress, type Address } from '../../transport/tcp.js';
@@ -29,6 +29,9 @@ import { BandwidthMeter, addCounts, emptyCounts, type IterationRecord } from '..
 import { throttledProgress, type Progress } from '../progress.js';
 import { hex64, type Report } from '../report.js';
 import { PageSender } from './page-sender.js';
+import { UrgentServer, faultFeed, memoryDigest, missingPagesFrames } from './postcopy.js';
+import { PushPlanner } from './push-planner.js';
+import { BoardState } from '../postcopy-board.js';
 import { isFinal, stepSource, type SourceState } from './machine.js';
 
 export interface SourceOptions {
@@ -47,8 +50,6 @@ export interface SourceOptions {
   onProgress?: (p: Progress) => void;
 }
 
-const OUR_CAPABILITIES = Capability.XBZRLE | Capability.LZ4;
-
 function receiveBufferFor(maxBody: number): Uint8Array {
   return new Uint8Array(maxBody + FRAME_HEADER_BYTES + 256 * 1024);
 }
@@ -60,10 +61,6 @@ export function emptyReport(role: 'source' | 'destination', mode: MigrationMode)
     switchoverReason: null, predictedDowntimeMs: null, throttlePercent: 0, guestSteps: 0, digest: hex64(0n),
     throughputGBps: 0, postcopy: null, prealloc: null, contentDigest: null,
   };
-}
-
-function memoryDigest(slabs: readonly Slab[]): bigint {
-  return slabs.reduce((d, s) => d ^ slabDigest(s), 0n);
 }
 
 /** Runs one migration of `source`; always returns a report (its outcome says how it ended). */
@@ -78,6 +75,7 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
   let paused = false;
   let channel: Channel | null = null;
   let pool: EncoderPool | null = null;
+  let urgent: UrgentServer | null = null;
   let throttle = 0;
   let remaining = 0;
   let bandwidth = 0;
@@ -107,12 +105,19 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
     });
     const inbox = new Inbox(channel, options.signal);
     const session = new Uint8Array(randomBytes(Limits.SESSION_ID_BYTES));
-    const ours = OUR_CAPABILITIES & ((options.xbzrle ? Capability.XBZRLE : 0) | (options.lz4 ? Capability.LZ4 : 0));
+    const wantsPostcopy = options.mode === 'postcopy' || options.mode === 'hybrid' || options.policy.onStall === 'postcopy';
+    const ours = (options.xbzrle ? Capability.XBZRLE : 0) | (options.lz4 ? Capability.LZ4 : 0) | (wantsPostcopy ? Capability.POSTCOPY : 0);
     await channel.send(encodeHello({ session, role: ChannelRole.BULK, mode: options.mode, capabilities: ours, regions: [...source.regions] }));
     const ackFrame = await inbox.expect([FrameType.HELLO_ACK], options.answerTimeoutMs);
     const ack = decodeHelloAck(ackFrame.body, 0, ackFrame.body.length);
     if (Buffer.compare(ack.session, session) !== 0) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `${peer} acknowledged another session`);
     const capabilities = ack.capabilities & ours;
+    if (wantsPostcopy && ((capabilities & Capability.POSTCOPY) === 0 || ack.urgentPort === 0)) {
+      throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `${peer} cannot receive a post-copy migration`);
+    }
+    if (wantsPostcopy) {
+      urgent = await UrgentServer.start(slabs, source.regions, session, { host: options.address.host, port: ack.urgentPort }, 0);
+    }
     report.setupTimeMs = performance.now() - t0;
     pool = new EncoderPool(slabs, options.encoders);
     const sender = new PageSender(slabs, pool, channel, {
@@ -121,8 +126,8 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
     });
     const tracker = new DirtyTracker(source);
     const useXbzrle = (capabilities & Capability.XBZRLE) !== 0;
-    if (options.mode === 'warm') await pause();
-    state = stepSource(state, { type: 'handshake-done', start: paused ? 'stop-and-copy' : 'precopy' });
+    if (options.mode === 'warm' || options.mode === 'postcopy') await pause();
+    state = stepSource(state, { type: 'handshake-done', start: options.mode === 'postcopy' ? 'postcopy' : paused ? 'stop-and-copy' : 'precopy' });
     remaining = tracker.startFullPass();
     const meter = new BandwidthMeter();
     const history: number[] = [];
@@ -169,12 +174,16 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
       record.expectedDowntimeMs = predicted;
       report.iterations.push(record);
       history.push(remaining);
-      const decision: Decision = decideConvergence({
+      let decision: Decision = decideConvergence({
         iteration, elapsedMs: now - t0, remainingPages: remaining, remainingBytes, bandwidth,
         dirtyRate: dirtyRate * bytesPerPage, previousDirtyRate: previous.dirtyRate, previousBandwidth: previous.bandwidth,
         remainingHistory: history, throttlePercent: throttle,
       }, options.policy);
       previous = { dirtyRate: dirtyRate * bytesPerPage, bandwidth };
+      // Hybrid ends in post-copy instead of stop-and-copy, whichever rule ends pre-copy.
+      if (options.mode === 'hybrid' && decision.action === 'switchover') {
+        decision = { ...decision, action: 'postcopy', reason: `${decision.reason}; hybrid: post-copy instead of stop-and-copy` };
+      }
       if (decision.action === 'throttle' && decision.throttlePercent !== undefined) {
         throttle = decision.throttlePercent;
         source.throttle(throttle);
@@ -198,7 +207,76 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
       return report;
     }
     if (state.kind === 'postcopy') {
-      throw new MemshiftError(ErrorCode.INVALID_ARGUMENT, 'post-copy is not available in this build');
+      // ---- post-copy: downtime is the pause to RESUMED; then the destination pulls and we push ----
+      const iteration = state.iteration;
+      const tPause = performance.now();
+      const pauseMs = paused ? 0 : await pause();
+      if (options.mode === 'postcopy') {
+        report.switchoverReason = { rule: 'postcopy-after', action: 'postcopy', forced: false, reason: 'post-copy migration: the guest resumes on the destination at once' };
+        remaining = tracker.pending();
+      } else {
+        remaining = tracker.sync();
+      }
+      channel.phase = 'post-copy switchover';
+      let missing = 0;
+      for (const region of source.regions) {
+        const m = missingPagesFrames(region, source.slabsOf(region.id));
+        for (const f of m.frames) await channel.send(f);
+        missing += m.missing;
+      }
+      const tState = performance.now();
+      await channel.send(encodeDeviceState(source.saveState()));
+      const deviceStateMs = performance.now() - tState;
+      report.guestSteps = source.steps ?? 0;
+      await channel.send(encodeSwitchover({
+        mode: SwitchoverMode.POSTCOPY, iterations: iteration, digest: memoryDigest(slabs), guestSteps: report.guestSteps,
+        pagesSent: report.pagesTransferred, missingPages: missing,
+      }));
+      const resumedFrame = await inbox.expect([FrameType.RESUMED], options.answerTimeoutMs);
+      const resumed = decodeResumed(resumedFrame.body, 0, resumedFrame.body.length);
+      report.downtimeMs = performance.now() - tPause;
+      const accounted = pauseMs + deviceStateMs + resumed.digestMs + resumed.resumeMs;
+      report.downtimeBreakdown = {
+        pauseMs, finalPagesMs: 0, finalPages: 0, deviceStateMs, destinationApplyMs: resumed.applyMs,
+        digestCheckMs: resumed.digestMs, resumeMs: resumed.resumeMs, otherMs: Math.max(0, report.downtimeMs - accounted),
+      };
+      const tPost = performance.now();
+      channel.phase = 'post-copy';
+      const planner = new PushPlanner(source.regions[0].pageCount);
+      const u = urgent!;
+      let pushed = 0;
+      const push = await sender.pushWindows(source.regions[0].id, faultFeed(u, planner), iteration, (r, bytes) => {
+        report.bytesTransferred += bytes;
+        pushed += r.entries;
+        remaining = Math.max(0, remaining - r.entries);
+        progress(() => ({ ...snapshot('post-copy', iteration), pagesPushed: pushed, pagesRequested: u.requests }));
+      }, () => u.linkLost);
+      if (u.linkLost) throw new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${peer}: urgent channel lost during post-copy`, { peer, phase: 'post-copy' });
+      report.pagesTransferred += push.pages;
+      report.pagesByEncoding = addCounts(report.pagesByEncoding, push.counts);
+      report.iterations.push({
+        iteration, pages: push.pages, bytes: push.bytes, ms: push.ms, bandwidth: push.ms > 0 ? (push.bytes * 1000) / push.ms : 0,
+        dirtyPages: 0, dirtyRate: 0, expectedDowntimeMs: 0, throttlePercent: throttle, pagesByEncoding: push.counts,
+      });
+      const doneFrame = await inbox.expect([FrameType.POSTCOPY_DONE], options.answerTimeoutMs);
+      const done = decodePostcopyDone(doneFrame.body, 0, doneFrame.body.length);
+      const digest = memoryDigest(slabs);
+      report.digest = hex64(digest);
+      report.postcopy = {
+        faults: done.faults, faultLatencyUs: { p50: done.faultP50Us, p99: done.faultP99Us, max: done.faultMaxUs },
+        pagesRequested: u.requests, pagesPushed: push.pages, postcopyTimeMs: done.postcopyMs || performance.now() - tPost,
+      };
+      if (done.digest !== digest) {
+        throw new MemshiftError(ErrorCode.DIGEST_MISMATCH, `destination holds digest ${hex64(done.digest)} after post-copy, source sent ${hex64(digest)}`);
+      }
+      state = stepSource(state, { type: 'postcopy-done' });
+      await u.stop();
+      await source.release?.();
+      channel.phase = 'completion';
+      await channel.send(encodeComplete());
+      await channel.close();
+      report.outcome = 'completed';
+      return report;
     }
     if (state.kind !== 'stop-and-copy') throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `source reached ${state.kind} before stop-and-copy`);
 
@@ -253,7 +331,11 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
     const e = toMemshiftError(err, ErrorCode.CONNECTION_FAILED, 'source');
     if (!isFinal(state)) state = stepSource(state, { type: 'failed', error: e });
     report.error = { code: e.code, message: e.message };
-    report.outcome = e.code === ErrorCode.CANCELLED ? 'cancelled' : state.kind === 'in-doubt' ? 'in-doubt' : 'failed';
+    report.outcome = state.kind === 'postcopy-paused' ? 'paused' : e.code === ErrorCode.CANCELLED ? 'cancelled' : state.kind === 'in-doubt' ? 'in-doubt' : 'failed';
+    if (state.kind === 'postcopy-paused') {
+      // The only complete copy is split across both hosts: keep every page and the guest paused.
+      report.error = { code: ErrorCode.POSTCOPY_PAUSED, message: `post-copy paused: ${e.message}; every page is kept for recovery` };
+    }
     if (state.kind === 'failed') {
       // Nothing reached the point where the destination could run the guest: it keeps running here.
       source.throttle(0);
@@ -266,6 +348,7 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
     if (channel !== null && !channel.isClosed) channel.fail(e);
     return report;
   } finally {
+    await urgent?.stop(BoardState.LINK_LOST).catch(() => undefined);
     await pool?.close().catch(() => undefined);
     report.totalTimeMs = performance.now() - t0;
     report.throttlePercent = throttle;

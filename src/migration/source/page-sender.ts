@@ -156,4 +156,72 @@ export class PageSender {
       pump();
     });
   }
+
+  /** Pages still marked in the snapshots (not yet taken by a push or a fault answer). */
+  pending(): number {
+    let n = 0;
+    for (const s of this.slabs) n += kernelsOf(s).raw.bitmapCount(s.layout.snapshot, s.layout.bitmapWords);
+    return n;
+  }
+
+  /**
+   * Post-copy push: sends the pages still in the snapshots, in the windows `next` proposes (region
+   * pages; see push-planner.ts), until none are left. Each window becomes one task of at most its size,
+   * so the first answers after a fault are small and fast; two tasks are in flight at most.
+   */
+  async pushWindows(regionId: number, next: () => { from: number; to: number; pages: number }, iteration: number,
+    onBatch?: (r: EncodeResult, bytes: number) => void, stopped?: () => boolean): Promise<PassResult> {
+    const t0 = performance.now();
+    const result: PassResult = { pages: 0, bytes: 0, ms: 0, counts: emptyCounts(), batches: 0 };
+    const indices = this.slabs.map((s, i) => (s.regionId === regionId ? i : -1)).filter((i) => i >= 0);
+    const perSlab = this.slabs[indices[0]].pageCount;
+    const inflight = new Set<Promise<void>>();
+    let failure: unknown = null;
+    while (failure === null && !(stopped?.() ?? false) && this.pending() > 0) {
+      const w = next();
+      const index = indices[Math.floor(w.from / perSlab)];
+      const slab = this.slabs[index];
+      const from = w.from - slab.firstPage;
+      const to = Math.min(slab.pageCount, w.to - slab.firstPage);
+      const k = kernelsOf(slab).raw;
+      const empty = k.bitmapNextSet(slab.layout.snapshot, to, from) < 0;
+      if (empty || this.freeChunks[index].length === 0 || inflight.size >= 2) {
+        if (inflight.size > 0) await Promise.race(inflight);
+        if (empty) continue;
+        if (this.freeChunks[index].length === 0) continue;
+      }
+      const chunk = this.freeChunks[index].pop()!;
+      const maxEntries = Math.max(1, Math.min(CHUNK_ENTRIES, w.pages));
+      const payloadLimit = Math.min(this.payloadLimit[index], Math.max(slab.layout.pageSize, w.pages * slab.layout.pageSize));
+      const task: Promise<void> = (async () => {
+        try {
+          const r = await this.pool.encode({ slab: index, from, to, chunk, maxEntries, payloadLimit, iteration, xbzrle: false, lz4: this.lz4 });
+          if (r.entries > 0) {
+            const mem = slab.memory;
+            const bytes = r.head[1] + r.payload[1];
+            const parts = r.payload[1] > 0 ? [bufferOf(mem, r.head[0], r.head[1]), bufferOf(mem, r.payload[0], r.payload[1])] : [bufferOf(mem, r.head[0], r.head[1])];
+            await this.limiter?.take(bytes);
+            await this.channel.sendSegments(parts);
+            result.pages += r.entries;
+            result.bytes += bytes;
+            result.batches++;
+            result.counts.zero += r.zero;
+            result.counts.raw += r.raw;
+            result.counts.lz4 += r.lz4;
+            onBatch?.(r, bytes);
+          }
+        } catch (err) {
+          failure = err;
+        } finally {
+          this.freeChunks[index].push(chunk);
+        }
+      })();
+      inflight.add(task);
+      void task.then(() => inflight.delete(task));
+    }
+    await Promise.all(inflight);
+    if (failure !== null) throw failure;
+    result.ms = performance.now() - t0;
+    return result;
+  }
 }

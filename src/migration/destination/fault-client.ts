@@ -1,0 +1,123 @@
+// The destination's fault thread (a worker): the urgent channel's end on this host. It listens on its
+// own port (announced in HELLO_ACK), accepts the source's urgent channel of the same session, then
+// turns each vCPU fault posted to the mailbox into a PAGE_REQUEST and writes each answer into guest
+// memory through the apply kernel, which sets the page's present bit and wakes the vCPU.
+//
+//   vCPU ─ mailbox (Atomics) ─► fault thread ─ PAGE_REQUEST ─► source fault thread
+//   vCPU ◄─ present bit + notify ─ apply kernel ◄─ PAGE_BATCH (one page) ─┘
+//
+// No message passing or task queue sits on this path: the thread waits on the mailbox with
+// Atomics.waitAsync and on its socket, and nothing else runs on it. It ends when the main thread
+// marks the board done, or marks the link lost itself when its channel breaks.
+
+import { parentPort, workerData } from 'node:worker_threads';
+import { ErrorCode, MemshiftError } from '../../errors.js';
+import { GuestMemory } from '../../memory/guest-memory.js';
+import { Mailbox } from '../../memory/page-gate.js';
+import type { Slab } from '../../memory/slab.js';
+import type { Region } from '../../memory/types.js';
+import { ChannelRole, FrameType, Limits } from '../../protocol/constants.js';
+import { decodeHello, encodeHelloAck } from '../../protocol/handshake.js';
+import { encodePageRequest } from '../../protocol/control.js';
+import { FRAME_HEADER_BYTES, frameTypeName } from '../../protocol/frame.js';
+import { Channel } from '../../transport/channel.js';
+import { boundAddress, listen } from '../../transport/tcp.js';
+import { BoardState, DestBoard } from '../postcopy-board.js';
+import { BatchApplier } from './apply.js';
+
+export interface FaultClientData {
+  slabs: Slab[];
+  regions: Region[];
+  /** Region whose pages the vCPU faults on (RAM). */
+  regionId: number;
+  session: Uint8Array;
+  host: string;
+  mailbox: SharedArrayBuffer;
+  board: SharedArrayBuffer;
+}
+
+/** Scratch slot of the fault thread on every slab. */
+export const FAULT_AGENT = 1;
+
+const data = workerData as FaultClientData;
+const board = new Int32Array(data.board);
+const mailbox = new Int32Array(data.mailbox);
+const memory = GuestMemory.fromSlabs(data.regions, data.slabs);
+const pageSize = memory.region(data.regionId).pageSize;
+const maxBody = 16 + 16 + 2 * pageSize;
+
+function linkLost(): void {
+  if (Atomics.compareExchange(board, DestBoard.STATE, BoardState.RUNNING, BoardState.LINK_LOST) === BoardState.RUNNING) {
+    Atomics.notify(board, DestBoard.ARRIVED);
+  }
+}
+
+async function main(): Promise<void> {
+  const server = await listen({ host: data.host, port: 0 });
+  Atomics.store(board, DestBoard.PORT, boundAddress(server).port);
+  parentPort!.postMessage({ port: boundAddress(server).port });
+  const channel = await new Promise<Channel>((resolve) => {
+    server.on('connection', (socket) => {
+      const ch = Channel.accept(socket, {
+        receiveBuffer: new Uint8Array(maxBody + FRAME_HEADER_BYTES + 256 * 1024 + Limits.MAX_CONTROL_BODY_BYTES),
+        maxBody: Math.max(maxBody, Limits.MAX_CONTROL_BODY_BYTES),
+        peer: `source urgent channel ${socket.remoteAddress}:${socket.remotePort}`,
+      });
+      ch.setHandlers({
+        onFrame: (f) => {
+          if (f.type !== FrameType.HELLO) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `expected HELLO on the urgent channel, got ${frameTypeName(f.type)}`);
+          const hello = decodeHello(f.buf, f.bodyOffset, f.bodyLength);
+          if (hello.role !== ChannelRole.URGENT || Buffer.compare(hello.session, data.session) !== 0) {
+            throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, 'urgent channel for another session');
+          }
+          server.close();
+          resolve(ch);
+        },
+        onClosed: () => undefined,
+      });
+    });
+  });
+  const applier = new BatchApplier(memory, 0, FAULT_AGENT, true, 'scratch');
+  let answered = 0;
+  channel.phase = 'post-copy';
+  channel.setHandlers({
+    onFrame: (f) => {
+      if (f.type !== FrameType.PAGE_BATCH) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `${frameTypeName(f.type)} on the urgent channel`);
+      const before = applier.totals.pages;
+      const dupBefore = applier.totals.duplicates;
+      applier.apply(f.buf, f.bodyOffset, f.bodyLength, f.checkedLength);
+      const applied = applier.totals.pages - before;
+      if (answered++ === 0) Atomics.store(board, DestBoard.BULK_AT_FIRST_ANSWER, Atomics.load(board, DestBoard.BULK));
+      Atomics.add(board, DestBoard.URGENT, applied);
+      Atomics.add(board, DestBoard.DUPLICATE, applier.totals.duplicates - dupBefore);
+      Atomics.add(board, DestBoard.ARRIVED, applied);
+      Atomics.notify(board, DestBoard.ARRIVED);
+    },
+    onClosed: () => linkLost(),
+  });
+  await channel.send(encodeHelloAck({ session: data.session, capabilities: 0, urgentPort: 0 }));
+  Atomics.store(board, DestBoard.CONNECTED, 1);
+  Atomics.notify(board, DestBoard.CONNECTED);
+
+  let seq = Atomics.load(mailbox, Mailbox.FAULT_SEQ);
+  let requestId = 0;
+  for (;;) {
+    if (Atomics.load(board, DestBoard.STATE) !== BoardState.RUNNING) break;
+    const wait = Atomics.waitAsync(mailbox, Mailbox.FAULT_SEQ, seq, 1000);
+    if (wait.async) await wait.value;
+    const now = Atomics.load(mailbox, Mailbox.FAULT_SEQ);
+    if (now === seq) continue;
+    seq = now;
+    const page = Atomics.load(mailbox, Mailbox.FAULT_PAGE) >>> 0;
+    Atomics.add(board, DestBoard.REQUESTED, 1);
+    channel.send(encodePageRequest({ regionId: data.regionId, page, count: 1, requestId: requestId++ })).catch(() => linkLost());
+  }
+  await channel.close();
+}
+
+main().catch(() => {
+  linkLost();
+}).finally(() => {
+  // Nothing may keep this thread alive once the phase is over.
+  process.exit(0);
+});

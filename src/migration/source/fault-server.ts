@@ -1,0 +1,117 @@
+// The source's fault thread (a worker): the urgent channel's end on this host. It connects to the
+// destination's fault thread, and answers each PAGE_REQUEST at once with the page read straight from
+// guest memory (paused: its content is final), ahead of and apart from the bulk push, which keeps
+// running on the main thread and the encoder pool. Each request is also appended to the fault ring,
+// so the push planner can move its pivot there.
+//
+// A page is taken from the snapshot atomically: if this thread clears its bit first, the bulk push
+// skips it and the page's hash is recorded here; if the push took it first, the answer still goes
+// out (the vCPU is waiting now) and the destination keeps whichever copy lands first.
+
+import { workerData } from 'node:worker_threads';
+import { ErrorCode, MemshiftError } from '../../errors.js';
+import { GuestMemory } from '../../memory/guest-memory.js';
+import { kernelsOf, pageOffset } from '../../memory/slab.js';
+import { CONTROL_DIGEST, scratchSlot } from '../../memory/slab-layout.js';
+import type { Slab } from '../../memory/slab.js';
+import type { Region } from '../../memory/types.js';
+import { ChannelRole, FrameType, Limits, PageEncoding } from '../../protocol/constants.js';
+import { decodeHelloAck, encodeHello } from '../../protocol/handshake.js';
+import { decodePageRequest } from '../../protocol/control.js';
+import { encodeBatchFrame } from '../../protocol/page-batch.js';
+import { FRAME_HEADER_BYTES, frameTypeName } from '../../protocol/frame.js';
+import { Channel } from '../../transport/channel.js';
+import { Inbox } from '../inbox.js';
+import type { Address } from '../../transport/tcp.js';
+import { BoardState, FAULT_RING, SourceBoard } from '../postcopy-board.js';
+import { viewsOf } from '../../wasm/views.js';
+
+export interface FaultServerData {
+  slabs: Slab[];
+  regions: Region[];
+  session: Uint8Array;
+  address: Address;
+  board: SharedArrayBuffer;
+  /** Iteration number stamped on answers (informational). */
+  iteration: number;
+}
+
+/** Scratch slot of the fault thread on every slab. */
+export const FAULT_AGENT = 1;
+
+const data = workerData as FaultServerData;
+const board = new Int32Array(data.board);
+const memory = GuestMemory.fromSlabs(data.regions, data.slabs);
+
+function linkLost(): void {
+  Atomics.compareExchange(board, SourceBoard.STATE, BoardState.RUNNING, BoardState.LINK_LOST);
+  Atomics.notify(board, SourceBoard.STATE);
+}
+
+/** One page as a single-entry PAGE_BATCH: zero, or raw read once (copy + hash in one pass). */
+function answer(regionId: number, page: number): Uint8Array {
+  const { slab, local } = memory.locate(regionId, page);
+  const k = kernelsOf(slab).raw;
+  const L = slab.layout;
+  const src = pageOffset(slab, local);
+  const key = (BigInt(regionId) << 32n) + BigInt(page);
+  const owned = k.bitmapClear(L.snapshot, local) === 1;
+  let encoding: number = PageEncoding.ZERO;
+  let payload = new Uint8Array(0);
+  let hash: bigint;
+  if (k.isZeroPage(src, L.pageSize) === 1) {
+    hash = BigInt.asUintN(64, k.zeroPageHash(L.pageSize));
+  } else {
+    const scratch = scratchSlot(L, FAULT_AGENT).page;
+    hash = BigInt.asUintN(64, k.copyAndHash(scratch, src, L.pageSize));
+    encoding = PageEncoding.RAW;
+    payload = viewsOf(slab.memory).u8.slice(scratch, scratch + L.pageSize);
+  }
+  if (owned) k.recordPageHash(L.hashes, local, key, hash, L.control + CONTROL_DIGEST);
+  return encodeBatchFrame(regionId, data.iteration, [{ page, encoding, size: payload.length, hash, payload }]);
+}
+
+async function main(): Promise<void> {
+  const channel = await Channel.connect(data.address, {
+    receiveBuffer: new Uint8Array(Limits.MAX_CONTROL_BODY_BYTES + FRAME_HEADER_BYTES + 256 * 1024),
+    maxBody: Limits.MAX_CONTROL_BODY_BYTES,
+    peer: `destination urgent channel ${data.address.host}:${data.address.port}`,
+    timeoutMs: 10_000,
+  });
+  const inbox = new Inbox(channel);
+  inbox.onFailure = () => linkLost();
+  await channel.send(encodeHello({ session: data.session, role: ChannelRole.URGENT, mode: 'postcopy', capabilities: 0, regions: data.regions }));
+  const ack = await inbox.expect([FrameType.HELLO_ACK], 10_000);
+  if (Buffer.compare(decodeHelloAck(ack.body, 0, ack.body.length).session, data.session) !== 0) {
+    throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, 'urgent channel acknowledged another session');
+  }
+  channel.phase = 'post-copy';
+  inbox.onOther = (f) => {
+    if (f.type !== FrameType.PAGE_REQUEST) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `${frameTypeName(f.type)} on the urgent channel`);
+    const req = decodePageRequest(f.buf, f.bodyOffset, f.bodyLength);
+    const region = memory.region(req.regionId);
+    if (req.page + req.count > region.pageCount) {
+      throw new MemshiftError(ErrorCode.BATCH_PAGE_RANGE, `request for pages ${req.page}+${req.count} outside region ${req.regionId}`, { regionId: req.regionId, page: req.page });
+    }
+    Atomics.add(board, SourceBoard.FAULTS_SEEN, 1);
+    const n = Atomics.add(board, SourceBoard.RING_COUNT, 0);
+    Atomics.store(board, SourceBoard.RING + (n % FAULT_RING), req.page | 0);
+    Atomics.add(board, SourceBoard.RING_COUNT, 1);
+    for (let p = req.page; p < req.page + req.count; p++) {
+      channel.send(answer(req.regionId, p)).catch(() => linkLost());
+      Atomics.add(board, SourceBoard.SENT_URGENT, 1);
+    }
+  };
+  Atomics.store(board, SourceBoard.CONNECTED, 1);
+  Atomics.notify(board, SourceBoard.CONNECTED);
+  // Serve until the main thread ends the phase or the link breaks.
+  for (;;) {
+    const state = Atomics.load(board, SourceBoard.STATE);
+    if (state !== BoardState.RUNNING) break;
+    const w = Atomics.waitAsync(board, SourceBoard.STATE, state, 1000);
+    if (w.async) await w.value;
+  }
+  await channel.close();
+}
+
+main().catch(() => linkLost()).finally(() => process.exit(0));
