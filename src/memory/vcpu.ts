@@ -105,7 +105,8 @@ export class Vcpu {
 
   async exit(): Promise<void> {
     if (this.exited) return;
-    await this.command(Command.EXIT).catch(() => undefined);
+    // A vCPU blocked on a post-copy fault never acknowledges: give it a moment, then end the thread.
+    await Promise.race([this.command(Command.EXIT).catch(() => undefined), new Promise((r) => setTimeout(r, 200).unref())]);
     await this.worker.terminate();
   }
 

@@ -33,6 +33,11 @@ export interface PostcopyStats {
   pagesPushed: number;
   /** Destination resume → every page present. */
   postcopyTimeMs: number;
+  /** Destination: pages written from urgent answers, and copies discarded because the page was there. */
+  pagesAnswered?: number;
+  duplicates?: number;
+  /** Destination: pushed pages written when the first urgent answer was (an answer that beat the push). */
+  pushedBeforeFirstAnswer?: number;
 }
 
 export interface Report {

@@ -16,10 +16,10 @@ export interface GuestCase {
 }
 
 export interface MigrationCase extends GuestCase {
-  mode?: 'live' | 'cold' | 'warm';
+  mode?: 'live' | 'cold' | 'warm' | 'postcopy' | 'hybrid';
   dirtyRate?: number | 'max';
   downtimeLimit?: number;
-  onStall?: 'force' | 'throttle' | 'abort';
+  onStall?: 'force' | 'throttle' | 'abort' | 'postcopy';
   maxIterations?: number;
   maxBandwidth?: string;
   warmup?: number;

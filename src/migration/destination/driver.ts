@@ -308,6 +308,7 @@ class Session {
     };
     this.channel.phase = 'post-copy';
     await this.channel.send(encodeResumed({ digest, pagesReceived: this.applier!.totals.pages, applyMs: 0, stateMs, digestMs, resumeMs }));
+    this.log(`guest resumed in post-copy with ${m.missingPages} pages still on the source`);
     await faults.waitUntilDone();
     if (this.done) return;
     if (!faults.complete) {
@@ -319,7 +320,10 @@ class Session {
     const final = digestOf(target);
     const lat = faults.latencyUs();
     const stats = faults.stats();
-    this.report.postcopy = { faults: stats.faults, faultLatencyUs: lat, pagesRequested: stats.requested, pagesPushed: stats.bulk, postcopyTimeMs: postcopyMs };
+    this.report.postcopy = {
+      faults: stats.faults, faultLatencyUs: lat, pagesRequested: stats.requested, pagesPushed: stats.bulk, postcopyTimeMs: postcopyMs,
+      pagesAnswered: stats.urgent, duplicates: stats.duplicates, pushedBeforeFirstAnswer: stats.bulkAtFirstAnswer,
+    };
     this.report.digest = hex64(final);
     this.state = stepDest(this.state, { type: 'all-present' });
     await this.channel.send(encodePostcopyDone({
@@ -389,7 +393,11 @@ class Session {
     if (this.target !== null && r.digest === hex64(0n)) r.digest = hex64(digestOf(this.target));
     if (this.faults !== null && r.postcopy === null && this.tResume > 0) {
       const stats = this.faults.stats();
-      r.postcopy = { faults: stats.faults, faultLatencyUs: this.faults.latencyUs(), pagesRequested: stats.requested, pagesPushed: stats.bulk, postcopyTimeMs: performance.now() - this.tResume };
+      r.postcopy = {
+        faults: stats.faults, faultLatencyUs: this.faults.latencyUs(), pagesRequested: stats.requested, pagesPushed: stats.bulk,
+        postcopyTimeMs: performance.now() - this.tResume, pagesAnswered: stats.urgent, duplicates: stats.duplicates,
+        pushedBeforeFirstAnswer: stats.bulkAtFirstAnswer,
+      };
     }
     this.progress(() => this.snapshot(), true);
     if (this.state.kind !== 'completed') this.channel.destroy();

@@ -1,0 +1,149 @@
+// Post-copy pieces that can be proven without a network: the first-writer-wins apply (no double or
+// stale write), missing-page marking, and the push planner's pivot.
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { GuestMemory } from '../../src/memory/guest-memory.js';
+import { kernelsOf, pageOffset, type Slab } from '../../src/memory/slab.js';
+import { scratchSlot } from '../../src/memory/slab-layout.js';
+import { viewsOf } from '../../src/wasm/views.js';
+import { BatchApplier } from '../../src/migration/destination/apply.js';
+import { PushPlanner } from '../../src/migration/source/push-planner.js';
+import { encodeBatchFrame } from '../../src/protocol/page-batch.js';
+import { PageEncoding } from '../../src/protocol/constants.js';
+import { missingPagesFrames } from '../../src/migration/source/postcopy.js';
+import { decodeMissingPages } from '../../src/protocol/control.js';
+
+const PAGE = 4096;
+
+function guest(pages: number, maxSlabBytes = 1 << 20): GuestMemory {
+  return GuestMemory.allocate([{ id: 0, name: 'ram', kind: 'ram', pageSize: PAGE, pageCount: pages }], { maxSlabBytes, arenaBytes: 17 << 20 });
+}
+
+function hashOf(m: GuestMemory, content: Uint8Array): bigint {
+  const s = m.slabsOf(0)[0];
+  const at = scratchSlot(s.layout, 15).page;
+  viewsOf(s.memory).u8.set(content, at);
+  return kernelsOf(s).hashPage(at, PAGE);
+}
+
+function rawPage(m: GuestMemory, page: number, fill: number): Uint8Array {
+  const content = new Uint8Array(PAGE).fill(fill);
+  return encodeBatchFrame(0, 1, [{ page, encoding: PageEncoding.RAW, size: PAGE, hash: hashOf(m, content), payload: content }]);
+}
+
+/** Marks every page present and claimed except `missing` (what MISSING_PAGES does on the destination). */
+function markAllBut(m: GuestMemory, missing: number[]): void {
+  for (const s of m.slabsOf(0)) {
+    const k = kernelsOf(s);
+    k.bitmapFill(s.layout.present, s.pageCount);
+    k.bitmapFill(s.layout.claim, s.pageCount);
+  }
+  for (const p of missing) {
+    const { slab, local } = m.locate(0, p);
+    const k = kernelsOf(slab);
+    k.bitmapClear(slab.layout.present, slab.pageCount, local);
+    k.bitmapClear(slab.layout.claim, slab.pageCount, local);
+  }
+}
+
+function apply(a: BatchApplier, frame: Uint8Array): void {
+  const dv = new DataView(frame.buffer, frame.byteOffset);
+  a.apply(frame, 16, dv.getUint32(0, true), dv.getUint32(8, true));
+}
+
+function present(m: GuestMemory, page: number): boolean {
+  const { slab, local } = m.locate(0, page);
+  return kernelsOf(slab).bitmapTest(slab.layout.present, slab.pageCount, local);
+}
+
+test('a pushed copy that arrives after the guest wrote the page does not overwrite it', () => {
+  const m = guest(512);
+  markAllBut(m, [5]);
+  const main = new BatchApplier(m, 0, 0, true);
+  const frame = rawPage(m, 5, 0xaa);
+  apply(main, frame);
+  assert.ok(present(m, 5));
+  assert.is(m.pageView(0, 5)[100], 0xaa);
+  m.pageView(0, 5)[100] = 0x42; // the resumed guest writes the page
+  apply(main, frame); // the same page again, from the other channel
+  assert.is(m.pageView(0, 5)[100], 0x42, 'the guest write survives');
+  assert.is(main.totals.pages, 1);
+  assert.is(main.totals.duplicates, 1);
+});
+
+test('of a bulk copy and an urgent copy of one page, exactly one is written', () => {
+  const m = guest(512);
+  markAllBut(m, [7, 300]);
+  const bulk = new BatchApplier(m, 0, 0, true, 'arena');
+  const urgent = new BatchApplier(m, 0, 1, true, 'scratch');
+  apply(urgent, rawPage(m, 300, 0x11));
+  apply(bulk, rawPage(m, 300, 0x11));
+  apply(bulk, rawPage(m, 7, 0x22));
+  apply(urgent, rawPage(m, 7, 0x22));
+  assert.is(bulk.totals.pages + urgent.totals.pages, 2, 'two pages written');
+  assert.is(bulk.totals.duplicates + urgent.totals.duplicates, 2, 'two copies dropped');
+  assert.is(m.pageView(0, 300)[0], 0x11);
+  assert.is(m.pageView(0, 7)[0], 0x22);
+});
+
+test('a page that was never missing is never written by a late copy', () => {
+  const m = guest(256);
+  m.pageView(0, 9).fill(0x77);
+  markAllBut(m, []);
+  const a = new BatchApplier(m, 0, 0, true);
+  apply(a, rawPage(m, 9, 0x01));
+  assert.is(m.pageView(0, 9)[0], 0x77);
+  assert.is(a.totals.duplicates, 1);
+});
+
+test('MISSING_PAGES frames carry exactly the snapshot bits, across slabs', () => {
+  const m = guest(1000, 256 * PAGE);
+  const slabs: readonly Slab[] = m.slabsOf(0);
+  const pages = [0, 63, 64, 255, 256, 700, 999];
+  for (const p of pages) {
+    const { slab, local } = m.locate(0, p);
+    kernelsOf(slab).bitmapSet(slab.layout.snapshot, slab.pageCount, local);
+  }
+  const { frames, missing } = missingPagesFrames(m.region(0), slabs);
+  assert.is(missing, pages.length);
+  assert.is(frames.length, 1);
+  const f = frames[0];
+  const body = decodeMissingPages(f, 16, f.length - 16);
+  const found: number[] = [];
+  for (let p = 0; p < body.pageCount; p++) if ((body.bitmap[p >> 3] >> (p & 7)) & 1) found.push(body.firstPage + p);
+  assert.equal(found, pages);
+  void pageOffset;
+});
+
+test('the push planner pivots to a fault and grows outwards, alternating directions', () => {
+  const p = new PushPlanner(10_000, 16, 1024);
+  p.onFault(5000);
+  assert.equal(p.next(), { from: 5001, to: 5017 });
+  assert.equal(p.next(), { from: 4968, to: 5000 });
+  assert.equal(p.next(), { from: 5017, to: 5081 });
+  assert.equal(p.next(), { from: 4840, to: 4968 });
+  p.onFault(100);
+  assert.equal(p.next(), { from: 101, to: 117 }, 'a new fault resets the window to its smallest');
+});
+
+test('the push planner sweeps linearly, wraps, and caps its window', () => {
+  const p = new PushPlanner(3000, 16, 1024);
+  const windows = Array.from({ length: 9 }, () => p.next());
+  assert.equal(windows.slice(0, 3), [{ from: 0, to: 16 }, { from: 16, to: 48 }, { from: 48, to: 112 }]);
+  assert.ok(windows.every((w) => w.to - w.from <= 1024));
+  assert.ok(windows.some((w) => w.from === 0 && w !== windows[0]), 'it wraps around to the start');
+});
+
+test('near the ends the pivot keeps growing in the direction that still has pages', () => {
+  const p = new PushPlanner(100, 16, 1024);
+  p.onFault(2);
+  const a = p.next();
+  const b = p.next();
+  const c = p.next();
+  assert.equal(a, { from: 3, to: 19 });
+  assert.equal(b, { from: 0, to: 2 });
+  assert.equal(c, { from: 19, to: 83 });
+});
+
+test.run();
