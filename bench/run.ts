@@ -2,6 +2,8 @@
 //   node dist/bench/run.js [--only kernels,e2e,...] [--runs N]
 
 import { benchKernels } from './kernels.bench.js';
+import { benchE2e } from './e2e.bench.js';
+import { benchPostcopy } from './postcopy.bench.js';
 
 const args = process.argv.slice(2);
 const only = (args.find((a) => a.startsWith('--only='))?.slice(7) ?? args[args.indexOf('--only') + 1] ?? '').split(',').filter(Boolean);
@@ -10,6 +12,8 @@ const runs = runsArg === undefined ? 5 : Number(runsArg);
 
 const suites: Record<string, (runs: number) => Promise<void>> = {
   kernels: benchKernels,
+  e2e: benchE2e,
+  postcopy: benchPostcopy,
 };
 
 for (const [name, run] of Object.entries(suites)) {

@@ -51,11 +51,17 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     return guest;
   }
 
-  /** A destination guest: empty memory for `regions`; the workload arrives with the device state. */
+  /**
+   * A destination guest: empty memory for `regions`. Its vCPU thread starts now, idle, so that
+   * resuming after the switchover costs a message rather than a thread start; the workload arrives
+   * with the device state.
+   */
   static receiving(regions: readonly Region[], options: GuestMemoryOptions = {}): SimulatedGuest {
     const ram = regions.find((r) => r.id === RAM_REGION_ID);
     if (ram === undefined || ram.kind !== 'ram') throw invalidArgument('regions', 'must include RAM as region 0');
-    return new SimulatedGuest(GuestMemory.allocate(regions, options), null);
+    const guest = new SimulatedGuest(GuestMemory.allocate(regions, options), null);
+    guest.vcpu = new Vcpu(guest.memory.slabsOf(RAM_REGION_ID), { stepsPerSecond: 0 });
+    return guest;
   }
 
   get regions(): readonly Region[] {
@@ -84,22 +90,21 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     return this.gate === null ? 0 : Atomics.load(new Int32Array(this.gate.mailbox), Mailbox.FAULTS);
   }
 
+  /** Creates the vCPU thread if needed and hands it the workload (once). */
   private startVcpu(): void {
     if (this.state === null) throw new MemshiftError(ErrorCode.DEVICE_STATE_INVALID, 'guest has no device state to run');
-    this.vcpu = new Vcpu(this.memory.slabsOf(RAM_REGION_ID), this.state.shape, this.state.counters, {
-      stepsPerSecond: this.state.stepsPerSecond,
-      gate: this.gate,
-    });
+    this.vcpu ??= new Vcpu(this.memory.slabsOf(RAM_REGION_ID), { stepsPerSecond: this.state.stepsPerSecond });
+    if (!this.vcpu.isConfigured) this.vcpu.configure(this.state.shape, this.state.counters, this.gate, this.state.stepsPerSecond);
   }
 
   async pause(): Promise<void> {
-    if (this.vcpu === null) return;
+    if (this.vcpu === null || !this.vcpu.isConfigured) return;
     const counters = await this.vcpu.pause();
     if (this.state !== null) this.state.counters = counters;
   }
 
   async resume(): Promise<void> {
-    if (this.vcpu === null) this.startVcpu();
+    this.startVcpu();
     await this.vcpu!.resume();
   }
 
@@ -113,7 +118,7 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
 
   /** Runs until the guest has executed exactly `steps` steps in total, then leaves it paused. */
   async runUntil(steps: number): Promise<void> {
-    if (this.vcpu === null) this.startVcpu();
+    this.startVcpu();
     const counters = await this.vcpu!.runUntil(steps);
     if (this.state !== null) this.state.counters = counters;
   }
@@ -121,7 +126,7 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
   saveState(): Uint8Array {
     if (this.state === null) throw new MemshiftError(ErrorCode.DEVICE_STATE_INVALID, 'guest has no device state');
     if (this.vcpu?.running) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'device state can only be saved while the guest is paused');
-    const counters = this.vcpu?.counters() ?? this.state.counters;
+    const counters = this.vcpu?.isConfigured ? this.vcpu.counters() : this.state.counters;
     return encodeCpuState({ ...this.state, counters });
   }
 
@@ -133,7 +138,7 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
   loadState(bytes: Uint8Array): void {
     const ram = this.memory.region(RAM_REGION_ID);
     const state = decodeCpuState(bytes, { pageSize: ram.pageSize, pageCount: ram.pageCount });
-    if (this.vcpu !== null) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'device state loaded into a guest that already runs');
+    if (this.vcpu?.isConfigured) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'device state loaded into a guest that already runs');
     this.state = state;
   }
 
@@ -142,7 +147,7 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
    * clear, posting them to the returned mailbox.
    */
   enablePageGate(): PageGateInit {
-    if (this.vcpu !== null) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'post-copy must be armed before the guest first runs here');
+    if (this.vcpu?.isConfigured) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'post-copy must be armed before the guest first runs here');
     this.gate = createPageGateInit();
     return this.gate;
   }
@@ -155,7 +160,7 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
   async close(): Promise<void> {
     const v = this.vcpu;
     if (v !== null) {
-      if (this.state !== null && !v.running) this.state.counters = v.counters();
+      if (this.state !== null && v.isConfigured && !v.running) this.state.counters = v.counters();
       await v.exit();
     }
   }

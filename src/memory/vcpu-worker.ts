@@ -6,8 +6,12 @@
 // Throttle (auto-converge) is a duty cycle over 10 ms periods: run for (100 - p) % of each period and
 // sleep the rest. A rate limit is a token bucket in steps per second. Sleeps are Atomics.wait on the
 // command sequence, so a command interrupts them.
+//
+// The thread can be started before it knows its workload (a destination starts it at the handshake so
+// that resuming costs a message, not a thread start): the workload shape and the post-copy gate arrive
+// on `config` and are read synchronously at the first RUN.
 
-import { workerData } from 'node:worker_threads';
+import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { Command, Ctl, VcpuStatus, controlViews } from './vcpu-control.js';
 import { StepRunner, type CpuCounters, type WorkloadShape } from './workload.js';
 import type { Slab } from './slab.js';
@@ -17,6 +21,11 @@ import type { PrngState } from './prng.js';
 export interface VcpuWorkerData {
   control: SharedArrayBuffer;
   slabs: Slab[];
+  /** Carries one VcpuConfig before the first RUN. */
+  config: MessagePort;
+}
+
+export interface VcpuConfig {
   shape: WorkloadShape;
   counters: CpuCounters;
   gate: PageGateInit | null;
@@ -27,8 +36,17 @@ const TARGET_BATCH_MS = 0.5;
 
 function main(data: VcpuWorkerData): void {
   const { i32, f64 } = controlViews(data.control);
-  const runner = new StepRunner(data.shape, data.slabs, data.counters);
-  if (data.gate !== null) runner.gate = createPageGate(data.gate, data.slabs);
+  let runner = null as StepRunner | null; // (cast: assigned in configured(), so no narrowing to null)
+  const configured = (): StepRunner => {
+    if (runner !== null) return runner;
+    const message = receiveMessageOnPort(data.config);
+    if (message === undefined) throw new Error('vCPU started without a workload');
+    const config = message.message as VcpuConfig;
+    runner = new StepRunner(config.shape, data.slabs, config.counters);
+    if (config.gate !== null) runner.gate = createPageGate(config.gate, data.slabs);
+    data.config.close();
+    return runner;
+  };
   let seq = 0;
   let running = false;
   let batch = 4096;
@@ -38,6 +56,7 @@ function main(data: VcpuWorkerData): void {
   let lastRefill = performance.now();
 
   const publish = (): void => {
+    if (runner === null) return;
     for (let i = 0; i < 4; i++) i32[Ctl.PRNG + i] = runner.prng[i];
     f64[Ctl.F64_STEPS] = runner.steps;
   };
@@ -58,6 +77,7 @@ function main(data: VcpuWorkerData): void {
       if (cmd === Command.RUN && !running) {
         // Resuming from a pause: the controller may have loaded new counters meanwhile. (A RUN sent to
         // a running vCPU must not reload them: the block holds the counters of the last pause.)
+        const runner = configured();
         runner.prng = [i32[Ctl.PRNG], i32[Ctl.PRNG + 1], i32[Ctl.PRNG + 2], i32[Ctl.PRNG + 3]] as PrngState;
         runner.steps = f64[Ctl.F64_STEPS];
         running = true;
@@ -76,17 +96,21 @@ function main(data: VcpuWorkerData): void {
       continue;
     }
     const stopAt = f64[Ctl.F64_STOP_AT];
+    if (runner === null) {
+      sleep(1000);
+      continue;
+    }
     if (running && runner.steps >= stopAt) {
       running = false;
       publish();
       setStatus(VcpuStatus.PAUSED);
     }
-    if (running && data.shape.kind === 'idle' && Number.isFinite(stopAt)) {
+    if (running && runner.shape.kind === 'idle' && Number.isFinite(stopAt)) {
       // Idle steps change nothing: reach the stop point at once instead of spinning.
       runner.run(stopAt - runner.steps);
       continue;
     }
-    if (!running || data.shape.kind === 'idle') {
+    if (!running || runner.shape.kind === 'idle') {
       sleep(1000);
       continue;
     }

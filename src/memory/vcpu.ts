@@ -2,13 +2,13 @@
 // Commands are serialised: each waits for the vCPU's acknowledgement, so `pause()` resolves only
 // when no step is in progress and the counters it returns are exact.
 
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { ErrorCode, MemshiftError, invalidArgument } from '../errors.js';
 import { CONTROL_BLOCK_BYTES, Command, Ctl, VcpuStatus, controlViews, type CommandValue, type ControlViews } from './vcpu-control.js';
 import type { PageGateInit } from './page-gate.js';
 import type { Slab } from './slab.js';
 import type { CpuCounters, WorkloadShape } from './workload.js';
-import type { VcpuWorkerData } from './vcpu-worker.js';
+import type { VcpuConfig, VcpuWorkerData } from './vcpu-worker.js';
 
 export interface VcpuOptions {
   stepsPerSecond: number;
@@ -23,14 +23,19 @@ export class Vcpu {
   private exited = false;
   readonly control: SharedArrayBuffer;
 
-  constructor(slabs: readonly Slab[], shape: WorkloadShape, counters: CpuCounters, options: VcpuOptions) {
+  private readonly config: MessagePort;
+  private configured = false;
+
+  /** Starts the thread; it runs nothing until `configure` gave it a workload and `resume` is called. */
+  constructor(slabs: readonly Slab[], options: VcpuOptions) {
     this.control = new SharedArrayBuffer(CONTROL_BLOCK_BYTES);
     this.ctl = controlViews(this.control);
     this.ctl.f64[Ctl.F64_STOP_AT] = Infinity;
-    this.writeCounters(counters);
     Atomics.store(this.ctl.i32, Ctl.RATE, options.stepsPerSecond);
-    const data: VcpuWorkerData = { control: this.control, slabs: [...slabs], shape, counters, gate: options.gate ?? null };
-    this.worker = new Worker(new URL('./vcpu-worker.js', import.meta.url), { workerData: data });
+    const { port1, port2 } = new MessageChannel();
+    this.config = port1;
+    const data: VcpuWorkerData = { control: this.control, slabs: [...slabs], config: port2 };
+    this.worker = new Worker(new URL('./vcpu-worker.js', import.meta.url), { workerData: data, transferList: [port2] });
     this.worker.on('error', (err) => {
       this.failure = new MemshiftError(ErrorCode.WORKER_FAILED, `vCPU thread failed: ${err.message}`, { cause: err });
     });
@@ -41,6 +46,21 @@ export class Vcpu {
       Atomics.notify(this.ctl.i32, Ctl.ACK_SEQ);
       Atomics.notify(this.ctl.i32, Ctl.STATUS);
     });
+  }
+
+  /** Gives the thread its workload, counters and (post-copy) page gate; once, before the first resume. */
+  configure(shape: WorkloadShape, counters: CpuCounters, gate: PageGateInit | null, stepsPerSecond: number): void {
+    if (this.configured) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'vCPU already has a workload');
+    this.configured = true;
+    this.writeCounters(counters);
+    Atomics.store(this.ctl.i32, Ctl.RATE, stepsPerSecond);
+    const config: VcpuConfig = { shape, counters, gate };
+    this.config.postMessage(config);
+    this.config.close();
+  }
+
+  get isConfigured(): boolean {
+    return this.configured;
   }
 
   /** Steps executed so far (exact while paused, recent while running). */

@@ -73,6 +73,8 @@ export interface Report {
    * from the session); null when not computed. Compare with a replay's to check a migration end to end.
    */
   contentDigest: string | null;
+  /** CPU time this process spent during the migration (all threads), in ms: the cost per byte moved. */
+  cpuMs: { user: number; system: number } | null;
 }
 
 export function hex64(v: bigint): string {
@@ -106,6 +108,10 @@ export function formatReport(r: Report): string {
     lines.push(`  post-copy: ${p.faults} faults (latency p50 ${p.faultLatencyUs.p50.toFixed(0)} µs, p99 ${p.faultLatencyUs.p99.toFixed(0)} µs, max ${p.faultLatencyUs.max.toFixed(0)} µs), ${p.pagesRequested} pages requested, ${p.pagesPushed} pushed, ${f1(p.postcopyTimeMs)} ms to all present`);
   }
   if (r.prealloc?.enabled) lines.push(`  destination memory pre-touched in ${f1(r.prealloc.ms)} ms before receiving`);
+  if (r.cpuMs !== null) {
+    const cpu = r.cpuMs.user + r.cpuMs.system;
+    lines.push(`  cpu ${cpu.toFixed(0)} ms (user ${r.cpuMs.user.toFixed(0)}, system ${r.cpuMs.system.toFixed(0)}): ${(r.bytesTransferred / 1e6 / Math.max(1, cpu)).toFixed(2)} GB per cpu-second`);
+  }
   lines.push(`  guest steps ${r.guestSteps}, digest ${r.digest}, throttle ${r.throttlePercent} %`);
   return lines.join('\n');
 }

@@ -43,6 +43,8 @@ export interface BatchRegion {
 /** A validated batch inside a receive buffer; offsets are absolute in `buf`. */
 export interface BatchView {
   readonly buf: Uint8Array;
+  /** Entries per encoding (index = PageEncoding value). */
+  readonly encodings: readonly [number, number, number, number];
   readonly regionId: number;
   readonly iteration: number;
   readonly count: number;
@@ -152,6 +154,7 @@ export function decodeBatch(
   const entriesOffset = bodyOffset + BATCH_HEADER_BYTES;
   let total = 0;
   let previous = -1;
+  const encodings: [number, number, number, number] = [0, 0, 0, 0];
   for (let i = 0; i < count; i++) {
     const e = entriesOffset + i * ENTRY_BYTES;
     const page = dv.getUint32(e, true);
@@ -181,9 +184,10 @@ export function decodeBatch(
         throw bad('encoding', `entry ${i}: unknown encoding ${name}`, { regionId, page });
     }
     total += size;
+    encodings[encoding]++;
   }
   if (total !== payloadBytes) throw bad('malformed', `entry sizes add up to ${total}, header says ${payloadBytes}`);
-  return { buf, regionId, iteration, count, entriesOffset, payloadOffset: entriesOffset + count * ENTRY_BYTES, payloadBytes, pageSize };
+  return { buf, encodings, regionId, iteration, count, entriesOffset, payloadOffset: entriesOffset + count * ENTRY_BYTES, payloadBytes, pageSize };
 }
 
 /** Entry `i` of a validated batch. */

@@ -117,33 +117,43 @@ test('MISSING_PAGES frames carry exactly the snapshot bits, across slabs', () =>
 });
 
 test('the push planner pivots to a fault and grows outwards, alternating directions', () => {
-  const p = new PushPlanner(10_000, 16, 1024);
-  p.onFault(5000);
-  assert.equal(p.next(), { from: 5001, to: 5017 });
-  assert.equal(p.next(), { from: 4968, to: 5000 });
-  assert.equal(p.next(), { from: 5017, to: 5081 });
-  assert.equal(p.next(), { from: 4840, to: 4968 });
+  const p = new PushPlanner(100_000, 16, 1024);
+  p.onFault(50_000);
+  assert.equal(p.next(), { from: 50_001, to: 50_017 });
+  assert.equal(p.next(), { from: 49_936, to: 50_000 });
+  assert.equal(p.next(), { from: 50_017, to: 50_273 });
+  assert.equal(p.next(), { from: 48_912, to: 49_936 });
   p.onFault(100);
-  assert.equal(p.next(), { from: 101, to: 117 }, 'a new fault resets the window to its smallest');
+  assert.equal(p.next(), { from: 101, to: 117 }, 'a new fault, after enough windows, resets the window to its smallest');
+});
+
+test('faults inside the pushed range, or too soon after the last pivot, do not move it', () => {
+  const p = new PushPlanner(100_000, 16, 1024);
+  p.onFault(50_000);
+  p.next();
+  p.onFault(70_000); // too soon: one window since the pivot
+  assert.equal(p.next(), { from: 49_936, to: 50_000 }, 'still growing around 50 000');
+  p.next();
+  p.next();
+  p.onFault(50_010); // inside what was pushed around the pivot
+  assert.equal(p.next(), { from: 50_273, to: 51_297 }, 'still growing from the same pivot');
 });
 
 test('the push planner sweeps linearly, wraps, and caps its window', () => {
   const p = new PushPlanner(3000, 16, 1024);
   const windows = Array.from({ length: 9 }, () => p.next());
-  assert.equal(windows.slice(0, 3), [{ from: 0, to: 16 }, { from: 16, to: 48 }, { from: 48, to: 112 }]);
+  assert.equal(windows.slice(0, 3), [{ from: 0, to: 16 }, { from: 16, to: 80 }, { from: 80, to: 336 }]);
   assert.ok(windows.every((w) => w.to - w.from <= 1024));
   assert.ok(windows.some((w) => w.from === 0 && w !== windows[0]), 'it wraps around to the start');
 });
 
 test('near the ends the pivot keeps growing in the direction that still has pages', () => {
-  const p = new PushPlanner(100, 16, 1024);
+  const p = new PushPlanner(1000, 16, 1024);
   p.onFault(2);
-  const a = p.next();
-  const b = p.next();
-  const c = p.next();
-  assert.equal(a, { from: 3, to: 19 });
-  assert.equal(b, { from: 0, to: 2 });
-  assert.equal(c, { from: 19, to: 83 });
+  assert.equal(p.next(), { from: 3, to: 19 });
+  assert.equal(p.next(), { from: 0, to: 2 });
+  assert.equal(p.next(), { from: 19, to: 275 });
+  assert.equal(p.next(), { from: 275, to: 1000 }, 'only forward is left');
 });
 
 test.run();

@@ -94,6 +94,7 @@ function report(over: Partial<Report> = {}): Report {
     postcopy: null,
     prealloc: null,
     contentDigest: null,
+    cpuMs: null,
     ...over,
   };
 }

@@ -144,4 +144,14 @@ test('a hybrid migration that fails in post-copy ends postcopy-paused, never fai
   assert.is(s.kind, 'postcopy-paused');
 });
 
+test('a refusal after SWITCHOVER is a definite failure (resume the source), a lost link is in doubt', () => {
+  const refusal = new MemshiftError(ErrorCode.PEER_ERROR, 'destination reported MS_ERR_DIGEST_MISMATCH', { peerCode: 'MS_ERR_DIGEST_MISMATCH' });
+  const waiting: SourceState = { kind: 'awaiting-resume', iteration: 4 };
+  assert.is(stepSource(waiting, { type: 'refused', error: refusal }).kind, 'failed');
+  assert.is(stepSource(waiting, { type: 'failed', error: ERR }).kind, 'in-doubt');
+  assert.is(stepSource({ kind: 'postcopy', iteration: 2 }, { type: 'refused', error: refusal }).kind, 'postcopy-paused', 'post-copy never resumes the source');
+  assert.is(stepSource({ kind: 'precopy', iteration: 2 }, { type: 'refused', error: refusal }).kind, 'failed');
+  expectCode(() => stepSource({ kind: 'completed' }, { type: 'refused', error: refusal }), UNEXPECTED, 'nothing follows completion');
+});
+
 test.run();

@@ -100,13 +100,11 @@ export class BatchApplier {
       throw this.kernelError(code, view, entry.page);
     }
     this.totals.bytes += bodyLength;
-    for (let e = 0; e < view.count; e++) {
-      const enc = batchEntry(view, e).encoding;
-      if (enc === PageEncoding.ZERO) this.totals.counts.zero++;
-      else if (enc === PageEncoding.RAW) this.totals.counts.raw++;
-      else if (enc === PageEncoding.XBZRLE) this.totals.counts.xbzrle++;
-      else this.totals.counts.lz4++;
-    }
+    const c = this.totals.counts;
+    c.zero += view.encodings[PageEncoding.ZERO];
+    c.raw += view.encodings[PageEncoding.RAW];
+    c.xbzrle += view.encodings[PageEncoding.XBZRLE];
+    c.lz4 += view.encodings[PageEncoding.LZ4];
     return view;
   }
 

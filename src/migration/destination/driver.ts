@@ -129,6 +129,7 @@ class Session {
   private state: DestState = { kind: 'awaiting-hello' };
   private readonly report: Report;
   private readonly t0 = performance.now();
+  private readonly cpu0 = process.cpuUsage();
   private target: MemoryTarget | null = null;
   private applier: BatchApplier | null = null;
   private deviceState: Uint8Array | null = null;
@@ -375,6 +376,8 @@ class Session {
     const r = this.report;
     const t = this.applier?.totals;
     r.totalTimeMs = performance.now() - this.t0;
+    const cpu = process.cpuUsage(this.cpu0);
+    r.cpuMs = { user: cpu.user / 1000, system: cpu.system / 1000 };
     r.bytesTransferred = this.channel.bytesReceived;
     r.pagesTransferred = t?.pages ?? 0;
     if (t) r.pagesByEncoding = { ...t.counts };

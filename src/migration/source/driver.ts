@@ -59,13 +59,14 @@ export function emptyReport(role: 'source' | 'destination', mode: MigrationMode)
     role, mode, outcome: 'failed', error: null, totalTimeMs: 0, downtimeMs: null, downtimeBreakdown: null, setupTimeMs: 0,
     bytesTransferred: 0, pagesTransferred: 0, pagesByEncoding: emptyCounts(), iterations: [], converged: false,
     switchoverReason: null, predictedDowntimeMs: null, throttlePercent: 0, guestSteps: 0, digest: hex64(0n),
-    throughputGBps: 0, postcopy: null, prealloc: null, contentDigest: null,
+    throughputGBps: 0, postcopy: null, prealloc: null, contentDigest: null, cpuMs: null,
   };
 }
 
 /** Runs one migration of `source`; always returns a report (its outcome says how it ended). */
 export async function runSource(source: MemorySource, options: SourceOptions): Promise<Report> {
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   const report = emptyReport('source', options.mode);
   const slabs = source.regions.flatMap((r) => [...source.slabsOf(r.id)]);
   const pageSize = source.regions[0].pageSize;
@@ -329,7 +330,10 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
     return report;
   } catch (err) {
     const e = toMemshiftError(err, ErrorCode.CONNECTION_FAILED, 'source');
-    if (!isFinal(state)) state = stepSource(state, { type: 'failed', error: e });
+    // An ERROR frame from the destination is a definite refusal (it never resumed); anything else
+    // after SWITCHOVER leaves the switchover in doubt.
+    const refused = e.code === ErrorCode.PEER_ERROR && e.details.peerCode !== ErrorCode.POSTCOPY_PAUSED;
+    if (!isFinal(state)) state = stepSource(state, refused ? { type: 'refused', error: e } : { type: 'failed', error: e });
     report.error = { code: e.code, message: e.message };
     report.outcome = state.kind === 'postcopy-paused' ? 'paused' : e.code === ErrorCode.CANCELLED ? 'cancelled' : state.kind === 'in-doubt' ? 'in-doubt' : 'failed';
     if (state.kind === 'postcopy-paused') {
@@ -351,6 +355,8 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
     await urgent?.stop(BoardState.LINK_LOST).catch(() => undefined);
     await pool?.close().catch(() => undefined);
     report.totalTimeMs = performance.now() - t0;
+    const cpu = process.cpuUsage(cpu0);
+    report.cpuMs = { user: cpu.user / 1000, system: cpu.system / 1000 };
     report.throttlePercent = throttle;
     if (report.guestSteps === 0) report.guestSteps = source.steps ?? 0;
     report.throughputGBps = report.totalTimeMs > 0 ? report.bytesTransferred / report.totalTimeMs / 1e6 : 0;

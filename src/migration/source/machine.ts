@@ -18,6 +18,7 @@
 //   precopy --> failed: failed
 //   stop_and_copy --> failed: failed
 //   awaiting_resume --> in_doubt: failed (the destination may already run the guest)
+//   awaiting_resume --> failed: refused (the destination said it will not resume)
 //   postcopy --> postcopy_paused: failed (pages split across hosts: keep everything)
 // ```
 //
@@ -46,7 +47,9 @@ export type SourceEvent =
   | { type: 'switchover-sent' }
   | { type: 'resumed' }
   | { type: 'postcopy-done' }
-  | { type: 'failed'; error: MemshiftError };
+  | { type: 'failed'; error: MemshiftError }
+  /** The destination answered the switchover with an ERROR: it did not and will not resume. */
+  | { type: 'refused'; error: MemshiftError };
 
 export function invalidTransition(state: { kind: string }, event: { type: string }): MemshiftError {
   return new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `event ${event.type} is not valid in state ${state.kind}`, { phase: state.kind });
@@ -61,6 +64,11 @@ export function isFinal(s: SourceState): boolean {
 }
 
 export function stepSource(state: SourceState, event: SourceEvent): SourceState {
+  if (event.type === 'refused') {
+    if (state.kind === 'awaiting-resume' || state.kind === 'stop-and-copy') return { kind: 'failed', error: event.error };
+    if (state.kind === 'postcopy') return { kind: 'postcopy-paused', error: event.error };
+    return stepSource(state, { type: 'failed', error: event.error });
+  }
   if (event.type === 'failed') {
     switch (state.kind) {
       case 'setup':

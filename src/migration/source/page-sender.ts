@@ -167,7 +167,7 @@ export class PageSender {
   /**
    * Post-copy push: sends the pages still in the snapshots, in the windows `next` proposes (region
    * pages; see push-planner.ts), until none are left. Each window becomes one task of at most its size,
-   * so the first answers after a fault are small and fast; two tasks are in flight at most.
+   * so the first answers after a fault are small and fast; as many tasks are in flight as in a pass.
    */
   async pushWindows(regionId: number, next: () => { from: number; to: number; pages: number }, iteration: number,
     onBatch?: (r: EncodeResult, bytes: number) => void, stopped?: () => boolean): Promise<PassResult> {
@@ -185,7 +185,7 @@ export class PageSender {
       const to = Math.min(slab.pageCount, w.to - slab.firstPage);
       const k = kernelsOf(slab).raw;
       const empty = k.bitmapNextSet(slab.layout.snapshot, to, from) < 0;
-      if (empty || this.freeChunks[index].length === 0 || inflight.size >= 2) {
+      if (empty || this.freeChunks[index].length === 0 || inflight.size >= this.pool.size * 2) {
         if (inflight.size > 0) await Promise.race(inflight);
         if (empty) continue;
         if (this.freeChunks[index].length === 0) continue;

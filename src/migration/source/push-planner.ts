@@ -1,11 +1,18 @@
 // Where the post-copy background push goes next. After Hines & Gopalan's pivot: pages near the last
 // fault are likely the next to be touched, so the push jumps to the fault and grows outwards from it,
 // alternating forward and backward windows; with CRIU's adaptive sizes, windows start at 64 KiB so the
-// first pages arrive fast and double up to 4 MiB as long as no new fault comes. With no pivot (or once
-// it has grown to both ends) it sweeps linearly, wrapping around. It only proposes ranges: the snapshot
-// bitmap says what is still to send, so a range already pushed costs a scan and nothing more.
+// first pages arrive fast and grow (×4) to 4 MiB as long as no new fault moves the pivot. With no pivot
+// (or once it has grown to both ends) it sweeps linearly, wrapping around. It only proposes ranges: the
+// snapshot bitmap says what is still to send, so a range already pushed costs a scan and nothing more.
 //
-//   fault at f:   … [f-4w, f-2w) [f-2w, f-w) [f-w, f) ▲f [f+1, f+w) [f+w, f+3w) …   (w doubles each step)
+//   fault at f:   … [f-4w, f-2w) [f-2w, f-w) [f-w, f) ▲f [f+1, f+w) [f+w, f+3w) …   (w grows each step)
+//
+// A fault inside the range already pushed around the pivot does not move it, and the pivot moves at
+// most once per MIN_WINDOWS_PER_PIVOT windows: a guest that faults all over memory (no locality to
+// exploit) must not shrink every window back to 64 KiB, which would starve the push.
+
+/** Windows pushed before a new fault may move the pivot again. */
+export const MIN_WINDOWS_PER_PIVOT = 4;
 
 export interface PushWindow {
   /** Region pages [from, to). */
@@ -18,6 +25,7 @@ export class PushPlanner {
   private forward = true;
   private size: number;
   private sweep = 0;
+  private windowsSincePivot = MIN_WINDOWS_PER_PIVOT;
 
   constructor(
     private readonly pageCount: number,
@@ -35,15 +43,19 @@ export class PushPlanner {
   /** A fault at `page` (served on the urgent channel): move the pivot there and start small again. */
   onFault(page: number): void {
     if (page < 0 || page >= this.pageCount) return;
+    if (this.pivot !== null && page >= this.pivot.lo && page < this.pivot.hi) return;
+    if (this.windowsSincePivot < MIN_WINDOWS_PER_PIVOT) return;
     this.pivot = { lo: page, hi: page + 1 };
     this.forward = true;
     this.size = this.minPages;
+    this.windowsSincePivot = 0;
   }
 
   next(): PushWindow {
     const w = this.pivot !== null ? this.aroundPivot() : null;
     const window = w ?? this.linear();
-    this.size = Math.min(this.maxPages, this.size * 2);
+    this.size = Math.min(this.maxPages, this.size * 4);
+    this.windowsSincePivot++;
     return window;
   }
 
