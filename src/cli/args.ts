@@ -1,6 +1,7 @@
 // A small argv parser: `--name value`, `--name=value` and boolean `--name`, checked against a
 // per-command spec so that an unknown or malformed flag is an error naming it.
 
+import { writeFileSync } from 'node:fs';
 import { invalidArgument } from '../index.js';
 
 export interface FlagSpec {
@@ -97,4 +98,35 @@ export function messageWithFlag(err: { message: string; details?: { field?: stri
   const flag = field === undefined ? undefined : FLAG_OF_FIELD[field];
   if (flag === undefined || field === undefined || !err.message.startsWith(field)) return err.message;
   return flag + err.message.slice(field.length);
+}
+
+/** Writes `report` as JSON to the file named by --report, if given. */
+export function writeReportFile(p: Parsed, report: unknown): void {
+  const file = optionalString(p, 'report');
+  if (file !== undefined) writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+}
+
+/** Resolves on SIGINT or SIGTERM (the process stays up, with its memory, until then). */
+export function waitForSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    const keepAlive = setInterval(() => undefined, 1 << 30);
+    const done = (): void => {
+      clearInterval(keepAlive);
+      resolve();
+    };
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+  });
+}
+
+/**
+ * A post-copy that lost its link: the guest's only complete copy is split across both hosts, so this
+ * side keeps everything and waits to be stopped. Returns the exit status.
+ */
+export async function holdPausedPostcopy(p: Parsed, command: string, report: { error: { code: string; message: string } | null }, what: string): Promise<number> {
+  writeReportFile(p, report);
+  console.error(`memshift ${command}: ${report.error?.code}: ${report.error?.message}`);
+  console.error(`memshift ${command}: keeping ${what} until this process is stopped`);
+  await waitForSignal();
+  return 1;
 }

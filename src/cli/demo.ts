@@ -21,6 +21,9 @@ export const demoFlags: Flags = {
   memory: { ...guestFlags.memory, default: '1GiB' },
   'hot-size': { ...guestFlags['hot-size'], default: '64MiB' },
   seed: { ...guestFlags.seed, default: '42' },
+  // A guest that keeps a 64 MiB working set busy at 200 000 page writes a second: it needs a few
+  // pre-copy passes to converge, and a replay of its steps takes seconds, not minutes.
+  'dirty-rate': { ...guestFlags['dirty-rate'], default: '200000' },
   mode: { type: 'string', value: MIGRATION_MODES.join('|'), help: 'migration mode', default: 'live' },
   'downtime-limit': { type: 'string', value: 'MS', help: 'switch over when expected downtime is at most this', default: '300' },
   'on-stall': { type: 'string', value: 'force|throttle|abort|postcopy', help: 'what to do when pre-copy does not converge', default: 'throttle' },

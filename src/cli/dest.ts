@@ -2,11 +2,9 @@
 // then pauses it, dumps its RAM and writes the report. Connections that fail the handshake are logged
 // and the wait goes on. The first line on stdout is "listening on HOST:PORT" (useful with port 0).
 
-import { writeFileSync } from 'node:fs';
 import { SimulatedGuest, RAM_REGION_ID, formatAddress, formatReport, hex64, listen, parseSize, receive } from '../index.js';
-import { helpText, optionalString, parseArgs, parseInteger, requireString, type Flags } from './args.js';
+import { helpText, holdPausedPostcopy, optionalString, parseArgs, parseInteger, requireString, writeReportFile, type Flags } from './args.js';
 import { progressPrinter } from './progress.js';
-import { waitForSignal } from './source.js';
 
 export const destFlags: Flags = {
   listen: { type: 'string', value: 'HOST:PORT', help: 'address to wait on (port 0: any free port)' },
@@ -53,13 +51,9 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
   const { report, target } = result;
   const guest = target instanceof SimulatedGuest ? target : null;
   if (report.outcome === 'paused') {
-    const reportFile = optionalString(a, 'report');
-    if (reportFile !== undefined) writeFileSync(reportFile, `${JSON.stringify(report, null, 2)}\n`);
-    console.error(`memshift dest: ${report.error?.code}: ${report.error?.message}`);
-    console.error('memshift dest: keeping the paused guest and every received page until this process is stopped');
-    await waitForSignal();
+    const status = await holdPausedPostcopy(a, 'dest', report, 'the paused guest and every received page');
     await guest?.close();
-    return 1;
+    return status;
   }
   try {
     if (report.outcome === 'completed' && guest !== null) {
@@ -70,8 +64,7 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
       const dump = optionalString(a, 'dump-memory');
       if (dump !== undefined) guest.memory.writeImage(RAM_REGION_ID, dump);
     }
-    const reportFile = optionalString(a, 'report');
-    if (reportFile !== undefined) writeFileSync(reportFile, `${JSON.stringify(report, null, 2)}\n`);
+    writeReportFile(a, report);
     if (!a.quiet) console.error(formatReport(report));
   } finally {
     await guest?.close();

@@ -2,12 +2,11 @@
 // Exit 0 when the guest runs on the destination; 1 with a one-line error naming the cause otherwise
 // (the guest then kept running here, except after a switchover in doubt).
 
-import { writeFileSync } from 'node:fs';
 import {
   ErrorCode, SimulatedGuest, RAM_REGION_ID, formatReport, hex64, migrate, parseSize, errorCode, MIGRATION_MODES,
   type MigrationMode, type Report, type StallPolicy,
 } from '../index.js';
-import { helpText, optionalString, parseArgs, parseInteger, requireString, type Flags } from './args.js';
+import { helpText, holdPausedPostcopy, optionalString, parseArgs, parseInteger, requireString, writeReportFile, type Flags } from './args.js';
 import { guestConfigFrom, guestFlags } from './guest-flags.js';
 import { progressPrinter } from './progress.js';
 
@@ -86,15 +85,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
       failure = { code: errorCode(err) ?? 'MS_ERR', message: (err as Error).message };
     }
     printer.done();
-    if (report.outcome === 'paused') {
-      // Post-copy lost its link: the guest's only complete copy is split across both hosts. Keep it all.
-      const reportFile = optionalString(a, 'report');
-      if (reportFile !== undefined) writeFileSync(reportFile, `${JSON.stringify(report, null, 2)}\n`);
-      console.error(`memshift source: ${report.error?.code}: ${report.error?.message}`);
-      console.error('memshift source: keeping the paused guest and every page until this process is stopped');
-      await waitForSignal();
-      return 1;
-    }
+    if (report.outcome === 'paused') return await holdPausedPostcopy(a, 'source', report, 'the paused guest and every page');
     if (failure !== null) {
       // The guest kept running (or stays paused, in doubt): stop it here only to dump a consistent image.
       await guest.pause();
@@ -103,8 +94,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
     report.contentDigest = hex64(guest.memory.contentDigest());
     const dump = optionalString(a, 'dump-memory');
     if (dump !== undefined) guest.memory.writeImage(RAM_REGION_ID, dump);
-    const reportFile = optionalString(a, 'report');
-    if (reportFile !== undefined) writeFileSync(reportFile, `${JSON.stringify(report, null, 2)}\n`);
+    writeReportFile(a, report);
     if (!a.quiet) console.error(formatReport(report));
   } finally {
     printer.done();
@@ -115,17 +105,4 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
     return failure.code === ErrorCode.INVALID_ARGUMENT ? 2 : 1;
   }
   return 0;
-}
-
-/** Resolves on SIGINT or SIGTERM (the process stays up with its memory until then). */
-export function waitForSignal(): Promise<void> {
-  return new Promise((resolve) => {
-    const keepAlive = setInterval(() => undefined, 1 << 30);
-    const done = (): void => {
-      clearInterval(keepAlive);
-      resolve();
-    };
-    process.once('SIGINT', done);
-    process.once('SIGTERM', done);
-  });
 }

@@ -74,11 +74,11 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
 
   /** Steps executed so far (exact while paused). */
   get steps(): number {
-    return this.vcpu?.steps ?? this.state?.counters.steps ?? 0;
+    return this.vcpu?.isConfigured ? this.vcpu.steps : (this.state?.counters.steps ?? 0);
   }
 
   get running(): boolean {
-    return this.vcpu?.running ?? false;
+    return this.vcpu?.isConfigured === true && this.vcpu.running;
   }
 
   get config(): CpuState | null {

@@ -87,7 +87,7 @@ export function decideConvergence(m: ConvergenceMetrics, p: ConvergencePolicy): 
   if (downtime <= p.downtimeLimitMs) {
     return {
       action: 'switchover', rule: 'downtime-limit', forced: false,
-      reason: `expected downtime ${fmt(downtime)} ms (${m.remainingPages} pages, ${m.remainingBytes} B at ${mbs(m.bandwidth)}) ≤ limit ${p.downtimeLimitMs} ms`,
+      reason: `expected downtime ${fmt(downtime)} ms (${m.remainingPages} pages, ${Math.round(m.remainingBytes)} B at ${mbs(m.bandwidth)}) ≤ limit ${p.downtimeLimitMs} ms`,
     };
   }
   if (p.postcopyAfter !== null && m.iteration >= p.postcopyAfter) {

@@ -11,10 +11,12 @@ import { PageEncoding } from '../protocol/constants.js';
 import { ENTRY_BYTES, LZ4_PREFIX_BYTES, chunkEntriesOffset, chunkPayloadOffset, sealBatch } from '../protocol/page-batch.js';
 import { lz4Encode } from '../protocol/encodings/lz4.js';
 import { viewsOf } from '../wasm/views.js';
+import { niceThisThread } from './thread-priority.js';
 import type { EncodeRequest, EncodeResult, EncoderWorkerData, Envelope } from './messages.js';
 
 const data = workerData as EncoderWorkerData;
-const agent = Atomics.add(new Int32Array(data.agents), 0, 1);
+const control = new Int32Array(data.agents);
+const agent = Atomics.add(control, 0, 1);
 const keyBases = data.keyBases.map((k) => BigInt(k));
 
 /** XBZRLE keeps a delta only when it saves at least an eighth of the page (else raw is cheaper to apply). */
@@ -23,6 +25,8 @@ function deltaLimit(pageSize: number): number {
 }
 
 export function encodeBatch(req: EncodeRequest): Envelope<EncodeResult> {
+  const nice = Atomics.load(control, 1);
+  if (nice > 0) niceThisThread(nice);
   try {
     return { ok: true, value: encode(req) };
   } catch (err) {

@@ -8,7 +8,7 @@ import type { Slab } from '../memory/slab.js';
 export interface EncoderWorkerData {
   /** Every slab of every region, in a fixed order: tasks refer to them by index. */
   slabs: Slab[];
-  /** i32[0]: next scratch agent slot to hand out (each worker takes one at start). */
+  /** i32[0]: next scratch agent slot to hand out (each worker takes one at start); i32[1]: niceness wanted. */
   agents: SharedArrayBuffer;
   /** Zero-based region key base per slab (region id << 32), as a decimal string (bigint does not clone into workerData reliably across versions). */
   keyBases: string[];

@@ -18,14 +18,16 @@ export function defaultEncoderCount(): number {
 
 export class EncoderPool {
   private readonly pool: Piscina;
+  private readonly control: Int32Array;
   readonly size: number;
 
   constructor(slabs: readonly Slab[], threads: number = defaultEncoderCount()) {
     if (!Number.isInteger(threads) || threads < 1 || threads > MAX_ENCODERS) {
       throw new MemshiftError(ErrorCode.INVALID_ARGUMENT, `encoders must be an integer in [1, ${MAX_ENCODERS}] (got ${threads})`, { field: 'encoders', value: threads });
     }
-    const agents = new SharedArrayBuffer(4);
-    new Int32Array(agents)[0] = FIRST_WORKER_AGENT;
+    const agents = new SharedArrayBuffer(8);
+    this.control = new Int32Array(agents);
+    this.control[0] = FIRST_WORKER_AGENT;
     const data: EncoderWorkerData = {
       slabs: [...slabs],
       agents,
@@ -52,6 +54,14 @@ export class EncoderPool {
     }
     if (!reply.ok) throw new MemshiftError(reply.code as typeof ErrorCode.WORKER_FAILED, reply.message);
     return reply.value;
+  }
+
+  /**
+   * Lowers the encoder threads' priority (raises their niceness) from their next task on: post-copy
+   * pushes in the background while a guest waits on faults. One way: it is never lowered back.
+   */
+  yieldToFaults(niceness = 10): void {
+    Atomics.store(this.control, 1, niceness);
   }
 
   async close(): Promise<void> {

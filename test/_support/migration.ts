@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { replay, resolveGuestConfig, parseSize, type FillKind, type Report, type WorkloadKind } from '../../src/index.js';
-import { memshift, startDestination, type Finished } from './processes.js';
+import { killAll, memshift, startDestination, type Finished } from './processes.js';
 
 export interface GuestCase {
   memory?: string;
@@ -110,4 +110,21 @@ export function diffAgainstReplay(image: string, c: GuestCase, steps: number): s
 /** A one-line summary of a failed side, for assertion messages. */
 export function explain(side: Side): string {
   return `exit ${side.code}${side.signal ? ` (${side.signal})` : ''}; stderr: ${side.stderr.trim().split('\n').slice(-4).join(' | ')}`;
+}
+
+/**
+ * For an e2e suite: a `migrate` that runs one case and remembers its directory, and an after-each hook
+ * that ends every process the test started and removes the directories, even when the test failed.
+ */
+export function migrationFixture(test: { after: { each: (fn: () => Promise<void>) => void } }): (c: MigrationCase) => Promise<MigrationOutcome> {
+  const dirs: string[] = [];
+  test.after.each(async () => {
+    await killAll();
+    while (dirs.length > 0) removeDir(dirs.pop()!);
+  });
+  return async (c) => {
+    const r = await runMigration(c);
+    dirs.push(r.dir);
+    return r;
+  };
 }

@@ -3,20 +3,9 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { diffAgainstReplay, explain, removeDir, runMigration, type MigrationCase, type MigrationOutcome } from '../_support/migration.js';
-import { killAll } from '../_support/processes.js';
+import { diffAgainstReplay, explain, migrationFixture, type MigrationCase, type MigrationOutcome } from '../_support/migration.js';
 
-const dirs: string[] = [];
-test.after.each(async () => {
-  await killAll();
-  while (dirs.length > 0) removeDir(dirs.pop()!);
-});
-
-async function migrate(c: MigrationCase): Promise<MigrationOutcome> {
-  const r = await runMigration(c);
-  dirs.push(r.dir);
-  return r;
-}
+const migrate = migrationFixture(test);
 
 /** Both processes succeeded and both images equal their replays. */
 function assertOracle(r: MigrationOutcome, c: MigrationCase): void {

@@ -6,22 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { diffAgainstReplay, explain, removeDir, runMigration, type MigrationCase, type MigrationOutcome } from '../_support/migration.js';
-import { killAll, memshift, startDestination, waitForOutput } from '../_support/processes.js';
+import { diffAgainstReplay, explain, migrationFixture, type MigrationCase, type MigrationOutcome } from '../_support/migration.js';
+import { memshift, startDestination, waitForOutput } from '../_support/processes.js';
 import { Proxy } from '../_support/proxy.js';
 import type { Report } from '../../src/index.js';
 
-const dirs: string[] = [];
-test.after.each(async () => {
-  await killAll();
-  while (dirs.length > 0) removeDir(dirs.pop()!);
-});
-
-async function migrate(c: MigrationCase): Promise<MigrationOutcome> {
-  const r = await runMigration(c);
-  dirs.push(r.dir);
-  return r;
-}
+const migrate = migrationFixture(test);
 
 function assertOracle(r: MigrationOutcome, c: MigrationCase): void {
   assert.is(r.source.code, 0, `source: ${explain(r.source)}`);
@@ -104,35 +94,37 @@ test('urgent answers overtake the bulk push: a fault is served while pushed page
 
 test('a link cut mid post-copy pauses both sides: alive, paused, nothing claimed complete', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'memshift-cut-'));
-  dirs.push(dir);
-  const dest = await startDestination(['--report', join(dir, 'dest.json'), '--run-steps', '1000000']);
-  const proxy = await Proxy.start(dest.port);
-  const source = memshift([
-    'source', '--connect', `127.0.0.1:${proxy.port}`, '--memory', '64MiB', '--seed', '59', '--workload', 'uniform', '--quiet',
-    '--mode', 'postcopy', '--max-bandwidth', '8MiB', '--warmup', '50', '--report', join(dir, 'src.json'),
-  ]);
-  await waitForOutput(dest, (t) => t.includes('guest resumed in post-copy'));
-  await new Promise((res) => setTimeout(res, 300));
-  proxy.cut();
-  await waitForOutput(source, (t) => t.includes('MS_ERR_POSTCOPY_PAUSED'));
-  await waitForOutput(dest, (t) => t.includes('MS_ERR_POSTCOPY_PAUSED'));
-  // Still alive a while later: they keep their halves of the guest for recovery.
-  await new Promise((res) => setTimeout(res, 500));
-  assert.is(source.proc.exitCode, null, 'source process is alive');
-  assert.is(dest.proc.exitCode, null, 'destination process is alive');
-  const reportOf = (f: string): Report => JSON.parse(readFileSync(join(dir, f), 'utf8')) as Report;
-  assert.ok(existsSync(join(dir, 'src.json')) && existsSync(join(dir, 'dest.json')));
-  for (const r of [reportOf('src.json'), reportOf('dest.json')]) {
-    assert.is(r.outcome, 'paused', `${r.role} outcome`);
-    assert.is(r.error!.code, 'MS_ERR_POSTCOPY_PAUSED', `${r.role} code`);
+  try {
+    const dest = await startDestination(['--report', join(dir, 'dest.json'), '--run-steps', '1000000']);
+    const proxy = await Proxy.start(dest.port);
+    const source = memshift([
+      'source', '--connect', `127.0.0.1:${proxy.port}`, '--memory', '64MiB', '--seed', '59', '--workload', 'uniform', '--quiet',
+      '--mode', 'postcopy', '--max-bandwidth', '8MiB', '--warmup', '50', '--report', join(dir, 'src.json'),
+    ]);
+    await waitForOutput(dest, (t) => t.includes('guest resumed in post-copy'));
+    await new Promise((res) => setTimeout(res, 300));
+    proxy.cut();
+    await waitForOutput(source, (t) => t.includes('MS_ERR_POSTCOPY_PAUSED'));
+    await waitForOutput(dest, (t) => t.includes('MS_ERR_POSTCOPY_PAUSED'));
+    // Still alive a while later: they keep their halves of the guest for recovery.
+    await new Promise((res) => setTimeout(res, 500));
+    assert.is(source.proc.exitCode, null, 'source process is alive');
+    assert.is(dest.proc.exitCode, null, 'destination process is alive');
+    const reportOf = (f: string): Report => JSON.parse(readFileSync(join(dir, f), 'utf8')) as Report;
+    assert.ok(existsSync(join(dir, 'src.json')) && existsSync(join(dir, 'dest.json')));
+    for (const r of [reportOf('src.json'), reportOf('dest.json')]) {
+      assert.is(r.outcome, 'paused', `${r.role} outcome`);
+      assert.is(r.error!.code, 'MS_ERR_POSTCOPY_PAUSED', `${r.role} code`);
+    }
+    assert.ok(reportOf('dest.json').postcopy!.faults > 0, 'the guest ran and faulted before the cut');
+    source.proc.kill('SIGTERM');
+    dest.proc.kill('SIGTERM');
+    const [s, d] = await Promise.all([source.done, dest.done]);
+    assert.is(s.code, 1, 'a paused source that is stopped does not claim success');
+    assert.is(d.code, 1);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
-  assert.ok(reportOf('dest.json').postcopy!.faults > 0, 'the guest ran and faulted before the cut');
-  source.proc.kill('SIGTERM');
-  dest.proc.kill('SIGTERM');
-  const [s, d] = await Promise.all([source.done, dest.done]);
-  assert.is(s.code, 1, 'a paused source that is stopped does not claim success');
-  assert.is(d.code, 1);
 });
 
-void rmSync;
 test.run();

@@ -93,6 +93,14 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
     paused = true;
     return performance.now() - t;
   };
+  /** The destination runs the guest: release ours for good, tell the destination, close. */
+  const complete = async (ch: Channel): Promise<void> => {
+    await source.release?.();
+    ch.phase = 'completion';
+    await ch.send(encodeComplete());
+    await ch.close();
+    report.outcome = 'completed';
+  };
   const checkCancel = (): void => {
     if (options.signal?.aborted) throw new MemshiftError(ErrorCode.CANCELLED, `migration cancelled during ${state.kind}`);
   };
@@ -138,11 +146,16 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
     const sendPass = async (iteration: number): Promise<IterationRecord> => {
       channel!.phase = iteration === 1 ? 'pre-copy pass 1' : `${state.kind} pass ${iteration}`;
       const passStart = remaining;
+      const tPass = performance.now();
       let sent = 0;
+      let sentBytes = 0;
       const pass = await sender.sendPass(iteration, useXbzrle && iteration > 1, (r, bytes) => {
         sent += r.entries;
+        sentBytes += bytes;
         report.bytesTransferred += bytes;
         remaining = Math.max(0, passStart - sent);
+        // Live figure for the progress line; the decision uses the windowed meter.
+        if (bandwidth === 0 || performance.now() - tPass > 100) bandwidth = (sentBytes * 1000) / Math.max(1, performance.now() - tPass);
         progress(() => snapshot(state.kind, iteration));
       });
       await channel!.send(encodeIterationEnd({ iteration, pages: pass.pages, bytes: pass.bytes }));
@@ -244,6 +257,7 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
       const tPost = performance.now();
       channel.phase = 'post-copy';
       const planner = new PushPlanner(source.regions[0].pageCount);
+      pool.yieldToFaults();
       const u = urgent!;
       let pushed = 0;
       const push = await sender.pushWindows(source.regions[0].id, faultFeed(u, planner), iteration, (r, bytes) => {
@@ -272,11 +286,7 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
       }
       state = stepSource(state, { type: 'postcopy-done' });
       await u.stop();
-      await source.release?.();
-      channel.phase = 'completion';
-      await channel.send(encodeComplete());
-      await channel.close();
-      report.outcome = 'completed';
+      await complete(channel);
       return report;
     }
     if (state.kind !== 'stop-and-copy') throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `source reached ${state.kind} before stop-and-copy`);
@@ -322,11 +332,7 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
     if (resumed.digest !== digest) {
       throw new MemshiftError(ErrorCode.DIGEST_MISMATCH, `destination resumed with digest ${hex64(resumed.digest)}, source sent ${hex64(digest)}`);
     }
-    await source.release?.();
-    channel.phase = 'completion';
-    await channel.send(encodeComplete());
-    await channel.close();
-    report.outcome = 'completed';
+    await complete(channel);
     return report;
   } catch (err) {
     const e = toMemshiftError(err, ErrorCode.CONNECTION_FAILED, 'source');

@@ -126,25 +126,10 @@ export class PageSender {
             pump();
             return;
           }
-          const mem = this.slabs[seg.slab].memory;
-          const bytes = r.head[1] + r.payload[1];
           writes++;
-          const segmentsToSend = r.payload[1] > 0
-            ? [bufferOf(mem, r.head[0], r.head[1]), bufferOf(mem, r.payload[0], r.payload[1])]
-            : [bufferOf(mem, r.head[0], r.head[1])];
-          const wait = this.limiter?.take(bytes) ?? null;
-          const written = wait === null ? this.channel.sendSegments(segmentsToSend) : wait.then(() => this.channel.sendSegments(segmentsToSend));
-          written.then(() => {
+          this.write(seg.slab, r, result, onBatch).then(() => {
             writes--;
             this.freeChunks[seg.slab].push(chunk);
-            result.pages += r.entries;
-            result.bytes += bytes;
-            result.batches++;
-            result.counts.zero += r.zero;
-            result.counts.raw += r.raw;
-            result.counts.xbzrle += r.xbzrle;
-            result.counts.lz4 += r.lz4;
-            onBatch?.(r, bytes);
             pump();
           }, fail);
           pump();
@@ -155,6 +140,26 @@ export class PageSender {
       };
       pump();
     });
+  }
+
+  /**
+   * Writes an encoded batch's two segments straight from the slab's arena (after the rate limit, if
+   * any) and accounts for it once the socket has taken them.
+   */
+  private async write(slab: number, r: EncodeResult, result: PassResult, onBatch?: (r: EncodeResult, bytes: number) => void): Promise<void> {
+    const mem = this.slabs[slab].memory;
+    const bytes = r.head[1] + r.payload[1];
+    const parts = r.payload[1] > 0 ? [bufferOf(mem, r.head[0], r.head[1]), bufferOf(mem, r.payload[0], r.payload[1])] : [bufferOf(mem, r.head[0], r.head[1])];
+    await this.limiter?.take(bytes);
+    await this.channel.sendSegments(parts);
+    result.pages += r.entries;
+    result.bytes += bytes;
+    result.batches++;
+    result.counts.zero += r.zero;
+    result.counts.raw += r.raw;
+    result.counts.xbzrle += r.xbzrle;
+    result.counts.lz4 += r.lz4;
+    onBatch?.(r, bytes);
   }
 
   /** Pages still marked in the snapshots (not yet taken by a push or a fault answer). */
@@ -196,20 +201,7 @@ export class PageSender {
       const task: Promise<void> = (async () => {
         try {
           const r = await this.pool.encode({ slab: index, from, to, chunk, maxEntries, payloadLimit, iteration, xbzrle: false, lz4: this.lz4 });
-          if (r.entries > 0) {
-            const mem = slab.memory;
-            const bytes = r.head[1] + r.payload[1];
-            const parts = r.payload[1] > 0 ? [bufferOf(mem, r.head[0], r.head[1]), bufferOf(mem, r.payload[0], r.payload[1])] : [bufferOf(mem, r.head[0], r.head[1])];
-            await this.limiter?.take(bytes);
-            await this.channel.sendSegments(parts);
-            result.pages += r.entries;
-            result.bytes += bytes;
-            result.batches++;
-            result.counts.zero += r.zero;
-            result.counts.raw += r.raw;
-            result.counts.lz4 += r.lz4;
-            onBatch?.(r, bytes);
-          }
+          if (r.entries > 0) await this.write(index, r, result, onBatch);
         } catch (err) {
           failure = err;
         } finally {
