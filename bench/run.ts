@@ -1,14 +1,21 @@
 // `npm run bench`: every benchmark, each against a baseline measured in the same run.
-//   node dist/bench/run.js [--only kernels,e2e,...] [--runs N]
+//   node dist/bench/run.js [--only kernels,e2e,postcopy] [--runs N]   (default: all, 3 runs)
 
 import { benchKernels } from './kernels.bench.js';
 import { benchE2e } from './e2e.bench.js';
 import { benchPostcopy } from './postcopy.bench.js';
 
 const args = process.argv.slice(2);
-const only = (args.find((a) => a.startsWith('--only='))?.slice(7) ?? args[args.indexOf('--only') + 1] ?? '').split(',').filter(Boolean);
-const runsArg = args.find((a) => a.startsWith('--runs='))?.slice(7) ?? (args.includes('--runs') ? args[args.indexOf('--runs') + 1] : undefined);
-const runs = runsArg === undefined ? 5 : Number(runsArg);
+/** The value of `--name V` or `--name=V`, if given. */
+function flag(name: string): string | undefined {
+  const eq = args.find((a) => a.startsWith(`--${name}=`));
+  if (eq !== undefined) return eq.slice(name.length + 3);
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+const only = (flag('only') ?? '').split(',').filter(Boolean);
+const runs = Number(flag('runs') ?? 3);
+if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer (got ${flag('runs')})`);
 
 const suites: Record<string, (runs: number) => Promise<void>> = {
   kernels: benchKernels,

@@ -4,11 +4,12 @@
 //   const report = await migrate(source, '10.0.0.2:7000', { mode: 'live', downtimeLimitMs: 300 });
 //   const { report, target } = await receive({ listen: '0.0.0.0:7000', createTarget });
 
-import type net from 'node:net';
+import net from 'node:net';
 import { ErrorCode, MemshiftError, invalidArgument } from './errors.js';
 import type { MemorySource, MemoryTarget, Region } from './memory/types.js';
 import { DEFAULT_POLICY, STALL_POLICIES, type ConvergencePolicy, type StallPolicy } from './migration/convergence.js';
-import { receiveMigration, type DestinationResult } from './migration/destination/driver.js';
+import { receiveMigration } from './migration/destination/accept.js';
+import type { DestinationResult } from './migration/destination/driver.js';
 import type { Progress } from './migration/progress.js';
 import type { Report } from './migration/report.js';
 import { runSource } from './migration/source/driver.js';
@@ -75,12 +76,20 @@ function positiveInt(value: unknown, field: string, min = 1, max = Number.MAX_SA
   return value;
 }
 
-function resolveAddress(to: string | Address, field: string): Address {
+function resolveAddress(to: string | Address | net.Socket, field: string): Address {
   if (typeof to === 'string') return parseAddress(to, field);
+  if (isSocket(to)) {
+    if (to.remoteAddress === undefined || to.remotePort === undefined) throw invalidArgument(field, 'must be a connected socket');
+    return { host: to.remoteAddress, port: to.remotePort };
+  }
   if (to === null || typeof to !== 'object' || typeof to.host !== 'string' || !Number.isInteger(to.port)) {
     throw invalidArgument(field, 'must be "HOST:PORT" or {host, port}', to);
   }
   return to;
+}
+
+function isSocket(x: unknown): x is net.Socket {
+  return x instanceof net.Socket;
 }
 
 function checkSource(source: MemorySource): void {
@@ -92,13 +101,15 @@ function checkSource(source: MemorySource): void {
 }
 
 /**
- * Migrates `source` to the destination listening at `to`. Resolves with the report when the guest
+ * Migrates `source` to the destination listening at `to` (or over `to`, an already connected socket
+ * the caller opened, e.g. through its own tunnel). Resolves with the report when the guest
  * runs on the destination; otherwise rejects with a MemshiftError whose `details.report` is the report
  * (the source guest keeps running, except after MS_ERR_SWITCHOVER_IN_DOUBT).
  */
-export async function migrate(source: MemorySource, to: string | Address, options: MigrateOptions = {}): Promise<Report> {
+export async function migrate(source: MemorySource, to: string | Address | net.Socket, options: MigrateOptions = {}): Promise<Report> {
   checkSource(source);
   const address = resolveAddress(to, 'to');
+  const socket = isSocket(to) ? to : undefined;
   const mode = options.mode ?? 'live';
   if (!MIGRATION_MODES.includes(mode)) throw invalidArgument('options.mode', `must be one of ${MIGRATION_MODES.join('|')}`, mode);
   if (options.onStall !== undefined && !STALL_POLICIES.includes(options.onStall)) throw invalidArgument('options.onStall', `must be one of ${STALL_POLICIES.join('|')}`, options.onStall);
@@ -117,7 +128,7 @@ export async function migrate(source: MemorySource, to: string | Address, option
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidArgument('options.signal', 'must be an AbortSignal');
   if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw invalidArgument('options.onProgress', 'must be a function');
   const report = await runSource(source, {
-    address, mode, policy,
+    address, socket, mode, policy,
     xbzrle: options.xbzrle ?? true,
     lz4: options.lz4 ?? false,
     encoders: options.encoders,

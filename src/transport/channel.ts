@@ -75,6 +75,7 @@ export class Channel {
     return ch;
   }
 
+  /** Adopts a connected socket (an accepted one, or one the caller opened) and reads it without copies. */
   static accept(accepted: net.Socket, options: ChannelOptions): Channel {
     const ch = new Channel(options);
     ch.socket = readInto(accepted, ch.sink());

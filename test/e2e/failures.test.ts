@@ -11,6 +11,9 @@ import * as assert from 'uvu/assert';
 import { diffAgainstReplay, explain, type GuestCase } from '../_support/migration.js';
 import { killAll, memshift, startDestination, waitForOutput } from '../_support/processes.js';
 import { HostilePeer } from '../_support/hostile-peer.js';
+import { FrameReader } from '../../src/protocol/frame-reader.js';
+import { FrameType, Limits } from '../../src/protocol/constants.js';
+import { decodeHello, encodeHelloAck, encodePreface } from '../../src/protocol/handshake.js';
 import type { Report } from '../../src/index.js';
 
 let dir = '';
@@ -129,6 +132,59 @@ test('a digest that does not match the received memory stops the switchover with
     await p.send(p.deviceState());
     await p.send(p.switchover(0x1234n));
   });
+});
+
+/**
+ * A destination that accepts, takes every page, and drops the link the moment SWITCHOVER arrives:
+ * the source cannot know whether it resumed the guest.
+ */
+function vanishingDestination(): Promise<{ port: number; close: () => void }> {
+  return new Promise((resolve) => {
+    const server = net.createServer((socket) => {
+      socket.write(encodePreface());
+      const reader = new FrameReader(new Uint8Array(Limits.MAX_FRAME_BODY_BYTES + 16 + 512 * 1024));
+      let preface = false;
+      socket.on('error', () => undefined);
+      socket.on('data', (chunk: Buffer) => {
+        reader.push(chunk, () => {
+          if (!preface && reader.buffered >= 12) {
+            reader.skip(12);
+            preface = true;
+          }
+          if (!preface) return;
+          for (let f = reader.next(); f !== null; f = reader.next()) {
+            if (f.type === FrameType.HELLO) {
+              const hello = decodeHello(f.buf, f.bodyOffset, f.bodyLength);
+              socket.write(encodeHelloAck({ session: hello.session, capabilities: 0, urgentPort: 0 }));
+            } else if (f.type === FrameType.SWITCHOVER) {
+              socket.resetAndDestroy();
+              return;
+            }
+          }
+        });
+      });
+    });
+    server.listen(0, '127.0.0.1', () => resolve({ port: (server.address() as net.AddressInfo).port, close: () => server.close() }));
+  });
+}
+
+test('a link lost after SWITCHOVER leaves the switchover in doubt: the source guest stays paused', async () => {
+  const dest = await vanishingDestination();
+  try {
+    const s = await memshift([
+      'source', '--connect', `127.0.0.1:${dest.port}`, ...guestArgs, '--quiet', '--warmup', '50', '--mode', 'warm',
+      '--report', join(dir, 'src.json'), '--dump-memory', join(dir, 'src.img'),
+    ]).done;
+    assert.is(s.code, 1);
+    assert.match(s.stderr, /MS_ERR_SWITCHOVER_IN_DOUBT/);
+    const r = report('src.json');
+    assert.is(r.outcome, 'in-doubt');
+    assert.ok(r.guestSteps > 0);
+    // Paused at the switchover and never resumed: the image is the pause point's.
+    assert.is(diffAgainstReplay(join(dir, 'src.img'), guest, r.guestSteps), null);
+  } finally {
+    dest.close();
+  }
 });
 
 test.run();

@@ -33,7 +33,9 @@ for (const [seed, hotSize] of [[51, '4MiB'], [52, '4MiB'], [53, '48MiB']] as con
     assertOracle(r, c);
     const dst = r.dest.report!.postcopy!;
     assert.ok(dst.faults > 0, 'the resumed guest faulted');
-    assert.is(dst.pagesRequested, r.source.report!.postcopy!.pagesRequested, 'every request reached the source');
+    // A request still in flight when the last page arrives by push is never served: at most that one.
+    const served = r.source.report!.postcopy!.pagesRequested;
+    assert.ok(served <= dst.pagesRequested && served >= dst.pagesRequested - 1, `source served ${served} of ${dst.pagesRequested} requests`);
     assert.ok(r.source.report!.downtimeMs! < r.source.report!.totalTimeMs / 2, 'downtime is the switch, not the copy');
   });
 }

@@ -6,19 +6,16 @@
 //   ─► HELLO_ACK ─► PAGE_BATCH* ITERATION_END … DEVICE_STATE SWITCHOVER ─► digest check ─► load state
 //   ─► resume ─► RESUMED ─► COMPLETE
 //
-// A connection that fails the handshake (not memshift, wrong version, bad HELLO, regions it cannot
-// hold) is logged and dropped, and the destination keeps waiting. Once a session is past the
-// handshake, its failure ends the wait: the guest is never started from a partial copy.
+// Accepting connections and the handshake's first checks live in accept.ts. Once a session is past
+// the handshake, its failure ends the wait: the guest is never started from a partial copy.
 
-import type net from 'node:net';
-import { totalmem } from 'node:os';
 import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
 import { slabDigest, type Slab } from '../../memory/slab.js';
 import type { MemoryTarget, Region } from '../../memory/types.js';
-import { Capability, ChannelRole, FrameType, Limits, SwitchoverMode } from '../../protocol/constants.js';
+import { Capability, FrameType, Limits, SwitchoverMode } from '../../protocol/constants.js';
 import { decodeIterationEnd, decodeSwitchover, encodeResumed, decodeError, peerError, decodeComplete, decodeMissingPages, encodePostcopyDone, type Switchover } from '../../protocol/control.js';
-import { decodeHello, encodeHelloAck, type Hello } from '../../protocol/handshake.js';
-import { FRAME_HEADER_BYTES, frameTypeName } from '../../protocol/frame.js';
+import { encodeHelloAck, type Hello } from '../../protocol/handshake.js';
+import { frameTypeName } from '../../protocol/frame.js';
 import type { Frame } from '../../protocol/frame-reader.js';
 import { Channel } from '../../transport/channel.js';
 import { viewsOf } from '../../wasm/views.js';
@@ -53,10 +50,6 @@ const OUR_CAPABILITIES = Capability.XBZRLE | Capability.LZ4 | Capability.POSTCOP
 /** Scratch slot of the destination's main thread. */
 const MAIN_AGENT = 0;
 
-function smallReceiveBuffer(): Uint8Array {
-  return new Uint8Array(Limits.MAX_CONTROL_BODY_BYTES + FRAME_HEADER_BYTES + 256 * 1024);
-}
-
 function digestOf(target: MemoryTarget): bigint {
   return target.regions.reduce((d, r) => target.slabsOf(r.id).reduce((x, s) => x ^ slabDigest(s), d), 0n);
 }
@@ -71,61 +64,8 @@ export function pretouch(slabs: readonly Slab[]): void {
   }
 }
 
-/** Waits on `server` for one migration and receives it. Always resolves with a report. */
-export function receiveMigration(server: net.Server, options: DestinationOptions): Promise<DestinationResult> {
-  const log = options.onLog ?? (() => undefined);
-  return new Promise<DestinationResult>((resolve) => {
-    let session: Session | null = null;
-    const finish = (result: DestinationResult): void => {
-      server.off('connection', onConnection);
-      resolve(result);
-    };
-    const onConnection = (socket: net.Socket): void => {
-      const peer = `source ${socket.remoteAddress}:${socket.remotePort}`;
-      if (session !== null) {
-        log(`rejected connection from ${peer}: a migration is already in progress`);
-        socket.destroy();
-        return;
-      }
-      const channel = Channel.accept(socket, { receiveBuffer: smallReceiveBuffer(), maxBody: Limits.MAX_CONTROL_BODY_BYTES, peer });
-      const timer = setTimeout(() => channel.fail(new MemshiftError(ErrorCode.TIMEOUT, `${peer}: no HELLO within ${options.handshakeTimeoutMs} ms`)), options.handshakeTimeoutMs);
-      let settled = false;
-      channel.setHandlers({
-        onFrame: (frame) => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          if (frame.type !== FrameType.HELLO) {
-            throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `expected HELLO, got ${frameTypeName(frame.type)}`, { frameType: frame.type });
-          }
-          const hello = decodeHello(frame.buf, frame.bodyOffset, frame.bodyLength);
-          if (hello.role !== ChannelRole.BULK) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `no session ${Buffer.from(hello.session).toString('hex')} to attach a ${hello.role === ChannelRole.URGENT ? 'urgent' : 'bulk'} channel to`);
-          checkRegions(hello.regions, options.maxGuestBytes ?? totalmem());
-          session = new Session(channel, hello, options, (result) => finish(result));
-        },
-        onClosed: (error) => {
-          clearTimeout(timer);
-          if (session === null && error !== null) log(`rejected connection from ${peer}: ${error.code}: ${error.message}`);
-        },
-      });
-    };
-    server.on('connection', onConnection);
-    options.signal?.addEventListener('abort', () => {
-      if (session === null) finish({ report: { ...emptyReport('destination', 'live'), outcome: 'cancelled', error: { code: ErrorCode.CANCELLED, message: 'cancelled while waiting for a migration' } }, target: null });
-      else session.cancel();
-    }, { once: true });
-  });
-}
-
-function checkRegions(regions: readonly Region[], maxBytes: number): void {
-  const total = regions.reduce((n, r) => n + r.pageCount * r.pageSize, 0);
-  if (total > maxBytes) {
-    throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `guest of ${total} bytes is larger than this destination accepts (${maxBytes})`);
-  }
-}
-
 /** One accepted migration, from HELLO to completion. */
-class Session {
+export class Session {
   private state: DestState = { kind: 'awaiting-hello' };
   private readonly report: Report;
   private readonly t0 = performance.now();

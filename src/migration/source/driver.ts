@@ -10,6 +10,7 @@
 // pass as the final one. Live: pre-copy passes until a rule switches over.
 
 import { randomBytes } from 'node:crypto';
+import type net from 'node:net';
 import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
 import { DirtyTracker } from '../../memory/dirty-tracker.js';
 import type { Slab } from '../../memory/slab.js';
@@ -36,6 +37,8 @@ import { isFinal, stepSource, type SourceState } from './machine.js';
 
 export interface SourceOptions {
   address: Address;
+  /** A connected socket to use instead of connecting to `address` (which then names the peer). */
+  socket?: net.Socket;
   mode: MigrationMode;
   policy: ConvergencePolicy;
   xbzrle: boolean;
@@ -108,10 +111,10 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
   try {
     if (options.mode === 'cold') await pause();
     checkCancel();
-    channel = await Channel.connect(options.address, {
-      receiveBuffer: receiveBufferFor(Limits.MAX_CONTROL_BODY_BYTES), maxBody: Limits.MAX_CONTROL_BODY_BYTES, peer,
-      timeoutMs: options.connectTimeoutMs, signal: options.signal,
-    });
+    const channelOptions = { receiveBuffer: receiveBufferFor(Limits.MAX_CONTROL_BODY_BYTES), maxBody: Limits.MAX_CONTROL_BODY_BYTES, peer };
+    channel = options.socket !== undefined
+      ? Channel.accept(options.socket, channelOptions)
+      : await Channel.connect(options.address, { ...channelOptions, timeoutMs: options.connectTimeoutMs, signal: options.signal });
     const inbox = new Inbox(channel, options.signal);
     const session = new Uint8Array(randomBytes(Limits.SESSION_ID_BYTES));
     const wantsPostcopy = options.mode === 'postcopy' || options.mode === 'hybrid' || options.policy.onStall === 'postcopy';

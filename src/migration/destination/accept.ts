@@ -1,0 +1,72 @@
+// Waiting for a migration on the destination: accepts connections, checks each one's preface and
+// HELLO on a small buffer, and hands the first acceptable one to a Session (driver.ts). A connection
+// that fails the handshake (not memshift, wrong version, a guest this host cannot hold) is logged and
+// dropped, and the wait goes on; one that arrives during a session is turned away.
+
+import type net from 'node:net';
+import { totalmem } from 'node:os';
+import { ErrorCode, MemshiftError } from '../../errors.js';
+import type { Region } from '../../memory/types.js';
+import { ChannelRole, FrameType, Limits } from '../../protocol/constants.js';
+import { decodeHello } from '../../protocol/handshake.js';
+import { FRAME_HEADER_BYTES, frameTypeName } from '../../protocol/frame.js';
+import { Channel } from '../../transport/channel.js';
+import { emptyReport } from '../source/driver.js';
+import { Session, type DestinationOptions, type DestinationResult } from './driver.js';
+
+function smallReceiveBuffer(): Uint8Array {
+  return new Uint8Array(Limits.MAX_CONTROL_BODY_BYTES + FRAME_HEADER_BYTES + 256 * 1024);
+}
+
+/** Waits on `server` for one migration and receives it. Always resolves with a report. */
+export function receiveMigration(server: net.Server, options: DestinationOptions): Promise<DestinationResult> {
+  const log = options.onLog ?? (() => undefined);
+  return new Promise<DestinationResult>((resolve) => {
+    let session: Session | null = null;
+    const finish = (result: DestinationResult): void => {
+      server.off('connection', onConnection);
+      resolve(result);
+    };
+    const onConnection = (socket: net.Socket): void => {
+      const peer = `source ${socket.remoteAddress}:${socket.remotePort}`;
+      if (session !== null) {
+        log(`rejected connection from ${peer}: a migration is already in progress`);
+        socket.destroy();
+        return;
+      }
+      const channel = Channel.accept(socket, { receiveBuffer: smallReceiveBuffer(), maxBody: Limits.MAX_CONTROL_BODY_BYTES, peer });
+      const timer = setTimeout(() => channel.fail(new MemshiftError(ErrorCode.TIMEOUT, `${peer}: no HELLO within ${options.handshakeTimeoutMs} ms`)), options.handshakeTimeoutMs);
+      let settled = false;
+      channel.setHandlers({
+        onFrame: (frame) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          if (frame.type !== FrameType.HELLO) {
+            throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `expected HELLO, got ${frameTypeName(frame.type)}`, { frameType: frame.type });
+          }
+          const hello = decodeHello(frame.buf, frame.bodyOffset, frame.bodyLength);
+          if (hello.role !== ChannelRole.BULK) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `no session ${Buffer.from(hello.session).toString('hex')} to attach a ${hello.role === ChannelRole.URGENT ? 'urgent' : 'bulk'} channel to`);
+          checkRegions(hello.regions, options.maxGuestBytes ?? totalmem());
+          session = new Session(channel, hello, options, (result) => finish(result));
+        },
+        onClosed: (error) => {
+          clearTimeout(timer);
+          if (session === null && error !== null) log(`rejected connection from ${peer}: ${error.code}: ${error.message}`);
+        },
+      });
+    };
+    server.on('connection', onConnection);
+    options.signal?.addEventListener('abort', () => {
+      if (session === null) finish({ report: { ...emptyReport('destination', 'live'), outcome: 'cancelled', error: { code: ErrorCode.CANCELLED, message: 'cancelled while waiting for a migration' } }, target: null });
+      else session.cancel();
+    }, { once: true });
+  });
+}
+
+function checkRegions(regions: readonly Region[], maxBytes: number): void {
+  const total = regions.reduce((n, r) => n + r.pageCount * r.pageSize, 0);
+  if (total > maxBytes) {
+    throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `guest of ${total} bytes is larger than this destination accepts (${maxBytes})`);
+  }
+}
