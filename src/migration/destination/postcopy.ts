@@ -69,21 +69,21 @@ export class FaultClient {
       throw new MemshiftError(ErrorCode.BATCH_PAGE_RANGE, `MISSING_PAGES names pages up to ${m.firstPage + m.pageCount}, region ${region.id} has ${region.pageCount}`);
     }
     const perSlab = slabs[0].pageCount;
-    const words = new DataView(m.bitmap.buffer, m.bitmap.byteOffset, m.bitmap.byteLength);
-    for (let w = 0; w < m.bitmap.byteLength / 8; w++) {
-      let bits = words.getBigUint64(w * 8, true);
-      if (bits === 0n) continue;
-      const page = m.firstPage + w * 64;
-      const valid = m.pageCount - w * 64;
-      if (valid < 64 && (bits >> BigInt(valid)) !== 0n) throw new MemshiftError(ErrorCode.FRAME_MALFORMED, `MISSING_PAGES has bits past its ${m.pageCount} pages`);
+    // 32-bit halves: bit i of half h is page firstPage + 32h + i.
+    const halves = new Uint32Array(m.bitmap.buffer.slice(m.bitmap.byteOffset, m.bitmap.byteOffset + m.bitmap.byteLength));
+    const validHalves = Math.ceil(m.pageCount / 32);
+    for (let h = 0; h < halves.length; h++) {
+      const bits = halves[h];
+      if (bits === 0) continue;
+      const valid = m.pageCount - h * 32;
+      if (h >= validHalves || (valid < 32 && bits >>> valid !== 0)) throw new MemshiftError(ErrorCode.FRAME_MALFORMED, `MISSING_PAGES has bits past its ${m.pageCount} pages`);
+      const page = m.firstPage + h * 32;
       const slab = slabs[Math.floor(page / perSlab)];
-      const at = (page - slab.firstPage) / 64;
-      const { dv } = viewsOf(slab.memory);
-      for (const map of [slab.layout.present, slab.layout.claim]) {
-        const o = map + at * 8;
-        dv.setBigUint64(o, dv.getBigUint64(o, true) & ~bits, true);
-      }
-      for (; bits !== 0n; bits &= bits - 1n) this.missing++;
+      const half = (page - slab.firstPage) >>> 5;
+      const { u32 } = viewsOf(slab.memory);
+      u32[(slab.layout.present >>> 2) + half] &= ~bits;
+      u32[(slab.layout.claim >>> 2) + half] &= ~bits;
+      this.missing += popcount32(bits);
     }
   }
 
@@ -160,4 +160,11 @@ export class FaultClient {
     Atomics.notify(this.mailbox, Mailbox.FAULT_SEQ);
     if (!this.exited) await new Promise((resolve) => this.worker.once('exit', resolve));
   }
+}
+
+function popcount32(x: number): number {
+  x -= (x >>> 1) & 0x55555555;
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+  x = (x + (x >>> 4)) & 0x0f0f0f0f;
+  return Math.imul(x, 0x01010101) >>> 24;
 }

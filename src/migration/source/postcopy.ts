@@ -9,7 +9,7 @@
 import { Worker } from 'node:worker_threads';
 import { ErrorCode, MemshiftError } from '../../errors.js';
 import type { Slab } from '../../memory/slab.js';
-import { slabDigest } from '../../memory/slab.js';
+import { kernelsOf, slabDigest } from '../../memory/slab.js';
 import type { MemorySource, Region } from '../../memory/types.js';
 import { Limits } from '../../protocol/constants.js';
 import { encodeMissingPages } from '../../protocol/control.js';
@@ -74,19 +74,17 @@ export class UrgentServer {
 
 /** MISSING_PAGES frames for the pages marked in a region's snapshot bitmaps (the slabs' words, concatenated). */
 export function missingPagesFrames(region: Region, slabs: readonly Slab[]): { frames: Uint8Array[]; missing: number } {
-  const words = new BigUint64Array(Math.ceil(region.pageCount / 64));
+  const bytes = new Uint8Array(Math.ceil(region.pageCount / 64) * 8);
   let at = 0;
   let missing = 0;
   for (const s of slabs) {
-    const { dv } = viewsOf(s.memory);
-    for (let w = 0; w < s.layout.bitmapWords; w++) {
-      const v = dv.getBigUint64(s.layout.snapshot + w * 8, true);
-      words[at + w] = v;
-      if (v !== 0n) missing += popcount(v);
-    }
-    at += s.pageCount / 64;
+    // Slabs hold whole bitmap words (page counts are multiples of 64 but for the last), so their
+    // bitmaps concatenate into the region's.
+    const { u8 } = viewsOf(s.memory);
+    bytes.set(u8.subarray(s.layout.snapshot, s.layout.snapshot + s.layout.bitmapWords * 8), at);
+    missing += kernelsOf(s).raw.bitmapCount(s.layout.snapshot, s.layout.bitmapWords);
+    at += s.layout.bitmapWords * 8;
   }
-  const bytes = new Uint8Array(words.buffer);
   const framePages = Limits.MAX_MISSING_BITMAP_BYTES * 8;
   const frames: Uint8Array[] = [];
   for (let first = 0; first < region.pageCount; first += framePages) {
@@ -95,16 +93,6 @@ export function missingPagesFrames(region: Region, slabs: readonly Slab[]): { fr
     frames.push(encodeMissingPages({ regionId: region.id, firstPage: first, pageCount, bitmap }));
   }
   return { frames, missing };
-}
-
-function popcount(v: bigint): number {
-  let n = 0;
-  let x = v;
-  while (x !== 0n) {
-    x &= x - 1n;
-    n++;
-  }
-  return n;
 }
 
 export function memoryDigest(slabs: readonly Slab[]): bigint {
