@@ -72,10 +72,14 @@ const KINDS = ['ram', 'disk'] as const;
 
 export function encodeHello(h: Hello): Uint8Array {
   if (h.session.length !== Limits.SESSION_ID_BYTES) throw malformed('HELLO: session id must be 16 bytes');
+  if (!MIGRATION_MODES.includes(h.mode)) throw malformed(`HELLO: unknown migration mode ${JSON.stringify(h.mode)}`);
+  if (h.regions.length < 1 || h.regions.length > Limits.MAX_REGIONS) throw malformed(`HELLO: region count ${h.regions.length} outside [1, ${Limits.MAX_REGIONS}]`);
   const w = new BodyWriter().bytes(h.session).u8(h.role).u8(MIGRATION_MODES.indexOf(h.mode)).u16(h.regions.length).u32(h.capabilities);
   for (const r of h.regions) {
     const name = Buffer.from(r.name, 'utf8');
     if (name.length > Limits.MAX_REGION_NAME_BYTES) throw malformed(`HELLO: region name ${JSON.stringify(r.name)} is longer than ${Limits.MAX_REGION_NAME_BYTES} bytes`);
+    if (!KINDS.includes(r.kind)) throw malformed(`HELLO: region ${r.id} has unknown kind ${JSON.stringify(r.kind)}`);
+    if (!Number.isInteger(Math.log2(r.pageSize)) || r.pageSize < 4096 || r.pageSize > 65536) throw malformed(`HELLO: region ${r.id} page size ${r.pageSize} is not a power of two in 4 KiB..64 KiB`);
     w.u16(r.id).u8(KINDS.indexOf(r.kind)).u8(Math.log2(r.pageSize)).u32(r.pageCount).u8(name.length).bytes(name);
   }
   return encodeFrame(FrameType.HELLO, w.finish());

@@ -41,6 +41,14 @@ for (const seed of [1, 2, 3]) {
   });
 }
 
+test('live migration with LZ4 on raw pages is identical to replay', async () => {
+  const c: MigrationCase = { ...severalIterations(4), fill: 'mixed', sourceArgs: ['--compress', 'lz4'] };
+  const r = await migrate(c);
+  assertOracle(r, c);
+  assert.ok(r.source.report!.pagesByEncoding.lz4 > 1000, `${r.source.report!.pagesByEncoding.lz4} pages went as LZ4 (text-like pages compress)`);
+  assert.is(r.dest.report!.pagesByEncoding.lz4, r.source.report!.pagesByEncoding.lz4, 'the destination decoded every one');
+});
+
 test('cold migration copies a stopped guest in one pass, identical to replay', async () => {
   const c: MigrationCase = { seed: 11, mode: 'cold', memory: '64MiB', workload: 'uniform' };
   const r = await migrate(c);
