@@ -40,6 +40,16 @@ export function parseArgs(argv: readonly string[], spec: Flags): Parsed {
   return out;
 }
 
+/** Parses a command's flags, or prints its help and returns null when --help was given. */
+export function parseCommand(argv: readonly string[], command: string, summary: string, spec: Flags): Parsed | null {
+  const parsed = parseArgs(argv, spec);
+  if (parsed.help) {
+    console.log(helpText(command, summary, spec));
+    return null;
+  }
+  return parsed;
+}
+
 export function helpText(command: string, summary: string, spec: Flags): string {
   const lines = [`usage: memshift ${command} [flags]`, '', summary, '', 'flags:'];
   for (const [name, s] of Object.entries(spec)) {

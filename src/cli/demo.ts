@@ -12,7 +12,7 @@ import {
   SimulatedGuest, formatReport, hex64, migrate, replay, MIGRATION_MODES, errorCode,
   type MigrationMode, type Report, type StallPolicy,
 } from '../index.js';
-import { helpText, parseArgs, parseInteger, requireString, type Flags } from './args.js';
+import { parseCommand, parseInteger, requireString, type Flags } from './args.js';
 import { guestConfigFrom, guestFlags } from './guest-flags.js';
 import { progressPrinter } from './progress.js';
 
@@ -33,11 +33,8 @@ export const demoFlags: Flags = {
 };
 
 export async function runDemo(argv: readonly string[]): Promise<number> {
-  const a = parseArgs(argv, demoFlags);
-  if (a.help) {
-    console.log(helpText('demo', 'Migrate a simulated guest between two processes on 127.0.0.1 and check the result.', demoFlags));
-    return 0;
-  }
+  const a = parseCommand(argv, 'demo', 'Migrate a simulated guest between two processes on 127.0.0.1 and check the result.', demoFlags);
+  if (a === null) return 0;
   const config = guestConfigFrom(a);
   const mode = requireString(a, 'mode') as MigrationMode;
   const runSteps = parseInteger(requireString(a, 'run-steps'), '--run-steps');

@@ -3,7 +3,7 @@
 // and the wait goes on. The first line on stdout is "listening on HOST:PORT" (useful with port 0).
 
 import { SimulatedGuest, RAM_REGION_ID, formatAddress, formatReport, hex64, listen, parseSize, receive } from '../index.js';
-import { helpText, holdPausedPostcopy, optionalString, parseArgs, parseInteger, requireString, writeReportFile, type Flags } from './args.js';
+import { parseCommand, holdPausedPostcopy, optionalString, parseInteger, requireString, writeReportFile, type Flags } from './args.js';
 import { progressPrinter } from './progress.js';
 
 export const destFlags: Flags = {
@@ -19,11 +19,8 @@ export const destFlags: Flags = {
 };
 
 export async function runDestCommand(argv: readonly string[]): Promise<number> {
-  const a = parseArgs(argv, destFlags);
-  if (a.help) {
-    console.log(helpText('dest', 'Wait for one migration and run the received guest.', destFlags));
-    return 0;
-  }
+  const a = parseCommand(argv, 'dest', 'Wait for one migration and run the received guest.', destFlags);
+  if (a === null) return 0;
   const runSteps = optionalString(a, 'run-steps');
   const k = runSteps === undefined ? 0 : parseInteger(runSteps, '--run-steps');
   const maxMemory = optionalString(a, 'max-memory');

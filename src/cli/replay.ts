@@ -3,7 +3,7 @@
 // guest against this.
 
 import { replay, resolveGuestConfig, parseSize, RAM_REGION_ID, type FillKind, type WorkloadKind } from '../index.js';
-import { helpText, parseArgs, parseInteger, requireString, optionalString, type Flags } from './args.js';
+import { parseCommand, parseInteger, requireString, optionalString, type Flags } from './args.js';
 
 export const replayFlags: Flags = {
   memory: { type: 'string', value: 'SIZE', help: 'guest RAM size (KiB, MiB, GiB)' },
@@ -17,11 +17,8 @@ export const replayFlags: Flags = {
 };
 
 export async function runReplay(argv: readonly string[]): Promise<number> {
-  const a = parseArgs(argv, replayFlags);
-  if (a.help) {
-    console.log(helpText('replay', 'Run the simulated guest for exactly --steps steps and dump its RAM.', replayFlags));
-    return 0;
-  }
+  const a = parseCommand(argv, 'replay', 'Run the simulated guest for exactly --steps steps and dump its RAM.', replayFlags);
+  if (a === null) return 0;
   const memoryBytes = parseSize(requireString(a, 'memory'), '--memory');
   const hot = optionalString(a, 'hot-size');
   const config = resolveGuestConfig({

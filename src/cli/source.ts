@@ -6,7 +6,7 @@ import {
   ErrorCode, SimulatedGuest, RAM_REGION_ID, formatReport, hex64, migrate, parseSize, errorCode, MIGRATION_MODES,
   type MigrationMode, type Report, type StallPolicy,
 } from '../index.js';
-import { helpText, holdPausedPostcopy, optionalString, parseArgs, parseInteger, requireString, writeReportFile, type Flags } from './args.js';
+import { parseCommand, holdPausedPostcopy, optionalString, parseInteger, requireString, writeReportFile, type Flags } from './args.js';
 import { guestConfigFrom, guestFlags } from './guest-flags.js';
 import { progressPrinter } from './progress.js';
 
@@ -35,11 +35,8 @@ export const sourceFlags: Flags = {
 };
 
 export async function runSourceCommand(argv: readonly string[]): Promise<number> {
-  const a = parseArgs(argv, sourceFlags);
-  if (a.help) {
-    console.log(helpText('source', 'Start a simulated guest and migrate it to a destination.', sourceFlags));
-    return 0;
-  }
+  const a = parseCommand(argv, 'source', 'Start a simulated guest and migrate it to a destination.', sourceFlags);
+  if (a === null) return 0;
   const connect = requireString(a, 'connect');
   const config = guestConfigFrom(a);
   const mode = requireString(a, 'mode') as MigrationMode;

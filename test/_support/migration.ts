@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { replay, resolveGuestConfig, parseSize, type FillKind, type Report, type WorkloadKind } from '../../src/index.js';
+import * as assert from 'uvu/assert';
 import { killAll, memshift, startDestination, type Finished } from './processes.js';
 
 export interface GuestCase {
@@ -127,4 +128,21 @@ export function migrationFixture(test: { after: { each: (fn: () => Promise<void>
     dirs.push(r.dir);
     return r;
   };
+}
+
+/**
+ * The oracle for a completed migration: both processes exit 0 and report completion, both ends agree
+ * on the session digest, and each image is bit-identical to an uninterrupted replay of its own step
+ * count (the source's at the pause point, the destination's after it ran on).
+ */
+export function assertMigratedExactly(r: MigrationOutcome, c: GuestCase): void {
+  assert.is(r.source.code, 0, `source: ${explain(r.source)}`);
+  assert.is(r.dest.code, 0, `destination: ${explain(r.dest)}`);
+  const src = r.source.report!;
+  const dst = r.dest.report!;
+  assert.is(src.outcome, 'completed');
+  assert.is(dst.outcome, 'completed');
+  assert.is(dst.digest, src.digest, 'session digests differ');
+  assert.is(diffAgainstReplay(r.source.image, c, src.guestSteps), null, 'source image at the pause point');
+  assert.is(diffAgainstReplay(r.dest.image, c, dst.guestSteps), null, 'destination image after its own steps');
 }
