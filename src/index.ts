@@ -118,8 +118,9 @@ export async function migrate(source: MemorySource, to: string | Address | net.S
     downtimeLimitMs: options.downtimeLimitMs === undefined ? DEFAULT_POLICY.downtimeLimitMs : positiveInt(options.downtimeLimitMs, 'downtimeLimitMs'),
     maxIterations: options.maxIterations === undefined ? DEFAULT_POLICY.maxIterations : positiveInt(options.maxIterations, 'maxIterations', 1, 10_000),
     maxTimeMs: options.maxTimeMs === undefined ? DEFAULT_POLICY.maxTimeMs : positiveInt(options.maxTimeMs, 'maxTimeMs'),
-    // Hybrid switches to post-copy when pre-copy stalls, whatever the stall policy says.
+    // Hybrid always ends in post-copy: when pre-copy converges, and when it stalls.
     onStall: mode === 'hybrid' ? 'postcopy' : (options.onStall ?? DEFAULT_POLICY.onStall),
+    switchoverTo: mode === 'hybrid' ? 'postcopy' : 'stop-and-copy',
     postcopyAfter: options.postcopyAfter === undefined ? null : positiveInt(options.postcopyAfter, 'postcopyAfter', 1, 10_000),
     throttleInitial: options.throttleInitial === undefined ? DEFAULT_POLICY.throttleInitial : positiveInt(options.throttleInitial, 'throttleInitial', 1, 99),
     throttleStep: options.throttleStep === undefined ? DEFAULT_POLICY.throttleStep : positiveInt(options.throttleStep, 'throttleStep', 1, 99),

@@ -4,7 +4,7 @@
 
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { ErrorCode, MemshiftError, invalidArgument } from '../errors.js';
-import { allocateSlab, kernelsOf, pageOffset, slabDigest, viewsOfSlab, type Slab } from './slab.js';
+import { allocateSlab, kernelsOf, pageOffset, sessionDigest, viewsOfSlab, type Slab } from './slab.js';
 import { MAX_MEMORY_BYTES, SCRATCH_AGENTS, isValidPageSize, scratchSlot } from './slab-layout.js';
 import type { GuestMemoryView, Region, RegionKind } from './types.js';
 
@@ -118,14 +118,9 @@ export class GuestMemory implements GuestMemoryView {
     return this.pageView(regionId, page).slice();
   }
 
-  /** The session digest of a region: XOR of its slabs' accumulators (see assembly/hash.ts). */
-  sessionDigest(regionId: number): bigint {
-    return this.slabsOf(regionId).reduce((d, s) => d ^ slabDigest(s), 0n);
-  }
-
-  /** The session digest over all regions. */
+  /** The session digest over all regions (see sessionDigest in slab.ts). */
   digest(): bigint {
-    return this.regions.reduce((d, r) => d ^ this.sessionDigest(r.id), 0n);
+    return sessionDigest(this);
   }
 
   /**

@@ -56,6 +56,16 @@ export function pageOffset(slab: Slab, local: number): number {
   return slab.layout.ram + local * slab.layout.pageSize;
 }
 
+/**
+ * The session digest of a guest: XOR of every slab's accumulator (see assembly/hash.ts), i.e. of what
+ * was last sent (source) or applied (destination) for each page.
+ */
+export function sessionDigest(view: { regions: readonly { id: number }[]; slabsOf(regionId: number): readonly Slab[] }): bigint {
+  let d = 0n;
+  for (const r of view.regions) for (const s of view.slabsOf(r.id)) d ^= slabDigest(s);
+  return d;
+}
+
 /** The slab's digest accumulator (XOR of page contributions). */
 export function slabDigest(slab: Slab): bigint {
   const { dv } = viewsOfSlab(slab);

@@ -93,10 +93,6 @@ export class Vcpu {
     return Atomics.load(this.ctl.i32, Ctl.THROTTLE);
   }
 
-  setRate(stepsPerSecond: number): void {
-    Atomics.store(this.ctl.i32, Ctl.RATE, stepsPerSecond);
-  }
-
   async resume(): Promise<void> {
     await this.command(Command.RUN);
   }

@@ -32,6 +32,8 @@ export interface ConvergencePolicy {
   throttleMax: number;
   /** Hybrid: switch to post-copy after this many pre-copy iterations (null: only on stall). */
   postcopyAfter: number | null;
+  /** How a converged pre-copy ends: stop-and-copy (live), or post-copy (hybrid). Default stop-and-copy. */
+  switchoverTo?: 'stop-and-copy' | 'postcopy';
 }
 
 export const DEFAULT_POLICY: ConvergencePolicy = {
@@ -85,10 +87,11 @@ const mbs = (bytesPerSecond: number): string => `${fmt(bytesPerSecond / 1e6)} MB
 export function decideConvergence(m: ConvergenceMetrics, p: ConvergencePolicy): Decision {
   const downtime = expectedDowntimeMs(m.remainingBytes, m.bandwidth);
   if (downtime <= p.downtimeLimitMs) {
-    return {
-      action: 'switchover', rule: 'downtime-limit', forced: false,
-      reason: `expected downtime ${fmt(downtime)} ms (${m.remainingPages} pages, ${Math.round(m.remainingBytes)} B at ${mbs(m.bandwidth)}) ≤ limit ${p.downtimeLimitMs} ms`,
-    };
+    const reason = `expected downtime ${fmt(downtime)} ms (${m.remainingPages} pages, ${Math.round(m.remainingBytes)} B at ${mbs(m.bandwidth)}) ≤ limit ${p.downtimeLimitMs} ms`;
+    if (p.switchoverTo === 'postcopy') {
+      return { action: 'postcopy', rule: 'downtime-limit', forced: false, reason: `${reason}; hybrid: post-copy instead of stop-and-copy` };
+    }
+    return { action: 'switchover', rule: 'downtime-limit', forced: false, reason };
   }
   if (p.postcopyAfter !== null && m.iteration >= p.postcopyAfter) {
     return { action: 'postcopy', rule: 'postcopy-after', forced: false, reason: `${m.iteration} pre-copy iterations done (postcopy-after ${p.postcopyAfter}); ${m.remainingPages} pages left for post-copy` };

@@ -23,7 +23,7 @@ export class Inbox {
   /** Called once with the first failure (peer error, closed channel, cancel). */
   onFailure: ((err: MemshiftError) => void) | null = null;
 
-  constructor(private readonly channel: Channel, private readonly signal?: AbortSignal) {
+  constructor(private readonly channel: Channel, signal?: AbortSignal) {
     channel.setHandlers({
       onFrame: (frame) => this.onFrame(frame),
       onClosed: (error) => this.fail(error ?? new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${channel.peer}: channel closed during ${channel.phase}`, { peer: channel.peer, phase: channel.phase })),

@@ -4,7 +4,7 @@
 
 import type { MigrationMode } from '../protocol/constants.js';
 import type { Action, RuleName } from './convergence.js';
-import type { EncodingCounts, IterationRecord } from './metrics.js';
+import { emptyCounts, type EncodingCounts, type IterationRecord } from './metrics.js';
 
 export type Outcome = 'completed' | 'failed' | 'aborted' | 'cancelled' | 'in-doubt' | 'paused';
 
@@ -75,6 +75,16 @@ export interface Report {
   contentDigest: string | null;
   /** CPU time this process spent during the migration (all threads), in ms: the cost per byte moved. */
   cpuMs: { user: number; system: number } | null;
+}
+
+/** A report with nothing happened yet (outcome 'failed' until a driver says otherwise). */
+export function emptyReport(role: 'source' | 'destination', mode: MigrationMode): Report {
+  return {
+    role, mode, outcome: 'failed', error: null, totalTimeMs: 0, downtimeMs: null, downtimeBreakdown: null, setupTimeMs: 0,
+    bytesTransferred: 0, pagesTransferred: 0, pagesByEncoding: emptyCounts(), iterations: [], converged: false,
+    switchoverReason: null, predictedDowntimeMs: null, throttlePercent: 0, guestSteps: 0, digest: hex64(0n),
+    throughputGBps: 0, postcopy: null, prealloc: null, contentDigest: null, cpuMs: null,
+  };
 }
 
 export function hex64(v: bigint): string {

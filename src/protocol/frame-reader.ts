@@ -25,6 +25,11 @@ export interface Frame extends FrameHeader {
 /** Least free space handed to a read; below it the buffer is compacted first. */
 const MIN_READ_BYTES = 256 * 1024;
 
+/** Size of a receive buffer that holds a frame of `maxBody` bytes plus one read's worth of room. */
+export function receiveBufferBytes(maxBody: number): number {
+  return maxBody + FRAME_HEADER_BYTES + MIN_READ_BYTES;
+}
+
 export class FrameReader {
   readonly buf: Uint8Array;
   private start = 0;
@@ -37,7 +42,7 @@ export class FrameReader {
   readonly maxBody: number;
 
   constructor(buf: Uint8Array, maxBody: number = Limits.MAX_FRAME_BODY_BYTES) {
-    if (buf.length < maxBody + FRAME_HEADER_BYTES + MIN_READ_BYTES) {
+    if (buf.length < receiveBufferBytes(maxBody)) {
       throw new MemshiftError(ErrorCode.INVALID_ARGUMENT, `receive buffer of ${buf.length} bytes cannot hold a ${maxBody}-byte frame`, { field: 'buf' });
     }
     this.buf = buf;
@@ -50,7 +55,7 @@ export class FrameReader {
   }
 
   /** Consumes `n` buffered bytes (a preface) that are not a frame. */
-  skip(n: number): void {
+  discard(n: number): void {
     if (this.header !== null || n > this.end - this.start) throw new MemshiftError(ErrorCode.INVALID_ARGUMENT, `cannot skip ${n} bytes`, { field: 'n', value: n });
     this.start += n;
   }

@@ -11,8 +11,8 @@
 // unbounded queue here. A failure names the peer and the phase it happened in.
 
 import type net from 'node:net';
-import { ErrorCode, MemshiftError, errorCode, toMemshiftError, type ErrorCodeValue } from '../errors.js';
-import { FrameReader, type Frame } from '../protocol/frame-reader.js';
+import { ErrorCode, MemshiftError, toMemshiftError } from '../errors.js';
+import { FrameReader, receiveBufferBytes, type Frame } from '../protocol/frame-reader.js';
 import { decodePreface, encodePreface } from '../protocol/handshake.js';
 import { PREFACE_BYTES } from '../protocol/constants.js';
 import { encodeError } from '../protocol/control.js';
@@ -25,8 +25,8 @@ export interface ChannelHandlers {
 }
 
 export interface ChannelOptions {
-  /** Receive buffer (a view into guest memory on the destination's bulk channel). */
-  receiveBuffer: Uint8Array;
+  /** Receive buffer (a view into guest memory on the destination's bulk channel); by default one sized for `maxBody`. */
+  receiveBuffer?: Uint8Array;
   /** Largest frame body accepted on this channel. */
   maxBody: number;
   /** Peer name for messages ("destination 127.0.0.1:7000"). */
@@ -54,7 +54,7 @@ export class Channel {
 
   private constructor(options: ChannelOptions) {
     this.peer = options.peer;
-    this.reader = new FrameReader(options.receiveBuffer, options.maxBody);
+    this.reader = new FrameReader(options.receiveBuffer ?? new Uint8Array(receiveBufferBytes(options.maxBody)), options.maxBody);
   }
 
   private sink(): ReadSink {
@@ -122,7 +122,7 @@ export class Channel {
         const version = decodePreface(this.reader.peek(), 0, this.reader.buffered);
         if (version === null) return;
         this.peerVersion = version;
-        this.reader.skip(PREFACE_BYTES);
+        this.reader.discard(PREFACE_BYTES);
       }
       this.drainFrames();
     } catch (err) {
@@ -222,10 +222,4 @@ export class Channel {
   get isClosed(): boolean {
     return this.closed;
   }
-}
-
-/** Maps a failure's code to whether the peer (rather than we) caused it, for messages. */
-export function isConnectionLoss(err: unknown): boolean {
-  const code: ErrorCodeValue | undefined = errorCode(err);
-  return code === ErrorCode.CONNECTION_CLOSED || code === ErrorCode.CONNECTION_FAILED;
 }

@@ -17,7 +17,7 @@ import {
 } from '../../src/protocol/control.js';
 import { crc32c } from '../../src/protocol/crc32c.js';
 import { FRAME_HEADER_BYTES } from '../../src/protocol/frame.js';
-import { FrameReader } from '../../src/protocol/frame-reader.js';
+import { FrameReader, receiveBufferBytes } from '../../src/protocol/frame-reader.js';
 import { encodeHello, encodeHelloAck, type Hello } from '../../src/protocol/handshake.js';
 import { encodeBatchFrame, type BatchEntry } from '../../src/protocol/page-batch.js';
 import { Kernels } from '../../src/wasm/kernels.js';
@@ -250,9 +250,7 @@ export function sampleFrames(rng: Rng): SampleFrame[] {
 // ---- FrameReader drivers ------------------------------------------------------------------------
 
 /** Receive-buffer bytes FrameReader needs for `maxBody` (its constructor's rule). */
-export function readerBytes(maxBody: number): number {
-  return maxBody + FRAME_HEADER_BYTES + 256 * 1024;
-}
+export const readerBytes = receiveBufferBytes;
 
 /** A frame copied out of the reader's buffer (which the next write may overwrite). */
 export interface ReadFrame { type: number; bodyLength: number; checkedLength: number; bytes: Uint8Array }

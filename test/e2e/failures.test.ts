@@ -148,7 +148,7 @@ function vanishingDestination(): Promise<{ port: number; close: () => void }> {
       socket.on('data', (chunk: Buffer) => {
         reader.push(chunk, () => {
           if (!preface && reader.buffered >= 12) {
-            reader.skip(12);
+            reader.discard(12);
             preface = true;
           }
           if (!preface) return;

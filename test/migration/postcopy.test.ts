@@ -4,7 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GuestMemory } from '../../src/memory/guest-memory.js';
-import { kernelsOf, pageOffset, type Slab } from '../../src/memory/slab.js';
+import { kernelsOf, type Slab } from '../../src/memory/slab.js';
 import { scratchSlot } from '../../src/memory/slab-layout.js';
 import { viewsOf } from '../../src/wasm/views.js';
 import { BatchApplier } from '../../src/migration/destination/apply.js';
@@ -113,7 +113,6 @@ test('MISSING_PAGES frames carry exactly the snapshot bits, across slabs', () =>
   const found: number[] = [];
   for (let p = 0; p < body.pageCount; p++) if ((body.bitmap[p >> 3] >> (p & 7)) & 1) found.push(body.firstPage + p);
   assert.equal(found, pages);
-  void pageOffset;
 });
 
 test('the push planner pivots to a fault and grows outwards, alternating directions', () => {

@@ -201,7 +201,7 @@ test('peek() shows a preface and skip() consumes it, leaving the frames after it
   const frame = encodeIterationEnd({ iteration: 9, pages: 1, bytes: 2 });
   const r = readerWith(concat([encodePreface(), frame]));
   assertBytes(r.peek().subarray(0, 12), encodePreface(), 'peek');
-  r.skip(12);
+  r.discard(12);
   assert.is(r.buffered, frame.length);
   const f = r.next();
   assert.equal([f?.type, f?.offset], [FrameType.ITERATION_END, 12]);
@@ -210,9 +210,9 @@ test('peek() shows a preface and skip() consumes it, leaving the frames after it
 test('skip() rejects more bytes than are buffered, and skipping while a frame header is pending', () => {
   const frame = encodeIterationEnd({ iteration: 9, pages: 1, bytes: 2 });
   const r = readerWith(frame, 20);
-  expectCode(() => r.skip(21), 'MS_ERR_INVALID_ARGUMENT', 'more than buffered');
+  expectCode(() => r.discard(21), 'MS_ERR_INVALID_ARGUMENT', 'more than buffered');
   assert.is(r.next(), null);
-  expectCode(() => r.skip(1), 'MS_ERR_INVALID_ARGUMENT', 'header pending');
+  expectCode(() => r.discard(1), 'MS_ERR_INVALID_ARGUMENT', 'header pending');
 });
 
 // ---- bit flips -------------------------------------------------------------------------------------

@@ -9,14 +9,10 @@ import { ErrorCode, MemshiftError } from '../../errors.js';
 import type { Region } from '../../memory/types.js';
 import { ChannelRole, FrameType, Limits } from '../../protocol/constants.js';
 import { decodeHello } from '../../protocol/handshake.js';
-import { FRAME_HEADER_BYTES, frameTypeName } from '../../protocol/frame.js';
+import { frameTypeName } from '../../protocol/frame.js';
 import { Channel } from '../../transport/channel.js';
-import { emptyReport } from '../source/driver.js';
+import { emptyReport } from '../report.js';
 import { Session, type DestinationOptions, type DestinationResult } from './driver.js';
-
-function smallReceiveBuffer(): Uint8Array {
-  return new Uint8Array(Limits.MAX_CONTROL_BODY_BYTES + FRAME_HEADER_BYTES + 256 * 1024);
-}
 
 /** Waits on `server` for one migration and receives it. Always resolves with a report. */
 export function receiveMigration(server: net.Server, options: DestinationOptions): Promise<DestinationResult> {
@@ -34,7 +30,7 @@ export function receiveMigration(server: net.Server, options: DestinationOptions
         socket.destroy();
         return;
       }
-      const channel = Channel.accept(socket, { receiveBuffer: smallReceiveBuffer(), maxBody: Limits.MAX_CONTROL_BODY_BYTES, peer });
+      const channel = Channel.accept(socket, { maxBody: Limits.MAX_CONTROL_BODY_BYTES, peer });
       const timer = setTimeout(() => channel.fail(new MemshiftError(ErrorCode.TIMEOUT, `${peer}: no HELLO within ${options.handshakeTimeoutMs} ms`)), options.handshakeTimeoutMs);
       let settled = false;
       channel.setHandlers({

@@ -10,7 +10,7 @@
 // the handshake, its failure ends the wait: the guest is never started from a partial copy.
 
 import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
-import { slabDigest, type Slab } from '../../memory/slab.js';
+import { sessionDigest, type Slab } from '../../memory/slab.js';
 import type { MemoryTarget, Region } from '../../memory/types.js';
 import { Capability, FrameType, Limits, SwitchoverMode } from '../../protocol/constants.js';
 import { decodeIterationEnd, decodeSwitchover, encodeResumed, decodeError, peerError, decodeComplete, decodeMissingPages, encodePostcopyDone, type Switchover } from '../../protocol/control.js';
@@ -20,8 +20,7 @@ import type { Frame } from '../../protocol/frame-reader.js';
 import { Channel } from '../../transport/channel.js';
 import { viewsOf } from '../../wasm/views.js';
 import { throttledProgress, type Progress } from '../progress.js';
-import { hex64, type Report } from '../report.js';
-import { emptyReport } from '../source/driver.js';
+import { emptyReport, hex64, type Report } from '../report.js';
 import { BatchApplier } from './apply.js';
 import { isFinalDest, stepDest, type DestState } from './machine.js';
 import { FaultClient } from './postcopy.js';
@@ -49,10 +48,6 @@ export interface DestinationResult {
 const OUR_CAPABILITIES = Capability.XBZRLE | Capability.LZ4 | Capability.POSTCOPY;
 /** Scratch slot of the destination's main thread. */
 const MAIN_AGENT = 0;
-
-function digestOf(target: MemoryTarget): bigint {
-  return target.regions.reduce((d, r) => target.slabsOf(r.id).reduce((x, s) => x ^ slabDigest(s), d), 0n);
-}
 
 /** Touches every RAM page once so that receiving does not pay the host's first-write cost. */
 export function pretouch(slabs: readonly Slab[]): void {
@@ -195,7 +190,7 @@ export class Session {
     // The final pass (stop-and-copy) is the last one that ended: its apply time is our share of downtime.
     const applyMs = this.lastPassApplyMs + this.passApplyMs;
     const tDigest = performance.now();
-    const digest = digestOf(target);
+    const digest = sessionDigest(target);
     if (digest !== m.digest) {
       throw new MemshiftError(ErrorCode.DIGEST_MISMATCH, `memory digest ${hex64(digest)} differs from the source's ${hex64(m.digest)}: not resuming`);
     }
@@ -228,7 +223,7 @@ export class Session {
     const target = this.target!;
     const faults = this.faults!;
     const tDigest = performance.now();
-    const digest = digestOf(target);
+    const digest = sessionDigest(target);
     if (digest !== m.digest) {
       throw new MemshiftError(ErrorCode.DIGEST_MISMATCH, `memory digest ${hex64(digest)} differs from the source's ${hex64(m.digest)} before post-copy: not resuming`);
     }
@@ -258,7 +253,7 @@ export class Session {
     }
     faults.openGate();
     const postcopyMs = performance.now() - this.tResume;
-    const final = digestOf(target);
+    const final = sessionDigest(target);
     const lat = faults.latencyUs();
     const stats = faults.stats();
     this.report.postcopy = {
@@ -333,7 +328,7 @@ export class Session {
       r.outcome = 'paused';
       r.error = { code: ErrorCode.POSTCOPY_PAUSED, message: s.error.message };
     }
-    if (this.target !== null && r.digest === hex64(0n)) r.digest = hex64(digestOf(this.target));
+    if (this.target !== null && r.digest === hex64(0n)) r.digest = hex64(sessionDigest(this.target));
     if (this.faults !== null && r.postcopy === null && this.tResume > 0) {
       const stats = this.faults.stats();
       r.postcopy = {

@@ -19,7 +19,7 @@ import type { Region } from '../../memory/types.js';
 import { ChannelRole, FrameType, Limits } from '../../protocol/constants.js';
 import { decodeHello, encodeHelloAck } from '../../protocol/handshake.js';
 import { encodePageRequest } from '../../protocol/control.js';
-import { FRAME_HEADER_BYTES, frameTypeName } from '../../protocol/frame.js';
+import { frameTypeName } from '../../protocol/frame.js';
 import { Channel } from '../../transport/channel.js';
 import { boundAddress, listen } from '../../transport/tcp.js';
 import { BoardState, DestBoard } from '../postcopy-board.js';
@@ -59,7 +59,6 @@ async function main(): Promise<void> {
   const channel = await new Promise<Channel>((resolve) => {
     server.on('connection', (socket) => {
       const ch = Channel.accept(socket, {
-        receiveBuffer: new Uint8Array(maxBody + FRAME_HEADER_BYTES + 256 * 1024 + Limits.MAX_CONTROL_BODY_BYTES),
         maxBody: Math.max(maxBody, Limits.MAX_CONTROL_BODY_BYTES),
         peer: `source urgent channel ${socket.remoteAddress}:${socket.remotePort}`,
       });

@@ -136,7 +136,7 @@ export class FaultClient {
     Atomics.store(this.mailbox, Mailbox.ALL_PRESENT, 1);
   }
 
-  stats(): { faults: number; requested: number; urgent: number; bulk: number; duplicates: number; bulkAtFirstAnswer: number; latencies: number[] } {
+  stats(): { faults: number; requested: number; urgent: number; bulk: number; duplicates: number; bulkAtFirstAnswer: number } {
     const b = this.board;
     return {
       faults: Atomics.load(this.mailbox, Mailbox.FAULTS),
@@ -145,7 +145,6 @@ export class FaultClient {
       bulk: Atomics.load(b, DestBoard.BULK),
       duplicates: Atomics.load(b, DestBoard.DUPLICATE),
       bulkAtFirstAnswer: Atomics.load(b, DestBoard.BULK_AT_FIRST_ANSWER),
-      latencies: readFaultLog(this.gate.faultLog),
     };
   }
 

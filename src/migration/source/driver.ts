@@ -13,24 +13,22 @@ import { randomBytes } from 'node:crypto';
 import type net from 'node:net';
 import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
 import { DirtyTracker } from '../../memory/dirty-tracker.js';
-import type { Slab } from '../../memory/slab.js';
-import { slabDigest } from '../../memory/slab.js';
+import { sessionDigest } from '../../memory/slab.js';
 import type { MemorySource } from '../../memory/types.js';
 import { EncoderPool } from '../../pipeline/pool.js';
 import { Capability, ChannelRole, FrameType, Limits, SwitchoverMode, type MigrationMode } from '../../protocol/constants.js';
 import { decodeHelloAck, encodeHello } from '../../protocol/handshake.js';
 import { decodePostcopyDone, decodeResumed, encodeComplete, encodeDeviceState, encodeIterationEnd, encodeSwitchover } from '../../protocol/control.js';
-import { FRAME_HEADER_BYTES } from '../../protocol/frame.js';
 import { Channel } from '../../transport/channel.js';
 import { formatAddress, type Address } from '../../transport/tcp.js';
 import { RateLimiter } from '../../transport/rate-limit.js';
 import { decideConvergence, expectedDowntimeMs, type ConvergencePolicy, type Decision } from '../convergence.js';
 import { Inbox } from '../inbox.js';
-import { BandwidthMeter, addCounts, emptyCounts, type IterationRecord } from '../metrics.js';
+import { BandwidthMeter, addCounts, type IterationRecord } from '../metrics.js';
 import { throttledProgress, type Progress } from '../progress.js';
-import { hex64, type Report } from '../report.js';
+import { emptyReport, hex64, type Report } from '../report.js';
 import { PageSender } from './page-sender.js';
-import { UrgentServer, faultFeed, memoryDigest, missingPagesFrames } from './postcopy.js';
+import { UrgentServer, faultFeed, missingPagesFrames } from './postcopy.js';
 import { PushPlanner } from './push-planner.js';
 import { BoardState } from '../postcopy-board.js';
 import { isFinal, stepSource, type SourceState } from './machine.js';
@@ -51,19 +49,6 @@ export interface SourceOptions {
   answerTimeoutMs: number;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
-}
-
-function receiveBufferFor(maxBody: number): Uint8Array {
-  return new Uint8Array(maxBody + FRAME_HEADER_BYTES + 256 * 1024);
-}
-
-export function emptyReport(role: 'source' | 'destination', mode: MigrationMode): Report {
-  return {
-    role, mode, outcome: 'failed', error: null, totalTimeMs: 0, downtimeMs: null, downtimeBreakdown: null, setupTimeMs: 0,
-    bytesTransferred: 0, pagesTransferred: 0, pagesByEncoding: emptyCounts(), iterations: [], converged: false,
-    switchoverReason: null, predictedDowntimeMs: null, throttlePercent: 0, guestSteps: 0, digest: hex64(0n),
-    throughputGBps: 0, postcopy: null, prealloc: null, contentDigest: null, cpuMs: null,
-  };
 }
 
 /** Runs one migration of `source`; always returns a report (its outcome says how it ended). */
@@ -111,7 +96,7 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
   try {
     if (options.mode === 'cold') await pause();
     checkCancel();
-    const channelOptions = { receiveBuffer: receiveBufferFor(Limits.MAX_CONTROL_BODY_BYTES), maxBody: Limits.MAX_CONTROL_BODY_BYTES, peer };
+    const channelOptions = { maxBody: Limits.MAX_CONTROL_BODY_BYTES, peer };
     channel = options.socket !== undefined
       ? Channel.accept(options.socket, channelOptions)
       : await Channel.connect(options.address, { ...channelOptions, timeoutMs: options.connectTimeoutMs, signal: options.signal });
@@ -191,16 +176,12 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
       record.expectedDowntimeMs = predicted;
       report.iterations.push(record);
       history.push(remaining);
-      let decision: Decision = decideConvergence({
+      const decision: Decision = decideConvergence({
         iteration, elapsedMs: now - t0, remainingPages: remaining, remainingBytes, bandwidth,
         dirtyRate: dirtyRate * bytesPerPage, previousDirtyRate: previous.dirtyRate, previousBandwidth: previous.bandwidth,
         remainingHistory: history, throttlePercent: throttle,
       }, options.policy);
       previous = { dirtyRate: dirtyRate * bytesPerPage, bandwidth };
-      // Hybrid ends in post-copy instead of stop-and-copy, whichever rule ends pre-copy.
-      if (options.mode === 'hybrid' && decision.action === 'switchover') {
-        decision = { ...decision, action: 'postcopy', reason: `${decision.reason}; hybrid: post-copy instead of stop-and-copy` };
-      }
       if (decision.action === 'throttle' && decision.throttlePercent !== undefined) {
         throttle = decision.throttlePercent;
         source.throttle(throttle);
@@ -246,7 +227,7 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
       const deviceStateMs = performance.now() - tState;
       report.guestSteps = source.steps ?? 0;
       await channel.send(encodeSwitchover({
-        mode: SwitchoverMode.POSTCOPY, iterations: iteration, digest: memoryDigest(slabs), guestSteps: report.guestSteps,
+        mode: SwitchoverMode.POSTCOPY, iterations: iteration, digest: sessionDigest(source), guestSteps: report.guestSteps,
         pagesSent: report.pagesTransferred, missingPages: missing,
       }));
       const resumedFrame = await inbox.expect([FrameType.RESUMED], options.answerTimeoutMs);
@@ -278,7 +259,7 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
       });
       const doneFrame = await inbox.expect([FrameType.POSTCOPY_DONE], options.answerTimeoutMs);
       const done = decodePostcopyDone(doneFrame.body, 0, doneFrame.body.length);
-      const digest = memoryDigest(slabs);
+      const digest = sessionDigest(source);
       report.digest = hex64(digest);
       report.postcopy = {
         faults: done.faults, faultLatencyUs: { p50: done.faultP50Us, p99: done.faultP99Us, max: done.faultMaxUs },
@@ -314,7 +295,7 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
     channel.phase = 'switchover';
     await channel.send(encodeDeviceState(deviceState));
     const deviceStateMs = performance.now() - tState;
-    const digest = memoryDigest(slabs);
+    const digest = sessionDigest(source);
     report.guestSteps = source.steps ?? 0;
     report.digest = hex64(digest);
     await channel.send(encodeSwitchover({

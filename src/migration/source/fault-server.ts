@@ -19,7 +19,7 @@ import { ChannelRole, FrameType, Limits, PageEncoding } from '../../protocol/con
 import { decodeHelloAck, encodeHello } from '../../protocol/handshake.js';
 import { decodePageRequest } from '../../protocol/control.js';
 import { encodeBatchFrame } from '../../protocol/page-batch.js';
-import { FRAME_HEADER_BYTES, frameTypeName } from '../../protocol/frame.js';
+import { frameTypeName } from '../../protocol/frame.js';
 import { Channel } from '../../transport/channel.js';
 import { Inbox } from '../inbox.js';
 import type { Address } from '../../transport/tcp.js';
@@ -57,7 +57,7 @@ function answer(regionId: number, page: number): Uint8Array {
   const key = (BigInt(regionId) << 32n) + BigInt(page);
   const owned = k.bitmapClear(L.snapshot, local) === 1;
   let encoding: number = PageEncoding.ZERO;
-  let payload = new Uint8Array(0);
+  let payload: Uint8Array = new Uint8Array(0);
   let hash: bigint;
   if (k.isZeroPage(src, L.pageSize) === 1) {
     hash = BigInt.asUintN(64, k.zeroPageHash(L.pageSize));
@@ -65,7 +65,7 @@ function answer(regionId: number, page: number): Uint8Array {
     const scratch = scratchSlot(L, FAULT_AGENT).page;
     hash = BigInt.asUintN(64, k.copyAndHash(scratch, src, L.pageSize));
     encoding = PageEncoding.RAW;
-    payload = viewsOf(slab.memory).u8.slice(scratch, scratch + L.pageSize);
+    payload = viewsOf(slab.memory).u8.subarray(scratch, scratch + L.pageSize); // copied into the frame below
   }
   if (owned) k.recordPageHash(L.hashes, local, key, hash, L.control + CONTROL_DIGEST);
   return encodeBatchFrame(regionId, data.iteration, [{ page, encoding, size: payload.length, hash, payload }]);
@@ -73,7 +73,6 @@ function answer(regionId: number, page: number): Uint8Array {
 
 async function main(): Promise<void> {
   const channel = await Channel.connect(data.address, {
-    receiveBuffer: new Uint8Array(Limits.MAX_CONTROL_BODY_BYTES + FRAME_HEADER_BYTES + 256 * 1024),
     maxBody: Limits.MAX_CONTROL_BODY_BYTES,
     peer: `destination urgent channel ${data.address.host}:${data.address.port}`,
     timeoutMs: 10_000,

@@ -9,8 +9,8 @@
 import { Worker } from 'node:worker_threads';
 import { ErrorCode, MemshiftError } from '../../errors.js';
 import type { Slab } from '../../memory/slab.js';
-import { kernelsOf, slabDigest } from '../../memory/slab.js';
-import type { MemorySource, Region } from '../../memory/types.js';
+import { kernelsOf } from '../../memory/slab.js';
+import type { Region } from '../../memory/types.js';
 import { Limits } from '../../protocol/constants.js';
 import { encodeMissingPages } from '../../protocol/control.js';
 import type { Address } from '../../transport/tcp.js';
@@ -95,10 +95,6 @@ export function missingPagesFrames(region: Region, slabs: readonly Slab[]): { fr
   return { frames, missing };
 }
 
-export function memoryDigest(slabs: readonly Slab[]): bigint {
-  return slabs.reduce((d, s) => d ^ slabDigest(s), 0n);
-}
-
 /** Feeds the planner with faults the urgent thread saw since the last call. */
 export function faultFeed(server: UrgentServer, planner: PushPlanner): () => { from: number; to: number; pages: number } {
   let seen = 0;
@@ -112,4 +108,3 @@ export function faultFeed(server: UrgentServer, planner: PushPlanner): () => { f
   };
 }
 
-export type { MemorySource };
