@@ -1,25 +1,41 @@
-// Post-copy on the destination: the guest runs before all of its pages have arrived. Before a step
-// touches a page, the vCPU checks the page's bit in its slab's `present` bitmap; when it is clear, it
-// posts the page to the fault mailbox (FAULT_PAGE, then FAULT_SEQ + 1, notify) and blocks in
-// Atomics.wait on the bitmap word until a receiver sets the bit (the apply kernel notifies that word).
-// The step logic itself never learns that a fault happened.
+// The page-gate contract: how a target's vCPUs wait for pages during post-copy. The guest runs on the
+// destination before all of its pages have arrived; before a vCPU touches a page it checks the page's
+// bit in its slab's `present` bitmap. When the bit is clear it posts the page to the fault mailbox
+// (FAULT_REGION and FAULT_PAGE, then FAULT_SEQ + 1 and notify) and blocks in Atomics.wait on the
+// bitmap word until a receiver sets the bit (the apply kernel notifies that word). The step logic
+// itself never learns that a fault happened.
 //
 //   mailbox i32: [0] FAULT_SEQ  [1] FAULT_PAGE (region page, as u32)  [2] ALL_PRESENT  [3] FAULTS
+//                [4] FAULT_REGION (region id)
 //   faultLog f64: [0] faults logged, [1 + i % FAULT_LOG_SLOTS] = blocked time of fault i in µs
 //
-// Once every page is present the receiver sets ALL_PRESENT and the check leaves the step loop.
+// One mailbox serves one vCPU: it has at most one fault outstanding, so the two fields written before
+// the sequence bump cannot be overwritten before the fault thread reads them. Once every page is
+// present the receiver sets ALL_PRESENT and the check leaves the step loop.
+//
+// A third-party target implements `enablePageGate` by returning `createPageGateInit()` and runs its
+// vCPU through `createPageGate(init, slabs)`, or follows the layout above itself.
 
 import type { Slab } from './slab.js';
-import type { PageGate } from './workload.js';
 
-export const Mailbox = { FAULT_SEQ: 0, FAULT_PAGE: 1, ALL_PRESENT: 2, FAULTS: 3 } as const;
+export const Mailbox = { FAULT_SEQ: 0, FAULT_PAGE: 1, ALL_PRESENT: 2, FAULTS: 3, FAULT_REGION: 4 } as const;
 export const MAILBOX_BYTES = 64;
 /** Float64 slots in the fault-latency ring. */
 export const FAULT_LOG_SLOTS = 65536;
 
+/** What `MemoryTarget.enablePageGate` returns: the shared buffers the vCPU side and the engine share. */
 export interface PageGateInit {
   mailbox: SharedArrayBuffer;
   faultLog: SharedArrayBuffer;
+}
+
+/** The vCPU's side of the gate. Slabs are named by their index in the list given to `createPageGate`. */
+export interface PageGate {
+  /** True when every page is present and no check is needed. */
+  readonly open: boolean;
+  isPresent(slabIndex: number, local: number): boolean;
+  /** Posts the fault and blocks this thread until the page is present. */
+  waitForPage(slabIndex: number, local: number): void;
 }
 
 export function createPageGateInit(): PageGateInit {
@@ -36,10 +52,15 @@ export function readFaultLog(log: SharedArrayBuffer): number[] {
   return out;
 }
 
+/** The fault (region, page) last posted to a mailbox. */
+export function readFault(mailbox: Int32Array): { regionId: number; page: number } {
+  return { regionId: Atomics.load(mailbox, Mailbox.FAULT_REGION), page: Atomics.load(mailbox, Mailbox.FAULT_PAGE) >>> 0 };
+}
+
+/** The gate over `slabs`: any slabs of any regions, in the order the vCPU indexes them. */
 export function createPageGate(init: PageGateInit, slabs: readonly Slab[]): PageGate {
   const words = slabs.map((s) => new Int32Array(s.memory.buffer));
   const presentBase = slabs.map((s) => s.layout.present >>> 2);
-  const slabPages = slabs[0].pageCount;
   const mailbox = new Int32Array(init.mailbox);
   const log = new Float64Array(init.faultLog);
   return {
@@ -49,14 +70,13 @@ export function createPageGate(init: PageGateInit, slabs: readonly Slab[]): Page
     isPresent(si: number, local: number): boolean {
       return (Atomics.load(words[si], presentBase[si] + (local >>> 5)) & (1 << (local & 31))) !== 0;
     },
-    waitForPage(page: number): void {
-      const si = (page / slabPages) | 0;
-      const local = page - si * slabPages;
+    waitForPage(si: number, local: number): void {
       const mem = words[si];
       const index = presentBase[si] + (local >>> 5);
       const bit = 1 << (local & 31);
       const t0 = performance.now();
-      Atomics.store(mailbox, Mailbox.FAULT_PAGE, page | 0);
+      Atomics.store(mailbox, Mailbox.FAULT_REGION, slabs[si].regionId);
+      Atomics.store(mailbox, Mailbox.FAULT_PAGE, (slabs[si].firstPage + local) | 0);
       Atomics.add(mailbox, Mailbox.FAULT_SEQ, 1);
       Atomics.add(mailbox, Mailbox.FAULTS, 1);
       Atomics.notify(mailbox, Mailbox.FAULT_SEQ);

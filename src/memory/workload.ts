@@ -19,6 +19,7 @@
 
 import type { GuestConfig } from './guest-config.js';
 import { nextU32, seedHash, seedPrng, type PrngState } from './prng.js';
+import type { PageGate } from './page-gate.js';
 import type { Slab } from './slab.js';
 
 export interface WorkloadShape {
@@ -43,14 +44,6 @@ export function workloadShape(config: GuestConfig): WorkloadShape {
     hotPages,
     hotThreshold: Math.round((config.hotPermille * 1024) / 1000),
   };
-}
-
-/** Where the vCPU waits for a page that is not present yet (post-copy). Returns when it is. */
-export interface PageGate {
-  /** True when every page is present and no check is needed. */
-  readonly open: boolean;
-  waitForPage(page: number): void;
-  isPresent(slabIndex: number, local: number): boolean;
 }
 
 export interface CpuCounters {
@@ -117,7 +110,7 @@ export class StepRunner {
       else page = (hot ? nextU32(s) : r) % pageCount;
       const si = (page / slabPages) | 0;
       const local = page - si * slabPages;
-      if (gate !== null && !gate.isPresent(si, local)) gate.waitForPage(page);
+      if (gate !== null && !gate.isPresent(si, local)) gate.waitForPage(si, local);
       const v = nextU32(s);
       // words is a power of two: & mask is v % words.
       const o = v & mask;

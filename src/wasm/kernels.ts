@@ -2,9 +2,11 @@
 // the engine validates it and the scalar build otherwise, instantiates one kernel set per shared memory
 // (a slab of guest RAM, or an I/O arena), and types the exports.
 //
-// Two faces: `raw` is the unchecked export object for hot paths whose layout was validated once
-// (pipeline, apply); the methods of `Kernels` check every address, length and index and throw
-// MS_ERR_INVALID_ARGUMENT naming the argument, so a bad call never reaches the kernel as a trap.
+// Two faces: `raw` is for hot paths whose layout was validated once (pipeline, apply): it does not
+// check arguments, but every call still turns a trap into MS_ERR_WASM_TRAP naming the kernel (a
+// try/catch around one call per batch or per page costs nothing measurable). The methods of `Kernels`
+// check every address, length and index and throw MS_ERR_INVALID_ARGUMENT naming the argument, so a
+// bad call never reaches the kernel as a trap.
 
 import { readFileSync } from 'node:fs';
 import { ErrorCode, MemshiftError, invalidArgument } from '../errors.js';
@@ -129,6 +131,27 @@ function trap(name: string, cause: unknown): MemshiftError {
   return new MemshiftError(ErrorCode.WASM_TRAP, `kernel ${name} trapped: ${(cause as Error).message}`, { cause });
 }
 
+/** The exports with each function wrapped so that a trap surfaces as MS_ERR_WASM_TRAP. */
+function guardTraps(exports: KernelExports): KernelExports {
+  const guarded: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(exports)) {
+    if (typeof value !== 'function') {
+      guarded[name] = value;
+      continue;
+    }
+    const fn = value as (...args: unknown[]) => unknown;
+    guarded[name] = (...args: unknown[]): unknown => {
+      try {
+        return fn(...args);
+      } catch (cause) {
+        if (cause instanceof WebAssembly.RuntimeError) throw trap(name, cause);
+        throw cause;
+      }
+    };
+  }
+  return guarded as unknown as KernelExports;
+}
+
 /** Kernels bound to one memory. */
 export class Kernels {
   readonly raw: KernelExports;
@@ -145,7 +168,7 @@ export class Kernels {
       if (cause instanceof MemshiftError) throw cause;
       throw new MemshiftError(ErrorCode.WASM_UNAVAILABLE, `cannot instantiate ${variant} kernels: ${(cause as Error).message}`, { cause });
     }
-    this.raw = instance.exports as unknown as KernelExports;
+    this.raw = guardTraps(instance.exports as unknown as KernelExports);
     if (this.raw.entryBytes() !== KERNEL_ENTRY_BYTES) {
       throw new MemshiftError(ErrorCode.WASM_UNAVAILABLE, `kernel entry size ${this.raw.entryBytes()} does not match the codec (${KERNEL_ENTRY_BYTES})`);
     }
@@ -272,7 +295,7 @@ export class Kernels {
   hashPage(ptr: number, len: number): bigint {
     this.checkPageLength('len', len);
     this.checkRange('ptr', ptr, len);
-    return BigInt.asUintN(64, this.call('hashPage', () => this.raw.hashPage(ptr, len)));
+    return BigInt.asUintN(64, this.raw.hashPage(ptr, len));
   }
 
   copyAndHash(dst: number, src: number, len: number): bigint {
@@ -280,7 +303,7 @@ export class Kernels {
     this.checkRange('src', src, len);
     this.checkRange('dst', dst, len);
     if (dst < src + len && src < dst + len) throw invalidArgument('dst', 'must not overlap src', dst);
-    return BigInt.asUintN(64, this.call('copyAndHash', () => this.raw.copyAndHash(dst, src, len)));
+    return BigInt.asUintN(64, this.raw.copyAndHash(dst, src, len));
   }
 
   zeroPageHash(pageSize: number): bigint {
@@ -304,14 +327,5 @@ export class Kernels {
     this.checkRange('page', page, len);
     this.checkRange('delta', delta, deltaLen);
     return this.raw.xorDeltaDecode(delta, deltaLen, page, len);
-  }
-
-  private call<T>(name: string, fn: () => T): T {
-    try {
-      return fn();
-    } catch (cause) {
-      if (cause instanceof WebAssembly.RuntimeError) throw trap(name, cause);
-      throw cause;
-    }
   }
 }

@@ -229,4 +229,20 @@ function deltaBeyondVarint(len: number, at: number): void {
   }
 }
 
+wrappers('a trap in an unchecked (raw) call surfaces as MS_ERR_WASM_TRAP naming the kernel', () => {
+  for (const v of VARIANTS) {
+    const { k } = setup(v);
+    let err: unknown;
+    try {
+      k.raw.hashPage(END - 64, 4096); // reads past the end of the memory
+    } catch (e) {
+      err = e;
+    }
+    const e = err as { code?: string; message: string; cause?: unknown };
+    assert.is(e?.code, ErrorCode.WASM_TRAP, `${v}: code`);
+    assert.match(e.message, /kernel hashPage trapped/, `${v}: message`);
+    assert.instance(e.cause, WebAssembly.RuntimeError, `${v}: cause is the trap`);
+  }
+});
+
 wrappers.run();

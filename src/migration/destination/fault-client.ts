@@ -13,7 +13,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { ErrorCode, MemshiftError } from '../../errors.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
-import { Mailbox } from '../../memory/page-gate.js';
+import { Mailbox, readFault } from '../../memory/page-gate.js';
 import type { Slab } from '../../memory/slab.js';
 import type { Region } from '../../memory/types.js';
 import { ChannelRole, FrameType, Limits } from '../../protocol/constants.js';
@@ -107,9 +107,9 @@ async function main(): Promise<void> {
     const now = Atomics.load(mailbox, Mailbox.FAULT_SEQ);
     if (now === seq) continue;
     seq = now;
-    const page = Atomics.load(mailbox, Mailbox.FAULT_PAGE) >>> 0;
+    const { regionId, page } = readFault(mailbox);
     Atomics.add(board, DestBoard.REQUESTED, 1);
-    channel.send(encodePageRequest({ regionId: data.regionId, page, count: 1, requestId: requestId++ })).catch(() => linkLost());
+    channel.send(encodePageRequest({ regionId, page, count: 1, requestId: requestId++ })).catch(() => linkLost());
   }
   await channel.close();
 }
