@@ -1,0 +1,34 @@
+// The board helper: waiting wakes on another thread's store, and gives up at its timeout.
+
+import { Worker } from 'node:worker_threads';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createBoard, waitForChange, waitUntil } from '../../src/memory/shared-board.js';
+
+test('waitUntil wakes when another thread stores and notifies the slot', async () => {
+  const board = createBoard(2);
+  const worker = new Worker(
+    `const { workerData } = require('node:worker_threads'); const b = new Int32Array(workerData);
+     Atomics.store(b, 1, 7); Atomics.notify(b, 1);`,
+    { eval: true, workerData: board.buffer },
+  );
+  const seen = await waitUntil(board, 1, () => Atomics.load(board, 1) === 7, 10_000);
+  await new Promise((r) => worker.once('exit', r));
+  assert.is(seen, true);
+  assert.is(Atomics.load(board, 1), 7);
+});
+
+test('waitUntil gives up at its timeout with the last check', async () => {
+  const board = createBoard(1);
+  const seen = await waitUntil(board, 0, () => Atomics.load(board, 0) === 1, 20, 5);
+  assert.is(seen, false);
+});
+
+test('waitForChange returns at once when the slot already differs', async () => {
+  const board = createBoard(1);
+  Atomics.store(board, 0, 3);
+  await waitForChange(board, 0, 0, 60_000);
+  assert.is(Atomics.load(board, 0), 3);
+});
+
+test.run();
