@@ -16,8 +16,13 @@ export class DirtyTracker {
     this.slabs = source.regions.flatMap((r) => [...source.slabsOf(r.id)]);
   }
 
-  /** Starts a pass over all memory: clears the dirty log into the snapshot, then marks every page. */
+  /**
+   * Starts a pass over all memory: collects an external dirty log (an integrator whose guest RAM is
+   * mirrored into the slabs brings the mirror up to date there), clears the dirty log into the
+   * snapshot, then marks every page.
+   */
   startFullPass(): number {
+    this.source.collectDirtyLog?.();
     let pages = 0;
     for (const s of this.slabs) {
       const k = kernelsOf(s).raw;

@@ -2,6 +2,7 @@
 // readable summary for operators. Both sides write one; the source's is the authoritative account of
 // the switchover, the destination's of what it received and how long the guest waited on faults.
 
+import { ErrorCode, type MemshiftError } from '../errors.js';
 import type { MigrationMode } from '../protocol/constants.js';
 import type { Action, RuleName } from './convergence.js';
 import { emptyCounts, type EncodingCounts, type IterationRecord } from './metrics.js';
@@ -77,14 +78,104 @@ export interface Report {
   cpuMs: { user: number; system: number } | null;
 }
 
-/** A report with nothing happened yet (outcome 'failed' until a driver says otherwise). */
-export function emptyReport(role: 'source' | 'destination', mode: MigrationMode): Report {
+/**
+ * The times of a switchover as the source measured them, plus the destination's own figures from
+ * RESUMED. `pausedAt` and `resumedAt` are performance.now() instants: the downtime is between them.
+ */
+export interface SwitchoverTimes {
+  pausedAt: number;
+  resumedAt: number;
+  pauseMs: number;
+  finalPagesMs: number;
+  finalPages: number;
+  deviceStateMs: number;
+  destination: { applyMs: number; digestMs: number; resumeMs: number };
+}
+
+/** The one place a downtime is split into its parts; what no part accounts for is `otherMs`. */
+export function downtimeBreakdown(t: SwitchoverTimes): DowntimeBreakdown {
+  const downtimeMs = t.resumedAt - t.pausedAt;
+  const accounted = t.pauseMs + t.finalPagesMs + t.deviceStateMs + t.destination.applyMs + t.destination.digestMs + t.destination.resumeMs;
   return {
-    role, mode, outcome: 'failed', error: null, totalTimeMs: 0, downtimeMs: null, downtimeBreakdown: null, setupTimeMs: 0,
-    bytesTransferred: 0, pagesTransferred: 0, pagesByEncoding: emptyCounts(), iterations: [], converged: false,
-    switchoverReason: null, predictedDowntimeMs: null, throttlePercent: 0, guestSteps: 0, digest: hex64(0n),
-    throughputGBps: 0, postcopy: null, prealloc: null, contentDigest: null, cpuMs: null,
+    pauseMs: t.pauseMs, finalPagesMs: t.finalPagesMs, finalPages: t.finalPages, deviceStateMs: t.deviceStateMs,
+    destinationApplyMs: t.destination.applyMs, digestCheckMs: t.destination.digestMs, resumeMs: t.destination.resumeMs,
+    otherMs: Math.max(0, downtimeMs - accounted),
   };
+}
+
+/** The destination's share of a downtime: all it can see of it (it never sees the pause). */
+export function destinationDowntime(d: { applyMs: number; digestMs: number; resumeMs: number }): DowntimeBreakdown {
+  return {
+    pauseMs: 0, finalPagesMs: 0, finalPages: 0, deviceStateMs: 0, destinationApplyMs: d.applyMs,
+    digestCheckMs: d.digestMs, resumeMs: d.resumeMs, otherMs: 0,
+  };
+}
+
+/** How a run ended, as far as the report is concerned. */
+export interface Ending {
+  outcome: Outcome;
+  error: MemshiftError | null;
+}
+
+/**
+ * What one run measured, written by the phases of either side as they go. `assembleReport` turns it
+ * into the Report once, at the end; nothing else builds a Report.
+ */
+export interface RunRecord {
+  role: 'source' | 'destination';
+  mode: MigrationMode;
+  startedAt: number;
+  cpuAtStart: NodeJS.CpuUsage;
+  setupTimeMs: number;
+  bytesTransferred: number;
+  pagesTransferred: number;
+  pagesByEncoding: EncodingCounts;
+  iterations: IterationRecord[];
+  switchoverReason: Report['switchoverReason'];
+  converged: boolean;
+  predictedDowntimeMs: number | null;
+  /** Source: the switchover's times. */
+  switchover: SwitchoverTimes | null;
+  /** Destination: its share of the downtime (it cannot see the pause). */
+  destinationDowntime: DowntimeBreakdown | null;
+  postcopy: PostcopyStats | null;
+  prealloc: Report['prealloc'];
+  throttlePercent: number;
+  guestSteps: number;
+  digest: bigint;
+}
+
+export function startRecord(role: 'source' | 'destination', mode: MigrationMode): RunRecord {
+  return {
+    role, mode, startedAt: performance.now(), cpuAtStart: process.cpuUsage(), setupTimeMs: 0, bytesTransferred: 0,
+    pagesTransferred: 0, pagesByEncoding: emptyCounts(), iterations: [], switchoverReason: null, converged: false,
+    predictedDowntimeMs: null, switchover: null, destinationDowntime: null, postcopy: null, prealloc: null,
+    throttlePercent: 0, guestSteps: 0, digest: 0n,
+  };
+}
+
+/** The report of a finished run. */
+export function assembleReport(r: RunRecord, end: Ending): Report {
+  const totalTimeMs = performance.now() - r.startedAt;
+  const cpu = process.cpuUsage(r.cpuAtStart);
+  return {
+    role: r.role, mode: r.mode, outcome: end.outcome, error: end.error === null ? null : { code: end.error.code, message: end.error.message },
+    totalTimeMs,
+    downtimeMs: r.switchover === null ? null : r.switchover.resumedAt - r.switchover.pausedAt,
+    downtimeBreakdown: r.switchover === null ? r.destinationDowntime : downtimeBreakdown(r.switchover),
+    setupTimeMs: r.setupTimeMs, bytesTransferred: r.bytesTransferred, pagesTransferred: r.pagesTransferred,
+    pagesByEncoding: { ...r.pagesByEncoding }, iterations: r.iterations, converged: r.converged,
+    switchoverReason: r.switchoverReason, predictedDowntimeMs: r.predictedDowntimeMs, throttlePercent: r.throttlePercent,
+    guestSteps: r.guestSteps, digest: hex64(r.digest),
+    throughputGBps: totalTimeMs > 0 ? r.bytesTransferred / totalTimeMs / 1e6 : 0,
+    postcopy: r.postcopy, prealloc: r.prealloc, contentDigest: null,
+    cpuMs: { user: cpu.user / 1000, system: cpu.system / 1000 },
+  };
+}
+
+/** The outcome a failure error stands for when the run did not reach a more specific end. */
+export function failureOutcome(error: MemshiftError): Outcome {
+  return error.code === ErrorCode.CANCELLED ? 'cancelled' : 'failed';
 }
 
 export function hex64(v: bigint): string {

@@ -11,7 +11,7 @@ import { BatchApplier } from '../../src/migration/destination/apply.js';
 import { PushPlanner } from '../../src/migration/source/push-planner.js';
 import { encodeBatchFrame } from '../../src/protocol/page-batch.js';
 import { PageEncoding } from '../../src/protocol/constants.js';
-import { missingPagesFrames } from '../../src/migration/source/postcopy.js';
+import { missingPagesFrames } from '../../src/migration/source/phases/postcopy.js';
 import { decodeMissingPages } from '../../src/protocol/control.js';
 
 const PAGE = 4096;

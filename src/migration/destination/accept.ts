@@ -1,7 +1,8 @@
 // Waiting for a migration on the destination: accepts connections, checks each one's preface and
 // HELLO on a small buffer, and hands the first acceptable one to a Session (driver.ts). A connection
-// that fails the handshake (not memshift, wrong version, a guest this host cannot hold) is logged and
-// dropped, and the wait goes on; one that arrives during a session is turned away.
+// that fails the handshake (not memshift, wrong version, a guest this host cannot hold, a guest the
+// integrator's createTarget refuses) is logged and dropped, and the wait goes on; one that arrives
+// during a session is turned away. Once a session got past setup, its end ends the wait.
 
 import type net from 'node:net';
 import { totalmem } from 'node:os';
@@ -11,8 +12,8 @@ import { ChannelRole, FrameType, Limits } from '../../protocol/constants.js';
 import { decodeHello } from '../../protocol/handshake.js';
 import { frameTypeName } from '../../protocol/frame.js';
 import { Channel } from '../../transport/channel.js';
-import { emptyReport } from '../report.js';
-import { Session, type DestinationOptions, type DestinationResult } from './driver.js';
+import { assembleReport, startRecord } from '../report.js';
+import { Session, type DestinationOptions, type DestinationResult, type SessionEnd } from './driver.js';
 
 /** Waits on `server` for one migration and receives it. Always resolves with a report. */
 export function receiveMigration(server: net.Server, options: DestinationOptions): Promise<DestinationResult> {
@@ -44,7 +45,14 @@ export function receiveMigration(server: net.Server, options: DestinationOptions
           const hello = decodeHello(frame.buf, frame.bodyOffset, frame.bodyLength);
           if (hello.role !== ChannelRole.BULK) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `no session ${Buffer.from(hello.session).toString('hex')} to attach a ${hello.role === ChannelRole.URGENT ? 'urgent' : 'bulk'} channel to`);
           checkRegions(hello.regions, options.maxGuestBytes ?? totalmem());
-          session = new Session(channel, hello, options, (result) => finish(result));
+          session = new Session(channel, hello, options, (end: SessionEnd) => {
+            if (end.accepted || options.signal?.aborted) {
+              finish(end.result);
+              return;
+            }
+            log(`rejected migration from ${peer}: ${end.result.report.error?.code}: ${end.result.report.error?.message}`);
+            session = null;
+          });
         },
         onClosed: (error) => {
           clearTimeout(timer);
@@ -54,7 +62,10 @@ export function receiveMigration(server: net.Server, options: DestinationOptions
     };
     server.on('connection', onConnection);
     options.signal?.addEventListener('abort', () => {
-      if (session === null) finish({ report: { ...emptyReport('destination', 'live'), outcome: 'cancelled', error: { code: ErrorCode.CANCELLED, message: 'cancelled while waiting for a migration' } }, target: null });
+      if (session === null) {
+        const cancelled = new MemshiftError(ErrorCode.CANCELLED, 'cancelled while waiting for a migration');
+        finish({ report: assembleReport(startRecord('destination', 'live'), { outcome: 'cancelled', error: cancelled }), target: null });
+      }
       else session.cancel();
     }, { once: true });
   });

@@ -1,345 +1,160 @@
-// The destination's driver: accepts connections, runs the handshake, allocates the target memory,
-// receives and applies pages, and resumes the guest when the source switches over. All decisions go
-// through stepDest (machine.ts); this file does the I/O.
+// The destination's driver. Its input arrives on its own schedule (frames from the socket, a phase
+// finishing, the fault thread's messages), so the loop is turned inside out: every input becomes one
+// event, `dispatch` steps the machine (machine.ts) with it, and entering a state runs that state's
+// phase (phases/*.ts), whose result is dispatched in turn. Frames are dispatched synchronously, in the
+// order they arrived, so what a state may receive is checked before the next frame is looked at.
 //
-//   accept ─► preface + HELLO (small buffer) ─► allocate target, [pre-touch] ─► receive into arena
-//   ─► HELLO_ACK ─► PAGE_BATCH* ITERATION_END … DEVICE_STATE SWITCHOVER ─► digest check ─► load state
-//   ─► resume ─► RESUMED ─► COMPLETE
+//   frame | phase result | fault-thread message ─► dispatch(e): s = step(s, e); if s is new: enter(s)
+//   enter: setup, switching, postcopy-switching, postcopy-confirming ─► phase ─► dispatch(result)
+//          completed, failed, postcopy-paused ─► settle and report (once)
 //
-// Accepting connections and the handshake's first checks live in accept.ts. Once a session is past
-// the handshake, its failure ends the wait: the guest is never started from a partial copy.
+// Accepting connections and the handshake's first checks live in accept.ts.
 
 import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
-import { sessionDigest, type Slab } from '../../memory/slab.js';
-import type { MemoryTarget, Region } from '../../memory/types.js';
-import { Capability, FrameType, Limits, SwitchoverMode } from '../../protocol/constants.js';
-import { decodeIterationEnd, decodeSwitchover, encodeResumed, decodeError, peerError, decodeComplete, decodeMissingPages, encodePostcopyDone, type Switchover } from '../../protocol/control.js';
-import { encodeHelloAck, type Hello } from '../../protocol/handshake.js';
-import { frameTypeName } from '../../protocol/frame.js';
+import { sessionDigest } from '../../memory/slab.js';
+import type { Hello } from '../../protocol/handshake.js';
 import type { Frame } from '../../protocol/frame-reader.js';
-import { Channel } from '../../transport/channel.js';
-import { viewsOf } from '../../wasm/views.js';
-import { throttledProgress, type Progress } from '../progress.js';
-import { emptyReport, hex64, type Report } from '../report.js';
-import { BatchApplier } from './apply.js';
-import { isFinalDest, stepDest, type DestState } from './machine.js';
-import { FaultClient } from './postcopy.js';
+import type { Channel } from '../../transport/channel.js';
 import { BoardState } from '../postcopy-board.js';
+import { assembleReport, failureOutcome, type Ending } from '../report.js';
+import { isFinalDest, stepDest, type DestEvent, type DestState } from './machine.js';
+import { confirmPostcopy, postcopyStats, runPostcopySwitchover } from './phases/postcopy.js';
+import { receiveFrame } from './phases/receive.js';
+import { runSetup } from './phases/setup.js';
+import { runSwitchover } from './phases/switchover.js';
+import { DestinationRun, type DestinationOptions, type DestinationResult } from './run.js';
 
-export interface DestinationOptions {
-  /** Allocates memory for the regions a source announced; throws MS_ERR_INVALID_ARGUMENT to refuse them. */
-  createTarget(regions: readonly Region[]): MemoryTarget;
-  /** Touch every page of the target before acknowledging the handshake (like -mem-prealloc). */
-  prealloc: boolean;
-  handshakeTimeoutMs: number;
-  /** Largest guest this destination accepts, in bytes (default: physical memory). */
-  maxGuestBytes?: number;
-  signal?: AbortSignal;
-  onProgress?: (p: Progress) => void;
-  onLog?: (line: string) => void;
-}
+export type { DestinationOptions, DestinationResult } from './run.js';
+export { pretouch } from './phases/setup.js';
 
-export interface DestinationResult {
-  report: Report;
-  /** The received guest (running after a completed migration), or null when none was accepted. */
-  target: MemoryTarget | null;
-}
-
-const OUR_CAPABILITIES = Capability.XBZRLE | Capability.LZ4 | Capability.POSTCOPY;
-/** Scratch slot of the destination's main thread. */
-const MAIN_AGENT = 0;
-
-/** Touches every RAM page once so that receiving does not pay the host's first-write cost. */
-export function pretouch(slabs: readonly Slab[]): void {
-  for (const s of slabs) {
-    const { i32 } = viewsOf(s.memory);
-    const words = s.layout.pageSize >>> 2;
-    const base = s.layout.ram >>> 2;
-    for (let p = 0; p < s.pageCount; p++) i32[base + p * words] = 0;
-  }
+/** How a session ended: its result, and whether it got past setup (a refused guest does not end the wait). */
+export interface SessionEnd {
+  result: DestinationResult;
+  accepted: boolean;
 }
 
 /** One accepted migration, from HELLO to completion. */
 export class Session {
   private state: DestState = { kind: 'awaiting-hello' };
-  private readonly report: Report;
-  private readonly t0 = performance.now();
-  private readonly cpu0 = process.cpuUsage();
-  private target: MemoryTarget | null = null;
-  private applier: BatchApplier | null = null;
-  private deviceState: Uint8Array | null = null;
-  /** Time spent applying batches in the current pass and in the last completed one. */
-  private passApplyMs = 0;
-  private lastPassApplyMs = 0;
+  private readonly run: DestinationRun;
+  private accepted = false;
   private done = false;
-  private readonly progress;
-  private lastIterationEnd = 0;
-  private faults: FaultClient | null = null;
-  private tResume = 0;
 
   constructor(
     private readonly channel: Channel,
-    hello: Hello,
-    private readonly options: DestinationOptions,
-    private readonly finish: (r: DestinationResult) => void,
+    private readonly hello: Hello,
+    options: DestinationOptions,
+    private readonly finish: (end: SessionEnd) => void,
   ) {
-    this.report = emptyReport('destination', hello.mode);
-    this.progress = throttledProgress(options.onProgress);
-    this.state = stepDest(this.state, { type: 'hello', mode: hello.mode });
-    this.channel.setHandlers({ onFrame: (f) => this.onFrame(f), onClosed: (e) => this.onClosed(e) });
-    this.start(hello).catch((err) => this.fail(toMemshiftError(err, ErrorCode.HANDSHAKE_REJECTED, 'destination setup')));
+    this.run = new DestinationRun(channel, options, hello.mode);
+    channel.setHandlers({
+      onFrame: (f) => this.onFrame(f),
+      onClosed: (e) => this.dispatch({ type: 'closed', error: e ?? new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${channel.peer} closed the connection during ${channel.phase}`) }),
+    });
+    this.dispatch({ type: 'hello', mode: hello.mode });
   }
 
-  private log(line: string): void {
-    this.options.onLog?.(line);
-  }
-
-  private async start(hello: Hello): Promise<void> {
-    this.channel.phase = 'setup';
-    const target = this.options.createTarget(hello.regions);
-    this.target = target;
-    const slabs = target.regions.flatMap((r) => [...target.slabsOf(r.id)]);
-    if (this.options.prealloc) {
-      const t = performance.now();
-      pretouch(target.slabsOf(target.regions[0].id));
-      this.report.prealloc = { enabled: true, ms: performance.now() - t };
-    } else {
-      this.report.prealloc = { enabled: false, ms: 0 };
-    }
-    let capabilities = hello.capabilities & OUR_CAPABILITIES;
-    if ((capabilities & Capability.POSTCOPY) !== 0) {
-      if (target.enablePageGate === undefined) capabilities &= ~Capability.POSTCOPY;
-      else this.faults = await FaultClient.start(target, target.regions[0].id, hello.session, this.channel.localHost);
-    }
-    this.applier = new BatchApplier(target, capabilities, MAIN_AGENT);
-    const receive = slabs[0];
-    this.channel.switchReceiveBuffer(new Uint8Array(receive.memory.buffer, receive.layout.arena, receive.layout.arenaBytes), Limits.MAX_FRAME_BODY_BYTES);
-    this.channel.phase = 'pre-copy';
-    this.report.setupTimeMs = performance.now() - this.t0;
-    await this.channel.send(encodeHelloAck({ session: hello.session, capabilities, urgentPort: this.faults?.port ?? 0 }));
-    this.log(`accepted ${hello.mode} migration from ${this.channel.peer}: ${hello.regions.map((r) => `${r.name} ${r.pageCount}×${r.pageSize}`).join(', ')}`);
-  }
-
+  /** Throws on a frame the state cannot take; the channel then fails, which dispatches `closed`. */
   private onFrame(frame: Frame): void {
     if (this.done) return;
-    switch (frame.type) {
-      case FrameType.PAGE_BATCH: {
-        if (this.applier === null) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'PAGE_BATCH before the handshake finished');
-        this.state = stepDest(this.state, { type: 'batch' });
-        const t = performance.now();
-        const before = this.applier.totals.pages;
-        this.applier.apply(frame.buf, frame.bodyOffset, frame.bodyLength, frame.checkedLength);
-        this.passApplyMs += performance.now() - t;
-        if (this.state.kind === 'postcopy') this.faults!.addBulk(this.applier.totals.pages - before);
-        this.progress(() => this.snapshot());
+    const event = receiveFrame(this.run, this.state, frame);
+    if (event !== null) this.dispatch(event);
+  }
+
+  private dispatch(event: DestEvent): void {
+    if (this.done) return;
+    const before = this.state;
+    try {
+      this.state = stepDest(before, event);
+    } catch (err) {
+      this.state = stepDest(before, { type: 'error', error: toMemshiftError(err, ErrorCode.UNEXPECTED_MESSAGE, 'destination') });
+    }
+    if (this.state.kind !== before.kind) this.enter(this.state);
+  }
+
+  /** Runs the phase of a state just entered; its result (or failure) is the next event. */
+  private enter(s: DestState): void {
+    switch (s.kind) {
+      case 'setup':
+        this.phase(runSetup(this.run, this.hello).then((e) => {
+          this.run.urgent?.listen({
+            onAllPresent: () => this.dispatch({ type: 'all-present' }),
+            onLost: (error) => this.dispatch({ type: 'error', error }),
+          });
+          return e;
+        }), ErrorCode.HANDSHAKE_REJECTED);
         return;
-      }
-      case FrameType.ITERATION_END: {
-        const m = decodeIterationEnd(frame.buf, frame.bodyOffset, frame.bodyLength);
-        this.state = stepDest(this.state, { type: 'iteration-end', iteration: m.iteration });
-        this.lastIterationEnd = m.iteration;
-        this.lastPassApplyMs = this.passApplyMs;
-        this.passApplyMs = 0;
-        this.channel.phase = `pre-copy pass ${m.iteration + 1}`;
-        this.progress(() => this.snapshot(), true);
+      case 'receiving':
+        this.accepted = true;
         return;
-      }
-      case FrameType.DEVICE_STATE: {
-        const body = frame.buf.slice(frame.bodyOffset, frame.bodyOffset + frame.bodyLength);
-        this.target!.checkState(body);
-        this.state = stepDest(this.state, { type: 'device-state' });
-        this.deviceState = body;
+      case 'switching':
+        this.phase(runSwitchover(this.run, s.order), ErrorCode.UNEXPECTED_MESSAGE);
         return;
-      }
-      case FrameType.MISSING_PAGES: {
-        if (this.faults === null || this.state.kind !== 'receiving') throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'MISSING_PAGES outside a post-copy switchover');
-        const m = decodeMissingPages(frame.buf, frame.bodyOffset, frame.bodyLength);
-        const region = this.target!.regions.find((r) => r.id === m.regionId);
-        if (region === undefined) throw new MemshiftError(ErrorCode.BATCH_REGION_UNKNOWN, `MISSING_PAGES names region ${m.regionId}`, { regionId: m.regionId });
-        this.faults.markMissing(region, this.target!.slabsOf(region.id), m);
+      case 'postcopy-switching':
+        this.phase(runPostcopySwitchover(this.run, s.order), ErrorCode.UNEXPECTED_MESSAGE);
         return;
-      }
-      case FrameType.SWITCHOVER: {
-        const m = decodeSwitchover(frame.buf, frame.bodyOffset, frame.bodyLength);
-        const postcopy = m.mode === SwitchoverMode.POSTCOPY;
-        if (postcopy && this.faults === null) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'post-copy SWITCHOVER without a negotiated post-copy');
-        this.state = stepDest(this.state, { type: 'switchover', postcopy });
-        this.channel.phase = postcopy ? 'post-copy switchover' : 'switchover';
-        const run = postcopy ? this.postcopy(m) : this.switchover(m);
-        run.catch((err) => this.fail(toMemshiftError(err, ErrorCode.UNEXPECTED_MESSAGE, 'switchover')));
+      case 'postcopy-confirming':
+        this.phase(confirmPostcopy(this.run), ErrorCode.UNEXPECTED_MESSAGE);
         return;
-      }
-      case FrameType.COMPLETE: {
-        decodeComplete(frame.buf, frame.bodyOffset, frame.bodyLength);
-        this.state = stepDest(this.state, { type: 'complete' });
-        if (this.state.kind === 'completed') this.end();
+      case 'completed':
+      case 'failed':
+      case 'postcopy-paused':
+        this.end(s);
         return;
-      }
-      case FrameType.ERROR: {
-        const err = peerError(decodeError(frame.buf, frame.bodyOffset, frame.bodyLength), this.channel.peer);
-        this.fail(err);
-        return;
-      }
       default:
-        throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `${frameTypeName(frame.type)} is not expected from a source`, { frameType: frame.type });
+        this.run.progress(() => this.run.snapshot(s.kind), true);
     }
   }
 
-  private async switchover(m: Switchover): Promise<void> {
-    const target = this.target!;
-    // The final pass (stop-and-copy) is the last one that ended: its apply time is our share of downtime.
-    const applyMs = this.lastPassApplyMs + this.passApplyMs;
-    const tDigest = performance.now();
-    const digest = sessionDigest(target);
-    if (digest !== m.digest) {
-      throw new MemshiftError(ErrorCode.DIGEST_MISMATCH, `memory digest ${hex64(digest)} differs from the source's ${hex64(m.digest)}: not resuming`);
-    }
-    const digestMs = performance.now() - tDigest;
-    if (this.faults !== null) {
-      // Post-copy was negotiated but not used: every page is here.
-      this.faults.openGate();
-      await this.faults.stop();
-    }
-    const tState = performance.now();
-    target.loadState(this.deviceState!);
-    const stateMs = performance.now() - tState;
-    const tResume = performance.now();
-    await target.resume();
-    const resumeMs = performance.now() - tResume;
-    this.state = stepDest(this.state, { type: 'resumed' });
-    this.report.digest = hex64(digest);
-    this.report.downtimeBreakdown = {
-      pauseMs: 0, finalPagesMs: 0, finalPages: 0, deviceStateMs: 0, destinationApplyMs: applyMs,
-      digestCheckMs: digestMs, resumeMs: resumeMs + stateMs, otherMs: 0,
-    };
-    this.channel.phase = 'completion';
-    await this.channel.send(encodeResumed({
-      digest, pagesReceived: this.applier!.totals.pages, applyMs, stateMs, digestMs, resumeMs,
-    }));
-  }
-
-  /** Post-copy: check what is here, resume at once, then wait until every missing page arrived. */
-  private async postcopy(m: Switchover): Promise<void> {
-    const target = this.target!;
-    const faults = this.faults!;
-    const tDigest = performance.now();
-    const digest = sessionDigest(target);
-    if (digest !== m.digest) {
-      throw new MemshiftError(ErrorCode.DIGEST_MISMATCH, `memory digest ${hex64(digest)} differs from the source's ${hex64(m.digest)} before post-copy: not resuming`);
-    }
-    const digestMs = performance.now() - tDigest;
-    faults.begin(m.missingPages);
-    await faults.waitConnected(10_000);
-    if (faults.complete) faults.openGate();
-    const tState = performance.now();
-    target.loadState(this.deviceState!);
-    const stateMs = performance.now() - tState;
-    this.applier!.claim = true;
-    const tResume = performance.now();
-    await target.resume();
-    this.tResume = performance.now();
-    const resumeMs = this.tResume - tResume;
-    this.report.downtimeBreakdown = {
-      pauseMs: 0, finalPagesMs: 0, finalPages: 0, deviceStateMs: 0, destinationApplyMs: 0, digestCheckMs: digestMs, resumeMs: resumeMs + stateMs, otherMs: 0,
-    };
-    this.channel.phase = 'post-copy';
-    await this.channel.send(encodeResumed({ digest, pagesReceived: this.applier!.totals.pages, applyMs: 0, stateMs, digestMs, resumeMs }));
-    this.log(`guest resumed in post-copy with ${m.missingPages} pages still on the source`);
-    await faults.waitUntilDone();
-    if (this.done) return;
-    if (!faults.complete) {
-      this.onClosed(new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${this.channel.peer}: urgent channel lost during post-copy`, { peer: this.channel.peer, phase: 'post-copy' }));
-      return;
-    }
-    faults.openGate();
-    const postcopyMs = performance.now() - this.tResume;
-    const final = sessionDigest(target);
-    const lat = faults.latencyUs();
-    const stats = faults.stats();
-    this.report.postcopy = {
-      faults: stats.faults, faultLatencyUs: lat, pagesRequested: stats.requested, pagesPushed: stats.bulk, postcopyTimeMs: postcopyMs,
-      pagesAnswered: stats.urgent, duplicates: stats.duplicates, pushedBeforeFirstAnswer: stats.bulkAtFirstAnswer,
-    };
-    this.report.digest = hex64(final);
-    this.state = stepDest(this.state, { type: 'all-present' });
-    await this.channel.send(encodePostcopyDone({
-      digest: final, pagesReceived: this.applier!.totals.pages, faults: stats.faults,
-      faultP50Us: lat.p50, faultP99Us: lat.p99, faultMaxUs: lat.max, postcopyMs,
-    }));
-    await faults.stop();
-    if (this.state.kind === 'completed') this.end();
-  }
-
-  private snapshot(): Progress {
-    const t = this.applier?.totals;
-    return {
-      role: 'destination', phase: this.state.kind, iteration: this.lastIterationEnd + 1, remainingPages: 0, pagesReceived: t?.pages ?? 0,
-      dirtyRate: 0, bandwidth: (this.channel.bytesReceived * 1000) / Math.max(1, performance.now() - this.t0), expectedDowntimeMs: 0,
-      bytesTransferred: this.channel.bytesReceived, elapsedMs: performance.now() - this.t0, throttlePercent: 0,
-    };
-  }
-
-  private onClosed(error: MemshiftError | null): void {
-    if (this.done) return;
-    const err = error ?? new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${this.channel.peer} closed the connection during ${this.channel.phase}`);
-    this.state = stepDest(this.state, { type: 'closed', error: err });
-    if (this.state.kind === 'postcopy-paused') {
-      // The only complete copy is split across both hosts: keep every page, leave the vCPU blocked.
-      void this.faults?.stop(BoardState.LINK_LOST);
-      this.channel.destroy();
-    }
-    if (this.state.kind === 'completed') this.log(`${this.channel.peer} closed without confirming it released the guest; the guest runs here`);
-    this.end();
-  }
-
-  private fail(err: MemshiftError): void {
-    if (this.done) return;
-    if (!isFinalDest(this.state)) this.state = stepDest(this.state, { type: 'error', error: err });
-    if (this.state.kind === 'postcopy-paused') void this.faults?.stop(BoardState.LINK_LOST);
-    else void this.faults?.stop();
-    this.channel.fail(err);
-    this.end();
+  private phase(p: Promise<DestEvent | null>, fallback: typeof ErrorCode.UNEXPECTED_MESSAGE | typeof ErrorCode.HANDSHAKE_REJECTED): void {
+    p.then(
+      (e) => { if (e !== null) this.dispatch(e); },
+      (err) => this.dispatch({ type: 'error', error: toMemshiftError(err, fallback, `destination ${this.state.kind}`) }),
+    );
   }
 
   cancel(): void {
-    this.fail(new MemshiftError(ErrorCode.CANCELLED, `migration cancelled during ${this.channel.phase}`));
+    this.dispatch({ type: 'error', error: new MemshiftError(ErrorCode.CANCELLED, `migration cancelled during ${this.channel.phase}`) });
   }
 
-  private end(): void {
-    if (this.done) return;
+  /** Settles the guest and the link as the final state says, then reports, once. */
+  private end(s: DestState): void {
+    if (this.done || !isFinalDest(s)) return;
     this.done = true;
-    const r = this.report;
-    const t = this.applier?.totals;
-    r.totalTimeMs = performance.now() - this.t0;
-    const cpu = process.cpuUsage(this.cpu0);
-    r.cpuMs = { user: cpu.user / 1000, system: cpu.system / 1000 };
-    r.bytesTransferred = this.channel.bytesReceived;
-    r.pagesTransferred = t?.pages ?? 0;
-    if (t) r.pagesByEncoding = { ...t.counts };
-    r.throughputGBps = r.totalTimeMs > 0 ? r.bytesTransferred / r.totalTimeMs / 1e6 : 0;
-    const s = this.state;
-    if (s.kind === 'completed') {
-      r.outcome = 'completed';
-      r.converged = true;
+    const run = this.run;
+    if (s.kind === 'postcopy-paused') {
+      // The only complete copy is split across both hosts: keep every page, leave the vCPU blocked.
+      void run.urgent?.stop(BoardState.LINK_LOST);
+      this.channel.destroy();
     } else if (s.kind === 'failed') {
-      r.outcome = s.error.code === ErrorCode.CANCELLED ? 'cancelled' : 'failed';
-      r.error = { code: s.error.code, message: s.error.message };
-    } else if (s.kind === 'postcopy-paused') {
-      r.outcome = 'paused';
-      r.error = { code: ErrorCode.POSTCOPY_PAUSED, message: s.error.message };
+      void run.urgent?.stop();
+      this.channel.fail(s.error);
+    } else if (s.kind === 'completed' && !s.confirmed) {
+      run.log(`${this.channel.peer} did not confirm it released the guest; the guest runs here`);
     }
-    if (this.target !== null && r.digest === hex64(0n)) r.digest = hex64(sessionDigest(this.target));
-    if (this.faults !== null && r.postcopy === null && this.tResume > 0) {
-      const stats = this.faults.stats();
-      r.postcopy = {
-        faults: stats.faults, faultLatencyUs: this.faults.latencyUs(), pagesRequested: stats.requested, pagesPushed: stats.bulk,
-        postcopyTimeMs: performance.now() - this.tResume, pagesAnswered: stats.urgent, duplicates: stats.duplicates,
-        pushedBeforeFirstAnswer: stats.bulkAtFirstAnswer,
-      };
-    }
-    this.progress(() => this.snapshot(), true);
-    if (this.state.kind !== 'completed') this.channel.destroy();
-    this.finish({ report: r, target: this.target });
+    const r = run.record;
+    const totals = run.applier?.totals;
+    r.bytesTransferred = this.channel.bytesReceived;
+    r.pagesTransferred = totals?.pages ?? 0;
+    if (totals) r.pagesByEncoding = { ...totals.counts };
+    r.converged = s.kind === 'completed';
+    if (run.target !== null && r.digest === 0n) r.digest = sessionDigest(run.target);
+    if (run.urgent !== null && r.postcopy === null && run.resumedAt > 0) r.postcopy = postcopyStats(run);
+    const report = assembleReport(r, ending(s));
+    run.progress(() => run.snapshot(report.outcome), true);
+    this.finish({ result: { report, target: run.target }, accepted: this.accepted });
   }
 }
 
+function ending(s: DestState): Ending {
+  switch (s.kind) {
+    case 'completed':
+      return { outcome: 'completed', error: null };
+    case 'failed':
+      return { outcome: failureOutcome(s.error), error: s.error };
+    case 'postcopy-paused':
+      return { outcome: 'paused', error: new MemshiftError(ErrorCode.POSTCOPY_PAUSED, s.error.message) };
+    default:
+      throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `the destination ended in ${s.kind}, which is not final`);
+  }
+}

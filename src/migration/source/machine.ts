@@ -1,54 +1,79 @@
-// The source's migration state machine: data plus one `step`. The driver (driver.ts) does all I/O
-// and feeds events in; `step` decides where that leads and nothing else.
+// The source's migration state machine: data plus one `step`. Each state carries what its phase
+// needs; the driver (driver.ts) runs the phase of the current state (phases/*.ts, all the I/O) and
+// feeds the event it returns back in. `step` alone decides what comes next: which phase a mode starts
+// in, when pre-copy ends, and what a failure means for the guest.
 //
 // ```mermaid
 // stateDiagram-v2
 //   [*] --> setup
 //   setup --> precopy: handshake-done (live, hybrid)
-//   setup --> stop_and_copy: handshake-done (cold, warm: guest already paused)
-//   setup --> postcopy: handshake-done (postcopy: guest paused)
+//   setup --> stop_and_copy: handshake-done (cold, warm: one pass, guest paused)
+//   setup --> postcopy_switching: handshake-done (postcopy)
 //   precopy --> precopy: iteration-done / continue, throttle
 //   precopy --> stop_and_copy: iteration-done / switchover
-//   precopy --> postcopy: iteration-done / postcopy
+//   precopy --> postcopy_switching: iteration-done / postcopy (only if negotiated)
 //   precopy --> aborted: iteration-done / abort
 //   stop_and_copy --> awaiting_resume: switchover-sent
-//   awaiting_resume --> completed: resumed
-//   postcopy --> completed: postcopy-done
-//   setup --> failed: failed
-//   precopy --> failed: failed
-//   stop_and_copy --> failed: failed
-//   awaiting_resume --> in_doubt: failed (the destination may already run the guest)
+//   awaiting_resume --> releasing: resumed
+//   postcopy_switching --> postcopy_switching: switchover-sent
+//   postcopy_switching --> postcopy_running: resumed
+//   postcopy_running --> releasing: postcopy-done
+//   releasing --> completed: released, failed (the guest runs on the destination either way)
+//   setup, precopy, stop_and_copy --> failed: failed, refused
+//   postcopy_switching --> failed: failed before SWITCHOVER was sent, refused
+//   postcopy_switching --> in_doubt: failed after SWITCHOVER was sent
+//   awaiting_resume --> in_doubt: failed
 //   awaiting_resume --> failed: refused (the destination said it will not resume)
-//   postcopy --> postcopy_paused: failed (pages split across hosts: keep everything)
+//   postcopy_running --> postcopy_paused: failed, refused (pages split across hosts: keep everything)
 // ```
 //
-// The safety rule lives here: a failure before SWITCHOVER was sent leaves the destination unable to
-// resume, so the source guest resumes (`failed`); a failure after it is `in-doubt` and the source guest
-// stays paused, because resuming it while the destination might run the same guest would fork it.
+// The safety rule lives here: until SWITCHOVER is sent the destination cannot resume, so a failure
+// resumes the source guest (`failed`); once it is sent, a lost link leaves the switchover `in-doubt`
+// and the source guest stays paused, because resuming it while the destination might run the same
+// guest would fork it. An explicit refusal (an ERROR frame before RESUMED) is certain: `failed`.
 
 import { ErrorCode, MemshiftError } from '../../errors.js';
+import type { MigrationMode } from '../../protocol/constants.js';
 import type { Decision } from '../convergence.js';
+
+/** What the source knows once SWITCHOVER is out: when the guest stopped, what the downtime went on so far, and the digest it announced. */
+export interface SwitchoverSent {
+  pausedAt: number;
+  pauseMs: number;
+  finalPagesMs: number;
+  finalPages: number;
+  deviceStateMs: number;
+  digest: bigint;
+}
 
 export type SourceState =
   | { kind: 'setup' }
-  | { kind: 'precopy'; iteration: number }
-  | { kind: 'stop-and-copy'; iteration: number }
-  | { kind: 'awaiting-resume'; iteration: number }
-  | { kind: 'postcopy'; iteration: number }
-  | { kind: 'completed' }
+  | { kind: 'precopy'; iteration: number; postcopyReady: boolean; throttlePercent: number; remainingHistory: readonly number[] }
+  /** `singlePass`: cold and warm send all memory once, paused, with nothing synced before. */
+  | { kind: 'stop-and-copy'; iteration: number; singlePass: boolean }
+  | { kind: 'awaiting-resume'; iteration: number; sent: SwitchoverSent }
+  /** Paused; missing pages, device state and SWITCHOVER go out (`sent` then set), then RESUMED is awaited. */
+  | { kind: 'postcopy-switching'; iteration: number; sent: SwitchoverSent | null }
+  /** The destination runs the guest; the rest of memory is pushed and fetched on faults. */
+  | { kind: 'postcopy-running'; iteration: number }
+  /** The destination runs the guest: release ours and confirm. */
+  | { kind: 'releasing' }
+  | { kind: 'completed'; confirmed: boolean }
   | { kind: 'aborted'; decision: Decision }
   | { kind: 'failed'; error: MemshiftError }
   | { kind: 'in-doubt'; error: MemshiftError }
   | { kind: 'postcopy-paused'; error: MemshiftError };
 
 export type SourceEvent =
-  | { type: 'handshake-done'; start: 'precopy' | 'stop-and-copy' | 'postcopy' }
-  | { type: 'iteration-done'; decision: Decision }
-  | { type: 'switchover-sent' }
+  | { type: 'handshake-done'; mode: MigrationMode; postcopy: boolean }
+  /** A pre-copy pass ended with `remaining` pages dirty; the policy decided. */
+  | { type: 'iteration-done'; decision: Decision; remaining: number }
+  | { type: 'switchover-sent'; sent: SwitchoverSent }
   | { type: 'resumed' }
   | { type: 'postcopy-done' }
+  | { type: 'released' }
   | { type: 'failed'; error: MemshiftError }
-  /** The destination answered the switchover with an ERROR: it did not and will not resume. */
+  /** The destination answered with an ERROR before resuming: it did not and will not run the guest. */
   | { type: 'refused'; error: MemshiftError };
 
 export function invalidTransition(state: { kind: string }, event: { type: string }): MemshiftError {
@@ -63,56 +88,102 @@ export function isFinal(s: SourceState): boolean {
   return s.kind === 'completed' || s.kind === 'aborted' || s.kind === 'failed' || s.kind === 'in-doubt' || s.kind === 'postcopy-paused';
 }
 
+/** True in the states where the destination may already run the guest (the source copy must stay paused). */
+export function destinationMayRun(s: SourceState): boolean {
+  return s.kind === 'in-doubt' || s.kind === 'postcopy-paused' || s.kind === 'completed';
+}
+
+function onFailure(state: SourceState, event: { type: 'failed' | 'refused'; error: MemshiftError }): SourceState {
+  const refused = event.type === 'refused';
+  switch (state.kind) {
+    case 'setup':
+    case 'precopy':
+    case 'stop-and-copy':
+      return { kind: 'failed', error: event.error };
+    case 'postcopy-switching':
+      return refused || state.sent === null ? { kind: 'failed', error: event.error } : { kind: 'in-doubt', error: event.error };
+    case 'awaiting-resume':
+      return refused ? { kind: 'failed', error: event.error } : { kind: 'in-doubt', error: event.error };
+    case 'postcopy-running':
+      return { kind: 'postcopy-paused', error: event.error };
+    case 'releasing':
+      // RESUMED arrived: the guest runs there; only our confirmation was lost.
+      return { kind: 'completed', confirmed: false };
+    case 'completed':
+    case 'aborted':
+    case 'failed':
+    case 'in-doubt':
+    case 'postcopy-paused':
+      throw invalidTransition(state, event);
+    default:
+      return assertNever(state);
+  }
+}
+
+function startPhase(mode: MigrationMode, postcopy: boolean): SourceState {
+  switch (mode) {
+    case 'cold':
+    case 'warm':
+      return { kind: 'stop-and-copy', iteration: 1, singlePass: true };
+    case 'postcopy':
+      if (!postcopy) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, 'a post-copy migration needs post-copy on both ends');
+      return { kind: 'postcopy-switching', iteration: 1, sent: null };
+    case 'live':
+    case 'hybrid':
+      if (mode === 'hybrid' && !postcopy) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, 'a hybrid migration needs post-copy on both ends');
+      return { kind: 'precopy', iteration: 1, postcopyReady: postcopy, throttlePercent: 0, remainingHistory: [] };
+    default:
+      return assertNever(mode);
+  }
+}
+
+function afterPass(state: Extract<SourceState, { kind: 'precopy' }>, event: Extract<SourceEvent, { type: 'iteration-done' }>): SourceState {
+  const next = state.iteration + 1;
+  const d = event.decision;
+  switch (d.action) {
+    case 'continue':
+      return { ...state, iteration: next, remainingHistory: [...state.remainingHistory, event.remaining] };
+    case 'throttle':
+      return { ...state, iteration: next, remainingHistory: [...state.remainingHistory, event.remaining], throttlePercent: d.throttlePercent ?? state.throttlePercent };
+    case 'switchover':
+      return { kind: 'stop-and-copy', iteration: next, singlePass: false };
+    case 'postcopy':
+      if (!state.postcopyReady) {
+        throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `the policy chose post-copy (${d.rule}) but post-copy was not negotiated`, { phase: state.kind });
+      }
+      return { kind: 'postcopy-switching', iteration: next, sent: null };
+    case 'abort':
+      return { kind: 'aborted', decision: d };
+    default:
+      return assertNever(d.action);
+  }
+}
+
 export function stepSource(state: SourceState, event: SourceEvent): SourceState {
-  if (event.type === 'refused') {
-    if (state.kind === 'awaiting-resume' || state.kind === 'stop-and-copy') return { kind: 'failed', error: event.error };
-    if (state.kind === 'postcopy') return { kind: 'postcopy-paused', error: event.error };
-    return stepSource(state, { type: 'failed', error: event.error });
-  }
-  if (event.type === 'failed') {
-    switch (state.kind) {
-      case 'setup':
-      case 'precopy':
-      case 'stop-and-copy':
-        return { kind: 'failed', error: event.error };
-      case 'awaiting-resume':
-        return { kind: 'in-doubt', error: event.error };
-      case 'postcopy':
-        return { kind: 'postcopy-paused', error: event.error };
-      default:
-        throw invalidTransition(state, event);
-    }
-  }
+  if (event.type === 'failed' || event.type === 'refused') return onFailure(state, event);
   switch (state.kind) {
     case 'setup':
       if (event.type !== 'handshake-done') throw invalidTransition(state, event);
-      return event.start === 'precopy' ? { kind: 'precopy', iteration: 1 } : { kind: event.start, iteration: 1 };
-    case 'precopy': {
+      return startPhase(event.mode, event.postcopy);
+    case 'precopy':
       if (event.type !== 'iteration-done') throw invalidTransition(state, event);
-      const next = state.iteration + 1;
-      switch (event.decision.action) {
-        case 'continue':
-        case 'throttle':
-          return { kind: 'precopy', iteration: next };
-        case 'switchover':
-          return { kind: 'stop-and-copy', iteration: next };
-        case 'postcopy':
-          return { kind: 'postcopy', iteration: next };
-        case 'abort':
-          return { kind: 'aborted', decision: event.decision };
-        default:
-          return assertNever(event.decision.action);
-      }
-    }
+      return afterPass(state, event);
     case 'stop-and-copy':
       if (event.type !== 'switchover-sent') throw invalidTransition(state, event);
-      return { kind: 'awaiting-resume', iteration: state.iteration };
+      return { kind: 'awaiting-resume', iteration: state.iteration, sent: event.sent };
     case 'awaiting-resume':
       if (event.type !== 'resumed') throw invalidTransition(state, event);
-      return { kind: 'completed' };
-    case 'postcopy':
+      return { kind: 'releasing' };
+    case 'postcopy-switching':
+      if (event.type === 'switchover-sent' && state.sent === null) return { ...state, sent: event.sent };
+      if (event.type === 'resumed' && state.sent !== null) return { kind: 'postcopy-running', iteration: state.iteration };
+      throw invalidTransition(state, event);
+    case 'postcopy-running':
       if (event.type !== 'postcopy-done') throw invalidTransition(state, event);
-      return { kind: 'completed' };
+      return { kind: 'releasing' };
+    case 'releasing':
+      if (event.type !== 'released') throw invalidTransition(state, event);
+      return { kind: 'completed', confirmed: true };
     case 'completed':
     case 'aborted':
     case 'failed':

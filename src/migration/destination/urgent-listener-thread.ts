@@ -1,19 +1,22 @@
-// The destination's fault thread (a worker): the urgent channel's end on this host. It listens on its
-// own port (announced in HELLO_ACK), accepts the source's urgent channel of the same session, then
-// turns each vCPU fault posted to the mailbox into a PAGE_REQUEST and writes each answer into guest
-// memory through the apply kernel, which sets the page's present bit and wakes the vCPU.
+// The destination's fault thread (a worker): the urgent channel's end on this host. It *listens* on
+// its own port (announced in HELLO_ACK), accepts the source's urgent connection of the same session,
+// then turns each vCPU fault posted to the mailbox into a PAGE_REQUEST for the faulting (region, page)
+// and writes each answer into guest memory through the apply kernel, which sets the page's present
+// bit and wakes the vCPU.
 //
 //   vCPU ─ mailbox (Atomics) ─► fault thread ─ PAGE_REQUEST ─► source fault thread
 //   vCPU ◄─ present bit + notify ─ apply kernel ◄─ PAGE_BATCH (one page) ─┘
 //
 // No message passing or task queue sits on this path: the thread waits on the mailbox with
-// Atomics.waitAsync and on its socket, and nothing else runs on it. It ends when the main thread
-// marks the board done, or marks the link lost itself when its channel breaks.
+// Atomics.waitAsync and on its socket, and nothing else runs on it. Control events go to the main
+// thread as messages: listening, connected, every missing page present, link lost. It ends when the
+// main thread marks the board done (or link lost).
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { ErrorCode, MemshiftError } from '../../errors.js';
+import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
 import { Mailbox, readFault } from '../../memory/page-gate.js';
+import { waitForChange } from '../../memory/shared-board.js';
 import type { Slab } from '../../memory/slab.js';
 import type { Region } from '../../memory/types.js';
 import { ChannelRole, FrameType, Limits } from '../../protocol/constants.js';
@@ -22,14 +25,12 @@ import { encodePageRequest } from '../../protocol/control.js';
 import { frameTypeName } from '../../protocol/frame.js';
 import { Channel } from '../../transport/channel.js';
 import { boundAddress, listen } from '../../transport/tcp.js';
-import { BoardState, DestBoard } from '../postcopy-board.js';
+import { BoardState, DestBoard, type FaultThreadMessage } from '../postcopy-board.js';
 import { BatchApplier } from './apply.js';
 
-export interface FaultClientData {
+export interface UrgentListenerData {
   slabs: Slab[];
   regions: Region[];
-  /** Region whose pages the vCPU faults on (RAM). */
-  regionId: number;
   session: Uint8Array;
   host: string;
   mailbox: SharedArrayBuffer;
@@ -39,23 +40,27 @@ export interface FaultClientData {
 /** Scratch slot of the fault thread on every slab. */
 export const FAULT_AGENT = 1;
 
-const data = workerData as FaultClientData;
+const data = workerData as UrgentListenerData;
 const board = new Int32Array(data.board);
 const mailbox = new Int32Array(data.mailbox);
 const memory = GuestMemory.fromSlabs(data.regions, data.slabs);
-const pageSize = memory.region(data.regionId).pageSize;
+const pageSize = Math.max(...data.regions.map((r) => r.pageSize));
 const maxBody = 16 + 16 + 2 * pageSize;
 
-function linkLost(): void {
-  if (Atomics.compareExchange(board, DestBoard.STATE, BoardState.RUNNING, BoardState.LINK_LOST) === BoardState.RUNNING) {
-    Atomics.notify(board, DestBoard.ARRIVED);
-  }
+function post(m: FaultThreadMessage): void {
+  parentPort!.postMessage(m);
+}
+
+function linkLost(cause: unknown): void {
+  if (Atomics.compareExchange(board, DestBoard.STATE, BoardState.RUNNING, BoardState.LINK_LOST) !== BoardState.RUNNING) return;
+  Atomics.notify(mailbox, Mailbox.FAULT_SEQ);
+  const e = toMemshiftError(cause, ErrorCode.CONNECTION_CLOSED, 'urgent channel');
+  post({ type: 'link-lost', code: e.code, message: e.message });
 }
 
 async function main(): Promise<void> {
   const server = await listen({ host: data.host, port: 0 });
-  Atomics.store(board, DestBoard.PORT, boundAddress(server).port);
-  parentPort!.postMessage({ port: boundAddress(server).port });
+  post({ type: 'listening', port: boundAddress(server).port });
   const channel = await new Promise<Channel>((resolve) => {
     server.on('connection', (socket) => {
       const ch = Channel.accept(socket, {
@@ -89,34 +94,32 @@ async function main(): Promise<void> {
       if (answered++ === 0) Atomics.store(board, DestBoard.BULK_AT_FIRST_ANSWER, Atomics.load(board, DestBoard.BULK));
       Atomics.add(board, DestBoard.URGENT, applied);
       Atomics.add(board, DestBoard.DUPLICATE, applier.totals.duplicates - dupBefore);
-      Atomics.add(board, DestBoard.ARRIVED, applied);
-      Atomics.notify(board, DestBoard.ARRIVED);
+      const arrived = Atomics.add(board, DestBoard.ARRIVED, applied) + applied;
+      const missing = Atomics.load(board, DestBoard.MISSING);
+      // This answer completed the set: the main thread checks its own writes the same way.
+      if (applied > 0 && missing > 0 && arrived >= missing && arrived - applied < missing) post({ type: 'all-present' });
     },
-    onClosed: () => linkLost(),
+    onClosed: (e) => linkLost(e ?? new MemshiftError(ErrorCode.CONNECTION_CLOSED, 'the source closed the urgent channel')),
   });
   await channel.send(encodeHelloAck({ session: data.session, capabilities: 0, urgentPort: 0 }));
-  Atomics.store(board, DestBoard.CONNECTED, 1);
-  Atomics.notify(board, DestBoard.CONNECTED);
+  post({ type: 'connected' });
 
   let seq = Atomics.load(mailbox, Mailbox.FAULT_SEQ);
   let requestId = 0;
   for (;;) {
     if (Atomics.load(board, DestBoard.STATE) !== BoardState.RUNNING) break;
-    const wait = Atomics.waitAsync(mailbox, Mailbox.FAULT_SEQ, seq, 1000);
-    if (wait.async) await wait.value;
+    await waitForChange(mailbox, Mailbox.FAULT_SEQ, seq, 1000);
     const now = Atomics.load(mailbox, Mailbox.FAULT_SEQ);
     if (now === seq) continue;
     seq = now;
     const { regionId, page } = readFault(mailbox);
     Atomics.add(board, DestBoard.REQUESTED, 1);
-    channel.send(encodePageRequest({ regionId, page, count: 1, requestId: requestId++ })).catch(() => linkLost());
+    channel.send(encodePageRequest({ regionId, page, count: 1, requestId: requestId++ })).catch((e) => linkLost(e));
   }
   await channel.close();
 }
 
-main().catch(() => {
-  linkLost();
-}).finally(() => {
+main().catch((e) => linkLost(e)).finally(() => {
   // Nothing may keep this thread alive once the phase is over.
   process.exit(0);
 });

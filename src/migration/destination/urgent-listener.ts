@@ -1,57 +1,103 @@
-// The destination's side of post-copy, on the main thread: starts the fault thread (fault-client.ts)
-// at the handshake, marks the pages the source says are missing, and tracks arrivals until every page
-// is present. Pages that are not missing start claimed, so a stray copy of one can never overwrite
-// what the resumed guest has written since.
+// The destination's end of the urgent channel, seen from the main thread. The channel runs on its own
+// thread (urgent-listener-thread.ts), which *listens* on a port of its own (announced in HELLO_ACK),
+// accepts the source's urgent connection of the same session, turns vCPU faults into page requests
+// and writes the answers. This handle arms the target's page gate, marks the pages the source says
+// are missing, counts arrivals, and turns the thread's messages into events: connected, every page
+// present, link lost. Pages that are not missing start claimed, so a stray copy of one can never
+// overwrite what the resumed guest has written since.
+//
+//   vCPU ─ mailbox ─► thread ─ PAGE_REQUEST ─► source     thread ─ 'all-present' | 'link-lost' ─► main
 
 import { Worker } from 'node:worker_threads';
 import { ErrorCode, MemshiftError } from '../../errors.js';
 import { Mailbox, readFaultLog, type PageGateInit } from '../../memory/page-gate.js';
 import { kernelsOf, type Slab } from '../../memory/slab.js';
+import type { Board } from '../../memory/shared-board.js';
 import type { MemoryTarget, Region } from '../../memory/types.js';
 import type { MissingPages } from '../../protocol/control.js';
 import { viewsOf } from '../../wasm/views.js';
-import { BoardState, DestBoard, createBoard } from '../postcopy-board.js';
+import { BoardState, DestBoard, createDestBoard, type FaultThreadMessage } from '../postcopy-board.js';
 import { percentile } from '../report.js';
-import type { FaultClientData } from './fault-client.js';
+import type { UrgentListenerData } from './urgent-listener-thread.js';
 
-export class FaultClient {
-  readonly board: Int32Array;
+export interface UrgentListenerEvents {
+  /** Every page missing at the switchover has arrived (once). */
+  onAllPresent(): void;
+  /** The urgent link broke or its thread ended while it was still needed (once). */
+  onLost(error: MemshiftError): void;
+}
+
+export class UrgentListener {
+  readonly board: Board;
   readonly port: number;
+  /** Resolves once the source connected the urgent channel. */
+  readonly connected: Promise<void>;
   private readonly mailbox: Int32Array;
   private readonly worker: Worker;
+  private events: UrgentListenerEvents | null = null;
   private exited = false;
-  private marked = new Set<number>();
+  private stopping = false;
+  private begun = false;
+  private allPresent = false;
+  private lost: MemshiftError | null = null;
+  private readonly marked = new Set<number>();
   private missing = 0;
 
-  private constructor(worker: Worker, board: SharedArrayBuffer, readonly gate: PageGateInit, port: number) {
+  private constructor(worker: Worker, board: Board, readonly gate: PageGateInit, port: number, connected: Promise<void>) {
     this.worker = worker;
-    this.board = new Int32Array(board);
+    this.board = board;
     this.mailbox = new Int32Array(gate.mailbox);
     this.port = port;
+    this.connected = connected;
+    worker.on('message', (m: FaultThreadMessage) => {
+      if (m.type === 'all-present') this.noteAllPresent();
+      if (m.type === 'link-lost') this.lose(new MemshiftError(m.code as typeof ErrorCode.CONNECTION_CLOSED, `urgent channel lost during post-copy: ${m.message}`, { phase: 'post-copy' }));
+    });
     worker.on('exit', () => {
       this.exited = true;
-      Atomics.compareExchange(this.board, DestBoard.STATE, BoardState.RUNNING, BoardState.LINK_LOST);
-      Atomics.notify(this.board, DestBoard.ARRIVED);
-      Atomics.notify(this.board, DestBoard.CONNECTED);
+      this.lose(new MemshiftError(ErrorCode.WORKER_FAILED, "the urgent channel's thread exited", { phase: 'post-copy' }));
     });
   }
 
   /** Arms the target's page gate and starts the fault thread listening on `host`. */
-  static async start(target: MemoryTarget, regionId: number, session: Uint8Array, host: string): Promise<FaultClient> {
+  static async start(target: MemoryTarget, session: Uint8Array, host: string): Promise<UrgentListener> {
     if (target.enablePageGate === undefined) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, 'this target cannot run post-copy');
     const gate = target.enablePageGate();
-    const board = createBoard();
-    const data: FaultClientData = {
-      slabs: target.regions.flatMap((r) => [...target.slabsOf(r.id)]), regions: [...target.regions], regionId, session, host,
-      mailbox: gate.mailbox, board,
+    const board = createDestBoard();
+    const data: UrgentListenerData = {
+      slabs: target.regions.flatMap((r) => [...target.slabsOf(r.id)]), regions: [...target.regions], session, host,
+      mailbox: gate.mailbox, board: board.buffer as SharedArrayBuffer,
     };
-    const worker = new Worker(new URL('./fault-client.js', import.meta.url), { workerData: data });
+    const worker = new Worker(new URL('./urgent-listener-thread.js', import.meta.url), { workerData: data });
+    let onConnected: () => void = () => undefined;
+    const connected = new Promise<void>((resolve) => { onConnected = resolve; });
     const port = await new Promise<number>((resolve, reject) => {
-      worker.once('message', (m: { port: number }) => resolve(m.port));
+      worker.on('message', (m: FaultThreadMessage) => {
+        if (m.type === 'listening') resolve(m.port);
+        if (m.type === 'connected') onConnected();
+      });
       worker.once('exit', () => reject(new MemshiftError(ErrorCode.WORKER_FAILED, 'fault thread exited before listening')));
       worker.once('error', (e) => reject(new MemshiftError(ErrorCode.WORKER_FAILED, `fault thread failed: ${e.message}`, { cause: e })));
     });
-    return new FaultClient(worker, board, gate, port);
+    return new UrgentListener(worker, board, gate, port, connected);
+  }
+
+  /** Where the events go from now on. */
+  listen(events: UrgentListenerEvents): void {
+    this.events = events;
+    if (this.lost !== null) events.onLost(this.lost);
+  }
+
+  private lose(e: MemshiftError): void {
+    if (this.lost !== null || this.stopping) return;
+    this.lost = e;
+    this.events?.onLost(e);
+  }
+
+  private noteAllPresent(): void {
+    if (this.allPresent || !this.begun || !this.complete) return;
+    this.allPresent = true;
+    this.events?.onAllPresent();
   }
 
   /** Applies one MISSING_PAGES frame to the region's present and claim bitmaps. */
@@ -91,19 +137,12 @@ export class FaultClient {
     return this.missing;
   }
 
-  /** Starts counting arrivals; call at the switchover with the total the source announced. */
+  /** Starts counting arrivals against the total the source announced; may fire all-present at once. */
   begin(total: number): void {
     if (total !== this.missing) throw new MemshiftError(ErrorCode.FRAME_MALFORMED, `SWITCHOVER announces ${total} missing pages, MISSING_PAGES named ${this.missing}`);
     Atomics.store(this.board, DestBoard.MISSING, total);
-  }
-
-  async waitConnected(timeoutMs: number): Promise<void> {
-    const deadline = performance.now() + timeoutMs;
-    while (Atomics.load(this.board, DestBoard.CONNECTED) === 0 && !this.exited && performance.now() < deadline) {
-      const w = Atomics.waitAsync(this.board, DestBoard.CONNECTED, 0, 100);
-      if (w.async) await w.value;
-    }
-    if (Atomics.load(this.board, DestBoard.CONNECTED) !== 1) throw new MemshiftError(ErrorCode.CONNECTION_FAILED, 'the source did not open the urgent channel');
+    this.begun = true;
+    this.noteAllPresent();
   }
 
   /** Records pages the bulk channel wrote. */
@@ -111,24 +150,11 @@ export class FaultClient {
     if (applied === 0) return;
     Atomics.add(this.board, DestBoard.BULK, applied);
     Atomics.add(this.board, DestBoard.ARRIVED, applied);
+    this.noteAllPresent();
   }
 
   get complete(): boolean {
     return Atomics.load(this.board, DestBoard.ARRIVED) >= Atomics.load(this.board, DestBoard.MISSING);
-  }
-
-  get linkLost(): boolean {
-    return Atomics.load(this.board, DestBoard.STATE) === BoardState.LINK_LOST;
-  }
-
-  /** Resolves when every missing page arrived, or the urgent link was lost. */
-  async waitUntilDone(): Promise<void> {
-    for (;;) {
-      if (this.complete || this.linkLost) return;
-      const arrived = Atomics.load(this.board, DestBoard.ARRIVED);
-      const w = Atomics.waitAsync(this.board, DestBoard.ARRIVED, arrived, 200);
-      if (w.async) await w.value;
-    }
   }
 
   /** Lets the vCPU stop checking pages: every one is present. */
@@ -153,8 +179,9 @@ export class FaultClient {
     return { p50: percentile(l, 50), p99: percentile(l, 99), max: l.reduce((m, x) => (x > m ? x : m), 0) };
   }
 
-  /** Ends the fault thread: DONE after completion, LINK_LOST when the session broke. */
+  /** Ends the fault thread: DONE after completion, LINK_LOST when the session broke (everything is kept). */
   async stop(state: number = BoardState.DONE): Promise<void> {
+    this.stopping = true;
     Atomics.compareExchange(this.board, DestBoard.STATE, BoardState.RUNNING, state);
     Atomics.notify(this.mailbox, Mailbox.FAULT_SEQ);
     if (!this.exited) await new Promise((resolve) => this.worker.once('exit', resolve));

@@ -1,5 +1,5 @@
-// The source's fault thread (a worker): the urgent channel's end on this host. It connects to the
-// destination's fault thread, and answers each PAGE_REQUEST at once with the page read straight from
+// The source's fault thread (a worker): the urgent channel's end on this host. It *connects* to the
+// port the destination's fault thread listens on, and answers each PAGE_REQUEST at once with the page read straight from
 // guest memory (paused: its content is final), ahead of and apart from the bulk push, which keeps
 // running on the main thread and the encoder pool. Each request is also appended to the fault ring,
 // so the push planner can move its pivot there.
@@ -8,8 +8,8 @@
 // skips it and the page's hash is recorded here; if the push took it first, the answer still goes
 // out (the vCPU is waiting now) and the destination keeps whichever copy lands first.
 
-import { workerData } from 'node:worker_threads';
-import { ErrorCode, MemshiftError } from '../../errors.js';
+import { parentPort, workerData } from 'node:worker_threads';
+import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
 import { kernelsOf, pageOffset } from '../../memory/slab.js';
 import { CONTROL_DIGEST, scratchSlot } from '../../memory/slab-layout.js';
@@ -23,10 +23,11 @@ import { frameTypeName } from '../../protocol/frame.js';
 import { Channel } from '../../transport/channel.js';
 import { Inbox } from '../inbox.js';
 import type { Address } from '../../transport/tcp.js';
-import { BoardState, FAULT_RING, SourceBoard } from '../postcopy-board.js';
+import { BoardState, SourceBoard, recordFault, type FaultThreadMessage } from '../postcopy-board.js';
+import { waitForChange } from '../../memory/shared-board.js';
 import { viewsOf } from '../../wasm/views.js';
 
-export interface FaultServerData {
+export interface UrgentConnectorData {
   slabs: Slab[];
   regions: Region[];
   session: Uint8Array;
@@ -39,13 +40,20 @@ export interface FaultServerData {
 /** Scratch slot of the fault thread on every slab. */
 export const FAULT_AGENT = 1;
 
-const data = workerData as FaultServerData;
+const data = workerData as UrgentConnectorData;
 const board = new Int32Array(data.board);
 const memory = GuestMemory.fromSlabs(data.regions, data.slabs);
 
-function linkLost(): void {
-  Atomics.compareExchange(board, SourceBoard.STATE, BoardState.RUNNING, BoardState.LINK_LOST);
+function post(m: FaultThreadMessage): void {
+  parentPort!.postMessage(m);
+}
+
+/** The link broke (or the thread failed): say why, once, and end the serving loop. */
+function linkLost(cause: unknown): void {
+  if (Atomics.compareExchange(board, SourceBoard.STATE, BoardState.RUNNING, BoardState.LINK_LOST) !== BoardState.RUNNING) return;
   Atomics.notify(board, SourceBoard.STATE);
+  const e = toMemshiftError(cause, ErrorCode.CONNECTION_CLOSED, 'urgent channel');
+  post({ type: 'link-lost', code: e.code, message: e.message });
 }
 
 /** One page as a single-entry PAGE_BATCH: zero, or raw read once (copy + hash in one pass). */
@@ -78,7 +86,7 @@ async function main(): Promise<void> {
     timeoutMs: 10_000,
   });
   const inbox = new Inbox(channel);
-  inbox.onFailure = () => linkLost();
+  inbox.onFailure = (e) => linkLost(e);
   await channel.send(encodeHello({ session: data.session, role: ChannelRole.URGENT, mode: 'postcopy', capabilities: 0, regions: data.regions }));
   const ack = await inbox.expect([FrameType.HELLO_ACK], 10_000);
   if (Buffer.compare(decodeHelloAck(ack.body, 0, ack.body.length).session, data.session) !== 0) {
@@ -93,24 +101,16 @@ async function main(): Promise<void> {
       throw new MemshiftError(ErrorCode.BATCH_PAGE_RANGE, `request for pages ${req.page}+${req.count} outside region ${req.regionId}`, { regionId: req.regionId, page: req.page });
     }
     Atomics.add(board, SourceBoard.FAULTS_SEEN, 1);
-    const n = Atomics.add(board, SourceBoard.RING_COUNT, 0);
-    Atomics.store(board, SourceBoard.RING + (n % FAULT_RING), req.page | 0);
-    Atomics.add(board, SourceBoard.RING_COUNT, 1);
+    recordFault(board, { regionId: req.regionId, page: req.page });
     for (let p = req.page; p < req.page + req.count; p++) {
-      channel.send(answer(req.regionId, p)).catch(() => linkLost());
+      channel.send(answer(req.regionId, p)).catch((e) => linkLost(e));
       Atomics.add(board, SourceBoard.SENT_URGENT, 1);
     }
   };
-  Atomics.store(board, SourceBoard.CONNECTED, 1);
-  Atomics.notify(board, SourceBoard.CONNECTED);
+  post({ type: 'connected' });
   // Serve until the main thread ends the phase or the link breaks.
-  for (;;) {
-    const state = Atomics.load(board, SourceBoard.STATE);
-    if (state !== BoardState.RUNNING) break;
-    const w = Atomics.waitAsync(board, SourceBoard.STATE, state, 1000);
-    if (w.async) await w.value;
-  }
+  while (Atomics.load(board, SourceBoard.STATE) === BoardState.RUNNING) await waitForChange(board, SourceBoard.STATE, BoardState.RUNNING, 1000);
   await channel.close();
 }
 
-main().catch(() => linkLost()).finally(() => process.exit(0));
+main().catch((e) => linkLost(e)).finally(() => process.exit(0));

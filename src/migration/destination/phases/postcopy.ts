@@ -1,0 +1,74 @@
+// Post-copy on the destination, in the machine's two states.
+//
+// Switching: every page not announced missing is here (digest check over them), so the guest may
+// start: count arrivals from the announced total, wait for the source's urgent connection, load state,
+// resume with the page gate armed, and say RESUMED. Confirming (every missing page arrived): open the
+// gate, report the fault figures, and send POSTCOPY_DONE with the digest of the whole memory.
+//
+//   SWITCHOVER(post-copy) ─► digest ─► begin(missing) ─► urgent connected ─► load ─► resume ─► RESUMED
+//   … all-present ─► open gate ─► POSTCOPY_DONE(digest, fault latencies) ─► (COMPLETE)
+
+import { ErrorCode, MemshiftError } from '../../../errors.js';
+import { sessionDigest } from '../../../memory/slab.js';
+import { encodePostcopyDone, encodeResumed, type Switchover } from '../../../protocol/control.js';
+import { destinationDowntime, type PostcopyStats } from '../../report.js';
+import type { DestEvent } from '../machine.js';
+import type { DestinationRun } from '../run.js';
+import { checkDigest, loadDeviceState } from './switchover.js';
+
+/** How long the source may take to connect the urgent channel once asked to switch over. */
+const URGENT_CONNECT_TIMEOUT_MS = 10_000;
+
+export async function runPostcopySwitchover(run: DestinationRun, order: Switchover): Promise<DestEvent> {
+  const urgent = run.urgent!;
+  const { digest, ms: digestMs } = checkDigest(run, order, ' before post-copy');
+  urgent.begin(order.missingPages);
+  await withTimeout(urgent.connected, URGENT_CONNECT_TIMEOUT_MS, () => new MemshiftError(ErrorCode.CONNECTION_FAILED, 'the source did not open the urgent channel'));
+  if (urgent.complete) urgent.openGate();
+  const stateMs = loadDeviceState(run);
+  const tResume = performance.now();
+  await run.target!.resume();
+  run.resumedAt = performance.now();
+  const resumeMs = run.resumedAt - tResume;
+  run.record.destinationDowntime = destinationDowntime({ applyMs: 0, digestMs, resumeMs: resumeMs + stateMs });
+  run.channel.phase = 'post-copy';
+  await run.channel.send(encodeResumed({ digest, pagesReceived: run.applier!.totals.pages, applyMs: 0, stateMs, digestMs, resumeMs }));
+  run.log(`guest resumed in post-copy with ${order.missingPages} pages still on the source`);
+  return { type: 'resumed' };
+}
+
+/** Every page is here: let the vCPU run unchecked and tell the source, with the digest of the whole memory. */
+export async function confirmPostcopy(run: DestinationRun): Promise<DestEvent | null> {
+  const urgent = run.urgent!;
+  urgent.openGate();
+  const stats = postcopyStats(run);
+  const final = sessionDigest(run.target!);
+  run.record.postcopy = stats;
+  run.record.digest = final;
+  await run.channel.send(encodePostcopyDone({
+    digest: final, pagesReceived: run.applier!.totals.pages, faults: stats.faults,
+    faultP50Us: stats.faultLatencyUs.p50, faultP99Us: stats.faultLatencyUs.p99, faultMaxUs: stats.faultLatencyUs.max, postcopyMs: stats.postcopyTimeMs,
+  }));
+  await urgent.stop();
+  return null;
+}
+
+/** The post-copy figures so far (the guest resumed at `run.resumedAt`). */
+export function postcopyStats(run: DestinationRun): PostcopyStats {
+  const urgent = run.urgent!;
+  const s = urgent.stats();
+  return {
+    faults: s.faults, faultLatencyUs: urgent.latencyUs(), pagesRequested: s.requested, pagesPushed: s.bulk,
+    postcopyTimeMs: performance.now() - run.resumedAt, pagesAnswered: s.urgent, duplicates: s.duplicates,
+    pushedBeforeFirstAnswer: s.bulkAtFirstAnswer,
+  };
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number, error: () => MemshiftError): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(error()), ms); })]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

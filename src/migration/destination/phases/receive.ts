@@ -1,0 +1,85 @@
+// Frames from the source, turned into the machine's events. Receiving is synchronous: a PAGE_BATCH is
+// applied where it landed (the receive ring is guest memory) before the next read reuses the buffer,
+// so it is applied here, if and only if the machine's current state accepts pages; every control frame
+// becomes an event. What a state may receive is the machine's business, not this file's.
+//
+//   PAGE_BATCH ─► apply (kernel verifies every page) ─► no event
+//   ITERATION_END | DEVICE_STATE | MISSING_PAGES | SWITCHOVER | COMPLETE | ERROR ─► event
+
+import { ErrorCode, MemshiftError, isMemshiftError } from '../../../errors.js';
+import { FrameType, SwitchoverMode } from '../../../protocol/constants.js';
+import { decodeComplete, decodeError, decodeIterationEnd, decodeMissingPages, decodeSwitchover, peerError } from '../../../protocol/control.js';
+import { frameTypeName } from '../../../protocol/frame.js';
+import type { Frame } from '../../../protocol/frame-reader.js';
+import { acceptsPages, claimsPages, type DestEvent, type DestState } from '../machine.js';
+import type { DestinationRun } from '../run.js';
+
+export function receiveFrame(run: DestinationRun, state: DestState, frame: Frame): DestEvent | null {
+  switch (frame.type) {
+    case FrameType.PAGE_BATCH:
+      applyBatch(run, state, frame);
+      return null;
+    case FrameType.ITERATION_END: {
+      const m = decodeIterationEnd(frame.buf, frame.bodyOffset, frame.bodyLength);
+      run.lastIteration = m.iteration;
+      run.lastPassApplyMs = run.passApplyMs;
+      run.passApplyMs = 0;
+      run.channel.phase = `pre-copy pass ${m.iteration + 1}`;
+      run.progress(() => run.snapshot(state.kind), true);
+      return { type: 'iteration-end', iteration: m.iteration };
+    }
+    case FrameType.DEVICE_STATE: {
+      const body = frame.buf.slice(frame.bodyOffset, frame.bodyOffset + frame.bodyLength);
+      checkDeviceState(run, body);
+      run.deviceState = body;
+      return { type: 'device-state' };
+    }
+    case FrameType.MISSING_PAGES: {
+      const m = decodeMissingPages(frame.buf, frame.bodyOffset, frame.bodyLength);
+      // Outside a post-copy switchover the machine refuses the event; mark nothing then.
+      if (run.urgent !== null && state.kind === 'receiving' && state.postcopy) {
+        const target = run.target!;
+        const region = target.regions.find((r) => r.id === m.regionId);
+        if (region === undefined) throw new MemshiftError(ErrorCode.BATCH_REGION_UNKNOWN, `MISSING_PAGES names region ${m.regionId}`, { regionId: m.regionId });
+        run.urgent.markMissing(region, target.slabsOf(region.id), m);
+      }
+      return { type: 'missing-pages' };
+    }
+    case FrameType.SWITCHOVER: {
+      const order = decodeSwitchover(frame.buf, frame.bodyOffset, frame.bodyLength);
+      return { type: 'switchover', postcopy: order.mode === SwitchoverMode.POSTCOPY, order };
+    }
+    case FrameType.COMPLETE:
+      decodeComplete(frame.buf, frame.bodyOffset, frame.bodyLength);
+      return { type: 'complete' };
+    case FrameType.ERROR:
+      return { type: 'error', error: peerError(decodeError(frame.buf, frame.bodyOffset, frame.bodyLength), run.channel.peer) };
+    default:
+      throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `${frameTypeName(frame.type)} is not expected from a source`, { frameType: frame.type });
+  }
+}
+
+function applyBatch(run: DestinationRun, state: DestState, frame: Frame): void {
+  if (!acceptsPages(state) || run.applier === null) {
+    throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `PAGE_BATCH while the destination is ${state.kind}`, { frameType: frame.type, phase: state.kind });
+  }
+  const applier = run.applier;
+  applier.claim = claimsPages(state);
+  const t = performance.now();
+  const before = applier.totals.pages;
+  applier.apply(frame.buf, frame.bodyOffset, frame.bodyLength, frame.checkedLength);
+  run.passApplyMs += performance.now() - t;
+  if (state.kind === 'postcopy-running') run.urgent?.addBulk(applier.totals.pages - before);
+  run.progress(() => run.snapshot(state.kind));
+}
+
+/** The target's check, with whatever it throws reported as invalid device state (never as a malformed frame). */
+function checkDeviceState(run: DestinationRun, body: Uint8Array): void {
+  try {
+    run.target!.checkState(body);
+  } catch (err) {
+    if (isMemshiftError(err) && err.code === ErrorCode.DEVICE_STATE_INVALID) throw err;
+    const message = err instanceof Error ? err.message : String(err);
+    throw new MemshiftError(ErrorCode.DEVICE_STATE_INVALID, `the target rejected the device state: ${message}`, { cause: err });
+  }
+}

@@ -1,0 +1,68 @@
+// The destination's setup phase, between an accepted HELLO and HELLO_ACK: allocate the target (the
+// integrator may refuse the regions by throwing), pre-touch it if asked, arm post-copy when both ends
+// want it and the target can gate pages, and point the channel's receive ring into guest memory.
+// Nothing may be received before this ends; the machine rejects pages that try.
+//
+//   createTarget ─► [pre-touch RAM] ─► [urgent listener: page gate + port] ─► applier ─► HELLO_ACK
+
+import { ErrorCode, MemshiftError, toMemshiftError } from '../../../errors.js';
+import type { Slab } from '../../../memory/slab.js';
+import type { MemoryTarget } from '../../../memory/types.js';
+import { Capability, Limits } from '../../../protocol/constants.js';
+import { encodeHelloAck, type Hello } from '../../../protocol/handshake.js';
+import { viewsOf } from '../../../wasm/views.js';
+import { BatchApplier } from '../apply.js';
+import type { DestEvent } from '../machine.js';
+import type { DestinationRun } from '../run.js';
+import { UrgentListener } from '../urgent-listener.js';
+
+const OUR_CAPABILITIES = Capability.XBZRLE | Capability.LZ4 | Capability.POSTCOPY;
+/** Scratch slot of the destination's main thread. */
+const MAIN_AGENT = 0;
+
+/** Touches every page once so that receiving does not pay the host's first-write cost. */
+export function pretouch(slabs: readonly Slab[]): void {
+  for (const s of slabs) {
+    const { i32 } = viewsOf(s.memory);
+    const words = s.layout.pageSize >>> 2;
+    const base = s.layout.ram >>> 2;
+    for (let p = 0; p < s.pageCount; p++) i32[base + p * words] = 0;
+  }
+}
+
+function createTarget(run: DestinationRun, hello: Hello): MemoryTarget {
+  try {
+    return run.options.createTarget(hello.regions);
+  } catch (err) {
+    const e = toMemshiftError(err, ErrorCode.HANDSHAKE_REJECTED, 'createTarget');
+    throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `this destination refused the guest: ${e.message}`, { cause: e });
+  }
+}
+
+export async function runSetup(run: DestinationRun, hello: Hello): Promise<DestEvent> {
+  const { channel } = run;
+  channel.phase = 'setup';
+  const target = createTarget(run, hello);
+  run.target = target;
+  const slabs = target.regions.flatMap((r) => [...target.slabsOf(r.id)]);
+  if (run.options.prealloc) {
+    const t = performance.now();
+    pretouch(target.regions.filter((r) => r.kind === 'ram').flatMap((r) => [...target.slabsOf(r.id)]));
+    run.record.prealloc = { enabled: true, ms: performance.now() - t };
+  } else {
+    run.record.prealloc = { enabled: false, ms: 0 };
+  }
+  let capabilities = hello.capabilities & OUR_CAPABILITIES;
+  if ((capabilities & Capability.POSTCOPY) !== 0) {
+    if (target.enablePageGate === undefined) capabilities &= ~Capability.POSTCOPY;
+    else run.urgent = await UrgentListener.start(target, hello.session, channel.localHost);
+  }
+  run.applier = new BatchApplier(target, capabilities, MAIN_AGENT);
+  const receive = slabs[0];
+  channel.switchReceiveBuffer(new Uint8Array(receive.memory.buffer, receive.layout.arena, receive.layout.arenaBytes), Limits.MAX_FRAME_BODY_BYTES);
+  channel.phase = 'pre-copy';
+  run.record.setupTimeMs = performance.now() - run.record.startedAt;
+  await channel.send(encodeHelloAck({ session: hello.session, capabilities, urgentPort: run.urgent?.port ?? 0 }));
+  run.log(`accepted ${hello.mode} migration from ${channel.peer}: ${hello.regions.map((r) => `${r.name} ${r.pageCount}×${r.pageSize}`).join(', ')}`);
+  return { type: 'ready', postcopy: run.urgent !== null };
+}

@@ -1,0 +1,56 @@
+// The stop-and-copy switchover on the destination: the only place the guest starts after pre-copy.
+// Every page arrived (the final pass ended before SWITCHOVER); the memory digest must equal the
+// source's, then device state is loaded, the guest resumed, and RESUMED carries our share of the
+// downtime back.
+//
+//   SWITCHOVER ─► digest check ─► [post-copy armed but unused: open the gate] ─► load state ─► resume ─► RESUMED
+
+import { ErrorCode, MemshiftError } from '../../../errors.js';
+import { sessionDigest } from '../../../memory/slab.js';
+import type { Switchover } from '../../../protocol/control.js';
+import { encodeResumed } from '../../../protocol/control.js';
+import { destinationDowntime, hex64 } from '../../report.js';
+import type { DestEvent } from '../machine.js';
+import type { DestinationRun } from '../run.js';
+
+/** Compares the memory digest with the one the source announced; a mismatch never resumes. */
+export function checkDigest(run: DestinationRun, order: Switchover, when: string): { digest: bigint; ms: number } {
+  const t = performance.now();
+  const digest = sessionDigest(run.target!);
+  if (digest !== order.digest) {
+    throw new MemshiftError(ErrorCode.DIGEST_MISMATCH, `memory digest ${hex64(digest)} differs from the source's ${hex64(order.digest)}${when}: not resuming`);
+  }
+  return { digest, ms: performance.now() - t };
+}
+
+/** Loads the received device state; whatever the target throws is invalid device state. */
+export function loadDeviceState(run: DestinationRun): number {
+  const t = performance.now();
+  try {
+    run.target!.loadState(run.deviceState!);
+  } catch (err) {
+    if (err instanceof MemshiftError) throw err;
+    throw new MemshiftError(ErrorCode.DEVICE_STATE_INVALID, `the target could not load the device state: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+  return performance.now() - t;
+}
+
+export async function runSwitchover(run: DestinationRun, order: Switchover): Promise<DestEvent> {
+  // The final pass is the last one that ended: its apply time is our share of the downtime.
+  const applyMs = run.lastPassApplyMs + run.passApplyMs;
+  const { digest, ms: digestMs } = checkDigest(run, order, '');
+  if (run.urgent !== null) {
+    // Post-copy was negotiated but not used: every page is here.
+    run.urgent.openGate();
+    await run.urgent.stop();
+  }
+  const stateMs = loadDeviceState(run);
+  const tResume = performance.now();
+  await run.target!.resume();
+  const resumeMs = performance.now() - tResume;
+  run.record.digest = digest;
+  run.record.destinationDowntime = destinationDowntime({ applyMs, digestMs, resumeMs: resumeMs + stateMs });
+  run.channel.phase = 'completion';
+  await run.channel.send(encodeResumed({ digest, pagesReceived: run.applier!.totals.pages, applyMs, stateMs, digestMs, resumeMs }));
+  return { type: 'resumed' };
+}

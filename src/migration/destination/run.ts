@@ -1,0 +1,66 @@
+// What one received migration holds while it runs: the channel, the options, the record the report is
+// assembled from, and what the setup made (target, applier, urgent listener). Phases read and write
+// it; only the driver creates and ends it.
+
+import type { Region, MemoryTarget } from '../../memory/types.js';
+import type { Channel } from '../../transport/channel.js';
+import { throttledProgress, type Progress } from '../progress.js';
+import { startRecord, type RunRecord } from '../report.js';
+import type { BatchApplier } from './apply.js';
+import type { UrgentListener } from './urgent-listener.js';
+import type { MigrationMode } from '../../protocol/constants.js';
+import type { Report } from '../report.js';
+
+export interface DestinationOptions {
+  /** Allocates memory for the regions a source announced; throw to refuse them. */
+  createTarget(regions: readonly Region[]): MemoryTarget;
+  /** Touch every page of the target before acknowledging the handshake (like -mem-prealloc). */
+  prealloc: boolean;
+  handshakeTimeoutMs: number;
+  /** Largest guest this destination accepts, in bytes (default: physical memory). */
+  maxGuestBytes?: number;
+  signal?: AbortSignal;
+  onProgress?: (p: Progress) => void;
+  onLog?: (line: string) => void;
+}
+
+export interface DestinationResult {
+  report: Report;
+  /** The received guest (running after a completed migration), or null when none was accepted. */
+  target: MemoryTarget | null;
+}
+
+export class DestinationRun {
+  readonly record: RunRecord;
+  readonly progress: (make: () => Progress, force?: boolean) => void;
+  target: MemoryTarget | null = null;
+  applier: BatchApplier | null = null;
+  urgent: UrgentListener | null = null;
+  /** Device state as received, loaded at the switchover. */
+  deviceState: Uint8Array | null = null;
+  /** Time spent applying batches in the current pass and in the last completed one. */
+  passApplyMs = 0;
+  lastPassApplyMs = 0;
+  lastIteration = 0;
+  /** When the guest resumed in post-copy (0 before). */
+  resumedAt = 0;
+
+  constructor(readonly channel: Channel, readonly options: DestinationOptions, mode: MigrationMode) {
+    this.record = startRecord('destination', mode);
+    this.progress = throttledProgress(options.onProgress);
+  }
+
+  log(line: string): void {
+    this.options.onLog?.(line);
+  }
+
+  snapshot(phase: string): Progress {
+    const t = this.applier?.totals;
+    const elapsedMs = performance.now() - this.record.startedAt;
+    return {
+      role: 'destination', phase, iteration: this.lastIteration + 1, remainingPages: 0, pagesReceived: t?.pages ?? 0,
+      dirtyRate: 0, bandwidth: (this.channel.bytesReceived * 1000) / Math.max(1, elapsedMs), expectedDowntimeMs: 0,
+      bytesTransferred: this.channel.bytesReceived, elapsedMs, throttlePercent: 0,
+    };
+  }
+}

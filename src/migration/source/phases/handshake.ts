@@ -1,0 +1,53 @@
+// The source's setup phase: connect (or adopt the caller's socket), HELLO / HELLO_ACK, and everything
+// the passes need once the destination agreed: the encoder pool, the page sender and, when post-copy
+// was negotiated, the fault thread connected to the destination's urgent port. Cold pauses the guest
+// before connecting, so its one pass starts from memory that no longer changes.
+//
+//   [cold: pause] ─► connect ─► HELLO ─► HELLO_ACK (same session, common capabilities)
+//   ─► [post-copy: fault thread connects the urgent channel] ─► pool, sender ─► handshake-done
+
+import { randomBytes } from 'node:crypto';
+import { ErrorCode, MemshiftError } from '../../../errors.js';
+import { EncoderPool } from '../../../pipeline/pool.js';
+import { Capability, ChannelRole, FrameType, Limits } from '../../../protocol/constants.js';
+import { decodeHelloAck, encodeHello } from '../../../protocol/handshake.js';
+import { Channel } from '../../../transport/channel.js';
+import { RateLimiter } from '../../../transport/rate-limit.js';
+import { Inbox } from '../../inbox.js';
+import type { SourceEvent } from '../machine.js';
+import { PageSender } from '../page-sender.js';
+import { UrgentConnector } from '../urgent-connector.js';
+import type { SourceRun } from '../run.js';
+
+export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
+  const { options, source, peer } = run;
+  if (options.mode === 'cold') await run.pause();
+  run.checkCancel('setup');
+  const channelOptions = { maxBody: Limits.MAX_CONTROL_BODY_BYTES, peer };
+  const channel = options.socket !== undefined
+    ? Channel.accept(options.socket, channelOptions)
+    : await Channel.connect(options.address, { ...channelOptions, timeoutMs: options.connectTimeoutMs, signal: options.signal });
+  run.channel = channel;
+  const inbox = new Inbox(channel, options.signal);
+  const session = new Uint8Array(randomBytes(Limits.SESSION_ID_BYTES));
+  const wantsPostcopy = options.mode === 'postcopy' || options.mode === 'hybrid' || options.policy.onStall === 'postcopy';
+  const ours = (options.xbzrle ? Capability.XBZRLE : 0) | (options.lz4 ? Capability.LZ4 : 0) | (wantsPostcopy ? Capability.POSTCOPY : 0);
+  await channel.send(encodeHello({ session, role: ChannelRole.BULK, mode: options.mode, capabilities: ours, regions: [...source.regions] }));
+  const ackFrame = await inbox.expect([FrameType.HELLO_ACK], options.answerTimeoutMs);
+  const ack = decodeHelloAck(ackFrame.body, 0, ackFrame.body.length);
+  if (Buffer.compare(ack.session, session) !== 0) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `${peer} acknowledged another session`);
+  const capabilities = ack.capabilities & ours;
+  const postcopy = (capabilities & Capability.POSTCOPY) !== 0 && ack.urgentPort !== 0;
+  if (wantsPostcopy && !postcopy) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `${peer} cannot receive a post-copy migration`);
+  const urgent = postcopy
+    ? (run.urgent = await UrgentConnector.start(run.slabs, source.regions, session, { host: options.address.host, port: ack.urgentPort }, 0))
+    : null;
+  run.record.setupTimeMs = performance.now() - run.record.startedAt;
+  const pool = (run.pool = new EncoderPool(run.slabs, options.encoders));
+  const sender = new PageSender(run.slabs, pool, channel, {
+    lz4: (capabilities & Capability.LZ4) !== 0,
+    limiter: options.maxBandwidth === null ? null : new RateLimiter(options.maxBandwidth),
+  });
+  run.link = { channel, inbox, session, capabilities, sender, urgent };
+  return { type: 'handshake-done', mode: options.mode, postcopy };
+}

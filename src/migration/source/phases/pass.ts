@@ -1,0 +1,48 @@
+// One pass over the pages marked in the snapshots, followed by ITERATION_END: shared by pre-copy and
+// the stop-and-copy pass. Accounts bytes, pages and encodings into the run's record as batches go out,
+// and feeds the bandwidth window the convergence policy reads.
+
+import { encodeIterationEnd } from '../../../protocol/control.js';
+import { Capability } from '../../../protocol/constants.js';
+import { addCounts, type IterationRecord } from '../../metrics.js';
+import type { SourceRun } from '../run.js';
+
+/**
+ * Starts the first pass: collects an external dirty log (so an integrator's mirror is current), then
+ * marks every page. Returns the pages to send.
+ */
+export function startFullPass(run: SourceRun): number {
+  const pages = run.tracker.startFullPass();
+  run.lastSync = performance.now();
+  run.live.remaining = pages;
+  return pages;
+}
+
+/** Sends the snapshot's pages as pass `iteration`; the record's dirty figures are filled by the caller. */
+export async function sendPass(run: SourceRun, iteration: number, label: string): Promise<IterationRecord> {
+  const { channel, sender, capabilities } = run.established;
+  channel.phase = `${label} pass ${iteration}`;
+  const passStart = run.live.remaining;
+  const tPass = performance.now();
+  let sent = 0;
+  let sentBytes = 0;
+  const useXbzrle = (capabilities & Capability.XBZRLE) !== 0 && iteration > 1;
+  const pass = await sender.sendPass(iteration, useXbzrle, (r, bytes) => {
+    sent += r.entries;
+    sentBytes += bytes;
+    run.record.bytesTransferred += bytes;
+    run.live.remaining = Math.max(0, passStart - sent);
+    // Live figure for the progress line; the decision uses the windowed meter.
+    const ms = performance.now() - tPass;
+    if (run.live.bandwidth === 0 || ms > 100) run.live.bandwidth = (sentBytes * 1000) / Math.max(1, ms);
+    run.progress(() => run.snapshot(label, iteration));
+  });
+  await channel.send(encodeIterationEnd({ iteration, pages: pass.pages, bytes: pass.bytes }));
+  run.record.pagesTransferred += pass.pages;
+  run.record.pagesByEncoding = addCounts(run.record.pagesByEncoding, pass.counts);
+  run.meter.add(pass.bytes, pass.ms);
+  return {
+    iteration, pages: pass.pages, bytes: pass.bytes, ms: pass.ms, bandwidth: run.meter.rate(), dirtyPages: 0, dirtyRate: 0,
+    expectedDowntimeMs: 0, throttlePercent: run.throttlePercent, pagesByEncoding: pass.counts,
+  };
+}

@@ -1,0 +1,123 @@
+// Post-copy on the source, in the machine's two states.
+//
+// Switching (the guest is paused; until SWITCHOVER is out a failure resumes it here): the pages not
+// sent since they were last dirtied are announced as missing, then device state and SWITCHOVER go,
+// and RESUMED is awaited. Downtime is the pause to RESUMED.
+//
+// Running (the destination runs the guest): the fault thread answers what the guest touches, while
+// this pushes every remaining page once, pivoting to recent faults (push-planner.ts). Nothing is
+// released until POSTCOPY_DONE confirms, with the digest of what the destination holds, that every
+// page is present. A lost urgent link is an event that ends the push and the phase.
+//
+//   pause ─► MISSING_PAGES* ─► DEVICE_STATE ─► SWITCHOVER(post-copy) ─► RESUMED
+//         ─► push (windows around faults) ║ urgent answers ─► POSTCOPY_DONE(digest) ─► release
+
+import { ErrorCode, MemshiftError } from '../../../errors.js';
+import { kernelsOf, sessionDigest, type Slab } from '../../../memory/slab.js';
+import type { Region } from '../../../memory/types.js';
+import { FrameType, Limits, SwitchoverMode } from '../../../protocol/constants.js';
+import { decodePostcopyDone, encodeMissingPages } from '../../../protocol/control.js';
+import { viewsOf } from '../../../wasm/views.js';
+import { addCounts } from '../../metrics.js';
+import { hex64 } from '../../report.js';
+import type { SourceEvent, SourceState } from '../machine.js';
+import { PushPlanner } from '../push-planner.js';
+import type { SourceRun } from '../run.js';
+import type { UrgentConnector } from '../urgent-connector.js';
+import { startFullPass } from './pass.js';
+import { awaitResumed, sendSwitchover } from './switchover.js';
+
+export async function runPostcopySwitching(run: SourceRun, state: Extract<SourceState, { kind: 'postcopy-switching' }>): Promise<SourceEvent> {
+  if (state.sent !== null) return awaitResumed(run, state.sent);
+  const { channel } = run.established;
+  run.checkCancel('post-copy switchover');
+  const pausedAt = performance.now();
+  const pauseMs = await run.pause();
+  if (state.iteration === 1) {
+    run.record.switchoverReason = { rule: 'postcopy-after', action: 'postcopy', forced: false, reason: 'post-copy migration: the guest resumes on the destination at once' };
+    startFullPass(run);
+  } else {
+    run.live.remaining = run.tracker.sync();
+  }
+  channel.phase = 'post-copy switchover';
+  let missing = 0;
+  for (const region of run.source.regions) {
+    const m = missingPagesFrames(region, run.source.slabsOf(region.id));
+    for (const f of m.frames) await channel.send(f);
+    missing += m.missing;
+  }
+  return sendSwitchover(run, { mode: SwitchoverMode.POSTCOPY, iteration: state.iteration, pausedAt, pauseMs, finalPagesMs: 0, finalPages: 0, missingPages: missing });
+}
+
+export async function runPostcopyRunning(run: SourceRun, state: Extract<SourceState, { kind: 'postcopy-running' }>): Promise<SourceEvent> {
+  const { channel, inbox, sender, urgent } = run.established;
+  if (urgent === null) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'post-copy running without an urgent channel');
+  const { iteration } = state;
+  const tPost = performance.now();
+  channel.phase = 'post-copy';
+  run.pool!.yieldToFaults();
+  let pushed = 0;
+  const lost = urgent.lost.then((e: unknown): never => { throw e; });
+  const push = await Promise.race([
+    sender.pushWindows(run.source.regions[0].id, faultFeed(urgent, new PushPlanner(run.source.regions[0].pageCount)), iteration, (r, bytes) => {
+      run.record.bytesTransferred += bytes;
+      pushed += r.entries;
+      run.live.remaining = Math.max(0, run.live.remaining - r.entries);
+      run.progress(() => ({ ...run.snapshot('post-copy', iteration), pagesPushed: pushed, pagesRequested: urgent.requests }));
+    }, () => urgent.isLost),
+    lost,
+  ]);
+  run.record.pagesTransferred += push.pages;
+  run.record.pagesByEncoding = addCounts(run.record.pagesByEncoding, push.counts);
+  run.record.iterations.push({
+    iteration, pages: push.pages, bytes: push.bytes, ms: push.ms, bandwidth: push.ms > 0 ? (push.bytes * 1000) / push.ms : 0,
+    dirtyPages: 0, dirtyRate: 0, expectedDowntimeMs: 0, throttlePercent: run.throttlePercent, pagesByEncoding: push.counts,
+  });
+  const doneFrame = await Promise.race([inbox.expect([FrameType.POSTCOPY_DONE], run.options.answerTimeoutMs), lost]);
+  const done = decodePostcopyDone(doneFrame.body, 0, doneFrame.body.length);
+  const digest = sessionDigest(run.source);
+  run.record.digest = digest;
+  run.record.postcopy = {
+    faults: done.faults, faultLatencyUs: { p50: done.faultP50Us, p99: done.faultP99Us, max: done.faultMaxUs },
+    pagesRequested: urgent.requests, pagesPushed: push.pages, postcopyTimeMs: done.postcopyMs || performance.now() - tPost,
+  };
+  if (done.digest !== digest) {
+    throw new MemshiftError(ErrorCode.DIGEST_MISMATCH, `destination holds digest ${hex64(done.digest)} after post-copy, source sent ${hex64(digest)}`);
+  }
+  await urgent.stop();
+  return { type: 'postcopy-done' };
+}
+
+/** MISSING_PAGES frames for the pages marked in a region's snapshot bitmaps (the slabs' words, concatenated). */
+export function missingPagesFrames(region: Region, slabs: readonly Slab[]): { frames: Uint8Array[]; missing: number } {
+  const bytes = new Uint8Array(Math.ceil(region.pageCount / 64) * 8);
+  let at = 0;
+  let missing = 0;
+  for (const s of slabs) {
+    // Slabs hold whole bitmap words (page counts are multiples of 64 but for the last), so their
+    // bitmaps concatenate into the region's.
+    const { u8 } = viewsOf(s.memory);
+    bytes.set(u8.subarray(s.layout.snapshot, s.layout.snapshot + s.layout.bitmapWords * 8), at);
+    missing += kernelsOf(s).raw.bitmapCount(s.layout.snapshot, s.layout.bitmapWords);
+    at += s.layout.bitmapWords * 8;
+  }
+  const framePages = Limits.MAX_MISSING_BITMAP_BYTES * 8;
+  const frames: Uint8Array[] = [];
+  for (let first = 0; first < region.pageCount; first += framePages) {
+    const pageCount = Math.min(framePages, region.pageCount - first);
+    const bitmap = bytes.slice(first / 8, first / 8 + Math.ceil(pageCount / 64) * 8);
+    frames.push(encodeMissingPages({ regionId: region.id, firstPage: first, pageCount, bitmap }));
+  }
+  return { frames, missing };
+}
+
+/** Feeds the planner with faults the urgent thread saw since the last call. */
+function faultFeed(urgent: UrgentConnector, planner: PushPlanner): () => { from: number; to: number; pages: number } {
+  return () => {
+    const faults = urgent.newFaults();
+    if (faults.length > 0) planner.onFault(faults[faults.length - 1].page);
+    const pagesInWindow = planner.windowPages;
+    const w = planner.next();
+    return { ...w, pages: pagesInWindow };
+  };
+}

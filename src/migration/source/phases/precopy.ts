@@ -1,0 +1,43 @@
+// One pre-copy iteration: send what the snapshot holds while the guest runs, sync the dirty log, measure,
+// and let the convergence policy decide. The decision goes to the machine, which moves on; the
+// throttle it asks for is applied here, before the next pass starts.
+//
+//   [pass 1: mark every page] ─► send pass ─► ITERATION_END ─► sync dirty ─► measure ─► decide
+
+import { decideConvergence, expectedDowntimeMs } from '../../convergence.js';
+import type { SourceEvent, SourceState } from '../machine.js';
+import type { SourceRun } from '../run.js';
+import { sendPass, startFullPass } from './pass.js';
+
+export async function runPrecopyPass(run: SourceRun, state: Extract<SourceState, { kind: 'precopy' }>): Promise<SourceEvent> {
+  const { iteration } = state;
+  run.checkCancel(`pre-copy pass ${iteration}`);
+  if (iteration === 1) startFullPass(run);
+  const record = await sendPass(run, iteration, 'pre-copy');
+  const now = performance.now();
+  const remaining = run.tracker.sync();
+  const sinceSync = Math.max(1e-3, (now - run.lastSync) / 1000);
+  run.lastSync = now;
+  // Expected cost of the next pass: measured bytes per page after pass 1 (deltas, zero pages), the
+  // full page size before (pass 1 is dominated by pages that will never be dirty again).
+  const bytesPerPage = iteration === 1 || record.pages === 0 ? run.pageSize : Math.max(64, record.bytes / record.pages);
+  const remainingBytes = remaining * bytesPerPage;
+  const dirtyRate = remaining / sinceSync;
+  const predicted = expectedDowntimeMs(remainingBytes, record.bandwidth);
+  Object.assign(run.live, { remaining, bandwidth: record.bandwidth, dirtyRate, predicted });
+  run.record.iterations.push({ ...record, dirtyPages: remaining, dirtyRate, expectedDowntimeMs: predicted });
+  const decision = decideConvergence({
+    iteration, elapsedMs: now - run.record.startedAt, remainingPages: remaining, remainingBytes, bandwidth: record.bandwidth,
+    dirtyRate: dirtyRate * bytesPerPage, previousDirtyRate: run.previous.dirtyRate, previousBandwidth: run.previous.bandwidth,
+    remainingHistory: [...state.remainingHistory, remaining], throttlePercent: state.throttlePercent,
+  }, run.options.policy);
+  run.previous = { dirtyRate: dirtyRate * bytesPerPage, bandwidth: record.bandwidth };
+  if (decision.action === 'throttle' && decision.throttlePercent !== undefined) run.throttle(decision.throttlePercent);
+  if (decision.action !== 'continue' && decision.action !== 'throttle') {
+    run.record.switchoverReason = { rule: decision.rule, action: decision.action, forced: decision.forced, reason: decision.reason };
+    run.record.converged = decision.action === 'switchover' && !decision.forced;
+    run.record.predictedDowntimeMs = predicted;
+  }
+  run.progress(() => run.snapshot('pre-copy', iteration), true);
+  return { type: 'iteration-done', decision, remaining };
+}

@@ -1,0 +1,32 @@
+// Stop-and-copy: the downtime starts here. Pause the guest, send what is still dirty (cold and warm:
+// everything, in their single pass), then device state and SWITCHOVER. Cold counts its downtime from
+// the start, because its guest was paused before connecting.
+//
+//   pause ─► [single pass: mark all | sync] ─► final pass ─► DEVICE_STATE ─► SWITCHOVER
+
+import { SwitchoverMode } from '../../../protocol/constants.js';
+import type { SourceEvent, SourceState } from '../machine.js';
+import type { SourceRun } from '../run.js';
+import { sendPass, startFullPass } from './pass.js';
+import { sendSwitchover } from './switchover.js';
+
+export async function runStopAndCopy(run: SourceRun, state: Extract<SourceState, { kind: 'stop-and-copy' }>): Promise<SourceEvent> {
+  const { iteration, singlePass } = state;
+  run.checkCancel('stop-and-copy');
+  const pausedAt = run.options.mode === 'cold' ? run.record.startedAt : performance.now();
+  const pauseMs = await run.pause();
+  if (singlePass) {
+    run.record.switchoverReason = { rule: 'downtime-limit', action: 'switchover', forced: false, reason: `${run.options.mode} migration: guest paused for a single pass` };
+    run.record.converged = true;
+    run.record.predictedDowntimeMs = null;
+    startFullPass(run);
+  } else {
+    run.live.remaining = run.tracker.sync();
+  }
+  const tFinal = performance.now();
+  const final = await sendPass(run, iteration, 'stop-and-copy');
+  run.record.iterations.push(final);
+  const finalPagesMs = performance.now() - tFinal;
+  run.established.channel.phase = 'switchover';
+  return sendSwitchover(run, { mode: SwitchoverMode.STOP_AND_COPY, iteration, pausedAt, pauseMs, finalPagesMs, finalPages: final.pages, missingPages: 0 });
+}

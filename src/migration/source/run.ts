@@ -1,0 +1,124 @@
+// What one source migration holds while it runs: the guest, the options, the record the report is
+// assembled from, and the link to the destination once the handshake made it (channel, encoder pool,
+// page sender, dirty tracker, fault thread). Phases read and write it; only the driver creates and
+// closes it. Holding the guest's paused/throttled state here is what lets any failure put it back.
+
+import type net from 'node:net';
+import { ErrorCode, MemshiftError } from '../../errors.js';
+import { DirtyTracker } from '../../memory/dirty-tracker.js';
+import type { Slab } from '../../memory/slab.js';
+import type { MemorySource } from '../../memory/types.js';
+import type { EncoderPool } from '../../pipeline/pool.js';
+import type { MigrationMode } from '../../protocol/constants.js';
+import type { Channel } from '../../transport/channel.js';
+import { formatAddress, type Address } from '../../transport/tcp.js';
+import type { ConvergencePolicy } from '../convergence.js';
+import type { Inbox } from '../inbox.js';
+import { BandwidthMeter } from '../metrics.js';
+import { throttledProgress, type Progress } from '../progress.js';
+import { startRecord, type RunRecord } from '../report.js';
+import type { PageSender } from './page-sender.js';
+import type { UrgentConnector } from './urgent-connector.js';
+
+export interface SourceOptions {
+  address: Address;
+  /** A connected socket to use instead of connecting to `address` (which then names the peer). */
+  socket?: net.Socket;
+  mode: MigrationMode;
+  policy: ConvergencePolicy;
+  xbzrle: boolean;
+  lz4: boolean;
+  encoders?: number;
+  /** Cap on bytes per second sent (null: as fast as the link goes). */
+  maxBandwidth: number | null;
+  connectTimeoutMs: number;
+  /** How long to wait for each answer of the destination (HELLO_ACK, RESUMED, POSTCOPY_DONE). */
+  answerTimeoutMs: number;
+  signal?: AbortSignal;
+  onProgress?: (p: Progress) => void;
+}
+
+/** What the handshake established. */
+export interface SourceLink {
+  channel: Channel;
+  inbox: Inbox;
+  session: Uint8Array;
+  /** Capabilities both ends have. */
+  capabilities: number;
+  sender: PageSender;
+  /** Present when post-copy was negotiated: the fault thread, connected to the destination's. */
+  urgent: UrgentConnector | null;
+}
+
+/** Figures the progress line shows between passes. */
+export interface LiveFigures {
+  remaining: number;
+  bandwidth: number;
+  dirtyRate: number;
+  predicted: number;
+}
+
+export class SourceRun {
+  readonly record: RunRecord;
+  readonly slabs: readonly Slab[];
+  readonly pageSize: number;
+  readonly peer: string;
+  readonly tracker: DirtyTracker;
+  readonly meter = new BandwidthMeter();
+  readonly live: LiveFigures = { remaining: 0, bandwidth: 0, dirtyRate: 0, predicted: 0 };
+  readonly progress: (make: () => Progress, force?: boolean) => void;
+  link: SourceLink | null = null;
+  /** What must be closed or failed at the end, set as soon as each exists (the link may never complete). */
+  channel: Channel | null = null;
+  pool: EncoderPool | null = null;
+  urgent: UrgentConnector | null = null;
+  /** The guest is paused by us (and must be resumed if the migration fails before switchover). */
+  paused = false;
+  throttlePercent = 0;
+  lastSync = 0;
+  previous = { dirtyRate: 0, bandwidth: 0 };
+
+  constructor(readonly source: MemorySource, readonly options: SourceOptions) {
+    this.record = startRecord('source', options.mode);
+    this.slabs = source.regions.flatMap((r) => [...source.slabsOf(r.id)]);
+    this.pageSize = source.regions[0].pageSize;
+    this.peer = `destination ${formatAddress(options.address)}`;
+    this.tracker = new DirtyTracker(source);
+    this.progress = throttledProgress(options.onProgress);
+  }
+
+  /** The link; a phase that needs it before the handshake made it is a bug in the machine. */
+  get established(): SourceLink {
+    if (this.link === null) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'no link to the destination yet');
+    return this.link;
+  }
+
+  /** Pauses the guest (once); returns how long it took. */
+  async pause(): Promise<number> {
+    if (this.paused) return 0;
+    const t = performance.now();
+    await this.source.pause();
+    this.paused = true;
+    return performance.now() - t;
+  }
+
+  throttle(percent: number): void {
+    if (percent === this.throttlePercent) return;
+    this.throttlePercent = percent;
+    this.record.throttlePercent = percent;
+    this.source.throttle(percent);
+  }
+
+  checkCancel(phase: string): void {
+    if (this.options.signal?.aborted) throw new MemshiftError(ErrorCode.CANCELLED, `migration cancelled during ${phase}`);
+  }
+
+  snapshot(phase: string, iteration: number): Progress {
+    const l = this.live;
+    return {
+      role: 'source', phase, iteration, remainingPages: l.remaining, dirtyRate: l.dirtyRate, bandwidth: l.bandwidth,
+      expectedDowntimeMs: l.predicted, bytesTransferred: this.record.bytesTransferred,
+      elapsedMs: performance.now() - this.record.startedAt, throttlePercent: this.throttlePercent,
+    };
+  }
+}
