@@ -2,6 +2,9 @@
 // never on the class or the message: errors cross worker threads by structured clone (which drops
 // the prototype) and may come from another copy of the package. The README lists every code.
 
+
+import type { Report } from './migration/report.js';
+
 export const ErrorCode = {
   /** An option or argument is missing, of the wrong type or out of range; `field` names it. */
   INVALID_ARGUMENT: 'MS_ERR_INVALID_ARGUMENT',
@@ -82,8 +85,8 @@ export interface ErrorDetails {
   peer?: string;
   phase?: string;
   peerCode?: string;
-  /** The migration report, on errors that end a migration (see src/migration/report.ts). */
-  report?: unknown;
+  /** The migration report, on errors that end a migration. */
+  report?: Report;
   cause?: unknown;
 }
 

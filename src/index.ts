@@ -113,6 +113,8 @@ export async function migrate(source: MemorySource, to: string | Address | net.S
   const mode = options.mode ?? 'live';
   if (!MIGRATION_MODES.includes(mode)) throw invalidArgument('options.mode', `must be one of ${MIGRATION_MODES.join('|')}`, mode);
   if (options.onStall !== undefined && !STALL_POLICIES.includes(options.onStall)) throw invalidArgument('options.onStall', `must be one of ${STALL_POLICIES.join('|')}`, options.onStall);
+  // Post-copy after N passes is what hybrid means; any other mode would reach it un-negotiated.
+  if (options.postcopyAfter !== undefined && mode !== 'hybrid') throw invalidArgument('options.postcopyAfter', `applies to mode hybrid only (mode is ${mode})`, options.postcopyAfter);
   const policy: ConvergencePolicy = {
     ...DEFAULT_POLICY,
     downtimeLimitMs: options.downtimeLimitMs === undefined ? DEFAULT_POLICY.downtimeLimitMs : positiveInt(options.downtimeLimitMs, 'downtimeLimitMs'),
@@ -128,7 +130,7 @@ export async function migrate(source: MemorySource, to: string | Address | net.S
   if (options.encoders !== undefined) positiveInt(options.encoders, 'encoders', 1, MAX_ENCODERS);
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidArgument('options.signal', 'must be an AbortSignal');
   if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw invalidArgument('options.onProgress', 'must be a function');
-  const report = await runSource(source, {
+  const { report, error } = await runSource(source, {
     address, socket, mode, policy,
     xbzrle: options.xbzrle ?? true,
     lz4: options.lz4 ?? false,
@@ -140,11 +142,12 @@ export async function migrate(source: MemorySource, to: string | Address | net.S
     onProgress: options.onProgress,
   });
   if (report.outcome === 'completed') return report;
-  const code = report.outcome === 'in-doubt' ? ErrorCode.SWITCHOVER_IN_DOUBT : ((report.error?.code ?? ErrorCode.CONNECTION_FAILED) as typeof ErrorCode.CONNECTION_FAILED);
+  const code = report.outcome === 'in-doubt' ? ErrorCode.SWITCHOVER_IN_DOUBT : (error?.code ?? ErrorCode.CONNECTION_FAILED);
   const message = report.outcome === 'in-doubt'
-    ? `link lost after switchover (${report.error?.message}); the destination may be running the guest, so the source guest stays paused`
-    : (report.error?.message ?? `migration ${report.outcome}`);
-  throw new MemshiftError(code, message, { report });
+    ? `link lost after switchover (${error?.message}); the destination may be running the guest, so the source guest stays paused`
+    : (error?.message ?? `migration ${report.outcome}`);
+  // The cause's details (the peer's code, the frame, the page) stay readable on the error itself.
+  throw new MemshiftError(code, message, { ...error?.details, report, cause: error ?? undefined });
 }
 
 export interface ReceiveOptions {

@@ -7,7 +7,7 @@ import { decodeError, peerError } from '../protocol/control.js';
 import { FrameType } from '../protocol/constants.js';
 import { frameTypeName } from '../protocol/frame.js';
 import type { Frame } from '../protocol/frame-reader.js';
-import type { Channel } from '../transport/channel.js';
+import type { FrameLink } from '../transport/channel.js';
 
 export interface ControlFrame {
   type: number;
@@ -23,7 +23,7 @@ export class Inbox {
   /** Called once with the first failure (peer error, closed channel, cancel). */
   onFailure: ((err: MemshiftError) => void) | null = null;
 
-  constructor(private readonly channel: Channel, signal?: AbortSignal) {
+  constructor(private readonly channel: FrameLink, signal?: AbortSignal) {
     channel.setHandlers({
       onFrame: (frame) => this.onFrame(frame),
       onClosed: (error) => this.fail(error ?? new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${channel.peer}: channel closed during ${channel.phase}`, { peer: channel.peer, phase: channel.phase })),

@@ -33,7 +33,28 @@ export interface ChannelOptions {
   peer: string;
 }
 
-export class Channel {
+/**
+ * What the migration layers use of a channel: framed sends, a frame handler, and the ways it ends.
+ * `Channel` is the TCP one; tests drive the drivers over an in-memory pair of these.
+ */
+export interface FrameLink {
+  readonly peer: string;
+  /** Where the migration is, for error messages. */
+  phase: string;
+  readonly bytesReceived: number;
+  /** The local address (where a second listener on this host is reachable). */
+  readonly localHost: string;
+  readonly isClosed: boolean;
+  setHandlers(handlers: ChannelHandlers): void;
+  send(bytes: Uint8Array): Promise<void>;
+  sendSegments(segments: readonly Uint8Array[]): Promise<void>;
+  switchReceiveBuffer(buf: Uint8Array, maxBody: number): void;
+  fail(err: MemshiftError): void;
+  close(): Promise<void>;
+  destroy(err?: MemshiftError): void;
+}
+
+export class Channel implements FrameLink {
   readonly peer: string;
   /** Where the migration is, for error messages ("pre-copy iteration 3"). */
   phase = 'handshake';
@@ -132,7 +153,8 @@ export class Channel {
 
   private drainFrames(): void {
     if (this.handlers === null || this.peerVersion === null || this.closed) return;
-    for (let f = this.reader.next(); f !== null && !this.closed; f = this.reader.next()) this.handlers.onFrame(f);
+    // Nothing after a failure is looked at: the first error is the one the peer hears.
+    for (let f = this.reader.next(); f !== null && !this.closed && this.failure === null; f = this.reader.next()) this.handlers.onFrame(f);
   }
 
   /**

@@ -14,7 +14,7 @@ import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
 import { sessionDigest } from '../../memory/slab.js';
 import type { Hello } from '../../protocol/handshake.js';
 import type { Frame } from '../../protocol/frame-reader.js';
-import type { Channel } from '../../transport/channel.js';
+import type { FrameLink } from '../../transport/channel.js';
 import { BoardState } from '../postcopy-board.js';
 import { assembleReport, failureOutcome, type Ending } from '../report.js';
 import { isFinalDest, stepDest, type DestEvent, type DestState } from './machine.js';
@@ -41,7 +41,7 @@ export class Session {
   private done = false;
 
   constructor(
-    private readonly channel: Channel,
+    private readonly channel: FrameLink,
     private readonly hello: Hello,
     options: DestinationOptions,
     private readonly finish: (end: SessionEnd) => void,
@@ -54,10 +54,15 @@ export class Session {
     this.dispatch({ type: 'hello', mode: hello.mode });
   }
 
-  /** Throws on a frame the state cannot take; the channel then fails, which dispatches `closed`. */
+  /** A frame the state cannot take fails the session with that frame's error (the first error wins). */
   private onFrame(frame: Frame): void {
     if (this.done) return;
-    const event = receiveFrame(this.run, this.state, frame);
+    let event: DestEvent | null;
+    try {
+      event = receiveFrame(this.run, this.state, frame);
+    } catch (err) {
+      event = { type: 'error', error: toMemshiftError(err, ErrorCode.FRAME_MALFORMED, this.channel.peer) };
+    }
     if (event !== null) this.dispatch(event);
   }
 

@@ -3,7 +3,7 @@
 // it; only the driver creates and ends it.
 
 import type { Region, MemoryTarget } from '../../memory/types.js';
-import type { Channel } from '../../transport/channel.js';
+import type { FrameLink } from '../../transport/channel.js';
 import { throttledProgress, type Progress } from '../progress.js';
 import { startRecord, type RunRecord } from '../report.js';
 import type { BatchApplier } from './apply.js';
@@ -45,7 +45,7 @@ export class DestinationRun {
   /** When the guest resumed in post-copy (0 before). */
   resumedAt = 0;
 
-  constructor(readonly channel: Channel, readonly options: DestinationOptions, mode: MigrationMode) {
+  constructor(readonly channel: FrameLink, readonly options: DestinationOptions, mode: MigrationMode) {
     this.record = startRecord('destination', mode);
     this.progress = throttledProgress(options.onProgress);
   }

@@ -21,8 +21,14 @@ import { SourceRun, type SourceOptions } from './run.js';
 
 export type { SourceOptions } from './run.js';
 
-/** Runs one migration of `source`; always returns a report (its outcome says how it ended). */
-export async function runSource(source: MemorySource, options: SourceOptions): Promise<Report> {
+/** How a source run ended: the report, and the error behind any outcome but completed. */
+export interface SourceResult {
+  report: Report;
+  error: MemshiftError | null;
+}
+
+/** Runs one migration of `source`; always resolves (the report's outcome says how it ended). */
+export async function runSource(source: MemorySource, options: SourceOptions): Promise<SourceResult> {
   const run = new SourceRun(source, options);
   let state: SourceState = { kind: 'setup' };
   while (!isFinal(state)) {
@@ -39,9 +45,10 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
     }
   }
   await settle(run, state);
-  const report = assembleReport(run.record, ending(state));
+  const end = ending(state);
+  const report = assembleReport(run.record, end);
   run.progress(() => run.snapshot(report.outcome, report.iterations.length), true);
-  return report;
+  return { report, error: end.error };
 }
 
 function runPhase(run: SourceRun, s: SourceState): Promise<SourceEvent> {

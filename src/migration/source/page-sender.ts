@@ -15,7 +15,7 @@ import type { EncodeResult } from '../../pipeline/messages.js';
 import { chunkBytes } from '../../protocol/page-batch.js';
 import { Limits } from '../../protocol/constants.js';
 import { bufferOf } from '../../wasm/views.js';
-import type { Channel } from '../../transport/channel.js';
+import type { FrameLink } from '../../transport/channel.js';
 import type { RateLimiter } from '../../transport/rate-limit.js';
 import { emptyCounts, type EncodingCounts } from '../metrics.js';
 
@@ -43,13 +43,13 @@ interface Segment {
 export class PageSender {
   private readonly slabs: readonly Slab[];
   private readonly pool: EncoderPool;
-  private readonly channel: Channel;
+  private readonly channel: FrameLink;
   private readonly freeChunks: number[][];
   private readonly payloadLimit: number[];
   private readonly lz4: boolean;
   private readonly limiter: RateLimiter | null;
 
-  constructor(slabs: readonly Slab[], pool: EncoderPool, channel: Channel, options: { lz4: boolean; limiter?: RateLimiter | null }) {
+  constructor(slabs: readonly Slab[], pool: EncoderPool, channel: FrameLink, options: { lz4: boolean; limiter?: RateLimiter | null }) {
     this.slabs = slabs;
     this.pool = pool;
     this.channel = channel;

@@ -10,7 +10,7 @@ import type { Slab } from '../../memory/slab.js';
 import type { MemorySource } from '../../memory/types.js';
 import type { EncoderPool } from '../../pipeline/pool.js';
 import type { MigrationMode } from '../../protocol/constants.js';
-import type { Channel } from '../../transport/channel.js';
+import type { FrameLink } from '../../transport/channel.js';
 import { formatAddress, type Address } from '../../transport/tcp.js';
 import type { ConvergencePolicy } from '../convergence.js';
 import type { Inbox } from '../inbox.js';
@@ -24,6 +24,8 @@ export interface SourceOptions {
   address: Address;
   /** A connected socket to use instead of connecting to `address` (which then names the peer). */
   socket?: net.Socket;
+  /** An already framed link to use instead of either (tests drive the driver over an in-memory one). */
+  link?: FrameLink;
   mode: MigrationMode;
   policy: ConvergencePolicy;
   xbzrle: boolean;
@@ -40,7 +42,7 @@ export interface SourceOptions {
 
 /** What the handshake established. */
 export interface SourceLink {
-  channel: Channel;
+  channel: FrameLink;
   inbox: Inbox;
   session: Uint8Array;
   /** Capabilities both ends have. */
@@ -69,7 +71,7 @@ export class SourceRun {
   readonly progress: (make: () => Progress, force?: boolean) => void;
   link: SourceLink | null = null;
   /** What must be closed or failed at the end, set as soon as each exists (the link may never complete). */
-  channel: Channel | null = null;
+  channel: FrameLink | null = null;
   pool: EncoderPool | null = null;
   urgent: UrgentConnector | null = null;
   /** The guest is paused by us (and must be resumed if the migration fails before switchover). */

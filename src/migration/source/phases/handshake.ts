@@ -24,7 +24,7 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   if (options.mode === 'cold') await run.pause();
   run.checkCancel('setup');
   const channelOptions = { maxBody: Limits.MAX_CONTROL_BODY_BYTES, peer };
-  const channel = options.socket !== undefined
+  const channel = options.link !== undefined ? options.link : options.socket !== undefined
     ? Channel.accept(options.socket, channelOptions)
     : await Channel.connect(options.address, { ...channelOptions, timeoutMs: options.connectTimeoutMs, signal: options.signal });
   run.channel = channel;

@@ -1,0 +1,118 @@
+// The library as an integrator links it: migrate() and receive() in one process over loopback, with a
+// guest whose RAM lives outside memshift (mirror-guest.ts). Each test pins a bug found by doing exactly
+// that, and what the fix guarantees.
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ErrorCode } from '../../src/errors.js';
+import { listen, migrate, receive, type MemshiftError } from '../../src/index.js';
+import type { Region } from '../../src/memory/types.js';
+import { MirrorSource, MirrorTarget, within } from '../_support/mirror-guest.js';
+
+const PAGES = 256;
+
+async function migrateMirror(mode: 'cold' | 'warm' | 'live', source: MirrorSource, createTarget: (r: readonly Region[]) => MirrorTarget) {
+  const { server, address } = await listen('127.0.0.1:0');
+  try {
+    const dest = receive({ listen: server, createTarget });
+    const report = await within(migrate(source, address, { mode }), 30_000, `${mode} migrate`);
+    const result = await within(dest, 30_000, 'receive');
+    return { report, result };
+  } finally {
+    server.close();
+  }
+}
+
+for (const mode of ['cold', 'warm', 'live'] as const) {
+  test(`${mode}: the external dirty log is collected before the first pass, so a mirrored guest arrives current`, async () => {
+    const source = new MirrorSource(PAGES);
+    // Written in the hypervisor's RAM only: the slabs learn of it through collectDirtyLog.
+    for (let p = 0; p < PAGES; p += 3) source.write(p, (p % 250) + 1);
+    let target: MirrorTarget | null = null;
+    const { report, result } = await migrateMirror(mode, source, (r) => (target = new MirrorTarget(r)));
+    assert.is(report.outcome, 'completed');
+    assert.is(result.report.outcome, 'completed');
+    assert.ok(source.collected >= 1, `collectDirtyLog called ${source.collected} times`);
+    for (let p = 0; p < PAGES; p++) {
+      const expected = source.ram.subarray(p * 4096, (p + 1) * 4096);
+      assert.ok(Buffer.compare(Buffer.from(target!.page(p)), Buffer.from(expected)) === 0, `page ${p} differs from the hypervisor's RAM`);
+    }
+  });
+}
+
+test('postcopyAfter with a mode other than hybrid is refused up front, naming the option', async () => {
+  const source = new MirrorSource(64);
+  for (const mode of ['live', 'cold', 'warm', 'postcopy'] as const) {
+    let err: MemshiftError | null = null;
+    try {
+      await migrate(source, '127.0.0.1:9', { mode, postcopyAfter: 2 });
+    } catch (e) {
+      err = e as MemshiftError;
+    }
+    assert.is(err?.code, ErrorCode.INVALID_ARGUMENT, mode);
+    assert.match(err!.message, /options\.postcopyAfter/);
+  }
+  assert.is(source.paused, false, 'nothing was paused');
+});
+
+test('receive() keeps waiting when createTarget refuses a guest, and takes the next one', async () => {
+  const { server, address } = await listen('127.0.0.1:0');
+  const log: string[] = [];
+  let calls = 0;
+  try {
+    const dest = receive({
+      listen: server,
+      onLog: (l) => log.push(l),
+      createTarget: (r) => {
+        if (calls++ === 0) throw new Error('no room for this guest');
+        return new MirrorTarget(r);
+      },
+    });
+    const refused = new MirrorSource(64);
+    let err: MemshiftError | null = null;
+    try {
+      await within(migrate(refused, address, { mode: 'live' }), 30_000, 'refused migrate');
+    } catch (e) {
+      err = e as MemshiftError;
+    }
+    assert.is(err?.code, ErrorCode.PEER_ERROR, err?.message);
+    assert.is((err!.details as { peerCode?: string }).peerCode, ErrorCode.HANDSHAKE_REJECTED, JSON.stringify(err!.details));
+    assert.is(refused.paused, false, 'the refused guest keeps running');
+    const accepted = new MirrorSource(64);
+    accepted.write(5, 9);
+    const report = await within(migrate(accepted, address, { mode: 'live' }), 30_000, 'second migrate');
+    const result = await within(dest, 30_000, 'receive');
+    assert.is(report.outcome, 'completed');
+    assert.is(result.report.outcome, 'completed');
+    assert.is(calls, 2);
+    assert.ok(log.some((l) => /rejected migration .*MS_ERR_HANDSHAKE_REJECTED.*no room for this guest/.test(l)), log.join('\n'));
+  } finally {
+    server.close();
+  }
+});
+
+test('a plain Error from the target\'s checkState reaches the source as DEVICE_STATE_INVALID, and the source guest resumes', async () => {
+  const source = new MirrorSource(64);
+  let err: MemshiftError | null = null;
+  const { server, address } = await listen('127.0.0.1:0');
+  try {
+    const dest = receive({ listen: server, createTarget: (r) => new MirrorTarget(r, 'plain-error') });
+    try {
+      await within(migrate(source, address, { mode: 'warm' }), 30_000, 'migrate');
+    } catch (e) {
+      err = e as MemshiftError;
+    }
+    const result = await within(dest, 30_000, 'receive');
+    assert.is(result.report.outcome, 'failed');
+    assert.is(result.report.error?.code, ErrorCode.DEVICE_STATE_INVALID);
+    assert.match(result.report.error!.message, /unsupported vCPU model/);
+  } finally {
+    server.close();
+  }
+  assert.is(err?.code, ErrorCode.PEER_ERROR);
+  assert.is((err!.details as { peerCode?: string }).peerCode, ErrorCode.DEVICE_STATE_INVALID);
+  assert.is(source.paused, false, 'warm paused the guest; the refusal resumed it');
+  assert.is(source.resumes, 1);
+});
+
+test.run();
