@@ -1,29 +1,47 @@
 // destination machine: stepDest as a table, like the source's. Valid pairs list the state they lead
-// to (by `kind` and fields); every other pair of the product throws MS_ERR_UNEXPECTED_MESSAGE naming
-// both. Guards inside valid pairs (consecutive ITERATION_END, DEVICE_STATE before SWITCHOVER,
-// post-copy needing both COMPLETE and all pages present) get their own tests.
+// to (by `kind` and every field); every other pair of the product throws MS_ERR_UNEXPECTED_MESSAGE
+// naming both. Guards inside valid pairs (consecutive ITERATION_END, MISSING_PAGES only with
+// post-copy, DEVICE_STATE before SWITCHOVER, a post-copy SWITCHOVER only when negotiated and after
+// MISSING_PAGES) get their own tests and messages. The safety rule — only a RESUMED in a switching
+// state starts the guest here — is checked over the whole product.
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ErrorCode, MemshiftError } from '../../src/errors.js';
-import { MIGRATION_MODES } from '../../src/protocol/constants.js';
-import { isFinalDest, stepDest, type DestEvent, type DestState } from '../../src/migration/destination/machine.js';
+import { MIGRATION_MODES, SwitchoverMode } from '../../src/protocol/constants.js';
+import type { Switchover } from '../../src/protocol/control.js';
+import {
+  acceptsPages, claimsPages, isFinalDest, stepDest, type DestEvent, type DestState,
+} from '../../src/migration/destination/machine.js';
 import { expectCode } from '../_support/guest-helpers.js';
 
 const UNEXPECTED = 'MS_ERR_UNEXPECTED_MESSAGE';
 const CLOSED = new MemshiftError(ErrorCode.CONNECTION_CLOSED, 'source closed');
 const FAILED = new MemshiftError(ErrorCode.DIGEST_MISMATCH, 'digest differs');
 
-// One instance of every state (and of each flag combination that changes what is valid).
+// SWITCHOVER orders as the source sends them: one stop-and-copy, one post-copy (pages still missing).
+const ORDER_STOP: Switchover = { mode: SwitchoverMode.STOP_AND_COPY, iterations: 3, digest: 0x1234n, guestSteps: 99, pagesSent: 4096, missingPages: 0 };
+const ORDER_POSTCOPY: Switchover = { mode: SwitchoverMode.POSTCOPY, iterations: 2, digest: 0x5678n, guestSteps: 50, pagesSent: 1000, missingPages: 300 };
+
+const receiving = (mode: 'live' | 'warm' | 'hybrid', flags: { hasState?: boolean; postcopy?: boolean; missingAnnounced?: boolean }) =>
+  ({ kind: 'receiving', mode, iteration: 2, hasState: false, postcopy: false, missingAnnounced: false, ...flags }) as const;
+
+// One instance of every state, and of each flag combination that changes what is valid.
 const STATES = {
   'awaiting-hello': { kind: 'awaiting-hello' },
-  receiving: { kind: 'receiving', mode: 'live', iteration: 2, hasState: false },
-  'receiving+state': { kind: 'receiving', mode: 'warm', iteration: 2, hasState: true },
-  switching: { kind: 'switching', mode: 'live' },
+  setup: { kind: 'setup', mode: 'hybrid' },
+  receiving: receiving('live', {}),
+  'receiving+state': receiving('warm', { hasState: true }),
+  'receiving+postcopy': receiving('hybrid', { postcopy: true }),
+  'receiving+postcopy+state': receiving('hybrid', { postcopy: true, hasState: true }),
+  'receiving+postcopy+missing': receiving('hybrid', { postcopy: true, missingAnnounced: true }),
+  'receiving+postcopy+state+missing': receiving('hybrid', { postcopy: true, hasState: true, missingAnnounced: true }),
+  switching: { kind: 'switching', mode: 'live', order: ORDER_STOP },
   running: { kind: 'running', mode: 'live' },
-  postcopy: { kind: 'postcopy', mode: 'hybrid', complete: false, allPresent: false },
-  'postcopy+complete': { kind: 'postcopy', mode: 'hybrid', complete: true, allPresent: false },
-  'postcopy+all-present': { kind: 'postcopy', mode: 'hybrid', complete: false, allPresent: true },
+  'postcopy-switching': { kind: 'postcopy-switching', mode: 'hybrid', order: ORDER_POSTCOPY, allPresent: false },
+  'postcopy-switching+all-present': { kind: 'postcopy-switching', mode: 'hybrid', order: ORDER_POSTCOPY, allPresent: true },
+  'postcopy-running': { kind: 'postcopy-running', mode: 'hybrid' },
+  'postcopy-confirming': { kind: 'postcopy-confirming', mode: 'hybrid' },
   completed: { kind: 'completed', mode: 'live', confirmed: true },
   failed: { kind: 'failed', error: FAILED },
   'postcopy-paused': { kind: 'postcopy-paused', error: CLOSED },
@@ -33,11 +51,13 @@ type StateName = keyof typeof STATES;
 // Event variants. iteration-end is "the next one" for the state it is sent to (1 when there is none).
 const EVENTS = {
   hello: () => ({ type: 'hello', mode: 'postcopy' }),
-  batch: () => ({ type: 'batch' }),
+  ready: () => ({ type: 'ready', postcopy: false }),
+  'ready+postcopy': () => ({ type: 'ready', postcopy: true }),
   'iteration-end': (s: DestState) => ({ type: 'iteration-end', iteration: s.kind === 'receiving' ? s.iteration + 1 : 1 }),
   'device-state': () => ({ type: 'device-state' }),
-  'switchover/stop-and-copy': () => ({ type: 'switchover', postcopy: false }),
-  'switchover/postcopy': () => ({ type: 'switchover', postcopy: true }),
+  'missing-pages': () => ({ type: 'missing-pages' }),
+  'switchover/stop-and-copy': () => ({ type: 'switchover', postcopy: false, order: ORDER_STOP }),
+  'switchover/postcopy': () => ({ type: 'switchover', postcopy: true, order: ORDER_POSTCOPY }),
   resumed: () => ({ type: 'resumed' }),
   'all-present': () => ({ type: 'all-present' }),
   complete: () => ({ type: 'complete' }),
@@ -46,57 +66,102 @@ const EVENTS = {
 } satisfies Record<string, (s: DestState) => DestEvent>;
 type EventName = keyof typeof EVENTS;
 
+const FAILURE_ROWS = (name: StateName, closed: DestState, error: DestState): [StateName, EventName, DestState][] => [
+  [name, 'closed', closed],
+  [name, 'error', error],
+];
+const NEVER_RESUMED = (name: StateName) => FAILURE_ROWS(name, { kind: 'failed', error: CLOSED }, { kind: 'failed', error: FAILED });
+
 const VALID: [StateName, EventName, DestState][] = [
-  ['awaiting-hello', 'hello', { kind: 'receiving', mode: 'postcopy', iteration: 0, hasState: false }],
-  ['awaiting-hello', 'closed', { kind: 'failed', error: CLOSED }],
-  ['awaiting-hello', 'error', { kind: 'failed', error: FAILED }],
-  ['receiving', 'batch', STATES.receiving],
+  ['awaiting-hello', 'hello', { kind: 'setup', mode: 'postcopy' }],
+  ...NEVER_RESUMED('awaiting-hello'),
+  ['setup', 'ready', { kind: 'receiving', mode: 'hybrid', iteration: 0, hasState: false, postcopy: false, missingAnnounced: false }],
+  ['setup', 'ready+postcopy', { kind: 'receiving', mode: 'hybrid', iteration: 0, hasState: false, postcopy: true, missingAnnounced: false }],
+  ...NEVER_RESUMED('setup'),
+  // receiving, no post-copy: MISSING_PAGES and a post-copy SWITCHOVER are guarded (below).
   ['receiving', 'iteration-end', { ...STATES.receiving, iteration: 3 }],
   ['receiving', 'device-state', { ...STATES.receiving, hasState: true }],
-  ['receiving', 'closed', { kind: 'failed', error: CLOSED }],
-  ['receiving', 'error', { kind: 'failed', error: FAILED }],
-  ['receiving+state', 'batch', STATES['receiving+state']],
+  ...NEVER_RESUMED('receiving'),
   ['receiving+state', 'iteration-end', { ...STATES['receiving+state'], iteration: 3 }],
   ['receiving+state', 'device-state', STATES['receiving+state']],
-  ['receiving+state', 'switchover/stop-and-copy', { kind: 'switching', mode: 'warm' }],
-  ['receiving+state', 'switchover/postcopy', { kind: 'postcopy', mode: 'warm', complete: false, allPresent: false }],
-  ['receiving+state', 'closed', { kind: 'failed', error: CLOSED }],
-  ['receiving+state', 'error', { kind: 'failed', error: FAILED }],
+  ['receiving+state', 'switchover/stop-and-copy', { kind: 'switching', mode: 'warm', order: ORDER_STOP }],
+  ...NEVER_RESUMED('receiving+state'),
+  // receiving with post-copy negotiated.
+  ['receiving+postcopy', 'iteration-end', { ...STATES['receiving+postcopy'], iteration: 3 }],
+  ['receiving+postcopy', 'device-state', { ...STATES['receiving+postcopy'], hasState: true }],
+  ['receiving+postcopy', 'missing-pages', { ...STATES['receiving+postcopy'], missingAnnounced: true }],
+  ...NEVER_RESUMED('receiving+postcopy'),
+  ['receiving+postcopy+state', 'iteration-end', { ...STATES['receiving+postcopy+state'], iteration: 3 }],
+  ['receiving+postcopy+state', 'device-state', STATES['receiving+postcopy+state']],
+  ['receiving+postcopy+state', 'missing-pages', { ...STATES['receiving+postcopy+state'], missingAnnounced: true }],
+  // A hybrid may still end by stop-and-copy.
+  ['receiving+postcopy+state', 'switchover/stop-and-copy', { kind: 'switching', mode: 'hybrid', order: ORDER_STOP }],
+  ...NEVER_RESUMED('receiving+postcopy+state'),
+  ['receiving+postcopy+missing', 'iteration-end', { ...STATES['receiving+postcopy+missing'], iteration: 3 }],
+  ['receiving+postcopy+missing', 'device-state', { ...STATES['receiving+postcopy+missing'], hasState: true }],
+  ['receiving+postcopy+missing', 'missing-pages', STATES['receiving+postcopy+missing']],
+  ...NEVER_RESUMED('receiving+postcopy+missing'),
+  ['receiving+postcopy+state+missing', 'iteration-end', { ...STATES['receiving+postcopy+state+missing'], iteration: 3 }],
+  ['receiving+postcopy+state+missing', 'device-state', STATES['receiving+postcopy+state+missing']],
+  ['receiving+postcopy+state+missing', 'missing-pages', STATES['receiving+postcopy+state+missing']],
+  ['receiving+postcopy+state+missing', 'switchover/stop-and-copy', { kind: 'switching', mode: 'hybrid', order: ORDER_STOP }],
+  ['receiving+postcopy+state+missing', 'switchover/postcopy', { kind: 'postcopy-switching', mode: 'hybrid', order: ORDER_POSTCOPY, allPresent: false }],
+  ...NEVER_RESUMED('receiving+postcopy+state+missing'),
+  // stop-and-copy switchover.
   ['switching', 'resumed', { kind: 'running', mode: 'live' }],
-  ['switching', 'closed', { kind: 'failed', error: CLOSED }],
-  ['switching', 'error', { kind: 'failed', error: FAILED }],
+  ...NEVER_RESUMED('switching'),
   ['running', 'complete', { kind: 'completed', mode: 'live', confirmed: true }],
   // The guest already runs here: losing the source now leaves it running, unconfirmed.
-  ['running', 'closed', { kind: 'completed', mode: 'live', confirmed: false }],
-  ['running', 'error', { kind: 'completed', mode: 'live', confirmed: false }],
-  ['postcopy', 'batch', STATES.postcopy],
-  ['postcopy', 'all-present', { ...STATES.postcopy, allPresent: true }],
-  ['postcopy', 'complete', { ...STATES.postcopy, complete: true }],
-  ['postcopy', 'closed', { kind: 'postcopy-paused', error: CLOSED }],
-  ['postcopy', 'error', { kind: 'postcopy-paused', error: FAILED }],
-  ['postcopy+complete', 'batch', STATES['postcopy+complete']],
-  ['postcopy+complete', 'complete', STATES['postcopy+complete']],
-  ['postcopy+complete', 'all-present', { kind: 'completed', mode: 'hybrid', confirmed: true }],
-  ['postcopy+complete', 'closed', { kind: 'postcopy-paused', error: CLOSED }],
-  ['postcopy+complete', 'error', { kind: 'postcopy-paused', error: FAILED }],
-  ['postcopy+all-present', 'batch', STATES['postcopy+all-present']],
-  ['postcopy+all-present', 'complete', { kind: 'completed', mode: 'hybrid', confirmed: true }],
-  ['postcopy+all-present', 'all-present', STATES['postcopy+all-present']],
-  ['postcopy+all-present', 'closed', { kind: 'postcopy-paused', error: CLOSED }],
-  ['postcopy+all-present', 'error', { kind: 'postcopy-paused', error: FAILED }],
+  ...FAILURE_ROWS('running', { kind: 'completed', mode: 'live', confirmed: false }, { kind: 'completed', mode: 'live', confirmed: false }),
+  // post-copy switchover.
+  ['postcopy-switching', 'all-present', STATES['postcopy-switching+all-present']],
+  ['postcopy-switching', 'resumed', { kind: 'postcopy-running', mode: 'hybrid' }],
+  ...NEVER_RESUMED('postcopy-switching'),
+  ['postcopy-switching+all-present', 'all-present', STATES['postcopy-switching+all-present']],
+  // Nothing was missing: the guest starts with every page here, so there is nothing to run for.
+  ['postcopy-switching+all-present', 'resumed', { kind: 'postcopy-confirming', mode: 'hybrid' }],
+  ...NEVER_RESUMED('postcopy-switching+all-present'),
+  ['postcopy-running', 'all-present', { kind: 'postcopy-confirming', mode: 'hybrid' }],
+  // Pages split across hosts: keep everything.
+  ...FAILURE_ROWS('postcopy-running', { kind: 'postcopy-paused', error: CLOSED }, { kind: 'postcopy-paused', error: FAILED }),
+  ['postcopy-confirming', 'complete', { kind: 'completed', mode: 'hybrid', confirmed: true }],
+  // Every page is here: losing the source leaves the guest running, unconfirmed.
+  ...FAILURE_ROWS('postcopy-confirming', { kind: 'completed', mode: 'hybrid', confirmed: false }, { kind: 'completed', mode: 'hybrid', confirmed: false }),
 ];
 
 // Valid pairs whose guard rejects them; tested with their own messages below.
-const GUARDED = new Set(['receiving|switchover/stop-and-copy', 'receiving|switchover/postcopy']);
+const GUARDED = new Set<string>([
+  'receiving|missing-pages', 'receiving+state|missing-pages',
+  'receiving|switchover/stop-and-copy', 'receiving|switchover/postcopy',
+  'receiving+postcopy|switchover/stop-and-copy', 'receiving+postcopy|switchover/postcopy',
+  'receiving+postcopy+missing|switchover/stop-and-copy', 'receiving+postcopy+missing|switchover/postcopy',
+  'receiving+state|switchover/postcopy',
+  'receiving+postcopy+state|switchover/postcopy',
+]);
 
-const label = (s: DestState): string => JSON.stringify(s, (k, v) => (v instanceof Error ? `<${(v as MemshiftError).code}>` : v));
+const label = (s: unknown): string =>
+  JSON.stringify(s, (_k, v: unknown) => (v instanceof Error ? `<${(v as MemshiftError).code}>` : typeof v === 'bigint' ? `${v}n` : v));
+
+/** Freezes a state and everything it owns (but not the errors it carries), so a mutating step throws. */
+function deepFreeze<T>(x: T): T {
+  if (typeof x === 'object' && x !== null && !(x instanceof Error) && !Object.isFrozen(x)) {
+    for (const v of Object.values(x)) deepFreeze(v);
+    Object.freeze(x);
+  }
+  return x;
+}
+for (const s of Object.values(STATES)) deepFreeze(s);
 
 for (const [from, ev, next] of VALID) {
   test(`${from} + ${ev} → ${label(next)}`, () => {
     const state: DestState = STATES[from];
+    const event: DestEvent = EVENTS[ev](state);
     const before = label(state);
-    assert.equal(stepDest(state, EVENTS[ev](state)), next);
+    const got = stepDest(state, event);
+    assert.equal(got, next);
     assert.is(label(state), before, 'step must not modify the state it was given');
+    if ('error' in next) assert.ok('error' in got && got.error === next.error, 'the error is carried by identity');
+    if ('order' in next) assert.ok('order' in got && got.order === next.order, 'the SWITCHOVER order is carried by identity');
   });
 }
 
@@ -110,73 +175,129 @@ test('every other (state, event) pair throws MS_ERR_UNEXPECTED_MESSAGE naming th
       invalid++;
       const event = make(state);
       const err = expectCode(() => stepDest(state, event), UNEXPECTED, key) as MemshiftError;
-      assert.ok(err.message.includes(event.type), `message ${JSON.stringify(err.message)} does not name event ${event.type}`);
-      assert.ok(err.message.includes(state.kind), `message ${JSON.stringify(err.message)} does not name state ${state.kind}`);
-      assert.is(err.details.phase, state.kind);
+      assert.ok(err.message.includes(event.type), `${key}: message ${JSON.stringify(err.message)} does not name event ${event.type}`);
+      assert.ok(err.message.includes(state.kind), `${key}: message ${JSON.stringify(err.message)} does not name state ${state.kind}`);
+      assert.is(err.details.phase, state.kind, key);
     }
   }
-  assert.is(invalid, 11 * 11 - VALID.length - GUARDED.size);
+  // 17 states × 13 event variants, minus the 59 valid rows and the 10 guarded pairs.
+  assert.is(VALID.length, 59);
+  assert.is(invalid, 17 * 13 - 59 - 10);
 });
 
-test('hello accepts every migration mode and starts at iteration 0 without device state', () => {
+test('the valid table has no duplicate (state, event) pair and no pair that is also guarded', () => {
+  const keys = VALID.map(([s, e]) => `${s}|${e}`);
+  assert.is(new Set(keys).size, keys.length);
+  for (const key of GUARDED) assert.not.ok(keys.includes(key), `${key} is both valid and guarded`);
+});
+
+test('hello accepts every migration mode and waits in setup with that mode', () => {
   for (const mode of MIGRATION_MODES) {
-    assert.equal(stepDest({ kind: 'awaiting-hello' }, { type: 'hello', mode }), { kind: 'receiving', mode, iteration: 0, hasState: false });
+    assert.equal(stepDest({ kind: 'awaiting-hello' }, { type: 'hello', mode }), { kind: 'setup', mode });
   }
+});
+
+test('setup accepts nothing but ready and failures: no frame of the migration may arrive before HELLO_ACK', () => {
+  const accepted = (Object.entries(EVENTS) as [EventName, (s: DestState) => DestEvent][])
+    .filter(([, make]) => { try { stepDest(STATES.setup, make(STATES.setup)); return true; } catch { return false; } })
+    .map(([name]) => name);
+  assert.equal(accepted, ['ready', 'ready+postcopy', 'closed', 'error']);
 });
 
 // ---- ITERATION_END must count 1, 2, 3 … -----------------------------------------------------------
 
-test('iteration-end accepts 1, 2, 3 … in order from the hello', () => {
-  let s = stepDest({ kind: 'awaiting-hello' }, { type: 'hello', mode: 'live' });
-  for (let i = 1; i <= 5; i++) {
-    s = stepDest(s, { type: 'iteration-end', iteration: i });
-    s = stepDest(s, { type: 'batch' });
-  }
-  assert.equal(s, { kind: 'receiving', mode: 'live', iteration: 5, hasState: false });
+test('iteration-end accepts 1, 2, 3 … in order from ready', () => {
+  let s = stepDest(stepDest({ kind: 'awaiting-hello' }, { type: 'hello', mode: 'live' }), { type: 'ready', postcopy: false });
+  for (let i = 1; i <= 5; i++) s = stepDest(s, { type: 'iteration-end', iteration: i });
+  assert.equal(s, { kind: 'receiving', mode: 'live', iteration: 5, hasState: false, postcopy: false, missingAnnounced: false });
 });
 
 for (const [name, at, sent] of [
   ['the first iteration-end must be 1, not 0', 0, 0],
   ['the first iteration-end must be 1, not 2', 0, 2],
-  ['a gap (2 after 3 → 5) throws', 3, 5],
+  ['a gap (5 after 3) throws', 3, 5],
   ['a repeat (3 after 3) throws', 3, 3],
   ['going back (2 after 3) throws', 3, 2],
 ] as const) {
   test(`iteration-end: ${name}`, () => {
-    const state: DestState = { kind: 'receiving', mode: 'live', iteration: at, hasState: true };
+    const state: DestState = { ...receiving('live', { hasState: true }), iteration: at };
     const err = expectCode(() => stepDest(state, { type: 'iteration-end', iteration: sent }), UNEXPECTED) as MemshiftError;
-    assert.ok(err.message.includes(String(sent)) && err.message.includes(String(at)), err.message);
+    assert.ok(err.message.includes(`iteration ${sent}`) && err.message.includes(`iteration ${at}`), err.message);
     assert.is(err.details.phase, 'receiving');
   });
 }
 
-// ---- SWITCHOVER needs DEVICE_STATE first -----------------------------------------------------------
+// ---- receiving: the guards ------------------------------------------------------------------------
 
-for (const postcopy of [false, true]) {
-  test(`switchover (${postcopy ? 'post-copy' : 'stop-and-copy'}) before device-state throws`, () => {
-    const err = expectCode(() => stepDest(STATES.receiving, { type: 'switchover', postcopy }), UNEXPECTED) as MemshiftError;
-    assert.ok(err.message.includes('DEVICE_STATE'), err.message);
+for (const name of ['receiving', 'receiving+state'] as const) {
+  test(`missing-pages without post-copy negotiated throws, naming MISSING_PAGES (${name})`, () => {
+    const err = expectCode(() => stepDest(STATES[name], { type: 'missing-pages' }), UNEXPECTED) as MemshiftError;
+    assert.ok(err.message.includes('MISSING_PAGES outside a post-copy'), err.message);
     assert.is(err.details.phase, 'receiving');
   });
 }
 
-test('device-state, then switchover, then resumed, then complete: a confirmed live migration', () => {
-  const events: DestEvent[] = [
-    { type: 'hello', mode: 'live' }, { type: 'batch' }, { type: 'iteration-end', iteration: 1 }, { type: 'batch' },
-    { type: 'iteration-end', iteration: 2 }, { type: 'device-state' }, { type: 'switchover', postcopy: false },
-    { type: 'resumed' }, { type: 'complete' },
-  ];
-  const kinds: string[] = [];
-  let s: DestState = { kind: 'awaiting-hello' };
-  for (const e of events) kinds.push((s = stepDest(s, e)).kind);
-  assert.equal(kinds, ['receiving', 'receiving', 'receiving', 'receiving', 'receiving', 'receiving', 'switching', 'running', 'completed']);
-  assert.equal(s, { kind: 'completed', mode: 'live', confirmed: true });
+for (const name of ['receiving', 'receiving+postcopy', 'receiving+postcopy+missing'] as const) {
+  for (const ev of ['switchover/stop-and-copy', 'switchover/postcopy'] as const) {
+    test(`${ev} before device-state throws, naming DEVICE_STATE (${name})`, () => {
+      const state = STATES[name];
+      const err = expectCode(() => stepDest(state, EVENTS[ev]()), UNEXPECTED) as MemshiftError;
+      assert.ok(err.message.includes('SWITCHOVER arrived before DEVICE_STATE'), err.message);
+      assert.is(err.details.phase, 'receiving');
+    });
+  }
+}
+
+test('a post-copy switchover without post-copy negotiated throws, even with device state and no MISSING_PAGES expected', () => {
+  const err = expectCode(() => stepDest(STATES['receiving+state'], EVENTS['switchover/postcopy']()), UNEXPECTED) as MemshiftError;
+  assert.ok(err.message.includes('without a negotiated post-copy'), err.message);
+  assert.is(err.details.phase, 'receiving');
 });
 
-// ---- failures: where they happen decides what remains ---------------------------------------------
+test('a post-copy switchover before MISSING_PAGES throws, even with device state and post-copy negotiated', () => {
+  const err = expectCode(() => stepDest(STATES['receiving+postcopy+state'], EVENTS['switchover/postcopy']()), UNEXPECTED) as MemshiftError;
+  assert.ok(err.message.includes('before MISSING_PAGES'), err.message);
+  assert.is(err.details.phase, 'receiving');
+});
 
-test('closed while running → completed with confirmed false (the guest runs here)', () => {
-  assert.equal(stepDest(STATES.running, { type: 'closed', error: CLOSED }), { kind: 'completed', mode: 'live', confirmed: false });
+test('the three switchover guards are told apart by their messages', () => {
+  const messages = (['receiving+postcopy', 'receiving+state', 'receiving+postcopy+state'] as const).map((name) => {
+    try { stepDest(STATES[name], EVENTS['switchover/postcopy']()); } catch (err) { return (err as Error).message; }
+    return 'did not throw';
+  });
+  assert.is(new Set(messages).size, 3, JSON.stringify(messages));
+});
+
+test('the switchover order is carried by identity into switching and postcopy-switching', () => {
+  const stop = stepDest(STATES['receiving+state'], { type: 'switchover', postcopy: false, order: ORDER_STOP });
+  const post = stepDest(STATES['receiving+postcopy+state+missing'], { type: 'switchover', postcopy: true, order: ORDER_POSTCOPY });
+  assert.ok(stop.kind === 'switching' && stop.order === ORDER_STOP, label(stop));
+  assert.ok(post.kind === 'postcopy-switching' && post.order === ORDER_POSTCOPY, label(post));
+});
+
+// ---- post-copy ---------------------------------------------------------------------------------
+
+test('complete while postcopy-running is rejected: pages are still missing', () => {
+  const err = expectCode(() => stepDest(STATES['postcopy-running'], { type: 'complete' }), UNEXPECTED) as MemshiftError;
+  assert.ok(err.message.includes('complete') && err.message.includes('postcopy-running'), err.message);
+});
+
+test('complete before resumed is rejected in postcopy-switching, with or without every page present', () => {
+  for (const name of ['postcopy-switching', 'postcopy-switching+all-present'] as const) {
+    expectCode(() => stepDest(STATES[name], { type: 'complete' }), UNEXPECTED, name);
+  }
+});
+
+test('a failure in postcopy-switching leaves the guest unstarted: failed, carrying the error by identity', () => {
+  for (const name of ['postcopy-switching', 'postcopy-switching+all-present'] as const) {
+    const got = stepDest(STATES[name], { type: 'closed', error: CLOSED });
+    assert.ok(got.kind === 'failed' && got.error === CLOSED, `${name}: ${label(got)}`);
+  }
+});
+
+test('closed during post-copy → postcopy-paused, carrying the error by identity', () => {
+  const got = stepDest(STATES['postcopy-running'], { type: 'closed', error: CLOSED });
+  assert.ok(got.kind === 'postcopy-paused' && got.error === CLOSED, label(got));
 });
 
 test('closed while switching → failed, carrying the error by identity (never resumed)', () => {
@@ -184,45 +305,98 @@ test('closed while switching → failed, carrying the error by identity (never r
   assert.ok(got.kind === 'failed' && got.error === CLOSED, label(got));
 });
 
-test('closed during post-copy → postcopy-paused, carrying the error by identity', () => {
-  const got = stepDest(STATES['postcopy+complete'], { type: 'closed', error: CLOSED });
-  assert.ok(got.kind === 'postcopy-paused' && got.error === CLOSED, label(got));
-});
-
-test('only switching → running starts the guest: no other event sequence reaches running', () => {
-  const reach = new Set<string>();
-  for (const [name, state] of Object.entries(STATES) as [StateName, DestState][]) {
-    for (const make of Object.values(EVENTS) as ((s: DestState) => DestEvent)[]) {
-      try {
-        if (stepDest(state, make(state)).kind === 'running') reach.add(name);
-      } catch { /* invalid pairs are covered above */ }
+test('final states reject every event, failures included', () => {
+  for (const name of ['completed', 'failed', 'postcopy-paused'] as const) {
+    for (const [ev, make] of Object.entries(EVENTS) as [EventName, (s: DestState) => DestEvent][]) {
+      expectCode(() => stepDest(STATES[name], make(STATES[name])), UNEXPECTED, `${name} + ${ev}`);
     }
   }
-  assert.equal([...reach], ['switching']);
 });
 
-// ---- post-copy: COMPLETE and all-pages-present, in either order -------------------------------------
+// ---- the safety rule: where the guest starts ----------------------------------------------------------
 
-test('post-copy: complete before all-present waits for all-present, then completes', () => {
-  let s: DestState = stepDest(STATES['receiving+state'], { type: 'switchover', postcopy: true });
-  s = stepDest(s, { type: 'complete' });
-  assert.equal(s, { kind: 'postcopy', mode: 'warm', complete: true, allPresent: false });
-  s = stepDest(s, { type: 'batch' });
-  s = stepDest(s, { type: 'all-present' });
-  assert.equal(s, { kind: 'completed', mode: 'warm', confirmed: true });
+test('only switching → running and postcopy-switching → postcopy-running/confirming start the guest, and only on resumed', () => {
+  // States in which the guest runs here; a transition into one from outside it starts the guest.
+  const guestRuns = new Set<string>(['running', 'postcopy-running', 'postcopy-confirming', 'completed']);
+  const starts: string[] = [];
+  for (const [name, state] of Object.entries(STATES) as [StateName, DestState][]) {
+    for (const [ev, make] of Object.entries(EVENTS) as [EventName, (s: DestState) => DestEvent][]) {
+      let next: DestState;
+      try { next = stepDest(state, make(state)); } catch { continue; /* invalid pairs are covered above */ }
+      if (!guestRuns.has(state.kind) && guestRuns.has(next.kind)) starts.push(`${name} + ${ev} → ${next.kind}`);
+    }
+  }
+  assert.equal(starts, [
+    'switching + resumed → running',
+    'postcopy-switching + resumed → postcopy-running',
+    'postcopy-switching+all-present + resumed → postcopy-confirming',
+  ]);
 });
 
-test('post-copy: all-present before complete waits for complete, then completes', () => {
-  let s: DestState = stepDest(STATES['receiving+state'], { type: 'switchover', postcopy: true });
-  s = stepDest(s, { type: 'all-present' });
-  assert.equal(s, { kind: 'postcopy', mode: 'warm', complete: false, allPresent: true });
-  s = stepDest(s, { type: 'complete' });
-  assert.equal(s, { kind: 'completed', mode: 'warm', confirmed: true });
+// ---- walk-throughs ------------------------------------------------------------------------------------
+
+function walk(events: DestEvent[]): DestState[] {
+  const trail: DestState[] = [];
+  let s: DestState = { kind: 'awaiting-hello' };
+  for (const e of events) trail.push((s = stepDest(s, e)));
+  return trail;
+}
+
+test('hello, ready, two passes, device-state, switchover, resumed, complete: a confirmed live migration', () => {
+  const trail = walk([
+    { type: 'hello', mode: 'live' }, { type: 'ready', postcopy: false }, { type: 'iteration-end', iteration: 1 },
+    { type: 'iteration-end', iteration: 2 }, { type: 'device-state' }, { type: 'switchover', postcopy: false, order: ORDER_STOP },
+    { type: 'resumed' }, { type: 'complete' },
+  ]);
+  assert.equal(trail.map((s) => s.kind), ['setup', 'receiving', 'receiving', 'receiving', 'receiving', 'switching', 'running', 'completed']);
+  assert.equal(trail.map(acceptsPages), [false, true, true, true, true, false, false, false]);
+  assert.equal(trail[7], { kind: 'completed', mode: 'live', confirmed: true });
 });
+
+test('a hybrid migration: pre-copy passes, then MISSING_PAGES, post-copy SWITCHOVER, running on faults, all present, complete', () => {
+  const trail = walk([
+    { type: 'hello', mode: 'hybrid' }, { type: 'ready', postcopy: true }, { type: 'iteration-end', iteration: 1 },
+    { type: 'missing-pages' }, { type: 'device-state' }, { type: 'switchover', postcopy: true, order: ORDER_POSTCOPY },
+    { type: 'resumed' }, { type: 'all-present' }, { type: 'complete' },
+  ]);
+  assert.equal(trail.map((s) => s.kind), [
+    'setup', 'receiving', 'receiving', 'receiving', 'receiving', 'postcopy-switching', 'postcopy-running', 'postcopy-confirming', 'completed',
+  ]);
+  assert.equal(trail.map(claimsPages), [false, false, false, false, false, false, true, false, false]);
+  assert.equal(trail[8], { kind: 'completed', mode: 'hybrid', confirmed: true });
+});
+
+test('post-copy with nothing missing: all-present before resumed goes straight to postcopy-confirming', () => {
+  const trail = walk([
+    { type: 'hello', mode: 'postcopy' }, { type: 'ready', postcopy: true }, { type: 'missing-pages' }, { type: 'device-state' },
+    { type: 'switchover', postcopy: true, order: ORDER_POSTCOPY }, { type: 'all-present' }, { type: 'resumed' }, { type: 'complete' },
+  ]);
+  assert.equal(trail.slice(4), [
+    { kind: 'postcopy-switching', mode: 'postcopy', order: ORDER_POSTCOPY, allPresent: false },
+    { kind: 'postcopy-switching', mode: 'postcopy', order: ORDER_POSTCOPY, allPresent: true },
+    { kind: 'postcopy-confirming', mode: 'postcopy' },
+    { kind: 'completed', mode: 'postcopy', confirmed: true },
+  ]);
+});
+
+// ---- predicates ---------------------------------------------------------------------------------------
+
+const kindsWhere = (pred: (s: DestState) => boolean): string[] => [...new Set((Object.values(STATES) as DestState[]).filter(pred).map((s) => s.kind))].sort();
 
 test('isFinalDest is true exactly for completed, failed and postcopy-paused', () => {
-  const finals = (Object.entries(STATES) as [StateName, DestState][]).filter(([, s]) => isFinalDest(s)).map(([n]) => n).sort();
-  assert.equal(finals, ['completed', 'failed', 'postcopy-paused']);
+  assert.equal(kindsWhere(isFinalDest), ['completed', 'failed', 'postcopy-paused']);
+});
+
+test('acceptsPages is true exactly for receiving and postcopy-running', () => {
+  assert.equal(kindsWhere(acceptsPages), ['postcopy-running', 'receiving']);
+  // Every receiving variant, whatever its flags.
+  const receivingNames = (Object.keys(STATES) as StateName[]).filter((n) => n.startsWith('receiving'));
+  assert.is(receivingNames.length, 6);
+  for (const n of receivingNames) assert.ok(acceptsPages(STATES[n]), n);
+});
+
+test('claimsPages is true exactly for postcopy-running (the resumed guest may have written a page since)', () => {
+  assert.equal(kindsWhere(claimsPages), ['postcopy-running']);
 });
 
 test.run();
