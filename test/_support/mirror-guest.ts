@@ -6,6 +6,7 @@
 
 import { GuestMemory } from '../../src/memory/guest-memory.js';
 import { pageOffset } from '../../src/memory/slab.js';
+import { createPageGateInit, type PageGateInit } from '../../src/memory/page-gate.js';
 import type { MemorySource, MemoryTarget, Region } from '../../src/memory/types.js';
 import { viewsOf } from '../../src/wasm/views.js';
 
@@ -105,6 +106,16 @@ export class MirrorTarget implements MemoryTarget {
 
   page(page: number): Uint8Array {
     return this.memory.readPage(0, page);
+  }
+}
+
+/** A target that can receive post-copy: it arms a page gate (its vCPU never runs, so it never faults). */
+export class PostcopyMirrorTarget extends MirrorTarget {
+  gate: PageGateInit | null = null;
+
+  enablePageGate(): PageGateInit {
+    this.gate = createPageGateInit();
+    return this.gate;
   }
 }
 

@@ -5,7 +5,8 @@
 // order they arrived, so what a state may receive is checked before the next frame is looked at.
 //
 //   frame | phase result | fault-thread message ─► dispatch(e): s = step(s, e); if s is new: enter(s)
-//   enter: setup, switching, postcopy-switching, postcopy-confirming ─► phase ─► dispatch(result)
+//   enter: setup, switching, postcopy-switching, running, postcopy-running, postcopy-confirming
+//          ─► phase ─► dispatch(result, if any)
 //          completed, failed, postcopy-paused ─► settle and report (once)
 //
 // Accepting connections and the handshake's first checks live in accept.ts.
@@ -21,7 +22,7 @@ import { isFinalDest, stepDest, type DestEvent, type DestState } from './machine
 import { confirmPostcopy, postcopyStats, runPostcopySwitchover } from './phases/postcopy.js';
 import { receiveFrame } from './phases/receive.js';
 import { runSetup } from './phases/setup.js';
-import { runSwitchover } from './phases/switchover.js';
+import { runSwitchover, sendResumed } from './phases/switchover.js';
 import { DestinationRun, type DestinationOptions, type DestinationResult } from './run.js';
 
 export type { DestinationOptions, DestinationResult } from './run.js';
@@ -92,6 +93,10 @@ export class Session {
       case 'receiving':
         this.accepted = true;
         return;
+      case 'running':
+      case 'postcopy-running':
+        this.phase(sendResumed(this.run), ErrorCode.UNEXPECTED_MESSAGE);
+        return;
       case 'switching':
         this.phase(runSwitchover(this.run, s.order), ErrorCode.UNEXPECTED_MESSAGE);
         return;
@@ -134,8 +139,9 @@ export class Session {
     } else if (s.kind === 'failed') {
       void run.urgent?.stop();
       this.channel.fail(s.error);
-    } else if (s.kind === 'completed' && !s.confirmed) {
-      run.log(`${this.channel.peer} did not confirm it released the guest; the guest runs here`);
+    } else {
+      void run.urgent?.stop();
+      if (s.kind === 'completed' && !s.confirmed) run.log(`${this.channel.peer} did not confirm it released the guest; the guest runs here`);
     }
     const r = run.record;
     const totals = run.applier?.totals;

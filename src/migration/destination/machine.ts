@@ -14,6 +14,7 @@
 //   switching --> running: resumed
 //   running --> completed: complete, error, closed (the guest runs here either way)
 //   postcopy_switching --> postcopy_running: resumed
+//   postcopy_switching --> postcopy_confirming: resumed (every page was already present)
 //   postcopy_switching --> postcopy_switching: all-present (nothing was missing)
 //   postcopy_running --> postcopy_confirming: all-present
 //   postcopy_confirming --> completed: complete, error, closed (every page is here)
@@ -21,8 +22,8 @@
 //   postcopy_running --> postcopy_paused: error, closed (pages split across hosts: keep everything)
 // ```
 //
-// The safety rule: only `switching → running` and `postcopy_switching → postcopy_running` start the
-// guest here, and only after the digest and device state checks passed; every failure before them
+// The safety rule: only `switching → running` and `postcopy_switching → postcopy_running` (or straight to
+// postcopy_confirming) start the guest here, and only after the digest and device state checks passed; every failure before them
 // leaves the guest unstarted. Pages are accepted only where `acceptsPages` says.
 
 import { ErrorCode, MemshiftError } from '../../errors.js';

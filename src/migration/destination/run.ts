@@ -42,6 +42,8 @@ export class DestinationRun {
   passApplyMs = 0;
   lastPassApplyMs = 0;
   lastIteration = 0;
+  /** RESUMED, built when the guest started and sent once the machine knows it runs here. */
+  resumed: Uint8Array | null = null;
   /** When the guest resumed in post-copy (0 before). */
   resumedAt = 0;
 

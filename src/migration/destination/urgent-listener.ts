@@ -89,7 +89,8 @@ export class UrgentListener {
   }
 
   private lose(e: MemshiftError): void {
-    if (this.lost !== null || this.stopping) return;
+    // Once every page is here the urgent channel has done its work: the source may close it first.
+    if (this.lost !== null || this.stopping || this.allPresent) return;
     this.lost = e;
     this.events?.onLost(e);
   }

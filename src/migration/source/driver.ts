@@ -10,7 +10,7 @@ import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
 import type { MemorySource } from '../../memory/types.js';
 import { assembleReport, failureOutcome, type Ending, type Report } from '../report.js';
 import { BoardState } from '../postcopy-board.js';
-import { isFinal, stepSource, type SourceEvent, type SourceState } from './machine.js';
+import { destinationMayRun, isFinal, stepSource, type SourceEvent, type SourceState } from './machine.js';
 import { runHandshake } from './phases/handshake.js';
 import { runPostcopyRunning, runPostcopySwitching } from './phases/postcopy.js';
 import { runPrecopyPass } from './phases/precopy.js';
@@ -82,7 +82,7 @@ function failureEvent(err: unknown): SourceEvent {
 /** Puts the guest where the final state says it belongs, and closes what the run opened. */
 async function settle(run: SourceRun, s: SourceState): Promise<void> {
   const error = s.kind === 'failed' || s.kind === 'in-doubt' || s.kind === 'postcopy-paused' ? s.error : s.kind === 'aborted' ? abortError(s) : null;
-  if (s.kind === 'failed' || s.kind === 'aborted') {
+  if (!destinationMayRun(s)) {
     // Nothing reached the point where the destination could run the guest: it keeps running here.
     run.throttle(0);
     if (run.paused) {

@@ -18,7 +18,7 @@
 //   postcopy_switching --> postcopy_switching: switchover-sent
 //   postcopy_switching --> postcopy_running: resumed
 //   postcopy_running --> releasing: postcopy-done
-//   releasing --> completed: released, failed (the guest runs on the destination either way)
+//   releasing --> completed: released, failed, refused (RESUMED arrived: the guest runs on the destination either way)
 //   setup, precopy, stop_and_copy --> failed: failed, refused
 //   postcopy_switching --> failed: failed before SWITCHOVER was sent, refused
 //   postcopy_switching --> in_doubt: failed after SWITCHOVER was sent
@@ -88,7 +88,10 @@ export function isFinal(s: SourceState): boolean {
   return s.kind === 'completed' || s.kind === 'aborted' || s.kind === 'failed' || s.kind === 'in-doubt' || s.kind === 'postcopy-paused';
 }
 
-/** True in the states where the destination may already run the guest (the source copy must stay paused). */
+/**
+ * Of the final states, those in which the destination may run the guest: the source copy must stay
+ * paused. In the others (failed, aborted) it never could, and the source guest resumes.
+ */
 export function destinationMayRun(s: SourceState): boolean {
   return s.kind === 'in-doubt' || s.kind === 'postcopy-paused' || s.kind === 'completed';
 }

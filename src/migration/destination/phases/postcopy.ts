@@ -14,7 +14,7 @@ import { encodePostcopyDone, encodeResumed, type Switchover } from '../../../pro
 import { destinationDowntime, type PostcopyStats } from '../../report.js';
 import type { DestEvent } from '../machine.js';
 import type { DestinationRun } from '../run.js';
-import { checkDigest, loadDeviceState } from './switchover.js';
+import { checkDigest, loadDeviceState, sendResumed } from './switchover.js';
 
 /** How long the source may take to connect the urgent channel once asked to switch over. */
 const URGENT_CONNECT_TIMEOUT_MS = 10_000;
@@ -32,7 +32,7 @@ export async function runPostcopySwitchover(run: DestinationRun, order: Switchov
   const resumeMs = run.resumedAt - tResume;
   run.record.destinationDowntime = destinationDowntime({ applyMs: 0, digestMs, resumeMs: resumeMs + stateMs });
   run.channel.phase = 'post-copy';
-  await run.channel.send(encodeResumed({ digest, pagesReceived: run.applier!.totals.pages, applyMs: 0, stateMs, digestMs, resumeMs }));
+  run.resumed = encodeResumed({ digest, pagesReceived: run.applier!.totals.pages, applyMs: 0, stateMs, digestMs, resumeMs });
   run.log(`guest resumed in post-copy with ${order.missingPages} pages still on the source`);
   return { type: 'resumed' };
 }
@@ -40,6 +40,7 @@ export async function runPostcopySwitchover(run: DestinationRun, order: Switchov
 /** Every page is here: let the vCPU run unchecked and tell the source, with the digest of the whole memory. */
 export async function confirmPostcopy(run: DestinationRun): Promise<DestEvent | null> {
   const urgent = run.urgent!;
+  await sendResumed(run);
   urgent.openGate();
   const stats = postcopyStats(run);
   const final = sessionDigest(run.target!);
@@ -49,7 +50,7 @@ export async function confirmPostcopy(run: DestinationRun): Promise<DestEvent | 
     digest: final, pagesReceived: run.applier!.totals.pages, faults: stats.faults,
     faultP50Us: stats.faultLatencyUs.p50, faultP99Us: stats.faultLatencyUs.p99, faultMaxUs: stats.faultLatencyUs.max, postcopyMs: stats.postcopyTimeMs,
   }));
-  await urgent.stop();
+  // The urgent channel stays up until the session ends: the source may still be finishing its push.
   return null;
 }
 

@@ -3,7 +3,8 @@
 // source's, then device state is loaded, the guest resumed, and RESUMED carries our share of the
 // downtime back.
 //
-//   SWITCHOVER ─► digest check ─► [post-copy armed but unused: open the gate] ─► load state ─► resume ─► RESUMED
+//   SWITCHOVER ─► digest check ─► [post-copy armed but unused: open the gate] ─► load state ─► resume
+//   ─► (the machine: running) ─► RESUMED
 
 import { ErrorCode, MemshiftError } from '../../../errors.js';
 import { sessionDigest } from '../../../memory/slab.js';
@@ -51,6 +52,15 @@ export async function runSwitchover(run: DestinationRun, order: Switchover): Pro
   run.record.digest = digest;
   run.record.destinationDowntime = destinationDowntime({ applyMs, digestMs, resumeMs: resumeMs + stateMs });
   run.channel.phase = 'completion';
-  await run.channel.send(encodeResumed({ digest, pagesReceived: run.applier!.totals.pages, applyMs, stateMs, digestMs, resumeMs }));
+  run.resumed = encodeResumed({ digest, pagesReceived: run.applier!.totals.pages, applyMs, stateMs, digestMs, resumeMs });
+  // The guest runs here from now on, whatever happens to the RESUMED that tells the source so.
   return { type: 'resumed' };
+}
+
+/** Sends RESUMED (once), after the machine knows the guest runs here. */
+export async function sendResumed(run: DestinationRun): Promise<null> {
+  const frame = run.resumed;
+  run.resumed = null;
+  if (frame !== null) await run.channel.send(frame);
+  return null;
 }

@@ -7,7 +7,8 @@
 // Running (the destination runs the guest): the fault thread answers what the guest touches, while
 // this pushes every remaining page once, pivoting to recent faults (push-planner.ts). Nothing is
 // released until POSTCOPY_DONE confirms, with the digest of what the destination holds, that every
-// page is present. A lost urgent link is an event that ends the push and the phase.
+// page is present. A lost urgent link while pages are still being pushed is an event that ends the
+// push and the phase.
 //
 //   pause ─► MISSING_PAGES* ─► DEVICE_STATE ─► SWITCHOVER(post-copy) ─► RESUMED
 //         ─► push (windows around faults) ║ urgent answers ─► POSTCOPY_DONE(digest) ─► release
@@ -73,7 +74,8 @@ export async function runPostcopyRunning(run: SourceRun, state: Extract<SourceSt
     iteration, pages: push.pages, bytes: push.bytes, ms: push.ms, bandwidth: push.ms > 0 ? (push.bytes * 1000) / push.ms : 0,
     dirtyPages: 0, dirtyRate: 0, expectedDowntimeMs: 0, throttlePercent: run.throttlePercent, pagesByEncoding: push.counts,
   });
-  const doneFrame = await Promise.race([inbox.expect([FrameType.POSTCOPY_DONE], run.options.answerTimeoutMs), lost]);
+  // Every page is out: the urgent channel has no more work, and the destination may close it first.
+  const doneFrame = await inbox.expect([FrameType.POSTCOPY_DONE], run.options.answerTimeoutMs);
   const done = decodePostcopyDone(doneFrame.body, 0, doneFrame.body.length);
   const digest = sessionDigest(run.source);
   run.record.digest = digest;

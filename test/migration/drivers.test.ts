@@ -1,0 +1,181 @@
+// Both drivers over an in-memory link (test/_support/link-pair.ts): no sockets, no processes, so what
+// the drivers do with each frame, failure and refusal is exact and quick to show. The source driver
+// runs against the real destination driver, or a destination's end is scripted frame by frame.
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ErrorCode } from '../../src/errors.js';
+import { DEFAULT_POLICY } from '../../src/migration/convergence.js';
+import { Session, type SessionEnd } from '../../src/migration/destination/driver.js';
+import type { DestinationOptions } from '../../src/migration/destination/run.js';
+import { runSource, type SourceResult } from '../../src/migration/source/driver.js';
+import type { MigrationMode } from '../../src/protocol/constants.js';
+import { Capability, ChannelRole, FrameType, PageEncoding } from '../../src/protocol/constants.js';
+import { decodeError, encodeMissingPages } from '../../src/protocol/control.js';
+import type { Frame } from '../../src/protocol/frame-reader.js';
+import { decodeHello, encodeHello } from '../../src/protocol/handshake.js';
+import { encodeBatchFrame } from '../../src/protocol/page-batch.js';
+import { linkPair, type Tap } from '../_support/link-pair.js';
+import { MirrorSource, MirrorTarget, PAGE, PostcopyMirrorTarget, ramRegions, within } from '../_support/mirror-guest.js';
+import type { Region } from '../../src/memory/types.js';
+
+const PAGES = 256;
+
+function destinationOptions(createTarget: (r: readonly Region[]) => MirrorTarget): DestinationOptions {
+  return { createTarget, prealloc: false, handshakeTimeoutMs: 10_000 };
+}
+
+/** Runs the real destination on `link`: the first frame must be HELLO, as accept.ts checks it. */
+function destinationOn(link: ReturnType<typeof linkPair>['b'], options: DestinationOptions): Promise<SessionEnd> {
+  return new Promise((resolve) => {
+    link.setHandlers({
+      onFrame: (f: Frame) => {
+        const hello = decodeHello(f.buf, f.bodyOffset, f.bodyLength);
+        new Session(link, hello, options, resolve);
+      },
+      onClosed: () => undefined,
+    });
+  });
+}
+
+function sourceOn(link: ReturnType<typeof linkPair>['a'], source: MirrorSource, mode: MigrationMode): Promise<SourceResult> {
+  return runSource(source, {
+    address: { host: '127.0.0.1', port: 1 }, link, mode, policy: { ...DEFAULT_POLICY, downtimeLimitMs: 10_000 },
+    xbzrle: true, lz4: false, encoders: 1, maxBandwidth: null, connectTimeoutMs: 10_000, answerTimeoutMs: 10_000,
+  });
+}
+
+async function migrateOverLink(mode: MigrationMode, tap?: Tap, target: (r: readonly Region[]) => MirrorTarget = (r) => new MirrorTarget(r)) {
+  const { a, b } = linkPair(tap);
+  const source = new MirrorSource(PAGES);
+  for (let p = 0; p < PAGES; p += 5) source.write(p, (p % 200) + 1);
+  let made: MirrorTarget | null = null;
+  const dest = destinationOn(b, destinationOptions((r) => (made = target(r))));
+  const src = await within(sourceOn(a, source, mode), 30_000, 'source driver');
+  const end = await within(dest, 30_000, 'destination driver');
+  return { source, src, end, target: made as MirrorTarget | null, a, b };
+}
+
+for (const mode of ['live', 'warm', 'cold'] as const) {
+  test(`${mode} over an in-memory link: both drivers complete and the destination holds the source's memory`, async () => {
+    const { source, src, end, target } = await migrateOverLink(mode);
+    assert.is(src.report.outcome, 'completed', src.error?.message);
+    assert.is(end.result.report.outcome, 'completed');
+    assert.is(end.result.report.digest, src.report.digest);
+    assert.ok(target!.resumed);
+    for (let p = 0; p < PAGES; p++) {
+      assert.ok(Buffer.compare(Buffer.from(target!.page(p)), Buffer.from(source.ram.subarray(p * PAGE, (p + 1) * PAGE))) === 0, `page ${p}`);
+    }
+    assert.ok(src.report.downtimeMs !== null && src.report.downtimeBreakdown !== null);
+    const b = src.report.downtimeBreakdown!;
+    const parts = b.pauseMs + b.finalPagesMs + b.deviceStateMs + b.destinationApplyMs + b.digestCheckMs + b.resumeMs + b.otherMs;
+    assert.ok(Math.abs(parts - src.report.downtimeMs!) < 1e-6 || parts >= src.report.downtimeMs!, 'the breakdown accounts for the whole downtime');
+  });
+}
+
+test('a destination that fails to resume refuses the switchover: the source guest resumes', async () => {
+  class FailingResume extends MirrorTarget {
+    override async resume(): Promise<void> {
+      throw new Error('vCPU would not start');
+    }
+  }
+  const { source, src, end } = await migrateOverLink('warm', undefined, (r) => new FailingResume(r));
+  assert.is(end.result.report.outcome, 'failed');
+  assert.is(src.report.outcome, 'failed');
+  assert.is(src.error?.code, ErrorCode.PEER_ERROR);
+  assert.is(source.paused, false, 'refused: the source guest runs again');
+  assert.is(source.resumes, 1);
+});
+
+test('a link cut between SWITCHOVER and RESUMED leaves the switchover in doubt: the source guest stays paused', async () => {
+  const { source, src, end } = await migrateOverLink('warm', (type, from) => (from === 'b' && type === FrameType.RESUMED ? 'cut' : 'deliver'));
+  assert.is(src.report.outcome, 'in-doubt');
+  assert.is(source.paused, true);
+  assert.is(source.resumes, 0);
+  // The destination resumed before its RESUMED was lost: the guest runs there, unconfirmed.
+  assert.is(end.result.report.outcome, 'completed');
+});
+
+test('a link cut after RESUMED completes the migration unconfirmed instead of failing it', async () => {
+  const { source, src, end } = await migrateOverLink('warm', (type, from) => (from === 'a' && type === FrameType.COMPLETE ? 'cut' : 'deliver'));
+  assert.is(src.report.outcome, 'completed');
+  assert.is(source.resumes, 0, 'the source guest never runs again');
+  assert.is(end.result.report.outcome, 'completed');
+});
+
+test('post-copy over an in-memory bulk link (urgent channel on loopback): every page arrives, then both complete', async () => {
+  const { source, src, end, target } = await migrateOverLink('postcopy', undefined, (r) => new PostcopyMirrorTarget(r));
+  assert.is(src.report.outcome, 'completed', src.error?.message);
+  assert.is(end.result.report.outcome, 'completed', end.result.report.error?.message);
+  assert.is(end.result.report.digest, src.report.digest);
+  assert.ok(src.report.postcopy !== null && src.report.postcopy.pagesPushed > 0);
+  for (let p = 0; p < PAGES; p++) {
+    assert.ok(Buffer.compare(Buffer.from(target!.page(p)), Buffer.from(source.ram.subarray(p * PAGE, (p + 1) * PAGE))) === 0, `page ${p}`);
+  }
+});
+
+test('post-copy: a link cut while the missing pages go out, before SWITCHOVER, resumes the source guest', async () => {
+  const { source, src, end } = await migrateOverLink('postcopy', (type, from) => (from === 'a' && type === FrameType.MISSING_PAGES ? 'cut' : 'deliver'), (r) => new PostcopyMirrorTarget(r));
+  assert.is(src.report.outcome, 'failed');
+  assert.is(source.paused, false);
+  assert.is(source.resumes, 1);
+  assert.is(end.result.report.outcome, 'failed', 'the destination never ran the guest');
+});
+
+test('post-copy: a destination that refuses after SWITCHOVER (its resume fails) has the source guest resume', async () => {
+  class FailingResume extends PostcopyMirrorTarget {
+    override async resume(): Promise<void> {
+      throw new Error('vCPU would not start');
+    }
+  }
+  const { source, src, end } = await migrateOverLink('postcopy', undefined, (r) => new FailingResume(r));
+  assert.is(end.result.report.outcome, 'failed');
+  assert.is(src.report.outcome, 'failed');
+  assert.is(src.error?.code, ErrorCode.PEER_ERROR);
+  assert.is(source.paused, false);
+  assert.is(source.resumes, 1);
+});
+
+/** A scripted source end: sends what the test says and records what comes back. */
+function scriptedSource(link: ReturnType<typeof linkPair>['a']) {
+  const frames: { type: number; body: Uint8Array }[] = [];
+  link.setHandlers({ onFrame: (f) => frames.push({ type: f.type, body: f.buf.slice(f.bodyOffset, f.bodyOffset + f.bodyLength) }), onClosed: () => undefined });
+  const hello = (capabilities: number) => encodeHello({ session: new Uint8Array(16).fill(3), role: ChannelRole.BULK, mode: 'live', capabilities, regions: ramRegions(64) });
+  return { frames, hello };
+}
+
+test('a PAGE_BATCH before the handshake finished is refused while the destination is in setup', async () => {
+  const { a, b } = linkPair();
+  const script = scriptedSource(a);
+  const dest = destinationOn(b, destinationOptions((r) => new MirrorTarget(r)));
+  const batch = encodeBatchFrame(0, 1, [{ page: 0, encoding: PageEncoding.ZERO, size: 0, hash: 0n, payload: new Uint8Array(0) }]);
+  // One delivery: the batch is read right after HELLO, before setup could answer.
+  await a.sendSegments([script.hello(Capability.XBZRLE), batch]);
+  const end = await within(dest, 10_000, 'destination');
+  assert.is(end.result.report.outcome, 'failed');
+  assert.is(end.result.report.error?.code, ErrorCode.UNEXPECTED_MESSAGE);
+  assert.match(end.result.report.error!.message, /PAGE_BATCH while the destination is setup/);
+  assert.is(end.accepted, false);
+  await new Promise((r) => setImmediate(r));
+  const error = script.frames.find((f) => f.type === FrameType.ERROR);
+  assert.ok(error !== undefined, 'the source is told why');
+  assert.is(decodeError(error!.body, 0, error!.body.length).code, ErrorCode.UNEXPECTED_MESSAGE);
+});
+
+test('MISSING_PAGES without a negotiated post-copy is refused and marks nothing', async () => {
+  const { a, b } = linkPair();
+  const script = scriptedSource(a);
+  let target: MirrorTarget | null = null;
+  const dest = destinationOn(b, destinationOptions((r) => (target = new MirrorTarget(r))));
+  await a.send(script.hello(Capability.XBZRLE));
+  while (!script.frames.some((f) => f.type === FrameType.HELLO_ACK)) await new Promise((r) => setImmediate(r));
+  await a.send(encodeMissingPages({ regionId: 0, firstPage: 0, pageCount: 64, bitmap: new Uint8Array(8).fill(0xff) }));
+  const end = await within(dest, 10_000, 'destination');
+  assert.is(end.result.report.outcome, 'failed');
+  assert.match(end.result.report.error!.message, /MISSING_PAGES outside a post-copy switchover/);
+  assert.is(end.accepted, true);
+  const s = target!.memory.slabsOf(0)[0];
+  assert.is(new Uint8Array(s.memory.buffer, s.layout.present, 8).every((x) => x === 0), true, 'no present bit was touched');
+});
+
+test.run();
