@@ -11,6 +11,7 @@
 
 import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
 import { sessionDigest, type Slab } from '../../memory/slab.js';
+import { ScratchAgent } from '../../memory/scratch-agents.js';
 import type { MemoryTarget, Region } from '../../memory/types.js';
 import { Capability, FrameType, Limits, SwitchoverMode } from '../../protocol/constants.js';
 import { decodeIterationEnd, decodeSwitchover, encodeResumed, decodeError, peerError, decodeComplete, decodeMissingPages, encodePostcopyDone, type Switchover } from '../../protocol/control.js';
@@ -21,7 +22,7 @@ import { Channel } from '../../transport/channel.js';
 import { viewsOf } from '../../wasm/views.js';
 import { throttledProgress, type Progress } from '../progress.js';
 import { emptyReport, hex64, type Report } from '../report.js';
-import { BatchApplier } from './apply.js';
+import { BatchApplier } from '../../pipeline/apply.js';
 import { isFinalDest, stepDest, type DestState } from './machine.js';
 import { FaultClient } from './postcopy.js';
 import { BoardState } from '../postcopy-board.js';
@@ -46,9 +47,6 @@ export interface DestinationResult {
 }
 
 const OUR_CAPABILITIES = Capability.XBZRLE | Capability.LZ4 | Capability.POSTCOPY;
-/** Scratch slot of the destination's main thread. */
-const MAIN_AGENT = 0;
-
 /** Touches every RAM page once so that receiving does not pay the host's first-write cost. */
 export function pretouch(slabs: readonly Slab[]): void {
   for (const s of slabs) {
@@ -111,7 +109,7 @@ export class Session {
       if (target.enablePageGate === undefined) capabilities &= ~Capability.POSTCOPY;
       else this.faults = await FaultClient.start(target, target.regions[0].id, hello.session, this.channel.localHost);
     }
-    this.applier = new BatchApplier(target, capabilities, MAIN_AGENT);
+    this.applier = new BatchApplier(target, capabilities, ScratchAgent.MAIN);
     const receive = slabs[0];
     this.channel.switchReceiveBuffer(new Uint8Array(receive.memory.buffer, receive.layout.arena, receive.layout.arenaBytes), Limits.MAX_FRAME_BODY_BYTES);
     this.channel.phase = 'pre-copy';

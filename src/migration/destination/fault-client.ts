@@ -14,6 +14,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { ErrorCode, MemshiftError } from '../../errors.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
 import { Mailbox, readFault } from '../../memory/page-gate.js';
+import { ScratchAgent } from '../../memory/scratch-agents.js';
 import type { Slab } from '../../memory/slab.js';
 import type { Region } from '../../memory/types.js';
 import { ChannelRole, FrameType, Limits } from '../../protocol/constants.js';
@@ -23,7 +24,7 @@ import { frameTypeName } from '../../protocol/frame.js';
 import { Channel } from '../../transport/channel.js';
 import { boundAddress, listen } from '../../transport/tcp.js';
 import { BoardState, DestBoard } from '../postcopy-board.js';
-import { BatchApplier } from './apply.js';
+import { BatchApplier } from '../../pipeline/apply.js';
 
 export interface FaultClientData {
   slabs: Slab[];
@@ -35,9 +36,6 @@ export interface FaultClientData {
   mailbox: SharedArrayBuffer;
   board: SharedArrayBuffer;
 }
-
-/** Scratch slot of the fault thread on every slab. */
-export const FAULT_AGENT = 1;
 
 const data = workerData as FaultClientData;
 const board = new Int32Array(data.board);
@@ -76,7 +74,7 @@ async function main(): Promise<void> {
       });
     });
   });
-  const applier = new BatchApplier(memory, 0, FAULT_AGENT, true, 'scratch');
+  const applier = new BatchApplier(memory, 0, ScratchAgent.FAULT_THREAD, true, 'scratch');
   let answered = 0;
   channel.phase = 'post-copy';
   channel.setHandlers({
