@@ -27,9 +27,9 @@ import { Inbox } from '../inbox.js';
 import { BandwidthMeter, addCounts, type IterationRecord } from '../metrics.js';
 import { throttledProgress, type Progress } from '../progress.js';
 import { emptyReport, hex64, type Report } from '../report.js';
-import { PageSender } from './page-sender.js';
+import { PageSender } from '../../pipeline/page-sender.js';
 import { UrgentServer, faultFeed, missingPagesFrames } from './postcopy.js';
-import { PushPlanner } from './push-planner.js';
+import { PushPlanner } from '../../pipeline/push-planner.js';
 import { BoardState } from '../postcopy-board.js';
 import { isFinal, stepSource, type SourceState } from './machine.js';
 

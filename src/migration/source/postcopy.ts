@@ -17,7 +17,7 @@ import type { Address } from '../../transport/tcp.js';
 import { viewsOf } from '../../wasm/views.js';
 import { BoardState, SourceBoard, createBoard, readFaultRing } from '../postcopy-board.js';
 import type { FaultServerData } from './fault-server.js';
-import { PushPlanner } from './push-planner.js';
+import { PushPlanner } from '../../pipeline/push-planner.js';
 
 /** The source's fault thread, from the handshake until the post-copy phase ends. */
 export class UrgentServer {
