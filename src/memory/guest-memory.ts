@@ -5,7 +5,8 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { ErrorCode, MemshiftError, invalidArgument } from '../errors.js';
 import { allocateSlab, kernelsOf, pageOffset, sessionDigest, viewsOfSlab, type Slab } from './slab.js';
-import { MAX_MEMORY_BYTES, SCRATCH_AGENTS, isValidPageSize, scratchSlot } from './slab-layout.js';
+import { MAX_MEMORY_BYTES, isValidPageSize, scratchSlot } from './slab-layout.js';
+import { ScratchAgent } from './scratch-agents.js';
 import type { GuestMemoryView, Region, RegionKind } from './types.js';
 
 export interface RegionSpec {
@@ -133,7 +134,7 @@ export class GuestMemory implements GuestMemoryView {
       for (const s of this.slabsOf(r.id)) {
         const k = kernelsOf(s).raw;
         // Page hashes go to the last scratch slot (reserved for tools), 1024 at a time.
-        const out = scratchSlot(s.layout, SCRATCH_AGENTS - 1).page;
+        const out = scratchSlot(s.layout, ScratchAgent.TOOLS).page;
         const chunk = Math.floor((2 * s.layout.pageSize) / 8);
         const zero = k.zeroPageHash(s.layout.pageSize);
         for (let first = 0; first < s.pageCount; first += chunk) {

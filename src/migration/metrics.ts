@@ -2,6 +2,9 @@
 // written over the most recent samples spanning at least 100 ms, so a 5 ms iteration on a quiet guest
 // does not swing the estimate; the dirty rate is pages dirtied during an iteration over its duration.
 
+
+import { emptyEncodingCounts, type EncodingCounts } from '../protocol/encodings/index.js';
+
 export interface IterationRecord {
   iteration: number;
   /** Pages sent in this iteration (the snapshot it started with). */
@@ -20,15 +23,10 @@ export interface IterationRecord {
   pagesByEncoding: EncodingCounts;
 }
 
-export interface EncodingCounts {
-  zero: number;
-  raw: number;
-  xbzrle: number;
-  lz4: number;
-}
+export type { EncodingCounts };
 
 export function emptyCounts(): EncodingCounts {
-  return { zero: 0, raw: 0, xbzrle: 0, lz4: 0 };
+  return emptyEncodingCounts();
 }
 
 export function addCounts(a: EncodingCounts, b: EncodingCounts): EncodingCounts {

@@ -1,31 +1,31 @@
 // Encoder worker (piscina). Named task `encodeBatch`: scan a slab's snapshot bitmap over a page range
 // and write one PAGE_BATCH frame into a chunk of the slab's arena, reading guest pages in place from
 // the shared memory. The WASM kernel does the per-page work (zero test, copy + hash, XBZRLE against
-// the cache); this file adds the frame headers and, when asked, LZ4 on the raw pages.
+// the cache); this file adds the frame headers and, when asked, LZ4 on the raw pages. What each
+// encoding keeps and how LZ4 compresses come from the encodings table (protocol/encodings/).
 
 import { workerData } from 'piscina';
 import { toMemshiftError, ErrorCode } from '../errors.js';
+import { boardOf } from '../memory/shared-board.js';
 import { kernelsOf, type Slab } from '../memory/slab.js';
 import { CONTROL_DIGEST, scratchSlot } from '../memory/slab-layout.js';
 import { PageEncoding } from '../protocol/constants.js';
-import { ENTRY_BYTES, LZ4_PREFIX_BYTES, chunkEntriesOffset, chunkPayloadOffset, sealBatch } from '../protocol/page-batch.js';
-import { lz4Encode } from '../protocol/encodings/lz4.js';
+import { ENTRY_BYTES, chunkEntriesOffset, chunkPayloadOffset, sealBatch } from '../protocol/page-batch.js';
+import { ENCODINGS } from '../protocol/encodings/index.js';
 import { viewsOf } from '../wasm/views.js';
 import { niceThisThread } from './thread-priority.js';
-import type { EncodeRequest, EncodeResult, EncoderWorkerData, Envelope } from './messages.js';
+import { EncoderBoard, type EncodeRequest, type EncodeResult, type EncoderWorkerData, type Envelope } from './messages.js';
 
 const data = workerData as EncoderWorkerData;
-const control = new Int32Array(data.agents);
-const agent = Atomics.add(control, 0, 1);
+const control = boardOf(data.control);
+const agent = Atomics.add(control, EncoderBoard.NEXT_AGENT, 1);
 const keyBases = data.keyBases.map((k) => BigInt(k));
 
-/** XBZRLE keeps a delta only when it saves at least an eighth of the page (else raw is cheaper to apply). */
-function deltaLimit(pageSize: number): number {
-  return pageSize - pageSize / 8;
-}
+const XBZRLE = ENCODINGS[PageEncoding.XBZRLE];
+const LZ4 = ENCODINGS[PageEncoding.LZ4];
 
 export function encodeBatch(req: EncodeRequest): Envelope<EncodeResult> {
-  const nice = Atomics.load(control, 1);
+  const nice = Atomics.load(control, EncoderBoard.NICENESS);
   if (nice > 0) niceThisThread(nice);
   try {
     return { ok: true, value: encode(req) };
@@ -48,7 +48,7 @@ function encode(req: EncodeRequest): EncodeResult {
     L.ram, L.pageSize, L.snapshot, req.from, req.to,
     slab.firstPage, keyBases[req.slab], L.hashes, L.control + CONTROL_DIGEST,
     entries, req.maxEntries, payload, req.payloadLimit,
-    L.cache, L.cacheTags, useCache ? L.cacheSlots : 0, scratch.page, deltaLimit(L.pageSize),
+    L.cache, L.cacheTags, useCache ? L.cacheSlots : 0, scratch.page, XBZRLE.keepLimit(L.pageSize),
     scratch.result,
   );
   const { u32, u8 } = viewsOf(slab.memory);
@@ -79,7 +79,7 @@ function encode(req: EncodeRequest): EncodeResult {
 }
 
 /**
- * Replaces raw payloads with LZ4 where that saves an eighth of the page, compacting the payload in
+ * Replaces raw payloads with LZ4 where the table's lz4 encode keeps them, compacting the payload in
  * place (compressed data is never longer than what it replaces, so the write cursor stays behind the
  * read cursor).
  */
@@ -94,10 +94,10 @@ function compressRawPages(u8: Uint8Array, entries: number, n: number, payload: n
     const encoding = word >>> 24;
     const size = word & 0xffffff;
     if (encoding === PageEncoding.RAW) {
-      const packed = lz4Encode(u8.slice(read, read + size), pageSize - pageSize / 8);
-      if (packed !== null && packed.length > LZ4_PREFIX_BYTES) {
+      const packed = LZ4.encode(u8.slice(read, read + size), pageSize);
+      if (packed !== null) {
         u8.set(packed, write);
-        dv.setUint32(e + 4, packed.length | (PageEncoding.LZ4 << 24), true);
+        dv.setUint32(e + 4, packed.length | (LZ4.id << 24), true);
         read += size;
         write += packed.length;
         lz4++;

@@ -5,11 +5,18 @@
 
 import type { Slab } from '../memory/slab.js';
 
+/**
+ * Slots of the encoder pool's control board (memory/shared-board.ts):
+ *   [0] NEXT_AGENT  scratch slot the next starting worker takes (Atomics.add)
+ *   [1] NICENESS    niceness the workers take before their next task (0 = leave as is)
+ */
+export const EncoderBoard = { NEXT_AGENT: 0, NICENESS: 1, SLOTS: 2 } as const;
+
 export interface EncoderWorkerData {
   /** Every slab of every region, in a fixed order: tasks refer to them by index. */
   slabs: Slab[];
-  /** i32[0]: next scratch agent slot to hand out (each worker takes one at start); i32[1]: niceness wanted. */
-  agents: SharedArrayBuffer;
+  /** The pool's control board (slots in EncoderBoard). */
+  control: SharedArrayBuffer;
   /** Zero-based region key base per slab (region id << 32), as a decimal string (bigint does not clone into workerData reliably across versions). */
   keyBases: string[];
 }

@@ -1,16 +1,19 @@
 // The source's encoder pool: piscina workers that turn page ranges into PAGE_BATCH frames inside the
 // slabs' arenas. Tasks are sized in megabytes (a chunk holds up to 1024 pages), because a task round
 // trip costs 15–90 µs here: 256 KiB tasks lose to encoding inline, 1–4 MiB tasks do not.
+// Its control board (EncoderBoard in messages.ts) hands each worker its scratch slot and carries the
+// niceness the workers should take; no message is sent for either.
 
 import { Piscina } from 'piscina';
 import { availableParallelism } from 'node:os';
 import { ErrorCode, MemshiftError } from '../errors.js';
+import { ScratchAgent } from '../memory/scratch-agents.js';
+import { createBoard, type Board } from '../memory/shared-board.js';
 import type { Slab } from '../memory/slab.js';
-import type { EncodeRequest, EncodeResult, EncoderWorkerData, Envelope } from './messages.js';
+import { EncoderBoard, type EncodeRequest, type EncodeResult, type EncoderWorkerData, type Envelope } from './messages.js';
 
-/** Scratch agent slots 0 and 1 belong to the main thread and the post-copy fault server. */
-const FIRST_WORKER_AGENT = 2;
-export const MAX_ENCODERS = 14;
+/** One scratch slot per encoder, from FIRST_ENCODER to the last slot. */
+export const MAX_ENCODERS = ScratchAgent.COUNT - ScratchAgent.FIRST_ENCODER;
 
 export function defaultEncoderCount(): number {
   return Math.max(1, Math.min(MAX_ENCODERS, availableParallelism() - 1));
@@ -18,19 +21,18 @@ export function defaultEncoderCount(): number {
 
 export class EncoderPool {
   private readonly pool: Piscina;
-  private readonly control: Int32Array;
+  private readonly control: Board;
   readonly size: number;
 
   constructor(slabs: readonly Slab[], threads: number = defaultEncoderCount()) {
     if (!Number.isInteger(threads) || threads < 1 || threads > MAX_ENCODERS) {
       throw new MemshiftError(ErrorCode.INVALID_ARGUMENT, `encoders must be an integer in [1, ${MAX_ENCODERS}] (got ${threads})`, { field: 'encoders', value: threads });
     }
-    const agents = new SharedArrayBuffer(8);
-    this.control = new Int32Array(agents);
-    this.control[0] = FIRST_WORKER_AGENT;
+    this.control = createBoard(EncoderBoard.SLOTS);
+    Atomics.store(this.control, EncoderBoard.NEXT_AGENT, ScratchAgent.FIRST_ENCODER);
     const data: EncoderWorkerData = {
       slabs: [...slabs],
-      agents,
+      control: this.control.buffer as SharedArrayBuffer,
       keyBases: slabs.map((s) => (BigInt(s.regionId) << 32n).toString()),
     };
     this.size = threads;
@@ -61,7 +63,7 @@ export class EncoderPool {
    * pushes in the background while a guest waits on faults. One way: it is never lowered back.
    */
   yieldToFaults(niceness = 10): void {
-    Atomics.store(this.control, 1, niceness);
+    Atomics.store(this.control, EncoderBoard.NICENESS, niceness);
   }
 
   async close(): Promise<void> {

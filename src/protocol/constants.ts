@@ -34,7 +34,6 @@ export const PageEncoding = {
   LZ4: 3,
 } as const;
 export type PageEncodingValue = (typeof PageEncoding)[keyof typeof PageEncoding];
-export const PAGE_ENCODING_NAMES = ['zero', 'raw', 'xbzrle', 'lz4'] as const;
 
 /** Capability bits exchanged in HELLO / HELLO_ACK; a feature is used only when both sides set it. */
 export const Capability = {

@@ -14,8 +14,9 @@
 // `hash` is mxh64 of the page *after* decoding, so it checks the payload, the decoder and (for
 // xbzrle) that both sides agreed on the previous content. The frame CRC covers only the metadata
 // (header + entries: checked length = 16 + 16·count). Rules the decoder enforces: 1 ≤ count ≤
-// MAX_PAGES_PER_BATCH; pages strictly increasing and inside the region; sizes as in the table; the
-// sizes add up to payloadBytes ≤ MAX_BATCH_PAYLOAD_BYTES; body length = 16 + 16·count + payloadBytes.
+// MAX_PAGES_PER_BATCH; pages strictly increasing and inside the region; sizes as in the table (each
+// encoding's rule and negotiation bit come from its ops, encodings/index.ts); the sizes add up to
+// payloadBytes ≤ MAX_BATCH_PAYLOAD_BYTES; body length = 16 + 16·count + payloadBytes.
 //
 // On the source the encode kernel (assembly/batch-encode.ts) writes entries and payload into a chunk
 // laid out as below; `sealBatch` adds the headers. The wire frame is the head segment followed by the
@@ -26,12 +27,13 @@
 
 import { ErrorCode, MemshiftError } from '../errors.js';
 import { malformed } from './codec-util.js';
-import { Capability, FrameType, Limits, PAGE_ENCODING_NAMES, PageEncoding } from './constants.js';
+import { FrameType, Limits } from './constants.js';
+import { encodingName, encodingOf } from './encodings/index.js';
 import { FRAME_HEADER_BYTES, frameCrc } from './frame.js';
 
+export { LZ4_PREFIX_BYTES } from './encodings/lz4.js';
 export const BATCH_HEADER_BYTES = 16;
 export const ENTRY_BYTES = 16;
-export const LZ4_PREFIX_BYTES = 4;
 const SIZE_MASK = 0xffffff;
 
 /** What the decoder needs to know about a region. */
@@ -164,25 +166,11 @@ export function decodeBatch(
     if (page >= pageCount) throw bad('range', `entry ${i}: page ${page} outside region ${regionId} (${pageCount} pages)`, { regionId, page });
     if (page <= previous) throw bad('malformed', `entry ${i}: page ${page} does not follow page ${previous} (pages must increase)`, { regionId, page });
     previous = page;
-    const name = PAGE_ENCODING_NAMES[encoding] ?? `#${encoding}`;
-    switch (encoding) {
-      case PageEncoding.ZERO:
-        if (size !== 0) throw bad('encoding', `entry ${i}: zero page with ${size} payload bytes`, { regionId, page });
-        break;
-      case PageEncoding.RAW:
-        if (size !== pageSize) throw bad('encoding', `entry ${i}: raw page of ${size} bytes, page size is ${pageSize}`, { regionId, page });
-        break;
-      case PageEncoding.XBZRLE:
-        if ((capabilities & Capability.XBZRLE) === 0) throw bad('encoding', `entry ${i}: xbzrle was not negotiated`, { regionId, page });
-        if (size > pageSize) throw bad('encoding', `entry ${i}: xbzrle delta of ${size} bytes exceeds the page size ${pageSize}`, { regionId, page });
-        break;
-      case PageEncoding.LZ4:
-        if ((capabilities & Capability.LZ4) === 0) throw bad('encoding', `entry ${i}: lz4 was not negotiated`, { regionId, page });
-        if (size <= LZ4_PREFIX_BYTES || size > pageSize) throw bad('encoding', `entry ${i}: lz4 payload of ${size} bytes outside (${LZ4_PREFIX_BYTES}, ${pageSize}]`, { regionId, page });
-        break;
-      default:
-        throw bad('encoding', `entry ${i}: unknown encoding ${name}`, { regionId, page });
-    }
+    const ops = encodingOf(encoding);
+    if (ops === undefined) throw bad('encoding', `entry ${i}: unknown encoding ${encodingName(encoding)}`, { regionId, page });
+    if (ops.capability !== 0 && (capabilities & ops.capability) === 0) throw bad('encoding', `entry ${i}: ${ops.name} was not negotiated`, { regionId, page });
+    const wrongSize = ops.sizeError(size, pageSize);
+    if (wrongSize !== null) throw bad('encoding', `entry ${i}: ${wrongSize}`, { regionId, page });
     total += size;
     encodings[encoding]++;
   }

@@ -18,7 +18,7 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BatchApplier } from '../../src/migration/destination/apply.js';
+import { BatchApplier } from '../../src/pipeline/apply.js';
 import type { GuestMemory } from '../../src/memory/guest-memory.js';
 import type { Slab } from '../../src/memory/slab.js';
 import { FrameType, Limits, PageEncoding } from '../../src/protocol/constants.js';

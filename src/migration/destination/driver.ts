@@ -150,7 +150,12 @@ export class Session {
     if (totals) r.pagesByEncoding = { ...totals.counts };
     r.converged = s.kind === 'completed';
     if (run.target !== null && r.digest === 0n) r.digest = sessionDigest(run.target);
-    if (run.urgent !== null && r.postcopy === null && run.resumedAt > 0) r.postcopy = postcopyStats(run);
+    if (run.urgent !== null && run.resumedAt > 0) {
+      // Final counts (a request sent just before every page was present is counted, as the source
+      // counted it); the time to all-present stays as measured when it happened.
+      const now = postcopyStats(run);
+      r.postcopy = r.postcopy === null ? now : { ...now, postcopyTimeMs: r.postcopy.postcopyTimeMs };
+    }
     const report = assembleReport(r, ending(s));
     run.progress(() => run.snapshot(report.outcome), true);
     this.finish({ result: { report, target: run.target }, accepted: this.accepted });

@@ -6,7 +6,7 @@ import type { Region, MemoryTarget } from '../../memory/types.js';
 import type { FrameLink } from '../../transport/channel.js';
 import { throttledProgress, type Progress } from '../progress.js';
 import { startRecord, type RunRecord } from '../report.js';
-import type { BatchApplier } from './apply.js';
+import type { BatchApplier } from '../../pipeline/apply.js';
 import type { UrgentListener } from './urgent-listener.js';
 import type { MigrationMode } from '../../protocol/constants.js';
 import type { Report } from '../report.js';

@@ -17,6 +17,7 @@ import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
 import { Mailbox, readFault } from '../../memory/page-gate.js';
 import { waitForChange } from '../../memory/shared-board.js';
+import { ScratchAgent } from '../../memory/scratch-agents.js';
 import type { Slab } from '../../memory/slab.js';
 import type { Region } from '../../memory/types.js';
 import { ChannelRole, FrameType, Limits } from '../../protocol/constants.js';
@@ -26,7 +27,7 @@ import { frameTypeName } from '../../protocol/frame.js';
 import { Channel } from '../../transport/channel.js';
 import { boundAddress, listen } from '../../transport/tcp.js';
 import { BoardState, DestBoard, type FaultThreadMessage } from '../postcopy-board.js';
-import { BatchApplier } from './apply.js';
+import { BatchApplier } from '../../pipeline/apply.js';
 
 export interface UrgentListenerData {
   slabs: Slab[];
@@ -36,9 +37,6 @@ export interface UrgentListenerData {
   mailbox: SharedArrayBuffer;
   board: SharedArrayBuffer;
 }
-
-/** Scratch slot of the fault thread on every slab. */
-export const FAULT_AGENT = 1;
 
 const data = workerData as UrgentListenerData;
 const board = new Int32Array(data.board);
@@ -81,7 +79,7 @@ async function main(): Promise<void> {
       });
     });
   });
-  const applier = new BatchApplier(memory, 0, FAULT_AGENT, true, 'scratch');
+  const applier = new BatchApplier(memory, 0, ScratchAgent.FAULT_THREAD, true, 'scratch');
   let answered = 0;
   channel.phase = 'post-copy';
   channel.setHandlers({

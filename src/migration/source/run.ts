@@ -17,7 +17,7 @@ import type { Inbox } from '../inbox.js';
 import { BandwidthMeter } from '../metrics.js';
 import { throttledProgress, type Progress } from '../progress.js';
 import { startRecord, type RunRecord } from '../report.js';
-import type { PageSender } from './page-sender.js';
+import type { PageSender } from '../../pipeline/page-sender.js';
 import type { UrgentConnector } from './urgent-connector.js';
 
 export interface SourceOptions {

@@ -13,6 +13,7 @@ import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
 import { kernelsOf, pageOffset } from '../../memory/slab.js';
 import { CONTROL_DIGEST, scratchSlot } from '../../memory/slab-layout.js';
+import { ScratchAgent } from '../../memory/scratch-agents.js';
 import type { Slab } from '../../memory/slab.js';
 import type { Region } from '../../memory/types.js';
 import { ChannelRole, FrameType, Limits, PageEncoding } from '../../protocol/constants.js';
@@ -36,9 +37,6 @@ export interface UrgentConnectorData {
   /** Iteration number stamped on answers (informational). */
   iteration: number;
 }
-
-/** Scratch slot of the fault thread on every slab. */
-export const FAULT_AGENT = 1;
 
 const data = workerData as UrgentConnectorData;
 const board = new Int32Array(data.board);
@@ -70,7 +68,7 @@ function answer(regionId: number, page: number): Uint8Array {
   if (k.isZeroPage(src, L.pageSize) === 1) {
     hash = BigInt.asUintN(64, k.zeroPageHash(L.pageSize));
   } else {
-    const scratch = scratchSlot(L, FAULT_AGENT).page;
+    const scratch = scratchSlot(L, ScratchAgent.FAULT_THREAD).page;
     hash = BigInt.asUintN(64, k.copyAndHash(scratch, src, L.pageSize));
     encoding = PageEncoding.RAW;
     payload = viewsOf(slab.memory).u8.subarray(scratch, scratch + L.pageSize); // copied into the frame below

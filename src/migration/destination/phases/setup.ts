@@ -11,14 +11,13 @@ import type { MemoryTarget } from '../../../memory/types.js';
 import { Capability, Limits } from '../../../protocol/constants.js';
 import { encodeHelloAck, type Hello } from '../../../protocol/handshake.js';
 import { viewsOf } from '../../../wasm/views.js';
-import { BatchApplier } from '../apply.js';
+import { ScratchAgent } from '../../../memory/scratch-agents.js';
+import { BatchApplier } from '../../../pipeline/apply.js';
 import type { DestEvent } from '../machine.js';
 import type { DestinationRun } from '../run.js';
 import { UrgentListener } from '../urgent-listener.js';
 
 const OUR_CAPABILITIES = Capability.XBZRLE | Capability.LZ4 | Capability.POSTCOPY;
-/** Scratch slot of the destination's main thread. */
-const MAIN_AGENT = 0;
 
 /** Touches every page once so that receiving does not pay the host's first-write cost. */
 export function pretouch(slabs: readonly Slab[]): void {
@@ -57,7 +56,7 @@ export async function runSetup(run: DestinationRun, hello: Hello): Promise<DestE
     if (target.enablePageGate === undefined) capabilities &= ~Capability.POSTCOPY;
     else run.urgent = await UrgentListener.start(target, hello.session, channel.localHost);
   }
-  run.applier = new BatchApplier(target, capabilities, MAIN_AGENT);
+  run.applier = new BatchApplier(target, capabilities, ScratchAgent.MAIN);
   const receive = slabs[0];
   channel.switchReceiveBuffer(new Uint8Array(receive.memory.buffer, receive.layout.arena, receive.layout.arenaBytes), Limits.MAX_FRAME_BODY_BYTES);
   channel.phase = 'pre-copy';

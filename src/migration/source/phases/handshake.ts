@@ -15,7 +15,7 @@ import { Channel } from '../../../transport/channel.js';
 import { RateLimiter } from '../../../transport/rate-limit.js';
 import { Inbox } from '../../inbox.js';
 import type { SourceEvent } from '../machine.js';
-import { PageSender } from '../page-sender.js';
+import { PageSender } from '../../../pipeline/page-sender.js';
 import { UrgentConnector } from '../urgent-connector.js';
 import type { SourceRun } from '../run.js';
 

@@ -22,9 +22,7 @@ import { viewsOf } from '../../../wasm/views.js';
 import { addCounts } from '../../metrics.js';
 import { hex64 } from '../../report.js';
 import type { SourceEvent, SourceState } from '../machine.js';
-import { PushPlanner } from '../push-planner.js';
 import type { SourceRun } from '../run.js';
-import type { UrgentConnector } from '../urgent-connector.js';
 import { startFullPass } from './pass.js';
 import { awaitResumed, sendSwitchover } from './switchover.js';
 
@@ -60,12 +58,17 @@ export async function runPostcopyRunning(run: SourceRun, state: Extract<SourceSt
   let pushed = 0;
   const lost = urgent.lost.then((e: unknown): never => { throw e; });
   const push = await Promise.race([
-    sender.pushWindows(run.source.regions[0].id, faultFeed(urgent, new PushPlanner(run.source.regions[0].pageCount)), iteration, (r, bytes) => {
-      run.record.bytesTransferred += bytes;
-      pushed += r.entries;
-      run.live.remaining = Math.max(0, run.live.remaining - r.entries);
-      run.progress(() => ({ ...run.snapshot('post-copy', iteration), pagesPushed: pushed, pagesRequested: urgent.requests }));
-    }, () => urgent.isLost),
+    sender.push({
+      iteration,
+      faults: () => urgent.newFaults(),
+      stopped: () => urgent.isLost,
+      onBatch: (r, bytes) => {
+        run.record.bytesTransferred += bytes;
+        pushed += r.entries;
+        run.live.remaining = Math.max(0, run.live.remaining - r.entries);
+        run.progress(() => ({ ...run.snapshot('post-copy', iteration), pagesPushed: pushed, pagesRequested: urgent.requests }));
+      },
+    }),
     lost,
   ]);
   run.record.pagesTransferred += push.pages;
@@ -111,15 +114,4 @@ export function missingPagesFrames(region: Region, slabs: readonly Slab[]): { fr
     frames.push(encodeMissingPages({ regionId: region.id, firstPage: first, pageCount, bitmap }));
   }
   return { frames, missing };
-}
-
-/** Feeds the planner with faults the urgent thread saw since the last call. */
-function faultFeed(urgent: UrgentConnector, planner: PushPlanner): () => { from: number; to: number; pages: number } {
-  return () => {
-    const faults = urgent.newFaults();
-    if (faults.length > 0) planner.onFault(faults[faults.length - 1].page);
-    const pagesInWindow = planner.windowPages;
-    const w = planner.next();
-    return { ...w, pages: pagesInWindow };
-  };
 }

@@ -1,20 +1,24 @@
-// Applies received PAGE_BATCH frames to the destination's slabs. The structure of a batch is
-// validated by the pure decoder first (protocol/page-batch.ts); the apply kernel then verifies each
-// page's content hash before writing it, so neither a malformed frame nor a corrupt payload writes a
-// page. The frame is decoded where it landed when that is the target slab's own memory (the receive
-// ring lives in the first slab's arena); a batch for another slab is copied into that slab's arena
-// once, because a kernel sees only its own memory.
+// The decode side of the pipeline (encode-worker.ts is the encode side): applies received PAGE_BATCH
+// frames to the destination's slabs. The structure of a batch is validated by the pure decoder first
+// (protocol/page-batch.ts); the apply kernel then verifies each page's content hash before writing it,
+// so neither a malformed frame nor a corrupt payload writes a page. An encoding the kernel leaves to
+// the host (lz4) is decoded with its ops from protocol/encodings/. The frame is decoded where it landed
+// when that is the target slab's own memory (the receive ring lives in the first slab's arena); a batch
+// for another slab is copied into that slab's arena once, because a kernel sees only its own memory.
+//
+//   frame ─► decodeBatch (structure) ─► applyPages (kernel: zero/raw/xbzrle, hash, write) ─┐
+//                                          ▲ next entry          stops at a host entry ◄───┘
+//                                          └─ ops.decode into scratch ─► applyScratchPage
 
-import { ErrorCode, MemshiftError } from '../../errors.js';
-import { kernelsOf, type Slab } from '../../memory/slab.js';
-import { CONTROL_DIGEST, scratchSlot } from '../../memory/slab-layout.js';
-import type { GuestMemoryView } from '../../memory/types.js';
-import { FrameType, PageEncoding } from '../../protocol/constants.js';
-import { lz4Decode } from '../../protocol/encodings/lz4.js';
-import { batchEntry, decodeBatch, type BatchRegion, type BatchView } from '../../protocol/page-batch.js';
-import { KernelCode } from '../../wasm/kernels.js';
-import { viewsOf } from '../../wasm/views.js';
-import { emptyCounts, type EncodingCounts } from '../metrics.js';
+import { ErrorCode, MemshiftError } from '../errors.js';
+import { kernelsOf, type Slab } from '../memory/slab.js';
+import { CONTROL_DIGEST, scratchSlot } from '../memory/slab-layout.js';
+import type { GuestMemoryView } from '../memory/types.js';
+import { FrameType } from '../protocol/constants.js';
+import { addEncodingCounts, emptyEncodingCounts, encodingName, encodingOf, type EncodingCounts } from '../protocol/encodings/index.js';
+import { batchEntry, decodeBatch, type BatchRegion, type BatchView } from '../protocol/page-batch.js';
+import { KernelCode } from '../wasm/kernels.js';
+import { viewsOf } from '../wasm/views.js';
 
 export interface ApplyTotals {
   pages: number;
@@ -25,7 +29,7 @@ export interface ApplyTotals {
 
 export class BatchApplier {
   private readonly regions = new Map<number, { info: BatchRegion; slabs: readonly Slab[]; keyBase: bigint }>();
-  readonly totals: ApplyTotals = { pages: 0, duplicates: 0, bytes: 0, counts: emptyCounts() };
+  readonly totals: ApplyTotals = { pages: 0, duplicates: 0, bytes: 0, counts: emptyEncodingCounts() };
 
   /**
    * `agent` is this thread's scratch slot; `claim` makes every write conditional on winning the page's
@@ -77,11 +81,15 @@ export class BatchApplier {
       if (code === 0) break;
       const entry = batchEntry(view, stop);
       if (code === KernelCode.APPLY_NEEDS_HOST) {
-        // LZ4: decompress on this thread, verify and write through the kernel.
+        // An encoding decoded on the host (lz4): decode on this thread, verify and write through the kernel.
+        const decode = encodingOf(entry.encoding)?.decode;
+        if (decode === undefined) {
+          throw new MemshiftError(ErrorCode.BATCH_ENCODING, `page ${entry.page} of region ${view.regionId}: the kernel left ${encodingName(entry.encoding)} to the host, which has no decoder for it`, { frameType: FrameType.PAGE_BATCH, regionId: view.regionId, page: entry.page });
+        }
         const payload = u8.subarray(payloadPtr + payloadOffset, payloadPtr + payloadOffset + entry.size);
         let page: Uint8Array;
         try {
-          page = lz4Decode(payload, L.pageSize);
+          page = decode(payload, L.pageSize);
         } catch (err) {
           const e = err as MemshiftError;
           throw new MemshiftError(e.code, `page ${entry.page} of region ${view.regionId}: ${e.message}`, { frameType: FrameType.PAGE_BATCH, regionId: view.regionId, page: entry.page, cause: err });
@@ -100,11 +108,7 @@ export class BatchApplier {
       throw this.kernelError(code, view, entry.page);
     }
     this.totals.bytes += bodyLength;
-    const c = this.totals.counts;
-    c.zero += view.encodings[PageEncoding.ZERO];
-    c.raw += view.encodings[PageEncoding.RAW];
-    c.xbzrle += view.encodings[PageEncoding.XBZRLE];
-    c.lz4 += view.encodings[PageEncoding.LZ4];
+    addEncodingCounts(this.totals.counts, view.encodings);
     return view;
   }
 

@@ -10,6 +10,8 @@
 // A fault inside the range already pushed around the pivot does not move it, and the pivot moves at
 // most once per MIN_WINDOWS_PER_PIVOT windows: a guest that faults all over memory (no locality to
 // exploit) must not shrink every window back to 64 KiB, which would starve the push.
+//
+// One planner per region, in region pages; push-scheduler.ts owns the planners and turns windows into tasks.
 
 /** Windows pushed before a new fault may move the pivot again. */
 export const MIN_WINDOWS_PER_PIVOT = 4;
@@ -49,6 +51,12 @@ export class PushPlanner {
     this.forward = true;
     this.size = this.minPages;
     this.windowsSincePivot = 0;
+  }
+
+  /** The next window together with the pages it may hold (windowPages before the window was taken). */
+  nextWindow(): PushWindow & { pages: number } {
+    const pages = this.size;
+    return { ...this.next(), pages };
   }
 
   next(): PushWindow {

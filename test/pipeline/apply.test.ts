@@ -1,5 +1,5 @@
 // Decoding and applying PAGE_BATCH frames to a GuestMemory through BatchApplier
-// (src/migration/destination/apply.ts): zero, raw, xbzrle and lz4 pages land with the right bytes and
+// (src/pipeline/apply.ts): zero, raw, xbzrle and lz4 pages land with the right bytes and
 // the recorded digest follows the content; batches that span slabs, and batches decoded in place in
 // the first slab's arena; and every kind of bad input — a payload bit flip the frame CRC cannot see,
 // a corrupt or mis-based delta, a corrupt lz4 block, a wrong hash, an encoding not negotiated, a bad
@@ -7,7 +7,7 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BatchApplier } from '../../src/migration/destination/apply.js';
+import { BatchApplier } from '../../src/pipeline/apply.js';
 import type { GuestMemory } from '../../src/memory/guest-memory.js';
 import { slabDigest } from '../../src/memory/slab.js';
 import { Capability, FrameType, PageEncoding } from '../../src/protocol/constants.js';
