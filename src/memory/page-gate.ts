@@ -1,17 +1,20 @@
 // The page-gate contract: how a target's vCPUs wait for pages during post-copy. The guest runs on the
 // destination before all of its pages have arrived; before a vCPU touches a page it checks the page's
-// bit in its slab's `present` bitmap. When the bit is clear it posts the page to the fault mailbox
-// (FAULT_REGION and FAULT_PAGE, then FAULT_SEQ + 1 and notify) and blocks in Atomics.wait on the
-// bitmap word until a receiver sets the bit (the apply kernel notifies that word). The step logic
-// itself never learns that a fault happened.
+// bit in its slab's `present` bitmap. When the bit is clear it posts the page to the fault mailbox and
+// blocks in Atomics.wait on the bitmap word until a receiver sets the bit (the apply kernel notifies
+// that word). The step logic itself never learns that a fault happened.
+//
+// Posting is a seqlock: FAULT_SEQ + 1 (odd: being written), FAULT_REGION and FAULT_PAGE, FAULT_SEQ + 1
+// (even: published), notify. A reader takes the two fields only between two equal, even reads of
+// FAULT_SEQ (`readFault`). The fields can change under a reader that is late: when a pushed page
+// satisfies a fault before the fault thread looked, the vCPU goes on and posts the next one.
 //
 //   mailbox i32: [0] FAULT_SEQ  [1] FAULT_PAGE (region page, as u32)  [2] ALL_PRESENT  [3] FAULTS
 //                [4] FAULT_REGION (region id)
 //   faultLog f64: [0] faults logged, [1 + i % FAULT_LOG_SLOTS] = blocked time of fault i in µs
 //
-// One mailbox serves one vCPU: it has at most one fault outstanding, so the two fields written before
-// the sequence bump cannot be overwritten before the fault thread reads them. Once every page is
-// present the receiver sets ALL_PRESENT and the check leaves the step loop.
+// One mailbox serves one vCPU (one writer). Once every page is present the receiver sets ALL_PRESENT
+// and the check leaves the step loop.
 //
 // A third-party target implements `enablePageGate` by returning `createPageGateInit()` and runs its
 // vCPU through `createPageGate(init, slabs)`, or follows the layout above itself.
@@ -52,9 +55,16 @@ export function readFaultLog(log: SharedArrayBuffer): number[] {
   return out;
 }
 
-/** The fault (region, page) last posted to a mailbox. */
-export function readFault(mailbox: Int32Array): { regionId: number; page: number } {
-  return { regionId: Atomics.load(mailbox, Mailbox.FAULT_REGION), page: Atomics.load(mailbox, Mailbox.FAULT_PAGE) >>> 0 };
+/** The fault last posted to a mailbox, read whole (never one fault's region with the next one's page). */
+export function readFault(mailbox: Int32Array): { seq: number; regionId: number; page: number } {
+  for (;;) {
+    const seq = Atomics.load(mailbox, Mailbox.FAULT_SEQ);
+    // Odd: the vCPU is between its two stores, a matter of nanoseconds.
+    if ((seq & 1) !== 0) continue;
+    const regionId = Atomics.load(mailbox, Mailbox.FAULT_REGION);
+    const page = Atomics.load(mailbox, Mailbox.FAULT_PAGE) >>> 0;
+    if (Atomics.load(mailbox, Mailbox.FAULT_SEQ) === seq) return { seq, regionId, page };
+  }
 }
 
 /** The gate over `slabs`: any slabs of any regions, in the order the vCPU indexes them. */
@@ -75,6 +85,7 @@ export function createPageGate(init: PageGateInit, slabs: readonly Slab[]): Page
       const index = presentBase[si] + (local >>> 5);
       const bit = 1 << (local & 31);
       const t0 = performance.now();
+      Atomics.add(mailbox, Mailbox.FAULT_SEQ, 1);
       Atomics.store(mailbox, Mailbox.FAULT_REGION, slabs[si].regionId);
       Atomics.store(mailbox, Mailbox.FAULT_PAGE, (slabs[si].firstPage + local) | 0);
       Atomics.add(mailbox, Mailbox.FAULT_SEQ, 1);

@@ -13,7 +13,7 @@ import { SCRATCH_AGENTS } from './slab-layout.js';
 export const ScratchAgent = {
   /** The main thread: the destination's receive-and-apply loop. */
   MAIN: 0,
-  /** The post-copy fault thread of either host (fault-server / fault-client). */
+  /** The post-copy fault thread of either host (urgent-connector-thread on the source, urgent-listener-thread on the destination). */
   FAULT_THREAD: 1,
   /** The first encoder worker; each worker takes the next slot as it starts. */
   FIRST_ENCODER: 2,

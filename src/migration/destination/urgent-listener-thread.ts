@@ -107,10 +107,10 @@ async function main(): Promise<void> {
   for (;;) {
     if (Atomics.load(board, DestBoard.STATE) !== BoardState.RUNNING) break;
     await waitForChange(mailbox, Mailbox.FAULT_SEQ, seq, 1000);
-    const now = Atomics.load(mailbox, Mailbox.FAULT_SEQ);
-    if (now === seq) continue;
-    seq = now;
-    const { regionId, page } = readFault(mailbox);
+    if (Atomics.load(mailbox, Mailbox.FAULT_SEQ) === seq) continue;
+    const fault = readFault(mailbox);
+    seq = fault.seq;
+    const { regionId, page } = fault;
     Atomics.add(board, DestBoard.REQUESTED, 1);
     channel.send(encodePageRequest({ regionId, page, count: 1, requestId: requestId++ })).catch((e) => linkLost(e));
   }
