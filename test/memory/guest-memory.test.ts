@@ -14,7 +14,7 @@ import { bitmapPages, expectCode, withTempDir } from '../_support/guest-helpers.
 
 const INVALID = 'MS_ERR_INVALID_ARGUMENT';
 
-/** Two regions of 1000 and 300 pages over 64 KiB… 1 MiB slabs (region 0 spans four slabs). */
+/** Two regions of 1000 and 300 pages over 1 MiB slabs (region 0 spans four slabs). */
 function twoRegions(): GuestMemory {
   return GuestMemory.allocate([
     { id: 0, name: 'ram', kind: 'ram', pageSize: 4096, pageCount: 1000 },
