@@ -4,9 +4,10 @@
 
 import { Kernels, type KernelVariant } from '../src/wasm/kernels.js';
 import { GuestMemory } from '../src/memory/guest-memory.js';
-import { resolveGuestConfig } from '../src/memory/guest-config.js';
-import { StepRunner, initialCounters, workloadShape } from '../src/memory/workload.js';
-import { fillGuest } from '../src/memory/simulated-guest.js';
+import { ramRegions, resolveGuestConfig } from '../src/sim/index.js';
+// The step loop itself, without the vCPU thread around it: internal to the sim, measured here.
+import { StepRunner, initialCounters, workloadShape } from '../src/sim/workload.js';
+import { fillGuest, ramSlabs } from '../src/sim/simulated-guest.js';
 import { gbps, measure, median, printTable, type Row } from './util.js';
 
 const PAGE = 4096;
@@ -137,9 +138,9 @@ async function benchSteps(runs: number): Promise<void> {
   const rows: Row[] = [];
   for (const workload of ['hotset', 'uniform'] as const) {
     const config = resolveGuestConfig({ memoryBytes: 2 ** 30, seed: 1, workload, fill: 'zero' });
-    const memory = GuestMemory.allocate([{ id: 0, name: 'ram', kind: 'ram', pageSize: PAGE, pageCount: GUEST_PAGES }], { arenaBytes: 1 << 16 });
+    const memory = GuestMemory.allocate(ramRegions(config), { arenaBytes: 1 << 16 });
     fillGuest(memory, config);
-    const runner = new StepRunner(workloadShape(config), memory.slabsOf(0), initialCounters(config));
+    const runner = new StepRunner(workloadShape(config), ramSlabs(memory), initialCounters(config));
     runner.run(2_000_000); // touch the pages the workload uses
     const rates: number[] = [];
     for (let r = 0; r < runs; r++) {

@@ -1,5 +1,7 @@
-// memshift: live migration of VM memory over TCP. This facade is the library's public surface; the
-// engines behind it are private. Every option is checked here, and an error names the option.
+// memshift: live migration of VM memory over TCP. This facade is the library's public surface: what a
+// hypervisor integrator needs (migrate, receive, guest memory and its dirty log, the post-copy page
+// gate, reports, errors); the engines behind it are private, and the simulated guest lives apart in
+// memshift/sim (src/sim/). Every option is checked here, and an error names the option.
 //
 //   const report = await migrate(source, '10.0.0.2:7000', { mode: 'live', downtimeLimitMs: 300 });
 //   const { report, target } = await receive({ listen: '0.0.0.0:7000', createTarget });
@@ -17,17 +19,14 @@ import { MAX_ENCODERS } from './pipeline/pool.js';
 import { MIGRATION_MODES, type MigrationMode } from './protocol/constants.js';
 import { boundAddress, listen as listenTcp, parseAddress, type Address } from './transport/tcp.js';
 
-export { ErrorCode, MemshiftError, errorCode, isMemshiftError, invalidArgument } from './errors.js';
+export { ErrorCode, MemshiftError, errorCode, isMemshiftError } from './errors.js';
 export type { ErrorCodeValue, ErrorDetails } from './errors.js';
 export type { Region, RegionKind, MemorySource, MemoryTarget, GuestMemoryView } from './memory/types.js';
-export type { Slab } from './memory/slab.js';
-export type { SlabLayout } from './memory/slab-layout.js';
 export { GuestMemory } from './memory/guest-memory.js';
 export type { GuestMemoryOptions, RegionSpec } from './memory/guest-memory.js';
-export { SimulatedGuest, replay, RAM_REGION_ID } from './memory/simulated-guest.js';
-export { resolveGuestConfig, parseSize, formatBytes, FILL_KINDS, WORKLOAD_KINDS } from './memory/guest-config.js';
-export type { GuestConfig, FillKind, WorkloadKind } from './memory/guest-config.js';
-export { formatReport, hex64 } from './migration/report.js';
+export { Mailbox, createPageGateInit, createPageGate, readFaultLog } from './memory/page-gate.js';
+export type { PageGateInit, PageGate } from './memory/page-gate.js';
+export { formatReport } from './migration/report.js';
 export type { Report, Outcome, DowntimeBreakdown, PostcopyStats } from './migration/report.js';
 export type { Progress } from './migration/progress.js';
 export type { IterationRecord, EncodingCounts } from './migration/metrics.js';

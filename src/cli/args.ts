@@ -1,8 +1,21 @@
 // A small argv parser: `--name value`, `--name=value` and boolean `--name`, checked against a
-// per-command spec so that an unknown or malformed flag is an error naming it.
+// per-command spec so that an unknown or malformed flag is a usage error naming it (exit 2, main.ts),
+// and the helpers the commands share: flag values, reports, post-copy holds.
 
 import { writeFileSync } from 'node:fs';
-import { invalidArgument } from '../index.js';
+import { ErrorCode, MemshiftError } from '../index.js';
+
+/** A usage error that names the flag; main.ts exits 2 on MS_ERR_INVALID_ARGUMENT. */
+export function usageError(flag: string, requirement: string, value?: unknown): MemshiftError {
+  const got = value === undefined ? '' : ` (got ${typeof value === 'string' ? JSON.stringify(value) : String(value)})`;
+  return new MemshiftError(ErrorCode.INVALID_ARGUMENT, `${flag} ${requirement}${got}`, { field: flag, value });
+}
+
+/** Checks that `--flag` is one of `choices` and returns it. */
+export function parseChoice<T extends string>(text: string, flag: string, choices: readonly T[]): T {
+  if (!(choices as readonly string[]).includes(text)) throw usageError(flag, `must be one of ${choices.join('|')}`, text);
+  return text as T;
+}
 
 export interface FlagSpec {
   /** 'string' takes a value; 'boolean' does not. */
@@ -20,20 +33,20 @@ export function parseArgs(argv: readonly string[], spec: Flags): Parsed {
   const out: Parsed = {};
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
-    if (!arg.startsWith('--')) throw invalidArgument('argument', 'is not a --flag', arg);
+    if (!arg.startsWith('--')) throw usageError('argument', 'is not a --flag', arg);
     const eq = arg.indexOf('=');
     const name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
     const s = spec[name];
-    if (s === undefined) throw invalidArgument(`--${name}`, 'is not a flag of this command (see --help)');
+    if (s === undefined) throw usageError(`--${name}`, 'is not a flag of this command (see --help)');
     if (s.type === 'boolean') {
-      if (eq >= 0) throw invalidArgument(`--${name}`, 'takes no value');
+      if (eq >= 0) throw usageError(`--${name}`, 'takes no value');
       out[name] = true;
       continue;
     }
     let value: string | undefined;
     if (eq >= 0) value = arg.slice(eq + 1);
     else value = argv[++i];
-    if (value === undefined || (eq < 0 && value.startsWith('--'))) throw invalidArgument(`--${name}`, `needs a value (${s.value ?? 'value'})`);
+    if (value === undefined || (eq < 0 && value.startsWith('--'))) throw usageError(`--${name}`, `needs a value (${s.value ?? 'value'})`);
     out[name] = value;
   }
   for (const [name, s] of Object.entries(spec)) if (out[name] === undefined && s.default !== undefined) out[name] = s.default;
@@ -61,7 +74,7 @@ export function helpText(command: string, summary: string, spec: Flags): string 
 
 export function requireString(p: Parsed, name: string): string {
   const v = p[name];
-  if (typeof v !== 'string') throw invalidArgument(`--${name}`, 'is required');
+  if (typeof v !== 'string') throw usageError(`--${name}`, 'is required');
   return v;
 }
 
@@ -71,9 +84,9 @@ export function optionalString(p: Parsed, name: string): string | undefined {
 }
 
 export function parseInteger(text: string, flag: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
-  if (!/^\d+$/.test(text.trim())) throw invalidArgument(flag, 'must be a whole number', text);
+  if (!/^\d+$/.test(text.trim())) throw usageError(flag, 'must be a whole number', text);
   const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw invalidArgument(flag, `must be in [${min}, ${max}]`, text);
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw usageError(flag, `must be in [${min}, ${max}]`, text);
   return n;
 }
 
@@ -88,6 +101,7 @@ const FLAG_OF_FIELD: Record<string, string> = {
   dirtyRate: '--dirty-rate',
   pageSize: '--page-size',
   maxSlabBytes: '--slab-size',
+  ramRegions: '--ram-regions',
   'options.downtimeLimitMs': '--downtime-limit',
   'options.maxIterations': '--max-iterations',
   'options.maxTimeMs': '--max-time',
@@ -108,6 +122,11 @@ export function messageWithFlag(err: { message: string; details?: { field?: stri
   const flag = field === undefined ? undefined : FLAG_OF_FIELD[field];
   if (flag === undefined || field === undefined || !err.message.startsWith(field)) return err.message;
   return flag + err.message.slice(field.length);
+}
+
+/** A 64-bit digest as the report prints its `digest` (16 hex digits), for `contentDigest`. */
+export function formatDigest(d: bigint): string {
+  return BigInt.asUintN(64, d).toString(16).padStart(16, '0');
 }
 
 /** Writes `report` as JSON to the file named by --report, if given. */

@@ -8,11 +8,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  SimulatedGuest, formatReport, hex64, migrate, replay, MIGRATION_MODES, errorCode,
-  type MigrationMode, type Report, type StallPolicy,
-} from '../index.js';
-import { parseCommand, parseInteger, requireString, type Flags } from './args.js';
+import { formatReport, migrate, MIGRATION_MODES, errorCode, type MigrationMode, type Report, type StallPolicy } from '../index.js';
+import { SimulatedGuest, replay } from '../sim/index.js';
+import { formatDigest, parseCommand, parseInteger, requireString, type Flags } from './args.js';
 import { guestConfigFrom, guestFlags } from './guest-flags.js';
 import { progressPrinter } from './progress.js';
 
@@ -89,7 +87,7 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
     }
     if (requireString(a, 'verify') === 'on') {
       const t0 = performance.now();
-      const expected = hex64(replay(config, destination.guestSteps).contentDigest());
+      const expected = formatDigest(replay(config, destination.guestSteps).contentDigest());
       const ok = expected === destination.contentDigest;
       console.log(`\nverify: replayed the guest for ${destination.guestSteps} steps without migrating it (${(performance.now() - t0).toFixed(0)} ms):`);
       console.log(`  destination memory ${destination.contentDigest}, uninterrupted run ${expected}: ${ok ? 'bit-identical' : 'DIFFERENT'}`);

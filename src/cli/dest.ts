@@ -1,15 +1,19 @@
 // `memshift dest`: waits for one migration, resumes the guest, optionally lets it run K more steps,
 // then pauses it, dumps its RAM and writes the report. Connections that fail the handshake are logged
 // and the wait goes on. The first line on stdout is "listening on HOST:PORT" (useful with port 0).
+// The received guest is a simulated one (memshift/sim), shaped by the source's regions and state.
 
-import { SimulatedGuest, RAM_REGION_ID, formatAddress, formatReport, hex64, listen, parseSize, receive } from '../index.js';
-import { parseCommand, holdPausedPostcopy, optionalString, parseInteger, requireString, writeReportFile, type Flags } from './args.js';
+import { GuestMemory, formatAddress, formatReport, listen, receive } from '../index.js';
+import { SimulatedGuest, parseSize, ramRegionIds } from '../sim/index.js';
+import {
+  formatDigest, parseCommand, holdPausedPostcopy, optionalString, parseInteger, requireString, writeReportFile, type Flags,
+} from './args.js';
 import { progressPrinter } from './progress.js';
 
 export const destFlags: Flags = {
   listen: { type: 'string', value: 'HOST:PORT', help: 'address to wait on (port 0: any free port)' },
   report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
-  'dump-memory': { type: 'string', value: 'FILE', help: 'write the RAM image after the guest paused' },
+  'dump-memory': { type: 'string', value: 'FILE', help: 'write the RAM image (all RAM regions, in order) after the guest paused' },
   'run-steps': { type: 'string', value: 'K', help: 'let the guest run K steps after the migration, then pause it' },
   prealloc: { type: 'boolean', help: 'touch all guest memory before receiving (like -mem-prealloc)' },
   'max-memory': { type: 'string', value: 'SIZE', help: 'largest guest accepted (default: physical memory)' },
@@ -25,6 +29,8 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
   const k = runSteps === undefined ? 0 : parseInteger(runSteps, '--run-steps');
   const maxMemory = optionalString(a, 'max-memory');
   const maxSlabBytes = parseSize(requireString(a, 'slab-size'), '--slab-size');
+  // Checked now, not when the first source connects: a bad value is a usage error, not a refused guest.
+  GuestMemory.checkOptions({ maxSlabBytes });
   const { server, address } = await listen(requireString(a, 'listen'));
   console.log(`listening on ${formatAddress(address)}`);
   const printer = progressPrinter();
@@ -57,9 +63,9 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
       await guest.pause();
       if (k > 0) await guest.runUntil(guest.steps + k);
       report.guestSteps = guest.steps;
-      report.contentDigest = hex64(guest.memory.contentDigest());
+      report.contentDigest = formatDigest(guest.memory.contentDigest());
       const dump = optionalString(a, 'dump-memory');
-      if (dump !== undefined) guest.memory.writeImage(RAM_REGION_ID, dump);
+      if (dump !== undefined) guest.memory.writeImage(ramRegionIds(guest.regions), dump);
     }
     writeReportFile(a, report);
     if (!a.quiet) console.error(formatReport(report));

@@ -1,6 +1,8 @@
-// Flags that define the simulated guest, shared by `source`, `replay` and `demo`.
+// Flags that define the simulated guest: one definition shared by `source`, `replay` and `demo`, so
+// every guest `source` can run, `replay` can reproduce. `dest` takes none: its guest's shape comes
+// with the migration (regions in the handshake, workload in the device state).
 
-import { parseSize, resolveGuestConfig, type FillKind, type GuestConfig, type WorkloadKind } from '../index.js';
+import { MAX_RAM_REGIONS, parseSize, resolveGuestConfig, type FillKind, type GuestConfig, type WorkloadKind } from '../sim/index.js';
 import { optionalString, parseInteger, requireString, type Flags, type Parsed } from './args.js';
 
 export const guestFlags: Flags = {
@@ -10,6 +12,7 @@ export const guestFlags: Flags = {
   'hot-size': { type: 'string', value: 'SIZE', help: 'hot working set of the hotset workload (default memory/16)' },
   'hot-share': { type: 'string', value: 'PERMILLE', help: 'steps that land in the hot set, per mille', default: '900' },
   'dirty-rate': { type: 'string', value: 'N|max', help: 'steps (dirtied pages) per second', default: 'max' },
+  'ram-regions': { type: 'string', value: 'N', help: `RAM regions the memory is cut into, 1..${MAX_RAM_REGIONS} (contents do not change)`, default: '1' },
   seed: { type: 'string', value: 'N', help: 'seed of fill and workload' },
 };
 
@@ -24,5 +27,6 @@ export function guestConfigFrom(a: Parsed): GuestConfig {
     hotPermille: parseInteger(requireString(a, 'hot-share'), '--hot-share', 0, 1000),
     seed: parseInteger(requireString(a, 'seed'), '--seed'),
     stepsPerSecond: rate === 'max' ? 0 : parseInteger(rate, '--dirty-rate', 1, 0x7fffffff),
+    ramRegions: parseInteger(requireString(a, 'ram-regions'), '--ram-regions', 1, MAX_RAM_REGIONS),
   });
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The memshift command: argv → subcommand. Each subcommand lives in its own file and talks to the
-// library only through src/index.ts. Exit status: 0 success, 1 migration/runtime failure, 2 usage.
+// library only through src/index.ts (memshift) and to the simulated guest only through src/sim/index.ts
+// (memshift/sim). Exit status: 0 success, 1 migration/runtime failure, 2 usage.
 
 import { errorCode, isMemshiftError } from '../index.js';
 import { runReplay } from './replay.js';

@@ -3,10 +3,12 @@
 // (the guest then kept running here, except after a switchover in doubt).
 
 import {
-  ErrorCode, SimulatedGuest, RAM_REGION_ID, formatReport, hex64, migrate, parseSize, errorCode, MIGRATION_MODES,
-  type MigrationMode, type Report, type StallPolicy,
+  ErrorCode, formatReport, migrate, errorCode, MIGRATION_MODES, type MigrationMode, type Report, type StallPolicy,
 } from '../index.js';
-import { parseCommand, holdPausedPostcopy, optionalString, parseInteger, requireString, writeReportFile, type Flags } from './args.js';
+import { SimulatedGuest, parseSize, ramRegionIds } from '../sim/index.js';
+import {
+  formatDigest, parseChoice, parseCommand, holdPausedPostcopy, optionalString, parseInteger, requireString, writeReportFile, type Flags,
+} from './args.js';
 import { guestConfigFrom, guestFlags } from './guest-flags.js';
 import { progressPrinter } from './progress.js';
 
@@ -29,7 +31,7 @@ export const sourceFlags: Flags = {
   'slab-size': { type: 'string', value: 'SIZE', help: 'most guest RAM per shared memory slab', default: '3GiB' },
   'cache-size': { type: 'string', value: 'SIZE', help: 'XBZRLE cache', default: '64MiB' },
   report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
-  'dump-memory': { type: 'string', value: 'FILE', help: 'write the RAM image when the guest stops (pause point, or after a failure)' },
+  'dump-memory': { type: 'string', value: 'FILE', help: 'write the RAM image (all RAM regions, in order) when the guest stops (pause point, or after a failure)' },
   quiet: { type: 'boolean', help: 'no progress line or summary' },
   help: { type: 'boolean', help: 'show this help' },
 };
@@ -41,10 +43,8 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
   const config = guestConfigFrom(a);
   const mode = requireString(a, 'mode') as MigrationMode;
   const onStall = requireString(a, 'on-stall') as StallPolicy;
-  const xbzrle = requireString(a, 'xbzrle');
-  if (xbzrle !== 'on' && xbzrle !== 'off') throw new Error('--xbzrle must be on or off');
-  const compress = requireString(a, 'compress');
-  if (compress !== 'none' && compress !== 'lz4') throw new Error('--compress must be none or lz4');
+  const xbzrle = parseChoice(requireString(a, 'xbzrle'), '--xbzrle', ['on', 'off']);
+  const compress = parseChoice(requireString(a, 'compress'), '--compress', ['none', 'lz4']);
   const encoders = optionalString(a, 'encoders');
   const bandwidth = optionalString(a, 'max-bandwidth');
   const postcopyAfter = optionalString(a, 'postcopy-after');
@@ -88,9 +88,9 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
       await guest.pause();
       report.guestSteps = guest.steps;
     }
-    report.contentDigest = hex64(guest.memory.contentDigest());
+    report.contentDigest = formatDigest(guest.memory.contentDigest());
     const dump = optionalString(a, 'dump-memory');
-    if (dump !== undefined) guest.memory.writeImage(RAM_REGION_ID, dump);
+    if (dump !== undefined) guest.memory.writeImage(ramRegionIds(guest.regions), dump);
     writeReportFile(a, report);
     if (!a.quiet) console.error(formatReport(report));
   } finally {

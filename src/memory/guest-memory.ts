@@ -1,11 +1,11 @@
 // A guest's regions laid out over slabs. Used by both hosts: the source guest's RAM, the destination's
-// receiving RAM, and the reference replay. Page access by (region, page) for tools and tests; the
-// data path works on slabs directly.
+// receiving RAM, and the reference replay. Page access by (region, page) for integrators, tools and
+// tests (read a page, mark it dirty, dump regions to a file); the data path works on slabs directly.
 
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { ErrorCode, MemshiftError, invalidArgument } from '../errors.js';
 import { allocateSlab, kernelsOf, pageOffset, sessionDigest, viewsOfSlab, type Slab } from './slab.js';
-import { MAX_MEMORY_BYTES, isValidPageSize, scratchSlot } from './slab-layout.js';
+import { MAX_MEMORY_BYTES, MIN_PAGE_SIZE, isValidPageSize, scratchSlot } from './slab-layout.js';
 import { ScratchAgent } from './scratch-agents.js';
 import type { GuestMemoryView, Region, RegionKind } from './types.js';
 
@@ -28,6 +28,10 @@ export interface GuestMemoryOptions {
 
 export const DEFAULT_MAX_SLAB_BYTES = 3 * 2 ** 30;
 export const DEFAULT_ARENA_BYTES = 32 * 2 ** 20;
+/** A slab holds at least one 64-page bitmap word of the smallest pages (regions of larger pages need more). */
+export const MIN_SLAB_BYTES = 64 * MIN_PAGE_SIZE;
+/** Room for a slab's bookkeeping (bitmaps, hashes, scratch, arena, cache) below the 4 GiB of a wasm32 memory. */
+export const MAX_SLAB_BYTES = MAX_MEMORY_BYTES - (1 << 28);
 
 export class GuestMemory implements GuestMemoryView {
   readonly regions: readonly Region[];
@@ -38,7 +42,18 @@ export class GuestMemory implements GuestMemoryView {
     this.slabs = slabs;
   }
 
+  /** Checks options before anything is allocated (a tool can call it up front); errors name the option. */
+  static checkOptions(options: GuestMemoryOptions): void {
+    const { maxSlabBytes, arenaBytes, cacheBytes } = options;
+    if (maxSlabBytes !== undefined && (!Number.isSafeInteger(maxSlabBytes) || maxSlabBytes < MIN_SLAB_BYTES || maxSlabBytes > MAX_SLAB_BYTES)) {
+      throw invalidArgument('maxSlabBytes', `must be from ${MIN_SLAB_BYTES} (64 pages of 4 KiB) to ${MAX_SLAB_BYTES} bytes (room for bookkeeping below 4 GiB)`, maxSlabBytes);
+    }
+    if (arenaBytes !== undefined && (!Number.isSafeInteger(arenaBytes) || arenaBytes < 0)) throw invalidArgument('arenaBytes', 'must be a non-negative integer', arenaBytes);
+    if (cacheBytes !== undefined && (!Number.isSafeInteger(cacheBytes) || cacheBytes < 0)) throw invalidArgument('cacheBytes', 'must be a non-negative integer', cacheBytes);
+  }
+
   static allocate(specs: readonly RegionSpec[], options: GuestMemoryOptions = {}): GuestMemory {
+    GuestMemory.checkOptions(options);
     const maxSlabBytes = options.maxSlabBytes ?? DEFAULT_MAX_SLAB_BYTES;
     const arenaBytes = options.arenaBytes ?? DEFAULT_ARENA_BYTES;
     const cacheBytes = options.cacheBytes ?? 0;
@@ -55,9 +70,7 @@ export class GuestMemory implements GuestMemoryView {
         throw invalidArgument('region.pageCount', 'must be an integer in [1, 2^32)', spec.pageCount);
       }
       const slabPages = Math.floor(maxSlabBytes / spec.pageSize / 64) * 64;
-      if (slabPages <= 0 || maxSlabBytes > MAX_MEMORY_BYTES - (1 << 28)) {
-        throw invalidArgument('maxSlabBytes', `must hold at least 64 pages and leave room for bookkeeping below 4 GiB`, maxSlabBytes);
-      }
+      if (slabPages <= 0) throw invalidArgument('maxSlabBytes', `must hold at least 64 pages of ${spec.pageSize} B (region ${spec.id})`, maxSlabBytes);
       const list: Slab[] = [];
       for (let first = 0, index = 0; first < spec.pageCount; first += slabPages, index++) {
         const count = Math.min(slabPages, spec.pageCount - first);
@@ -114,6 +127,15 @@ export class GuestMemory implements GuestMemoryView {
     return new Uint8Array(slab.memory.buffer, pageOffset(slab, local), slab.layout.pageSize);
   }
 
+  /**
+   * Marks region page `page` dirty, as a vCPU must after writing it: a 32-bit atomic OR of the page's
+   * bit into its slab's `dirty` bitmap, so the next `DirtyTracker.sync()` sends it. Call after the write.
+   */
+  markDirty(regionId: number, page: number): void {
+    const { slab, local } = this.locate(regionId, page);
+    Atomics.or(new Int32Array(slab.memory.buffer), (slab.layout.dirty >>> 2) + (local >>> 5), 1 << (local & 31));
+  }
+
   /** A copy of one page. */
   readPage(regionId: number, page: number): Uint8Array {
     return this.pageView(regionId, page).slice();
@@ -147,8 +169,12 @@ export class GuestMemory implements GuestMemoryView {
     return d;
   }
 
-  /** Writes a region's raw image (exactly pageCount × pageSize bytes) to `path`. */
-  writeImage(regionId: number, path: string): void {
+  /**
+   * Writes the raw image of a region, or of several concatenated in the order given (exactly the sum of
+   * their pageCount × pageSize bytes), to `path`.
+   */
+  writeImage(regionIds: number | readonly number[], path: string): void {
+    const slabs = (typeof regionIds === 'number' ? [regionIds] : regionIds).flatMap((id) => [...this.slabsOf(id)]);
     let fd: number;
     try {
       fd = openSync(path, 'w');
@@ -156,7 +182,7 @@ export class GuestMemory implements GuestMemoryView {
       throw new MemshiftError(ErrorCode.IO, `cannot open ${path} for writing: ${(cause as Error).message}`, { cause });
     }
     try {
-      for (const s of this.slabsOf(regionId)) {
+      for (const s of slabs) {
         const { u8 } = viewsOfSlab(s);
         const chunk = 64 << 20;
         for (let off = 0; off < s.layout.ramBytes; off += chunk) {

@@ -8,7 +8,6 @@
 //   snapshot ──── bitmap: pages still to send this iteration (consumed by the encoder)
 //   present ───── bitmap: destination pages that hold received data (post-copy waits on it)
 //   claim ─────── bitmap: post-copy, first writer of a page wins
-//   sent ──────── bitmap: source pages sent at least once this session (post-copy: send once)
 //   hashes ────── u64 per page: mxh64 of the page as last sent (source) or applied (destination)
 //   scratch ───── SCRATCH_AGENTS slots of (2 pages + 64 B result): one per thread using kernels
 //   arena ─────── frame buffers (source: encoder output; destination: receive ring)
@@ -43,7 +42,6 @@ export interface SlabLayout {
   readonly snapshot: number;
   readonly present: number;
   readonly claim: number;
-  readonly sent: number;
   readonly hashes: number;
   readonly scratch: number;
   readonly scratchSlotBytes: number;
@@ -92,7 +90,6 @@ export function computeSlabLayout(pageSize: number, pageCount: number, options: 
   const snapshot = take(bitmapBytes);
   const present = take(bitmapBytes);
   const claim = take(bitmapBytes);
-  const sent = take(bitmapBytes);
   const hashes = take(pageCount * 8);
   const scratchSlotBytes = 2 * pageSize + 64;
   const scratch = take(SCRATCH_AGENTS * scratchSlotBytes, pageSize);
@@ -106,7 +103,7 @@ export function computeSlabLayout(pageSize: number, pageCount: number, options: 
     throw invalidArgument('slab', `of ${pageCount} pages of ${pageSize} B plus bookkeeping needs ${totalBytes} B, more than one wasm32 memory (4 GiB)`);
   }
   return {
-    pageSize, pageCount, bitmapWords, control, dirty, snapshot, present, claim, sent, hashes,
+    pageSize, pageCount, bitmapWords, control, dirty, snapshot, present, claim, hashes,
     scratch, scratchSlotBytes, arena, arenaBytes: options.arenaBytes, cacheTags, cache,
     cacheSlots: options.cacheSlots, ram, ramBytes, totalBytes,
   };

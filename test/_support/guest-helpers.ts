@@ -6,9 +6,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
-import { resolveGuestConfig, type GuestConfig } from '../../src/memory/guest-config.js';
 import type { GuestMemoryOptions } from '../../src/memory/guest-memory.js';
-import { SimulatedGuest } from '../../src/memory/simulated-guest.js';
+import { SimulatedGuest, resolveGuestConfig, type GuestConfig } from '../../src/sim/index.js';
 import type { Slab } from '../../src/memory/slab.js';
 import type { GuestMemoryView } from '../../src/memory/types.js';
 
@@ -98,6 +97,11 @@ export function regionImage(mem: GuestMemoryView, regionId = 0): Buffer {
   const out = Buffer.alloc(pageSize * pageCount);
   for (const s of mem.slabsOf(regionId)) out.set(slabBytes(s, s.layout.ram, s.layout.ramBytes), s.firstPage * pageSize);
   return out;
+}
+
+/** A copy of every region's bytes, regions in order: a multi-region guest's RAM as one image (as --dump-memory writes it). */
+export function guestImage(mem: GuestMemoryView): Buffer {
+  return Buffer.concat(mem.regions.map((r) => regionImage(mem, r.id)));
 }
 
 export function isZeroBytes(b: Uint8Array): boolean {

@@ -9,7 +9,7 @@ import { encodeDeviceState, encodeSwitchover, decodeError } from '../../src/prot
 import { encodeBatchFrame } from '../../src/protocol/page-batch.js';
 import { FrameType, PageEncoding, Capability } from '../../src/protocol/constants.js';
 import { readFrameHeader } from '../../src/protocol/frame.js';
-import { encodeCpuState } from '../../src/memory/cpu-state.js';
+import { encodeCpuState } from '../../src/sim/index.js';
 
 const PAGE = 4096;
 

@@ -4,7 +4,8 @@
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { replay, resolveGuestConfig, parseSize, type FillKind, type Report, type WorkloadKind } from '../../src/index.js';
+import type { Report } from '../../src/index.js';
+import { replay, resolveGuestConfig, parseSize, type FillKind, type WorkloadKind } from '../../src/sim/index.js';
 import * as assert from 'uvu/assert';
 import { killAll, memshift, startDestination, type Finished } from './processes.js';
 
@@ -13,6 +14,10 @@ export interface GuestCase {
   fill?: FillKind;
   workload?: WorkloadKind;
   hotSize?: string;
+  /** Steps that land in the hot set, per mille (--hot-share). */
+  hotShare?: number;
+  /** RAM regions the guest's memory is cut into (--ram-regions); the image concatenates them. */
+  ramRegions?: number;
   seed: number;
 }
 
@@ -44,6 +49,8 @@ export interface MigrationOutcome {
 function guestArgs(c: GuestCase): string[] {
   const a = ['--memory', c.memory ?? '64MiB', '--seed', String(c.seed), '--fill', c.fill ?? 'mixed', '--workload', c.workload ?? 'hotset'];
   if (c.hotSize !== undefined) a.push('--hot-size', c.hotSize);
+  if (c.hotShare !== undefined) a.push('--hot-share', String(c.hotShare));
+  if (c.ramRegions !== undefined) a.push('--ram-regions', String(c.ramRegions));
   return a;
 }
 
@@ -83,29 +90,35 @@ export function removeDir(dir: string): void {
 }
 
 /**
- * Compares a RAM image with an uninterrupted replay of `steps` steps of the same guest. Returns null
- * when identical, else a description of the first differing page and how many differ.
+ * Compares a RAM image (every RAM region, concatenated in order) with an uninterrupted replay of `steps`
+ * steps of the same guest, guest page by guest page across the regions. Returns null when identical,
+ * else a description of the first differing page (guest page, and its region and region page).
  */
 export function diffAgainstReplay(image: string, c: GuestCase, steps: number): string | null {
   const memoryBytes = parseSize(c.memory ?? '64MiB', 'memory');
   const config = resolveGuestConfig({
     memoryBytes, seed: c.seed, fill: c.fill ?? 'mixed', workload: c.workload ?? 'hotset',
     hotBytes: c.hotSize === undefined ? undefined : parseSize(c.hotSize, 'hotSize'),
+    hotPermille: c.hotShare, ramRegions: c.ramRegions,
   });
   const bytes = readFileSync(image);
   if (bytes.length !== memoryBytes) return `image has ${bytes.length} bytes, guest ${memoryBytes}`;
   const reference = replay(config, steps);
-  const pages = memoryBytes / config.pageSize;
-  let first = -1;
+  const ps = config.pageSize;
+  const pages = memoryBytes / ps;
+  let first: string | null = null;
   let differing = 0;
-  for (let p = 0; p < pages; p++) {
-    const a = bytes.subarray(p * config.pageSize, (p + 1) * config.pageSize);
-    if (Buffer.compare(a, Buffer.from(reference.pageView(0, p))) !== 0) {
-      if (first < 0) first = p;
-      differing++;
+  let p = 0;
+  for (const r of reference.regions) {
+    for (let local = 0; local < r.pageCount; local++, p++) {
+      const a = bytes.subarray(p * ps, (p + 1) * ps);
+      if (Buffer.compare(a, Buffer.from(reference.pageView(r.id, local))) !== 0) {
+        first ??= `guest page ${p} (region ${r.id} page ${local})`;
+        differing++;
+      }
     }
   }
-  return first < 0 ? null : `${differing} of ${pages} pages differ from replay(${steps}); first is page ${first}`;
+  return first === null ? null : `${differing} of ${pages} pages differ from replay(${steps}); first is ${first}`;
 }
 
 /** A one-line summary of a failed side, for assertion messages. */

@@ -6,7 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DirtyTracker } from '../../src/memory/dirty-tracker.js';
 import { GuestMemory } from '../../src/memory/guest-memory.js';
-import { replay } from '../../src/memory/simulated-guest.js';
+import { replay } from '../../src/sim/index.js';
 import { kernelsOf } from '../../src/memory/slab.js';
 import type { MemorySource } from '../../src/memory/types.js';
 import {

@@ -21,7 +21,6 @@ function areas(l: SlabLayout): [string, number, number][] {
     ['snapshot', l.snapshot, bitmap],
     ['present', l.present, bitmap],
     ['claim', l.claim, bitmap],
-    ['sent', l.sent, bitmap],
     ['hashes', l.hashes, l.pageCount * 8],
     ['scratch', l.scratch, SCRATCH_AGENTS * l.scratchSlotBytes],
     ['arena', l.arena, l.arenaBytes],
@@ -45,7 +44,7 @@ function checkLayout(l: SlabLayout): string[] {
     const [n, o] = nonEmpty[i];
     if (po + pl > o) problems.push(`${pn} [${po}, +${pl}) overlaps ${n} at ${o}`);
   }
-  for (const name of ['dirty', 'snapshot', 'present', 'claim', 'sent', 'hashes'] as const) {
+  for (const name of ['dirty', 'snapshot', 'present', 'claim', 'hashes'] as const) {
     if (l[name] % 8 !== 0) problems.push(`${name} at ${l[name]} is not 8-byte aligned`);
   }
   if (l.ram % 65536 !== 0) problems.push(`ram at ${l.ram} is not 64 KiB aligned`);
@@ -176,6 +175,18 @@ test('a region splits into slabs of whole 64-page words, the last one holding th
     assert.equal(checkLayout(s.layout), []);
     assert.is(s.memory.buffer.byteLength, s.layout.totalBytes);
   }
+});
+
+test('a slab holds four bitmaps (dirty, snapshot, present, claim) and no area that nothing uses', () => {
+  const l = computeSlabLayout(4096, 1000, { arenaBytes: 0, cacheSlots: 0 });
+  const documented = [
+    'pageSize', 'pageCount', 'bitmapWords', 'control', 'dirty', 'snapshot', 'present', 'claim', 'hashes', 'scratch',
+    'scratchSlotBytes', 'arena', 'arenaBytes', 'cacheTags', 'cache', 'cacheSlots', 'ram', 'ramBytes', 'totalBytes',
+  ];
+  assert.equal(Object.keys(l).sort(), [...documented].sort());
+  // Bitmaps sit back to back, and the hashes follow the last one directly.
+  const bitmap = l.bitmapWords * 8;
+  assert.equal([l.snapshot - l.dirty, l.present - l.snapshot, l.claim - l.present, l.hashes - l.claim], [bitmap, bitmap, bitmap, bitmap]);
 });
 
 test('GuestMemory rejects a slab size below 64 pages and one too close to 4 GiB', () => {

@@ -15,12 +15,15 @@
 // ~250 ns atomic per step into one per distinct word, which is most of the step's cost on a hot set.
 //
 // The step logic knows nothing of migration. A page that is not yet present (post-copy destination)
-// is waited for by `PageGate` before the step touches it.
+// is waited for by `PageGate` before the step touches it. `page` is the guest page; the runner finds
+// its slab in the flat list of all RAM regions' slabs (ram-layout.ts), and names pages to the gate by
+// (index in that list, slab-local page).
 
 import type { GuestConfig } from './guest-config.js';
 import { nextU32, seedHash, seedPrng, type PrngState } from './prng.js';
-import type { PageGate } from './page-gate.js';
-import type { Slab } from './slab.js';
+import type { PageGate } from '../memory/page-gate.js';
+import type { Slab } from '../memory/slab.js';
+import { mapSlabs } from './ram-layout.js';
 
 export interface WorkloadShape {
   kind: GuestConfig['workload'];
@@ -55,13 +58,17 @@ export function initialCounters(config: GuestConfig): CpuCounters {
   return { prng: seedPrng(config.seed, 1), steps: 0 };
 }
 
-/** Runs steps over one region's slabs. Holds only views; the counters it advances are its own copy. */
+/**
+ * Runs steps over the guest's slabs (every RAM region's, in guest page order). Holds only views; the
+ * counters it advances are its own copy.
+ */
 export class StepRunner {
   readonly shape: WorkloadShape;
   private readonly ram: Int32Array[];
   private readonly ramBase: number[];
   private readonly dirtyBase: number[];
-  private readonly slabPages: number;
+  private readonly slabOfChunk: Uint8Array;
+  private readonly slabFirst: Float64Array;
   private readonly words: number;
   /** Marks not yet published, per slab, and the (slab << 24 | word) of every word they touch. */
   private readonly pending: Int32Array[];
@@ -76,7 +83,7 @@ export class StepRunner {
     this.ram = slabs.map((s) => new Int32Array(s.memory.buffer));
     this.ramBase = slabs.map((s) => s.layout.ram >>> 2);
     this.dirtyBase = slabs.map((s) => s.layout.dirty >>> 2);
-    this.slabPages = slabs[0].pageCount;
+    ({ slabOfChunk: this.slabOfChunk, slabFirst: this.slabFirst } = mapSlabs(slabs, shape.pageCount));
     this.words = shape.pageSize >>> 2;
     this.pending = slabs.map((s) => new Int32Array(s.layout.bitmapWords * 2));
     this.prng = [...counters.prng] as PrngState;
@@ -100,7 +107,8 @@ export class StepRunner {
     const words = this.words;
     const mask = words - 1;
     const pending = this.pending;
-    const slabPages = this.slabPages;
+    const slabOfChunk = this.slabOfChunk;
+    const slabFirst = this.slabFirst;
     const gate = this.gate !== null && !this.gate.open ? this.gate : null;
     let steps = this.steps;
     for (let i = 0; i < n; i++) {
@@ -108,8 +116,8 @@ export class StepRunner {
       const r = nextU32(s);
       if (hot && (r >>> 22) < hotThreshold) page = hotStart + (nextU32(s) % hotPages);
       else page = (hot ? nextU32(s) : r) % pageCount;
-      const si = (page / slabPages) | 0;
-      const local = page - si * slabPages;
+      const si = slabOfChunk[page >>> 6]; // one entry per 64 pages (RAM_REGION_ALIGN_PAGES)
+      const local = page - slabFirst[si];
       if (gate !== null && !gate.isPresent(si, local)) gate.waitForPage(si, local);
       const v = nextU32(s);
       // words is a power of two: & mask is v % words.

@@ -14,8 +14,8 @@
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { Command, Ctl, VcpuStatus, controlViews } from './vcpu-control.js';
 import { StepRunner, type CpuCounters, type WorkloadShape } from './workload.js';
-import type { Slab } from './slab.js';
-import { createPageGate, type PageGateInit } from './page-gate.js';
+import type { Slab } from '../memory/slab.js';
+import { createPageGate, type PageGateInit } from '../memory/page-gate.js';
 import type { PrngState } from './prng.js';
 
 export interface VcpuWorkerData {

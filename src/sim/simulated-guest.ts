@@ -1,30 +1,35 @@
 // The simulated guest: RAM in shared slabs, filled deterministically from its seed, and one vCPU
 // thread running the workload. It is both a MemorySource (on the source host) and a MemoryTarget (on
 // the destination, created empty from the handshake's regions and given its workload by the device
-// state). Its memory after N steps depends only on its GuestConfig and N: the tests' oracle.
+// state). Its memory after N steps depends only on its GuestConfig and N: the tests' oracle. Its RAM
+// is one or more regions (ram-layout.ts); the vCPU runs over all of their slabs as one guest.
 
 import { ErrorCode, MemshiftError, invalidArgument } from '../errors.js';
-import { CPU_STATE_BYTES, decodeCpuState, encodeCpuState, type CpuState } from './cpu-state.js';
+import { decodeCpuState, encodeCpuState, type CpuState } from './cpu-state.js';
 import { FILL_CODE, type GuestConfig } from './guest-config.js';
-import { GuestMemory, type GuestMemoryOptions } from './guest-memory.js';
-import { Mailbox, createPageGateInit, type PageGateInit } from './page-gate.js';
-import { kernelsOf, type Slab } from './slab.js';
-import type { MemorySource, MemoryTarget, Region } from './types.js';
+import { GuestMemory, type GuestMemoryOptions } from '../memory/guest-memory.js';
+import { Mailbox, createPageGateInit, type PageGateInit } from '../memory/page-gate.js';
+import { kernelsOf, type Slab } from '../memory/slab.js';
+import type { MemorySource, MemoryTarget, Region } from '../memory/types.js';
+import { ramRegions, ramRegionsOf } from './ram-layout.js';
 import { Vcpu } from './vcpu.js';
-import { StepRunner, initialCounters, workloadShape, type CpuCounters } from './workload.js';
+import { StepRunner, initialCounters, workloadShape } from './workload.js';
 
-export const RAM_REGION_ID = 0;
-
-/** Fills a region's slabs with the guest's initial contents. */
+/** Fills the RAM regions' slabs with the guest's initial contents, keyed by guest page (not region page). */
 export function fillGuest(memory: GuestMemory, config: GuestConfig): void {
   if (config.fill === 'zero') return;
-  for (const s of memory.slabsOf(RAM_REGION_ID)) {
-    kernelsOf(s).raw.fillGuestPages(s.layout.ram, s.layout.pageSize, s.pageCount, s.firstPage, BigInt(config.seed), FILL_CODE[config.fill]);
+  let base = 0;
+  for (const r of ramRegionsOf(memory.regions).ram) {
+    for (const s of memory.slabsOf(r.id)) {
+      kernelsOf(s).raw.fillGuestPages(s.layout.ram, s.layout.pageSize, s.pageCount, base + s.firstPage, BigInt(config.seed), FILL_CODE[config.fill]);
+    }
+    base += r.pageCount;
   }
 }
 
-export function ramRegion(config: Pick<GuestConfig, 'memoryBytes' | 'pageSize'>): Region {
-  return { id: RAM_REGION_ID, name: 'ram', kind: 'ram', pageSize: config.pageSize, pageCount: config.memoryBytes / config.pageSize };
+/** Every RAM region's slabs in guest page order: the list the vCPU and its page gate index. */
+export function ramSlabs(memory: GuestMemory): Slab[] {
+  return ramRegionsOf(memory.regions).ram.flatMap((r) => [...memory.slabsOf(r.id)]);
 }
 
 export class SimulatedGuest implements MemorySource, MemoryTarget {
@@ -41,7 +46,7 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
 
   /** A source guest: allocated, filled, vCPU created paused (call `resume` to start it). */
   static create(config: GuestConfig, options: GuestMemoryOptions = {}): SimulatedGuest {
-    const memory = GuestMemory.allocate([{ ...ramRegion(config) }], options);
+    const memory = GuestMemory.allocate(ramRegions(config), options);
     fillGuest(memory, config);
     const shape = workloadShape(config);
     const guest = new SimulatedGuest(memory, {
@@ -57,10 +62,9 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
    * with the device state.
    */
   static receiving(regions: readonly Region[], options: GuestMemoryOptions = {}): SimulatedGuest {
-    const ram = regions.find((r) => r.id === RAM_REGION_ID);
-    if (ram === undefined || ram.kind !== 'ram') throw invalidArgument('regions', 'must include RAM as region 0');
+    ramRegionsOf(regions);
     const guest = new SimulatedGuest(GuestMemory.allocate(regions, options), null);
-    guest.vcpu = new Vcpu(guest.memory.slabsOf(RAM_REGION_ID), { stepsPerSecond: 0 });
+    guest.vcpu = new Vcpu(ramSlabs(guest.memory), { stepsPerSecond: 0 });
     return guest;
   }
 
@@ -93,7 +97,7 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
   /** Creates the vCPU thread if needed and hands it the workload (once). */
   private startVcpu(): void {
     if (this.state === null) throw new MemshiftError(ErrorCode.DEVICE_STATE_INVALID, 'guest has no device state to run');
-    this.vcpu ??= new Vcpu(this.memory.slabsOf(RAM_REGION_ID), { stepsPerSecond: this.state.stepsPerSecond });
+    this.vcpu ??= new Vcpu(ramSlabs(this.memory), { stepsPerSecond: this.state.stepsPerSecond });
     if (!this.vcpu.isConfigured) this.vcpu.configure(this.state.shape, this.state.counters, this.gate, this.state.stepsPerSecond);
   }
 
@@ -130,14 +134,15 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     return encodeCpuState({ ...this.state, counters });
   }
 
+  /** Checks device state against the whole RAM (all regions: the guest's pages, whatever the cut). */
   checkState(bytes: Uint8Array): void {
-    const ram = this.memory.region(RAM_REGION_ID);
-    decodeCpuState(bytes, { pageSize: ram.pageSize, pageCount: ram.pageCount });
+    const { pageSize, pageCount } = ramRegionsOf(this.memory.regions);
+    decodeCpuState(bytes, { pageSize, pageCount });
   }
 
   loadState(bytes: Uint8Array): void {
-    const ram = this.memory.region(RAM_REGION_ID);
-    const state = decodeCpuState(bytes, { pageSize: ram.pageSize, pageCount: ram.pageCount });
+    const { pageSize, pageCount } = ramRegionsOf(this.memory.regions);
+    const state = decodeCpuState(bytes, { pageSize, pageCount });
     if (this.vcpu?.isConfigured) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'device state loaded into a guest that already runs');
     this.state = state;
   }
@@ -166,16 +171,16 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
   }
 }
 
-/** Runs the guest defined by `config` for exactly `steps` steps on this thread (the reference run). */
+/**
+ * Runs the guest defined by `config` for exactly `steps` steps on this thread (the reference run). The
+ * memory has the guest's regions (`config.ramRegions`); its pages hold the same bytes whatever the cut.
+ */
 export function replay(config: GuestConfig, steps: number, options: GuestMemoryOptions = {}): GuestMemory {
   if (!Number.isSafeInteger(steps) || steps < 0) throw invalidArgument('steps', 'must be a non-negative integer', steps);
-  const memory = GuestMemory.allocate([{ ...ramRegion(config) }], { arenaBytes: 1 << 16, ...options });
+  const memory = GuestMemory.allocate(ramRegions(config), { arenaBytes: 1 << 16, ...options });
   fillGuest(memory, config);
-  const runner = new StepRunner(workloadShape(config), memory.slabsOf(RAM_REGION_ID), initialCounters(config));
+  const runner = new StepRunner(workloadShape(config), ramSlabs(memory), initialCounters(config));
   const batch = 1 << 20;
   for (let done = 0; done < steps; done += batch) runner.run(Math.min(batch, steps - done));
   return memory;
 }
-
-export { CPU_STATE_BYTES };
-export type { CpuCounters };

@@ -1,12 +1,12 @@
-// cpu-state: the simulated vCPU's device state is 64 fixed bytes (layout in src/memory/cpu-state.ts).
+// cpu-state: the simulated vCPU's device state is 64 fixed bytes (layout in src/sim/cpu-state.ts).
 // It arrives from the peer, so every field is hostile input: each bad value is rejected with
 // MS_ERR_DEVICE_STATE_INVALID before anything is loaded, and so is every truncation.
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CPU_STATE_BYTES, decodeCpuState, encodeCpuState, type CpuState } from '../../src/memory/cpu-state.js';
-import { initialCounters, workloadShape } from '../../src/memory/workload.js';
-import { SimulatedGuest, ramRegion } from '../../src/memory/simulated-guest.js';
+import { CPU_STATE_BYTES, decodeCpuState, encodeCpuState, type CpuState } from '../../src/sim/cpu-state.js';
+import { initialCounters, workloadShape } from '../../src/sim/workload.js';
+import { SimulatedGuest, ramRegions } from '../../src/sim/index.js';
 import { SMALL_SLABS, expectCode, guestConfig } from '../_support/guest-helpers.js';
 
 const INVALID = 'MS_ERR_DEVICE_STATE_INVALID';
@@ -87,7 +87,7 @@ test('a saved guest state carries the config-derived shape and the exact step co
   const g = SimulatedGuest.create(config, SMALL_SLABS);
   try {
     await g.runUntil(4321);
-    const s = decodeCpuState(g.saveState(), { pageSize: 4096, pageCount: ramRegion(config).pageCount });
+    const s = decodeCpuState(g.saveState(), { pageSize: 4096, pageCount: config.memoryBytes / config.pageSize });
     assert.equal(s.shape, workloadShape(config));
     assert.equal([s.fill, s.seed, s.stepsPerSecond, s.counters.steps], ['random', 11, 5000, 4321]);
     assert.not.equal(u32(s.counters.prng), u32(initialCounters(config).prng), 'PRNG advanced');
@@ -161,7 +161,7 @@ test('every single bit flip either decodes or is rejected with MS_ERR_DEVICE_STA
 test('a state the guest cannot hold is rejected by checkState and loadState of a receiving guest', async () => {
   const src = guestConfig({ memoryBytes: 8 << 20 });
   const g = SimulatedGuest.create(src, SMALL_SLABS);
-  const dst = SimulatedGuest.receiving([ramRegion({ memoryBytes: 16 << 20, pageSize: 4096 })], SMALL_SLABS);
+  const dst = SimulatedGuest.receiving(ramRegions({ memoryBytes: 16 << 20, pageSize: 4096, ramRegions: 1 }), SMALL_SLABS);
   try {
     const state = g.saveState();
     expectCode(() => dst.checkState(state), INVALID, 'checkState of an 8 MiB guest on 16 MiB');

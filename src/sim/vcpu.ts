@@ -5,8 +5,8 @@
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { ErrorCode, MemshiftError, invalidArgument } from '../errors.js';
 import { CONTROL_BLOCK_BYTES, Command, Ctl, VcpuStatus, controlViews, type CommandValue, type ControlViews } from './vcpu-control.js';
-import type { PageGateInit } from './page-gate.js';
-import type { Slab } from './slab.js';
+import type { PageGateInit } from '../memory/page-gate.js';
+import type { Slab } from '../memory/slab.js';
 import type { CpuCounters, WorkloadShape } from './workload.js';
 import type { VcpuConfig, VcpuWorkerData } from './vcpu-worker.js';
 

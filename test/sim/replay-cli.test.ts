@@ -1,5 +1,6 @@
 // `memshift replay` as a child process: the image it writes is exactly the in-process reference run,
-// byte for byte and exactly SIZE bytes long; a usage error exits 2 with one line that names the flag.
+// byte for byte and exactly SIZE bytes long (every RAM region, in order); it takes every guest flag
+// `source` takes; a usage error exits 2 with one line that names the flag.
 
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -8,11 +9,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { resolveGuestConfig, type GuestConfig } from '../../src/memory/guest-config.js';
-import { replay } from '../../src/memory/simulated-guest.js';
-import { regionImage, withTempDir } from '../_support/guest-helpers.js';
+import { replay, resolveGuestConfig, type GuestConfig } from '../../src/sim/index.js';
+import { guestFlags } from '../../src/cli/guest-flags.js';
+import { guestImage, regionImage, withTempDir } from '../_support/guest-helpers.js';
 
-// dist/test/memory/replay-cli.test.js → dist/src/cli/main.js
+// dist/test/sim/replay-cli.test.js → dist/src/cli/main.js
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 interface Run {
@@ -41,7 +42,7 @@ async function replayImageMatches(args: string[], config: GuestConfig, steps: nu
     assert.is(run.stdout, '');
     assert.is((await stat(file)).size, config.memoryBytes);
     const image = await readFile(file);
-    const expected = regionImage(replay(config, steps));
+    const expected = guestImage(replay(config, steps));
     assert.ok(image.equals(expected), 'the CLI image differs from the in-process replay');
   });
 }
@@ -61,6 +62,23 @@ test('replay honours --hot-size', async () => {
     resolveGuestConfig({ memoryBytes: 8 << 20, seed: 9, hotBytes: 64 << 10 }), 50_000);
 });
 
+test('replay honours --hot-share (500 per mille differs from the default 900)', async () => {
+  const config = resolveGuestConfig({ memoryBytes: 8 << 20, seed: 4, hotBytes: 256 << 10, hotPermille: 500 });
+  await replayImageMatches(['--memory', '8MiB', '--hot-size', '256KiB', '--hot-share', '500', '--seed', '4', '--steps', '60000'], config, 60_000);
+  assert.not.ok(regionImage(replay(config, 60_000)).equals(regionImage(replay({ ...config, hotPermille: 900 }, 60_000))), 'the share changes the image');
+});
+
+test('replay accepts --dirty-rate, which paces a running guest and changes no byte of the image', async () => {
+  await replayImageMatches(['--memory', '4MiB', '--seed', '5', '--dirty-rate', '1000', '--steps', '20000'],
+    resolveGuestConfig({ memoryBytes: 4 << 20, seed: 5, stepsPerSecond: 1000 }), 20_000);
+});
+
+test('replay --ram-regions 3 writes all RAM regions in order: the image of the 1-region guest', async () => {
+  const config = resolveGuestConfig({ memoryBytes: 8 << 20, seed: 6, workload: 'uniform', ramRegions: 3 });
+  await replayImageMatches(['--memory', '8MiB', '--workload', 'uniform', '--ram-regions', '3', '--seed', '6', '--steps', '40000'], config, 40_000);
+  assert.ok(guestImage(replay(config, 40_000)).equals(regionImage(replay({ ...config, ramRegions: 1 }, 40_000))));
+});
+
 test('replay with --steps 0 and --fill zero writes SIZE zero bytes', async () => {
   await withTempDir(async (dir) => {
     const file = join(dir, 'zero.img');
@@ -72,10 +90,10 @@ test('replay with --steps 0 and --fill zero writes SIZE zero bytes', async () =>
   });
 });
 
-test('replay --help exits 0 and lists every flag', async () => {
+test('replay --help exits 0 and lists every flag, among them every guest flag of source', async () => {
   const run = await memshift(['replay', '--help']);
   assert.is(run.code, 0);
-  for (const flag of ['--memory', '--fill', '--workload', '--hot-size', '--seed', '--steps', '--dump-memory']) {
+  for (const flag of [...Object.keys(guestFlags).map((f) => `--${f}`), '--steps', '--dump-memory']) {
     assert.ok(run.stdout.includes(flag), `help lacks ${flag}`);
   }
 });
@@ -88,6 +106,9 @@ const usageErrors: [string, string[], string][] = [
   ['a size with an unknown unit', ['--memory', '12XB', '--seed', '1', '--steps', '10'], '--memory'],
   ['a negative seed', ['--memory', '1MiB', '--seed', '-1', '--steps', '10'], '--seed'],
   ['a fractional step count', ['--memory', '1MiB', '--seed', '1', '--steps', '1.5'], '--steps'],
+  ['a hot share above 1000', [...BASE, '--hot-share', '1001'], '--hot-share'],
+  ['five RAM regions', [...BASE, '--ram-regions', '5'], '--ram-regions'],
+  ['two RAM regions of fewer than 64 pages', ['--memory', '256KiB', '--ram-regions', '2', '--seed', '1', '--steps', '1'], '--ram-regions'],
   ['a value given to a boolean flag', [...BASE, '--help=yes'], '--help'],
 ];
 for (const [what, args, flag] of usageErrors) {

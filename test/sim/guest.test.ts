@@ -5,10 +5,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GuestMemory } from '../../src/memory/guest-memory.js';
-import type { GuestConfig } from '../../src/memory/guest-config.js';
 import type { GuestMemoryOptions } from '../../src/memory/guest-memory.js';
-import { decodeCpuState } from '../../src/memory/cpu-state.js';
-import { SimulatedGuest, RAM_REGION_ID, ramRegion, replay } from '../../src/memory/simulated-guest.js';
+import { SimulatedGuest, RAM_REGION_ID, decodeCpuState, ramRegions, replay, type GuestConfig } from '../../src/sim/index.js';
 import {
   SMALL_SLABS, assertSameMemory, copyRegion, differentPages, expectCode, expectCodeAsync, guestConfig, isZeroBytes,
   pageBytes, regionImage, settlesWithin, sleep, waitForSteps, withGuest,
@@ -278,7 +276,7 @@ test('runUntil on an idle guest returns, leaving the initial fill', async () => 
 
 async function migrateAndContinue(config: GuestConfig, n: number, k: number, srcOptions: GuestMemoryOptions, dstOptions: GuestMemoryOptions): Promise<void> {
   const src = SimulatedGuest.create(config, srcOptions);
-  const dst = SimulatedGuest.receiving([ramRegion(config)], dstOptions);
+  const dst = SimulatedGuest.receiving(ramRegions(config), dstOptions);
   try {
     await src.runUntil(n);
     const state = src.saveState();
@@ -345,7 +343,7 @@ test('loadState is refused once the guest has run', async () => {
   const config = guestConfig();
   await withGuest(config, SMALL_SLABS, async (src) => {
     const state = src.saveState();
-    const dst = SimulatedGuest.receiving([ramRegion(config)], SMALL_SLABS);
+    const dst = SimulatedGuest.receiving(ramRegions(config), SMALL_SLABS);
     try {
       dst.loadState(state);
       await dst.runUntil(10);
@@ -358,7 +356,7 @@ test('loadState is refused once the guest has run', async () => {
 });
 
 test('a receiving guest without device state refuses to run or save', async () => {
-  const dst = SimulatedGuest.receiving([ramRegion({ memoryBytes: MiB, pageSize: 4096 })], SMALL_SLABS);
+  const dst = SimulatedGuest.receiving(ramRegions({ memoryBytes: MiB, pageSize: 4096, ramRegions: 1 }), SMALL_SLABS);
   try {
     assert.is(dst.config, null);
     assert.is(dst.steps, 0);

@@ -1,6 +1,7 @@
 // What defines a simulated guest: memory size, initial fill, workload and seed. Memory content after
 // N steps is a function of exactly these values and N; nothing about timing, pausing or migration
-// enters it. This is the oracle every end-to-end test compares against.
+// enters it. This is the oracle every end-to-end test compares against. How RAM is cut into regions
+// (`ramRegions`) is layout, not content: it moves pages, never changes them.
 
 import { invalidArgument } from '../errors.js';
 
@@ -26,7 +27,14 @@ export interface GuestConfig {
   seed: number;
   /** Steps (dirtied pages) per second; 0 = as fast as the vCPU can run. */
   stepsPerSecond: number;
+  /** RAM regions the memory is cut into (1..MAX_RAM_REGIONS), like a PC's RAM around the PCI hole. */
+  ramRegions: number;
 }
+
+/** Most RAM regions a simulated guest has. */
+export const MAX_RAM_REGIONS = 4;
+/** Region boundaries fall on whole bitmap words (64 pages), so every slab starts on one too. */
+export const RAM_REGION_ALIGN_PAGES = 64;
 
 export const GUEST_DEFAULTS = {
   pageSize: 4096,
@@ -34,28 +42,8 @@ export const GUEST_DEFAULTS = {
   workload: 'hotset' as WorkloadKind,
   hotPermille: 900,
   stepsPerSecond: 0,
+  ramRegions: 1,
 };
-
-const UNITS: Record<string, number> = {
-  '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 2 ** 20, mb: 2 ** 20, mib: 2 ** 20, g: 2 ** 30, gb: 2 ** 30, gib: 2 ** 30,
-};
-
-/** Parses `64MiB`, `1 GiB`, `512k`, `4096` into bytes; `field` names the option in errors. */
-export function parseSize(text: string, field: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
-  const unit = m ? UNITS[m[2].toLowerCase()] : undefined;
-  if (!m || unit === undefined) throw invalidArgument(field, 'must be a size such as 4096, 64MiB or 1GiB', text);
-  const bytes = Number(m[1]) * unit;
-  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw invalidArgument(field, 'must be a positive whole number of bytes', text);
-  return bytes;
-}
-
-export function formatBytes(n: number): string {
-  if (n >= 2 ** 30 && n % 2 ** 30 === 0) return `${n / 2 ** 30}GiB`;
-  if (n >= 2 ** 20 && n % 2 ** 20 === 0) return `${n / 2 ** 20}MiB`;
-  if (n >= 1024 && n % 1024 === 0) return `${n / 1024}KiB`;
-  return `${n}B`;
-}
 
 /** Fills defaults and checks every field; errors name the field. */
 export function resolveGuestConfig(input: Partial<GuestConfig> & { memoryBytes: number; seed: number }): GuestConfig {
@@ -68,6 +56,7 @@ export function resolveGuestConfig(input: Partial<GuestConfig> & { memoryBytes: 
     hotPermille: input.hotPermille ?? GUEST_DEFAULTS.hotPermille,
     seed: input.seed,
     stepsPerSecond: input.stepsPerSecond ?? GUEST_DEFAULTS.stepsPerSecond,
+    ramRegions: input.ramRegions ?? GUEST_DEFAULTS.ramRegions,
   };
   if (![4096, 8192, 16384, 32768, 65536].includes(c.pageSize)) throw invalidArgument('pageSize', 'must be a power of two from 4096 to 65536', c.pageSize);
   if (!Number.isSafeInteger(c.memoryBytes) || c.memoryBytes <= 0 || c.memoryBytes % c.pageSize !== 0) {
@@ -83,6 +72,12 @@ export function resolveGuestConfig(input: Partial<GuestConfig> & { memoryBytes: 
   if (!Number.isSafeInteger(c.seed) || c.seed < 0) throw invalidArgument('seed', 'must be an integer in [0, 2^53)', c.seed);
   if (!Number.isSafeInteger(c.stepsPerSecond) || c.stepsPerSecond < 0 || c.stepsPerSecond > 0x7fffffff) {
     throw invalidArgument('dirtyRate', 'must be a whole number of steps per second below 2^31, or max', c.stepsPerSecond);
+  }
+  if (!Number.isInteger(c.ramRegions) || c.ramRegions < 1 || c.ramRegions > MAX_RAM_REGIONS) {
+    throw invalidArgument('ramRegions', `must be an integer in [1, ${MAX_RAM_REGIONS}]`, c.ramRegions);
+  }
+  if (c.ramRegions > 1 && c.memoryBytes / c.pageSize < c.ramRegions * RAM_REGION_ALIGN_PAGES) {
+    throw invalidArgument('ramRegions', `needs at least ${RAM_REGION_ALIGN_PAGES} pages of memory per region (${c.ramRegions * RAM_REGION_ALIGN_PAGES} pages)`, c.ramRegions);
   }
   return c;
 }

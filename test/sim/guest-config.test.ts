@@ -3,7 +3,7 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { formatBytes, parseSize, resolveGuestConfig, GUEST_DEFAULTS, type GuestConfig } from '../../src/memory/guest-config.js';
+import { formatBytes, parseSize, resolveGuestConfig, GUEST_DEFAULTS, type GuestConfig } from '../../src/sim/index.js';
 import { expectCode } from '../_support/guest-helpers.js';
 
 const INVALID = 'MS_ERR_INVALID_ARGUMENT';
@@ -56,6 +56,7 @@ test('resolveGuestConfig fills the documented defaults', () => {
     hotPermille: 900,
     seed: 3,
     stepsPerSecond: 0,
+    ramRegions: 1,
   };
   assert.equal(c, expected);
   assert.is(c.fill, 'mixed');
