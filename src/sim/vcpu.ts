@@ -1,11 +1,14 @@
 // Controller of the simulated vCPU thread (vcpu-worker.ts), on the thread that owns the guest.
 // Commands are serialised: each waits for the vCPU's acknowledgement, so `pause()` resolves only
-// when no step is in progress and the counters it returns are exact.
+// when no step is in progress and the counters it returns are exact. A thread that has never run
+// does not keep the process alive (a destination guest whose migration failed must not hold it);
+// from its first run it does, until it exits.
 
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { ErrorCode, MemshiftError, invalidArgument } from '../errors.js';
 import { CONTROL_BLOCK_BYTES, Command, Ctl, VcpuStatus, controlViews, type CommandValue, type ControlViews } from './vcpu-control.js';
 import type { PageGateInit } from '../memory/page-gate.js';
+import { waitForChange } from '../memory/shared-board.js';
 import type { Slab } from '../memory/slab.js';
 import type { CpuCounters, WorkloadShape } from './workload.js';
 import type { VcpuConfig, VcpuWorkerData } from './vcpu-worker.js';
@@ -36,6 +39,7 @@ export class Vcpu {
     this.config = port1;
     const data: VcpuWorkerData = { control: this.control, slabs: [...slabs], config: port2 };
     this.worker = new Worker(new URL('./vcpu-worker.js', import.meta.url), { workerData: data, transferList: [port2] });
+    this.worker.unref();
     this.worker.on('error', (err) => {
       this.failure = new MemshiftError(ErrorCode.WORKER_FAILED, `vCPU thread failed: ${err.message}`, { cause: err });
     });
@@ -94,6 +98,7 @@ export class Vcpu {
   }
 
   async resume(): Promise<void> {
+    this.worker.ref();
     await this.command(Command.RUN);
   }
 
@@ -108,12 +113,10 @@ export class Vcpu {
     await this.command(Command.PAUSE);
     if (!Number.isSafeInteger(steps) || steps < this.steps) throw invalidArgument('steps', `must be an integer ≥ the current count ${this.steps}`, steps);
     this.ctl.f64[Ctl.F64_STOP_AT] = steps;
+    this.worker.ref();
     await this.command(Command.RUN);
     const i32 = this.ctl.i32;
-    while (Atomics.load(i32, Ctl.STATUS) === VcpuStatus.RUNNING && !this.exited) {
-      const r = Atomics.waitAsync(i32, Ctl.STATUS, VcpuStatus.RUNNING, 1000);
-      if (r.async) await r.value;
-    }
+    while (Atomics.load(i32, Ctl.STATUS) === VcpuStatus.RUNNING && !this.exited) await waitForChange(i32, Ctl.STATUS, VcpuStatus.RUNNING, 1000);
     this.checkAlive();
     this.ctl.f64[Ctl.F64_STOP_AT] = Infinity;
     return this.counters();
@@ -142,8 +145,7 @@ export class Vcpu {
         const ack = Atomics.load(i32, Ctl.ACK_SEQ);
         if (ack === seq) return;
         this.checkAlive();
-        const r = Atomics.waitAsync(i32, Ctl.ACK_SEQ, ack, 1000);
-        if (r.async) await r.value;
+        await waitForChange(i32, Ctl.ACK_SEQ, ack, 1000);
       }
     };
     const p = this.chain.then(run, run);
