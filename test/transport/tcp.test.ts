@@ -12,6 +12,7 @@ import * as assert from 'uvu/assert';
 import { boundAddress, connect, formatAddress, listen, parseAddress, readInto, type ReadSink } from '../../src/transport/tcp.js';
 import { expectCode, expectCodeAsync } from '../_support/guest-helpers.js';
 import { seeded } from '../_support/seeded.js';
+import { deadline } from '../_support/deadline.js';
 
 const LOOPBACK = { host: '127.0.0.1', port: 0 };
 
@@ -83,7 +84,7 @@ test('formatAddress brackets IPv6 hosts, and parseAddress reads back what it wro
 
 // ---- listen / boundAddress ------------------------------------------------------------------------
 
-test('listen on port 0 binds a free port that boundAddress reports', async () => {
+test('listen on port 0 binds a free port that boundAddress reports', deadline(10_000, async () => {
   const server = await listen(LOOPBACK);
   try {
     const a = boundAddress(server);
@@ -92,9 +93,9 @@ test('listen on port 0 binds a free port that boundAddress reports', async () =>
   } finally {
     server.close();
   }
-});
+}));
 
-test('listening on a port already in use fails with MS_ERR_CONNECTION_FAILED naming the address', async () => {
+test('listening on a port already in use fails with MS_ERR_CONNECTION_FAILED naming the address', deadline(10_000, async () => {
   const first = await listen(LOOPBACK);
   const { port } = boundAddress(first);
   try {
@@ -105,7 +106,7 @@ test('listening on a port already in use fails with MS_ERR_CONNECTION_FAILED nam
   } finally {
     first.close();
   }
-});
+}));
 
 test('boundAddress of a server that is not listening is MS_ERR_CONNECTION_FAILED', () => {
   expectCode(() => boundAddress(net.createServer()), 'MS_ERR_CONNECTION_FAILED');
@@ -113,16 +114,16 @@ test('boundAddress of a server that is not listening is MS_ERR_CONNECTION_FAILED
 
 // ---- connect failures -----------------------------------------------------------------------------
 
-test('connecting where nothing listens is MS_ERR_CONNECTION_FAILED naming the address and phase', async () => {
+test('connecting where nothing listens is MS_ERR_CONNECTION_FAILED naming the address and phase', deadline(10_000, async () => {
   const port = await closedPort();
   const e = await expectCodeAsync(() => connect({ host: '127.0.0.1', port }, recordingSink(64)), 'MS_ERR_CONNECTION_FAILED') as unknown as Failure;
   assert.match(e.message, `cannot connect to 127.0.0.1:${port}: `);
   assert.match(e.message, /ECONNREFUSED/);
   assert.is(e.details.peer, `127.0.0.1:${port}`);
   assert.is(e.details.phase, 'connect');
-});
+}));
 
-test('a connect that is never answered fails after timeoutMs with MS_ERR_CONNECTION_FAILED naming the address', async () => {
+test('a connect that is never answered fails after timeoutMs with MS_ERR_CONNECTION_FAILED naming the address', deadline(10_000, async () => {
   // A listener on a worker whose event loop is blocked never accepts: once its backlog is full the
   // kernel drops further SYNs, so a connect gets no answer at all.
   const gate = new Int32Array(new SharedArrayBuffer(4));
@@ -161,9 +162,9 @@ test('a connect that is never answered fails after timeoutMs with MS_ERR_CONNECT
     Atomics.notify(gate, 0);
     await worker.terminate();
   }
-});
+}));
 
-test('aborting the signal while connecting is MS_ERR_CANCELLED naming the address', async () => {
+test('aborting the signal while connecting is MS_ERR_CANCELLED naming the address', deadline(10_000, async () => {
   const server = await listen(LOOPBACK);
   const { port } = boundAddress(server);
   try {
@@ -176,11 +177,11 @@ test('aborting the signal while connecting is MS_ERR_CANCELLED naming the addres
   } finally {
     server.close();
   }
-});
+}));
 
 // ---- reading into the sink ------------------------------------------------------------------------
 
-test('a connected socket reads straight into the buffers the sink hands out, bytes in order', async () => {
+test('a connected socket reads straight into the buffers the sink hands out, bytes in order', deadline(10_000, async () => {
   const payload = new Uint8Array(3 * 2 ** 20 + 17);
   seeded(7).fill(payload);
   const server = net.createServer((s) => {
@@ -197,9 +198,9 @@ test('a connected socket reads straight into the buffers the sink hands out, byt
   } finally {
     server.close();
   }
-});
+}));
 
-test('readInto re-wraps an accepted socket to read into the sink (zero-copy), bytes in order', async () => {
+test('readInto re-wraps an accepted socket to read into the sink (zero-copy), bytes in order', deadline(10_000, async () => {
   const server = await listen(LOOPBACK);
   const payload = new Uint8Array(2 * 2 ** 20 + 5);
   seeded(8).fill(payload);
@@ -218,9 +219,9 @@ test('readInto re-wraps an accepted socket to read into the sink (zero-copy), by
   } finally {
     server.close();
   }
-});
+}));
 
-test('readInto without a handle copies data chunks, splitting each to fit the sink buffer', async () => {
+test('readInto without a handle copies data chunks, splitting each to fit the sink buffer', deadline(10_000, async () => {
   const fake = new PassThrough() as PassThrough & { _handle: null };
   fake._handle = null;
   const sink = recordingSink(7);
@@ -232,6 +233,6 @@ test('readInto without a handle copies data chunks, splitting each to fit the si
   await until(() => sink.bytes().length === total, 'all chunks copied');
   assert.equal(sink.reads.map((r) => r.length), [7, 7, 7, 1, 7, 7]);
   assert.is(sink.bytes().toString(), 'abcdefghijklmnopqrstuvwxyz0123456789');
-});
+}));
 
 test.run();
