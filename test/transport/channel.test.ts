@@ -176,7 +176,7 @@ test('frames that arrive before setHandlers are delivered when it is called, in 
   const ch = await connectTo(srv.port);
   const frames = [bulkFrame(5, 1), bulkFrame(6, 2), bulkFrame(7, 3)];
   const peer = await srv.socket;
-  // A second peer-side write after the first is acknowledged by a response proves the channel read it.
+  // Wait until the channel has read every byte (it buffers whole frames while it has no handlers).
   await new Promise<void>((r) => peer.write(concat([encodePreface(), ...frames]), () => r()));
   await new Promise<void>((resolve) => {
     const poll = (): void => { if (ch.bytesReceived === 12 + frames.reduce((n, f) => n + f.length, 0)) resolve(); else setImmediate(poll); };
