@@ -1,11 +1,21 @@
 // A TCP proxy on 127.0.0.1 for cutting a link on purpose: every connection it accepts is forwarded to
 // `target`; `cut()` resets both halves of every forwarded connection at once.
+//
+// It also counts the bytes it forwards from clients to the target, and can hold that direction after
+// a given count (`holdAfter`): the proxy stops reading from the client, so back-pressure stalls the
+// sender at a known point of the stream (a barrier on bytes, not on time). `release()` reads again.
+// The target → client direction is never held, so the target's answers and its close still pass.
 
 import net from 'node:net';
 
 export class Proxy {
   private readonly sockets = new Set<net.Socket>();
+  private readonly clients = new Set<net.Socket>();
+  private hold: { after: number; reached: () => void } | null = null;
+  private holding = false;
   connections = 0;
+  /** Bytes forwarded client → target, over every connection. */
+  forwarded = 0;
 
   private constructor(private readonly server: net.Server) {}
 
@@ -21,13 +31,51 @@ export class Proxy {
           s.on('error', () => undefined);
           s.on('close', () => proxy.sockets.delete(s));
         }
-        client.pipe(upstream);
+        proxy.clients.add(client);
+        client.on('close', () => proxy.clients.delete(client));
+        client.on('data', (chunk: Buffer) => {
+          proxy.forwarded += chunk.length;
+          if (!upstream.write(chunk)) {
+            client.pause();
+            upstream.once('drain', () => { if (!proxy.holding) client.resume(); });
+          }
+          proxy.checkHold();
+        });
+        client.on('end', () => upstream.end());
         upstream.pipe(client);
         client.on('close', () => upstream.destroy());
         upstream.on('close', () => client.destroy());
+        if (proxy.holding) client.pause();
       });
       server.listen(0, '127.0.0.1', () => resolve(Object.assign(proxy, { port: (server.address() as net.AddressInfo).port })));
     });
+  }
+
+  /**
+   * Resolves once at least `bytes` have been forwarded client → target (counting from the start), and
+   * from then on stops reading from every client until `release()`. The sender stalls once the
+   * kernel buffers between it and the proxy are full.
+   */
+  holdAfter(bytes: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.hold = { after: bytes, reached: resolve };
+      this.checkHold();
+    });
+  }
+
+  private checkHold(): void {
+    if (this.hold === null || this.forwarded < this.hold.after) return;
+    const { reached } = this.hold;
+    this.hold = null;
+    this.holding = true;
+    for (const c of this.clients) c.pause();
+    reached();
+  }
+
+  /** Reads from the clients again (a held client that closed meanwhile is noticed now). */
+  release(): void {
+    this.holding = false;
+    for (const c of this.clients) c.resume();
   }
 
   /** Resets every forwarded connection (both directions) and stops accepting. */

@@ -11,6 +11,8 @@ import * as assert from 'uvu/assert';
 import { diffAgainstReplay, explain, type GuestCase } from '../_support/migration.js';
 import { killAll, memshift, startDestination, waitForOutput } from '../_support/processes.js';
 import { HostilePeer } from '../_support/hostile-peer.js';
+import { Proxy } from '../_support/proxy.js';
+import { deadline } from '../_support/deadline.js';
 import { FrameReader } from '../../src/protocol/frame-reader.js';
 import { FrameType, Limits } from '../../src/protocol/constants.js';
 import { decodeHello, encodeHelloAck, encodePreface } from '../../src/protocol/handshake.js';
@@ -30,41 +32,59 @@ const report = (name: string): Report => JSON.parse(readFileSync(join(dir, name)
 const guest: GuestCase = { seed: 41, memory: '64MiB', workload: 'hotset' };
 const guestArgs = ['--memory', '64MiB', '--seed', '41', '--workload', 'hotset', '--fill', 'mixed'];
 
-test('destination killed mid pre-copy: the source fails naming the destination, its guest ran on exactly', async () => {
+// A cut "mid pre-copy" is a position in the stream, not a moment: the source talks through a proxy
+// that stops forwarding after HELD bytes, so the source stalls on back-pressure inside pass 1 (a pass
+// of this guest is tens of MiB) until the peer is killed. Nothing here waits for time to pass.
+const HELD = 4 * 2 ** 20;
+
+test('destination killed mid pre-copy: the source fails naming the destination, its guest ran on exactly', deadline(60_000, async () => {
   const dest = await startDestination(['--report', join(dir, 'dest.json')]);
-  const source = memshift([
-    'source', '--connect', `127.0.0.1:${dest.port}`, ...guestArgs, '--quiet', '--warmup', '50',
-    '--max-bandwidth', '40MiB', '--report', join(dir, 'src.json'), '--dump-memory', join(dir, 'src.img'),
-  ]);
-  await waitForOutput(dest, (t) => t.includes('accepted live migration'));
-  await new Promise((r) => setTimeout(r, 300));
-  dest.proc.kill('SIGKILL');
-  const s = await source.done;
-  assert.is(s.code, 1, explain({ ...s, report: null, image: '' }));
-  assert.match(s.stderr, /memshift source: MS_ERR_CONNECTION_CLOSED: destination 127\.0\.0\.1:\d+/);
-  const r = report('src.json');
-  assert.is(r.outcome, 'failed');
-  assert.is(r.downtimeMs, null, 'no switchover happened');
-  assert.ok(r.bytesTransferred > 0 && r.bytesTransferred < 64 * 2 ** 20, `sent ${r.bytesTransferred} bytes before the cut`);
-  assert.is(diffAgainstReplay(join(dir, 'src.img'), guest, r.guestSteps), null);
-});
+  const proxy = await Proxy.start(dest.port);
+  try {
+    const source = memshift([
+      'source', '--connect', `127.0.0.1:${proxy.port}`, ...guestArgs, '--quiet', '--warmup', '50',
+      '--report', join(dir, 'src.json'), '--dump-memory', join(dir, 'src.img'),
+    ]);
+    await proxy.holdAfter(HELD);
+    assert.ok(!dest.stderr().includes('resumed'), 'the destination is still receiving pass 1');
+    dest.proc.kill('SIGKILL');
+    const s = await source.done;
+    assert.is(s.code, 1, explain({ ...s, report: null, image: '' }));
+    assert.match(s.stderr, /memshift source: MS_ERR_CONNECTION_CLOSED: destination 127\.0\.0\.1:\d+: .* during pre-copy pass 1/);
+    const r = report('src.json');
+    assert.is(r.outcome, 'failed');
+    assert.is(r.downtimeMs, null, 'no switchover happened');
+    assert.is(r.iterations.length, 0, 'no pass completed');
+    assert.ok(r.bytesTransferred >= HELD && r.bytesTransferred < 64 * 2 ** 20, `sent ${r.bytesTransferred} bytes before the cut`);
+    assert.is(diffAgainstReplay(join(dir, 'src.img'), guest, r.guestSteps), null);
+  } finally {
+    proxy.cut();
+  }
+}));
 
-test('source killed mid pre-copy: the destination fails and never starts the guest', async () => {
+test('source killed mid pre-copy: the destination fails and never starts the guest', deadline(60_000, async () => {
   const dest = await startDestination(['--report', join(dir, 'dest.json'), '--dump-memory', join(dir, 'dest.img')]);
-  const source = memshift(['source', '--connect', `127.0.0.1:${dest.port}`, ...guestArgs, '--quiet', '--warmup', '50', '--max-bandwidth', '40MiB']);
-  await waitForOutput(dest, (t) => t.includes('accepted live migration'));
-  await new Promise((r) => setTimeout(r, 300));
-  source.proc.kill('SIGKILL');
-  const d = await dest.done;
-  assert.is(d.code, 1);
-  assert.match(d.stderr, /MS_ERR_CONNECTION_CLOSED: source 127\.0\.0\.1:\d+/);
-  const r = report('dest.json');
-  assert.is(r.outcome, 'failed');
-  assert.is(r.guestSteps, 0, 'the guest never ran here');
-  assert.throws(() => readFileSync(join(dir, 'dest.img')), 'no image of a guest that never ran');
-});
+  const proxy = await Proxy.start(dest.port);
+  try {
+    const source = memshift(['source', '--connect', `127.0.0.1:${proxy.port}`, ...guestArgs, '--quiet', '--warmup', '50']);
+    await proxy.holdAfter(HELD);
+    source.proc.kill('SIGKILL');
+    await source.done;
+    proxy.release(); // the proxy reads again, sees the source gone, and closes the destination's link
+    const d = await dest.done;
+    assert.is(d.code, 1);
+    assert.match(d.stderr, /MS_ERR_CONNECTION_CLOSED: source 127\.0\.0\.1:\d+/);
+    const r = report('dest.json');
+    assert.is(r.outcome, 'failed');
+    assert.is(r.guestSteps, 0, 'the guest never ran here');
+    assert.ok(r.bytesTransferred >= HELD, `received ${r.bytesTransferred} bytes, at least the ${HELD} forwarded`);
+    assert.throws(() => readFileSync(join(dir, 'dest.img')), 'no image of a guest that never ran');
+  } finally {
+    proxy.cut();
+  }
+}));
 
-test('a garbage connection is turned away and a real migration afterwards succeeds', async () => {
+test('a garbage connection is turned away and a real migration afterwards succeeds', deadline(60_000, async () => {
   const dest = await startDestination(['--report', join(dir, 'dest.json'), '--run-steps', '1000', '--dump-memory', join(dir, 'dest.img')]);
   const closed = await new Promise<boolean>((resolve) => {
     const s = net.connect(dest.port, '127.0.0.1', () => s.write('GET / HTTP/1.1\r\nHost: memshift\r\n\r\n'));
@@ -82,7 +102,7 @@ test('a garbage connection is turned away and a real migration afterwards succee
   const r = report('dest.json');
   assert.is(r.outcome, 'completed');
   assert.is(diffAgainstReplay(join(dir, 'dest.img'), guest, r.guestSteps), null);
-});
+}));
 
 /** A hostile source: valid handshake, then one bad frame. The destination must fail with `code`, never resume. */
 async function hostile(code: string, attack: (p: HostilePeer) => Promise<void>): Promise<void> {
@@ -102,37 +122,37 @@ async function hostile(code: string, attack: (p: HostilePeer) => Promise<void>):
   assert.throws(() => readFileSync(join(dir, 'dest.img')));
 }
 
-test('a frame with a bad checksum is rejected with MS_ERR_FRAME_CHECKSUM', async () => {
+test('a frame with a bad checksum is rejected with MS_ERR_FRAME_CHECKSUM', deadline(60_000, async () => {
   await hostile('MS_ERR_FRAME_CHECKSUM', (p) => p.sendCorrupted(p.rawBatch([7], 0x11), 20));
-});
+}));
 
-test('a page outside the region is rejected with MS_ERR_BATCH_PAGE_RANGE', async () => {
+test('a page outside the region is rejected with MS_ERR_BATCH_PAGE_RANGE', deadline(60_000, async () => {
   await hostile('MS_ERR_BATCH_PAGE_RANGE', (p) => p.send(p.rawBatch([256], 0x22)));
-});
+}));
 
-test('a page whose payload does not match its hash is rejected with MS_ERR_PAGE_HASH_MISMATCH', async () => {
+test('a page whose payload does not match its hash is rejected with MS_ERR_PAGE_HASH_MISMATCH', deadline(60_000, async () => {
   await hostile('MS_ERR_PAGE_HASH_MISMATCH', (p) => p.send(p.rawBatch([3], 0x33, { lieAboutHash: true })));
-});
+}));
 
-test('a malformed XBZRLE delta is rejected with MS_ERR_DELTA_MALFORMED', async () => {
+test('a malformed XBZRLE delta is rejected with MS_ERR_DELTA_MALFORMED', deadline(60_000, async () => {
   await hostile('MS_ERR_DELTA_MALFORMED', (p) => p.send(p.deltaBatch(5, Uint8Array.from([0x00, 0x80, 0x00]))));
-});
+}));
 
-test('a frame announcing 1 GiB is rejected with MS_ERR_FRAME_TOO_LARGE before it is buffered', async () => {
+test('a frame announcing 1 GiB is rejected with MS_ERR_FRAME_TOO_LARGE before it is buffered', deadline(60_000, async () => {
   await hostile('MS_ERR_FRAME_TOO_LARGE', (p) => p.sendHeader(0x03, 2 ** 30));
-});
+}));
 
-test('SWITCHOVER without device state is rejected with MS_ERR_UNEXPECTED_MESSAGE', async () => {
+test('SWITCHOVER without device state is rejected with MS_ERR_UNEXPECTED_MESSAGE', deadline(60_000, async () => {
   await hostile('MS_ERR_UNEXPECTED_MESSAGE', (p) => p.send(p.switchover(0n)));
-});
+}));
 
-test('a digest that does not match the received memory stops the switchover with MS_ERR_DIGEST_MISMATCH', async () => {
+test('a digest that does not match the received memory stops the switchover with MS_ERR_DIGEST_MISMATCH', deadline(60_000, async () => {
   await hostile('MS_ERR_DIGEST_MISMATCH', async (p) => {
     await p.send(p.rawBatch([1], 0x44));
     await p.send(p.deviceState());
     await p.send(p.switchover(0x1234n));
   });
-});
+}));
 
 /**
  * A destination that accepts, takes every page, and drops the link the moment SWITCHOVER arrives:
@@ -168,7 +188,7 @@ function vanishingDestination(): Promise<{ port: number; close: () => void }> {
   });
 }
 
-test('a link lost after SWITCHOVER leaves the switchover in doubt: the source guest stays paused', async () => {
+test('a link lost after SWITCHOVER leaves the switchover in doubt: the source guest stays paused', deadline(60_000, async () => {
   const dest = await vanishingDestination();
   try {
     const s = await memshift([
@@ -185,6 +205,6 @@ test('a link lost after SWITCHOVER leaves the switchover in doubt: the source gu
   } finally {
     dest.close();
   }
-});
+}));
 
 test.run();

@@ -3,6 +3,8 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { deadline } from '../_support/deadline.js';
+import type { Report } from '../../src/index.js';
 import { assertMigratedExactly, diffAgainstReplay, explain, migrationFixture, type MigrationCase, type MigrationOutcome } from '../_support/migration.js';
 
 const migrate = migrationFixture(test);
@@ -14,35 +16,72 @@ function assertOracle(r: MigrationOutcome, c: MigrationCase): void {
   assert.ok(ran >= (c.runSteps ?? 20000), `destination ran ${ran} steps after the switch`);
 }
 
-// A hot set that keeps dirtying, a link capped at 200 MiB/s and a 20 ms limit: pass 1 leaves a few
-// thousand dirty pages (> 20 ms of transfer), pass 2 a few hundred, then stop-and-copy.
-const severalIterations = (seed: number): MigrationCase => ({
-  seed, memory: '64MiB', workload: 'hotset', hotSize: '8MiB', dirtyRate: 10000, downtimeLimit: 20, maxBandwidth: '200MiB',
+/**
+ * The downtime breakdown's disjoint parts fit in the downtime: the source's pause, final pass and
+ * device state happen one after another before SWITCHOVER goes out, and the destination's digest
+ * check and resume after it arrives, all inside the source's pause → RESUMED window. (Not
+ * destinationApplyMs: the destination reports its apply time for the whole final pass, which overlaps
+ * the source's finalPagesMs, so adding it can exceed the downtime.)
+ */
+function assertBreakdownWithinDowntime(r: Report): void {
+  const b = r.downtimeBreakdown!;
+  const parts = b.pauseMs + b.finalPagesMs + b.deviceStateMs + b.digestCheckMs + b.resumeMs;
+  assert.ok(r.downtimeMs !== null && r.downtimeMs > 0, `downtime ${r.downtimeMs}`);
+  assert.ok(parts <= r.downtimeMs!, `disjoint parts sum to ${parts} ms, more than the downtime ${r.downtimeMs} ms`);
+}
+
+// Convergence made impossible by construction, so the iteration count is the cap. A uniform writer
+// dirties at most 2500 pages/s (10 MB/s raw) over a link capped at 32 MiB/s: pass 1 (32 MiB) takes
+// about a second, leaving ~2000 dirty pages, and every later pass leaves about a third of what it
+// sent. The dirty rate stays well under the link (rule dirty-rate cannot fire), while the expected
+// downtime stays tens of ms against a 1 ms limit (rule downtime-limit cannot fire), so rule
+// max-iterations decides after exactly 3 pre-copy passes. Pass 2 fills the XBZRLE cache, so pass 3
+// and the final pass send pages dirtied again as deltas.
+const cappedIterations = (seed: number): MigrationCase => ({
+  seed, memory: '32MiB', workload: 'uniform', dirtyRate: 2500, downtimeLimit: 1, maxBandwidth: '32MiB', maxIterations: 3, onStall: 'force',
+  runSteps: 2000, // the destination runs the guest at its 2500 steps/s too
 });
 
 for (const seed of [1, 2, 3]) {
-  test(`live migration over several iterations is identical to replay (seed ${seed})`, async () => {
-    const c = severalIterations(seed);
+  test(`live migration runs exactly --max-iterations pre-copy passes when the limit is unreachable, then matches replay (seed ${seed})`, deadline(120_000, async () => {
+    const c = cappedIterations(seed);
     const r = await migrate(c);
     assertOracle(r, c);
     const src = r.source.report!;
-    assert.ok(src.iterations.length >= 3, `only ${src.iterations.length} iterations`);
-    assert.is(src.switchoverReason?.rule, 'downtime-limit');
-    assert.ok(src.converged);
-    assert.ok(src.downtimeMs !== null && src.downtimeMs > 0);
+    assert.is(src.iterations.length, 3 + 1, '3 pre-copy passes and the stop-and-copy pass');
+    assert.is(src.switchoverReason?.rule, 'max-iterations');
+    assert.is(src.switchoverReason?.forced, true);
+    assert.is(src.converged, false);
+    for (const it of src.iterations.slice(0, 3)) assert.ok(it.expectedDowntimeMs > c.downtimeLimit!, `pass ${it.iteration} expected ${it.expectedDowntimeMs} ms`);
     assert.ok(src.pagesByEncoding.xbzrle > 0, 'later iterations send deltas');
-  });
+    assert.is(src.downtimeBreakdown!.finalPages, src.iterations[3].pages, 'the final pass is what the downtime copied');
+    assertBreakdownWithinDowntime(src);
+  }));
 }
 
-test('live migration with LZ4 on raw pages is identical to replay', async () => {
-  const c: MigrationCase = { ...severalIterations(4), fill: 'mixed', sourceArgs: ['--compress', 'lz4'] };
+test('an idle guest converges after one pass by the downtime limit, and the stop-and-copy pass sends nothing', deadline(120_000, async () => {
+  const c: MigrationCase = { seed: 5, memory: '32MiB', workload: 'idle', maxBandwidth: '64MiB' };
+  const r = await migrate(c);
+  assertOracle(r, c);
+  const src = r.source.report!;
+  assert.is(src.switchoverReason?.rule, 'downtime-limit');
+  assert.is(src.converged, true);
+  assert.is(src.iterations.length, 2);
+  assert.is(src.iterations[0].dirtyPages, 0, 'nothing dirtied during pass 1');
+  assert.is(src.iterations[1].pages, 0, 'nothing left for the downtime');
+  assert.is(src.predictedDowntimeMs, 0);
+  assertBreakdownWithinDowntime(src);
+}));
+
+test('live migration with LZ4 on raw pages is identical to replay', deadline(120_000, async () => {
+  const c: MigrationCase = { ...cappedIterations(4), fill: 'mixed', sourceArgs: ['--compress', 'lz4'] };
   const r = await migrate(c);
   assertOracle(r, c);
   assert.ok(r.source.report!.pagesByEncoding.lz4 > 1000, `${r.source.report!.pagesByEncoding.lz4} pages went as LZ4 (text-like pages compress)`);
   assert.is(r.dest.report!.pagesByEncoding.lz4, r.source.report!.pagesByEncoding.lz4, 'the destination decoded every one');
-});
+}));
 
-test('cold migration copies a stopped guest in one pass, identical to replay', async () => {
+test('cold migration copies a stopped guest in one pass, identical to replay', deadline(120_000, async () => {
   const c: MigrationCase = { seed: 11, mode: 'cold', memory: '64MiB', workload: 'uniform' };
   const r = await migrate(c);
   assertOracle(r, c);
@@ -50,68 +89,92 @@ test('cold migration copies a stopped guest in one pass, identical to replay', a
   assert.is(src.iterations.length, 1);
   assert.is(src.mode, 'cold');
   assert.ok(src.downtimeMs! >= src.setupTimeMs + src.iterations[0].ms, 'cold downtime covers the handshake and the whole copy');
-});
+}));
 
-test('warm migration suspends after the handshake and copies RAM and state in one pass', async () => {
+test('warm migration suspends after the handshake and copies RAM and state in one pass', deadline(120_000, async () => {
   const c: MigrationCase = { seed: 12, mode: 'warm', memory: '64MiB', workload: 'hotset' };
   const r = await migrate(c);
   assertOracle(r, c);
   const src = r.source.report!;
   assert.is(src.iterations.length, 1);
   assert.is(src.iterations[0].pages, 16384, 'one pass over every page');
-  assert.ok(src.downtimeMs! < src.totalTimeMs, 'setup is not downtime');
-});
+  assert.ok(src.setupTimeMs > 0 && src.downtimeMs! + src.setupTimeMs <= src.totalTimeMs, 'setup is not downtime: the two are disjoint parts of the total');
+  assertBreakdownWithinDowntime(src);
+}));
 
-test('guests split over several slabs, with different slab sizes on each side, migrate exactly', async () => {
+test('guests split over several slabs, with different slab sizes on each side, migrate exactly', deadline(120_000, async () => {
   const c: MigrationCase = {
-    ...severalIterations(21), memory: '48MiB', workload: 'uniform',
+    ...cappedIterations(21), memory: '48MiB', workload: 'uniform',
     sourceArgs: ['--slab-size', '16MiB'], destArgs: ['--slab-size', '4MiB'],
   };
   const r = await migrate(c);
   assertOracle(r, c);
+}));
+
+// A stall forced by construction: a uniform writer at 50 000 steps/s over 16 MiB (4096 pages) without
+// XBZRLE, on a link capped at 50 MiB/s. Each pass takes ~0.3 s and leaves nearly every page dirty
+// again, so the expected downtime (~0.3 s) never meets the 10 ms limit. With --max-iterations 2 the
+// cap decides at pass 2: rule max-iterations comes before dirty-rate and no-progress, which could not
+// fire yet anyway (they need 2 and 5 passes of history).
+const stuck = (seed: number, onStall: 'force' | 'abort'): MigrationCase => ({
+  seed, memory: '16MiB', workload: 'uniform', dirtyRate: 50000, downtimeLimit: 10, maxBandwidth: '50MiB', onStall, maxIterations: 2,
+  sourceArgs: ['--xbzrle', 'off'],
 });
 
-// A uniform writer dirtying 200 MB/s worth of pages over a link capped at 50 MiB/s, without XBZRLE:
-// every pass leaves about as many dirty pages as it sent, however fast the machine is.
-const stuck = (seed: number, onStall: 'force' | 'throttle' | 'abort'): MigrationCase => ({
-  seed, memory: '16MiB', workload: 'uniform', dirtyRate: 50000, downtimeLimit: 30, maxBandwidth: '50MiB', onStall, maxIterations: 40,
-  sourceArgs: ['--xbzrle', 'off', '--throttle-initial', '60', '--throttle-step', '20'],
-});
-
-test('a guest that cannot converge is forced to stop-and-copy under --on-stall force', async () => {
+test('a guest that cannot converge is forced to stop-and-copy at the iteration cap under --on-stall force', deadline(120_000, async () => {
   const c = stuck(31, 'force');
   const r = await migrate(c);
   assertOracle(r, c);
-  const reason = r.source.report!.switchoverReason!;
-  assert.ok(['dirty-rate', 'no-progress'].includes(reason.rule), `rule ${reason.rule}`);
-  assert.ok(reason.forced);
-  assert.is(r.source.report!.converged, false);
-});
+  const src = r.source.report!;
+  assert.equal(src.switchoverReason && { rule: src.switchoverReason.rule, action: src.switchoverReason.action, forced: src.switchoverReason.forced },
+    { rule: 'max-iterations', action: 'switchover', forced: true });
+  assert.is(src.converged, false);
+  assert.is(src.iterations.length, 2 + 1);
+  assertBreakdownWithinDowntime(src);
+}));
 
-test('auto-converge throttles a guest that cannot converge until it does', async () => {
-  const c = stuck(32, 'throttle');
+// Auto-converge by construction: a uniform writer on a 1 MiB guest (256 pages) at 20 000 steps/s, on a
+// link capped at 4 MiB/s without XBZRLE. Every pass takes ~250 ms, in which ~5000 steps dirty all 256
+// pages again: the remaining count never shrinks and the expected downtime (~250 ms) never meets the
+// 50 ms limit, so a stall rule fires (no-progress by pass 5 at the latest). The first stall throttles
+// straight to 99 % (--throttle-initial 99): 200 steps/s then dirty a few dozen pages per pass, and the
+// limit is met.
+test('auto-converge throttles a guest that cannot converge, and the throttled guest converges by the downtime limit', deadline(120_000, async () => {
+  const c: MigrationCase = {
+    seed: 32, memory: '1MiB', workload: 'uniform', dirtyRate: 20000, downtimeLimit: 50, maxBandwidth: '4MiB', onStall: 'throttle', maxIterations: 30,
+    sourceArgs: ['--xbzrle', 'off', '--throttle-initial', '99'],
+  };
   const r = await migrate(c);
   assertOracle(r, c);
   const src = r.source.report!;
-  assert.ok(src.throttlePercent >= 60, `throttle ${src.throttlePercent}`);
+  assert.is(src.throttlePercent, 99, 'throttled to the initial 99 %');
+  assert.is(src.iterations[0].throttlePercent, 0, 'pass 1 ran unthrottled');
+  const firstThrottled = src.iterations.findIndex((it) => it.throttlePercent === 99);
+  assert.ok(firstThrottled >= 2 && firstThrottled <= 5, `first throttled pass is ${firstThrottled + 1}: a stall needs 2 to 5 passes`);
+  for (const it of src.iterations.slice(0, firstThrottled)) assert.is(it.dirtyPages, 256, `pass ${it.iteration} left every page dirty`);
   assert.is(src.switchoverReason!.rule, 'downtime-limit', 'throttling made it converge');
+  assert.is(src.switchoverReason!.forced, false);
   assert.ok(src.converged);
-});
+}));
 
-test('--on-stall abort gives up, keeps the source guest running and never resumes the destination', async () => {
+test('--on-stall abort gives up at the iteration cap, keeps the source guest running and never resumes the destination', deadline(120_000, async () => {
   const c = stuck(33, 'abort');
   const r = await migrate(c);
   assert.is(r.source.code, 1, explain(r.source));
-  assert.match(r.source.stderr, /MS_ERR_MIGRATION_ABORTED/);
+  assert.match(r.source.stderr, /MS_ERR_MIGRATION_ABORTED: migration aborted by policy: 2 iterations reached the cap of 2/);
   const src = r.source.report!;
   assert.is(src.outcome, 'aborted');
   assert.is(src.throttlePercent, 0);
+  assert.is(src.switchoverReason?.rule, 'max-iterations');
+  assert.is(src.switchoverReason?.action, 'abort');
+  assert.is(src.iterations.length, 2, 'two pre-copy passes and no stop-and-copy pass');
+  assert.is(src.downtimeMs, null);
+  assert.ok(src.guestSteps > 0);
   assert.is(diffAgainstReplay(r.source.image, c, src.guestSteps), null, 'source guest ran on, exactly');
-  const lastIteration = src.iterations.length;
-  assert.ok(src.guestSteps > 0 && lastIteration >= 2);
   assert.is(r.dest.code, 1, explain(r.dest));
   assert.is(r.dest.report!.outcome, 'failed');
   assert.is(r.dest.report!.error!.code, 'MS_ERR_PEER_ERROR');
-});
+  assert.is(r.dest.report!.guestSteps, 0, 'the destination never ran the guest');
+}));
 
 test.run();
