@@ -153,9 +153,11 @@ export function waitForSignal(): Promise<void> {
  * side keeps everything and waits to be stopped. Returns the exit status.
  */
 export async function holdPausedPostcopy(p: Parsed, command: string, report: { error: { code: string; message: string } | null }, what: string): Promise<number> {
+  // Handlers first: a supervisor may signal as soon as it reads the lines below.
+  const stopped = waitForSignal();
   writeReportFile(p, report);
   console.error(`memshift ${command}: ${report.error?.code}: ${report.error?.message}`);
   console.error(`memshift ${command}: keeping ${what} until this process is stopped`);
-  await waitForSignal();
+  await stopped;
   return 1;
 }

@@ -67,7 +67,9 @@ export function connect(address: Address, sink: ReadSink, options: ConnectOption
     } as net.NetConnectOpts);
     const timer = setTimeout(() => socket.destroy(new Error(`no answer within ${options.timeoutMs} ms`)), options.timeoutMs ?? 10000);
     const onAbort = (): void => { socket.destroy(new Error('cancelled')); };
-    options.signal?.addEventListener('abort', onAbort, { once: true });
+    // A signal aborted before the call never fires 'abort' again.
+    if (options.signal?.aborted) queueMicrotask(onAbort);
+    else options.signal?.addEventListener('abort', onAbort, { once: true });
     const cleanup = (): void => {
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', onAbort);

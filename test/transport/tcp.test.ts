@@ -179,6 +179,17 @@ test('aborting the signal while connecting is MS_ERR_CANCELLED naming the addres
   }
 }));
 
+test('a signal aborted before connect is called is MS_ERR_CANCELLED too', deadline(10_000, async () => {
+  const server = await listen(LOOPBACK);
+  const { port } = boundAddress(server);
+  try {
+    const e = await expectCodeAsync(() => connect({ host: '127.0.0.1', port }, recordingSink(64), { signal: AbortSignal.abort() }), 'MS_ERR_CANCELLED') as unknown as Failure;
+    assert.is(e.message, `cannot connect to 127.0.0.1:${port}: cancelled`);
+  } finally {
+    server.close();
+  }
+}));
+
 // ---- reading into the sink ------------------------------------------------------------------------
 
 test('a connected socket reads straight into the buffers the sink hands out, bytes in order', deadline(10_000, async () => {

@@ -38,9 +38,8 @@ export class DestinationRun {
   urgent: UrgentListener | null = null;
   /** Device state as received, loaded at the switchover. */
   deviceState: Uint8Array | null = null;
-  /** Time spent applying batches in the current pass and in the last completed one. */
+  /** Time spent applying batches since the last ITERATION_END. */
   passApplyMs = 0;
-  lastPassApplyMs = 0;
   lastIteration = 0;
   /** RESUMED, built when the guest started and sent once the machine knows it runs here. */
   resumed: Uint8Array | null = null;

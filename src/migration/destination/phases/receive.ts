@@ -22,7 +22,6 @@ export function receiveFrame(run: DestinationRun, state: DestState, frame: Frame
     case FrameType.ITERATION_END: {
       const m = decodeIterationEnd(frame.buf, frame.bodyOffset, frame.bodyLength);
       run.lastIteration = m.iteration;
-      run.lastPassApplyMs = run.passApplyMs;
       run.passApplyMs = 0;
       run.channel.phase = `pre-copy pass ${m.iteration + 1}`;
       run.progress(() => run.snapshot(state.kind), true);

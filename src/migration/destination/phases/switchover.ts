@@ -37,8 +37,9 @@ export function loadDeviceState(run: DestinationRun): number {
 }
 
 export async function runSwitchover(run: DestinationRun, order: Switchover): Promise<DestEvent> {
-  // The final pass is the last one that ended: its apply time is our share of the downtime.
-  const applyMs = run.lastPassApplyMs + run.passApplyMs;
+  // Pages apply as they arrive, while the source is still sending them (its finalPagesMs): only what
+  // was applied after the final pass ended adds to the downtime.
+  const applyMs = run.passApplyMs;
   const { digest, ms: digestMs } = checkDigest(run, order, '');
   if (run.urgent !== null) {
     // Post-copy was negotiated but not used: every page is here.
