@@ -154,7 +154,8 @@ function faultsOf(c: GuestConfig, steps: number): { regionId: number; page: numb
       const s = slabs[si];
       Atomics.or(new Int32Array(s.memory.buffer), (s.layout.present >>> 2) + (local >>> 5), 1 << (local & 31));
       real.waitForPage(si, local);
-      faults.push(readFault(new Int32Array(init.mailbox)));
+      const { regionId, page } = readFault(new Int32Array(init.mailbox));
+      faults.push({ regionId, page });
     },
   };
   const runner = new StepRunner(workloadShape(c), slabs, initialCounters(c));
