@@ -11,6 +11,8 @@ import { ErrorCode, MemshiftError, invalidArgument } from './errors.js';
 import type { MemorySource, MemoryTarget, Region } from './memory/types.js';
 import { DEFAULT_POLICY, STALL_POLICIES, type ConvergencePolicy, type StallPolicy } from './migration/convergence.js';
 import { receiveMigration } from './migration/destination/accept.js';
+import { pretouchRam } from './migration/destination/phases/setup.js';
+import { preparedTarget } from './migration/destination/prepared-target.js';
 import type { DestinationResult } from './migration/destination/driver.js';
 import type { Progress } from './migration/progress.js';
 import type { Report } from './migration/report.js';
@@ -153,8 +155,14 @@ export interface ReceiveOptions {
   /** "HOST:PORT" to listen on, or a listening server (see `listen`). */
   listen: string | Address | net.Server;
   /** Allocates the target for the regions the source announces (throw to refuse them). */
-  createTarget: (regions: readonly Region[]) => MemoryTarget;
-  /** Touch all target memory before receiving (default false). */
+  createTarget?: (regions: readonly Region[]) => MemoryTarget;
+  /**
+   * Or: a target allocated before the migration, as a destination hypervisor starts with its RAM. Only
+   * a source with exactly its regions is accepted (others are refused and the wait goes on); with
+   * `prealloc`, its RAM is pre-touched before waiting, so the migration's setup is the handshake only.
+   */
+  target?: MemoryTarget;
+  /** Touch all target memory before receiving (default false): at once for `target`, else during setup. */
   prealloc?: boolean;
   handshakeTimeoutMs?: number;
   maxGuestBytes?: number;
@@ -176,13 +184,25 @@ export async function listen(address: string | Address): Promise<{ server: net.S
  */
 export async function receive(options: ReceiveOptions): Promise<DestinationResult> {
   if (options === null || typeof options !== 'object') throw invalidArgument('options', 'must be an object');
-  if (typeof options.createTarget !== 'function') throw invalidArgument('options.createTarget', 'must be a function');
+  const prepared = options.target;
+  if ((prepared === undefined) === (options.createTarget === undefined)) throw invalidArgument('options', 'needs exactly one of createTarget and target');
+  if (options.createTarget !== undefined && typeof options.createTarget !== 'function') throw invalidArgument('options.createTarget', 'must be a function');
+  if (prepared !== undefined && (prepared === null || typeof prepared !== 'object' || !Array.isArray(prepared.regions) || typeof prepared.slabsOf !== 'function')) {
+    throw invalidArgument('options.target', 'must be a MemoryTarget');
+  }
+  let preallocatedMs: number | undefined;
+  if (prepared !== undefined && options.prealloc === true) {
+    const t = performance.now();
+    pretouchRam(prepared);
+    preallocatedMs = performance.now() - t;
+  }
   const own = !(typeof options.listen === 'object' && options.listen !== null && 'listening' in options.listen);
   const server = own ? (await listen(options.listen as string | Address)).server : (options.listen as net.Server);
   try {
     return await receiveMigration(server, {
-      createTarget: options.createTarget,
+      createTarget: prepared !== undefined ? preparedTarget(prepared) : options.createTarget!,
       prealloc: options.prealloc ?? false,
+      preallocatedMs,
       handshakeTimeoutMs: options.handshakeTimeoutMs === undefined ? 10_000 : positiveInt(options.handshakeTimeoutMs, 'handshakeTimeoutMs'),
       maxGuestBytes: options.maxGuestBytes === undefined ? undefined : positiveInt(options.maxGuestBytes, 'maxGuestBytes'),
       signal: options.signal,

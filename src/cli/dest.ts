@@ -1,10 +1,12 @@
 // `memshift dest`: waits for one migration, resumes the guest, optionally lets it run K more steps,
 // then pauses it, dumps its RAM and writes the report. Connections that fail the handshake are logged
 // and the wait goes on. The first line on stdout is "listening on HOST:PORT" (useful with port 0).
-// The received guest is a simulated one (memshift/sim), shaped by the source's regions and state.
+// The received guest is a simulated one (memshift/sim), shaped by the source's regions and state; with
+// --memory it is allocated (and with --prealloc pre-touched) before listening, as a destination
+// hypervisor starts with its RAM, and only a source with exactly that guest is accepted.
 
 import { GuestMemory, formatAddress, formatReport, listen, receive } from '../index.js';
-import { SimulatedGuest, parseSize, ramRegionIds } from '../sim/index.js';
+import { GUEST_DEFAULTS, MAX_RAM_REGIONS, SimulatedGuest, parseSize, ramRegionIds, ramRegions } from '../sim/index.js';
 import {
   formatDigest, parseCommand, holdPausedPostcopy, optionalString, parseInteger, requireString, writeReportFile, type Flags,
 } from './args.js';
@@ -15,7 +17,9 @@ export const destFlags: Flags = {
   report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
   'dump-memory': { type: 'string', value: 'FILE', help: 'write the RAM image (all RAM regions, in order) after the guest paused' },
   'run-steps': { type: 'string', value: 'K', help: 'let the guest run K steps after the migration, then pause it' },
-  prealloc: { type: 'boolean', help: 'touch all guest memory before receiving (like -mem-prealloc)' },
+  memory: { type: 'string', value: 'SIZE', help: 'allocate the guest now (only a source of exactly this guest is accepted)' },
+  'ram-regions': { type: 'string', value: 'N', help: `with --memory: RAM regions, 1..${MAX_RAM_REGIONS}`, default: '1' },
+  prealloc: { type: 'boolean', help: 'touch all guest memory before receiving (like -mem-prealloc); with --memory, before listening' },
   'max-memory': { type: 'string', value: 'SIZE', help: 'largest guest accepted (default: physical memory)' },
   'slab-size': { type: 'string', value: 'SIZE', help: 'most guest RAM per shared memory slab', default: '3GiB' },
   quiet: { type: 'boolean', help: 'no progress line or summary' },
@@ -31,14 +35,22 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
   const maxSlabBytes = parseSize(requireString(a, 'slab-size'), '--slab-size');
   // Checked now, not when the first source connects: a bad value is a usage error, not a refused guest.
   GuestMemory.checkOptions({ maxSlabBytes });
+  const memory = optionalString(a, 'memory');
+  let prepared: SimulatedGuest | null = null;
+  if (memory !== undefined) {
+    const regions = ramRegions({
+      memoryBytes: parseSize(memory, '--memory'), pageSize: GUEST_DEFAULTS.pageSize,
+      ramRegions: parseInteger(requireString(a, 'ram-regions'), '--ram-regions', 1, MAX_RAM_REGIONS),
+    });
+    prepared = SimulatedGuest.receiving(regions, { maxSlabBytes });
+  }
   const { server, address } = await listen(requireString(a, 'listen'));
-  console.log(`listening on ${formatAddress(address)}`);
   const printer = progressPrinter();
   let result;
   try {
-    result = await receive({
+    const waiting = receive({
       listen: server,
-      createTarget: (regions) => SimulatedGuest.receiving(regions, { maxSlabBytes }),
+      ...(prepared !== null ? { target: prepared } : { createTarget: (regions) => SimulatedGuest.receiving(regions, { maxSlabBytes }) }),
       prealloc: a.prealloc === true,
       maxGuestBytes: maxMemory === undefined ? undefined : parseSize(maxMemory, '--max-memory'),
       onProgress: a.quiet ? undefined : (p) => printer.update(p),
@@ -47,6 +59,9 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
         console.error(`memshift dest: ${line}`);
       },
     });
+    // receive() has pre-touched a prepared guest by now: only then is this destination ready.
+    console.log(`listening on ${formatAddress(address)}`);
+    result = await waiting;
   } finally {
     printer.done();
     server.close();

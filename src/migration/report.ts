@@ -67,8 +67,11 @@ export interface Report {
   /** Bytes on the wire over total time. */
   throughputGBps: number;
   postcopy: PostcopyStats | null;
-  /** Destination: whether memory was pre-touched before receiving, and how long that took. */
-  prealloc: { enabled: boolean; ms: number } | null;
+  /**
+   * Destination: whether memory was pre-touched, how long that took, and whether it happened before
+   * the migration began (a prepared destination: not part of setupTimeMs) or inside its setup.
+   */
+  prealloc: { enabled: boolean; ms: number; beforeMigration: boolean } | null;
   /**
    * Digest of the memory as it was when the tool stopped the guest (hex, computed from the pages, not
    * from the session); null when not computed. Compare with a replay's to check a migration end to end.
@@ -208,7 +211,7 @@ export function formatReport(r: Report): string {
     const p = r.postcopy;
     lines.push(`  post-copy: ${p.faults} faults (latency p50 ${p.faultLatencyUs.p50.toFixed(0)} µs, p99 ${p.faultLatencyUs.p99.toFixed(0)} µs, max ${p.faultLatencyUs.max.toFixed(0)} µs), ${p.pagesRequested} pages requested, ${p.pagesPushed} pushed, ${f1(p.postcopyTimeMs)} ms to all present`);
   }
-  if (r.prealloc?.enabled) lines.push(`  destination memory pre-touched in ${f1(r.prealloc.ms)} ms before receiving`);
+  if (r.prealloc?.enabled) lines.push(`  destination memory pre-touched in ${f1(r.prealloc.ms)} ms ${r.prealloc.beforeMigration ? 'before the migration began' : 'during setup, before receiving'}`);
   if (r.cpuMs !== null) {
     const cpu = r.cpuMs.user + r.cpuMs.system;
     lines.push(`  cpu ${cpu.toFixed(0)} ms (user ${r.cpuMs.user.toFixed(0)}, system ${r.cpuMs.system.toFixed(0)}): ${(r.bytesTransferred / 1e6 / Math.max(1, cpu)).toFixed(2)} GB per cpu-second`);

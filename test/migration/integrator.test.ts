@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import { ErrorCode } from '../../src/errors.js';
 import { listen, migrate, receive, type MemshiftError } from '../../src/index.js';
 import type { Region } from '../../src/memory/types.js';
-import { MirrorSource, MirrorTarget, within } from '../_support/mirror-guest.js';
+import { MirrorSource, MirrorTarget, ramRegions, within } from '../_support/mirror-guest.js';
 
 const PAGES = 256;
 
@@ -113,6 +113,47 @@ test('a plain Error from the target\'s checkState reaches the source as DEVICE_S
   assert.is((err!.details as { peerCode?: string }).peerCode, ErrorCode.DEVICE_STATE_INVALID);
   assert.is(source.paused, false, 'warm paused the guest; the refusal resumed it');
   assert.is(source.resumes, 1);
+});
+
+test('a prepared destination accepts exactly its guest: a larger one is refused and the wait goes on', async () => {
+  const { server, address } = await listen('127.0.0.1:0');
+  const log: string[] = [];
+  const prepared = new MirrorTarget(ramRegions(64));
+  try {
+    const dest = receive({ listen: server, target: prepared, prealloc: true, onLog: (l) => log.push(l) });
+    let err: MemshiftError | null = null;
+    try {
+      await within(migrate(new MirrorSource(128), address, { mode: 'live' }), 30_000, 'larger source');
+    } catch (e) {
+      err = e as MemshiftError;
+    }
+    assert.is((err?.details as { peerCode?: string }).peerCode, ErrorCode.HANDSHAKE_REJECTED);
+    assert.match(err!.message, /128 pages at the source: larger than the pre-allocated guest \(64\)/);
+    const source = new MirrorSource(64);
+    source.write(7, 42);
+    const report = await within(migrate(source, address, { mode: 'live' }), 30_000, 'matching source');
+    const result = await within(dest, 30_000, 'receive');
+    assert.is(report.outcome, 'completed');
+    assert.is(result.target, prepared, 'the prepared target is the one that received the guest');
+    assert.equal(result.report.prealloc && { enabled: result.report.prealloc.enabled, before: result.report.prealloc.beforeMigration }, { enabled: true, before: true });
+    assert.is(prepared.page(7)[100], 42);
+    assert.ok(log.some((l) => /rejected migration .*larger than the pre-allocated guest/.test(l)), log.join('\n'));
+  } finally {
+    server.close();
+  }
+});
+
+test('receive() needs exactly one of createTarget and target', async () => {
+  for (const options of [{}, { createTarget: (r: readonly Region[]) => new MirrorTarget(r), target: new MirrorTarget(ramRegions(64)) }]) {
+    let err: MemshiftError | null = null;
+    try {
+      await receive({ listen: '127.0.0.1:0', ...options });
+    } catch (e) {
+      err = e as MemshiftError;
+    }
+    assert.is(err?.code, ErrorCode.INVALID_ARGUMENT);
+    assert.match(err!.message, /exactly one of createTarget and target/);
+  }
 });
 
 test.run();

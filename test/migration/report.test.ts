@@ -175,9 +175,10 @@ test('post-copy stats show faults, latency percentiles, pages and time to all pr
   assert.is(lineWith(report(), 'post-copy:'), undefined);
 });
 
-test('pre-touch is reported only when enabled', () => {
-  assert.is(lineWith(report({ prealloc: { enabled: true, ms: 33.33 } }), 'pre-touched'), '  destination memory pre-touched in 33.3 ms before receiving');
-  assert.is(lineWith(report({ prealloc: { enabled: false, ms: 33.33 } }), 'pre-touched'), undefined);
+test('pre-touch is reported only when enabled, saying whether it was before the migration or in its setup', () => {
+  assert.is(lineWith(report({ prealloc: { enabled: true, ms: 33.33, beforeMigration: false } }), 'pre-touched'), '  destination memory pre-touched in 33.3 ms during setup, before receiving');
+  assert.is(lineWith(report({ prealloc: { enabled: true, ms: 1234.5, beforeMigration: true } }), 'pre-touched'), '  destination memory pre-touched in 1234.5 ms before the migration began');
+  assert.is(lineWith(report({ prealloc: { enabled: false, ms: 33.33, beforeMigration: false } }), 'pre-touched'), undefined);
 });
 
 test('the last line shows guest steps, digest (16 hex digits) and throttle', () => {

@@ -16,6 +16,8 @@ export interface DestinationOptions {
   createTarget(regions: readonly Region[]): MemoryTarget;
   /** Touch every page of the target before acknowledging the handshake (like -mem-prealloc). */
   prealloc: boolean;
+  /** The target was pre-touched before the migration began, in this many ms (a prepared destination). */
+  preallocatedMs?: number;
   handshakeTimeoutMs: number;
   /** Largest guest this destination accepts, in bytes (default: physical memory). */
   maxGuestBytes?: number;

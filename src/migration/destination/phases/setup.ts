@@ -29,6 +29,11 @@ export function pretouch(slabs: readonly Slab[]): void {
   }
 }
 
+/** Pre-touches every RAM region of `target`. */
+export function pretouchRam(target: MemoryTarget): void {
+  pretouch(target.regions.filter((r) => r.kind === 'ram').flatMap((r) => [...target.slabsOf(r.id)]));
+}
+
 function createTarget(run: DestinationRun, hello: Hello): MemoryTarget {
   try {
     return run.options.createTarget(hello.regions);
@@ -44,12 +49,14 @@ export async function runSetup(run: DestinationRun, hello: Hello): Promise<DestE
   const target = createTarget(run, hello);
   run.target = target;
   const slabs = target.regions.flatMap((r) => [...target.slabsOf(r.id)]);
-  if (run.options.prealloc) {
+  if (run.options.preallocatedMs !== undefined) {
+    run.record.prealloc = { enabled: true, ms: run.options.preallocatedMs, beforeMigration: true };
+  } else if (run.options.prealloc) {
     const t = performance.now();
-    pretouch(target.regions.filter((r) => r.kind === 'ram').flatMap((r) => [...target.slabsOf(r.id)]));
-    run.record.prealloc = { enabled: true, ms: performance.now() - t };
+    pretouchRam(target);
+    run.record.prealloc = { enabled: true, ms: performance.now() - t, beforeMigration: false };
   } else {
-    run.record.prealloc = { enabled: false, ms: 0 };
+    run.record.prealloc = { enabled: false, ms: 0, beforeMigration: false };
   }
   let capabilities = hello.capabilities & OUR_CAPABILITIES;
   if ((capabilities & Capability.POSTCOPY) !== 0) {
