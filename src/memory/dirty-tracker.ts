@@ -19,16 +19,25 @@ export class DirtyTracker {
   /**
    * Starts a pass over all memory: collects an external dirty log (an integrator whose guest RAM is
    * mirrored into the slabs brings the mirror up to date there), clears the dirty log into the
-   * snapshot, then marks every page.
+   * snapshot, then marks every page, or with `onlyWritten` every page ever written (the source and
+   * the target agreed that the others are zero on both ends).
    */
-  startFullPass(): number {
+  startFullPass(onlyWritten = false): number {
     this.source.collectDirtyLog?.();
     let pages = 0;
     for (const s of this.slabs) {
       const k = kernelsOf(s).raw;
-      k.bitmapSyncAndClear(s.layout.dirty, s.layout.snapshot, s.layout.bitmapWords);
-      k.bitmapFill(s.layout.snapshot, s.pageCount);
-      pages += s.pageCount;
+      const L = s.layout;
+      k.bitmapSyncAndClear(L.dirty, L.snapshot, L.bitmapWords);
+      k.bitmapMerge(L.written, L.snapshot, L.bitmapWords);
+      if (onlyWritten) {
+        // Every page ever written, this pass or an earlier attempt's: the rest is zero on both ends.
+        k.bitmapMerge(L.snapshot, L.written, L.bitmapWords);
+        pages += k.bitmapCount(L.snapshot, L.bitmapWords);
+      } else {
+        k.bitmapFill(L.snapshot, s.pageCount);
+        pages += s.pageCount;
+      }
     }
     return pages;
   }
@@ -40,6 +49,7 @@ export class DirtyTracker {
     for (const s of this.slabs) {
       const k = kernelsOf(s).raw;
       k.bitmapSyncAndClear(s.layout.dirty, s.layout.snapshot, s.layout.bitmapWords);
+      k.bitmapMerge(s.layout.written, s.layout.snapshot, s.layout.bitmapWords);
       pending += k.bitmapCount(s.layout.snapshot, s.layout.bitmapWords);
     }
     return pending;

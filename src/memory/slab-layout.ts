@@ -8,6 +8,7 @@
 //   snapshot ──── bitmap: pages still to send this iteration (consumed by the encoder)
 //   present ───── bitmap: destination pages that hold received data (post-copy waits on it)
 //   claim ─────── bitmap: post-copy, first writer of a page wins
+//   written ───── bitmap: source pages ever moved out of `dirty` (so written since allocation)
 //   hashes ────── u64 per page: mxh64 of the page as last sent (source) or applied (destination)
 //   scratch ───── SCRATCH_AGENTS slots of (2 pages + 64 B result): one per thread using kernels
 //   arena ─────── frame buffers (source: encoder output; destination: receive ring)
@@ -41,6 +42,8 @@ export interface SlabLayout {
   readonly dirty: number;
   readonly snapshot: number;
   readonly present: number;
+  /** Source: pages ever synced out of `dirty`, i.e. written at some point since the slab was allocated. */
+  readonly written: number;
   readonly claim: number;
   readonly hashes: number;
   readonly scratch: number;
@@ -90,6 +93,7 @@ export function computeSlabLayout(pageSize: number, pageCount: number, options: 
   const snapshot = take(bitmapBytes);
   const present = take(bitmapBytes);
   const claim = take(bitmapBytes);
+  const written = take(bitmapBytes);
   const hashes = take(pageCount * 8);
   const scratchSlotBytes = 2 * pageSize + 64;
   const scratch = take(SCRATCH_AGENTS * scratchSlotBytes, pageSize);
@@ -103,7 +107,7 @@ export function computeSlabLayout(pageSize: number, pageCount: number, options: 
     throw invalidArgument('slab', `of ${pageCount} pages of ${pageSize} B plus bookkeeping needs ${totalBytes} B, more than one wasm32 memory (4 GiB)`);
   }
   return {
-    pageSize, pageCount, bitmapWords, control, dirty, snapshot, present, claim, hashes,
+    pageSize, pageCount, bitmapWords, control, dirty, snapshot, present, claim, written, hashes,
     scratch, scratchSlotBytes, arena, arenaBytes: options.arenaBytes, cacheTags, cache,
     cacheSlots: options.cacheSlots, ram, ramBytes, totalBytes,
   };

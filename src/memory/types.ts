@@ -48,6 +48,12 @@ export interface MemorySource extends GuestMemoryView {
   release?(): Promise<void>;
   /** Work the guest has done (the simulated guest's step count), for the report; 0 if unknown. */
   readonly steps?: number;
+  /**
+   * True when every page not marked dirty since its slab was allocated is zero: every write, the
+   * initial fill included, marked its page. The first pass then sends only pages written at some
+   * point (when the target agrees); a page written without its mark would arrive as zeros.
+   */
+  readonly unwrittenPagesAreZero?: boolean;
 }
 
 /** A guest being received on the destination host. */
@@ -63,4 +69,6 @@ export interface MemoryTarget extends GuestMemoryView {
    * A target without it cannot receive post-copy migrations.
    */
   enablePageGate?(): PageGateInit;
+  /** True when every page holds zeros until received (freshly allocated slabs): see MemorySource. */
+  readonly unwrittenPagesAreZero?: boolean;
 }

@@ -40,6 +40,11 @@ export const Capability = {
   XBZRLE: 1 << 0,
   LZ4: 1 << 1,
   POSTCOPY: 1 << 2,
+  /**
+   * Pages never written since allocation are zero on both ends (the source marks every write, the
+   * target's memory is fresh): the first pass sends only pages written at some point.
+   */
+  UNWRITTEN_ZERO: 1 << 3,
 } as const;
 
 export const ChannelRole = { BULK: 0, URGENT: 1 } as const;

@@ -34,6 +34,8 @@ export function ramSlabs(memory: GuestMemory): Slab[] {
 
 export class SimulatedGuest implements MemorySource, MemoryTarget {
   readonly memory: GuestMemory;
+  /** Its memory starts zero, its fill and its vCPU mark every page they write; a receiving one is fresh. */
+  readonly unwrittenPagesAreZero = true;
   private vcpu: Vcpu | null = null;
   private state: CpuState | null;
   /** Set when the guest runs post-copy: the vCPU waits on missing pages. */
@@ -48,6 +50,8 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
   static create(config: GuestConfig, options: GuestMemoryOptions = {}): SimulatedGuest {
     const memory = GuestMemory.allocate(ramRegions(config), options);
     fillGuest(memory, config);
+    // The fill is a write like any other: marked, so that unwritten pages are exactly the zero ones.
+    if (config.fill !== 'zero') for (const s of memory.allSlabs()) kernelsOf(s).raw.bitmapFill(s.layout.dirty, s.pageCount);
     const shape = workloadShape(config);
     const guest = new SimulatedGuest(memory, {
       shape, fill: config.fill, seed: config.seed, stepsPerSecond: config.stepsPerSecond, counters: initialCounters(config),

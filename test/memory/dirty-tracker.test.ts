@@ -157,4 +157,21 @@ test('sync merges the source dirty log (collectDirtyLog) before moving bits', ()
   assert.is(tracker.peekDirty(), 0);
 });
 
+test('a full pass of only written pages takes every page ever written: dirty now, or synced by an earlier pass', () => {
+  const mem = GuestMemory.allocate([{ id: 0, name: 'ram', kind: 'ram', pageSize: 4096, pageCount: 2051 }], SMALL_SLABS);
+  const source = { regions: mem.regions, slabsOf: (id: number) => mem.slabsOf(id) } as unknown as MemorySource;
+  const tracker = new DirtyTracker(source);
+  // An earlier attempt: pages 5 and 1030 written and synced (their dirty bits are gone since).
+  for (const page of [5, 1030]) mem.markDirty(0, page);
+  assert.is(tracker.sync(), 2);
+  clearSnapshots(mem);
+  // Since then: 2050 written, and 5 again.
+  for (const page of [2050, 5]) mem.markDirty(0, page);
+  assert.is(tracker.startFullPass(true), 3);
+  assert.equal([...bitmapPages(mem, 'snapshot')].sort((a, b) => a - b), [5, 1030, 2050]);
+  assert.is(tracker.peekDirty(), 0);
+  clearSnapshots(mem);
+  assert.is(tracker.startFullPass(), 2051, 'without the agreement every page goes');
+});
+
 test.run();

@@ -177,16 +177,16 @@ test('a region splits into slabs of whole 64-page words, the last one holding th
   }
 });
 
-test('a slab holds four bitmaps (dirty, snapshot, present, claim) and no area that nothing uses', () => {
+test('a slab holds five bitmaps (dirty, snapshot, present, claim, written) and no area that nothing uses', () => {
   const l = computeSlabLayout(4096, 1000, { arenaBytes: 0, cacheSlots: 0 });
   const documented = [
-    'pageSize', 'pageCount', 'bitmapWords', 'control', 'dirty', 'snapshot', 'present', 'claim', 'hashes', 'scratch',
+    'pageSize', 'pageCount', 'bitmapWords', 'control', 'dirty', 'snapshot', 'present', 'claim', 'written', 'hashes', 'scratch',
     'scratchSlotBytes', 'arena', 'arenaBytes', 'cacheTags', 'cache', 'cacheSlots', 'ram', 'ramBytes', 'totalBytes',
   ];
   assert.equal(Object.keys(l).sort(), [...documented].sort());
   // Bitmaps sit back to back, and the hashes follow the last one directly.
   const bitmap = l.bitmapWords * 8;
-  assert.equal([l.snapshot - l.dirty, l.present - l.snapshot, l.claim - l.present, l.hashes - l.claim], [bitmap, bitmap, bitmap, bitmap]);
+  assert.equal([l.snapshot - l.dirty, l.present - l.snapshot, l.claim - l.present, l.written - l.claim, l.hashes - l.written], [bitmap, bitmap, bitmap, bitmap, bitmap]);
 });
 
 test('GuestMemory rejects a slab size below 64 pages and one too close to 4 GiB', () => {

@@ -136,6 +136,30 @@ test('post-copy: a destination that refuses after SWITCHOVER (its resume fails) 
   assert.is(source.resumes, 1);
 });
 
+test('when both ends agree that unwritten pages are zero, the first pass sends only written pages', async () => {
+  class ZeroAwareSource extends MirrorSource {
+    readonly unwrittenPagesAreZero = true;
+  }
+  class ZeroAwareTarget extends MirrorTarget {
+    readonly unwrittenPagesAreZero = true;
+  }
+  for (const [targetKnows, expected] of [[true, 10], [false, PAGES]] as const) {
+    const { a, b } = linkPair();
+    const source = new ZeroAwareSource(PAGES);
+    for (let p = 0; p < 10; p++) source.write(p * 25, p + 1);
+    let target: MirrorTarget | null = null;
+    const dest = destinationOn(b, destinationOptions((r) => (target = targetKnows ? new ZeroAwareTarget(r) : new MirrorTarget(r))));
+    const src = await within(sourceOn(a, source, 'cold'), 30_000, 'source driver');
+    const end = await within(dest, 30_000, 'destination driver');
+    assert.is(src.report.outcome, 'completed');
+    assert.is(end.result.report.digest, src.report.digest);
+    assert.is(src.report.iterations[0].pages, expected, `target zero-aware: ${targetKnows}`);
+    for (let p = 0; p < PAGES; p++) {
+      assert.ok(Buffer.compare(Buffer.from(target!.page(p)), Buffer.from(source.ram.subarray(p * PAGE, (p + 1) * PAGE))) === 0, `page ${p}`);
+    }
+  }
+});
+
 /** A scripted source end: sends what the test says and records what comes back. */
 function scriptedSource(link: ReturnType<typeof linkPair>['a']) {
   const frames: { type: number; body: Uint8Array }[] = [];

@@ -17,7 +17,7 @@ import type { DestEvent } from '../machine.js';
 import type { DestinationRun } from '../run.js';
 import { UrgentListener } from '../urgent-listener.js';
 
-const OUR_CAPABILITIES = Capability.XBZRLE | Capability.LZ4 | Capability.POSTCOPY;
+const OUR_CAPABILITIES = Capability.XBZRLE | Capability.LZ4 | Capability.POSTCOPY | Capability.UNWRITTEN_ZERO;
 
 /** Touches every page once so that receiving does not pay the host's first-write cost. */
 export function pretouch(slabs: readonly Slab[]): void {
@@ -59,6 +59,8 @@ export async function runSetup(run: DestinationRun, hello: Hello): Promise<DestE
     run.record.prealloc = { enabled: false, ms: 0, beforeMigration: false };
   }
   let capabilities = hello.capabilities & OUR_CAPABILITIES;
+  // Pages never sent stay as they are here: only a target that holds zeros there may say so.
+  if (target.unwrittenPagesAreZero !== true) capabilities &= ~Capability.UNWRITTEN_ZERO;
   if ((capabilities & Capability.POSTCOPY) !== 0) {
     if (target.enablePageGate === undefined) capabilities &= ~Capability.POSTCOPY;
     else run.urgent = await UrgentListener.start(target, hello.session, channel.localHost);

@@ -31,7 +31,8 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   const inbox = new Inbox(channel, options.signal);
   const session = new Uint8Array(randomBytes(Limits.SESSION_ID_BYTES));
   const wantsPostcopy = options.mode === 'postcopy' || options.mode === 'hybrid' || options.policy.onStall === 'postcopy';
-  const ours = (options.xbzrle ? Capability.XBZRLE : 0) | (options.lz4 ? Capability.LZ4 : 0) | (wantsPostcopy ? Capability.POSTCOPY : 0);
+  const ours = (options.xbzrle ? Capability.XBZRLE : 0) | (options.lz4 ? Capability.LZ4 : 0) | (wantsPostcopy ? Capability.POSTCOPY : 0) |
+    (source.unwrittenPagesAreZero === true ? Capability.UNWRITTEN_ZERO : 0);
   await channel.send(encodeHello({ session, role: ChannelRole.BULK, mode: options.mode, capabilities: ours, regions: [...source.regions] }));
   const ackFrame = await inbox.expect([FrameType.HELLO_ACK], options.answerTimeoutMs);
   const ack = decodeHelloAck(ackFrame.body, 0, ackFrame.body.length);

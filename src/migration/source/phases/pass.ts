@@ -9,10 +9,11 @@ import type { SourceRun } from '../run.js';
 
 /**
  * Starts the first pass: collects an external dirty log (so an integrator's mirror is current), then
- * marks every page. Returns the pages to send.
+ * marks every page (or, when both ends agreed that unwritten pages are zero, every page ever written).
+ * Returns the pages to send.
  */
 export function startFullPass(run: SourceRun): number {
-  const pages = run.tracker.startFullPass();
+  const pages = run.tracker.startFullPass((run.established.capabilities & Capability.UNWRITTEN_ZERO) !== 0);
   run.lastSync = performance.now();
   run.live.remaining = pages;
   return pages;
