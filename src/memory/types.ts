@@ -63,4 +63,6 @@ export interface MemoryTarget extends GuestMemoryView {
    * A target without it cannot receive post-copy migrations.
    */
   enablePageGate?(): PageGateInit;
+  /** Work the guest has done (its step count, carried in the device state), for the report; absent if unknown. */
+  readonly steps?: number;
 }

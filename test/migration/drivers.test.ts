@@ -6,6 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ErrorCode } from '../../src/errors.js';
 import { DEFAULT_POLICY } from '../../src/migration/convergence.js';
+import { SWITCHOVER_COST_MS } from '../../src/migration/eta.js';
 import { Session, type SessionEnd } from '../../src/migration/destination/driver.js';
 import type { DestinationOptions } from '../../src/migration/destination/run.js';
 import { runSource, type SourceResult } from '../../src/migration/source/driver.js';
@@ -70,6 +71,15 @@ for (const mode of ['live', 'warm', 'cold'] as const) {
     const b = src.report.downtimeBreakdown!;
     const parts = b.pauseMs + b.finalPagesMs + b.deviceStateMs + b.destinationApplyMs + b.digestCheckMs + b.resumeMs + b.otherMs;
     assert.ok(Math.abs(parts - src.report.downtimeMs!) < 1e-6 || parts >= src.report.downtimeMs!, 'the breakdown accounts for the whole downtime');
+    // Every pass has an ETA made at its end; the last (stop-and-copy) leaves only the switchover.
+    const its = src.report.iterations;
+    for (const it of its) assert.ok(it.etaMs !== null && it.etaMs >= 0, `pass ${it.iteration} eta ${it.etaMs}`);
+    assert.is(its[its.length - 1].etaMs, SWITCHOVER_COST_MS);
+    assert.equal(its.map((it) => it.endedAtMs).sort((x, y) => x - y), its.map((it) => it.endedAtMs), 'estimates in pass order');
+    // MirrorSource and MirrorTarget expose no steps: no step rate anywhere.
+    assert.equal(src.report.guestStepRate, { beforeMigration: null, perPass: [], afterResume: null });
+    assert.equal(end.result.report.guestStepRate, { beforeMigration: null, perPass: [], afterResume: null });
+    assert.ok(its.every((it) => it.guestStepRate === null));
   });
 }
 
