@@ -76,6 +76,12 @@ export interface Report {
   contentDigest: string | null;
   /** CPU time this process spent during the migration (all threads), in ms: the cost per byte moved. */
   cpuMs: { user: number; system: number } | null;
+  /**
+   * Source: ms from the start until the guest ran on the destination with all of its memory (RESUMED
+   * arrived; post-copy: POSTCOPY_DONE), the instant an ETA counts down to; null when that never happened.
+   * The release and closing that follow are in totalTimeMs, not here.
+   */
+  completedAtMs: number | null;
   /** The guest's steps per second around and during the migration: what it cost the guest (GuestStepRate). */
   guestStepRate: GuestStepRate;
 }
@@ -167,6 +173,8 @@ export interface RunRecord {
   digest: bigint;
   /** Source: the guest's step rate over the setup. */
   stepRateBefore: number | null;
+  /** Source: when the guest ran on the destination with all of its memory (performance.now()), or null. */
+  completedAt: number | null;
   /** Destination: the guest's step rate from its resume until the report. */
   stepRateAfterResume: number | null;
 }
@@ -176,7 +184,7 @@ export function startRecord(role: 'source' | 'destination', mode: MigrationMode)
     role, mode, startedAt: performance.now(), cpuAtStart: process.cpuUsage(), setupTimeMs: 0, bytesTransferred: 0,
     pagesTransferred: 0, pagesByEncoding: emptyCounts(), iterations: [], switchoverReason: null, converged: false,
     predictedDowntimeMs: null, switchover: null, destinationDowntime: null, postcopy: null, prealloc: null,
-    throttlePercent: 0, guestSteps: 0, digest: 0n, stepRateBefore: null, stepRateAfterResume: null,
+    throttlePercent: 0, guestSteps: 0, digest: 0n, stepRateBefore: null, stepRateAfterResume: null, completedAt: null,
   };
 }
 
@@ -196,6 +204,7 @@ export function assembleReport(r: RunRecord, end: Ending): Report {
     throughputGBps: totalTimeMs > 0 ? r.bytesTransferred / totalTimeMs / 1e6 : 0,
     postcopy: r.postcopy, prealloc: r.prealloc, contentDigest: null,
     cpuMs: { user: cpu.user / 1000, system: cpu.system / 1000 },
+    completedAtMs: r.completedAt === null ? null : r.completedAt - r.startedAt,
     guestStepRate: {
       beforeMigration: r.stepRateBefore,
       perPass: r.iterations.flatMap((it) => (it.guestStepRate === null ? [] : [it.guestStepRate])),

@@ -37,6 +37,8 @@ function assertVisibility(r: MigrationOutcome): void {
   for (let i = 0; i < its.length; i++) {
     assert.ok(its[i].endedAtMs > (i === 0 ? src.setupTimeMs : its[i - 1].endedAtMs) && its[i].endedAtMs <= src.totalTimeMs, `pass ${i + 1} ended at ${its[i].endedAtMs} ms`);
   }
+  const done = src.completedAtMs;
+  assert.ok(done !== null && done > its[its.length - 1].endedAtMs && done <= src.totalTimeMs, `completed at ${done} ms`);
   const g = src.guestStepRate;
   rate(g.beforeMigration, 'source: before');
   assert.is(g.perPass.length, its.length, 'one rate per pass');

@@ -80,6 +80,7 @@ for (const mode of ['live', 'warm', 'cold'] as const) {
     assert.equal(src.report.guestStepRate, { beforeMigration: null, perPass: [], afterResume: null });
     assert.equal(end.result.report.guestStepRate, { beforeMigration: null, perPass: [], afterResume: null });
     assert.ok(its.every((it) => it.guestStepRate === null));
+    assert.ok(src.report.completedAtMs !== null && src.report.completedAtMs > its[its.length - 1].endedAtMs, 'RESUMED after the last pass');
   });
 }
 
@@ -95,11 +96,13 @@ test('a destination that fails to resume refuses the switchover: the source gues
   assert.is(src.error?.code, ErrorCode.PEER_ERROR);
   assert.is(source.paused, false, 'refused: the source guest runs again');
   assert.is(source.resumes, 1);
+  assert.is(src.report.completedAtMs, null, 'the guest never ran on the destination');
 });
 
 test('a link cut between SWITCHOVER and RESUMED leaves the switchover in doubt: the source guest stays paused', async () => {
   const { source, src, end } = await migrateOverLink('warm', (type, from) => (from === 'b' && type === FrameType.RESUMED ? 'cut' : 'deliver'));
   assert.is(src.report.outcome, 'in-doubt');
+  assert.is(src.report.completedAtMs, null, 'RESUMED never arrived');
   assert.is(source.paused, true);
   assert.is(source.resumes, 0);
   // The destination resumed before its RESUMED was lost: the guest runs there, unconfirmed.

@@ -97,6 +97,7 @@ function report(over: Partial<Report> = {}): Report {
     prealloc: null,
     contentDigest: null,
     cpuMs: null,
+    completedAtMs: 10_790,
     guestStepRate: { beforeMigration: 201_000, perPass: [198_765.4, 0], afterResume: 150_000 },
     ...over,
   };

@@ -28,7 +28,7 @@ import { startFullPass } from './pass.js';
 import { awaitResumed, sendSwitchover } from './switchover.js';
 
 export async function runPostcopySwitching(run: SourceRun, state: Extract<SourceState, { kind: 'postcopy-switching' }>): Promise<SourceEvent> {
-  if (state.sent !== null) return awaitResumed(run, state.sent);
+  if (state.sent !== null) return awaitResumed(run, state.sent, false);
   const { channel } = run.established;
   run.checkCancel('post-copy switchover');
   const pausedAt = performance.now();
@@ -89,6 +89,7 @@ export async function runPostcopyRunning(run: SourceRun, state: Extract<SourceSt
   // Every page is out: the urgent channel has no more work, and the destination may close it first.
   const doneFrame = await inbox.expect([FrameType.POSTCOPY_DONE], run.options.answerTimeoutMs);
   const done = decodePostcopyDone(doneFrame.body, 0, doneFrame.body.length);
+  const doneAt = performance.now();
   const digest = sessionDigest(run.source);
   run.record.digest = digest;
   run.record.postcopy = {
@@ -98,6 +99,7 @@ export async function runPostcopyRunning(run: SourceRun, state: Extract<SourceSt
   if (done.digest !== digest) {
     throw new MemshiftError(ErrorCode.DIGEST_MISMATCH, `destination holds digest ${hex64(done.digest)} after post-copy, source sent ${hex64(digest)}`);
   }
+  run.record.completedAt = doneAt;
   await urgent.stop();
   return { type: 'postcopy-done' };
 }
