@@ -257,9 +257,9 @@ export function formatReport(r: Report): string {
     lines.push(`  cpu ${cpu.toFixed(0)} ms (user ${r.cpuMs.user.toFixed(0)}, system ${r.cpuMs.system.toFixed(0)}): ${(r.bytesTransferred / 1e6 / Math.max(1, cpu)).toFixed(2)} GB per cpu-second`);
   }
   const g = r.guestStepRate;
-  if (g.beforeMigration !== null || g.perPass.length > 0 || g.afterResume !== null) {
-    const passes = g.perPass.length === 0 ? '—' : `median ${percentile(g.perPass, 50).toFixed(0)} (min ${Math.min(...g.perPass).toFixed(0)})`;
-    lines.push(`  guest steps/s: before ${f0(g.beforeMigration)}, during passes ${passes}, after resume ${f0(g.afterResume)}`);
+  // Per pass: the iteration table's steps/s column (a summary would mix running and paused passes).
+  if (g.beforeMigration !== null || g.afterResume !== null) {
+    lines.push(`  guest steps/s: before ${f0(g.beforeMigration)}, after resume ${f0(g.afterResume)}`);
   }
   lines.push(`  guest steps ${r.guestSteps}, digest ${r.digest}, throttle ${r.throttlePercent} %`);
   return lines.join('\n');
