@@ -1,9 +1,10 @@
 // `npm run bench`: every benchmark, each against a baseline measured in the same run.
-//   node dist/bench/run.js [--only kernels,e2e,postcopy] [--runs N]   (default: all, 3 runs)
+//   node dist/bench/run.js [--only kernels,e2e,postcopy,visibility] [--runs N]   (default: all, 3 runs)
 
 import { benchKernels } from './kernels.bench.js';
 import { benchE2e } from './e2e.bench.js';
 import { benchPostcopy } from './postcopy.bench.js';
+import { benchVisibility } from './visibility.bench.js';
 
 const args = process.argv.slice(2);
 /** The value of `--name V` or `--name=V`, if given. */
@@ -21,6 +22,7 @@ const suites: Record<string, (runs: number) => Promise<void>> = {
   kernels: benchKernels,
   e2e: benchE2e,
   postcopy: benchPostcopy,
+  visibility: benchVisibility,
 };
 
 for (const [name, run] of Object.entries(suites)) {

@@ -29,7 +29,7 @@ export type { GuestMemoryOptions, RegionSpec } from './memory/guest-memory.js';
 export { Mailbox, createPageGateInit, createPageGate, readFaultLog } from './memory/page-gate.js';
 export type { PageGateInit, PageGate } from './memory/page-gate.js';
 export { formatReport } from './migration/report.js';
-export type { Report, Outcome, DowntimeBreakdown, PostcopyStats } from './migration/report.js';
+export type { Report, Outcome, DowntimeBreakdown, PostcopyStats, GuestStepRate } from './migration/report.js';
 export type { Progress } from './migration/progress.js';
 export type { IterationRecord, EncodingCounts } from './migration/metrics.js';
 export type { StallPolicy, ConvergencePolicy, Decision, RuleName } from './migration/convergence.js';

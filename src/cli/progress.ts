@@ -12,6 +12,8 @@ export function formatProgress(p: Progress): string {
   if (p.role === 'source') {
     parts.push(`remaining ${n(p.remainingPages)} pages`, `dirty ${n(p.dirtyRate)} pg/s`, `bw ${gbs(p.bandwidth)}`, `exp. downtime ${ms(p.expectedDowntimeMs)}`);
     if (p.throttlePercent > 0) parts.push(`throttle ${p.throttlePercent}%`);
+    // From the end of pass 1: counted down from the latest estimate; ∞ when none is finite.
+    if (p.etaMs !== undefined) parts.push(`eta ${p.etaMs === null ? '∞' : `${(p.etaMs / 1000).toFixed(1)} s`}`);
   } else {
     parts.push(`received ${n(p.pagesReceived ?? 0)} pages`, `bw ${gbs(p.bandwidth)}`);
   }

@@ -71,4 +71,6 @@ export interface MemoryTarget extends GuestMemoryView {
   enablePageGate?(): PageGateInit;
   /** True when every page holds zeros until received (freshly allocated slabs): see MemorySource. */
   readonly unwrittenPagesAreZero?: boolean;
+  /** Work the guest has done (its step count, carried in the device state), for the report; absent if unknown. */
+  readonly steps?: number;
 }

@@ -21,6 +21,15 @@ export interface IterationRecord {
   expectedDowntimeMs: number;
   throttlePercent: number;
   pagesByEncoding: EncodingCounts;
+  /** When this record was made (the estimate's instant), in ms since the migration started. */
+  endedAtMs: number;
+  /**
+   * Estimate, made at the end of this pass, of the time still to go until the migration completes
+   * (eta.ts); null when there is no finite estimate (no bandwidth yet, or the abort policy will fire).
+   */
+  etaMs: number | null;
+  /** Guest steps per second over this pass (0 while paused); null when the guest does not expose steps. */
+  guestStepRate: number | null;
 }
 
 export type { EncodingCounts };

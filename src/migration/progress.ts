@@ -12,6 +12,11 @@ export interface Progress {
   /** Bytes per second on the wire. */
   bandwidth: number;
   expectedDowntimeMs: number;
+  /**
+   * Source: ms still to go until the migration completes, counted down from the last estimate (eta.ts);
+   * null when there is no finite estimate; absent before the first pass ended.
+   */
+  etaMs?: number | null;
   bytesTransferred: number;
   elapsedMs: number;
   throttlePercent: number;

@@ -79,6 +79,34 @@ export interface Report {
   contentDigest: string | null;
   /** CPU time this process spent during the migration (all threads), in ms: the cost per byte moved. */
   cpuMs: { user: number; system: number } | null;
+  /**
+   * Source: ms from the start until the guest ran on the destination with all of its memory (RESUMED
+   * arrived; post-copy: POSTCOPY_DONE), the instant an ETA counts down to; null when that never happened.
+   * The release and closing that follow are in totalTimeMs, not here.
+   */
+  completedAtMs: number | null;
+  /** The guest's steps per second around and during the migration: what it cost the guest (GuestStepRate). */
+  guestStepRate: GuestStepRate;
+}
+
+/**
+ * Guest steps per second, each over a window this side saw; null where the guest does not expose
+ * `steps` or the side cannot see the window.
+ *   beforeMigration  source: over the setup (connect + handshake), while nothing slows the guest yet
+ *                    (cold pauses it as setup begins: the rate covers the few steps before that)
+ *   perPass          source: each pass's `guestStepRate` (stop-and-copy: 0, paused); [] when unknown
+ *   afterResume      destination: from its resume until its report (post-copy: the whole push)
+ */
+export interface GuestStepRate {
+  beforeMigration: number | null;
+  perPass: number[];
+  afterResume: number | null;
+}
+
+/** Steps per second between two (steps, performance.now()) samples; null without steps or without time between them. */
+export function stepRate(steps0: number | undefined, t0: number, steps1: number | undefined, t1: number): number | null {
+  if (steps0 === undefined || steps1 === undefined || !(t1 > t0)) return null;
+  return Math.max(0, ((steps1 - steps0) * 1000) / (t1 - t0));
 }
 
 /**
@@ -146,6 +174,12 @@ export interface RunRecord {
   throttlePercent: number;
   guestSteps: number;
   digest: bigint;
+  /** Source: the guest's step rate over the setup. */
+  stepRateBefore: number | null;
+  /** Source: when the guest ran on the destination with all of its memory (performance.now()), or null. */
+  completedAt: number | null;
+  /** Destination: the guest's step rate from its resume until the report. */
+  stepRateAfterResume: number | null;
 }
 
 export function startRecord(role: 'source' | 'destination', mode: MigrationMode): RunRecord {
@@ -153,7 +187,7 @@ export function startRecord(role: 'source' | 'destination', mode: MigrationMode)
     role, mode, startedAt: performance.now(), cpuAtStart: process.cpuUsage(), setupTimeMs: 0, bytesTransferred: 0,
     pagesTransferred: 0, pagesByEncoding: emptyCounts(), iterations: [], switchoverReason: null, converged: false,
     predictedDowntimeMs: null, switchover: null, destinationDowntime: null, postcopy: null, prealloc: null,
-    throttlePercent: 0, guestSteps: 0, digest: 0n,
+    throttlePercent: 0, guestSteps: 0, digest: 0n, stepRateBefore: null, stepRateAfterResume: null, completedAt: null,
   };
 }
 
@@ -173,6 +207,12 @@ export function assembleReport(r: RunRecord, end: Ending): Report {
     throughputGBps: totalTimeMs > 0 ? r.bytesTransferred / totalTimeMs / 1e6 : 0,
     postcopy: r.postcopy, prealloc: r.prealloc, contentDigest: null,
     cpuMs: { user: cpu.user / 1000, system: cpu.system / 1000 },
+    completedAtMs: r.completedAt === null ? null : r.completedAt - r.startedAt,
+    guestStepRate: {
+      beforeMigration: r.stepRateBefore,
+      perPass: r.iterations.flatMap((it) => (it.guestStepRate === null ? [] : [it.guestStepRate])),
+      afterResume: r.stepRateAfterResume,
+    },
   };
 }
 
@@ -187,6 +227,9 @@ export function hex64(v: bigint): string {
 
 const f1 = (n: number | null): string => (n === null ? '—' : n.toFixed(1));
 const gb = (bytes: number): string => (bytes / 1e9).toFixed(3);
+const f0 = (n: number | null): string => (n === null ? '—' : n.toFixed(0));
+/** An ETA in seconds; ∞ when there is no finite estimate. */
+const etaCell = (ms: number | null): string => (ms === null ? '∞' : (ms / 1000).toFixed(2));
 
 /** A readable summary of a report (the demo and the CLI print it). */
 export function formatReport(r: Report): string {
@@ -195,9 +238,9 @@ export function formatReport(r: Report): string {
   lines.push(`  total ${f1(r.totalTimeMs)} ms, setup ${f1(r.setupTimeMs)} ms, downtime ${f1(r.downtimeMs)} ms (predicted ${f1(r.predictedDowntimeMs)} ms)`);
   lines.push(`  ${gb(r.bytesTransferred)} GB in ${r.pagesTransferred} pages, ${r.throughputGBps.toFixed(2)} GB/s; zero ${r.pagesByEncoding.zero}, raw ${r.pagesByEncoding.raw}, xbzrle ${r.pagesByEncoding.xbzrle}, lz4 ${r.pagesByEncoding.lz4}`);
   if (r.iterations.length > 0) {
-    lines.push('  iter      pages        MB       ms    GB/s  dirty pages   dirty/s  exp.downtime  throttle');
+    lines.push('  iter      pages        MB       ms    GB/s  dirty pages   dirty/s  exp.downtime  throttle     eta s   steps/s');
     for (const it of r.iterations) {
-      lines.push(`  ${String(it.iteration).padStart(4)} ${String(it.pages).padStart(10)} ${(it.bytes / 1e6).toFixed(1).padStart(9)} ${it.ms.toFixed(1).padStart(8)} ${(it.bandwidth / 1e9).toFixed(2).padStart(7)} ${String(it.dirtyPages).padStart(12)} ${it.dirtyRate.toFixed(0).padStart(9)} ${(Number.isFinite(it.expectedDowntimeMs) ? it.expectedDowntimeMs.toFixed(1) : '∞').padStart(13)} ${String(it.throttlePercent).padStart(8)}%`);
+      lines.push(`  ${String(it.iteration).padStart(4)} ${String(it.pages).padStart(10)} ${(it.bytes / 1e6).toFixed(1).padStart(9)} ${it.ms.toFixed(1).padStart(8)} ${(it.bandwidth / 1e9).toFixed(2).padStart(7)} ${String(it.dirtyPages).padStart(12)} ${it.dirtyRate.toFixed(0).padStart(9)} ${(Number.isFinite(it.expectedDowntimeMs) ? it.expectedDowntimeMs.toFixed(1) : '∞').padStart(13)} ${String(it.throttlePercent).padStart(8)}% ${etaCell(it.etaMs).padStart(9)} ${(it.guestStepRate === null ? '—' : it.guestStepRate.toFixed(0)).padStart(9)}`);
     }
   }
   if (r.switchoverReason) {
@@ -215,6 +258,11 @@ export function formatReport(r: Report): string {
   if (r.cpuMs !== null) {
     const cpu = r.cpuMs.user + r.cpuMs.system;
     lines.push(`  cpu ${cpu.toFixed(0)} ms (user ${r.cpuMs.user.toFixed(0)}, system ${r.cpuMs.system.toFixed(0)}): ${(r.bytesTransferred / 1e6 / Math.max(1, cpu)).toFixed(2)} GB per cpu-second`);
+  }
+  const g = r.guestStepRate;
+  // Per pass: the iteration table's steps/s column (a summary would mix running and paused passes).
+  if (g.beforeMigration !== null || g.afterResume !== null) {
+    lines.push(`  guest steps/s: before ${f0(g.beforeMigration)}, after resume ${f0(g.afterResume)}`);
   }
   lines.push(`  guest steps ${r.guestSteps}, digest ${r.digest}, throttle ${r.throttlePercent} %`);
   return lines.join('\n');

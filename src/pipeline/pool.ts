@@ -45,6 +45,10 @@ export class EncoderPool {
       // A few queued tasks per thread keep workers busy without hiding back-pressure.
       maxQueue: threads * 8,
     });
+    // A pass that failed closes the pool with tasks still running; a worker's answer that arrives
+    // after that makes piscina emit 'error', which must not take the process down. Tasks that were
+    // awaited have already rejected; nothing else is waiting for it.
+    this.pool.on('error', () => undefined);
   }
 
   async encode(req: EncodeRequest): Promise<EncodeResult> {

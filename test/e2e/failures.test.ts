@@ -50,7 +50,7 @@ test('destination killed mid pre-copy: the source fails naming the destination, 
     dest.proc.kill('SIGKILL');
     const s = await source.done;
     assert.is(s.code, 1, explain({ ...s, report: null, image: '' }));
-    assert.match(s.stderr, /memshift source: MS_ERR_CONNECTION_CLOSED: destination 127\.0\.0\.1:\d+: .* during pre-copy pass 1/);
+    assert.match(s.stderr, /memshift source: MS_ERR_CONNECTION_CLOSED: destination 127\.0\.0\.1:\d+: .* during pre-copy pass 1/, s.stderr);
     const r = report('src.json');
     assert.is(r.outcome, 'failed');
     assert.is(r.downtimeMs, null, 'no switchover happened');

@@ -5,15 +5,49 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { deadline } from '../_support/deadline.js';
 import type { Report } from '../../src/index.js';
+import { SWITCHOVER_COST_MS } from '../../src/migration/eta.js';
 import { assertMigratedExactly, diffAgainstReplay, explain, migrationFixture, type MigrationCase, type MigrationOutcome } from '../_support/migration.js';
 
 const migrate = migrationFixture(test);
 
-/** The oracle, and the destination really ran on after the switch. */
+/** The oracle, and the destination really ran on after the switch; every run reports ETAs and step rates. */
 function assertOracle(r: MigrationOutcome, c: MigrationCase): void {
   assertMigratedExactly(r, c);
   const ran = r.dest.report!.guestSteps - r.source.report!.guestSteps;
   assert.ok(ran >= (c.runSteps ?? 20000), `destination ran ${ran} steps after the switch`);
+  assertVisibility(r);
+}
+
+const rate = (v: number | null | undefined, what: string): number => {
+  assert.ok(typeof v === 'number' && Number.isFinite(v) && v >= 0, `${what}: ${v}`);
+  return v!;
+};
+
+/**
+ * What a completed stop-and-copy run reports beyond the oracle, by construction: an ETA at the end of
+ * every pass, made in pass order within the run, the last one (every page out) the switchover's cost;
+ * the simulated guest exposes steps, so there is a rate before, one per pass, and one after resume on
+ * the destination; the stop-and-copy pass runs with the guest paused, so its rate is exactly 0.
+ */
+function assertVisibility(r: MigrationOutcome): void {
+  const src = r.source.report!;
+  const its = src.iterations;
+  for (const it of its) rate(it.etaMs, `pass ${it.iteration} eta`);
+  assert.is(its[its.length - 1].etaMs, SWITCHOVER_COST_MS, 'after the final pass only the switchover remains');
+  for (let i = 0; i < its.length; i++) {
+    assert.ok(its[i].endedAtMs > (i === 0 ? src.setupTimeMs : its[i - 1].endedAtMs) && its[i].endedAtMs <= src.totalTimeMs, `pass ${i + 1} ended at ${its[i].endedAtMs} ms`);
+  }
+  const done = src.completedAtMs;
+  assert.ok(done !== null && done > its[its.length - 1].endedAtMs && done <= src.totalTimeMs, `completed at ${done} ms`);
+  const g = src.guestStepRate;
+  rate(g.beforeMigration, 'source: before');
+  assert.is(g.perPass.length, its.length, 'one rate per pass');
+  g.perPass.forEach((v, i) => rate(v, `pass ${i + 1} step rate`));
+  assert.is(g.perPass[g.perPass.length - 1], 0, 'the guest is paused during stop-and-copy');
+  assert.is(g.afterResume, null, 'the source does not see the guest after resume');
+  const d = r.dest.report!.guestStepRate;
+  assert.equal([d.beforeMigration, d.perPass], [null, []], 'the destination sees no pass');
+  rate(d.afterResume, 'destination: after resume');
 }
 
 /**
@@ -71,6 +105,9 @@ test('an idle guest converges after one pass by the downtime limit, and the stop
   assert.is(src.iterations[1].pages, 0, 'nothing left for the downtime');
   assert.is(src.predictedDowntimeMs, 0);
   assertBreakdownWithinDowntime(src);
+  // Nothing is dirty after pass 1: the estimate is the switchover alone. An idle vCPU takes no steps.
+  assert.is(src.iterations[0].etaMs, SWITCHOVER_COST_MS);
+  assert.equal([src.guestStepRate.beforeMigration, src.guestStepRate.perPass], [0, [0, 0]]);
 }));
 
 test('live migration with LZ4 on raw pages is identical to replay', deadline(120_000, async () => {
@@ -89,6 +126,7 @@ test('cold migration copies a stopped guest in one pass, identical to replay', d
   assert.is(src.iterations.length, 1);
   assert.is(src.mode, 'cold');
   assert.ok(src.downtimeMs! >= src.setupTimeMs + src.iterations[0].ms, 'cold downtime covers the handshake and the whole copy');
+  assert.equal(src.guestStepRate.perPass, [0], 'the one pass runs with the guest paused');
 }));
 
 test('warm migration suspends after the handshake and copies RAM and state in one pass', deadline(120_000, async () => {

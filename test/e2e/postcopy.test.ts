@@ -14,10 +14,21 @@ import { deadline } from '../_support/deadline.js';
 
 const migrate = migrationFixture(test);
 
-/** The oracle, and both sides report the post-copy phase. */
+/**
+ * The oracle, and both sides report the post-copy phase. The push is the last record: nothing is left
+ * to go after it (ETA 0), and the guest ran on the destination meanwhile, so the source has no step
+ * rate for it and the destination has one since its resume.
+ */
 function assertOracle(r: MigrationOutcome, c: MigrationCase): void {
   assertMigratedExactly(r, c);
-  assert.ok(r.source.report!.postcopy !== null && r.dest.report!.postcopy !== null, 'both report the post-copy phase');
+  const src = r.source.report!;
+  assert.ok(src.postcopy !== null && r.dest.report!.postcopy !== null, 'both report the post-copy phase');
+  const push = src.iterations[src.iterations.length - 1];
+  assert.equal([push.etaMs, push.guestStepRate], [0, null]);
+  assert.ok(src.completedAtMs !== null && src.completedAtMs >= push.endedAtMs && src.completedAtMs <= src.totalTimeMs, `completed at ${src.completedAtMs} ms (POSTCOPY_DONE after the push)`);
+  assert.is(src.guestStepRate.perPass.length, src.iterations.length - 1, 'a rate for every pass but the push');
+  const after = r.dest.report!.guestStepRate.afterResume;
+  assert.ok(after !== null && Number.isFinite(after) && after >= 0, `destination: after resume ${after}`);
 }
 
 /**

@@ -6,6 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ErrorCode } from '../../src/errors.js';
 import { DEFAULT_POLICY } from '../../src/migration/convergence.js';
+import { SWITCHOVER_COST_MS } from '../../src/migration/eta.js';
 import { Session, type SessionEnd } from '../../src/migration/destination/driver.js';
 import type { DestinationOptions } from '../../src/migration/destination/run.js';
 import { runSource, type SourceResult } from '../../src/migration/source/driver.js';
@@ -70,6 +71,16 @@ for (const mode of ['live', 'warm', 'cold'] as const) {
     const b = src.report.downtimeBreakdown!;
     const parts = b.pauseMs + b.finalPagesMs + b.deviceStateMs + b.destinationApplyMs + b.digestCheckMs + b.resumeMs + b.otherMs;
     assert.ok(Math.abs(parts - src.report.downtimeMs!) < 1e-6 || parts >= src.report.downtimeMs!, 'the breakdown accounts for the whole downtime');
+    // Every pass has an ETA made at its end; the last (stop-and-copy) leaves only the switchover.
+    const its = src.report.iterations;
+    for (const it of its) assert.ok(it.etaMs !== null && it.etaMs >= 0, `pass ${it.iteration} eta ${it.etaMs}`);
+    assert.is(its[its.length - 1].etaMs, SWITCHOVER_COST_MS);
+    assert.equal(its.map((it) => it.endedAtMs).sort((x, y) => x - y), its.map((it) => it.endedAtMs), 'estimates in pass order');
+    // MirrorSource and MirrorTarget expose no steps: no step rate anywhere.
+    assert.equal(src.report.guestStepRate, { beforeMigration: null, perPass: [], afterResume: null });
+    assert.equal(end.result.report.guestStepRate, { beforeMigration: null, perPass: [], afterResume: null });
+    assert.ok(its.every((it) => it.guestStepRate === null));
+    assert.ok(src.report.completedAtMs !== null && src.report.completedAtMs > its[its.length - 1].endedAtMs, 'RESUMED after the last pass');
   });
 }
 
@@ -85,11 +96,13 @@ test('a destination that fails to resume refuses the switchover: the source gues
   assert.is(src.error?.code, ErrorCode.PEER_ERROR);
   assert.is(source.paused, false, 'refused: the source guest runs again');
   assert.is(source.resumes, 1);
+  assert.is(src.report.completedAtMs, null, 'the guest never ran on the destination');
 });
 
 test('a link cut between SWITCHOVER and RESUMED leaves the switchover in doubt: the source guest stays paused', async () => {
   const { source, src, end } = await migrateOverLink('warm', (type, from) => (from === 'b' && type === FrameType.RESUMED ? 'cut' : 'deliver'));
   assert.is(src.report.outcome, 'in-doubt');
+  assert.is(src.report.completedAtMs, null, 'RESUMED never arrived');
   assert.is(source.paused, true);
   assert.is(source.resumes, 0);
   // The destination resumed before its RESUMED was lost: the guest runs there, unconfirmed.

@@ -58,10 +58,12 @@ const ITERATIONS: IterationRecord[] = [
   {
     iteration: 1, pages: 262_144, bytes: 1_073_741_824, ms: 8589.9, bandwidth: 125e6, dirtyPages: 65_536, dirtyRate: 7629.4,
     expectedDowntimeMs: 2147.5, throttlePercent: 0, pagesByEncoding: { zero: 200_000, raw: 62_144, xbzrle: 0, lz4: 0 },
+    endedAtMs: 8602.4, etaMs: 2260.25, guestStepRate: 198_765.4,
   },
   {
     iteration: 2, pages: 65_536, bytes: 268_435_456, ms: 2147.5, bandwidth: 2.5e9, dirtyPages: 600, dirtyRate: 279.4,
     expectedDowntimeMs: Infinity, throttlePercent: 20, pagesByEncoding: { zero: 0, raw: 1000, xbzrle: 64_536, lz4: 0 },
+    endedAtMs: 10_750, etaMs: null, guestStepRate: 0,
   },
 ];
 
@@ -95,6 +97,8 @@ function report(over: Partial<Report> = {}): Report {
     prealloc: null,
     contentDigest: null,
     cpuMs: null,
+    completedAtMs: 10_790,
+    guestStepRate: { beforeMigration: 201_000, perPass: [198_765.4, 0], afterResume: 150_000 },
     ...over,
   };
 }
@@ -150,8 +154,8 @@ test('the iteration table has a header and one row per iteration, in order, with
   assert.ok(header > 0, 'no table header');
   const rows = ls.slice(header + 1, header + 3).map((l) => l.trim().split(/\s+/));
   assert.equal(rows, [
-    ['1', '262144', '1073.7', '8589.9', '0.13', '65536', '7629', '2147.5', '0%'],
-    ['2', '65536', '268.4', '2147.5', '2.50', '600', '279', '∞', '20%'],
+    ['1', '262144', '1073.7', '8589.9', '0.13', '65536', '7629', '2147.5', '0%', '2.26', '198765'],
+    ['2', '65536', '268.4', '2147.5', '2.50', '600', '279', '∞', '20%', '∞', '0'],
   ]);
 });
 
@@ -179,6 +183,23 @@ test('pre-touch is reported only when enabled, saying whether it was before the 
   assert.is(lineWith(report({ prealloc: { enabled: true, ms: 33.33, beforeMigration: false } }), 'pre-touched'), '  destination memory pre-touched in 33.3 ms during setup, before receiving');
   assert.is(lineWith(report({ prealloc: { enabled: true, ms: 1234.5, beforeMigration: true } }), 'pre-touched'), '  destination memory pre-touched in 1234.5 ms before the migration began');
   assert.is(lineWith(report({ prealloc: { enabled: false, ms: 33.33, beforeMigration: false } }), 'pre-touched'), undefined);
+});
+
+test('the iteration table shows — for a pass whose guest exposes no steps', () => {
+  const its = ITERATIONS.map((it) => ({ ...it, guestStepRate: null }));
+  const ls = lines(report({ iterations: its }));
+  const header = ls.findIndex((l) => l.includes('eta s'));
+  assert.equal(ls.slice(header + 1, header + 3).map((l) => l.trim().split(/\s+/).slice(-2)), [['2.26', '—'], ['∞', '—']]);
+});
+
+test('the step-rate line shows the rate before and after resume, — for the side that did not see it', () => {
+  assert.is(lineWith(report(), 'steps/s:'), '  guest steps/s: before 201000, after resume 150000');
+  const dest = report({ role: 'destination', guestStepRate: { beforeMigration: null, perPass: [], afterResume: 65_294.4 } });
+  assert.is(lineWith(dest, 'steps/s:'), '  guest steps/s: before —, after resume 65294');
+});
+
+test('a guest without steps has no step-rate line', () => {
+  assert.is(lineWith(report({ guestStepRate: { beforeMigration: null, perPass: [], afterResume: null } }), 'steps/s:'), undefined);
 });
 
 test('the last line shows guest steps, digest (16 hex digits) and throttle', () => {

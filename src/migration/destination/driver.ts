@@ -17,7 +17,7 @@ import type { Hello } from '../../protocol/handshake.js';
 import type { Frame } from '../../protocol/frame-reader.js';
 import type { FrameLink } from '../../transport/channel.js';
 import { BoardState } from '../postcopy-board.js';
-import { assembleReport, failureOutcome, type Ending } from '../report.js';
+import { assembleReport, failureOutcome, stepRate, type Ending } from '../report.js';
 import { isFinalDest, stepDest, type DestEvent, type DestState } from './machine.js';
 import { confirmPostcopy, postcopyStats, runPostcopySwitchover } from './phases/postcopy.js';
 import { receiveFrame } from './phases/receive.js';
@@ -155,6 +155,10 @@ export class Session {
       // counted it); the time to all-present stays as measured when it happened.
       const now = postcopyStats(run);
       r.postcopy = r.postcopy === null ? now : { ...now, postcopyTimeMs: r.postcopy.postcopyTimeMs };
+    }
+    if (run.resumeSample !== null) {
+      // The guest ran here from its resume until now (post-copy: through the whole push).
+      r.stepRateAfterResume = stepRate(run.resumeSample.steps, run.resumeSample.at, run.target?.steps, performance.now());
     }
     const report = assembleReport(r, ending(s));
     run.progress(() => run.snapshot(report.outcome), true);

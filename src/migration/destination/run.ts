@@ -47,6 +47,8 @@ export class DestinationRun {
   resumed: Uint8Array | null = null;
   /** When the guest resumed in post-copy (0 before). */
   resumedAt = 0;
+  /** The guest's steps when it resumed here, and when (null before): the start of its after-resume step rate. */
+  resumeSample: { steps: number | undefined; at: number } | null = null;
 
   constructor(readonly channel: FrameLink, readonly options: DestinationOptions, mode: MigrationMode) {
     this.record = startRecord('destination', mode);

@@ -79,6 +79,12 @@ export class SourceRun {
   throttlePercent = 0;
   lastSync = 0;
   previous = { dirtyRate: 0, bandwidth: 0 };
+  /** The latest ETA (ms, null: none finite) and when it was made; the progress line counts down from it. */
+  eta: { ms: number | null; at: number } | null = null;
+  /** Guest pages: the most that can be dirty at once. */
+  readonly guestPages: number;
+  /** The guest's steps when the run started (undefined: it does not expose them). */
+  readonly stepsAtStart: number | undefined;
 
   constructor(readonly source: MemorySource, readonly options: SourceOptions) {
     this.record = startRecord('source', options.mode);
@@ -87,6 +93,14 @@ export class SourceRun {
     this.peer = `destination ${formatAddress(options.address)}`;
     this.tracker = new DirtyTracker(source);
     this.progress = throttledProgress(options.onProgress);
+    this.guestPages = source.regions.reduce((n, r) => n + r.pageCount, 0);
+    this.stepsAtStart = source.steps;
+  }
+
+  /** Records a new ETA made now; returns now. */
+  setEta(ms: number | null): number {
+    this.eta = { ms, at: performance.now() };
+    return this.eta.at;
   }
 
   /** The link; a phase that needs it before the handshake made it is a bug in the machine. */
@@ -121,6 +135,7 @@ export class SourceRun {
       role: 'source', phase, iteration, remainingPages: l.remaining, dirtyRate: l.dirtyRate, bandwidth: l.bandwidth,
       expectedDowntimeMs: l.predicted, bytesTransferred: this.record.bytesTransferred,
       elapsedMs: performance.now() - this.record.startedAt, throttlePercent: this.throttlePercent,
+      ...(this.eta === null ? {} : { etaMs: this.eta.ms === null ? null : Math.max(0, this.eta.ms - (performance.now() - this.eta.at)) }),
     };
   }
 }

@@ -30,6 +30,7 @@ export async function runPostcopySwitchover(run: DestinationRun, order: Switchov
   await run.target!.resume();
   run.resumedAt = performance.now();
   const resumeMs = run.resumedAt - tResume;
+  run.resumeSample = { steps: run.target!.steps, at: run.resumedAt };
   run.record.destinationDowntime = destinationDowntime({ applyMs: 0, digestMs, resumeMs: resumeMs + stateMs });
   run.channel.phase = 'post-copy';
   run.resumed = encodeResumed({ digest, pagesReceived: run.applier!.totals.pages, applyMs: 0, stateMs, digestMs, resumeMs });

@@ -50,6 +50,7 @@ export async function runSwitchover(run: DestinationRun, order: Switchover): Pro
   const tResume = performance.now();
   await run.target!.resume();
   const resumeMs = performance.now() - tResume;
+  run.resumeSample = { steps: run.target!.steps, at: tResume + resumeMs };
   run.record.digest = digest;
   run.record.destinationDowntime = destinationDowntime({ applyMs, digestMs, resumeMs: resumeMs + stateMs });
   run.channel.phase = 'completion';

@@ -14,6 +14,7 @@ import { decodeHelloAck, encodeHello } from '../../../protocol/handshake.js';
 import { Channel } from '../../../transport/channel.js';
 import { RateLimiter } from '../../../transport/rate-limit.js';
 import { Inbox } from '../../inbox.js';
+import { stepRate } from '../../report.js';
 import type { SourceEvent } from '../machine.js';
 import { PageSender } from '../../../pipeline/page-sender.js';
 import { UrgentConnector } from '../urgent-connector.js';
@@ -43,7 +44,9 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   const urgent = postcopy
     ? (run.urgent = await UrgentConnector.start(run.slabs, source.regions, session, { host: options.address.host, port: ack.urgentPort }, 0))
     : null;
-  run.record.setupTimeMs = performance.now() - run.record.startedAt;
+  const setupEnd = performance.now();
+  run.record.setupTimeMs = setupEnd - run.record.startedAt;
+  run.record.stepRateBefore = stepRate(run.stepsAtStart, run.record.startedAt, source.steps, setupEnd);
   const pool = (run.pool = new EncoderPool(run.slabs, options.encoders));
   const sender = new PageSender(run.slabs, pool, channel, {
     lz4: (capabilities & Capability.LZ4) !== 0,

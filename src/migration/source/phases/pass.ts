@@ -5,6 +5,7 @@
 import { encodeIterationEnd } from '../../../protocol/control.js';
 import { Capability } from '../../../protocol/constants.js';
 import { addCounts, type IterationRecord } from '../../metrics.js';
+import { stepRate } from '../../report.js';
 import type { SourceRun } from '../run.js';
 
 /**
@@ -19,12 +20,16 @@ export function startFullPass(run: SourceRun): number {
   return pages;
 }
 
-/** Sends the snapshot's pages as pass `iteration`; the record's dirty figures are filled by the caller. */
+/**
+ * Sends the snapshot's pages as pass `iteration`; the record's dirty figures and ETA are filled by the
+ * caller. The guest's step rate is taken over the pass itself (steps at its start and end).
+ */
 export async function sendPass(run: SourceRun, iteration: number, label: string): Promise<IterationRecord> {
   const { channel, sender, capabilities } = run.established;
   channel.phase = `${label} pass ${iteration}`;
   const passStart = run.live.remaining;
   const tPass = performance.now();
+  const stepsAtStart = run.source.steps;
   let sent = 0;
   let sentBytes = 0;
   const useXbzrle = (capabilities & Capability.XBZRLE) !== 0 && iteration > 1;
@@ -42,8 +47,10 @@ export async function sendPass(run: SourceRun, iteration: number, label: string)
   run.record.pagesTransferred += pass.pages;
   run.record.pagesByEncoding = addCounts(run.record.pagesByEncoding, pass.counts);
   run.meter.add(pass.bytes, pass.ms);
+  const now = performance.now();
   return {
     iteration, pages: pass.pages, bytes: pass.bytes, ms: pass.ms, bandwidth: run.meter.rate(), dirtyPages: 0, dirtyRate: 0,
     expectedDowntimeMs: 0, throttlePercent: run.throttlePercent, pagesByEncoding: pass.counts,
+    endedAtMs: now - run.record.startedAt, etaMs: null, guestStepRate: stepRate(stepsAtStart, tPass, run.source.steps, now),
   };
 }

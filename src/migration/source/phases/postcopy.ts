@@ -19,6 +19,7 @@ import type { Region } from '../../../memory/types.js';
 import { FrameType, Limits, SwitchoverMode } from '../../../protocol/constants.js';
 import { decodePostcopyDone, encodeMissingPages } from '../../../protocol/control.js';
 import { viewsOf } from '../../../wasm/views.js';
+import { estimateTransfer } from '../../eta.js';
 import { addCounts } from '../../metrics.js';
 import { hex64 } from '../../report.js';
 import type { SourceEvent, SourceState } from '../machine.js';
@@ -27,7 +28,7 @@ import { startFullPass } from './pass.js';
 import { awaitResumed, sendSwitchover } from './switchover.js';
 
 export async function runPostcopySwitching(run: SourceRun, state: Extract<SourceState, { kind: 'postcopy-switching' }>): Promise<SourceEvent> {
-  if (state.sent !== null) return awaitResumed(run, state.sent);
+  if (state.sent !== null) return awaitResumed(run, state.sent, false);
   const { channel } = run.established;
   run.checkCancel('post-copy switchover');
   const pausedAt = performance.now();
@@ -56,6 +57,7 @@ export async function runPostcopyRunning(run: SourceRun, state: Extract<SourceSt
   channel.phase = 'post-copy';
   run.pool!.yieldToFaults();
   let pushed = 0;
+  let pushedBytes = 0;
   const lost = urgent.lost.then((e: unknown): never => { throw e; });
   const push = await Promise.race([
     sender.push({
@@ -65,7 +67,11 @@ export async function runPostcopyRunning(run: SourceRun, state: Extract<SourceSt
       onBatch: (r, bytes) => {
         run.record.bytesTransferred += bytes;
         pushed += r.entries;
+        pushedBytes += bytes;
         run.live.remaining = Math.max(0, run.live.remaining - r.entries);
+        // ETA of the push: what remains at the bytes per page and the rate measured so far.
+        const ms = performance.now() - tPost;
+        if (ms >= 50) run.setEta(estimateTransfer(run.live.remaining * (pushedBytes / pushed), (pushedBytes * 1000) / ms, 0).ms);
         run.progress(() => ({ ...run.snapshot('post-copy', iteration), pagesPushed: pushed, pagesRequested: urgent.requests }));
       },
     }),
@@ -76,10 +82,14 @@ export async function runPostcopyRunning(run: SourceRun, state: Extract<SourceSt
   run.record.iterations.push({
     iteration, pages: push.pages, bytes: push.bytes, ms: push.ms, bandwidth: push.ms > 0 ? (push.bytes * 1000) / push.ms : 0,
     dirtyPages: 0, dirtyRate: 0, expectedDowntimeMs: 0, throttlePercent: run.throttlePercent, pagesByEncoding: push.counts,
+    // Every page is pushed: nothing is left but POSTCOPY_DONE. The guest runs on the destination (its
+    // report's afterResume), so this side has no step rate for the push.
+    endedAtMs: run.setEta(0) - run.record.startedAt, etaMs: 0, guestStepRate: null,
   });
   // Every page is out: the urgent channel has no more work, and the destination may close it first.
   const doneFrame = await inbox.expect([FrameType.POSTCOPY_DONE], run.options.answerTimeoutMs);
   const done = decodePostcopyDone(doneFrame.body, 0, doneFrame.body.length);
+  const doneAt = performance.now();
   const digest = sessionDigest(run.source);
   run.record.digest = digest;
   run.record.postcopy = {
@@ -89,6 +99,7 @@ export async function runPostcopyRunning(run: SourceRun, state: Extract<SourceSt
   if (done.digest !== digest) {
     throw new MemshiftError(ErrorCode.DIGEST_MISMATCH, `destination holds digest ${hex64(done.digest)} after post-copy, source sent ${hex64(digest)}`);
   }
+  run.record.completedAt = doneAt;
   await urgent.stop();
   return { type: 'postcopy-done' };
 }

@@ -2,9 +2,10 @@
 // and let the convergence policy decide. The decision goes to the machine, which moves on; the
 // throttle it asks for is applied here, before the next pass starts.
 //
-//   [pass 1: mark every page] ─► send pass ─► ITERATION_END ─► sync dirty ─► measure ─► decide
+//   [pass 1: mark every page] ─► send pass ─► ITERATION_END ─► sync dirty ─► measure ─► decide, estimate
 
 import { decideConvergence, expectedDowntimeMs } from '../../convergence.js';
+import { estimatePrecopy, SWITCHOVER_COST_MS } from '../../eta.js';
 import type { SourceEvent, SourceState } from '../machine.js';
 import type { SourceRun } from '../run.js';
 import { sendPass, startFullPass } from './pass.js';
@@ -25,12 +26,16 @@ export async function runPrecopyPass(run: SourceRun, state: Extract<SourceState,
   const dirtyRate = remaining / sinceSync;
   const predicted = expectedDowntimeMs(remainingBytes, record.bandwidth);
   Object.assign(run.live, { remaining, bandwidth: record.bandwidth, dirtyRate, predicted });
-  run.record.iterations.push({ ...record, dirtyPages: remaining, dirtyRate, expectedDowntimeMs: predicted });
-  const decision = decideConvergence({
+  const metrics = {
     iteration, elapsedMs: now - run.record.startedAt, remainingPages: remaining, remainingBytes, bandwidth: record.bandwidth,
     dirtyRate: dirtyRate * bytesPerPage, previousDirtyRate: run.previous.dirtyRate, previousBandwidth: run.previous.bandwidth,
     remainingHistory: [...state.remainingHistory, remaining], throttlePercent: state.throttlePercent,
-  }, run.options.policy);
+  };
+  const decision = decideConvergence(metrics, run.options.policy);
+  // The same figures, projected until the migration completes (eta.ts replays the policy on them).
+  const eta = estimatePrecopy(metrics, run.options.policy, { bytesPerPage, switchoverMs: SWITCHOVER_COST_MS, dirtyCapBytes: run.guestPages * bytesPerPage });
+  const at = run.setEta(eta.ms);
+  run.record.iterations.push({ ...record, dirtyPages: remaining, dirtyRate, expectedDowntimeMs: predicted, etaMs: eta.ms, endedAtMs: at - run.record.startedAt });
   run.previous = { dirtyRate: dirtyRate * bytesPerPage, bandwidth: record.bandwidth };
   if (decision.action === 'throttle' && decision.throttlePercent !== undefined) run.throttle(decision.throttlePercent);
   if (decision.action !== 'continue' && decision.action !== 'throttle') {

@@ -41,8 +41,11 @@ export async function sendSwitchover(run: SourceRun, plan: SwitchoverPlan): Prom
   return { type: 'switchover-sent', sent };
 }
 
-/** Waits for RESUMED and records the downtime; a digest the destination disagrees on is an error. */
-export async function awaitResumed(run: SourceRun, sent: SwitchoverSent): Promise<SourceEvent> {
+/**
+ * Waits for RESUMED and records the downtime; a digest the destination disagrees on is an error.
+ * `completes`: every page is there (stop-and-copy), so RESUMED is when the migration completed.
+ */
+export async function awaitResumed(run: SourceRun, sent: SwitchoverSent, completes = true): Promise<SourceEvent> {
   const { inbox } = run.established;
   const frame = await inbox.expect([FrameType.RESUMED], run.options.answerTimeoutMs);
   const resumedAt = performance.now();
@@ -54,5 +57,7 @@ export async function awaitResumed(run: SourceRun, sent: SwitchoverSent): Promis
   if (resumed.digest !== sent.digest) {
     throw new MemshiftError(ErrorCode.DIGEST_MISMATCH, `destination resumed with digest ${hex64(resumed.digest)}, source sent ${hex64(sent.digest)}`);
   }
+  // Stop-and-copy: the guest runs there with all of its memory (post-copy completes at POSTCOPY_DONE).
+  if (completes) run.record.completedAt = resumedAt;
   return { type: 'resumed' };
 }
