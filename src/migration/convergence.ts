@@ -2,7 +2,11 @@
 // Hypervisor's is_precopy_converged and QEMU's auto-converge. The rules are tried in order and the
 // first that fires decides; the report prints its name and reason.
 //
-//   1 downtime-limit   expected downtime (remaining bytes / bandwidth) ≤ the limit → switch over
+//   1 downtime-limit   expected downtime ≤ the limit → switch over. Expected downtime is the fixed
+//                      switchover cost (pause, device state, RESUMED's round trip, resume: ~3 ms on
+//                      loopback) plus remaining bytes at the slower of the windowed bandwidth and the
+//                      last pass's own rate: the final pass is small, and small passes run below the
+//                      windowed rate (task round trips and latency weigh more), as measured here.
 //   2 postcopy-after   hybrid mode has run its pre-copy iterations → post-copy
 //   3 max-iterations   the iteration cap is reached → stall policy (throttle falls back to force)
 //   4 max-time         the time cap is reached → stall policy (throttle falls back to force)
@@ -34,7 +38,12 @@ export interface ConvergencePolicy {
   postcopyAfter: number | null;
   /** How a converged pre-copy ends: stop-and-copy (live), or post-copy (hybrid). Default stop-and-copy. */
   switchoverTo?: 'stop-and-copy' | 'postcopy';
+  /** What a switchover costs besides moving the last pages (default SWITCHOVER_COST_MS). */
+  switchoverCostMs?: number;
 }
+
+/** Pause + device state + RESUMED's round trip + resume, measured on loopback here: 2–4 ms. */
+export const SWITCHOVER_COST_MS = 3;
 
 export const DEFAULT_POLICY: ConvergencePolicy = {
   downtimeLimitMs: 300,
@@ -46,6 +55,7 @@ export const DEFAULT_POLICY: ConvergencePolicy = {
   throttleStep: 10,
   throttleMax: 99,
   postcopyAfter: null,
+  switchoverCostMs: SWITCHOVER_COST_MS,
 };
 
 export interface ConvergenceMetrics {
@@ -56,6 +66,8 @@ export interface ConvergenceMetrics {
   remainingBytes: number;
   /** Bytes per second. */
   bandwidth: number;
+  /** The last pass's own rate (bytes/s), when it had one: what a small final pass will likely see. */
+  recentBandwidth?: number;
   /** Bytes per second the guest dirties (pages/s × bytes per page). */
   dirtyRate: number;
   /** Dirty rate of the iteration before, for rule 5's "two in a row". */
@@ -84,10 +96,20 @@ export function expectedDowntimeMs(remainingBytes: number, bandwidth: number): n
 const fmt = (n: number): string => (Number.isFinite(n) ? (n >= 100 ? n.toFixed(0) : n.toFixed(1)) : '∞');
 const mbs = (bytesPerSecond: number): string => `${fmt(bytesPerSecond / 1e6)} MB/s`;
 
+/** Rule 1's expected downtime: the fixed switchover cost plus the last pages at the rate a small pass sees. */
+export function predictedDowntimeMs(m: ConvergenceMetrics, p: ConvergencePolicy): number {
+  return expectedDowntimeMs(m.remainingBytes, transferBandwidth(m)) + (p.switchoverCostMs ?? 0);
+}
+
+function transferBandwidth(m: ConvergenceMetrics): number {
+  return m.recentBandwidth !== undefined && m.recentBandwidth > 0 ? Math.min(m.bandwidth, m.recentBandwidth) : m.bandwidth;
+}
+
 export function decideConvergence(m: ConvergenceMetrics, p: ConvergencePolicy): Decision {
-  const downtime = expectedDowntimeMs(m.remainingBytes, m.bandwidth);
+  const downtime = predictedDowntimeMs(m, p);
   if (downtime <= p.downtimeLimitMs) {
-    const reason = `expected downtime ${fmt(downtime)} ms (${m.remainingPages} pages, ${Math.round(m.remainingBytes)} B at ${mbs(m.bandwidth)}) ≤ limit ${p.downtimeLimitMs} ms`;
+    const cost = p.switchoverCostMs ? ` + ${fmt(p.switchoverCostMs)} ms switchover` : '';
+    const reason = `expected downtime ${fmt(downtime)} ms (${m.remainingPages} pages, ${Math.round(m.remainingBytes)} B at ${mbs(transferBandwidth(m))}${cost}) ≤ limit ${p.downtimeLimitMs} ms`;
     if (p.switchoverTo === 'postcopy') {
       return { action: 'postcopy', rule: 'downtime-limit', forced: false, reason: `${reason}; hybrid: post-copy instead of stop-and-copy` };
     }

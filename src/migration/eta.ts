@@ -26,7 +26,7 @@ import { decideConvergence, expectedDowntimeMs, type ConvergenceMetrics, type Co
  * RESUMED round trip). Measured on loopback with the simulated guest (256 MiB and 1 GiB): 3–4 ms, the
  * downtime breakdown without finalPagesMs. A constant, because a run switches over only once.
  */
-export const SWITCHOVER_COST_MS = 3;
+export { SWITCHOVER_COST_MS } from './convergence.js';
 
 /** More projected passes than any sane policy allows: the estimate gives up (`unbounded`). */
 export const MAX_PROJECTED_PASSES = 1000;

@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert';
 import {
   DEFAULT_POLICY, STALL_POLICIES, decideConvergence, expectedDowntimeMs,
   type Action, type ConvergenceMetrics, type ConvergencePolicy, type Decision, type RuleName, type StallPolicy,
+  predictedDowntimeMs, SWITCHOVER_COST_MS,
 } from '../../src/migration/convergence.js';
 
 const PAGE = 4096;
@@ -32,8 +33,9 @@ function metrics(over: Partial<ConvergenceMetrics> = {}): ConvergenceMetrics {
   };
 }
 
+/** Without a switchover cost unless a row sets one: the rows are about the rules' boundaries. */
 function policy(over: Partial<ConvergencePolicy> = {}): ConvergencePolicy {
-  return { ...DEFAULT_POLICY, downtimeLimitMs: 300, maxIterations: 30, maxTimeMs: 60_000, stallIterations: 4, onStall: 'force', postcopyAfter: null, ...over };
+  return { ...DEFAULT_POLICY, downtimeLimitMs: 300, maxIterations: 30, maxTimeMs: 60_000, stallIterations: 4, onStall: 'force', postcopyAfter: null, switchoverCostMs: 0, ...over };
 }
 
 /** Guest dirties twice what the link sends, this iteration and the one before (rule 5 fires). */
@@ -336,6 +338,26 @@ test('simulation: a 0.3×-dirtying guest converges by rule 1 in 3 passes, identi
 test('simulation: a hot guest under throttle with a 10-iteration cap is force-switched by max-iterations', () => {
   const r = simulate(HOT, { ...SIM_POLICY, onStall: 'throttle', maxIterations: 10 });
   assert.equal({ action: r.final.action, rule: r.final.rule, forced: r.final.forced, iteration: r.iteration }, { action: 'switchover', rule: 'max-iterations', forced: true, iteration: 10 });
+});
+
+test('rule 1 counts the switchover cost: a transfer just under the limit no longer fits once the cost is added', () => {
+  // 1000 pages at BW: exactly what the rows call "at the limit" when the cost is 0.
+  const at = metrics({ remainingPages: 1000 });
+  const t = (at.remainingBytes * 1000) / BW;
+  assert.is(decideConvergence(at, policy({ downtimeLimitMs: Math.ceil(t) })).rule, 'downtime-limit');
+  const costly = policy({ downtimeLimitMs: Math.ceil(t), switchoverCostMs: 3 });
+  assert.is(predictedDowntimeMs(at, costly), t + 3);
+  assert.is(decideConvergence(at, costly).action, 'continue');
+  assert.is(decideConvergence(at, policy({ downtimeLimitMs: Math.ceil(t) + 3, switchoverCostMs: 3 })).rule, 'downtime-limit');
+  assert.equal(DEFAULT_POLICY.switchoverCostMs, SWITCHOVER_COST_MS);
+});
+
+test('rule 1 sends the last pages at the slower of the windowed bandwidth and the last pass\'s own rate', () => {
+  const m = metrics({ remainingPages: 1000 });
+  const p = policy();
+  assert.is(predictedDowntimeMs({ ...m, recentBandwidth: BW / 4 }, p), (m.remainingBytes * 4000) / BW, 'a slow small pass predicts a slow final pass');
+  assert.is(predictedDowntimeMs({ ...m, recentBandwidth: BW * 4 }, p), (m.remainingBytes * 1000) / BW, 'a fast one never beats the window');
+  assert.is(predictedDowntimeMs({ ...m, recentBandwidth: 0 }, p), (m.remainingBytes * 1000) / BW, 'no rate measured: the window');
 });
 
 test.run();

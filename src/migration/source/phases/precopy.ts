@@ -4,8 +4,8 @@
 //
 //   [pass 1: mark every page] ─► send pass ─► ITERATION_END ─► sync dirty ─► measure ─► decide, estimate
 
-import { decideConvergence, expectedDowntimeMs } from '../../convergence.js';
-import { estimatePrecopy, SWITCHOVER_COST_MS } from '../../eta.js';
+import { decideConvergence, predictedDowntimeMs, type ConvergenceMetrics } from '../../convergence.js';
+import { estimatePrecopy } from '../../eta.js';
 import type { SourceEvent, SourceState } from '../machine.js';
 import type { SourceRun } from '../run.js';
 import { sendPass, startFullPass } from './pass.js';
@@ -24,16 +24,19 @@ export async function runPrecopyPass(run: SourceRun, state: Extract<SourceState,
   const bytesPerPage = iteration === 1 || record.pages === 0 ? run.pageSize : Math.max(64, record.bytes / record.pages);
   const remainingBytes = remaining * bytesPerPage;
   const dirtyRate = remaining / sinceSync;
-  const predicted = expectedDowntimeMs(remainingBytes, record.bandwidth);
-  Object.assign(run.live, { remaining, bandwidth: record.bandwidth, dirtyRate, predicted });
-  const metrics = {
+  const metrics: ConvergenceMetrics = {
     iteration, elapsedMs: now - run.record.startedAt, remainingPages: remaining, remainingBytes, bandwidth: record.bandwidth,
+    // Pass 1 is the bulk of memory at full speed; later passes are the small ones a final pass resembles.
+    recentBandwidth: iteration > 1 && record.ms > 0 ? (record.bytes * 1000) / record.ms : undefined,
     dirtyRate: dirtyRate * bytesPerPage, previousDirtyRate: run.previous.dirtyRate, previousBandwidth: run.previous.bandwidth,
     remainingHistory: [...state.remainingHistory, remaining], throttlePercent: state.throttlePercent,
   };
+  const predicted = predictedDowntimeMs(metrics, run.options.policy);
+  Object.assign(run.live, { remaining, bandwidth: record.bandwidth, dirtyRate, predicted });
   const decision = decideConvergence(metrics, run.options.policy);
   // The same figures, projected until the migration completes (eta.ts replays the policy on them).
-  const eta = estimatePrecopy(metrics, run.options.policy, { bytesPerPage, switchoverMs: SWITCHOVER_COST_MS, dirtyCapBytes: run.guestPages * bytesPerPage });
+  const switchoverMs = run.options.policy.switchoverCostMs ?? 0;
+  const eta = estimatePrecopy(metrics, run.options.policy, { bytesPerPage, switchoverMs, dirtyCapBytes: run.guestPages * bytesPerPage });
   const at = run.setEta(eta.ms);
   run.record.iterations.push({ ...record, dirtyPages: remaining, dirtyRate, expectedDowntimeMs: predicted, etaMs: eta.ms, endedAtMs: at - run.record.startedAt });
   run.previous = { dirtyRate: dirtyRate * bytesPerPage, bandwidth: record.bandwidth };
