@@ -26,6 +26,10 @@ const CASES: Case[] = [
     name: '1 GiB random fill, idle',
     source: ['--memory', '1GiB', '--seed', '1', '--fill', 'random', '--workload', 'idle', '--warmup', '200'],
   },
+  {
+    name: '256 MiB uniform writer flat out, limit 10 ms, on-stall throttle',
+    source: ['--memory', '256MiB', '--seed', '5', '--fill', 'mixed', '--workload', 'uniform', '--dirty-rate', 'max', '--downtime-limit', '10', '--on-stall', 'throttle', '--warmup', '200'],
+  },
 ];
 
 /** |eta − actual| / actual at the end of pass 1, in %; NaN when pass 1 had no finite estimate. */
@@ -63,6 +67,8 @@ export async function benchVisibility(runs: number): Promise<void> {
     rows.push({
       name: c.name,
       passes: p((m) => m.source.iterations.length),
+      'total ms': p((m) => m.source.totalTimeMs),
+      converged: ms.filter((m) => m.source.converged).length + ` of ${ms.length}`,
       'pass-1 eta ms': p((m) => pass1EtaErrorPct(m).eta),
       'actual ms': p((m) => pass1EtaErrorPct(m).actual),
       'eta error %': p((m) => pass1EtaErrorPct(m).errorPct),

@@ -10,7 +10,11 @@
 //   2 postcopy-after   hybrid mode has run its pre-copy iterations → post-copy
 //   3 max-iterations   the iteration cap is reached → stall policy (throttle falls back to force)
 //   4 max-time         the time cap is reached → stall policy (throttle falls back to force)
-//   5 dirty-rate       the guest dirties as fast as the link sends, for 2 iterations in a row → stall policy
+//   5 dirty-rate       the guest dirties as fast as the link sends, for 2 iterations in a row → stall policy;
+//                      under the throttle policy, half as fast (QEMU's throttle-trigger-threshold, 50 %):
+//                      the dirty rate here counts distinct pages, which saturates at the link's rate when
+//                      the whole working set is dirty each pass, so "as fast" would rarely fire, and a
+//                      guest at 0.9× the link shrinks its dirty set by a tenth a pass, too slow to finish
 //   6 no-progress      remaining pages have not shrunk below their minimum over the last N iterations → stall policy
 //   7 converging       otherwise: another iteration
 //
@@ -40,10 +44,13 @@ export interface ConvergencePolicy {
   switchoverTo?: 'stop-and-copy' | 'postcopy';
   /** What a switchover costs besides moving the last pages (default SWITCHOVER_COST_MS). */
   switchoverCostMs?: number;
+  /** Throttle policy: rule 5 fires at this share of the bandwidth, in % (default 50, as QEMU's throttle-trigger-threshold). */
+  throttleTriggerPercent?: number;
 }
 
 /** Pause + device state + RESUMED's round trip + resume, measured on loopback here: 2–4 ms. */
 export const SWITCHOVER_COST_MS = 3;
+export const DEFAULT_THROTTLE_TRIGGER_PERCENT = 50;
 
 export const DEFAULT_POLICY: ConvergencePolicy = {
   downtimeLimitMs: 300,
@@ -124,8 +131,10 @@ export function decideConvergence(m: ConvergenceMetrics, p: ConvergencePolicy): 
   if (m.elapsedMs >= p.maxTimeMs) {
     return stall(m, p, 'max-time', `${fmt(m.elapsedMs / 1000)} s reached the cap of ${fmt(p.maxTimeMs / 1000)} s with expected downtime ${fmt(downtime)} ms`, true);
   }
-  if (m.iteration >= 2 && m.dirtyRate >= m.bandwidth && m.previousDirtyRate >= m.previousBandwidth) {
-    return stall(m, p, 'dirty-rate', `guest dirties ${mbs(m.dirtyRate)}, link sends ${mbs(m.bandwidth)} (and ${mbs(m.previousDirtyRate)} vs ${mbs(m.previousBandwidth)} the iteration before)`, false);
+  const trigger = p.onStall === 'throttle' ? (p.throttleTriggerPercent ?? DEFAULT_THROTTLE_TRIGGER_PERCENT) / 100 : 1;
+  if (m.iteration >= 2 && m.dirtyRate >= trigger * m.bandwidth && m.previousDirtyRate >= trigger * m.previousBandwidth) {
+    const share = trigger < 1 ? ` (throttle trigger: ${Math.round(trigger * 100)} % of the link)` : '';
+    return stall(m, p, 'dirty-rate', `guest dirties ${mbs(m.dirtyRate)}, link sends ${mbs(m.bandwidth)} (and ${mbs(m.previousDirtyRate)} vs ${mbs(m.previousBandwidth)} the iteration before)${share}`, false);
   }
   const h = m.remainingHistory;
   if (h.length > p.stallIterations) {

@@ -301,10 +301,12 @@ test('simulation: policy throttle brings a 1.5×-dirtying guest to a rule-1 swit
   assert.ok(r.iteration <= 30, `took ${r.iteration} iterations`);
   assert.ok(r.iteration > 4, `converged at ${r.iteration}, before the throttle could have helped`);
   assert.ok(r.remainingPages * PAGE * 1000 / HOT.bandwidth <= SIM_POLICY.downtimeLimitMs);
-  // The throttle climbs 20, 30, 40 on the stalls of iterations 2, 3, 4; at 40 % the guest dirties
-  // 0.9× the link and the dirty set shrinks by 10 % per pass from then on.
+  // The throttle climbs 20, 30 … 70 on the stalls of iterations 2 … 7: rule 5 keeps firing under the
+  // throttle policy while the guest dirties at least half the link (QEMU's trigger, 50 %). At 70 % it
+  // dirties 0.45× the link, the dirty set more than halves each pass, and pass 9 switches over.
   const throttles = r.decisions.flatMap((d, i) => (d.action === 'throttle' ? [[i + 1, d.throttlePercent]] : []));
-  assert.equal(throttles, [[2, 20], [3, 30], [4, 40]]);
+  assert.equal(throttles, [[2, 20], [3, 30], [4, 40], [5, 50], [6, 60], [7, 70]]);
+  assert.is(r.iteration, 9);
 });
 
 test('simulation: policy abort aborts at the first stall, the iteration where throttle first throttled', () => {
@@ -335,10 +337,32 @@ test('simulation: a 0.3×-dirtying guest converges by rule 1 in 3 passes, identi
   for (const o of outcomes) assert.equal(o, outcomes[0]);
 });
 
-test('simulation: a hot guest under throttle with a 10-iteration cap is force-switched by max-iterations', () => {
-  const r = simulate(HOT, { ...SIM_POLICY, onStall: 'throttle', maxIterations: 10 });
-  assert.equal({ action: r.final.action, rule: r.final.rule, forced: r.final.forced, iteration: r.iteration }, { action: 'switchover', rule: 'max-iterations', forced: true, iteration: 10 });
+test('simulation: a hot guest under throttle with a 6-iteration cap is force-switched by max-iterations', () => {
+  const r = simulate(HOT, { ...SIM_POLICY, onStall: 'throttle', maxIterations: 6 });
+  assert.equal({ action: r.final.action, rule: r.final.rule, forced: r.final.forced, iteration: r.iteration }, { action: 'switchover', rule: 'max-iterations', forced: true, iteration: 6 });
 });
+
+test('simulation: with the throttle trigger at 100 % (the rule of the other policies) the same guest takes far longer', () => {
+  const strict = simulate(HOT, { ...SIM_POLICY, onStall: 'throttle', throttleTriggerPercent: 100 });
+  const throttles = strict.decisions.flatMap((d, i) => (d.action === 'throttle' ? [[i + 1, d.throttlePercent]] : []));
+  // Throttled only while it dirties faster than the link: 20, 30, 40; then 0.9× the link, a tenth less a pass.
+  assert.equal(throttles, [[2, 20], [3, 30], [4, 40]]);
+  assert.ok(strict.iteration > 20, `converged at ${strict.iteration}`);
+});
+
+test('rule 5 under the throttle policy fires at half the link, under the others only at the full link', () => {
+  const half = { iteration: 3, dirtyRate: 0.6 * BW, previousDirtyRate: 0.6 * BW, previousBandwidth: BW };
+  assert.equal(pick(decideConvergence(metrics(half), policy({ onStall: 'throttle' }))), { action: 'throttle', rule: 'dirty-rate' });
+  for (const onStall of ['force', 'abort', 'postcopy'] as const) {
+    assert.equal(pick(decideConvergence(metrics(half), policy({ onStall }))), { action: 'continue', rule: 'converging' }, onStall);
+  }
+  const below = { ...half, dirtyRate: 0.4 * BW, previousDirtyRate: 0.4 * BW };
+  assert.equal(pick(decideConvergence(metrics(below), policy({ onStall: 'throttle' }))), { action: 'continue', rule: 'converging' });
+});
+
+function pick(d: Decision): { action: Action; rule: RuleName } {
+  return { action: d.action, rule: d.rule };
+}
 
 test('rule 1 counts the switchover cost: a transfer just under the limit no longer fits once the cost is added', () => {
   // 1000 pages at BW: exactly what the rows call "at the limit" when the cost is 0.

@@ -22,9 +22,9 @@ function metrics(over: Partial<ConvergenceMetrics> & { remainingBytes: number })
   };
 }
 
-/** Rule 1 without the switchover cost, as the hand computations below assume (the model's S is separate). */
+/** Rule 1 without the switchover cost and rule 5 at the full link, as the hand computations below assume. */
 function policy(over: Partial<ConvergencePolicy> = {}): ConvergencePolicy {
-  return { ...DEFAULT_POLICY, downtimeLimitMs: 100, maxIterations: 30, maxTimeMs: 600_000, onStall: 'force', stallIterations: 4, postcopyAfter: null, switchoverCostMs: 0, ...over };
+  return { ...DEFAULT_POLICY, downtimeLimitMs: 100, maxIterations: 30, maxTimeMs: 600_000, onStall: 'force', stallIterations: 4, postcopyAfter: null, switchoverCostMs: 0, throttleTriggerPercent: 100, ...over };
 }
 
 const near = (got: number | null, want: number, what: string): void => {
