@@ -13,6 +13,7 @@
 // main thread marks the board done (or link lost).
 
 import { parentPort, workerData } from 'node:worker_threads';
+import { URGENT_THREAD_NICENESS, favourThisThread } from '../../pipeline/thread-priority.js';
 import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
 import { Mailbox, readFault } from '../../memory/page-gate.js';
@@ -57,6 +58,9 @@ function linkLost(cause: unknown): void {
 }
 
 async function main(): Promise<void> {
+  // A blocked vCPU waits on this thread: ahead of the bulk path where the host allows it (post-copy of
+  // 1 GiB, 64 MiB hot set, this machine: fault p99 ~1.4-2.0 ms at normal priority, ~0.9-1.4 ms at -10).
+  favourThisThread(URGENT_THREAD_NICENESS);
   const server = await listen({ host: data.host, port: 0 });
   post({ type: 'listening', port: boundAddress(server).port });
   const channel = await new Promise<Channel>((resolve) => {

@@ -9,6 +9,7 @@
 // out (the vCPU is waiting now) and the destination keeps whichever copy lands first.
 
 import { parentPort, workerData } from 'node:worker_threads';
+import { URGENT_THREAD_NICENESS, favourThisThread } from '../../pipeline/thread-priority.js';
 import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
 import { kernelsOf, pageOffset } from '../../memory/slab.js';
@@ -78,6 +79,9 @@ function answer(regionId: number, page: number): Uint8Array {
 }
 
 async function main(): Promise<void> {
+  // A blocked vCPU waits on this thread: ahead of the bulk path where the host allows it (post-copy of
+  // 1 GiB, 64 MiB hot set, this machine: fault p99 ~1.4-2.0 ms at normal priority, ~0.9-1.4 ms at -10).
+  favourThisThread(URGENT_THREAD_NICENESS);
   const channel = await Channel.connect(data.address, {
     maxBody: Limits.MAX_CONTROL_BODY_BYTES,
     peer: `destination urgent channel ${data.address.host}:${data.address.port}`,
