@@ -5,6 +5,7 @@
 // a given count (`holdAfter`): the proxy stops reading from the client, so back-pressure stalls the
 // sender at a known point of the stream (a barrier on bytes, not on time). `release()` reads again.
 // The target → client direction is never held, so the target's answers and its close still pass.
+// `flipAt(n)` flips one bit of the n-th byte forwarded client → target: corruption at a known point.
 
 import net from 'node:net';
 
@@ -13,6 +14,7 @@ export class Proxy {
   private readonly clients = new Set<net.Socket>();
   private hold: { after: number; reached: () => void } | null = null;
   private holding = false;
+  private flip: number | null = null;
   connections = 0;
   /** Bytes forwarded client → target, over every connection. */
   forwarded = 0;
@@ -34,6 +36,11 @@ export class Proxy {
         proxy.clients.add(client);
         client.on('close', () => proxy.clients.delete(client));
         client.on('data', (chunk: Buffer) => {
+          const at = proxy.flip === null ? -1 : proxy.flip - proxy.forwarded;
+          if (at >= 0 && at < chunk.length) {
+            chunk[at] ^= 0x10;
+            proxy.flip = null;
+          }
           proxy.forwarded += chunk.length;
           if (!upstream.write(chunk)) {
             client.pause();
@@ -70,6 +77,11 @@ export class Proxy {
     this.holding = true;
     for (const c of this.clients) c.pause();
     reached();
+  }
+
+  /** Flips one bit of the byte at `offset` of the client → target stream (counted from the start). */
+  flipAt(offset: number): void {
+    this.flip = offset;
   }
 
   /** Reads from the clients again (a held client that closed meanwhile is noticed now). */

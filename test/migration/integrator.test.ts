@@ -2,11 +2,14 @@
 // guest whose RAM lives outside memshift (mirror-guest.ts). Each test pins a bug found by doing exactly
 // that, and what the fix guarantees.
 
+import net from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ErrorCode } from '../../src/errors.js';
 import { listen, migrate, receive, type MemshiftError } from '../../src/index.js';
 import type { Region } from '../../src/memory/types.js';
+import { ChannelRole } from '../../src/protocol/constants.js';
+import { encodeHello, encodePreface } from '../../src/protocol/handshake.js';
 import { MirrorSource, MirrorTarget, ramRegions, within } from '../_support/mirror-guest.js';
 
 const PAGES = 256;
@@ -153,6 +156,38 @@ test('receive() needs exactly one of createTarget and target', async () => {
     }
     assert.is(err?.code, ErrorCode.INVALID_ARGUMENT);
     assert.match(err!.message, /exactly one of createTarget and target/);
+  }
+});
+
+test('one migration at a time is decided at HELLO: a connection opened earlier cannot start a second session', async () => {
+  const { server, address } = await listen('127.0.0.1:0');
+  const log: string[] = [];
+  let target: MirrorTarget | null = null;
+  const dest = receive({ listen: server, createTarget: (r) => (target = new MirrorTarget(r)), onLog: (l) => log.push(l) });
+  const early = net.connect(address.port, '127.0.0.1');
+  const answer: Buffer[] = [];
+  early.on('data', (d: Buffer) => answer.push(d));
+  early.on('error', () => undefined);
+  try {
+    await new Promise<void>((resolve) => early.once('connect', () => resolve()));
+    early.write(encodePreface());
+    const source = new MirrorSource(64);
+    source.write(3, 77);
+    const migration = migrate(source, address, { mode: 'live' });
+    while (!log.some((l) => l.startsWith('accepted'))) await new Promise((r) => setTimeout(r, 5));
+    // Now the early connection speaks: a HELLO of its own guest.
+    early.write(encodeHello({ session: new Uint8Array(16).fill(9), role: ChannelRole.BULK, mode: 'live', capabilities: 0, regions: ramRegions(64) }));
+    const report = await within(migration, 30_000, 'migrate');
+    const result = await within(dest, 30_000, 'receive');
+    assert.is(report.outcome, 'completed');
+    assert.is(result.report.outcome, 'completed');
+    assert.is(target!.page(3)[0], 77, 'the real guest, not the early connection\'s');
+    await within(new Promise((r) => (early.destroyed ? r(null) : early.once('close', r))), 10_000, 'early connection closed');
+    const bytes = Buffer.concat(answer);
+    assert.ok(bytes.includes(Buffer.from('a migration is already in progress')), 'the early connection is told why');
+  } finally {
+    early.destroy();
+    server.close();
   }
 });
 

@@ -34,6 +34,7 @@ export function receiveMigration(server: net.Server, options: DestinationOptions
       const channel = Channel.accept(socket, { maxBody: Limits.MAX_CONTROL_BODY_BYTES, peer });
       const timer = setTimeout(() => channel.fail(new MemshiftError(ErrorCode.TIMEOUT, `${peer}: no HELLO within ${options.handshakeTimeoutMs} ms`)), options.handshakeTimeoutMs);
       let settled = false;
+      let mine = false;
       channel.setHandlers({
         onFrame: (frame) => {
           if (settled) return;
@@ -44,7 +45,10 @@ export function receiveMigration(server: net.Server, options: DestinationOptions
           }
           const hello = decodeHello(frame.buf, frame.bodyOffset, frame.bodyLength);
           if (hello.role !== ChannelRole.BULK) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `no session ${Buffer.from(hello.session).toString('hex')} to attach a ${hello.role === ChannelRole.URGENT ? 'urgent' : 'bulk'} channel to`);
+          // One migration at a time is decided here, at HELLO: a connection opened earlier must not start a second.
+          if (session !== null) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, 'a migration is already in progress on this destination');
           checkRegions(hello.regions, options.maxGuestBytes ?? totalmem());
+          mine = true;
           session = new Session(channel, hello, options, (end: SessionEnd) => {
             if (end.accepted || options.signal?.aborted) {
               finish(end.result);
@@ -56,7 +60,7 @@ export function receiveMigration(server: net.Server, options: DestinationOptions
         },
         onClosed: (error) => {
           clearTimeout(timer);
-          if (session === null && error !== null) log(`rejected connection from ${peer}: ${error.code}: ${error.message}`);
+          if (!mine && error !== null) log(`rejected connection from ${peer}: ${error.code}: ${error.message}`);
         },
       });
     };

@@ -36,7 +36,7 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
     try {
       event = await runPhase(run, state);
     } catch (err) {
-      event = failureEvent(err);
+      event = failureEvent(await theCause(run, err));
     }
     try {
       state = stepSource(state, event);
@@ -70,6 +70,21 @@ function runPhase(run: SourceRun, s: SourceState): Promise<SourceEvent> {
     default:
       throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `no phase runs in the final state ${s.kind}`);
   }
+}
+
+/** How long a broken send waits for the ERROR frame that explains it (it may still be in flight). */
+const EXPLANATION_WAIT_MS = 250;
+
+/**
+ * The destination's own account when it has one: it reports what it found (a corrupt page, a bad
+ * frame) in an ERROR frame and closes, and our next write then fails with a broken pipe that says
+ * nothing. Only a lost link is explained this way; our own errors stand.
+ */
+async function theCause(run: SourceRun, err: unknown): Promise<unknown> {
+  const e = toMemshiftError(err, ErrorCode.CONNECTION_FAILED, 'source');
+  if (e.code !== ErrorCode.CONNECTION_CLOSED || run.inbox === null) return e;
+  const peer = await run.inbox.failed(EXPLANATION_WAIT_MS);
+  return peer !== null && peer.code === ErrorCode.PEER_ERROR ? peer : e;
 }
 
 /** An ERROR frame from the destination is a definite refusal; anything else is a failure whose meaning the machine knows. */

@@ -72,6 +72,8 @@ export class SourceRun {
   link: SourceLink | null = null;
   /** What must be closed or failed at the end, set as soon as each exists (the link may never complete). */
   channel: FrameLink | null = null;
+  /** The channel's control frames, from the moment it exists: a peer's ERROR lands here. */
+  inbox: Inbox | null = null;
   pool: EncoderPool | null = null;
   urgent: UrgentConnector | null = null;
   /** The guest is paused by us (and must be resumed if the migration fails before switchover). */

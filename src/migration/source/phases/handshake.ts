@@ -29,7 +29,7 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
     ? Channel.accept(options.socket, channelOptions)
     : await Channel.connect(options.address, { ...channelOptions, timeoutMs: options.connectTimeoutMs, signal: options.signal });
   run.channel = channel;
-  const inbox = new Inbox(channel, options.signal);
+  const inbox = (run.inbox = new Inbox(channel, options.signal));
   const session = new Uint8Array(randomBytes(Limits.SESSION_ID_BYTES));
   const wantsPostcopy = options.mode === 'postcopy' || options.mode === 'hybrid' || options.policy.onStall === 'postcopy';
   const ours = (options.xbzrle ? Capability.XBZRLE : 0) | (options.lz4 ? Capability.LZ4 : 0) | (wantsPostcopy ? Capability.POSTCOPY : 0) |
