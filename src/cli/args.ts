@@ -2,7 +2,8 @@
 // per-command spec so that an unknown or malformed flag is a usage error naming it (exit 2, main.ts),
 // and the helpers the commands share: flag values, reports, post-copy holds.
 
-import { writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { ErrorCode, MemshiftError } from '../index.js';
 
 /** A usage error that names the flag; main.ts exits 2 on MS_ERR_INVALID_ARGUMENT. */
@@ -127,6 +128,23 @@ export function messageWithFlag(err: { message: string; details?: { field?: stri
 /** A 64-bit digest as the report prints its `digest` (16 hex digits), for `contentDigest`. */
 export function formatDigest(d: bigint): string {
   return BigInt.asUintN(64, d).toString(16).padStart(16, '0');
+}
+
+/**
+ * Checks that the files named by `flags` (e.g. --report, --dump-memory) can be written, before any
+ * migration starts: finding out after a successful one loses its report.
+ */
+export function checkOutputPaths(p: Parsed, flags: readonly string[]): void {
+  for (const flag of flags) {
+    const file = optionalString(p, flag);
+    if (file === undefined) continue;
+    const target = existsSync(file) ? file : dirname(resolve(file));
+    try {
+      accessSync(target, constants.W_OK);
+    } catch (cause) {
+      throw usageError(`--${flag}`, `must name a file this process can write (${(cause as Error).message})`, file);
+    }
+  }
 }
 
 /** Writes `report` as JSON to the file named by --report, if given. */

@@ -8,7 +8,7 @@
 import { GuestMemory, formatAddress, formatReport, listen, receive } from '../index.js';
 import { GUEST_DEFAULTS, MAX_RAM_REGIONS, SimulatedGuest, parseSize, ramRegionIds, ramRegions } from '../sim/index.js';
 import {
-  formatDigest, parseCommand, holdPausedPostcopy, optionalString, parseInteger, requireString, writeReportFile, type Flags,
+  checkOutputPaths, formatDigest, parseCommand, holdPausedPostcopy, optionalString, parseInteger, requireString, writeReportFile, type Flags,
 } from './args.js';
 import { progressPrinter } from './progress.js';
 
@@ -35,6 +35,7 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
   const maxSlabBytes = parseSize(requireString(a, 'slab-size'), '--slab-size');
   // Checked now, not when the first source connects: a bad value is a usage error, not a refused guest.
   GuestMemory.checkOptions({ maxSlabBytes });
+  checkOutputPaths(a, ['report', 'dump-memory']);
   const memory = optionalString(a, 'memory');
   let prepared: SimulatedGuest | null = null;
   if (memory !== undefined) {

@@ -7,7 +7,7 @@ import {
 } from '../index.js';
 import { SimulatedGuest, parseSize, ramRegionIds } from '../sim/index.js';
 import {
-  formatDigest, parseChoice, parseCommand, holdPausedPostcopy, optionalString, parseInteger, requireString, writeReportFile, type Flags,
+  checkOutputPaths, formatDigest, parseChoice, parseCommand, holdPausedPostcopy, optionalString, parseInteger, requireString, writeReportFile, type Flags,
 } from './args.js';
 import { guestConfigFrom, guestFlags } from './guest-flags.js';
 import { progressPrinter } from './progress.js';
@@ -49,6 +49,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
   const bandwidth = optionalString(a, 'max-bandwidth');
   const postcopyAfter = optionalString(a, 'postcopy-after');
   const warmupMs = parseInteger(requireString(a, 'warmup'), '--warmup');
+  checkOutputPaths(a, ['report', 'dump-memory']);
   const guest = SimulatedGuest.create(config, {
     maxSlabBytes: parseSize(requireString(a, 'slab-size'), '--slab-size'),
     cacheBytes: xbzrle === 'on' ? parseSize(requireString(a, 'cache-size'), '--cache-size') : 0,
@@ -56,6 +57,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
   const printer = progressPrinter();
   let report: Report;
   let failure: { code: string; message: string } | null = null;
+  const signals = cancelOnSignal();
   try {
     await guest.resume();
     await new Promise((r) => setTimeout(r, warmupMs));
@@ -73,7 +75,11 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
         lz4: compress === 'lz4',
         encoders: encoders === undefined ? undefined : parseInteger(encoders, '--encoders', 1),
         maxBandwidth: bandwidth === undefined ? undefined : parseSize(bandwidth, '--max-bandwidth'),
-        onProgress: a.quiet ? undefined : (p) => printer.update(p),
+        signal: signals.cancel,
+        onProgress: (p) => {
+          signals.phase = p.phase;
+          if (!a.quiet) printer.update(p);
+        },
       });
     } catch (err) {
       const r = (err as { details?: { report?: Report } }).details?.report;
@@ -82,6 +88,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
       failure = { code: errorCode(err) ?? 'MS_ERR', message: (err as Error).message };
     }
     printer.done();
+    signals.stop();
     if (report.outcome === 'paused') return await holdPausedPostcopy(a, 'source', report, 'the paused guest and every page');
     if (failure !== null) {
       // The guest kept running (or stays paused, in doubt): stop it here only to dump a consistent image.
@@ -94,6 +101,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
     writeReportFile(a, report);
     if (!a.quiet) console.error(formatReport(report));
   } finally {
+    signals.stop();
     printer.done();
     await guest.close();
   }
@@ -102,4 +110,37 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
     return failure.code === ErrorCode.INVALID_ARGUMENT ? 2 : 1;
   }
   return 0;
+}
+
+/** Phases in which the guest is, or may be, split across both hosts: a signal must not end them lightly. */
+const SPLIT_PHASES = new Set(['post-copy switchover', 'post-copy', 'postcopy-switching', 'postcopy-running']);
+
+/**
+ * SIGINT / SIGTERM while migrating. Before the switchover they cancel: the guest keeps running here,
+ * the destination discards what it got. In post-copy the guest is split across both hosts, so the
+ * first signal is refused with a message and a second one pauses both sides, every page kept.
+ */
+function cancelOnSignal(): { cancel: AbortSignal; phase: string; stop(): void } {
+  const controller = new AbortController();
+  let refused = false;
+  const state = {
+    cancel: controller.signal,
+    phase: 'setup',
+    stop(): void {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (SPLIT_PHASES.has(state.phase) && !refused) {
+      refused = true;
+      console.error(`memshift source: ${signal} refused: during post-copy the guest is split across both hosts; send it again to pause both sides with every page kept`);
+      return;
+    }
+    console.error(`memshift source: ${signal}: cancelling the migration (${state.phase})`);
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return state;
 }
