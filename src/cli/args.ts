@@ -4,6 +4,7 @@
 
 import { accessSync, constants, existsSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { ExitStatus } from './exit-status.js';
 import { ErrorCode, MemshiftError } from '../index.js';
 
 /** A usage error that names the flag; main.ts exits 2 on MS_ERR_INVALID_ARGUMENT. */
@@ -177,5 +178,5 @@ export async function holdPausedPostcopy(p: Parsed, command: string, report: { e
   console.error(`memshift ${command}: ${report.error?.code}: ${report.error?.message}`);
   console.error(`memshift ${command}: keeping ${what} until this process is stopped`);
   await stopped;
-  return 1;
+  return ExitStatus.PAUSED;
 }

@@ -10,6 +10,7 @@ import { GUEST_DEFAULTS, MAX_RAM_REGIONS, SimulatedGuest, parseSize, ramRegionId
 import {
   checkOutputPaths, formatDigest, parseCommand, holdPausedPostcopy, optionalString, parseInteger, requireString, writeReportFile, type Flags,
 } from './args.js';
+import { exitStatusOf } from './exit-status.js';
 import { progressPrinter } from './progress.js';
 
 export const destFlags: Flags = {
@@ -70,6 +71,9 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
   const { report, target } = result;
   const guest = target instanceof SimulatedGuest ? target : null;
   if (report.outcome === 'paused') {
+    // What arrived so far (the rest is on the source): dumped now, before waiting to be stopped.
+    const held = optionalString(a, 'dump-memory');
+    if (held !== undefined && guest !== null) guest.memory.writeImage(ramRegionIds(guest.regions), held);
     const status = await holdPausedPostcopy(a, 'dest', report, 'the paused guest and every received page');
     await guest?.close();
     return status;
@@ -90,7 +94,6 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
   }
   if (report.outcome !== 'completed') {
     console.error(`memshift dest: ${report.error?.code ?? 'MS_ERR'}: ${report.error?.message ?? report.outcome}`);
-    return 1;
   }
-  return 0;
+  return exitStatusOf(report.outcome);
 }

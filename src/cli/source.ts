@@ -10,6 +10,7 @@ import {
   checkOutputPaths, formatDigest, parseChoice, parseCommand, holdPausedPostcopy, optionalString, parseInteger, requireString, writeReportFile, type Flags,
 } from './args.js';
 import { guestConfigFrom, guestFlags } from './guest-flags.js';
+import { ExitStatus, exitStatusOf } from './exit-status.js';
 import { progressPrinter } from './progress.js';
 
 export const sourceFlags: Flags = {
@@ -89,7 +90,12 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
     }
     printer.done();
     signals.stop();
-    if (report.outcome === 'paused') return await holdPausedPostcopy(a, 'source', report, 'the paused guest and every page');
+    if (report.outcome === 'paused') {
+      // The pages still here, as they were at the pause: the image the destination is missing part of.
+      const held = optionalString(a, 'dump-memory');
+      if (held !== undefined) guest.memory.writeImage(ramRegionIds(guest.regions), held);
+      return await holdPausedPostcopy(a, 'source', report, 'the paused guest and every page');
+    }
     if (failure !== null) {
       // The guest kept running (or stays paused, in doubt): stop it here only to dump a consistent image.
       await guest.pause();
@@ -107,9 +113,9 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
   }
   if (failure !== null) {
     console.error(`memshift source: ${failure.code}: ${failure.message}`);
-    return failure.code === ErrorCode.INVALID_ARGUMENT ? 2 : 1;
+    return failure.code === ErrorCode.INVALID_ARGUMENT ? ExitStatus.USAGE : exitStatusOf(report!.outcome);
   }
-  return 0;
+  return ExitStatus.COMPLETED;
 }
 
 /** Phases in which the guest is, or may be, split across both hosts: a signal must not end them lightly. */

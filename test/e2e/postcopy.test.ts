@@ -1,7 +1,7 @@
 // End-to-end post-copy and hybrid: the destination resumes before it has the pages, faults them in
 // over the urgent channel while the source pushes the rest, and must end bit-identical to replay.
 
-import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -129,14 +129,14 @@ test('urgent answers overtake the bulk push: a fault is served while pushed page
   assert.ok(p.faults >= p.pagesAnswered!, 'every answered page was a fault');
 }));
 
-test('a link cut mid post-copy pauses both sides: alive, paused, nothing claimed complete', deadline(120_000, async () => {
+test('a link cut mid post-copy pauses both sides: alive, paused, dumped, nothing claimed complete, exit status 4', deadline(120_000, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'memshift-cut-'));
   try {
-    const dest = await startDestination(['--report', join(dir, 'dest.json'), '--run-steps', '1000000']);
+    const dest = await startDestination(['--report', join(dir, 'dest.json'), '--run-steps', '1000000', '--dump-memory', join(dir, 'dest.img')]);
     const proxy = await Proxy.start(dest.port);
     const source = memshift([
       'source', '--connect', `127.0.0.1:${proxy.port}`, '--memory', '64MiB', '--seed', '59', '--workload', 'uniform', '--quiet',
-      '--mode', 'postcopy', '--max-bandwidth', '8MiB', '--warmup', '50', '--report', join(dir, 'src.json'),
+      '--mode', 'postcopy', '--max-bandwidth', '8MiB', '--warmup', '50', '--report', join(dir, 'src.json'), '--dump-memory', join(dir, 'src.img'),
     ]);
     await waitForOutput(dest, (t) => t.includes('guest resumed in post-copy'));
     // Barrier: the push is under way (1 MiB more through the proxy, at most 8 MiB/s) before the cut.
@@ -156,11 +156,14 @@ test('a link cut mid post-copy pauses both sides: alive, paused, nothing claimed
       assert.is(r.error!.code, 'MS_ERR_POSTCOPY_PAUSED', `${r.role} code`);
     }
     assert.ok(reportOf('dest.json').postcopy!.faults > 0, 'the guest ran and faulted before the cut');
+    // Each side dumped what it holds before waiting: the whole RAM's size, every region in order.
+    for (const img of ['src.img', 'dest.img']) assert.is(statSync(join(dir, img)).size, 64 * 2 ** 20, img);
     source.proc.kill('SIGTERM');
     dest.proc.kill('SIGTERM');
     const [s, d] = await Promise.all([source.done, dest.done]);
-    assert.equal([s.code, s.signal], [1, null], 'a paused source that is stopped handles the signal and does not claim success');
-    assert.equal([d.code, d.signal], [1, null]);
+    // Exit status 4: paused post-copy (not 1, which says the guest runs on the source).
+    assert.equal([s.code, s.signal], [4, null], 'a paused source that is stopped handles the signal and says it was paused');
+    assert.equal([d.code, d.signal], [4, null]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
