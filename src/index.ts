@@ -165,6 +165,7 @@ export interface ReceiveOptions {
   /** Touch all target memory before receiving (default false): at once for `target`, else during setup. */
   prealloc?: boolean;
   handshakeTimeoutMs?: number;
+  /** Largest guest accepted, in bytes (default: three quarters of the memory available when its HELLO arrives). */
   maxGuestBytes?: number;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;

@@ -21,7 +21,7 @@ export const destFlags: Flags = {
   memory: { type: 'string', value: 'SIZE', help: 'allocate the guest now (only a source of exactly this guest is accepted)' },
   'ram-regions': { type: 'string', value: 'N', help: `with --memory: RAM regions, 1..${MAX_RAM_REGIONS}`, default: '1' },
   prealloc: { type: 'boolean', help: 'touch all guest memory before receiving (like -mem-prealloc); with --memory, before listening' },
-  'max-memory': { type: 'string', value: 'SIZE', help: 'largest guest accepted (default: physical memory)' },
+  'max-memory': { type: 'string', value: 'SIZE', help: 'largest guest accepted (default: three quarters of the memory available at the HELLO)' },
   'slab-size': { type: 'string', value: 'SIZE', help: 'most guest RAM per shared memory slab', default: '3GiB' },
   quiet: { type: 'boolean', help: 'no progress line or summary' },
   help: { type: 'boolean', help: 'show this help' },

@@ -3,6 +3,7 @@
 // that, and what the fix guarantees.
 
 import net from 'node:net';
+import { totalmem } from 'node:os';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ErrorCode } from '../../src/errors.js';
@@ -187,6 +188,35 @@ test('one migration at a time is decided at HELLO: a connection opened earlier c
     assert.ok(bytes.includes(Buffer.from('a migration is already in progress')), 'the early connection is told why');
   } finally {
     early.destroy();
+    server.close();
+  }
+});
+
+test('without a cap, a guest larger than three quarters of the available memory is refused before anything is allocated', async () => {
+  const { server, address } = await listen('127.0.0.1:0');
+  const log: string[] = [];
+  let created = 0;
+  const pages = Math.ceil((0.9 * totalmem()) / 4096);
+  try {
+    const dest = receive({ listen: server, createTarget: (r) => { created++; return new MirrorTarget(r); }, onLog: (l) => log.push(l) });
+    // A HELLO announcing ~90 % of this host's memory, from a peer that never sends a page.
+    const peer = net.connect(address.port, '127.0.0.1');
+    peer.on('error', () => undefined);
+    const answer: Buffer[] = [];
+    peer.on('data', (d: Buffer) => answer.push(d));
+    await new Promise<void>((resolve) => peer.once('connect', () => resolve()));
+    peer.write(encodePreface());
+    peer.write(encodeHello({ session: new Uint8Array(16).fill(5), role: ChannelRole.BULK, mode: 'live', capabilities: 0, regions: ramRegions(pages) }));
+    await within(new Promise((r) => peer.once('close', r)), 10_000, 'refused connection closed');
+    assert.is(created, 0, 'createTarget was never called');
+    assert.ok(Buffer.concat(answer).includes(Buffer.from('larger than this destination accepts')), 'the peer is told why');
+    // The destination logs the refusal once its side of the connection has closed.
+    await within((async () => { while (!log.some((l) => /larger than this destination accepts/.test(l))) await new Promise((r) => setTimeout(r, 5)); })(), 10_000, 'refusal logged');
+    // It keeps waiting: a real, small guest still migrates.
+    const report = await within(migrate(new MirrorSource(64), address, { mode: 'live' }), 30_000, 'migrate');
+    assert.is(report.outcome, 'completed');
+    assert.is((await within(dest, 30_000, 'receive')).report.outcome, 'completed');
+  } finally {
     server.close();
   }
 });

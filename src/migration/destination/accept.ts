@@ -5,7 +5,7 @@
 // during a session is turned away. Once a session got past setup, its end ends the wait.
 
 import type net from 'node:net';
-import { totalmem } from 'node:os';
+import { freemem } from 'node:os';
 import { ErrorCode, MemshiftError } from '../../errors.js';
 import type { Region } from '../../memory/types.js';
 import { ChannelRole, FrameType, Limits } from '../../protocol/constants.js';
@@ -47,7 +47,7 @@ export function receiveMigration(server: net.Server, options: DestinationOptions
           if (hello.role !== ChannelRole.BULK) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `no session ${Buffer.from(hello.session).toString('hex')} to attach a ${hello.role === ChannelRole.URGENT ? 'urgent' : 'bulk'} channel to`);
           // One migration at a time is decided here, at HELLO: a connection opened earlier must not start a second.
           if (session !== null) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, 'a migration is already in progress on this destination');
-          checkRegions(hello.regions, options.maxGuestBytes ?? totalmem());
+          checkRegions(hello.regions, options.maxGuestBytes ?? defaultMaxGuestBytes());
           mine = true;
           session = new Session(channel, hello, options, (end: SessionEnd) => {
             if (end.accepted || options.signal?.aborted) {
@@ -73,6 +73,15 @@ export function receiveMigration(server: net.Server, options: DestinationOptions
       else session.cancel();
     }, { once: true });
   });
+}
+
+/**
+ * The largest guest accepted when the caller set no cap: three quarters of the memory available now
+ * (not all of it, and not the machine's total: a HELLO must not be able to push this host into
+ * swapping or the OOM killer by asking for more than it has to spare).
+ */
+export function defaultMaxGuestBytes(): number {
+  return Math.floor(0.75 * freemem());
 }
 
 function checkRegions(regions: readonly Region[], maxBytes: number): void {

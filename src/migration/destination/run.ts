@@ -19,7 +19,7 @@ export interface DestinationOptions {
   /** The target was pre-touched before the migration began, in this many ms (a prepared destination). */
   preallocatedMs?: number;
   handshakeTimeoutMs: number;
-  /** Largest guest this destination accepts, in bytes (default: physical memory). */
+  /** Largest guest this destination accepts, in bytes (default: three quarters of the memory available). */
   maxGuestBytes?: number;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
