@@ -66,6 +66,8 @@ export interface MigrateOptions {
   connectTimeoutMs?: number;
   /** Longest wait for each answer from the destination (default 60 s). */
   answerTimeoutMs?: number;
+  /** The longest the destination may take no bytes while some are queued for it (default 20 s). */
+  stallTimeoutMs?: number;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
 }
@@ -139,6 +141,7 @@ export async function migrate(source: MemorySource, to: string | Address | net.S
     maxBandwidth: options.maxBandwidth === undefined ? null : positiveInt(options.maxBandwidth, 'maxBandwidth', 1024),
     connectTimeoutMs: options.connectTimeoutMs === undefined ? 10_000 : positiveInt(options.connectTimeoutMs, 'connectTimeoutMs'),
     answerTimeoutMs: options.answerTimeoutMs === undefined ? 60_000 : positiveInt(options.answerTimeoutMs, 'answerTimeoutMs'),
+    stallTimeoutMs: options.stallTimeoutMs === undefined ? undefined : positiveInt(options.stallTimeoutMs, 'stallTimeoutMs'),
     signal: options.signal,
     onProgress: options.onProgress,
   });
@@ -165,6 +168,8 @@ export interface ReceiveOptions {
   /** Touch all target memory before receiving (default false): at once for `target`, else during setup. */
   prealloc?: boolean;
   handshakeTimeoutMs?: number;
+  /** While the source is due to send, the longest silence accepted before failing (default 20 s). */
+  idleTimeoutMs?: number;
   /** Largest guest accepted, in bytes (default: three quarters of the memory available when its HELLO arrives). */
   maxGuestBytes?: number;
   signal?: AbortSignal;
@@ -205,6 +210,7 @@ export async function receive(options: ReceiveOptions): Promise<DestinationResul
       prealloc: options.prealloc ?? false,
       preallocatedMs,
       handshakeTimeoutMs: options.handshakeTimeoutMs === undefined ? 10_000 : positiveInt(options.handshakeTimeoutMs, 'handshakeTimeoutMs'),
+      idleTimeoutMs: options.idleTimeoutMs === undefined ? undefined : positiveInt(options.idleTimeoutMs, 'idleTimeoutMs'),
       maxGuestBytes: options.maxGuestBytes === undefined ? undefined : positiveInt(options.maxGuestBytes, 'maxGuestBytes'),
       signal: options.signal,
       onProgress: options.onProgress,

@@ -23,6 +23,7 @@ export const destFlags: Flags = {
   prealloc: { type: 'boolean', help: 'touch all guest memory before receiving (like -mem-prealloc); with --memory, before listening' },
   'max-memory': { type: 'string', value: 'SIZE', help: 'largest guest accepted (default: three quarters of the memory available at the HELLO)' },
   'slab-size': { type: 'string', value: 'SIZE', help: 'most guest RAM per shared memory slab', default: '3GiB' },
+  'idle-timeout': { type: 'string', value: 'MS', help: 'fail when the source, due to send, sends nothing for this long', default: '20000' },
   quiet: { type: 'boolean', help: 'no progress line or summary' },
   help: { type: 'boolean', help: 'show this help' },
 };
@@ -54,6 +55,7 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
       listen: server,
       ...(prepared !== null ? { target: prepared } : { createTarget: (regions) => SimulatedGuest.receiving(regions, { maxSlabBytes }) }),
       prealloc: a.prealloc === true,
+      idleTimeoutMs: parseInteger(requireString(a, 'idle-timeout'), '--idle-timeout', 1),
       maxGuestBytes: maxMemory === undefined ? undefined : parseSize(maxMemory, '--max-memory'),
       onProgress: a.quiet ? undefined : (p) => printer.update(p),
       onLog: (line) => {

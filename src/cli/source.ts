@@ -33,6 +33,7 @@ export const sourceFlags: Flags = {
   'cache-size': { type: 'string', value: 'SIZE', help: 'XBZRLE cache', default: '64MiB' },
   report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
   'dump-memory': { type: 'string', value: 'FILE', help: 'write the RAM image (all RAM regions, in order) when the guest stops (pause point, or after a failure)' },
+  'stall-timeout': { type: 'string', value: 'MS', help: 'fail when the destination takes no bytes for this long', default: '20000' },
   quiet: { type: 'boolean', help: 'no progress line or summary' },
   help: { type: 'boolean', help: 'show this help' },
 };
@@ -77,6 +78,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
         encoders: encoders === undefined ? undefined : parseInteger(encoders, '--encoders', 1),
         maxBandwidth: bandwidth === undefined ? undefined : parseSize(bandwidth, '--max-bandwidth'),
         signal: signals.cancel,
+        stallTimeoutMs: parseInteger(requireString(a, 'stall-timeout'), '--stall-timeout', 1),
         onProgress: (p) => {
           signals.phase = p.phase;
           if (!a.quiet) printer.update(p);

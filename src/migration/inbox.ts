@@ -34,7 +34,10 @@ export class Inbox {
 
   private onFrame(frame: Frame): void {
     if (frame.type === FrameType.ERROR) {
-      this.fail(peerError(decodeError(frame.buf, frame.bodyOffset, frame.bodyLength), this.channel.peer));
+      const err = peerError(decodeError(frame.buf, frame.bodyOffset, frame.bodyLength), this.channel.peer);
+      this.fail(err);
+      // The peer has given up: stop sending to it now, so that every pending send fails with its reason.
+      this.channel.destroy(err);
       return;
     }
     const w = this.waiter;

@@ -42,6 +42,9 @@ export interface FrameLink {
   /** Where the migration is, for error messages. */
   phase: string;
   readonly bytesReceived: number;
+  /** Bytes queued and not yet taken by the kernel, and bytes it has taken (stall detection). */
+  readonly queuedBytes: number;
+  readonly flushedBytes: number;
   /** The local address (where a second listener on this host is reachable). */
   readonly localHost: string;
   readonly isClosed: boolean;
@@ -53,6 +56,9 @@ export interface FrameLink {
   close(): Promise<void>;
   destroy(err?: MemshiftError): void;
 }
+
+/** How long a failed channel keeps reading (and dropping) before it resets the connection. */
+const FAIL_LINGER_MS = 1000;
 
 export class Channel implements FrameLink {
   readonly peer: string;
@@ -132,6 +138,18 @@ export class Channel implements FrameLink {
 
   private onRead(n: number): void {
     if (this.closed) return;
+    if (this.failure !== null) {
+      // Failed: what still arrives is read and dropped, so that the peer's writes meet no reset before
+      // it has read our ERROR frame (a reset would discard it unread).
+      try {
+        this.reader.commit(Math.min(n, this.reader.writable().length));
+        this.reader.discard(this.reader.buffered);
+      } catch {
+        // A frame half read when we failed: start over on the same buffer, nothing in it matters now.
+        this.reader = new FrameReader(this.reader.buf, this.reader.maxBody);
+      }
+      return;
+    }
     this.bytesReceived += n;
     if (this.handed !== null && this.handed.reader !== this.reader) {
       // This read went to the replaced reader's buffer: move it over.
@@ -205,6 +223,11 @@ export class Channel implements FrameLink {
     return this.socket.writableLength;
   }
 
+  /** Bytes the kernel has taken so far: a sender that sees this stand still while bytes queue is stalled. */
+  get flushedBytes(): number {
+    return this.bytesSent - this.socket.writableLength;
+  }
+
   /**
    * Fails the channel: tells the peer why (an ERROR frame, best effort) and closes. Handlers see
    * `err` in onClosed.
@@ -215,7 +238,8 @@ export class Channel implements FrameLink {
     // Encoding is ours and cannot fail; a socket that is already unusable is destroyed below.
     const frame = encodeError({ code: err.code, message: err.message });
     if (this.socket.writable) this.socket.end(frame);
-    setTimeout(() => this.socket.destroy(), 200).unref();
+    // Long enough for the peer to read the ERROR frame while we drop what it still sends.
+    setTimeout(() => this.socket.destroy(), FAIL_LINGER_MS).unref();
   }
 
   /** Orderly close after everything queued is written; onClosed(null). */

@@ -16,6 +16,9 @@ export type Tap = (frameType: number, from: 'a' | 'b') => 'deliver' | 'cut';
 class MemoryLink implements FrameLink {
   phase = 'handshake';
   bytesReceived = 0;
+  /** Delivered on the next turn: nothing stays queued here. */
+  readonly queuedBytes = 0;
+  flushedBytes = 0;
   readonly localHost = '127.0.0.1';
   other!: MemoryLink;
   /** Frame types this end received, in order. */
@@ -45,6 +48,7 @@ class MemoryLink implements FrameLink {
   sendSegments(segments: readonly Uint8Array[]): Promise<void> {
     if (this.closed) return Promise.reject(new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${this.peer}: link closed during ${this.phase}`));
     const bytes = Buffer.concat(segments.map((s) => Buffer.from(s)));
+    this.flushedBytes += bytes.length;
     return new Promise((resolve) => setImmediate(() => {
       const h = readFrameHeader(bytes, 0, bytes.length);
       if (h !== null && this.tap(h.type, this.side) === 'cut') {

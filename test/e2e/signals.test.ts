@@ -74,4 +74,27 @@ test('an output path that cannot be written is a usage error before anything sta
   }
 }));
 
+test('a destination frozen mid warm pass (SIGSTOP): the source times out instead of waiting, and its guest resumes exactly', deadline(60_000, async () => {
+  const guest: GuestCase = { seed: 73, memory: '64MiB', workload: 'hotset', fill: 'random' };
+  const dest = await startDestination(['--report', join(dir, 'dest.json')]);
+  const source = memshift([
+    'source', '--connect', `127.0.0.1:${dest.port}`, '--memory', '64MiB', '--seed', '73', '--workload', 'hotset', '--fill', 'random',
+    '--mode', 'warm', '--stall-timeout', '1000', '--quiet', '--report', join(dir, 'src.json'), '--dump-memory', join(dir, 'src.img'),
+  ]);
+  await waitForOutput(dest, (t) => t.includes('accepted warm migration'));
+  dest.proc.kill('SIGSTOP');
+  try {
+    const s = await source.done;
+    assert.is(s.code, 1, s.stderr);
+    const r = report('src.json');
+    assert.is(r.outcome, 'failed');
+    assert.is(r.error?.code, 'MS_ERR_TIMEOUT');
+    assert.match(r.error!.message, /took no bytes for \d+ ms during stop-and-copy pass 1/);
+    // Warm paused the guest for its pass; the failure resumed it, and it ran on exactly.
+    assert.is(diffAgainstReplay(join(dir, 'src.img'), guest, r.guestSteps), null);
+  } finally {
+    dest.proc.kill('SIGCONT');
+  }
+}));
+
 test.run();

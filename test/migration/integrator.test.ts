@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import { ErrorCode } from '../../src/errors.js';
 import { listen, migrate, receive, type MemshiftError } from '../../src/index.js';
 import type { Region } from '../../src/memory/types.js';
-import { ChannelRole } from '../../src/protocol/constants.js';
+import { ChannelRole, FrameType } from '../../src/protocol/constants.js';
 import { encodeHello, encodePreface } from '../../src/protocol/handshake.js';
 import { MirrorSource, MirrorTarget, ramRegions, within } from '../_support/mirror-guest.js';
 
@@ -216,6 +216,34 @@ test('without a cap, a guest larger than three quarters of the available memory 
     const report = await within(migrate(new MirrorSource(64), address, { mode: 'live' }), 30_000, 'migrate');
     assert.is(report.outcome, 'completed');
     assert.is((await within(dest, 30_000, 'receive')).report.outcome, 'completed');
+  } finally {
+    server.close();
+  }
+});
+
+test('a source that goes silent mid-frame (a length that lies) fails the destination with a timeout, not a wait forever', async () => {
+  const { server, address } = await listen('127.0.0.1:0');
+  try {
+    const dest = receive({ listen: server, createTarget: (r) => new MirrorTarget(r), idleTimeoutMs: 300 });
+    const peer = net.connect(address.port, '127.0.0.1');
+    peer.on('error', () => undefined);
+    const answer: Buffer[] = [];
+    peer.on('data', (d: Buffer) => answer.push(d));
+    await new Promise<void>((resolve) => peer.once('connect', () => resolve()));
+    peer.write(encodePreface());
+    peer.write(encodeHello({ session: new Uint8Array(16).fill(6), role: ChannelRole.BULK, mode: 'live', capabilities: 0, regions: ramRegions(64) }));
+    // After HELLO_ACK: a PAGE_BATCH header announcing 4096 body bytes, then only 10 of them, then silence.
+    await within((async () => { while (Buffer.concat(answer).length < 12 + 16 + 24) await new Promise((r) => setTimeout(r, 5)); })(), 10_000, 'HELLO_ACK');
+    const header = Buffer.alloc(16);
+    header.writeUInt32LE(4096, 0);
+    header.writeUInt8(FrameType.PAGE_BATCH, 4);
+    header.writeUInt32LE(64, 8);
+    peer.write(Buffer.concat([header, Buffer.alloc(10)]));
+    const result = await within(dest, 10_000, 'receive');
+    assert.is(result.report.outcome, 'failed');
+    assert.is(result.report.error?.code, ErrorCode.TIMEOUT);
+    assert.match(result.report.error!.message, /nothing received for \d+ ms during pre-copy/);
+    peer.destroy();
   } finally {
     server.close();
   }

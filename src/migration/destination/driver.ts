@@ -18,7 +18,7 @@ import type { Frame } from '../../protocol/frame-reader.js';
 import type { FrameLink } from '../../transport/channel.js';
 import { BoardState } from '../postcopy-board.js';
 import { assembleReport, failureOutcome, stepRate, type Ending } from '../report.js';
-import { isFinalDest, stepDest, type DestEvent, type DestState } from './machine.js';
+import { awaitsSource, isFinalDest, stepDest, type DestEvent, type DestState } from './machine.js';
 import { confirmPostcopy, postcopyStats, runPostcopySwitchover } from './phases/postcopy.js';
 import { receiveFrame } from './phases/receive.js';
 import { runSetup } from './phases/setup.js';
@@ -26,6 +26,9 @@ import { runSwitchover, sendResumed } from './phases/switchover.js';
 import { DestinationRun, type DestinationOptions, type DestinationResult } from './run.js';
 
 export type { DestinationOptions, DestinationResult } from './run.js';
+
+/** The longest silence accepted from a source that is due to send (a frozen or lying peer). */
+export const DEFAULT_IDLE_TIMEOUT_MS = 20_000;
 export { pretouch } from './phases/setup.js';
 
 /** How a session ended: its result, and whether it got past setup (a refused guest does not end the wait). */
@@ -40,6 +43,7 @@ export class Session {
   private readonly run: DestinationRun;
   private accepted = false;
   private done = false;
+  private readonly watchdog: NodeJS.Timeout;
 
   constructor(
     private readonly channel: FrameLink,
@@ -52,7 +56,27 @@ export class Session {
       onFrame: (f) => this.onFrame(f),
       onClosed: (e) => this.dispatch({ type: 'closed', error: e ?? new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${channel.peer} closed the connection during ${channel.phase}`) }),
     });
+    this.watchdog = this.watchSilence(options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS);
     this.dispatch({ type: 'hello', mode: hello.mode });
+  }
+
+  /** Fails the session when the source is due to send and nothing has arrived for `limitMs`. */
+  private watchSilence(limitMs: number): NodeJS.Timeout {
+    let seen = this.channel.bytesReceived;
+    let since = performance.now();
+    const timer = setInterval(() => {
+      const now = performance.now();
+      if (this.channel.bytesReceived !== seen || !awaitsSource(this.state)) {
+        seen = this.channel.bytesReceived;
+        since = now;
+        return;
+      }
+      if (now - since >= limitMs) {
+        this.dispatch({ type: 'error', error: new MemshiftError(ErrorCode.TIMEOUT, `${this.channel.peer}: nothing received for ${Math.round(now - since)} ms during ${this.channel.phase}`, { peer: this.channel.peer, phase: this.channel.phase }) });
+      }
+    }, Math.min(1000, Math.max(10, limitMs / 4)));
+    timer.unref();
+    return timer;
   }
 
   /** A frame the state cannot take fails the session with that frame's error (the first error wins). */
@@ -131,6 +155,7 @@ export class Session {
   private end(s: DestState): void {
     if (this.done || !isFinalDest(s)) return;
     this.done = true;
+    clearInterval(this.watchdog);
     const run = this.run;
     if (s.kind === 'postcopy-paused') {
       // The only complete copy is split across both hosts: keep every page, leave the vCPU blocked.

@@ -79,6 +79,14 @@ export function acceptsPages(s: DestState): boolean {
   return s.kind === 'receiving' || s.kind === 'postcopy-running';
 }
 
+/**
+ * Whether the source is due to send now: between HELLO_ACK and SWITCHOVER, and during post-copy. A
+ * silence then is a stalled or broken peer (a frame length that lies, a frozen process), not a pause.
+ */
+export function awaitsSource(s: DestState): boolean {
+  return s.kind === 'receiving' || s.kind === 'postcopy-running';
+}
+
 /** Whether a page written now must win its claim bit (the resumed guest may have written it since). */
 export function claimsPages(s: DestState): boolean {
   return s.kind === 'postcopy-running';

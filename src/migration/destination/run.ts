@@ -19,6 +19,8 @@ export interface DestinationOptions {
   /** The target was pre-touched before the migration began, in this many ms (a prepared destination). */
   preallocatedMs?: number;
   handshakeTimeoutMs: number;
+  /** While the source is due to send (receiving, post-copy), the longest silence accepted (default 20 s). */
+  idleTimeoutMs?: number;
   /** Largest guest this destination accepts, in bytes (default: three quarters of the memory available). */
   maxGuestBytes?: number;
   signal?: AbortSignal;

@@ -31,7 +31,9 @@ export interface SourceResult {
 export async function runSource(source: MemorySource, options: SourceOptions): Promise<SourceResult> {
   const run = new SourceRun(source, options);
   let state: SourceState = { kind: 'setup' };
+  let unwatch: (() => void) | null = null;
   while (!isFinal(state)) {
+    if (unwatch === null && run.channel !== null) unwatch = run.watchStalls(options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS);
     let event: SourceEvent;
     try {
       event = await runPhase(run, state);
@@ -44,6 +46,7 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
       state = stepSource(state, failureEvent(err));
     }
   }
+  unwatch?.();
   await settle(run, state);
   const end = ending(state);
   const report = assembleReport(run.record, end);
@@ -71,6 +74,9 @@ function runPhase(run: SourceRun, s: SourceState): Promise<SourceEvent> {
       throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `no phase runs in the final state ${s.kind}`);
   }
 }
+
+/** The longest a destination may take no bytes while some are queued for it. */
+export const DEFAULT_STALL_TIMEOUT_MS = 20_000;
 
 /** How long a broken send waits for the ERROR frame that explains it (it may still be in flight). */
 const EXPLANATION_WAIT_MS = 250;

@@ -36,6 +36,8 @@ export interface SourceOptions {
   connectTimeoutMs: number;
   /** How long to wait for each answer of the destination (HELLO_ACK, RESUMED, POSTCOPY_DONE). */
   answerTimeoutMs: number;
+  /** The longest the destination may take no bytes while some are queued for it (default 20 s). */
+  stallTimeoutMs?: number;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
 }
@@ -125,6 +127,32 @@ export class SourceRun {
     this.throttlePercent = percent;
     this.record.throttlePercent = percent;
     this.source.throttle(percent);
+  }
+
+  /**
+   * Fails the channel when bytes are queued for the destination and the kernel took none of them for
+   * `limitMs` (a frozen or wedged destination): every pending send then rejects with the timeout, so
+   * the phase fails and the machine decides what it means for the guest. Returns the stop function.
+   */
+  watchStalls(limitMs: number): () => void {
+    const channel = this.channel;
+    if (channel === null) return () => undefined;
+    let flushed = channel.flushedBytes;
+    let since = performance.now();
+    const timer = setInterval(() => {
+      const now = performance.now();
+      if (channel.flushedBytes !== flushed || channel.queuedBytes === 0) {
+        flushed = channel.flushedBytes;
+        since = now;
+        return;
+      }
+      if (now - since >= limitMs) {
+        clearInterval(timer);
+        channel.fail(new MemshiftError(ErrorCode.TIMEOUT, `${this.peer} took no bytes for ${Math.round(now - since)} ms during ${channel.phase} (${channel.queuedBytes} queued)`, { peer: this.peer, phase: channel.phase }));
+      }
+    }, Math.min(1000, Math.max(10, limitMs / 4)));
+    timer.unref();
+    return () => clearInterval(timer);
   }
 
   checkCancel(phase: string): void {
