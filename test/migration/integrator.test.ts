@@ -9,9 +9,9 @@ import * as assert from 'uvu/assert';
 import { ErrorCode } from '../../src/errors.js';
 import { listen, migrate, receive, type MemshiftError } from '../../src/index.js';
 import type { Region } from '../../src/memory/types.js';
-import { ChannelRole, FrameType } from '../../src/protocol/constants.js';
+import { Capability, ChannelRole, FrameType } from '../../src/protocol/constants.js';
 import { encodeHello, encodePreface } from '../../src/protocol/handshake.js';
-import { MirrorSource, MirrorTarget, ramRegions, within } from '../_support/mirror-guest.js';
+import { MirrorSource, MirrorTarget, PostcopyMirrorTarget, ramRegions, within } from '../_support/mirror-guest.js';
 
 const PAGES = 256;
 
@@ -245,6 +245,36 @@ test('a source that goes silent mid-frame (a length that lies) fails the destina
     assert.match(result.report.error!.message, /nothing received for \d+ ms during pre-copy/);
     peer.destroy();
   } finally {
+    server.close();
+  }
+});
+
+test('a silent connection to the urgent port is dropped at the handshake timeout', async () => {
+  const { server, address } = await listen('127.0.0.1:0');
+  const peer = net.connect(address.port, '127.0.0.1');
+  let silent: net.Socket | null = null;
+  try {
+    const dest = receive({ listen: server, createTarget: (r) => new PostcopyMirrorTarget(r), handshakeTimeoutMs: 300 });
+    peer.on('error', () => undefined);
+    const answer: Buffer[] = [];
+    peer.on('data', (d: Buffer) => answer.push(d));
+    await new Promise<void>((resolve) => peer.once('connect', () => resolve()));
+    peer.write(encodePreface());
+    peer.write(encodeHello({ session: new Uint8Array(16).fill(8), role: ChannelRole.BULK, mode: 'postcopy', capabilities: Capability.POSTCOPY, regions: ramRegions(64) }));
+    // HELLO_ACK: preface (12) + header (16) + session[16] capabilities:u32 urgentPort:u16 0:u16.
+    await within((async () => { while (Buffer.concat(answer).length < 12 + 16 + 24) await new Promise((r) => setTimeout(r, 5)); })(), 10_000, 'HELLO_ACK');
+    const urgentPort = Buffer.concat(answer).readUInt16LE(12 + 16 + 20);
+    assert.ok(urgentPort > 0, 'post-copy negotiated: an urgent port is announced');
+    silent = net.connect(urgentPort, '127.0.0.1');
+    silent.on('error', () => undefined);
+    silent.resume();
+    const closed = new Promise((r) => silent!.once('close', r));
+    await within(closed, 10_000, 'the silent urgent connection is closed');
+    peer.destroy();
+    assert.is((await within(dest, 10_000, 'receive')).report.outcome, 'failed');
+  } finally {
+    silent?.destroy();
+    peer.destroy();
     server.close();
   }
 });

@@ -37,6 +37,8 @@ export interface UrgentListenerData {
   host: string;
   mailbox: SharedArrayBuffer;
   board: SharedArrayBuffer;
+  /** How long an accepted connection may take to send its HELLO before it is dropped. */
+  helloTimeoutMs: number;
 }
 
 const data = workerData as UrgentListenerData;
@@ -69,8 +71,11 @@ async function main(): Promise<void> {
         maxBody: Math.max(maxBody, Limits.MAX_CONTROL_BODY_BYTES),
         peer: `source urgent channel ${socket.remoteAddress}:${socket.remotePort}`,
       });
+      // A connection that stays silent must not hold a descriptor here for good.
+      const silent = setTimeout(() => ch.fail(new MemshiftError(ErrorCode.TIMEOUT, `no HELLO within ${data.helloTimeoutMs} ms on the urgent port`)), data.helloTimeoutMs);
       ch.setHandlers({
         onFrame: (f) => {
+          clearTimeout(silent);
           if (f.type !== FrameType.HELLO) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `expected HELLO on the urgent channel, got ${frameTypeName(f.type)}`);
           const hello = decodeHello(f.buf, f.bodyOffset, f.bodyLength);
           if (hello.role !== ChannelRole.URGENT || Buffer.compare(hello.session, data.session) !== 0) {
@@ -79,7 +84,7 @@ async function main(): Promise<void> {
           server.close();
           resolve(ch);
         },
-        onClosed: () => undefined,
+        onClosed: () => clearTimeout(silent),
       });
     });
   });

@@ -60,13 +60,13 @@ export class UrgentListener {
   }
 
   /** Arms the target's page gate and starts the fault thread listening on `host`. */
-  static async start(target: MemoryTarget, session: Uint8Array, host: string): Promise<UrgentListener> {
+  static async start(target: MemoryTarget, session: Uint8Array, host: string, helloTimeoutMs: number): Promise<UrgentListener> {
     if (target.enablePageGate === undefined) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, 'this target cannot run post-copy');
     const gate = target.enablePageGate();
     const board = createDestBoard();
     const data: UrgentListenerData = {
       slabs: target.regions.flatMap((r) => [...target.slabsOf(r.id)]), regions: [...target.regions], session, host,
-      mailbox: gate.mailbox, board: board.buffer as SharedArrayBuffer,
+      mailbox: gate.mailbox, board: board.buffer as SharedArrayBuffer, helloTimeoutMs,
     };
     const worker = new Worker(new URL('./urgent-listener-thread.js', import.meta.url), { workerData: data });
     let onConnected: () => void = () => undefined;
