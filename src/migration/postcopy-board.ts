@@ -12,6 +12,7 @@
 //   [0] FAULTS_SEEN  requests received    [1] SENT_URGENT pages answered    [2] STATE 0 running, 1 link lost, 2 done
 //   [8] RING_COUNT   faults in the ring   [9 + 2 (i % FAULT_RING)] = region id, [+1] = region page
 
+import type { Worker } from 'node:worker_threads';
 import { createBoard, type Board } from '../memory/shared-board.js';
 
 export const DestBoard = {
@@ -66,3 +67,18 @@ export type FaultThreadMessage =
   | { type: 'connected' }
   | { type: 'all-present' }
   | { type: 'link-lost'; code: string; message: string };
+
+/** How long a stopped fault thread may take to leave its loop before it is terminated. */
+const STOP_GRACE_MS = 1000;
+
+/**
+ * Waits for a fault thread to exit. One that never got its peer (still waiting for the urgent
+ * connection) is not in its loop and would never see the board: it is terminated after a grace.
+ */
+export async function endThread(worker: Worker, exited: boolean): Promise<void> {
+  if (exited) return;
+  const gone = new Promise((resolve) => worker.once('exit', resolve));
+  const timer = setTimeout(() => void worker.terminate(), STOP_GRACE_MS);
+  await gone;
+  clearTimeout(timer);
+}

@@ -16,7 +16,7 @@ import type { Board } from '../../memory/shared-board.js';
 import type { MemoryTarget, Region } from '../../memory/types.js';
 import type { MissingPages } from '../../protocol/control.js';
 import { viewsOf } from '../../wasm/views.js';
-import { BoardState, DestBoard, createDestBoard, type FaultThreadMessage } from '../postcopy-board.js';
+import { BoardState, DestBoard, createDestBoard, endThread, type FaultThreadMessage } from '../postcopy-board.js';
 import { percentile } from '../report.js';
 import type { UrgentListenerData } from './urgent-listener-thread.js';
 
@@ -185,7 +185,7 @@ export class UrgentListener {
     this.stopping = true;
     Atomics.compareExchange(this.board, DestBoard.STATE, BoardState.RUNNING, state);
     Atomics.notify(this.mailbox, Mailbox.FAULT_SEQ);
-    if (!this.exited) await new Promise((resolve) => this.worker.once('exit', resolve));
+    await endThread(this.worker, this.exited);
   }
 }
 

@@ -14,7 +14,7 @@ import type { Board } from '../../memory/shared-board.js';
 import type { Slab } from '../../memory/slab.js';
 import type { Region } from '../../memory/types.js';
 import type { Address } from '../../transport/tcp.js';
-import { BoardState, SourceBoard, createSourceBoard, readFaultRing, type Fault, type FaultThreadMessage } from '../postcopy-board.js';
+import { BoardState, SourceBoard, createSourceBoard, endThread, readFaultRing, type Fault, type FaultThreadMessage } from '../postcopy-board.js';
 import type { UrgentConnectorData } from './urgent-connector-thread.js';
 
 /** How long the thread may take to connect the urgent channel. */
@@ -91,6 +91,6 @@ export class UrgentConnector {
     this.stopping = true;
     Atomics.compareExchange(this.board, SourceBoard.STATE, BoardState.RUNNING, state);
     Atomics.notify(this.board, SourceBoard.STATE);
-    if (!this.exited) await new Promise((resolve) => this.worker.once('exit', resolve));
+    await endThread(this.worker, this.exited);
   }
 }
