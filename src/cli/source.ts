@@ -120,8 +120,8 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
   return ExitStatus.COMPLETED;
 }
 
-/** Phases in which the guest is, or may be, split across both hosts: a signal must not end them lightly. */
-const SPLIT_PHASES = new Set(['post-copy switchover', 'post-copy', 'postcopy-switching', 'postcopy-running']);
+/** The progress phase in which the guest is split across both hosts: a signal must not end it lightly. */
+const SPLIT_PHASE = 'post-copy';
 
 /**
  * SIGINT / SIGTERM while migrating. Before the switchover they cancel: the guest keeps running here,
@@ -140,7 +140,7 @@ function cancelOnSignal(): { cancel: AbortSignal; phase: string; stop(): void } 
     },
   };
   const onSignal = (signal: NodeJS.Signals): void => {
-    if (SPLIT_PHASES.has(state.phase) && !refused) {
+    if (state.phase === SPLIT_PHASE && !refused) {
       refused = true;
       console.error(`memshift source: ${signal} refused: during post-copy the guest is split across both hosts; send it again to pause both sides with every page kept`);
       return;

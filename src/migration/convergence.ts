@@ -42,15 +42,14 @@ export interface ConvergencePolicy {
   postcopyAfter: number | null;
   /** How a converged pre-copy ends: stop-and-copy (live), or post-copy (hybrid). Default stop-and-copy. */
   switchoverTo?: 'stop-and-copy' | 'postcopy';
-  /** What a switchover costs besides moving the last pages (default SWITCHOVER_COST_MS). */
-  switchoverCostMs?: number;
-  /** Throttle policy: rule 5 fires at this share of the bandwidth, in % (default 50, as QEMU's throttle-trigger-threshold). */
-  throttleTriggerPercent?: number;
+  /** What a switchover costs besides moving the last pages (DEFAULT_POLICY: SWITCHOVER_COST_MS). */
+  switchoverCostMs: number;
+  /** Throttle policy: rule 5 fires at this share of the bandwidth, in % (DEFAULT_POLICY: 50, as QEMU's throttle-trigger-threshold). */
+  throttleTriggerPercent: number;
 }
 
 /** Pause + device state + RESUMED's round trip + resume, measured on loopback here: 2–4 ms. */
 export const SWITCHOVER_COST_MS = 3;
-export const DEFAULT_THROTTLE_TRIGGER_PERCENT = 50;
 
 export const DEFAULT_POLICY: ConvergencePolicy = {
   downtimeLimitMs: 300,
@@ -63,6 +62,7 @@ export const DEFAULT_POLICY: ConvergencePolicy = {
   throttleMax: 99,
   postcopyAfter: null,
   switchoverCostMs: SWITCHOVER_COST_MS,
+  throttleTriggerPercent: 50,
 };
 
 export interface ConvergenceMetrics {
@@ -105,7 +105,7 @@ const mbs = (bytesPerSecond: number): string => `${fmt(bytesPerSecond / 1e6)} MB
 
 /** Rule 1's expected downtime: the fixed switchover cost plus the last pages at the rate a small pass sees. */
 export function predictedDowntimeMs(m: ConvergenceMetrics, p: ConvergencePolicy): number {
-  return expectedDowntimeMs(m.remainingBytes, transferBandwidth(m)) + (p.switchoverCostMs ?? 0);
+  return expectedDowntimeMs(m.remainingBytes, transferBandwidth(m)) + p.switchoverCostMs;
 }
 
 function transferBandwidth(m: ConvergenceMetrics): number {
@@ -131,7 +131,7 @@ export function decideConvergence(m: ConvergenceMetrics, p: ConvergencePolicy): 
   if (m.elapsedMs >= p.maxTimeMs) {
     return stall(m, p, 'max-time', `${fmt(m.elapsedMs / 1000)} s reached the cap of ${fmt(p.maxTimeMs / 1000)} s with expected downtime ${fmt(downtime)} ms`, true);
   }
-  const trigger = p.onStall === 'throttle' ? (p.throttleTriggerPercent ?? DEFAULT_THROTTLE_TRIGGER_PERCENT) / 100 : 1;
+  const trigger = p.onStall === 'throttle' ? p.throttleTriggerPercent / 100 : 1;
   if (m.iteration >= 2 && m.dirtyRate >= trigger * m.bandwidth && m.previousDirtyRate >= trigger * m.previousBandwidth) {
     const share = trigger < 1 ? ` (throttle trigger: ${Math.round(trigger * 100)} % of the link)` : '';
     return stall(m, p, 'dirty-rate', `guest dirties ${mbs(m.dirtyRate)}, link sends ${mbs(m.bandwidth)} (and ${mbs(m.previousDirtyRate)} vs ${mbs(m.previousBandwidth)} the iteration before)${share}`, false);

@@ -22,7 +22,6 @@ export class Inbox {
   onOther: ((frame: Frame) => void) | null = null;
   /** Called once with the first failure (peer error, closed channel, cancel). */
   onFailure: ((err: MemshiftError) => void) | null = null;
-  private failureWaiters: ((err: MemshiftError) => void)[] = [];
 
   constructor(private readonly channel: FrameLink, signal?: AbortSignal) {
     channel.setHandlers({
@@ -58,18 +57,6 @@ export class Inbox {
     return this.failure;
   }
 
-  /** The first failure once there is one, or null if none came within `timeoutMs`. */
-  failed(timeoutMs: number): Promise<MemshiftError | null> {
-    if (this.failure !== null) return Promise.resolve(this.failure);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(this.failure), timeoutMs);
-      this.failureWaiters.push((e) => {
-        clearTimeout(timer);
-        resolve(e);
-      });
-    });
-  }
-
   fail(err: MemshiftError): void {
     if (this.failure !== null) return;
     // A peer's ERROR frame explains the close that follows it: keep the first cause.
@@ -78,7 +65,6 @@ export class Inbox {
     this.waiter = null;
     w?.reject(err);
     this.onFailure?.(err);
-    for (const wake of this.failureWaiters.splice(0)) wake(err);
   }
 
   /** Waits for the next frame of one of `types`; any other queued control frame is a protocol error. */

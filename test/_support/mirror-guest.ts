@@ -119,6 +119,13 @@ export class PostcopyMirrorTarget extends MirrorTarget {
   }
 }
 
+/** Resolves once `done()` holds, checking every 5 ms; rejects after `ms` (a hang fails the test). */
+export function until(done: () => boolean, ms: number, what: string): Promise<void> {
+  return within((async () => {
+    while (!done()) await new Promise((r) => setTimeout(r, 5));
+  })(), ms, what);
+}
+
 /** Rejects with a timeout error if `p` has not settled within `ms` (a hang fails the test). */
 export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout;

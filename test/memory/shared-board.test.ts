@@ -24,10 +24,13 @@ test('waitUntil gives up at its timeout with the last check', async () => {
   assert.is(seen, false);
 });
 
-test('waitForChange returns at once when the slot already differs', async () => {
+test('waitForChange returns at once when the slot already differs: before the next turn of the event loop', async () => {
   const board = createBoard(1);
   Atomics.store(board, 0, 3);
+  let nextTurn = false;
+  setImmediate(() => { nextTurn = true; });
   await waitForChange(board, 0, 0, 60_000);
+  assert.is(nextTurn, false, 'it waited');
   assert.is(Atomics.load(board, 0), 3);
 });
 

@@ -11,7 +11,7 @@ import { listen, migrate, receive, type MemshiftError } from '../../src/index.js
 import type { Region } from '../../src/memory/types.js';
 import { Capability, ChannelRole, FrameType } from '../../src/protocol/constants.js';
 import { encodeHello, encodePreface } from '../../src/protocol/handshake.js';
-import { MirrorSource, MirrorTarget, PostcopyMirrorTarget, ramRegions, within } from '../_support/mirror-guest.js';
+import { MirrorSource, MirrorTarget, PostcopyMirrorTarget, ramRegions, until, within } from '../_support/mirror-guest.js';
 
 const PAGES = 256;
 
@@ -175,7 +175,7 @@ test('one migration at a time is decided at HELLO: a connection opened earlier c
     const source = new MirrorSource(64);
     source.write(3, 77);
     const migration = migrate(source, address, { mode: 'live' });
-    while (!log.some((l) => l.startsWith('accepted'))) await new Promise((r) => setTimeout(r, 5));
+    await until(() => log.some((l) => l.startsWith('accepted')), 10_000, 'the real session accepted');
     // Now the early connection speaks: a HELLO of its own guest.
     early.write(encodeHello({ session: new Uint8Array(16).fill(9), role: ChannelRole.BULK, mode: 'live', capabilities: 0, regions: ramRegions(64) }));
     const report = await within(migration, 30_000, 'migrate');
@@ -211,7 +211,7 @@ test('without a cap, a guest larger than three quarters of the available memory 
     assert.is(created, 0, 'createTarget was never called');
     assert.ok(Buffer.concat(answer).includes(Buffer.from('larger than this destination accepts')), 'the peer is told why');
     // The destination logs the refusal once its side of the connection has closed.
-    await within((async () => { while (!log.some((l) => /larger than this destination accepts/.test(l))) await new Promise((r) => setTimeout(r, 5)); })(), 10_000, 'refusal logged');
+    await until(() => log.some((l) => /larger than this destination accepts/.test(l)), 10_000, 'refusal logged');
     // It keeps waiting: a real, small guest still migrates.
     const report = await within(migrate(new MirrorSource(64), address, { mode: 'live' }), 30_000, 'migrate');
     assert.is(report.outcome, 'completed');
@@ -233,7 +233,7 @@ test('a source that goes silent mid-frame (a length that lies) fails the destina
     peer.write(encodePreface());
     peer.write(encodeHello({ session: new Uint8Array(16).fill(6), role: ChannelRole.BULK, mode: 'live', capabilities: 0, regions: ramRegions(64) }));
     // After HELLO_ACK: a PAGE_BATCH header announcing 4096 body bytes, then only 10 of them, then silence.
-    await within((async () => { while (Buffer.concat(answer).length < 12 + 16 + 24) await new Promise((r) => setTimeout(r, 5)); })(), 10_000, 'HELLO_ACK');
+    await until(() => Buffer.concat(answer).length >= 12 + 16 + 24, 10_000, 'HELLO_ACK');
     const header = Buffer.alloc(16);
     header.writeUInt32LE(4096, 0);
     header.writeUInt8(FrameType.PAGE_BATCH, 4);
@@ -262,7 +262,7 @@ test('a silent connection to the urgent port is dropped at the handshake timeout
     peer.write(encodePreface());
     peer.write(encodeHello({ session: new Uint8Array(16).fill(8), role: ChannelRole.BULK, mode: 'postcopy', capabilities: Capability.POSTCOPY, regions: ramRegions(64) }));
     // HELLO_ACK: preface (12) + header (16) + session[16] capabilities:u32 urgentPort:u16 0:u16.
-    await within((async () => { while (Buffer.concat(answer).length < 12 + 16 + 24) await new Promise((r) => setTimeout(r, 5)); })(), 10_000, 'HELLO_ACK');
+    await until(() => Buffer.concat(answer).length >= 12 + 16 + 24, 10_000, 'HELLO_ACK');
     const urgentPort = Buffer.concat(answer).readUInt16LE(12 + 16 + 20);
     assert.ok(urgentPort > 0, 'post-copy negotiated: an urgent port is announced');
     silent = net.connect(urgentPort, '127.0.0.1');

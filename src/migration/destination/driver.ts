@@ -17,6 +17,7 @@ import type { Hello } from '../../protocol/handshake.js';
 import type { Frame } from '../../protocol/frame-reader.js';
 import type { FrameLink } from '../../transport/channel.js';
 import { BoardState } from '../postcopy-board.js';
+import { watchProgress } from '../watchdog.js';
 import { assembleReport, failureOutcome, stepRate, type Ending } from '../report.js';
 import { awaitsSource, isFinalDest, stepDest, type DestEvent, type DestState } from './machine.js';
 import { confirmPostcopy, postcopyStats, runPostcopySwitchover } from './phases/postcopy.js';
@@ -43,7 +44,7 @@ export class Session {
   private readonly run: DestinationRun;
   private accepted = false;
   private done = false;
-  private readonly watchdog: NodeJS.Timeout;
+  private readonly unwatch: () => void;
 
   constructor(
     private readonly channel: FrameLink,
@@ -56,27 +57,11 @@ export class Session {
       onFrame: (f) => this.onFrame(f),
       onClosed: (e) => this.dispatch({ type: 'closed', error: e ?? new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${channel.peer} closed the connection during ${channel.phase}`) }),
     });
-    this.watchdog = this.watchSilence(options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS);
+    const limitMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    this.unwatch = watchProgress(() => channel.bytesReceived, () => awaitsSource(this.state), limitMs, (silentMs) => {
+      this.dispatch({ type: 'error', error: new MemshiftError(ErrorCode.TIMEOUT, `${channel.peer}: nothing received for ${Math.round(silentMs)} ms during ${channel.phase}`, { peer: channel.peer, phase: channel.phase }) });
+    });
     this.dispatch({ type: 'hello', mode: hello.mode });
-  }
-
-  /** Fails the session when the source is due to send and nothing has arrived for `limitMs`. */
-  private watchSilence(limitMs: number): NodeJS.Timeout {
-    let seen = this.channel.bytesReceived;
-    let since = performance.now();
-    const timer = setInterval(() => {
-      const now = performance.now();
-      if (this.channel.bytesReceived !== seen || !awaitsSource(this.state)) {
-        seen = this.channel.bytesReceived;
-        since = now;
-        return;
-      }
-      if (now - since >= limitMs) {
-        this.dispatch({ type: 'error', error: new MemshiftError(ErrorCode.TIMEOUT, `${this.channel.peer}: nothing received for ${Math.round(now - since)} ms during ${this.channel.phase}`, { peer: this.channel.peer, phase: this.channel.phase }) });
-      }
-    }, Math.min(1000, Math.max(10, limitMs / 4)));
-    timer.unref();
-    return timer;
   }
 
   /** A frame the state cannot take fails the session with that frame's error (the first error wins). */
@@ -155,7 +140,7 @@ export class Session {
   private end(s: DestState): void {
     if (this.done || !isFinalDest(s)) return;
     this.done = true;
-    clearInterval(this.watchdog);
+    this.unwatch();
     const run = this.run;
     if (s.kind === 'postcopy-paused') {
       // The only complete copy is split across both hosts: keep every page, leave the vCPU blocked.

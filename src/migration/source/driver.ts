@@ -31,14 +31,12 @@ export interface SourceResult {
 export async function runSource(source: MemorySource, options: SourceOptions): Promise<SourceResult> {
   const run = new SourceRun(source, options);
   let state: SourceState = { kind: 'setup' };
-  let unwatch: (() => void) | null = null;
   while (!isFinal(state)) {
-    if (unwatch === null && run.channel !== null) unwatch = run.watchStalls(options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS);
     let event: SourceEvent;
     try {
       event = await runPhase(run, state);
     } catch (err) {
-      event = failureEvent(await theCause(run, err));
+      event = failureEvent(err);
     }
     try {
       state = stepSource(state, event);
@@ -46,7 +44,7 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
       state = stepSource(state, failureEvent(err));
     }
   }
-  unwatch?.();
+  run.unwatch();
   await settle(run, state);
   const end = ending(state);
   const report = assembleReport(run.record, end);
@@ -73,24 +71,6 @@ function runPhase(run: SourceRun, s: SourceState): Promise<SourceEvent> {
     default:
       throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `no phase runs in the final state ${s.kind}`);
   }
-}
-
-/** The longest a destination may take no bytes while some are queued for it. */
-export const DEFAULT_STALL_TIMEOUT_MS = 20_000;
-
-/** How long a broken send waits for the ERROR frame that explains it (it may still be in flight). */
-const EXPLANATION_WAIT_MS = 250;
-
-/**
- * The destination's own account when it has one: it reports what it found (a corrupt page, a bad
- * frame) in an ERROR frame and closes, and our next write then fails with a broken pipe that says
- * nothing. Only a lost link is explained this way; our own errors stand.
- */
-async function theCause(run: SourceRun, err: unknown): Promise<unknown> {
-  const e = toMemshiftError(err, ErrorCode.CONNECTION_FAILED, 'source');
-  if (e.code !== ErrorCode.CONNECTION_CLOSED || run.inbox === null) return e;
-  const peer = await run.inbox.failed(EXPLANATION_WAIT_MS);
-  return peer !== null && peer.code === ErrorCode.PEER_ERROR ? peer : e;
 }
 
 /** An ERROR frame from the destination is a definite refusal; anything else is a failure whose meaning the machine knows. */

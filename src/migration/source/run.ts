@@ -14,6 +14,7 @@ import type { FrameLink } from '../../transport/channel.js';
 import { formatAddress, type Address } from '../../transport/tcp.js';
 import type { ConvergencePolicy } from '../convergence.js';
 import type { Inbox } from '../inbox.js';
+import { watchProgress } from '../watchdog.js';
 import { BandwidthMeter } from '../metrics.js';
 import { throttledProgress, type Progress } from '../progress.js';
 import { startRecord, type RunRecord } from '../report.js';
@@ -42,14 +43,19 @@ export interface SourceOptions {
   onProgress?: (p: Progress) => void;
 }
 
-/** What the handshake established. */
-export interface SourceLink {
-  channel: FrameLink;
-  inbox: Inbox;
+/** What the handshake negotiated. */
+export interface Negotiated {
   session: Uint8Array;
   /** Capabilities both ends have. */
   capabilities: number;
   sender: PageSender;
+}
+
+/** The negotiated link with the resources it runs on: what a phase after the handshake uses. */
+export interface SourceLink extends Negotiated {
+  channel: FrameLink;
+  inbox: Inbox;
+  pool: EncoderPool;
   /** Present when post-copy was negotiated: the fault thread, connected to the destination's. */
   urgent: UrgentConnector | null;
 }
@@ -62,6 +68,9 @@ export interface LiveFigures {
   predicted: number;
 }
 
+/** The longest a destination may take no bytes while some are queued for it. */
+export const DEFAULT_STALL_TIMEOUT_MS = 20_000;
+
 export class SourceRun {
   readonly record: RunRecord;
   readonly slabs: readonly Slab[];
@@ -71,10 +80,10 @@ export class SourceRun {
   readonly meter = new BandwidthMeter();
   readonly live: LiveFigures = { remaining: 0, bandwidth: 0, dirtyRate: 0, predicted: 0 };
   readonly progress: (make: () => Progress, force?: boolean) => void;
-  link: SourceLink | null = null;
+  link: Negotiated | null = null;
   /** What must be closed or failed at the end, set as soon as each exists (the link may never complete). */
   channel: FrameLink | null = null;
-  /** The channel's control frames, from the moment it exists: a peer's ERROR lands here. */
+  /** The channel's control frames, from the moment it exists. */
   inbox: Inbox | null = null;
   pool: EncoderPool | null = null;
   urgent: UrgentConnector | null = null;
@@ -107,10 +116,14 @@ export class SourceRun {
     return this.eta.at;
   }
 
+  /** Stops the stall watchdog (set once the channel exists). */
+  unwatch: () => void = () => undefined;
+
   /** The link; a phase that needs it before the handshake made it is a bug in the machine. */
   get established(): SourceLink {
-    if (this.link === null) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'no link to the destination yet');
-    return this.link;
+    const { link, channel, inbox, pool } = this;
+    if (link === null || channel === null || inbox === null || pool === null) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'no link to the destination yet');
+    return { ...link, channel, inbox, pool, urgent: this.urgent };
   }
 
   /** Pauses the guest (once); returns how long it took. */
@@ -134,25 +147,10 @@ export class SourceRun {
    * `limitMs` (a frozen or wedged destination): every pending send then rejects with the timeout, so
    * the phase fails and the machine decides what it means for the guest. Returns the stop function.
    */
-  watchStalls(limitMs: number): () => void {
-    const channel = this.channel;
-    if (channel === null) return () => undefined;
-    let flushed = channel.flushedBytes;
-    let since = performance.now();
-    const timer = setInterval(() => {
-      const now = performance.now();
-      if (channel.flushedBytes !== flushed || channel.queuedBytes === 0) {
-        flushed = channel.flushedBytes;
-        since = now;
-        return;
-      }
-      if (now - since >= limitMs) {
-        clearInterval(timer);
-        channel.fail(new MemshiftError(ErrorCode.TIMEOUT, `${this.peer} took no bytes for ${Math.round(now - since)} ms during ${channel.phase} (${channel.queuedBytes} queued)`, { peer: this.peer, phase: channel.phase }));
-      }
-    }, Math.min(1000, Math.max(10, limitMs / 4)));
-    timer.unref();
-    return () => clearInterval(timer);
+  watchStalls(channel: FrameLink, limitMs: number): void {
+    this.unwatch = watchProgress(() => channel.flushedBytes, () => channel.queuedBytes > 0, limitMs, (silentMs) => {
+      channel.fail(new MemshiftError(ErrorCode.TIMEOUT, `${this.peer} took no bytes for ${Math.round(silentMs)} ms during ${channel.phase} (${channel.queuedBytes} queued)`, { peer: this.peer, phase: channel.phase }));
+    });
   }
 
   checkCancel(phase: string): void {

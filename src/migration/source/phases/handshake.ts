@@ -18,7 +18,7 @@ import { stepRate } from '../../report.js';
 import type { SourceEvent } from '../machine.js';
 import { PageSender } from '../../../pipeline/page-sender.js';
 import { UrgentConnector } from '../urgent-connector.js';
-import type { SourceRun } from '../run.js';
+import { DEFAULT_STALL_TIMEOUT_MS, type SourceRun } from '../run.js';
 
 export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   const { options, source, peer } = run;
@@ -29,6 +29,7 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
     ? Channel.accept(options.socket, channelOptions)
     : await Channel.connect(options.address, { ...channelOptions, timeoutMs: options.connectTimeoutMs, signal: options.signal });
   run.channel = channel;
+  run.watchStalls(channel, options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS);
   const inbox = (run.inbox = new Inbox(channel, options.signal));
   const session = new Uint8Array(randomBytes(Limits.SESSION_ID_BYTES));
   const wantsPostcopy = options.mode === 'postcopy' || options.mode === 'hybrid' || options.policy.onStall === 'postcopy';
@@ -41,9 +42,7 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   const capabilities = ack.capabilities & ours;
   const postcopy = (capabilities & Capability.POSTCOPY) !== 0 && ack.urgentPort !== 0;
   if (wantsPostcopy && !postcopy) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `${peer} cannot receive a post-copy migration`);
-  const urgent = postcopy
-    ? (run.urgent = await UrgentConnector.start(run.slabs, source.regions, session, { host: options.address.host, port: ack.urgentPort }, 0))
-    : null;
+  if (postcopy) run.urgent = await UrgentConnector.start(run.slabs, source.regions, session, { host: options.address.host, port: ack.urgentPort }, 0);
   const setupEnd = performance.now();
   run.record.setupTimeMs = setupEnd - run.record.startedAt;
   run.record.stepRateBefore = stepRate(run.stepsAtStart, run.record.startedAt, source.steps, setupEnd);
@@ -52,6 +51,6 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
     lz4: (capabilities & Capability.LZ4) !== 0,
     limiter: options.maxBandwidth === null ? null : new RateLimiter(options.maxBandwidth),
   });
-  run.link = { channel, inbox, session, capabilities, sender, urgent };
+  run.link = { session, capabilities, sender };
   return { type: 'handshake-done', mode: options.mode, postcopy };
 }

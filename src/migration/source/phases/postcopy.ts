@@ -50,12 +50,12 @@ export async function runPostcopySwitching(run: SourceRun, state: Extract<Source
 }
 
 export async function runPostcopyRunning(run: SourceRun, state: Extract<SourceState, { kind: 'postcopy-running' }>): Promise<SourceEvent> {
-  const { channel, inbox, sender, urgent } = run.established;
+  const { channel, inbox, sender, urgent, pool } = run.established;
   if (urgent === null) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'post-copy running without an urgent channel');
   const { iteration } = state;
   const tPost = performance.now();
   channel.phase = 'post-copy';
-  run.pool!.yieldToFaults();
+  pool.yieldToFaults();
   let pushed = 0;
   let pushedBytes = 0;
   const lost = urgent.lost.then((e: unknown): never => { throw e; });

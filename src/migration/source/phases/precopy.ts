@@ -35,8 +35,7 @@ export async function runPrecopyPass(run: SourceRun, state: Extract<SourceState,
   Object.assign(run.live, { remaining, bandwidth: record.bandwidth, dirtyRate, predicted });
   const decision = decideConvergence(metrics, run.options.policy);
   // The same figures, projected until the migration completes (eta.ts replays the policy on them).
-  const switchoverMs = run.options.policy.switchoverCostMs ?? 0;
-  const eta = estimatePrecopy(metrics, run.options.policy, { bytesPerPage, switchoverMs, dirtyCapBytes: run.guestPages * bytesPerPage });
+  const eta = estimatePrecopy(metrics, run.options.policy, { bytesPerPage, switchoverMs: run.options.policy.switchoverCostMs, dirtyCapBytes: run.guestPages * bytesPerPage });
   const at = run.setEta(eta.ms);
   run.record.iterations.push({ ...record, dirtyPages: remaining, dirtyRate, expectedDowntimeMs: predicted, etaMs: eta.ms, endedAtMs: at - run.record.startedAt });
   run.previous = { dirtyRate: dirtyRate * bytesPerPage, bandwidth: record.bandwidth };

@@ -5,7 +5,7 @@
 //   pause ─► [single pass: mark all | sync] ─► final pass ─► DEVICE_STATE ─► SWITCHOVER
 
 import { SwitchoverMode } from '../../../protocol/constants.js';
-import { estimateTransfer, SWITCHOVER_COST_MS } from '../../eta.js';
+import { estimateTransfer } from '../../eta.js';
 import type { SourceEvent, SourceState } from '../machine.js';
 import type { SourceRun } from '../run.js';
 import { sendPass, startFullPass } from './pass.js';
@@ -27,7 +27,7 @@ export async function runStopAndCopy(run: SourceRun, state: Extract<SourceState,
   const tFinal = performance.now();
   const final = await sendPass(run, iteration, 'stop-and-copy');
   // Every page is out: what is left to go is the switchover itself.
-  const eta = estimateTransfer(0, final.bandwidth, run.options.policy.switchoverCostMs ?? SWITCHOVER_COST_MS).ms;
+  const eta = estimateTransfer(0, final.bandwidth, run.options.policy.switchoverCostMs).ms;
   const at = run.setEta(eta);
   run.record.iterations.push({ ...final, etaMs: eta, endedAtMs: at - run.record.startedAt });
   const finalPagesMs = performance.now() - tFinal;
