@@ -13,8 +13,8 @@ let cachedHash: u64 = 0;
 export function zeroPageHash(pageSize: u32): u64 {
   if (pageSize == cachedSize) return cachedHash;
   let h: u64 = <u64>pageSize * 0x9E3779B97F4A7C15;
-  const blocks = pageSize >> 6;
-  for (let j: u32 = 0; j < 16; j++) {
+  const blocks = pageSize >> 7;
+  for (let j: u32 = 0; j < 32; j++) {
     let x: u32 = 0x243F6A88 + j * 0x9E3779B9;
     for (let b: u32 = 0; b < blocks; b++) {
       x = x * LANE_MUL;

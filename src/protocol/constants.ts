@@ -5,9 +5,9 @@
 /** Sent by each side before its first frame: "MEMSHIFT" then u16 version, u16 reserved (zero). */
 export const PREFACE_MAGIC = new Uint8Array([0x4d, 0x45, 0x4d, 0x53, 0x48, 0x49, 0x46, 0x54]);
 export const PREFACE_BYTES = 12;
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 /** Oldest version this build accepts from a peer. */
-export const MIN_PROTOCOL_VERSION = 1;
+export const MIN_PROTOCOL_VERSION = 2;
 
 export const FrameType = {
   HELLO: 0x01,

@@ -127,6 +127,9 @@ export const KERNEL_RESERVED_BYTES = 65536;
 /** The page-batch entry size; must equal ENTRY_BYTES in src/protocol/page-batch.ts. */
 export const KERNEL_ENTRY_BYTES = 16;
 
+/** mxh64 hashes 128-byte blocks (assembly/hash.ts): hashed lengths are multiples of it. */
+export const HASH_BLOCK_BYTES = 128;
+
 function trap(name: string, cause: unknown): MemshiftError {
   return new MemshiftError(ErrorCode.WASM_TRAP, `kernel ${name} trapped: ${(cause as Error).message}`, { cause });
 }
@@ -194,9 +197,9 @@ export class Kernels {
     }
   }
 
-  private checkPageLength(name: string, len: number): void {
-    if (!Number.isSafeInteger(len) || len <= 0 || len % 64 !== 0 || len > 1 << 24) {
-      throw invalidArgument(name, 'must be a positive multiple of 64 bytes, at most 16 MiB', len);
+  private checkPageLength(name: string, len: number, multiple = 64): void {
+    if (!Number.isSafeInteger(len) || len <= 0 || len % multiple !== 0 || len > 1 << 24) {
+      throw invalidArgument(name, `must be a positive multiple of ${multiple} bytes, at most 16 MiB`, len);
     }
   }
 
@@ -293,13 +296,13 @@ export class Kernels {
   }
 
   hashPage(ptr: number, len: number): bigint {
-    this.checkPageLength('len', len);
+    this.checkPageLength('len', len, HASH_BLOCK_BYTES);
     this.checkRange('ptr', ptr, len);
     return BigInt.asUintN(64, this.raw.hashPage(ptr, len));
   }
 
   copyAndHash(dst: number, src: number, len: number): bigint {
-    this.checkPageLength('len', len);
+    this.checkPageLength('len', len, HASH_BLOCK_BYTES);
     this.checkRange('src', src, len);
     this.checkRange('dst', dst, len);
     if (dst < src + len && src < dst + len) throw invalidArgument('dst', 'must not overlap src', dst);
@@ -307,7 +310,7 @@ export class Kernels {
   }
 
   zeroPageHash(pageSize: number): bigint {
-    this.checkPageLength('pageSize', pageSize);
+    this.checkPageLength('pageSize', pageSize, HASH_BLOCK_BYTES);
     return BigInt.asUintN(64, this.raw.zeroPageHash(pageSize));
   }
 

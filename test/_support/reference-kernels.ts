@@ -4,7 +4,7 @@
 // ordinary Uint8Arrays (copies of the kernel's memory), never on the shared memory itself.
 //
 //   bitmap  bit i = bit (i & 63) of little-endian u64 word (i >> 6) = bit (i & 7) of byte (i >> 3)
-//   mxh64   16 u32 lanes (lane j eats words j, j+16, ...), folded into 64 bits, fmix64
+//   mxh64   32 u32 lanes (lane j eats words j, j+32, ...), folded into 64 bits, fmix64
 //   xbzrle  pair* ; pair = zrun:uleb128 nzrun:uleb128 byte{nzrun}
 
 const MASK64 = (1n << 64n) - 1n;
@@ -140,18 +140,18 @@ function rotl64(x: bigint, r: bigint): bigint {
   return ((x << r) | (x >> (64n - r))) & MASK64;
 }
 
-/** mxh64 of `bytes` (length a multiple of 64), as an unsigned 64-bit value. */
+/** mxh64 of `bytes` (length a multiple of 128), as an unsigned 64-bit value. */
 export function mxh64(bytes: Uint8Array): bigint {
   const lanes: number[] = [];
-  for (let j = 0; j < 16; j++) lanes.push((LANE_BASE + Math.imul(j, LANE_STEP)) >>> 0);
+  for (let j = 0; j < 32; j++) lanes.push((LANE_BASE + Math.imul(j, LANE_STEP)) >>> 0);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   for (let w = 0; w * 4 < bytes.length; w++) {
-    const j = w % 16;
+    const j = w % 32;
     const x = Math.imul((lanes[j] ^ dv.getUint32(w * 4, true)) >>> 0, LANE_MUL) >>> 0;
     lanes[j] = (x ^ (x >>> 15)) >>> 0;
   }
   let h = (BigInt(bytes.length) * GOLDEN64) & MASK64;
-  for (let j = 0; j < 16; j++) h = rotl64(((h ^ BigInt(lanes[j])) * FOLD_MUL) & MASK64, 31n);
+  for (let j = 0; j < 32; j++) h = rotl64(((h ^ BigInt(lanes[j])) * FOLD_MUL) & MASK64, 31n);
   return fmix64(h);
 }
 

@@ -12,8 +12,10 @@ test('waitUntil wakes when another thread stores and notifies the slot', async (
      Atomics.store(b, 1, 7); Atomics.notify(b, 1);`,
     { eval: true, workerData: board.buffer },
   );
+  // Listen before waiting: the worker may exit while we wait, and a missed 'exit' would hang the test.
+  const exited = new Promise((r) => worker.once('exit', r));
   const seen = await waitUntil(board, 1, () => Atomics.load(board, 1) === 7, 10_000);
-  await new Promise((r) => worker.once('exit', r));
+  await exited;
   assert.is(seen, true);
   assert.is(Atomics.load(board, 1), 7);
 });

@@ -50,11 +50,11 @@ const decodeBody = (b: Uint8Array): Hello => decodeHello(b, 0, b.length);
 
 // ---- preface ----------------------------------------------------------------------------------------
 
-test('the preface fixture is what encodePreface writes, and decodes to version 1', () => {
+test('the preface fixture is what encodePreface writes, and decodes to version 2', () => {
   const fixture = readFixture('preface.hex');
   assertBytes(encodePreface(), fixture, 'encodePreface()');
-  assert.is(decodePreface(fixture, 0, fixture.length), 1);
-  assert.is(PROTOCOL_VERSION, 1);
+  assert.is(decodePreface(fixture, 0, fixture.length), 2);
+  assert.is(PROTOCOL_VERSION, 2);
 });
 
 test('decodePreface returns null for every proper prefix of a valid preface', () => {
@@ -68,7 +68,7 @@ test('decodePreface returns null for every proper prefix of a valid preface', ()
 test('decodePreface reads at an offset and ignores bytes after the preface', () => {
   const buf = new Uint8Array(40).fill(0x99);
   buf.set(encodePreface(), 7);
-  assert.is(decodePreface(buf, 7, 40), 1);
+  assert.is(decodePreface(buf, 7, 40), PROTOCOL_VERSION);
   assert.is(decodePreface(buf, 7, 18), null);
 });
 

@@ -60,7 +60,7 @@ test('a one-page raw PAGE_BATCH encodes to the fixture and the fixture decodes t
   page.set(Buffer.from('MEMSHIFT'));
   page[PS - 1] = 0xff;
   const hash = pageHash(page);
-  assert.is(hash, 0x4eb9a6517bb7e601n, 'kernel hash of the fixture page');
+  assert.is(hash, 0x9906d5c464d84037n, 'kernel hash of the fixture page');
   assert.is(mxh64(page), hash, 'the TS reference agrees');
   const fixture = readFixture('page-batch-raw.hex');
   assertBytes(encodeBatchFrame(0, 2, [{ page: 3, encoding: PageEncoding.RAW, size: PS, hash, payload: page }]), fixture, 'encodeBatchFrame');

@@ -13,7 +13,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Channel } from '../../src/transport/channel.js';
 import { boundAddress, listen } from '../../src/transport/tcp.js';
-import { FrameType, Limits } from '../../src/protocol/constants.js';
+import { FrameType, Limits, PROTOCOL_VERSION } from '../../src/protocol/constants.js';
 import { decodeError } from '../../src/protocol/control.js';
 import { encodeFrame, FRAME_HEADER_BYTES } from '../../src/protocol/frame.js';
 import { FrameReader, receiveBufferBytes, type Frame } from '../../src/protocol/frame-reader.js';
@@ -148,7 +148,7 @@ test('frames arrive whole and in order across random write splits (connecting si
     assert.is(err?.code, 'MS_ERR_CONNECTION_CLOSED', `seed ${seed}: the peer's close is reported after the frames`);
     assertFramesEqual(r.frames, frames, `seed ${seed}`);
     assert.is(ch.bytesReceived, stream.length, `seed ${seed}: every byte counted`);
-    assert.is(ch.peerVersion, 1);
+    assert.is(ch.peerVersion, PROTOCOL_VERSION);
   }
 }));
 
