@@ -1,10 +1,12 @@
 // `npm run bench`: every benchmark, each against a baseline measured in the same run.
 //   node dist/bench/run.js [--only kernels,e2e,postcopy,visibility] [--runs N]   (default: all, 3 runs)
+//   node dist/bench/run.js --peer qemu [--runs N]      QEMU 7.2 and memshift side by side (peer.bench.ts)
 
 import { benchKernels } from './kernels.bench.js';
 import { benchE2e } from './e2e.bench.js';
 import { benchPostcopy } from './postcopy.bench.js';
 import { benchVisibility } from './visibility.bench.js';
+import { benchPeerQemu } from './peer.bench.js';
 
 const args = process.argv.slice(2);
 /** The value of `--name V` or `--name=V`, if given. */
@@ -25,7 +27,13 @@ const suites: Record<string, (runs: number) => Promise<void>> = {
   visibility: benchVisibility,
 };
 
+const peer = flag('peer');
+if (peer !== undefined && peer !== 'qemu') throw new Error(`--peer takes qemu (got ${peer})`);
+
 for (const [name, run] of Object.entries(suites)) {
+  if (peer !== undefined) break;
   if (only.length > 0 && !only.includes(name)) continue;
   await run(runs);
 }
+
+if (peer === 'qemu') await benchPeerQemu(runs);
