@@ -9,7 +9,7 @@
 // thread waiting on that 32-bit word (a vCPU blocked on a fault) is woken.
 
 import { bitmapSet } from './bitmap';
-import { hashPage, recordPageHash } from './hash';
+import { hashPage, recordPageHash, storePageHash } from './hash';
 import { ENCODING_LZ4, ENCODING_RAW, ENCODING_XBZRLE, ENCODING_ZERO, ENTRY_BYTES, SIZE_MASK } from './layout';
 import { xorDeltaDecode } from './xbzrle';
 import { zeroPageHash } from './zero-hash';
@@ -30,8 +30,13 @@ export const APPLY_NEEDS_HOST: i32 = -14;
   page: u32, key: u64, hash: u64, hashes: usize, digestPtr: usize, present: usize,
 ): void {
   recordPageHash(hashes, page, key, hash, digestPtr);
+  markPresent(present, page, <u32>1 << (page & 31));
+}
+
+/** Sets `bits` in page `page`'s word of `present` and wakes every vCPU waiting on that word. */
+@inline function markPresent(present: usize, page: u32, bits: u32): void {
   const ptr = present + ((<usize>page >> 5) << 2);
-  atomic.or<u32>(ptr, <u32>1 << (page & 31));
+  atomic.or<u32>(ptr, bits);
   atomic.notify(ptr, 0x7fffffff);
 }
 
@@ -47,6 +52,10 @@ export function applyPages(
 ): u32 {
   const zeroHash = zeroPageHash(pageSize);
   let applied: u32 = 0, duplicates: u32 = 0, code: i32 = 0;
+  // Pre-copy (no claim): no vCPU runs here yet, so the digest change and the present bits are
+  // gathered and published once per word and per call, not with an atomic per page (see storePageHash).
+  // Post-copy publishes each page at once: a vCPU may be waiting on it.
+  let digest: u64 = 0, presentWord: u32 = 0xffffffff, presentBits: u32 = 0;
   let off = payloadOffset;
   let i = start;
   for (; i < count; i++) {
@@ -90,9 +99,21 @@ export function applyPages(
     } else {
       memory.copy(dst, scratch, pageSize);
     }
-    finishPage(page, keyBase + <u64>regionPage, expect, hashes, digestPtr, present);
+    if (claim != 0) {
+      finishPage(page, keyBase + <u64>regionPage, expect, hashes, digestPtr, present);
+    } else {
+      digest ^= storePageHash(hashes, page, keyBase + <u64>regionPage, expect);
+      if (page >> 5 != presentWord) {
+        if (presentBits != 0) markPresent(present, presentWord << 5, presentBits);
+        presentWord = page >> 5;
+        presentBits = 0;
+      }
+      presentBits |= <u32>1 << (page & 31);
+    }
     applied++;
   }
+  if (presentBits != 0) markPresent(present, presentWord << 5, presentBits);
+  if (digest != 0) atomic.xor<u64>(digestPtr, digest);
   store<u32>(result + R_APPLIED, applied);
   store<u32>(result + R_DUPLICATES, duplicates);
   store<u32>(result + R_STOP_INDEX, i);

@@ -7,8 +7,8 @@
 // the bytes that are sent (or into the XBZRLE scratch), and hashed as stored, so the hash in the entry
 // always matches the payload even when the guest writes the page meanwhile.
 
-import { bitmapClear, bitmapNextSet } from './bitmap';
-import { copyAndHash, recordPageHash } from './hash';
+import { bitmapNextSet } from './bitmap';
+import { copyAndHash, storePageHash } from './hash';
 import { CACHE_TAG_BUSY, ENCODING_RAW, ENCODING_XBZRLE, ENCODING_ZERO, ENTRY_BYTES } from './layout';
 import { xorDeltaEncode } from './xbzrle';
 import { isZeroPage } from './zero-page';
@@ -32,7 +32,7 @@ import { zeroPageHash } from './zero-hash';
 
 /**
  * Encodes pages marked in `snapshot` within slab pages [from, to), clearing each bit it consumes
- * (atomically: a page whose bit another thread cleared first is skipped),
+ * (atomically, a word at a time: a page whose bit another thread cleared first is skipped),
  * until the range ends, `maxEntries` entries are written, or the payload could not take one more raw
  * page. XBZRLE is used when `cacheSlots` > 0 (never in the first pass: the caller passes 0).
  * Returns the entry count; details go to the u32s at `result` (see R_*).
@@ -46,17 +46,32 @@ export function encodePages(
 ): u32 {
   const zeroHash = zeroPageHash(pageSize);
   let n: u32 = 0, used: u32 = 0, zeros: u32 = 0, raws: u32 = 0, deltas: u32 = 0, misses: u32 = 0;
+  let digest: u64 = 0;
   let next = from;
-  while (n < maxEntries && used + pageSize <= payloadLimit) {
-    const found = bitmapNextSet(snapshot, to, next);
-    if (found < 0) {
-      next = to;
-      break;
+  // Pages are taken from the snapshot a 32-bit word at a time (one atomic for up to 32 pages, never
+  // more than are sure to fit in this batch); `held` are taken pages not encoded yet.
+  let held: u32 = 0, heldBase: u32 = 0;
+  while (true) {
+    if (held == 0) {
+      if (n >= maxEntries || used + pageSize > payloadLimit) break;
+      const found = bitmapNextSet(snapshot, to, next);
+      if (found < 0) {
+        next = to;
+        break;
+      }
+      const first = <u32>found;
+      heldBase = first & ~31;
+      const room = min<u32>(maxEntries - n, (payloadLimit - used) / pageSize);
+      const end = min<u32>(min<u32>(heldBase + 32, to), first + room);
+      const width = end - first;
+      const mask: u32 = (width == 32 ? 0xffffffff : ((<u32>1 << width) - 1)) << (first & 31);
+      // Take them atomically: in post-copy the fault thread may take some first, and then they are its.
+      held = atomic.and<u32>(snapshot + (<usize>(heldBase >> 5) << 2), ~mask) & mask;
+      next = end;
+      continue;
     }
-    const page = <u32>found;
-    next = page + 1;
-    // Take the page atomically: in post-copy the fault thread may take it first, and then it is its.
-    if (!bitmapClear(snapshot, page)) continue;
+    const page = heldBase + <u32>ctz<u32>(held);
+    held &= held - 1;
     const src = ram + <usize>page * pageSize;
     const out = payload + used;
     let encoding = ENCODING_RAW, size = pageSize;
@@ -98,7 +113,7 @@ export function encodePages(
         }
       }
     }
-    recordPageHash(hashes, page, keyBase + <u64>(regionPageBase + page), hash, digestPtr);
+    digest ^= storePageHash(hashes, page, keyBase + <u64>(regionPageBase + page), hash);
     writeEntry(entries, n, regionPageBase + page, encoding, size, hash);
     n++;
     used += size;
@@ -106,6 +121,8 @@ export function encodePages(
     else if (encoding == ENCODING_RAW) raws++;
     else deltas++;
   }
+  // One atomic for the batch (see storePageHash): the digest is read only once encoding has stopped.
+  if (digest != 0) atomic.xor<u64>(digestPtr, digest);
   if (next > to) next = to;
   store<u32>(result + R_ENTRIES, n);
   store<u32>(result + R_NEXT_PAGE, next);
