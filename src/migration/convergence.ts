@@ -11,10 +11,12 @@
 //   3 max-iterations   the iteration cap is reached → stall policy (throttle falls back to force)
 //   4 max-time         the time cap is reached → stall policy (throttle falls back to force)
 //   5 dirty-rate       the guest dirties as fast as the link sends, for 2 iterations in a row → stall policy;
-//                      under the throttle policy, half as fast (QEMU's throttle-trigger-threshold, 50 %):
-//                      the dirty rate here counts distinct pages, which saturates at the link's rate when
-//                      the whole working set is dirty each pass, so "as fast" would rarely fire, and a
-//                      guest at 0.9× the link shrinks its dirty set by a tenth a pass, too slow to finish
+//                      under the throttle and post-copy policies, half as fast (QEMU's
+//                      throttle-trigger-threshold, 50 %): the dirty rate here counts distinct pages, which
+//                      saturates at the link's rate when the whole working set is dirty each pass, so "as
+//                      fast" would rarely fire, and a guest at 0.9× the link shrinks its dirty set by a
+//                      tenth a pass, too slow to finish. Both of those policies keep the guest whole and
+//                      running; force (a long pause) and abort (no migration) wait for the full link.
 //   6 no-progress      remaining pages have not shrunk below their minimum over the last N iterations → stall policy
 //   7 converging       otherwise: another iteration
 //
@@ -44,7 +46,7 @@ export interface ConvergencePolicy {
   switchoverTo?: 'stop-and-copy' | 'postcopy';
   /** What a switchover costs besides moving the last pages (DEFAULT_POLICY: SWITCHOVER_COST_MS). */
   switchoverCostMs: number;
-  /** Throttle policy: rule 5 fires at this share of the bandwidth, in % (DEFAULT_POLICY: 50, as QEMU's throttle-trigger-threshold). */
+  /** Throttle and post-copy policies: rule 5 fires at this share of the bandwidth, in % (DEFAULT_POLICY: 50, as QEMU's throttle-trigger-threshold). */
   throttleTriggerPercent: number;
 }
 
@@ -131,9 +133,9 @@ export function decideConvergence(m: ConvergenceMetrics, p: ConvergencePolicy): 
   if (m.elapsedMs >= p.maxTimeMs) {
     return stall(m, p, 'max-time', `${fmt(m.elapsedMs / 1000)} s reached the cap of ${fmt(p.maxTimeMs / 1000)} s with expected downtime ${fmt(downtime)} ms`, true);
   }
-  const trigger = p.onStall === 'throttle' ? p.throttleTriggerPercent / 100 : 1;
+  const trigger = p.onStall === 'throttle' || p.onStall === 'postcopy' ? p.throttleTriggerPercent / 100 : 1;
   if (m.iteration >= 2 && m.dirtyRate >= trigger * m.bandwidth && m.previousDirtyRate >= trigger * m.previousBandwidth) {
-    const share = trigger < 1 ? ` (throttle trigger: ${Math.round(trigger * 100)} % of the link)` : '';
+    const share = trigger < 1 ? ` (${p.onStall} trigger: ${Math.round(trigger * 100)} % of the link)` : '';
     return stall(m, p, 'dirty-rate', `guest dirties ${mbs(m.dirtyRate)}, link sends ${mbs(m.bandwidth)} (and ${mbs(m.previousDirtyRate)} vs ${mbs(m.previousBandwidth)} the iteration before)${share}`, false);
   }
   const h = m.remainingHistory;

@@ -350,14 +350,17 @@ test('simulation: with the throttle trigger at 100 % (the rule of the other poli
   assert.ok(strict.iteration > 20, `converged at ${strict.iteration}`);
 });
 
-test('rule 5 under the throttle policy fires at half the link, under the others only at the full link', () => {
+test('rule 5 under the throttle and post-copy policies fires at half the link, under force and abort only at the full link', () => {
   const half = { iteration: 3, dirtyRate: 0.6 * BW, previousDirtyRate: 0.6 * BW, previousBandwidth: BW };
   assert.equal(pick(decideConvergence(metrics(half), policy({ onStall: 'throttle' }))), { action: 'throttle', rule: 'dirty-rate' });
-  for (const onStall of ['force', 'abort', 'postcopy'] as const) {
+  assert.equal(pick(decideConvergence(metrics(half), policy({ onStall: 'postcopy' }))), { action: 'postcopy', rule: 'dirty-rate' });
+  for (const onStall of ['force', 'abort'] as const) {
     assert.equal(pick(decideConvergence(metrics(half), policy({ onStall }))), { action: 'continue', rule: 'converging' }, onStall);
   }
   const below = { ...half, dirtyRate: 0.4 * BW, previousDirtyRate: 0.4 * BW };
-  assert.equal(pick(decideConvergence(metrics(below), policy({ onStall: 'throttle' }))), { action: 'continue', rule: 'converging' });
+  for (const onStall of ['throttle', 'postcopy'] as const) {
+    assert.equal(pick(decideConvergence(metrics(below), policy({ onStall }))), { action: 'continue', rule: 'converging' }, onStall);
+  }
 });
 
 function pick(d: Decision): { action: Action; rule: RuleName } {
