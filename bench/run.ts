@@ -5,6 +5,7 @@ import { benchKernels } from './kernels.bench.js';
 import { benchE2e } from './e2e.bench.js';
 import { benchPostcopy } from './postcopy.bench.js';
 import { benchVisibility } from './visibility.bench.js';
+import { benchTls } from './tls.bench.js';
 
 const args = process.argv.slice(2);
 /** The value of `--name V` or `--name=V`, if given. */
@@ -23,6 +24,7 @@ const suites: Record<string, (runs: number) => Promise<void>> = {
   e2e: benchE2e,
   postcopy: benchPostcopy,
   visibility: benchVisibility,
+  tls: benchTls,
 };
 
 for (const [name, run] of Object.entries(suites)) {

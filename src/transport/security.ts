@@ -23,8 +23,10 @@ export interface TlsCredentials {
   key: string | Uint8Array;
   ca: string | Uint8Array;
   /**
-   * Source only: the name the destination's certificate must carry (default: the host it connects to;
-   * an IP address is then matched against the certificate's IP subject alternative names).
+   * Source only: the name the destination's certificate must carry (default: the host it connects to,
+   * or the remote address of a socket the caller opened; an IP address is matched against the
+   * certificate's IP subject alternative names). Set it when connecting by IP to a certificate that
+   * carries DNS names, or through a tunnel.
    */
   serverName?: string;
 }

@@ -98,7 +98,9 @@ export function secureConnect(address: Address, sink: ReadSink, sec: Secured, pe
 
 /** The client end over a socket the caller connected (its tunnel, say). */
 export function secureOver(socket: net.Socket, sink: ReadSink, sec: Secured, peer: string, options: ConnectOptions = {}): Promise<SecureLink> {
-  const secure = tls.connect({ socket, ...clientOptions(sec), ...(sec.kind === 'tls' && sec.serverName === null ? { servername: socket.remoteAddress } : {}) });
+  // Without a serverName the certificate must name the socket's remote address (set as `host`, not
+  // `servername`: an IP address is no SNI name).
+  const secure = tls.connect({ socket, host: socket.remoteAddress, ...clientOptions(sec) });
   readSecureInto(secure, sink);
   return settleClient(secure, sec, peer, options);
 }

@@ -89,6 +89,33 @@ test('post-copy over mutual TLS: the urgent channel connects with the same certi
   }
 });
 
+test('over a socket the caller opened, TLS runs on top of it, the destination checked against its remote address', async () => {
+  const { server, address } = await listen('127.0.0.1:0');
+  try {
+    const dest = receive({ listen: server, security: creds.tls(creds.dest), createTarget: (r) => new MirrorTarget(r) });
+    const socket = net.connect(address.port, '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    const source = new MirrorSource(64);
+    source.write(9, 42);
+    const report = await within(migrate(source, socket, { security: creds.tls(creds.source), mode: 'warm' }), 30_000, 'migrate');
+    const result = await within(dest, 30_000, 'receive');
+    assert.equal([report.outcome, result.report.outcome], ['completed', 'completed']);
+    assert.is((result.target as MirrorTarget).page(9)[0], 42);
+    // The same over another socket, expecting a name the destination's certificate does not carry.
+    const stop = new AbortController();
+    const dest2 = receive({ listen: server, security: creds.tls(creds.dest), createTarget: (r) => new MirrorTarget(r), signal: stop.signal });
+    const other = net.connect(address.port, '127.0.0.1');
+    await new Promise<void>((resolve) => other.once('connect', () => resolve()));
+    const e = await refusal(within(migrate(new MirrorSource(64), other, { security: creds.tls(creds.source, creds.ca, 'nowhere'), mode: 'warm' }), 30_000, 'migrate'));
+    assert.is(e.code, ErrorCode.AUTH_FAILED);
+    assert.match(e.message, /does not carry the name this end expects/);
+    stop.abort();
+    assert.is((await within(dest2, 10_000, 'receive')).report.outcome, 'cancelled', 'it was still waiting: nothing was accepted');
+  } finally {
+    server.close();
+  }
+});
+
 /** Sends HELLO on `ch` and resolves with the first frame back, or null when the channel closes first. */
 function hello(ch: Channel, session: Uint8Array, role: number, capabilities: number): Promise<Frame | null> {
   const answer = new Promise<Frame | null>((resolve) => ch.setHandlers({ onFrame: (f) => resolve(f), onClosed: () => resolve(null) }));

@@ -7,6 +7,9 @@
 // A page is taken from the snapshot atomically: if this thread clears its bit first, the bulk push
 // skips it and the page's hash is recorded here; if the push took it first, the answer still goes
 // out (the vCPU is waiting now) and the destination keeps whichever copy lands first.
+//
+// It connects with the bulk channel's credentials (workerData, plain data) and goes on only if the
+// destination proves the identity it proved on the bulk channel (same certificate, or PSK identity).
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { URGENT_THREAD_NICENESS, favourThisThread } from '../../pipeline/thread-priority.js';
