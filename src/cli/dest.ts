@@ -31,7 +31,7 @@ export const destFlags: Flags = {
 };
 
 export async function runDestCommand(argv: readonly string[]): Promise<number> {
-  const a = parseCommand(argv, 'dest', 'Wait for one migration and run the received guest.', destFlags);
+  const a = parseCommand(argv, 'dest', 'Wait for one migration and run the received guest. Security: exactly one of --tls-cert/--tls-key/--tls-ca (mutual TLS), --psk-file (pre-shared key) or --insecure (plaintext).', destFlags);
   if (a === null) return 0;
   const security = securityFrom(a);
   const runSteps = optionalString(a, 'run-steps');

@@ -42,7 +42,7 @@ export const sourceFlags: Flags = {
 };
 
 export async function runSourceCommand(argv: readonly string[]): Promise<number> {
-  const a = parseCommand(argv, 'source', 'Start a simulated guest and migrate it to a destination.', sourceFlags);
+  const a = parseCommand(argv, 'source', 'Start a simulated guest and migrate it to a destination. Security: exactly one of --tls-cert/--tls-key/--tls-ca (mutual TLS), --psk-file (pre-shared key) or --insecure (plaintext).', sourceFlags);
   if (a === null) return 0;
   const connect = requireString(a, 'connect');
   const security = securityFrom(a);
