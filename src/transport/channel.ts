@@ -188,13 +188,14 @@ export class Channel implements FrameLink {
    */
   private linkError(why: string, cause?: unknown): MemshiftError {
     const silent = this.bytesReceived === 0 && this.peerVersion === null;
-    if (this.secured !== null) {
+    // Only before the peer's first byte: a TLS error later (a bad record MAC) is a broken stream, not a refusal.
+    if (this.secured !== null && silent) {
       const { security, side } = this.secured;
       if (cause instanceof Error && typeof (cause as { code?: unknown }).code === 'string') {
         const e = tlsFailure(cause, this.peer, security, side);
         if (e.code === ErrorCode.AUTH_FAILED) return e;
       }
-      if (silent) return refusedAfterHandshake(this.peer, security);
+      return refusedAfterHandshake(this.peer, security);
     }
     if (silent) {
       return new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${this.peer}: ${why} during ${this.phase}, before the peer sent a byte (a peer that requires TLS ends a plaintext connection so: both sides need the same security flags)`, { peer: this.peer, phase: this.phase, cause });
