@@ -35,7 +35,7 @@ export interface MigrationRun {
 export async function migrateOnce(sourceArgs: string[], destArgs: string[] = []): Promise<MigrationRun> {
   const dir = mkdtempSync(join(tmpdir(), 'memshift-bench-'));
   try {
-    const dest = run(['dest', '--listen', '127.0.0.1:0', '--quiet', '--report', join(dir, 'd.json'), ...destArgs]);
+    const dest = run(['dest', '--listen', '127.0.0.1:0', '--quiet', '--insecure', '--report', join(dir, 'd.json'), ...destArgs]);
     let port = 0;
     // A prepared destination prints its address only once its memory is allocated and pre-touched.
     for (let i = 0; i < 3000 && port === 0; i++) {
@@ -43,7 +43,7 @@ export async function migrateOnce(sourceArgs: string[], destArgs: string[] = [])
       if (m) port = Number(m[1]);
       else await new Promise((r) => setTimeout(r, 10));
     }
-    const source = run(['source', '--connect', `127.0.0.1:${port}`, '--quiet', '--report', join(dir, 's.json'), ...sourceArgs]);
+    const source = run(['source', '--connect', `127.0.0.1:${port}`, '--quiet', '--insecure', '--report', join(dir, 's.json'), ...sourceArgs]);
     const [sc, dc] = await Promise.all([source.done, dest.done]);
     if (sc !== 0 || dc !== 0) throw new Error(`migration failed: source exit ${sc}, destination exit ${dc}`);
     return {

@@ -1,5 +1,5 @@
 // `npm run bench`: every benchmark, each against a baseline measured in the same run.
-//   node dist/bench/run.js [--only kernels,e2e,postcopy,visibility] [--runs N]   (default: all, 3 runs)
+//   node dist/bench/run.js [--only kernels,e2e,postcopy,visibility,tls] [--runs N]   (default: all, 3 runs)
 //   node dist/bench/run.js --peer qemu [--runs N]      QEMU 7.2 and memshift side by side (peer.bench.ts)
 
 import { benchKernels } from './kernels.bench.js';
@@ -7,6 +7,7 @@ import { benchE2e } from './e2e.bench.js';
 import { benchPostcopy } from './postcopy.bench.js';
 import { benchVisibility } from './visibility.bench.js';
 import { benchPeerQemu } from './peer.bench.js';
+import { benchTls } from './tls.bench.js';
 
 const args = process.argv.slice(2);
 /** The value of `--name V` or `--name=V`, if given. */
@@ -25,6 +26,7 @@ const suites: Record<string, (runs: number) => Promise<void>> = {
   e2e: benchE2e,
   postcopy: benchPostcopy,
   visibility: benchVisibility,
+  tls: benchTls,
 };
 
 const peer = flag('peer');

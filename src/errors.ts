@@ -48,6 +48,11 @@ export const ErrorCode = {
   DIGEST_MISMATCH: 'MS_ERR_DIGEST_MISMATCH',
   /** A connection could not be made or was refused. */
   CONNECTION_FAILED: 'MS_ERR_CONNECTION_FAILED',
+  /**
+   * The peer failed authentication (TLS certificate not from the trusted CA, host name mismatch, no
+   * client certificate, wrong pre-shared key, a peer that does not speak TLS): nothing was exchanged.
+   */
+  AUTH_FAILED: 'MS_ERR_AUTH_FAILED',
   /** The peer closed or reset the connection before the migration ended. */
   CONNECTION_CLOSED: 'MS_ERR_CONNECTION_CLOSED',
   /** The peer did not answer within the time allowed. */

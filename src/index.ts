@@ -3,8 +3,9 @@
 // gate, reports, errors); the engines behind it are private, and the simulated guest lives apart in
 // memshift/sim (src/sim/). Every option is checked here, and an error names the option.
 //
-//   const report = await migrate(source, '10.0.0.2:7000', { mode: 'live', downtimeLimitMs: 300 });
-//   const { report, target } = await receive({ listen: '0.0.0.0:7000', createTarget });
+//   const security = loadTlsFiles({ cert: 'src.crt', key: 'src.key', ca: 'ca.crt' });   // or loadPskFile(…), or 'insecure'
+//   const report = await migrate(source, '10.0.0.2:7000', { security, mode: 'live', downtimeLimitMs: 300 });
+//   const { report, target } = await receive({ listen: '0.0.0.0:7000', security, createTarget });
 
 import net from 'node:net';
 import { ErrorCode, MemshiftError, invalidArgument } from './errors.js';
@@ -20,6 +21,7 @@ import { runSource } from './migration/source/driver.js';
 import { MAX_ENCODERS } from './pipeline/pool.js';
 import { MIGRATION_MODES, type MigrationMode } from './protocol/constants.js';
 import { boundAddress, listen as listenTcp, parseAddress, type Address } from './transport/tcp.js';
+import { resolveSecurity, type Security } from './transport/security.js';
 
 export { ErrorCode, MemshiftError, errorCode, isMemshiftError } from './errors.js';
 export type { ErrorCodeValue, ErrorDetails } from './errors.js';
@@ -37,8 +39,15 @@ export { MIGRATION_MODES, PROTOCOL_VERSION } from './protocol/constants.js';
 export type { MigrationMode } from './protocol/constants.js';
 export { parseAddress, formatAddress } from './transport/tcp.js';
 export type { Address } from './transport/tcp.js';
+export { loadTlsFiles, loadPskFile, parsePskFile, formatPskFile, generatePsk, MIN_PSK_BYTES } from './transport/security.js';
+export type { Security, TlsCredentials, PskCredentials } from './transport/security.js';
 
 export interface MigrateOptions {
+  /**
+   * Required: how every channel is secured. `{ tls }`: TLS 1.3 with mutual certificates; `{ psk }`:
+   * TLS 1.3 with a pre-shared key; 'insecure': plaintext, as an explicit choice.
+   */
+  security: Security;
   /** live (default), cold, warm, postcopy or hybrid. */
   mode?: MigrationMode;
   /** Switch over when expected downtime is at most this (default 300 ms). */
@@ -109,8 +118,10 @@ function checkSource(source: MemorySource): void {
  * runs on the destination; otherwise rejects with a MemshiftError whose `details.report` is the report
  * (the source guest keeps running, except after MS_ERR_SWITCHOVER_IN_DOUBT).
  */
-export async function migrate(source: MemorySource, to: string | Address | net.Socket, options: MigrateOptions = {}): Promise<Report> {
+export async function migrate(source: MemorySource, to: string | Address | net.Socket, options: MigrateOptions): Promise<Report> {
   checkSource(source);
+  if (options === null || typeof options !== 'object') throw invalidArgument('options', "must be an object with at least { security } ({ tls }, { psk } or 'insecure')");
+  const security = resolveSecurity(options.security, 'options.security');
   const address = resolveAddress(to, 'to');
   const socket = isSocket(to) ? to : undefined;
   const mode = options.mode ?? 'live';
@@ -134,7 +145,7 @@ export async function migrate(source: MemorySource, to: string | Address | net.S
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidArgument('options.signal', 'must be an AbortSignal');
   if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw invalidArgument('options.onProgress', 'must be a function');
   const { report, error } = await runSource(source, {
-    address, socket, mode, policy,
+    address, socket, mode, policy, security,
     xbzrle: options.xbzrle ?? true,
     lz4: options.lz4 ?? false,
     encoders: options.encoders,
@@ -157,6 +168,12 @@ export async function migrate(source: MemorySource, to: string | Address | net.S
 export interface ReceiveOptions {
   /** "HOST:PORT" to listen on, or a listening server (see `listen`). */
   listen: string | Address | net.Server;
+  /**
+   * Required: how every channel is secured, as for migrate(). With `{ tls }` a source must present a
+   * certificate signed by `ca`; a connection that fails authentication is dropped before anything
+   * is read from it, and the wait goes on.
+   */
+  security: Security;
   /** Allocates the target for the regions the source announces (throw to refuse them). */
   createTarget?: (regions: readonly Region[]) => MemoryTarget;
   /**
@@ -191,6 +208,7 @@ export async function listen(address: string | Address): Promise<{ server: net.S
 export async function receive(options: ReceiveOptions): Promise<DestinationResult> {
   if (options === null || typeof options !== 'object') throw invalidArgument('options', 'must be an object');
   const prepared = options.target;
+  const security = resolveSecurity(options.security, 'options.security');
   if ((prepared === undefined) === (options.createTarget === undefined)) throw invalidArgument('options', 'needs exactly one of createTarget and target');
   if (options.createTarget !== undefined && typeof options.createTarget !== 'function') throw invalidArgument('options.createTarget', 'must be a function');
   if (prepared !== undefined && (prepared === null || typeof prepared !== 'object' || !Array.isArray(prepared.regions) || typeof prepared.slabsOf !== 'function')) {
@@ -209,6 +227,7 @@ export async function receive(options: ReceiveOptions): Promise<DestinationResul
       createTarget: prepared !== undefined ? preparedTarget(prepared) : options.createTarget!,
       prealloc: options.prealloc ?? false,
       preallocatedMs,
+      security,
       handshakeTimeoutMs: options.handshakeTimeoutMs === undefined ? 10_000 : positiveInt(options.handshakeTimeoutMs, 'handshakeTimeoutMs'),
       idleTimeoutMs: options.idleTimeoutMs === undefined ? undefined : positiveInt(options.idleTimeoutMs, 'idleTimeoutMs'),
       maxGuestBytes: options.maxGuestBytes === undefined ? undefined : positiveInt(options.maxGuestBytes, 'maxGuestBytes'),

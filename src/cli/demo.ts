@@ -1,14 +1,16 @@
 // `memshift demo`: a live migration on this machine, end to end. The destination runs as a separate
 // process on 127.0.0.1; the source guest runs here with a live progress line. Afterwards both reports
 // are summarised, and the destination's memory is checked against an uninterrupted replay of the same
-// guest: bit for bit, by digest.
+// guest: bit for bit, by digest. Both channels run over TLS 1.3 with a pre-shared key made for this
+// run: the default path is the secure one. The destination reads it from a file (mode 0600) in the
+// demo's private temporary directory, removed at the end.
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { formatReport, migrate, MIGRATION_MODES, errorCode, type MigrationMode, type Report, type StallPolicy } from '../index.js';
+import { formatPskFile, formatReport, generatePsk, migrate, MIGRATION_MODES, errorCode, type MigrationMode, type Report, type StallPolicy } from '../index.js';
 import { SimulatedGuest, replay } from '../sim/index.js';
 import { formatDigest, parseCommand, parseInteger, requireString, type Flags } from './args.js';
 import { guestConfigFrom, guestFlags } from './guest-flags.js';
@@ -38,8 +40,11 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
   const runSteps = parseInteger(requireString(a, 'run-steps'), '--run-steps');
   const dir = mkdtempSync(join(tmpdir(), 'memshift-demo-'));
   const destReportFile = join(dir, 'dest.json');
+  const security = generatePsk('memshift-demo');
+  const pskFile = join(dir, 'demo.psk');
+  writeFileSync(pskFile, formatPskFile(security.psk.identity, security.psk.key), { mode: 0o600 });
   const cli = fileURLToPath(new URL('./main.js', import.meta.url));
-  const dest = spawn(process.execPath, [cli, 'dest', '--listen', '127.0.0.1:0', '--report', destReportFile, '--run-steps', String(runSteps), '--quiet'], {
+  const dest = spawn(process.execPath, [cli, 'dest', '--listen', '127.0.0.1:0', '--psk-file', pskFile, '--report', destReportFile, '--run-steps', String(runSteps), '--quiet'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const destExit = new Promise<number>((resolve) => dest.on('close', (code) => resolve(code ?? 1)));
@@ -54,7 +59,7 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
       });
       dest.once('close', () => reject(new Error('destination exited before listening')));
     });
-    console.log(`memshift demo: ${mode} migration of a ${requireString(a, 'memory')} ${config.workload} guest (fill ${config.fill}, seed ${config.seed}) to 127.0.0.1:${port}`);
+    console.log(`memshift demo: ${mode} migration of a ${requireString(a, 'memory')} ${config.workload} guest (fill ${config.fill}, seed ${config.seed}) to 127.0.0.1:${port}, over TLS 1.3 with a pre-shared key made for this run`);
     const t = performance.now();
     guest = SimulatedGuest.create(config, { cacheBytes: 64 * 2 ** 20 });
     console.log(`guest filled in ${(performance.now() - t).toFixed(0)} ms; running it for 500 ms before migrating`);
@@ -65,6 +70,7 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
     let failed: string | null = null;
     try {
       source = await migrate(guest, { host: '127.0.0.1', port }, {
+        security,
         mode,
         downtimeLimitMs: parseInteger(requireString(a, 'downtime-limit'), '--downtime-limit', 1),
         onStall: requireString(a, 'on-stall') as StallPolicy,

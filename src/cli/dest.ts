@@ -1,6 +1,6 @@
 // `memshift dest`: waits for one migration, resumes the guest, optionally lets it run K more steps,
-// then pauses it, dumps its RAM and writes the report. Connections that fail the handshake are logged
-// and the wait goes on. The first line on stdout is "listening on HOST:PORT" (useful with port 0).
+// then pauses it, dumps its RAM and writes the report. Connections that fail the handshake (TLS
+// authentication included) are logged and the wait goes on. The first line on stdout is "listening on HOST:PORT" (useful with port 0).
 // The received guest is a simulated one (memshift/sim), shaped by the source's regions and state; with
 // --memory it is allocated (and with --prealloc pre-touched) before listening, as a destination
 // hypervisor starts with its RAM, and only a source with exactly that guest is accepted.
@@ -11,10 +11,12 @@ import {
   checkOutputPaths, formatDigest, parseCommand, holdPausedPostcopy, optionalString, parseInteger, requireString, writeReportFile, type Flags,
 } from './args.js';
 import { exitStatusOf } from './exit-status.js';
+import { securityFlags, securityFrom } from './security-flags.js';
 import { progressPrinter } from './progress.js';
 
 export const destFlags: Flags = {
   listen: { type: 'string', value: 'HOST:PORT', help: 'address to wait on (port 0: any free port)' },
+  ...securityFlags,
   report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
   'dump-memory': { type: 'string', value: 'FILE', help: 'write the RAM image (all RAM regions, in order) after the guest paused' },
   'run-steps': { type: 'string', value: 'K', help: 'let the guest run K steps after the migration, then pause it' },
@@ -29,8 +31,9 @@ export const destFlags: Flags = {
 };
 
 export async function runDestCommand(argv: readonly string[]): Promise<number> {
-  const a = parseCommand(argv, 'dest', 'Wait for one migration and run the received guest.', destFlags);
+  const a = parseCommand(argv, 'dest', 'Wait for one migration and run the received guest. Security: exactly one of --tls-cert/--tls-key/--tls-ca (mutual TLS), --psk-file (pre-shared key) or --insecure (plaintext).', destFlags);
   if (a === null) return 0;
+  const security = securityFrom(a);
   const runSteps = optionalString(a, 'run-steps');
   const k = runSteps === undefined ? 0 : parseInteger(runSteps, '--run-steps');
   const maxMemory = optionalString(a, 'max-memory');
@@ -53,6 +56,7 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
   try {
     const waiting = receive({
       listen: server,
+      security,
       ...(prepared !== null ? { target: prepared } : { createTarget: (regions) => SimulatedGuest.receiving(regions, { maxSlabBytes }) }),
       prealloc: a.prealloc === true,
       idleTimeoutMs: parseInteger(requireString(a, 'idle-timeout'), '--idle-timeout', 1),

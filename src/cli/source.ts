@@ -10,11 +10,14 @@ import {
   checkOutputPaths, formatDigest, parseChoice, parseCommand, holdPausedPostcopy, optionalString, parseInteger, requireString, writeReportFile, type Flags,
 } from './args.js';
 import { guestConfigFrom, guestFlags } from './guest-flags.js';
+import { securityFlags, securityFrom, serverNameFlag } from './security-flags.js';
 import { ExitStatus, exitStatusOf } from './exit-status.js';
 import { progressPrinter } from './progress.js';
 
 export const sourceFlags: Flags = {
   connect: { type: 'string', value: 'HOST:PORT', help: 'destination to migrate to' },
+  ...securityFlags,
+  ...serverNameFlag,
   ...guestFlags,
   mode: { type: 'string', value: MIGRATION_MODES.join('|'), help: 'migration mode', default: 'live' },
   'downtime-limit': { type: 'string', value: 'MS', help: 'switch over when expected downtime is at most this', default: '300' },
@@ -39,9 +42,10 @@ export const sourceFlags: Flags = {
 };
 
 export async function runSourceCommand(argv: readonly string[]): Promise<number> {
-  const a = parseCommand(argv, 'source', 'Start a simulated guest and migrate it to a destination.', sourceFlags);
+  const a = parseCommand(argv, 'source', 'Start a simulated guest and migrate it to a destination. Security: exactly one of --tls-cert/--tls-key/--tls-ca (mutual TLS), --psk-file (pre-shared key) or --insecure (plaintext).', sourceFlags);
   if (a === null) return 0;
   const connect = requireString(a, 'connect');
+  const security = securityFrom(a);
   const config = guestConfigFrom(a);
   const mode = requireString(a, 'mode') as MigrationMode;
   const onStall = requireString(a, 'on-stall') as StallPolicy;
@@ -65,6 +69,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
     await new Promise((r) => setTimeout(r, warmupMs));
     try {
       report = await migrate(guest, connect, {
+        security,
         mode,
         downtimeLimitMs: parseInteger(requireString(a, 'downtime-limit'), '--downtime-limit', 1),
         maxIterations: parseInteger(requireString(a, 'max-iterations'), '--max-iterations', 1),

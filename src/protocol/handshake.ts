@@ -40,7 +40,10 @@ export function decodePreface(buf: Uint8Array, offset: number, end: number): num
   // Reject a wrong magic as soon as its first bytes are in: an HTTP client must not wait for 12 bytes.
   for (let i = 0; i < Math.min(have, PREFACE_MAGIC.length); i++) {
     if (buf[offset + i] !== PREFACE_MAGIC[i]) {
-      throw new MemshiftError(ErrorCode.HANDSHAKE_MAGIC, `peer is not a memshift peer (first bytes ${hex(buf.subarray(offset, offset + have))})`);
+      // A TLS record (handshake, version 3.x) where the preface should be: the peer uses TLS, this end does not.
+      const tls = have >= 2 && buf[offset] === 0x16 && buf[offset + 1] === 0x03;
+      const why = tls ? 'peer started a TLS handshake, and this end runs plaintext (--insecure): both sides need the same security flags' : 'peer is not a memshift peer';
+      throw new MemshiftError(ErrorCode.HANDSHAKE_MAGIC, `${why} (first bytes ${hex(buf.subarray(offset, offset + have))})`);
     }
   }
   if (have < PREFACE_BYTES) return null;

@@ -1,6 +1,8 @@
 // A framed, duplex connection: socket + FrameReader + ordered writes. Both ends send the 12-byte
 // preface first; the first bytes from the peer must be its preface (checked as they arrive, so an
-// HTTP client or port scanner is turned away after its first packet).
+// HTTP client or port scanner is turned away after its first packet). With TLS (tls.ts), the channel
+// exists only once the handshake is done and the peer authenticated: the preface and every frame go
+// over the TLS stream, and nothing a peer sent before that is ever parsed.
 //
 // Receiving is synchronous: each read is parsed at once and every whole frame goes to `onFrame`
 // before the next read may reuse the buffer. A frame's bytes must not be kept after `onFrame`
@@ -17,6 +19,10 @@ import { decodePreface, encodePreface } from '../protocol/handshake.js';
 import { PREFACE_BYTES } from '../protocol/constants.js';
 import { encodeError } from '../protocol/control.js';
 import { connect, formatAddress, readInto, type Address, type ConnectOptions, type ReadSink } from './tcp.js';
+import type { LinkSecurity } from './security.js';
+import { refusedAfterHandshake, secureAccept, secureConnect, secureOver, tlsFailure } from './tls.js';
+
+type Secured = Exclude<LinkSecurity, { kind: 'insecure' }>;
 
 export interface ChannelHandlers {
   onFrame(frame: Frame): void;
@@ -47,6 +53,8 @@ export interface FrameLink {
   readonly flushedBytes: number;
   /** The local address (where a second listener on this host is reachable). */
   readonly localHost: string;
+  /** Who the peer proved to be over TLS (certificate fingerprint or PSK identity); null in plaintext. */
+  readonly peerIdentity: string | null;
   readonly isClosed: boolean;
   setHandlers(handlers: ChannelHandlers): void;
   send(bytes: Uint8Array): Promise<void>;
@@ -78,6 +86,10 @@ export class Channel implements FrameLink {
   private closed = false;
   private closing = false;
   private failure: MemshiftError | null = null;
+  /** The TLS this channel runs over (null: plaintext), and which end of the handshake we were. */
+  private secured: { security: Secured; side: 'client' | 'server' } | null = null;
+  /** Who the peer proved to be over TLS (certificate fingerprint or PSK identity); null in plaintext. */
+  peerIdentity: string | null = null;
 
   private constructor(options: ChannelOptions) {
     this.peer = options.peer;
@@ -95,11 +107,44 @@ export class Channel implements FrameLink {
     };
   }
 
-  static async connect(address: Address, options: Omit<ChannelOptions, 'peer'> & { peer?: string } & ConnectOptions): Promise<Channel> {
+  /** Connects (over TLS unless `security` is insecure); resolves once the peer is verified. */
+  static async connect(address: Address, options: Omit<ChannelOptions, 'peer'> & { peer?: string; security: LinkSecurity } & ConnectOptions): Promise<Channel> {
     const ch = new Channel({ ...options, peer: options.peer ?? `destination ${formatAddress(address)}` });
-    ch.socket = await connect(address, ch.sink(), options);
+    const sec = options.security;
+    if (sec.kind === 'insecure') ch.socket = await connect(address, ch.sink(), options);
+    else ch.secure(await secureConnect(address, ch.sink(), sec, ch.peer, options), sec, 'client');
     ch.attach();
     return ch;
+  }
+
+  /** The connecting end over a socket the caller opened (TLS client over it unless insecure). */
+  static async over(socket: net.Socket, options: ChannelOptions & { security: LinkSecurity } & ConnectOptions): Promise<Channel> {
+    const sec = options.security;
+    if (sec.kind === 'insecure') return Channel.accept(socket, options);
+    const ch = new Channel(options);
+    ch.secure(await secureOver(socket, ch.sink(), sec, ch.peer, options), sec, 'client');
+    ch.attach();
+    return ch;
+  }
+
+  /**
+   * The accepting end: with TLS, resolves once the handshake is done and the peer authorized, and
+   * rejects (MS_ERR_AUTH_FAILED, or MS_ERR_TIMEOUT after `timeoutMs`) with the socket destroyed and
+   * nothing written to it otherwise.
+   */
+  static async acceptWith(accepted: net.Socket, options: ChannelOptions & { security: LinkSecurity; timeoutMs: number }): Promise<Channel> {
+    const sec = options.security;
+    if (sec.kind === 'insecure') return Channel.accept(accepted, options);
+    const ch = new Channel(options);
+    ch.secure(await secureAccept(accepted, ch.sink(), sec, ch.peer, options.timeoutMs), sec, 'server');
+    ch.attach();
+    return ch;
+  }
+
+  private secure(link: { socket: net.Socket; peerIdentity: string }, security: Secured, side: 'client' | 'server'): void {
+    this.socket = link.socket;
+    this.peerIdentity = link.peerIdentity;
+    this.secured = { security, side };
   }
 
   /** Adopts a connected socket (an accepted one, or one the caller opened) and reads it without copies. */
@@ -111,8 +156,8 @@ export class Channel implements FrameLink {
   }
 
   private attach(): void {
-    this.socket.on('error', (err) => this.finish(this.failure ?? this.closedError(err.message, err)));
-    this.socket.on('close', () => this.finish(this.closing ? null : (this.failure ?? this.closedError('connection closed'))));
+    this.socket.on('error', (err) => this.finish(this.failure ?? this.linkError(err.message, err)));
+    this.socket.on('close', () => this.finish(this.closing ? null : (this.failure ?? this.linkError('connection closed'))));
     this.socket.write(encodePreface());
   }
 
@@ -134,6 +179,28 @@ export class Channel implements FrameLink {
 
   private closedError(why: string, cause?: unknown): MemshiftError {
     return new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${this.peer}: ${why} during ${this.phase}`, { peer: this.peer, phase: this.phase, cause });
+  }
+
+  /**
+   * Why the link broke. Over TLS, an alert is an authentication failure, and so is a peer that ends a
+   * verified connection before its first byte: a TLS 1.3 server checks the client's certificate after
+   * the client has finished its handshake, and closes without a word when it refuses it.
+   */
+  private linkError(why: string, cause?: unknown): MemshiftError {
+    const silent = this.bytesReceived === 0 && this.peerVersion === null;
+    // Only before the peer's first byte: a TLS error later (a bad record MAC) is a broken stream, not a refusal.
+    if (this.secured !== null && silent) {
+      const { security, side } = this.secured;
+      if (cause instanceof Error && typeof (cause as { code?: unknown }).code === 'string') {
+        const e = tlsFailure(cause, this.peer, security, side);
+        if (e.code === ErrorCode.AUTH_FAILED) return e;
+      }
+      return refusedAfterHandshake(this.peer, security);
+    }
+    if (silent) {
+      return new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${this.peer}: ${why} during ${this.phase}, before the peer sent a byte (a peer that requires TLS ends a plaintext connection so: both sides need the same security flags)`, { peer: this.peer, phase: this.phase, cause });
+    }
+    return this.closedError(why, cause);
   }
 
   private onRead(n: number): void {
@@ -199,7 +266,7 @@ export class Channel implements FrameLink {
     if (this.closed || this.closing) return Promise.reject(this.failure ?? this.closedError('channel is closed'));
     return new Promise((resolve, reject) => {
       const done = (err?: Error | null): void => {
-        if (err) reject(this.failure ?? this.closedError(err.message, err));
+        if (err) reject(this.failure ?? this.linkError(err.message, err));
         else resolve();
       };
       let total = 0;

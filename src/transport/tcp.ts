@@ -111,7 +111,14 @@ export function readInto(accepted: net.Socket, sink: ReadSink): net.Socket {
       internal._handle = handle;
     }
   }
-  accepted.on('data', (chunk: Buffer) => {
+  copyChunksInto(accepted, sink);
+  accepted.resume();
+  return accepted;
+}
+
+/** The copying path: each 'data' chunk is copied into the sink's buffers, split to fit them. */
+export function copyChunksInto(socket: net.Socket, sink: ReadSink): void {
+  socket.on('data', (chunk: Buffer) => {
     let at = 0;
     while (at < chunk.length) {
       const free = sink.buffer();
@@ -121,6 +128,4 @@ export function readInto(accepted: net.Socket, sink: ReadSink): net.Socket {
       sink.onRead(n);
     }
   });
-  accepted.resume();
-  return accepted;
 }

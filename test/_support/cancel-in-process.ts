@@ -11,9 +11,10 @@ const guest = SimulatedGuest.create(resolveGuestConfig({ memoryBytes: 32 * 2 ** 
 await guest.resume();
 const { server, address } = await listen('127.0.0.1:0');
 const cancel = new AbortController();
-const destination = receive({ listen: server, createTarget: (regions) => SimulatedGuest.receiving(regions, options), signal: cancel.signal });
+const destination = receive({ security: 'insecure', listen: server, createTarget: (regions) => SimulatedGuest.receiving(regions, options), signal: cancel.signal });
 let throttle = 0;
 const code = await migrate(guest, address, {
+  security: 'insecure',
   downtimeLimitMs: 1, maxBandwidth: 32 * 2 ** 20, throttleInitial: 50, maxIterations: 1000, signal: cancel.signal,
   onProgress: (p) => {
     if (p.throttlePercent > 0 && throttle === 0) {

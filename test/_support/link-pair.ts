@@ -20,6 +20,7 @@ class MemoryLink implements FrameLink {
   readonly queuedBytes = 0;
   flushedBytes = 0;
   readonly localHost = '127.0.0.1';
+  readonly peerIdentity = null;
   other!: MemoryLink;
   /** Frame types this end received, in order. */
   readonly received: number[] = [];

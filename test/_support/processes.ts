@@ -23,9 +23,27 @@ export interface Running {
 
 const live = new Set<ChildProcess>();
 
-/** Starts `memshift <args>`; the process is killed by `killAll` if it is still running. */
-export function memshift(args: readonly string[], env: NodeJS.ProcessEnv = {}): Running {
-  const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+/** The flags that choose how `source` and `dest` secure their channels (one of them is required). */
+const SECURITY_FLAGS = ['--insecure', '--psk-file', '--tls-cert', '--tls-key', '--tls-ca'];
+
+/**
+ * `source` and `dest` args as the tests that are not about security run them: plaintext, by explicit
+ * choice, unless the args already choose (security tests pass their own flags, or `exact`).
+ */
+function withSecurity(args: readonly string[]): readonly string[] {
+  const command = args[0];
+  if (command !== 'source' && command !== 'dest') return args;
+  if (args.some((a) => SECURITY_FLAGS.includes(a.split('=')[0]))) return args;
+  return [...args, '--insecure'];
+}
+
+/**
+ * Starts `memshift <args>`; the process is killed by `killAll` if it is still running. `source` and
+ * `dest` get --insecure unless `args` choose a security or `exact` is set (args exactly as given).
+ */
+export function memshift(args: readonly string[], env: NodeJS.ProcessEnv = {}, options: { exact?: boolean } = {}): Running {
+  const argv = options.exact === true ? args : withSecurity(args);
+  const proc = spawn(process.execPath, [CLI, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   live.add(proc);
   let out = '';
   let err = '';

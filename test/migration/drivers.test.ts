@@ -17,13 +17,14 @@ import type { Frame } from '../../src/protocol/frame-reader.js';
 import { decodeHello, encodeHello } from '../../src/protocol/handshake.js';
 import { encodeBatchFrame } from '../../src/protocol/page-batch.js';
 import { linkPair, type Tap } from '../_support/link-pair.js';
+import { INSECURE } from '../../src/transport/security.js';
 import { MirrorSource, MirrorTarget, PAGE, PostcopyMirrorTarget, ramRegions, within } from '../_support/mirror-guest.js';
 import type { Region } from '../../src/memory/types.js';
 
 const PAGES = 256;
 
 function destinationOptions(createTarget: (r: readonly Region[]) => MirrorTarget): DestinationOptions {
-  return { createTarget, prealloc: false, handshakeTimeoutMs: 10_000 };
+  return { createTarget, prealloc: false, handshakeTimeoutMs: 10_000, security: INSECURE };
 }
 
 /** Runs the real destination on `link`: the first frame must be HELLO, as accept.ts checks it. */
@@ -41,7 +42,7 @@ function destinationOn(link: ReturnType<typeof linkPair>['b'], options: Destinat
 
 function sourceOn(link: ReturnType<typeof linkPair>['a'], source: MirrorSource, mode: MigrationMode): Promise<SourceResult> {
   return runSource(source, {
-    address: { host: '127.0.0.1', port: 1 }, link, mode, policy: { ...DEFAULT_POLICY, downtimeLimitMs: 10_000 },
+    address: { host: '127.0.0.1', port: 1 }, link, mode, security: INSECURE, policy: { ...DEFAULT_POLICY, downtimeLimitMs: 10_000 },
     xbzrle: true, lz4: false, encoders: 1, maxBandwidth: null, connectTimeoutMs: 10_000, answerTimeoutMs: 10_000,
   });
 }

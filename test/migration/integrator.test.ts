@@ -18,8 +18,8 @@ const PAGES = 256;
 async function migrateMirror(mode: 'cold' | 'warm' | 'live', source: MirrorSource, createTarget: (r: readonly Region[]) => MirrorTarget) {
   const { server, address } = await listen('127.0.0.1:0');
   try {
-    const dest = receive({ listen: server, createTarget });
-    const report = await within(migrate(source, address, { mode }), 30_000, `${mode} migrate`);
+    const dest = receive({ security: 'insecure', listen: server, createTarget });
+    const report = await within(migrate(source, address, { security: 'insecure', mode }), 30_000, `${mode} migrate`);
     const result = await within(dest, 30_000, 'receive');
     return { report, result };
   } finally {
@@ -49,7 +49,7 @@ test('postcopyAfter with a mode other than hybrid is refused up front, naming th
   for (const mode of ['live', 'cold', 'warm', 'postcopy'] as const) {
     let err: MemshiftError | null = null;
     try {
-      await migrate(source, '127.0.0.1:9', { mode, postcopyAfter: 2 });
+      await migrate(source, '127.0.0.1:9', { security: 'insecure', mode, postcopyAfter: 2 });
     } catch (e) {
       err = e as MemshiftError;
     }
@@ -65,6 +65,7 @@ test('receive() keeps waiting when createTarget refuses a guest, and takes the n
   let calls = 0;
   try {
     const dest = receive({
+      security: 'insecure',
       listen: server,
       onLog: (l) => log.push(l),
       createTarget: (r) => {
@@ -75,7 +76,7 @@ test('receive() keeps waiting when createTarget refuses a guest, and takes the n
     const refused = new MirrorSource(64);
     let err: MemshiftError | null = null;
     try {
-      await within(migrate(refused, address, { mode: 'live' }), 30_000, 'refused migrate');
+      await within(migrate(refused, address, { security: 'insecure', mode: 'live' }), 30_000, 'refused migrate');
     } catch (e) {
       err = e as MemshiftError;
     }
@@ -84,7 +85,7 @@ test('receive() keeps waiting when createTarget refuses a guest, and takes the n
     assert.is(refused.paused, false, 'the refused guest keeps running');
     const accepted = new MirrorSource(64);
     accepted.write(5, 9);
-    const report = await within(migrate(accepted, address, { mode: 'live' }), 30_000, 'second migrate');
+    const report = await within(migrate(accepted, address, { security: 'insecure', mode: 'live' }), 30_000, 'second migrate');
     const result = await within(dest, 30_000, 'receive');
     assert.is(report.outcome, 'completed');
     assert.is(result.report.outcome, 'completed');
@@ -100,9 +101,9 @@ test('a plain Error from the target\'s checkState reaches the source as DEVICE_S
   let err: MemshiftError | null = null;
   const { server, address } = await listen('127.0.0.1:0');
   try {
-    const dest = receive({ listen: server, createTarget: (r) => new MirrorTarget(r, 'plain-error') });
+    const dest = receive({ security: 'insecure', listen: server, createTarget: (r) => new MirrorTarget(r, 'plain-error') });
     try {
-      await within(migrate(source, address, { mode: 'warm' }), 30_000, 'migrate');
+      await within(migrate(source, address, { security: 'insecure', mode: 'warm' }), 30_000, 'migrate');
     } catch (e) {
       err = e as MemshiftError;
     }
@@ -124,10 +125,10 @@ test('a prepared destination accepts exactly its guest: a larger one is refused 
   const log: string[] = [];
   const prepared = new MirrorTarget(ramRegions(64));
   try {
-    const dest = receive({ listen: server, target: prepared, prealloc: true, onLog: (l) => log.push(l) });
+    const dest = receive({ security: 'insecure', listen: server, target: prepared, prealloc: true, onLog: (l) => log.push(l) });
     let err: MemshiftError | null = null;
     try {
-      await within(migrate(new MirrorSource(128), address, { mode: 'live' }), 30_000, 'larger source');
+      await within(migrate(new MirrorSource(128), address, { security: 'insecure', mode: 'live' }), 30_000, 'larger source');
     } catch (e) {
       err = e as MemshiftError;
     }
@@ -135,7 +136,7 @@ test('a prepared destination accepts exactly its guest: a larger one is refused 
     assert.match(err!.message, /128 pages at the source: larger than the pre-allocated guest \(64\)/);
     const source = new MirrorSource(64);
     source.write(7, 42);
-    const report = await within(migrate(source, address, { mode: 'live' }), 30_000, 'matching source');
+    const report = await within(migrate(source, address, { security: 'insecure', mode: 'live' }), 30_000, 'matching source');
     const result = await within(dest, 30_000, 'receive');
     assert.is(report.outcome, 'completed');
     assert.is(result.target, prepared, 'the prepared target is the one that received the guest');
@@ -151,7 +152,7 @@ test('receive() needs exactly one of createTarget and target', async () => {
   for (const options of [{}, { createTarget: (r: readonly Region[]) => new MirrorTarget(r), target: new MirrorTarget(ramRegions(64)) }]) {
     let err: MemshiftError | null = null;
     try {
-      await receive({ listen: '127.0.0.1:0', ...options });
+      await receive({ security: 'insecure', listen: '127.0.0.1:0', ...options });
     } catch (e) {
       err = e as MemshiftError;
     }
@@ -164,7 +165,7 @@ test('one migration at a time is decided at HELLO: a connection opened earlier c
   const { server, address } = await listen('127.0.0.1:0');
   const log: string[] = [];
   let target: MirrorTarget | null = null;
-  const dest = receive({ listen: server, createTarget: (r) => (target = new MirrorTarget(r)), onLog: (l) => log.push(l) });
+  const dest = receive({ security: 'insecure', listen: server, createTarget: (r) => (target = new MirrorTarget(r)), onLog: (l) => log.push(l) });
   const early = net.connect(address.port, '127.0.0.1');
   const answer: Buffer[] = [];
   early.on('data', (d: Buffer) => answer.push(d));
@@ -174,7 +175,7 @@ test('one migration at a time is decided at HELLO: a connection opened earlier c
     early.write(encodePreface());
     const source = new MirrorSource(64);
     source.write(3, 77);
-    const migration = migrate(source, address, { mode: 'live' });
+    const migration = migrate(source, address, { security: 'insecure', mode: 'live' });
     await until(() => log.some((l) => l.startsWith('accepted')), 10_000, 'the real session accepted');
     // Now the early connection speaks: a HELLO of its own guest.
     early.write(encodeHello({ session: new Uint8Array(16).fill(9), role: ChannelRole.BULK, mode: 'live', capabilities: 0, regions: ramRegions(64) }));
@@ -198,7 +199,7 @@ test('without a cap, a guest larger than three quarters of the available memory 
   let created = 0;
   const pages = Math.ceil((0.9 * totalmem()) / 4096);
   try {
-    const dest = receive({ listen: server, createTarget: (r) => { created++; return new MirrorTarget(r); }, onLog: (l) => log.push(l) });
+    const dest = receive({ security: 'insecure', listen: server, createTarget: (r) => { created++; return new MirrorTarget(r); }, onLog: (l) => log.push(l) });
     // A HELLO announcing ~90 % of this host's memory, from a peer that never sends a page.
     const peer = net.connect(address.port, '127.0.0.1');
     peer.on('error', () => undefined);
@@ -213,7 +214,7 @@ test('without a cap, a guest larger than three quarters of the available memory 
     // The destination logs the refusal once its side of the connection has closed.
     await until(() => log.some((l) => /larger than this destination accepts/.test(l)), 10_000, 'refusal logged');
     // It keeps waiting: a real, small guest still migrates.
-    const report = await within(migrate(new MirrorSource(64), address, { mode: 'live' }), 30_000, 'migrate');
+    const report = await within(migrate(new MirrorSource(64), address, { security: 'insecure', mode: 'live' }), 30_000, 'migrate');
     assert.is(report.outcome, 'completed');
     assert.is((await within(dest, 30_000, 'receive')).report.outcome, 'completed');
   } finally {
@@ -224,7 +225,7 @@ test('without a cap, a guest larger than three quarters of the available memory 
 test('a source that goes silent mid-frame (a length that lies) fails the destination with a timeout, not a wait forever', async () => {
   const { server, address } = await listen('127.0.0.1:0');
   try {
-    const dest = receive({ listen: server, createTarget: (r) => new MirrorTarget(r), idleTimeoutMs: 300 });
+    const dest = receive({ security: 'insecure', listen: server, createTarget: (r) => new MirrorTarget(r), idleTimeoutMs: 300 });
     const peer = net.connect(address.port, '127.0.0.1');
     peer.on('error', () => undefined);
     const answer: Buffer[] = [];
@@ -254,7 +255,7 @@ test('a silent connection to the urgent port is dropped at the handshake timeout
   const peer = net.connect(address.port, '127.0.0.1');
   let silent: net.Socket | null = null;
   try {
-    const dest = receive({ listen: server, createTarget: (r) => new PostcopyMirrorTarget(r), handshakeTimeoutMs: 300 });
+    const dest = receive({ security: 'insecure', listen: server, createTarget: (r) => new PostcopyMirrorTarget(r), handshakeTimeoutMs: 300 });
     peer.on('error', () => undefined);
     const answer: Buffer[] = [];
     peer.on('data', (d: Buffer) => answer.push(d));

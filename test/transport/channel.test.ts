@@ -13,6 +13,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Channel } from '../../src/transport/channel.js';
 import { boundAddress, listen } from '../../src/transport/tcp.js';
+import { INSECURE } from '../../src/transport/security.js';
 import { FrameType, Limits, PROTOCOL_VERSION } from '../../src/protocol/constants.js';
 import { decodeError } from '../../src/protocol/control.js';
 import { encodeFrame, FRAME_HEADER_BYTES } from '../../src/protocol/frame.js';
@@ -71,7 +72,7 @@ async function rawServer(): Promise<{ port: number; socket: Promise<net.Socket> 
 }
 
 async function connectTo(port: number, options: { maxBody?: number; receiveBuffer?: Uint8Array } = {}): Promise<Channel> {
-  const ch = await Channel.connect({ host: '127.0.0.1', port }, { maxBody: options.maxBody ?? MAX_BODY, receiveBuffer: options.receiveBuffer });
+  const ch = await Channel.connect({ host: '127.0.0.1', port }, { maxBody: options.maxBody ?? MAX_BODY, receiveBuffer: options.receiveBuffer, security: INSECURE });
   opened.push(ch);
   return ch;
 }

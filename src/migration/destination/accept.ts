@@ -1,12 +1,17 @@
-// Waiting for a migration on the destination: accepts connections, checks each one's preface and
-// HELLO on a small buffer, and hands the first acceptable one to a Session (driver.ts). A connection
-// that fails the handshake (not memshift, wrong version, a guest this host cannot hold, a guest the
+// Waiting for a migration on the destination: accepts connections, runs TLS on each (unless the
+// destination is insecure by choice), checks its preface and HELLO on a small buffer, and hands the
+// first acceptable one to a Session (driver.ts). A connection that fails the handshake (TLS
+// authentication, not memshift, wrong version, a guest this host cannot hold, a guest the
 // integrator's createTarget refuses) is logged and dropped, and the wait goes on; one that arrives
-// during a session is turned away. Once a session got past setup, its end ends the wait.
+// during a session is turned away. Once a session got past setup, its end ends the wait. One timeout
+// covers TLS and HELLO: a peer that authenticates must still say HELLO within it.
+//
+//   connection ─► TLS handshake + peer verified ─► preface ─► HELLO ─► Session (allocates the guest)
+//        └─ fails: logged, destroyed, nothing written, nothing allocated; the wait goes on
 
 import type net from 'node:net';
 import { freemem } from 'node:os';
-import { ErrorCode, MemshiftError } from '../../errors.js';
+import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
 import type { Region } from '../../memory/types.js';
 import { ChannelRole, FrameType, Limits } from '../../protocol/constants.js';
 import { decodeHello } from '../../protocol/handshake.js';
@@ -31,8 +36,21 @@ export function receiveMigration(server: net.Server, options: DestinationOptions
         socket.destroy();
         return;
       }
-      const channel = Channel.accept(socket, { maxBody: Limits.MAX_CONTROL_BODY_BYTES, peer });
-      const timer = setTimeout(() => channel.fail(new MemshiftError(ErrorCode.TIMEOUT, `${peer}: no HELLO within ${options.handshakeTimeoutMs} ms`)), options.handshakeTimeoutMs);
+      const startedAt = performance.now();
+      Channel.acceptWith(socket, { maxBody: Limits.MAX_CONTROL_BODY_BYTES, peer, security: options.security, timeoutMs: options.handshakeTimeoutMs }).then(
+        (channel) => {
+          // A session may have begun while this one was in its TLS handshake: HELLO turns it away.
+          const left = Math.max(0, options.handshakeTimeoutMs - (performance.now() - startedAt));
+          awaitHello(channel, peer, left);
+        },
+        (err: unknown) => {
+          const error = toMemshiftError(err, ErrorCode.AUTH_FAILED, peer);
+          log(`rejected connection from ${peer}: ${error.code}: ${error.message}`);
+        },
+      );
+    };
+    const awaitHello = (channel: Channel, peer: string, timeoutMs: number): void => {
+      const timer = setTimeout(() => channel.fail(new MemshiftError(ErrorCode.TIMEOUT, `${peer}: no HELLO within ${options.handshakeTimeoutMs} ms`)), timeoutMs);
       let settled = false;
       let mine = false;
       channel.setHandlers({

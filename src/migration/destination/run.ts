@@ -4,6 +4,7 @@
 
 import type { Region, MemoryTarget } from '../../memory/types.js';
 import type { FrameLink } from '../../transport/channel.js';
+import type { LinkSecurity } from '../../transport/security.js';
 import { throttledProgress, type Progress } from '../progress.js';
 import { startRecord, type RunRecord } from '../report.js';
 import type { BatchApplier } from '../../pipeline/apply.js';
@@ -18,6 +19,9 @@ export interface DestinationOptions {
   prealloc: boolean;
   /** The target was pre-touched before the migration began, in this many ms (a prepared destination). */
   preallocatedMs?: number;
+  /** How every channel is secured (TLS, PSK or plaintext by choice); the urgent channel uses the same. */
+  security: LinkSecurity;
+  /** How long a connection may take to authenticate and send HELLO (the urgent port's too). */
   handshakeTimeoutMs: number;
   /** While the source is due to send (receiving, post-copy), the longest silence accepted (default 20 s). */
   idleTimeoutMs?: number;

@@ -11,6 +11,11 @@
 // Atomics.waitAsync and on its socket, and nothing else runs on it. Control events go to the main
 // thread as messages: listening, connected, every missing page present, link lost. It ends when the
 // main thread marks the board done (or link lost).
+//
+// The port is secured as the bulk channel (same credentials, from workerData as plain data) and bound
+// to it: a connection must authenticate, prove the identity the bulk channel's peer proved (the same
+// client certificate, or PSK identity), and then name the session, which only ever travelled inside
+// the bulk channel's TLS. Anything else is dropped and the port keeps listening.
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { URGENT_THREAD_NICENESS, favourThisThread } from '../../pipeline/thread-priority.js';
@@ -27,6 +32,7 @@ import { encodePageRequest } from '../../protocol/control.js';
 import { frameTypeName } from '../../protocol/frame.js';
 import { Channel } from '../../transport/channel.js';
 import { boundAddress, listen } from '../../transport/tcp.js';
+import type { LinkSecurity } from '../../transport/security.js';
 import { BoardState, DestBoard, type FaultThreadMessage } from '../postcopy-board.js';
 import { BatchApplier } from '../../pipeline/apply.js';
 
@@ -37,8 +43,11 @@ export interface UrgentListenerData {
   host: string;
   mailbox: SharedArrayBuffer;
   board: SharedArrayBuffer;
-  /** How long an accepted connection may take to send its HELLO before it is dropped. */
+  /** How long an accepted connection may take to authenticate and send its HELLO before it is dropped. */
   helloTimeoutMs: number;
+  security: LinkSecurity;
+  /** What the bulk channel's peer proved to be (certificate fingerprint, PSK identity); null in plaintext. */
+  peerIdentity: string | null;
 }
 
 const data = workerData as UrgentListenerData;
@@ -67,10 +76,16 @@ async function main(): Promise<void> {
   post({ type: 'listening', port: boundAddress(server).port });
   const channel = await new Promise<Channel>((resolve) => {
     server.on('connection', (socket) => {
-      const ch = Channel.accept(socket, {
-        maxBody: Math.max(maxBody, Limits.MAX_CONTROL_BODY_BYTES),
-        peer: `source urgent channel ${socket.remoteAddress}:${socket.remotePort}`,
-      });
+      const peer = `source urgent channel ${socket.remoteAddress}:${socket.remotePort}`;
+      const options = { maxBody: Math.max(maxBody, Limits.MAX_CONTROL_BODY_BYTES), peer, security: data.security, timeoutMs: data.helloTimeoutMs };
+      // A failed handshake leaves nothing behind (the socket is destroyed); the port keeps listening.
+      Channel.acceptWith(socket, options).then((ch) => awaitHello(ch), () => undefined);
+    });
+    const awaitHello = (ch: Channel): void => {
+      if (ch.peerIdentity !== data.peerIdentity) {
+        ch.destroy();
+        return;
+      }
       // A connection that stays silent must not hold a descriptor here for good.
       const silent = setTimeout(() => ch.fail(new MemshiftError(ErrorCode.TIMEOUT, `no HELLO within ${data.helloTimeoutMs} ms on the urgent port`)), data.helloTimeoutMs);
       ch.setHandlers({
@@ -86,7 +101,7 @@ async function main(): Promise<void> {
         },
         onClosed: () => clearTimeout(silent),
       });
-    });
+    };
   });
   const applier = new BatchApplier(memory, 0, ScratchAgent.FAULT_THREAD, true, 'scratch');
   let answered = 0;

@@ -15,6 +15,7 @@ import { kernelsOf, type Slab } from '../../memory/slab.js';
 import type { Board } from '../../memory/shared-board.js';
 import type { MemoryTarget, Region } from '../../memory/types.js';
 import type { MissingPages } from '../../protocol/control.js';
+import type { LinkSecurity } from '../../transport/security.js';
 import { viewsOf } from '../../wasm/views.js';
 import { BoardState, DestBoard, createDestBoard, endThread, type FaultThreadMessage } from '../postcopy-board.js';
 import { percentile } from '../report.js';
@@ -59,14 +60,19 @@ export class UrgentListener {
     });
   }
 
-  /** Arms the target's page gate and starts the fault thread listening on `host`. */
-  static async start(target: MemoryTarget, session: Uint8Array, host: string, helloTimeoutMs: number): Promise<UrgentListener> {
+  /**
+   * Arms the target's page gate and starts the fault thread listening on `host`. The urgent channel
+   * is secured as the bulk one and bound to it: `peerIdentity` is who the bulk channel's peer proved
+   * to be (null in plaintext), and the urgent connection must prove the same, then name the session.
+   */
+  static async start(target: MemoryTarget, session: Uint8Array, host: string, helloTimeoutMs: number, bound: { security: LinkSecurity; peerIdentity: string | null }): Promise<UrgentListener> {
     if (target.enablePageGate === undefined) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, 'this target cannot run post-copy');
     const gate = target.enablePageGate();
     const board = createDestBoard();
     const data: UrgentListenerData = {
       slabs: target.regions.flatMap((r) => [...target.slabsOf(r.id)]), regions: [...target.regions], session, host,
       mailbox: gate.mailbox, board: board.buffer as SharedArrayBuffer, helloTimeoutMs,
+      security: bound.security, peerIdentity: bound.peerIdentity,
     };
     const worker = new Worker(new URL('./urgent-listener-thread.js', import.meta.url), { workerData: data });
     let onConnected: () => void = () => undefined;

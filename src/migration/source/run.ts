@@ -12,6 +12,7 @@ import type { EncoderPool } from '../../pipeline/pool.js';
 import type { MigrationMode } from '../../protocol/constants.js';
 import type { FrameLink } from '../../transport/channel.js';
 import { formatAddress, type Address } from '../../transport/tcp.js';
+import type { LinkSecurity } from '../../transport/security.js';
 import type { ConvergencePolicy } from '../convergence.js';
 import type { Inbox } from '../inbox.js';
 import { watchProgress } from '../watchdog.js';
@@ -27,6 +28,8 @@ export interface SourceOptions {
   socket?: net.Socket;
   /** An already framed link to use instead of either (tests drive the driver over an in-memory one). */
   link?: FrameLink;
+  /** How every channel is secured (TLS, PSK or plaintext by choice); the urgent channel uses the same. */
+  security: LinkSecurity;
   mode: MigrationMode;
   policy: ConvergencePolicy;
   xbzrle: boolean;

@@ -7,6 +7,9 @@
 // A page is taken from the snapshot atomically: if this thread clears its bit first, the bulk push
 // skips it and the page's hash is recorded here; if the push took it first, the answer still goes
 // out (the vCPU is waiting now) and the destination keeps whichever copy lands first.
+//
+// It connects with the bulk channel's credentials (workerData, plain data) and goes on only if the
+// destination proves the identity it proved on the bulk channel (same certificate, or PSK identity).
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { URGENT_THREAD_NICENESS, favourThisThread } from '../../pipeline/thread-priority.js';
@@ -25,6 +28,7 @@ import { frameTypeName } from '../../protocol/frame.js';
 import { Channel } from '../../transport/channel.js';
 import { Inbox } from '../inbox.js';
 import type { Address } from '../../transport/tcp.js';
+import type { LinkSecurity } from '../../transport/security.js';
 import { BoardState, SourceBoard, recordFault, type FaultThreadMessage } from '../postcopy-board.js';
 import { waitForChange } from '../../memory/shared-board.js';
 import { viewsOf } from '../../wasm/views.js';
@@ -37,6 +41,10 @@ export interface UrgentConnectorData {
   board: SharedArrayBuffer;
   /** Iteration number stamped on answers (informational). */
   iteration: number;
+  /** The bulk channel's security (plain data), used again here. */
+  security: LinkSecurity;
+  /** What the destination proved to be on the bulk channel; the urgent port must prove the same. */
+  peerIdentity: string | null;
 }
 
 const data = workerData as UrgentConnectorData;
@@ -86,7 +94,12 @@ async function main(): Promise<void> {
     maxBody: Limits.MAX_CONTROL_BODY_BYTES,
     peer: `destination urgent channel ${data.address.host}:${data.address.port}`,
     timeoutMs: 10_000,
+    security: data.security,
   });
+  if (channel.peerIdentity !== data.peerIdentity) {
+    channel.destroy();
+    throw new MemshiftError(ErrorCode.AUTH_FAILED, `destination urgent channel ${data.address.host}:${data.address.port} is not the peer of the bulk channel (it proved another identity)`);
+  }
   const inbox = new Inbox(channel);
   inbox.onFailure = (e) => linkLost(e);
   await channel.send(encodeHello({ session: data.session, role: ChannelRole.URGENT, mode: 'postcopy', capabilities: 0, regions: data.regions }));

@@ -14,6 +14,7 @@ import type { Board } from '../../memory/shared-board.js';
 import type { Slab } from '../../memory/slab.js';
 import type { Region } from '../../memory/types.js';
 import type { Address } from '../../transport/tcp.js';
+import type { LinkSecurity } from '../../transport/security.js';
 import { BoardState, SourceBoard, createSourceBoard, endThread, readFaultRing, type Fault, type FaultThreadMessage } from '../postcopy-board.js';
 import type { UrgentConnectorData } from './urgent-connector-thread.js';
 
@@ -49,10 +50,19 @@ export class UrgentConnector {
     });
   }
 
-  /** Starts the thread and connects the urgent channel; rejects if it cannot be set up. */
-  static async start(slabs: readonly Slab[], regions: readonly Region[], session: Uint8Array, address: Address, iteration: number): Promise<UrgentConnector> {
+  /**
+   * Starts the thread and connects the urgent channel; rejects if it cannot be set up. It is secured
+   * as the bulk channel, and its peer must prove the identity the bulk channel's did (`peerIdentity`).
+   */
+  static async start(
+    slabs: readonly Slab[], regions: readonly Region[], session: Uint8Array, address: Address, iteration: number,
+    bound: { security: LinkSecurity; peerIdentity: string | null },
+  ): Promise<UrgentConnector> {
     const board = createSourceBoard();
-    const data: UrgentConnectorData = { slabs: [...slabs], regions: [...regions], session, address, board: board.buffer as SharedArrayBuffer, iteration };
+    const data: UrgentConnectorData = {
+      slabs: [...slabs], regions: [...regions], session, address, board: board.buffer as SharedArrayBuffer, iteration,
+      security: bound.security, peerIdentity: bound.peerIdentity,
+    };
     const peer = `destination urgent channel ${address.host}:${address.port}`;
     const worker = new Worker(new URL('./urgent-connector-thread.js', import.meta.url), { workerData: data });
     const handle = new UrgentConnector(worker, board, peer);

@@ -63,7 +63,11 @@ export async function runSetup(run: DestinationRun, hello: Hello): Promise<DestE
   if (target.unwrittenPagesAreZero !== true) capabilities &= ~Capability.UNWRITTEN_ZERO;
   if ((capabilities & Capability.POSTCOPY) !== 0) {
     if (target.enablePageGate === undefined) capabilities &= ~Capability.POSTCOPY;
-    else run.urgent = await UrgentListener.start(target, hello.session, channel.localHost, run.options.handshakeTimeoutMs);
+    else {
+      run.urgent = await UrgentListener.start(target, hello.session, channel.localHost, run.options.handshakeTimeoutMs, {
+        security: run.options.security, peerIdentity: channel.peerIdentity,
+      });
+    }
   }
   run.applier = new BatchApplier(target, capabilities, ScratchAgent.MAIN);
   const receive = slabs[0];

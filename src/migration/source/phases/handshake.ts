@@ -3,7 +3,7 @@
 // was negotiated, the fault thread connected to the destination's urgent port. Cold pauses the guest
 // before connecting, so its one pass starts from memory that no longer changes.
 //
-//   [cold: pause] ─► connect ─► HELLO ─► HELLO_ACK (same session, common capabilities)
+//   [cold: pause] ─► connect (+ TLS, peer verified) ─► HELLO ─► HELLO_ACK (same session, common capabilities)
 //   ─► [post-copy: fault thread connects the urgent channel] ─► pool, sender ─► handshake-done
 
 import { randomBytes } from 'node:crypto';
@@ -24,10 +24,10 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   const { options, source, peer } = run;
   if (options.mode === 'cold') await run.pause();
   run.checkCancel('setup');
-  const channelOptions = { maxBody: Limits.MAX_CONTROL_BODY_BYTES, peer };
+  const channelOptions = { maxBody: Limits.MAX_CONTROL_BODY_BYTES, peer, security: options.security, timeoutMs: options.connectTimeoutMs, signal: options.signal };
   const channel = options.link !== undefined ? options.link : options.socket !== undefined
-    ? Channel.accept(options.socket, channelOptions)
-    : await Channel.connect(options.address, { ...channelOptions, timeoutMs: options.connectTimeoutMs, signal: options.signal });
+    ? await Channel.over(options.socket, channelOptions)
+    : await Channel.connect(options.address, channelOptions);
   run.channel = channel;
   run.watchStalls(channel, options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS);
   const inbox = (run.inbox = new Inbox(channel, options.signal));
@@ -42,7 +42,11 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   const capabilities = ack.capabilities & ours;
   const postcopy = (capabilities & Capability.POSTCOPY) !== 0 && ack.urgentPort !== 0;
   if (wantsPostcopy && !postcopy) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `${peer} cannot receive a post-copy migration`);
-  if (postcopy) run.urgent = await UrgentConnector.start(run.slabs, source.regions, session, { host: options.address.host, port: ack.urgentPort }, 0);
+  if (postcopy) {
+    run.urgent = await UrgentConnector.start(run.slabs, source.regions, session, { host: options.address.host, port: ack.urgentPort }, 0, {
+      security: options.security, peerIdentity: channel.peerIdentity,
+    });
+  }
   const setupEnd = performance.now();
   run.record.setupTimeMs = setupEnd - run.record.startedAt;
   run.record.stepRateBefore = stepRate(run.stepsAtStart, run.record.startedAt, source.steps, setupEnd);
