@@ -274,12 +274,15 @@ export class Channel implements FrameLink {
         total = segments[0].length;
         this.socket.write(segments[0], done);
       } else {
-        this.socket.cork();
+        // Corked writes reach the socket as one writev. Node's TLS layer copies a multi-buffer write
+        // into one buffer before encrypting it, so over TLS each segment goes as its own write.
+        const gather = this.secured === null;
+        if (gather) this.socket.cork();
         for (let i = 0; i < segments.length; i++) {
           total += segments[i].length;
           this.socket.write(segments[i], i === segments.length - 1 ? done : undefined);
         }
-        this.socket.uncork();
+        if (gather) this.socket.uncork();
       }
       this.bytesSent += total;
     });
