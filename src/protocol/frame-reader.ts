@@ -35,6 +35,8 @@ export class FrameReader {
   private start = 0;
   private end = 0;
   private header: FrameHeader | null = null;
+  /** The pending frame's CRC has been checked (its header and checked bytes are in). */
+  private verified = false;
   /** Frames decoded so far (for error messages: "frame 3"). */
   frames = 0;
 
@@ -112,12 +114,19 @@ export class FrameReader {
       this.header = h;
     }
     const h = this.header;
+    // Check the CRC as soon as the bytes it covers are in, not when the whole body is: a flipped length
+    // (covered by the CRC) fails here instead of waiting for bytes that never come.
+    if (!this.verified) {
+      if (this.end - this.start < FRAME_HEADER_BYTES + h.checkedLength) return null;
+      verifyFrame(this.buf, this.start, h);
+      this.verified = true;
+    }
     const total = FRAME_HEADER_BYTES + h.bodyLength;
     if (this.end - this.start < total) return null;
-    verifyFrame(this.buf, this.start, h);
     const frame: Frame = { ...h, buf: this.buf, offset: this.start, bodyOffset: this.start + FRAME_HEADER_BYTES };
     this.start += total;
     this.header = null;
+    this.verified = false;
     this.frames++;
     return frame;
   }
