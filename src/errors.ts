@@ -48,6 +48,8 @@ export const ErrorCode = {
   DIGEST_MISMATCH: 'MS_ERR_DIGEST_MISMATCH',
   /** A connection could not be made or was refused. */
   CONNECTION_FAILED: 'MS_ERR_CONNECTION_FAILED',
+  /** The destination turned a connection away unread: too many are in their handshake (in all, or from its address). */
+  CONNECTION_LIMIT: 'MS_ERR_CONNECTION_LIMIT',
   /**
    * The peer failed authentication (TLS certificate not from the trusted CA, host name mismatch, no
    * client certificate, wrong pre-shared key, a peer that does not speak TLS): nothing was exchanged.

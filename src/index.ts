@@ -11,6 +11,7 @@ import net from 'node:net';
 import { ErrorCode, MemshiftError, invalidArgument } from './errors.js';
 import type { MemorySource, MemoryTarget, Region } from './memory/types.js';
 import { DEFAULT_POLICY, STALL_POLICIES, type ConvergencePolicy, type StallPolicy } from './migration/convergence.js';
+import { DEFAULT_ADMISSION } from './migration/destination/admission.js';
 import { receiveMigration } from './migration/destination/accept.js';
 import { pretouchRam } from './migration/destination/phases/setup.js';
 import { preparedTarget } from './migration/destination/prepared-target.js';
@@ -189,6 +190,12 @@ export interface ReceiveOptions {
   idleTimeoutMs?: number;
   /** Largest guest accepted, in bytes (default: three quarters of the memory available when its HELLO arrives). */
   maxGuestBytes?: number;
+  /**
+   * Connections in their handshake (TLS, then HELLO) at once: in all, and from one address (default 64
+   * and 8). More are closed unread, so a peer that opens many and says nothing cannot shut the real
+   * source out.
+   */
+  maxPendingConnections?: { total?: number; perAddress?: number };
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
   /** Lines worth logging: rejected connections, accepted sessions. */
@@ -231,6 +238,10 @@ export async function receive(options: ReceiveOptions): Promise<DestinationResul
       handshakeTimeoutMs: options.handshakeTimeoutMs === undefined ? 10_000 : positiveInt(options.handshakeTimeoutMs, 'handshakeTimeoutMs'),
       idleTimeoutMs: options.idleTimeoutMs === undefined ? undefined : positiveInt(options.idleTimeoutMs, 'idleTimeoutMs'),
       maxGuestBytes: options.maxGuestBytes === undefined ? undefined : positiveInt(options.maxGuestBytes, 'maxGuestBytes'),
+      admission: {
+        pending: options.maxPendingConnections?.total === undefined ? DEFAULT_ADMISSION.pending : positiveInt(options.maxPendingConnections.total, 'maxPendingConnections.total'),
+        pendingPerAddress: options.maxPendingConnections?.perAddress === undefined ? DEFAULT_ADMISSION.pendingPerAddress : positiveInt(options.maxPendingConnections.perAddress, 'maxPendingConnections.perAddress'),
+      },
       signal: options.signal,
       onProgress: options.onProgress,
       onLog: options.onLog,

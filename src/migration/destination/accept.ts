@@ -4,10 +4,11 @@
 // authentication, not memshift, wrong version, a guest this host cannot hold, a guest the
 // integrator's createTarget refuses) is logged and dropped, and the wait goes on; one that arrives
 // during a session is turned away. Once a session got past setup, its end ends the wait. One timeout
-// covers TLS and HELLO: a peer that authenticates must still say HELLO within it.
+// covers TLS and HELLO: a peer that authenticates must still say HELLO within it. Connections still in
+// that handshake are capped, in all and per address (admission.ts).
 //
-//   connection ─► TLS handshake + peer verified ─► preface ─► HELLO ─► Session (allocates the guest)
-//        └─ fails: logged, destroyed, nothing written, nothing allocated; the wait goes on
+//   connection ─► admitted? ─► TLS handshake + peer verified ─► preface ─► HELLO ─► Session (allocates the guest)
+//        └─ over the caps, or fails: logged, destroyed, nothing written, nothing allocated; the wait goes on
 
 import type net from 'node:net';
 import { freemem } from 'node:os';
@@ -18,11 +19,13 @@ import { decodeHello } from '../../protocol/handshake.js';
 import { frameTypeName } from '../../protocol/frame.js';
 import { Channel } from '../../transport/channel.js';
 import { assembleReport, startRecord } from '../report.js';
+import { Admission } from './admission.js';
 import { Session, type DestinationOptions, type DestinationResult, type SessionEnd } from './driver.js';
 
 /** Waits on `server` for one migration and receives it. Always resolves with a report. */
 export function receiveMigration(server: net.Server, options: DestinationOptions): Promise<DestinationResult> {
   const log = options.onLog ?? (() => undefined);
+  const admission = new Admission(options.admission);
   return new Promise<DestinationResult>((resolve) => {
     let session: Session | null = null;
     const finish = (result: DestinationResult): void => {
@@ -36,20 +39,27 @@ export function receiveMigration(server: net.Server, options: DestinationOptions
         socket.destroy();
         return;
       }
+      const place = admission.admit(socket.remoteAddress ?? '?');
+      if ('refused' in place) {
+        log(`rejected connection from ${peer}: ${ErrorCode.CONNECTION_LIMIT}: ${place.refused}`);
+        socket.destroy();
+        return;
+      }
       const startedAt = performance.now();
       Channel.acceptWith(socket, { maxBody: Limits.MAX_CONTROL_BODY_BYTES, peer, security: options.security, timeoutMs: options.handshakeTimeoutMs }).then(
         (channel) => {
           // A session may have begun while this one was in its TLS handshake: HELLO turns it away.
           const left = Math.max(0, options.handshakeTimeoutMs - (performance.now() - startedAt));
-          awaitHello(channel, peer, left);
+          awaitHello(channel, peer, left, place.release);
         },
         (err: unknown) => {
+          place.release();
           const error = toMemshiftError(err, ErrorCode.AUTH_FAILED, peer);
           log(`rejected connection from ${peer}: ${error.code}: ${error.message}`);
         },
       );
     };
-    const awaitHello = (channel: Channel, peer: string, timeoutMs: number): void => {
+    const awaitHello = (channel: Channel, peer: string, timeoutMs: number, release: () => void): void => {
       const timer = setTimeout(() => channel.fail(new MemshiftError(ErrorCode.TIMEOUT, `${peer}: no HELLO within ${options.handshakeTimeoutMs} ms`)), timeoutMs);
       let settled = false;
       let mine = false;
@@ -58,6 +68,7 @@ export function receiveMigration(server: net.Server, options: DestinationOptions
           if (settled) return;
           settled = true;
           clearTimeout(timer);
+          release();
           if (frame.type !== FrameType.HELLO) {
             throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `expected HELLO, got ${frameTypeName(frame.type)}`, { frameType: frame.type });
           }
@@ -78,6 +89,7 @@ export function receiveMigration(server: net.Server, options: DestinationOptions
         },
         onClosed: (error) => {
           clearTimeout(timer);
+          release();
           if (!mine && error !== null) log(`rejected connection from ${peer}: ${error.code}: ${error.message}`);
         },
       });

@@ -2,6 +2,7 @@
 // assembled from, and what the setup made (target, applier, urgent listener). Phases read and write
 // it; only the driver creates and ends it.
 
+import type { AdmissionLimits } from './admission.js';
 import type { Region, MemoryTarget } from '../../memory/types.js';
 import type { FrameLink } from '../../transport/channel.js';
 import type { LinkSecurity } from '../../transport/security.js';
@@ -27,6 +28,8 @@ export interface DestinationOptions {
   idleTimeoutMs?: number;
   /** Largest guest this destination accepts, in bytes (default: three quarters of the memory available). */
   maxGuestBytes?: number;
+  /** Connections in their handshake at once, in all and per address (default DEFAULT_ADMISSION). */
+  admission?: AdmissionLimits;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
   onLog?: (line: string) => void;
