@@ -3,7 +3,7 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { MIN_WINDOWS_PER_PIVOT, PushPlanner } from '../../src/pipeline/push-planner.js';
+import { MIN_WINDOWS_PER_PIVOT, PushPlanner, SCATTERED_PIVOTS } from '../../src/pipeline/push-planner.js';
 
 test('windows grow ×4 from minPages up to maxPages, and nextWindow reports the size it may hold', () => {
   const p = new PushPlanner(1_000_000, 8, 2048);
@@ -17,17 +17,32 @@ test('windows grow ×4 from minPages up to maxPages, and nextWindow reports the 
 
 test('a fault after every window moves the pivot only once per MIN_WINDOWS_PER_PIVOT windows', () => {
   const p = new PushPlanner(10_000_000, 16, 1024);
-  const pivots: number[] = [];
+  const pivots: Array<[number, number]> = [];
   for (let i = 0; i < 4 * MIN_WINDOWS_PER_PIVOT; i++) {
     const fault = 100_000 * (i + 1);
     p.onFault(fault);
     const w = p.nextWindow();
-    if (w.from === fault + 1) {
-      pivots.push(i);
-      assert.is(w.pages, 16, 'a new pivot starts with the smallest window');
-    }
+    if (w.from === fault + 1) pivots.push([i, w.pages]);
   }
-  assert.equal(pivots, [0, 4, 8, 12]);
+  // Each fault lands far from the last pivot: after SCATTERED_PIVOTS of those, pivots start large.
+  assert.is(SCATTERED_PIVOTS, 2);
+  assert.equal(pivots, [[0, 16], [4, 16], [8, 1024], [12, 1024]]);
+});
+
+test('a fault near the previous pivot (within a window of what was pushed around it) starts small again', () => {
+  const p = new PushPlanner(10_000_000, 16, 1024);
+  const pivotAt = (fault: number): number => {
+    p.onFault(fault);
+    const w = p.nextWindow();
+    assert.is(w.from, fault + 1, `pivot moved to ${fault}`);
+    for (let i = 1; i < MIN_WINDOWS_PER_PIVOT; i++) p.nextWindow();
+    return w.pages;
+  };
+  assert.equal([pivotAt(1_000_000), pivotAt(3_000_000), pivotAt(5_000_000)], [16, 16, 1024], 'scattered');
+  // Around 5 000 000 four windows of 1024 pushed [4 997 952, 5 002 049); one window beyond is near.
+  assert.is(pivotAt(5_002_500), 16, 'near: locality again');
+  // Around 5 002 500: [5 001 412, 5 002 773) with windows now 1024 long.
+  assert.is(pivotAt(5_003_000), 16, 'still near');
 });
 
 test('without faults the sweep covers every page once per round and then wraps', () => {
