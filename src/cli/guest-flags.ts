@@ -8,7 +8,7 @@ import { optionalString, parseInteger, requireString, type Flags, type Parsed } 
 export const guestFlags: Flags = {
   memory: { type: 'string', value: 'SIZE', help: 'guest RAM (KiB, MiB, GiB)' },
   fill: { type: 'string', value: 'mixed|zero|random', help: 'initial contents', default: 'mixed' },
-  workload: { type: 'string', value: 'idle|uniform|hotset', help: 'what the vCPU does', default: 'hotset' },
+  workload: { type: 'string', value: 'idle|uniform|hotset|sweep', help: 'what the vCPU does (sweep: pages in order, as a memory scan)', default: 'hotset' },
   'hot-size': { type: 'string', value: 'SIZE', help: 'hot working set of the hotset workload (default memory/16)' },
   'hot-share': { type: 'string', value: 'PERMILLE', help: 'steps that land in the hot set, per mille', default: '900' },
   'dirty-rate': { type: 'string', value: 'N|max', help: 'steps (dirtied pages) per second', default: 'max' },

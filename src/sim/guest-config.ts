@@ -6,10 +6,10 @@
 import { invalidArgument } from '../errors.js';
 
 export type FillKind = 'zero' | 'random' | 'mixed';
-export type WorkloadKind = 'idle' | 'uniform' | 'hotset';
+export type WorkloadKind = 'idle' | 'uniform' | 'hotset' | 'sweep';
 
 export const FILL_KINDS: readonly FillKind[] = ['zero', 'random', 'mixed'];
-export const WORKLOAD_KINDS: readonly WorkloadKind[] = ['idle', 'uniform', 'hotset'];
+export const WORKLOAD_KINDS: readonly WorkloadKind[] = ['idle', 'uniform', 'hotset', 'sweep'];
 
 /** Kernel codes for the fill kinds (assembly/guest-fill.ts). */
 export const FILL_CODE: Record<FillKind, number> = { zero: 0, random: 1, mixed: 2 };

@@ -3,6 +3,7 @@
 // that arrives stale or late on the destination changes every later step that touches it.
 //
 //   page  = hotset & coin < hotPermille ? hotStart + u32 % hotPages : u32 % pageCount   (uniform: the latter)
+//   page  = steps % pageCount                                                           (sweep: in order)
 //   v     = u32;  o = v % words;  o2 = (o + 1 + (v >>> 24 & 7)) % words;  a = w[o]; b = w[o2]
 //   w[o]  = imul(a ^ v, 0x9E3779B1) + b
 //   w[o2] = (b ^ (a >>> 7)) + steps
@@ -104,6 +105,7 @@ export class StepRunner {
     const s = this.prng;
     const { pageCount, hotStart, hotPages, hotThreshold } = this.shape;
     const hot = this.shape.kind === 'hotset';
+    const sweep = this.shape.kind === 'sweep';
     const words = this.words;
     const mask = words - 1;
     const pending = this.pending;
@@ -113,9 +115,13 @@ export class StepRunner {
     let steps = this.steps;
     for (let i = 0; i < n; i++) {
       let page: number;
-      const r = nextU32(s);
-      if (hot && (r >>> 22) < hotThreshold) page = hotStart + (nextU32(s) % hotPages);
-      else page = (hot ? nextU32(s) : r) % pageCount;
+      if (sweep) {
+        page = steps % pageCount;
+      } else {
+        const r = nextU32(s);
+        if (hot && (r >>> 22) < hotThreshold) page = hotStart + (nextU32(s) % hotPages);
+        else page = (hot ? nextU32(s) : r) % pageCount;
+      }
       const si = slabOfChunk[page >>> 6]; // one entry per 64 pages (RAM_REGION_ALIGN_PAGES)
       const local = page - slabFirst[si];
       if (gate !== null && !gate.isPresent(si, local)) gate.waitForPage(si, local);

@@ -70,6 +70,11 @@ test('post-copy of a uniform writer at full speed ends identical to replay', dea
   assertOracle(await migrate(c), c);
 }));
 
+test('hybrid of a sweeping writer (pages in order, as QEMU\'s peer guest) ends identical to replay', deadline(120_000, async () => {
+  const c: MigrationCase = { seed: 55, mode: 'hybrid', memory: '32MiB', workload: 'sweep', runSteps: 100_000 };
+  assertOracle(await migrate(c), c);
+}));
+
 // Hybrid with the switch decided by --postcopy-after, by construction: a uniform writer at 2500 steps/s
 // over 32 MiB on a link capped at 32 MiB/s leaves hundreds of dirty pages after each pass, so with a
 // 1 ms limit rule downtime-limit cannot fire first, and the dirty rate stays far below the link.

@@ -60,6 +60,15 @@ test('the idle workload leaves the initial fill whatever the step count', () => 
   assertSameMemory(replay(config, 100_000), replay(config, 0), 'idle after 100000 steps');
 });
 
+test('sweep steps walk the pages in order: N steps change exactly pages 0..N-1, and wrap at the end', () => {
+  const config = guestConfig({ memoryBytes: 4 * MiB, workload: 'sweep', seed: 21 });
+  const before = replay(config, 0);
+  assert.equal(differentPages(before, replay(config, 300)), Array.from({ length: 300 }, (_, i) => i));
+  // 1024 pages: step 1024 is page 0 again, so 1030 steps change no page beyond the first sweep's.
+  assert.is(differentPages(before, replay(config, 1030)).length, 1024);
+  assert.equal(differentPages(replay(config, 1024), replay(config, 1030)), [0, 1, 2, 3, 4, 5]);
+});
+
 test('hotset steps land only in a hot set of the configured size when hotPermille is 1000', () => {
   const config = guestConfig({ memoryBytes: 16 * MiB, hotBytes: 256 * 1024, hotPermille: 1000, seed: 12 });
   const changed = differentPages(replay(config, 0), replay(config, 20_000));
