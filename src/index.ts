@@ -12,6 +12,7 @@ import { ErrorCode, MemshiftError, invalidArgument } from './errors.js';
 import type { MemorySource, MemoryTarget, Region } from './memory/types.js';
 import { DEFAULT_POLICY, STALL_POLICIES, type ConvergencePolicy, type StallPolicy } from './migration/convergence.js';
 import { DEFAULT_ADMISSION } from './migration/destination/admission.js';
+import { COMPRESS_MODES, type CompressMode } from './migration/compression.js';
 import { receiveMigration } from './migration/destination/accept.js';
 import { pretouchRam } from './migration/destination/phases/setup.js';
 import { preparedTarget } from './migration/destination/prepared-target.js';
@@ -37,6 +38,7 @@ export type { Progress } from './migration/progress.js';
 export type { IterationRecord, EncodingCounts } from './migration/metrics.js';
 export type { StallPolicy, ConvergencePolicy, Decision, RuleName } from './migration/convergence.js';
 export { MIGRATION_MODES, PROTOCOL_VERSION } from './protocol/constants.js';
+export { COMPRESS_MODES, type CompressMode } from './migration/compression.js';
 export type { MigrationMode } from './protocol/constants.js';
 export { parseAddress, formatAddress } from './transport/tcp.js';
 export type { Address } from './transport/tcp.js';
@@ -67,8 +69,11 @@ export interface MigrateOptions {
   throttleStep?: number;
   /** XBZRLE deltas for pages sent before (default true). */
   xbzrle?: boolean;
-  /** LZ4 for raw pages; pays only on links slower than ~0.3 GB/s (default false). */
-  lz4?: boolean;
+  /**
+   * LZ4 for raw pages: 'auto' (default) switches it on while the measured link is slower than what the
+   * encoders compress (sampled from the guest at the start) and off when not; 'lz4' always, 'none' never.
+   */
+  compress?: CompressMode;
   /** Encoder threads (default: cores − 1). */
   encoders?: number;
   /** Cap on bytes per second sent (default: none). */
@@ -80,6 +85,11 @@ export interface MigrateOptions {
   stallTimeoutMs?: number;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
+}
+
+function choice<T extends string>(value: unknown, allowed: readonly T[], field: string): T {
+  if (!allowed.includes(value as T)) throw invalidArgument(`options.${field}`, `must be one of ${allowed.join(', ')}`, value);
+  return value as T;
 }
 
 function positiveInt(value: unknown, field: string, min = 1, max = Number.MAX_SAFE_INTEGER): number {
@@ -148,7 +158,7 @@ export async function migrate(source: MemorySource, to: string | Address | net.S
   const { report, error } = await runSource(source, {
     address, socket, mode, policy, security,
     xbzrle: options.xbzrle ?? true,
-    lz4: options.lz4 ?? false,
+    compress: options.compress === undefined ? 'auto' : choice(options.compress, COMPRESS_MODES, 'compress'),
     encoders: options.encoders,
     maxBandwidth: options.maxBandwidth === undefined ? null : positiveInt(options.maxBandwidth, 'maxBandwidth', 1024),
     connectTimeoutMs: options.connectTimeoutMs === undefined ? 10_000 : positiveInt(options.connectTimeoutMs, 'connectTimeoutMs'),

@@ -3,7 +3,7 @@
 // (the guest then kept running here, except after a switchover in doubt).
 
 import {
-  ErrorCode, formatReport, migrate, errorCode, MIGRATION_MODES, type MigrationMode, type Report, type StallPolicy,
+  COMPRESS_MODES, ErrorCode, formatReport, migrate, errorCode, MIGRATION_MODES, type MigrationMode, type Report, type StallPolicy,
 } from '../index.js';
 import { SimulatedGuest, parseSize, ramRegionIds } from '../sim/index.js';
 import {
@@ -29,7 +29,7 @@ export const sourceFlags: Flags = {
   'throttle-step': { type: 'string', value: 'PERCENT', help: 'auto-converge: added per stalled iteration', default: '10' },
   warmup: { type: 'string', value: 'MS', help: 'let the guest run this long before migrating', default: '300' },
   xbzrle: { type: 'string', value: 'on|off', help: 'XBZRLE deltas for pages sent before', default: 'on' },
-  compress: { type: 'string', value: 'none|lz4', help: 'LZ4 for raw pages (pays on slow links only)', default: 'none' },
+  compress: { type: 'string', value: 'auto|lz4|none', help: 'LZ4 for raw pages: auto while the measured link is slower than the encoders compress, or always, or never', default: 'auto' },
   encoders: { type: 'string', value: 'N', help: 'encoder threads (default cores - 1)' },
   'max-bandwidth': { type: 'string', value: 'SIZE', help: 'cap on bytes sent per second, e.g. 100MiB (default: no cap)' },
   'slab-size': { type: 'string', value: 'SIZE', help: 'most guest RAM per shared memory slab', default: '3GiB' },
@@ -50,7 +50,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
   const mode = requireString(a, 'mode') as MigrationMode;
   const onStall = requireString(a, 'on-stall') as StallPolicy;
   const xbzrle = parseChoice(requireString(a, 'xbzrle'), '--xbzrle', ['on', 'off']);
-  const compress = parseChoice(requireString(a, 'compress'), '--compress', ['none', 'lz4']);
+  const compress = parseChoice(requireString(a, 'compress'), '--compress', COMPRESS_MODES);
   const encoders = optionalString(a, 'encoders');
   const bandwidth = optionalString(a, 'max-bandwidth');
   const postcopyAfter = optionalString(a, 'postcopy-after');
@@ -79,7 +79,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
         throttleInitial: parseInteger(requireString(a, 'throttle-initial'), '--throttle-initial', 1, 99),
         throttleStep: parseInteger(requireString(a, 'throttle-step'), '--throttle-step', 1, 99),
         xbzrle: xbzrle === 'on',
-        lz4: compress === 'lz4',
+        compress,
         encoders: encoders === undefined ? undefined : parseInteger(encoders, '--encoders', 1),
         maxBandwidth: bandwidth === undefined ? undefined : parseSize(bandwidth, '--max-bandwidth'),
         signal: signals.cancel,

@@ -30,6 +30,8 @@ export interface IterationRecord {
   etaMs: number | null;
   /** Guest steps per second over this pass (0 while paused); null when the guest does not expose steps. */
   guestStepRate: number | null;
+  /** Whether raw pages went through LZ4 at the end of this pass, and why (compression.ts; `--compress auto` decides per pass). */
+  compression: { lz4: boolean; reason: string };
 }
 
 export type { EncodingCounts };

@@ -19,7 +19,7 @@ export class PageSender {
   private readonly passes: PassScheduler;
   private readonly pushes: PushScheduler;
 
-  constructor(slabs: readonly Slab[], pool: Encoder, channel: SegmentSink, options: { lz4: boolean; limiter?: ByteLimiter | null }) {
+  constructor(slabs: readonly Slab[], pool: Encoder, channel: SegmentSink, options: { lz4: () => boolean; limiter?: ByteLimiter | null }) {
     this.ring = new ChunkRing(slabs);
     const writer = new BatchWriter(slabs, channel, options.limiter ?? null);
     this.passes = new PassScheduler(slabs, pool, this.ring, writer, { lz4: options.lz4 });

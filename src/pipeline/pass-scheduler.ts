@@ -38,7 +38,8 @@ export class PassScheduler {
     private readonly pool: Encoder,
     private readonly ring: ChunkRing,
     private readonly writer: BatchWriter,
-    private readonly options: { lz4: boolean },
+    /** `lz4()`: whether to try LZ4 on raw pages, asked at each task (the source may switch mid-pass). */
+    private readonly options: { lz4: () => boolean },
   ) {}
 
   /**
@@ -93,7 +94,7 @@ export class PassScheduler {
         tasks++;
         this.pool.encode({
           slab: seg.slab, from: seg.cursor, to: seg.end, chunk, maxEntries: CHUNK_ENTRIES,
-          payloadLimit: this.ring.payloadLimit(seg.slab), iteration, xbzrle, lz4: this.options.lz4,
+          payloadLimit: this.ring.payloadLimit(seg.slab), iteration, xbzrle, lz4: this.options.lz4(),
         }).then((r) => {
           tasks--;
           seg.busy = false;

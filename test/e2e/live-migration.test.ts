@@ -118,6 +118,28 @@ test('live migration with LZ4 on raw pages is identical to replay', deadline(120
   assert.is(r.dest.report!.pagesByEncoding.lz4, r.source.report!.pagesByEncoding.lz4, 'the destination decoded every one');
 }));
 
+test('--compress auto on a 16 MiB/s link: LZ4 starts within the first pass for text-like pages, and the guest lands identical', deadline(120_000, async () => {
+  const c: MigrationCase = { ...cappedIterations(21), fill: 'mixed', maxBandwidth: '16MiB', sourceArgs: ['--compress', 'auto'] };
+  const r = await migrate(c);
+  assertOracle(r, c);
+  const src = r.source.report!;
+  assert.is(src.iterations[0].compression.lz4, true, src.iterations[0].compression.reason);
+  assert.match(src.iterations[0].compression.reason, /^LZ4 on: link 1\d MB\/s, LZ4 \d+ MB\/s at \d+ % of the bytes/);
+  assert.ok(src.pagesByEncoding.lz4 > 1000, `${src.pagesByEncoding.lz4} pages went as LZ4`);
+  assert.is(r.dest.report!.pagesByEncoding.lz4, src.pagesByEncoding.lz4);
+}));
+
+test('--compress auto on unthrottled loopback keeps LZ4 off: the link is faster than the compressor', deadline(120_000, async () => {
+  const c: MigrationCase = { ...cappedIterations(22), memory: '64MiB', fill: 'mixed', maxBandwidth: undefined, sourceArgs: ['--compress', 'auto'] };
+  const r = await migrate(c);
+  assertOracle(r, c);
+  const src = r.source.report!;
+  assert.is(src.pagesByEncoding.lz4, 0);
+  assert.ok(src.iterations.length >= 2);
+  const last = src.iterations[src.iterations.length - 1].compression;
+  assert.equal([last.lz4, /^LZ4 off: link \d+ MB\/s/.test(last.reason)], [false, true], last.reason);
+}));
+
 test('cold migration copies a stopped guest in one pass, identical to replay', deadline(120_000, async () => {
   const c: MigrationCase = { seed: 11, mode: 'cold', memory: '64MiB', workload: 'uniform' };
   const r = await migrate(c);

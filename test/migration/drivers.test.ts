@@ -43,7 +43,7 @@ function destinationOn(link: ReturnType<typeof linkPair>['b'], options: Destinat
 function sourceOn(link: ReturnType<typeof linkPair>['a'], source: MirrorSource, mode: MigrationMode): Promise<SourceResult> {
   return runSource(source, {
     address: { host: '127.0.0.1', port: 1 }, link, mode, security: INSECURE, policy: { ...DEFAULT_POLICY, downtimeLimitMs: 10_000 },
-    xbzrle: true, lz4: false, encoders: 1, maxBandwidth: null, connectTimeoutMs: 10_000, answerTimeoutMs: 10_000,
+    xbzrle: true, compress: 'none', encoders: 1, maxBandwidth: null, connectTimeoutMs: 10_000, answerTimeoutMs: 10_000,
   });
 }
 

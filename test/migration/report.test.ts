@@ -58,12 +58,12 @@ const ITERATIONS: IterationRecord[] = [
   {
     iteration: 1, pages: 262_144, bytes: 1_073_741_824, ms: 8589.9, bandwidth: 125e6, dirtyPages: 65_536, dirtyRate: 7629.4,
     expectedDowntimeMs: 2147.5, throttlePercent: 0, pagesByEncoding: { zero: 200_000, raw: 62_144, xbzrle: 0, lz4: 0 },
-    endedAtMs: 8602.4, etaMs: 2260.25, guestStepRate: 198_765.4,
+    endedAtMs: 8602.4, etaMs: 2260.25, guestStepRate: 198_765.4, compression: { lz4: false, reason: 'link not measured yet' },
   },
   {
     iteration: 2, pages: 65_536, bytes: 268_435_456, ms: 2147.5, bandwidth: 2.5e9, dirtyPages: 600, dirtyRate: 279.4,
     expectedDowntimeMs: Infinity, throttlePercent: 20, pagesByEncoding: { zero: 0, raw: 1000, xbzrle: 64_536, lz4: 0 },
-    endedAtMs: 10_750, etaMs: null, guestStepRate: 0,
+    endedAtMs: 10_750, etaMs: null, guestStepRate: 0, compression: { lz4: true, reason: 'LZ4 on: …' },
   },
 ];
 

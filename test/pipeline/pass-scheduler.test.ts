@@ -26,7 +26,7 @@ function scheduler(mem: GuestMemory, channel: RecordingChannel, encoders = 2, on
   pools.push(pool);
   const encoder = new CountingEncoder(pool, onStart);
   const ring = new ChunkRing(slabs);
-  const passes = new PassScheduler(slabs, encoder, ring, new BatchWriter(slabs, channel), { lz4: false });
+  const passes = new PassScheduler(slabs, encoder, ring, new BatchWriter(slabs, channel), { lz4: () => false });
   return { passes, ring, encoder };
 }
 

@@ -31,7 +31,7 @@ function scheduler(mem: GuestMemory, channel: RecordingChannel) {
   pools.push(pool);
   const encoder = new CountingEncoder(pool);
   const ring = new ChunkRing(slabs);
-  return { pusher: new PushScheduler(slabs, encoder, ring, new BatchWriter(slabs, channel), { lz4: false }), encoder, ring, slabs };
+  return { pusher: new PushScheduler(slabs, encoder, ring, new BatchWriter(slabs, channel), { lz4: () => false }), encoder, ring, slabs };
 }
 
 async function guarded<T>(p: Promise<T>): Promise<T> {
@@ -60,7 +60,7 @@ test('PageSender.push over two regions, with faults in the second, ends with not
   const channel = new RecordingChannel();
   const pool = new EncoderPool(mem.allSlabs(), 2);
   pools.push(pool);
-  const sender = new PageSender(mem.allSlabs(), pool, channel, { lz4: false });
+  const sender = new PageSender(mem.allSlabs(), pool, channel, { lz4: () => false });
   let calls = 0;
   const r = await guarded(sender.push({ iteration: 4, faults: () => (calls++ === 0 ? [{ regionId: 1, page: 450 }] : []) }));
   assert.is(r.pages, 2100);

@@ -3,6 +3,7 @@
 // page sender, dirty tracker, fault thread). Phases read and write it; only the driver creates and
 // closes it. Holding the guest's paused/throttled state here is what lets any failure put it back.
 
+import type { CompressionDecision, CompressMode, Lz4Sample } from '../compression.js';
 import type net from 'node:net';
 import { ErrorCode, MemshiftError } from '../../errors.js';
 import { DirtyTracker } from '../../memory/dirty-tracker.js';
@@ -33,7 +34,7 @@ export interface SourceOptions {
   mode: MigrationMode;
   policy: ConvergencePolicy;
   xbzrle: boolean;
-  lz4: boolean;
+  compress: CompressMode;
   encoders?: number;
   /** Cap on bytes per second sent (null: as fast as the link goes). */
   maxBandwidth: number | null;
@@ -95,6 +96,10 @@ export class SourceRun {
   throttlePercent = 0;
   lastSync = 0;
   previous = { dirtyRate: 0, bandwidth: 0 };
+  /** Whether encoders use LZ4 now, why, and what it was judged by (compression.ts); set by the handshake. */
+  compression: { mode: CompressMode; sample: Lz4Sample | null; linkRate: number } & CompressionDecision = {
+    mode: 'none', sample: null, linkRate: 0, lz4: false, reason: 'not negotiated yet',
+  };
   /** The latest ETA (ms, null: none finite) and when it was made; the progress line counts down from it. */
   eta: { ms: number | null; at: number } | null = null;
   /** Guest pages: the most that can be dirty at once. */

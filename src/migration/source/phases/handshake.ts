@@ -6,6 +6,8 @@
 //   [cold: pause] ─► connect (+ TLS, peer verified) ─► HELLO ─► HELLO_ACK (same session, common capabilities)
 //   ─► [post-copy: fault thread connects the urgent channel] ─► pool, sender ─► handshake-done
 
+import { decideCompression } from '../../compression.js';
+import { sampleLz4 } from '../lz4-sample.js';
 import { randomBytes } from 'node:crypto';
 import { ErrorCode, MemshiftError } from '../../../errors.js';
 import { EncoderPool } from '../../../pipeline/pool.js';
@@ -33,7 +35,7 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   const inbox = (run.inbox = new Inbox(channel, options.signal));
   const session = new Uint8Array(randomBytes(Limits.SESSION_ID_BYTES));
   const wantsPostcopy = options.mode === 'postcopy' || options.mode === 'hybrid' || options.policy.onStall === 'postcopy';
-  const ours = (options.xbzrle ? Capability.XBZRLE : 0) | (options.lz4 ? Capability.LZ4 : 0) | (wantsPostcopy ? Capability.POSTCOPY : 0) |
+  const ours = (options.xbzrle ? Capability.XBZRLE : 0) | (options.compress !== 'none' ? Capability.LZ4 : 0) | (wantsPostcopy ? Capability.POSTCOPY : 0) |
     (source.unwrittenPagesAreZero === true ? Capability.UNWRITTEN_ZERO : 0);
   await channel.send(encodeHello({ session, role: ChannelRole.BULK, mode: options.mode, capabilities: ours, regions: [...source.regions] }));
   const ackFrame = await inbox.expect([FrameType.HELLO_ACK], options.answerTimeoutMs);
@@ -51,8 +53,12 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   run.record.setupTimeMs = setupEnd - run.record.startedAt;
   run.record.stepRateBefore = stepRate(run.stepsAtStart, run.record.startedAt, source.steps, setupEnd);
   const pool = (run.pool = new EncoderPool(run.slabs, options.encoders));
+  // LZ4 only where both ends have it; under auto, judged by a sample of this guest (lz4-sample.ts).
+  const mode = (capabilities & Capability.LZ4) !== 0 ? options.compress : 'none';
+  const sample = mode === 'auto' ? sampleLz4(run.slabs, pool.size) : null;
+  run.compression = { mode, sample, linkRate: 0, ...decideCompression(mode, sample, 0) };
   const sender = new PageSender(run.slabs, pool, channel, {
-    lz4: (capabilities & Capability.LZ4) !== 0,
+    lz4: () => run.compression.lz4,
     limiter: options.maxBandwidth === null ? null : new RateLimiter(options.maxBandwidth),
   });
   run.link = { session, capabilities, sender };

@@ -1,0 +1,37 @@
+// What LZ4 would do to this guest, measured before the first pass (for --compress auto): a few raw
+// pages spread over memory, compressed here as an encoder would, timed. One thread's rate times the
+// encoders is what the pool can compress; the ratio is what the wire would carry of a raw page.
+
+import { kernelsOf, pageOffset, type Slab } from '../../memory/slab.js';
+import { PageEncoding } from '../../protocol/constants.js';
+import { ENCODINGS } from '../../protocol/encodings/index.js';
+import { viewsOf } from '../../wasm/views.js';
+import type { Lz4Sample } from '../compression.js';
+
+/** Pages sampled (the zero ones are skipped: they never reach LZ4). */
+export const LZ4_SAMPLE_PAGES = 48;
+
+export function sampleLz4(slabs: readonly Slab[], encoders: number): Lz4Sample {
+  const LZ4 = ENCODINGS[PageEncoding.LZ4];
+  const total = slabs.reduce((n, s) => n + s.pageCount, 0);
+  const pages: Uint8Array[] = [];
+  for (let i = 0; i < LZ4_SAMPLE_PAGES && total > 0; i++) {
+    let at = Math.floor(((i + 0.5) * total) / LZ4_SAMPLE_PAGES);
+    const slab = slabs.find((s) => (at -= s.pageCount) < 0)!;
+    const local = at + slab.pageCount;
+    const offset = pageOffset(slab, local);
+    if (kernelsOf(slab).raw.isZeroPage(offset, slab.layout.pageSize) === 1) continue;
+    pages.push(viewsOf(slab.memory).u8.slice(offset, offset + slab.layout.pageSize));
+  }
+  if (pages.length === 0) return { bytesPerSecond: 0, ratio: 1, pages: 0 };
+  LZ4.encode(pages[0], pages[0].length); // the first call instantiates the codec
+  let packed = 0;
+  let bytes = 0;
+  const t = performance.now();
+  for (const page of pages) {
+    packed += LZ4.encode(page, page.length)?.length ?? page.length;
+    bytes += page.length;
+  }
+  const seconds = Math.max(1e-6, (performance.now() - t) / 1000);
+  return { bytesPerSecond: (bytes / seconds) * encoders, ratio: packed / bytes, pages: pages.length };
+}
