@@ -3,7 +3,8 @@
 //
 //   slab:     [segment 0      ][segment 1      ] …       SEGMENT_PAGES each, whole bitmap words
 //   segment:  [sent ……… cursor▲ still marked ……]         one task at a time walks it
-//   tasks in flight ≤ min(2 × pool size, free chunks)   ← back-pressure: a slow socket keeps chunks busy
+//   tasks in flight ≤ min(2 × pool size, free chunks), and tasks + writes ≤ 2 × pool size + MAX_WRITES_AHEAD
+//                                                        ← back-pressure: a slow socket keeps chunks busy
 //
 // A task stops when its chunk is full and the next one resumes at its cursor, so workers never share
 // bitmap words or XBZRLE slots of the same pages. It must not decide what a pass contains (the driver
@@ -15,6 +16,13 @@ import { CHUNK_ENTRIES, type ChunkRing } from './chunk-ring.js';
 import type { EncodeRequest, EncodeResult } from './messages.js';
 
 export type { PassResult } from './batch-writer.js';
+
+/**
+ * Chunks written and not yet taken by the socket beyond those being encoded: enough to keep a fast link
+ * busy, few enough that on a slow one pages are encoded shortly before they go (fresh for the dirty
+ * log, and a compression decision taken mid-pass applies to what follows it, not after a full ring).
+ */
+export const MAX_WRITES_AHEAD = 2;
 
 /** Pages per segment: 64 MiB of 4 KiB pages, a multiple of 64 so segments own whole bitmap words. */
 export const SEGMENT_PAGES = 16384;
@@ -78,7 +86,7 @@ export class PassScheduler {
       const pump = (): void => {
         if (failed) return;
         let scanned = 0;
-        while (tasks < maxTasks && scanned < segments.length) {
+        while (tasks < maxTasks && tasks + writes < maxTasks + MAX_WRITES_AHEAD && scanned < segments.length) {
           const seg = segments[next];
           next = (next + 1) % segments.length;
           scanned++;

@@ -27,7 +27,7 @@ export function startFullPass(run: SourceRun): number {
  */
 /** A raw pass judges LZ4 once it has run this long and sent this much (a rate worth trusting). */
 const MID_PASS_MS = 150;
-const MID_PASS_BYTES = 8 * 2 ** 20;
+const MID_PASS_BYTES = 2 ** 20;
 
 export async function sendPass(run: SourceRun, iteration: number, label: string): Promise<IterationRecord> {
   const { channel, sender, capabilities } = run.established;
