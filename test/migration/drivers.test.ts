@@ -24,7 +24,8 @@ import type { Region } from '../../src/memory/types.js';
 const PAGES = 256;
 
 function destinationOptions(createTarget: (r: readonly Region[]) => MirrorTarget): DestinationOptions {
-  return { createTarget, prealloc: false, handshakeTimeoutMs: 10_000, security: INSECURE };
+  // A short linger: these sessions have no accept loop to route a query to them.
+  return { createTarget, prealloc: false, handshakeTimeoutMs: 10_000, security: INSECURE, confirmTimeoutMs: 200 };
 }
 
 /** Runs the real destination on `link`: the first frame must be HELLO, as accept.ts checks it. */
