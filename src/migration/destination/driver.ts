@@ -214,7 +214,8 @@ export class Session {
     else if (!this.channel.isClosed) this.channel.destroy();
     const ms = this.run.options.confirmTimeoutMs ?? DEFAULT_CONFIRM_TIMEOUT_MS;
     const guest = s.kind === 'declining' ? `the guest was not resumed (${s.error.code})` : 'the guest runs here';
-    this.run.log(`lost the link to ${this.channel.peer} after SWITCHOVER; ${guest}; answering its queries for up to ${ms} ms`);
+    const session = Buffer.from(this.hello.session).toString('hex');
+    this.run.log(`lost the link to ${this.channel.peer} after SWITCHOVER of session ${session}; ${guest}; answering its queries for up to ${ms} ms`);
     this.lingerTimer = setTimeout(() => this.dispatch({ type: 'linger-ended' }), ms);
   }
 
