@@ -76,6 +76,11 @@ export const ErrorCode = {
    * running the guest, so the source guest stays paused rather than fork it. Check the destination.
    */
   SWITCHOVER_IN_DOUBT: 'MS_ERR_SWITCHOVER_IN_DOUBT',
+  /**
+   * The destination's answer to a query after a lost switchover: it did not resume the session and
+   * never will (its switchover failed), so the source guest may resume.
+   */
+  NOT_RESUMED: 'MS_ERR_NOT_RESUMED',
 } as const;
 
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -83,6 +83,12 @@ export interface MigrateOptions {
   answerTimeoutMs?: number;
   /** The longest the destination may take no bytes while some are queued for it (default 20 s). */
   stallTimeoutMs?: number;
+  /**
+   * Link lost after a stop-and-copy SWITCHOVER: how long to keep asking the destination (over new
+   * connections to the same address, same security) whether it resumed the guest before giving up
+   * with MS_ERR_SWITCHOVER_IN_DOUBT (default 10 s). Not used over a caller's socket, nor in post-copy.
+   */
+  resolveTimeoutMs?: number;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
 }
@@ -127,7 +133,8 @@ function checkSource(source: MemorySource): void {
  * Migrates `source` to the destination listening at `to` (or over `to`, an already connected socket
  * the caller opened, e.g. through its own tunnel). Resolves with the report when the guest
  * runs on the destination; otherwise rejects with a MemshiftError whose `details.report` is the report
- * (the source guest keeps running, except after MS_ERR_SWITCHOVER_IN_DOUBT).
+ * (the source guest keeps running, except after MS_ERR_SWITCHOVER_IN_DOUBT). A link lost after a
+ * stop-and-copy SWITCHOVER is first resolved by asking the destination (see resolveTimeoutMs).
  */
 export async function migrate(source: MemorySource, to: string | Address | net.Socket, options: MigrateOptions): Promise<Report> {
   checkSource(source);
@@ -164,13 +171,14 @@ export async function migrate(source: MemorySource, to: string | Address | net.S
     connectTimeoutMs: options.connectTimeoutMs === undefined ? 10_000 : positiveInt(options.connectTimeoutMs, 'connectTimeoutMs'),
     answerTimeoutMs: options.answerTimeoutMs === undefined ? 60_000 : positiveInt(options.answerTimeoutMs, 'answerTimeoutMs'),
     stallTimeoutMs: options.stallTimeoutMs === undefined ? undefined : positiveInt(options.stallTimeoutMs, 'stallTimeoutMs'),
+    resolveTimeoutMs: options.resolveTimeoutMs === undefined ? undefined : positiveInt(options.resolveTimeoutMs, 'resolveTimeoutMs'),
     signal: options.signal,
     onProgress: options.onProgress,
   });
   if (report.outcome === 'completed') return report;
   const code = report.outcome === 'in-doubt' ? ErrorCode.SWITCHOVER_IN_DOUBT : (error?.code ?? ErrorCode.CONNECTION_FAILED);
   const message = report.outcome === 'in-doubt'
-    ? `link lost after switchover (${error?.message}); the destination may be running the guest, so the source guest stays paused`
+    ? `switchover in doubt: ${error?.message}; the destination may be running the guest, so the source guest stays paused`
     : (error?.message ?? `migration ${report.outcome}`);
   // The cause's details (the peer's code, the frame, the page) stay readable on the error itself.
   throw new MemshiftError(code, message, { ...error?.details, report, cause: error ?? undefined });
@@ -198,6 +206,11 @@ export interface ReceiveOptions {
   handshakeTimeoutMs?: number;
   /** While the source is due to send, the longest silence accepted before failing (default 20 s). */
   idleTimeoutMs?: number;
+  /**
+   * The link lost after a stop-and-copy SWITCHOVER arrived: how long the session lingers answering the
+   * source's QUERY connections (RESUMED, or MS_ERR_NOT_RESUMED) before it ends (default 10 s).
+   */
+  confirmTimeoutMs?: number;
   /** Largest guest accepted, in bytes (default: three quarters of the memory available when its HELLO arrives). */
   maxGuestBytes?: number;
   /**
@@ -247,6 +260,7 @@ export async function receive(options: ReceiveOptions): Promise<DestinationResul
       security,
       handshakeTimeoutMs: options.handshakeTimeoutMs === undefined ? 10_000 : positiveInt(options.handshakeTimeoutMs, 'handshakeTimeoutMs'),
       idleTimeoutMs: options.idleTimeoutMs === undefined ? undefined : positiveInt(options.idleTimeoutMs, 'idleTimeoutMs'),
+      confirmTimeoutMs: options.confirmTimeoutMs === undefined ? undefined : positiveInt(options.confirmTimeoutMs, 'confirmTimeoutMs'),
       maxGuestBytes: options.maxGuestBytes === undefined ? undefined : positiveInt(options.maxGuestBytes, 'maxGuestBytes'),
       admission: {
         pending: options.maxPendingConnections?.total === undefined ? DEFAULT_ADMISSION.pending : positiveInt(options.maxPendingConnections.total, 'maxPendingConnections.total'),

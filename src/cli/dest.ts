@@ -26,6 +26,7 @@ export const destFlags: Flags = {
   'max-memory': { type: 'string', value: 'SIZE', help: 'largest guest accepted (default: three quarters of the memory available at the HELLO)' },
   'slab-size': { type: 'string', value: 'SIZE', help: 'most guest RAM per shared memory slab', default: '3GiB' },
   'idle-timeout': { type: 'string', value: 'MS', help: 'fail when the source, due to send, sends nothing for this long', default: '20000' },
+  'confirm-timeout': { type: 'string', value: 'MS', help: 'link lost after SWITCHOVER: answer the source\'s queries (did it resume?) for this long', default: '10000' },
   quiet: { type: 'boolean', help: 'no progress line or summary' },
   help: { type: 'boolean', help: 'show this help' },
 };
@@ -60,6 +61,7 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
       ...(prepared !== null ? { target: prepared } : { createTarget: (regions) => SimulatedGuest.receiving(regions, { maxSlabBytes }) }),
       prealloc: a.prealloc === true,
       idleTimeoutMs: parseInteger(requireString(a, 'idle-timeout'), '--idle-timeout', 1),
+      confirmTimeoutMs: parseInteger(requireString(a, 'confirm-timeout'), '--confirm-timeout', 1),
       maxGuestBytes: maxMemory === undefined ? undefined : parseSize(maxMemory, '--max-memory'),
       onProgress: a.quiet ? undefined : (p) => printer.update(p),
       onLog: (line) => {

@@ -11,7 +11,10 @@ export const ExitStatus = {
   FAILED: 1,
   /** Bad flags or paths: nothing was started. */
   USAGE: 2,
-  /** The link broke after SWITCHOVER: the destination may run the guest; the source guest stays paused. */
+  /**
+   * The link broke after SWITCHOVER and the destination gave no answer to the source's queries (or it
+   * was post-copy, which does not ask): it may run the guest; the source guest stays paused.
+   */
   IN_DOUBT: 3,
   /** Post-copy lost its link: both sides keep every page and wait. */
   PAUSED: 4,

@@ -37,6 +37,7 @@ export const sourceFlags: Flags = {
   report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
   'dump-memory': { type: 'string', value: 'FILE', help: 'write the RAM image (all RAM regions, in order) when the guest stops (pause point, or after a failure)' },
   'stall-timeout': { type: 'string', value: 'MS', help: 'fail when the destination takes no bytes for this long', default: '20000' },
+  'resolve-timeout': { type: 'string', value: 'MS', help: 'link lost after SWITCHOVER: ask the destination whether it resumed for this long before staying in doubt (exit 3)', default: '10000' },
   quiet: { type: 'boolean', help: 'no progress line or summary' },
   help: { type: 'boolean', help: 'show this help' },
 };
@@ -84,6 +85,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
         maxBandwidth: bandwidth === undefined ? undefined : parseSize(bandwidth, '--max-bandwidth'),
         signal: signals.cancel,
         stallTimeoutMs: parseInteger(requireString(a, 'stall-timeout'), '--stall-timeout', 1),
+        resolveTimeoutMs: parseInteger(requireString(a, 'resolve-timeout'), '--resolve-timeout', 1),
         onProgress: (p) => {
           signals.phase = p.phase;
           if (!a.quiet) printer.update(p);

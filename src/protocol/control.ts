@@ -7,6 +7,8 @@
 //   RESUMED        := digest:u64 pagesReceived:u64 applyMs:f64 stateMs:f64 digestMs:f64 resumeMs:f64
 //                                                                                         (dst → src)
 //   COMPLETE       := (empty): the source has released the guest                          (src → dst)
+//                     (v3: RESUMED and COMPLETE may also travel on a QUERY channel, after the
+//                     bulk link was lost past SWITCHOVER; the bodies are the same)
 //   ERROR          := codeLength:u8 code[codeLength] messageLength:u16 message[messageLength]
 //   PAGE_REQUEST   := region:u16 reserved:u16(0) page:u32 count:u32 requestId:u32          (dst → src, urgent)
 //   MISSING_PAGES  := region:u16 reserved:u16(0) firstPage:u32 pageCount:u32 reserved:u32(0) bitmap

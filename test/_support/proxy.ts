@@ -6,6 +6,11 @@
 // sender at a known point of the stream (a barrier on bytes, not on time). `release()` reads again.
 // The target → client direction is never held, so the target's answers and its close still pass.
 // `flipAt(n)` flips one bit of the n-th byte forwarded client → target: corruption at a known point.
+// `onReply(type, fn)` watches the target → client frames (plaintext only) and, when one of `type`
+// begins, forwards only what came before it and calls `fn` (which typically resets the connections):
+// a cut right after the target sent that frame, before the client could read it. `resetConnections()`
+// resets every forwarded connection but keeps listening, and `refuseNew` resets new connections at
+// once: how a reconnecting client finds the same address again, or not yet.
 
 import net from 'node:net';
 
@@ -15,6 +20,9 @@ export class Proxy {
   private hold: { after: number; reached: () => void } | null = null;
   private holding = false;
   private flip: number | null = null;
+  private reply: { type: number; fn: () => void } | null = null;
+  /** While true, new connections are reset as they arrive (the address is up, the link is not). */
+  refuseNew = false;
   connections = 0;
   /** Bytes forwarded client → target, over every connection. */
   forwarded = 0;
@@ -27,6 +35,11 @@ export class Proxy {
       const proxy = new Proxy(server);
       server.on('connection', (client) => {
         proxy.connections++;
+        if (proxy.refuseNew) {
+          client.on('error', () => undefined);
+          client.resetAndDestroy();
+          return;
+        }
         const upstream = net.connect(targetPort, '127.0.0.1');
         for (const s of [client, upstream]) {
           proxy.sockets.add(s);
@@ -49,7 +62,32 @@ export class Proxy {
           proxy.checkHold();
         });
         client.on('end', () => upstream.end());
-        upstream.pipe(client);
+        let replied = Buffer.alloc(0);
+        let nextFrame = 12; // after the preface
+        let stopped = false;
+        upstream.on('data', (chunk: Buffer) => {
+          if (stopped) return;
+          const w = proxy.reply;
+          if (w === null) {
+            client.write(chunk);
+            return;
+          }
+          const start = replied.length;
+          replied = Buffer.concat([replied, chunk]);
+          // Walk the frame headers that are whole: a header is 16 bytes, its body length the first u32.
+          while (replied.length >= nextFrame + 16) {
+            if (replied[nextFrame + 4] === w.type) {
+              stopped = true;
+              proxy.reply = null;
+              client.write(chunk.subarray(0, Math.max(0, nextFrame - start)));
+              w.fn();
+              return;
+            }
+            nextFrame += 16 + replied.readUInt32LE(nextFrame);
+          }
+          client.write(chunk);
+        });
+        upstream.on('end', () => { if (!stopped) client.end(); });
         client.on('close', () => upstream.destroy());
         upstream.on('close', () => client.destroy());
         if (proxy.holding) client.pause();
@@ -90,9 +128,26 @@ export class Proxy {
     for (const c of this.clients) c.resume();
   }
 
+  /** Calls `fn` when a frame of `type` begins on the target → client side (that frame and what follows are not forwarded). */
+  onReply(type: number, fn: () => void): void {
+    this.reply = { type, fn };
+  }
+
+  /**
+   * Resets every forwarded connection (both directions) and keeps accepting new ones. A socket that
+   * already ended is only destroyed: resetting one that is half closed can leave Node's event loop
+   * spinning after the test (seen on Node 20 with the query connections both ends had closed).
+   */
+  resetConnections(): void {
+    for (const s of this.sockets) {
+      if (s.readableEnded || s.writableEnded || s.destroyed) s.destroy();
+      else s.resetAndDestroy();
+    }
+  }
+
   /** Resets every forwarded connection (both directions) and stops accepting. */
   cut(): void {
     this.server.close();
-    for (const s of this.sockets) s.resetAndDestroy();
+    this.resetConnections();
   }
 }

@@ -106,7 +106,8 @@ test('a garbage connection is turned away and a real migration afterwards succee
 
 /** A hostile source: valid handshake, then one bad frame. The destination must fail with `code`, never resume. */
 async function hostile(code: string, attack: (p: HostilePeer) => Promise<void>): Promise<void> {
-  const dest = await startDestination(['--report', join(dir, 'dest.json'), '--dump-memory', join(dir, 'dest.img')]);
+  // A refused SWITCHOVER lingers for the source's query: keep that short here.
+  const dest = await startDestination(['--report', join(dir, 'dest.json'), '--dump-memory', join(dir, 'dest.img'), '--confirm-timeout', '300']);
   const peer = await HostilePeer.connect(dest.port, 256);
   await peer.handshake();
   await attack(peer);
@@ -188,15 +189,17 @@ function vanishingDestination(): Promise<{ port: number; close: () => void }> {
   });
 }
 
-test('a link lost after SWITCHOVER leaves the switchover in doubt: the source guest stays paused', deadline(60_000, async () => {
+test('a link lost after SWITCHOVER and no answer to the query leaves the switchover in doubt: the source guest stays paused', deadline(60_000, async () => {
   const dest = await vanishingDestination();
   try {
+    // The vanishing destination answers a QUERY with HELLO_ACK, which is no answer: asked until the timeout.
     const s = await memshift([
-      'source', '--connect', `127.0.0.1:${dest.port}`, ...guestArgs, '--quiet', '--warmup', '50', '--mode', 'warm',
+      'source', '--connect', `127.0.0.1:${dest.port}`, ...guestArgs, '--quiet', '--warmup', '50', '--mode', 'warm', '--resolve-timeout', '800',
       '--report', join(dir, 'src.json'), '--dump-memory', join(dir, 'src.img'),
     ]).done;
     assert.is(s.code, 3, 'exit status 3: in doubt, the destination may run the guest');
     assert.match(s.stderr, /MS_ERR_SWITCHOVER_IN_DOUBT/);
+    assert.match(s.stderr, /gave no answer within 800 ms of asking/);
     const r = report('src.json');
     assert.is(r.outcome, 'in-doubt');
     assert.ok(r.guestSteps > 0);

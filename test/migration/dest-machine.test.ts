@@ -2,8 +2,9 @@
 // to (by `kind` and every field); every other pair of the product throws MS_ERR_UNEXPECTED_MESSAGE
 // naming both. Guards inside valid pairs (consecutive ITERATION_END, MISSING_PAGES only with
 // post-copy, DEVICE_STATE before SWITCHOVER, a post-copy SWITCHOVER only when negotiated and after
-// MISSING_PAGES) get their own tests and messages. The safety rule — only a RESUMED in a switching
-// state starts the guest here — is checked over the whole product.
+// MISSING_PAGES) get their own tests and messages. The safety rule — only resume-started in switching
+// (then resumed in resuming) or a RESUMED in postcopy-switching starts the guest here — is checked over
+// the whole product, and so are the lingering states that answer a source's QUERY after a lost link.
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -11,13 +12,14 @@ import { ErrorCode, MemshiftError } from '../../src/errors.js';
 import { MIGRATION_MODES, SwitchoverMode } from '../../src/protocol/constants.js';
 import type { Switchover } from '../../src/protocol/control.js';
 import {
-  acceptsPages, claimsPages, isFinalDest, stepDest, type DestEvent, type DestState,
+  acceptsPages, claimsPages, isFinalDest, lingers, queryAnswer, stepDest, type DestEvent, type DestState,
 } from '../../src/migration/destination/machine.js';
 import { expectCode } from '../_support/guest-helpers.js';
 
 const UNEXPECTED = 'MS_ERR_UNEXPECTED_MESSAGE';
 const CLOSED = new MemshiftError(ErrorCode.CONNECTION_CLOSED, 'source closed');
 const FAILED = new MemshiftError(ErrorCode.DIGEST_MISMATCH, 'digest differs');
+const RESUME_FAILED = new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'vCPU would not start');
 
 // SWITCHOVER orders as the source sends them: one stop-and-copy, one post-copy (pages still missing).
 const ORDER_STOP: Switchover = { mode: SwitchoverMode.STOP_AND_COPY, iterations: 3, digest: 0x1234n, guestSteps: 99, pagesSent: 4096, missingPages: 0 };
@@ -37,7 +39,10 @@ const STATES = {
   'receiving+postcopy+missing': receiving('hybrid', { postcopy: true, missingAnnounced: true }),
   'receiving+postcopy+state+missing': receiving('hybrid', { postcopy: true, hasState: true, missingAnnounced: true }),
   switching: { kind: 'switching', mode: 'live', order: ORDER_STOP },
+  resuming: { kind: 'resuming', mode: 'live' },
   running: { kind: 'running', mode: 'live' },
+  'awaiting-confirmation': { kind: 'awaiting-confirmation', mode: 'live' },
+  declining: { kind: 'declining', mode: 'live', error: FAILED },
   'postcopy-switching': { kind: 'postcopy-switching', mode: 'hybrid', order: ORDER_POSTCOPY, allPresent: false },
   'postcopy-switching+all-present': { kind: 'postcopy-switching', mode: 'hybrid', order: ORDER_POSTCOPY, allPresent: true },
   'postcopy-running': { kind: 'postcopy-running', mode: 'hybrid' },
@@ -58,7 +63,11 @@ const EVENTS = {
   'missing-pages': () => ({ type: 'missing-pages' }),
   'switchover/stop-and-copy': () => ({ type: 'switchover', postcopy: false, order: ORDER_STOP }),
   'switchover/postcopy': () => ({ type: 'switchover', postcopy: true, order: ORDER_POSTCOPY }),
+  'resume-started': () => ({ type: 'resume-started' }),
   resumed: () => ({ type: 'resumed' }),
+  'resume-failed': () => ({ type: 'resume-failed', error: RESUME_FAILED }),
+  'query-answered': () => ({ type: 'query-answered' }),
+  'linger-ended': () => ({ type: 'linger-ended' }),
   'all-present': () => ({ type: 'all-present' }),
   complete: () => ({ type: 'complete' }),
   closed: () => ({ type: 'closed', error: CLOSED }),
@@ -108,11 +117,22 @@ const VALID: [StateName, EventName, DestState][] = [
   ['receiving+postcopy+state+missing', 'switchover/postcopy', { kind: 'postcopy-switching', mode: 'hybrid', order: ORDER_POSTCOPY, allPresent: false }],
   ...NEVER_RESUMED('receiving+postcopy+state+missing'),
   // stop-and-copy switchover.
-  ['switching', 'resumed', { kind: 'running', mode: 'live' }],
-  ...NEVER_RESUMED('switching'),
+  ['switching', 'resume-started', { kind: 'resuming', mode: 'live' }],
+  // SWITCHOVER arrived but the guest never started: decline (answer NOT_RESUMED) while lingering.
+  ...FAILURE_ROWS('switching', { kind: 'declining', mode: 'live', error: CLOSED }, { kind: 'declining', mode: 'live', error: FAILED }),
+  ['resuming', 'resumed', { kind: 'running', mode: 'live' }],
+  ['resuming', 'resume-failed', { kind: 'declining', mode: 'live', error: RESUME_FAILED }],
+  // The target's resume was called: only its outcome decides.
+  ...FAILURE_ROWS('resuming', STATES.resuming, STATES.resuming),
   ['running', 'complete', { kind: 'completed', mode: 'live', confirmed: true }],
-  // The guest already runs here: losing the source now leaves it running, unconfirmed.
-  ...FAILURE_ROWS('running', { kind: 'completed', mode: 'live', confirmed: false }, { kind: 'completed', mode: 'live', confirmed: false }),
+  // The guest already runs here: losing the source now leaves it running, awaiting the source's query.
+  ...FAILURE_ROWS('running', STATES['awaiting-confirmation'], STATES['awaiting-confirmation']),
+  ['awaiting-confirmation', 'complete', { kind: 'completed', mode: 'live', confirmed: true }],
+  ['awaiting-confirmation', 'linger-ended', { kind: 'completed', mode: 'live', confirmed: false }],
+  ...FAILURE_ROWS('awaiting-confirmation', STATES['awaiting-confirmation'], STATES['awaiting-confirmation']),
+  ['declining', 'query-answered', { kind: 'failed', error: FAILED }],
+  ['declining', 'linger-ended', { kind: 'failed', error: FAILED }],
+  ...FAILURE_ROWS('declining', STATES.declining, STATES.declining),
   // post-copy switchover.
   ['postcopy-switching', 'all-present', STATES['postcopy-switching+all-present']],
   ['postcopy-switching', 'resumed', { kind: 'postcopy-running', mode: 'hybrid' }],
@@ -180,9 +200,9 @@ test('every other (state, event) pair throws MS_ERR_UNEXPECTED_MESSAGE naming th
       assert.is(err.details.phase, state.kind, key);
     }
   }
-  // 17 states × 13 event variants, minus the 59 valid rows and the 10 guarded pairs.
-  assert.is(VALID.length, 59);
-  assert.is(invalid, 17 * 13 - 59 - 10);
+  // 20 states × 17 event variants, minus the 71 valid rows and the 10 guarded pairs.
+  assert.is(VALID.length, 71);
+  assert.is(invalid, 20 * 17 - 71 - 10);
 });
 
 test('the valid table has no duplicate (state, event) pair and no pair that is also guarded', () => {
@@ -300,9 +320,40 @@ test('closed during post-copy → postcopy-paused, carrying the error by identit
   assert.ok(got.kind === 'postcopy-paused' && got.error === CLOSED, label(got));
 });
 
-test('closed while switching → failed, carrying the error by identity (never resumed)', () => {
+test('closed while switching → declining, carrying the error by identity (never resumed; it answers queries)', () => {
   const got = stepDest(STATES.switching, { type: 'closed', error: CLOSED });
-  assert.ok(got.kind === 'failed' && got.error === CLOSED, label(got));
+  assert.ok(got.kind === 'declining' && got.error === CLOSED, label(got));
+  const end = stepDest(got, { type: 'linger-ended' });
+  assert.ok(end.kind === 'failed' && end.error === CLOSED, label(end));
+});
+
+// ---- lingering after a lost link (stop-and-copy) -----------------------------------------------------
+
+test('lingers is true exactly for awaiting-confirmation and declining; post-copy states never linger', () => {
+  assert.equal(kindsWhere(lingers), ['awaiting-confirmation', 'declining']);
+});
+
+test('a QUERY is answered RESUMED only where the guest runs here after a lost link, NOT_RESUMED only where it never will', () => {
+  const answers = Object.fromEntries((Object.entries(STATES) as [StateName, DestState][]).map(([n, st]) => [n, queryAnswer(st)]).filter(([, a]) => a !== null));
+  assert.equal(answers, { 'awaiting-confirmation': 'resumed', declining: 'not-resumed' });
+});
+
+test('a lost link while resuming is held: the resume decides (running, then awaiting-confirmation; or declining)', () => {
+  const held = stepDest(STATES.resuming, { type: 'closed', error: CLOSED });
+  assert.equal(held, STATES.resuming);
+  const ran = stepDest(stepDest(held, { type: 'resumed' }), { type: 'error', error: CLOSED });
+  assert.equal(ran, { kind: 'awaiting-confirmation', mode: 'live' });
+  const failed = stepDest(held, { type: 'resume-failed', error: RESUME_FAILED });
+  assert.ok(failed.kind === 'declining' && failed.error === RESUME_FAILED, label(failed));
+});
+
+test('awaiting-confirmation ends completed: confirmed by COMPLETE over a query, unconfirmed when the linger ends', () => {
+  assert.equal(stepDest(STATES['awaiting-confirmation'], { type: 'complete' }), { kind: 'completed', mode: 'live', confirmed: true });
+  assert.equal(stepDest(STATES['awaiting-confirmation'], { type: 'linger-ended' }), { kind: 'completed', mode: 'live', confirmed: false });
+});
+
+test('resumed is refused in switching: the guest starts only through resume-started (checks passed)', () => {
+  expectCode(() => stepDest(STATES.switching, { type: 'resumed' }), UNEXPECTED);
 });
 
 test('final states reject every event, failures included', () => {
@@ -315,9 +366,9 @@ test('final states reject every event, failures included', () => {
 
 // ---- the safety rule: where the guest starts ----------------------------------------------------------
 
-test('only switching → running and postcopy-switching → postcopy-running/confirming start the guest, and only on resumed', () => {
+test('only switching → resuming and postcopy-switching → postcopy-running/confirming start the guest, and only on resumed', () => {
   // States in which the guest runs here; a transition into one from outside it starts the guest.
-  const guestRuns = new Set<string>(['running', 'postcopy-running', 'postcopy-confirming', 'completed']);
+  const guestRuns = new Set<string>(['resuming', 'running', 'awaiting-confirmation', 'postcopy-running', 'postcopy-confirming', 'completed']);
   const starts: string[] = [];
   for (const [name, state] of Object.entries(STATES) as [StateName, DestState][]) {
     for (const [ev, make] of Object.entries(EVENTS) as [EventName, (s: DestState) => DestEvent][]) {
@@ -327,7 +378,7 @@ test('only switching → running and postcopy-switching → postcopy-running/con
     }
   }
   assert.equal(starts, [
-    'switching + resumed → running',
+    'switching + resume-started → resuming',
     'postcopy-switching + resumed → postcopy-running',
     'postcopy-switching+all-present + resumed → postcopy-confirming',
   ]);
@@ -346,11 +397,11 @@ test('hello, ready, two passes, device-state, switchover, resumed, complete: a c
   const trail = walk([
     { type: 'hello', mode: 'live' }, { type: 'ready', postcopy: false }, { type: 'iteration-end', iteration: 1 },
     { type: 'iteration-end', iteration: 2 }, { type: 'device-state' }, { type: 'switchover', postcopy: false, order: ORDER_STOP },
-    { type: 'resumed' }, { type: 'complete' },
+    { type: 'resume-started' }, { type: 'resumed' }, { type: 'complete' },
   ]);
-  assert.equal(trail.map((s) => s.kind), ['setup', 'receiving', 'receiving', 'receiving', 'receiving', 'switching', 'running', 'completed']);
-  assert.equal(trail.map(acceptsPages), [false, true, true, true, true, false, false, false]);
-  assert.equal(trail[7], { kind: 'completed', mode: 'live', confirmed: true });
+  assert.equal(trail.map((s) => s.kind), ['setup', 'receiving', 'receiving', 'receiving', 'receiving', 'switching', 'resuming', 'running', 'completed']);
+  assert.equal(trail.map(acceptsPages), [false, true, true, true, true, false, false, false, false]);
+  assert.equal(trail[8], { kind: 'completed', mode: 'live', confirmed: true });
 });
 
 test('a hybrid migration: pre-copy passes, then MISSING_PAGES, post-copy SWITCHOVER, running on faults, all present, complete', () => {

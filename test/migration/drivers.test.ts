@@ -4,7 +4,7 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ErrorCode } from '../../src/errors.js';
+import { ErrorCode, MemshiftError } from '../../src/errors.js';
 import { DEFAULT_POLICY } from '../../src/migration/convergence.js';
 import { SWITCHOVER_COST_MS } from '../../src/migration/eta.js';
 import { Session, type SessionEnd } from '../../src/migration/destination/driver.js';
@@ -24,7 +24,8 @@ import type { Region } from '../../src/memory/types.js';
 const PAGES = 256;
 
 function destinationOptions(createTarget: (r: readonly Region[]) => MirrorTarget): DestinationOptions {
-  return { createTarget, prealloc: false, handshakeTimeoutMs: 10_000, security: INSECURE };
+  // A short linger: these sessions have no accept loop to route a query to them.
+  return { createTarget, prealloc: false, handshakeTimeoutMs: 10_000, security: INSECURE, confirmTimeoutMs: 200 };
 }
 
 /** Runs the real destination on `link`: the first frame must be HELLO, as accept.ts checks it. */
@@ -175,6 +176,143 @@ test('when both ends agree that unwritten pages are zero, the first pass sends o
       assert.ok(Buffer.compare(Buffer.from(target!.page(p)), Buffer.from(source.ram.subarray(p * PAGE, (p + 1) * PAGE))) === 0, `page ${p}`);
     }
   }
+});
+
+// ---- a switchover in doubt, resolved by asking the destination (QUERY over a new in-memory link) ----
+
+/**
+ * A migration whose source may reconnect: `openQuery` gives it a new in-memory link whose far end is
+ * routed, as accept.ts routes a QUERY HELLO, to the destination's session. `answers`: whether the
+ * destination's end picks up at all (false: every query link is cut at once, no answer).
+ */
+async function migrateWithQueries(mode: MigrationMode, o: {
+  tap?: Tap; target?: (r: readonly Region[], cut: () => void) => MirrorTarget; answers?: boolean; resolveTimeoutMs?: number; signal?: AbortSignal;
+  querySession?: (s: Uint8Array) => Uint8Array;
+}) {
+  const { a, b } = linkPair(o.tap);
+  const source = new MirrorSource(PAGES);
+  for (let p = 0; p < PAGES; p += 5) source.write(p, (p % 200) + 1);
+  let made: MirrorTarget | null = null;
+  let session: Session | null = null;
+  const log: string[] = [];
+  const refusals: string[] = [];
+  const dest = new Promise<SessionEnd>((resolve) => {
+    b.setHandlers({
+      onFrame: (f: Frame) => { session = new Session(b, decodeHello(f.buf, f.bodyOffset, f.bodyLength), { ...destinationOptions((r) => (made = (o.target ?? ((rr) => new MirrorTarget(rr)))(r, () => a.cut()))), confirmTimeoutMs: 10_000, onLog: (l) => log.push(l) }, resolve); },
+      onClosed: () => undefined,
+    });
+  });
+  let queries = 0;
+  const openQuery = async () => {
+    queries++;
+    const pair = linkPair();
+    if (o.answers === false) {
+      setImmediate(() => pair.a.cut());
+      return pair.a;
+    }
+    pair.b.setHandlers({
+      onFrame: (f: Frame) => {
+        const hello = decodeHello(f.buf, f.bodyOffset, f.bodyLength);
+        const asked = o.querySession ? o.querySession(hello.session) : hello.session;
+        if (hello.role === ChannelRole.QUERY && session !== null && session.answersQuery(asked, pair.b.peerIdentity)) session.answerQuery(pair.b);
+        else {
+          refusals.push(Buffer.from(asked).toString('hex'));
+          pair.b.fail(new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, 'no session answers this query'));
+        }
+      },
+      onClosed: () => undefined,
+    });
+    return pair.a;
+  };
+  const src = await within(runSource(source, {
+    address: { host: '127.0.0.1', port: 1 }, link: a, mode, security: INSECURE, policy: { ...DEFAULT_POLICY, downtimeLimitMs: 10_000 },
+    xbzrle: true, lz4: false, encoders: 1, maxBandwidth: null, connectTimeoutMs: 10_000, answerTimeoutMs: 10_000,
+    openQuery, resolveTimeoutMs: o.resolveTimeoutMs ?? 10_000, signal: o.signal,
+  }), 30_000, 'source driver');
+  // Nothing will confirm: end the linger now rather than wait it out.
+  if (o.answers === false || o.signal !== undefined || o.querySession !== undefined) (session as Session | null)?.cancel();
+  const end = await within(dest, 30_000, 'destination driver');
+  return { source, src, end, target: made as MirrorTarget | null, log, queries: () => queries, refusals };
+}
+
+const samePages = (target: MirrorTarget, source: MirrorSource): boolean => {
+  for (let p = 0; p < PAGES; p++) {
+    if (Buffer.compare(Buffer.from(target.page(p)), Buffer.from(source.ram.subarray(p * PAGE, (p + 1) * PAGE))) !== 0) return false;
+  }
+  return true;
+};
+
+test('RESUMED lost with the link: the source asks over a new link, the destination repeats RESUMED and takes COMPLETE there', async () => {
+  let first = true;
+  const { source, src, end, target, log } = await migrateWithQueries('warm', {
+    tap: (type, from) => (from === 'b' && type === FrameType.RESUMED && first ? ((first = false), 'cut') : 'deliver'),
+  });
+  assert.is(src.report.outcome, 'completed', src.error?.message);
+  assert.match(src.report.switchoverReason!.reason, /link lost after SWITCHOVER; the destination confirmed it resumed over a new connection/);
+  assert.is(source.resumes, 0, 'the source guest never runs again');
+  assert.is(end.result.report.outcome, 'completed');
+  assert.ok(log.some((l) => /confirmed over a query that it released the guest/.test(l)), log.join('\n'));
+  assert.not.ok(log.some((l) => /did not confirm/.test(l)), 'confirmed, not timed out');
+  assert.is(end.result.report.digest, src.report.digest);
+  assert.ok(target!.resumed && samePages(target!, source));
+});
+
+test('the destination fails to resume and the link goes with it: asked, it answers NOT_RESUMED and the source guest resumes', async () => {
+  class CutThenFail extends MirrorTarget {
+    constructor(r: readonly Region[], private readonly cut: () => void) { super(r); }
+    override async resume(): Promise<void> {
+      this.cut(); // the link is lost before our refusal could go out on it
+      throw new Error('vCPU would not start');
+    }
+  }
+  const { source, src, end, target, log } = await migrateWithQueries('warm', { target: (r, cut) => new CutThenFail(r, cut) });
+  assert.is(src.report.outcome, 'failed');
+  assert.is(src.error?.code, ErrorCode.NOT_RESUMED);
+  assert.match(src.error!.message, /link lost after SWITCHOVER .* did not resume the guest and never will/);
+  assert.is(source.paused, false, 'NOT_RESUMED: the source guest runs again');
+  assert.is(source.resumes, 1);
+  assert.is(end.result.report.outcome, 'failed');
+  assert.not.ok(target!.resumed);
+  assert.ok(log.some((l) => /was not resumed/.test(l)), log.join('\n'));
+});
+
+test('no answer to any query within resolveTimeoutMs: the switchover stays in doubt and the source guest paused', async () => {
+  const { source, src, queries } = await migrateWithQueries('warm', {
+    tap: (type, from) => (from === 'b' && type === FrameType.RESUMED ? 'cut' : 'deliver'), answers: false, resolveTimeoutMs: 600,
+  });
+  assert.is(src.report.outcome, 'in-doubt');
+  assert.match(src.error!.message, /gave no answer within 600 ms of asking/);
+  assert.ok(queries() >= 2, `asked ${queries()} times, retrying`);
+  assert.is(source.paused, true);
+  assert.is(source.resumes, 0);
+});
+
+test('a query for another session is turned away: no answer, in doubt', async () => {
+  const { source, src, refusals } = await migrateWithQueries('warm', {
+    tap: (type, from) => (from === 'b' && type === FrameType.RESUMED ? 'cut' : 'deliver'), resolveTimeoutMs: 400,
+    querySession: (s) => s.map((x) => x ^ 0xff),
+  });
+  assert.is(src.report.outcome, 'in-doubt');
+  assert.ok(refusals.length >= 1);
+  assert.is(source.resumes, 0);
+});
+
+test('cancelled while resolving: in doubt at once, the guest never resumes', async () => {
+  const controller = new AbortController();
+  const { source, src } = await migrateWithQueries('cold', {
+    tap: (type, from) => {
+      if (from === 'b' && type === FrameType.RESUMED) {
+        setImmediate(() => controller.abort());
+        return 'cut';
+      }
+      return 'deliver';
+    },
+    answers: false, resolveTimeoutMs: 20_000, signal: controller.signal,
+  });
+  assert.is(src.report.outcome, 'in-doubt');
+  assert.is(src.error?.code, ErrorCode.CANCELLED);
+  assert.is(source.paused, true);
+  assert.is(source.resumes, 0);
 });
 
 /** A scripted source end: sends what the test says and records what comes back. */

@@ -20,6 +20,7 @@ const REJECTED = 'MS_ERR_HANDSHAKE_REJECTED';
 // A lost link and an explicit refusal carry different errors, so a row cannot pass with the wrong one.
 const ERR = new MemshiftError(ErrorCode.CONNECTION_CLOSED, 'peer closed');
 const REFUSAL = new MemshiftError(ErrorCode.PEER_ERROR, 'destination reported MS_ERR_DIGEST_MISMATCH', { peerCode: 'MS_ERR_DIGEST_MISMATCH' });
+const NOT_RESUMED = new MemshiftError(ErrorCode.NOT_RESUMED, 'the destination answered it did not resume');
 
 const decision = (action: Action): Decision => ({ action, rule: action === 'continue' ? 'converging' : 'dirty-rate', reason: `test ${action}`, forced: false });
 const ABORT = decision('abort');
@@ -36,6 +37,7 @@ const STATES = {
   'precopy+postcopy': { kind: 'precopy', iteration: 3, postcopyReady: true, throttlePercent: 10, remainingHistory: [900, 400] },
   'stop-and-copy': { kind: 'stop-and-copy', iteration: 7, singlePass: false },
   'awaiting-resume': { kind: 'awaiting-resume', iteration: 7, sent: SENT },
+  resolving: { kind: 'resolving', iteration: 7, sent: SENT, error: ERR },
   'postcopy-switching': { kind: 'postcopy-switching', iteration: 5, sent: null },
   'postcopy-switching+sent': { kind: 'postcopy-switching', iteration: 5, sent: SENT },
   'postcopy-running': { kind: 'postcopy-running', iteration: 5 },
@@ -71,6 +73,7 @@ const EVENTS = {
   resumed: { type: 'resumed' },
   'postcopy-done': { type: 'postcopy-done' },
   released: { type: 'released' },
+  'not-resumed': { type: 'not-resumed', error: NOT_RESUMED },
   failed: { type: 'failed', error: ERR },
   refused: { type: 'refused', error: REFUSAL },
 } satisfies Record<string, SourceEvent>;
@@ -109,10 +112,15 @@ const VALID: [StateName, EventName, SourceState][] = [
   ['stop-and-copy', 'switchover-sent', { kind: 'awaiting-resume', iteration: 7, sent: SENT_NOW }],
   ['stop-and-copy', 'failed', { kind: 'failed', error: ERR }],
   ['stop-and-copy', 'refused', { kind: 'failed', error: REFUSAL }],
-  // After SWITCHOVER: a lost link is in doubt, a refusal is certain.
+  // After SWITCHOVER: a lost link is taken to the destination (resolving), a refusal is certain.
   ['awaiting-resume', 'resumed', { kind: 'releasing' }],
-  ['awaiting-resume', 'failed', { kind: 'in-doubt', error: ERR }],
+  ['awaiting-resume', 'failed', { kind: 'resolving', iteration: 7, sent: SENT, error: ERR }],
   ['awaiting-resume', 'refused', { kind: 'failed', error: REFUSAL }],
+  // Its answer over a QUERY channel decides; no answer (or any other) leaves the doubt.
+  ['resolving', 'resumed', { kind: 'releasing' }],
+  ['resolving', 'not-resumed', { kind: 'failed', error: NOT_RESUMED }],
+  ['resolving', 'failed', { kind: 'in-doubt', error: ERR }],
+  ['resolving', 'refused', { kind: 'in-doubt', error: REFUSAL }],
   // The post-copy split: the same failure means failed before SWITCHOVER, in-doubt after.
   ['postcopy-switching', 'switchover-sent', { kind: 'postcopy-switching', iteration: 5, sent: SENT_NOW }],
   ['postcopy-switching', 'failed', { kind: 'failed', error: ERR }],
@@ -175,9 +183,9 @@ test('every pair not in the valid table throws MS_ERR_UNEXPECTED_MESSAGE naming 
       assert.is(err.details.phase, state.kind, key);
     }
   }
-  // 14 states × 21 event variants, minus the 41 valid rows and the 3 guarded pairs.
-  assert.is(VALID.length, 41);
-  assert.is(invalid, 14 * 21 - 41 - 3);
+  // 15 states × 22 event variants, minus the 45 valid rows and the 3 guarded pairs.
+  assert.is(VALID.length, 45);
+  assert.is(invalid, 15 * 22 - 45 - 3);
 });
 
 test('the valid table has no duplicate (state, event) pair and names only known states and events', () => {
@@ -279,7 +287,31 @@ test('the error of a failed or refused event is carried by identity into every f
   const outcomes = (['precopy', 'awaiting-resume', 'postcopy-switching', 'postcopy-switching+sent', 'postcopy-running'] as const).flatMap((name) =>
     (['failed', 'refused'] as const).map((type) => stepSource(STATES[name], { type, error: own })));
   for (const got of outcomes) assert.ok('error' in got && got.error === own, label(got));
-  assert.equal([...new Set(outcomes.map((s) => s.kind))].sort(), ['failed', 'in-doubt', 'postcopy-paused']);
+  assert.equal([...new Set(outcomes.map((s) => s.kind))].sort(), ['failed', 'in-doubt', 'postcopy-paused', 'resolving']);
+});
+
+// ---- resolving a switchover in doubt (stop-and-copy) ---------------------------------------------------
+
+test('a lost link after SWITCHOVER is asked about (resolving) unless cancelled or answered with another digest', () => {
+  const kindAfter = (code: (typeof ErrorCode)[keyof typeof ErrorCode]) => stepSource(STATES['awaiting-resume'], { type: 'failed', error: new MemshiftError(code, code) }).kind;
+  assert.equal(
+    [ErrorCode.CONNECTION_CLOSED, ErrorCode.CONNECTION_FAILED, ErrorCode.TIMEOUT, ErrorCode.CANCELLED, ErrorCode.DIGEST_MISMATCH].map(kindAfter),
+    ['resolving', 'resolving', 'resolving', 'in-doubt', 'in-doubt'],
+  );
+});
+
+test('resolving keeps the guest paused: only NOT_RESUMED lets it resume, RESUMED releases it, silence stays in doubt', () => {
+  assert.not.ok(isFinal(STATES.resolving));
+  const declined = stepSource(STATES.resolving, EVENTS['not-resumed']);
+  const confirmed = stepSource(stepSource(STATES.resolving, EVENTS.resumed), EVENTS.released);
+  const silent = stepSource(STATES.resolving, { type: 'failed', error: new MemshiftError(ErrorCode.CANCELLED, 'cancelled') });
+  assert.equal([declined.kind, confirmed.kind, silent.kind], ['failed', 'completed', 'in-doubt']);
+  assert.equal([destinationMayRun(declined), destinationMayRun(confirmed), destinationMayRun(silent)], [false, true, true]);
+});
+
+test('post-copy never resolves: a lost link after its SWITCHOVER stays in doubt', () => {
+  assert.is(stepSource(STATES['postcopy-switching+sent'], EVENTS.failed).kind, 'in-doubt');
+  expectCode(() => stepSource(STATES['postcopy-switching+sent'], EVENTS['not-resumed']), UNEXPECTED);
 });
 
 // ---- predicates ------------------------------------------------------------------------------------

@@ -3,11 +3,14 @@
 // first acceptable one to a Session (driver.ts). A connection that fails the handshake (TLS
 // authentication, not memshift, wrong version, a guest this host cannot hold, a guest the
 // integrator's createTarget refuses) is logged and dropped, and the wait goes on; one that arrives
-// during a session is turned away. Once a session got past setup, its end ends the wait. One timeout
+// during a session is turned away, except while the session lingers after losing its link past
+// SWITCHOVER: then a QUERY HELLO for that session, from the same TLS peer, is handed to it, and any
+// other HELLO is refused. Once a session got past setup, its end ends the wait. One timeout
 // covers TLS and HELLO: a peer that authenticates must still say HELLO within it. Connections still in
 // that handshake are capped, in all and per address (admission.ts).
 //
 //   connection ─► admitted? ─► TLS handshake + peer verified ─► preface ─► HELLO ─► Session (allocates the guest)
+//                                                                               └─ QUERY ─► the lingering Session answers it
 //        └─ over the caps, or fails: logged, destroyed, nothing written, nothing allocated; the wait goes on
 
 import type net from 'node:net';
@@ -34,7 +37,7 @@ export function receiveMigration(server: net.Server, options: DestinationOptions
     };
     const onConnection = (socket: net.Socket): void => {
       const peer = `source ${socket.remoteAddress}:${socket.remotePort}`;
-      if (session !== null) {
+      if (session !== null && !session.lingering) {
         log(`rejected connection from ${peer}: a migration is already in progress`);
         socket.destroy();
         return;
@@ -73,6 +76,16 @@ export function receiveMigration(server: net.Server, options: DestinationOptions
             throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `expected HELLO, got ${frameTypeName(frame.type)}`, { frameType: frame.type });
           }
           const hello = decodeHello(frame.buf, frame.bodyOffset, frame.bodyLength);
+          if (hello.role === ChannelRole.QUERY) {
+            // Only the session's own source (same id, same TLS identity) may learn how it ended.
+            if (session === null || !session.answersQuery(hello.session, channel.peerIdentity)) {
+              throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `no session ${Buffer.from(hello.session).toString('hex')} answers queries from this peer`);
+            }
+            mine = true;
+            log(`answering a query from ${peer} about session ${Buffer.from(hello.session).toString('hex')}`);
+            session.answerQuery(channel);
+            return;
+          }
           if (hello.role !== ChannelRole.BULK) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `no session ${Buffer.from(hello.session).toString('hex')} to attach a ${hello.role === ChannelRole.URGENT ? 'urgent' : 'bulk'} channel to`);
           // One migration at a time is decided here, at HELLO: a connection opened earlier must not start a second.
           if (session !== null) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, 'a migration is already in progress on this destination');

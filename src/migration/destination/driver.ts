@@ -7,19 +7,24 @@
 //   frame | phase result | fault-thread message ─► dispatch(e): s = step(s, e); if s is new: enter(s)
 //   enter: setup, switching, postcopy-switching, running, postcopy-running, postcopy-confirming
 //          ─► phase ─► dispatch(result, if any)
+//          awaiting-confirmation, declining ─► linger: answer QUERY channels (accept.ts routes them
+//          here) until COMPLETE, an answered NOT_RESUMED, or confirmTimeoutMs ─► dispatch
 //          completed, failed, postcopy-paused ─► settle and report (once)
 //
 // Accepting connections and the handshake's first checks live in accept.ts.
 
 import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
 import { sessionDigest } from '../../memory/slab.js';
+import { FrameType } from '../../protocol/constants.js';
+import { decodeComplete, encodeError } from '../../protocol/control.js';
+import { frameTypeName } from '../../protocol/frame.js';
 import type { Hello } from '../../protocol/handshake.js';
 import type { Frame } from '../../protocol/frame-reader.js';
 import type { FrameLink } from '../../transport/channel.js';
 import { BoardState } from '../postcopy-board.js';
 import { watchProgress } from '../watchdog.js';
 import { assembleReport, failureOutcome, stepRate, type Ending } from '../report.js';
-import { awaitsSource, isFinalDest, stepDest, type DestEvent, type DestState } from './machine.js';
+import { awaitsSource, isFinalDest, lingers, queryAnswer, stepDest, type DestEvent, type DestState } from './machine.js';
 import { confirmPostcopy, postcopyStats, runPostcopySwitchover } from './phases/postcopy.js';
 import { receiveFrame } from './phases/receive.js';
 import { runSetup } from './phases/setup.js';
@@ -30,6 +35,8 @@ export type { DestinationOptions, DestinationResult } from './run.js';
 
 /** The longest silence accepted from a source that is due to send (a frozen or lying peer). */
 export const DEFAULT_IDLE_TIMEOUT_MS = 20_000;
+/** How long a session whose link was lost after SWITCHOVER answers the source's queries. */
+export const DEFAULT_CONFIRM_TIMEOUT_MS = 10_000;
 export { pretouch } from './phases/setup.js';
 
 /** How a session ended: its result, and whether it got past setup (a refused guest does not end the wait). */
@@ -45,6 +52,9 @@ export class Session {
   private accepted = false;
   private done = false;
   private readonly unwatch: () => void;
+  /** While lingering: the timer that ends it, and the QUERY channels being answered. */
+  private lingerTimer: NodeJS.Timeout | null = null;
+  private readonly queries = new Set<FrameLink>();
 
   constructor(
     private readonly channel: FrameLink,
@@ -107,7 +117,14 @@ export class Session {
         this.phase(sendResumed(this.run), ErrorCode.UNEXPECTED_MESSAGE);
         return;
       case 'switching':
-        this.phase(runSwitchover(this.run, s.order), ErrorCode.UNEXPECTED_MESSAGE);
+        this.phase(runSwitchover(this.run, s.order, () => {
+          this.dispatch({ type: 'resume-started' });
+          return this.state.kind === 'resuming';
+        }), ErrorCode.UNEXPECTED_MESSAGE);
+        return;
+      case 'awaiting-confirmation':
+      case 'declining':
+        this.linger(s);
         return;
       case 'postcopy-switching':
         this.phase(runPostcopySwitchover(this.run, s.order), ErrorCode.UNEXPECTED_MESSAGE);
@@ -134,6 +151,72 @@ export class Session {
 
   cancel(): void {
     this.dispatch({ type: 'error', error: new MemshiftError(ErrorCode.CANCELLED, `migration cancelled during ${this.channel.phase}`) });
+    // Cancelled while (or by now) lingering: stop answering queries; the source stays in doubt.
+    if (lingers(this.state)) this.dispatch({ type: 'linger-ended' });
+  }
+
+  /** Lingering after a lost link: connections are let in, for QUERY channels only. */
+  get lingering(): boolean {
+    return lingers(this.state);
+  }
+
+  /** Whether `hello` (a QUERY) may be answered by this session: it lingers, same session id, same TLS peer. */
+  answersQuery(session: Uint8Array, peerIdentity: string | null): boolean {
+    return lingers(this.state) && Buffer.compare(session, this.hello.session) === 0 && peerIdentity === this.channel.peerIdentity;
+  }
+
+  /**
+   * Answers a QUERY channel (accept.ts checked it with `answersQuery`): RESUMED, then COMPLETE is
+   * awaited on it; or ERROR MS_ERR_NOT_RESUMED, after which nothing is left to linger for.
+   */
+  answerQuery(channel: FrameLink): void {
+    const answer = queryAnswer(this.state);
+    const session = Buffer.from(this.hello.session).toString('hex');
+    if (answer === null) {
+      channel.fail(new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `session ${session} no longer answers queries`));
+      return;
+    }
+    this.queries.add(channel);
+    channel.phase = 'query';
+    if (answer === 'not-resumed') {
+      const frame = encodeError({ code: ErrorCode.NOT_RESUMED, message: `the destination did not resume session ${session} and never will` });
+      channel.setHandlers({ onFrame: () => undefined, onClosed: () => this.queries.delete(channel) });
+      channel.send(frame).then(() => {
+        this.run.log(`told ${channel.peer} over a query that session ${session} was not resumed`);
+        void channel.close();
+        this.dispatch({ type: 'query-answered' });
+      }, () => undefined);
+      return;
+    }
+    channel.setHandlers({
+      onFrame: (f) => {
+        if (f.type !== FrameType.COMPLETE) {
+          channel.fail(new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `expected COMPLETE on a query channel, got ${frameTypeName(f.type)}`, { frameType: f.type }));
+          return;
+        }
+        decodeComplete(f.buf, f.bodyOffset, f.bodyLength);
+        this.run.log(`${channel.peer} confirmed over a query that it released the guest`);
+        void channel.close();
+        this.dispatch({ type: 'complete' });
+      },
+      onClosed: () => this.queries.delete(channel),
+    });
+    void channel.send(this.run.resumedAnswer!).catch(() => undefined);
+  }
+
+  /** Lost the link after SWITCHOVER: wait (bounded) for the source to ask how it ended. */
+  private linger(s: Extract<DestState, { kind: 'awaiting-confirmation' | 'declining' }>): void {
+    if (this.lingerTimer !== null) return;
+    this.unwatch();
+    void this.run.urgent?.stop();
+    // Best effort: a source still on the bulk link hears the refusal there (declining) or sees it end.
+    if (s.kind === 'declining') this.channel.fail(s.error);
+    else if (!this.channel.isClosed) this.channel.destroy();
+    const ms = this.run.options.confirmTimeoutMs ?? DEFAULT_CONFIRM_TIMEOUT_MS;
+    const guest = s.kind === 'declining' ? `the guest was not resumed (${s.error.code})` : 'the guest runs here';
+    const session = Buffer.from(this.hello.session).toString('hex');
+    this.run.log(`lost the link to ${this.channel.peer} after SWITCHOVER of session ${session}; ${guest}; answering its queries for up to ${ms} ms`);
+    this.lingerTimer = setTimeout(() => this.dispatch({ type: 'linger-ended' }), ms);
   }
 
   /** Settles the guest and the link as the final state says, then reports, once. */
@@ -141,6 +224,8 @@ export class Session {
     if (this.done || !isFinalDest(s)) return;
     this.done = true;
     this.unwatch();
+    if (this.lingerTimer !== null) clearTimeout(this.lingerTimer);
+    for (const q of this.queries) if (!q.isClosed) void q.close();
     const run = this.run;
     if (s.kind === 'postcopy-paused') {
       // The only complete copy is split across both hosts: keep every page, leave the vCPU blocked.

@@ -11,20 +11,34 @@
 //   receiving --> receiving: iteration-end, device-state, missing-pages (post-copy negotiated)
 //   receiving --> switching: switchover (stop-and-copy)
 //   receiving --> postcopy_switching: switchover (post-copy negotiated, missing pages announced)
-//   switching --> running: resumed
-//   running --> completed: complete, error, closed (the guest runs here either way)
+//   switching --> resuming: resume-started (digest and device state checked)
+//   resuming --> resuming: error, closed (the guest is starting: its start decides)
+//   resuming --> running: resumed
+//   resuming --> declining: resume-failed
+//   running --> completed: complete
+//   running --> awaiting_confirmation: error, closed (the guest runs here; the source may ask)
+//   switching --> declining: error, closed (SWITCHOVER arrived: the source may ask)
+//   awaiting_confirmation --> completed: complete (over a QUERY channel: confirmed), linger-ended (unconfirmed)
+//   declining --> failed: query-answered (NOT_RESUMED sent), linger-ended
 //   postcopy_switching --> postcopy_running: resumed
 //   postcopy_switching --> postcopy_confirming: resumed (every page was already present)
 //   postcopy_switching --> postcopy_switching: all-present (nothing was missing)
 //   postcopy_running --> postcopy_confirming: all-present
 //   postcopy_confirming --> completed: complete, error, closed (every page is here)
-//   awaiting_hello, setup, receiving, switching, postcopy_switching --> failed: error, closed (never resumed)
+//   awaiting_hello, setup, receiving, postcopy_switching --> failed: error, closed (never resumed)
 //   postcopy_running --> postcopy_paused: error, closed (pages split across hosts: keep everything)
 // ```
 //
-// The safety rule: only `switching → running` and `postcopy_switching → postcopy_running` (or straight to
-// postcopy_confirming) start the guest here, and only after the digest and device state checks passed; every failure before them
-// leaves the guest unstarted. Pages are accepted only where `acceptsPages` says.
+// The safety rule: only `resuming → running` and `postcopy_switching → postcopy_running` (or straight to
+// postcopy_confirming) follow a started guest, and `switching → resuming` is taken only after the digest
+// and device state checks passed, synchronously before the target's resume is called; every failure
+// before it leaves the guest unstarted. Pages are accepted only where `acceptsPages` says.
+//
+// Lingering (stop-and-copy only; post-copy keeps its pause): once SWITCHOVER arrived, a lost link does
+// not end the session at once. The source cannot tell whether we resumed, so for `confirmTimeoutMs`
+// the session answers QUERY connections for its id (`queryAnswer`): `awaiting-confirmation` (the guest
+// runs here) with RESUMED, then takes COMPLETE; `declining` (it never started, never will) with
+// MS_ERR_NOT_RESUMED. Neither state starts or stops the guest.
 
 import { ErrorCode, MemshiftError } from '../../errors.js';
 import type { MigrationMode } from '../../protocol/constants.js';
@@ -37,7 +51,13 @@ export type DestState =
   | { kind: 'receiving'; mode: MigrationMode; iteration: number; hasState: boolean; postcopy: boolean; missingAnnounced: boolean }
   /** `order`: the SWITCHOVER as the source sent it (digest to match, missing pages). */
   | { kind: 'switching'; mode: MigrationMode; order: Switchover }
+  /** The checks passed and the target's resume was called: from here the guest is (being) started. */
+  | { kind: 'resuming'; mode: MigrationMode }
   | { kind: 'running'; mode: MigrationMode }
+  /** The guest runs here but the bulk link was lost: lingering, answering QUERY with RESUMED. */
+  | { kind: 'awaiting-confirmation'; mode: MigrationMode }
+  /** SWITCHOVER arrived, then the switchover failed: lingering, answering QUERY with NOT_RESUMED. */
+  | { kind: 'declining'; mode: MigrationMode; error: MemshiftError }
   | { kind: 'postcopy-switching'; mode: MigrationMode; order: Switchover; allPresent: boolean }
   | { kind: 'postcopy-running'; mode: MigrationMode }
   /** Every page is here; POSTCOPY_DONE goes out and COMPLETE is awaited. */
@@ -53,7 +73,15 @@ export type DestEvent =
   | { type: 'device-state' }
   | { type: 'missing-pages' }
   | { type: 'switchover'; postcopy: boolean; order: Switchover }
+  /** The switchover's checks passed; the target's resume is called right after this event. */
+  | { type: 'resume-started' }
   | { type: 'resumed' }
+  /** The target's resume threw: the guest did not start. */
+  | { type: 'resume-failed'; error: MemshiftError }
+  /** A QUERY was answered NOT_RESUMED: the source knows; nothing is left to linger for. */
+  | { type: 'query-answered' }
+  /** The confirmation timeout passed (or the wait was cancelled) while lingering. */
+  | { type: 'linger-ended' }
   | { type: 'all-present' }
   | { type: 'complete' }
   | { type: 'closed'; error: MemshiftError }
@@ -87,6 +115,16 @@ export function awaitsSource(s: DestState): boolean {
   return s.kind === 'receiving' || s.kind === 'postcopy-running';
 }
 
+/** Whether the session lingers after its link was lost, answering QUERY connections for its id. */
+export function lingers(s: DestState): boolean {
+  return s.kind === 'awaiting-confirmation' || s.kind === 'declining';
+}
+
+/** What a QUERY for this session is answered now: RESUMED, NOT_RESUMED, or nothing (turned away). */
+export function queryAnswer(s: DestState): 'resumed' | 'not-resumed' | null {
+  return s.kind === 'awaiting-confirmation' ? 'resumed' : s.kind === 'declining' ? 'not-resumed' : null;
+}
+
 /** Whether a page written now must win its claim bit (the resumed guest may have written it since). */
 export function claimsPages(s: DestState): boolean {
   return s.kind === 'postcopy-running';
@@ -97,10 +135,21 @@ function onFailure(state: DestState, event: { type: 'closed' | 'error'; error: M
     case 'awaiting-hello':
     case 'setup':
     case 'receiving':
-    case 'switching':
     case 'postcopy-switching':
       return { kind: 'failed', error: event.error };
+    case 'switching':
+      // SWITCHOVER arrived: our ERROR may never reach the source, which will ask.
+      return { kind: 'declining', mode: state.mode, error: event.error };
+    case 'resuming':
+      // The target's resume was called and cannot be taken back: its outcome decides. A lost link shows
+      // when RESUMED cannot be sent (running → awaiting-confirmation).
+      return state;
     case 'running':
+      return { kind: 'awaiting-confirmation', mode: state.mode };
+    case 'awaiting-confirmation':
+    case 'declining':
+      // The bulk link is gone already; a query channel's trouble is not the session's.
+      return state;
     case 'postcopy-confirming':
       // The guest already runs here with every page; the source simply did not confirm its release.
       return { kind: 'completed', mode: state.mode, confirmed: false };
@@ -150,11 +199,22 @@ export function stepDest(state: DestState, event: DestEvent): DestState {
     case 'receiving':
       return receive(state, event);
     case 'switching':
-      if (event.type !== 'resumed') throw invalidTransition(state, event);
-      return { kind: 'running', mode: state.mode };
+      if (event.type !== 'resume-started') throw invalidTransition(state, event);
+      return { kind: 'resuming', mode: state.mode };
+    case 'resuming':
+      if (event.type === 'resumed') return { kind: 'running', mode: state.mode };
+      if (event.type === 'resume-failed') return { kind: 'declining', mode: state.mode, error: event.error };
+      throw invalidTransition(state, event);
     case 'running':
       if (event.type !== 'complete') throw invalidTransition(state, event);
       return { kind: 'completed', mode: state.mode, confirmed: true };
+    case 'awaiting-confirmation':
+      if (event.type === 'complete') return { kind: 'completed', mode: state.mode, confirmed: true };
+      if (event.type === 'linger-ended') return { kind: 'completed', mode: state.mode, confirmed: false };
+      throw invalidTransition(state, event);
+    case 'declining':
+      if (event.type === 'query-answered' || event.type === 'linger-ended') return { kind: 'failed', error: state.error };
+      throw invalidTransition(state, event);
     case 'postcopy-switching':
       if (event.type === 'all-present') return { ...state, allPresent: true };
       if (event.type !== 'resumed') throw invalidTransition(state, event);

@@ -26,6 +26,11 @@ export interface DestinationOptions {
   handshakeTimeoutMs: number;
   /** While the source is due to send (receiving, post-copy), the longest silence accepted (default 20 s). */
   idleTimeoutMs?: number;
+  /**
+   * After a stop-and-copy SWITCHOVER arrived and the link was lost, how long the session lingers
+   * answering the source's QUERY connections (did it resume?) before it ends (default 10 s).
+   */
+  confirmTimeoutMs?: number;
   /** Largest guest this destination accepts, in bytes (default: three quarters of the memory available). */
   maxGuestBytes?: number;
   /** Connections in their handshake at once, in all and per address (default DEFAULT_ADMISSION). */
@@ -54,6 +59,8 @@ export class DestinationRun {
   lastIteration = 0;
   /** RESUMED, built when the guest started and sent once the machine knows it runs here. */
   resumed: Uint8Array | null = null;
+  /** The same RESUMED, kept for the answer to a QUERY after the link was lost (null: never resumed). */
+  resumedAnswer: Uint8Array | null = null;
   /** When the guest resumed in post-copy (0 before). */
   resumedAt = 0;
   /** The guest's steps when it resumed here, and when (null before): the start of its after-resume step rate. */

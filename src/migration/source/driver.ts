@@ -5,6 +5,7 @@
 //
 //   while (!final(s)) s = step(s, await run(s))      failure of a phase = a 'failed' / 'refused' event
 //   then settle: failed → unthrottle + resume the guest; in-doubt, postcopy-paused → keep it paused
+//   (failed after `resolving`: the destination said NOT_RESUMED, so the guest resumes here too)
 
 import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
 import type { MemorySource } from '../../memory/types.js';
@@ -15,6 +16,7 @@ import { runHandshake } from './phases/handshake.js';
 import { runPostcopyRunning, runPostcopySwitching } from './phases/postcopy.js';
 import { runPrecopyPass } from './phases/precopy.js';
 import { runRelease } from './phases/release.js';
+import { resolveDoubt } from './phases/resolve.js';
 import { runStopAndCopy } from './phases/stop-and-copy.js';
 import { awaitResumed } from './phases/switchover.js';
 import { SourceRun, type SourceOptions } from './run.js';
@@ -62,6 +64,8 @@ function runPhase(run: SourceRun, s: SourceState): Promise<SourceEvent> {
       return runStopAndCopy(run, s);
     case 'awaiting-resume':
       return awaitResumed(run, s.sent);
+    case 'resolving':
+      return resolveDoubt(run, s);
     case 'postcopy-switching':
       return runPostcopySwitching(run, s);
     case 'postcopy-running':

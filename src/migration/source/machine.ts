@@ -22,8 +22,12 @@
 //   setup, precopy, stop_and_copy --> failed: failed, refused
 //   postcopy_switching --> failed: failed before SWITCHOVER was sent, refused
 //   postcopy_switching --> in_doubt: failed after SWITCHOVER was sent
-//   awaiting_resume --> in_doubt: failed
+//   awaiting_resume --> resolving: failed (the link was lost: ask the destination over a new connection)
+//   awaiting_resume --> in_doubt: failed (cancelled, or RESUMED with another digest: asking again cannot help)
 //   awaiting_resume --> failed: refused (the destination said it will not resume)
+//   resolving --> releasing: resumed (answered RESUMED over a QUERY channel, digest verified)
+//   resolving --> failed: not-resumed (answered MS_ERR_NOT_RESUMED)
+//   resolving --> in_doubt: failed, refused (no answer within resolveTimeoutMs, cancelled)
 //   postcopy_running --> postcopy_paused: failed, refused (pages split across hosts: keep everything)
 // ```
 //
@@ -31,6 +35,9 @@
 // resumes the source guest (`failed`); once it is sent, a lost link leaves the switchover `in-doubt`
 // and the source guest stays paused, because resuming it while the destination might run the same
 // guest would fork it. An explicit refusal (an ERROR frame before RESUMED) is certain: `failed`.
+// After a stop-and-copy SWITCHOVER the doubt is first taken to the destination (`resolving`): it
+// lingers after losing the link and says over a QUERY connection whether it resumed; only without an
+// answer does the switchover stay `in-doubt`. Post-copy does not ask: its pause keeps every page.
 
 import { ErrorCode, MemshiftError } from '../../errors.js';
 import type { MigrationMode } from '../../protocol/constants.js';
@@ -52,6 +59,8 @@ export type SourceState =
   /** `singlePass`: cold and warm send all memory once, paused, with nothing synced before. */
   | { kind: 'stop-and-copy'; iteration: number; singlePass: boolean }
   | { kind: 'awaiting-resume'; iteration: number; sent: SwitchoverSent }
+  /** The link was lost after SWITCHOVER (`error`): asking the destination whether it resumed; guest paused. */
+  | { kind: 'resolving'; iteration: number; sent: SwitchoverSent; error: MemshiftError }
   /** Paused; missing pages, device state and SWITCHOVER go out (`sent` then set), then RESUMED is awaited. */
   | { kind: 'postcopy-switching'; iteration: number; sent: SwitchoverSent | null }
   /** The destination runs the guest; the rest of memory is pushed and fetched on faults. */
@@ -72,6 +81,8 @@ export type SourceEvent =
   | { type: 'resumed' }
   | { type: 'postcopy-done' }
   | { type: 'released' }
+  /** Answered over a QUERY channel: the destination did not resume the session and never will. */
+  | { type: 'not-resumed'; error: MemshiftError }
   | { type: 'failed'; error: MemshiftError }
   /** The destination answered with an ERROR before resuming: it did not and will not run the guest. */
   | { type: 'refused'; error: MemshiftError };
@@ -106,7 +117,11 @@ function onFailure(state: SourceState, event: { type: 'failed' | 'refused'; erro
     case 'postcopy-switching':
       return refused || state.sent === null ? { kind: 'failed', error: event.error } : { kind: 'in-doubt', error: event.error };
     case 'awaiting-resume':
-      return refused ? { kind: 'failed', error: event.error } : { kind: 'in-doubt', error: event.error };
+      if (refused) return { kind: 'failed', error: event.error };
+      return askable(event.error) ? { kind: 'resolving', iteration: state.iteration, sent: state.sent, error: event.error } : { kind: 'in-doubt', error: event.error };
+    case 'resolving':
+      // No answer (or one that is not NOT_RESUMED) within the timeout, or cancelled: still in doubt.
+      return { kind: 'in-doubt', error: event.error };
     case 'postcopy-running':
       return { kind: 'postcopy-paused', error: event.error };
     case 'releasing':
@@ -121,6 +136,15 @@ function onFailure(state: SourceState, event: { type: 'failed' | 'refused'; erro
     default:
       return assertNever(state);
   }
+}
+
+/**
+ * Whether a failure while awaiting RESUMED is worth asking the destination about: a lost or silent
+ * link is; a cancel is not (the caller wants out now), nor a RESUMED with another digest (the
+ * destination answered; asking again gets the same answer).
+ */
+function askable(error: MemshiftError): boolean {
+  return error.code !== ErrorCode.CANCELLED && error.code !== ErrorCode.DIGEST_MISMATCH;
 }
 
 function startPhase(mode: MigrationMode, postcopy: boolean): SourceState {
@@ -177,6 +201,10 @@ export function stepSource(state: SourceState, event: SourceEvent): SourceState 
     case 'awaiting-resume':
       if (event.type !== 'resumed') throw invalidTransition(state, event);
       return { kind: 'releasing' };
+    case 'resolving':
+      if (event.type === 'resumed') return { kind: 'releasing' };
+      if (event.type === 'not-resumed') return { kind: 'failed', error: event.error };
+      throw invalidTransition(state, event);
     case 'postcopy-switching':
       if (event.type === 'switchover-sent' && state.sent === null) return { ...state, sent: event.sent };
       if (event.type === 'resumed' && state.sent !== null) return { kind: 'postcopy-running', iteration: state.iteration };

@@ -43,6 +43,13 @@ export interface SourceOptions {
   answerTimeoutMs: number;
   /** The longest the destination may take no bytes while some are queued for it (default 20 s). */
   stallTimeoutMs?: number;
+  /**
+   * Link lost after a stop-and-copy SWITCHOVER: how long to keep asking the destination (QUERY
+   * connections) whether it resumed before leaving the switchover in doubt (default 10 s).
+   */
+  resolveTimeoutMs?: number;
+  /** Opens a QUERY connection to the destination instead of connecting to `address` (tests, over in-memory links). */
+  openQuery?: (timeoutMs: number) => Promise<FrameLink>;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
 }
@@ -52,6 +59,8 @@ export interface Negotiated {
   session: Uint8Array;
   /** Capabilities both ends have. */
   capabilities: number;
+  /** Capabilities our HELLO offered (a QUERY HELLO repeats them). */
+  offered: number;
   sender: PageSender;
 }
 

@@ -3,8 +3,11 @@
 // source's, then device state is loaded, the guest resumed, and RESUMED carries our share of the
 // downtime back.
 //
-//   SWITCHOVER ─► digest check ─► [post-copy armed but unused: open the gate] ─► load state ─► resume
-//   ─► (the machine: running) ─► RESUMED
+//   SWITCHOVER ─► digest check ─► [post-copy armed but unused: open the gate] ─► load state
+//   ─► commit (the machine: resuming, or no: the link was lost) ─► resume ─► (the machine: running) ─► RESUMED
+//
+// The commit is asked of the machine synchronously, right before the target's resume: a session that
+// failed meanwhile (and may be telling a querying source it never resumed) must not start the guest.
 
 import { ErrorCode, MemshiftError } from '../../../errors.js';
 import { sessionDigest } from '../../../memory/slab.js';
@@ -36,7 +39,11 @@ export function loadDeviceState(run: DestinationRun): number {
   return performance.now() - t;
 }
 
-export async function runSwitchover(run: DestinationRun, order: Switchover): Promise<DestEvent> {
+/**
+ * `commit` steps the machine to `resuming` and says whether it got there; after it, a failed resume is
+ * `resume-failed` (the guest did not start), never a plain error.
+ */
+export async function runSwitchover(run: DestinationRun, order: Switchover, commit: () => boolean): Promise<DestEvent> {
   // Pages apply as they arrive, while the source is still sending them (its finalPagesMs): only what
   // was applied after the final pass ended adds to the downtime.
   const applyMs = run.passApplyMs;
@@ -47,14 +54,22 @@ export async function runSwitchover(run: DestinationRun, order: Switchover): Pro
     await run.urgent.stop();
   }
   const stateMs = loadDeviceState(run);
+  if (!commit()) throw new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${run.channel.peer}: the switchover ended before the guest could resume: not resuming`);
   const tResume = performance.now();
-  await run.target!.resume();
+  try {
+    await run.target!.resume();
+  } catch (err) {
+    const error = err instanceof MemshiftError ? err : new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `the target could not resume: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    return { type: 'resume-failed', error };
+  }
   const resumeMs = performance.now() - tResume;
   run.resumeSample = { steps: run.target!.steps, at: tResume + resumeMs };
   run.record.digest = digest;
   run.record.destinationDowntime = destinationDowntime({ applyMs, digestMs, resumeMs: resumeMs + stateMs });
   run.channel.phase = 'completion';
   run.resumed = encodeResumed({ digest, pagesReceived: run.applier!.totals.pages, applyMs, stateMs, digestMs, resumeMs });
+  // Kept: a source that lost the link before reading it asks again over a QUERY channel.
+  run.resumedAnswer = run.resumed;
   // The guest runs here from now on, whatever happens to the RESUMED that tells the source so.
   return { type: 'resumed' };
 }

@@ -61,6 +61,6 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
     lz4: () => run.compression.lz4,
     limiter: options.maxBandwidth === null ? null : new RateLimiter(options.maxBandwidth),
   });
-  run.link = { session, capabilities, sender };
+  run.link = { session, capabilities, offered: ours, sender };
   return { type: 'handshake-done', mode: options.mode, postcopy };
 }

@@ -43,11 +43,13 @@ export async function sendSwitchover(run: SourceRun, plan: SwitchoverPlan): Prom
 
 /**
  * Waits for RESUMED and records the downtime; a digest the destination disagrees on is an error.
- * `completes`: every page is there (stop-and-copy), so RESUMED is when the migration completed.
+ * `completes`: every page is there (stop-and-copy), so RESUMED is when the migration completed. The
+ * same check reads the RESUMED a destination repeats over a QUERY channel (resolve.ts); the downtime
+ * then runs to when that answer came, an upper bound.
  */
-export async function awaitResumed(run: SourceRun, sent: SwitchoverSent, completes = true): Promise<SourceEvent> {
+export async function awaitResumed(run: SourceRun, sent: SwitchoverSent, completes = true, timeoutMs = run.options.answerTimeoutMs): Promise<SourceEvent> {
   const { inbox } = run.established;
-  const frame = await inbox.expect([FrameType.RESUMED], run.options.answerTimeoutMs);
+  const frame = await inbox.expect([FrameType.RESUMED], timeoutMs);
   const resumedAt = performance.now();
   const resumed = decodeResumed(frame.body, 0, frame.body.length);
   run.record.switchover = {
