@@ -41,9 +41,13 @@ function withSecurity(args: readonly string[]): readonly string[] {
  * Starts `memshift <args>`; the process is killed by `killAll` if it is still running. `source` and
  * `dest` get --insecure unless `args` choose a security or `exact` is set (args exactly as given).
  */
-export function memshift(args: readonly string[], env: NodeJS.ProcessEnv = {}, options: { exact?: boolean } = {}): Running {
+export function memshift(args: readonly string[], env: NodeJS.ProcessEnv = {}, options: { exact?: boolean; netns?: string } = {}): Running {
   const argv = options.exact === true ? args : withSecurity(args);
-  const proc = spawn(process.execPath, [CLI, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  // In a network namespace: `ip netns exec` execs node in place, so the PID is still the node process's.
+  const [command, commandArgs] = options.netns === undefined
+    ? [process.execPath, [CLI, ...argv]]
+    : ['ip', ['netns', 'exec', options.netns, process.execPath, CLI, ...argv]];
+  const proc = spawn(command, commandArgs, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   live.add(proc);
   let out = '';
   let err = '';
