@@ -1,6 +1,9 @@
 // Control frames a driver waits for (HELLO_ACK, RESUMED, POSTCOPY_DONE, …) on a channel whose frames
 // arrive synchronously. Bodies are copied out of the receive buffer, queued, and handed to `expect`.
 // An ERROR frame from the peer, a closed channel or the caller's AbortSignal rejects every waiter.
+// The queue is bounded: the protocol never has more than one answer outstanding, so a peer that sends
+// frames nobody asked for (a fake destination flooding 64 KiB frames) fails the channel instead of
+// growing this process's memory.
 
 import { ErrorCode, MemshiftError } from '../errors.js';
 import { decodeError, peerError } from '../protocol/control.js';
@@ -13,6 +16,9 @@ export interface ControlFrame {
   type: number;
   body: Uint8Array;
 }
+
+/** Unasked-for frames held at once; one more fails the channel (the protocol needs one, a race two). */
+export const MAX_QUEUED_FRAMES = 4;
 
 export class Inbox {
   private readonly queue: ControlFrame[] = [];
@@ -47,6 +53,12 @@ export class Inbox {
     }
     if (this.onOther !== null) {
       this.onOther(frame);
+      return;
+    }
+    if (this.queue.length >= MAX_QUEUED_FRAMES) {
+      const err = new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `${this.channel.peer}: sent ${MAX_QUEUED_FRAMES + 1} control frames nobody asked for (the last ${frameTypeName(frame.type)}) during ${this.channel.phase}`, { frameType: frame.type, peer: this.channel.peer, phase: this.channel.phase });
+      this.fail(err);
+      this.channel.fail(err);
       return;
     }
     this.queue.push({ type: frame.type, body: frame.buf.slice(frame.bodyOffset, frame.bodyOffset + frame.bodyLength) });
