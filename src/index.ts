@@ -21,7 +21,7 @@ import type { Progress } from './migration/progress.js';
 import type { Report } from './migration/report.js';
 import { runSource } from './migration/source/driver.js';
 import { MAX_ENCODERS } from './pipeline/pool.js';
-import { MIGRATION_MODES, type MigrationMode } from './protocol/constants.js';
+import { Limits, MIGRATION_MODES, type MigrationMode } from './protocol/constants.js';
 import { boundAddress, listen as listenTcp, parseAddress, type Address } from './transport/tcp.js';
 import { resolveSecurity, type Security } from './transport/security.js';
 
@@ -213,6 +213,8 @@ export interface ReceiveOptions {
   confirmTimeoutMs?: number;
   /** Largest guest accepted, in bytes (default: three quarters of the memory available when its HELLO arrives). */
   maxGuestBytes?: number;
+  /** Most RAM regions accepted in one guest (default 16: each reserves about 10 GiB of address space). */
+  maxRegions?: number;
   /**
    * Connections in their handshake (TLS, then HELLO) at once: in all, and from one address (default 64
    * and 8). More are closed unread, so a peer that opens many and says nothing cannot shut the real
@@ -262,6 +264,7 @@ export async function receive(options: ReceiveOptions): Promise<DestinationResul
       idleTimeoutMs: options.idleTimeoutMs === undefined ? undefined : positiveInt(options.idleTimeoutMs, 'idleTimeoutMs'),
       confirmTimeoutMs: options.confirmTimeoutMs === undefined ? undefined : positiveInt(options.confirmTimeoutMs, 'confirmTimeoutMs'),
       maxGuestBytes: options.maxGuestBytes === undefined ? undefined : positiveInt(options.maxGuestBytes, 'maxGuestBytes'),
+      maxRegions: options.maxRegions === undefined ? undefined : positiveInt(options.maxRegions, 'maxRegions', 1, Limits.MAX_REGIONS),
       admission: {
         pending: options.maxPendingConnections?.total === undefined ? DEFAULT_ADMISSION.pending : positiveInt(options.maxPendingConnections.total, 'maxPendingConnections.total'),
         pendingPerAddress: options.maxPendingConnections?.perAddress === undefined ? DEFAULT_ADMISSION.pendingPerAddress : positiveInt(options.maxPendingConnections.perAddress, 'maxPendingConnections.perAddress'),

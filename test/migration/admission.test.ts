@@ -5,7 +5,9 @@
 import net from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { listen, migrate, receive } from '../../src/index.js';
+import { listen, migrate, receive, type Region } from '../../src/index.js';
+import { ChannelRole } from '../../src/protocol/constants.js';
+import { encodeHello, encodePreface } from '../../src/protocol/handshake.js';
 import { Admission } from '../../src/migration/destination/admission.js';
 import { MirrorSource, MirrorTarget, until, within } from '../_support/mirror-guest.js';
 
@@ -68,6 +70,34 @@ test('receive(): over the per-address cap a connection is closed unread, those i
     assert.is((result.target as MirrorTarget).page(3)[0], 42);
   } finally {
     for (const c of idle) c.socket.destroy();
+    server.close();
+  }
+});
+
+test('receive(): a HELLO with more regions than maxRegions is refused before anything is allocated, and the wait goes on', async () => {
+  const { server, address } = await listen('127.0.0.1:0');
+  const log: string[] = [];
+  let created = 0;
+  try {
+    const dest = receive({
+      listen: server, security: 'insecure', onLog: (l) => log.push(l), maxRegions: 4,
+      createTarget: (r) => { created++; return new MirrorTarget(r); },
+    });
+    const many: Region[] = Array.from({ length: 5 }, (_, i) => ({ id: i, name: `ram${i}`, kind: 'ram', pageSize: 4096, pageCount: 64 }));
+    const peer = silent(address.port);
+    peer.socket.write(encodePreface());
+    peer.socket.write(encodeHello({ session: new Uint8Array(16).fill(9), role: ChannelRole.BULK, mode: 'live', capabilities: 0, regions: many }));
+    await within(peer.closed, 10_000, 'refused peer closed');
+    await until(() => log.some((l) => /guest of 5 regions has more than this destination accepts \(4\)/.test(l)), 10_000, 'refusal logged');
+    assert.is(created, 0, 'nothing allocated for it');
+
+    const source = new MirrorSource(32);
+    source.write(7, 5);
+    const report = await within(migrate(source, address, { security: 'insecure', mode: 'live' }), 30_000, 'migrate');
+    const result = await within(dest, 30_000, 'receive');
+    assert.equal([report.outcome, result.report.outcome, created], ['completed', 'completed', 1]);
+    assert.is((result.target as MirrorTarget).page(7)[0], 5);
+  } finally {
     server.close();
   }
 });

@@ -89,7 +89,7 @@ export function receiveMigration(server: net.Server, options: DestinationOptions
           if (hello.role !== ChannelRole.BULK) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `no session ${Buffer.from(hello.session).toString('hex')} to attach a ${hello.role === ChannelRole.URGENT ? 'urgent' : 'bulk'} channel to`);
           // One migration at a time is decided here, at HELLO: a connection opened earlier must not start a second.
           if (session !== null) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, 'a migration is already in progress on this destination');
-          checkRegions(hello.regions, options.maxGuestBytes ?? defaultMaxGuestBytes());
+          checkRegions(hello.regions, options.maxGuestBytes ?? defaultMaxGuestBytes(), options.maxRegions ?? DEFAULT_MAX_REGIONS);
           mine = true;
           session = new Session(channel, hello, options, (end: SessionEnd) => {
             if (end.accepted || options.signal?.aborted) {
@@ -127,7 +127,17 @@ export function defaultMaxGuestBytes(): number {
   return Math.floor(0.75 * freemem());
 }
 
-function checkRegions(regions: readonly Region[], maxBytes: number): void {
+/**
+ * Regions accepted in one guest when the caller set no cap. Each region is at least one shared
+ * WebAssembly memory, and V8 reserves about 10 GiB of address space per memory whatever its size (its
+ * bounds checks are guard pages): 64 one-page regions reserved 683 GB here. Real guests have a few.
+ */
+export const DEFAULT_MAX_REGIONS = 16;
+
+function checkRegions(regions: readonly Region[], maxBytes: number, maxRegions: number): void {
+  if (regions.length > maxRegions) {
+    throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `guest of ${regions.length} regions has more than this destination accepts (${maxRegions}): each region reserves about 10 GiB of address space`);
+  }
   const total = regions.reduce((n, r) => n + r.pageCount * r.pageSize, 0);
   if (total > maxBytes) {
     throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `guest of ${total} bytes is larger than this destination accepts (${maxBytes})`);

@@ -33,6 +33,8 @@ export interface DestinationOptions {
   confirmTimeoutMs?: number;
   /** Largest guest this destination accepts, in bytes (default: three quarters of the memory available). */
   maxGuestBytes?: number;
+  /** Most RAM regions accepted in one guest (default DEFAULT_MAX_REGIONS in accept.ts). */
+  maxRegions?: number;
   /** Connections in their handshake at once, in all and per address (default DEFAULT_ADMISSION). */
   admission?: AdmissionLimits;
   signal?: AbortSignal;
