@@ -24,6 +24,11 @@ const keyBases = data.keyBases.map((k) => BigInt(k));
 const XBZRLE = ENCODINGS[PageEncoding.XBZRLE];
 const LZ4 = ENCODINGS[PageEncoding.LZ4];
 
+/** Named task `ready`: nothing, once this module (kernels, codecs) has loaded; the pool awaits it before pass 1. */
+export function ready(): boolean {
+  return true;
+}
+
 export function encodeBatch(req: EncodeRequest): Envelope<EncodeResult> {
   const nice = Atomics.load(control, EncoderBoard.NICENESS);
   if (nice > 0) niceThisThread(nice);

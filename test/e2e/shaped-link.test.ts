@@ -51,8 +51,11 @@ test('over a 100 Mbit/s veth between namespaces, with TLS (PSK): LZ4 switches on
   };
   assertMigratedExactly(r, c);
   const first = r.source.report.iterations[0];
-  // 100 Mbit/s is 12.5 MB/s; the pass's measured rate sits a little under it.
-  assert.match(first.compression.reason, /^LZ4 on: link (9|1[0-3]) MB\/s/, first.compression.reason);
+  // 100 Mbit/s is 12.5 MB/s. Measured over the pass's first 150 ms it reads low while TCP starts, or
+  // high while the kernel's send buffer fills: near it either way, and nowhere near loopback's GB/s.
+  const rate = /^LZ4 on: link (\d+) MB\/s/.exec(first.compression.reason);
+  assert.ok(rate !== null, first.compression.reason);
+  assert.ok(Number(rate[1]) >= 3 && Number(rate[1]) <= 25, first.compression.reason);
   assert.ok(r.source.report.pagesByEncoding.lz4 > 500, `${r.source.report.pagesByEncoding.lz4} pages went as LZ4`);
   assert.is(r.dest.report.pagesByEncoding.lz4, r.source.report.pagesByEncoding.lz4);
 }));
