@@ -36,13 +36,20 @@ import { viewsOf } from '../../wasm/views.js';
 export interface UrgentConnectorData {
   slabs: Slab[];
   regions: Region[];
-  session: Uint8Array;
-  address: Address;
   board: SharedArrayBuffer;
   /** Iteration number stamped on answers (informational). */
   iteration: number;
   /** The bulk channel's security (plain data), used again here. */
   security: LinkSecurity;
+}
+
+/**
+ * What the thread waits for before it connects (one message): the thread starts while the bulk channel
+ * is being set up, and learns where to connect once HELLO_ACK has named the port.
+ */
+export interface UrgentConnectOrder {
+  session: Uint8Array;
+  address: Address;
   /** What the destination proved to be on the bulk channel; the urgent port must prove the same. */
   peerIdentity: string | null;
 }
@@ -90,21 +97,22 @@ async function main(): Promise<void> {
   // A blocked vCPU waits on this thread: ahead of the bulk path where the host allows it (post-copy of
   // 1 GiB, 64 MiB hot set, this machine: fault p99 ~1.4-2.0 ms at normal priority, ~0.9-1.4 ms at -10).
   favourThisThread(URGENT_THREAD_NICENESS);
-  const channel = await Channel.connect(data.address, {
+  const order = await new Promise<UrgentConnectOrder>((resolve) => parentPort!.once('message', resolve));
+  const channel = await Channel.connect(order.address, {
     maxBody: Limits.MAX_CONTROL_BODY_BYTES,
-    peer: `destination urgent channel ${data.address.host}:${data.address.port}`,
+    peer: `destination urgent channel ${order.address.host}:${order.address.port}`,
     timeoutMs: 10_000,
     security: data.security,
   });
-  if (channel.peerIdentity !== data.peerIdentity) {
+  if (channel.peerIdentity !== order.peerIdentity) {
     channel.destroy();
-    throw new MemshiftError(ErrorCode.AUTH_FAILED, `destination urgent channel ${data.address.host}:${data.address.port} is not the peer of the bulk channel (it proved another identity)`);
+    throw new MemshiftError(ErrorCode.AUTH_FAILED, `destination urgent channel ${order.address.host}:${order.address.port} is not the peer of the bulk channel (it proved another identity)`);
   }
   const inbox = new Inbox(channel);
   inbox.onFailure = (e) => linkLost(e);
-  await channel.send(encodeHello({ session: data.session, role: ChannelRole.URGENT, mode: 'postcopy', capabilities: 0, regions: data.regions }));
+  await channel.send(encodeHello({ session: order.session, role: ChannelRole.URGENT, mode: 'postcopy', capabilities: 0, regions: data.regions }));
   const ack = await inbox.expect([FrameType.HELLO_ACK], 10_000);
-  if (Buffer.compare(decodeHelloAck(ack.body, 0, ack.body.length).session, data.session) !== 0) {
+  if (Buffer.compare(decodeHelloAck(ack.body, 0, ack.body.length).session, order.session) !== 0) {
     throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, 'urgent channel acknowledged another session');
   }
   channel.phase = 'post-copy';

@@ -4,7 +4,8 @@
 // handle starts that thread, turns its control messages into events (connected, link lost) and reads
 // the fault ring the push planner follows. Nothing on the fault path itself goes through here.
 //
-//   main ── start ──► thread ── connect ──► destination urgent listener
+//   main ── spawn (while the bulk channel is set up) ──► thread
+//   main ── connect(session, port) ──► thread ── connect ──► destination urgent listener
 //   main ◄── 'connected' | 'link-lost' (worker messages) ── thread
 //   main ◄── fault ring, counters (board, Atomics) ── thread
 
@@ -16,7 +17,7 @@ import type { Region } from '../../memory/types.js';
 import type { Address } from '../../transport/tcp.js';
 import type { LinkSecurity } from '../../transport/security.js';
 import { BoardState, SourceBoard, createSourceBoard, endThread, readFaultRing, type Fault, type FaultThreadMessage } from '../postcopy-board.js';
-import type { UrgentConnectorData } from './urgent-connector-thread.js';
+import type { UrgentConnectOrder, UrgentConnectorData } from './urgent-connector-thread.js';
 
 /** How long the thread may take to connect the urgent channel. */
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -30,8 +31,10 @@ export class UrgentConnector {
   private exited = false;
   private stopping = false;
   private seen = 0;
+  /** Names the destination's urgent port in errors once `connect` knows it. */
+  private peer = 'destination urgent channel';
 
-  private constructor(worker: Worker, board: Board, peer: string) {
+  private constructor(worker: Worker, board: Board) {
     this.worker = worker;
     this.board = board;
     let onLost: (e: MemshiftError) => void = () => undefined;
@@ -42,42 +45,45 @@ export class UrgentConnector {
       onLost(e);
     };
     worker.on('message', (m: FaultThreadMessage) => {
-      if (m.type === 'link-lost') lose(new MemshiftError(m.code as typeof ErrorCode.CONNECTION_CLOSED, `${peer}: urgent channel lost: ${m.message}`, { peer, phase: 'post-copy' }));
+      if (m.type === 'link-lost') lose(new MemshiftError(m.code as typeof ErrorCode.CONNECTION_CLOSED, `${this.peer}: urgent channel lost: ${m.message}`, { peer: this.peer, phase: 'post-copy' }));
     });
     worker.on('exit', () => {
       this.exited = true;
-      lose(new MemshiftError(ErrorCode.WORKER_FAILED, `${peer}: the urgent channel's thread exited`, { peer, phase: 'post-copy' }));
+      lose(new MemshiftError(ErrorCode.WORKER_FAILED, `${this.peer}: the urgent channel's thread exited`, { peer: this.peer, phase: 'post-copy' }));
     });
   }
 
   /**
-   * Starts the thread and connects the urgent channel; rejects if it cannot be set up. It is secured
-   * as the bulk channel, and its peer must prove the identity the bulk channel's did (`peerIdentity`).
+   * Starts the thread, which loads and waits for `connect`: a source that may go post-copy spawns it
+   * while its bulk channel is being set up, so the thread's start-up (~50 ms here) overlaps the
+   * destination's setup instead of following it. The channel is secured as the bulk channel.
    */
-  static async start(
-    slabs: readonly Slab[], regions: readonly Region[], session: Uint8Array, address: Address, iteration: number,
-    bound: { security: LinkSecurity; peerIdentity: string | null },
-  ): Promise<UrgentConnector> {
+  static spawn(slabs: readonly Slab[], regions: readonly Region[], iteration: number, security: LinkSecurity): UrgentConnector {
     const board = createSourceBoard();
-    const data: UrgentConnectorData = {
-      slabs: [...slabs], regions: [...regions], session, address, board: board.buffer as SharedArrayBuffer, iteration,
-      security: bound.security, peerIdentity: bound.peerIdentity,
-    };
-    const peer = `destination urgent channel ${address.host}:${address.port}`;
+    const data: UrgentConnectorData = { slabs: [...slabs], regions: [...regions], board: board.buffer as SharedArrayBuffer, iteration, security };
     const worker = new Worker(new URL('./urgent-connector-thread.js', import.meta.url), { workerData: data });
-    const handle = new UrgentConnector(worker, board, peer);
-    const connected = await new Promise<boolean>((resolve) => {
+    return new UrgentConnector(worker, board);
+  }
+
+  /**
+   * Connects the urgent channel to `address` for `session`; rejects (after stopping the thread) if it
+   * cannot be set up. Its peer must prove the identity the bulk channel's did (`peerIdentity`).
+   */
+  async connect(session: Uint8Array, address: Address, peerIdentity: string | null): Promise<void> {
+    this.peer = `destination urgent channel ${address.host}:${address.port}`;
+    const connected = new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), CONNECT_TIMEOUT_MS);
-      worker.on('message', (m: FaultThreadMessage) => {
+      this.worker.on('message', (m: FaultThreadMessage) => {
         if (m.type === 'connected') { clearTimeout(timer); resolve(true); }
       });
-      void handle.lost.then(() => { clearTimeout(timer); resolve(false); });
+      void this.lost.then(() => { clearTimeout(timer); resolve(false); });
     });
-    if (!connected) {
-      await handle.stop(BoardState.LINK_LOST);
-      throw new MemshiftError(ErrorCode.CONNECTION_FAILED, `cannot open the urgent channel to ${address.host}:${address.port}`, { peer, phase: 'urgent channel' });
+    const order: UrgentConnectOrder = { session, address, peerIdentity };
+    this.worker.postMessage(order);
+    if (!(await connected)) {
+      await this.stop(BoardState.LINK_LOST);
+      throw new MemshiftError(ErrorCode.CONNECTION_FAILED, `cannot open the urgent channel to ${address.host}:${address.port}`, { peer: this.peer, phase: 'urgent channel' });
     }
-    return handle;
   }
 
   get isLost(): boolean {

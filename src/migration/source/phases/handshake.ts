@@ -29,6 +29,10 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   // Encoder threads load their modules and compile the kernels while the link is being set up, not at
   // the first task of pass 1 (that cost ~70 ms of a 256 MiB guest's first pass).
   const pool = (run.pool = new EncoderPool(run.slabs, options.encoders));
+  const wantsPostcopy = options.mode === 'postcopy' || options.mode === 'hybrid' || options.policy.onStall === 'postcopy';
+  // Likewise the fault thread, when post-copy may come: it connects once HELLO_ACK names the port.
+  const urgent = wantsPostcopy ? UrgentConnector.spawn(run.slabs, source.regions, 0, options.security) : null;
+  run.urgent = urgent;
   const channelOptions = { maxBody: Limits.MAX_CONTROL_BODY_BYTES, peer, security: options.security, timeoutMs: options.connectTimeoutMs, signal: options.signal };
   const channel = options.link !== undefined ? options.link : options.socket !== undefined
     ? await Channel.over(options.socket, channelOptions)
@@ -37,7 +41,6 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   run.watchStalls(channel, options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS);
   const inbox = (run.inbox = new Inbox(channel, options.signal));
   const session = new Uint8Array(randomBytes(Limits.SESSION_ID_BYTES));
-  const wantsPostcopy = options.mode === 'postcopy' || options.mode === 'hybrid' || options.policy.onStall === 'postcopy';
   const ours = (options.xbzrle ? Capability.XBZRLE : 0) | (options.compress !== 'none' ? Capability.LZ4 : 0) | (wantsPostcopy ? Capability.POSTCOPY : 0) |
     (source.unwrittenPagesAreZero === true ? Capability.UNWRITTEN_ZERO : 0);
   await channel.send(encodeHello({ session, role: ChannelRole.BULK, mode: options.mode, capabilities: ours, regions: [...source.regions] }));
@@ -47,11 +50,7 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   const capabilities = ack.capabilities & ours;
   const postcopy = (capabilities & Capability.POSTCOPY) !== 0 && ack.urgentPort !== 0;
   if (wantsPostcopy && !postcopy) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `${peer} cannot receive a post-copy migration`);
-  if (postcopy) {
-    run.urgent = await UrgentConnector.start(run.slabs, source.regions, session, { host: options.address.host, port: ack.urgentPort }, 0, {
-      security: options.security, peerIdentity: channel.peerIdentity,
-    });
-  }
+  if (urgent !== null) await urgent.connect(session, { host: options.address.host, port: ack.urgentPort }, channel.peerIdentity);
   await pool.ready();
   const setupEnd = performance.now();
   run.record.setupTimeMs = setupEnd - run.record.startedAt;
