@@ -17,6 +17,7 @@ import { receiveMigration } from './migration/destination/accept.js';
 import { pretouchRam } from './migration/destination/phases/setup.js';
 import { preparedTarget } from './migration/destination/prepared-target.js';
 import type { DestinationResult } from './migration/destination/driver.js';
+import type { LogLevel } from './migration/destination/run.js';
 import type { Progress } from './migration/progress.js';
 import type { Report } from './migration/report.js';
 import { runSource } from './migration/source/driver.js';
@@ -224,7 +225,7 @@ export interface ReceiveOptions {
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
   /** Lines worth logging: rejected connections, accepted sessions. */
-  onLog?: (line: string) => void;
+  onLog?: (line: string, level: LogLevel) => void;
 }
 
 /** Listens on `address` (port 0 picks one); returns the server and the address it is bound to. */
@@ -278,4 +279,4 @@ export async function receive(options: ReceiveOptions): Promise<DestinationResul
   }
 }
 
-export type { DestinationResult };
+export type { DestinationResult, LogLevel };

@@ -27,7 +27,7 @@ export const destFlags: Flags = {
   'slab-size': { type: 'string', value: 'SIZE', help: 'most guest RAM per shared memory slab', default: '3GiB' },
   'idle-timeout': { type: 'string', value: 'MS', help: 'fail when the source, due to send, sends nothing for this long', default: '20000' },
   'confirm-timeout': { type: 'string', value: 'MS', help: 'link lost after SWITCHOVER: answer the source\'s queries (did it resume?) for this long', default: '10000' },
-  quiet: { type: 'boolean', help: 'no progress line or summary' },
+  quiet: { type: 'boolean', help: 'no progress line, summary or routine log line (refusals and lost links are still printed)' },
   help: { type: 'boolean', help: 'show this help' },
 };
 
@@ -64,7 +64,8 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
       confirmTimeoutMs: parseInteger(requireString(a, 'confirm-timeout'), '--confirm-timeout', 1),
       maxGuestBytes: maxMemory === undefined ? undefined : parseSize(maxMemory, '--max-memory'),
       onProgress: a.quiet ? undefined : (p) => printer.update(p),
-      onLog: (line) => {
+      onLog: (line, level) => {
+        if (a.quiet && level !== 'notice') return;
         printer.done();
         console.error(`memshift dest: ${line}`);
       },

@@ -3,7 +3,8 @@
 // library only through src/index.ts (memshift) and to the simulated guest only through src/sim/index.ts
 // (memshift/sim). Exit status: 0 success, 1 migration/runtime failure, 2 usage.
 
-import { errorCode, isMemshiftError } from '../index.js';
+import { readFileSync } from 'node:fs';
+import { PROTOCOL_VERSION, errorCode, isMemshiftError } from '../index.js';
 import { runReplay } from './replay.js';
 import { runSourceCommand } from './source.js';
 import { runDestCommand } from './dest.js';
@@ -17,15 +18,25 @@ const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<numbe
   replay: { run: runReplay, summary: 'run the simulated guest for N steps and dump its RAM (the reference run)' },
 };
 
+/** The package's version, from the package.json next to dist/ (also in an installed package). */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
 function usage(): string {
   const lines = ['usage: memshift <command> [flags]', '', 'commands:'];
   for (const [name, c] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(10)} ${c.summary}`);
-  lines.push('', 'memshift <command> --help lists the flags of a command.');
+  lines.push('', 'memshift <command> --help lists the flags of a command; memshift --version prints the version.');
   return lines.join('\n');
 }
 
 async function main(argv: readonly string[]): Promise<number> {
   const [name, ...rest] = argv;
+  if (name === '--version' || name === 'version') {
+    console.log(`memshift ${packageVersion()} (wire protocol ${PROTOCOL_VERSION})`);
+    return 0;
+  }
   if (name === undefined || name === '--help' || name === 'help') {
     console.log(usage());
     return name === undefined ? 2 : 0;

@@ -4,6 +4,8 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { readFileSync } from 'node:fs';
+import { PROTOCOL_VERSION } from '../../src/index.js';
 import { killAll, memshift } from '../_support/processes.js';
 import { makeCredentials } from '../_support/credentials.js';
 
@@ -27,7 +29,7 @@ test('source --xbzrle with a value other than on|off exits 2 naming --xbzrle', a
   await assertUsageError([...SOURCE, '--xbzrle', 'maybe'], '--xbzrle');
 });
 
-test('source --compress with a value other than none|lz4 exits 2 naming --compress', async () => {
+test('source --compress with a value other than auto|lz4|none exits 2 naming --compress', async () => {
   await assertUsageError([...SOURCE, '--compress', 'zstd'], '--compress');
 });
 
@@ -76,6 +78,13 @@ test('source with a key that is not its certificate\'s exits 2 naming --tls-key'
 
 test('dest --tls-name exits 2: it is the source\'s flag', async () => {
   await assertUsageError([...DEST, '--insecure', '--tls-name', 'x'], '--tls-name', { exact: true });
+});
+
+test('--version prints the package version and the wire protocol version, and exits 0', async () => {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const run = await memshift(['--version']).done;
+  assert.is(run.code, 0);
+  assert.is(run.stdout.trim(), `memshift ${pkg.version} (wire protocol ${PROTOCOL_VERSION})`);
 });
 
 test.run();

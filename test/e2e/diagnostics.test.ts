@@ -8,7 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Report } from '../../src/index.js';
 import { deadline } from '../_support/deadline.js';
-import { killAll, memshift, startDestination } from '../_support/processes.js';
+import { killAll, memshift, startDestination, waitForOutput } from '../_support/processes.js';
 import { Proxy } from '../_support/proxy.js';
 
 let dir = '';
@@ -44,5 +44,21 @@ for (const offset of [3 * 2 ** 20 + 12345, 20 * 2 ** 20 + 777]) {
     }
   }));
 }
+
+test('dest --quiet prints notices (a refused connection) but not routine lines (accepted); without it, both', deadline(60_000, async () => {
+  for (const quiet of [true, false]) {
+    const dest = await startDestination([], { quiet });
+    // A refused peer (not memshift at all), refused before the real source connects.
+    const net = await import('node:net');
+    const s = net.connect(dest.port, '127.0.0.1', () => s.end('GET / HTTP/1.0\r\n\r\n'));
+    s.on('error', () => undefined);
+    await waitForOutput(dest, (t) => /rejected connection from source 127\.0\.0\.1:\d+: MS_ERR_HANDSHAKE_MAGIC/.test(t));
+    const source = memshift(['source', '--connect', `127.0.0.1:${dest.port}`, '--memory', '8MiB', '--seed', '1', '--workload', 'idle', '--quiet', '--warmup', '0']);
+    const [src, dst] = await Promise.all([source.done, dest.done]);
+    assert.equal([src.code, dst.code], [0, 0], dst.stderr);
+    assert.match(dst.stderr, /rejected connection from source 127\.0\.0\.1:\d+: MS_ERR_HANDSHAKE_MAGIC/, `quiet ${quiet}: the refusal is printed`);
+    assert.is(/accepted live migration/.test(dst.stderr), !quiet, `quiet ${quiet}: ${dst.stderr}`);
+  }
+}));
 
 test.run();

@@ -60,7 +60,7 @@ const alive = (r: Running): boolean => r.proc.exitCode === null && r.proc.signal
  * `goodArgs` migrates to the same destination process, and its guest lands bit-identical.
  */
 async function refusedThenReal(destArgs: string[], badArgs: string[], goodArgs: string[], sourceWhy: RegExp, destWhy: RegExp): Promise<void> {
-  const dest = await startDestination([...destArgs, '--report', join(dir, 'dest.json'), '--dump-memory', join(dir, 'dest.img'), '--run-steps', '1000']);
+  const dest = await startDestination([...destArgs, '--report', join(dir, 'dest.json'), '--dump-memory', join(dir, 'dest.img'), '--run-steps', '1000'], { quiet: false });
   const bad = await memshift(['source', '--connect', `127.0.0.1:${dest.port}`, ...badArgs, ...guestArgs, '--report', join(dir, 'bad.json')]).done;
   assert.is(bad.code, 1, bad.stderr);
   assert.match(bad.stderr, /memshift source: MS_ERR_AUTH_FAILED: authentication with destination 127\.0\.0\.1:\d+ failed: /);
@@ -113,7 +113,7 @@ test('a TLS source against an --insecure destination fails clearly on both sides
 }));
 
 test('a raw plaintext client sending a valid preface and HELLO to a TLS destination gets nothing back', deadline(60_000, async () => {
-  const dest = await startDestination(destTls);
+  const dest = await startDestination(destTls, { quiet: false });
   const peer = net.connect(dest.port, '127.0.0.1');
   let received = 0;
   peer.on('data', (d: Buffer) => { received += d.length; });

@@ -76,7 +76,7 @@ test('an output path that cannot be written is a usage error before anything sta
 
 test('a destination frozen mid warm pass (SIGSTOP): the source times out instead of waiting, and its guest resumes exactly', deadline(60_000, async () => {
   const guest: GuestCase = { seed: 73, memory: '64MiB', workload: 'hotset', fill: 'random' };
-  const dest = await startDestination(['--report', join(dir, 'dest.json')]);
+  const dest = await startDestination(['--report', join(dir, 'dest.json')], { quiet: false });
   const source = memshift([
     'source', '--connect', `127.0.0.1:${dest.port}`, '--memory', '64MiB', '--seed', '73', '--workload', 'hotset', '--fill', 'random',
     '--mode', 'warm', '--stall-timeout', '1000', '--quiet', '--report', join(dir, 'src.json'), '--dump-memory', join(dir, 'src.img'),

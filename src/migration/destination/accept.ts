@@ -23,11 +23,12 @@ import { frameTypeName } from '../../protocol/frame.js';
 import { Channel } from '../../transport/channel.js';
 import { assembleReport, startRecord } from '../report.js';
 import { Admission } from './admission.js';
+import type { LogLevel } from './run.js';
 import { Session, type DestinationOptions, type DestinationResult, type SessionEnd } from './driver.js';
 
 /** Waits on `server` for one migration and receives it. Always resolves with a report. */
 export function receiveMigration(server: net.Server, options: DestinationOptions): Promise<DestinationResult> {
-  const log = options.onLog ?? (() => undefined);
+  const log = (line: string, level: LogLevel = 'info'): void => options.onLog?.(line, level);
   const admission = new Admission(options.admission);
   return new Promise<DestinationResult>((resolve) => {
     let session: Session | null = null;
@@ -38,13 +39,13 @@ export function receiveMigration(server: net.Server, options: DestinationOptions
     const onConnection = (socket: net.Socket): void => {
       const peer = `source ${socket.remoteAddress}:${socket.remotePort}`;
       if (session !== null && !session.lingering) {
-        log(`rejected connection from ${peer}: a migration is already in progress`);
+        log(`rejected connection from ${peer}: a migration is already in progress`, 'notice');
         socket.destroy();
         return;
       }
       const place = admission.admit(socket.remoteAddress ?? '?');
       if ('refused' in place) {
-        log(`rejected connection from ${peer}: ${ErrorCode.CONNECTION_LIMIT}: ${place.refused}`);
+        log(`rejected connection from ${peer}: ${ErrorCode.CONNECTION_LIMIT}: ${place.refused}`, 'notice');
         socket.destroy();
         return;
       }
@@ -58,7 +59,7 @@ export function receiveMigration(server: net.Server, options: DestinationOptions
         (err: unknown) => {
           place.release();
           const error = toMemshiftError(err, ErrorCode.AUTH_FAILED, peer);
-          log(`rejected connection from ${peer}: ${error.code}: ${error.message}`);
+          log(`rejected connection from ${peer}: ${error.code}: ${error.message}`, 'notice');
         },
       );
     };
@@ -96,14 +97,14 @@ export function receiveMigration(server: net.Server, options: DestinationOptions
               finish(end.result);
               return;
             }
-            log(`rejected migration from ${peer}: ${end.result.report.error?.code}: ${end.result.report.error?.message}`);
+            log(`rejected migration from ${peer}: ${end.result.report.error?.code}: ${end.result.report.error?.message}`, 'notice');
             session = null;
           });
         },
         onClosed: (error) => {
           clearTimeout(timer);
           release();
-          if (!mine && error !== null) log(`rejected connection from ${peer}: ${error.code}: ${error.message}`);
+          if (!mine && error !== null) log(`rejected connection from ${peer}: ${error.code}: ${error.message}`, 'notice');
         },
       });
     };

@@ -182,7 +182,7 @@ export class Session {
       const frame = encodeError({ code: ErrorCode.NOT_RESUMED, message: `the destination did not resume session ${session} and never will` });
       channel.setHandlers({ onFrame: () => undefined, onClosed: () => this.queries.delete(channel) });
       channel.send(frame).then(() => {
-        this.run.log(`told ${channel.peer} over a query that session ${session} was not resumed`);
+        this.run.log(`told ${channel.peer} over a query that session ${session} was not resumed`, 'notice');
         void channel.close();
         this.dispatch({ type: 'query-answered' });
       }, () => undefined);
@@ -195,7 +195,7 @@ export class Session {
           return;
         }
         decodeComplete(f.buf, f.bodyOffset, f.bodyLength);
-        this.run.log(`${channel.peer} confirmed over a query that it released the guest`);
+        this.run.log(`${channel.peer} confirmed over a query that it released the guest`, 'notice');
         void channel.close();
         this.dispatch({ type: 'complete' });
       },
@@ -215,7 +215,7 @@ export class Session {
     const ms = this.run.options.confirmTimeoutMs ?? DEFAULT_CONFIRM_TIMEOUT_MS;
     const guest = s.kind === 'declining' ? `the guest was not resumed (${s.error.code})` : 'the guest runs here';
     const session = Buffer.from(this.hello.session).toString('hex');
-    this.run.log(`lost the link to ${this.channel.peer} after SWITCHOVER of session ${session}; ${guest}; answering its queries for up to ${ms} ms`);
+    this.run.log(`lost the link to ${this.channel.peer} after SWITCHOVER of session ${session}; ${guest}; answering its queries for up to ${ms} ms`, 'notice');
     this.lingerTimer = setTimeout(() => this.dispatch({ type: 'linger-ended' }), ms);
   }
 
@@ -236,7 +236,7 @@ export class Session {
       this.channel.fail(s.error);
     } else {
       void run.urgent?.stop();
-      if (s.kind === 'completed' && !s.confirmed) run.log(`${this.channel.peer} did not confirm it released the guest; the guest runs here`);
+      if (s.kind === 'completed' && !s.confirmed) run.log(`${this.channel.peer} did not confirm it released the guest; the guest runs here`, 'notice');
     }
     const r = run.record;
     const totals = run.applier?.totals;

@@ -39,8 +39,11 @@ export interface DestinationOptions {
   admission?: AdmissionLimits;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
-  onLog?: (line: string) => void;
+  onLog?: (line: string, level: LogLevel) => void;
 }
+
+/** How much a log line matters: `dest --quiet` prints only notices. */
+export type LogLevel = 'info' | 'notice';
 
 export interface DestinationResult {
   report: Report;
@@ -73,8 +76,9 @@ export class DestinationRun {
     this.progress = throttledProgress(options.onProgress);
   }
 
-  log(line: string): void {
-    this.options.onLog?.(line);
+  /** A line for the operator: `notice` for what needs attention (a refusal, a lost link), `info` for the routine. */
+  log(line: string, level: LogLevel = 'info'): void {
+    this.options.onLog?.(line, level);
   }
 
   snapshot(phase: string): Progress {
