@@ -7,6 +7,7 @@
 //   const report = await migrate(source, '10.0.0.2:7000', { security, mode: 'live', downtimeLimitMs: 300 });
 //   const { report, target } = await receive({ listen: '0.0.0.0:7000', security, createTarget });
 
+import './wasm/webassembly-types.js';
 import net from 'node:net';
 import { ErrorCode, MemshiftError, invalidArgument } from './errors.js';
 import type { MemorySource, MemoryTarget, Region } from './memory/types.js';

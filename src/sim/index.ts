@@ -6,6 +6,8 @@
 //   import { SimulatedGuest, replay, resolveGuestConfig } from 'memshift/sim';
 //   const guest = SimulatedGuest.create(resolveGuestConfig({ memoryBytes: 64 << 20, seed: 7 }));
 
+import '../wasm/webassembly-types.js';
+
 export { SimulatedGuest, replay } from './simulated-guest.js';
 export { RAM_REGION_ID, ramRegions, ramRegionIds } from './ram-layout.js';
 export {
