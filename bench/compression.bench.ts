@@ -4,7 +4,7 @@
 // auto, none and lz4 interleaved run by run. Reports the median total time and bytes on the wire.
 
 import { migrateOnce, type MigrationRun } from './e2e.bench.js';
-import { median, printTable, type Row } from './util.js';
+import { gbPerCpuSecond, median, printTable, type Row } from './util.js';
 
 const MODES = ['auto', 'none', 'lz4'] as const;
 const LINKS = [
@@ -36,7 +36,7 @@ export async function benchCompression(runs: number): Promise<void> {
         'total ms': median(ms.map((m) => m.source.totalTimeMs)),
         'MB on the wire': median(ms.map((m) => m.source.bytesTransferred / 1e6)),
         'LZ4 pages': median(ms.map((m) => m.source.pagesByEncoding.lz4)),
-        'GB per CPU-s': median(ms.map((m) => (m.source.bytesTransferred / 1e9) / ((m.source.cpuMs!.user + m.source.cpuMs!.system + m.dest.cpuMs!.user + m.dest.cpuMs!.system) / 1000))),
+        'GB per CPU-s': median(ms.map(gbPerCpuSecond)),
         'pass 1 decision (first run)': `${first.lz4 ? 'on' : 'off'}: ${first.reason.replace(/^LZ4 (on|off): /, '')}`,
       });
     }

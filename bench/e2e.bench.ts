@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Report } from '../src/index.js';
 import { rawLoopbackGBps } from './raw-tcp.js';
-import { median, printTable, type Row } from './util.js';
+import { gbPerCpuSecond, median, printTable, type Row } from './util.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 export const GUEST = '1GiB';
@@ -87,7 +87,7 @@ export async function benchE2e(runs: number): Promise<void> {
     const ms = results.get(c.name)!;
     // Throughput of the first pass: every page, raw or zero, over the wire while the guest runs.
     const pass1 = median(ms.map((m) => m.source.iterations[0].bytes / m.source.iterations[0].ms / 1e6));
-    const cpu = median(ms.map((m) => (m.source.bytesTransferred / 1e6) / ((m.source.cpuMs!.user + m.source.cpuMs!.system + m.dest.cpuMs!.user + m.dest.cpuMs!.system) || 1)));
+    const cpu = median(ms.map(gbPerCpuSecond));
     rows.push({
       name: c.name,
       'GB/s': pass1,

@@ -18,7 +18,7 @@
 import { migrateOnce, type MigrationRun } from './e2e.bench.js';
 import { QemuPeer, qemuInstalled, type QemuRun, type QemuShape } from './qemu/qemu-migration.js';
 import { rawLoopbackGBps } from './raw-tcp.js';
-import { median, printTable, type Row } from './util.js';
+import { cpuSeconds, gbPerCpuSecond, median, printTable, type Row } from './util.js';
 
 interface Shape {
   name: string;
@@ -56,8 +56,6 @@ const SHAPES: Shape[] = [
     ],
   },
 ];
-
-const cpuOf = (m: MigrationRun): number => (m.source.cpuMs!.user + m.source.cpuMs!.system + m.dest.cpuMs!.user + m.dest.cpuMs!.system) / 1000;
 
 export async function benchPeerQemu(runs: number): Promise<void> {
   if (!qemuInstalled()) {
@@ -113,8 +111,8 @@ export async function benchPeerQemu(runs: number): Promise<void> {
         'downtime ms': median(ms.map((x) => x.source.downtimeMs ?? NaN)),
         'predicted ms': median(ms.map((x) => x.source.predictedDowntimeMs ?? NaN)),
         passes: median(ms.map((x) => x.source.iterations.length)),
-        'CPU-s': median(ms.map(cpuOf)),
-        'GB per CPU-s': median(ms.map((x) => x.source.bytesTransferred / 1e9 / cpuOf(x))),
+        'CPU-s': median(ms.map(cpuSeconds)),
+        'GB per CPU-s': median(ms.map(gbPerCpuSecond)),
         // memshift's oracle is the digest both ends agree on; a mismatch fails the run instead.
         'guest errors': '',
       });

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatPskFile, generatePsk, type Report } from '../src/index.js';
-import { median, printTable, type Row } from './util.js';
+import { gbPerCpuSecond, median, printTable, type Row } from './util.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const GUEST = '1GiB';
@@ -49,10 +49,6 @@ async function migrateWith(security: string[], dir: string): Promise<Pair> {
 }
 
 const pass1 = (m: Pair): number => m.source.iterations[0].bytes / m.source.iterations[0].ms / 1e6;
-const perCpu = (m: Pair): number => {
-  const cpu = m.source.cpuMs!.user + m.source.cpuMs!.system + m.dest.cpuMs!.user + m.dest.cpuMs!.system;
-  return (m.source.bytesTransferred / 1e6) / (cpu || 1);
-};
 
 export async function benchTls(runs: number): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'memshift-bench-tls-'));
@@ -71,7 +67,7 @@ export async function benchTls(runs: number): Promise<void> {
     const rows: Row[] = cases.map((c, i) => ({
       name: c.name,
       'pass 1 GB/s': median(results[i].map(pass1)),
-      'GB per cpu-s': median(results[i].map(perCpu)),
+      'GB per cpu-s': median(results[i].map(gbPerCpuSecond)),
       'total ms': median(results[i].map((m) => m.source.totalTimeMs)),
       'downtime ms': median(results[i].map((m) => m.source.downtimeMs ?? NaN)),
     }));

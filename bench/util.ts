@@ -2,6 +2,17 @@
 // next to a baseline measured in the same run on the same machine (these machines are noisy).
 
 import { Bench, type Task } from 'tinybench';
+import type { Report } from '../src/index.js';
+
+/** CPU-seconds both processes of a migration spent on it (each report's `cpuMs`, all threads). */
+export function cpuSeconds(m: { source: Report; dest: Report }): number {
+  return (m.source.cpuMs!.user + m.source.cpuMs!.system + m.dest.cpuMs!.user + m.dest.cpuMs!.system) / 1000;
+}
+
+/** GB on the wire per CPU-second of both processes: the cost per byte moved. */
+export function gbPerCpuSecond(m: { source: Report; dest: Report }): number {
+  return m.source.bytesTransferred / 1e9 / (cpuSeconds(m) || 1e-3);
+}
 
 export interface Row {
   name: string;

@@ -42,3 +42,57 @@ export function decideCompression(mode: CompressMode, sample: Lz4Sample | null, 
     ? { lz4: true, reason: `LZ4 on: ${figures}` }
     : { lz4: false, reason: `LZ4 off: ${figures}` };
 }
+
+/** A raw pass judges LZ4 once it has run this long and sent this much (a rate worth trusting). */
+export const MID_PASS_MS = 150;
+export const MID_PASS_BYTES = 2 ** 20;
+
+/**
+ * The source's compression over a migration: the decision now, and the link rate it rests on, kept
+ * from what each pass measured. The pass reports what it sends; this decides.
+ *
+ *   passStarting ─► sent (each batch; a raw pass may switch LZ4 on once) ─► passEnded (link rate kept)
+ */
+export class Compression implements CompressionDecision {
+  lz4: boolean;
+  reason: string;
+  private linkRate = 0;
+  private rawThroughout = true;
+  private judgedMidPass = false;
+
+  constructor(readonly mode: CompressMode, private readonly sample: Lz4Sample | null) {
+    ({ lz4: this.lz4, reason: this.reason } = decideCompression(mode, sample, 0));
+  }
+
+  /** A pass starts: auto re-decides on the link rate measured so far. */
+  passStarting(): void {
+    if (this.mode === 'auto') this.decide();
+    this.rawThroughout = !this.lz4;
+    this.judgedMidPass = false;
+  }
+
+  /** `bytes` sent so far in `ms` of this pass: once a raw pass has measured the link (the first pass is the big one), LZ4 may start mid-pass. */
+  sent(bytes: number, ms: number): void {
+    if (this.mode !== 'auto' || this.lz4 || this.judgedMidPass || ms < MID_PASS_MS || bytes < MID_PASS_BYTES) return;
+    this.judgedMidPass = true;
+    this.linkRate = (bytes * 1000) / ms;
+    this.decide();
+    if (this.lz4) this.rawThroughout = false;
+  }
+
+  /**
+   * The pass sent `bytes` in `ms`. A raw pass measured the link itself; under LZ4 the wire rate only
+   * bounds it from below. A small pass measures latency more than the link: it leaves the last good
+   * measurement alone.
+   */
+  passEnded(bytes: number, ms: number): void {
+    const wireRate = ms > 0 ? (bytes * 1000) / ms : 0;
+    const measured = ms >= MID_PASS_MS || bytes >= MID_PASS_BYTES;
+    if (this.rawThroughout && !this.judgedMidPass && measured) this.linkRate = wireRate;
+    else if (!this.rawThroughout) this.linkRate = Math.max(this.linkRate, wireRate);
+  }
+
+  private decide(): void {
+    ({ lz4: this.lz4, reason: this.reason } = decideCompression(this.mode, this.sample, this.linkRate));
+  }
+}

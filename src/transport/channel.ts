@@ -274,15 +274,14 @@ export class Channel implements FrameLink {
         total = segments[0].length;
         this.socket.write(segments[0], done);
       } else {
-        // Corked writes reach the socket as one writev. Node's TLS layer copies a multi-buffer write
-        // into one buffer before encrypting it, so over TLS each segment goes as its own write.
-        const gather = this.secured === null;
-        if (gather) this.socket.cork();
+        // One writev. (Over TLS, Node copies a multi-buffer write into one buffer before encrypting; not
+        // corking does not avoid it, since writes queued behind a busy socket are coalesced the same way.)
+        this.socket.cork();
         for (let i = 0; i < segments.length; i++) {
           total += segments[i].length;
           this.socket.write(segments[i], i === segments.length - 1 ? done : undefined);
         }
-        if (gather) this.socket.uncork();
+        this.socket.uncork();
       }
       this.bytesSent += total;
     });

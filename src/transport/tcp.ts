@@ -55,6 +55,23 @@ export interface ConnectOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * Bounds a connecting socket: destroyed with `why` after `options.timeoutMs` (default 10 s) or when
+ * `options.signal` aborts. Returns the cleanup to call once the socket connected or failed.
+ */
+export function guardConnect(socket: net.Socket, options: ConnectOptions, why: (ms: number) => string): () => void {
+  const ms = options.timeoutMs ?? 10000;
+  const timer = setTimeout(() => socket.destroy(new Error(why(ms))), ms);
+  const onAbort = (): void => { socket.destroy(new Error('cancelled')); };
+  // A signal aborted before the call never fires 'abort' again.
+  if (options.signal?.aborted) queueMicrotask(onAbort);
+  else options.signal?.addEventListener('abort', onAbort, { once: true });
+  return () => {
+    clearTimeout(timer);
+    options.signal?.removeEventListener('abort', onAbort);
+  };
+}
+
 /** Connects, reading into `sink` without copies. Rejects with MS_ERR_CONNECTION_FAILED naming the peer. */
 export function connect(address: Address, sink: ReadSink, options: ConnectOptions = {}): Promise<net.Socket> {
   const peer = formatAddress(address);
@@ -65,15 +82,7 @@ export function connect(address: Address, sink: ReadSink, options: ConnectOption
       noDelay: true,
       onread: { buffer: () => sink.buffer(), callback: (n: number) => { sink.onRead(n); return true; } },
     } as net.NetConnectOpts);
-    const timer = setTimeout(() => socket.destroy(new Error(`no answer within ${options.timeoutMs} ms`)), options.timeoutMs ?? 10000);
-    const onAbort = (): void => { socket.destroy(new Error('cancelled')); };
-    // A signal aborted before the call never fires 'abort' again.
-    if (options.signal?.aborted) queueMicrotask(onAbort);
-    else options.signal?.addEventListener('abort', onAbort, { once: true });
-    const cleanup = (): void => {
-      clearTimeout(timer);
-      options.signal?.removeEventListener('abort', onAbort);
-    };
+    const cleanup = guardConnect(socket, options, (ms) => `no answer within ${ms} ms`);
     socket.once('connect', () => {
       cleanup();
       socket.removeAllListeners('error');

@@ -26,7 +26,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { ErrorCode, MemshiftError } from '../errors.js';
 import type { LinkSecurity } from './security.js';
-import { copyChunksInto, type Address, type ConnectOptions, type ReadSink } from './tcp.js';
+import { copyChunksInto, guardConnect, type Address, type ConnectOptions, type ReadSink } from './tcp.js';
 
 type Secured = Exclude<LinkSecurity, { kind: 'insecure' }>;
 
@@ -62,14 +62,7 @@ function clientOptions(sec: Secured): tls.ConnectionOptions {
 
 function settleClient(socket: tls.TLSSocket, sec: Secured, peer: string, options: ConnectOptions): Promise<SecureLink> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => socket.destroy(new Error(`no TLS session within ${options.timeoutMs ?? 10000} ms`)), options.timeoutMs ?? 10000);
-    const onAbort = (): void => { socket.destroy(new Error('cancelled')); };
-    if (options.signal?.aborted) queueMicrotask(onAbort);
-    else options.signal?.addEventListener('abort', onAbort, { once: true });
-    const cleanup = (): void => {
-      clearTimeout(timer);
-      options.signal?.removeEventListener('abort', onAbort);
-    };
+    const cleanup = guardConnect(socket, options, (ms) => `no TLS session within ${ms} ms`);
     socket.once('secureConnect', () => {
       cleanup();
       socket.removeAllListeners('error');

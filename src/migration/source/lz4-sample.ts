@@ -16,9 +16,11 @@ export function sampleLz4(slabs: readonly Slab[], encoders: number): Lz4Sample {
   const total = slabs.reduce((n, s) => n + s.pageCount, 0);
   const pages: Uint8Array[] = [];
   for (let i = 0; i < LZ4_SAMPLE_PAGES && total > 0; i++) {
-    let at = Math.floor(((i + 0.5) * total) / LZ4_SAMPLE_PAGES);
-    const slab = slabs.find((s) => (at -= s.pageCount) < 0)!;
-    const local = at + slab.pageCount;
+    // Guest page at (i + ½) / LZ4_SAMPLE_PAGES of the way through memory, as (slab, local page).
+    let local = Math.floor(((i + 0.5) * total) / LZ4_SAMPLE_PAGES);
+    let s = 0;
+    while (local >= slabs[s].pageCount) local -= slabs[s++].pageCount;
+    const slab = slabs[s];
     const offset = pageOffset(slab, local);
     if (kernelsOf(slab).raw.isZeroPage(offset, slab.layout.pageSize) === 1) continue;
     pages.push(viewsOf(slab.memory).u8.slice(offset, offset + slab.layout.pageSize));

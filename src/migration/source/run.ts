@@ -3,7 +3,7 @@
 // page sender, dirty tracker, fault thread). Phases read and write it; only the driver creates and
 // closes it. Holding the guest's paused/throttled state here is what lets any failure put it back.
 
-import type { CompressionDecision, CompressMode, Lz4Sample } from '../compression.js';
+import { Compression, type CompressMode } from '../compression.js';
 import type net from 'node:net';
 import { ErrorCode, MemshiftError } from '../../errors.js';
 import { DirtyTracker } from '../../memory/dirty-tracker.js';
@@ -105,10 +105,8 @@ export class SourceRun {
   throttlePercent = 0;
   lastSync = 0;
   previous = { dirtyRate: 0, bandwidth: 0 };
-  /** Whether encoders use LZ4 now, why, and what it was judged by (compression.ts); set by the handshake. */
-  compression: { mode: CompressMode; sample: Lz4Sample | null; linkRate: number } & CompressionDecision = {
-    mode: 'none', sample: null, linkRate: 0, lz4: false, reason: 'not negotiated yet',
-  };
+  /** Whether encoders use LZ4 now and why (compression.ts); the handshake replaces it once LZ4 is negotiated. */
+  compression = new Compression('none', null);
   /** The latest ETA (ms, null: none finite) and when it was made; the progress line counts down from it. */
   eta: { ms: number | null; at: number } | null = null;
   /** Guest pages: the most that can be dirty at once. */

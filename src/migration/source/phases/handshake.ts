@@ -6,7 +6,7 @@
 //   [cold: pause] ─► connect (+ TLS, peer verified) ─► HELLO ─► HELLO_ACK (same session, common capabilities)
 //   ─► [post-copy: fault thread connects the urgent channel] ─► pool, sender ─► handshake-done
 
-import { decideCompression } from '../../compression.js';
+import { Compression } from '../../compression.js';
 import { sampleLz4 } from '../lz4-sample.js';
 import { randomBytes } from 'node:crypto';
 import { ErrorCode, MemshiftError } from '../../../errors.js';
@@ -57,8 +57,7 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   run.record.stepRateBefore = stepRate(run.stepsAtStart, run.record.startedAt, source.steps, setupEnd);
   // LZ4 only where both ends have it; under auto, judged by a sample of this guest (lz4-sample.ts).
   const mode = (capabilities & Capability.LZ4) !== 0 ? options.compress : 'none';
-  const sample = mode === 'auto' ? sampleLz4(run.slabs, pool.size) : null;
-  run.compression = { mode, sample, linkRate: 0, ...decideCompression(mode, sample, 0) };
+  run.compression = new Compression(mode, mode === 'auto' ? sampleLz4(run.slabs, pool.size) : null);
   const sender = new PageSender(run.slabs, pool, channel, {
     lz4: () => run.compression.lz4,
     limiter: options.maxBandwidth === null ? null : new RateLimiter(options.maxBandwidth),

@@ -3,7 +3,6 @@
 // and feeds the bandwidth window the convergence policy reads.
 
 import { encodeIterationEnd } from '../../../protocol/control.js';
-import { decideCompression } from '../../compression.js';
 import { Capability } from '../../../protocol/constants.js';
 import { addCounts, type IterationRecord } from '../../metrics.js';
 import { stepRate } from '../../report.js';
@@ -25,10 +24,6 @@ export function startFullPass(run: SourceRun): number {
  * Sends the snapshot's pages as pass `iteration`; the record's dirty figures and ETA are filled by the
  * caller. The guest's step rate is taken over the pass itself (steps at its start and end).
  */
-/** A raw pass judges LZ4 once it has run this long and sent this much (a rate worth trusting). */
-const MID_PASS_MS = 150;
-const MID_PASS_BYTES = 2 ** 20;
-
 export async function sendPass(run: SourceRun, iteration: number, label: string): Promise<IterationRecord> {
   const { channel, sender, capabilities } = run.established;
   channel.phase = `${label} pass ${iteration}`;
@@ -39,9 +34,7 @@ export async function sendPass(run: SourceRun, iteration: number, label: string)
   let sentBytes = 0;
   const useXbzrle = (capabilities & Capability.XBZRLE) !== 0 && iteration > 1;
   const c = run.compression;
-  if (c.mode === 'auto') Object.assign(c, decideCompression(c.mode, c.sample, c.linkRate));
-  let rawThroughout = !c.lz4;
-  let judgedMidPass = false;
+  c.passStarting();
   const pass = await sender.sendPass(iteration, useXbzrle, (r, bytes) => {
     sent += r.entries;
     sentBytes += bytes;
@@ -50,21 +43,10 @@ export async function sendPass(run: SourceRun, iteration: number, label: string)
     // Live figure for the progress line; the decision uses the windowed meter.
     const ms = performance.now() - tPass;
     if (run.live.bandwidth === 0 || ms > 100) run.live.bandwidth = (sentBytes * 1000) / Math.max(1, ms);
-    // Once a raw pass has measured the link (the first pass is the big one), LZ4 may start mid-pass.
-    if (c.mode === 'auto' && !c.lz4 && !judgedMidPass && ms >= MID_PASS_MS && sentBytes >= MID_PASS_BYTES) {
-      judgedMidPass = true;
-      c.linkRate = (sentBytes * 1000) / ms;
-      Object.assign(c, decideCompression(c.mode, c.sample, c.linkRate));
-      if (c.lz4) rawThroughout = false;
-    }
+    c.sent(sentBytes, ms);
     run.progress(() => run.snapshot(label, iteration));
   });
-  // A raw pass measured the link itself; under LZ4 the wire rate only bounds it from below. A small pass
-  // measures latency more than the link: it leaves the last good measurement alone.
-  const wireRate = pass.ms > 0 ? (pass.bytes * 1000) / pass.ms : 0;
-  const measured = pass.ms >= MID_PASS_MS || pass.bytes >= MID_PASS_BYTES;
-  if (rawThroughout && !judgedMidPass && measured) c.linkRate = wireRate;
-  else if (!rawThroughout) c.linkRate = Math.max(c.linkRate, wireRate);
+  c.passEnded(pass.bytes, pass.ms);
   await channel.send(encodeIterationEnd({ iteration, pages: pass.pages, bytes: pass.bytes }));
   run.record.pagesTransferred += pass.pages;
   run.record.pagesByEncoding = addCounts(run.record.pagesByEncoding, pass.counts);
