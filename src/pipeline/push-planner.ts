@@ -11,8 +11,9 @@
 // most once per MIN_WINDOWS_PER_PIVOT windows: a guest that faults all over memory (no locality to
 // exploit) must not shrink every window back to 64 KiB, which would starve the push. Nor should it
 // start each pivot small: once SCATTERED_PIVOTS faults in a row land away from the previous pivot's
-// neighbourhood, new pivots start at the largest window (a uniform random writer over 256 MiB: its
-// post-copy phase went from 3.1 s to 1.7 s in one run here), and a fault near the pivot starts small again.
+// neighbourhood, new pivots start at the largest window (the post-copy row of `--only postcopy`, a 1 GiB
+// guest with a 64 MiB hot set, went from 1606 to 1083 ms, though its fault p99 doubled: README), and a
+// fault near the pivot starts small again.
 //
 // One planner per region, in region pages; push-scheduler.ts owns the planners and turns windows into tasks.
 
