@@ -18,12 +18,13 @@ const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 export const GUEST = '1GiB';
 const GUEST_BYTES = 2 ** 30;
 
-function run(args: string[]): { done: Promise<number>; stdout: () => string; kill: () => void } {
+function run(args: string[]): { done: Promise<number>; stdout: () => string; stderr: () => string; kill: () => void } {
   const p = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
+  let err = '';
   p.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  p.stderr!.on('data', () => undefined);
-  return { done: new Promise((r) => p.on('close', (c) => r(c ?? 1))), stdout: () => out, kill: () => p.kill('SIGKILL') };
+  p.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  return { done: new Promise((r) => p.on('close', (c) => r(c ?? 1))), stdout: () => out, stderr: () => err, kill: () => p.kill('SIGKILL') };
 }
 
 export interface MigrationRun {
@@ -44,8 +45,11 @@ export async function migrateOnce(sourceArgs: string[], destArgs: string[] = [])
       else await new Promise((r) => setTimeout(r, 10));
     }
     const source = run(['source', '--connect', `127.0.0.1:${port}`, '--quiet', '--insecure', '--report', join(dir, 's.json'), ...sourceArgs]);
-    const [sc, dc] = await Promise.all([source.done, dest.done]);
-    if (sc !== 0 || dc !== 0) throw new Error(`migration failed: source exit ${sc}, destination exit ${dc}`);
+    const sc = await source.done;
+    // A refused source leaves a prepared destination waiting for the right guest: end it.
+    if (sc !== 0) dest.kill();
+    const dc = await dest.done;
+    if (sc !== 0 || dc !== 0) throw new Error(`migration failed: source exit ${sc} (${source.stderr().trim()}), destination exit ${dc}`);
     return {
       source: JSON.parse(readFileSync(join(dir, 's.json'), 'utf8')) as Report,
       dest: JSON.parse(readFileSync(join(dir, 'd.json'), 'utf8')) as Report,

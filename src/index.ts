@@ -213,7 +213,11 @@ export interface ReceiveOptions {
    * source's QUERY connections (RESUMED, or MS_ERR_NOT_RESUMED) before it ends (default 10 s).
    */
   confirmTimeoutMs?: number;
-  /** Largest guest accepted, in bytes (default: three quarters of the memory available when its HELLO arrives). */
+  /**
+   * Largest guest accepted, in bytes. Default: with `target`, no cap beyond the target itself (only its
+   * own guest is accepted, and its memory is already held); otherwise three quarters of the memory
+   * available when a HELLO arrives.
+   */
   maxGuestBytes?: number;
   /** Most RAM regions accepted in one guest (default 16: each reserves about 10 GiB of address space). */
   maxRegions?: number;
@@ -265,7 +269,9 @@ export async function receive(options: ReceiveOptions): Promise<DestinationResul
       handshakeTimeoutMs: options.handshakeTimeoutMs === undefined ? 10_000 : positiveInt(options.handshakeTimeoutMs, 'handshakeTimeoutMs'),
       idleTimeoutMs: options.idleTimeoutMs === undefined ? undefined : positiveInt(options.idleTimeoutMs, 'idleTimeoutMs'),
       confirmTimeoutMs: options.confirmTimeoutMs === undefined ? undefined : positiveInt(options.confirmTimeoutMs, 'confirmTimeoutMs'),
-      maxGuestBytes: options.maxGuestBytes === undefined ? undefined : positiveInt(options.maxGuestBytes, 'maxGuestBytes'),
+      // A prepared target takes exactly its own guest (prepared-target.ts refuses any other, naming why, before
+      // anything is allocated); the free-memory default would count that guest's held memory against it.
+      maxGuestBytes: options.maxGuestBytes !== undefined ? positiveInt(options.maxGuestBytes, 'maxGuestBytes') : prepared !== undefined ? Number.POSITIVE_INFINITY : undefined,
       maxRegions: options.maxRegions === undefined ? undefined : positiveInt(options.maxRegions, 'maxRegions', 1, Limits.MAX_REGIONS),
       admission: {
         pending: options.maxPendingConnections?.total === undefined ? DEFAULT_ADMISSION.pending : positiveInt(options.maxPendingConnections.total, 'maxPendingConnections.total'),

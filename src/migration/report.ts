@@ -80,6 +80,11 @@ export interface Report {
   /** CPU time this process spent during the migration (all threads), in ms: the cost per byte moved. */
   cpuMs: { user: number; system: number } | null;
   /**
+   * This process's peak resident memory so far (bytes; the OS's high-water mark, guest memory
+   * included): what a host must hold for this side of the migration. Null where the OS does not say.
+   */
+  peakRssBytes: number | null;
+  /**
    * Source: ms from the start until the guest ran on the destination with all of its memory (RESUMED
    * arrived; post-copy: POSTCOPY_DONE), the instant an ETA counts down to; null when that never happened.
    * The release and closing that follow are in totalTimeMs, not here.
@@ -207,6 +212,7 @@ export function assembleReport(r: RunRecord, end: Ending): Report {
     throughputGBps: totalTimeMs > 0 ? r.bytesTransferred / totalTimeMs / 1e6 : 0,
     postcopy: r.postcopy, prealloc: r.prealloc, contentDigest: null,
     cpuMs: { user: cpu.user / 1000, system: cpu.system / 1000 },
+    peakRssBytes: peakRssBytes(),
     completedAtMs: r.completedAt === null ? null : r.completedAt - r.startedAt,
     guestStepRate: {
       beforeMigration: r.stepRateBefore,
@@ -259,6 +265,7 @@ export function formatReport(r: Report): string {
     const cpu = r.cpuMs.user + r.cpuMs.system;
     lines.push(`  cpu ${cpu.toFixed(0)} ms (user ${r.cpuMs.user.toFixed(0)}, system ${r.cpuMs.system.toFixed(0)}): ${(r.bytesTransferred / 1e6 / Math.max(1, cpu)).toFixed(2)} GB per cpu-second`);
   }
+  if (r.peakRssBytes !== null) lines.push(`  peak resident memory ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MiB (guest memory included)`);
   const g = r.guestStepRate;
   // Per pass: the iteration table's steps/s column (a summary would mix running and paused passes).
   if (g.beforeMigration !== null || g.afterResume !== null) {
@@ -275,4 +282,10 @@ export function percentile(values: readonly number[], p: number): number {
   // p·n/100 rather than (p/100)·n: the latter can land just above an integer (28/100·25 = 7.000…01).
   const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p * sorted.length) / 100) - 1));
   return sorted[rank];
+}
+
+/** The process's resident-memory high-water mark in bytes (maxRSS is in KiB), or null when unknown. */
+function peakRssBytes(): number | null {
+  const kib = process.resourceUsage().maxRSS;
+  return kib > 0 ? kib * 1024 : null;
 }

@@ -1,6 +1,6 @@
 // A destination prepared before the migration (`dest --memory SIZE --prealloc`), as a destination
 // hypervisor starts with its RAM: the guest arrives bit-identical, the pre-touch is reported as done
-// before the migration began, and a source whose guest is not that guest is refused while the
+// before the migration began (and its peak resident memory covers the guest), and a source whose guest is not that guest is refused while the
 // destination keeps waiting for the right one.
 
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -21,6 +21,9 @@ test('a live migration into a pre-allocated, pre-touched destination ends identi
   assertMigratedExactly(r, c);
   const pre = r.dest.report!.prealloc!;
   assert.equal([pre.enabled, pre.beforeMigration], [true, true]);
+  // Pre-touched: the destination holds every page of the guest resident.
+  const rss = r.dest.report!.peakRssBytes!;
+  assert.ok(rss >= 32 * 2 ** 20, `peak RSS ${rss} covers the 32 MiB guest`);
 }));
 
 test('a post-copy migration into a prepared 2-region destination ends identical to replay', deadline(120_000, async () => {

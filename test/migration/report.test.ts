@@ -97,6 +97,7 @@ function report(over: Partial<Report> = {}): Report {
     prealloc: null,
     contentDigest: null,
     cpuMs: null,
+    peakRssBytes: null,
     completedAtMs: 10_790,
     guestStepRate: { beforeMigration: 201_000, perPass: [198_765.4, 0], afterResume: 150_000 },
     ...over,
@@ -205,6 +206,11 @@ test('a guest without steps has no step-rate line', () => {
 test('the last line shows guest steps, digest (16 hex digits) and throttle', () => {
   const ls = lines(report());
   assert.is(ls[ls.length - 1], '  guest steps 123456, digest 00000000deadbeef, throttle 20 %');
+});
+
+test('peak resident memory is shown in MiB when the OS reports it, and left out when not', () => {
+  assert.is(lineWith(report({ peakRssBytes: 1.5 * 2 ** 30 }), 'peak resident'), '  peak resident memory 1536 MiB (guest memory included)');
+  assert.is(lineWith(report(), 'peak resident'), undefined);
 });
 
 test.run();
