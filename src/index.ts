@@ -34,7 +34,11 @@ export { GuestMemory } from './memory/guest-memory.js';
 export type { GuestMemoryOptions, RegionSpec } from './memory/guest-memory.js';
 export { Mailbox, createPageGateInit, createPageGate, readFaultLog } from './memory/page-gate.js';
 export type { PageGateInit, PageGate } from './memory/page-gate.js';
-export { formatReport } from './migration/report.js';
+export { formatReport, REPORT_SCHEMA_VERSION } from './migration/report.js';
+export { queryMigrate, type QueryMigrate, type QueryMigrateRam } from './migration/qmp-view.js';
+export { REPORT_JSON_SCHEMA } from './migration/report-schema.js';
+export type { MigrationEvent } from './migration/events.js';
+import type { MigrationEvent } from './migration/events.js';
 export type { Report, Outcome, DowntimeBreakdown, PostcopyStats, GuestStepRate } from './migration/report.js';
 export type { Progress } from './migration/progress.js';
 export type { IterationRecord, EncodingCounts } from './migration/metrics.js';
@@ -93,6 +97,8 @@ export interface MigrateOptions {
   resolveTimeoutMs?: number;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
+  /** What happened, once each: states entered, passes ended, the switchover decision, the outcome. */
+  onEvent?: (e: MigrationEvent) => void;
 }
 
 function choice<T extends string>(value: unknown, allowed: readonly T[], field: string): T {
@@ -164,6 +170,7 @@ export async function migrate(source: MemorySource, to: string | Address | net.S
   if (options.encoders !== undefined) positiveInt(options.encoders, 'encoders', 1, MAX_ENCODERS);
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidArgument('options.signal', 'must be an AbortSignal');
   if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw invalidArgument('options.onProgress', 'must be a function');
+  if (options.onEvent !== undefined && typeof options.onEvent !== 'function') throw invalidArgument('options.onEvent', 'must be a function');
   const { report, error } = await runSource(source, {
     address, socket, mode, policy, security,
     xbzrle: options.xbzrle ?? true,
@@ -176,6 +183,7 @@ export async function migrate(source: MemorySource, to: string | Address | net.S
     resolveTimeoutMs: options.resolveTimeoutMs === undefined ? undefined : positiveInt(options.resolveTimeoutMs, 'resolveTimeoutMs'),
     signal: options.signal,
     onProgress: options.onProgress,
+    onEvent: options.onEvent,
   });
   if (report.outcome === 'completed') return report;
   const code = report.outcome === 'in-doubt' ? ErrorCode.SWITCHOVER_IN_DOUBT : (error?.code ?? ErrorCode.CONNECTION_FAILED);
@@ -229,6 +237,8 @@ export interface ReceiveOptions {
   maxPendingConnections?: { total?: number; perAddress?: number };
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
+  /** What happened, once each: states entered and the outcome (for each session this destination runs). */
+  onEvent?: (e: MigrationEvent) => void;
   /** Lines worth logging: rejected connections, accepted sessions. */
   onLog?: (line: string, level: LogLevel) => void;
 }
@@ -279,6 +289,7 @@ export async function receive(options: ReceiveOptions): Promise<DestinationResul
       },
       signal: options.signal,
       onProgress: options.onProgress,
+      onEvent: options.onEvent,
       onLog: options.onLog,
     });
   } finally {

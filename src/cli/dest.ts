@@ -13,11 +13,13 @@ import {
 import { exitStatusOf } from './exit-status.js';
 import { securityFlags, securityFrom } from './security-flags.js';
 import { progressPrinter } from './progress.js';
+import { openEvents } from './events-file.js';
 
 export const destFlags: Flags = {
   listen: { type: 'string', value: 'HOST:PORT', help: 'address to wait on (port 0: any free port)' },
   ...securityFlags,
   report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
+  events: { type: 'string', value: 'FILE|-', help: 'write events and progress as NDJSON here (- for stdout, after the listening line)' },
   'dump-memory': { type: 'string', value: 'FILE', help: 'write the RAM image (all RAM regions, in order) after the guest paused' },
   'run-steps': { type: 'string', value: 'K', help: 'let the guest run K steps after the migration, then pause it' },
   memory: { type: 'string', value: 'SIZE', help: 'allocate the guest now (only a source of exactly this guest is accepted)' },
@@ -41,7 +43,7 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
   const maxSlabBytes = parseSize(requireString(a, 'slab-size'), '--slab-size');
   // Checked now, not when the first source connects: a bad value is a usage error, not a refused guest.
   GuestMemory.checkOptions({ maxSlabBytes });
-  checkOutputPaths(a, ['report', 'dump-memory']);
+  checkOutputPaths(a, ['report', 'dump-memory', 'events']);
   const memory = optionalString(a, 'memory');
   let prepared: SimulatedGuest | null = null;
   if (memory !== undefined) {
@@ -53,6 +55,7 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
   }
   const { server, address } = await listen(requireString(a, 'listen'));
   const printer = progressPrinter();
+  const events = openEvents(optionalString(a, 'events'));
   let result;
   try {
     const waiting = receive({
@@ -63,7 +66,11 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
       idleTimeoutMs: parseInteger(requireString(a, 'idle-timeout'), '--idle-timeout', 1),
       confirmTimeoutMs: parseInteger(requireString(a, 'confirm-timeout'), '--confirm-timeout', 1),
       maxGuestBytes: maxMemory === undefined ? undefined : parseSize(maxMemory, '--max-memory'),
-      onProgress: a.quiet ? undefined : (p) => printer.update(p),
+      onProgress: a.quiet && events === null ? undefined : (p) => {
+        events?.progress(p);
+        if (!a.quiet) printer.update(p);
+      },
+      onEvent: events === null ? undefined : (e) => events.event(e),
       onLog: (line, level) => {
         if (a.quiet && level !== 'notice') return;
         printer.done();
@@ -75,6 +82,7 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
     result = await waiting;
   } finally {
     printer.done();
+    events?.close();
     server.close();
   }
   const { report, target } = result;

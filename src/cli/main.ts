@@ -9,6 +9,7 @@ import { runReplay } from './replay.js';
 import { runSourceCommand } from './source.js';
 import { runDestCommand } from './dest.js';
 import { runDemo } from './demo.js';
+import { runReport } from './report.js';
 import { messageWithFlag } from './args.js';
 
 const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<number>; summary: string }> = {
@@ -16,6 +17,7 @@ const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<numbe
   dest: { run: runDestCommand, summary: 'wait for one migration and run the received guest' },
   demo: { run: runDemo, summary: 'migrate a simulated guest between two processes on 127.0.0.1 and check the result' },
   replay: { run: runReplay, summary: 'run the simulated guest for N steps and dump its RAM (the reference run)' },
+  report: { run: runReport, summary: 'show a report file: for a person, as JSON, or as QEMU query-migrate (--format qmp)' },
 };
 
 /** The package's version, from the package.json next to dist/ (also in an installed package). */

@@ -13,6 +13,7 @@ import { guestConfigFrom, guestFlags } from './guest-flags.js';
 import { securityFlags, securityFrom, serverNameFlag } from './security-flags.js';
 import { ExitStatus, exitStatusOf } from './exit-status.js';
 import { progressPrinter } from './progress.js';
+import { openEvents } from './events-file.js';
 
 export const sourceFlags: Flags = {
   connect: { type: 'string', value: 'HOST:PORT', help: 'destination to migrate to' },
@@ -35,6 +36,7 @@ export const sourceFlags: Flags = {
   'slab-size': { type: 'string', value: 'SIZE', help: 'most guest RAM per shared memory slab', default: '3GiB' },
   'cache-size': { type: 'string', value: 'SIZE', help: 'XBZRLE cache', default: '64MiB' },
   report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
+  events: { type: 'string', value: 'FILE|-', help: 'write events and progress as NDJSON here (- for stdout)' },
   'dump-memory': { type: 'string', value: 'FILE', help: 'write the RAM image (all RAM regions, in order) when the guest stops (pause point, or after a failure)' },
   'stall-timeout': { type: 'string', value: 'MS', help: 'fail when the destination takes no bytes for this long', default: '20000' },
   'resolve-timeout': { type: 'string', value: 'MS', help: 'link lost after SWITCHOVER: ask the destination whether it resumed for this long before staying in doubt (exit 3)', default: '10000' },
@@ -56,12 +58,13 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
   const bandwidth = optionalString(a, 'max-bandwidth');
   const postcopyAfter = optionalString(a, 'postcopy-after');
   const warmupMs = parseInteger(requireString(a, 'warmup'), '--warmup');
-  checkOutputPaths(a, ['report', 'dump-memory']);
+  checkOutputPaths(a, ['report', 'dump-memory', 'events']);
   const guest = SimulatedGuest.create(config, {
     maxSlabBytes: parseSize(requireString(a, 'slab-size'), '--slab-size'),
     cacheBytes: xbzrle === 'on' ? parseSize(requireString(a, 'cache-size'), '--cache-size') : 0,
   });
   const printer = progressPrinter();
+  const events = openEvents(optionalString(a, 'events'));
   let report: Report;
   let failure: { code: string; message: string } | null = null;
   const signals = cancelOnSignal();
@@ -88,8 +91,10 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
         resolveTimeoutMs: parseInteger(requireString(a, 'resolve-timeout'), '--resolve-timeout', 1),
         onProgress: (p) => {
           signals.phase = p.phase;
+          events?.progress(p);
           if (!a.quiet) printer.update(p);
         },
+        onEvent: events === null ? undefined : (e) => events.event(e),
       });
     } catch (err) {
       const r = (err as { details?: { report?: Report } }).details?.report;
@@ -118,6 +123,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
   } finally {
     signals.stop();
     printer.done();
+    events?.close();
     await guest.close();
   }
   if (failure !== null) {

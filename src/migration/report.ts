@@ -41,7 +41,17 @@ export interface PostcopyStats {
   pushedBeforeFirstAnswer?: number;
 }
 
+/** The report layout's version: bumped when a field changes meaning or goes away (adding one does not). */
+export const REPORT_SCHEMA_VERSION = 1;
+
 export interface Report {
+  /** REPORT_SCHEMA_VERSION of the build that wrote it (the JSON Schema is report-schema.ts). */
+  schemaVersion: number;
+  /** The migration session's id (hex, the same in both sides' reports); null when no HELLO was exchanged. */
+  sessionId: string | null;
+  /** Wall-clock time the run started and its report was made, ISO 8601 UTC. */
+  startedAt: string;
+  endedAt: string;
   role: 'source' | 'destination';
   mode: MigrationMode;
   outcome: Outcome;
@@ -51,6 +61,8 @@ export interface Report {
   downtimeMs: number | null;
   downtimeBreakdown: DowntimeBreakdown | null;
   setupTimeMs: number;
+  /** Bytes of guest memory in the session (every region); 0 before the handshake. */
+  guestBytes: number;
   bytesTransferred: number;
   pagesTransferred: number;
   pagesByEncoding: EncodingCounts;
@@ -161,8 +173,13 @@ export interface RunRecord {
   role: 'source' | 'destination';
   mode: MigrationMode;
   startedAt: number;
+  /** Date.now() at the start (startedAt is performance.now(), for intervals). */
+  startedAtWallMs: number;
+  /** The session id once the HELLO was sent or received. */
+  session: Uint8Array | null;
   cpuAtStart: NodeJS.CpuUsage;
   setupTimeMs: number;
+  guestBytes: number;
   bytesTransferred: number;
   pagesTransferred: number;
   pagesByEncoding: EncodingCounts;
@@ -189,7 +206,7 @@ export interface RunRecord {
 
 export function startRecord(role: 'source' | 'destination', mode: MigrationMode): RunRecord {
   return {
-    role, mode, startedAt: performance.now(), cpuAtStart: process.cpuUsage(), setupTimeMs: 0, bytesTransferred: 0,
+    role, mode, startedAt: performance.now(), startedAtWallMs: Date.now(), session: null, cpuAtStart: process.cpuUsage(), setupTimeMs: 0, guestBytes: 0, bytesTransferred: 0,
     pagesTransferred: 0, pagesByEncoding: emptyCounts(), iterations: [], switchoverReason: null, converged: false,
     predictedDowntimeMs: null, switchover: null, destinationDowntime: null, postcopy: null, prealloc: null,
     throttlePercent: 0, guestSteps: 0, digest: 0n, stepRateBefore: null, stepRateAfterResume: null, completedAt: null,
@@ -201,11 +218,15 @@ export function assembleReport(r: RunRecord, end: Ending): Report {
   const totalTimeMs = performance.now() - r.startedAt;
   const cpu = process.cpuUsage(r.cpuAtStart);
   return {
+    schemaVersion: REPORT_SCHEMA_VERSION,
+    sessionId: r.session === null ? null : Buffer.from(r.session).toString('hex'),
+    startedAt: new Date(r.startedAtWallMs).toISOString(),
+    endedAt: new Date(r.startedAtWallMs + totalTimeMs).toISOString(),
     role: r.role, mode: r.mode, outcome: end.outcome, error: end.error === null ? null : { code: end.error.code, message: end.error.message },
     totalTimeMs,
     downtimeMs: r.switchover === null ? null : r.switchover.resumedAt - r.switchover.pausedAt,
     downtimeBreakdown: r.switchover === null ? r.destinationDowntime : downtimeBreakdown(r.switchover),
-    setupTimeMs: r.setupTimeMs, bytesTransferred: r.bytesTransferred, pagesTransferred: r.pagesTransferred,
+    setupTimeMs: r.setupTimeMs, guestBytes: r.guestBytes, bytesTransferred: r.bytesTransferred, pagesTransferred: r.pagesTransferred,
     pagesByEncoding: { ...r.pagesByEncoding }, iterations: r.iterations, converged: r.converged,
     switchoverReason: r.switchoverReason, predictedDowntimeMs: r.predictedDowntimeMs, throttlePercent: r.throttlePercent,
     guestSteps: r.guestSteps, digest: hex64(r.digest),
@@ -271,6 +292,7 @@ export function formatReport(r: Report): string {
   if (g.beforeMigration !== null || g.afterResume !== null) {
     lines.push(`  guest steps/s: before ${f0(g.beforeMigration)}, after resume ${f0(g.afterResume)}`);
   }
+  lines.push(`  session ${r.sessionId ?? '(none)'}, ${r.startedAt} → ${r.endedAt}`);
   lines.push(`  guest steps ${r.guestSteps}, digest ${r.digest}, throttle ${r.throttlePercent} %`);
   return lines.join('\n');
 }

@@ -22,6 +22,7 @@ import type { Report } from '../../src/index.js';
 import { diffAgainstReplay, removeDir, type GuestCase } from './migration.js';
 import { killAll, memshift, startDestination, type Running } from './processes.js';
 import { Proxy } from './proxy.js';
+import { reportSchemaErrors } from './report-schema.js';
 import { seeded } from './seeded.js';
 
 export const CAMPAIGN_MODES = ['live', 'cold', 'warm', 'postcopy', 'hybrid'] as const;
@@ -159,6 +160,10 @@ function verdict(trial: Trial, source: string, destination: string, violation: s
 /** The invariants of the header, over the two reports and the two memory images. */
 function judge(t: Trial, sr: Report | null, dr: Report | null, destWaiting: boolean, file: (n: string) => string): string | null {
   if (sr === null) return 'the source wrote no report';
+  for (const [side, r] of [['source', sr], ['destination', dr]] as const) {
+    const errors = r === null ? null : reportSchemaErrors(r);
+    if (errors !== null) return `the ${side} report does not match the schema: ${errors}`;
+  }
   const sourceIntact = (): string | null => {
     const diff = diffAgainstReplay(file('source.img'), t.guest, sr.guestSteps);
     return diff === null ? null : `source memory is not its replay's: ${diff}`;

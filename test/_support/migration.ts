@@ -8,6 +8,7 @@ import type { Report } from '../../src/index.js';
 import { replay, resolveGuestConfig, parseSize, type FillKind, type WorkloadKind } from '../../src/sim/index.js';
 import * as assert from 'uvu/assert';
 import { killAll, memshift, startDestination, type Finished } from './processes.js';
+import { reportSchemaErrors } from './report-schema.js';
 
 export interface GuestCase {
   memory?: string;
@@ -155,6 +156,9 @@ export function assertMigratedExactly(r: MigrationOutcome, c: GuestCase): void {
   const dst = r.dest.report!;
   assert.is(src.outcome, 'completed');
   assert.is(dst.outcome, 'completed');
+  assert.is(reportSchemaErrors(src), null, 'the source report matches the schema');
+  assert.is(reportSchemaErrors(dst), null, 'the destination report matches the schema');
+  assert.is(dst.sessionId, src.sessionId, 'both reports name the same session');
   assert.is(dst.digest, src.digest, 'session digests differ');
   assert.is(diffAgainstReplay(r.source.image, c, src.guestSteps), null, 'source image at the pause point');
   assert.is(diffAgainstReplay(r.dest.image, c, dst.guestSteps), null, 'destination image after its own steps');

@@ -7,6 +7,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { formatReport, hex64, percentile, type Report } from '../../src/migration/report.js';
 import type { IterationRecord } from '../../src/migration/metrics.js';
+import { queryMigrate } from '../../src/migration/qmp-view.js';
+import { reportSchemaErrors } from '../_support/report-schema.js';
 
 // ---- percentile ----------------------------------------------------------------------------------
 
@@ -69,6 +71,10 @@ const ITERATIONS: IterationRecord[] = [
 
 function report(over: Partial<Report> = {}): Report {
   return {
+    schemaVersion: 1,
+    sessionId: '0123456789abcdef0123456789abcdef',
+    startedAt: '2026-12-01T18:00:00.000Z',
+    endedAt: '2026-12-01T18:00:10.800Z',
     role: 'source',
     mode: 'live',
     outcome: 'completed',
@@ -78,6 +84,7 @@ function report(over: Partial<Report> = {}): Report {
     downtimeBreakdown: {
       pauseMs: 0.4, finalPagesMs: 12.3, finalPages: 42, deviceStateMs: 0.7, destinationApplyMs: 3.1, digestCheckMs: 5.6, resumeMs: 2.2, otherMs: 1.8,
     },
+    guestBytes: 64 * 2 ** 20,
     setupTimeMs: 12.5,
     bytesTransferred: 1_342_177_280,
     pagesTransferred: 327_722,
@@ -211,6 +218,46 @@ test('the last line shows guest steps, digest (16 hex digits) and throttle', () 
 test('peak resident memory is shown in MiB when the OS reports it, and left out when not', () => {
   assert.is(lineWith(report({ peakRssBytes: 1.5 * 2 ** 30 }), 'peak resident'), '  peak resident memory 1536 MiB (guest memory included)');
   assert.is(lineWith(report(), 'peak resident'), undefined);
+});
+
+test('the line before the last names the session and its wall-clock start and end', () => {
+  assert.is(lines(report()).at(-2), '  session 0123456789abcdef0123456789abcdef, 2026-12-01T18:00:00.000Z → 2026-12-01T18:00:10.800Z');
+  assert.is(lines(report({ sessionId: null })).at(-2)!.startsWith('  session (none),'), true);
+});
+
+// ---- query-migrate view and schema ---------------------------------------------------------------
+
+test('the qmp view of a completed live migration carries query-migrate\'s names, in its units', () => {
+  const r = report();
+  const q = queryMigrate(r);
+  assert.is(q.status, 'completed');
+  assert.is(q['total-time'], 10_800);
+  assert.is(q['setup-time'], Math.round(r.setupTimeMs));
+  assert.is(q.downtime, Math.round(r.downtimeMs!));
+  assert.is(q['expected-downtime'], Math.round(r.predictedDowntimeMs!));
+  assert.is(q['cpu-throttle-percentage'], 20);
+  assert.equal(
+    [q.ram.transferred, q.ram.total, q.ram.remaining, q.ram.duplicate, q.ram.normal, q.ram['dirty-sync-count']],
+    [r.bytesTransferred, 64 * 2 ** 20, 0, r.pagesByEncoding.zero, r.pagesByEncoding.raw + r.pagesByEncoding.lz4, r.iterations.length],
+  );
+  assert.ok(Math.abs(q.ram.mbps - (r.bytesTransferred * 8) / 1e6 / 10.80025) < 1e-6, `mbps ${q.ram.mbps}`);
+  assert.is(q['error-desc'], undefined);
+});
+
+test('qmp status: aborted is failed with the error, paused is postcopy-paused, in-doubt stays in-doubt (never "failed")', () => {
+  const error = { code: 'MS_ERR_MIGRATION_ABORTED', message: 'policy' };
+  const aborted = queryMigrate(report({ outcome: 'aborted', error, downtimeMs: null }));
+  assert.equal([aborted.status, aborted['error-desc'], aborted.downtime, aborted.ram.remaining], ['failed', 'MS_ERR_MIGRATION_ABORTED: policy', undefined, undefined]);
+  assert.is(queryMigrate(report({ outcome: 'paused' })).status, 'postcopy-paused');
+  assert.is(queryMigrate(report({ outcome: 'in-doubt' })).status, 'in-doubt');
+});
+
+test('a report survives JSON and matches the schema; a field the schema does not know, or a wrong type, does not', () => {
+  const json = JSON.parse(JSON.stringify(report())) as Record<string, unknown>;
+  assert.is(reportSchemaErrors(json), null);
+  assert.ok(reportSchemaErrors({ ...json, surprise: 1 }) !== null, 'unknown field');
+  assert.ok(reportSchemaErrors({ ...json, totalTimeMs: '10' }) !== null, 'string for a number');
+  assert.ok(reportSchemaErrors({ ...json, schemaVersion: 99 }) !== null, 'another schema version');
 });
 
 test.run();

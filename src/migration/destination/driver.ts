@@ -24,6 +24,7 @@ import type { FrameLink } from '../../transport/channel.js';
 import { BoardState } from '../postcopy-board.js';
 import { watchProgress } from '../watchdog.js';
 import { assembleReport, failureOutcome, stepRate, type Ending } from '../report.js';
+import { outcomeEvent } from '../events.js';
 import { awaitsSource, isFinalDest, lingers, queryAnswer, stepDest, type DestEvent, type DestState } from './machine.js';
 import { confirmPostcopy, postcopyStats, runPostcopySwitchover } from './phases/postcopy.js';
 import { receiveFrame } from './phases/receive.js';
@@ -63,6 +64,7 @@ export class Session {
     private readonly finish: (end: SessionEnd) => void,
   ) {
     this.run = new DestinationRun(channel, options, hello.mode);
+    this.run.record.session = hello.session;
     channel.setHandlers({
       onFrame: (f) => this.onFrame(f),
       onClosed: (e) => this.dispatch({ type: 'closed', error: e ?? new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${channel.peer} closed the connection during ${channel.phase}`) }),
@@ -94,7 +96,10 @@ export class Session {
     } catch (err) {
       this.state = stepDest(before, { type: 'error', error: toMemshiftError(err, ErrorCode.UNEXPECTED_MESSAGE, 'destination') });
     }
-    if (this.state.kind !== before.kind) this.enter(this.state);
+    if (this.state.kind !== before.kind) {
+      this.run.emit({ type: 'state', role: 'destination', state: this.state.kind, elapsedMs: performance.now() - this.run.record.startedAt });
+      this.enter(this.state);
+    }
   }
 
   /** Runs the phase of a state just entered; its result (or failure) is the next event. */
@@ -255,8 +260,10 @@ export class Session {
       // The guest ran here from its resume until now (post-copy: through the whole push).
       r.stepRateAfterResume = stepRate(run.resumeSample.steps, run.resumeSample.at, run.target?.steps, performance.now());
     }
-    const report = assembleReport(r, ending(s));
+    const end = ending(s);
+    const report = assembleReport(r, end);
     run.progress(() => run.snapshot(report.outcome), true);
+    run.emit(outcomeEvent(report, end.error));
     this.finish({ result: { report, target: run.target }, accepted: this.accepted });
   }
 }

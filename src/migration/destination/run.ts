@@ -12,6 +12,7 @@ import type { BatchApplier } from '../../pipeline/apply.js';
 import type { UrgentListener } from './urgent-listener.js';
 import type { MigrationMode } from '../../protocol/constants.js';
 import type { Report } from '../report.js';
+import { eventSink, type EventSink } from '../events.js';
 
 export interface DestinationOptions {
   /** Allocates memory for the regions a source announced; throw to refuse them. */
@@ -39,6 +40,8 @@ export interface DestinationOptions {
   admission?: AdmissionLimits;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
+  /** What happened, once each: states entered and the outcome (events.ts). */
+  onEvent?: EventSink;
   onLog?: (line: string, level: LogLevel) => void;
 }
 
@@ -74,7 +77,11 @@ export class DestinationRun {
   constructor(readonly channel: FrameLink, readonly options: DestinationOptions, mode: MigrationMode) {
     this.record = startRecord('destination', mode);
     this.progress = throttledProgress(options.onProgress);
+    this.emit = eventSink(options.onEvent);
   }
+
+  /** Reports events to the caller's onEvent (never throws). */
+  readonly emit: EventSink;
 
   /** A line for the operator: `notice` for what needs attention (a refusal, a lost link), `info` for the routine. */
   log(line: string, level: LogLevel = 'info'): void {

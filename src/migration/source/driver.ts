@@ -10,6 +10,7 @@
 import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
 import type { MemorySource } from '../../memory/types.js';
 import { assembleReport, failureOutcome, type Ending, type Report } from '../report.js';
+import { outcomeEvent } from '../events.js';
 import { BoardState } from '../postcopy-board.js';
 import { destinationMayRun, isFinal, stepSource, type SourceEvent, type SourceState } from './machine.js';
 import { runHandshake } from './phases/handshake.js';
@@ -40,17 +41,20 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
     } catch (err) {
       event = failureEvent(err);
     }
+    const before: SourceState['kind'] = state.kind;
     try {
       state = stepSource(state, event);
     } catch (err) {
       state = stepSource(state, failureEvent(err));
     }
+    if (state.kind !== before) run.emit({ type: 'state', role: 'source', state: state.kind, elapsedMs: performance.now() - run.record.startedAt });
   }
   run.unwatch();
   await settle(run, state);
   const end = ending(state);
   const report = assembleReport(run.record, end);
   run.progress(() => run.snapshot(report.outcome, report.iterations.length), true);
+  run.emit(outcomeEvent(report, end.error));
   return { report, error: end.error };
 }
 

@@ -17,7 +17,8 @@ import type { LinkSecurity } from '../../transport/security.js';
 import type { ConvergencePolicy } from '../convergence.js';
 import type { Inbox } from '../inbox.js';
 import { watchProgress } from '../watchdog.js';
-import { BandwidthMeter } from '../metrics.js';
+import { BandwidthMeter, type IterationRecord } from '../metrics.js';
+import { eventSink, type EventSink } from '../events.js';
 import { throttledProgress, type Progress } from '../progress.js';
 import { startRecord, type RunRecord } from '../report.js';
 import type { PageSender } from '../../pipeline/page-sender.js';
@@ -52,6 +53,8 @@ export interface SourceOptions {
   openQuery?: (timeoutMs: number) => Promise<FrameLink>;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
+  /** What happened, once each: states entered, passes ended, the switchover decision, the outcome (events.ts). */
+  onEvent?: EventSink;
 }
 
 /** What the handshake negotiated. */
@@ -121,8 +124,24 @@ export class SourceRun {
     this.peer = `destination ${formatAddress(options.address)}`;
     this.tracker = new DirtyTracker(source);
     this.progress = throttledProgress(options.onProgress);
+    this.emit = eventSink(options.onEvent);
     this.guestPages = source.regions.reduce((n, r) => n + r.pageCount, 0);
     this.stepsAtStart = source.steps;
+  }
+
+  /** Reports events to the caller's onEvent (never throws). */
+  readonly emit: EventSink;
+
+  /** A pass ended: into the report, and out as an event. */
+  recordPass(pass: IterationRecord): void {
+    this.record.iterations.push(pass);
+    this.emit({ type: 'pass', role: 'source', pass });
+  }
+
+  /** The decision that ends pre-copy (or starts post-copy): into the report, and out as an event. */
+  decide(decision: NonNullable<RunRecord['switchoverReason']>): void {
+    this.record.switchoverReason = decision;
+    this.emit({ type: 'switchover', role: 'source', decision });
   }
 
   /** Records a new ETA made now; returns now. */

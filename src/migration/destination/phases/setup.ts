@@ -48,6 +48,7 @@ export async function runSetup(run: DestinationRun, hello: Hello): Promise<DestE
   channel.phase = 'setup';
   const target = createTarget(run, hello);
   run.target = target;
+  run.record.guestBytes = target.regions.reduce((n, r) => n + r.pageCount * r.pageSize, 0);
   const slabs = target.regions.flatMap((r) => [...target.slabsOf(r.id)]);
   if (run.options.preallocatedMs !== undefined) {
     run.record.prealloc = { enabled: true, ms: run.options.preallocatedMs, beforeMigration: true };

@@ -41,6 +41,8 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   run.watchStalls(channel, options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS);
   const inbox = (run.inbox = new Inbox(channel, options.signal));
   const session = new Uint8Array(randomBytes(Limits.SESSION_ID_BYTES));
+  run.record.session = session;
+  run.record.guestBytes = source.regions.reduce((n, r) => n + r.pageCount * r.pageSize, 0);
   const ours = (options.xbzrle ? Capability.XBZRLE : 0) | (options.compress !== 'none' ? Capability.LZ4 : 0) | (wantsPostcopy ? Capability.POSTCOPY : 0) |
     (source.unwrittenPagesAreZero === true ? Capability.UNWRITTEN_ZERO : 0);
   await channel.send(encodeHello({ session, role: ChannelRole.BULK, mode: options.mode, capabilities: ours, regions: [...source.regions] }));

@@ -34,7 +34,7 @@ export async function runPostcopySwitching(run: SourceRun, state: Extract<Source
   const pausedAt = performance.now();
   const pauseMs = await run.pause();
   if (state.iteration === 1) {
-    run.record.switchoverReason = { rule: 'postcopy-after', action: 'postcopy', forced: false, reason: 'post-copy migration: the guest resumes on the destination at once' };
+    run.decide({ rule: 'postcopy-after', action: 'postcopy', forced: false, reason: 'post-copy migration: the guest resumes on the destination at once' });
     startFullPass(run);
   } else {
     run.live.remaining = run.tracker.sync();
@@ -79,7 +79,7 @@ export async function runPostcopyRunning(run: SourceRun, state: Extract<SourceSt
   ]);
   run.record.pagesTransferred += push.pages;
   run.record.pagesByEncoding = addCounts(run.record.pagesByEncoding, push.counts);
-  run.record.iterations.push({
+  run.recordPass({
     iteration, pages: push.pages, bytes: push.bytes, ms: push.ms, bandwidth: push.ms > 0 ? (push.bytes * 1000) / push.ms : 0,
     dirtyPages: 0, dirtyRate: 0, expectedDowntimeMs: 0, throttlePercent: run.throttlePercent, pagesByEncoding: push.counts,
     // Every page is pushed: nothing is left but POSTCOPY_DONE. The guest runs on the destination (its

@@ -37,11 +37,11 @@ export async function runPrecopyPass(run: SourceRun, state: Extract<SourceState,
   // The same figures, projected until the migration completes (eta.ts replays the policy on them).
   const eta = estimatePrecopy(metrics, run.options.policy, { bytesPerPage, switchoverMs: run.options.policy.switchoverCostMs, dirtyCapBytes: run.guestPages * bytesPerPage });
   const at = run.setEta(eta.ms);
-  run.record.iterations.push({ ...record, dirtyPages: remaining, dirtyRate, expectedDowntimeMs: predicted, etaMs: eta.ms, endedAtMs: at - run.record.startedAt });
+  run.recordPass({ ...record, dirtyPages: remaining, dirtyRate, expectedDowntimeMs: predicted, etaMs: eta.ms, endedAtMs: at - run.record.startedAt });
   run.previous = { dirtyRate: dirtyRate * bytesPerPage, bandwidth: record.bandwidth };
   if (decision.action === 'throttle' && decision.throttlePercent !== undefined) run.throttle(decision.throttlePercent);
   if (decision.action !== 'continue' && decision.action !== 'throttle') {
-    run.record.switchoverReason = { rule: decision.rule, action: decision.action, forced: decision.forced, reason: decision.reason };
+    run.decide({ rule: decision.rule, action: decision.action, forced: decision.forced, reason: decision.reason });
     run.record.converged = decision.action === 'switchover' && !decision.forced;
     run.record.predictedDowntimeMs = predicted;
   }

@@ -17,7 +17,7 @@ export async function runStopAndCopy(run: SourceRun, state: Extract<SourceState,
   const pausedAt = run.options.mode === 'cold' ? run.record.startedAt : performance.now();
   const pauseMs = await run.pause();
   if (singlePass) {
-    run.record.switchoverReason = { rule: 'downtime-limit', action: 'switchover', forced: false, reason: `${run.options.mode} migration: guest paused for a single pass` };
+    run.decide({ rule: 'downtime-limit', action: 'switchover', forced: false, reason: `${run.options.mode} migration: guest paused for a single pass` });
     run.record.converged = true;
     run.record.predictedDowntimeMs = null;
     startFullPass(run);
@@ -29,7 +29,7 @@ export async function runStopAndCopy(run: SourceRun, state: Extract<SourceState,
   // Every page is out: what is left to go is the switchover itself.
   const eta = estimateTransfer(0, final.bandwidth, run.options.policy.switchoverCostMs).ms;
   const at = run.setEta(eta);
-  run.record.iterations.push({ ...final, etaMs: eta, endedAtMs: at - run.record.startedAt });
+  run.recordPass({ ...final, etaMs: eta, endedAtMs: at - run.record.startedAt });
   const finalPagesMs = performance.now() - tFinal;
   run.established.channel.phase = 'switchover';
   return sendSwitchover(run, { mode: SwitchoverMode.STOP_AND_COPY, iteration, pausedAt, pauseMs, finalPagesMs, finalPages: final.pages, missingPages: 0 });
