@@ -3,7 +3,7 @@
 // (the guest then kept running here, except after a switchover in doubt).
 
 import {
-  COMPRESS_MODES, ErrorCode, formatReport, migrate, errorCode, MIGRATION_MODES, type MigrationMode, type Report, type StallPolicy,
+  COMPRESS_MODES, ErrorCode, formatReport, migrate, prepareEncoders, errorCode, MIGRATION_MODES, type MigrationMode, type Report, type StallPolicy,
 } from '../index.js';
 import { SimulatedGuest, parseSize, ramRegionIds } from '../sim/index.js';
 import {
@@ -70,7 +70,12 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
   const signals = cancelOnSignal();
   try {
     await guest.resume();
-    await new Promise((r) => setTimeout(r, warmupMs));
+    // The encoder threads start while the guest warms up, as a hypervisor's migration threads exist
+    // before `migrate`: the migration's setup is then the handshake.
+    const [prepared] = await Promise.all([
+      prepareEncoders(guest, { encoders: encoders === undefined ? undefined : parseInteger(encoders, '--encoders', 1) }),
+      new Promise((r) => setTimeout(r, warmupMs)),
+    ]);
     try {
       report = await migrate(guest, connect, {
         security,
@@ -84,7 +89,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
         throttleStep: parseInteger(requireString(a, 'throttle-step'), '--throttle-step', 1, 99),
         xbzrle: xbzrle === 'on',
         compress,
-        encoders: encoders === undefined ? undefined : parseInteger(encoders, '--encoders', 1),
+        prepared,
         maxBandwidth: bandwidth === undefined ? undefined : parseSize(bandwidth, '--max-bandwidth'),
         signal: signals.cancel,
         stallTimeoutMs: parseInteger(requireString(a, 'stall-timeout'), '--stall-timeout', 1),

@@ -7,7 +7,7 @@ import { totalmem } from 'node:os';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ErrorCode } from '../../src/errors.js';
-import { listen, migrate, receive, type MemshiftError } from '../../src/index.js';
+import { listen, migrate, prepareEncoders, receive, type MemshiftError } from '../../src/index.js';
 import type { Region } from '../../src/memory/types.js';
 import { Capability, ChannelRole, FrameType } from '../../src/protocol/constants.js';
 import { encodeHello, encodePreface } from '../../src/protocol/handshake.js';
@@ -220,6 +220,33 @@ test('without a cap, a guest larger than three quarters of the available memory 
   } finally {
     server.close();
   }
+});
+
+test('prepared encoders serve one migration of the guest they were prepared for, and refuse a second or another guest', async () => {
+  const source = new MirrorSource(PAGES);
+  for (let p = 0; p < PAGES; p += 5) source.write(p, (p % 200) + 3);
+  const prepared = await prepareEncoders(source, { encoders: 1 });
+  let target: MirrorTarget | null = null;
+  const { server, address } = await listen('127.0.0.1:0');
+  try {
+    const dest = receive({ security: 'insecure', listen: server, createTarget: (r) => (target = new MirrorTarget(r)) });
+    const report = await within(migrate(source, address, { security: 'insecure', mode: 'live', prepared }), 30_000, 'migrate');
+    assert.is(report.outcome, 'completed');
+    assert.is((await within(dest, 30_000, 'receive')).report.outcome, 'completed');
+    for (let p = 0; p < PAGES; p += 5) assert.is(target!.page(p)[0], (p % 200) + 3, `page ${p}`);
+  } finally {
+    server.close();
+  }
+  // Used once: a second migration with it fails at once, naming why.
+  const again = await migrate(source, { host: '127.0.0.1', port: 9 }, { security: 'insecure', prepared }).catch((e: MemshiftError) => e);
+  assert.is((again as MemshiftError).code, ErrorCode.INVALID_ARGUMENT);
+  assert.match((again as MemshiftError).message, /already used/);
+  // Prepared for one guest, offered to another.
+  const other = await prepareEncoders(new MirrorSource(PAGES), { encoders: 1 });
+  const wrong = await migrate(source, { host: '127.0.0.1', port: 9 }, { security: 'insecure', prepared: other }).catch((e: MemshiftError) => e);
+  assert.is((wrong as MemshiftError).code, ErrorCode.INVALID_ARGUMENT);
+  assert.match((wrong as MemshiftError).message, /another guest/);
+  await other.close();
 });
 
 test('a source that goes silent mid-frame (a length that lies) fails the destination with a timeout, not a wait forever', async () => {

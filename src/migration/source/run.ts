@@ -23,6 +23,7 @@ import { throttledProgress, type Progress } from '../progress.js';
 import { startRecord, type RunRecord } from '../report.js';
 import type { PageSender } from '../../pipeline/page-sender.js';
 import type { UrgentConnector } from './urgent-connector.js';
+import type { PreparedEncoders } from './prepared-encoders.js';
 
 export interface SourceOptions {
   address: Address;
@@ -37,6 +38,8 @@ export interface SourceOptions {
   xbzrle: boolean;
   compress: CompressMode;
   encoders?: number;
+  /** Encoder threads started before the migration (prepared-encoders.ts); taken instead of starting new ones. */
+  prepared?: PreparedEncoders;
   /** Cap on bytes per second sent (null: as fast as the link goes). */
   maxBandwidth: number | null;
   connectTimeoutMs: number;

@@ -27,8 +27,8 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   if (options.mode === 'cold') await run.pause();
   run.checkCancel('setup');
   // Encoder threads load their modules and compile the kernels while the link is being set up, not at
-  // the first task of pass 1 (that cost ~70 ms of a 256 MiB guest's first pass).
-  const pool = (run.pool = new EncoderPool(run.slabs, options.encoders));
+  // the first task of pass 1 (that cost ~70 ms of a 256 MiB guest's first pass); prepared ones already have.
+  const pool = (run.pool = options.prepared !== undefined ? options.prepared.take(run.slabs) : new EncoderPool(run.slabs, options.encoders));
   const wantsPostcopy = options.mode === 'postcopy' || options.mode === 'hybrid' || options.policy.onStall === 'postcopy';
   // Likewise the fault thread, when post-copy may come: it connects once HELLO_ACK names the port.
   const urgent = wantsPostcopy ? UrgentConnector.spawn(run.slabs, source.regions, 0, options.security) : null;
