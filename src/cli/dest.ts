@@ -5,7 +5,7 @@
 // --memory it is allocated (and with --prealloc pre-touched) before listening, as a destination
 // hypervisor starts with its RAM, and only a source with exactly that guest is accepted.
 
-import { GuestMemory, formatAddress, formatReport, listen, receive } from '../index.js';
+import { GuestMemory, formatAddress, formatReport, listen, receive, type Region } from '../index.js';
 import { GUEST_DEFAULTS, MAX_RAM_REGIONS, SimulatedGuest, parseSize, ramRegionIds, ramRegions } from '../sim/index.js';
 import {
   checkOutputPaths, formatDigest, parseCommand, holdPausedPostcopy, optionalString, parseInteger, requireString, writeReportFile, type Flags,
@@ -21,7 +21,7 @@ export const destFlags: Flags = {
   report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
   events: { type: 'string', value: 'FILE|-', help: 'write events and progress as NDJSON here (- for stdout, after the listening line)' },
   'dump-memory': { type: 'string', value: 'FILE', help: 'write the RAM image (all RAM regions, in order) after the guest paused' },
-  'run-steps': { type: 'string', value: 'K', help: 'let the guest run K steps after the migration, then pause it' },
+  'run-steps': { type: 'string', value: 'K', help: 'run exactly K guest steps from its resume here, then pause it (the dump and the report\'s guestSteps are at resume + K)' },
   memory: { type: 'string', value: 'SIZE', help: 'allocate the guest now (only a source of exactly this guest is accepted)' },
   'ram-regions': { type: 'string', value: 'N', help: `with --memory: RAM regions, 1..${MAX_RAM_REGIONS}`, default: '1' },
   prealloc: { type: 'boolean', help: 'touch all guest memory before receiving (like -mem-prealloc); with --memory, before listening' },
@@ -52,7 +52,13 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
       ramRegions: parseInteger(requireString(a, 'ram-regions'), '--ram-regions', 1, MAX_RAM_REGIONS),
     });
     prepared = SimulatedGuest.receiving(regions, { maxSlabBytes });
+    if (k > 0) prepared.limitRunAfterResume(k);
   }
+  const receiving = (regions: readonly Region[]): SimulatedGuest => {
+    const guest = SimulatedGuest.receiving(regions, { maxSlabBytes });
+    if (k > 0) guest.limitRunAfterResume(k);
+    return guest;
+  };
   const { server, address } = await listen(requireString(a, 'listen'));
   const printer = progressPrinter();
   const events = openEvents(optionalString(a, 'events'));
@@ -61,7 +67,7 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
     const waiting = receive({
       listen: server,
       security,
-      ...(prepared !== null ? { target: prepared } : { createTarget: (regions) => SimulatedGuest.receiving(regions, { maxSlabBytes }) }),
+      ...(prepared !== null ? { target: prepared } : { createTarget: receiving }),
       prealloc: a.prealloc === true,
       idleTimeoutMs: parseInteger(requireString(a, 'idle-timeout'), '--idle-timeout', 1),
       confirmTimeoutMs: parseInteger(requireString(a, 'confirm-timeout'), '--confirm-timeout', 1),
@@ -98,7 +104,9 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
   try {
     if (report.outcome === 'completed' && guest !== null) {
       await guest.pause();
-      if (k > 0) await guest.runUntil(guest.steps + k);
+      // It stops itself at resume + K; a migration that ended sooner leaves it short of that: run on to it.
+      const stopAt = guest.stopAtAfterResume;
+      if (stopAt !== null && guest.steps < stopAt) await guest.runUntil(stopAt);
       report.guestSteps = guest.steps;
       report.contentDigest = formatDigest(guest.memory.contentDigest());
       const dump = optionalString(a, 'dump-memory');

@@ -33,6 +33,8 @@ export function ramSlabs(memory: GuestMemory): Slab[] {
 }
 
 export class SimulatedGuest implements MemorySource, MemoryTarget {
+  private runAfterResume: number | null = null;
+  private resumeStopAt: number | null = null;
   readonly memory: GuestMemory;
   /** Its memory starts zero, its fill and its vCPU mark every page they write; a receiving one is fresh. */
   readonly unwrittenPagesAreZero = true;
@@ -113,7 +115,29 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
 
   async resume(): Promise<void> {
     this.startVcpu();
-    await this.vcpu!.resume();
+    if (this.runAfterResume === null) {
+      await this.vcpu!.resume();
+      return;
+    }
+    // Paused here, so the state's counters are exact (the vCPU publishes its own count a batch late).
+    this.resumeStopAt = (this.state?.counters.steps ?? this.steps) + this.runAfterResume;
+    this.runAfterResume = null;
+    await this.vcpu!.resumeUntil(this.resumeStopAt);
+  }
+
+  /**
+   * The next resume runs exactly `steps` steps and then the guest pauses itself (`dest --run-steps`):
+   * a destination that resumes at step S stops at S + steps whatever else is going on, so its memory
+   * is the replay's of exactly that many steps.
+   */
+  limitRunAfterResume(steps: number): void {
+    if (!Number.isSafeInteger(steps) || steps < 0) throw invalidArgument('steps', 'must be a non-negative integer', steps);
+    this.runAfterResume = steps;
+  }
+
+  /** Where the last limited resume stops (null: none was limited). */
+  get stopAtAfterResume(): number | null {
+    return this.resumeStopAt;
   }
 
   throttle(percent: number): void {

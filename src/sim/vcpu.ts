@@ -107,6 +107,14 @@ export class Vcpu {
     return this.counters();
   }
 
+  /** Runs (without waiting) until exactly `steps` steps have executed in total, then pauses itself. */
+  async resumeUntil(steps: number): Promise<void> {
+    if (!Number.isSafeInteger(steps)) throw invalidArgument('steps', 'must be an integer', steps);
+    this.ctl.f64[Ctl.F64_STOP_AT] = steps;
+    this.worker.ref();
+    await this.command(Command.RUN);
+  }
+
   /** Runs until exactly `steps` steps have executed in total, then stays paused. */
   async runUntil(steps: number): Promise<CpuCounters> {
     // Pause first so the count compared against is exact, not the last published batch.

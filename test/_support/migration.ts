@@ -59,6 +59,13 @@ function readReport(path: string): Report | null {
   return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as Report) : null;
 }
 
+/** The steps a case's destination runs after its resume (`dest --run-steps`). */
+function runStepsOf(c: GuestCase | MigrationCase): number {
+  return 'runSteps' in c && c.runSteps !== undefined ? c.runSteps : DEFAULT_RUN_STEPS;
+}
+
+const DEFAULT_RUN_STEPS = 20000;
+
 /** Runs a destination and a source to completion (or failure) and collects reports and images. */
 export async function runMigration(c: MigrationCase): Promise<MigrationOutcome> {
   const dir = mkdtempSync(join(tmpdir(), 'memshift-e2e-'));
@@ -66,7 +73,7 @@ export async function runMigration(c: MigrationCase): Promise<MigrationOutcome> 
     srcReport: join(dir, 'source.json'), srcImage: join(dir, 'source.img'),
     destReport: join(dir, 'dest.json'), destImage: join(dir, 'dest.img'),
   };
-  const dest = await startDestination(['--report', files.destReport, '--dump-memory', files.destImage, '--run-steps', String(c.runSteps ?? 20000), ...(c.destArgs ?? [])]);
+  const dest = await startDestination(['--report', files.destReport, '--dump-memory', files.destImage, '--run-steps', String(runStepsOf(c)), ...(c.destArgs ?? [])]);
   const args = [
     'source', '--connect', `127.0.0.1:${dest.port}`, ...guestArgs(c), '--quiet',
     '--mode', c.mode ?? 'live', '--report', files.srcReport, '--dump-memory', files.srcImage,
@@ -149,7 +156,7 @@ export function migrationFixture(test: { after: { each: (fn: () => Promise<void>
  * on the session digest, and each image is bit-identical to an uninterrupted replay of its own step
  * count (the source's at the pause point, the destination's after it ran on).
  */
-export function assertMigratedExactly(r: MigrationOutcome, c: GuestCase): void {
+export function assertMigratedExactly(r: MigrationOutcome, c: GuestCase | MigrationCase): void {
   assert.is(r.source.code, 0, `source: ${explain(r.source)}`);
   assert.is(r.dest.code, 0, `destination: ${explain(r.dest)}`);
   const src = r.source.report!;
@@ -159,6 +166,8 @@ export function assertMigratedExactly(r: MigrationOutcome, c: GuestCase): void {
   assert.is(reportSchemaErrors(src), null, 'the source report matches the schema');
   assert.is(reportSchemaErrors(dst), null, 'the destination report matches the schema');
   assert.is(dst.sessionId, src.sessionId, 'both reports name the same session');
+  // The destination resumed at the source's pause point and ran exactly --run-steps from there.
+  assert.is(dst.guestSteps, src.guestSteps + runStepsOf(c), 'destination steps = source pause point + --run-steps');
   assert.is(dst.digest, src.digest, 'session digests differ');
   assert.is(diffAgainstReplay(r.source.image, c, src.guestSteps), null, 'source image at the pause point');
   assert.is(diffAgainstReplay(r.dest.image, c, dst.guestSteps), null, 'destination image after its own steps');

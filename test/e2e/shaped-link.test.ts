@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import type { Report } from '../../src/index.js';
 import { makeCredentials } from '../_support/credentials.js';
 import { deadline } from '../_support/deadline.js';
-import { assertMigratedExactly, type GuestCase } from '../_support/migration.js';
+import { assertMigratedExactly, type MigrationCase } from '../_support/migration.js';
 import { createNetnsPair, type NetnsPair } from '../_support/netns.js';
 import { killAll, memshift, waitForOutput } from '../_support/processes.js';
 
@@ -33,9 +33,9 @@ test('over a 100 Mbit/s veth between namespaces, with TLS (PSK): LZ4 switches on
   link.shape('100mbit');
   const dir = mkdtempSync(join(tmpdir(), 'memshift-netns-'));
   dirs.push(dir);
-  const c: GuestCase = { seed: 31, memory: '24MiB', fill: 'mixed', workload: 'uniform' };
+  const c: MigrationCase = { seed: 31, memory: '24MiB', fill: 'mixed', workload: 'uniform', runSteps: 2000 };
   const files = { srcReport: join(dir, 's.json'), srcImage: join(dir, 's.img'), destReport: join(dir, 'd.json'), destImage: join(dir, 'd.img') };
-  const dest = memshift(['dest', '--listen', `${link.destAddress}:7300`, '--psk-file', creds.psk.good, '--report', files.destReport, '--dump-memory', files.destImage, '--run-steps', '2000'], {}, { netns: link.dest });
+  const dest = memshift(['dest', '--listen', `${link.destAddress}:7300`, '--psk-file', creds.psk.good, '--report', files.destReport, '--dump-memory', files.destImage, '--run-steps', String(c.runSteps)], {}, { netns: link.dest });
   await waitForOutput(dest, (t) => /listening on 10\.77\.0\.2:7300/.test(t));
   const source = memshift([
     'source', '--connect', `${link.destAddress}:7300`, '--psk-file', creds.psk.good, '--quiet',
