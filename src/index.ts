@@ -279,6 +279,7 @@ export async function receive(options: ReceiveOptions): Promise<DestinationResul
   const security = resolveSecurity(options.security, 'options.security');
   if ((prepared === undefined) === (options.createTarget === undefined)) throw invalidArgument('options', 'needs exactly one of createTarget and target');
   if (options.createTarget !== undefined && typeof options.createTarget !== 'function') throw invalidArgument('options.createTarget', 'must be a function');
+  if (options.onEvent !== undefined && typeof options.onEvent !== 'function') throw invalidArgument('options.onEvent', 'must be a function');
   if (prepared !== undefined && (prepared === null || typeof prepared !== 'object' || !Array.isArray(prepared.regions) || typeof prepared.slabsOf !== 'function')) {
     throw invalidArgument('options.target', 'must be a MemoryTarget');
   }

@@ -139,7 +139,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
 }
 
 /** The progress phase in which the guest is split across both hosts: a signal must not end it lightly. */
-const SPLIT_PHASE = 'post-copy';
+const SPLIT_PHASE = 'postcopy-running';
 
 /**
  * SIGINT / SIGTERM while migrating. Before the switchover they cancel: the guest keeps running here,

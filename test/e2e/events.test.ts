@@ -12,7 +12,7 @@ import type { MigrationEvent, Report } from '../../src/index.js';
 import { deadline } from '../_support/deadline.js';
 import { killAll, memshift, startDestination } from '../_support/processes.js';
 
-type Line = MigrationEvent & { at: string } | { type: 'progress'; at: string; phase: string };
+type Line = MigrationEvent & { at: string } | { type: 'progress'; at: string; phase: string; remainingPages: number };
 
 const dir = mkdtempSync(join(tmpdir(), 'memshift-events-'));
 test.after.each(killAll);
@@ -42,7 +42,11 @@ test('a live migration\'s events agree with both reports, pass by pass, and end 
   assert.is(sourceStates[0], 'precopy', sourceStates.join(' → '));
   assert.ok(sourceStates.includes('stop-and-copy'), sourceStates.join(' → '));
   assert.is(sourceStates.at(-1), 'completed', sourceStates.join(' → '));
-  assert.ok(ofType(src, 'progress').length > 0, 'progress samples are there too');
+  // Progress samples name the same states (then the outcome), and the last one has nothing left to send.
+  const samples = ofType(src, 'progress');
+  assert.ok(samples.length > 0, 'progress samples are there too');
+  for (const p of samples) assert.ok(sourceStates.includes(p.phase) || p.phase === 'completed', `progress phase ${p.phase} is a state`);
+  assert.equal([samples.at(-1)!.phase, samples.at(-1)!.remainingPages], ['completed', 0]);
   const outcome = src.at(-1)!;
   assert.is(outcome.type, 'outcome');
   assert.equal(outcome.type === 'outcome' ? [outcome.outcome, outcome.sessionId, outcome.bytesTransferred] : [], ['completed', sr.sessionId, sr.bytesTransferred]);

@@ -32,7 +32,7 @@ test('SIGTERM during pre-copy cancels: outcome cancelled, the guest ran on and i
     '--max-bandwidth', '4MiB', '--report', join(dir, 'src.json'), '--dump-memory', join(dir, 'src.img'),
   ]);
   // 32 MiB at 4 MiB/s: pass 1 lasts seconds, so the signal lands in it.
-  await waitForOutput(source, (t) => t.includes('pre-copy'));
+  await waitForOutput(source, (t) => t.includes('precopy'));
   source.proc.kill('SIGTERM');
   const s = await source.done;
   assert.is(s.code, 1, s.stderr);
@@ -52,7 +52,7 @@ test('SIGTERM during post-copy is refused, and the migration completes', deadlin
     'source', '--connect', `127.0.0.1:${dest.port}`, '--memory', '32MiB', '--seed', '72', '--workload', 'hotset', '--mode', 'postcopy',
     '--max-bandwidth', '16MiB', '--report', join(dir, 'src.json'),
   ]);
-  await waitForOutput(source, (t) => t.includes('post-copy'));
+  await waitForOutput(source, (t) => t.includes('postcopy-running'));
   source.proc.kill('SIGTERM');
   await waitForOutput(source, (t) => t.includes('refused'));
   const s = await source.done;

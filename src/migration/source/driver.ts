@@ -53,7 +53,8 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
   await settle(run, state);
   const end = ending(state);
   const report = assembleReport(run.record, end);
-  run.progress(() => run.snapshot(report.outcome, report.iterations.length), true);
+  // The last sample: the outcome as its phase; nothing is left to send once the guest runs there.
+  run.progress(() => ({ ...run.snapshot(report.outcome, report.iterations.length), ...(report.outcome === 'completed' ? { remainingPages: 0, etaMs: 0 } : {}) }), true);
   run.emit(outcomeEvent(report, end.error));
   return { report, error: end.error };
 }

@@ -24,7 +24,7 @@ export function startFullPass(run: SourceRun): number {
  * Sends the snapshot's pages as pass `iteration`; the record's dirty figures and ETA are filled by the
  * caller. The guest's step rate is taken over the pass itself (steps at its start and end).
  */
-export async function sendPass(run: SourceRun, iteration: number, label: string): Promise<IterationRecord> {
+export async function sendPass(run: SourceRun, iteration: number, label: string, phase: 'precopy' | 'stop-and-copy'): Promise<IterationRecord> {
   const { channel, sender, capabilities } = run.established;
   channel.phase = `${label} pass ${iteration}`;
   const passStart = run.live.remaining;
@@ -44,7 +44,7 @@ export async function sendPass(run: SourceRun, iteration: number, label: string)
     const ms = performance.now() - tPass;
     if (run.live.bandwidth === 0 || ms > 100) run.live.bandwidth = (sentBytes * 1000) / Math.max(1, ms);
     c.sent(sentBytes, ms);
-    run.progress(() => run.snapshot(label, iteration));
+    run.progress(() => run.snapshot(phase, iteration));
   });
   c.passEnded(pass.bytes, pass.ms);
   await channel.send(encodeIterationEnd({ iteration, pages: pass.pages, bytes: pass.bytes }));

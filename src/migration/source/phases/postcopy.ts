@@ -72,7 +72,7 @@ export async function runPostcopyRunning(run: SourceRun, state: Extract<SourceSt
         // ETA of the push: what remains at the bytes per page and the rate measured so far.
         const ms = performance.now() - tPost;
         if (ms >= 50) run.setEta(estimateTransfer(run.live.remaining * (pushedBytes / pushed), (pushedBytes * 1000) / ms, 0).ms);
-        run.progress(() => ({ ...run.snapshot('post-copy', iteration), pagesPushed: pushed, pagesRequested: urgent.requests }));
+        run.progress(() => ({ ...run.snapshot('postcopy-running', iteration), pagesPushed: pushed, pagesRequested: urgent.requests }));
       },
     }),
     lost,

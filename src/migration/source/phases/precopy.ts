@@ -14,7 +14,7 @@ export async function runPrecopyPass(run: SourceRun, state: Extract<SourceState,
   const { iteration } = state;
   run.checkCancel(`pre-copy pass ${iteration}`);
   if (iteration === 1) startFullPass(run);
-  const record = await sendPass(run, iteration, 'pre-copy');
+  const record = await sendPass(run, iteration, 'pre-copy', 'precopy');
   const now = performance.now();
   const remaining = run.tracker.sync();
   const sinceSync = Math.max(1e-3, (now - run.lastSync) / 1000);
@@ -45,6 +45,6 @@ export async function runPrecopyPass(run: SourceRun, state: Extract<SourceState,
     run.record.converged = decision.action === 'switchover' && !decision.forced;
     run.record.predictedDowntimeMs = predicted;
   }
-  run.progress(() => run.snapshot('pre-copy', iteration), true);
+  run.progress(() => run.snapshot('precopy', iteration), true);
   return { type: 'iteration-done', decision, remaining };
 }

@@ -25,7 +25,7 @@ export async function runStopAndCopy(run: SourceRun, state: Extract<SourceState,
     run.live.remaining = run.tracker.sync();
   }
   const tFinal = performance.now();
-  const final = await sendPass(run, iteration, 'stop-and-copy');
+  const final = await sendPass(run, iteration, 'stop-and-copy', 'stop-and-copy');
   // Every page is out: what is left to go is the switchover itself.
   const eta = estimateTransfer(0, final.bandwidth, run.options.policy.switchoverCostMs).ms;
   const at = run.setEta(eta);
