@@ -27,7 +27,8 @@
 export type StallPolicy = 'force' | 'throttle' | 'abort' | 'postcopy';
 export const STALL_POLICIES: readonly StallPolicy[] = ['force', 'throttle', 'abort', 'postcopy'];
 
-export type RuleName = 'downtime-limit' | 'postcopy-after' | 'max-iterations' | 'max-time' | 'dirty-rate' | 'no-progress' | 'converging';
+/** `mode`: no rule fired, the mode itself decided (cold and warm: one paused pass; postcopy: resume at once). */
+export type RuleName = 'downtime-limit' | 'postcopy-after' | 'max-iterations' | 'max-time' | 'dirty-rate' | 'no-progress' | 'converging' | 'mode';
 export type Action = 'continue' | 'switchover' | 'throttle' | 'abort' | 'postcopy';
 
 export interface ConvergencePolicy {

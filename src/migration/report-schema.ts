@@ -60,7 +60,7 @@ export const REPORT_JSON_SCHEMA = {
     iterations: { type: 'array', items: iteration },
     converged: { type: 'boolean' },
     switchoverReason: nullable(closed({
-      rule: { enum: ['downtime-limit', 'postcopy-after', 'max-iterations', 'max-time', 'dirty-rate', 'no-progress', 'converging'] },
+      rule: { enum: ['downtime-limit', 'postcopy-after', 'max-iterations', 'max-time', 'dirty-rate', 'no-progress', 'converging', 'mode'] },
       action: { enum: ['continue', 'switchover', 'throttle', 'abort', 'postcopy'] },
       forced: { type: 'boolean' },
       reason: { type: 'string' },

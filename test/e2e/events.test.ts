@@ -66,7 +66,7 @@ test('--events - writes the NDJSON to stdout', deadline(60_000, async () => {
   const lines = readLines(s.stdout);
   assert.ok(lines.length >= 3, s.stdout);
   assert.is(lines.at(-1)!.type, 'outcome');
-  assert.is(ofType(lines, 'switchover')[0].decision.reason, 'cold migration: guest paused for a single pass');
+  assert.equal(ofType(lines, 'switchover').map((e) => [e.decision.rule, e.decision.reason]), [['mode', 'cold migration: guest paused for a single pass']]);
 }));
 
 test.run();

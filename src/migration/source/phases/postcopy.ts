@@ -34,7 +34,7 @@ export async function runPostcopySwitching(run: SourceRun, state: Extract<Source
   const pausedAt = performance.now();
   const pauseMs = await run.pause();
   if (state.iteration === 1) {
-    run.decide({ rule: 'postcopy-after', action: 'postcopy', forced: false, reason: 'post-copy migration: the guest resumes on the destination at once' });
+    run.decide({ rule: 'mode', action: 'postcopy', forced: false, reason: 'post-copy migration: the guest resumes on the destination at once' });
     startFullPass(run);
   } else {
     run.live.remaining = run.tracker.sync();

@@ -17,7 +17,7 @@ export async function runStopAndCopy(run: SourceRun, state: Extract<SourceState,
   const pausedAt = run.options.mode === 'cold' ? run.record.startedAt : performance.now();
   const pauseMs = await run.pause();
   if (singlePass) {
-    run.decide({ rule: 'downtime-limit', action: 'switchover', forced: false, reason: `${run.options.mode} migration: guest paused for a single pass` });
+    run.decide({ rule: 'mode', action: 'switchover', forced: false, reason: `${run.options.mode} migration: guest paused for a single pass` });
     run.record.converged = true;
     run.record.predictedDowntimeMs = null;
     startFullPass(run);
