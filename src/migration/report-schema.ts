@@ -58,6 +58,7 @@ export const REPORT_JSON_SCHEMA = {
     pagesTransferred: count,
     pagesByEncoding: encodingCounts,
     iterations: { type: 'array', items: iteration },
+    receivedPasses: { type: 'array', items: closed({ iteration: count, pages: count, bytes: count, ms: num, applyMs: num, endedAtMs: num }) },
     converged: { type: 'boolean' },
     switchoverReason: nullable(closed({
       rule: { enum: ['downtime-limit', 'postcopy-after', 'max-iterations', 'max-time', 'dirty-rate', 'no-progress', 'converging', 'mode'] },

@@ -41,6 +41,17 @@ export interface PostcopyStats {
   pushedBeforeFirstAnswer?: number;
 }
 
+/** A pass as the destination received it: pages applied, bytes read, its span, and the time applying took. */
+export interface ReceivedPass {
+  iteration: number;
+  pages: number;
+  bytes: number;
+  ms: number;
+  applyMs: number;
+  /** When its ITERATION_END arrived, in ms since this side started. */
+  endedAtMs: number;
+}
+
 /** The report layout's version: bumped when a field changes meaning or goes away (adding one does not). */
 export const REPORT_SCHEMA_VERSION = 1;
 
@@ -67,6 +78,8 @@ export interface Report {
   pagesTransferred: number;
   pagesByEncoding: EncodingCounts;
   iterations: IterationRecord[];
+  /** Destination: each pass as it arrived here (ITERATION_END to ITERATION_END); [] on the source. */
+  receivedPasses: ReceivedPass[];
   /** Switched over because expected downtime met the limit (not forced, not post-copy). */
   converged: boolean;
   switchoverReason: { rule: RuleName; action: Action; forced: boolean; reason: string } | null;
@@ -184,6 +197,7 @@ export interface RunRecord {
   pagesTransferred: number;
   pagesByEncoding: EncodingCounts;
   iterations: IterationRecord[];
+  receivedPasses: ReceivedPass[];
   switchoverReason: Report['switchoverReason'];
   converged: boolean;
   predictedDowntimeMs: number | null;
@@ -207,7 +221,7 @@ export interface RunRecord {
 export function startRecord(role: 'source' | 'destination', mode: MigrationMode): RunRecord {
   return {
     role, mode, startedAt: performance.now(), startedAtWallMs: Date.now(), session: null, cpuAtStart: process.cpuUsage(), setupTimeMs: 0, guestBytes: 0, bytesTransferred: 0,
-    pagesTransferred: 0, pagesByEncoding: emptyCounts(), iterations: [], switchoverReason: null, converged: false,
+    pagesTransferred: 0, pagesByEncoding: emptyCounts(), iterations: [], receivedPasses: [], switchoverReason: null, converged: false,
     predictedDowntimeMs: null, switchover: null, destinationDowntime: null, postcopy: null, prealloc: null,
     throttlePercent: 0, guestSteps: 0, digest: 0n, stepRateBefore: null, stepRateAfterResume: null, completedAt: null,
   };
@@ -227,7 +241,7 @@ export function assembleReport(r: RunRecord, end: Ending): Report {
     downtimeMs: r.switchover === null ? null : r.switchover.resumedAt - r.switchover.pausedAt,
     downtimeBreakdown: r.switchover === null ? r.destinationDowntime : downtimeBreakdown(r.switchover),
     setupTimeMs: r.setupTimeMs, guestBytes: r.guestBytes, bytesTransferred: r.bytesTransferred, pagesTransferred: r.pagesTransferred,
-    pagesByEncoding: { ...r.pagesByEncoding }, iterations: r.iterations, converged: r.converged,
+    pagesByEncoding: { ...r.pagesByEncoding }, iterations: r.iterations, receivedPasses: r.receivedPasses, converged: r.converged,
     switchoverReason: r.switchoverReason, predictedDowntimeMs: r.predictedDowntimeMs, throttlePercent: r.throttlePercent,
     guestSteps: r.guestSteps, digest: hex64(r.digest),
     throughputGBps: totalTimeMs > 0 ? r.bytesTransferred / totalTimeMs / 1e6 : 0,
@@ -269,7 +283,13 @@ export function formatReport(r: Report): string {
     for (const it of r.iterations) {
       lines.push(`  ${String(it.iteration).padStart(4)} ${String(it.pages).padStart(10)} ${(it.bytes / 1e6).toFixed(1).padStart(9)} ${it.ms.toFixed(1).padStart(8)} ${(it.bandwidth / 1e9).toFixed(2).padStart(7)} ${String(it.dirtyPages).padStart(12)} ${it.dirtyRate.toFixed(0).padStart(9)} ${(Number.isFinite(it.expectedDowntimeMs) ? it.expectedDowntimeMs.toFixed(1) : '∞').padStart(13)} ${String(it.throttlePercent).padStart(8)}% ${etaCell(it.etaMs).padStart(9)} ${(it.guestStepRate === null ? '—' : it.guestStepRate.toFixed(0)).padStart(9)}`);
     }
+  }  if (r.receivedPasses.length > 0) {
+    lines.push('  pass received      pages        MB       ms    GB/s  apply ms');
+    for (const p of r.receivedPasses) {
+      lines.push(`  ${String(p.iteration).padStart(4)}          ${String(p.pages).padStart(10)} ${(p.bytes / 1e6).toFixed(1).padStart(9)} ${p.ms.toFixed(1).padStart(8)} ${(p.ms > 0 ? p.bytes / p.ms / 1e6 : 0).toFixed(2).padStart(7)} ${p.applyMs.toFixed(1).padStart(9)}`);
+    }
   }
+
   if (r.switchoverReason) {
     lines.push(`  switchover: ${r.switchoverReason.action} by rule ${r.switchoverReason.rule}${r.switchoverReason.forced ? ' (forced)' : ''}: ${r.switchoverReason.reason}`);
   }

@@ -27,8 +27,8 @@ export class PageSender {
   }
 
   /** One pass over every page in the snapshots (pass-scheduler.ts). */
-  sendPass(iteration: number, xbzrle: boolean, onBatch?: OnBatch): Promise<PassResult> {
-    return this.passes.sendPass(iteration, xbzrle, onBatch);
+  sendPass(iteration: number, xbzrle: boolean, onBatch?: OnBatch, stop?: () => boolean): Promise<PassResult> {
+    return this.passes.sendPass(iteration, xbzrle, onBatch, stop);
   }
 
   /** Pages still marked in the snapshots (not yet taken by a push or a fault answer). */

@@ -52,9 +52,11 @@ export class PassScheduler {
 
   /**
    * Sends every page in the snapshots. `onBatch` sees each batch once written. Resolves once the
-   * socket has taken every frame of the pass; rejects with the first encode or write failure.
+   * socket has taken every frame of the pass; rejects with the first encode or write failure. Once
+   * `stop()` says so (asked before each task), no task starts: the pass resolves when those in flight
+   * are written, and the pages it did not reach stay marked in the snapshots.
    */
-  sendPass(iteration: number, xbzrle: boolean, onBatch?: OnBatch): Promise<PassResult> {
+  sendPass(iteration: number, xbzrle: boolean, onBatch?: OnBatch, stop?: () => boolean): Promise<PassResult> {
     const t0 = performance.now();
     const segments: Segment[] = [];
     this.slabs.forEach((s, i) => {
@@ -77,15 +79,17 @@ export class PassScheduler {
         failed = true;
         reject(err);
       };
+      let stopped = false;
       const finishIfDone = (): void => {
         if (failed || tasks > 0 || writes > 0) return;
-        if (segments.some((s) => s.cursor < s.end)) return;
+        if (!stopped && segments.some((s) => s.cursor < s.end)) return;
         result.ms = performance.now() - t0;
         resolve(result);
       };
       const pump = (): void => {
         if (failed) return;
-        let scanned = 0;
+        stopped ||= stop?.() === true;
+        let scanned = stopped ? segments.length : 0;
         while (tasks < maxTasks && tasks + writes < maxTasks + MAX_WRITES_AHEAD && scanned < segments.length) {
           const seg = segments[next];
           next = (next + 1) % segments.length;

@@ -57,6 +57,8 @@ test('a live migration\'s events agree with both reports, pass by pass, and end 
   const end = dst.at(-1)!;
   assert.equal(end.type === 'outcome' ? [end.outcome, end.sessionId] : [], ['completed', dr.sessionId]);
   assert.is(dr.sessionId, sr.sessionId);
+  // The destination's own account of each pass: the pages the source sent in it, all applied.
+  assert.equal(dr.receivedPasses.map((p) => [p.iteration, p.pages]), sr.iterations.map((it) => [it.iteration, it.pages]));
 }));
 
 test('--events - writes the NDJSON to stdout', deadline(60_000, async () => {

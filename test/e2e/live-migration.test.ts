@@ -199,6 +199,19 @@ test('a guest that cannot converge is forced to stop-and-copy at the iteration c
 // 50 ms limit, so a stall rule fires (no-progress by pass 5 at the latest). The first stall throttles
 // straight to 99 % (--throttle-initial 99): 200 steps/s then dirty a few dozen pages per pass, and the
 // limit is met.
+test('--max-time holds inside a pass: pass 1 stops at the cap with pages unsent, and the forced stop-and-copy sends them', deadline(120_000, async () => {
+  // 64 MiB of random pages at 8 MiB/s: pass 1 alone would take about 8 s; the cap is 1 s (what is
+  // already encoded when it strikes, a few 4 MiB chunks, still goes out).
+  const c: MigrationCase = { seed: 66, memory: '64MiB', fill: 'random', workload: 'hotset', dirtyRate: 5000, maxBandwidth: '8MiB', onStall: 'force', sourceArgs: ['--max-time', '1'], runSteps: 2000 };
+  const r = await migrate(c);
+  assertMigratedExactly(r, c);
+  const src = r.source.report!;
+  assert.is(src.switchoverReason!.rule, 'max-time');
+  assert.is(src.iterations.length, 2, 'the cut pass, then the final one');
+  assert.ok(src.iterations[0].pages < 16384, `pass 1 sent ${src.iterations[0].pages} of 16384 pages before the cap`);
+  assert.ok(src.iterations[1].pages >= 16384 - src.iterations[0].pages, 'the final pass sent what pass 1 had not');
+}));
+
 test('auto-converge throttles a guest that cannot converge, and the throttled guest converges by the downtime limit', deadline(120_000, async () => {
   const c: MigrationCase = {
     seed: 32, memory: '1MiB', workload: 'uniform', dirtyRate: 20000, downtimeLimit: 50, maxBandwidth: '4MiB', onStall: 'throttle', maxIterations: 30,

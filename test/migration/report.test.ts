@@ -85,6 +85,7 @@ function report(over: Partial<Report> = {}): Report {
       pauseMs: 0.4, finalPagesMs: 12.3, finalPages: 42, deviceStateMs: 0.7, destinationApplyMs: 3.1, digestCheckMs: 5.6, resumeMs: 2.2, otherMs: 1.8,
     },
     guestBytes: 64 * 2 ** 20,
+    receivedPasses: [],
     setupTimeMs: 12.5,
     bytesTransferred: 1_342_177_280,
     pagesTransferred: 327_722,
@@ -258,6 +259,13 @@ test('a report survives JSON and matches the schema; a field the schema does not
   assert.ok(reportSchemaErrors({ ...json, surprise: 1 }) !== null, 'unknown field');
   assert.ok(reportSchemaErrors({ ...json, totalTimeMs: '10' }) !== null, 'string for a number');
   assert.ok(reportSchemaErrors({ ...json, schemaVersion: 99 }) !== null, 'another schema version');
+});
+
+test('a destination report lists each pass as it was received, with its apply time', () => {
+  const r = report({ role: 'destination', iterations: [], receivedPasses: [{ iteration: 1, pages: 262_144, bytes: 1_074_000_000, ms: 540.2, applyMs: 120.7, endedAtMs: 560 }] });
+  const header = lines(r).findIndex((l) => l.startsWith('  pass received'));
+  assert.ok(header > 0, 'a received-pass table');
+  assert.is(lines(r)[header + 1], '     1              262144    1074.0    540.2    1.99     120.7');
 });
 
 test.run();

@@ -52,6 +52,20 @@ test('a pass sends every marked page of every region exactly once, and they arri
   assert.is(stillMarked(mem, 0) + stillMarked(mem, 7), 0, 'the snapshots are consumed');
 });
 
+test('a pass told to stop starts no more tasks, resolves once those in flight are written, and leaves the rest marked', async () => {
+  // 16 slabs of 1024 pages, one task each: four times what the scheduler keeps in flight.
+  const mem = smallGuest([spec(0, 16384)]);
+  const marked = markPages(mem, 0, range(0, 16384));
+  const channel = new RecordingChannel();
+  const { passes, encoder } = scheduler(mem, channel);
+  let batches = 0;
+  const r = await passes.sendPass(1, false, () => { batches++; }, () => batches >= 1);
+  assert.ok(r.pages > 0 && r.pages < marked.length, `sent ${r.pages} of ${marked.length} before stopping`);
+  assert.is(r.pages + stillMarked(mem, 0), marked.length, 'every page is either sent or still marked');
+  assert.is(encoder.started, r.batches, 'no task started after the stop but the ones that were written');
+  assertDelivered(mem, channel.frames, new Map([[0, pagesSent(mem, channel.frames).get(0)!]]));
+});
+
 test('a pass over empty snapshots sends nothing and resolves', async () => {
   const mem = smallGuest([spec(0, 512)]);
   const channel = new RecordingChannel();

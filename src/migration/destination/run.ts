@@ -64,6 +64,8 @@ export class DestinationRun {
   deviceState: Uint8Array | null = null;
   /** Time spent applying batches since the last ITERATION_END. */
   passApplyMs = 0;
+  /** Where the pass being received began: pages applied and bytes read then, and when (setup end, then each ITERATION_END). */
+  passStart = { pages: 0, bytes: 0, at: 0 };
   lastIteration = 0;
   /** RESUMED, built when the guest started and sent once the machine knows it runs here. */
   resumed: Uint8Array | null = null;

@@ -22,6 +22,7 @@ export function receiveFrame(run: DestinationRun, state: DestState, frame: Frame
     case FrameType.ITERATION_END: {
       const m = decodeIterationEnd(frame.buf, frame.bodyOffset, frame.bodyLength);
       run.lastIteration = m.iteration;
+      recordReceivedPass(run, m.iteration);
       run.passApplyMs = 0;
       run.channel.phase = `pre-copy pass ${m.iteration + 1}`;
       run.progress(() => run.snapshot(state.kind), true);
@@ -70,6 +71,16 @@ function applyBatch(run: DestinationRun, state: DestState, frame: Frame): void {
   run.passApplyMs += performance.now() - t;
   if (state.kind === 'postcopy-running') run.urgent?.addBulk(applier.totals.pages - before);
   run.progress(() => run.snapshot(state.kind));
+}
+
+/** The pass that ITERATION_END `iteration` closed, as this side received it. */
+function recordReceivedPass(run: DestinationRun, iteration: number): void {
+  const now = performance.now();
+  const pages = run.applier?.totals.pages ?? 0;
+  const bytes = run.channel.bytesReceived;
+  const start = run.passStart;
+  run.record.receivedPasses.push({ iteration, pages: pages - start.pages, bytes: bytes - start.bytes, ms: now - start.at, applyMs: run.passApplyMs, endedAtMs: now - run.record.startedAt });
+  run.passStart = { pages, bytes, at: now };
 }
 
 /** The target's check, with whatever it throws reported as invalid device state (never as a malformed frame). */

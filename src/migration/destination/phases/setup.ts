@@ -75,6 +75,7 @@ export async function runSetup(run: DestinationRun, hello: Hello): Promise<DestE
   channel.switchReceiveBuffer(new Uint8Array(receive.memory.buffer, receive.layout.arena, receive.layout.arenaBytes), Limits.MAX_FRAME_BODY_BYTES);
   channel.phase = 'pre-copy';
   run.record.setupTimeMs = performance.now() - run.record.startedAt;
+  run.passStart = { pages: 0, bytes: channel.bytesReceived, at: performance.now() };
   await channel.send(encodeHelloAck({ session: hello.session, capabilities, urgentPort: run.urgent?.port ?? 0 }));
   run.log(`accepted ${hello.mode} migration from ${channel.peer}: ${hello.regions.map((r) => `${r.name} ${r.pageCount}×${r.pageSize}`).join(', ')}`);
   return { type: 'ready', postcopy: run.urgent !== null };

@@ -22,9 +22,11 @@ export function startFullPass(run: SourceRun): number {
 
 /**
  * Sends the snapshot's pages as pass `iteration`; the record's dirty figures and ETA are filled by the
- * caller. The guest's step rate is taken over the pass itself (steps at its start and end).
+ * caller. The guest's step rate is taken over the pass itself (steps at its start and end). A pre-copy
+ * pass stops starting batches at `deadline` (performance.now(); the time cap): what it did not send
+ * stays in the snapshot for the pass that follows.
  */
-export async function sendPass(run: SourceRun, iteration: number, label: string, phase: 'precopy' | 'stop-and-copy'): Promise<IterationRecord> {
+export async function sendPass(run: SourceRun, iteration: number, label: string, phase: 'precopy' | 'stop-and-copy', deadline = Infinity): Promise<IterationRecord> {
   const { channel, sender, capabilities } = run.established;
   channel.phase = `${label} pass ${iteration}`;
   const passStart = run.live.remaining;
@@ -35,6 +37,7 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
   const useXbzrle = (capabilities & Capability.XBZRLE) !== 0 && iteration > 1;
   const c = run.compression;
   c.passStarting();
+  const stop = Number.isFinite(deadline) ? (): boolean => performance.now() >= deadline : undefined;
   const pass = await sender.sendPass(iteration, useXbzrle, (r, bytes) => {
     sent += r.entries;
     sentBytes += bytes;
@@ -45,7 +48,7 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
     if (run.live.bandwidth === 0 || ms > 100) run.live.bandwidth = (sentBytes * 1000) / Math.max(1, ms);
     c.sent(sentBytes, ms);
     run.progress(() => run.snapshot(phase, iteration));
-  });
+  }, stop);
   c.passEnded(pass.bytes, pass.ms);
   await channel.send(encodeIterationEnd({ iteration, pages: pass.pages, bytes: pass.bytes }));
   run.record.pagesTransferred += pass.pages;

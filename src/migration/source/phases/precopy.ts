@@ -14,7 +14,8 @@ export async function runPrecopyPass(run: SourceRun, state: Extract<SourceState,
   const { iteration } = state;
   run.checkCancel(`pre-copy pass ${iteration}`);
   if (iteration === 1) startFullPass(run);
-  const record = await sendPass(run, iteration, 'pre-copy', 'precopy');
+  // The time cap holds inside a pass too: a pass still running at it stops, and the policy decides.
+  const record = await sendPass(run, iteration, 'pre-copy', 'precopy', run.record.startedAt + run.options.policy.maxTimeMs);
   const now = performance.now();
   const remaining = run.tracker.sync();
   const sinceSync = Math.max(1e-3, (now - run.lastSync) / 1000);
