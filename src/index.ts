@@ -15,6 +15,8 @@ import { DEFAULT_POLICY, STALL_POLICIES, type ConvergencePolicy, type StallPolic
 import { DEFAULT_ADMISSION } from './migration/destination/admission.js';
 import { COMPRESS_MODES, type CompressMode } from './migration/compression.js';
 import { receiveMigration } from './migration/destination/accept.js';
+import { UrgentListener } from './migration/destination/urgent-listener.js';
+import type { Worker } from 'node:worker_threads';
 import { pretouchRam } from './migration/destination/phases/setup.js';
 import { preparedTarget } from './migration/destination/prepared-target.js';
 import type { DestinationResult } from './migration/destination/driver.js';
@@ -111,12 +113,14 @@ export interface MigrateOptions {
 /**
  * Starts the encoder threads a migration of `source` will use, before it begins (as a hypervisor keeps
  * its migration threads): a Node worker takes ~35–40 ms to start here, otherwise part of every setup.
- * Pass the result as `migrate(source, to, { prepared })`; `close()` it if no migration follows.
+ * With `postcopy: true` the post-copy fault thread is started too (for mode postcopy, hybrid, or
+ * onStall postcopy). Pass the result as `migrate(source, to, { prepared })`; `close()` it if no
+ * migration follows.
  */
-export function prepareEncoders(source: MemorySource, options: { encoders?: number } = {}): Promise<PreparedEncoders> {
+export function prepareEncoders(source: MemorySource, options: { encoders?: number; postcopy?: boolean } = {}): Promise<PreparedEncoders> {
   checkSource(source);
   if (options.encoders !== undefined) positiveInt(options.encoders, 'encoders', 1, MAX_ENCODERS);
-  return PreparedEncoders.start(source, options.encoders);
+  return PreparedEncoders.start(source, options.encoders, options.postcopy === true);
 }
 
 function choice<T extends string>(value: unknown, allowed: readonly T[], field: string): T {
@@ -291,6 +295,8 @@ export async function receive(options: ReceiveOptions): Promise<DestinationResul
   }
   const own = !(typeof options.listen === 'object' && options.listen !== null && 'listening' in options.listen);
   const server = own ? (await listen(options.listen as string | Address)).server : (options.listen as net.Server);
+  // A post-copy session's fault thread loads while this waits, not inside that session's setup.
+  let faultThread: Worker | null = prepared === undefined || prepared.enablePageGate !== undefined ? UrgentListener.warm() : null;
   try {
     return await receiveMigration(server, {
       createTarget: prepared !== undefined ? preparedTarget(prepared) : options.createTarget!,
@@ -311,10 +317,16 @@ export async function receive(options: ReceiveOptions): Promise<DestinationResul
       signal: options.signal,
       onProgress: options.onProgress,
       onEvent: options.onEvent,
+      takeFaultThread: () => {
+        const w = faultThread;
+        faultThread = null;
+        return w;
+      },
       onLog: options.onLog,
     });
   } finally {
     if (own) server.close();
+    await faultThread?.terminate();
   }
 }
 

@@ -73,7 +73,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
     // The encoder threads start while the guest warms up, as a hypervisor's migration threads exist
     // before `migrate`: the migration's setup is then the handshake.
     const [prepared] = await Promise.all([
-      prepareEncoders(guest, { encoders: encoders === undefined ? undefined : parseInteger(encoders, '--encoders', 1) }),
+      prepareEncoders(guest, { encoders: encoders === undefined ? undefined : parseInteger(encoders, '--encoders', 1), postcopy: mode === 'postcopy' || mode === 'hybrid' || onStall === 'postcopy' }),
       new Promise((r) => setTimeout(r, warmupMs)),
     ]);
     try {

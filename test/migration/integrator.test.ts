@@ -249,6 +249,27 @@ test('prepared encoders serve one migration of the guest they were prepared for,
   await other.close();
 });
 
+test('prepared with post-copy: a post-copy migration takes the prepared fault thread and lands; a live one closes it unused', async () => {
+  for (const mode of ['postcopy', 'live'] as const) {
+    const source = new MirrorSource(PAGES);
+    for (let p = 0; p < PAGES; p += 3) source.write(p, (p % 250) + 1);
+    const prepared = await prepareEncoders(source, { encoders: 1, postcopy: true });
+    let target: MirrorTarget | null = null;
+    const { server, address } = await listen('127.0.0.1:0');
+    try {
+      const dest = receive({ security: 'insecure', listen: server, createTarget: (r) => (target = new PostcopyMirrorTarget(r)) });
+      const report = await within(migrate(source, address, { security: 'insecure', mode, prepared }), 30_000, `${mode} migrate`);
+      assert.is(report.outcome, 'completed', mode);
+      assert.is((await within(dest, 30_000, 'receive')).report.outcome, 'completed', mode);
+      for (let p = 0; p < PAGES; p += 3) assert.is(target!.page(p)[0], (p % 250) + 1, `${mode}: page ${p}`);
+    } finally {
+      server.close();
+    }
+    // Taken by the post-copy migration; closed with the live one, which never needed it.
+    assert.is(prepared.takeFaultThread(), null, `${mode}: nothing left in the preparation`);
+  }
+});
+
 test('a source that goes silent mid-frame (a length that lies) fails the destination with a timeout, not a wait forever', async () => {
   const { server, address } = await listen('127.0.0.1:0');
   try {

@@ -50,7 +50,8 @@ export interface UrgentListenerData {
   peerIdentity: string | null;
 }
 
-const data = workerData as UrgentListenerData;
+// A warm thread (started before the session, with no workerData) gets its data as its first message.
+const data = (workerData ?? await new Promise((resolve) => parentPort!.once('message', resolve))) as UrgentListenerData;
 const board = new Int32Array(data.board);
 const mailbox = new Int32Array(data.mailbox);
 const memory = GuestMemory.fromSlabs(data.regions, data.slabs);

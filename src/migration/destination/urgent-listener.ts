@@ -28,6 +28,8 @@ export interface UrgentListenerEvents {
   onLost(error: MemshiftError): void;
 }
 
+const THREAD = new URL('./urgent-listener-thread.js', import.meta.url);
+
 export class UrgentListener {
   readonly board: Board;
   readonly port: number;
@@ -65,7 +67,7 @@ export class UrgentListener {
    * is secured as the bulk one and bound to it: `peerIdentity` is who the bulk channel's peer proved
    * to be (null in plaintext), and the urgent connection must prove the same, then name the session.
    */
-  static async start(target: MemoryTarget, session: Uint8Array, host: string, helloTimeoutMs: number, bound: { security: LinkSecurity; peerIdentity: string | null }): Promise<UrgentListener> {
+  static async start(target: MemoryTarget, session: Uint8Array, host: string, helloTimeoutMs: number, bound: { security: LinkSecurity; peerIdentity: string | null }, warm?: Worker): Promise<UrgentListener> {
     if (target.enablePageGate === undefined) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, 'this target cannot run post-copy');
     const gate = target.enablePageGate();
     const board = createDestBoard();
@@ -74,7 +76,12 @@ export class UrgentListener {
       mailbox: gate.mailbox, board: board.buffer as SharedArrayBuffer, helloTimeoutMs,
       security: bound.security, peerIdentity: bound.peerIdentity,
     };
-    const worker = new Worker(new URL('./urgent-listener-thread.js', import.meta.url), { workerData: data });
+    let worker = warm;
+    if (worker === undefined) worker = new Worker(THREAD, { workerData: data });
+    else {
+      worker.ref();
+      worker.postMessage(data);
+    }
     let onConnected: () => void = () => undefined;
     const connected = new Promise<void>((resolve) => { onConnected = resolve; });
     const port = await new Promise<number>((resolve, reject) => {
@@ -86,6 +93,19 @@ export class UrgentListener {
       worker.once('error', (e) => reject(new MemshiftError(ErrorCode.WORKER_FAILED, `fault thread failed: ${e.message}`, { cause: e })));
     });
     return new UrgentListener(worker, board, gate, port, connected);
+  }
+
+  /**
+   * A fault thread started before any session (receive() keeps one ready): it loads its modules
+   * (~50 ms here) and waits for `start` to hand it its data, so a post-copy setup does not wait for it.
+   */
+  static warm(): Worker {
+    const worker = new Worker(THREAD);
+    // Idle until taken: it must not keep the process alive on its own, nor take it down if it fails
+    // to load (whoever takes it then sees it gone).
+    worker.unref();
+    worker.on('error', () => undefined);
+    return worker;
   }
 
   /** Where the events go from now on. */

@@ -104,6 +104,8 @@ async function settle(run: SourceRun, s: SourceState): Promise<void> {
   if (run.channel !== null && !run.channel.isClosed && error !== null) run.channel.fail(error);
   await run.urgent?.stop(BoardState.LINK_LOST).catch(() => undefined);
   await run.pool?.close().catch(() => undefined);
+  // What a preparation held that this migration did not take (a fault thread it never needed).
+  await run.options.prepared?.close().catch(() => undefined);
   if (run.record.guestSteps === 0) run.record.guestSteps = run.source.steps ?? 0;
 }
 

@@ -54,7 +54,8 @@ export interface UrgentConnectOrder {
   peerIdentity: string | null;
 }
 
-const data = workerData as UrgentConnectorData;
+// A warm thread (started before the migration, with no workerData) gets its data as its first message.
+const data = (workerData ?? await new Promise((resolve) => parentPort!.once('message', resolve))) as UrgentConnectorData;
 const board = new Int32Array(data.board);
 const memory = GuestMemory.fromSlabs(data.regions, data.slabs);
 

@@ -22,6 +22,8 @@ import type { UrgentConnectOrder, UrgentConnectorData } from './urgent-connector
 /** How long the thread may take to connect the urgent channel. */
 const CONNECT_TIMEOUT_MS = 10_000;
 
+const THREAD = new URL('./urgent-connector-thread.js', import.meta.url);
+
 export class UrgentConnector {
   readonly board: Board;
   /** Resolves (never rejects) with why the urgent link ended before `stop`: lost, or the thread exited. */
@@ -58,11 +60,29 @@ export class UrgentConnector {
    * while its bulk channel is being set up, so the thread's start-up (~50 ms here) overlaps the
    * destination's setup instead of following it. The channel is secured as the bulk channel.
    */
-  static spawn(slabs: readonly Slab[], regions: readonly Region[], iteration: number, security: LinkSecurity): UrgentConnector {
+  static spawn(slabs: readonly Slab[], regions: readonly Region[], iteration: number, security: LinkSecurity, warm?: Worker): UrgentConnector {
     const board = createSourceBoard();
     const data: UrgentConnectorData = { slabs: [...slabs], regions: [...regions], board: board.buffer as SharedArrayBuffer, iteration, security };
-    const worker = new Worker(new URL('./urgent-connector-thread.js', import.meta.url), { workerData: data });
+    let worker = warm;
+    if (worker === undefined) worker = new Worker(THREAD, { workerData: data });
+    else {
+      worker.ref();
+      worker.postMessage(data);
+    }
     return new UrgentConnector(worker, board);
+  }
+
+  /**
+   * A fault thread started ahead of any migration (`prepareEncoders(…, { postcopy: true })`): it loads
+   * its modules (~50 ms here) and waits for `spawn` to hand it its data.
+   */
+  static warm(): Worker {
+    const worker = new Worker(THREAD);
+    // Idle until taken: it must not keep the process alive on its own, nor take it down if it fails
+    // to load (whoever takes it then sees it gone).
+    worker.unref();
+    worker.on('error', () => undefined);
+    return worker;
   }
 
   /**

@@ -67,7 +67,7 @@ export async function runSetup(run: DestinationRun, hello: Hello): Promise<DestE
     else {
       run.urgent = await UrgentListener.start(target, hello.session, channel.localHost, run.options.handshakeTimeoutMs, {
         security: run.options.security, peerIdentity: channel.peerIdentity,
-      });
+      }, run.options.takeFaultThread?.() ?? undefined);
     }
   }
   run.applier = new BatchApplier(target, capabilities, ScratchAgent.MAIN);

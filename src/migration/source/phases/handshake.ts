@@ -31,7 +31,7 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   const pool = (run.pool = options.prepared !== undefined ? options.prepared.take(run.slabs) : new EncoderPool(run.slabs, options.encoders));
   const wantsPostcopy = options.mode === 'postcopy' || options.mode === 'hybrid' || options.policy.onStall === 'postcopy';
   // Likewise the fault thread, when post-copy may come: it connects once HELLO_ACK names the port.
-  const urgent = wantsPostcopy ? UrgentConnector.spawn(run.slabs, source.regions, 0, options.security) : null;
+  const urgent = wantsPostcopy ? UrgentConnector.spawn(run.slabs, source.regions, 0, options.security, options.prepared?.takeFaultThread() ?? undefined) : null;
   run.urgent = urgent;
   const channelOptions = { maxBody: Limits.MAX_CONTROL_BODY_BYTES, peer, security: options.security, timeoutMs: options.connectTimeoutMs, signal: options.signal };
   const channel = options.link !== undefined ? options.link : options.socket !== undefined
