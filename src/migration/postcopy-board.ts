@@ -12,7 +12,7 @@
 //   [0] FAULTS_SEEN  requests received    [1] SENT_URGENT pages answered    [2] STATE 0 running, 1 link lost, 2 done
 //   [8] RING_COUNT   faults in the ring   [9 + 2 (i % FAULT_RING)] = region id, [+1] = region page
 
-import type { Worker } from 'node:worker_threads';
+import { Worker, parentPort, workerData } from 'node:worker_threads';
 import { createBoard, type Board } from '../memory/shared-board.js';
 
 export const DestBoard = {
@@ -81,4 +81,29 @@ export async function endThread(worker: Worker, exited: boolean): Promise<void> 
   const timer = setTimeout(() => void worker.terminate(), STOP_GRACE_MS);
   await gone;
   clearTimeout(timer);
+}
+
+/**
+ * A fault thread loaded ahead of its migration (~50 ms of module loading here): it waits for
+ * `startFaultThread` to hand it its data. Until then it must not keep the process alive on its own,
+ * nor take it down if it fails to load (whoever starts it then sees it gone).
+ */
+export function warmFaultThread(module: URL): Worker {
+  const worker = new Worker(module);
+  worker.unref();
+  worker.on('error', () => undefined);
+  return worker;
+}
+
+/** Runs the fault thread `module` on `data`: hands it to `warm` (a warmFaultThread) or starts a new one. */
+export function startFaultThread(module: URL, data: unknown, warm?: Worker): Worker {
+  if (warm === undefined) return new Worker(module, { workerData: data });
+  warm.ref();
+  warm.postMessage(data);
+  return warm;
+}
+
+/** In a fault thread: its data, from workerData, or for a warm thread its first message. */
+export async function faultThreadData<T>(): Promise<T> {
+  return (workerData ?? await new Promise((resolve) => parentPort!.once('message', resolve))) as T;
 }

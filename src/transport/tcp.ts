@@ -127,14 +127,17 @@ export function readInto(accepted: net.Socket, sink: ReadSink): net.Socket {
 
 /** The copying path: each 'data' chunk is copied into the sink's buffers, split to fit them. */
 export function copyChunksInto(socket: net.Socket, sink: ReadSink): void {
-  socket.on('data', (chunk: Buffer) => {
-    let at = 0;
-    while (at < chunk.length) {
-      const free = sink.buffer();
-      const n = Math.min(free.length, chunk.length - at);
-      free.set(chunk.subarray(at, at + n));
-      at += n;
-      sink.onRead(n);
-    }
-  });
+  socket.on('data', (chunk: Buffer) => copyChunk(chunk, sink));
+}
+
+/** Copies one chunk into the sink's buffers, as many reads as it takes. */
+export function copyChunk(chunk: Uint8Array, sink: ReadSink): void {
+  let at = 0;
+  while (at < chunk.length) {
+    const free = sink.buffer();
+    const n = Math.min(free.length, chunk.length - at);
+    free.set(chunk.subarray(at, at + n));
+    at += n;
+    sink.onRead(n);
+  }
 }

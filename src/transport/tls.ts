@@ -26,7 +26,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { ErrorCode, MemshiftError } from '../errors.js';
 import type { LinkSecurity } from './security.js';
-import { copyChunksInto, guardConnect, type Address, type ConnectOptions, type ReadSink } from './tcp.js';
+import { copyChunk, copyChunksInto, guardConnect, type Address, type ConnectOptions, type ReadSink } from './tcp.js';
 
 type Secured = Exclude<LinkSecurity, { kind: 'insecure' }>;
 
@@ -194,17 +194,6 @@ export function readSecureInto(socket: tls.TLSSocket, sink: ReadSink): boolean {
   handle.useUserBuffer(sink.buffer());
   socket.resume();
   return true;
-}
-
-function copyChunk(chunk: Buffer, sink: ReadSink): void {
-  let at = 0;
-  while (at < chunk.length) {
-    const free = sink.buffer();
-    const n = Math.min(free.length, chunk.length - at);
-    free.set(chunk.subarray(at, at + n));
-    at += n;
-    sink.onRead(n);
-  }
 }
 
 // ---- failures --------------------------------------------------------------------------------------

@@ -15,11 +15,11 @@
 //
 //   source ──► proxy (fault at byte N) ──► destination        (post-copy's urgent channel goes direct)
 
-import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Report } from '../../src/index.js';
-import { diffAgainstReplay, removeDir, type GuestCase } from './migration.js';
+import { diffAgainstReplay, readReport, removeDir, type GuestCase } from './migration.js';
 import { killAll, memshift, startDestination, type Running } from './processes.js';
 import { Proxy } from './proxy.js';
 import { reportSchemaErrors } from './report-schema.js';
@@ -79,8 +79,6 @@ export function describeTrial(t: Trial): string {
   const where = f.kind === 'none' ? 'no fault' : `${f.kind} at byte ${f.at}${f.kind === 'freeze' ? ` for ${f.ms} ms` : ''}`;
   return `trial ${t.index}: ${t.mode}, guest seed ${t.guest.seed}, ${where}`;
 }
-
-const readReport = (path: string): Report | null => (existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as Report) : null);
 
 /** Runs one trial to its end (every process it started is gone when this resolves) and judges it. */
 export async function runTrial(t: Trial): Promise<Verdict> {

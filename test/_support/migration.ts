@@ -55,7 +55,8 @@ function guestArgs(c: GuestCase): string[] {
   return a;
 }
 
-function readReport(path: string): Report | null {
+/** The report at `path`, or null when the process wrote none. */
+export function readReport(path: string): Report | null {
   return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as Report) : null;
 }
 

@@ -1,40 +1,32 @@
 // When the destination finds a fault in the stream, the source says what the destination found: the
 // destination's ERROR frame, not the broken pipe its own next write ran into.
 
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Report } from '../../src/index.js';
 import { deadline } from '../_support/deadline.js';
-import { killAll, memshift, startDestination, waitForOutput } from '../_support/processes.js';
+import { perTestDir } from '../_support/per-test-dir.js';
+import { memshift, startDestination, waitForOutput } from '../_support/processes.js';
 import { Proxy } from '../_support/proxy.js';
 
-let dir = '';
-test.before.each(() => {
-  dir = mkdtempSync(join(tmpdir(), 'memshift-diag-'));
-});
-test.after.each(async () => {
-  await killAll();
-  rmSync(dir, { recursive: true, force: true });
-});
+const { file } = perTestDir(test, 'memshift-diag-');
 
 for (const offset of [3 * 2 ** 20 + 12345, 20 * 2 ** 20 + 777]) {
   test(`a bit flipped ${offset} bytes into the stream: the source reports the destination's finding, not EPIPE`, deadline(60_000, async () => {
-    const dest = await startDestination(['--report', join(dir, 'dest.json')]);
+    const dest = await startDestination(['--report', file('dest.json')]);
     const proxy = await Proxy.start(dest.port);
     proxy.flipAt(offset);
     try {
       const s = await memshift([
         'source', '--connect', `127.0.0.1:${proxy.port}`, '--memory', '64MiB', '--seed', '61', '--fill', 'random', '--workload', 'idle',
-        '--quiet', '--report', join(dir, 'src.json'),
+        '--quiet', '--report', file('src.json'),
       ]).done;
       const d = await dest.done;
       assert.is(d.code, 1);
-      const found = (JSON.parse(readFileSync(join(dir, 'dest.json'), 'utf8')) as Report).error!.code;
+      const found = (JSON.parse(readFileSync(file('dest.json'), 'utf8')) as Report).error!.code;
       assert.is(s.code, 1);
-      const r = JSON.parse(readFileSync(join(dir, 'src.json'), 'utf8')) as Report;
+      const r = JSON.parse(readFileSync(file('src.json'), 'utf8')) as Report;
       assert.is(r.outcome, 'failed');
       assert.is(r.error?.code, 'MS_ERR_PEER_ERROR', r.error?.message);
       assert.ok(r.error!.message.includes(found), `source says "${r.error!.message}", destination found ${found}`);

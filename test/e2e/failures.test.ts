@@ -3,31 +3,20 @@
 // running is still exactly its replay, and a destination never starts a partial guest.
 
 import net from 'node:net';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { diffAgainstReplay, explain, type GuestCase } from '../_support/migration.js';
-import { killAll, memshift, startDestination, waitForOutput } from '../_support/processes.js';
+import { memshift, startDestination, waitForOutput } from '../_support/processes.js';
 import { HostilePeer } from '../_support/hostile-peer.js';
 import { Proxy } from '../_support/proxy.js';
 import { deadline } from '../_support/deadline.js';
+import { perTestDir } from '../_support/per-test-dir.js';
 import { FrameReader } from '../../src/protocol/frame-reader.js';
 import { FrameType, Limits } from '../../src/protocol/constants.js';
 import { decodeHello, encodeHelloAck, encodePreface } from '../../src/protocol/handshake.js';
-import type { Report } from '../../src/index.js';
 
-let dir = '';
-test.before.each(() => {
-  dir = mkdtempSync(join(tmpdir(), 'memshift-fail-'));
-});
-test.after.each(async () => {
-  await killAll();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-const report = (name: string): Report => JSON.parse(readFileSync(join(dir, name), 'utf8')) as Report;
+const { file, report } = perTestDir(test, 'memshift-fail-');
 
 const guest: GuestCase = { seed: 41, memory: '64MiB', workload: 'hotset' };
 const guestArgs = ['--memory', '64MiB', '--seed', '41', '--workload', 'hotset', '--fill', 'mixed'];
@@ -38,12 +27,12 @@ const guestArgs = ['--memory', '64MiB', '--seed', '41', '--workload', 'hotset', 
 const HELD = 4 * 2 ** 20;
 
 test('destination killed mid pre-copy: the source fails naming the destination, its guest ran on exactly', deadline(60_000, async () => {
-  const dest = await startDestination(['--report', join(dir, 'dest.json')]);
+  const dest = await startDestination(['--report', file('dest.json')]);
   const proxy = await Proxy.start(dest.port);
   try {
     const source = memshift([
       'source', '--connect', `127.0.0.1:${proxy.port}`, ...guestArgs, '--quiet', '--warmup', '50',
-      '--report', join(dir, 'src.json'), '--dump-memory', join(dir, 'src.img'),
+      '--report', file('src.json'), '--dump-memory', file('src.img'),
     ]);
     await proxy.holdAfter(HELD);
     assert.ok(!dest.stderr().includes('resumed'), 'the destination is still receiving pass 1');
@@ -56,14 +45,14 @@ test('destination killed mid pre-copy: the source fails naming the destination, 
     assert.is(r.downtimeMs, null, 'no switchover happened');
     assert.is(r.iterations.length, 0, 'no pass completed');
     assert.ok(r.bytesTransferred >= HELD && r.bytesTransferred < 64 * 2 ** 20, `sent ${r.bytesTransferred} bytes before the cut`);
-    assert.is(diffAgainstReplay(join(dir, 'src.img'), guest, r.guestSteps), null);
+    assert.is(diffAgainstReplay(file('src.img'), guest, r.guestSteps), null);
   } finally {
     proxy.cut();
   }
 }));
 
 test('source killed mid pre-copy: the destination fails and never starts the guest', deadline(60_000, async () => {
-  const dest = await startDestination(['--report', join(dir, 'dest.json'), '--dump-memory', join(dir, 'dest.img')]);
+  const dest = await startDestination(['--report', file('dest.json'), '--dump-memory', file('dest.img')]);
   const proxy = await Proxy.start(dest.port);
   try {
     const source = memshift(['source', '--connect', `127.0.0.1:${proxy.port}`, ...guestArgs, '--quiet', '--warmup', '50']);
@@ -78,14 +67,14 @@ test('source killed mid pre-copy: the destination fails and never starts the gue
     assert.is(r.outcome, 'failed');
     assert.is(r.guestSteps, 0, 'the guest never ran here');
     assert.ok(r.bytesTransferred >= HELD, `received ${r.bytesTransferred} bytes, at least the ${HELD} forwarded`);
-    assert.throws(() => readFileSync(join(dir, 'dest.img')), 'no image of a guest that never ran');
+    assert.throws(() => readFileSync(file('dest.img')), 'no image of a guest that never ran');
   } finally {
     proxy.cut();
   }
 }));
 
 test('a garbage connection is turned away and a real migration afterwards succeeds', deadline(60_000, async () => {
-  const dest = await startDestination(['--report', join(dir, 'dest.json'), '--run-steps', '1000', '--dump-memory', join(dir, 'dest.img')]);
+  const dest = await startDestination(['--report', file('dest.json'), '--run-steps', '1000', '--dump-memory', file('dest.img')]);
   const closed = await new Promise<boolean>((resolve) => {
     const s = net.connect(dest.port, '127.0.0.1', () => s.write('GET / HTTP/1.1\r\nHost: memshift\r\n\r\n'));
     s.on('data', () => undefined);
@@ -101,13 +90,13 @@ test('a garbage connection is turned away and a real migration afterwards succee
   assert.is(d.code, 0, d.stderr);
   const r = report('dest.json');
   assert.is(r.outcome, 'completed');
-  assert.is(diffAgainstReplay(join(dir, 'dest.img'), guest, r.guestSteps), null);
+  assert.is(diffAgainstReplay(file('dest.img'), guest, r.guestSteps), null);
 }));
 
 /** A hostile source: valid handshake, then one bad frame. The destination must fail with `code`, never resume. */
 async function hostile(code: string, attack: (p: HostilePeer) => Promise<void>): Promise<void> {
   // A refused SWITCHOVER lingers for the source's query: keep that short here.
-  const dest = await startDestination(['--report', join(dir, 'dest.json'), '--dump-memory', join(dir, 'dest.img'), '--confirm-timeout', '300']);
+  const dest = await startDestination(['--report', file('dest.json'), '--dump-memory', file('dest.img'), '--confirm-timeout', '300']);
   const peer = await HostilePeer.connect(dest.port, 256);
   await peer.handshake();
   await attack(peer);
@@ -120,7 +109,7 @@ async function hostile(code: string, attack: (p: HostilePeer) => Promise<void>):
   assert.is(r.outcome, 'failed');
   assert.is(r.error!.code, code);
   assert.is(r.guestSteps, 0);
-  assert.throws(() => readFileSync(join(dir, 'dest.img')));
+  assert.throws(() => readFileSync(file('dest.img')));
 }
 
 test('a frame with a bad checksum is rejected with MS_ERR_FRAME_CHECKSUM', deadline(60_000, async () => {
@@ -195,7 +184,7 @@ test('a link lost after SWITCHOVER and no answer to the query leaves the switcho
     // The vanishing destination answers a QUERY with HELLO_ACK, which is no answer: asked until the timeout.
     const s = await memshift([
       'source', '--connect', `127.0.0.1:${dest.port}`, ...guestArgs, '--quiet', '--warmup', '50', '--mode', 'warm', '--resolve-timeout', '800',
-      '--report', join(dir, 'src.json'), '--dump-memory', join(dir, 'src.img'),
+      '--report', file('src.json'), '--dump-memory', file('src.img'),
     ]).done;
     assert.is(s.code, 3, 'exit status 3: in doubt, the destination may run the guest');
     assert.match(s.stderr, /MS_ERR_SWITCHOVER_IN_DOUBT/);
@@ -204,7 +193,7 @@ test('a link lost after SWITCHOVER and no answer to the query leaves the switcho
     assert.is(r.outcome, 'in-doubt');
     assert.ok(r.guestSteps > 0);
     // Paused at the switchover and never resumed: the image is the pause point's.
-    assert.is(diffAgainstReplay(join(dir, 'src.img'), guest, r.guestSteps), null);
+    assert.is(diffAgainstReplay(file('src.img'), guest, r.guestSteps), null);
   } finally {
     dest.close();
   }

@@ -3,39 +3,28 @@
 // destination's RESUMED begins (so the source never reads it) and keeps listening, so that the source's
 // QUERY connection reaches the destination again. A cut is a position in the stream, never a moment.
 
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { diffAgainstReplay, type GuestCase } from '../_support/migration.js';
-import { killAll, memshift, startDestination } from '../_support/processes.js';
+import { memshift, startDestination } from '../_support/processes.js';
 import { Proxy } from '../_support/proxy.js';
 import { deadline } from '../_support/deadline.js';
+import { perTestDir } from '../_support/per-test-dir.js';
 import { FrameType } from '../../src/protocol/constants.js';
-import type { Report } from '../../src/index.js';
 
-let dir = '';
-test.before.each(() => {
-  dir = mkdtempSync(join(tmpdir(), 'memshift-doubt-'));
-});
-test.after.each(async () => {
-  await killAll();
-  rmSync(dir, { recursive: true, force: true });
-});
+const { file, report } = perTestDir(test, 'memshift-doubt-');
 
-const report = (name: string): Report => JSON.parse(readFileSync(join(dir, name), 'utf8')) as Report;
 const guest: GuestCase = { seed: 43, memory: '64MiB', workload: 'hotset' };
 const guestArgs = ['--memory', '64MiB', '--seed', '43', '--workload', 'hotset', '--fill', 'mixed'];
 
 test('RESUMED lost with the link: the source asks, the destination confirms; both complete and memory is exact', deadline(90_000, async () => {
-  const dest = await startDestination(['--report', join(dir, 'dest.json'), '--dump-memory', join(dir, 'dest.img'), '--run-steps', '2000']);
+  const dest = await startDestination(['--report', file('dest.json'), '--dump-memory', file('dest.img'), '--run-steps', '2000']);
   const proxy = await Proxy.start(dest.port);
   proxy.onReply(FrameType.RESUMED, () => proxy.resetConnections());
   try {
     const s = await memshift([
       'source', '--connect', `127.0.0.1:${proxy.port}`, ...guestArgs, '--quiet', '--warmup', '50', '--mode', 'warm',
-      '--report', join(dir, 'src.json'), '--dump-memory', join(dir, 'src.img'),
+      '--report', file('src.json'), '--dump-memory', file('src.img'),
     ]).done;
     const d = await dest.done;
     assert.is(s.code, 0, `source: ${s.stderr}`);
@@ -50,15 +39,15 @@ test('RESUMED lost with the link: the source asks, the destination confirms; bot
     assert.match(src.switchoverReason!.reason, /the destination confirmed it resumed over a new connection/);
     assert.is(dst.outcome, 'completed');
     assert.is(dst.digest, src.digest);
-    assert.is(diffAgainstReplay(join(dir, 'src.img'), guest, src.guestSteps), null, 'source image at the pause point');
-    assert.is(diffAgainstReplay(join(dir, 'dest.img'), guest, dst.guestSteps), null, 'destination image after its own steps');
+    assert.is(diffAgainstReplay(file('src.img'), guest, src.guestSteps), null, 'source image at the pause point');
+    assert.is(diffAgainstReplay(file('dest.img'), guest, dst.guestSteps), null, 'destination image after its own steps');
   } finally {
     proxy.cut();
   }
 }));
 
 test('destination killed after SWITCHOVER: nobody answers, the source stays in doubt (exit 3) with its guest paused', deadline(90_000, async () => {
-  const dest = await startDestination(['--report', join(dir, 'dest.json')]);
+  const dest = await startDestination(['--report', file('dest.json')]);
   const proxy = await Proxy.start(dest.port);
   proxy.onReply(FrameType.RESUMED, () => {
     dest.proc.kill('SIGKILL');
@@ -67,14 +56,14 @@ test('destination killed after SWITCHOVER: nobody answers, the source stays in d
   try {
     const s = await memshift([
       'source', '--connect', `127.0.0.1:${proxy.port}`, ...guestArgs, '--quiet', '--warmup', '50', '--mode', 'cold',
-      '--resolve-timeout', '1500', '--report', join(dir, 'src.json'), '--dump-memory', join(dir, 'src.img'),
+      '--resolve-timeout', '1500', '--report', file('src.json'), '--dump-memory', file('src.img'),
     ]).done;
     assert.is(s.code, 3, `exit status 3: in doubt; ${s.stderr}`);
     assert.match(s.stderr, /MS_ERR_SWITCHOVER_IN_DOUBT: switchover in doubt: link lost after SWITCHOVER .* gave no answer within 1500 ms of asking/);
     const r = report('src.json');
     assert.is(r.outcome, 'in-doubt');
     // Paused at the switchover and never resumed: the image is the pause point's.
-    assert.is(diffAgainstReplay(join(dir, 'src.img'), guest, r.guestSteps), null);
+    assert.is(diffAgainstReplay(file('src.img'), guest, r.guestSteps), null);
   } finally {
     proxy.cut();
   }

@@ -5,28 +5,18 @@
 // mismatch of --insecure fails on both sides with a message that says so.
 
 import net from 'node:net';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Report } from '../../src/index.js';
 import { encodeHello, encodePreface } from '../../src/protocol/handshake.js';
 import { assertMigratedExactly, diffAgainstReplay, migrationFixture, type GuestCase, type MigrationCase } from '../_support/migration.js';
-import { killAll, memshift, startDestination, waitForOutput, type Running } from '../_support/processes.js';
+import { memshift, startDestination, waitForOutput, type Running } from '../_support/processes.js';
 import { makeCredentials } from '../_support/credentials.js';
 import { deadline } from '../_support/deadline.js';
+import { perTestDir } from '../_support/per-test-dir.js';
 
 const creds = makeCredentials();
 const migrate = migrationFixture(test);
-let dir = '';
-test.before.each(() => {
-  dir = mkdtempSync(join(tmpdir(), 'memshift-auth-'));
-});
-test.after.each(async () => {
-  await killAll();
-  rmSync(dir, { recursive: true, force: true });
-});
+const { file, report } = perTestDir(test, 'memshift-auth-');
 test.after(() => creds.remove());
 
 const destTls = creds.tlsArgs(creds.dest);
@@ -51,7 +41,6 @@ test('post-copy over a pre-shared key lands bit-identical, with faults answered 
 
 const guest: GuestCase = { seed: 83, memory: '64MiB', workload: 'hotset' };
 const guestArgs = ['--memory', '64MiB', '--seed', '83', '--workload', 'hotset', '--fill', 'mixed', '--quiet', '--warmup', '50'];
-const report = (name: string): Report => JSON.parse(readFileSync(join(dir, name), 'utf8')) as Report;
 const alive = (r: Running): boolean => r.proc.exitCode === null && r.proc.signalCode === null;
 
 /**
@@ -60,8 +49,8 @@ const alive = (r: Running): boolean => r.proc.exitCode === null && r.proc.signal
  * `goodArgs` migrates to the same destination process, and its guest lands bit-identical.
  */
 async function refusedThenReal(destArgs: string[], badArgs: string[], goodArgs: string[], sourceWhy: RegExp, destWhy: RegExp): Promise<void> {
-  const dest = await startDestination([...destArgs, '--report', join(dir, 'dest.json'), '--dump-memory', join(dir, 'dest.img'), '--run-steps', '1000'], { quiet: false });
-  const bad = await memshift(['source', '--connect', `127.0.0.1:${dest.port}`, ...badArgs, ...guestArgs, '--report', join(dir, 'bad.json')]).done;
+  const dest = await startDestination([...destArgs, '--report', file('dest.json'), '--dump-memory', file('dest.img'), '--run-steps', '1000'], { quiet: false });
+  const bad = await memshift(['source', '--connect', `127.0.0.1:${dest.port}`, ...badArgs, ...guestArgs, '--report', file('bad.json')]).done;
   assert.is(bad.code, 1, bad.stderr);
   assert.match(bad.stderr, /memshift source: MS_ERR_AUTH_FAILED: authentication with destination 127\.0\.0\.1:\d+ failed: /);
   assert.match(bad.stderr, sourceWhy);
@@ -71,7 +60,7 @@ async function refusedThenReal(destArgs: string[], badArgs: string[], goodArgs: 
   assert.match(dest.stderr(), destWhy);
   assert.ok(alive(dest), 'the destination is still waiting');
   assert.not.match(dest.stderr(), /accepted/, 'nothing was accepted, so nothing was allocated');
-  const good = await memshift(['source', '--connect', `127.0.0.1:${dest.port}`, ...goodArgs, ...guestArgs, '--report', join(dir, 'src.json')]).done;
+  const good = await memshift(['source', '--connect', `127.0.0.1:${dest.port}`, ...goodArgs, ...guestArgs, '--report', file('src.json')]).done;
   assert.is(good.code, 0, good.stderr);
   const d = await dest.done;
   assert.is(d.code, 0, d.stderr);
@@ -79,7 +68,7 @@ async function refusedThenReal(destArgs: string[], badArgs: string[], goodArgs: 
   const r = report('dest.json');
   assert.is(r.outcome, 'completed');
   assert.is(r.digest, report('src.json').digest);
-  assert.is(diffAgainstReplay(join(dir, 'dest.img'), guest, r.guestSteps), null);
+  assert.is(diffAgainstReplay(file('dest.img'), guest, r.guestSteps), null);
 }
 
 test('a source whose certificate comes from another CA is refused, and the destination then takes the real source', deadline(120_000, async () => {

@@ -12,12 +12,12 @@
 // thread as messages: listening, connected, every missing page present, link lost. It ends when the
 // main thread marks the board done (or link lost).
 //
-// The port is secured as the bulk channel (same credentials, from workerData as plain data) and bound
+// The port is secured as the bulk channel (same credentials, from its data as plain data) and bound
 // to it: a connection must authenticate, prove the identity the bulk channel's peer proved (the same
 // client certificate, or PSK identity), and then name the session, which only ever travelled inside
 // the bulk channel's TLS. Anything else is dropped and the port keeps listening.
 
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { URGENT_THREAD_NICENESS, favourThisThread } from '../../pipeline/thread-priority.js';
 import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
@@ -33,7 +33,7 @@ import { frameTypeName } from '../../protocol/frame.js';
 import { Channel } from '../../transport/channel.js';
 import { boundAddress, listen } from '../../transport/tcp.js';
 import type { LinkSecurity } from '../../transport/security.js';
-import { BoardState, DestBoard, type FaultThreadMessage } from '../postcopy-board.js';
+import { BoardState, DestBoard, faultThreadData, type FaultThreadMessage } from '../postcopy-board.js';
 import { BatchApplier } from '../../pipeline/apply.js';
 
 export interface UrgentListenerData {
@@ -50,8 +50,7 @@ export interface UrgentListenerData {
   peerIdentity: string | null;
 }
 
-// A warm thread (started before the session, with no workerData) gets its data as its first message.
-const data = (workerData ?? await new Promise((resolve) => parentPort!.once('message', resolve))) as UrgentListenerData;
+const data = await faultThreadData<UrgentListenerData>();
 const board = new Int32Array(data.board);
 const mailbox = new Int32Array(data.mailbox);
 const memory = GuestMemory.fromSlabs(data.regions, data.slabs);

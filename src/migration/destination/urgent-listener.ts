@@ -8,7 +8,7 @@
 //
 //   vCPU ─ mailbox ─► thread ─ PAGE_REQUEST ─► source     thread ─ 'all-present' | 'link-lost' ─► main
 
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { ErrorCode, MemshiftError } from '../../errors.js';
 import { Mailbox, readFaultLog, type PageGateInit } from '../../memory/page-gate.js';
 import { kernelsOf, type Slab } from '../../memory/slab.js';
@@ -17,7 +17,7 @@ import type { MemoryTarget, Region } from '../../memory/types.js';
 import type { MissingPages } from '../../protocol/control.js';
 import type { LinkSecurity } from '../../transport/security.js';
 import { viewsOf } from '../../wasm/views.js';
-import { BoardState, DestBoard, createDestBoard, endThread, type FaultThreadMessage } from '../postcopy-board.js';
+import { BoardState, DestBoard, createDestBoard, endThread, startFaultThread, warmFaultThread, type FaultThreadMessage } from '../postcopy-board.js';
 import { percentile } from '../report.js';
 import type { UrgentListenerData } from './urgent-listener-thread.js';
 
@@ -76,12 +76,7 @@ export class UrgentListener {
       mailbox: gate.mailbox, board: board.buffer as SharedArrayBuffer, helloTimeoutMs,
       security: bound.security, peerIdentity: bound.peerIdentity,
     };
-    let worker = warm;
-    if (worker === undefined) worker = new Worker(THREAD, { workerData: data });
-    else {
-      worker.ref();
-      worker.postMessage(data);
-    }
+    const worker = startFaultThread(THREAD, data, warm);
     let onConnected: () => void = () => undefined;
     const connected = new Promise<void>((resolve) => { onConnected = resolve; });
     const port = await new Promise<number>((resolve, reject) => {
@@ -100,12 +95,7 @@ export class UrgentListener {
    * (~50 ms here) and waits for `start` to hand it its data, so a post-copy setup does not wait for it.
    */
   static warm(): Worker {
-    const worker = new Worker(THREAD);
-    // Idle until taken: it must not keep the process alive on its own, nor take it down if it fails
-    // to load (whoever takes it then sees it gone).
-    worker.unref();
-    worker.on('error', () => undefined);
-    return worker;
+    return warmFaultThread(THREAD);
   }
 
   /** Where the events go from now on. */

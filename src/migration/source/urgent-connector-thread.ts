@@ -8,10 +8,11 @@
 // skips it and the page's hash is recorded here; if the push took it first, the answer still goes
 // out (the vCPU is waiting now) and the destination keeps whichever copy lands first.
 //
-// It connects with the bulk channel's credentials (workerData, plain data) and goes on only if the
-// destination proves the identity it proved on the bulk channel (same certificate, or PSK identity).
+// It connects with the bulk channel's credentials (plain data, in its workerData or, for a warm thread,
+// its first message) and goes on only if the destination proves the identity it proved on the bulk
+// channel (same certificate, or PSK identity).
 
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { URGENT_THREAD_NICENESS, favourThisThread } from '../../pipeline/thread-priority.js';
 import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
@@ -29,7 +30,7 @@ import { Channel } from '../../transport/channel.js';
 import { Inbox } from '../inbox.js';
 import type { Address } from '../../transport/tcp.js';
 import type { LinkSecurity } from '../../transport/security.js';
-import { BoardState, SourceBoard, recordFault, type FaultThreadMessage } from '../postcopy-board.js';
+import { BoardState, SourceBoard, faultThreadData, recordFault, type FaultThreadMessage } from '../postcopy-board.js';
 import { waitForChange } from '../../memory/shared-board.js';
 import { viewsOf } from '../../wasm/views.js';
 
@@ -54,8 +55,7 @@ export interface UrgentConnectOrder {
   peerIdentity: string | null;
 }
 
-// A warm thread (started before the migration, with no workerData) gets its data as its first message.
-const data = (workerData ?? await new Promise((resolve) => parentPort!.once('message', resolve))) as UrgentConnectorData;
+const data = await faultThreadData<UrgentConnectorData>();
 const board = new Int32Array(data.board);
 const memory = GuestMemory.fromSlabs(data.regions, data.slabs);
 

@@ -9,14 +9,14 @@
 //   main ◄── 'connected' | 'link-lost' (worker messages) ── thread
 //   main ◄── fault ring, counters (board, Atomics) ── thread
 
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { ErrorCode, MemshiftError } from '../../errors.js';
 import type { Board } from '../../memory/shared-board.js';
 import type { Slab } from '../../memory/slab.js';
 import type { Region } from '../../memory/types.js';
 import type { Address } from '../../transport/tcp.js';
 import type { LinkSecurity } from '../../transport/security.js';
-import { BoardState, SourceBoard, createSourceBoard, endThread, readFaultRing, type Fault, type FaultThreadMessage } from '../postcopy-board.js';
+import { BoardState, SourceBoard, createSourceBoard, endThread, readFaultRing, startFaultThread, warmFaultThread, type Fault, type FaultThreadMessage } from '../postcopy-board.js';
 import type { UrgentConnectOrder, UrgentConnectorData } from './urgent-connector-thread.js';
 
 /** How long the thread may take to connect the urgent channel. */
@@ -63,12 +63,7 @@ export class UrgentConnector {
   static spawn(slabs: readonly Slab[], regions: readonly Region[], iteration: number, security: LinkSecurity, warm?: Worker): UrgentConnector {
     const board = createSourceBoard();
     const data: UrgentConnectorData = { slabs: [...slabs], regions: [...regions], board: board.buffer as SharedArrayBuffer, iteration, security };
-    let worker = warm;
-    if (worker === undefined) worker = new Worker(THREAD, { workerData: data });
-    else {
-      worker.ref();
-      worker.postMessage(data);
-    }
+    const worker = startFaultThread(THREAD, data, warm);
     return new UrgentConnector(worker, board);
   }
 
@@ -77,12 +72,7 @@ export class UrgentConnector {
    * its modules (~50 ms here) and waits for `spawn` to hand it its data.
    */
   static warm(): Worker {
-    const worker = new Worker(THREAD);
-    // Idle until taken: it must not keep the process alive on its own, nor take it down if it fails
-    // to load (whoever takes it then sees it gone).
-    worker.unref();
-    worker.on('error', () => undefined);
-    return worker;
+    return warmFaultThread(THREAD);
   }
 
   /**
