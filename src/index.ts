@@ -34,6 +34,7 @@ export type { ErrorCodeValue, ErrorDetails } from './errors.js';
 export type { Region, RegionKind, MemorySource, MemoryTarget, GuestMemoryView } from './memory/types.js';
 export { GuestMemory } from './memory/guest-memory.js';
 export type { GuestMemoryOptions, RegionSpec } from './memory/guest-memory.js';
+export type { Slab } from './memory/slab.js';
 export { Mailbox, createPageGateInit, createPageGate, readFaultLog } from './memory/page-gate.js';
 export type { PageGateInit, PageGate } from './memory/page-gate.js';
 export { formatReport, REPORT_SCHEMA_VERSION } from './migration/report.js';
@@ -99,6 +100,13 @@ export interface MigrateOptions {
    * with MS_ERR_SWITCHOVER_IN_DOUBT (default 10 s). Not used over a caller's socket, nor in post-copy.
    */
   resolveTimeoutMs?: number;
+  /**
+   * Post-copy lost its link (or a page arrived corrupt): how long to keep reconnecting to the same
+   * address with the same security to resume it, the destination naming the pages it still lacks
+   * (default 0: no recovery; both sides stay paused, every page kept, MS_ERR_POSTCOPY_PAUSED). The
+   * destination must wait as long (`receive`'s recoverTimeoutMs). Not used over a caller's socket.
+   */
+  recoverTimeoutMs?: number;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
   /** What happened, once each: states entered, passes ended, the switchover decision, the outcome. */
@@ -205,6 +213,7 @@ export async function migrate(source: MemorySource, to: string | Address | net.S
     answerTimeoutMs: options.answerTimeoutMs === undefined ? 60_000 : positiveInt(options.answerTimeoutMs, 'answerTimeoutMs'),
     stallTimeoutMs: options.stallTimeoutMs === undefined ? undefined : positiveInt(options.stallTimeoutMs, 'stallTimeoutMs'),
     resolveTimeoutMs: options.resolveTimeoutMs === undefined ? undefined : positiveInt(options.resolveTimeoutMs, 'resolveTimeoutMs'),
+    recoverTimeoutMs: options.recoverTimeoutMs === undefined ? undefined : positiveInt(options.recoverTimeoutMs, 'recoverTimeoutMs', 0),
     signal: options.signal,
     onProgress: options.onProgress,
     onEvent: options.onEvent,
@@ -245,6 +254,12 @@ export interface ReceiveOptions {
    * source's QUERY connections (RESUMED, or MS_ERR_NOT_RESUMED) before it ends (default 10 s).
    */
   confirmTimeoutMs?: number;
+  /**
+   * Post-copy lost its link: how long the session waits, guest paused on its missing pages and every
+   * page kept, for the source to reconnect (HELLO role RECOVER, same session and TLS peer) before it
+   * ends paused (default 0: it ends paused at once, MS_ERR_POSTCOPY_PAUSED).
+   */
+  recoverTimeoutMs?: number;
   /**
    * Largest guest accepted, in bytes. Default: with `target`, no cap beyond the target itself (only its
    * own guest is accepted, and its memory is already held); otherwise three quarters of the memory
@@ -306,6 +321,7 @@ export async function receive(options: ReceiveOptions): Promise<DestinationResul
       handshakeTimeoutMs: options.handshakeTimeoutMs === undefined ? 10_000 : positiveInt(options.handshakeTimeoutMs, 'handshakeTimeoutMs'),
       idleTimeoutMs: options.idleTimeoutMs === undefined ? undefined : positiveInt(options.idleTimeoutMs, 'idleTimeoutMs'),
       confirmTimeoutMs: options.confirmTimeoutMs === undefined ? undefined : positiveInt(options.confirmTimeoutMs, 'confirmTimeoutMs'),
+      recoverTimeoutMs: options.recoverTimeoutMs === undefined ? undefined : positiveInt(options.recoverTimeoutMs, 'recoverTimeoutMs', 0),
       // A prepared target takes exactly its own guest (prepared-target.ts refuses any other, naming why, before
       // anything is allocated); the free-memory default would count that guest's held memory against it.
       maxGuestBytes: options.maxGuestBytes !== undefined ? positiveInt(options.maxGuestBytes, 'maxGuestBytes') : prepared !== undefined ? Number.POSITIVE_INFINITY : undefined,

@@ -40,6 +40,7 @@ export const sourceFlags: Flags = {
   'dump-memory': { type: 'string', value: 'FILE', help: 'write the RAM image (all RAM regions, in order) when the guest stops (pause point, or after a failure)' },
   'stall-timeout': { type: 'string', value: 'MS', help: 'fail when the destination takes no bytes for this long', default: '20000' },
   'resolve-timeout': { type: 'string', value: 'MS', help: 'link lost after SWITCHOVER: ask the destination whether it resumed for this long before staying in doubt (exit 3)', default: '10000' },
+  'recover-timeout': { type: 'string', value: 'MS', help: 'post-copy link lost: reconnect and resume post-copy for up to this long before staying paused (exit 4); 0: off', default: '0' },
   quiet: { type: 'boolean', help: 'no progress line or summary' },
   help: { type: 'boolean', help: 'show this help' },
 };
@@ -94,6 +95,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
         signal: signals.cancel,
         stallTimeoutMs: parseInteger(requireString(a, 'stall-timeout'), '--stall-timeout', 1),
         resolveTimeoutMs: parseInteger(requireString(a, 'resolve-timeout'), '--resolve-timeout', 1),
+        recoverTimeoutMs: parseInteger(requireString(a, 'recover-timeout'), '--recover-timeout', 0),
         onProgress: (p) => {
           signals.phase = p.phase;
           events?.progress(p);

@@ -5,16 +5,18 @@
 //   state       the side's state machine entered a state (setup, precopy, stop-and-copy, …)
 //   pass        source: a pass ended, with its figures (the report's iteration record)
 //   switchover  source: the convergence decision that ended pre-copy, with its rule and numbers
+//   recovered   post-copy runs again over a new link after losing one (the report's recovery record)
 //   outcome     the run ended: outcome, error, session, totals (the report has the rest)
 
 import type { MemshiftError } from '../errors.js';
 import type { IterationRecord } from './metrics.js';
-import type { Report } from './report.js';
+import type { Recovery, Report } from './report.js';
 
 export type MigrationEvent =
   | { type: 'state'; role: Report['role']; state: string; elapsedMs: number }
   | { type: 'pass'; role: 'source'; pass: IterationRecord }
   | { type: 'switchover'; role: 'source'; decision: NonNullable<Report['switchoverReason']> }
+  | { type: 'recovered'; role: Report['role']; recovery: Recovery }
   | {
     type: 'outcome'; role: Report['role']; outcome: Report['outcome']; error: { code: string; message: string } | null;
     sessionId: string | null; totalTimeMs: number; downtimeMs: number | null; bytesTransferred: number;

@@ -34,6 +34,8 @@ const postcopy = closed({
   pagesAnswered: count, duplicates: count, pushedBeforeFirstAnswer: count,
 }, ['pagesAnswered', 'duplicates', 'pushedBeforeFirstAnswer']);
 
+const recovery = closed({ lostAtMs: num, pausedMs: num, missingPages: count, attempts: count, cause: { type: 'string' } });
+
 const nullable = (schema: Record<string, unknown>): Record<string, unknown> => ({ anyOf: [schema, { type: 'null' }] });
 
 export const REPORT_JSON_SCHEMA = {
@@ -72,6 +74,7 @@ export const REPORT_JSON_SCHEMA = {
     digest: { type: 'string', pattern: '^[0-9a-f]{16}$' },
     throughputGBps: num,
     postcopy: nullable(postcopy),
+    recoveries: { type: 'array', items: recovery },
     prealloc: nullable(closed({ enabled: { type: 'boolean' }, ms: num, beforeMigration: { type: 'boolean' } })),
     contentDigest: { type: ['string', 'null'] },
     cpuMs: nullable(closed({ user: num, system: num })),

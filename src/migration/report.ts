@@ -41,6 +41,20 @@ export interface PostcopyStats {
   pushedBeforeFirstAnswer?: number;
 }
 
+/** A post-copy link loss that was recovered: when, how long post-copy stood paused, what went again. */
+export interface Recovery {
+  /** When the link was lost, in ms since this side started. */
+  lostAtMs: number;
+  /** Link lost → post-copy running again over the new link. */
+  pausedMs: number;
+  /** Pages the destination still lacked: exactly what the source pushes after it. */
+  missingPages: number;
+  /** Connections tried until one recovered (the destination counts the one it accepted). */
+  attempts: number;
+  /** Why the link was lost. */
+  cause: string;
+}
+
 /** A pass as the destination received it: pages applied, bytes read, its span, and the time applying took. */
 export interface ReceivedPass {
   iteration: number;
@@ -92,6 +106,8 @@ export interface Report {
   /** Bytes on the wire over total time. */
   throughputGBps: number;
   postcopy: PostcopyStats | null;
+  /** Post-copy link losses recovered, in order ([] when none; an unrecovered loss ends the run paused). */
+  recoveries: Recovery[];
   /**
    * Destination: whether memory was pre-touched, how long that took, and whether it happened before
    * the migration began (a prepared destination: not part of setupTimeMs) or inside its setup.
@@ -206,6 +222,7 @@ export interface RunRecord {
   /** Destination: its share of the downtime (it cannot see the pause). */
   destinationDowntime: DowntimeBreakdown | null;
   postcopy: PostcopyStats | null;
+  recoveries: Recovery[];
   prealloc: Report['prealloc'];
   throttlePercent: number;
   guestSteps: number;
@@ -222,7 +239,7 @@ export function startRecord(role: 'source' | 'destination', mode: MigrationMode)
   return {
     role, mode, startedAt: performance.now(), startedAtWallMs: Date.now(), session: null, cpuAtStart: process.cpuUsage(), setupTimeMs: 0, guestBytes: 0, bytesTransferred: 0,
     pagesTransferred: 0, pagesByEncoding: emptyCounts(), iterations: [], receivedPasses: [], switchoverReason: null, converged: false,
-    predictedDowntimeMs: null, switchover: null, destinationDowntime: null, postcopy: null, prealloc: null,
+    predictedDowntimeMs: null, switchover: null, destinationDowntime: null, postcopy: null, recoveries: [], prealloc: null,
     throttlePercent: 0, guestSteps: 0, digest: 0n, stepRateBefore: null, stepRateAfterResume: null, completedAt: null,
   };
 }
@@ -245,7 +262,7 @@ export function assembleReport(r: RunRecord, end: Ending): Report {
     switchoverReason: r.switchoverReason, predictedDowntimeMs: r.predictedDowntimeMs, throttlePercent: r.throttlePercent,
     guestSteps: r.guestSteps, digest: hex64(r.digest),
     throughputGBps: totalTimeMs > 0 ? r.bytesTransferred / totalTimeMs / 1e6 : 0,
-    postcopy: r.postcopy, prealloc: r.prealloc, contentDigest: null,
+    postcopy: r.postcopy, recoveries: r.recoveries, prealloc: r.prealloc, contentDigest: null,
     cpuMs: { user: cpu.user / 1000, system: cpu.system / 1000 },
     peakRssBytes: peakRssBytes(),
     completedAtMs: r.completedAt === null ? null : r.completedAt - r.startedAt,
@@ -300,6 +317,9 @@ export function formatReport(r: Report): string {
   if (r.postcopy) {
     const p = r.postcopy;
     lines.push(`  post-copy: ${p.faults} faults (latency p50 ${p.faultLatencyUs.p50.toFixed(0)} µs, p99 ${p.faultLatencyUs.p99.toFixed(0)} µs, max ${p.faultLatencyUs.max.toFixed(0)} µs), ${p.pagesRequested} pages requested, ${p.pagesPushed} pushed, ${f1(p.postcopyTimeMs)} ms to all present`);
+  }
+  for (const v of r.recoveries) {
+    lines.push(`  recovered: link lost at ${f1(v.lostAtMs)} ms (${v.cause}); paused ${f1(v.pausedMs)} ms, ${v.attempts} attempt(s), ${v.missingPages} pages still missing went again`);
   }
   if (r.prealloc?.enabled) lines.push(`  destination memory pre-touched in ${f1(r.prealloc.ms)} ms ${r.prealloc.beforeMigration ? 'before the migration began' : 'during setup, before receiving'}`);
   if (r.cpuMs !== null) {

@@ -5,13 +5,14 @@
 /** Sent by each side before its first frame: "MEMSHIFT" then u16 version, u16 reserved (zero). */
 export const PREFACE_MAGIC = new Uint8Array([0x4d, 0x45, 0x4d, 0x53, 0x48, 0x49, 0x46, 0x54]);
 export const PREFACE_BYTES = 12;
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 /**
- * Oldest version this build accepts from a peer. Version 3 added the QUERY channel role only: a v2
- * source never opens one, so a v3 destination still receives from it (one way: a v2 destination
- * refuses a v3 preface, so destinations are upgraded first).
+ * Oldest version this build accepts from a peer. Version 4 added the RECOVER channel role only (and
+ * MISSING_PAGES from the destination in answer to it): a v3 source never opens one, so a v4
+ * destination still receives from it (one way: a v3 destination refuses a v4 preface, so destinations
+ * are upgraded first).
  */
-export const MIN_PROTOCOL_VERSION = 2;
+export const MIN_PROTOCOL_VERSION = 3;
 
 export const FrameType = {
   HELLO: 0x01,
@@ -55,7 +56,7 @@ export const Capability = {
  * BULK carries the migration; URGENT the post-copy page requests; QUERY (v3) asks a destination,
  * over a new connection after the bulk link was lost past SWITCHOVER, whether it resumed the session.
  */
-export const ChannelRole = { BULK: 0, URGENT: 1, QUERY: 2 } as const;
+export const ChannelRole = { BULK: 0, URGENT: 1, QUERY: 2, RECOVER: 3 } as const;
 export type ChannelRoleValue = (typeof ChannelRole)[keyof typeof ChannelRole];
 
 /** How the source ends the migration (SWITCHOVER.mode). */

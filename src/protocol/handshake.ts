@@ -9,7 +9,9 @@
 //
 // role: 0 bulk (pages and control), 1 urgent (post-copy page requests; same session id), 2 query
 // (v3: "did you resume this session?" after the bulk link was lost past SWITCHOVER; same session id,
-// answered RESUMED, then COMPLETE from the source, or ERROR MS_ERR_NOT_RESUMED). mode is the
+// answered RESUMED, then COMPLETE from the source, or ERROR MS_ERR_NOT_RESUMED), 3 recover (v4: a new
+// bulk channel for a post-copy session whose link was lost; same session id and TLS peer; answered
+// MISSING_PAGES* naming what the destination still lacks, then HELLO_ACK with a new urgent port). mode is the
 // source's migration mode, for the destination's log and report. urgentPort: when post-copy was
 // negotiated, the port (same host) where the destination's fault thread waits for the urgent channel;
 // 0 otherwise. It is a second listener because Node cannot hand an accepted socket to another thread,
@@ -94,7 +96,7 @@ export function decodeHello(buf: Uint8Array, offset: number, length: number): He
   const r = new BodyReader(buf, offset, length, 'HELLO');
   const session = r.bytes(Limits.SESSION_ID_BYTES, 'session').slice();
   const role = r.u8('role');
-  if (role !== ChannelRole.BULK && role !== ChannelRole.URGENT && role !== ChannelRole.QUERY) throw malformed(`HELLO: unknown channel role ${role}`);
+  if (role !== ChannelRole.BULK && role !== ChannelRole.URGENT && role !== ChannelRole.QUERY && role !== ChannelRole.RECOVER) throw malformed(`HELLO: unknown channel role ${role}`);
   const modeIndex = r.u8('mode');
   const mode = MIGRATION_MODES[modeIndex];
   if (mode === undefined) throw malformed(`HELLO: unknown migration mode ${modeIndex}`);

@@ -46,6 +46,7 @@ const STATES = {
   'postcopy-switching': { kind: 'postcopy-switching', mode: 'hybrid', order: ORDER_POSTCOPY, allPresent: false },
   'postcopy-switching+all-present': { kind: 'postcopy-switching', mode: 'hybrid', order: ORDER_POSTCOPY, allPresent: true },
   'postcopy-running': { kind: 'postcopy-running', mode: 'hybrid' },
+  'postcopy-recovering': { kind: 'postcopy-recovering', mode: 'hybrid', error: CLOSED },
   'postcopy-confirming': { kind: 'postcopy-confirming', mode: 'hybrid' },
   completed: { kind: 'completed', mode: 'live', confirmed: true },
   failed: { kind: 'failed', error: FAILED },
@@ -69,6 +70,8 @@ const EVENTS = {
   'query-answered': () => ({ type: 'query-answered' }),
   'linger-ended': () => ({ type: 'linger-ended' }),
   'all-present': () => ({ type: 'all-present' }),
+  recovered: () => ({ type: 'recovered' }),
+  'recover-ended': () => ({ type: 'recover-ended' }),
   complete: () => ({ type: 'complete' }),
   closed: () => ({ type: 'closed', error: CLOSED }),
   error: () => ({ type: 'error', error: FAILED }),
@@ -142,8 +145,13 @@ const VALID: [StateName, EventName, DestState][] = [
   ['postcopy-switching+all-present', 'resumed', { kind: 'postcopy-confirming', mode: 'hybrid' }],
   ...NEVER_RESUMED('postcopy-switching+all-present'),
   ['postcopy-running', 'all-present', { kind: 'postcopy-confirming', mode: 'hybrid' }],
-  // Pages split across hosts: keep everything.
-  ...FAILURE_ROWS('postcopy-running', { kind: 'postcopy-paused', error: CLOSED }, { kind: 'postcopy-paused', error: FAILED }),
+  // Pages split across hosts: keep everything, and wait for the source to recover post-copy.
+  ...FAILURE_ROWS('postcopy-running', { kind: 'postcopy-recovering', mode: 'hybrid', error: CLOSED }, { kind: 'postcopy-recovering', mode: 'hybrid', error: FAILED }),
+  ['postcopy-recovering', 'recovered', { kind: 'postcopy-running', mode: 'hybrid' }],
+  // The window closed: paused for good, with the error that lost the link.
+  ['postcopy-recovering', 'recover-ended', { kind: 'postcopy-paused', error: CLOSED }],
+  // A recovery attempt's trouble is not the session's.
+  ...FAILURE_ROWS('postcopy-recovering', STATES['postcopy-recovering'], STATES['postcopy-recovering']),
   ['postcopy-confirming', 'complete', { kind: 'completed', mode: 'hybrid', confirmed: true }],
   // Every page is here: losing the source leaves the guest running, unconfirmed.
   ...FAILURE_ROWS('postcopy-confirming', { kind: 'completed', mode: 'hybrid', confirmed: false }, { kind: 'completed', mode: 'hybrid', confirmed: false }),
@@ -200,9 +208,9 @@ test('every other (state, event) pair throws MS_ERR_UNEXPECTED_MESSAGE naming th
       assert.is(err.details.phase, state.kind, key);
     }
   }
-  // 20 states × 17 event variants, minus the 71 valid rows and the 10 guarded pairs.
-  assert.is(VALID.length, 71);
-  assert.is(invalid, 20 * 17 - 71 - 10);
+  // 21 states × 19 event variants, minus the 75 valid rows and the 10 guarded pairs.
+  assert.is(VALID.length, 75);
+  assert.is(invalid, 21 * 19 - 75 - 10);
 });
 
 test('the valid table has no duplicate (state, event) pair and no pair that is also guarded', () => {
@@ -315,9 +323,11 @@ test('a failure in postcopy-switching leaves the guest unstarted: failed, carryi
   }
 });
 
-test('closed during post-copy → postcopy-paused, carrying the error by identity', () => {
+test('closed during post-copy → postcopy-recovering, then (window closed) postcopy-paused, carrying the error by identity', () => {
   const got = stepDest(STATES['postcopy-running'], { type: 'closed', error: CLOSED });
-  assert.ok(got.kind === 'postcopy-paused' && got.error === CLOSED, label(got));
+  assert.ok(got.kind === 'postcopy-recovering' && got.error === CLOSED, label(got));
+  const end = stepDest(got, { type: 'recover-ended' });
+  assert.ok(end.kind === 'postcopy-paused' && end.error === CLOSED, label(end));
 });
 
 test('closed while switching → declining, carrying the error by identity (never resumed; it answers queries)', () => {
@@ -368,7 +378,7 @@ test('final states reject every event, failures included', () => {
 
 test('only switching → resuming and postcopy-switching → postcopy-running/confirming start the guest, and only on resumed', () => {
   // States in which the guest runs here; a transition into one from outside it starts the guest.
-  const guestRuns = new Set<string>(['resuming', 'running', 'awaiting-confirmation', 'postcopy-running', 'postcopy-confirming', 'completed']);
+  const guestRuns = new Set<string>(['resuming', 'running', 'awaiting-confirmation', 'postcopy-running', 'postcopy-recovering', 'postcopy-confirming', 'completed']);
   const starts: string[] = [];
   for (const [name, state] of Object.entries(STATES) as [StateName, DestState][]) {
     for (const [ev, make] of Object.entries(EVENTS) as [EventName, (s: DestState) => DestEvent][]) {

@@ -181,7 +181,7 @@ test('when both ends agree that unwritten pages are zero, the first pass sends o
 // ---- a switchover in doubt, resolved by asking the destination (QUERY over a new in-memory link) ----
 
 /**
- * A migration whose source may reconnect: `openQuery` gives it a new in-memory link whose far end is
+ * A migration whose source may reconnect: `reopen` gives it a new in-memory link whose far end is
  * routed, as accept.ts routes a QUERY HELLO, to the destination's session. `answers`: whether the
  * destination's end picks up at all (false: every query link is cut at once, no answer).
  */
@@ -203,7 +203,7 @@ async function migrateWithQueries(mode: MigrationMode, o: {
     });
   });
   let queries = 0;
-  const openQuery = async () => {
+  const reopen = async () => {
     queries++;
     const pair = linkPair();
     if (o.answers === false) {
@@ -227,7 +227,7 @@ async function migrateWithQueries(mode: MigrationMode, o: {
   const src = await within(runSource(source, {
     address: { host: '127.0.0.1', port: 1 }, link: a, mode, security: INSECURE, policy: { ...DEFAULT_POLICY, downtimeLimitMs: 10_000 },
     xbzrle: true, compress: 'none', encoders: 1, maxBandwidth: null, connectTimeoutMs: 10_000, answerTimeoutMs: 10_000,
-    openQuery, resolveTimeoutMs: o.resolveTimeoutMs ?? 10_000, signal: o.signal,
+    reopen, resolveTimeoutMs: o.resolveTimeoutMs ?? 10_000, signal: o.signal,
   }), 30_000, 'source driver');
   // Nothing will confirm: end the linger now rather than wait it out.
   if (o.answers === false || o.signal !== undefined || o.querySession !== undefined) (session as Session | null)?.cancel();

@@ -11,7 +11,7 @@ import { BatchApplier } from '../../src/pipeline/apply.js';
 import { PushPlanner } from '../../src/pipeline/push-planner.js';
 import { encodeBatchFrame } from '../../src/protocol/page-batch.js';
 import { PageEncoding } from '../../src/protocol/constants.js';
-import { missingPagesFrames } from '../../src/migration/source/phases/postcopy.js';
+import { absentPagesFrames, clearSnapshots, markUnsent, unsentPagesFrames } from '../../src/migration/missing-pages.js';
 import { decodeMissingPages } from '../../src/protocol/control.js';
 
 const PAGE = 4096;
@@ -105,7 +105,7 @@ test('MISSING_PAGES frames carry exactly the snapshot bits, across slabs', () =>
     const { slab, local } = m.locate(0, p);
     kernelsOf(slab).bitmapSet(slab.layout.snapshot, slab.pageCount, local);
   }
-  const { frames, missing } = missingPagesFrames(m.region(0), slabs);
+  const { frames, pages: missing } = unsentPagesFrames(m.region(0), slabs);
   assert.is(missing, pages.length);
   assert.is(frames.length, 1);
   const f = frames[0];
@@ -113,6 +113,42 @@ test('MISSING_PAGES frames carry exactly the snapshot bits, across slabs', () =>
   const found: number[] = [];
   for (let p = 0; p < body.pageCount; p++) if ((body.bitmap[p >> 3] >> (p & 7)) & 1) found.push(body.firstPage + p);
   assert.equal(found, pages);
+});
+
+test('recovery: the pages a destination lacks (¬present) become exactly the source\'s pages left to push, across slabs', () => {
+  const dest = guest(1000, 256 * PAGE);
+  const src = guest(1000, 256 * PAGE);
+  const absent = new Set([0, 63, 64, 255, 256, 700, 998, 999]);
+  for (let p = 0; p < 1000; p++) {
+    if (absent.has(p)) continue;
+    const { slab, local } = dest.locate(0, p);
+    kernelsOf(slab).bitmapSet(slab.layout.present, slab.pageCount, local);
+  }
+  const { frames, pages } = absentPagesFrames(dest.region(0), dest.slabsOf(0));
+  assert.is(pages, absent.size, 'bits past the last page are not named');
+  // The source had pushed some of them already (the copies were lost with the link): it starts over from the frames.
+  const first = src.locate(0, 5);
+  kernelsOf(first.slab).bitmapSet(first.slab.layout.snapshot, first.slab.pageCount, first.local);
+  clearSnapshots(src.slabsOf(0));
+  let marked = 0;
+  for (const f of frames) marked += markUnsent(src.region(0), src.slabsOf(0), decodeMissingPages(f, 16, f.length - 16));
+  assert.is(marked, absent.size);
+  const found: number[] = [];
+  for (let p = 0; p < 1000; p++) {
+    const { slab, local } = src.locate(0, p);
+    if (kernelsOf(slab).bitmapTest(slab.layout.snapshot, slab.pageCount, local)) found.push(p);
+  }
+  assert.equal(found, [...absent]);
+});
+
+test('recovery: a MISSING_PAGES that names pages past the region, or bits past its count, is refused', () => {
+  const src = guest(1000, 256 * PAGE);
+  const region = src.region(0);
+  const past = { regionId: 0, firstPage: 960, pageCount: 64, bitmap: new Uint8Array(8) };
+  assert.throws(() => markUnsent(region, src.slabsOf(0), past), (e: Error & { code?: string }) => e.code === 'MS_ERR_BATCH_PAGE_RANGE');
+  const bits = new Uint8Array(8);
+  bits[7] = 0x80; // page 63 of a 40-page frame
+  assert.throws(() => markUnsent(region, src.slabsOf(0), { regionId: 0, firstPage: 0, pageCount: 40, bitmap: bits }), (e: Error & { code?: string }) => e.code === 'MS_ERR_FRAME_MALFORMED');
 });
 
 test('the push planner pivots to a fault and grows outwards, alternating directions', () => {

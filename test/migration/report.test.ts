@@ -102,6 +102,7 @@ function report(over: Partial<Report> = {}): Report {
     digest: hex64(0xdeadbeefn),
     throughputGBps: 0.124,
     postcopy: null,
+    recoveries: [],
     prealloc: null,
     contentDigest: null,
     cpuMs: null,

@@ -41,6 +41,7 @@ const STATES = {
   'postcopy-switching': { kind: 'postcopy-switching', iteration: 5, sent: null },
   'postcopy-switching+sent': { kind: 'postcopy-switching', iteration: 5, sent: SENT },
   'postcopy-running': { kind: 'postcopy-running', iteration: 5 },
+  'postcopy-recovering': { kind: 'postcopy-recovering', iteration: 5, error: ERR },
   releasing: { kind: 'releasing' },
   completed: { kind: 'completed', confirmed: true },
   aborted: { kind: 'aborted', decision: ABORT },
@@ -72,6 +73,7 @@ const EVENTS = {
   'switchover-sent': { type: 'switchover-sent', sent: SENT_NOW },
   resumed: { type: 'resumed' },
   'postcopy-done': { type: 'postcopy-done' },
+  recovered: { type: 'recovered' },
   released: { type: 'released' },
   'not-resumed': { type: 'not-resumed', error: NOT_RESUMED },
   failed: { type: 'failed', error: ERR },
@@ -130,8 +132,12 @@ const VALID: [StateName, EventName, SourceState][] = [
   ['postcopy-switching+sent', 'refused', { kind: 'failed', error: REFUSAL }],
   // Pages split across hosts: neither a lost link nor a refusal may resume the source.
   ['postcopy-running', 'postcopy-done', { kind: 'releasing' }],
-  ['postcopy-running', 'failed', { kind: 'postcopy-paused', error: ERR }],
-  ['postcopy-running', 'refused', { kind: 'postcopy-paused', error: REFUSAL }],
+  ['postcopy-running', 'failed', { kind: 'postcopy-recovering', iteration: 5, error: ERR }],
+  ['postcopy-running', 'refused', { kind: 'postcopy-recovering', iteration: 5, error: REFUSAL }],
+  // Recovery: a new link (the next push is the next iteration), or the pause stays for good.
+  ['postcopy-recovering', 'recovered', { kind: 'postcopy-running', iteration: 6 }],
+  ['postcopy-recovering', 'failed', { kind: 'postcopy-paused', error: ERR }],
+  ['postcopy-recovering', 'refused', { kind: 'postcopy-paused', error: REFUSAL }],
   // The guest runs on the destination: only the confirmation is at stake.
   ['releasing', 'released', { kind: 'completed', confirmed: true }],
   ['releasing', 'failed', { kind: 'completed', confirmed: false }],
@@ -183,9 +189,9 @@ test('every pair not in the valid table throws MS_ERR_UNEXPECTED_MESSAGE naming 
       assert.is(err.details.phase, state.kind, key);
     }
   }
-  // 15 states × 22 event variants, minus the 45 valid rows and the 3 guarded pairs.
-  assert.is(VALID.length, 45);
-  assert.is(invalid, 15 * 22 - 45 - 3);
+  // 16 states × 23 event variants, minus the 48 valid rows and the 3 guarded pairs.
+  assert.is(VALID.length, 48);
+  assert.is(invalid, 16 * 23 - 48 - 3);
 });
 
 test('the valid table has no duplicate (state, event) pair and names only known states and events', () => {
@@ -264,9 +270,9 @@ test('post-copy switching: resumed before SWITCHOVER went out is rejected, and S
 });
 
 test('a refusal is a definite failure wherever the destination has not resumed, and a pause once it runs the guest', () => {
-  const kinds = (['setup', 'precopy', 'stop-and-copy', 'awaiting-resume', 'postcopy-switching', 'postcopy-switching+sent', 'postcopy-running'] as const)
+  const kinds = (['setup', 'precopy', 'stop-and-copy', 'awaiting-resume', 'postcopy-switching', 'postcopy-switching+sent', 'postcopy-running', 'postcopy-recovering'] as const)
     .map((name) => stepSource(STATES[name], EVENTS.refused).kind);
-  assert.equal(kinds, ['failed', 'failed', 'failed', 'failed', 'failed', 'failed', 'postcopy-paused']);
+  assert.equal(kinds, ['failed', 'failed', 'failed', 'failed', 'failed', 'failed', 'postcopy-recovering', 'postcopy-paused']);
 });
 
 test('a failure while releasing still completes, unconfirmed: the guest runs on the destination', () => {
@@ -284,10 +290,10 @@ test('final states reject a second failure and a refusal (no failed → failed)'
 
 test('the error of a failed or refused event is carried by identity into every failure state', () => {
   const own = new MemshiftError(ErrorCode.TIMEOUT, 'timeout');
-  const outcomes = (['precopy', 'awaiting-resume', 'postcopy-switching', 'postcopy-switching+sent', 'postcopy-running'] as const).flatMap((name) =>
+  const outcomes = (['precopy', 'awaiting-resume', 'postcopy-switching', 'postcopy-switching+sent', 'postcopy-running', 'postcopy-recovering'] as const).flatMap((name) =>
     (['failed', 'refused'] as const).map((type) => stepSource(STATES[name], { type, error: own })));
   for (const got of outcomes) assert.ok('error' in got && got.error === own, label(got));
-  assert.equal([...new Set(outcomes.map((s) => s.kind))].sort(), ['failed', 'in-doubt', 'postcopy-paused', 'resolving']);
+  assert.equal([...new Set(outcomes.map((s) => s.kind))].sort(), ['failed', 'in-doubt', 'postcopy-paused', 'postcopy-recovering', 'resolving']);
 });
 
 // ---- resolving a switchover in doubt (stop-and-copy) ---------------------------------------------------
@@ -384,10 +390,19 @@ test('a hybrid migration that fails while switching, before SWITCHOVER went out,
   assert.not.ok(destinationMayRun(end));
 });
 
-test('a hybrid migration that fails in post-copy ends postcopy-paused, never failed', () => {
-  const trail = walk([EVENTS['handshake-done/hybrid+postcopy'], EVENTS['iteration-done/postcopy'], EVENTS['switchover-sent'], EVENTS.resumed, EVENTS.failed]);
-  assert.equal(trail.map((s) => s.kind), ['precopy', 'postcopy-switching', 'postcopy-switching', 'postcopy-running', 'postcopy-paused']);
-  assert.ok(destinationMayRun(trail[4]));
+test('a hybrid migration that fails in post-copy tries to recover and, failing that, ends postcopy-paused, never failed', () => {
+  const trail = walk([EVENTS['handshake-done/hybrid+postcopy'], EVENTS['iteration-done/postcopy'], EVENTS['switchover-sent'], EVENTS.resumed, EVENTS.failed, EVENTS.failed]);
+  assert.equal(trail.map((s) => s.kind), ['precopy', 'postcopy-switching', 'postcopy-switching', 'postcopy-running', 'postcopy-recovering', 'postcopy-paused']);
+  assert.not.ok(isFinal(trail[4]), 'recovering is not an end');
+  assert.ok(destinationMayRun(trail[5]));
+});
+
+test('a post-copy migration that recovers twice pushes on in iterations 2 and 3, then completes', () => {
+  const trail = walk([EVENTS['handshake-done/postcopy+postcopy'], EVENTS['switchover-sent'], EVENTS.resumed, EVENTS.failed, EVENTS.recovered, EVENTS.failed, EVENTS.recovered, EVENTS['postcopy-done'], EVENTS.released]);
+  assert.equal(trail.map((s) => s.kind), [
+    'postcopy-switching', 'postcopy-switching', 'postcopy-running', 'postcopy-recovering', 'postcopy-running', 'postcopy-recovering', 'postcopy-running', 'releasing', 'completed',
+  ]);
+  assert.equal(trail[6], { kind: 'postcopy-running', iteration: 3 });
 });
 
 test.run();

@@ -50,12 +50,12 @@ const decodeBody = (b: Uint8Array): Hello => decodeHello(b, 0, b.length);
 
 // ---- preface ----------------------------------------------------------------------------------------
 
-test('the preface fixture is what encodePreface writes, and decodes to version 3', () => {
+test('the preface fixture is what encodePreface writes, and decodes to version 4', () => {
   const fixture = readFixture('preface.hex');
   assertBytes(encodePreface(), fixture, 'encodePreface()');
-  assert.is(decodePreface(fixture, 0, fixture.length), 3);
-  assert.is(PROTOCOL_VERSION, 3);
-  assert.is(MIN_PROTOCOL_VERSION, 2, 'a v2 source (which never sends QUERY) is still accepted');
+  assert.is(decodePreface(fixture, 0, fixture.length), 4);
+  assert.is(PROTOCOL_VERSION, 4);
+  assert.is(MIN_PROTOCOL_VERSION, 3, 'a v3 source (which never sends RECOVER) is still accepted');
 });
 
 test('decodePreface returns null for every proper prefix of a valid preface', () => {
@@ -223,7 +223,7 @@ test('rejects a region of zero pages and accepts 2^32-1 pages', () => {
 });
 
 test('rejects an unknown role, mode or region kind with MS_ERR_FRAME_MALFORMED', () => {
-  expectCode(() => decodeBody(helloBody({ role: 3, regions: [region()] })), 'MS_ERR_FRAME_MALFORMED', 'role 3');
+  expectCode(() => decodeBody(helloBody({ role: 4, regions: [region()] })), 'MS_ERR_FRAME_MALFORMED', 'role 4');
   expectCode(() => decodeBody(helloBody({ role: 255, regions: [region()] })), 'MS_ERR_FRAME_MALFORMED', 'role 255');
   expectCode(() => decodeBody(helloBody({ mode: 5, regions: [region()] })), 'MS_ERR_FRAME_MALFORMED', 'mode 5');
   expectCode(() => decodeBody(helloBody({ regions: [region({ kind: 2 })] })), 'MS_ERR_FRAME_MALFORMED', 'kind 2');
@@ -233,6 +233,11 @@ test('rejects an unknown role, mode or region kind with MS_ERR_FRAME_MALFORMED',
 test('decodes role 2 as a QUERY channel (protocol version 3)', () => {
   assert.is(decodeBody(helloBody({ role: 2, regions: [region()] })).role, ChannelRole.QUERY);
   assert.is(ChannelRole.QUERY, 2);
+});
+
+test('decodes role 3 as a RECOVER channel (protocol version 4)', () => {
+  assert.is(decodeBody(helloBody({ role: 3, regions: [region()] })).role, ChannelRole.RECOVER);
+  assert.is(ChannelRole.RECOVER, 3);
 });
 
 test('encodeHello rejects a session id that is not 16 bytes', () => {

@@ -5,12 +5,14 @@
 // integrator's createTarget refuses) is logged and dropped, and the wait goes on; one that arrives
 // during a session is turned away, except while the session lingers after losing its link past
 // SWITCHOVER: then a QUERY HELLO for that session, from the same TLS peer, is handed to it, and any
-// other HELLO is refused. Once a session got past setup, its end ends the wait. One timeout
+// other HELLO is refused; likewise, while post-copy runs or recovers with recovery on, a RECOVER HELLO
+// for that session from the same TLS peer becomes its new bulk link. Once a session got past setup, its end ends the wait. One timeout
 // covers TLS and HELLO: a peer that authenticates must still say HELLO within it. Connections still in
 // that handshake are capped, in all and per address (admission.ts).
 //
 //   connection ─► admitted? ─► TLS handshake + peer verified ─► preface ─► HELLO ─► Session (allocates the guest)
-//                                                                               └─ QUERY ─► the lingering Session answers it
+//                                                                               ├─ QUERY ─► the lingering Session answers it
+//                                                                               └─ RECOVER ─► the post-copy Session takes it over
 //        └─ over the caps, or fails: logged, destroyed, nothing written, nothing allocated; the wait goes on
 
 import type net from 'node:net';
@@ -38,7 +40,7 @@ export function receiveMigration(server: net.Server, options: DestinationOptions
     };
     const onConnection = (socket: net.Socket): void => {
       const peer = `source ${socket.remoteAddress}:${socket.remotePort}`;
-      if (session !== null && !session.lingering) {
+      if (session !== null && !session.lingering && !session.recoverable) {
         log(`rejected connection from ${peer}: a migration is already in progress`, 'notice');
         socket.destroy();
         return;
@@ -85,6 +87,15 @@ export function receiveMigration(server: net.Server, options: DestinationOptions
             mine = true;
             log(`answering a query from ${peer} about session ${Buffer.from(hello.session).toString('hex')}`);
             session.answerQuery(channel);
+            return;
+          }
+          if (hello.role === ChannelRole.RECOVER) {
+            // Only the session's own source (same id, same TLS identity) may take over its post-copy.
+            if (session === null || !session.answersRecover(hello.session, channel.peerIdentity)) {
+              throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `no session ${Buffer.from(hello.session).toString('hex')} recovers post-copy for this peer`);
+            }
+            mine = true;
+            session.recover(channel);
             return;
           }
           if (hello.role !== ChannelRole.BULK) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `no session ${Buffer.from(hello.session).toString('hex')} to attach a ${hello.role === ChannelRole.URGENT ? 'urgent' : 'bulk'} channel to`);

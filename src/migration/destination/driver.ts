@@ -9,6 +9,8 @@
 //          ─► phase ─► dispatch(result, if any)
 //          awaiting-confirmation, declining ─► linger: answer QUERY channels (accept.ts routes them
 //          here) until COMPLETE, an answered NOT_RESUMED, or confirmTimeoutMs ─► dispatch
+//          postcopy-recovering ─► drop the lost link, wait recoverTimeoutMs for a RECOVER channel
+//          (accept.ts routes it to `recover`) ─► recovered | recover-ended
 //          completed, failed, postcopy-paused ─► settle and report (once)
 //
 // Accepting connections and the handshake's first checks live in accept.ts.
@@ -27,6 +29,7 @@ import { assembleReport, failureOutcome, stepRate, type Ending } from '../report
 import { outcomeEvent } from '../events.js';
 import { awaitsSource, isFinalDest, lingers, queryAnswer, stepDest, type DestEvent, type DestState } from './machine.js';
 import { confirmPostcopy, postcopyStats, runPostcopySwitchover } from './phases/postcopy.js';
+import { answerRecovery } from './phases/recover.js';
 import { receiveFrame } from './phases/receive.js';
 import { runSetup } from './phases/setup.js';
 import { runSwitchover, sendResumed } from './phases/switchover.js';
@@ -52,28 +55,45 @@ export class Session {
   private readonly run: DestinationRun;
   private accepted = false;
   private done = false;
-  private readonly unwatch: () => void;
+  private unwatch: () => void = () => undefined;
   /** While lingering: the timer that ends it, and the QUERY channels being answered. */
   private lingerTimer: NodeJS.Timeout | null = null;
   private readonly queries = new Set<FrameLink>();
+  /** While post-copy recovers: the timer that ends the wait, the old fault thread's stop, and whether a RECOVER is being answered. */
+  private recoverTimer: NodeJS.Timeout | null = null;
+  private lostLinkDropped: Promise<void> = Promise.resolve();
+  private lostAt = 0;
+  private answering = false;
 
   constructor(
-    private readonly channel: FrameLink,
+    private channel: FrameLink,
     private readonly hello: Hello,
     options: DestinationOptions,
     private readonly finish: (end: SessionEnd) => void,
   ) {
     this.run = new DestinationRun(channel, options, hello.mode);
     this.run.record.session = hello.session;
+    this.attach(channel);
+    this.dispatch({ type: 'hello', mode: hello.mode });
+  }
+
+  /** Makes `channel` the bulk link: its frames and its end are the session's (a replaced link's are not). */
+  private attach(channel: FrameLink): void {
+    this.channel = channel;
+    this.run.channel = channel;
     channel.setHandlers({
-      onFrame: (f) => this.onFrame(f),
-      onClosed: (e) => this.dispatch({ type: 'closed', error: e ?? new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${channel.peer} closed the connection during ${channel.phase}`) }),
+      onFrame: (f) => { if (channel === this.channel) this.onFrame(f); },
+      onClosed: (e) => {
+        if (channel !== this.channel) return;
+        this.dispatch({ type: 'closed', error: e ?? new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${channel.peer} closed the connection during ${channel.phase}`) });
+      },
     });
-    const limitMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    this.unwatch();
+    const limitMs = this.run.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
     this.unwatch = watchProgress(() => channel.bytesReceived, () => awaitsSource(this.state), limitMs, (silentMs) => {
+      if (channel !== this.channel) return;
       this.dispatch({ type: 'error', error: new MemshiftError(ErrorCode.TIMEOUT, `${channel.peer}: nothing received for ${Math.round(silentMs)} ms during ${channel.phase}`, { peer: channel.peer, phase: channel.phase }) });
     });
-    this.dispatch({ type: 'hello', mode: hello.mode });
   }
 
   /** A frame the state cannot take fails the session with that frame's error (the first error wins). */
@@ -137,6 +157,9 @@ export class Session {
       case 'postcopy-confirming':
         this.phase(confirmPostcopy(this.run), ErrorCode.UNEXPECTED_MESSAGE);
         return;
+      case 'postcopy-recovering':
+        this.awaitRecovery(s);
+        return;
       case 'completed':
       case 'failed':
       case 'postcopy-paused':
@@ -158,6 +181,77 @@ export class Session {
     this.dispatch({ type: 'error', error: new MemshiftError(ErrorCode.CANCELLED, `migration cancelled during ${this.channel.phase}`) });
     // Cancelled while (or by now) lingering: stop answering queries; the source stays in doubt.
     if (lingers(this.state)) this.dispatch({ type: 'linger-ended' });
+    // Or while post-copy waits to recover: it stays paused, every page kept.
+    if (this.state.kind === 'postcopy-recovering') this.dispatch({ type: 'recover-ended' });
+  }
+
+  /** Whether a RECOVER HELLO may reach this session: post-copy runs or recovers, and recovery is on. */
+  get recoverable(): boolean {
+    const k = this.state.kind;
+    return (k === 'postcopy-running' || k === 'postcopy-recovering') && (this.run.options.recoverTimeoutMs ?? 0) > 0;
+  }
+
+  /** Whether `hello` (a RECOVER) is this session's source: recoverable, same session id, same TLS peer. */
+  answersRecover(session: Uint8Array, peerIdentity: string | null): boolean {
+    return this.recoverable && Buffer.compare(session, this.hello.session) === 0 && peerIdentity === this.channel.peerIdentity;
+  }
+
+  /**
+   * Takes a RECOVER channel (accept.ts checked it with `answersRecover`) as the bulk link. A source
+   * that reconnects while this side still thinks post-copy runs knows better: the old link is dead.
+   */
+  recover(channel: FrameLink): void {
+    if (this.state.kind === 'postcopy-running') {
+      this.dispatch({ type: 'error', error: new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${channel.peer} reconnected to recover post-copy: the link it replaces is dead`, { phase: 'post-copy' }) });
+    }
+    const s = this.state;
+    if (s.kind !== 'postcopy-recovering' || this.answering) {
+      channel.fail(new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, this.answering ? 'a recovery of this session is already being answered' : `session is ${s.kind}, not recovering`));
+      return;
+    }
+    this.answering = true;
+    const session = Buffer.from(this.hello.session).toString('hex');
+    this.run.log(`${channel.peer} reconnected to recover post-copy session ${session}`, 'notice');
+    const attempt = async (): Promise<number> => {
+      await this.lostLinkDropped;
+      this.attach(channel);
+      return answerRecovery(this.run, channel, this.hello.session);
+    };
+    attempt().then((missing) => {
+      this.answering = false;
+      if (this.state.kind !== 'postcopy-recovering' || channel !== this.channel) return;
+      if (this.recoverTimer !== null) clearTimeout(this.recoverTimer);
+      this.recoverTimer = null;
+      const recovery = { lostAtMs: this.lostAt - this.run.record.startedAt, pausedMs: performance.now() - this.lostAt, missingPages: missing, attempts: 1, cause: s.error.message };
+      this.run.record.recoveries.push(recovery);
+      this.run.emit({ type: 'recovered', role: 'destination', recovery });
+      this.run.log(`post-copy recovered after ${Math.round(recovery.pausedMs)} ms: ${missing} pages still on the source`, 'notice');
+      this.dispatch({ type: 'recovered' });
+      // Nothing was missing any more (the last pages arrived just before the loss): post-copy is done.
+      this.run.urgent?.checkAllPresent();
+    }, (err: unknown) => {
+      this.answering = false;
+      const e = toMemshiftError(err, ErrorCode.CONNECTION_FAILED, channel.peer);
+      this.run.log(`recovery from ${channel.peer} failed: ${e.code}: ${e.message}`, 'notice');
+      if (!channel.isClosed) channel.fail(e);
+    });
+  }
+
+  /** Post-copy lost its link: drop it, keep every page and the blocked vCPU, and wait (bounded) for the source. */
+  private awaitRecovery(s: Extract<DestState, { kind: 'postcopy-recovering' }>): void {
+    this.lostAt = performance.now();
+    this.unwatch();
+    if (!this.channel.isClosed) this.channel.destroy();
+    this.lostLinkDropped = this.run.urgent?.stop(BoardState.LINK_LOST).catch(() => undefined) ?? Promise.resolve();
+    const ms = this.run.options.recoverTimeoutMs ?? 0;
+    if (ms <= 0) {
+      queueMicrotask(() => this.dispatch({ type: 'recover-ended' }));
+      return;
+    }
+    const session = Buffer.from(this.hello.session).toString('hex');
+    this.run.log(`post-copy lost its link (${s.error.code}: ${s.error.message}); guest held, waiting up to ${ms} ms for the source to recover session ${session}`, 'notice');
+    if (this.recoverTimer !== null) clearTimeout(this.recoverTimer);
+    this.recoverTimer = setTimeout(() => this.dispatch({ type: 'recover-ended' }), ms);
   }
 
   /** Lingering after a lost link: connections are let in, for QUERY channels only. */
@@ -230,6 +324,7 @@ export class Session {
     this.done = true;
     this.unwatch();
     if (this.lingerTimer !== null) clearTimeout(this.lingerTimer);
+    if (this.recoverTimer !== null) clearTimeout(this.recoverTimer);
     for (const q of this.queries) if (!q.isClosed) void q.close();
     const run = this.run;
     if (s.kind === 'postcopy-paused') {

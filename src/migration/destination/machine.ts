@@ -26,7 +26,10 @@
 //   postcopy_running --> postcopy_confirming: all-present
 //   postcopy_confirming --> completed: complete, error, closed (every page is here)
 //   awaiting_hello, setup, receiving, postcopy_switching --> failed: error, closed (never resumed)
-//   postcopy_running --> postcopy_paused: error, closed (pages split across hosts: keep everything)
+//   postcopy_running --> postcopy_recovering: error, closed (pages split across hosts: keep everything)
+//   postcopy_recovering --> postcopy_running: recovered (a RECOVER channel took over; the source knows what is missing)
+//   postcopy_recovering --> postcopy_recovering: error, closed (a recovery attempt's trouble is not the session's)
+//   postcopy_recovering --> postcopy_paused: recover-ended (recovery off, timed out, or cancelled)
 // ```
 //
 // The safety rule: only `resuming → running` and `postcopy_switching → postcopy_running` (or straight to
@@ -39,6 +42,10 @@
 // the session answers QUERY connections for its id (`queryAnswer`): `awaiting-confirmation` (the guest
 // runs here) with RESUMED, then takes COMPLETE; `declining` (it never started, never will) with
 // MS_ERR_NOT_RESUMED. Neither state starts or stops the guest.
+//
+// Recovering (post-copy): the guest runs here on the pages it has and blocks on the others; for
+// `recoverTimeoutMs` the session takes a RECOVER connection for its id from the same TLS peer as its new
+// bulk link (accept.ts routes it), names the pages it still lacks, and post-copy runs on.
 
 import { ErrorCode, MemshiftError } from '../../errors.js';
 import type { MigrationMode } from '../../protocol/constants.js';
@@ -60,6 +67,8 @@ export type DestState =
   | { kind: 'declining'; mode: MigrationMode; error: MemshiftError }
   | { kind: 'postcopy-switching'; mode: MigrationMode; order: Switchover; allPresent: boolean }
   | { kind: 'postcopy-running'; mode: MigrationMode }
+  /** Post-copy lost its link (`error`): guest held on its missing pages, waiting for the source to reconnect. */
+  | { kind: 'postcopy-recovering'; mode: MigrationMode; error: MemshiftError }
   /** Every page is here; POSTCOPY_DONE goes out and COMPLETE is awaited. */
   | { kind: 'postcopy-confirming'; mode: MigrationMode }
   | { kind: 'completed'; mode: MigrationMode; confirmed: boolean }
@@ -83,6 +92,10 @@ export type DestEvent =
   /** The confirmation timeout passed (or the wait was cancelled) while lingering. */
   | { type: 'linger-ended' }
   | { type: 'all-present' }
+  /** A RECOVER channel is the bulk link now, and the source was told what is missing. */
+  | { type: 'recovered' }
+  /** The recovery window closed (timeout, recovery off, or cancelled) without a recovery. */
+  | { type: 'recover-ended' }
   | { type: 'complete' }
   | { type: 'closed'; error: MemshiftError }
   | { type: 'error'; error: MemshiftError };
@@ -154,7 +167,10 @@ function onFailure(state: DestState, event: { type: 'closed' | 'error'; error: M
       // The guest already runs here with every page; the source simply did not confirm its release.
       return { kind: 'completed', mode: state.mode, confirmed: false };
     case 'postcopy-running':
-      return { kind: 'postcopy-paused', error: event.error };
+      return { kind: 'postcopy-recovering', mode: state.mode, error: event.error };
+    case 'postcopy-recovering':
+      // The lost link is already gone; a recovery attempt's trouble is not the session's.
+      return state;
     case 'completed':
     case 'failed':
     case 'postcopy-paused':
@@ -222,6 +238,10 @@ export function stepDest(state: DestState, event: DestEvent): DestState {
     case 'postcopy-running':
       if (event.type !== 'all-present') throw invalidTransition(state, event);
       return { kind: 'postcopy-confirming', mode: state.mode };
+    case 'postcopy-recovering':
+      if (event.type === 'recovered') return { kind: 'postcopy-running', mode: state.mode };
+      if (event.type === 'recover-ended') return { kind: 'postcopy-paused', error: state.error };
+      throw invalidTransition(state, event);
     case 'postcopy-confirming':
       if (event.type !== 'complete') throw invalidTransition(state, event);
       return { kind: 'completed', mode: state.mode, confirmed: true };

@@ -33,6 +33,11 @@ export interface DestinationOptions {
    * answering the source's QUERY connections (did it resume?) before it ends (default 10 s).
    */
   confirmTimeoutMs?: number;
+  /**
+   * Post-copy lost its link: how long the session waits for the source to reconnect (HELLO role
+   * RECOVER) before it ends paused (default 0: at once).
+   */
+  recoverTimeoutMs?: number;
   /** Largest guest this destination accepts, in bytes (default: three quarters of the memory available). */
   maxGuestBytes?: number;
   /** Most RAM regions accepted in one guest (default DEFAULT_MAX_REGIONS in accept.ts). */
@@ -63,6 +68,8 @@ export class DestinationRun {
   target: MemoryTarget | null = null;
   applier: BatchApplier | null = null;
   urgent: UrgentListener | null = null;
+  /** The capabilities HELLO_ACK granted (a recovery's HELLO_ACK repeats them). */
+  capabilities = 0;
   /** Device state as received, loaded at the switchover. */
   deviceState: Uint8Array | null = null;
   /** Time spent applying batches since the last ITERATION_END. */
@@ -79,7 +86,11 @@ export class DestinationRun {
   /** The guest's steps when it resumed here, and when (null before): the start of its after-resume step rate. */
   resumeSample: { steps: number | undefined; at: number } | null = null;
 
-  constructor(readonly channel: FrameLink, readonly options: DestinationOptions, mode: MigrationMode) {
+  /** The bulk link: the accepted one, or the RECOVER channel that replaced it after a post-copy loss. */
+  channel: FrameLink;
+
+  constructor(channel: FrameLink, readonly options: DestinationOptions, mode: MigrationMode) {
+    this.channel = channel;
     this.record = startRecord('destination', mode);
     this.progress = throttledProgress(options.onProgress);
     this.emit = eventSink(options.onEvent);

@@ -24,7 +24,7 @@ import { GuestMemory } from '../../memory/guest-memory.js';
 import { Mailbox, readFault } from '../../memory/page-gate.js';
 import { waitForChange } from '../../memory/shared-board.js';
 import { ScratchAgent } from '../../memory/scratch-agents.js';
-import type { Slab } from '../../memory/slab.js';
+import { kernelsOf, type Slab } from '../../memory/slab.js';
 import type { Region } from '../../memory/types.js';
 import { ChannelRole, FrameType, Limits } from '../../protocol/constants.js';
 import { decodeHello, encodeHelloAck } from '../../protocol/handshake.js';
@@ -48,6 +48,8 @@ export interface UrgentListenerData {
   security: LinkSecurity;
   /** What the bulk channel's peer proved to be (certificate fingerprint, PSK identity); null in plaintext. */
   peerIdentity: string | null;
+  /** A recovery's thread: first ask again for the page the vCPU may be blocked on (its request died with the old link). */
+  refault: boolean;
 }
 
 const data = await faultThreadData<UrgentListenerData>();
@@ -56,6 +58,11 @@ const mailbox = new Int32Array(data.mailbox);
 const memory = GuestMemory.fromSlabs(data.regions, data.slabs);
 const pageSize = Math.max(...data.regions.map((r) => r.pageSize));
 const maxBody = 16 + 16 + 2 * pageSize;
+
+function isPresent(regionId: number, page: number): boolean {
+  const { slab, local } = memory.locate(regionId, page);
+  return kernelsOf(slab).raw.bitmapTest(slab.layout.present, local) === 1;
+}
 
 function post(m: FaultThreadMessage): void {
   parentPort!.postMessage(m);
@@ -126,17 +133,24 @@ async function main(): Promise<void> {
   await channel.send(encodeHelloAck({ session: data.session, capabilities: 0, urgentPort: 0 }));
   post({ type: 'connected' });
 
-  let seq = Atomics.load(mailbox, Mailbox.FAULT_SEQ);
   let requestId = 0;
+  const request = (regionId: number, page: number): void => {
+    Atomics.add(board, DestBoard.REQUESTED, 1);
+    channel.send(encodePageRequest({ regionId, page, count: 1, requestId: requestId++ })).catch((e) => linkLost(e));
+  };
+  let seq = Atomics.load(mailbox, Mailbox.FAULT_SEQ);
+  if (data.refault && seq !== 0) {
+    const fault = readFault(mailbox);
+    seq = fault.seq;
+    if (!isPresent(fault.regionId, fault.page)) request(fault.regionId, fault.page);
+  }
   for (;;) {
     if (Atomics.load(board, DestBoard.STATE) !== BoardState.RUNNING) break;
     await waitForChange(mailbox, Mailbox.FAULT_SEQ, seq, 1000);
     if (Atomics.load(mailbox, Mailbox.FAULT_SEQ) === seq) continue;
     const fault = readFault(mailbox);
     seq = fault.seq;
-    const { regionId, page } = fault;
-    Atomics.add(board, DestBoard.REQUESTED, 1);
-    channel.send(encodePageRequest({ regionId, page, count: 1, requestId: requestId++ })).catch((e) => linkLost(e));
+    request(fault.regionId, fault.page);
   }
   await channel.close();
 }

@@ -19,6 +19,7 @@ import type { LinkSecurity } from '../../transport/security.js';
 import { viewsOf } from '../../wasm/views.js';
 import { BoardState, DestBoard, createDestBoard, endThread, startFaultThread, warmFaultThread, type FaultThreadMessage } from '../postcopy-board.js';
 import { percentile } from '../report.js';
+import { forEachMissingHalf, popcount32 } from '../missing-pages.js';
 import type { UrgentListenerData } from './urgent-listener-thread.js';
 
 export interface UrgentListenerEvents {
@@ -32,11 +33,12 @@ const THREAD = new URL('./urgent-listener-thread.js', import.meta.url);
 
 export class UrgentListener {
   readonly board: Board;
-  readonly port: number;
-  /** Resolves once the source connected the urgent channel. */
-  readonly connected: Promise<void>;
+  /** The port the fault thread listens on (a recovery's thread listens on a new one). */
+  port = 0;
+  /** Resolves once the source connected the urgent channel (to the current thread). */
+  connected: Promise<void> = Promise.resolve();
   private readonly mailbox: Int32Array;
-  private readonly worker: Worker;
+  private worker: Worker | null = null;
   private events: UrgentListenerEvents | null = null;
   private exited = false;
   private stopping = false;
@@ -46,20 +48,9 @@ export class UrgentListener {
   private readonly marked = new Set<number>();
   private missing = 0;
 
-  private constructor(worker: Worker, board: Board, readonly gate: PageGateInit, port: number, connected: Promise<void>) {
-    this.worker = worker;
-    this.board = board;
+  private constructor(readonly gate: PageGateInit, private readonly data: Omit<UrgentListenerData, 'host' | 'refault'>) {
+    this.board = new Int32Array(data.board);
     this.mailbox = new Int32Array(gate.mailbox);
-    this.port = port;
-    this.connected = connected;
-    worker.on('message', (m: FaultThreadMessage) => {
-      if (m.type === 'all-present') this.noteAllPresent();
-      if (m.type === 'link-lost') this.lose(new MemshiftError(m.code as typeof ErrorCode.CONNECTION_CLOSED, `urgent channel lost during post-copy: ${m.message}`, { phase: 'post-copy' }));
-    });
-    worker.on('exit', () => {
-      this.exited = true;
-      this.lose(new MemshiftError(ErrorCode.WORKER_FAILED, "the urgent channel's thread exited", { phase: 'post-copy' }));
-    });
   }
 
   /**
@@ -70,24 +61,53 @@ export class UrgentListener {
   static async start(target: MemoryTarget, session: Uint8Array, host: string, helloTimeoutMs: number, bound: { security: LinkSecurity; peerIdentity: string | null }, warm?: Worker): Promise<UrgentListener> {
     if (target.enablePageGate === undefined) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, 'this target cannot run post-copy');
     const gate = target.enablePageGate();
-    const board = createDestBoard();
-    const data: UrgentListenerData = {
-      slabs: target.regions.flatMap((r) => [...target.slabsOf(r.id)]), regions: [...target.regions], session, host,
-      mailbox: gate.mailbox, board: board.buffer as SharedArrayBuffer, helloTimeoutMs,
+    const listener = new UrgentListener(gate, {
+      slabs: target.regions.flatMap((r) => [...target.slabsOf(r.id)]), regions: [...target.regions], session,
+      mailbox: gate.mailbox, board: createDestBoard().buffer as SharedArrayBuffer, helloTimeoutMs,
       security: bound.security, peerIdentity: bound.peerIdentity,
-    };
+    });
+    await listener.spawn(host, false, warm);
+    return listener;
+  }
+
+  /**
+   * After a lost link (the old thread stopped with LINK_LOST): a new fault thread on a new port, over
+   * the same gate, board and counts. It asks again for the page the vCPU may be blocked on, whose
+   * request may have died with the old link. Returns the new port.
+   */
+  async rearm(host: string): Promise<number> {
+    this.stopping = false;
+    this.lost = null;
+    Atomics.store(this.board, DestBoard.STATE, BoardState.RUNNING);
+    await this.spawn(host, true);
+    return this.port;
+  }
+
+  private async spawn(host: string, refault: boolean, warm?: Worker): Promise<void> {
+    const data: UrgentListenerData = { ...this.data, host, refault };
     const worker = startFaultThread(THREAD, data, warm);
+    this.worker = worker;
+    this.exited = false;
     let onConnected: () => void = () => undefined;
-    const connected = new Promise<void>((resolve) => { onConnected = resolve; });
-    const port = await new Promise<number>((resolve, reject) => {
-      worker.on('message', (m: FaultThreadMessage) => {
-        if (m.type === 'listening') resolve(m.port);
-        if (m.type === 'connected') onConnected();
-      });
+    this.connected = new Promise<void>((resolve) => { onConnected = resolve; });
+    // Messages of a thread that was replaced (a late exit after a recovery) are not this one's.
+    const current = (): boolean => this.worker === worker;
+    worker.on('message', (m: FaultThreadMessage) => {
+      if (!current()) return;
+      if (m.type === 'connected') onConnected();
+      if (m.type === 'all-present') this.noteAllPresent();
+      if (m.type === 'link-lost') this.lose(new MemshiftError(m.code as typeof ErrorCode.CONNECTION_CLOSED, `urgent channel lost during post-copy: ${m.message}`, { phase: 'post-copy' }));
+    });
+    worker.on('exit', () => {
+      if (!current()) return;
+      this.exited = true;
+      this.lose(new MemshiftError(ErrorCode.WORKER_FAILED, "the urgent channel's thread exited", { phase: 'post-copy' }));
+    });
+    this.port = await new Promise<number>((resolve, reject) => {
+      worker.on('message', (m: FaultThreadMessage) => { if (m.type === 'listening') resolve(m.port); });
       worker.once('exit', () => reject(new MemshiftError(ErrorCode.WORKER_FAILED, 'fault thread exited before listening')));
       worker.once('error', (e) => reject(new MemshiftError(ErrorCode.WORKER_FAILED, `fault thread failed: ${e.message}`, { cause: e })));
     });
-    return new UrgentListener(worker, board, gate, port, connected);
   }
 
   /**
@@ -128,26 +148,12 @@ export class UrgentListener {
       }
       this.marked.add(region.id);
     }
-    if (m.firstPage + m.pageCount > region.pageCount) {
-      throw new MemshiftError(ErrorCode.BATCH_PAGE_RANGE, `MISSING_PAGES names pages up to ${m.firstPage + m.pageCount}, region ${region.id} has ${region.pageCount}`);
-    }
-    const perSlab = slabs[0].pageCount;
-    // 32-bit halves: bit i of half h is page firstPage + 32h + i.
-    const halves = new Uint32Array(m.bitmap.buffer.slice(m.bitmap.byteOffset, m.bitmap.byteOffset + m.bitmap.byteLength));
-    const validHalves = Math.ceil(m.pageCount / 32);
-    for (let h = 0; h < halves.length; h++) {
-      const bits = halves[h];
-      if (bits === 0) continue;
-      const valid = m.pageCount - h * 32;
-      if (h >= validHalves || (valid < 32 && bits >>> valid !== 0)) throw new MemshiftError(ErrorCode.FRAME_MALFORMED, `MISSING_PAGES has bits past its ${m.pageCount} pages`);
-      const page = m.firstPage + h * 32;
-      const slab = slabs[Math.floor(page / perSlab)];
-      const half = (page - slab.firstPage) >>> 5;
+    forEachMissingHalf(region, slabs, m, (slab, half, bits) => {
       const { u32 } = viewsOf(slab.memory);
       u32[(slab.layout.present >>> 2) + half] &= ~bits;
       u32[(slab.layout.claim >>> 2) + half] &= ~bits;
       this.missing += popcount32(bits);
-    }
+    });
   }
 
   get missingPages(): number {
@@ -159,6 +165,19 @@ export class UrgentListener {
     if (total !== this.missing) throw new MemshiftError(ErrorCode.FRAME_MALFORMED, `SWITCHOVER announces ${total} missing pages, MISSING_PAGES named ${this.missing}`);
     Atomics.store(this.board, DestBoard.MISSING, total);
     this.begun = true;
+    this.noteAllPresent();
+  }
+
+  /**
+   * After a lost link: `absent` pages are still not here, so the rest of those missing at the switchover
+   * arrived (a batch cut short by a failure may have written pages it never counted).
+   */
+  recount(absent: number): void {
+    Atomics.store(this.board, DestBoard.ARRIVED, Atomics.load(this.board, DestBoard.MISSING) - absent);
+  }
+
+  /** Fires all-present if every page is here (after a recovery found nothing missing). */
+  checkAllPresent(): void {
     this.noteAllPresent();
   }
 
@@ -201,13 +220,6 @@ export class UrgentListener {
     this.stopping = true;
     Atomics.compareExchange(this.board, DestBoard.STATE, BoardState.RUNNING, state);
     Atomics.notify(this.mailbox, Mailbox.FAULT_SEQ);
-    await endThread(this.worker, this.exited);
+    if (this.worker !== null) await endThread(this.worker, this.exited);
   }
-}
-
-function popcount32(x: number): number {
-  x -= (x >>> 1) & 0x55555555;
-  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
-  x = (x + (x >>> 4)) & 0x0f0f0f0f;
-  return Math.imul(x, 0x01010101) >>> 24;
 }

@@ -17,6 +17,7 @@ import { runHandshake } from './phases/handshake.js';
 import { runPostcopyRunning, runPostcopySwitching } from './phases/postcopy.js';
 import { runPrecopyPass } from './phases/precopy.js';
 import { runRelease } from './phases/release.js';
+import { recoverPostcopy } from './phases/recover.js';
 import { resolveDoubt } from './phases/resolve.js';
 import { runStopAndCopy } from './phases/stop-and-copy.js';
 import { awaitResumed } from './phases/switchover.js';
@@ -75,6 +76,8 @@ function runPhase(run: SourceRun, s: SourceState): Promise<SourceEvent> {
       return runPostcopySwitching(run, s);
     case 'postcopy-running':
       return runPostcopyRunning(run, s);
+    case 'postcopy-recovering':
+      return recoverPostcopy(run, s);
     case 'releasing':
       return runRelease(run);
     default:

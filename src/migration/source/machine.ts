@@ -28,7 +28,9 @@
 //   resolving --> releasing: resumed (answered RESUMED over a QUERY channel, digest verified)
 //   resolving --> failed: not-resumed (answered MS_ERR_NOT_RESUMED)
 //   resolving --> in_doubt: failed, refused (no answer within resolveTimeoutMs, cancelled)
-//   postcopy_running --> postcopy_paused: failed, refused (pages split across hosts: keep everything)
+//   postcopy_running --> postcopy_recovering: failed, refused (pages split across hosts: keep everything)
+//   postcopy_recovering --> postcopy_running: recovered (a new link; the destination named what it lacks)
+//   postcopy_recovering --> postcopy_paused: failed, refused (recovery off, timed out or cancelled)
 // ```
 //
 // The safety rule lives here: until SWITCHOVER is sent the destination cannot resume, so a failure
@@ -37,7 +39,8 @@
 // guest would fork it. An explicit refusal (an ERROR frame before RESUMED) is certain: `failed`.
 // After a stop-and-copy SWITCHOVER the doubt is first taken to the destination (`resolving`): it
 // lingers after losing the link and says over a QUERY connection whether it resumed; only without an
-// answer does the switchover stay `in-doubt`. Post-copy does not ask: its pause keeps every page.
+// answer does the switchover stay `in-doubt`. Post-copy does not ask: its pause keeps every page, and
+// with recovery on (recoverTimeoutMs) the source reconnects and pushes what the destination lacks.
 
 import { ErrorCode, MemshiftError } from '../../errors.js';
 import type { MigrationMode } from '../../protocol/constants.js';
@@ -65,6 +68,8 @@ export type SourceState =
   | { kind: 'postcopy-switching'; iteration: number; sent: SwitchoverSent | null }
   /** The destination runs the guest; the rest of memory is pushed and fetched on faults. */
   | { kind: 'postcopy-running'; iteration: number }
+  /** Post-copy lost its link (`error`); guest paused here, every page kept: reconnecting, if allowed. */
+  | { kind: 'postcopy-recovering'; iteration: number; error: MemshiftError }
   /** The destination runs the guest: release ours and confirm. */
   | { kind: 'releasing' }
   | { kind: 'completed'; confirmed: boolean }
@@ -80,6 +85,8 @@ export type SourceEvent =
   | { type: 'switchover-sent'; sent: SwitchoverSent }
   | { type: 'resumed' }
   | { type: 'postcopy-done' }
+  /** Post-copy is connected again: the pages the destination lacks are the ones left to push. */
+  | { type: 'recovered' }
   | { type: 'released' }
   /** Answered over a QUERY channel: the destination did not resume the session and never will. */
   | { type: 'not-resumed'; error: MemshiftError }
@@ -123,6 +130,9 @@ function onFailure(state: SourceState, event: { type: 'failed' | 'refused'; erro
       // No answer (or one that is not NOT_RESUMED) within the timeout, or cancelled: still in doubt.
       return { kind: 'in-doubt', error: event.error };
     case 'postcopy-running':
+      return { kind: 'postcopy-recovering', iteration: state.iteration, error: event.error };
+    case 'postcopy-recovering':
+      // The first loss is the one that paused post-copy; why recovery gave up is in its message.
       return { kind: 'postcopy-paused', error: event.error };
     case 'releasing':
       // RESUMED arrived: the guest runs there; only our confirmation was lost.
@@ -212,6 +222,9 @@ export function stepSource(state: SourceState, event: SourceEvent): SourceState 
     case 'postcopy-running':
       if (event.type !== 'postcopy-done') throw invalidTransition(state, event);
       return { kind: 'releasing' };
+    case 'postcopy-recovering':
+      if (event.type !== 'recovered') throw invalidTransition(state, event);
+      return { kind: 'postcopy-running', iteration: state.iteration + 1 };
     case 'releasing':
       if (event.type !== 'released') throw invalidTransition(state, event);
       return { kind: 'completed', confirmed: true };

@@ -22,6 +22,7 @@ import { eventSink, type EventSink } from '../events.js';
 import { throttledProgress, type Progress } from '../progress.js';
 import { startRecord, type RunRecord } from '../report.js';
 import type { PageSender } from '../../pipeline/page-sender.js';
+import type { RateLimiter } from '../../transport/rate-limit.js';
 import type { UrgentConnector } from './urgent-connector.js';
 import type { PreparedEncoders } from './prepared-encoders.js';
 
@@ -52,8 +53,13 @@ export interface SourceOptions {
    * connections) whether it resumed before leaving the switchover in doubt (default 10 s).
    */
   resolveTimeoutMs?: number;
-  /** Opens a QUERY connection to the destination instead of connecting to `address` (tests, over in-memory links). */
-  openQuery?: (timeoutMs: number) => Promise<FrameLink>;
+  /**
+   * Post-copy lost its link: how long to keep reconnecting (same address, same security) to resume
+   * it before both sides stay paused with MS_ERR_POSTCOPY_PAUSED (default 0: no recovery).
+   */
+  recoverTimeoutMs?: number;
+  /** Opens a new connection to the destination (QUERY, RECOVER) instead of connecting to `address` (tests, over in-memory links). */
+  reopen?: (timeoutMs: number) => Promise<FrameLink>;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
   /** What happened, once each: states entered, passes ended, the switchover decision, the outcome (events.ts). */
@@ -106,6 +112,10 @@ export class SourceRun {
   inbox: Inbox | null = null;
   pool: EncoderPool | null = null;
   urgent: UrgentConnector | null = null;
+  /** The post-copy push under way (settles, never rejects): a recovery waits for it before pushing again. */
+  pushing: Promise<void> | null = null;
+  /** The --max-bandwidth limiter, kept across the links of one migration. */
+  limiter: RateLimiter | null = null;
   /** The guest is paused by us (and must be resumed if the migration fails before switchover). */
   paused = false;
   throttlePercent = 0;

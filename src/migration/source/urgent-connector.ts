@@ -60,8 +60,9 @@ export class UrgentConnector {
    * while its bulk channel is being set up, so the thread's start-up (~50 ms here) overlaps the
    * destination's setup instead of following it. The channel is secured as the bulk channel.
    */
-  static spawn(slabs: readonly Slab[], regions: readonly Region[], iteration: number, security: LinkSecurity, warm?: Worker): UrgentConnector {
-    const board = createSourceBoard();
+  static spawn(slabs: readonly Slab[], regions: readonly Region[], iteration: number, security: LinkSecurity, warm?: Worker, board: Board = createSourceBoard()): UrgentConnector {
+    // A recovery's thread takes the board of the one that lost its link: counts and fault ring go on.
+    Atomics.store(board, SourceBoard.STATE, BoardState.RUNNING);
     const data: UrgentConnectorData = { slabs: [...slabs], regions: [...regions], board: board.buffer as SharedArrayBuffer, iteration, security };
     const worker = startFaultThread(THREAD, data, warm);
     return new UrgentConnector(worker, board);

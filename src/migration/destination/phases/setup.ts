@@ -13,6 +13,7 @@ import { encodeHelloAck, type Hello } from '../../../protocol/handshake.js';
 import { viewsOf } from '../../../wasm/views.js';
 import { ScratchAgent } from '../../../memory/scratch-agents.js';
 import { BatchApplier } from '../../../pipeline/apply.js';
+import type { FrameLink } from '../../../transport/channel.js';
 import type { DestEvent } from '../machine.js';
 import type { DestinationRun } from '../run.js';
 import { UrgentListener } from '../urgent-listener.js';
@@ -34,6 +35,12 @@ export function pretouchRam(target: MemoryTarget): void {
   pretouch(target.regions.filter((r) => r.kind === 'ram').flatMap((r) => [...target.slabsOf(r.id)]));
 }
 
+/** Points the channel's receive ring into guest memory's arena (frames are applied in place from there). */
+export function receiveIntoGuest(run: DestinationRun, channel: FrameLink): void {
+  const first = run.target!.slabsOf(run.target!.regions[0].id)[0];
+  channel.switchReceiveBuffer(new Uint8Array(first.memory.buffer, first.layout.arena, first.layout.arenaBytes), Limits.MAX_FRAME_BODY_BYTES);
+}
+
 function createTarget(run: DestinationRun, hello: Hello): MemoryTarget {
   try {
     return run.options.createTarget(hello.regions);
@@ -49,7 +56,6 @@ export async function runSetup(run: DestinationRun, hello: Hello): Promise<DestE
   const target = createTarget(run, hello);
   run.target = target;
   run.record.guestBytes = target.regions.reduce((n, r) => n + r.pageCount * r.pageSize, 0);
-  const slabs = target.regions.flatMap((r) => [...target.slabsOf(r.id)]);
   if (run.options.preallocatedMs !== undefined) {
     run.record.prealloc = { enabled: true, ms: run.options.preallocatedMs, beforeMigration: true };
   } else if (run.options.prealloc) {
@@ -71,8 +77,8 @@ export async function runSetup(run: DestinationRun, hello: Hello): Promise<DestE
     }
   }
   run.applier = new BatchApplier(target, capabilities, ScratchAgent.MAIN);
-  const receive = slabs[0];
-  channel.switchReceiveBuffer(new Uint8Array(receive.memory.buffer, receive.layout.arena, receive.layout.arenaBytes), Limits.MAX_FRAME_BODY_BYTES);
+  run.capabilities = capabilities;
+  receiveIntoGuest(run, channel);
   channel.phase = 'pre-copy';
   run.record.setupTimeMs = performance.now() - run.record.startedAt;
   run.passStart = { pages: 0, bytes: channel.bytesReceived, at: performance.now() };

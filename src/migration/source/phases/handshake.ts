@@ -60,10 +60,8 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   // LZ4 only where both ends have it; under auto, judged by a sample of this guest (lz4-sample.ts).
   const mode = (capabilities & Capability.LZ4) !== 0 ? options.compress : 'none';
   run.compression = new Compression(mode, mode === 'auto' ? sampleLz4(run.slabs, pool.size) : null);
-  const sender = new PageSender(run.slabs, pool, channel, {
-    lz4: () => run.compression.lz4,
-    limiter: options.maxBandwidth === null ? null : new RateLimiter(options.maxBandwidth),
-  });
+  run.limiter = options.maxBandwidth === null ? null : new RateLimiter(options.maxBandwidth);
+  const sender = new PageSender(run.slabs, pool, channel, { lz4: () => run.compression.lz4, limiter: run.limiter });
   run.link = { session, capabilities, offered: ours, sender };
   return { type: 'handshake-done', mode: options.mode, postcopy };
 }

@@ -14,11 +14,10 @@
 //         ─► push (windows around faults) ║ urgent answers ─► POSTCOPY_DONE(digest) ─► release
 
 import { ErrorCode, MemshiftError } from '../../../errors.js';
-import { kernelsOf, sessionDigest, type Slab } from '../../../memory/slab.js';
-import type { Region } from '../../../memory/types.js';
-import { FrameType, Limits, SwitchoverMode } from '../../../protocol/constants.js';
-import { decodePostcopyDone, encodeMissingPages } from '../../../protocol/control.js';
-import { viewsOf } from '../../../wasm/views.js';
+import { sessionDigest } from '../../../memory/slab.js';
+import { FrameType, SwitchoverMode } from '../../../protocol/constants.js';
+import { decodePostcopyDone } from '../../../protocol/control.js';
+import { unsentPagesFrames } from '../../missing-pages.js';
 import { estimateTransfer } from '../../eta.js';
 import { addCounts } from '../../metrics.js';
 import { hex64 } from '../../report.js';
@@ -42,9 +41,9 @@ export async function runPostcopySwitching(run: SourceRun, state: Extract<Source
   channel.phase = 'post-copy switchover';
   let missing = 0;
   for (const region of run.source.regions) {
-    const m = missingPagesFrames(region, run.source.slabsOf(region.id));
+    const m = unsentPagesFrames(region, run.source.slabsOf(region.id));
     for (const f of m.frames) await channel.send(f);
-    missing += m.missing;
+    missing += m.pages;
   }
   return sendSwitchover(run, { mode: SwitchoverMode.POSTCOPY, iteration: state.iteration, pausedAt, pauseMs, finalPagesMs: 0, finalPages: 0, missingPages: missing });
 }
@@ -59,24 +58,24 @@ export async function runPostcopyRunning(run: SourceRun, state: Extract<SourceSt
   let pushed = 0;
   let pushedBytes = 0;
   const lost = urgent.lost.then((e: unknown): never => { throw e; });
-  const push = await Promise.race([
-    sender.push({
-      iteration,
-      faults: () => urgent.newFaults(),
-      stopped: () => urgent.isLost,
-      onBatch: (r, bytes) => {
-        run.record.bytesTransferred += bytes;
-        pushed += r.entries;
-        pushedBytes += bytes;
-        run.live.remaining = Math.max(0, run.live.remaining - r.entries);
-        // ETA of the push: what remains at the bytes per page and the rate measured so far.
-        const ms = performance.now() - tPost;
-        if (ms >= 50) run.setEta(estimateTransfer(run.live.remaining * (pushedBytes / pushed), (pushedBytes * 1000) / ms, 0).ms);
-        run.progress(() => ({ ...run.snapshot('postcopy-running', iteration), pagesPushed: pushed, pagesRequested: urgent.requests }));
-      },
-    }),
-    lost,
-  ]);
+  const pushing = sender.push({
+    iteration,
+    faults: () => urgent.newFaults(),
+    stopped: () => urgent.isLost || channel.isClosed,
+    onBatch: (r, bytes) => {
+      run.record.bytesTransferred += bytes;
+      pushed += r.entries;
+      pushedBytes += bytes;
+      run.live.remaining = Math.max(0, run.live.remaining - r.entries);
+      // ETA of the push: what remains at the bytes per page and the rate measured so far.
+      const ms = performance.now() - tPost;
+      if (ms >= 50) run.setEta(estimateTransfer(run.live.remaining * (pushedBytes / pushed), (pushedBytes * 1000) / ms, 0).ms);
+      run.progress(() => ({ ...run.snapshot('postcopy-running', iteration), pagesPushed: pushed, pagesRequested: urgent.requests }));
+    },
+  });
+  // A lost urgent link ends the phase at once; the push notices (stopped) and a recovery waits for it.
+  run.pushing = pushing.then(() => undefined, () => undefined);
+  const push = await Promise.race([pushing, lost]);
   run.record.pagesTransferred += push.pages;
   run.record.pagesByEncoding = addCounts(run.record.pagesByEncoding, push.counts);
   run.recordPass({
@@ -103,27 +102,4 @@ export async function runPostcopyRunning(run: SourceRun, state: Extract<SourceSt
   run.record.completedAt = doneAt;
   await urgent.stop();
   return { type: 'postcopy-done' };
-}
-
-/** MISSING_PAGES frames for the pages marked in a region's snapshot bitmaps (the slabs' words, concatenated). */
-export function missingPagesFrames(region: Region, slabs: readonly Slab[]): { frames: Uint8Array[]; missing: number } {
-  const bytes = new Uint8Array(Math.ceil(region.pageCount / 64) * 8);
-  let at = 0;
-  let missing = 0;
-  for (const s of slabs) {
-    // Slabs hold whole bitmap words (page counts are multiples of 64 but for the last), so their
-    // bitmaps concatenate into the region's.
-    const { u8 } = viewsOf(s.memory);
-    bytes.set(u8.subarray(s.layout.snapshot, s.layout.snapshot + s.layout.bitmapWords * 8), at);
-    missing += kernelsOf(s).raw.bitmapCount(s.layout.snapshot, s.layout.bitmapWords);
-    at += s.layout.bitmapWords * 8;
-  }
-  const framePages = Limits.MAX_MISSING_BITMAP_BYTES * 8;
-  const frames: Uint8Array[] = [];
-  for (let first = 0; first < region.pageCount; first += framePages) {
-    const pageCount = Math.min(framePages, region.pageCount - first);
-    const bitmap = bytes.slice(first / 8, first / 8 + Math.ceil(pageCount / 64) * 8);
-    frames.push(encodeMissingPages({ regionId: region.id, firstPage: first, pageCount, bitmap }));
-  }
-  return { frames, missing };
 }

@@ -36,7 +36,7 @@ export async function resolveDoubt(run: SourceRun, s: Resolving): Promise<Source
   const identity = original.peerIdentity;
   run.unwatch();
   if (!original.isClosed) original.destroy();
-  const open = queryOpener(run);
+  const open = reopener(run);
   if (open === null) {
     return { type: 'failed', error: new MemshiftError(s.error.code, `${lost}; the migration ran over a link memshift cannot reopen, so the destination was not asked`, { cause: s.error }) };
   }
@@ -85,16 +85,17 @@ async function ask(run: SourceRun, channel: FrameLink, sent: SwitchoverSent, tim
 }
 
 /** How to reach the destination again: the caller's opener (tests), else its address, unless the run came over a caller's socket or link. */
-function queryOpener(run: SourceRun): ((timeoutMs: number) => Promise<FrameLink>) | null {
+export function reopener(run: SourceRun): ((timeoutMs: number) => Promise<FrameLink>) | null {
   const o = run.options;
-  if (o.openQuery !== undefined) return o.openQuery;
+  if (o.reopen !== undefined) return o.reopen;
   if (o.socket !== undefined || o.link !== undefined) return null;
   return (timeoutMs) => Channel.connect(o.address, {
     maxBody: Limits.MAX_CONTROL_BODY_BYTES, peer: run.peer, security: o.security, timeoutMs: Math.min(o.connectTimeoutMs, timeoutMs), signal: o.signal,
   });
 }
 
-function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+/** Waits `ms` (less if cancelled meanwhile). */
+export function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
   if (ms <= 0 || signal?.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const done = (): void => {

@@ -1,0 +1,102 @@
+// MISSING_PAGES bitmaps, both ways. At a post-copy switchover the source names the pages it has not
+// sent (its snapshot bitmaps); after a lost link, a destination asked to recover names the pages it
+// still lacks (the complement of its present bitmaps), and the source takes exactly those as the pages
+// left to push. A region's bitmap is its slabs' bitmaps concatenated (slabs hold whole bitmap words,
+// page counts being multiples of 64 but for the last).
+//
+//   source snapshot ─► frames ─► destination present/claim cleared     (switchover)
+//   destination ¬present ─► frames ─► source snapshot set             (recovery)
+
+import { ErrorCode, MemshiftError } from '../errors.js';
+import { kernelsOf, type Slab } from '../memory/slab.js';
+import type { Region } from '../memory/types.js';
+import { Limits } from '../protocol/constants.js';
+import { encodeMissingPages, type MissingPages } from '../protocol/control.js';
+import { viewsOf } from '../wasm/views.js';
+
+/** MISSING_PAGES frames for a region's pages marked in the slabs' `snapshot` bitmaps (still to send). */
+export function unsentPagesFrames(region: Region, slabs: readonly Slab[]): { frames: Uint8Array[]; pages: number } {
+  return framesOf(region, slabs, Limits.MAX_MISSING_BITMAP_BYTES * 8, (s, u8) => u8.slice(s.layout.snapshot, s.layout.snapshot + s.layout.bitmapWords * 8));
+}
+
+/**
+ * Pages per MISSING_PAGES frame towards the source, which reads control frames only (bodies of at most
+ * MAX_CONTROL_BODY_BYTES): a 16-byte header and whole bitmap words.
+ */
+export const CONTROL_FRAME_PAGES = Math.floor((Limits.MAX_CONTROL_BODY_BYTES - 16) / 8) * 64;
+
+/** MISSING_PAGES frames for a region's pages whose `present` bit is clear (not arrived here). */
+export function absentPagesFrames(region: Region, slabs: readonly Slab[]): { frames: Uint8Array[]; pages: number } {
+  return framesOf(region, slabs, CONTROL_FRAME_PAGES, (s, u8) => {
+    const bytes = u8.slice(s.layout.present, s.layout.present + s.layout.bitmapWords * 8);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = ~bytes[i] & 0xff;
+    // Bits past the slab's last page are not pages: never name them.
+    for (let bit = s.pageCount; bit < bytes.length * 8; bit++) bytes[bit >>> 3] &= ~(1 << (bit & 7));
+    return bytes;
+  });
+}
+
+function framesOf(region: Region, slabs: readonly Slab[], framePages: number, bitmapOf: (s: Slab, u8: Uint8Array) => Uint8Array): { frames: Uint8Array[]; pages: number } {
+  const bytes = new Uint8Array(Math.ceil(region.pageCount / 64) * 8);
+  let at = 0;
+  for (const s of slabs) {
+    bytes.set(bitmapOf(s, viewsOf(s.memory).u8), at);
+    at += s.layout.bitmapWords * 8;
+  }
+  let pages = 0;
+  for (const b of bytes) pages += popcount32(b);
+  const frames: Uint8Array[] = [];
+  for (let first = 0; first < region.pageCount; first += framePages) {
+    const pageCount = Math.min(framePages, region.pageCount - first);
+    const bitmap = bytes.slice(first / 8, first / 8 + Math.ceil(pageCount / 64) * 8);
+    frames.push(encodeMissingPages({ regionId: region.id, firstPage: first, pageCount, bitmap }));
+  }
+  return { frames, pages };
+}
+
+/**
+ * Calls `fn` for each non-zero 32-bit half of `m`'s bitmap with the slab it falls in and the half's
+ * index in that slab's bitmaps, after checking every bit names a page of the region.
+ */
+export function forEachMissingHalf(region: Region, slabs: readonly Slab[], m: MissingPages, fn: (slab: Slab, half: number, bits: number) => void): void {
+  if (m.firstPage + m.pageCount > region.pageCount) {
+    throw new MemshiftError(ErrorCode.BATCH_PAGE_RANGE, `MISSING_PAGES names pages up to ${m.firstPage + m.pageCount}, region ${region.id} has ${region.pageCount}`);
+  }
+  const perSlab = slabs[0].pageCount;
+  // 32-bit halves: bit i of half h is page firstPage + 32h + i.
+  const halves = new Uint32Array(m.bitmap.buffer.slice(m.bitmap.byteOffset, m.bitmap.byteOffset + m.bitmap.byteLength));
+  const validHalves = Math.ceil(m.pageCount / 32);
+  for (let h = 0; h < halves.length; h++) {
+    const bits = halves[h];
+    if (bits === 0) continue;
+    const valid = m.pageCount - h * 32;
+    if (h >= validHalves || (valid < 32 && bits >>> valid !== 0)) throw new MemshiftError(ErrorCode.FRAME_MALFORMED, `MISSING_PAGES has bits past its ${m.pageCount} pages`);
+    const page = m.firstPage + h * 32;
+    const slab = slabs[Math.floor(page / perSlab)];
+    fn(slab, (page - slab.firstPage) >>> 5, bits);
+  }
+}
+
+/** Clears every snapshot bitmap: nothing is left to send until `markUnsent` names pages. */
+export function clearSnapshots(slabs: readonly Slab[]): void {
+  for (const s of slabs) kernelsOf(s).raw.bitmapZero(s.layout.snapshot, s.layout.bitmapWords);
+}
+
+/** Marks the pages `m` names as still to send (snapshot bits); returns how many were not marked yet. */
+export function markUnsent(region: Region, slabs: readonly Slab[], m: MissingPages): number {
+  let added = 0;
+  forEachMissingHalf(region, slabs, m, (slab, half, bits) => {
+    const { u32 } = viewsOf(slab.memory);
+    const at = (slab.layout.snapshot >>> 2) + half;
+    added += popcount32(bits & ~u32[at]);
+    u32[at] |= bits;
+  });
+  return added;
+}
+
+export function popcount32(x: number): number {
+  x -= (x >>> 1) & 0x55555555;
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+  x = (x + (x >>> 4)) & 0x0f0f0f0f;
+  return Math.imul(x, 0x01010101) >>> 24;
+}
