@@ -14,6 +14,9 @@
 // is rerun by its number; the timing of each run still varies, as on a real host.
 //
 //   source ──► proxy (fault at byte N) ──► destination        (post-copy's urgent channel goes direct)
+//
+// Post-copy and hybrid trials run with recovery on (a few seconds' window on both sides), and their cut
+// keeps the proxy's address answering: a lost post-copy link is recovered, and judged like any other end.
 
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -61,6 +64,14 @@ const MAX_OFFSET = 12 * 2 ** 20;
 /** No trial may take longer than this; one that does is a hang, and a violation. */
 const TRIAL_DEADLINE_MS = 40_000;
 
+/** How long a post-copy trial's sides try to recover a lost link before they stay paused. */
+const RECOVER_WINDOW_MS = 4000;
+
+/** Whether a mode's trials run with post-copy recovery on. */
+function recovers(mode: CampaignMode): boolean {
+  return mode === 'postcopy' || mode === 'hybrid';
+}
+
 /** Trial `index` of the campaign seeded `seed`: the same plan every time. */
 export function planTrial(seed: number, index: number): Trial {
   const rng = seeded((seed * 1_000_003 + index * 7919) >>> 0);
@@ -87,9 +98,12 @@ export async function runTrial(t: Trial): Promise<Verdict> {
   const file = (name: string): string => join(dir, name);
   let proxy: (Proxy & { port: number }) | null = null;
   try {
+    // Post-copy recovers: its trials give both sides a window, and a cut leaves the address answering
+    // (the link breaks, the destination host stays), so the source can come back.
+    const recovery = recovers(t.mode) ? ['--recover-timeout', String(RECOVER_WINDOW_MS)] : [];
     const dest = await startDestination([
       '--report', file('dest.json'), '--dump-memory', file('dest.img'), '--run-steps', '2000',
-      '--idle-timeout', '1500', '--confirm-timeout', '1500',
+      '--idle-timeout', '1500', '--confirm-timeout', '1500', ...recovery,
     ]);
     proxy = await Proxy.start(dest.port);
     const f = t.fault;
@@ -98,7 +112,7 @@ export async function runTrial(t: Trial): Promise<Verdict> {
       'source', '--connect', `127.0.0.1:${proxy.port}`, '--quiet', '--mode', t.mode,
       '--memory', t.guest.memory!, '--seed', String(t.guest.seed), '--fill', t.guest.fill!, '--workload', t.guest.workload!, '--hot-size', t.guest.hotSize!,
       '--dirty-rate', '20000', '--warmup', '50', '--downtime-limit', '20', '--max-iterations', '6',
-      '--stall-timeout', '1000', '--resolve-timeout', '1500',
+      '--stall-timeout', '1000', '--resolve-timeout', '1500', ...recovery,
       '--report', file('source.json'), '--dump-memory', file('source.img'),
     ]);
     let sourceDone = false;
@@ -106,7 +120,10 @@ export async function runTrial(t: Trial): Promise<Verdict> {
     if (f.kind === 'cut' || f.kind === 'freeze') {
       const reached = await Promise.race([proxy.holdAfter(f.at).then(() => true), source.done.then(() => false)]);
       if (reached && !sourceDone) {
-        if (f.kind === 'cut') proxy.cut();
+        if (f.kind === 'cut' && recovers(t.mode)) {
+          proxy.resetConnections();
+          proxy.release();
+        } else if (f.kind === 'cut') proxy.cut();
         else {
           dest.proc.kill('SIGSTOP');
           proxy.release();

@@ -13,6 +13,8 @@ export interface NetnsPair {
   destAddress: string;
   /** Shapes both ends of the link with a token bucket (e.g. '100mbit'). */
   shape(rate: string): void;
+  /** Takes the link down (both ends: packets are dropped, nothing is reset) or brings it back up. */
+  setLink(up: boolean): void;
   remove(): void;
 }
 
@@ -36,6 +38,9 @@ export function createNetnsPair(name = `ms${process.pid}`): NetnsPair {
       for (const [ns, dev] of [[source, `${tag}s`], [dest, `${tag}d`]]) {
         inNs(ns, ['tc', 'qdisc', 'replace', 'dev', dev, 'root', 'tbf', 'rate', rate, 'burst', '32kb', 'latency', '50ms']);
       }
+    },
+    setLink(up) {
+      for (const [ns, dev] of [[source, `${tag}s`], [dest, `${tag}d`]]) inNs(ns, ['ip', 'link', 'set', dev, up ? 'up' : 'down']);
     },
     remove() {
       for (const ns of [source, dest]) {
