@@ -35,6 +35,10 @@ export function throttledProgress(emit: ((p: Progress) => void) | undefined): (p
     const now = performance.now();
     if (!force && now - last < PROGRESS_INTERVAL_MS) return;
     last = now;
-    emit(make());
+    try {
+      emit(make());
+    } catch {
+      // A consumer's failure is its own (as with onEvent): the migration goes on.
+    }
   };
 }

@@ -24,7 +24,7 @@ export function startFullPass(run: SourceRun): number {
  * Sends the snapshot's pages as pass `iteration`; the record's dirty figures and ETA are filled by the
  * caller. The guest's step rate is taken over the pass itself (steps at its start and end). A pre-copy
  * pass stops starting batches at `deadline` (performance.now(); the time cap): what it did not send
- * stays in the snapshot for the pass that follows.
+ * stays in the snapshot for the pass that follows. A cancel stops it the same way, then fails it.
  */
 export async function sendPass(run: SourceRun, iteration: number, label: string, phase: 'precopy' | 'stop-and-copy', deadline = Infinity): Promise<IterationRecord> {
   const { channel, sender, capabilities } = run.established;
@@ -37,7 +37,9 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
   const useXbzrle = (capabilities & Capability.XBZRLE) !== 0 && iteration > 1;
   const c = run.compression;
   c.passStarting();
-  const stop = Number.isFinite(deadline) ? (): boolean => performance.now() >= deadline : undefined;
+  // A cancel ends the pass at the next batch rather than after the whole of guest memory.
+  const signal = run.options.signal;
+  const stop = (): boolean => performance.now() >= deadline || signal?.aborted === true;
   const pass = await sender.sendPass(iteration, useXbzrle, (r, bytes) => {
     sent += r.entries;
     sentBytes += bytes;
@@ -50,6 +52,7 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
     run.progress(() => run.snapshot(phase, iteration));
   }, stop);
   c.passEnded(pass.bytes, pass.ms);
+  run.checkCancel(channel.phase);
   await channel.send(encodeIterationEnd({ iteration, pages: pass.pages, bytes: pass.bytes }));
   run.record.pagesTransferred += pass.pages;
   run.record.pagesByEncoding = addCounts(run.record.pagesByEncoding, pass.counts);
