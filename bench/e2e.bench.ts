@@ -32,8 +32,18 @@ export interface MigrationRun {
   dest: Report;
 }
 
+/**
+ * What stands between the two processes, when something does (recovery.bench.ts: a proxy that cuts
+ * the link): `port` maps the destination's port to the one the source connects to, and `during` runs
+ * once the source started.
+ */
+export interface Middle {
+  port(destPort: number): Promise<number>;
+  during(): Promise<void>;
+}
+
 /** One migration between two CLI processes; `guest` and `mode` flags go to the source. */
-export async function migrateOnce(sourceArgs: string[], destArgs: string[] = []): Promise<MigrationRun> {
+export async function migrateOnce(sourceArgs: string[], destArgs: string[] = [], middle?: Middle): Promise<MigrationRun> {
   const dir = mkdtempSync(join(tmpdir(), 'memshift-bench-'));
   try {
     const dest = run(['dest', '--listen', '127.0.0.1:0', '--quiet', '--insecure', '--report', join(dir, 'd.json'), ...destArgs]);
@@ -44,7 +54,9 @@ export async function migrateOnce(sourceArgs: string[], destArgs: string[] = [])
       if (m) port = Number(m[1]);
       else await new Promise((r) => setTimeout(r, 10));
     }
-    const source = run(['source', '--connect', `127.0.0.1:${port}`, '--quiet', '--insecure', '--report', join(dir, 's.json'), ...sourceArgs]);
+    const to = middle === undefined ? port : await middle.port(port);
+    const source = run(['source', '--connect', `127.0.0.1:${to}`, '--quiet', '--insecure', '--report', join(dir, 's.json'), ...sourceArgs]);
+    await middle?.during();
     const sc = await source.done;
     // A refused source leaves a prepared destination waiting for the right guest: end it.
     if (sc !== 0) dest.kill();

@@ -145,3 +145,18 @@ function formatValue(v: unknown): string {
   if (typeof v === 'bigint') return `${v}n`;
   return String(v);
 }
+
+/**
+ * Failures of the link rather than of either end: a connection lost or silent, or bytes that arrived
+ * altered (a checksum, a hash, a length or an encoding that does not hold). Reconnecting can cure
+ * these; an end's own refusal, a cancel, or a local fault cannot.
+ */
+const LINK_FAILURES: ReadonlySet<string> = new Set<string>([
+  ErrorCode.CONNECTION_CLOSED, ErrorCode.CONNECTION_FAILED, ErrorCode.TIMEOUT, ErrorCode.FRAME_CHECKSUM, ErrorCode.FRAME_MALFORMED,
+  ErrorCode.FRAME_TOO_LARGE, ErrorCode.FRAME_TYPE_UNKNOWN, ErrorCode.UNEXPECTED_MESSAGE, ErrorCode.BATCH_REGION_UNKNOWN,
+  ErrorCode.BATCH_PAGE_RANGE, ErrorCode.BATCH_ENCODING, ErrorCode.PAGE_HASH_MISMATCH, ErrorCode.DELTA_MALFORMED, ErrorCode.LZ4_MALFORMED,
+]);
+
+export function isLinkFailure(err: { code: string }): boolean {
+  return LINK_FAILURES.has(err.code);
+}

@@ -101,10 +101,11 @@ export interface MigrateOptions {
    */
   resolveTimeoutMs?: number;
   /**
-   * Post-copy lost its link (or a page arrived corrupt): how long to keep reconnecting to the same
-   * address with the same security to resume it, the destination naming the pages it still lacks
-   * (default 0: no recovery; both sides stay paused, every page kept, MS_ERR_POSTCOPY_PAUSED). The
-   * destination must wait as long (`receive`'s recoverTimeoutMs). Not used over a caller's socket.
+   * A link that failed (lost, silent, or a page that arrived corrupt): how long to keep reconnecting to
+   * the same address with the same security to recover it. Before SWITCHOVER the interrupted pass
+   * resumes (the pages the destination never got go again); in post-copy the pages it still lacks are
+   * pushed (default 0: no recovery; a pass fails, post-copy stays paused with MS_ERR_POSTCOPY_PAUSED).
+   * The destination must wait as long (`receive`'s recoverTimeoutMs). Not used over a caller's socket.
    */
   recoverTimeoutMs?: number;
   signal?: AbortSignal;
@@ -255,9 +256,9 @@ export interface ReceiveOptions {
    */
   confirmTimeoutMs?: number;
   /**
-   * Post-copy lost its link: how long the session waits, guest paused on its missing pages and every
-   * page kept, for the source to reconnect (HELLO role RECOVER, same session and TLS peer) before it
-   * ends paused (default 0: it ends paused at once, MS_ERR_POSTCOPY_PAUSED).
+   * A link that failed: how long the session waits, every page kept (in post-copy the guest held on its
+   * missing pages), for the source to reconnect (HELLO role RECOVER, same session and TLS peer) before
+   * it ends: failed before SWITCHOVER, paused in post-copy (default 0: at once).
    */
   recoverTimeoutMs?: number;
   /**

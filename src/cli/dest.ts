@@ -29,7 +29,7 @@ export const destFlags: Flags = {
   'slab-size': { type: 'string', value: 'SIZE', help: 'most guest RAM per shared memory slab', default: '3GiB' },
   'idle-timeout': { type: 'string', value: 'MS', help: 'fail when the source, due to send, sends nothing for this long', default: '20000' },
   'confirm-timeout': { type: 'string', value: 'MS', help: 'link lost after SWITCHOVER: answer the source\'s queries (did it resume?) for this long', default: '10000' },
-  'recover-timeout': { type: 'string', value: 'MS', help: 'post-copy link lost: wait this long for the source to reconnect and resume post-copy before staying paused (exit 4); 0: off', default: '0' },
+  'recover-timeout': { type: 'string', value: 'MS', help: 'link lost or corrupted: wait this long for the source to reconnect and resume (else: fail, or in post-copy stay paused, exit 4); 0: off', default: '0' },
   quiet: { type: 'boolean', help: 'no progress line, summary or routine log line (refusals and lost links are still printed)' },
   help: { type: 'boolean', help: 'show this help' },
 };

@@ -40,7 +40,7 @@ export const sourceFlags: Flags = {
   'dump-memory': { type: 'string', value: 'FILE', help: 'write the RAM image (all RAM regions, in order) when the guest stops (pause point, or after a failure)' },
   'stall-timeout': { type: 'string', value: 'MS', help: 'fail when the destination takes no bytes for this long', default: '20000' },
   'resolve-timeout': { type: 'string', value: 'MS', help: 'link lost after SWITCHOVER: ask the destination whether it resumed for this long before staying in doubt (exit 3)', default: '10000' },
-  'recover-timeout': { type: 'string', value: 'MS', help: 'post-copy link lost: reconnect and resume post-copy for up to this long before staying paused (exit 4); 0: off', default: '0' },
+  'recover-timeout': { type: 'string', value: 'MS', help: 'link lost or corrupted: reconnect for up to this long and resume the pass, or post-copy (else: fail, or stay paused, exit 4); 0: off', default: '0' },
   quiet: { type: 'boolean', help: 'no progress line or summary' },
   help: { type: 'boolean', help: 'show this help' },
 };

@@ -34,7 +34,7 @@ const postcopy = closed({
   pagesAnswered: count, duplicates: count, pushedBeforeFirstAnswer: count,
 }, ['pagesAnswered', 'duplicates', 'pushedBeforeFirstAnswer']);
 
-const recovery = closed({ lostAtMs: num, pausedMs: num, missingPages: count, attempts: count, cause: { type: 'string' } });
+const recovery = closed({ phase: { enum: ['precopy', 'stop-and-copy', 'receiving', 'postcopy-running'] }, lostAtMs: num, pausedMs: num, missingPages: count, attempts: count, cause: { type: 'string' } });
 
 const nullable = (schema: Record<string, unknown>): Record<string, unknown> => ({ anyOf: [schema, { type: 'null' }] });
 

@@ -41,13 +41,15 @@ export interface PostcopyStats {
   pushedBeforeFirstAnswer?: number;
 }
 
-/** A post-copy link loss that was recovered: when, how long post-copy stood paused, what went again. */
+/** A lost link that was recovered: where and when, how long the migration stood still, what went again. */
 export interface Recovery {
+  /** The state the loss interrupted: precopy or stop-and-copy (source), receiving (destination), postcopy-running. */
+  phase: string;
   /** When the link was lost, in ms since this side started. */
   lostAtMs: number;
   /** Link lost → post-copy running again over the new link. */
   pausedMs: number;
-  /** Pages the destination still lacked: exactly what the source pushes after it. */
+  /** Pages that went again: post-copy, those the destination still lacked; pre-copy, those whose hashes differed. */
   missingPages: number;
   /** Connections tried until one recovered (the destination counts the one it accepted). */
   attempts: number;
@@ -82,7 +84,11 @@ export interface Report {
   outcome: Outcome;
   error: { code: string; message: string } | null;
   totalTimeMs: number;
-  /** Source pause → destination resumed (as the source saw RESUMED arrive); null when no switchover happened. */
+  /**
+   * Source: its pause → RESUMED arrived. Destination, as it saw it: its first frame of the paused phase
+   * (the final pass, or post-copy's switch) → its guest resumed, inside the source's. Null when no
+   * switchover happened.
+   */
   downtimeMs: number | null;
   downtimeBreakdown: DowntimeBreakdown | null;
   setupTimeMs: number;
@@ -106,7 +112,7 @@ export interface Report {
   /** Bytes on the wire over total time. */
   throughputGBps: number;
   postcopy: PostcopyStats | null;
-  /** Post-copy link losses recovered, in order ([] when none; an unrecovered loss ends the run paused). */
+  /** Lost links recovered, in order ([] when none): a pass resumed, or post-copy went on. */
   recoveries: Recovery[];
   /**
    * Destination: whether memory was pre-touched, how long that took, and whether it happened before
@@ -221,6 +227,8 @@ export interface RunRecord {
   switchover: SwitchoverTimes | null;
   /** Destination: its share of the downtime (it cannot see the pause). */
   destinationDowntime: DowntimeBreakdown | null;
+  /** Destination: its first frame of the paused phase → its guest resumed (null: it never resumed it). */
+  downtimeSeenMs: number | null;
   postcopy: PostcopyStats | null;
   recoveries: Recovery[];
   prealloc: Report['prealloc'];
@@ -239,7 +247,7 @@ export function startRecord(role: 'source' | 'destination', mode: MigrationMode)
   return {
     role, mode, startedAt: performance.now(), startedAtWallMs: Date.now(), session: null, cpuAtStart: process.cpuUsage(), setupTimeMs: 0, guestBytes: 0, bytesTransferred: 0,
     pagesTransferred: 0, pagesByEncoding: emptyCounts(), iterations: [], receivedPasses: [], switchoverReason: null, converged: false,
-    predictedDowntimeMs: null, switchover: null, destinationDowntime: null, postcopy: null, recoveries: [], prealloc: null,
+    predictedDowntimeMs: null, switchover: null, destinationDowntime: null, downtimeSeenMs: null, postcopy: null, recoveries: [], prealloc: null,
     throttlePercent: 0, guestSteps: 0, digest: 0n, stepRateBefore: null, stepRateAfterResume: null, completedAt: null,
   };
 }
@@ -255,7 +263,7 @@ export function assembleReport(r: RunRecord, end: Ending): Report {
     endedAt: new Date(r.startedAtWallMs + totalTimeMs).toISOString(),
     role: r.role, mode: r.mode, outcome: end.outcome, error: end.error === null ? null : { code: end.error.code, message: end.error.message },
     totalTimeMs,
-    downtimeMs: r.switchover === null ? null : r.switchover.resumedAt - r.switchover.pausedAt,
+    downtimeMs: r.switchover === null ? r.downtimeSeenMs : r.switchover.resumedAt - r.switchover.pausedAt,
     downtimeBreakdown: r.switchover === null ? r.destinationDowntime : downtimeBreakdown(r.switchover),
     setupTimeMs: r.setupTimeMs, guestBytes: r.guestBytes, bytesTransferred: r.bytesTransferred, pagesTransferred: r.pagesTransferred,
     pagesByEncoding: { ...r.pagesByEncoding }, iterations: r.iterations, receivedPasses: r.receivedPasses, converged: r.converged,
@@ -319,7 +327,7 @@ export function formatReport(r: Report): string {
     lines.push(`  post-copy: ${p.faults} faults (latency p50 ${p.faultLatencyUs.p50.toFixed(0)} µs, p99 ${p.faultLatencyUs.p99.toFixed(0)} µs, max ${p.faultLatencyUs.max.toFixed(0)} µs), ${p.pagesRequested} pages requested, ${p.pagesPushed} pushed, ${f1(p.postcopyTimeMs)} ms to all present`);
   }
   for (const v of r.recoveries) {
-    lines.push(`  recovered: link lost at ${f1(v.lostAtMs)} ms (${v.cause}); paused ${f1(v.pausedMs)} ms, ${v.attempts} attempt(s), ${v.missingPages} pages still missing went again`);
+    lines.push(`  recovered: link lost in ${v.phase} at ${f1(v.lostAtMs)} ms (${v.cause}); back after ${f1(v.pausedMs)} ms, ${v.attempts} attempt(s), ${v.missingPages} pages went again`);
   }
   if (r.prealloc?.enabled) lines.push(`  destination memory pre-touched in ${f1(r.prealloc.ms)} ms ${r.prealloc.beforeMigration ? 'before the migration began' : 'during setup, before receiving'}`);
   if (r.cpuMs !== null) {

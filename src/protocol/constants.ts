@@ -8,7 +8,7 @@ export const PREFACE_BYTES = 12;
 export const PROTOCOL_VERSION = 4;
 /**
  * Oldest version this build accepts from a peer. Version 4 added the RECOVER channel role only (and
- * MISSING_PAGES from the destination in answer to it): a v3 source never opens one, so a v4
+ * MISSING_PAGES or PAGE_HASHES from the destination in answer to it): a v3 source never opens one, so a v4
  * destination still receives from it (one way: a v3 destination refuses a v4 preface, so destinations
  * are upgraded first).
  */
@@ -27,6 +27,7 @@ export const FrameType = {
   PAGE_REQUEST: 0x0a,
   MISSING_PAGES: 0x0b,
   POSTCOPY_DONE: 0x0c,
+  PAGE_HASHES: 0x0d,
 } as const;
 export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
 

@@ -15,6 +15,8 @@
 //                     bitmap = ceil(pageCount/64) u64 words, bit i = page firstPage + i   (src → dst)
 //   POSTCOPY_DONE  := digest:u64 pagesReceived:u64 faults:u64 faultP50Us:f64 faultP99Us:f64
 //                     faultMaxUs:f64 postcopyMs:f64                                      (dst → src)
+//   PAGE_HASHES    := region:u16 reserved:u16(0) firstPage:u32 count:u32 reserved:u32(0) hash:u64{count}
+//                     the hash of each page as the destination holds it                   (dst → src, v4)
 //
 // A SWITCHOVER with mode POSTCOPY is preceded by MISSING_PAGES frames naming every page the
 // destination does not hold yet (hybrid); in pure post-copy they name every page.
@@ -30,6 +32,7 @@ export interface Resumed { digest: bigint; pagesReceived: number; applyMs: numbe
 export interface ErrorMessage { code: string; message: string }
 export interface PageRequest { regionId: number; page: number; count: number; requestId: number }
 export interface MissingPages { regionId: number; firstPage: number; pageCount: number; bitmap: Uint8Array }
+export interface PageHashes { regionId: number; firstPage: number; hashes: BigUint64Array }
 export interface PostcopyDone {
   digest: bigint; pagesReceived: number; faults: number; faultP50Us: number; faultP99Us: number; faultMaxUs: number; postcopyMs: number;
 }
@@ -152,6 +155,31 @@ export function decodeMissingPages(buf: Uint8Array, offset: number, length: numb
   const bitmap = r.bytes(Math.ceil(pageCount / 64) * 8, 'bitmap');
   r.done();
   return { regionId, firstPage, pageCount, bitmap };
+}
+
+/** Most hashes in one PAGE_HASHES: its body fits a control frame (the source reads control frames only). */
+export const MAX_HASHES_PER_FRAME = Math.floor((Limits.MAX_CONTROL_BODY_BYTES - 16) / 8);
+
+export function encodePageHashes(m: PageHashes): Uint8Array {
+  const count = m.hashes.length;
+  if (count < 1 || count > MAX_HASHES_PER_FRAME) throw malformed(`PAGE_HASHES: ${count} hashes outside [1, ${MAX_HASHES_PER_FRAME}]`);
+  const w = new BodyWriter().u16(m.regionId).u16(0).u32(m.firstPage).u32(count).u32(0);
+  for (const h of m.hashes) w.u64(h);
+  return encodeFrame(FrameType.PAGE_HASHES, w.finish());
+}
+
+export function decodePageHashes(buf: Uint8Array, offset: number, length: number): PageHashes {
+  const r = new BodyReader(buf, offset, length, 'PAGE_HASHES');
+  const regionId = r.u16('region');
+  if (r.u16('reserved') !== 0) throw malformed('PAGE_HASHES: reserved field is not zero');
+  const firstPage = r.u32('firstPage');
+  const count = r.u32('count');
+  if (r.u32('reserved') !== 0) throw malformed('PAGE_HASHES: reserved field is not zero');
+  if (count < 1 || count > MAX_HASHES_PER_FRAME) throw malformed(`PAGE_HASHES: ${count} hashes outside [1, ${MAX_HASHES_PER_FRAME}]`);
+  const hashes = new BigUint64Array(count);
+  for (let i = 0; i < count; i++) hashes[i] = r.u64big('hash');
+  r.done();
+  return { regionId, firstPage, hashes };
 }
 
 export function encodePostcopyDone(m: PostcopyDone): Uint8Array {

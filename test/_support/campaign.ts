@@ -15,8 +15,9 @@
 //
 //   source ──► proxy (fault at byte N) ──► destination        (post-copy's urgent channel goes direct)
 //
-// Post-copy and hybrid trials run with recovery on (a few seconds' window on both sides), and their cut
-// keeps the proxy's address answering: a lost post-copy link is recovered, and judged like any other end.
+// Post-copy and hybrid trials run with recovery on (a few seconds' window on both sides: hybrid's
+// pre-copy passes resume, post-copy goes on), and their cut keeps the proxy's address answering: a lost
+// link is recovered, and judged like any other end.
 
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';

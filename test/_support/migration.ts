@@ -170,6 +170,9 @@ export function assertMigratedExactly(r: MigrationOutcome, c: GuestCase | Migrat
   // The destination resumed at the source's pause point and ran exactly --run-steps from there.
   assert.is(dst.guestSteps, src.guestSteps + runStepsOf(c), 'destination steps = source pause point + --run-steps');
   assert.is(dst.digest, src.digest, 'session digests differ');
+  // The destination's own view of the downtime lies inside the source's (pause → RESUMED arrived).
+  assert.ok(dst.downtimeMs !== null && src.downtimeMs !== null && dst.downtimeMs > 0 && dst.downtimeMs <= src.downtimeMs,
+    `destination saw ${dst.downtimeMs} ms of downtime, the source ${src.downtimeMs} ms`);
   assert.is(diffAgainstReplay(r.source.image, c, src.guestSteps), null, 'source image at the pause point');
   assert.is(diffAgainstReplay(r.dest.image, c, dst.guestSteps), null, 'destination image after its own steps');
 }

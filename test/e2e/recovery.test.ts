@@ -1,9 +1,10 @@
-// Post-copy recovery end to end: the link is lost while the destination runs the guest on part of its
-// memory, both sides pause with every page kept, the source reconnects (HELLO role RECOVER), the
-// destination names the pages it still lacks, and post-copy completes bit-identical to replay. The
-// cut comes from a proxy between them, at a barrier on bytes (not on time); the urgent channel goes to
-// the destination's own port, so a proxy cut loses the bulk link, a corrupted page the bulk frame, and
-// a stopped fault thread on the destination the urgent link.
+// Recovering a lost link end to end. Post-copy: the link is lost while the destination runs the guest
+// on part of its memory, both sides pause with every page kept, the source reconnects (HELLO role
+// RECOVER), the destination names the pages it still lacks, and post-copy completes bit-identical to
+// replay. Before SWITCHOVER: the pass that lost its link resumes, the destination sending its page
+// hashes so that exactly the pages that never landed go again. The cut comes from a proxy between
+// them, at a barrier on bytes (not on time); the urgent channel goes to the destination's own port, so
+// a proxy cut loses the bulk link and a corrupted page the bulk frame.
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -104,6 +105,65 @@ test('post-copy: a page corrupted on the wire is refused before it reaches guest
   assertMigratedExactly({ ...r }, { ...c, fill: 'random' });
   assertRecoveredOnce(r);
   assert.ok(r.dest.report!.recoveries[0].cause.length > 0);
+}));
+
+/** A pre-copy or stop-and-copy migration through a proxy, with a cut (or a flipped bit) at `at` bytes. */
+async function passCase(c: MigrationCase, fault: 'cut' | 'flip', at: number, extra: string[] = []): Promise<MigrationOutcome> {
+  const dest = await startDestination([
+    '--report', file('dest.json'), '--dump-memory', file('dest.img'), '--run-steps', String(c.runSteps), '--recover-timeout', '20000',
+  ]);
+  const proxy = await Proxy.start(dest.port);
+  if (fault === 'flip') proxy.flipAt(at);
+  const source = memshift([
+    'source', '--connect', `127.0.0.1:${proxy.port}`, '--memory', c.memory!, '--seed', String(c.seed), '--workload', c.workload!, '--fill', c.fill!, '--quiet',
+    '--mode', c.mode!, '--max-bandwidth', c.maxBandwidth!, '--warmup', '50', '--dirty-rate', '20000', '--recover-timeout', '20000',
+    '--report', file('src.json'), '--dump-memory', file('src.img'), ...extra,
+  ]);
+  if (fault === 'cut') {
+    await proxy.holdAfter(at);
+    proxy.resetConnections();
+    proxy.release();
+  }
+  return finish({ source, dest, proxy });
+}
+
+/** One recovery on each side, of the pass the source was in; the destination waited in `receiving`. */
+function assertPassResumed(r: MigrationOutcome, phase: 'precopy' | 'stop-and-copy'): Report {
+  const src = r.source.report!;
+  const dst = r.dest.report!;
+  assert.is(src.recoveries.length, 1, `source recoveries: ${JSON.stringify(src.recoveries)}`);
+  assert.is(dst.recoveries.length, 1, `destination recoveries: ${JSON.stringify(dst.recoveries)}`);
+  assert.is(src.recoveries[0].phase, phase);
+  assert.is(dst.recoveries[0].phase, 'receiving');
+  return src;
+}
+
+test('live: a cut in the first pass resumes the pass; only the pages in flight go again', deadline(120_000, async () => {
+  const c: MigrationCase = { seed: 65, memory: '32MiB', fill: 'mixed', workload: 'uniform', mode: 'live', maxBandwidth: '24MiB', runSteps: 2000 };
+  const r = await passCase(c, 'cut', 4 * 2 ** 20);
+  assertMigratedExactly(r, c);
+  const src = assertPassResumed(r, 'precopy');
+  const diverged = src.recoveries[0].missingPages;
+  assert.ok(diverged > 0, 'batches the kernel took but the destination never got are sent again');
+  assert.ok(diverged < 8192, `${diverged} pages of 8192 went again, not the whole guest`);
+  assert.match(r.dest.stderr, /lost the link during receiving pass 1/);
+}));
+
+test('live: a cut in a later pass (XBZRLE deltas against what the destination holds) resumes identical to replay', deadline(120_000, async () => {
+  // Random pages: pass 1 is 16 MiB on the wire, so the cut falls in pass 2 or later.
+  const c: MigrationCase = { seed: 66, memory: '16MiB', fill: 'random', workload: 'uniform', mode: 'live', maxBandwidth: '24MiB', runSteps: 2000 };
+  const r = await passCase(c, 'cut', 16 * 2 ** 20 + 256 * 1024);
+  assertMigratedExactly(r, c);
+  const src = assertPassResumed(r, 'precopy');
+  assert.ok(src.pagesByEncoding.xbzrle > 0, 'later passes went as deltas');
+  assert.match(r.dest.stderr, /lost the link during receiving pass ([2-9]|\d\d)/);
+}));
+
+test('cold: a page corrupted in the single paused pass is refused, and the pass resumes over a new link', deadline(120_000, async () => {
+  const c: MigrationCase = { seed: 67, memory: '16MiB', fill: 'random', workload: 'uniform', mode: 'cold', maxBandwidth: '32MiB', runSteps: 2000 };
+  const r = await passCase(c, 'flip', 6 * 2 ** 20 + 333);
+  assertMigratedExactly(r, c);
+  assertPassResumed(r, 'stop-and-copy');
 }));
 
 test('recovery off (the default): the same cut leaves both sides paused, exit status 4 once stopped', deadline(120_000, async () => {

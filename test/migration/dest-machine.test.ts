@@ -47,6 +47,7 @@ const STATES = {
   'postcopy-switching+all-present': { kind: 'postcopy-switching', mode: 'hybrid', order: ORDER_POSTCOPY, allPresent: true },
   'postcopy-running': { kind: 'postcopy-running', mode: 'hybrid' },
   'postcopy-recovering': { kind: 'postcopy-recovering', mode: 'hybrid', error: CLOSED },
+  reconnecting: { kind: 'reconnecting', resume: receiving('live', { hasState: true }), error: CLOSED },
   'postcopy-confirming': { kind: 'postcopy-confirming', mode: 'hybrid' },
   completed: { kind: 'completed', mode: 'live', confirmed: true },
   failed: { kind: 'failed', error: FAILED },
@@ -75,6 +76,8 @@ const EVENTS = {
   complete: () => ({ type: 'complete' }),
   closed: () => ({ type: 'closed', error: CLOSED }),
   error: () => ({ type: 'error', error: FAILED }),
+  'closed/link': () => ({ type: 'closed', error: CLOSED, recoverable: true }),
+  'error/link': () => ({ type: 'error', error: FAILED, recoverable: true }),
 } satisfies Record<string, (s: DestState) => DestEvent>;
 type EventName = keyof typeof EVENTS;
 
@@ -84,7 +87,7 @@ const FAILURE_ROWS = (name: StateName, closed: DestState, error: DestState): [St
 ];
 const NEVER_RESUMED = (name: StateName) => FAILURE_ROWS(name, { kind: 'failed', error: CLOSED }, { kind: 'failed', error: FAILED });
 
-const VALID: [StateName, EventName, DestState][] = [
+const BASE_VALID: [StateName, EventName, DestState][] = [
   ['awaiting-hello', 'hello', { kind: 'setup', mode: 'postcopy' }],
   ...NEVER_RESUMED('awaiting-hello'),
   ['setup', 'ready', { kind: 'receiving', mode: 'hybrid', iteration: 0, hasState: false, postcopy: false, missingAnnounced: false }],
@@ -157,6 +160,25 @@ const VALID: [StateName, EventName, DestState][] = [
   ...FAILURE_ROWS('postcopy-confirming', { kind: 'completed', mode: 'hybrid', confirmed: false }, { kind: 'completed', mode: 'hybrid', confirmed: false }),
 ];
 
+// A link failure with recovery on: a pass being received waits for the source to reconnect; in every
+// other state it is the failure it always was.
+const receivingNames = (Object.keys(STATES) as StateName[]).filter((n) => n.startsWith('receiving'));
+const VALID: [StateName, EventName, DestState][] = [
+  ...BASE_VALID,
+  ...BASE_VALID.filter(([n, e]) => (e === 'closed' || e === 'error') && !n.startsWith('receiving')).map(([n, e, next]): [StateName, EventName, DestState] => [n, `${e}/link` as EventName, next]),
+  ...receivingNames.flatMap((n): [StateName, EventName, DestState][] => [
+    [n, 'closed/link', { kind: 'reconnecting', resume: STATES[n] as Extract<DestState, { kind: 'receiving' }>, error: CLOSED }],
+    [n, 'error/link', { kind: 'reconnecting', resume: STATES[n] as Extract<DestState, { kind: 'receiving' }>, error: FAILED }],
+  ]),
+  // The same pass goes on over the new link; a window that closes fails the session (never resumed).
+  ['reconnecting', 'recovered', STATES.reconnecting.resume],
+  ['reconnecting', 'recover-ended', { kind: 'failed', error: CLOSED }],
+  ['reconnecting', 'closed', STATES.reconnecting],
+  ['reconnecting', 'error', STATES.reconnecting],
+  ['reconnecting', 'closed/link', STATES.reconnecting],
+  ['reconnecting', 'error/link', STATES.reconnecting],
+];
+
 // Valid pairs whose guard rejects them; tested with their own messages below.
 const GUARDED = new Set<string>([
   'receiving|missing-pages', 'receiving+state|missing-pages',
@@ -208,9 +230,9 @@ test('every other (state, event) pair throws MS_ERR_UNEXPECTED_MESSAGE naming th
       assert.is(err.details.phase, state.kind, key);
     }
   }
-  // 21 states × 19 event variants, minus the 75 valid rows and the 10 guarded pairs.
-  assert.is(VALID.length, 75);
-  assert.is(invalid, 21 * 19 - 75 - 10);
+  // 22 states × 21 event variants, minus the 75 + 24 + 12 + 6 valid rows and the 10 guarded pairs.
+  assert.is(VALID.length, 117);
+  assert.is(invalid, 22 * 21 - 117 - 10);
 });
 
 test('the valid table has no duplicate (state, event) pair and no pair that is also guarded', () => {
@@ -229,7 +251,7 @@ test('setup accepts nothing but ready and failures: no frame of the migration ma
   const accepted = (Object.entries(EVENTS) as [EventName, (s: DestState) => DestEvent][])
     .filter(([, make]) => { try { stepDest(STATES.setup, make(STATES.setup)); return true; } catch { return false; } })
     .map(([name]) => name);
-  assert.equal(accepted, ['ready', 'ready+postcopy', 'closed', 'error']);
+  assert.equal(accepted, ['ready', 'ready+postcopy', 'closed', 'error', 'closed/link', 'error/link']);
 });
 
 // ---- ITERATION_END must count 1, 2, 3 … -----------------------------------------------------------
@@ -378,6 +400,7 @@ test('final states reject every event, failures included', () => {
 
 test('only switching → resuming and postcopy-switching → postcopy-running/confirming start the guest, and only on resumed', () => {
   // States in which the guest runs here; a transition into one from outside it starts the guest.
+  // (reconnecting is not among them: nothing runs here before SWITCHOVER.)
   const guestRuns = new Set<string>(['resuming', 'running', 'awaiting-confirmation', 'postcopy-running', 'postcopy-recovering', 'postcopy-confirming', 'completed']);
   const starts: string[] = [];
   for (const [name, state] of Object.entries(STATES) as [StateName, DestState][]) {

@@ -42,6 +42,7 @@ const STATES = {
   'postcopy-switching+sent': { kind: 'postcopy-switching', iteration: 5, sent: SENT },
   'postcopy-running': { kind: 'postcopy-running', iteration: 5 },
   'postcopy-recovering': { kind: 'postcopy-recovering', iteration: 5, error: ERR },
+  reconnecting: { kind: 'reconnecting', resume: { kind: 'stop-and-copy', iteration: 7, singlePass: false }, error: ERR },
   releasing: { kind: 'releasing' },
   completed: { kind: 'completed', confirmed: true },
   aborted: { kind: 'aborted', decision: ABORT },
@@ -77,6 +78,7 @@ const EVENTS = {
   released: { type: 'released' },
   'not-resumed': { type: 'not-resumed', error: NOT_RESUMED },
   failed: { type: 'failed', error: ERR },
+  'failed/link': { type: 'failed', error: ERR, recoverable: true },
   refused: { type: 'refused', error: REFUSAL },
 } satisfies Record<string, SourceEvent>;
 type EventName = keyof typeof EVENTS;
@@ -134,6 +136,23 @@ const VALID: [StateName, EventName, SourceState][] = [
   ['postcopy-running', 'postcopy-done', { kind: 'releasing' }],
   ['postcopy-running', 'failed', { kind: 'postcopy-recovering', iteration: 5, error: ERR }],
   ['postcopy-running', 'refused', { kind: 'postcopy-recovering', iteration: 5, error: REFUSAL }],
+  // A link failure with recovery on: a pass before SWITCHOVER reconnects and resumes; elsewhere it is any failure.
+  ['setup', 'failed/link', { kind: 'failed', error: ERR }],
+  ['precopy', 'failed/link', { kind: 'reconnecting', resume: STATES.precopy, error: ERR }],
+  ['precopy+postcopy', 'failed/link', { kind: 'reconnecting', resume: STATES['precopy+postcopy'], error: ERR }],
+  ['stop-and-copy', 'failed/link', { kind: 'reconnecting', resume: STATES['stop-and-copy'], error: ERR }],
+  ['awaiting-resume', 'failed/link', { kind: 'resolving', iteration: 7, sent: SENT, error: ERR }],
+  ['resolving', 'failed/link', { kind: 'in-doubt', error: ERR }],
+  ['postcopy-switching', 'failed/link', { kind: 'failed', error: ERR }],
+  ['postcopy-switching+sent', 'failed/link', { kind: 'in-doubt', error: ERR }],
+  ['postcopy-running', 'failed/link', { kind: 'postcopy-recovering', iteration: 5, error: ERR }],
+  ['postcopy-recovering', 'failed/link', { kind: 'postcopy-paused', error: ERR }],
+  ['releasing', 'failed/link', { kind: 'completed', confirmed: false }],
+  // The interrupted pass resumes (same iteration, its snapshot kept); a reconnection that fails is a failure: the guest resumes here.
+  ['reconnecting', 'recovered', { kind: 'stop-and-copy', iteration: 7, singlePass: false, again: true }],
+  ['reconnecting', 'failed', { kind: 'failed', error: ERR }],
+  ['reconnecting', 'failed/link', { kind: 'failed', error: ERR }],
+  ['reconnecting', 'refused', { kind: 'failed', error: REFUSAL }],
   // Recovery: a new link (the next push is the next iteration), or the pause stays for good.
   ['postcopy-recovering', 'recovered', { kind: 'postcopy-running', iteration: 6 }],
   ['postcopy-recovering', 'failed', { kind: 'postcopy-paused', error: ERR }],
@@ -189,9 +208,9 @@ test('every pair not in the valid table throws MS_ERR_UNEXPECTED_MESSAGE naming 
       assert.is(err.details.phase, state.kind, key);
     }
   }
-  // 16 states × 23 event variants, minus the 48 valid rows and the 3 guarded pairs.
-  assert.is(VALID.length, 48);
-  assert.is(invalid, 16 * 23 - 48 - 3);
+  // 17 states × 24 event variants, minus the 63 valid rows and the 3 guarded pairs.
+  assert.is(VALID.length, 63);
+  assert.is(invalid, 17 * 24 - 63 - 3);
 });
 
 test('the valid table has no duplicate (state, event) pair and names only known states and events', () => {
@@ -395,6 +414,16 @@ test('a hybrid migration that fails in post-copy tries to recover and, failing t
   assert.equal(trail.map((s) => s.kind), ['precopy', 'postcopy-switching', 'postcopy-switching', 'postcopy-running', 'postcopy-recovering', 'postcopy-paused']);
   assert.not.ok(isFinal(trail[4]), 'recovering is not an end');
   assert.ok(destinationMayRun(trail[5]));
+});
+
+test('a live migration whose link fails in pass 2 reconnects, resumes pass 2 (again), and the pass after it starts as any other', () => {
+  const trail = walk([
+    EVENTS['handshake-done/live'], EVENTS['iteration-done/continue'], EVENTS['failed/link'], EVENTS.recovered, EVENTS['iteration-done/continue'],
+  ]);
+  assert.equal(trail.map((s) => s.kind), ['precopy', 'precopy', 'reconnecting', 'precopy', 'precopy']);
+  assert.equal(trail[3], { ...PRECOPY_1, iteration: 2, remainingHistory: [250], again: true });
+  assert.equal(trail[4], { ...PRECOPY_1, iteration: 3, remainingHistory: [250, 250] });
+  assert.not.ok(destinationMayRun(trail[2]), 'before SWITCHOVER the destination never runs the guest');
 });
 
 test('a post-copy migration that recovers twice pushes on in iterations 2 and 3, then completes', () => {

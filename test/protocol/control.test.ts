@@ -8,7 +8,7 @@ import { FrameType, Limits, SwitchoverMode } from '../../src/protocol/constants.
 import {
   decodeComplete, decodeError, decodeIterationEnd, decodeMissingPages, decodePageRequest, decodePostcopyDone, decodeResumed,
   decodeSwitchover, encodeComplete, encodeDeviceState, encodeError, encodeIterationEnd, encodeMissingPages, encodePageRequest,
-  encodePostcopyDone, encodeResumed, encodeSwitchover, MAX_PAGES_PER_REQUEST, peerError,
+  encodePostcopyDone, encodeResumed, encodeSwitchover, MAX_PAGES_PER_REQUEST, peerError, decodePageHashes, encodePageHashes, MAX_HASHES_PER_FRAME,
 } from '../../src/protocol/control.js';
 import { maxBodyBytes, readFrameHeader, verifyFrame } from '../../src/protocol/frame.js';
 import {
@@ -122,7 +122,26 @@ const CASES: Array<Case<any>> = [
     norm: (m) => ({ ...m, bitmap: [...m.bitmap] }),
   },
   { name: 'POSTCOPY_DONE', type: FrameType.POSTCOPY_DONE, make: randomPostcopyDone, encode: encodePostcopyDone, decode: decodePostcopyDone },
+  {
+    name: 'PAGE_HASHES', type: FrameType.PAGE_HASHES, encode: encodePageHashes, decode: decodePageHashes,
+    make: (r) => ({ regionId: r.below(0x10000), firstPage: r.u32(), hashes: BigUint64Array.from({ length: 1 + r.below(MAX_HASHES_PER_FRAME) }, () => randomU64(r)) }),
+    norm: (m) => ({ ...m, hashes: [...m.hashes] }),
+  },
 ];
+
+test('PAGE_HASHES: a count of 0 or past one control frame, a non-zero reserved field, or a body shorter than its count is refused', () => {
+  const one = encodePageHashes({ regionId: 1, firstPage: 64, hashes: BigUint64Array.of(5n) });
+  const body = one.slice(16);
+  assert.is(MAX_HASHES_PER_FRAME * 8 + 16 <= 64 * 1024, true, 'a full frame fits a control body');
+  const withCount = (n: number): Uint8Array => { const b = body.slice(); new DataView(b.buffer).setUint32(8, n, true); return b; };
+  expectCode(() => decodePageHashes(withCount(0), 0, body.length), 'MS_ERR_FRAME_MALFORMED', 'count 0');
+  expectCode(() => decodePageHashes(withCount(MAX_HASHES_PER_FRAME + 1), 0, body.length), 'MS_ERR_FRAME_MALFORMED', 'count past a frame');
+  expectCode(() => decodePageHashes(withCount(2), 0, body.length), 'MS_ERR_FRAME_MALFORMED', 'body shorter than its count');
+  const reserved = body.slice();
+  reserved[2] = 1;
+  expectCode(() => decodePageHashes(reserved, 0, body.length), 'MS_ERR_FRAME_MALFORMED', 'reserved');
+  expectCode(() => encodePageHashes({ regionId: 0, firstPage: 0, hashes: new BigUint64Array(0) }), 'MS_ERR_FRAME_MALFORMED', 'encode 0');
+});
 
 test('every control message round-trips random values through a sealed frame', () => {
   const rng = seeded(31);

@@ -24,7 +24,7 @@ import type { Slab } from '../../src/memory/slab.js';
 import { FrameType, Limits, PageEncoding, PROTOCOL_VERSION } from '../../src/protocol/constants.js';
 import {
   decodeComplete, decodeError, decodeIterationEnd, decodeMissingPages, decodePageRequest, decodePostcopyDone, decodeResumed,
-  decodeSwitchover,
+  decodeSwitchover, decodePageHashes,
 } from '../../src/protocol/control.js';
 import { lz4Encode } from '../../src/protocol/encodings/lz4.js';
 import { FRAME_HEADER_BYTES } from '../../src/protocol/frame.js';
@@ -53,6 +53,7 @@ const CONTROL_DECODERS: Record<number, (buf: Uint8Array, offset: number, length:
   [FrameType.PAGE_REQUEST]: decodePageRequest,
   [FrameType.MISSING_PAGES]: decodeMissingPages,
   [FrameType.POSTCOPY_DONE]: decodePostcopyDone,
+  [FrameType.PAGE_HASHES]: decodePageHashes,
   [FrameType.DEVICE_STATE]: () => undefined,
 };
 

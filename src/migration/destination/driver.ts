@@ -15,7 +15,7 @@
 //
 // Accepting connections and the handshake's first checks live in accept.ts.
 
-import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
+import { ErrorCode, MemshiftError, isLinkFailure, toMemshiftError } from '../../errors.js';
 import { sessionDigest } from '../../memory/slab.js';
 import { FrameType } from '../../protocol/constants.js';
 import { decodeComplete, encodeError } from '../../protocol/control.js';
@@ -80,7 +80,7 @@ export class Session {
   /** Makes `channel` the bulk link: its frames and its end are the session's (a replaced link's are not). */
   private attach(channel: FrameLink): void {
     this.channel = channel;
-    this.run.channel = channel;
+    this.run.replaceChannel(channel);
     channel.setHandlers({
       onFrame: (f) => { if (channel === this.channel) this.onFrame(f); },
       onClosed: (e) => {
@@ -110,6 +110,10 @@ export class Session {
 
   private dispatch(event: DestEvent): void {
     if (this.done) return;
+    // A failure of the link, with recovery on, may be recovered (the machine decides where).
+    if ((event.type === 'closed' || event.type === 'error') && event.recoverable === undefined) {
+      event = { ...event, recoverable: this.recoveryOn && isLinkFailure(event.error) };
+    }
     const before = this.state;
     try {
       this.state = stepDest(before, event);
@@ -158,6 +162,7 @@ export class Session {
         this.phase(confirmPostcopy(this.run), ErrorCode.UNEXPECTED_MESSAGE);
         return;
       case 'postcopy-recovering':
+      case 'reconnecting':
         this.awaitRecovery(s);
         return;
       case 'completed':
@@ -181,14 +186,18 @@ export class Session {
     this.dispatch({ type: 'error', error: new MemshiftError(ErrorCode.CANCELLED, `migration cancelled during ${this.channel.phase}`) });
     // Cancelled while (or by now) lingering: stop answering queries; the source stays in doubt.
     if (lingers(this.state)) this.dispatch({ type: 'linger-ended' });
-    // Or while post-copy waits to recover: it stays paused, every page kept.
-    if (this.state.kind === 'postcopy-recovering') this.dispatch({ type: 'recover-ended' });
+    // Or while waiting for the source to recover the link: post-copy stays paused, a pass fails.
+    if (this.state.kind === 'postcopy-recovering' || this.state.kind === 'reconnecting') this.dispatch({ type: 'recover-ended' });
   }
 
-  /** Whether a RECOVER HELLO may reach this session: post-copy runs or recovers, and recovery is on. */
+  private get recoveryOn(): boolean {
+    return (this.run.options.recoverTimeoutMs ?? 0) > 0;
+  }
+
+  /** Whether a RECOVER HELLO may reach this session: a pass or post-copy runs or waits to recover, and recovery is on. */
   get recoverable(): boolean {
     const k = this.state.kind;
-    return (k === 'postcopy-running' || k === 'postcopy-recovering') && (this.run.options.recoverTimeoutMs ?? 0) > 0;
+    return (k === 'receiving' || k === 'reconnecting' || k === 'postcopy-running' || k === 'postcopy-recovering') && this.recoveryOn;
   }
 
   /** Whether `hello` (a RECOVER) is this session's source: recoverable, same session id, same TLS peer. */
@@ -201,31 +210,35 @@ export class Session {
    * that reconnects while this side still thinks post-copy runs knows better: the old link is dead.
    */
   recover(channel: FrameLink): void {
-    if (this.state.kind === 'postcopy-running') {
-      this.dispatch({ type: 'error', error: new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${channel.peer} reconnected to recover post-copy: the link it replaces is dead`, { phase: 'post-copy' }) });
+    if (this.state.kind === 'postcopy-running' || this.state.kind === 'receiving') {
+      const dead = new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${channel.peer} reconnected to recover the session: the link it replaces is dead`, { phase: this.state.kind });
+      this.dispatch({ type: 'error', error: dead, recoverable: true });
     }
     const s = this.state;
-    if (s.kind !== 'postcopy-recovering' || this.answering) {
+    if ((s.kind !== 'postcopy-recovering' && s.kind !== 'reconnecting') || this.answering) {
       channel.fail(new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, this.answering ? 'a recovery of this session is already being answered' : `session is ${s.kind}, not recovering`));
       return;
     }
     this.answering = true;
+    const postcopy = s.kind === 'postcopy-recovering';
+    const phase = postcopy ? 'postcopy-running' : s.resume.kind;
     const session = Buffer.from(this.hello.session).toString('hex');
-    this.run.log(`${channel.peer} reconnected to recover post-copy session ${session}`, 'notice');
+    this.run.log(`${channel.peer} reconnected to recover session ${session}`, 'notice');
     const attempt = async (): Promise<number> => {
       await this.lostLinkDropped;
       this.attach(channel);
-      return answerRecovery(this.run, channel, this.hello.session);
+      return answerRecovery(this.run, channel, this.hello.session, postcopy);
     };
     attempt().then((missing) => {
       this.answering = false;
-      if (this.state.kind !== 'postcopy-recovering' || channel !== this.channel) return;
+      if (this.state.kind !== s.kind || channel !== this.channel) return;
       if (this.recoverTimer !== null) clearTimeout(this.recoverTimer);
       this.recoverTimer = null;
-      const recovery = { lostAtMs: this.lostAt - this.run.record.startedAt, pausedMs: performance.now() - this.lostAt, missingPages: missing, attempts: 1, cause: s.error.message };
+      // Pre-copy: the source alone knows which pages differ; this side counts none.
+      const recovery = { phase, lostAtMs: this.lostAt - this.run.record.startedAt, pausedMs: performance.now() - this.lostAt, missingPages: missing, attempts: 1, cause: s.error.message };
       this.run.record.recoveries.push(recovery);
       this.run.emit({ type: 'recovered', role: 'destination', recovery });
-      this.run.log(`post-copy recovered after ${Math.round(recovery.pausedMs)} ms: ${missing} pages still on the source`, 'notice');
+      this.run.log(postcopy ? `post-copy recovered after ${Math.round(recovery.pausedMs)} ms: ${missing} pages still on the source` : `link recovered after ${Math.round(recovery.pausedMs)} ms: the source resumes its pass`, 'notice');
       this.dispatch({ type: 'recovered' });
       // Nothing was missing any more (the last pages arrived just before the loss): post-copy is done.
       this.run.urgent?.checkAllPresent();
@@ -237,8 +250,11 @@ export class Session {
     });
   }
 
-  /** Post-copy lost its link: drop it, keep every page and the blocked vCPU, and wait (bounded) for the source. */
-  private awaitRecovery(s: Extract<DestState, { kind: 'postcopy-recovering' }>): void {
+  /**
+   * The link was lost (post-copy, or a pass with recovery on): drop it, keep every page (and in
+   * post-copy the blocked vCPU), and wait (bounded) for the source to reconnect.
+   */
+  private awaitRecovery(s: Extract<DestState, { kind: 'postcopy-recovering' | 'reconnecting' }>): void {
     this.lostAt = performance.now();
     this.unwatch();
     if (!this.channel.isClosed) this.channel.destroy();
@@ -249,7 +265,8 @@ export class Session {
       return;
     }
     const session = Buffer.from(this.hello.session).toString('hex');
-    this.run.log(`post-copy lost its link (${s.error.code}: ${s.error.message}); guest held, waiting up to ${ms} ms for the source to recover session ${session}`, 'notice');
+    const held = s.kind === 'postcopy-recovering' ? 'post-copy lost its link' : `lost the link during ${s.resume.kind} pass ${s.resume.iteration + 1}`;
+    this.run.log(`${held} (${s.error.code}: ${s.error.message}); guest held, waiting up to ${ms} ms for the source to recover session ${session}`, 'notice');
     if (this.recoverTimer !== null) clearTimeout(this.recoverTimer);
     this.recoverTimer = setTimeout(() => this.dispatch({ type: 'recover-ended' }), ms);
   }
@@ -340,7 +357,7 @@ export class Session {
     }
     const r = run.record;
     const totals = run.applier?.totals;
-    r.bytesTransferred = this.channel.bytesReceived;
+    r.bytesTransferred = this.run.bytesReceived;
     r.pagesTransferred = totals?.pages ?? 0;
     if (totals) r.pagesByEncoding = { ...totals.counts };
     r.converged = s.kind === 'completed';

@@ -26,6 +26,9 @@
 //   postcopy_running --> postcopy_confirming: all-present
 //   postcopy_confirming --> completed: complete, error, closed (every page is here)
 //   awaiting_hello, setup, receiving, postcopy_switching --> failed: error, closed (never resumed)
+//   receiving --> reconnecting: error, closed (a link failure, with recovery on)
+//   reconnecting --> receiving: recovered (the source resumes its pass with what this side lacks)
+//   reconnecting --> failed: recover-ended (never resumed)
 //   postcopy_running --> postcopy_recovering: error, closed (pages split across hosts: keep everything)
 //   postcopy_recovering --> postcopy_running: recovered (a RECOVER channel took over; the source knows what is missing)
 //   postcopy_recovering --> postcopy_recovering: error, closed (a recovery attempt's trouble is not the session's)
@@ -43,7 +46,9 @@
 // runs here) with RESUMED, then takes COMPLETE; `declining` (it never started, never will) with
 // MS_ERR_NOT_RESUMED. Neither state starts or stops the guest.
 //
-// Recovering (post-copy): the guest runs here on the pages it has and blocks on the others; for
+// Reconnecting (before SWITCHOVER, recovery on): nothing runs here; for `recoverTimeoutMs` the session
+// takes a RECOVER connection as its new bulk link, sends the hash of every page it holds, and the
+// source resumes its pass. Recovering (post-copy): the guest runs here on the pages it has and blocks on the others; for
 // `recoverTimeoutMs` the session takes a RECOVER connection for its id from the same TLS peer as its new
 // bulk link (accept.ts routes it), names the pages it still lacks, and post-copy runs on.
 
@@ -56,6 +61,8 @@ export type DestState =
   /** HELLO accepted; the target is being allocated. Nothing but the handshake may arrive yet. */
   | { kind: 'setup'; mode: MigrationMode }
   | { kind: 'receiving'; mode: MigrationMode; iteration: number; hasState: boolean; postcopy: boolean; missingAnnounced: boolean }
+  /** The link was lost before SWITCHOVER (`error`): waiting for the source to reconnect and resume `resume`. */
+  | { kind: 'reconnecting'; resume: Extract<DestState, { kind: 'receiving' }>; error: MemshiftError }
   /** `order`: the SWITCHOVER as the source sent it (digest to match, missing pages). */
   | { kind: 'switching'; mode: MigrationMode; order: Switchover }
   /** The checks passed and the target's resume was called: from here the guest is (being) started. */
@@ -97,8 +104,9 @@ export type DestEvent =
   /** The recovery window closed (timeout, recovery off, or cancelled) without a recovery. */
   | { type: 'recover-ended' }
   | { type: 'complete' }
-  | { type: 'closed'; error: MemshiftError }
-  | { type: 'error'; error: MemshiftError };
+  /** `recoverable`: a link failure, and recovery is on (a pass may be resumed over a new link). */
+  | { type: 'closed'; error: MemshiftError; recoverable?: boolean }
+  | { type: 'error'; error: MemshiftError; recoverable?: boolean };
 
 export function invalidTransition(state: { kind: string }, event: { type: string }): MemshiftError {
   return new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `${event.type} is not valid while the destination is ${state.kind}`, { phase: state.kind });
@@ -143,13 +151,18 @@ export function claimsPages(s: DestState): boolean {
   return s.kind === 'postcopy-running';
 }
 
-function onFailure(state: DestState, event: { type: 'closed' | 'error'; error: MemshiftError }): DestState {
+function onFailure(state: DestState, event: Extract<DestEvent, { type: 'closed' | 'error' }>): DestState {
   switch (state.kind) {
+    case 'receiving':
+      if (event.recoverable === true) return { kind: 'reconnecting', resume: state, error: event.error };
+      return { kind: 'failed', error: event.error };
     case 'awaiting-hello':
     case 'setup':
-    case 'receiving':
     case 'postcopy-switching':
       return { kind: 'failed', error: event.error };
+    case 'reconnecting':
+      // The lost link is already gone; a reconnection attempt's trouble is not the session's.
+      return state;
     case 'switching':
       // SWITCHOVER arrived: our ERROR may never reach the source, which will ask.
       return { kind: 'declining', mode: state.mode, error: event.error };
@@ -238,6 +251,10 @@ export function stepDest(state: DestState, event: DestEvent): DestState {
     case 'postcopy-running':
       if (event.type !== 'all-present') throw invalidTransition(state, event);
       return { kind: 'postcopy-confirming', mode: state.mode };
+    case 'reconnecting':
+      if (event.type === 'recovered') return state.resume;
+      if (event.type === 'recover-ended') return { kind: 'failed', error: state.error };
+      throw invalidTransition(state, event);
     case 'postcopy-recovering':
       if (event.type === 'recovered') return { kind: 'postcopy-running', mode: state.mode };
       if (event.type === 'recover-ended') return { kind: 'postcopy-paused', error: state.error };

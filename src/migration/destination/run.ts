@@ -34,8 +34,8 @@ export interface DestinationOptions {
    */
   confirmTimeoutMs?: number;
   /**
-   * Post-copy lost its link: how long the session waits for the source to reconnect (HELLO role
-   * RECOVER) before it ends paused (default 0: at once).
+   * A link that failed: how long the session waits for the source to reconnect (HELLO role RECOVER)
+   * before it ends, failed before SWITCHOVER or paused in post-copy (default 0: at once).
    */
   recoverTimeoutMs?: number;
   /** Largest guest this destination accepts, in bytes (default: three quarters of the memory available). */
@@ -81,13 +81,20 @@ export class DestinationRun {
   resumed: Uint8Array | null = null;
   /** The same RESUMED, kept for the answer to a QUERY after the link was lost (null: never resumed). */
   resumedAnswer: Uint8Array | null = null;
+  /**
+   * When the first frame after the last ITERATION_END arrived (0: none yet): the start of the paused
+   * phase as this side sees it, once a switchover follows (the final pass, or post-copy's switch).
+   */
+  sinceLastPass = 0;
   /** When the guest resumed in post-copy (0 before). */
   resumedAt = 0;
   /** The guest's steps when it resumed here, and when (null before): the start of its after-resume step rate. */
   resumeSample: { steps: number | undefined; at: number } | null = null;
 
-  /** The bulk link: the accepted one, or the RECOVER channel that replaced it after a post-copy loss. */
+  /** The bulk link: the accepted one, or the RECOVER channel that replaced it after a loss. */
   channel: FrameLink;
+  /** Bytes received over the links that were replaced. */
+  private bytesBefore = 0;
 
   constructor(channel: FrameLink, readonly options: DestinationOptions, mode: MigrationMode) {
     this.channel = channel;
@@ -99,6 +106,23 @@ export class DestinationRun {
   /** Reports events to the caller's onEvent (never throws). */
   readonly emit: EventSink;
 
+  /** Makes `channel` the bulk link from now on (a recovery). */
+  replaceChannel(channel: FrameLink): void {
+    if (channel === this.channel) return;
+    this.bytesBefore += this.channel.bytesReceived;
+    this.channel = channel;
+  }
+
+  /** The guest resumed here now: the downtime as this side saw it (its first frame of the paused phase → resume). */
+  noteResumed(at: number): void {
+    if (this.sinceLastPass > 0) this.record.downtimeSeenMs = at - this.sinceLastPass;
+  }
+
+  /** Bytes received from the source over every link of the session. */
+  get bytesReceived(): number {
+    return this.bytesBefore + this.channel.bytesReceived;
+  }
+
   /** A line for the operator: `notice` for what needs attention (a refusal, a lost link), `info` for the routine. */
   log(line: string, level: LogLevel = 'info'): void {
     this.options.onLog?.(line, level);
@@ -109,8 +133,8 @@ export class DestinationRun {
     const elapsedMs = performance.now() - this.record.startedAt;
     return {
       role: 'destination', phase, iteration: this.lastIteration + 1, remainingPages: 0, pagesReceived: t?.pages ?? 0,
-      dirtyRate: 0, bandwidth: (this.channel.bytesReceived * 1000) / Math.max(1, elapsedMs), expectedDowntimeMs: 0,
-      bytesTransferred: this.channel.bytesReceived, elapsedMs, throttlePercent: 0,
+      dirtyRate: 0, bandwidth: (this.bytesReceived * 1000) / Math.max(1, elapsedMs), expectedDowntimeMs: 0,
+      bytesTransferred: this.bytesReceived, elapsedMs, throttlePercent: 0,
     };
   }
 }

@@ -4,10 +4,11 @@
 // is the ending: putting the guest back as the final state says, and closing what the run opened.
 //
 //   while (!final(s)) s = step(s, await run(s))      failure of a phase = a 'failed' / 'refused' event
+//   (a lost link with recovery on: reconnecting / postcopy-recovering, then back to the interrupted state)
 //   then settle: failed → unthrottle + resume the guest; in-doubt, postcopy-paused → keep it paused
 //   (failed after `resolving`: the destination said NOT_RESUMED, so the guest resumes here too)
 
-import { ErrorCode, MemshiftError, toMemshiftError } from '../../errors.js';
+import { ErrorCode, MemshiftError, isLinkFailure, toMemshiftError } from '../../errors.js';
 import type { MemorySource } from '../../memory/types.js';
 import { assembleReport, failureOutcome, type Ending, type Report } from '../report.js';
 import { outcomeEvent } from '../events.js';
@@ -17,7 +18,7 @@ import { runHandshake } from './phases/handshake.js';
 import { runPostcopyRunning, runPostcopySwitching } from './phases/postcopy.js';
 import { runPrecopyPass } from './phases/precopy.js';
 import { runRelease } from './phases/release.js';
-import { recoverPostcopy } from './phases/recover.js';
+import { reconnectPass, recoverPostcopy } from './phases/recover.js';
 import { resolveDoubt } from './phases/resolve.js';
 import { runStopAndCopy } from './phases/stop-and-copy.js';
 import { awaitResumed } from './phases/switchover.js';
@@ -40,13 +41,13 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
     try {
       event = await runPhase(run, state);
     } catch (err) {
-      event = failureEvent(err);
+      event = failureEvent(err, run);
     }
     const before: SourceState['kind'] = state.kind;
     try {
       state = stepSource(state, event);
     } catch (err) {
-      state = stepSource(state, failureEvent(err));
+      state = stepSource(state, failureEvent(err, run));
     }
     if (state.kind !== before) run.emit({ type: 'state', role: 'source', state: state.kind, elapsedMs: performance.now() - run.record.startedAt });
   }
@@ -78,6 +79,8 @@ function runPhase(run: SourceRun, s: SourceState): Promise<SourceEvent> {
       return runPostcopyRunning(run, s);
     case 'postcopy-recovering':
       return recoverPostcopy(run, s);
+    case 'reconnecting':
+      return reconnectPass(run, s);
     case 'releasing':
       return runRelease(run);
     default:
@@ -85,11 +88,15 @@ function runPhase(run: SourceRun, s: SourceState): Promise<SourceEvent> {
   }
 }
 
-/** An ERROR frame from the destination is a definite refusal; anything else is a failure whose meaning the machine knows. */
-function failureEvent(err: unknown): SourceEvent {
+/**
+ * An ERROR frame from the destination is a definite refusal; anything else is a failure whose meaning
+ * the machine knows, and a failure of the link may be recovered when recovery is on.
+ */
+function failureEvent(err: unknown, run: SourceRun): SourceEvent {
   const e = toMemshiftError(err, ErrorCode.CONNECTION_FAILED, 'source');
   const refused = e.code === ErrorCode.PEER_ERROR && e.details.peerCode !== ErrorCode.POSTCOPY_PAUSED;
-  return refused ? { type: 'refused', error: e } : { type: 'failed', error: e };
+  if (refused) return { type: 'refused', error: e };
+  return { type: 'failed', error: e, recoverable: (run.options.recoverTimeoutMs ?? 0) > 0 && isLinkFailure(e) };
 }
 
 /** Puts the guest where the final state says it belongs, and closes what the run opened. */

@@ -20,6 +20,9 @@
 //   postcopy_running --> releasing: postcopy-done
 //   releasing --> completed: released, failed, refused (RESUMED arrived: the guest runs on the destination either way)
 //   setup, precopy, stop_and_copy --> failed: failed, refused
+//   precopy, stop_and_copy --> reconnecting: failed (a link failure, with recovery on)
+//   reconnecting --> precopy, stop_and_copy: recovered (the same pass goes on, with what the destination lacks)
+//   reconnecting --> failed: failed, refused (recovery timed out or cancelled)
 //   postcopy_switching --> failed: failed before SWITCHOVER was sent, refused
 //   postcopy_switching --> in_doubt: failed after SWITCHOVER was sent
 //   awaiting_resume --> resolving: failed (the link was lost: ask the destination over a new connection)
@@ -58,9 +61,12 @@ export interface SwitchoverSent {
 
 export type SourceState =
   | { kind: 'setup' }
-  | { kind: 'precopy'; iteration: number; postcopyReady: boolean; throttlePercent: number; remainingHistory: readonly number[] }
+  /** `again`: the pass resumes after a reconnection; its snapshot already holds what is left to send. */
+  | { kind: 'precopy'; iteration: number; postcopyReady: boolean; throttlePercent: number; remainingHistory: readonly number[]; again?: true }
   /** `singlePass`: cold and warm send all memory once, paused, with nothing synced before. */
-  | { kind: 'stop-and-copy'; iteration: number; singlePass: boolean }
+  | { kind: 'stop-and-copy'; iteration: number; singlePass: boolean; again?: true }
+  /** A pass lost its link (`error`), before SWITCHOVER: reconnecting to resume it (`resume`). */
+  | { kind: 'reconnecting'; resume: Interruptible; error: MemshiftError }
   | { kind: 'awaiting-resume'; iteration: number; sent: SwitchoverSent }
   /** The link was lost after SWITCHOVER (`error`): asking the destination whether it resumed; guest paused. */
   | { kind: 'resolving'; iteration: number; sent: SwitchoverSent; error: MemshiftError }
@@ -78,6 +84,9 @@ export type SourceState =
   | { kind: 'in-doubt'; error: MemshiftError }
   | { kind: 'postcopy-paused'; error: MemshiftError };
 
+/** The states whose pass a lost link may interrupt and a reconnection resume. */
+export type Interruptible = Extract<SourceState, { kind: 'precopy' | 'stop-and-copy' }>;
+
 export type SourceEvent =
   | { type: 'handshake-done'; mode: MigrationMode; postcopy: boolean }
   /** A pre-copy pass ended with `remaining` pages dirty; the policy decided. */
@@ -90,7 +99,8 @@ export type SourceEvent =
   | { type: 'released' }
   /** Answered over a QUERY channel: the destination did not resume the session and never will. */
   | { type: 'not-resumed'; error: MemshiftError }
-  | { type: 'failed'; error: MemshiftError }
+  /** `recoverable`: a link failure, and recovery is on (a pass may reconnect instead of failing). */
+  | { type: 'failed'; error: MemshiftError; recoverable?: boolean }
   /** The destination answered with an ERROR before resuming: it did not and will not run the guest. */
   | { type: 'refused'; error: MemshiftError };
 
@@ -114,12 +124,15 @@ export function destinationMayRun(s: SourceState): boolean {
   return s.kind === 'in-doubt' || s.kind === 'postcopy-paused' || s.kind === 'completed';
 }
 
-function onFailure(state: SourceState, event: { type: 'failed' | 'refused'; error: MemshiftError }): SourceState {
+function onFailure(state: SourceState, event: Extract<SourceEvent, { type: 'failed' | 'refused' }>): SourceState {
   const refused = event.type === 'refused';
   switch (state.kind) {
-    case 'setup':
     case 'precopy':
     case 'stop-and-copy':
+      if (event.type === 'failed' && event.recoverable === true) return { kind: 'reconnecting', resume: state, error: event.error };
+      return { kind: 'failed', error: event.error };
+    case 'setup':
+    case 'reconnecting':
       return { kind: 'failed', error: event.error };
     case 'postcopy-switching':
       return refused || state.sent === null ? { kind: 'failed', error: event.error } : { kind: 'in-doubt', error: event.error };
@@ -174,7 +187,9 @@ function startPhase(mode: MigrationMode, postcopy: boolean): SourceState {
   }
 }
 
-function afterPass(state: Extract<SourceState, { kind: 'precopy' }>, event: Extract<SourceEvent, { type: 'iteration-done' }>): SourceState {
+function afterPass(resumed: Extract<SourceState, { kind: 'precopy' }>, event: Extract<SourceEvent, { type: 'iteration-done' }>): SourceState {
+  // The pass that resumed after a reconnection is over: the next one starts as any other.
+  const { again: _again, ...state } = resumed;
   const next = state.iteration + 1;
   const d = event.decision;
   switch (d.action) {
@@ -205,6 +220,9 @@ export function stepSource(state: SourceState, event: SourceEvent): SourceState 
     case 'precopy':
       if (event.type !== 'iteration-done') throw invalidTransition(state, event);
       return afterPass(state, event);
+    case 'reconnecting':
+      if (event.type !== 'recovered') throw invalidTransition(state, event);
+      return { ...state.resume, again: true };
     case 'stop-and-copy':
       if (event.type !== 'switchover-sent') throw invalidTransition(state, event);
       return { kind: 'awaiting-resume', iteration: state.iteration, sent: event.sent };

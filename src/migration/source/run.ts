@@ -54,8 +54,8 @@ export interface SourceOptions {
    */
   resolveTimeoutMs?: number;
   /**
-   * Post-copy lost its link: how long to keep reconnecting (same address, same security) to resume
-   * it before both sides stay paused with MS_ERR_POSTCOPY_PAUSED (default 0: no recovery).
+   * A link that failed: how long to keep reconnecting (same address, same security) to resume the pass
+   * or post-copy it interrupted (default 0: no recovery; a pass fails, post-copy stays paused).
    */
   recoverTimeoutMs?: number;
   /** Opens a new connection to the destination (QUERY, RECOVER) instead of connecting to `address` (tests, over in-memory links). */
@@ -173,13 +173,17 @@ export class SourceRun {
     return { ...link, channel, inbox, pool, urgent: this.urgent };
   }
 
+  /** When we paused the guest and how long pausing took (a resumed stop-and-copy pass keeps counting from there). */
+  pausedSince: { at: number; ms: number } | null = null;
+
   /** Pauses the guest (once); returns how long it took. */
   async pause(): Promise<number> {
     if (this.paused) return 0;
     const t = performance.now();
     await this.source.pause();
     this.paused = true;
-    return performance.now() - t;
+    this.pausedSince = { at: t, ms: performance.now() - t };
+    return this.pausedSince.ms;
   }
 
   throttle(percent: number): void {

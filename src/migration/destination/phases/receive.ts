@@ -15,6 +15,8 @@ import { acceptsPages, claimsPages, type DestEvent, type DestState } from '../ma
 import type { DestinationRun } from '../run.js';
 
 export function receiveFrame(run: DestinationRun, state: DestState, frame: Frame): DestEvent | null {
+  // A pass (or the switch) begins with its first frame after an ITERATION_END.
+  if (run.sinceLastPass === 0 && frame.type !== FrameType.ITERATION_END) run.sinceLastPass = performance.now();
   switch (frame.type) {
     case FrameType.PAGE_BATCH:
       applyBatch(run, state, frame);
@@ -22,6 +24,7 @@ export function receiveFrame(run: DestinationRun, state: DestState, frame: Frame
     case FrameType.ITERATION_END: {
       const m = decodeIterationEnd(frame.buf, frame.bodyOffset, frame.bodyLength);
       run.lastIteration = m.iteration;
+      run.sinceLastPass = 0;
       recordReceivedPass(run, m.iteration);
       run.passApplyMs = 0;
       run.channel.phase = `pre-copy pass ${m.iteration + 1}`;
@@ -77,7 +80,7 @@ function applyBatch(run: DestinationRun, state: DestState, frame: Frame): void {
 function recordReceivedPass(run: DestinationRun, iteration: number): void {
   const now = performance.now();
   const pages = run.applier?.totals.pages ?? 0;
-  const bytes = run.channel.bytesReceived;
+  const bytes = run.bytesReceived;
   const start = run.passStart;
   run.record.receivedPasses.push({ iteration, pages: pages - start.pages, bytes: bytes - start.bytes, ms: now - start.at, applyMs: run.passApplyMs, endedAtMs: now - run.record.startedAt });
   run.passStart = { pages, bytes, at: now };

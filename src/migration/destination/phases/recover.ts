@@ -1,34 +1,43 @@
-// Post-copy recovery on the destination: the source reconnected with HELLO role RECOVER for this
+// Recovering a lost link on the destination: the source reconnected with HELLO role RECOVER for this
 // session (accept.ts checked the id and the TLS peer). The new channel becomes the bulk link: its
-// receive ring points into guest memory again, a new fault thread listens on a new port over the same
-// page gate, and the source is told exactly which pages are still not here (the complement of the
-// present bitmaps: pages pushed before whose copies died with the old link included) before HELLO_ACK
-// names the new urgent port. Pages that arrive twice lose their claim and are discarded, as ever.
+// receive ring points into guest memory again and, when post-copy was negotiated, a new fault thread
+// listens on a new port over the same page gate. Then the answer, before HELLO_ACK names that port:
 //
-//   old fault thread stopped ─► receive ring ─► rearm fault thread (new port)
-//   ─► MISSING_PAGES* (¬present, every region) ─► HELLO_ACK(session, capabilities, urgent port)
+// - post-copy: the pages still not here (the complement of the present bitmaps: pages pushed before
+//   whose copies died with the old link included), as MISSING_PAGES; pages that arrive twice lose
+//   their claim and are discarded, as ever;
+// - a pass before SWITCHOVER: the hash of every page as it is held here (PAGE_HASHES,
+//   page-hashes.ts), from which the source tells which of its pages never landed.
+//
+//   old fault thread stopped ─► receive ring ─► [rearm fault thread (new port)]
+//   ─► MISSING_PAGES* | PAGE_HASHES* ─► HELLO_ACK(session, capabilities, urgent port)
 
 import { encodeHelloAck } from '../../../protocol/handshake.js';
 import type { FrameLink } from '../../../transport/channel.js';
 import { absentPagesFrames } from '../../missing-pages.js';
+import { pageHashFrames } from '../../page-hashes.js';
 import type { DestinationRun } from '../run.js';
 import { receiveIntoGuest } from './setup.js';
 
-/** Takes `channel` as the bulk link and answers the RECOVER; returns the pages still missing here. */
-export async function answerRecovery(run: DestinationRun, channel: FrameLink, session: Uint8Array): Promise<number> {
+/** Takes `channel` as the bulk link and answers the RECOVER; returns the pages still missing (post-copy) or 0. */
+export async function answerRecovery(run: DestinationRun, channel: FrameLink, session: Uint8Array, postcopy: boolean): Promise<number> {
   const target = run.target!;
-  const urgent = run.urgent!;
-  channel.phase = 'post-copy recovery';
+  const urgent = run.urgent;
+  channel.phase = 'link recovery';
   receiveIntoGuest(run, channel);
-  const port = await urgent.rearm(channel.localHost);
+  const port = urgent === null ? 0 : await urgent.rearm(channel.localHost);
   let missing = 0;
   for (const region of target.regions) {
-    const m = absentPagesFrames(region, target.slabsOf(region.id));
-    for (const f of m.frames) await channel.send(f);
-    missing += m.pages;
+    const slabs = target.slabsOf(region.id);
+    if (postcopy) {
+      const m = absentPagesFrames(region, slabs);
+      for (const f of m.frames) await channel.send(f);
+      missing += m.pages;
+    } else {
+      for (const f of pageHashFrames(region, slabs)) await channel.send(f);
+    }
   }
-  urgent.recount(missing);
+  if (postcopy) urgent!.recount(missing);
   await channel.send(encodeHelloAck({ session, capabilities: run.capabilities, urgentPort: port }));
-  channel.phase = 'post-copy';
   return missing;
 }

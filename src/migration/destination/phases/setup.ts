@@ -81,7 +81,7 @@ export async function runSetup(run: DestinationRun, hello: Hello): Promise<DestE
   receiveIntoGuest(run, channel);
   channel.phase = 'pre-copy';
   run.record.setupTimeMs = performance.now() - run.record.startedAt;
-  run.passStart = { pages: 0, bytes: channel.bytesReceived, at: performance.now() };
+  run.passStart = { pages: 0, bytes: run.bytesReceived, at: performance.now() };
   await channel.send(encodeHelloAck({ session: hello.session, capabilities, urgentPort: run.urgent?.port ?? 0 }));
   run.log(`accepted ${hello.mode} migration from ${channel.peer}: ${hello.regions.map((r) => `${r.name} ${r.pageCount}×${r.pageSize}`).join(', ')}`);
   return { type: 'ready', postcopy: run.urgent !== null };

@@ -13,7 +13,8 @@ import { sendPass, startFullPass } from './pass.js';
 export async function runPrecopyPass(run: SourceRun, state: Extract<SourceState, { kind: 'precopy' }>): Promise<SourceEvent> {
   const { iteration } = state;
   run.checkCancel(`pre-copy pass ${iteration}`);
-  if (iteration === 1) startFullPass(run);
+  // A pass resumed after a reconnection already holds what is left of it (and what the link lost).
+  if (iteration === 1 && state.again !== true) startFullPass(run);
   // The time cap holds inside a pass too: a pass still running at it stops, and the policy decides.
   const record = await sendPass(run, iteration, 'pre-copy', 'precopy', run.record.startedAt + run.options.policy.maxTimeMs);
   const now = performance.now();

@@ -1,21 +1,35 @@
-// Post-copy recovery on the source (as QEMU's postcopy recover, without an operator's command): the
-// link was lost while the destination ran the guest, so both sides hold part of the only complete
-// copy and keep it. The source drops what the lost link left (the bulk channel, the fault thread, the
-// push), then reconnects to the same address with the same security, says HELLO with role RECOVER and
-// the same session, and the destination answers with the pages it still lacks (MISSING_PAGES*) and a
-// new urgent port (HELLO_ACK). Those pages become exactly the pages left to push (pages pushed before
-// whose copies died with the link go again; pages the destination holds never do), a new fault thread
-// connects, and post-copy runs on. Resent pages record the same hash, so the digest is unchanged.
+// Recovering a lost link on the source, in two cases that share everything but what the destination
+// answers with:
+//
+// Post-copy (as QEMU's postcopy recover, without an operator's command): the link was lost while the
+// destination ran the guest, so both sides hold part of the only complete copy and keep it. The
+// destination names the pages it still lacks (MISSING_PAGES*), and those, no others, become the pages
+// left to push (pages pushed before whose copies died with the link go again).
+//
+// Pre-copy and the stop-and-copy pass (beyond QEMU, which starts over): the pass that lost its link
+// resumes instead of failing. The destination sends the hash of every page as it holds it
+// (PAGE_HASHES*, page-hashes.ts); a page whose hash differs from the one recorded here went out and
+// never landed, so it is marked again (its XBZRLE cache slot dropped); what the snapshot still held
+// goes anyway. The source guest runs on meanwhile in pre-copy (its writes are caught by the next sync)
+// and stays paused in the stop-and-copy pass.
+//
+// Either way: drop what the lost link left (its channel, its fault thread, its push), reconnect to the
+// same address with the same security, HELLO with role RECOVER and the same session, read the answer
+// up to HELLO_ACK (which names the new urgent port when post-copy was negotiated), connect a new fault
+// thread there, and go on. Resent pages record the same hash, so the digest still proves every page.
 //
 //   lost ─► close channel, stop fault thread, await push ─► connect (+ TLS, same peer identity)
-//   ─► HELLO(RECOVER, session) ─► MISSING_PAGES* ─► HELLO_ACK(urgent port) ─► snapshot := missing
-//   ─► fault thread connects ─► recovered            (retry every RECOVER_RETRY_MS until recoverTimeoutMs)
-//   off (0), timed out, cancelled ─► failed (the machine: postcopy-paused, every page kept)
+//   ─► HELLO(RECOVER, session) ─► MISSING_PAGES* | PAGE_HASHES* ─► HELLO_ACK(urgent port) ─► mark pages
+//   ─► [fault thread connects] ─► recovered     (retry every RECOVER_RETRY_MS until recoverTimeoutMs)
+//   off (0), timed out, cancelled ─► failed (the machine: postcopy-paused, or failed and the guest resumes)
 
 import { ErrorCode, MemshiftError, toMemshiftError } from '../../../errors.js';
 import { BoardState } from '../../postcopy-board.js';
 import { ChannelRole, FrameType } from '../../../protocol/constants.js';
-import { decodeMissingPages } from '../../../protocol/control.js';
+import { decodeMissingPages, decodePageHashes } from '../../../protocol/control.js';
+import { frameTypeName } from '../../../protocol/frame.js';
+import { kernelsOf } from '../../../memory/slab.js';
+import { markDiverged } from '../../page-hashes.js';
 import { decodeHelloAck, encodeHello } from '../../../protocol/handshake.js';
 import { PageSender } from '../../../pipeline/page-sender.js';
 import type { FrameLink } from '../../../transport/channel.js';
@@ -32,26 +46,39 @@ export const RECOVER_RETRY_MS = 250;
 const PUSH_SETTLE_MS = 5_000;
 
 type Recovering = Extract<SourceState, { kind: 'postcopy-recovering' }>;
+type Reconnecting = Extract<SourceState, { kind: 'reconnecting' }>;
 
-export async function recoverPostcopy(run: SourceRun, s: Recovering): Promise<SourceEvent> {
+/** What the destination answers a RECOVER with: the pages it lacks, or the hash of every page. */
+type Answer = 'missing' | 'hashes';
+
+export function recoverPostcopy(run: SourceRun, s: Recovering): Promise<SourceEvent> {
+  return reconnect(run, s.error, s.iteration + 1, 'missing', 'postcopy-running');
+}
+
+export function reconnectPass(run: SourceRun, s: Reconnecting): Promise<SourceEvent> {
+  return reconnect(run, s.error, s.resume.iteration, 'hashes', s.resume.kind);
+}
+
+async function reconnect(run: SourceRun, lost: MemshiftError, iteration: number, answer: Answer, phase: string): Promise<SourceEvent> {
   const lostAt = performance.now();
   const limitMs = run.options.recoverTimeoutMs ?? 0;
   const identity = run.established.channel.peerIdentity;
-  const settled = await dropLostLink(run, s.error);
-  if (limitMs <= 0) return { type: 'failed', error: s.error };
+  const hadUrgent = run.urgent !== null;
+  const settled = await dropLostLink(run, lost);
+  if (limitMs <= 0) return { type: 'failed', error: lost };
   if (!settled) {
-    // Its encoders may still write into the chunk ring a new push would use: pausing is the safe end.
-    return { type: 'failed', error: new MemshiftError(s.error.code, `${s.error.message}; the push of the lost link did not stop within ${PUSH_SETTLE_MS} ms, so post-copy cannot recover`, { cause: s.error }) };
+    // Its encoders may still write into the chunk ring a new push would use: stopping is the safe end.
+    return { type: 'failed', error: new MemshiftError(lost.code, `${lost.message}; the push of the lost link did not stop within ${PUSH_SETTLE_MS} ms, so the link cannot be recovered`, { cause: lost }) };
   }
   const open = reopener(run);
   if (open === null) {
-    return { type: 'failed', error: new MemshiftError(s.error.code, `${s.error.message}; the migration ran over a link memshift cannot reopen, so post-copy cannot recover`, { cause: s.error }) };
+    return { type: 'failed', error: new MemshiftError(lost.code, `${lost.message}; the migration ran over a link memshift cannot reopen, so it cannot recover`, { cause: lost }) };
   }
   const deadline = lostAt + limitMs;
   let attempts = 0;
   let last: MemshiftError | null = null;
   for (let left = limitMs; left > 0; left = deadline - performance.now()) {
-    run.checkCancel('post-copy recovery');
+    run.checkCancel('recovering the link');
     attempts++;
     let channel: FrameLink | null = null;
     let urgent: UrgentConnector | null = null;
@@ -60,12 +87,15 @@ export async function recoverPostcopy(run: SourceRun, s: Recovering): Promise<So
       if (channel.peerIdentity !== identity) {
         throw new MemshiftError(ErrorCode.AUTH_FAILED, `${run.peer} answered the recovery as ${channel.peerIdentity ?? 'no TLS peer'}, not as ${identity ?? 'no TLS peer'}`);
       }
-      const { missing, urgentPort, inbox } = await askMissing(run, channel, Math.max(1, deadline - performance.now()));
-      urgent = UrgentConnector.spawn(run.slabs, run.source.regions, s.iteration + 1, run.options.security, undefined, run.urgent?.board);
-      await urgent.connect(run.established.session, { host: run.options.address.host, port: urgentPort }, identity);
+      const { marked, urgentPort, inbox } = await ask(run, channel, answer, Math.max(1, deadline - performance.now()));
+      if (hadUrgent) {
+        if (urgentPort === 0) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `${run.peer} recovered the session without an urgent port`);
+        urgent = UrgentConnector.spawn(run.slabs, run.source.regions, iteration, run.options.security, undefined, run.urgent?.board);
+        await urgent.connect(run.established.session, { host: run.options.address.host, port: urgentPort }, identity);
+      }
       install(run, channel, inbox, urgent);
-      run.live.remaining = missing;
-      const recovery = { lostAtMs: lostAt - run.record.startedAt, pausedMs: performance.now() - lostAt, missingPages: missing, attempts, cause: s.error.message };
+      run.live.remaining = answer === 'missing' ? marked : run.slabs.reduce((n, sl) => n + kernelsOf(sl).raw.bitmapCount(sl.layout.snapshot, sl.layout.bitmapWords), 0);
+      const recovery = { phase, lostAtMs: lostAt - run.record.startedAt, pausedMs: performance.now() - lostAt, missingPages: marked, attempts, cause: lost.message };
       run.record.recoveries.push(recovery);
       run.emit({ type: 'recovered', role: 'source', recovery });
       return { type: 'recovered' };
@@ -78,9 +108,9 @@ export async function recoverPostcopy(run: SourceRun, s: Recovering): Promise<So
     }
     await pause(Math.min(RECOVER_RETRY_MS, deadline - performance.now()), run.options.signal);
   }
-  run.checkCancel('post-copy recovery');
+  run.checkCancel('recovering the link');
   const why = last === null ? '' : ` (last attempt: ${last.code}: ${last.message})`;
-  return { type: 'failed', error: new MemshiftError(ErrorCode.TIMEOUT, `${s.error.message}; post-copy did not recover within ${limitMs} ms over ${attempts} attempt(s)${why}`, { peer: run.peer, cause: last ?? s.error }) };
+  return { type: 'failed', error: new MemshiftError(ErrorCode.TIMEOUT, `${lost.message}; the link did not recover within ${limitMs} ms over ${attempts} attempt(s)${why}`, { peer: run.peer, cause: last ?? lost }) };
 }
 
 /** Closes what the lost link left: its channel, its fault thread (the board is kept), and its push; false if the push did not settle. */
@@ -98,40 +128,41 @@ async function dropLostLink(run: SourceRun, error: MemshiftError): Promise<boole
 }
 
 /**
- * HELLO(RECOVER) on `channel`, then the destination's MISSING_PAGES until HELLO_ACK: the pages it lacks
- * become the snapshot (the pages left to push). Returns how many, and the new urgent port.
+ * HELLO(RECOVER) on `channel`, then the destination's answer until HELLO_ACK: the pages it lacks become
+ * the snapshot (post-copy), or the pages whose hashes differ join it (pre-copy). Returns how many were
+ * marked, and the new urgent port (0: none).
  */
-async function askMissing(run: SourceRun, channel: FrameLink, timeoutMs: number): Promise<{ missing: number; urgentPort: number; inbox: Inbox }> {
+async function ask(run: SourceRun, channel: FrameLink, answer: Answer, timeoutMs: number): Promise<{ marked: number; urgentPort: number; inbox: Inbox }> {
   const link = run.established;
   const inbox = new Inbox(channel, run.options.signal);
-  channel.phase = 'post-copy recovery';
+  channel.phase = 'link recovery';
   await channel.send(encodeHello({ session: link.session, role: ChannelRole.RECOVER, mode: run.options.mode, capabilities: link.offered, regions: [...run.source.regions] }));
   const deadline = performance.now() + timeoutMs;
-  // Only what the destination names goes again: the snapshot is rebuilt from its frames alone.
-  clearSnapshots(run.slabs);
-  let missing = 0;
+  // Post-copy: only what the destination names goes again, so the snapshot is rebuilt from its frames.
+  if (answer === 'missing') clearSnapshots(run.slabs);
+  const expected = answer === 'missing' ? FrameType.MISSING_PAGES : FrameType.PAGE_HASHES;
+  let marked = 0;
   for (;;) {
-    const f = await inbox.expect([FrameType.MISSING_PAGES, FrameType.HELLO_ACK], Math.max(1, deadline - performance.now()));
+    const f = await inbox.expect([expected, FrameType.HELLO_ACK], Math.max(1, deadline - performance.now()));
     if (f.type === FrameType.HELLO_ACK) {
       const ack = decodeHelloAck(f.body, 0, f.body.length);
       if (Buffer.compare(ack.session, link.session) !== 0) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `${run.peer} acknowledged another session`);
-      if (ack.urgentPort === 0) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `${run.peer} recovered the session without an urgent port`);
-      return { missing, urgentPort: ack.urgentPort, inbox };
+      return { marked, urgentPort: ack.urgentPort, inbox };
     }
-    const m = decodeMissingPages(f.body, 0, f.body.length);
+    const m = answer === 'missing' ? decodeMissingPages(f.body, 0, f.body.length) : decodePageHashes(f.body, 0, f.body.length);
     const region = run.source.regions.find((r) => r.id === m.regionId);
-    if (region === undefined) throw new MemshiftError(ErrorCode.BATCH_PAGE_RANGE, `MISSING_PAGES names region ${m.regionId}, which this guest does not have`, { regionId: m.regionId });
-    missing += markUnsent(region, run.source.slabsOf(region.id), m);
+    if (region === undefined) throw new MemshiftError(ErrorCode.BATCH_PAGE_RANGE, `${frameTypeName(f.type)} names region ${m.regionId}, which this guest does not have`, { regionId: m.regionId });
+    const slabs = run.source.slabsOf(region.id);
+    marked += 'bitmap' in m ? markUnsent(region, slabs, m) : markDiverged(region, slabs, m);
   }
 }
 
 /** The new link replaces the lost one for every phase from here (push, POSTCOPY_DONE, release). */
-function install(run: SourceRun, channel: FrameLink, inbox: Inbox, urgent: UrgentConnector): void {
+function install(run: SourceRun, channel: FrameLink, inbox: Inbox, urgent: UrgentConnector | null): void {
   const { session, capabilities, offered, pool } = run.established;
   run.channel = channel;
   run.inbox = inbox;
   run.urgent = urgent;
   run.link = { session, capabilities, offered, sender: new PageSender(run.slabs, pool, channel, { lz4: () => run.compression.lz4, limiter: run.limiter }) };
   run.watchStalls(channel, run.options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS);
-  channel.phase = 'post-copy';
 }

@@ -3,6 +3,7 @@
 // the start, because its guest was paused before connecting.
 //
 //   pause ─► [single pass: mark all | sync] ─► final pass ─► DEVICE_STATE ─► SWITCHOVER
+//   (resumed after a reconnection: the pause and the snapshot carry on; sync adds nothing new)
 
 import { SwitchoverMode } from '../../../protocol/constants.js';
 import { estimateTransfer } from '../../eta.js';
@@ -12,11 +13,17 @@ import { sendPass, startFullPass } from './pass.js';
 import { sendSwitchover } from './switchover.js';
 
 export async function runStopAndCopy(run: SourceRun, state: Extract<SourceState, { kind: 'stop-and-copy' }>): Promise<SourceEvent> {
-  const { iteration, singlePass } = state;
+  const { iteration, singlePass, again } = state;
   run.checkCancel('stop-and-copy');
-  const pausedAt = run.options.mode === 'cold' ? run.record.startedAt : performance.now();
-  const pauseMs = await run.pause();
-  if (singlePass) {
+  let pausedAt = run.options.mode === 'cold' ? run.record.startedAt : performance.now();
+  let pauseMs = await run.pause();
+  if (again === true && run.pausedSince !== null) {
+    // Resumed after a reconnection: the downtime began at the first pause, and the snapshot holds what
+    // the destination still lacks (plus anything dirtied before the pause took hold).
+    if (run.options.mode !== 'cold') pausedAt = run.pausedSince.at;
+    pauseMs = run.pausedSince.ms;
+    run.live.remaining = run.tracker.sync();
+  } else if (singlePass) {
     run.decide({ rule: 'mode', action: 'switchover', forced: false, reason: `${run.options.mode} migration: guest paused for a single pass` });
     run.record.converged = true;
     run.record.predictedDowntimeMs = null;
