@@ -16,6 +16,17 @@ import { memshift, startDestination, waitForOutput, type Running } from '../_sup
 import { Proxy } from '../_support/proxy.js';
 
 const { file } = perTestDir(test, 'memshift-recover-');
+/** Every proxy a test started, closed after it (a listening proxy would keep the runner alive). */
+const proxies: Proxy[] = [];
+test.after.each(() => {
+  while (proxies.length > 0) proxies.pop()!.cut();
+});
+
+async function proxyTo(port: number): Promise<Proxy & { port: number }> {
+  const p = await Proxy.start(port);
+  proxies.push(p);
+  return p;
+}
 
 interface Started {
   source: Running;
@@ -28,7 +39,7 @@ async function start(c: MigrationCase, recoverMs: number, extra: string[] = []):
   const dest = await startDestination([
     '--report', file('dest.json'), '--dump-memory', file('dest.img'), '--run-steps', String(c.runSteps), '--recover-timeout', String(recoverMs),
   ]);
-  const proxy = await Proxy.start(dest.port);
+  const proxy = await proxyTo(dest.port);
   const source = memshift([
     'source', '--connect', `127.0.0.1:${proxy.port}`, '--memory', c.memory!, '--seed', String(c.seed), '--workload', c.workload!, '--quiet',
     '--mode', c.mode!, '--max-bandwidth', c.maxBandwidth!, '--warmup', '50', '--recover-timeout', String(recoverMs),
@@ -112,7 +123,7 @@ async function passCase(c: MigrationCase, fault: 'cut' | 'flip', at: number, ext
   const dest = await startDestination([
     '--report', file('dest.json'), '--dump-memory', file('dest.img'), '--run-steps', String(c.runSteps), '--recover-timeout', '20000',
   ]);
-  const proxy = await Proxy.start(dest.port);
+  const proxy = await proxyTo(dest.port);
   if (fault === 'flip') proxy.flipAt(at);
   const source = memshift([
     'source', '--connect', `127.0.0.1:${proxy.port}`, '--memory', c.memory!, '--seed', String(c.seed), '--workload', c.workload!, '--fill', c.fill!, '--quiet',
