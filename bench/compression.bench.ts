@@ -1,25 +1,48 @@
 // Compression that adapts, on a link slower than the compressor and on one faster: a 64 MiB guest of
-// text-like pages (mixed fill, idle) over a 100 Mbit/s link (the source's --max-bandwidth 12.5 MB/s;
-// a shaped veth between namespaces is the next step) and over unthrottled loopback, with --compress
-// auto, none and lz4 interleaved run by run. Reports the median total time and bytes on the wire.
+// text-like pages (mixed fill, idle) over a 100 Mbit/s veth between two network namespaces (shaped
+// with tc tbf; as root only, else the row is left out and said so), over the source's rate limiter at
+// the same 12.5 MB/s, and over unthrottled loopback, with --compress auto, none and lz4 interleaved
+// run by run. Reports the median total time and bytes on the wire.
 
-import { migrateOnce, type MigrationRun } from './e2e.bench.js';
+import { createNetnsPair, type NetnsPair } from '../test/_support/netns.js';
+import { migrateOnce, type Middle, type MigrationRun } from './e2e.bench.js';
 import { gbPerCpuSecond, median, printTable, type Row } from './util.js';
 
 const MODES = ['auto', 'none', 'lz4'] as const;
-const LINKS = [
-  { name: '100 Mbit/s (rate-limited)', args: ['--max-bandwidth', '12500000'] },
-  { name: 'loopback, unthrottled', args: [] as string[] },
-];
+
+interface Link {
+  name: string;
+  args: string[];
+  middle?: Middle;
+}
 
 export async function benchCompression(runs: number): Promise<void> {
+  let veth: NetnsPair | null = null;
+  const links: Link[] = [];
+  if (process.getuid?.() === 0) {
+    veth = createNetnsPair(`msb${process.pid}`);
+    veth.shape('100mbit');
+    links.push({ name: '100 Mbit/s veth (tc tbf, two namespaces)', args: [], middle: { netns: { source: veth.source, dest: veth.dest }, listen: `${veth.destAddress}:7400` } });
+  } else {
+    console.log('(not root: no network namespaces, so no veth row)');
+  }
+  links.push({ name: '100 Mbit/s (source rate limit)', args: ['--max-bandwidth', '12500000'] }, { name: 'loopback, unthrottled', args: [] });
+  try {
+    await compare(links, runs);
+  } finally {
+    veth?.remove();
+  }
+}
+
+async function compare(links: readonly Link[], runs: number): Promise<void> {
   const results = new Map<string, MigrationRun[]>();
   for (let r = 0; r < runs; r++) {
-    for (const link of LINKS) {
+    for (const link of links) {
       for (const mode of MODES) {
         const m = await migrateOnce(
           ['--memory', '64MiB', '--seed', '3', '--fill', 'mixed', '--workload', 'idle', '--warmup', '200', '--compress', mode, ...link.args],
           ['--memory', '64MiB', '--prealloc'],
+          link.middle,
         );
         const key = `${link.name}/${mode}`;
         results.set(key, [...(results.get(key) ?? []), m]);
@@ -27,7 +50,7 @@ export async function benchCompression(runs: number): Promise<void> {
     }
   }
   const rows: Row[] = [];
-  for (const link of LINKS) {
+  for (const link of links) {
     for (const mode of MODES) {
       const ms = results.get(`${link.name}/${mode}`)!;
       const first = ms[0].source.iterations[0].compression;

@@ -18,8 +18,9 @@ const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 export const GUEST = '1GiB';
 const GUEST_BYTES = 2 ** 30;
 
-function run(args: string[]): { done: Promise<number>; stdout: () => string; stderr: () => string; kill: () => void } {
-  const p = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+function run(args: string[], netns?: string): { done: Promise<number>; stdout: () => string; stderr: () => string; kill: () => void } {
+  const command = netns === undefined ? [process.execPath, CLI, ...args] : ['ip', 'netns', 'exec', netns, process.execPath, CLI, ...args];
+  const p = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   p.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
@@ -33,30 +34,35 @@ export interface MigrationRun {
 }
 
 /**
- * What stands between the two processes, when something does (recovery.bench.ts: a proxy that cuts
- * the link): `port` maps the destination's port to the one the source connects to, and `during` runs
- * once the source started.
+ * What stands between the two processes, when something does: a proxy that cuts the link
+ * (recovery.bench.ts: `port` maps the destination's port to the one the source connects to, `during`
+ * runs once the source started), or two network namespaces joined by a shaped veth
+ * (compression.bench.ts: each side runs in its namespace, the destination listens on `listen`).
  */
 export interface Middle {
-  port(destPort: number): Promise<number>;
-  during(): Promise<void>;
+  port?(destPort: number): Promise<number>;
+  during?(): Promise<void>;
+  netns?: { source: string; dest: string };
+  /** HOST:PORT the destination listens on (default 127.0.0.1:0). */
+  listen?: string;
 }
 
 /** One migration between two CLI processes; `guest` and `mode` flags go to the source. */
 export async function migrateOnce(sourceArgs: string[], destArgs: string[] = [], middle?: Middle): Promise<MigrationRun> {
   const dir = mkdtempSync(join(tmpdir(), 'memshift-bench-'));
   try {
-    const dest = run(['dest', '--listen', '127.0.0.1:0', '--quiet', '--insecure', '--report', join(dir, 'd.json'), ...destArgs]);
+    const dest = run(['dest', '--listen', middle?.listen ?? '127.0.0.1:0', '--quiet', '--insecure', '--report', join(dir, 'd.json'), ...destArgs], middle?.netns?.dest);
+    let host = '';
     let port = 0;
     // A prepared destination prints its address only once its memory is allocated and pre-touched.
     for (let i = 0; i < 3000 && port === 0; i++) {
-      const m = /listening on 127\.0\.0\.1:(\d+)/.exec(dest.stdout());
-      if (m) port = Number(m[1]);
+      const m = /listening on ([\d.]+):(\d+)/.exec(dest.stdout());
+      if (m) [host, port] = [m[1], Number(m[2])];
       else await new Promise((r) => setTimeout(r, 10));
     }
-    const to = middle === undefined ? port : await middle.port(port);
-    const source = run(['source', '--connect', `127.0.0.1:${to}`, '--quiet', '--insecure', '--report', join(dir, 's.json'), ...sourceArgs]);
-    await middle?.during();
+    const to = middle?.port === undefined ? port : await middle.port(port);
+    const source = run(['source', '--connect', `${host}:${to}`, '--quiet', '--insecure', '--report', join(dir, 's.json'), ...sourceArgs], middle?.netns?.source);
+    await middle?.during?.();
     const sc = await source.done;
     // A refused source leaves a prepared destination waiting for the right guest: end it.
     if (sc !== 0) dest.kill();
