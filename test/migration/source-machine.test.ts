@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import { ErrorCode, MemshiftError } from '../../src/errors.js';
 import type { Action, Decision } from '../../src/migration/convergence.js';
 import {
-  destinationMayRun, isFinal, stepSource, type SourceEvent, type SourceState, type SwitchoverSent,
+  destinationMayRun, isFinal, stepSource, type Interruptible, type SourceEvent, type SourceState, type SwitchoverSent,
 } from '../../src/migration/source/machine.js';
 import { MIGRATION_MODES, type MigrationMode } from '../../src/protocol/constants.js';
 import { expectCode } from '../_support/guest-helpers.js';
@@ -79,6 +79,7 @@ const EVENTS = {
   'not-resumed': { type: 'not-resumed', error: NOT_RESUMED },
   failed: { type: 'failed', error: ERR },
   'failed/link': { type: 'failed', error: ERR, recoverable: true },
+  'refused/link': { type: 'refused', error: REFUSAL, recoverable: true },
   refused: { type: 'refused', error: REFUSAL },
 } satisfies Record<string, SourceEvent>;
 type EventName = keyof typeof EVENTS;
@@ -86,7 +87,7 @@ type EventName = keyof typeof EVENTS;
 const SINGLE_PASS = { kind: 'stop-and-copy', iteration: 1, singlePass: true } as const;
 const PRECOPY_1 = { kind: 'precopy', iteration: 1, postcopyReady: false, throttlePercent: 0, remainingHistory: [] } as const;
 
-const VALID: [StateName, EventName, SourceState][] = [
+const BASE_VALID: [StateName, EventName, SourceState][] = [
   // The machine picks the start phase from the mode and what was negotiated.
   ['setup', 'handshake-done/cold', SINGLE_PASS],
   ['setup', 'handshake-done/cold+postcopy', SINGLE_PASS],
@@ -164,6 +165,15 @@ const VALID: [StateName, EventName, SourceState][] = [
   ['releasing', 'refused', { kind: 'completed', confirmed: false }],
 ];
 
+// The destination refused because it saw the link fail, with recovery on: a pass it was receiving
+// reconnects; everywhere else it is the refusal it always was.
+const PASSES: readonly StateName[] = ['precopy', 'precopy+postcopy', 'stop-and-copy'];
+const VALID: [StateName, EventName, SourceState][] = [
+  ...BASE_VALID,
+  ...BASE_VALID.filter(([n, e]) => e === 'refused' && !PASSES.includes(n)).map(([n, , next]): [StateName, EventName, SourceState] => [n, 'refused/link', next]),
+  ...PASSES.map((n): [StateName, EventName, SourceState] => [n, 'refused/link', { kind: 'reconnecting', resume: STATES[n] as Interruptible, error: REFUSAL }]),
+];
+
 // Valid pairs whose guard rejects them; each has its own test below with its own code and message.
 const GUARDED = new Set<string>(['setup|handshake-done/hybrid', 'setup|handshake-done/postcopy', 'precopy|iteration-done/postcopy']);
 
@@ -208,9 +218,9 @@ test('every pair not in the valid table throws MS_ERR_UNEXPECTED_MESSAGE naming 
       assert.is(err.details.phase, state.kind, key);
     }
   }
-  // 17 states × 24 event variants, minus the 63 valid rows and the 3 guarded pairs.
-  assert.is(VALID.length, 63);
-  assert.is(invalid, 17 * 24 - 63 - 3);
+  // 17 states × 25 event variants, minus the 63 + 12 valid rows and the 3 guarded pairs.
+  assert.is(VALID.length, 75);
+  assert.is(invalid, 17 * 25 - 75 - 3);
 });
 
 test('the valid table has no duplicate (state, event) pair and names only known states and events', () => {

@@ -257,7 +257,10 @@ export class Session {
   private awaitRecovery(s: Extract<DestState, { kind: 'postcopy-recovering' | 'reconnecting' }>): void {
     this.lostAt = performance.now();
     this.unwatch();
-    if (!this.channel.isClosed) this.channel.destroy();
+    // Before SWITCHOVER the source may not have noticed (its bytes sat in socket buffers): tell it why,
+    // so that it reconnects now instead of going on to a switchover this side will never see.
+    if (s.kind === 'reconnecting') this.channel.fail(s.error);
+    else if (!this.channel.isClosed) this.channel.destroy();
     this.lostLinkDropped = this.run.urgent?.stop(BoardState.LINK_LOST).catch(() => undefined) ?? Promise.resolve();
     const ms = this.run.options.recoverTimeoutMs ?? 0;
     if (ms <= 0) {

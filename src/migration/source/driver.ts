@@ -94,9 +94,14 @@ function runPhase(run: SourceRun, s: SourceState): Promise<SourceEvent> {
  */
 function failureEvent(err: unknown, run: SourceRun): SourceEvent {
   const e = toMemshiftError(err, ErrorCode.CONNECTION_FAILED, 'source');
-  const refused = e.code === ErrorCode.PEER_ERROR && e.details.peerCode !== ErrorCode.POSTCOPY_PAUSED;
-  if (refused) return { type: 'refused', error: e };
-  return { type: 'failed', error: e, recoverable: (run.options.recoverTimeoutMs ?? 0) > 0 && isLinkFailure(e) };
+  const recovery = (run.options.recoverTimeoutMs ?? 0) > 0;
+  const peerCode = e.details.peerCode;
+  if (e.code === ErrorCode.PEER_ERROR && peerCode !== ErrorCode.POSTCOPY_PAUSED) {
+    // The destination saw the link fail (a page that arrived corrupt, a silence): with recovery on, a
+    // pass it was receiving waits for this side to reconnect (the machine knows which states can).
+    return { type: 'refused', error: e, recoverable: recovery && peerCode !== undefined && isLinkFailure({ code: peerCode }) };
+  }
+  return { type: 'failed', error: e, recoverable: recovery && isLinkFailure(e) };
 }
 
 /** Puts the guest where the final state says it belongs, and closes what the run opened. */

@@ -20,7 +20,7 @@
 //   postcopy_running --> releasing: postcopy-done
 //   releasing --> completed: released, failed, refused (RESUMED arrived: the guest runs on the destination either way)
 //   setup, precopy, stop_and_copy --> failed: failed, refused
-//   precopy, stop_and_copy --> reconnecting: failed (a link failure, with recovery on)
+//   precopy, stop_and_copy --> reconnecting: failed, refused (a link failure, with recovery on)
 //   reconnecting --> precopy, stop_and_copy: recovered (the same pass goes on, with what the destination lacks)
 //   reconnecting --> failed: failed, refused (recovery timed out or cancelled)
 //   postcopy_switching --> failed: failed before SWITCHOVER was sent, refused
@@ -101,8 +101,11 @@ export type SourceEvent =
   | { type: 'not-resumed'; error: MemshiftError }
   /** `recoverable`: a link failure, and recovery is on (a pass may reconnect instead of failing). */
   | { type: 'failed'; error: MemshiftError; recoverable?: boolean }
-  /** The destination answered with an ERROR before resuming: it did not and will not run the guest. */
-  | { type: 'refused'; error: MemshiftError };
+  /**
+   * The destination answered with an ERROR before resuming: it did not and will not run the guest.
+   * `recoverable`: its error was a link failure and recovery is on: it waits for a reconnection.
+   */
+  | { type: 'refused'; error: MemshiftError; recoverable?: boolean };
 
 export function invalidTransition(state: { kind: string }, event: { type: string }): MemshiftError {
   return new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `event ${event.type} is not valid in state ${state.kind}`, { phase: state.kind });
@@ -129,7 +132,7 @@ function onFailure(state: SourceState, event: Extract<SourceEvent, { type: 'fail
   switch (state.kind) {
     case 'precopy':
     case 'stop-and-copy':
-      if (event.type === 'failed' && event.recoverable === true) return { kind: 'reconnecting', resume: state, error: event.error };
+      if (event.recoverable === true) return { kind: 'reconnecting', resume: state, error: event.error };
       return { kind: 'failed', error: event.error };
     case 'setup':
     case 'reconnecting':
