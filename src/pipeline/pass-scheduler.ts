@@ -52,7 +52,8 @@ export class PassScheduler {
 
   /**
    * Sends every page in the snapshots. `onBatch` sees each batch once written. Resolves once the
-   * socket has taken every frame of the pass; rejects with the first encode or write failure. Once
+   * socket has taken every frame of the pass; rejects with the first encode or write failure, once the
+   * tasks and writes in flight have ended. Once
    * `stop()` says so (asked before each task), no task starts: the pass resolves when those in flight
    * are written, and the pages it did not reach stay marked in the snapshots.
    */
@@ -72,22 +73,26 @@ export class PassScheduler {
     let tasks = 0;
     let writes = 0;
     let next = 0;
-    let failed = false;
+    let failure: { err: unknown } | null = null;
     return new Promise<PassResult>((resolve, reject) => {
+      // The first failure is the pass's; it rejects once nothing is in flight any more, so that no
+      // encoder of this pass still touches the snapshot, the hashes, the cache or a chunk after it.
+      const settleFailure = (): void => {
+        if (failure !== null && tasks === 0 && writes === 0) reject(failure.err);
+      };
       const fail = (err: unknown): void => {
-        if (failed) return;
-        failed = true;
-        reject(err);
+        failure ??= { err };
+        settleFailure();
       };
       let stopped = false;
       const finishIfDone = (): void => {
-        if (failed || tasks > 0 || writes > 0) return;
+        if (failure !== null || tasks > 0 || writes > 0) return;
         if (!stopped && segments.some((s) => s.cursor < s.end)) return;
         result.ms = performance.now() - t0;
         resolve(result);
       };
       const pump = (): void => {
-        if (failed) return;
+        if (failure !== null) return;
         stopped ||= stop?.() === true;
         let scanned = stopped ? segments.length : 0;
         while (tasks < maxTasks && tasks + writes < maxTasks + MAX_WRITES_AHEAD && scanned < segments.length) {
@@ -122,10 +127,15 @@ export class PassScheduler {
             writes--;
             this.ring.release(seg.slab, chunk);
             pump();
-          }, fail);
+          }, (err) => {
+            writes--;
+            this.ring.release(seg.slab, chunk);
+            fail(err);
+          });
           pump();
         }, (err) => {
           tasks--;
+          this.ring.release(seg.slab, chunk);
           fail(err);
         });
       };

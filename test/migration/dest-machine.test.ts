@@ -171,7 +171,7 @@ const VALID: [StateName, EventName, DestState][] = [
     [n, 'error/link', { kind: 'reconnecting', resume: STATES[n] as Extract<DestState, { kind: 'receiving' }>, error: FAILED }],
   ]),
   // The same pass goes on over the new link; a window that closes fails the session (never resumed).
-  ['reconnecting', 'recovered', STATES.reconnecting.resume],
+  ['reconnecting', 'recovered', { ...STATES.reconnecting.resume, afterRecovery: true }],
   ['reconnecting', 'recover-ended', { kind: 'failed', error: CLOSED }],
   ['reconnecting', 'closed', STATES.reconnecting],
   ['reconnecting', 'error', STATES.reconnecting],
@@ -461,6 +461,16 @@ test('post-copy with nothing missing: all-present before resumed goes straight t
     { kind: 'postcopy-confirming', mode: 'postcopy' },
     { kind: 'completed', mode: 'postcopy', confirmed: true },
   ]);
+});
+
+test('after a recovery, the next ITERATION_END may skip the ones the lost link carried; once, and never backwards', () => {
+  const resumed = stepDest(STATES.reconnecting, { type: 'recovered' });
+  assert.equal(resumed, { ...STATES.reconnecting.resume, afterRecovery: true });
+  const skipped = stepDest(resumed, { type: 'iteration-end', iteration: 5 });
+  assert.equal(skipped, { ...STATES.reconnecting.resume, iteration: 5 });
+  expectCode(() => stepDest(skipped, { type: 'iteration-end', iteration: 7 }), UNEXPECTED, 'a second gap');
+  expectCode(() => stepDest(resumed, { type: 'iteration-end', iteration: 2 }), UNEXPECTED, 'backwards');
+  expectCode(() => stepDest(STATES.reconnecting.resume, { type: 'iteration-end', iteration: 5 }), UNEXPECTED, 'a gap without a recovery');
 });
 
 // ---- predicates ---------------------------------------------------------------------------------------

@@ -60,7 +60,11 @@ export type DestState =
   | { kind: 'awaiting-hello' }
   /** HELLO accepted; the target is being allocated. Nothing but the handshake may arrive yet. */
   | { kind: 'setup'; mode: MigrationMode }
-  | { kind: 'receiving'; mode: MigrationMode; iteration: number; hasState: boolean; postcopy: boolean; missingAnnounced: boolean }
+  /**
+   * `afterRecovery`: the link was recovered; the next ITERATION_END may skip numbers (the ones the lost
+   * link was carrying when it died: the source had moved on to the next pass).
+   */
+  | { kind: 'receiving'; mode: MigrationMode; iteration: number; hasState: boolean; postcopy: boolean; missingAnnounced: boolean; afterRecovery?: true }
   /** The link was lost before SWITCHOVER (`error`): waiting for the source to reconnect and resume `resume`. */
   | { kind: 'reconnecting'; resume: Extract<DestState, { kind: 'receiving' }>; error: MemshiftError }
   /** `order`: the SWITCHOVER as the source sent it (digest to match, missing pages). */
@@ -195,11 +199,14 @@ function onFailure(state: DestState, event: Extract<DestEvent, { type: 'closed' 
 
 function receive(state: Extract<DestState, { kind: 'receiving' }>, event: DestEvent): DestState {
   switch (event.type) {
-    case 'iteration-end':
-      if (event.iteration !== state.iteration + 1) {
+    case 'iteration-end': {
+      const skipped = state.afterRecovery === true && event.iteration > state.iteration + 1;
+      if (event.iteration !== state.iteration + 1 && !skipped) {
         throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `iteration ${event.iteration} ended after iteration ${state.iteration}`, { phase: state.kind });
       }
-      return { ...state, iteration: event.iteration };
+      const { afterRecovery: _after, ...rest } = state;
+      return { ...rest, iteration: event.iteration };
+    }
     case 'device-state':
       return { ...state, hasState: true };
     case 'missing-pages':
@@ -252,7 +259,7 @@ export function stepDest(state: DestState, event: DestEvent): DestState {
       if (event.type !== 'all-present') throw invalidTransition(state, event);
       return { kind: 'postcopy-confirming', mode: state.mode };
     case 'reconnecting':
-      if (event.type === 'recovered') return state.resume;
+      if (event.type === 'recovered') return { ...state.resume, afterRecovery: true };
       if (event.type === 'recover-ended') return { kind: 'failed', error: state.error };
       throw invalidTransition(state, event);
     case 'postcopy-recovering':

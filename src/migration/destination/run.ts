@@ -81,11 +81,10 @@ export class DestinationRun {
   resumed: Uint8Array | null = null;
   /** The same RESUMED, kept for the answer to a QUERY after the link was lost (null: never resumed). */
   resumedAnswer: Uint8Array | null = null;
-  /**
-   * When the first frame after the last ITERATION_END arrived (0: none yet): the start of the paused
-   * phase as this side sees it, once a switchover follows (the final pass, or post-copy's switch).
-   */
+  /** When the first frame after the last ITERATION_END arrived (0: none yet): post-copy's switch begins there. */
   sinceLastPass = 0;
+  /** When the last pass that ITERATION_END closed began (its first frame): a stop-and-copy's final pass. */
+  lastPassBegan = 0;
   /** When the guest resumed in post-copy (0 before). */
   resumedAt = 0;
   /** The guest's steps when it resumed here, and when (null before): the start of its after-resume step rate. */
@@ -113,9 +112,13 @@ export class DestinationRun {
     this.channel = channel;
   }
 
-  /** The guest resumed here now: the downtime as this side saw it (its first frame of the paused phase → resume). */
-  noteResumed(at: number): void {
-    if (this.sinceLastPass > 0) this.record.downtimeSeenMs = at - this.sinceLastPass;
+  /**
+   * The guest resumed here now: the downtime as this side saw it, from its first frame of the paused
+   * phase (a stop-and-copy's final pass; post-copy's switch, which follows the last pass) to the resume.
+   */
+  noteResumed(at: number, postcopy: boolean): void {
+    const began = postcopy ? this.sinceLastPass : this.lastPassBegan;
+    if (began > 0) this.record.downtimeSeenMs = at - began;
   }
 
   /** Bytes received from the source over every link of the session. */

@@ -29,7 +29,7 @@ export async function runPostcopySwitchover(run: DestinationRun, order: Switchov
   const tResume = performance.now();
   await run.target!.resume();
   run.resumedAt = performance.now();
-  run.noteResumed(run.resumedAt);
+  run.noteResumed(run.resumedAt, true);
   const resumeMs = run.resumedAt - tResume;
   run.resumeSample = { steps: run.target!.steps, at: run.resumedAt };
   run.record.destinationDowntime = destinationDowntime({ applyMs: 0, digestMs, resumeMs: resumeMs + stateMs });

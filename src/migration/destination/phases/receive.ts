@@ -24,6 +24,8 @@ export function receiveFrame(run: DestinationRun, state: DestState, frame: Frame
     case FrameType.ITERATION_END: {
       const m = decodeIterationEnd(frame.buf, frame.bodyOffset, frame.bodyLength);
       run.lastIteration = m.iteration;
+      // A pass with no page begins and ends here.
+      run.lastPassBegan = run.sinceLastPass > 0 ? run.sinceLastPass : performance.now();
       run.sinceLastPass = 0;
       recordReceivedPass(run, m.iteration);
       run.passApplyMs = 0;

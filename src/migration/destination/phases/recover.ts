@@ -13,6 +13,7 @@
 //   ─► MISSING_PAGES* | PAGE_HASHES* ─► HELLO_ACK(session, capabilities, urgent port)
 
 import { encodeHelloAck } from '../../../protocol/handshake.js';
+import { BoardState } from '../../postcopy-board.js';
 import type { FrameLink } from '../../../transport/channel.js';
 import { absentPagesFrames } from '../../missing-pages.js';
 import { pageHashFrames } from '../../page-hashes.js';
@@ -25,6 +26,8 @@ export async function answerRecovery(run: DestinationRun, channel: FrameLink, se
   const urgent = run.urgent;
   channel.phase = 'link recovery';
   receiveIntoGuest(run, channel);
+  // A thread that an earlier, failed attempt started is stopped first (it would hold its port).
+  await urgent?.stop(BoardState.LINK_LOST);
   const port = urgent === null ? 0 : await urgent.rearm(channel.localHost);
   let missing = 0;
   for (const region of target.regions) {

@@ -63,7 +63,7 @@ export async function runSwitchover(run: DestinationRun, order: Switchover, comm
     return { type: 'resume-failed', error };
   }
   const resumeMs = performance.now() - tResume;
-  run.noteResumed(tResume + resumeMs);
+  run.noteResumed(tResume + resumeMs, false);
   run.resumeSample = { steps: run.target!.steps, at: tResume + resumeMs };
   run.record.digest = digest;
   run.record.destinationDowntime = destinationDowntime({ applyMs, digestMs, resumeMs: resumeMs + stateMs });

@@ -117,7 +117,9 @@ async function reconnect(run: SourceRun, lost: MemshiftError, iteration: number,
 async function dropLostLink(run: SourceRun, error: MemshiftError): Promise<boolean> {
   run.unwatch();
   const channel = run.channel;
-  if (channel !== null && !channel.isClosed) channel.fail(error);
+  // Destroyed, not failed: an ERROR on a link that was only slow would reach the destination as this
+  // side's refusal, and it would stop waiting for the reconnection.
+  if (channel !== null && !channel.isClosed) channel.destroy(error);
   await run.urgent?.stop(BoardState.LINK_LOST);
   if (run.pushing === null) return true;
   let timer: NodeJS.Timeout | undefined;
