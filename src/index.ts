@@ -44,7 +44,7 @@ export type { MigrationEvent } from './migration/events.js';
 export type { PreparedEncoders };
 import { PreparedEncoders } from './migration/source/prepared-encoders.js';
 import type { MigrationEvent } from './migration/events.js';
-export type { Report, Outcome, DowntimeBreakdown, PostcopyStats, GuestStepRate } from './migration/report.js';
+export type { Report, Outcome, DowntimeBreakdown, PostcopyStats, GuestStepRate, Recovery } from './migration/report.js';
 export type { Progress } from './migration/progress.js';
 export type { IterationRecord, EncodingCounts } from './migration/metrics.js';
 export type { StallPolicy, ConvergencePolicy, Decision, RuleName } from './migration/convergence.js';

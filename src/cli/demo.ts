@@ -29,6 +29,7 @@ export const demoFlags: Flags = {
   'on-stall': { type: 'string', value: 'force|throttle|abort|postcopy', help: 'what to do when pre-copy does not converge', default: 'throttle' },
   'run-steps': { type: 'string', value: 'K', help: 'steps the guest runs on the destination before the check', default: '200000' },
   verify: { type: 'string', value: 'on|off', help: 'compare the destination with a replay of the same guest', default: 'on' },
+  quiet: { type: 'boolean', help: 'no progress line (the narration and the reports still print)' },
   help: { type: 'boolean', help: 'show this help' },
 };
 
@@ -65,7 +66,8 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
     console.log(`guest filled in ${(performance.now() - t).toFixed(0)} ms; running it for 500 ms before migrating`);
     await guest.resume();
     await new Promise((r) => setTimeout(r, 500));
-    const printer = progressPrinter(process.stdout);
+    // Progress for humans goes to stderr, as in source and dest; the narration and reports to stdout.
+    const printer = progressPrinter();
     let source: Report;
     let failed: string | null = null;
     try {
@@ -74,7 +76,7 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
         mode,
         downtimeLimitMs: parseInteger(requireString(a, 'downtime-limit'), '--downtime-limit', 1),
         onStall: requireString(a, 'on-stall') as StallPolicy,
-        onProgress: (p) => printer.update(p),
+        onProgress: a.quiet === true ? undefined : (p) => printer.update(p),
       });
     } catch (err) {
       const r = (err as { details?: { report?: Report } }).details?.report;

@@ -10,12 +10,12 @@ const ms = (v: number): string => (Number.isFinite(v) ? `${v.toFixed(1)} ms` : '
 export function formatProgress(p: Progress): string {
   const parts = [`[${p.role}] ${p.phase.padEnd(14)}`, `iter ${p.iteration}`];
   if (p.role === 'source') {
-    parts.push(`remaining ${n(p.remainingPages)} pages`, `dirty ${n(p.dirtyRate)} pg/s`, `bw ${gbs(p.bandwidth)}`, `exp. downtime ${ms(p.expectedDowntimeMs)}`);
+    parts.push(`remaining ${n(p.remainingPages)} pages`, `dirty ${n(p.dirtyPagesPerSec)} pg/s`, `bw ${gbs(p.bandwidthBytesPerSec)}`, `exp. downtime ${ms(p.expectedDowntimeMs)}`);
     if (p.throttlePercent > 0) parts.push(`throttle ${p.throttlePercent}%`);
     // From the end of pass 1: counted down from the latest estimate; ∞ when none is finite.
     if (p.etaMs !== undefined) parts.push(`eta ${p.etaMs === null ? '∞' : `${(p.etaMs / 1000).toFixed(1)} s`}`);
   } else {
-    parts.push(`received ${n(p.pagesReceived ?? 0)} pages`, `bw ${gbs(p.bandwidth)}`);
+    parts.push(`received ${n(p.pagesReceived ?? 0)} pages`, `bw ${gbs(p.bandwidthBytesPerSec)}`);
   }
   if (p.faults !== undefined) parts.push(`faults ${n(p.faults)}`);
   if (p.pagesPushed !== undefined) parts.push(`pushed ${n(p.pagesPushed)}`);

@@ -12,11 +12,11 @@ export interface IterationRecord {
   bytes: number;
   ms: number;
   /** Bytes per second over the measurement window ending with this iteration. */
-  bandwidth: number;
+  bandwidthBytesPerSec: number;
   /** Pages dirtied while this iteration ran (sent in the next one). */
   dirtyPages: number;
   /** Pages dirtied per second while this iteration ran. */
-  dirtyRate: number;
+  dirtyPagesPerSec: number;
   /** Remaining bytes / bandwidth, as estimated after this iteration. */
   expectedDowntimeMs: number;
   throttlePercent: number;
@@ -29,7 +29,7 @@ export interface IterationRecord {
    */
   etaMs: number | null;
   /** Guest steps per second over this pass (0 while paused); null when the guest does not expose steps. */
-  guestStepRate: number | null;
+  guestStepsPerSec: number | null;
   /** Whether raw pages went through LZ4 at the end of this pass, and why (compression.ts; `--compress auto` decides per pass). */
   compression: { lz4: boolean; reason: string };
 }

@@ -8,9 +8,9 @@ export interface Progress {
   remainingPages: number;
   pagesReceived?: number;
   /** Pages per second the guest dirties. */
-  dirtyRate: number;
+  dirtyPagesPerSec: number;
   /** Bytes per second on the wire. */
-  bandwidth: number;
+  bandwidthBytesPerSec: number;
   expectedDowntimeMs: number;
   /**
    * Source: ms still to go until the migration completes, counted down from the last estimate (eta.ts);

@@ -64,7 +64,7 @@ export function queryMigrate(r: Report): QueryMigrate {
       total: r.guestBytes,
       duplicate: r.pagesByEncoding.zero,
       normal: r.pagesByEncoding.raw + r.pagesByEncoding.lz4,
-      'dirty-pages-rate': Math.round(last?.dirtyRate ?? 0),
+      'dirty-pages-rate': Math.round(last?.dirtyPagesPerSec ?? 0),
       mbps: seconds > 0 ? (r.bytesTransferred * 8) / 1e6 / seconds : 0,
       'dirty-sync-count': r.iterations.length,
       'postcopy-requests': r.postcopy?.pagesRequested ?? 0,

@@ -18,10 +18,10 @@ const closed = (properties: Record<string, unknown>, optional: readonly string[]
 const encodingCounts = closed({ zero: count, raw: count, xbzrle: count, lz4: count });
 
 const iteration = closed({
-  iteration: count, pages: count, bytes: count, ms: num, bandwidth: num, dirtyPages: count, dirtyRate: num,
+  iteration: count, pages: count, bytes: count, ms: num, bandwidthBytesPerSec: num, dirtyPages: count, dirtyPagesPerSec: num,
   // Infinity when nothing was measured yet: null in JSON.
   expectedDowntimeMs: numOrNull,
-  throttlePercent: num, pagesByEncoding: encodingCounts, endedAtMs: num, etaMs: numOrNull, guestStepRate: numOrNull,
+  throttlePercent: num, pagesByEncoding: encodingCounts, endedAtMs: num, etaMs: numOrNull, guestStepsPerSec: numOrNull,
   compression: closed({ lz4: { type: 'boolean' }, reason: { type: 'string' } }),
 });
 
@@ -72,7 +72,7 @@ export const REPORT_JSON_SCHEMA = {
     throttlePercent: num,
     guestSteps: count,
     digest: { type: 'string', pattern: '^[0-9a-f]{16}$' },
-    throughputGBps: num,
+    throughputBytesPerSec: num,
     postcopy: nullable(postcopy),
     recoveries: { type: 'array', items: recovery },
     prealloc: nullable(closed({ enabled: { type: 'boolean' }, ms: num, beforeMigration: { type: 'boolean' } })),
@@ -80,6 +80,6 @@ export const REPORT_JSON_SCHEMA = {
     cpuMs: nullable(closed({ user: num, system: num })),
     peakRssBytes: { type: ['integer', 'null'], minimum: 0 },
     completedAtMs: numOrNull,
-    guestStepRate: closed({ beforeMigration: numOrNull, perPass: { type: 'array', items: num }, afterResume: numOrNull }),
+    guestStepsPerSec: closed({ beforeMigration: numOrNull, perPass: { type: 'array', items: num }, afterResume: numOrNull }),
   }),
 } as const;

@@ -69,7 +69,7 @@ export interface ReceivedPass {
 }
 
 /** The report layout's version: bumped when a field changes meaning or goes away (adding one does not). */
-export const REPORT_SCHEMA_VERSION = 1;
+export const REPORT_SCHEMA_VERSION = 2;
 
 export interface Report {
   /** REPORT_SCHEMA_VERSION of the build that wrote it (the JSON Schema is report-schema.ts). */
@@ -110,7 +110,8 @@ export interface Report {
   /** Session digest of the final memory (hex), equal on both sides after a successful migration. */
   digest: string;
   /** Bytes on the wire over total time. */
-  throughputGBps: number;
+  /** Bytes on the wire per second of total time. */
+  throughputBytesPerSec: number;
   postcopy: PostcopyStats | null;
   /** Lost links recovered, in order ([] when none): a pass resumed, or post-copy went on. */
   recoveries: Recovery[];
@@ -138,7 +139,7 @@ export interface Report {
    */
   completedAtMs: number | null;
   /** The guest's steps per second around and during the migration: what it cost the guest (GuestStepRate). */
-  guestStepRate: GuestStepRate;
+  guestStepsPerSec: GuestStepRate;
 }
 
 /**
@@ -146,7 +147,7 @@ export interface Report {
  * `steps` or the side cannot see the window.
  *   beforeMigration  source: over the setup (connect + handshake), while nothing slows the guest yet
  *                    (cold pauses it as setup begins: the rate covers the few steps before that)
- *   perPass          source: each pass's `guestStepRate` (stop-and-copy: 0, paused); [] when unknown
+ *   perPass          source: each pass's `guestStepsPerSec` (stop-and-copy: 0, paused); [] when unknown
  *   afterResume      destination: from its resume until its report (post-copy: the whole push)
  */
 export interface GuestStepRate {
@@ -269,14 +270,14 @@ export function assembleReport(r: RunRecord, end: Ending): Report {
     pagesByEncoding: { ...r.pagesByEncoding }, iterations: r.iterations, receivedPasses: r.receivedPasses, converged: r.converged,
     switchoverReason: r.switchoverReason, predictedDowntimeMs: r.predictedDowntimeMs, throttlePercent: r.throttlePercent,
     guestSteps: r.guestSteps, digest: hex64(r.digest),
-    throughputGBps: totalTimeMs > 0 ? r.bytesTransferred / totalTimeMs / 1e6 : 0,
+    throughputBytesPerSec: totalTimeMs > 0 ? (r.bytesTransferred * 1000) / totalTimeMs : 0,
     postcopy: r.postcopy, recoveries: r.recoveries, prealloc: r.prealloc, contentDigest: null,
     cpuMs: { user: cpu.user / 1000, system: cpu.system / 1000 },
     peakRssBytes: peakRssBytes(),
     completedAtMs: r.completedAt === null ? null : r.completedAt - r.startedAt,
-    guestStepRate: {
+    guestStepsPerSec: {
       beforeMigration: r.stepRateBefore,
-      perPass: r.iterations.flatMap((it) => (it.guestStepRate === null ? [] : [it.guestStepRate])),
+      perPass: r.iterations.flatMap((it) => (it.guestStepsPerSec === null ? [] : [it.guestStepsPerSec])),
       afterResume: r.stepRateAfterResume,
     },
   };
@@ -302,11 +303,11 @@ export function formatReport(r: Report): string {
   const lines: string[] = [];
   lines.push(`${r.role} ${r.mode} migration: ${r.outcome}${r.error ? ` (${r.error.code}: ${r.error.message})` : ''}`);
   lines.push(`  total ${f1(r.totalTimeMs)} ms, setup ${f1(r.setupTimeMs)} ms, downtime ${f1(r.downtimeMs)} ms (predicted ${f1(r.predictedDowntimeMs)} ms)`);
-  lines.push(`  ${gb(r.bytesTransferred)} GB in ${r.pagesTransferred} pages, ${r.throughputGBps.toFixed(2)} GB/s; zero ${r.pagesByEncoding.zero}, raw ${r.pagesByEncoding.raw}, xbzrle ${r.pagesByEncoding.xbzrle}, lz4 ${r.pagesByEncoding.lz4}`);
+  lines.push(`  ${gb(r.bytesTransferred)} GB in ${r.pagesTransferred} pages, ${(r.throughputBytesPerSec / 1e9).toFixed(2)} GB/s; zero ${r.pagesByEncoding.zero}, raw ${r.pagesByEncoding.raw}, xbzrle ${r.pagesByEncoding.xbzrle}, lz4 ${r.pagesByEncoding.lz4}`);
   if (r.iterations.length > 0) {
     lines.push('  iter      pages        MB       ms    GB/s  dirty pages   dirty/s  exp.downtime  throttle     eta s   steps/s');
     for (const it of r.iterations) {
-      lines.push(`  ${String(it.iteration).padStart(4)} ${String(it.pages).padStart(10)} ${(it.bytes / 1e6).toFixed(1).padStart(9)} ${it.ms.toFixed(1).padStart(8)} ${(it.bandwidth / 1e9).toFixed(2).padStart(7)} ${String(it.dirtyPages).padStart(12)} ${it.dirtyRate.toFixed(0).padStart(9)} ${(Number.isFinite(it.expectedDowntimeMs) ? it.expectedDowntimeMs.toFixed(1) : '∞').padStart(13)} ${String(it.throttlePercent).padStart(8)}% ${etaCell(it.etaMs).padStart(9)} ${(it.guestStepRate === null ? '—' : it.guestStepRate.toFixed(0)).padStart(9)}`);
+      lines.push(`  ${String(it.iteration).padStart(4)} ${String(it.pages).padStart(10)} ${(it.bytes / 1e6).toFixed(1).padStart(9)} ${it.ms.toFixed(1).padStart(8)} ${(it.bandwidthBytesPerSec / 1e9).toFixed(2).padStart(7)} ${String(it.dirtyPages).padStart(12)} ${it.dirtyPagesPerSec.toFixed(0).padStart(9)} ${(Number.isFinite(it.expectedDowntimeMs) ? it.expectedDowntimeMs.toFixed(1) : '∞').padStart(13)} ${String(it.throttlePercent).padStart(8)}% ${etaCell(it.etaMs).padStart(9)} ${(it.guestStepsPerSec === null ? '—' : it.guestStepsPerSec.toFixed(0)).padStart(9)}`);
     }
   }  if (r.receivedPasses.length > 0) {
     lines.push('  pass received      pages        MB       ms    GB/s  apply ms');
@@ -335,7 +336,7 @@ export function formatReport(r: Report): string {
     lines.push(`  cpu ${cpu.toFixed(0)} ms (user ${r.cpuMs.user.toFixed(0)}, system ${r.cpuMs.system.toFixed(0)}): ${(r.bytesTransferred / 1e6 / Math.max(1, cpu)).toFixed(2)} GB per cpu-second`);
   }
   if (r.peakRssBytes !== null) lines.push(`  peak resident memory ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MiB (guest memory included)`);
-  const g = r.guestStepRate;
+  const g = r.guestStepsPerSec;
   // Per pass: the iteration table's steps/s column (a summary would mix running and paused passes).
   if (g.beforeMigration !== null || g.afterResume !== null) {
     lines.push(`  guest steps/s: before ${f0(g.beforeMigration)}, after resume ${f0(g.afterResume)}`);

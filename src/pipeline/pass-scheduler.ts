@@ -92,7 +92,11 @@ export class PassScheduler {
         resolve(result);
       };
       const pump = (): void => {
-        if (failure !== null) return;
+        // Every task and write that ends comes through here (or through fail): the last one settles a failed pass.
+        if (failure !== null) {
+          settleFailure();
+          return;
+        }
         stopped ||= stop?.() === true;
         let scanned = stopped ? segments.length : 0;
         while (tasks < maxTasks && tasks + writes < maxTasks + MAX_WRITES_AHEAD && scanned < segments.length) {

@@ -7,7 +7,7 @@ import { formatProgress } from '../../src/cli/progress.js';
 import type { Progress } from '../../src/index.js';
 
 const SOURCE: Progress = {
-  role: 'source', phase: 'precopy', iteration: 2, remainingPages: 1234, dirtyRate: 5000, bandwidth: 1.5e9,
+  role: 'source', phase: 'precopy', iteration: 2, remainingPages: 1234, dirtyPagesPerSec: 5000, bandwidthBytesPerSec: 1.5e9,
   expectedDowntimeMs: 12.34, bytesTransferred: 2.5e9, elapsedMs: 3456, throttlePercent: 0,
 };
 

@@ -39,13 +39,13 @@ function assertVisibility(r: MigrationOutcome): void {
   }
   const done = src.completedAtMs;
   assert.ok(done !== null && done > its[its.length - 1].endedAtMs && done <= src.totalTimeMs, `completed at ${done} ms`);
-  const g = src.guestStepRate;
+  const g = src.guestStepsPerSec;
   rate(g.beforeMigration, 'source: before');
   assert.is(g.perPass.length, its.length, 'one rate per pass');
   g.perPass.forEach((v, i) => rate(v, `pass ${i + 1} step rate`));
   assert.is(g.perPass[g.perPass.length - 1], 0, 'the guest is paused during stop-and-copy');
   assert.is(g.afterResume, null, 'the source does not see the guest after resume');
-  const d = r.dest.report!.guestStepRate;
+  const d = r.dest.report!.guestStepsPerSec;
   assert.equal([d.beforeMigration, d.perPass], [null, []], 'the destination sees no pass');
   rate(d.afterResume, 'destination: after resume');
 }
@@ -107,7 +107,7 @@ test('an idle guest converges after one pass by the downtime limit, and the stop
   assertBreakdownWithinDowntime(src);
   // Nothing is dirty after pass 1: the estimate is the switchover alone. An idle vCPU takes no steps.
   assert.is(src.iterations[0].etaMs, SWITCHOVER_COST_MS);
-  assert.equal([src.guestStepRate.beforeMigration, src.guestStepRate.perPass], [0, [0, 0]]);
+  assert.equal([src.guestStepsPerSec.beforeMigration, src.guestStepsPerSec.perPass], [0, [0, 0]]);
 }));
 
 test('live migration with LZ4 on raw pages is identical to replay', deadline(120_000, async () => {
@@ -148,7 +148,7 @@ test('cold migration copies a stopped guest in one pass, identical to replay', d
   assert.is(src.iterations.length, 1);
   assert.is(src.mode, 'cold');
   assert.ok(src.downtimeMs! >= src.setupTimeMs + src.iterations[0].ms, 'cold downtime covers the handshake and the whole copy');
-  assert.equal(src.guestStepRate.perPass, [0], 'the one pass runs with the guest paused');
+  assert.equal(src.guestStepsPerSec.perPass, [0], 'the one pass runs with the guest paused');
 }));
 
 test('warm migration suspends after the handshake and copies RAM and state in one pass', deadline(120_000, async () => {

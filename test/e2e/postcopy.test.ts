@@ -24,10 +24,10 @@ function assertOracle(r: MigrationOutcome, c: MigrationCase): void {
   const src = r.source.report!;
   assert.ok(src.postcopy !== null && r.dest.report!.postcopy !== null, 'both report the post-copy phase');
   const push = src.iterations[src.iterations.length - 1];
-  assert.equal([push.etaMs, push.guestStepRate], [0, null]);
+  assert.equal([push.etaMs, push.guestStepsPerSec], [0, null]);
   assert.ok(src.completedAtMs !== null && src.completedAtMs >= push.endedAtMs && src.completedAtMs <= src.totalTimeMs, `completed at ${src.completedAtMs} ms (POSTCOPY_DONE after the push)`);
-  assert.is(src.guestStepRate.perPass.length, src.iterations.length - 1, 'a rate for every pass but the push');
-  const after = r.dest.report!.guestStepRate.afterResume;
+  assert.is(src.guestStepsPerSec.perPass.length, src.iterations.length - 1, 'a rate for every pass but the push');
+  const after = r.dest.report!.guestStepsPerSec.afterResume;
   assert.ok(after !== null && Number.isFinite(after) && after >= 0, `destination: after resume ${after}`);
 }
 

@@ -82,9 +82,9 @@ for (const mode of ['live', 'warm', 'cold'] as const) {
     assert.is(its[its.length - 1].etaMs, SWITCHOVER_COST_MS);
     assert.equal(its.map((it) => it.endedAtMs).sort((x, y) => x - y), its.map((it) => it.endedAtMs), 'estimates in pass order');
     // MirrorSource and MirrorTarget expose no steps: no step rate anywhere.
-    assert.equal(src.report.guestStepRate, { beforeMigration: null, perPass: [], afterResume: null });
-    assert.equal(end.result.report.guestStepRate, { beforeMigration: null, perPass: [], afterResume: null });
-    assert.ok(its.every((it) => it.guestStepRate === null));
+    assert.equal(src.report.guestStepsPerSec, { beforeMigration: null, perPass: [], afterResume: null });
+    assert.equal(end.result.report.guestStepsPerSec, { beforeMigration: null, perPass: [], afterResume: null });
+    assert.ok(its.every((it) => it.guestStepsPerSec === null));
     assert.ok(src.report.completedAtMs !== null && src.report.completedAtMs > its[its.length - 1].endedAtMs, 'RESUMED after the last pass');
   });
 }

@@ -58,20 +58,20 @@ test('percentile p28 of 25 values is the 7th (28 % of 25 is exactly 7)', () => {
 
 const ITERATIONS: IterationRecord[] = [
   {
-    iteration: 1, pages: 262_144, bytes: 1_073_741_824, ms: 8589.9, bandwidth: 125e6, dirtyPages: 65_536, dirtyRate: 7629.4,
+    iteration: 1, pages: 262_144, bytes: 1_073_741_824, ms: 8589.9, bandwidthBytesPerSec: 125e6, dirtyPages: 65_536, dirtyPagesPerSec: 7629.4,
     expectedDowntimeMs: 2147.5, throttlePercent: 0, pagesByEncoding: { zero: 200_000, raw: 62_144, xbzrle: 0, lz4: 0 },
-    endedAtMs: 8602.4, etaMs: 2260.25, guestStepRate: 198_765.4, compression: { lz4: false, reason: 'link not measured yet' },
+    endedAtMs: 8602.4, etaMs: 2260.25, guestStepsPerSec: 198_765.4, compression: { lz4: false, reason: 'link not measured yet' },
   },
   {
-    iteration: 2, pages: 65_536, bytes: 268_435_456, ms: 2147.5, bandwidth: 2.5e9, dirtyPages: 600, dirtyRate: 279.4,
+    iteration: 2, pages: 65_536, bytes: 268_435_456, ms: 2147.5, bandwidthBytesPerSec: 2.5e9, dirtyPages: 600, dirtyPagesPerSec: 279.4,
     expectedDowntimeMs: Infinity, throttlePercent: 20, pagesByEncoding: { zero: 0, raw: 1000, xbzrle: 64_536, lz4: 0 },
-    endedAtMs: 10_750, etaMs: null, guestStepRate: 0, compression: { lz4: true, reason: 'LZ4 on: …' },
+    endedAtMs: 10_750, etaMs: null, guestStepsPerSec: 0, compression: { lz4: true, reason: 'LZ4 on: …' },
   },
 ];
 
 function report(over: Partial<Report> = {}): Report {
   return {
-    schemaVersion: 1,
+    schemaVersion: 2,
     sessionId: '0123456789abcdef0123456789abcdef',
     startedAt: '2026-12-01T18:00:00.000Z',
     endedAt: '2026-12-01T18:00:10.800Z',
@@ -100,7 +100,7 @@ function report(over: Partial<Report> = {}): Report {
     throttlePercent: 20,
     guestSteps: 123_456,
     digest: hex64(0xdeadbeefn),
-    throughputGBps: 0.124,
+    throughputBytesPerSec: 124e6,
     postcopy: null,
     recoveries: [],
     prealloc: null,
@@ -108,7 +108,7 @@ function report(over: Partial<Report> = {}): Report {
     cpuMs: null,
     peakRssBytes: null,
     completedAtMs: 10_790,
-    guestStepRate: { beforeMigration: 201_000, perPass: [198_765.4, 0], afterResume: 150_000 },
+    guestStepsPerSec: { beforeMigration: 201_000, perPass: [198_765.4, 0], afterResume: 150_000 },
     ...over,
   };
 }
@@ -196,7 +196,7 @@ test('pre-touch is reported only when enabled, saying whether it was before the 
 });
 
 test('the iteration table shows — for a pass whose guest exposes no steps', () => {
-  const its = ITERATIONS.map((it) => ({ ...it, guestStepRate: null }));
+  const its = ITERATIONS.map((it) => ({ ...it, guestStepsPerSec: null }));
   const ls = lines(report({ iterations: its }));
   const header = ls.findIndex((l) => l.includes('eta s'));
   assert.equal(ls.slice(header + 1, header + 3).map((l) => l.trim().split(/\s+/).slice(-2)), [['2.26', '—'], ['∞', '—']]);
@@ -204,12 +204,12 @@ test('the iteration table shows — for a pass whose guest exposes no steps', ()
 
 test('the step-rate line shows the rate before and after resume, — for the side that did not see it', () => {
   assert.is(lineWith(report(), 'steps/s:'), '  guest steps/s: before 201000, after resume 150000');
-  const dest = report({ role: 'destination', guestStepRate: { beforeMigration: null, perPass: [], afterResume: 65_294.4 } });
+  const dest = report({ role: 'destination', guestStepsPerSec: { beforeMigration: null, perPass: [], afterResume: 65_294.4 } });
   assert.is(lineWith(dest, 'steps/s:'), '  guest steps/s: before —, after resume 65294');
 });
 
 test('a guest without steps has no step-rate line', () => {
-  assert.is(lineWith(report({ guestStepRate: { beforeMigration: null, perPass: [], afterResume: null } }), 'steps/s:'), undefined);
+  assert.is(lineWith(report({ guestStepsPerSec: { beforeMigration: null, perPass: [], afterResume: null } }), 'steps/s:'), undefined);
 });
 
 test('the last line shows guest steps, digest (16 hex digits) and throttle', () => {

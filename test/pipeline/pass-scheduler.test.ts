@@ -124,4 +124,25 @@ test('a failing channel send rejects the pass with its error, once nothing is in
   assert.is(ring.available(0), 2, 'every chunk is free again');
 });
 
+test('a pass that fails while other batches are still on their way settles once the last of them is taken, not before, and not never', async () => {
+  // As above: about four chunks of raw pages through an arena of two, the socket holding each send.
+  const mem = smallGuest([spec(0, 4096)], 4096);
+  markPages(mem, 0, range(0, 4096));
+  const channel = new RecordingChannel(true);
+  const { passes, ring } = scheduler(mem, channel);
+  let outcome: string | null = null;
+  const pass = passes.sendPass(1, false).then(() => 'resolved', (e: MemshiftError) => e.code);
+  void pass.then((o) => { outcome = o; });
+  assert.ok(await until(() => channel.waiting.length === 2), 'two batches reach the socket and are held there');
+  // From now on every new send fails; the two held ones still succeed when the socket takes them.
+  channel.failWith = new MemshiftError(ErrorCode.CONNECTION_CLOSED, 'peer went away');
+  await turns(20);
+  assert.is(outcome, null, 'not settled while two writes are in flight');
+  while (channel.releaseOne()) await turns(5);
+  const settled = await settlesWithin(pass, 30_000);
+  assert.ok(settled.settled, 'the pass settles once nothing is in flight');
+  assert.is(outcome, ErrorCode.CONNECTION_CLOSED);
+  assert.is(ring.available(0), 2, 'every chunk is free again');
+});
+
 test.run();

@@ -136,7 +136,7 @@ export class DestinationRun {
     const elapsedMs = performance.now() - this.record.startedAt;
     return {
       role: 'destination', phase, iteration: this.lastIteration + 1, remainingPages: 0, pagesReceived: t?.pages ?? 0,
-      dirtyRate: 0, bandwidth: (this.bytesReceived * 1000) / Math.max(1, elapsedMs), expectedDowntimeMs: 0,
+      dirtyPagesPerSec: 0, bandwidthBytesPerSec: (this.bytesReceived * 1000) / Math.max(1, elapsedMs), expectedDowntimeMs: 0,
       bytesTransferred: this.bytesReceived, elapsedMs, throttlePercent: 0,
     };
   }

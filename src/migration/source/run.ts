@@ -211,7 +211,7 @@ export class SourceRun {
   snapshot(phase: string, iteration: number): Progress {
     const l = this.live;
     return {
-      role: 'source', phase, iteration, remainingPages: l.remaining, dirtyRate: l.dirtyRate, bandwidth: l.bandwidth,
+      role: 'source', phase, iteration, remainingPages: l.remaining, dirtyPagesPerSec: l.dirtyRate, bandwidthBytesPerSec: l.bandwidth,
       expectedDowntimeMs: l.predicted, bytesTransferred: this.record.bytesTransferred,
       elapsedMs: performance.now() - this.record.startedAt, throttlePercent: this.throttlePercent,
       ...(this.eta === null ? {} : { etaMs: this.eta.ms === null ? null : Math.max(0, this.eta.ms - (performance.now() - this.eta.at)) }),

@@ -59,9 +59,9 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
   run.meter.add(pass.bytes, pass.ms);
   const now = performance.now();
   return {
-    iteration, pages: pass.pages, bytes: pass.bytes, ms: pass.ms, bandwidth: run.meter.rate(), dirtyPages: 0, dirtyRate: 0,
+    iteration, pages: pass.pages, bytes: pass.bytes, ms: pass.ms, bandwidthBytesPerSec: run.meter.rate(), dirtyPages: 0, dirtyPagesPerSec: 0,
     expectedDowntimeMs: 0, throttlePercent: run.throttlePercent, pagesByEncoding: pass.counts,
-    endedAtMs: now - run.record.startedAt, etaMs: null, guestStepRate: stepRate(stepsAtStart, tPass, run.source.steps, now),
+    endedAtMs: now - run.record.startedAt, etaMs: null, guestStepsPerSec: stepRate(stepsAtStart, tPass, run.source.steps, now),
     compression: { lz4: c.lz4, reason: c.reason },
   };
 }

@@ -79,11 +79,11 @@ export async function runPostcopyRunning(run: SourceRun, state: Extract<SourceSt
   run.record.pagesTransferred += push.pages;
   run.record.pagesByEncoding = addCounts(run.record.pagesByEncoding, push.counts);
   run.recordPass({
-    iteration, pages: push.pages, bytes: push.bytes, ms: push.ms, bandwidth: push.ms > 0 ? (push.bytes * 1000) / push.ms : 0,
-    dirtyPages: 0, dirtyRate: 0, expectedDowntimeMs: 0, throttlePercent: run.throttlePercent, pagesByEncoding: push.counts,
+    iteration, pages: push.pages, bytes: push.bytes, ms: push.ms, bandwidthBytesPerSec: push.ms > 0 ? (push.bytes * 1000) / push.ms : 0,
+    dirtyPages: 0, dirtyPagesPerSec: 0, expectedDowntimeMs: 0, throttlePercent: run.throttlePercent, pagesByEncoding: push.counts,
     // Every page is pushed: nothing is left but POSTCOPY_DONE. The guest runs on the destination (its
     // report's afterResume), so this side has no step rate for the push.
-    endedAtMs: run.setEta(0) - run.record.startedAt, etaMs: 0, guestStepRate: null,
+    endedAtMs: run.setEta(0) - run.record.startedAt, etaMs: 0, guestStepsPerSec: null,
     compression: { lz4: run.compression.lz4, reason: run.compression.reason },
   });
   // Every page is out: the urgent channel has no more work, and the destination may close it first.

@@ -27,20 +27,20 @@ export async function runPrecopyPass(run: SourceRun, state: Extract<SourceState,
   const remainingBytes = remaining * bytesPerPage;
   const dirtyRate = remaining / sinceSync;
   const metrics: ConvergenceMetrics = {
-    iteration, elapsedMs: now - run.record.startedAt, remainingPages: remaining, remainingBytes, bandwidth: record.bandwidth,
+    iteration, elapsedMs: now - run.record.startedAt, remainingPages: remaining, remainingBytes, bandwidth: record.bandwidthBytesPerSec,
     // Pass 1 is the bulk of memory at full speed; later passes are the small ones a final pass resembles.
     recentBandwidth: iteration > 1 && record.ms > 0 ? (record.bytes * 1000) / record.ms : undefined,
     dirtyRate: dirtyRate * bytesPerPage, previousDirtyRate: run.previous.dirtyRate, previousBandwidth: run.previous.bandwidth,
     remainingHistory: [...state.remainingHistory, remaining], throttlePercent: state.throttlePercent,
   };
   const predicted = predictedDowntimeMs(metrics, run.options.policy);
-  Object.assign(run.live, { remaining, bandwidth: record.bandwidth, dirtyRate, predicted });
+  Object.assign(run.live, { remaining, bandwidth: record.bandwidthBytesPerSec, dirtyRate, predicted });
   const decision = decideConvergence(metrics, run.options.policy);
   // The same figures, projected until the migration completes (eta.ts replays the policy on them).
   const eta = estimatePrecopy(metrics, run.options.policy, { bytesPerPage, switchoverMs: run.options.policy.switchoverCostMs, dirtyCapBytes: run.guestPages * bytesPerPage });
   const at = run.setEta(eta.ms);
-  run.recordPass({ ...record, dirtyPages: remaining, dirtyRate, expectedDowntimeMs: predicted, etaMs: eta.ms, endedAtMs: at - run.record.startedAt });
-  run.previous = { dirtyRate: dirtyRate * bytesPerPage, bandwidth: record.bandwidth };
+  run.recordPass({ ...record, dirtyPages: remaining, dirtyPagesPerSec: dirtyRate, expectedDowntimeMs: predicted, etaMs: eta.ms, endedAtMs: at - run.record.startedAt });
+  run.previous = { dirtyRate: dirtyRate * bytesPerPage, bandwidth: record.bandwidthBytesPerSec };
   if (decision.action === 'throttle' && decision.throttlePercent !== undefined) run.throttle(decision.throttlePercent);
   if (decision.action !== 'continue' && decision.action !== 'throttle') {
     run.decide({ rule: decision.rule, action: decision.action, forced: decision.forced, reason: decision.reason });

@@ -34,7 +34,7 @@ export async function runStopAndCopy(run: SourceRun, state: Extract<SourceState,
   const tFinal = performance.now();
   const final = await sendPass(run, iteration, 'stop-and-copy', 'stop-and-copy');
   // Every page is out: what is left to go is the switchover itself.
-  const eta = estimateTransfer(0, final.bandwidth, run.options.policy.switchoverCostMs).ms;
+  const eta = estimateTransfer(0, final.bandwidthBytesPerSec, run.options.policy.switchoverCostMs).ms;
   const at = run.setEta(eta);
   run.recordPass({ ...final, etaMs: eta, endedAtMs: at - run.record.startedAt });
   const finalPagesMs = performance.now() - tFinal;
