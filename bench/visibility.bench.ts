@@ -42,13 +42,13 @@ export function pass1EtaErrorPct(m: MigrationRun): { eta: number; actual: number
 
 /** The guest's step rates: pre-copy passes are all but the last (stop-and-copy) pass. */
 function rates(m: MigrationRun): { before: number; during: number; paused: number; after: number } {
-  const g = m.source.guestStepRate;
+  const g = m.source.guestStepsPerSec;
   const precopy = g.perPass.slice(0, -1);
   return {
     before: g.beforeMigration ?? NaN,
     during: precopy.length === 0 ? NaN : median(precopy),
     paused: g.perPass[g.perPass.length - 1] ?? NaN,
-    after: m.dest.guestStepRate.afterResume ?? NaN,
+    after: m.dest.guestStepsPerSec.afterResume ?? NaN,
   };
 }
 
