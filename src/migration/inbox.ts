@@ -34,8 +34,13 @@ export class Inbox {
       onFrame: (frame) => this.onFrame(frame),
       onClosed: (error) => this.fail(error ?? new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${channel.peer}: channel closed during ${channel.phase}`, { peer: channel.peer, phase: channel.phase })),
     });
-    signal?.addEventListener('abort', () => this.fail(new MemshiftError(ErrorCode.CANCELLED, `migration cancelled during ${channel.phase}`)), { once: true });
+    const onAbort = (): void => this.fail(new MemshiftError(ErrorCode.CANCELLED, `migration cancelled during ${channel.phase}`));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    // A failed inbox lets go of the signal: a recovery opens one per attempt on the same signal.
+    this.detach = () => signal?.removeEventListener('abort', onAbort);
   }
+
+  private readonly detach: () => void;
 
   private onFrame(frame: Frame): void {
     if (frame.type === FrameType.ERROR) {
@@ -73,6 +78,7 @@ export class Inbox {
     if (this.failure !== null) return;
     // A peer's ERROR frame explains the close that follows it: keep the first cause.
     this.failure = err;
+    this.detach();
     const w = this.waiter;
     this.waiter = null;
     w?.reject(err);

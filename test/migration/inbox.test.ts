@@ -2,6 +2,7 @@
 // queue, and a peer that floods frames nobody asked for fails the channel at MAX_QUEUED_FRAMES instead
 // of growing this process's memory; the peer hears why.
 
+import { getEventListeners } from 'node:events';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ErrorCode, type MemshiftError } from '../../src/errors.js';
@@ -45,6 +46,22 @@ test(`a flood of frames nobody asked for fails the channel at ${MAX_QUEUED_FRAME
   assert.match(err.message, new RegExp(`sent ${MAX_QUEUED_FRAMES + 1} control frames nobody asked for \\(the last ITERATION_END\\)`));
   assert.equal(heard, [ErrorCode.UNEXPECTED_MESSAGE], 'the flooding peer got an ERROR frame');
   assert.is(a.isClosed, true);
+});
+
+test('an inbox whose channel closed lets go of the abort signal (a recovery opens one per attempt on the same signal)', async () => {
+  const cancel = new AbortController();
+  // One attempt after another, as a recovery makes them: without letting go, the 11th would trip
+  // Node's MaxListenersExceededWarning on the operator's terminal.
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const { a, b } = linkPair();
+    b.setHandlers({ onFrame: () => undefined, onClosed: () => undefined });
+    const inbox = new Inbox(a, cancel.signal);
+    assert.is(getEventListeners(cancel.signal, 'abort').length, 1);
+    a.destroy();
+    await settle();
+    assert.is(inbox.error?.code, ErrorCode.CONNECTION_CLOSED);
+    assert.is(getEventListeners(cancel.signal, 'abort').length, 0, `attempt ${attempt}: no listener left behind`);
+  }
 });
 
 test.run();
