@@ -262,6 +262,8 @@ export class Session {
     if (s.kind === 'reconnecting') this.channel.fail(s.error);
     else if (!this.channel.isClosed) this.channel.destroy();
     this.lostLinkDropped = this.run.urgent?.stop(BoardState.LINK_LOST).catch(() => undefined) ?? Promise.resolve();
+    // The recovery's fault thread loads while the source reconnects, not after.
+    if ((this.run.options.recoverTimeoutMs ?? 0) > 0) this.run.urgent?.prepareRearm();
     const ms = this.run.options.recoverTimeoutMs ?? 0;
     if (ms <= 0) {
       queueMicrotask(() => this.dispatch({ type: 'recover-ended' }));
@@ -347,6 +349,7 @@ export class Session {
     if (this.recoverTimer !== null) clearTimeout(this.recoverTimer);
     for (const q of this.queries) if (!q.isClosed) void q.close();
     const run = this.run;
+    run.urgent?.discardSpare();
     if (s.kind === 'postcopy-paused') {
       // The only complete copy is split across both hosts: keep every page, leave the vCPU blocked.
       void run.urgent?.stop(BoardState.LINK_LOST);

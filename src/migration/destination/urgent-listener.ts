@@ -79,8 +79,24 @@ export class UrgentListener {
     this.stopping = false;
     this.lost = null;
     Atomics.store(this.board, DestBoard.STATE, BoardState.RUNNING);
-    await this.spawn(host, true);
+    const warm = this.spare;
+    this.spare = null;
+    await this.spawn(host, true, warm ?? undefined);
     return this.port;
+  }
+
+  /** A thread loading ahead of a rearm (~50 ms of modules), started when the link was lost. */
+  private spare: Worker | null = null;
+
+  /** Starts loading the thread a recovery's rearm will take, unless one is loading already. */
+  prepareRearm(): void {
+    this.spare ??= warmFaultThread(THREAD);
+  }
+
+  /** The session ended: no recovery will take the loading thread. */
+  discardSpare(): void {
+    void this.spare?.terminate();
+    this.spare = null;
   }
 
   private async spawn(host: string, refault: boolean, warm?: Worker): Promise<void> {

@@ -23,6 +23,7 @@
 //   ─► [fault thread connects] ─► recovered     (retry every RECOVER_RETRY_MS until recoverTimeoutMs)
 //   off (0), timed out, cancelled ─► failed (the machine: postcopy-paused, or failed and the guest resumes)
 
+import type { Worker } from 'node:worker_threads';
 import { ErrorCode, MemshiftError, toMemshiftError } from '../../../errors.js';
 import { BoardState } from '../../postcopy-board.js';
 import { ChannelRole, FrameType } from '../../../protocol/constants.js';
@@ -60,12 +61,33 @@ export function reconnectPass(run: SourceRun, s: Reconnecting): Promise<SourceEv
 }
 
 async function reconnect(run: SourceRun, lost: MemshiftError, iteration: number, answer: Answer, phase: string): Promise<SourceEvent> {
+  const hadUrgent = run.urgent !== null;
+  if ((run.options.recoverTimeoutMs ?? 0) <= 0) {
+    await dropLostLink(run, lost);
+    return { type: 'failed', error: lost };
+  }
+  // The new fault thread loads (~50 ms) while the lost link is dropped and the new one is made.
+  let warm: Worker | null = hadUrgent ? UrgentConnector.warm() : null;
+  try {
+    return await reconnectWith(run, lost, iteration, answer, phase, () => {
+      const w = warm ?? undefined;
+      warm = null;
+      return w;
+    }, () => { if (hadUrgent) warm ??= UrgentConnector.warm(); });
+  } finally {
+    void warm?.terminate();
+  }
+}
+
+/** The attempts; `takeWarm` hands over the loaded fault thread (once), `rewarm` loads another after a failed attempt. */
+async function reconnectWith(
+  run: SourceRun, lost: MemshiftError, iteration: number, answer: Answer, phase: string, takeWarm: () => Worker | undefined, rewarm: () => void,
+): Promise<SourceEvent> {
   const lostAt = performance.now();
   const limitMs = run.options.recoverTimeoutMs ?? 0;
   const identity = run.established.channel.peerIdentity;
   const hadUrgent = run.urgent !== null;
   const settled = await dropLostLink(run, lost);
-  if (limitMs <= 0) return { type: 'failed', error: lost };
   if (!settled) {
     // Its encoders may still write into the chunk ring a new push would use: stopping is the safe end.
     return { type: 'failed', error: new MemshiftError(lost.code, `${lost.message}; the push of the lost link did not stop within ${PUSH_SETTLE_MS} ms, so the link cannot be recovered`, { cause: lost }) };
@@ -90,7 +112,7 @@ async function reconnect(run: SourceRun, lost: MemshiftError, iteration: number,
       const { marked, urgentPort, inbox } = await ask(run, channel, answer, Math.max(1, deadline - performance.now()));
       if (hadUrgent) {
         if (urgentPort === 0) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `${run.peer} recovered the session without an urgent port`);
-        urgent = UrgentConnector.spawn(run.slabs, run.source.regions, iteration, run.options.security, undefined, run.urgent?.board);
+        urgent = UrgentConnector.spawn(run.slabs, run.source.regions, iteration, run.options.security, takeWarm(), run.urgent?.board);
         await urgent.connect(run.established.session, { host: run.options.address.host, port: urgentPort }, identity);
       }
       install(run, channel, inbox, urgent);
@@ -105,6 +127,7 @@ async function reconnect(run: SourceRun, lost: MemshiftError, iteration: number,
       await urgent?.stop(BoardState.LINK_LOST);
       if (e.code === ErrorCode.CANCELLED) throw e;
       last = e;
+      rewarm();
     }
     await pause(Math.min(RECOVER_RETRY_MS, deadline - performance.now()), run.options.signal);
   }
