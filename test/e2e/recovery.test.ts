@@ -57,6 +57,16 @@ async function finish(s: Started): Promise<MigrationOutcome> {
   };
 }
 
+/**
+ * Once `bytes` went through (a barrier on bytes, not on time), resets both directions of every
+ * connection and lets new ones through: the link breaks, the destination's address stays.
+ */
+async function cutAfter(proxy: Proxy, bytes: number): Promise<void> {
+  await proxy.holdAfter(bytes);
+  proxy.resetConnections();
+  proxy.release();
+}
+
 /** Both sides recovered once, from the same loss: the source pushed again exactly what the destination lacked. */
 function assertRecoveredOnce(r: MigrationOutcome): { src: Report; dst: Report } {
   const src = r.source.report!;
@@ -75,9 +85,7 @@ test('post-copy: the bulk link cut mid-push recovers over a new connection and e
   const s = await start(c, 20_000);
   await waitForOutput(s.dest, (t) => t.includes('guest resumed in post-copy'));
   // Barrier: the push is under way (1 MiB more through the proxy) before the cut.
-  await s.proxy.holdAfter(s.proxy.forwarded + 2 ** 20);
-  s.proxy.resetConnections();
-  s.proxy.release();
+  await cutAfter(s.proxy, s.proxy.forwarded + 2 ** 20);
   const r = await finish(s);
   assertMigratedExactly(r, c);
   const { src } = assertRecoveredOnce(r);
@@ -130,11 +138,7 @@ async function passCase(c: MigrationCase, fault: 'cut' | 'flip', at: number, ext
     '--mode', c.mode!, '--max-bandwidth', c.maxBandwidth!, '--warmup', '50', '--dirty-rate', '20000', '--recover-timeout', '20000',
     '--report', file('src.json'), '--dump-memory', file('src.img'), ...extra,
   ]);
-  if (fault === 'cut') {
-    await proxy.holdAfter(at);
-    proxy.resetConnections();
-    proxy.release();
-  }
+  if (fault === 'cut') await cutAfter(proxy, at);
   return finish({ source, dest, proxy });
 }
 
@@ -181,9 +185,7 @@ test('recovery off (the default): the same cut leaves both sides paused, exit st
   const c: MigrationCase = { seed: 64, memory: '32MiB', workload: 'uniform', mode: 'postcopy', maxBandwidth: '8MiB', runSteps: 1000 };
   const s = await start(c, 0);
   await waitForOutput(s.dest, (t) => t.includes('guest resumed in post-copy'));
-  await s.proxy.holdAfter(s.proxy.forwarded + 2 ** 20);
-  s.proxy.resetConnections();
-  s.proxy.release();
+  await cutAfter(s.proxy, s.proxy.forwarded + 2 ** 20);
   for (const side of [s.source, s.dest]) await waitForOutput(side, (t) => t.includes('MS_ERR_POSTCOPY_PAUSED') && t.includes('until this process is stopped'));
   assert.is(s.proxy.connections, 1, 'nobody reconnected');
   s.source.proc.kill('SIGTERM');

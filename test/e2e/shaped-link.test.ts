@@ -14,7 +14,7 @@ import { makeCredentials } from '../_support/credentials.js';
 import { deadline } from '../_support/deadline.js';
 import { assertMigratedExactly, type MigrationCase } from '../_support/migration.js';
 import { createNetnsPair, type NetnsPair } from '../_support/netns.js';
-import { killAll, memshift, waitForOutput } from '../_support/processes.js';
+import { killAll, memshift, waitForOutput, type Running } from '../_support/processes.js';
 
 const creds = makeCredentials();
 let link: NetnsPair | null = null;
@@ -28,6 +28,19 @@ test.after.each(async () => {
 });
 test.after(() => creds.remove());
 process.on('exit', () => link?.remove());
+
+interface Files { srcReport: string; srcImage: string; destReport: string; destImage: string }
+
+/** Both processes' ends, reports and images, once both exited. */
+async function outcome(dir: string, files: Files, source: Running, dest: Running) {
+  const [s, d] = await Promise.all([source.done, dest.done]);
+  const read = (f: string): Report => JSON.parse(readFileSync(f, 'utf8')) as Report;
+  return {
+    dir,
+    source: { ...s, report: read(files.srcReport), image: files.srcImage },
+    dest: { ...d, report: read(files.destReport), image: files.destImage },
+  };
+}
 
 test('over a 100 Mbit/s veth between namespaces, with TLS (PSK): LZ4 switches on in pass 1 and the guest lands identical', deadline(120_000, async () => {
   link = createNetnsPair();
@@ -43,13 +56,7 @@ test('over a 100 Mbit/s veth between namespaces, with TLS (PSK): LZ4 switches on
     '--memory', c.memory!, '--seed', String(c.seed), '--fill', c.fill!, '--workload', c.workload!, '--dirty-rate', '2000',
     '--warmup', '100', '--compress', 'auto', '--report', files.srcReport, '--dump-memory', files.srcImage,
   ], {}, { netns: link.source });
-  const [s, d] = await Promise.all([source.done, dest.done]);
-  const read = (f: string): Report => JSON.parse(readFileSync(f, 'utf8')) as Report;
-  const r = {
-    dir,
-    source: { ...s, report: read(files.srcReport), image: files.srcImage },
-    dest: { ...d, report: read(files.destReport), image: files.destImage },
-  };
+  const r = await outcome(dir, files, source, dest);
   assertMigratedExactly(r, c);
   const first = r.source.report.iterations[0];
   // 100 Mbit/s is 12.5 MB/s. Measured over the pass's first 150 ms it reads low while TCP starts, or
@@ -87,13 +94,7 @@ test('over a 1 Gbit/s veth with TLS (PSK): the link goes down mid post-copy for 
   await waitForOutput(dest, (t) => t.includes('waiting up to 30000 ms for the source to recover'));
   await new Promise((resolve) => setTimeout(resolve, 3000));
   link.setLink(true);
-  const [s, d] = await Promise.all([source.done, dest.done]);
-  const read = (f: string): Report => JSON.parse(readFileSync(f, 'utf8')) as Report;
-  const r = {
-    dir,
-    source: { ...s, report: read(files.srcReport), image: files.srcImage },
-    dest: { ...d, report: read(files.destReport), image: files.destImage },
-  };
+  const r = await outcome(dir, files, source, dest);
   assertMigratedExactly(r, c);
   const src = r.source.report;
   const dst = r.dest.report;

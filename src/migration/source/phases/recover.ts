@@ -29,7 +29,6 @@ import { BoardState } from '../../postcopy-board.js';
 import { ChannelRole, FrameType } from '../../../protocol/constants.js';
 import { decodeMissingPages, decodePageHashes } from '../../../protocol/control.js';
 import { frameTypeName } from '../../../protocol/frame.js';
-import { kernelsOf } from '../../../memory/slab.js';
 import { markDiverged } from '../../page-hashes.js';
 import { decodeHelloAck, encodeHello } from '../../../protocol/handshake.js';
 import { PageSender } from '../../../pipeline/page-sender.js';
@@ -61,28 +60,27 @@ export function reconnectPass(run: SourceRun, s: Reconnecting): Promise<SourceEv
 }
 
 async function reconnect(run: SourceRun, lost: MemshiftError, iteration: number, answer: Answer, phase: string): Promise<SourceEvent> {
-  const hadUrgent = run.urgent !== null;
   if ((run.options.recoverTimeoutMs ?? 0) <= 0) {
     await dropLostLink(run, lost);
     return { type: 'failed', error: lost };
   }
-  // The new fault thread loads (~50 ms) while the lost link is dropped and the new one is made.
-  let warm: Worker | null = hadUrgent ? UrgentConnector.warm() : null;
+  // The new fault thread loads (~50 ms) while the lost link is dropped and the new one is made; one
+  // that no attempt took is ended here.
+  const spare: Spare = { worker: run.urgent !== null ? UrgentConnector.warm() : null };
   try {
-    return await reconnectWith(run, lost, iteration, answer, phase, () => {
-      const w = warm ?? undefined;
-      warm = null;
-      return w;
-    }, () => { if (hadUrgent) warm ??= UrgentConnector.warm(); });
+    return await reconnectWith(run, lost, iteration, answer, phase, spare);
   } finally {
-    void warm?.terminate();
+    void spare.worker?.terminate();
   }
 }
 
-/** The attempts; `takeWarm` hands over the loaded fault thread (once), `rewarm` loads another after a failed attempt. */
-async function reconnectWith(
-  run: SourceRun, lost: MemshiftError, iteration: number, answer: Answer, phase: string, takeWarm: () => Worker | undefined, rewarm: () => void,
-): Promise<SourceEvent> {
+/** A fault thread loading for the next attempt's connector (null: taken, or no post-copy). */
+interface Spare {
+  worker: Worker | null;
+}
+
+/** The attempts: each connector takes the spare thread, and a failed attempt loads another. */
+async function reconnectWith(run: SourceRun, lost: MemshiftError, iteration: number, answer: Answer, phase: string, spare: Spare): Promise<SourceEvent> {
   const lostAt = performance.now();
   const limitMs = run.options.recoverTimeoutMs ?? 0;
   const identity = run.established.channel.peerIdentity;
@@ -112,11 +110,12 @@ async function reconnectWith(
       const { marked, urgentPort, inbox } = await ask(run, channel, answer, Math.max(1, deadline - performance.now()));
       if (hadUrgent) {
         if (urgentPort === 0) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `${run.peer} recovered the session without an urgent port`);
-        urgent = UrgentConnector.spawn(run.slabs, run.source.regions, iteration, run.options.security, takeWarm(), run.urgent?.board);
+        urgent = UrgentConnector.spawn(run.slabs, run.source.regions, iteration, run.options.security, spare.worker ?? undefined, run.urgent?.board);
+        spare.worker = null;
         await urgent.connect(run.established.session, { host: run.options.address.host, port: urgentPort }, identity);
       }
       install(run, channel, inbox, urgent);
-      run.live.remaining = answer === 'missing' ? marked : run.slabs.reduce((n, sl) => n + kernelsOf(sl).raw.bitmapCount(sl.layout.snapshot, sl.layout.bitmapWords), 0);
+      run.live.remaining = run.tracker.pending();
       const recovery = { phase, lostAtMs: lostAt - run.record.startedAt, pausedMs: performance.now() - lostAt, missingPages: marked, attempts, cause: lost.message };
       run.record.recoveries.push(recovery);
       run.emit({ type: 'recovered', role: 'source', recovery });
@@ -127,7 +126,7 @@ async function reconnectWith(
       await urgent?.stop(BoardState.LINK_LOST);
       if (e.code === ErrorCode.CANCELLED) throw e;
       last = e;
-      rewarm();
+      if (hadUrgent) spare.worker ??= UrgentConnector.warm();
     }
     await pause(Math.min(RECOVER_RETRY_MS, deadline - performance.now()), run.options.signal);
   }
