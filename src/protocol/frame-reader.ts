@@ -5,8 +5,9 @@
 //   buf: ┌────────── consumed ──────────┬──── buffered ────┬────────── free ──────────┐
 //        0                            start              end                    capacity
 //
-// The socket reads straight into `writable()` (the free tail). When the tail gets short, the
-// buffered bytes (at most one partial frame) move to the front. A frame returned by `next()` points
+// The socket reads straight into `writable()` (the free tail). When the tail gets short, or reads
+// have gone past the first CACHED_WINDOW_BYTES, the buffered bytes (at most one partial frame) move
+// to the front. A frame returned by `next()` points
 // into `buf` and stays valid until the next `writable()` or `push()`; the caller must finish with it
 // (or copy it) before more bytes arrive, which a synchronous per-read handler does by construction.
 
@@ -24,6 +25,14 @@ export interface Frame extends FrameHeader {
 
 /** Least free space handed to a read; below it the buffer is compacted first. */
 const MIN_READ_BYTES = 256 * 1024;
+
+/**
+ * Past this offset, the partial frame moves to the front before the next read even when the tail has
+ * room: reads then cycle through the first few MiB, which stay in cache for the apply kernel that
+ * hashes them next (it read a 32 MiB ring at DRAM speed). The copy is of at most one frame, in cache.
+ * 1 GiB random guest, pass 1, median of 5 interleaved runs: 1.53 → 1.69 GB/s, 1.08 → 0.99 CPU-s/GB.
+ */
+export const CACHED_WINDOW_BYTES = 8 * 2 ** 20;
 
 /** Size of a receive buffer that holds a frame of `maxBody` bytes plus one read's worth of room. */
 export function receiveBufferBytes(maxBody: number): number {
@@ -71,7 +80,7 @@ export class FrameReader {
   writable(): Uint8Array {
     if (this.start === this.end) {
       this.start = this.end = 0;
-    } else if (this.buf.length - this.end < MIN_READ_BYTES || this.pendingFrameEnd() > this.buf.length) {
+    } else if (this.buf.length - this.end < MIN_READ_BYTES || this.pendingFrameEnd() > this.buf.length || (this.end >= CACHED_WINDOW_BYTES && this.start > 0)) {
       this.buf.copyWithin(0, this.start, this.end);
       this.end -= this.start;
       this.start = 0;

@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 import { FrameType, Limits } from '../../src/protocol/constants.js';
 import { encodeDeviceState, encodeIterationEnd } from '../../src/protocol/control.js';
 import { FRAME_HEADER_BYTES, frameTypeName, maxBodyBytes } from '../../src/protocol/frame.js';
-import { FrameReader } from '../../src/protocol/frame-reader.js';
+import { CACHED_WINDOW_BYTES, FrameReader } from '../../src/protocol/frame-reader.js';
 import { encodePreface } from '../../src/protocol/handshake.js';
 import {
   assertBytes, bigRawBatch, concat, copyFrame, expectCode, flipBit, headerOf, randomChunks, readerBytes, readStream, sampleFrames,
@@ -139,6 +139,24 @@ test('a stream longer than the receive buffer compacts and still yields every fr
     const reader = new FrameReader(new Uint8Array(readerBytes(SMALL_MAX)), SMALL_MAX);
     assertFrames(readStream(reader, bytes, randomChunks(seeded(9), bytes.length, 18), api), list, api);
   }
+});
+
+test('past the cached window, the partial frame moves to the front and reads go on after it', () => {
+  const reader = new FrameReader(new Uint8Array(readerBytes(Limits.MAX_FRAME_BODY_BYTES)), Limits.MAX_FRAME_BODY_BYTES);
+  const whole = encodeDeviceState(new Uint8Array(CACHED_WINDOW_BYTES));
+  const next = bigRawBatch(seeded(11), 0, 300);
+  const got = readStream(reader, concat([whole, next.subarray(0, 5000)]), [whole.length + 5000], 'socket');
+  assert.is(got.length, 1, 'the first frame came out whole');
+  assert.is(reader.buffered, 5000);
+  const free = reader.writable();
+  // The 5000 buffered bytes now start the buffer, and the read lands right behind them.
+  assert.is(free.byteOffset - reader.buf.byteOffset, 5000, 'read offset after the move');
+  assertBytes(reader.peek(), next.subarray(0, 5000), 'moved bytes');
+  free.set(next.subarray(5000));
+  reader.commit(next.length - 5000);
+  const f = reader.next();
+  assert.ok(f !== null && f.type === FrameType.PAGE_BATCH, 'the moved frame completes');
+  assert.is(f!.offset, 0);
 });
 
 test('writable() offers the free tail, and at least what the pending frame still needs', () => {
