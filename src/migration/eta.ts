@@ -96,7 +96,7 @@ export function estimatePrecopy(m: ConvergenceMetrics, policy: ConvergencePolicy
         cur = {
           iteration: cur.iteration + 1, elapsedMs: cur.elapsedMs + transfer, remainingPages, remainingBytes,
           bandwidth: cur.bandwidth, dirtyRate, previousDirtyRate: cur.dirtyRate, previousBandwidth: cur.bandwidth,
-          remainingHistory: [...cur.remainingHistory, remainingPages], throttlePercent: throttle,
+          remainingHistory: [...cur.remainingHistory, remainingPages], throttlePercent: throttle, passPages: cur.remainingPages,
         };
         break;
       }

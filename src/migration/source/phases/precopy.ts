@@ -31,7 +31,7 @@ export async function runPrecopyPass(run: SourceRun, state: Extract<SourceState,
     // Pass 1 is the bulk of memory at full speed; later passes are the small ones a final pass resembles.
     recentBandwidth: iteration > 1 && record.ms > 0 ? (record.bytes * 1000) / record.ms : undefined,
     dirtyRate: dirtyRate * bytesPerPage, previousDirtyRate: run.previous.dirtyRate, previousBandwidth: run.previous.bandwidth,
-    remainingHistory: [...state.remainingHistory, remaining], throttlePercent: state.throttlePercent,
+    remainingHistory: [...state.remainingHistory, remaining], throttlePercent: state.throttlePercent, passPages: record.pages,
   };
   const predicted = predictedDowntimeMs(metrics, run.options.policy);
   Object.assign(run.live, { remaining, bandwidth: record.bandwidthBytesPerSec, dirtyRate, predicted });
