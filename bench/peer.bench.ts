@@ -48,10 +48,11 @@ const SHAPES: Shape[] = [
   },
   {
     name: 'flat-out writer',
-    // Post-copy needs fresh destination memory in QEMU (pre-touched pages never fault).
+    // Post-copy needs fresh destination memory in QEMU (userfaultfd: pre-touched pages never fault);
+    // memshift gates pages itself (present bits), so its destination is prepared as in the other shapes.
     qemu: { memMiB: 512, randomMiB: 256, dirtyMiB: 256, pagesPerSecond: 0, downtimeLimitMs: 10, postcopy: true, prealloc: false },
     memshift: [
-      { name: 'hybrid', source: sim('256MiB', 'sweep', FLAT_OUT_RATE, ['--downtime-limit', '10', '--mode', 'hybrid']), dest: [] },
+      { name: 'hybrid', source: sim('256MiB', 'sweep', FLAT_OUT_RATE, ['--downtime-limit', '10', '--mode', 'hybrid']), dest: ['--memory', '256MiB', '--prealloc'] },
       { name: 'live, --on-stall throttle', source: sim('256MiB', 'sweep', FLAT_OUT_RATE, ['--downtime-limit', '10', '--on-stall', 'throttle']), dest: ['--memory', '256MiB', '--prealloc'] },
     ],
   },
