@@ -76,6 +76,12 @@ export const ErrorCode = {
    * running the guest, so the source guest stays paused rather than fork it. Check the destination.
    */
   SWITCHOVER_IN_DOUBT: 'MS_ERR_SWITCHOVER_IN_DOUBT',
+  /** Not a memshift save file, or one whose header this build refuses (version, shape, offsets). */
+  SAVE_FILE_INVALID: 'MS_ERR_SAVE_FILE_INVALID',
+  /** A save file shorter than its header says, or without its trailer (the save never finished). */
+  SAVE_FILE_TRUNCATED: 'MS_ERR_SAVE_FILE_TRUNCATED',
+  /** A saved page, hash table or trailer does not match: the file was damaged after the save. */
+  SAVE_FILE_CORRUPT: 'MS_ERR_SAVE_FILE_CORRUPT',
   /**
    * The destination's answer to a query after a lost switchover: it did not resume the session and
    * never will (its switchover failed), so the source guest may resume.

@@ -10,6 +10,8 @@ import { runSourceCommand } from './source.js';
 import { runDestCommand } from './dest.js';
 import { runDemo } from './demo.js';
 import { runReport } from './report.js';
+import { runSave } from './save.js';
+import { runRestore } from './restore.js';
 import { messageWithFlag } from './args.js';
 
 const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<number>; summary: string }> = {
@@ -18,6 +20,8 @@ const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<numbe
   demo: { run: runDemo, summary: 'migrate a simulated guest between two processes on 127.0.0.1 and check the result' },
   replay: { run: runReplay, summary: 'run the simulated guest for N steps and dump its RAM (the reference run)' },
   report: { run: runReport, summary: 'show a report file: for a person, as JSON, or as QEMU query-migrate (--format qmp)' },
+  save: { run: runSave, summary: 'start a simulated guest and save it to a file (suspended, or --live)' },
+  restore: { run: runRestore, summary: 'run a guest from a save file, checked whole first' },
 };
 
 /** The package's version, from the package.json next to dist/ (also in an installed package). */
