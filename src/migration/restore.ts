@@ -6,17 +6,37 @@
 // is loaded. The target is returned loaded and not running: the caller resumes it.
 //
 //   header ─► trailer ─► createTarget ─► read pages (≤ READS_IN_FLIGHT at once) ─► verify ─► state ─► loadState
+//
+// Lazy (post-copy from a file): only the header, trailer, hash table (against the digest) and state are
+// read before the target is returned, with its page gate armed, for the caller to resume at once. A
+// fault thread (restore-fault-thread.ts) reads each page the vCPU blocks on; a loader here reads the
+// rest in order; every page is checked against its saved hash as it is written (saved-pages.ts).
+// `loaded` settles once every page is present (the gate then opens), or with the first damaged page.
 
 import { open, type FileHandle } from 'node:fs/promises';
+import { Worker } from 'node:worker_threads';
+import { Mailbox, readFaultLog } from '../memory/page-gate.js';
+import { isPresent, loadSavedPage, type SavedRegionPages } from './saved-pages.js';
+import { RestoreBoard, RestoreState, type RestoreFaultMessage, type RestoreFaultThreadData } from './restore-board.js';
 import { ErrorCode, MemshiftError, toMemshiftError } from '../errors.js';
 import { ScratchAgent } from '../memory/scratch-agents.js';
-import { kernelsOf, pageOffset, viewsOfSlab } from '../memory/slab.js';
+import { kernelsOf, pageOffset, viewsOfSlab, type Slab } from '../memory/slab.js';
 import { scratchSlot } from '../memory/slab-layout.js';
 import type { MemoryTarget, Region } from '../memory/types.js';
 import { SAVE_HEADER_BYTES, SAVE_TRAILER_BYTES, decodeSaveHeader, decodeSaveTrailer, type SaveLayout } from '../protocol/save-file.js';
 
+export interface LazyLoad {
+  /** From the call to every page present. */
+  loadedMs: number;
+  /** Pages the fault thread wrote for a blocked vCPU, and the vCPU's blocked time per fault (µs). */
+  faultPages: number;
+  faultLatencyUs: { p50: number; p99: number; max: number } | null;
+}
+
 export interface RestoreResult {
   target: MemoryTarget;
+  /** Lazy: settles once every page is present (eager: already settled). */
+  loaded: Promise<LazyLoad | null>;
   fileBytes: number;
   /** Whether the file was saved live (passes while running). */
   live: boolean;
@@ -32,8 +52,11 @@ export interface RestoreResult {
 const READS_IN_FLIGHT = 4;
 const READ_BYTES = 8 * 2 ** 20;
 
-/** Restores the guest saved in `path` into the target `createTarget` allocates for its regions. */
-export async function restoreGuest(path: string, createTarget: (regions: readonly Region[]) => MemoryTarget): Promise<RestoreResult> {
+/**
+ * Restores the guest saved in `path` into the target `createTarget` allocates for its regions. With
+ * `lazy`, returns before the pages are read, the target's page gate armed (it must support post-copy).
+ */
+export async function restoreGuest(path: string, createTarget: (regions: readonly Region[]) => MemoryTarget, options: { lazy?: boolean } = {}): Promise<RestoreResult> {
   const t0 = performance.now();
   let fh: FileHandle;
   try {
@@ -41,6 +64,7 @@ export async function restoreGuest(path: string, createTarget: (regions: readonl
   } catch (cause) {
     throw new MemshiftError(ErrorCode.IO, `cannot open ${path}: ${(cause as Error).message}`, { cause });
   }
+  let keepOpen = false;
   try {
     const size = (await fh.stat()).size;
     const layout = decodeSaveHeader(await readAt(fh, 0, Math.min(SAVE_HEADER_BYTES, size), path), size);
@@ -53,6 +77,12 @@ export async function restoreGuest(path: string, createTarget: (regions: readonl
       throw toMemshiftError(err, ErrorCode.INVALID_ARGUMENT, 'createTarget');
     }
     checkShape(target, regions);
+    if (options.lazy === true) {
+      const { loaded } = await startLazy(fh, path, target, layout, trailer.digest, t0);
+      keepOpen = true;
+      const ready = performance.now() - t0;
+      return { target, loaded, fileBytes: layout.fileBytes, live: (layout.flags & 1) !== 0, pagesSaved: trailer.pagesWritten, readMs: ready, verifyMs: 0, totalMs: ready, digest: trailer.digest };
+    }
     await readPages(fh, target, layout, path);
     const readMs = performance.now() - t0;
     const digest = await verifyPages(fh, target, layout, path);
@@ -63,10 +93,117 @@ export async function restoreGuest(path: string, createTarget: (regions: readonl
     target.checkState(state);
     target.loadState(state);
     const end = performance.now();
-    return { target, fileBytes: layout.fileBytes, live: (layout.flags & 1) !== 0, pagesSaved: trailer.pagesWritten, readMs, verifyMs: end - t0 - readMs, totalMs: end - t0, digest };
+    return { target, loaded: Promise.resolve(null), fileBytes: layout.fileBytes, live: (layout.flags & 1) !== 0, pagesSaved: trailer.pagesWritten, readMs, verifyMs: end - t0 - readMs, totalMs: end - t0, digest };
   } finally {
-    await fh.close();
+    // A lazy restore that started keeps the file open for its loader, which closes it.
+    if (!keepOpen) await fh.close();
   }
+}
+
+/**
+ * Lazy: checks the hash tables against the digest and loads the state, arms the page gate, starts the
+ * fault thread and the loader. Returns what settles once every page is present.
+ */
+async function startLazy(fh: FileHandle, path: string, target: MemoryTarget, layout: SaveLayout, digest: bigint, t0: number): Promise<{ loaded: Promise<LazyLoad> }> {
+  if (target.enablePageGate === undefined) throw new MemshiftError(ErrorCode.INVALID_ARGUMENT, 'a lazy restore needs a target with a page gate (post-copy support)', { field: 'target' });
+  const regions: (SavedRegionPages & { table: SharedArrayBuffer })[] = [];
+  let tableDigest = 0n;
+  for (const r of layout.regions) {
+    const table = new SharedArrayBuffer(8 * r.pageCount);
+    await readAt(fh, r.hashOffset, 8 * r.pageCount, path, new Uint8Array(table));
+    const slabs = target.slabsOf(r.id);
+    regions.push({ id: r.id, pageSize: r.pageSize, dataOffset: r.dataOffset, hashes: new BigUint64Array(table), slabs, table });
+    tableDigest ^= digestOfTable(new Uint8Array(table), slabs, r.id);
+  }
+  if (tableDigest !== digest) {
+    throw new MemshiftError(ErrorCode.SAVE_FILE_CORRUPT, `the hash table's digest ${hex(tableDigest)} is not the trailer's ${hex(digest)}: the hash table was damaged`);
+  }
+  const state = await readAt(fh, layout.stateOffset, layout.stateBytes, path);
+  target.checkState(state);
+  target.loadState(state);
+  const gate = target.enablePageGate();
+  const board = new Int32Array(new SharedArrayBuffer(4 * RestoreBoard.SLOTS));
+  const data: RestoreFaultThreadData = {
+    path, mailbox: gate.mailbox, board: board.buffer as SharedArrayBuffer,
+    regions: regions.map((r) => ({ id: r.id, pageSize: r.pageSize, dataOffset: r.dataOffset, hashes: r.table, slabs: [...r.slabs] })),
+  };
+  const worker = new Worker(new URL('./restore-fault-thread.js', import.meta.url), { workerData: data });
+  const failed = new Promise<never>((_, reject) => {
+    worker.on('message', (m: RestoreFaultMessage) => reject(new MemshiftError(m.code as typeof ErrorCode.SAVE_FILE_CORRUPT, m.message, { regionId: m.regionId, page: m.page })));
+    worker.on('error', (err) => reject(new MemshiftError(ErrorCode.WORKER_FAILED, `restore fault thread failed: ${err.message}`, { cause: err })));
+  });
+  failed.catch(() => undefined);
+  const mailbox = new Int32Array(gate.mailbox);
+  const stop = async (): Promise<void> => {
+    Atomics.store(board, RestoreBoard.STATE, RestoreState.DONE);
+    Atomics.notify(mailbox, Mailbox.FAULT_SEQ);
+    await new Promise((resolve) => { worker.once('exit', resolve); void worker.terminate(); });
+  };
+  const load = async (): Promise<LazyLoad> => {
+    try {
+      await Promise.race([loadAll(fh, path, regions), failed]);
+      // A page the fault thread claimed last may still be being written: wait for its present bit.
+      while (!allPresent(regions)) await Promise.race([new Promise((r) => setTimeout(r, 1)), failed]);
+      Atomics.store(mailbox, Mailbox.ALL_PRESENT, 1);
+      const served = Atomics.load(board, RestoreBoard.SERVED);
+      const latencies = readFaultLog(gate.faultLog).sort((a, b) => a - b);
+      const at = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))];
+      return {
+        loadedMs: performance.now() - t0, faultPages: served,
+        faultLatencyUs: latencies.length === 0 ? null : { p50: at(0.5), p99: at(0.99), max: latencies[latencies.length - 1] },
+      };
+    } finally {
+      await stop();
+      await fh.close();
+    }
+  };
+  const loaded = load();
+  // Observed here so that a failure before the caller awaits it is not an unhandled rejection.
+  loaded.catch(() => undefined);
+  return { loaded };
+}
+
+/** The session digest of a region's saved hash table (digestOfHashes over it, through a slab's scratch). */
+function digestOfTable(table: Uint8Array, slabs: readonly Slab[], regionId: number): bigint {
+  const s = slabs[0];
+  const k = kernelsOf(s).raw;
+  const { u8 } = viewsOfSlab(s);
+  const out = scratchSlot(s.layout, ScratchAgent.TOOLS).page;
+  const chunk = Math.floor((2 * s.layout.pageSize) / 8);
+  const zero = k.zeroPageHash(s.layout.pageSize);
+  const pages = table.length / 8;
+  let d = 0n;
+  for (let first = 0; first < pages; first += chunk) {
+    const n = Math.min(chunk, pages - first);
+    u8.set(table.subarray(8 * first, 8 * (first + n)), out);
+    d ^= BigInt.asUintN(64, k.digestOfHashes(out, n, (BigInt(regionId) << 32n) + BigInt(first), zero));
+  }
+  return d;
+}
+
+/** Reads every page in order and writes those nobody claimed yet (the fault thread takes the others). */
+async function loadAll(fh: FileHandle, path: string, regions: readonly SavedRegionPages[]): Promise<void> {
+  const buf = new Uint8Array(READ_BYTES);
+  for (const r of regions) {
+    for (const s of r.slabs) {
+      const bytes = s.pageCount * r.pageSize;
+      for (let at = 0; at < bytes; at += READ_BYTES) {
+        const n = Math.min(READ_BYTES, bytes - at);
+        await readAt(fh, r.dataOffset + s.firstPage * r.pageSize + at, n, path, buf);
+        for (let off = 0; off < n; off += r.pageSize) {
+          const local = (at + off) / r.pageSize;
+          if (!isPresent(s, local)) loadSavedPage(r, s.firstPage + local, buf.subarray(off, off + r.pageSize), ScratchAgent.MAIN);
+        }
+      }
+    }
+  }
+}
+
+function allPresent(regions: readonly SavedRegionPages[]): boolean {
+  for (const r of regions) {
+    for (const s of r.slabs) if (kernelsOf(s).raw.bitmapCount(s.layout.present, s.layout.bitmapWords) < s.pageCount) return false;
+  }
+  return true;
 }
 
 const hex = (d: bigint): string => d.toString(16).padStart(16, '0');

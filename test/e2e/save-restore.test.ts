@@ -33,12 +33,12 @@ async function save(c: GuestCase, extra: string[] = []): Promise<{ file: string;
   return { file, report: JSON.parse(readFileSync(dir.file('save.json'), 'utf8')) as SaveReport };
 }
 
-async function restore(file: string, steps: number): Promise<Finished> {
-  return memshift(['restore', file, '--run-steps', String(steps), '--dump-memory', dir.file('restored.img'), '--report', dir.file('restore.json'), '--quiet']).done;
+async function restore(file: string, steps: number, extra: string[] = []): Promise<Finished> {
+  return memshift(['restore', file, '--run-steps', String(steps), '--dump-memory', dir.file('restored.img'), '--report', dir.file('restore.json'), '--quiet', ...extra]).done;
 }
 
-async function assertRestoresExactly(c: GuestCase, file: string, savedSteps: number, k: number): Promise<void> {
-  const run = await restore(file, k);
+async function assertRestoresExactly(c: GuestCase, file: string, savedSteps: number, k: number, extra: string[] = []): Promise<void> {
+  const run = await restore(file, k, extra);
   assert.is(run.code, 0, `restore failed: ${run.stderr}`);
   const r = JSON.parse(readFileSync(dir.file('restore.json'), 'utf8')) as { savedSteps: number; guestSteps: number };
   assert.is(r.savedSteps, savedSteps, 'the restored guest starts at the step the save paused at');
@@ -73,6 +73,32 @@ test('a guest of three RAM regions saves and restores exactly, and a never-writt
   assert.is(zero.report.passes[0].pages, 0, 'no page of a never-written guest is written');
   assert.ok(statSync(zero.file).blocks * 512 < 1 << 20, `${statSync(zero.file).blocks * 512} bytes allocated for a 16 MiB guest`);
   await assertRestoresExactly(z, zero.file, zero.report.guestSteps, 100);
+}));
+
+test('a lazy restore runs the guest before its pages are read, faults the pages it touches from the file, and ends exactly as the replay', deadline(60_000, async () => {
+  // 256 MiB: the loader needs a few hundred ms for it, the vCPU starts (and faults) within ~50 ms.
+  const c: GuestCase = { seed: 206, workload: 'hotset', memory: '256MiB' };
+  const { file, report } = await save(c);
+  await assertRestoresExactly(c, file, report.guestSteps, 20000, ['--lazy']);
+  const r = JSON.parse(readFileSync(dir.file('restore.json'), 'utf8')) as { lazy: boolean; faultPages: number; loadedMs: number; restoreMs: number };
+  assert.ok(r.lazy);
+  assert.ok(r.faultPages > 0, 'the guest faulted some pages in from the file');
+  assert.ok(r.loadedMs >= r.restoreMs, 'every page was present only after the guest was ready to run');
+}));
+
+test('a lazy restore that meets a damaged page fails with its name and dumps nothing', deadline(60_000, async () => {
+  const c: GuestCase = { seed: 207, workload: 'hotset', memory: '32MiB' };
+  const { file } = await save(c);
+  const b = readFileSync(file);
+  // The last page of the region: read by the loader (or a fault) after the guest started.
+  const last = 32 * 256 - 1;
+  b[65536 + last * 4096 + 9] ^= 0x01;
+  writeFileSync(file, b);
+  const run = await restore(file, 20000, ['--lazy']);
+  assert.is(run.code, 1, run.stderr);
+  assert.match(run.stderr, 'MS_ERR_SAVE_FILE_CORRUPT');
+  assert.match(run.stderr, `page ${last} of region 0`);
+  assert.not.ok(existsSync(dir.file('restored.img')), 'nothing was dumped');
 }));
 
 test('a damaged save file is refused with its named error before the guest runs', deadline(90_000, async () => {
