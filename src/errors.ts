@@ -82,6 +82,12 @@ export const ErrorCode = {
   SAVE_FILE_TRUNCATED: 'MS_ERR_SAVE_FILE_TRUNCATED',
   /** A saved page, hash table or trailer does not match: the file was damaged after the save. */
   SAVE_FILE_CORRUPT: 'MS_ERR_SAVE_FILE_CORRUPT',
+  /** A shared image's lease is held by another runner (storage/lease.ts): this one must not run the guest. */
+  LEASE_HELD: 'MS_ERR_LEASE_HELD',
+  /** A runner no longer holds the lease it took (expired, handed over, broken): it must stop running the guest. */
+  LEASE_LOST: 'MS_ERR_LEASE_LOST',
+  /** A lease file that is not a lease record (break it once nobody runs the guest). */
+  LEASE_INVALID: 'MS_ERR_LEASE_INVALID',
   /**
    * The destination's answer to a query after a lost switchover: it did not resume the session and
    * never will (its switchover failed), so the source guest may resume.

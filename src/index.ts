@@ -52,6 +52,7 @@ export { MIGRATION_MODES, PROTOCOL_VERSION } from './protocol/constants.js';
 export { saveGuest, type SaveOptions, type SaveResult, type SavePass } from './migration/save.js';
 export { restoreGuest, type RestoreResult } from './migration/restore.js';
 export { SAVE_VERSION } from './protocol/save-file.js';
+export { readLease, takeLease, renewLease, handOverLease, breakLease, holdsLease, type LeaseRecord } from './storage/lease.js';
 export { COMPRESS_MODES, type CompressMode } from './migration/compression.js';
 export type { MigrationMode } from './protocol/constants.js';
 export { parseAddress, formatAddress } from './transport/tcp.js';

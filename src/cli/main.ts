@@ -12,6 +12,7 @@ import { runDemo } from './demo.js';
 import { runReport } from './report.js';
 import { runSave } from './save.js';
 import { runRestore } from './restore.js';
+import { runLease } from './lease.js';
 import { messageWithFlag } from './args.js';
 
 const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<number>; summary: string }> = {
@@ -22,6 +23,7 @@ const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<numbe
   report: { run: runReport, summary: 'show a report file: for a person, as JSON, or as QEMU query-migrate (--format qmp)' },
   save: { run: runSave, summary: 'start a simulated guest and save it to a file (suspended, or --live)' },
   restore: { run: runRestore, summary: 'run a guest from a save file, checked whole first' },
+  lease: { run: runLease, summary: 'show or break the single-runner lease of a shared image' },
 };
 
 /** The package's version, from the package.json next to dist/ (also in an installed package). */
