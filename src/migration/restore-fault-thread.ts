@@ -8,7 +8,7 @@
 
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { ErrorCode, toMemshiftError } from '../errors.js';
+import { ErrorCode, MemshiftError, toMemshiftError } from '../errors.js';
 import { Mailbox, readFault } from '../memory/page-gate.js';
 import { ScratchAgent } from '../memory/scratch-agents.js';
 import { isPresent, loadSavedPage, locatePage, type SavedRegionPages } from './saved-pages.js';
@@ -34,7 +34,8 @@ try {
     const { slab, local } = locatePage(r, fault.page);
     // The loader may have got there since the vCPU posted it.
     if (isPresent(slab, local)) continue;
-    readSync(fd, page, 0, r.pageSize, r.dataOffset + fault.page * r.pageSize);
+    const at = r.dataOffset + fault.page * r.pageSize;
+    if (readSync(fd, page, 0, r.pageSize, at) !== r.pageSize) throw new MemshiftError(ErrorCode.SAVE_FILE_TRUNCATED, `${data.path} ends inside page ${fault.page} of region ${r.id} (byte ${at})`, { regionId: r.id, page: fault.page });
     if (loadSavedPage(r, fault.page, page, ScratchAgent.FAULT_THREAD)) Atomics.add(board, RestoreBoard.SERVED, 1);
   }
 } catch (err) {

@@ -14,6 +14,7 @@
 // `loaded` settles once every page is present (the gate then opens), or with the first damaged page.
 
 import { open, type FileHandle } from 'node:fs/promises';
+import { totalmem } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { Mailbox, readFaultLog } from '../memory/page-gate.js';
 import { isPresent, loadSavedPage, type SavedRegionPages } from './saved-pages.js';
@@ -55,8 +56,10 @@ const READ_BYTES = 8 * 2 ** 20;
 /**
  * Restores the guest saved in `path` into the target `createTarget` allocates for its regions. With
  * `lazy`, returns before the pages are read, the target's page gate armed (it must support post-copy).
+ * A guest larger than `maxGuestBytes` (default three quarters of the host's memory) is refused first.
+ * On failure the target `createTarget` made is the caller's to discard.
  */
-export async function restoreGuest(path: string, createTarget: (regions: readonly Region[]) => MemoryTarget, options: { lazy?: boolean } = {}): Promise<RestoreResult> {
+export async function restoreGuest(path: string, createTarget: (regions: readonly Region[]) => MemoryTarget, options: { lazy?: boolean; maxGuestBytes?: number } = {}): Promise<RestoreResult> {
   const t0 = performance.now();
   let fh: FileHandle;
   try {
@@ -70,6 +73,12 @@ export async function restoreGuest(path: string, createTarget: (regions: readonl
     const layout = decodeSaveHeader(await readAt(fh, 0, Math.min(SAVE_HEADER_BYTES, size), path), size);
     const trailer = decodeSaveTrailer(await readAt(fh, layout.trailerOffset, SAVE_TRAILER_BYTES, path));
     const regions: Region[] = layout.regions.map((r) => ({ id: r.id, name: r.name, kind: r.kind, pageSize: r.pageSize, pageCount: r.pageCount }));
+    // A header is checked, not trusted: a sparse file can claim any size. Refused before anything is allocated.
+    const guestBytes = regions.reduce((n, r) => n + r.pageCount * r.pageSize, 0);
+    const maxGuestBytes = options.maxGuestBytes ?? Math.floor(totalmem() * 0.75);
+    if (guestBytes > maxGuestBytes) {
+      throw new MemshiftError(ErrorCode.MEMORY_ALLOCATION, `the saved guest needs ${guestBytes} bytes of memory, more than this host allows (${maxGuestBytes})`, { value: guestBytes, limit: maxGuestBytes });
+    }
     let target: MemoryTarget;
     try {
       target = createTarget(regions);
@@ -128,6 +137,8 @@ async function startLazy(fh: FileHandle, path: string, target: MemoryTarget, lay
     regions: regions.map((r) => ({ id: r.id, pageSize: r.pageSize, dataOffset: r.dataOffset, hashes: r.table, slabs: [...r.slabs] })),
   };
   const worker = new Worker(new URL('./restore-fault-thread.js', import.meta.url), { workerData: data });
+  // Listened for now: a thread that fails ends before anyone would wait for its exit.
+  const exited = new Promise((resolve) => worker.once('exit', resolve));
   const failed = new Promise<never>((_, reject) => {
     worker.on('message', (m: RestoreFaultMessage) => reject(new MemshiftError(m.code as typeof ErrorCode.SAVE_FILE_CORRUPT, m.message, { regionId: m.regionId, page: m.page })));
     worker.on('error', (err) => reject(new MemshiftError(ErrorCode.WORKER_FAILED, `restore fault thread failed: ${err.message}`, { cause: err })));
@@ -137,11 +148,13 @@ async function startLazy(fh: FileHandle, path: string, target: MemoryTarget, lay
   const stop = async (): Promise<void> => {
     Atomics.store(board, RestoreBoard.STATE, RestoreState.DONE);
     Atomics.notify(mailbox, Mailbox.FAULT_SEQ);
-    await new Promise((resolve) => { worker.once('exit', resolve); void worker.terminate(); });
+    void worker.terminate();
+    await exited;
   };
+  const loader = { stopped: false };
   const load = async (): Promise<LazyLoad> => {
     try {
-      await Promise.race([loadAll(fh, path, regions), failed]);
+      await Promise.race([loadAll(fh, path, regions, loader), failed]);
       // A page the fault thread claimed last may still be being written: wait for its present bit.
       while (!allPresent(regions)) await Promise.race([new Promise((r) => setTimeout(r, 1)), failed]);
       Atomics.store(mailbox, Mailbox.ALL_PRESENT, 1);
@@ -153,6 +166,7 @@ async function startLazy(fh: FileHandle, path: string, target: MemoryTarget, lay
         faultLatencyUs: latencies.length === 0 ? null : { p50: at(0.5), p99: at(0.99), max: latencies[latencies.length - 1] },
       };
     } finally {
+      loader.stopped = true;
       await stop();
       await fh.close();
     }
@@ -182,12 +196,12 @@ function digestOfTable(table: Uint8Array, slabs: readonly Slab[], regionId: numb
 }
 
 /** Reads every page in order and writes those nobody claimed yet (the fault thread takes the others). */
-async function loadAll(fh: FileHandle, path: string, regions: readonly SavedRegionPages[]): Promise<void> {
+async function loadAll(fh: FileHandle, path: string, regions: readonly SavedRegionPages[], loader: { stopped: boolean }): Promise<void> {
   const buf = new Uint8Array(READ_BYTES);
   for (const r of regions) {
     for (const s of r.slabs) {
       const bytes = s.pageCount * r.pageSize;
-      for (let at = 0; at < bytes; at += READ_BYTES) {
+      for (let at = 0; at < bytes && !loader.stopped; at += READ_BYTES) {
         const n = Math.min(READ_BYTES, bytes - at);
         await readAt(fh, r.dataOffset + s.firstPage * r.pageSize + at, n, path, buf);
         for (let off = 0; off < n; off += r.pageSize) {
@@ -225,6 +239,10 @@ async function readAt(fh: FileHandle, position: number, length: number, path: st
 }
 
 function checkShape(target: MemoryTarget, regions: readonly Region[]): void {
+  // Exactly the saved regions: a lazy restore's vCPU would wait for ever on a page of any other.
+  if (target.regions.length !== regions.length) {
+    throw new MemshiftError(ErrorCode.INVALID_ARGUMENT, `the target has ${target.regions.length} regions, the file ${regions.length}`, { field: 'target' });
+  }
   for (const r of regions) {
     const t = target.regions.find((x) => x.id === r.id);
     if (t === undefined || t.pageSize !== r.pageSize || t.pageCount !== r.pageCount) {

@@ -4,11 +4,15 @@
 // each page marked clean before it is written (the dirty tracker's sync, as a migration pass), and the
 // last pass paused; a suspended save pauses first. Once paused: the hash table (every page hashed as it
 // now is), the device state, the header, and last the trailer after an fsync, so a save that stops half
-// way is refused by restore as truncated. The source stays paused: the caller resumes or releases it.
+// way is refused by restore as truncated. It is written beside `path` and renamed over it only once
+// whole, so a failed save leaves an earlier file of that name as it was. The source stays paused: the
+// caller resumes or releases it.
 //
 //   [live: pass 1 … pass n while running] ─► pause ─► last pass ─► hashes ─► state ─► header ─► fsync ─► trailer ─► fsync
 
-import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { Limits } from '../protocol/constants.js';
 import { ErrorCode, MemshiftError } from '../errors.js';
 import { DirtyTracker } from '../memory/dirty-tracker.js';
 import { ScratchAgent } from '../memory/scratch-agents.js';
@@ -59,7 +63,9 @@ export async function saveGuest(source: MemorySource, path: string, options: Sav
   const flags = options.live === true ? SaveFlag.LIVE : 0;
   // Page and hash offsets do not depend on the device state's size, only the trailer's does.
   const plan = planSaveLayout(source.regions, 0, flags);
-  const fd = open(path);
+  const partial = `${path}.partial-${randomBytes(4).toString('hex')}`;
+  const fd = open(partial);
+  let whole = false;
   const passes: SavePass[] = [];
   let pagesWritten = 0;
   const writePass = (paused: boolean): SavePass => {
@@ -105,6 +111,7 @@ export async function saveGuest(source: MemorySource, path: string, options: Sav
     }
     writePass(true);
     const state = source.saveState();
+    if (state.length > Limits.MAX_DEVICE_STATE_BYTES) throw new MemshiftError(ErrorCode.DEVICE_STATE_INVALID, `device state of ${state.length} bytes exceeds ${Limits.MAX_DEVICE_STATE_BYTES}`);
     const layout = planSaveLayout(source.regions, state.length, flags);
     const digest = writeHashes(fd, source, layout, path);
     write(fd, state, layout.stateOffset, path);
@@ -113,10 +120,17 @@ export async function saveGuest(source: MemorySource, path: string, options: Sav
     fsyncSync(fd);
     write(fd, encodeSaveTrailer({ digest, pagesWritten }), layout.trailerOffset, path);
     fsyncSync(fd);
+    try {
+      renameSync(partial, path);
+    } catch (cause) {
+      throw new MemshiftError(ErrorCode.IO, `cannot rename ${partial} to ${path}: ${(cause as Error).message}`, { cause });
+    }
+    whole = true;
     const end = performance.now();
     return { fileBytes: layout.fileBytes, pagesWritten, passes, totalMs: end - t0, pausedMs: end - pausedAt, digest, stateBytes: state.length };
   } finally {
     closeSync(fd);
+    if (!whole) rmSync(partial, { force: true });
   }
 }
 

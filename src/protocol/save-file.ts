@@ -124,6 +124,8 @@ export function decodeSaveHeader(bytes: Uint8Array, fileBytes: number): SaveLayo
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const version = dv.getUint32(8, true);
   if (version !== SAVE_VERSION) throw invalid(`save file version ${version}; this build reads version ${SAVE_VERSION}`, { field: 'version', value: version });
+  const flags = dv.getUint32(12, true);
+  if ((flags & ~SaveFlag.LIVE) !== 0) throw invalid(`save file has flags 0x${flags.toString(16)} this build does not know`, { field: 'flags', value: flags });
   const count = dv.getUint32(16, true);
   if (count === 0 || count > MAX_SAVED_REGIONS) throw invalid(`save file names ${count} regions (1 to ${MAX_SAVED_REGIONS})`, { field: 'regions', value: count });
   const end = FIXED_BYTES + count * REGION_BYTES;
@@ -147,7 +149,7 @@ export function decodeSaveHeader(bytes: Uint8Array, fileBytes: number): SaveLayo
     regions.push({ id, name: kindByte === 0 ? `ram${i}` : `disk${i}`, kind: kindByte === 0 ? 'ram' : 'disk', pageSize, pageCount, dataOffset: 0, hashOffset: 0 });
   }
   // Offsets are not trusted: the layout is recomputed from the shapes and must match what the file says.
-  const expected = planSaveLayout(regions, stateBytes, dv.getUint32(12, true));
+  const expected = planSaveLayout(regions, stateBytes, flags);
   regions.forEach((r, i) => {
     const at = FIXED_BYTES + i * REGION_BYTES;
     const data = Number(dv.getBigUint64(at + 16, true));

@@ -36,8 +36,16 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
   private runAfterResume: number | null = null;
   private resumeStopAt: number | null = null;
   readonly memory: GuestMemory;
-  /** Its memory starts zero, its fill and its vCPU mark every page they write; a receiving one is fresh. */
-  readonly unwrittenPagesAreZero = true;
+  /**
+   * Its memory starts zero, and its fill and its vCPU mark every page they write; a receiving one is
+   * fresh until its state is loaded. From then on it holds pages the engine wrote without marks (a
+   * migration or a restore brought them), so as a source it must send every page.
+   */
+  get unwrittenPagesAreZero(): boolean {
+    return !this.contentArrived;
+  }
+
+  private contentArrived = false;
   private vcpu: Vcpu | null = null;
   private state: CpuState | null;
   /** Set when the guest runs post-copy: the vCPU waits on missing pages. */
@@ -173,6 +181,7 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     const state = decodeCpuState(bytes, { pageSize, pageCount });
     if (this.vcpu?.isConfigured) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'device state loaded into a guest that already runs');
     this.state = state;
+    this.contentArrived = true;
   }
 
   /**

@@ -5,12 +5,12 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { copyFileSync, existsSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, openSync, readFileSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { deadline } from '../_support/deadline.js';
 import { diffAgainstReplay, type GuestCase } from '../_support/migration.js';
 import { perTestDir } from '../_support/per-test-dir.js';
 import { memshift, type Finished } from '../_support/processes.js';
-import { SAVE_HEADER_BYTES } from '../../src/protocol/save-file.js';
+import { SAVE_HEADER_BYTES, SAVE_TRAILER_BYTES, encodeSaveHeader, encodeSaveTrailer, planSaveLayout } from '../../src/protocol/save-file.js';
 
 const dir = perTestDir(test, 'memshift-save-');
 
@@ -99,6 +99,20 @@ test('a lazy restore that meets a damaged page fails with its name and dumps not
   assert.match(run.stderr, 'MS_ERR_SAVE_FILE_CORRUPT');
   assert.match(run.stderr, `page ${last} of region 0`);
   assert.not.ok(existsSync(dir.file('restored.img')), 'nothing was dumped');
+}));
+
+test('a header naming a guest larger than the host allows is refused before anything is allocated', deadline(30_000, async () => {
+  // A valid header and trailer over a sparse file of a terabyte: only the size check stands in the way.
+  const huge = planSaveLayout([{ id: 0, name: 'ram0', kind: 'ram', pageSize: 4096, pageCount: 2 ** 28 }], 0);
+  const file = dir.file('huge.save');
+  writeFileSync(file, encodeSaveHeader(huge));
+  truncateSync(file, huge.fileBytes);
+  const fd = openSync(file, 'r+');
+  writeSync(fd, encodeSaveTrailer({ digest: 0n, pagesWritten: 0 }), 0, SAVE_TRAILER_BYTES, huge.trailerOffset);
+  closeSync(fd);
+  const run = await restore(file, 0);
+  assert.is(run.code, 1, run.stderr);
+  assert.match(run.stderr, 'MS_ERR_MEMORY_ALLOCATION');
 }));
 
 test('a damaged save file is refused with its named error before the guest runs', deadline(90_000, async () => {

@@ -402,4 +402,18 @@ test('contentDigest of a guest equals that of replay at the same step count', as
   });
 });
 
+test('a received guest says its unwritten pages are zero until its state is loaded, and not after (its pages came unmarked)', async () => {
+  const source = SimulatedGuest.create(guestConfig({ memoryBytes: 4 * MiB, seed: 3 }));
+  const target = SimulatedGuest.receiving(source.regions);
+  try {
+    assert.ok(source.unwrittenPagesAreZero, 'a created guest marks every write');
+    assert.ok(target.unwrittenPagesAreZero, 'a fresh receiving guest holds zeros');
+    target.loadState(source.saveState());
+    assert.not.ok(target.unwrittenPagesAreZero, 'after a migration or restore it must send every page as a source');
+  } finally {
+    await source.close();
+    await target.close();
+  }
+});
+
 test.run();
