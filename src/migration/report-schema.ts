@@ -54,6 +54,8 @@ export const REPORT_JSON_SCHEMA = {
     totalTimeMs: num,
     downtimeMs: numOrNull,
     downtimeBreakdown: nullable(downtimeBreakdown),
+    pausedAtEpochMs: numOrNull,
+    resumedAtEpochMs: numOrNull,
     setupTimeMs: num,
     guestBytes: count,
     bytesTransferred: count,

@@ -91,6 +91,15 @@ export interface Report {
    */
   downtimeMs: number | null;
   downtimeBreakdown: DowntimeBreakdown | null;
+  /**
+   * The instants that bound the guest's stop across hosts, in ms since the epoch with sub-ms precision
+   * (performance.timeOrigin + performance.now()): the source's pause for the switchover, the
+   * destination's resume. Between the two reports of one host (or of hosts with synchronised clocks)
+   * their difference is the stop → resume time, without the RESUMED message's way back that the
+   * source's `downtimeMs` also counts. Null on the side that did not pause or resume.
+   */
+  pausedAtEpochMs: number | null;
+  resumedAtEpochMs: number | null;
   setupTimeMs: number;
   /** Bytes of guest memory in the session (every region); 0 before the handshake. */
   guestBytes: number;
@@ -230,6 +239,8 @@ export interface RunRecord {
   destinationDowntime: DowntimeBreakdown | null;
   /** Destination: its first frame of the paused phase → its guest resumed (null: it never resumed it). */
   downtimeSeenMs: number | null;
+  /** Destination: when its guest resumed (performance.now()), or null. */
+  resumedAt: number | null;
   postcopy: PostcopyStats | null;
   recoveries: Recovery[];
   prealloc: Report['prealloc'];
@@ -248,7 +259,7 @@ export function startRecord(role: 'source' | 'destination', mode: MigrationMode)
   return {
     role, mode, startedAt: performance.now(), startedAtWallMs: Date.now(), session: null, cpuAtStart: process.cpuUsage(), setupTimeMs: 0, guestBytes: 0, bytesTransferred: 0,
     pagesTransferred: 0, pagesByEncoding: emptyCounts(), iterations: [], receivedPasses: [], switchoverReason: null, converged: false,
-    predictedDowntimeMs: null, switchover: null, destinationDowntime: null, downtimeSeenMs: null, postcopy: null, recoveries: [], prealloc: null,
+    predictedDowntimeMs: null, switchover: null, destinationDowntime: null, downtimeSeenMs: null, resumedAt: null, postcopy: null, recoveries: [], prealloc: null,
     throttlePercent: 0, guestSteps: 0, digest: 0n, stepRateBefore: null, stepRateAfterResume: null, completedAt: null,
   };
 }
@@ -266,6 +277,8 @@ export function assembleReport(r: RunRecord, end: Ending): Report {
     totalTimeMs,
     downtimeMs: r.switchover === null ? r.downtimeSeenMs : r.switchover.resumedAt - r.switchover.pausedAt,
     downtimeBreakdown: r.switchover === null ? r.destinationDowntime : downtimeBreakdown(r.switchover),
+    pausedAtEpochMs: r.switchover === null ? null : performance.timeOrigin + r.switchover.pausedAt,
+    resumedAtEpochMs: r.resumedAt === null ? null : performance.timeOrigin + r.resumedAt,
     setupTimeMs: r.setupTimeMs, guestBytes: r.guestBytes, bytesTransferred: r.bytesTransferred, pagesTransferred: r.pagesTransferred,
     pagesByEncoding: { ...r.pagesByEncoding }, iterations: r.iterations, receivedPasses: r.receivedPasses, converged: r.converged,
     switchoverReason: r.switchoverReason, predictedDowntimeMs: r.predictedDowntimeMs, throttlePercent: r.throttlePercent,

@@ -81,6 +81,8 @@ function report(over: Partial<Report> = {}): Report {
     error: null,
     totalTimeMs: 10_800.25,
     downtimeMs: 26.1,
+    pausedAtEpochMs: 1796170000000.25,
+    resumedAtEpochMs: null,
     downtimeBreakdown: {
       pauseMs: 0.4, finalPagesMs: 12.3, finalPages: 42, deviceStateMs: 0.7, destinationApplyMs: 3.1, digestCheckMs: 5.6, resumeMs: 2.2, otherMs: 1.8,
     },

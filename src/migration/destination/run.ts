@@ -119,6 +119,7 @@ export class DestinationRun {
   noteResumed(at: number, postcopy: boolean): void {
     const began = postcopy ? this.sinceLastPass : this.lastPassBegan;
     if (began > 0) this.record.downtimeSeenMs = at - began;
+    this.record.resumedAt = at;
   }
 
   /** Bytes received from the source over every link of the session. */
