@@ -4,9 +4,8 @@
 
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { ErrorCode, MemshiftError, invalidArgument } from '../errors.js';
-import { allocateSlab, kernelsOf, pageOffset, sessionDigest, viewsOfSlab, type Slab } from './slab.js';
-import { MAX_MEMORY_BYTES, MIN_PAGE_SIZE, isValidPageSize, scratchSlot } from './slab-layout.js';
-import { ScratchAgent } from './scratch-agents.js';
+import { allocateSlab, hashSlabPages, pageOffset, sessionDigest, viewsOfSlab, type Slab } from './slab.js';
+import { MAX_MEMORY_BYTES, MIN_PAGE_SIZE, isValidPageSize } from './slab-layout.js';
 import type { GuestMemoryView, Region, RegionKind } from './types.js';
 
 export interface RegionSpec {
@@ -153,18 +152,7 @@ export class GuestMemory implements GuestMemoryView {
   contentDigest(): bigint {
     let d = 0n;
     for (const r of this.regions) {
-      for (const s of this.slabsOf(r.id)) {
-        const k = kernelsOf(s).raw;
-        // Page hashes go to the last scratch slot (reserved for tools), 1024 at a time.
-        const out = scratchSlot(s.layout, ScratchAgent.TOOLS).page;
-        const chunk = Math.floor((2 * s.layout.pageSize) / 8);
-        const zero = k.zeroPageHash(s.layout.pageSize);
-        for (let first = 0; first < s.pageCount; first += chunk) {
-          const n = Math.min(chunk, s.pageCount - first);
-          k.hashPages(pageOffset(s, first), s.layout.pageSize, n, out);
-          d ^= BigInt.asUintN(64, k.digestOfHashes(out, n, (BigInt(r.id) << 32n) + BigInt(s.firstPage + first), zero));
-        }
-      }
+      for (const s of this.slabsOf(r.id)) hashSlabPages(s, r.id, (_first, _hashes, digest) => { d ^= digest; });
     }
     return d;
   }

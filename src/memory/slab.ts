@@ -5,7 +5,8 @@
 import { ErrorCode, MemshiftError } from '../errors.js';
 import { Kernels } from '../wasm/kernels.js';
 import { viewsOf, type MemoryViews } from '../wasm/views.js';
-import { CONTROL_DIGEST, computeSlabLayout, type SlabLayout, type SlabLayoutOptions } from './slab-layout.js';
+import { CONTROL_DIGEST, computeSlabLayout, scratchSlot, type SlabLayout, type SlabLayoutOptions } from './slab-layout.js';
+import { ScratchAgent } from './scratch-agents.js';
 import { WASM_PAGE_BYTES } from '../wasm/kernels.js';
 
 export interface Slab {
@@ -70,4 +71,24 @@ export function sessionDigest(view: { regions: readonly { id: number }[]; slabsO
 export function slabDigest(slab: Slab): bigint {
   const { dv } = viewsOfSlab(slab);
   return dv.getBigUint64(slab.layout.control + CONTROL_DIGEST, true);
+}
+
+/**
+ * Hashes every page of `slab` (of region `regionId`) as memory holds it now, a run at a time into the
+ * tools' scratch slot (ScratchAgent.TOOLS: only while no encoder pool runs), and gives each run to
+ * `visit`: its first slab-local page, its hashes (a view valid until the next run) and its share of the
+ * session digest. What a content digest, a save's hash table and a restore's check all need.
+ */
+export function hashSlabPages(slab: Slab, regionId: number, visit: (first: number, hashes: BigUint64Array, digest: bigint) => void): void {
+  const k = kernelsOf(slab).raw;
+  const L = slab.layout;
+  const out = scratchSlot(L, ScratchAgent.TOOLS).page;
+  const run = Math.floor((2 * L.pageSize) / 8);
+  const zero = k.zeroPageHash(L.pageSize);
+  for (let first = 0; first < slab.pageCount; first += run) {
+    const n = Math.min(run, slab.pageCount - first);
+    k.hashPages(pageOffset(slab, first), L.pageSize, n, out);
+    const digest = BigInt.asUintN(64, k.digestOfHashes(out, n, (BigInt(regionId) << 32n) + BigInt(slab.firstPage + first), zero));
+    visit(first, new BigUint64Array(slab.memory.buffer, out, n), digest);
+  }
 }

@@ -11,6 +11,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { ErrorCode, MemshiftError, toMemshiftError } from '../errors.js';
 import { Mailbox, readFault } from '../memory/page-gate.js';
 import { ScratchAgent } from '../memory/scratch-agents.js';
+import { scratchSlot } from '../memory/slab-layout.js';
 import { isPresent, loadSavedPage, locatePage, type SavedRegionPages } from './saved-pages.js';
 import { RestoreBoard, RestoreState, type RestoreFaultMessage, type RestoreFaultThreadData } from './restore-board.js';
 
@@ -20,7 +21,6 @@ const board = new Int32Array(data.board);
 const regions: SavedRegionPages[] = data.regions.map((r) => ({ ...r, hashes: new BigUint64Array(r.hashes) }));
 const byId = new Map(regions.map((r) => [r.id, r]));
 const fd = openSync(data.path, 'r');
-const page = new Uint8Array(Math.max(...regions.map((r) => r.pageSize)));
 
 try {
   let seq = 0;
@@ -34,9 +34,13 @@ try {
     const { slab, local } = locatePage(r, fault.page);
     // The loader may have got there since the vCPU posted it.
     if (isPresent(slab, local)) continue;
+    // Read straight into this thread's scratch page of the slab, where the apply kernel takes it from.
+    const scratch = scratchSlot(slab.layout, ScratchAgent.FAULT_THREAD).page;
     const at = r.dataOffset + fault.page * r.pageSize;
-    if (readSync(fd, page, 0, r.pageSize, at) !== r.pageSize) throw new MemshiftError(ErrorCode.SAVE_FILE_TRUNCATED, `${data.path} ends inside page ${fault.page} of region ${r.id} (byte ${at})`, { regionId: r.id, page: fault.page });
-    if (loadSavedPage(r, fault.page, page, ScratchAgent.FAULT_THREAD)) Atomics.add(board, RestoreBoard.SERVED, 1);
+    if (readSync(fd, new Uint8Array(slab.memory.buffer, scratch, r.pageSize), 0, r.pageSize, at) !== r.pageSize) {
+      throw new MemshiftError(ErrorCode.SAVE_FILE_TRUNCATED, `${data.path} ends inside page ${fault.page} of region ${r.id} (byte ${at})`, { regionId: r.id, page: fault.page });
+    }
+    if (loadSavedPage(r, fault.page, scratch)) Atomics.add(board, RestoreBoard.SERVED, 1);
   }
 } catch (err) {
   const e = toMemshiftError(err, ErrorCode.IO, 'restore fault thread');

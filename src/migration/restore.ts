@@ -18,10 +18,11 @@ import { totalmem } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { Mailbox, readFaultLog } from '../memory/page-gate.js';
 import { isPresent, loadSavedPage, type SavedRegionPages } from './saved-pages.js';
+import { hex64 } from './report.js';
 import { RestoreBoard, RestoreState, type RestoreFaultMessage, type RestoreFaultThreadData } from './restore-board.js';
 import { ErrorCode, MemshiftError, toMemshiftError } from '../errors.js';
 import { ScratchAgent } from '../memory/scratch-agents.js';
-import { kernelsOf, pageOffset, viewsOfSlab, type Slab } from '../memory/slab.js';
+import { hashSlabPages, kernelsOf, pageOffset, viewsOfSlab, type Slab } from '../memory/slab.js';
 import { scratchSlot } from '../memory/slab-layout.js';
 import type { MemoryTarget, Region } from '../memory/types.js';
 import { SAVE_HEADER_BYTES, SAVE_TRAILER_BYTES, decodeSaveHeader, decodeSaveTrailer, type SaveLayout } from '../protocol/save-file.js';
@@ -96,7 +97,7 @@ export async function restoreGuest(path: string, createTarget: (regions: readonl
     const readMs = performance.now() - t0;
     const digest = await verifyPages(fh, target, layout, path);
     if (digest !== trailer.digest) {
-      throw new MemshiftError(ErrorCode.SAVE_FILE_CORRUPT, `the saved pages' digest ${hex(digest)} is not the trailer's ${hex(trailer.digest)}: the hash table was damaged`);
+      throw new MemshiftError(ErrorCode.SAVE_FILE_CORRUPT, `the saved pages' digest ${hex64(digest)} is not the trailer's ${hex64(trailer.digest)}: the hash table was damaged`);
     }
     const state = await readAt(fh, layout.stateOffset, layout.stateBytes, path);
     target.checkState(state);
@@ -125,7 +126,7 @@ async function startLazy(fh: FileHandle, path: string, target: MemoryTarget, lay
     tableDigest ^= digestOfTable(new Uint8Array(table), slabs, r.id);
   }
   if (tableDigest !== digest) {
-    throw new MemshiftError(ErrorCode.SAVE_FILE_CORRUPT, `the hash table's digest ${hex(tableDigest)} is not the trailer's ${hex(digest)}: the hash table was damaged`);
+    throw new MemshiftError(ErrorCode.SAVE_FILE_CORRUPT, `the hash table's digest ${hex64(tableDigest)} is not the trailer's ${hex64(digest)}: the hash table was damaged`);
   }
   const state = await readAt(fh, layout.stateOffset, layout.stateBytes, path);
   target.checkState(state);
@@ -195,18 +196,26 @@ function digestOfTable(table: Uint8Array, slabs: readonly Slab[], regionId: numb
   return d;
 }
 
-/** Reads every page in order and writes those nobody claimed yet (the fault thread takes the others). */
+/**
+ * Reads every page in order and writes those nobody claimed yet (the fault thread takes the others).
+ * Each read lands in the slab's own memory (its frame arena, or one scratch page where it has no arena),
+ * where the apply kernel checks and copies it: no copy through a JS buffer.
+ */
 async function loadAll(fh: FileHandle, path: string, regions: readonly SavedRegionPages[], loader: { stopped: boolean }): Promise<void> {
-  const buf = new Uint8Array(READ_BYTES);
   for (const r of regions) {
     for (const s of r.slabs) {
+      const L = s.layout;
+      const staged = L.arenaBytes >= L.pageSize
+        ? { at: L.arena, bytes: Math.min(READ_BYTES, Math.floor(L.arenaBytes / L.pageSize) * L.pageSize) }
+        : { at: scratchSlot(L, ScratchAgent.MAIN).page, bytes: L.pageSize };
+      const { u8 } = viewsOfSlab(s);
       const bytes = s.pageCount * r.pageSize;
-      for (let at = 0; at < bytes && !loader.stopped; at += READ_BYTES) {
-        const n = Math.min(READ_BYTES, bytes - at);
-        await readAt(fh, r.dataOffset + s.firstPage * r.pageSize + at, n, path, buf);
+      for (let at = 0; at < bytes && !loader.stopped; at += staged.bytes) {
+        const n = Math.min(staged.bytes, bytes - at);
+        await readAt(fh, r.dataOffset + s.firstPage * r.pageSize + at, n, path, u8.subarray(staged.at, staged.at + n));
         for (let off = 0; off < n; off += r.pageSize) {
           const local = (at + off) / r.pageSize;
-          if (!isPresent(s, local)) loadSavedPage(r, s.firstPage + local, buf.subarray(off, off + r.pageSize), ScratchAgent.MAIN);
+          if (!isPresent(s, local)) loadSavedPage(r, s.firstPage + local, staged.at + off);
         }
       }
     }
@@ -220,7 +229,6 @@ function allPresent(regions: readonly SavedRegionPages[]): boolean {
   return true;
 }
 
-const hex = (d: bigint): string => d.toString(16).padStart(16, '0');
 
 async function readAt(fh: FileHandle, position: number, length: number, path: string, into?: Uint8Array): Promise<Uint8Array> {
   const buf = into ?? new Uint8Array(length);
@@ -279,23 +287,15 @@ async function verifyPages(fh: FileHandle, target: MemoryTarget, layout: SaveLay
     const table = await readAt(fh, r.hashOffset, 8 * r.pageCount, path);
     const saved = new BigUint64Array(table.buffer, table.byteOffset, r.pageCount);
     for (const s of target.slabsOf(r.id)) {
-      const k = kernelsOf(s).raw;
-      const { u8 } = viewsOfSlab(s);
-      const out = scratchSlot(s.layout, ScratchAgent.TOOLS).page;
-      const got = new BigUint64Array(u8.buffer, out, Math.floor((2 * s.layout.pageSize) / 8));
-      const chunk = got.length;
-      const zero = k.zeroPageHash(s.layout.pageSize);
-      for (let first = 0; first < s.pageCount; first += chunk) {
-        const n = Math.min(chunk, s.pageCount - first);
-        k.hashPages(pageOffset(s, first), s.layout.pageSize, n, out);
-        for (let i = 0; i < n; i++) {
+      hashSlabPages(s, r.id, (first, got, part) => {
+        for (let i = 0; i < got.length; i++) {
           const page = s.firstPage + first + i;
           if (got[i] !== saved[page]) {
             throw new MemshiftError(ErrorCode.SAVE_FILE_CORRUPT, `page ${page} of region ${r.id} does not match its saved hash (the file was damaged at byte ${r.dataOffset + page * r.pageSize} or in its hash table)`, { regionId: r.id, page });
           }
         }
-        digest ^= BigInt.asUintN(64, k.digestOfHashes(out, n, (BigInt(r.id) << 32n) + BigInt(s.firstPage + first), zero));
-      }
+        digest ^= part;
+      });
     }
   }
   return digest;

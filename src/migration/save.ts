@@ -15,9 +15,7 @@ import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'n
 import { Limits } from '../protocol/constants.js';
 import { ErrorCode, MemshiftError } from '../errors.js';
 import { DirtyTracker } from '../memory/dirty-tracker.js';
-import { ScratchAgent } from '../memory/scratch-agents.js';
-import { kernelsOf, pageOffset, viewsOfSlab, type Slab } from '../memory/slab.js';
-import { scratchSlot } from '../memory/slab-layout.js';
+import { hashSlabPages, pageOffset, viewsOfSlab, type Slab } from '../memory/slab.js';
 import type { MemorySource } from '../memory/types.js';
 import { SaveFlag, encodeSaveHeader, encodeSaveTrailer, planSaveLayout, type SaveLayout } from '../protocol/save-file.js';
 
@@ -199,17 +197,10 @@ function writeHashes(fd: number, source: MemorySource, layout: SaveLayout, path:
   let digest = 0n;
   for (const r of layout.regions) {
     for (const s of source.slabsOf(r.id)) {
-      const k = kernelsOf(s).raw;
-      const { u8 } = viewsOfSlab(s);
-      const out = scratchSlot(s.layout, ScratchAgent.TOOLS).page;
-      const chunk = Math.floor((2 * s.layout.pageSize) / 8);
-      const zero = k.zeroPageHash(s.layout.pageSize);
-      for (let first = 0; first < s.pageCount; first += chunk) {
-        const n = Math.min(chunk, s.pageCount - first);
-        k.hashPages(pageOffset(s, first), s.layout.pageSize, n, out);
-        digest ^= BigInt.asUintN(64, k.digestOfHashes(out, n, (BigInt(r.id) << 32n) + BigInt(s.firstPage + first), zero));
-        write(fd, u8.subarray(out, out + 8 * n), r.hashOffset + 8 * (s.firstPage + first), path);
-      }
+      hashSlabPages(s, r.id, (first, hashes, part) => {
+        digest ^= part;
+        write(fd, new Uint8Array(hashes.buffer, hashes.byteOffset, hashes.byteLength), r.hashOffset + 8 * (s.firstPage + first), path);
+      });
     }
   }
   return digest;

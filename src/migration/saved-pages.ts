@@ -5,9 +5,8 @@
 
 import { ErrorCode, MemshiftError } from '../errors.js';
 import { kernelsOf, type Slab } from '../memory/slab.js';
-import { CONTROL_DIGEST, scratchSlot } from '../memory/slab-layout.js';
+import { CONTROL_DIGEST } from '../memory/slab-layout.js';
 import { KernelCode } from '../wasm/kernels.js';
-import { viewsOf } from '../wasm/views.js';
 
 /** What the pages of one region need: where they are in the file and what they hash to. */
 export interface SavedRegionPages {
@@ -34,18 +33,16 @@ export function isPresent(slab: Slab, local: number): boolean {
 }
 
 /**
- * Writes page `page` of region `r` from `bytes` (its saved content) if nobody claimed it yet, checking
- * it against its saved hash first; sets it present and wakes a vCPU waiting on it. `agent` is the
- * calling thread's scratch slot. Returns true when this call wrote it, false when another copy had.
+ * Writes page `page` of region `r` if nobody claimed it yet, from its saved content already read to
+ * offset `at` of the page's slab memory (a scratch page, an arena), checking it against its saved hash
+ * first; sets it present and wakes a vCPU waiting on it. Returns true when this call wrote it, false
+ * when another copy had.
  */
-export function loadSavedPage(r: SavedRegionPages, page: number, bytes: Uint8Array, agent: number): boolean {
+export function loadSavedPage(r: SavedRegionPages, page: number, at: number): boolean {
   const { slab } = locatePage(r, page);
   const L = slab.layout;
-  const k = kernelsOf(slab).raw;
-  const scratch = scratchSlot(L, agent).page;
-  viewsOf(slab.memory).u8.set(bytes.subarray(0, L.pageSize), scratch);
-  const rc = k.applyScratchPage(L.ram, L.pageSize, slab.pageCount, slab.firstPage, BigInt(r.id) << 32n, page, r.hashes[page],
-    L.hashes, L.control + CONTROL_DIGEST, L.present, L.claim, scratch);
+  const rc = kernelsOf(slab).raw.applyScratchPage(L.ram, L.pageSize, slab.pageCount, slab.firstPage, BigInt(r.id) << 32n, page, r.hashes[page],
+    L.hashes, L.control + CONTROL_DIGEST, L.present, L.claim, at);
   if (rc === KernelCode.APPLY_ERR_HASH) {
     throw new MemshiftError(ErrorCode.SAVE_FILE_CORRUPT, `page ${page} of region ${r.id} does not match its saved hash (the file was damaged at byte ${r.dataOffset + page * r.pageSize})`, { regionId: r.id, page });
   }

@@ -139,17 +139,27 @@ export function decodePageRequest(buf: Uint8Array, offset: number, length: numbe
 export function encodeMissingPages(m: MissingPages): Uint8Array {
   const words = Math.ceil(m.pageCount / 64);
   if (m.bitmap.length !== words * 8) throw malformed(`MISSING_PAGES: bitmap of ${m.bitmap.length} bytes for ${m.pageCount} pages (needs ${words * 8})`);
-  return encodeFrame(FrameType.MISSING_PAGES, new BodyWriter().u16(m.regionId).u16(0).u32(m.firstPage).u32(m.pageCount).u32(0).bytes(m.bitmap).finish());
+  return encodeFrame(FrameType.MISSING_PAGES, writeRangeHead(new BodyWriter(), m.regionId, m.firstPage, m.pageCount).bytes(m.bitmap).finish());
+}
+
+/** The 16-byte head MISSING_PAGES and PAGE_HASHES share: region u16, 0 u16, first page u32, count u32, 0 u32. */
+function writeRangeHead(w: BodyWriter, regionId: number, firstPage: number, count: number): BodyWriter {
+  return w.u16(regionId).u16(0).u32(firstPage).u32(count).u32(0);
+}
+
+function readRangeHead(r: BodyReader, frame: string): { regionId: number; firstPage: number; count: number } {
+  const regionId = r.u16('region');
+  if (r.u16('reserved') !== 0) throw malformed(`${frame}: reserved field is not zero`);
+  const firstPage = r.u32('firstPage');
+  const count = r.u32('count');
+  if (r.u32('reserved') !== 0) throw malformed(`${frame}: reserved field is not zero`);
+  return { regionId, firstPage, count };
 }
 
 /** Decodes MISSING_PAGES; `bitmap` is a view into `buf` (copy it to keep it). */
 export function decodeMissingPages(buf: Uint8Array, offset: number, length: number): MissingPages {
   const r = new BodyReader(buf, offset, length, 'MISSING_PAGES');
-  const regionId = r.u16('region');
-  if (r.u16('reserved') !== 0) throw malformed('MISSING_PAGES: reserved field is not zero');
-  const firstPage = r.u32('firstPage');
-  const pageCount = r.u32('pageCount');
-  if (r.u32('reserved') !== 0) throw malformed('MISSING_PAGES: reserved field is not zero');
+  const { regionId, firstPage, count: pageCount } = readRangeHead(r, 'MISSING_PAGES');
   if (firstPage % 64 !== 0) throw malformed(`MISSING_PAGES: first page ${firstPage} is not a multiple of 64`);
   if (pageCount < 1 || pageCount > Limits.MAX_MISSING_BITMAP_BYTES * 8) throw malformed(`MISSING_PAGES: page count ${pageCount} outside [1, ${Limits.MAX_MISSING_BITMAP_BYTES * 8}]`);
   const bitmap = r.bytes(Math.ceil(pageCount / 64) * 8, 'bitmap');
@@ -163,18 +173,14 @@ export const MAX_HASHES_PER_FRAME = Math.floor((Limits.MAX_CONTROL_BODY_BYTES - 
 export function encodePageHashes(m: PageHashes): Uint8Array {
   const count = m.hashes.length;
   if (count < 1 || count > MAX_HASHES_PER_FRAME) throw malformed(`PAGE_HASHES: ${count} hashes outside [1, ${MAX_HASHES_PER_FRAME}]`);
-  const w = new BodyWriter().u16(m.regionId).u16(0).u32(m.firstPage).u32(count).u32(0);
+  const w = writeRangeHead(new BodyWriter(), m.regionId, m.firstPage, count);
   for (const h of m.hashes) w.u64(h);
   return encodeFrame(FrameType.PAGE_HASHES, w.finish());
 }
 
 export function decodePageHashes(buf: Uint8Array, offset: number, length: number): PageHashes {
   const r = new BodyReader(buf, offset, length, 'PAGE_HASHES');
-  const regionId = r.u16('region');
-  if (r.u16('reserved') !== 0) throw malformed('PAGE_HASHES: reserved field is not zero');
-  const firstPage = r.u32('firstPage');
-  const count = r.u32('count');
-  if (r.u32('reserved') !== 0) throw malformed('PAGE_HASHES: reserved field is not zero');
+  const { regionId, firstPage, count } = readRangeHead(r, 'PAGE_HASHES');
   if (count < 1 || count > MAX_HASHES_PER_FRAME) throw malformed(`PAGE_HASHES: ${count} hashes outside [1, ${MAX_HASHES_PER_FRAME}]`);
   const hashes = new BigUint64Array(count);
   for (let i = 0; i < count; i++) hashes[i] = r.u64big('hash');
