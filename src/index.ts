@@ -31,7 +31,7 @@ import { resolveSecurity, type Security } from './transport/security.js';
 
 export { ErrorCode, MemshiftError, errorCode, isMemshiftError } from './errors.js';
 export type { ErrorCodeValue, ErrorDetails } from './errors.js';
-export type { Region, RegionKind, MemorySource, MemoryTarget, GuestMemoryView } from './memory/types.js';
+export type { Region, RegionKind, MemorySource, MemoryTarget, GuestMemoryView, SharedStorage } from './memory/types.js';
 export { GuestMemory } from './memory/guest-memory.js';
 export type { GuestMemoryOptions, RegionSpec } from './memory/guest-memory.js';
 export type { Slab } from './memory/slab.js';
@@ -52,7 +52,8 @@ export { MIGRATION_MODES, PROTOCOL_VERSION } from './protocol/constants.js';
 export { saveGuest, type SaveOptions, type SaveResult, type SavePass } from './migration/save.js';
 export { restoreGuest, type RestoreResult } from './migration/restore.js';
 export { SAVE_VERSION } from './protocol/save-file.js';
-export { readLease, takeLease, renewLease, handOverLease, breakLease, holdsLease, type LeaseRecord } from './storage/lease.js';
+export { readLease, takeLease, renewLease, handOverLease, releaseLease, breakLease, holdsLease, type LeaseRecord } from './storage/lease.js';
+export { LeasedImages, UnnamedImages, DEFAULT_LEASE_TTL_MS, runnerName, type RunnerHooks } from './storage/leased-images.js';
 export { COMPRESS_MODES, type CompressMode } from './migration/compression.js';
 export type { MigrationMode } from './protocol/constants.js';
 export { parseAddress, formatAddress } from './transport/tcp.js';

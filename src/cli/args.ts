@@ -26,6 +26,8 @@ export interface FlagSpec {
   /** Shown in --help as the value's name. */
   value?: string;
   default?: string;
+  /** The flag may be given several times; its values are kept joined by commas. */
+  repeatable?: boolean;
 }
 
 export type Flags = Record<string, FlagSpec>;
@@ -49,7 +51,7 @@ export function parseArgs(argv: readonly string[], spec: Flags): Parsed {
     if (eq >= 0) value = arg.slice(eq + 1);
     else value = argv[++i];
     if (value === undefined || (eq < 0 && value.startsWith('--'))) throw usageError(`--${name}`, `needs a value (${s.value ?? 'value'})`);
-    out[name] = value;
+    out[name] = s.repeatable === true && typeof out[name] === 'string' ? `${out[name] as string},${value}` : value;
   }
   for (const [name, s] of Object.entries(spec)) if (out[name] === undefined && s.default !== undefined) out[name] = s.default;
   return out;
@@ -69,7 +71,7 @@ export function helpText(command: string, summary: string, spec: Flags): string 
   const lines = [`usage: memshift ${command} [flags]`, '', summary, '', 'flags:'];
   for (const [name, s] of Object.entries(spec)) {
     const left = `  --${name}${s.type === 'string' ? ` ${s.value ?? 'VALUE'}` : ''}`;
-    lines.push(`${left.padEnd(34)} ${s.help}${s.default !== undefined ? ` (default ${s.default})` : ''}`);
+    lines.push(`${left.padEnd(34)} ${s.help}${s.repeatable === true ? ' (repeatable)' : ''}${s.default !== undefined ? ` (default ${s.default})` : ''}`);
   }
   return lines.join('\n');
 }

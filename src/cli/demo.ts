@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { formatPskFile, formatReport, generatePsk, migrate, MIGRATION_MODES, errorCode, type MigrationMode, type Report, type StallPolicy } from '../index.js';
 import { SimulatedGuest, replay } from '../sim/index.js';
 import { formatDigest, parseCommand, parseInteger, requireString, type Flags } from './args.js';
+import { usageError } from './args.js';
 import { guestConfigFrom, guestFlags } from './guest-flags.js';
 import { progressPrinter } from './progress.js';
 
@@ -37,6 +38,7 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
   const a = parseCommand(argv, 'demo', 'Migrate a simulated guest between two processes on 127.0.0.1 and check the result.', demoFlags);
   if (a === null) return 0;
   const config = guestConfigFrom(a);
+  if (config.disks.length > 0) throw usageError('--disk', 'is not supported by demo yet (source and replay take disks)');
   const mode = requireString(a, 'mode') as MigrationMode;
   const runSteps = parseInteger(requireString(a, 'run-steps'), '--run-steps');
   const dir = mkdtempSync(join(tmpdir(), 'memshift-demo-'));

@@ -14,13 +14,17 @@ import { exitStatusOf } from './exit-status.js';
 import { securityFlags, securityFrom } from './security-flags.js';
 import { progressPrinter } from './progress.js';
 import { openEvents } from './events-file.js';
+import { storageFlags, storageFrom } from './storage-flags.js';
+import { join } from 'node:path';
 
 export const destFlags: Flags = {
   listen: { type: 'string', value: 'HOST:PORT', help: 'address to wait on (port 0: any free port)' },
   ...securityFlags,
+  ...storageFlags,
   report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
   events: { type: 'string', value: 'FILE|-', help: 'write events and progress as NDJSON here (- for stdout, after the listening line)' },
   'dump-memory': { type: 'string', value: 'FILE', help: 'write the RAM image (all RAM regions, in order) after the guest paused' },
+  'dump-disk': { type: 'string', value: 'DIR', help: 'guests with disks: copy the disk images here (disk0.img, …) after the guest paused' },
   'run-steps': { type: 'string', value: 'K', help: 'run exactly K guest steps from its resume here, then pause it (the dump and the report\'s guestSteps are at resume + K)' },
   memory: { type: 'string', value: 'SIZE', help: 'allocate the guest now (only a source of exactly this guest is accepted)' },
   'ram-regions': { type: 'string', value: 'N', help: `with --memory: RAM regions, 1..${MAX_RAM_REGIONS}`, default: '1' },
@@ -45,6 +49,7 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
   // Checked now, not when the first source connects: a bad value is a usage error, not a refused guest.
   GuestMemory.checkOptions({ maxSlabBytes });
   checkOutputPaths(a, ['report', 'dump-memory', 'events']);
+  const storage = storageFrom(a, null);
   const memory = optionalString(a, 'memory');
   let prepared: SimulatedGuest | null = null;
   if (memory !== undefined) {
@@ -52,11 +57,11 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
       memoryBytes: parseSize(memory, '--memory'), pageSize: GUEST_DEFAULTS.pageSize,
       ramRegions: parseInteger(requireString(a, 'ram-regions'), '--ram-regions', 1, MAX_RAM_REGIONS),
     });
-    prepared = SimulatedGuest.receiving(regions, { maxSlabBytes });
+    prepared = SimulatedGuest.receiving(regions, { maxSlabBytes }, storage);
     if (k > 0) prepared.limitRunAfterResume(k);
   }
   const receiving = (regions: readonly Region[]): SimulatedGuest => {
-    const guest = SimulatedGuest.receiving(regions, { maxSlabBytes });
+    const guest = SimulatedGuest.receiving(regions, { maxSlabBytes }, storage);
     if (k > 0) guest.limitRunAfterResume(k);
     return guest;
   };
@@ -113,6 +118,8 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
       report.contentDigest = formatDigest(guest.memory.contentDigest());
       const dump = optionalString(a, 'dump-memory');
       if (dump !== undefined) guest.memory.writeImage(ramRegionIds(guest.regions), dump);
+      const disks = optionalString(a, 'dump-disk');
+      if (disks !== undefined) guest.diskImages.forEach((d, i) => d.copyTo(join(disks, `disk${i}.img`)));
     }
     writeReportFile(a, report);
     if (!a.quiet) console.error(formatReport(report));

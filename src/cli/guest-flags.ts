@@ -14,6 +14,7 @@ export const guestFlags: Flags = {
   'dirty-rate': { type: 'string', value: 'N|max', help: 'steps (dirtied pages) per second', default: 'max' },
   'ram-regions': { type: 'string', value: 'N', help: `RAM regions the memory is cut into, 1..${MAX_RAM_REGIONS} (contents do not change)`, default: '1' },
   seed: { type: 'string', value: 'N', help: 'seed of fill and workload' },
+  disk: { type: 'string', value: 'SIZE', help: 'a disk of this size (a sparse image file; one step in 256 writes a disk block)', repeatable: true },
 };
 
 export function guestConfigFrom(a: Parsed): GuestConfig {
@@ -28,5 +29,6 @@ export function guestConfigFrom(a: Parsed): GuestConfig {
     seed: parseInteger(requireString(a, 'seed'), '--seed'),
     stepsPerSecond: rate === 'max' ? 0 : parseInteger(rate, '--dirty-rate', 1, 0x7fffffff),
     ramRegions: parseInteger(requireString(a, 'ram-regions'), '--ram-regions', 1, MAX_RAM_REGIONS),
+    disks: optionalString(a, 'disk')?.split(',').map((size) => parseSize(size, '--disk')) ?? [],
   });
 }

@@ -4,13 +4,14 @@
 // (guest-flags.ts); those that do not change memory contents (--dirty-rate) are accepted and unused.
 
 import { ramRegionIds, replay } from '../sim/index.js';
-import { parseCommand, parseInteger, requireString, type Flags } from './args.js';
+import { optionalString, parseCommand, parseInteger, requireString, usageError, type Flags } from './args.js';
 import { guestConfigFrom, guestFlags } from './guest-flags.js';
 
 export const replayFlags: Flags = {
   ...guestFlags,
   steps: { type: 'string', value: 'N', help: 'steps to run' },
   'dump-memory': { type: 'string', value: 'FILE', help: 'write the RAM image here (all RAM regions, in order)' },
+  'dump-disk': { type: 'string', value: 'DIR', help: 'guests with disks: write the disk images here (disk0.img, …)' },
   help: { type: 'boolean', help: 'show this help' },
 };
 
@@ -20,8 +21,10 @@ export async function runReplay(argv: readonly string[]): Promise<number> {
   const config = guestConfigFrom(a);
   const steps = parseInteger(requireString(a, 'steps'), '--steps');
   const out = requireString(a, 'dump-memory');
+  const diskDir = optionalString(a, 'dump-disk') ?? null;
+  if (config.disks.length > 0 && diskDir === null) throw usageError('--dump-disk', 'is required for a guest with disks');
   const t0 = performance.now();
-  const memory = replay(config, steps);
+  const memory = replay(config, steps, {}, diskDir);
   memory.writeImage(ramRegionIds(memory.regions), out);
   const ms = performance.now() - t0;
   console.error(`replay: ${steps} steps, ${config.memoryBytes} bytes written to ${out} in ${ms.toFixed(0)} ms`);

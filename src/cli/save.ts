@@ -7,6 +7,7 @@
 import { saveGuest } from '../index.js';
 import { SimulatedGuest, formatBytes, parseSize } from '../sim/index.js';
 import { checkOutputPaths, parseCommand, parseInteger, requireString, writeReportFile, type Flags } from './args.js';
+import { usageError } from './args.js';
 import { guestConfigFrom, guestFlags } from './guest-flags.js';
 
 export const saveFlags: Flags = {
@@ -26,6 +27,7 @@ export async function runSave(argv: readonly string[]): Promise<number> {
   if (a === null) return 0;
   const to = requireString(a, 'to');
   const config = guestConfigFrom(a);
+  if (config.disks.length > 0) throw usageError('--disk', 'is not supported by save yet (source and replay take disks)');
   const warmupMs = parseInteger(requireString(a, 'warmup'), '--warmup');
   const maxPasses = parseInteger(requireString(a, 'max-passes'), '--max-passes', 1);
   checkOutputPaths(a, ['report']);

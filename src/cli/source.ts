@@ -14,12 +14,14 @@ import { securityFlags, securityFrom, serverNameFlag } from './security-flags.js
 import { ExitStatus, exitStatusOf } from './exit-status.js';
 import { progressPrinter } from './progress.js';
 import { openEvents } from './events-file.js';
+import { storageFlags, storageFrom } from './storage-flags.js';
 
 export const sourceFlags: Flags = {
   connect: { type: 'string', value: 'HOST:PORT', help: 'destination to migrate to' },
   ...securityFlags,
   ...serverNameFlag,
   ...guestFlags,
+  ...storageFlags,
   mode: { type: 'string', value: MIGRATION_MODES.join('|'), help: 'migration mode', default: 'live' },
   'downtime-limit': { type: 'string', value: 'MS', help: 'switch over when expected downtime is at most this', default: '300' },
   'max-iterations': { type: 'string', value: 'N', help: 'pre-copy iteration cap', default: '30' },
@@ -60,10 +62,11 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
   const postcopyAfter = optionalString(a, 'postcopy-after');
   const warmupMs = parseInteger(requireString(a, 'warmup'), '--warmup');
   checkOutputPaths(a, ['report', 'dump-memory', 'events']);
+  const storage = storageFrom(a, config.disks.length);
   const guest = SimulatedGuest.create(config, {
     maxSlabBytes: parseSize(requireString(a, 'slab-size'), '--slab-size'),
     cacheBytes: xbzrle === 'on' ? parseSize(requireString(a, 'cache-size'), '--cache-size') : 0,
-  });
+  }, storage);
   const printer = progressPrinter();
   const events = openEvents(optionalString(a, 'events'));
   let report: Report;

@@ -21,6 +21,26 @@ export interface Region {
   readonly pageCount: number;
 }
 
+/**
+ * Storage both hosts reach (a guest's disk images on a shared file system): no block moves, and which
+ * host may run the guest is decided outside both processes, by a lease on the images (storage/lease.ts).
+ * The engine hands the lease over inside the switchover's commit; neither side runs the guest without it.
+ */
+export interface SharedStorage {
+  /**
+   * Source, paused, final pages and device state sent, SWITCHOVER not yet: makes the guest's writes
+   * durable and hands the lease to `to`. Again for the same `to` is a no-op. MS_ERR_LEASE_LOST when
+   * this side does not hold it.
+   */
+  handOver(to: string): void;
+  /** Whether this side holds the lease now: a source resumes its guest after a failure only if it does. */
+  holds(): boolean;
+  /** Destination, before its first resume: throws MS_ERR_LEASE_LOST unless the lease was handed to `as`; keeps it from then on. */
+  accept(as: string): void;
+  /** Destination that will not resume: hands the lease back to whoever handed it to `as` (nothing when `as` does not hold it). */
+  giveBack(as: string): void;
+}
+
 /** What both ends expose: regions and the slabs that hold them. */
 export interface GuestMemoryView {
   readonly regions: readonly Region[];
@@ -48,6 +68,8 @@ export interface MemorySource extends GuestMemoryView {
   release?(): Promise<void>;
   /** Work the guest has done (the simulated guest's step count), for the report; 0 if unknown. */
   readonly steps?: number;
+  /** Shared storage, when the guest's disks live on it (the lease goes to the destination at switchover). */
+  readonly storage?: SharedStorage | null;
   /**
    * True when every page not marked dirty since its slab was allocated is zero: every write, the
    * initial fill included, marked its page. The first pass then sends only pages written at some
@@ -69,6 +91,10 @@ export interface MemoryTarget extends GuestMemoryView {
    * A target without it cannot receive post-copy migrations.
    */
   enablePageGate?(): PageGateInit;
+  /** True when this host reaches the shared storage a source's guest may have its disks on. */
+  readonly reachesSharedStorage?: boolean;
+  /** Shared storage, once the device state said the guest has disks on it: the lease must be accepted before resuming. */
+  readonly storage?: SharedStorage | null;
   /** True when every page holds zeros until received (freshly allocated slabs): see MemorySource. */
   readonly unwrittenPagesAreZero?: boolean;
   /** Work the guest has done (its step count, carried in the device state), for the report; absent if unknown. */

@@ -51,6 +51,11 @@ export const Capability = {
    * target's memory is fresh): the first pass sends only pages written at some point.
    */
   UNWRITTEN_ZERO: 1 << 3,
+  /**
+   * The guest's disks are on storage both hosts reach: the source offers it when its guest's are, the
+   * destination grants it when it reaches them too; the lease then changes hands inside the switchover.
+   */
+  SHARED_STORAGE: 1 << 4,
 } as const;
 
 /**

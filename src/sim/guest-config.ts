@@ -29,7 +29,16 @@ export interface GuestConfig {
   stepsPerSecond: number;
   /** RAM regions the memory is cut into (1..MAX_RAM_REGIONS), like a PC's RAM around the PCI hole. */
   ramRegions: number;
+  /** The guest's disks, in bytes each (multiples of DISK_BLOCK_BYTES); empty: no disk. */
+  disks: readonly number[];
 }
+
+/** Most disks a simulated guest has. */
+export const MAX_DISKS = 8;
+/** A disk is read and written in blocks of this size (the page size of a disk region). */
+export const DISK_BLOCK_BYTES = 4096;
+/** Largest simulated disk: 2^32 blocks would not fit the device state's u32 block numbers. */
+export const MAX_DISK_BYTES = 2 ** 40;
 
 /** Most RAM regions a simulated guest has. */
 export const MAX_RAM_REGIONS = 4;
@@ -57,6 +66,7 @@ export function resolveGuestConfig(input: Partial<GuestConfig> & { memoryBytes: 
     seed: input.seed,
     stepsPerSecond: input.stepsPerSecond ?? GUEST_DEFAULTS.stepsPerSecond,
     ramRegions: input.ramRegions ?? GUEST_DEFAULTS.ramRegions,
+    disks: input.disks ?? [],
   };
   if (![4096, 8192, 16384, 32768, 65536].includes(c.pageSize)) throw invalidArgument('pageSize', 'must be a power of two from 4096 to 65536', c.pageSize);
   if (!Number.isSafeInteger(c.memoryBytes) || c.memoryBytes <= 0 || c.memoryBytes % c.pageSize !== 0) {
@@ -78,6 +88,12 @@ export function resolveGuestConfig(input: Partial<GuestConfig> & { memoryBytes: 
   }
   if (c.ramRegions > 1 && c.memoryBytes / c.pageSize < c.ramRegions * RAM_REGION_ALIGN_PAGES) {
     throw invalidArgument('ramRegions', `needs at least ${RAM_REGION_ALIGN_PAGES} pages of memory per region (${c.ramRegions * RAM_REGION_ALIGN_PAGES} pages)`, c.ramRegions);
+  }
+  if (c.disks.length > MAX_DISKS) throw invalidArgument('disks', `must be at most ${MAX_DISKS}`, c.disks.length);
+  for (const d of c.disks) {
+    if (!Number.isSafeInteger(d) || d <= 0 || d % DISK_BLOCK_BYTES !== 0 || d > MAX_DISK_BYTES) {
+      throw invalidArgument('disk', `must be a positive multiple of ${DISK_BLOCK_BYTES} B up to 1 TiB`, d);
+    }
   }
   return c;
 }

@@ -10,10 +10,22 @@ import { FILL_CODE, type GuestConfig } from './guest-config.js';
 import { GuestMemory, type GuestMemoryOptions } from '../memory/guest-memory.js';
 import { Mailbox, createPageGateInit, type PageGateInit } from '../memory/page-gate.js';
 import { kernelsOf, type Slab } from '../memory/slab.js';
-import type { MemorySource, MemoryTarget, Region } from '../memory/types.js';
+import type { MemorySource, MemoryTarget, Region, SharedStorage } from '../memory/types.js';
 import { ramRegions, ramRegionsOf } from './ram-layout.js';
 import { Vcpu } from './vcpu.js';
 import { StepRunner, initialCounters, workloadShape } from './workload.js';
+import { GuestDisk, diskImagePath } from './disk.js';
+import { DISK_BLOCK_BYTES } from './guest-config.js';
+import { statSync } from 'node:fs';
+import { LeasedImages, UnnamedImages, runnerName } from '../storage/leased-images.js';
+
+/** Where a guest's disks live (`disk0.img`, … in `diskDir`), and whether the other host reaches them too. */
+export interface GuestStorageOptions {
+  diskDir: string;
+  /** On storage both hosts reach: the images are leased (one runner at a time) and never copied. */
+  shared: boolean;
+  leaseTtlMs?: number;
+}
 
 /** Fills the RAM regions' slabs with the guest's initial contents, keyed by guest page (not region page). */
 export function fillGuest(memory: GuestMemory, config: GuestConfig): void {
@@ -46,18 +58,42 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
   }
 
   private contentArrived = false;
+  private disks: GuestDisk[] = [];
+  private leased: LeasedImages | null = null;
+  private fenced: MemshiftError | null = null;
+  private readonly storageOptions: GuestStorageOptions | null;
   private vcpu: Vcpu | null = null;
   private state: CpuState | null;
   /** Set when the guest runs post-copy: the vCPU waits on missing pages. */
   private gate: PageGateInit | null = null;
 
-  private constructor(memory: GuestMemory, state: CpuState | null) {
+  private constructor(memory: GuestMemory, state: CpuState | null, storage: GuestStorageOptions | null) {
     this.memory = memory;
     this.state = state;
+    this.storageOptions = storage;
   }
 
-  /** A source guest: allocated, filled, vCPU created paused (call `resume` to start it). */
-  static create(config: GuestConfig, options: GuestMemoryOptions = {}): SimulatedGuest {
+  /**
+   * A source guest: allocated, filled, vCPU created paused (call `resume` to start it). A guest with
+   * disks needs `storage`; on shared storage it takes the images' leases before touching them
+   * (MS_ERR_LEASE_HELD when another runner holds one), then creates them empty.
+   */
+  static create(config: GuestConfig, options: GuestMemoryOptions = {}, storage: GuestStorageOptions | null = null): SimulatedGuest {
+    if (config.disks.length > 0 && storage === null) throw invalidArgument('diskDir', 'a guest with disks needs a directory for their images');
+    let leased: LeasedImages | null = null;
+    if (config.disks.length > 0 && storage!.shared) {
+      leased = new LeasedImages(config.disks.map((_, i) => diskImagePath(storage!.diskDir, i)), storage!.leaseTtlMs);
+      leased.take(runnerName('source'));
+    }
+    try {
+      return SimulatedGuest.createLeased(config, options, storage, leased);
+    } catch (err) {
+      leased?.release();
+      throw err;
+    }
+  }
+
+  private static createLeased(config: GuestConfig, options: GuestMemoryOptions, storage: GuestStorageOptions | null, leased: LeasedImages | null): SimulatedGuest {
     const memory = GuestMemory.allocate(ramRegions(config), options);
     fillGuest(memory, config);
     // The fill is a write like any other: marked, so that unwritten pages are exactly the zero ones.
@@ -65,9 +101,45 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     const shape = workloadShape(config);
     const guest = new SimulatedGuest(memory, {
       shape, fill: config.fill, seed: config.seed, stepsPerSecond: config.stepsPerSecond, counters: initialCounters(config),
-    });
+      ...(leased !== null ? { storage: 'shared' as const } : {}),
+    }, storage);
+    guest.disks = config.disks.map((bytes, i) => GuestDisk.create(diskImagePath(storage!.diskDir, i), bytes));
+    if (leased !== null) guest.useLease(leased);
     guest.startVcpu();
     return guest;
+  }
+
+  /**
+   * Shared storage's leases, once this guest has disks on it (the engine hands them over at switchover);
+   * a receiving guest on shared storage has them before its device state arrives, to give back only.
+   */
+  get storage(): SharedStorage | null {
+    if (this.leased !== null) return this.leased;
+    const s = this.storageOptions;
+    return s !== null && s.shared && this.state === null ? new UnnamedImages(s.diskDir, s.leaseTtlMs) : null;
+  }
+
+  get reachesSharedStorage(): boolean {
+    return this.storageOptions?.shared === true;
+  }
+
+  /** The guest's disk images, in order (empty without disks, or before a receiving guest's state is loaded). */
+  get diskImages(): readonly GuestDisk[] {
+    return this.disks;
+  }
+
+  private useLease(leased: LeasedImages): void {
+    this.leased = leased;
+    leased.bind({
+      // Self-fencing: a runner whose lease is gone stops its guest at once; it may not run again.
+      onLost: (error) => {
+        this.fenced = error;
+        void this.vcpu?.pause().catch(() => undefined);
+      },
+      flush: () => {
+        for (const d of this.disks) d.flush();
+      },
+    });
   }
 
   /**
@@ -75,9 +147,9 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
    * resuming after the switchover costs a message rather than a thread start; the workload arrives
    * with the device state.
    */
-  static receiving(regions: readonly Region[], options: GuestMemoryOptions = {}): SimulatedGuest {
+  static receiving(regions: readonly Region[], options: GuestMemoryOptions = {}, storage: GuestStorageOptions | null = null): SimulatedGuest {
     ramRegionsOf(regions);
-    const guest = new SimulatedGuest(GuestMemory.allocate(regions, options), null);
+    const guest = new SimulatedGuest(GuestMemory.allocate(regions, options), null, storage);
     guest.vcpu = new Vcpu(ramSlabs(guest.memory), { stepsPerSecond: 0 });
     return guest;
   }
@@ -112,7 +184,7 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
   private startVcpu(): void {
     if (this.state === null) throw new MemshiftError(ErrorCode.DEVICE_STATE_INVALID, 'guest has no device state to run');
     this.vcpu ??= new Vcpu(ramSlabs(this.memory), { stepsPerSecond: this.state.stepsPerSecond });
-    if (!this.vcpu.isConfigured) this.vcpu.configure(this.state.shape, this.state.counters, this.gate, this.state.stepsPerSecond);
+    if (!this.vcpu.isConfigured) this.vcpu.configure(this.state.shape, this.state.counters, this.gate, this.state.stepsPerSecond, this.disks);
   }
 
   async pause(): Promise<void> {
@@ -122,6 +194,7 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
   }
 
   async resume(): Promise<void> {
+    if (this.fenced !== null) throw this.fenced;
     this.startVcpu();
     if (this.runAfterResume === null) {
       await this.vcpu!.resume();
@@ -170,18 +243,47 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     return encodeCpuState({ ...this.state, counters });
   }
 
-  /** Checks device state against the whole RAM (all regions: the guest's pages, whatever the cut). */
+  /**
+   * Checks device state against the whole RAM (all regions: the guest's pages, whatever the cut) and,
+   * for a guest with disks, against this host's view of the shared storage.
+   */
   checkState(bytes: Uint8Array): void {
     const { pageSize, pageCount } = ramRegionsOf(this.memory.regions);
-    decodeCpuState(bytes, { pageSize, pageCount });
+    this.checkDisks(decodeCpuState(bytes, { pageSize, pageCount }));
   }
 
   loadState(bytes: Uint8Array): void {
     const { pageSize, pageCount } = ramRegionsOf(this.memory.regions);
     const state = decodeCpuState(bytes, { pageSize, pageCount });
     if (this.vcpu?.isConfigured) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'device state loaded into a guest that already runs');
+    this.checkDisks(state);
+    const dir = this.storageOptions?.diskDir ?? '';
+    const blocks = state.shape.diskBlocks;
+    if (blocks.length > 0 && this.disks.length === 0) this.disks = blocks.map((b, i) => GuestDisk.open(diskImagePath(dir, i), b * DISK_BLOCK_BYTES));
     this.state = state;
     this.contentArrived = true;
+  }
+
+  private checkDisks(state: CpuState): void {
+    const blocks = state.shape.diskBlocks;
+    if (blocks.length === 0) return;
+    const storage = this.storageOptions;
+    if (storage === null || !storage.shared) {
+      throw new MemshiftError(ErrorCode.DEVICE_STATE_INVALID, `the guest has ${blocks.length} disk(s) on shared storage; this destination was not given it (--storage shared --disk-dir DIR)`);
+    }
+    blocks.forEach((b, i) => {
+      const path = diskImagePath(storage.diskDir, i);
+      let size: number;
+      try {
+        size = statSync(path).size;
+      } catch (cause) {
+        throw new MemshiftError(ErrorCode.DEVICE_STATE_INVALID, `the guest's disk ${i} should be ${path} on shared storage: ${(cause as Error).message}`, { cause });
+      }
+      if (size !== b * DISK_BLOCK_BYTES) throw new MemshiftError(ErrorCode.DEVICE_STATE_INVALID, `disk image ${path} is ${size} B; the guest's disk ${i} is ${b * DISK_BLOCK_BYTES} B`);
+    });
+    // From the first checked state on, the images' leases are known: a destination that fails before
+    // the switchover gives back a lease the source may have handed over meanwhile.
+    if (this.leased === null) this.useLease(new LeasedImages(blocks.map((_, i) => diskImagePath(storage.diskDir, i)), storage.leaseTtlMs));
   }
 
   /**
@@ -198,13 +300,18 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     await this.close();
   }
 
-  /** Stops the vCPU thread. The memory stays readable. */
+  /**
+   * Stops the vCPU thread, frees the leases this side still holds (the guest no longer runs here) and
+   * closes the disk images. The memory stays readable.
+   */
   async close(): Promise<void> {
     const v = this.vcpu;
     if (v !== null) {
       if (this.state !== null && v.isConfigured && !v.running) this.state.counters = v.counters();
       await v.exit();
     }
+    this.leased?.release();
+    for (const d of this.disks) d.close();
   }
 }
 
@@ -212,12 +319,19 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
  * Runs the guest defined by `config` for exactly `steps` steps on this thread (the reference run). The
  * memory has the guest's regions (`config.ramRegions`); its pages hold the same bytes whatever the cut.
  */
-export function replay(config: GuestConfig, steps: number, options: GuestMemoryOptions = {}): GuestMemory {
+export function replay(config: GuestConfig, steps: number, options: GuestMemoryOptions = {}, diskDir: string | null = null): GuestMemory {
   if (!Number.isSafeInteger(steps) || steps < 0) throw invalidArgument('steps', 'must be a non-negative integer', steps);
+  if (config.disks.length > 0 && diskDir === null) throw invalidArgument('diskDir', 'a guest with disks needs a directory for their images');
   const memory = GuestMemory.allocate(ramRegions(config), { arenaBytes: 1 << 16, ...options });
   fillGuest(memory, config);
   const runner = new StepRunner(workloadShape(config), ramSlabs(memory), initialCounters(config));
-  const batch = 1 << 20;
-  for (let done = 0; done < steps; done += batch) runner.run(Math.min(batch, steps - done));
+  const disks = config.disks.map((bytes, i) => GuestDisk.create(diskImagePath(diskDir!, i), bytes));
+  try {
+    runner.attachDisks(disks);
+    const batch = 1 << 20;
+    for (let done = 0; done < steps; done += batch) runner.run(Math.min(batch, steps - done));
+  } finally {
+    for (const d of disks) d.close();
+  }
   return memory;
 }

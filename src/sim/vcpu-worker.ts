@@ -17,6 +17,7 @@ import { StepRunner, type CpuCounters, type WorkloadShape } from './workload.js'
 import type { Slab } from '../memory/slab.js';
 import { createPageGate, type PageGateInit } from '../memory/page-gate.js';
 import type { PrngState } from './prng.js';
+import type { DiskHandle } from './disk.js';
 
 export interface VcpuWorkerData {
   control: SharedArrayBuffer;
@@ -29,6 +30,7 @@ export interface VcpuConfig {
   shape: WorkloadShape;
   counters: CpuCounters;
   gate: PageGateInit | null;
+  disks: DiskHandle[];
 }
 
 const PERIOD_MS = 10;
@@ -44,6 +46,7 @@ function main(data: VcpuWorkerData): void {
     const config = message.message as VcpuConfig;
     runner = new StepRunner(config.shape, data.slabs, config.counters);
     if (config.gate !== null) runner.gate = createPageGate(config.gate, data.slabs);
+    runner.attachDisks(config.disks);
     data.config.close();
     return runner;
   };
@@ -55,8 +58,11 @@ function main(data: VcpuWorkerData): void {
   let tokens = 0;
   let lastRefill = performance.now();
 
+  // Every pause makes the disk writes before it durable: the host that runs the guest next may be
+  // another one, reading the same images.
   const publish = (): void => {
     if (runner === null) return;
+    runner.flushDisks();
     for (let i = 0; i < 4; i++) i32[Ctl.PRNG + i] = runner.prng[i];
     f64[Ctl.F64_STEPS] = runner.steps;
   };

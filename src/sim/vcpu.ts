@@ -12,6 +12,7 @@ import { waitForChange } from '../memory/shared-board.js';
 import type { Slab } from '../memory/slab.js';
 import type { CpuCounters, WorkloadShape } from './workload.js';
 import type { VcpuConfig, VcpuWorkerData } from './vcpu-worker.js';
+import type { DiskHandle } from './disk.js';
 
 export interface VcpuOptions {
   stepsPerSecond: number;
@@ -52,13 +53,16 @@ export class Vcpu {
     });
   }
 
-  /** Gives the thread its workload, counters and (post-copy) page gate; once, before the first resume. */
-  configure(shape: WorkloadShape, counters: CpuCounters, gate: PageGateInit | null, stepsPerSecond: number): void {
+  /**
+   * Gives the thread its workload, counters, (post-copy) page gate and disks (their open files: a file
+   * descriptor is the whole process's); once, before the first resume.
+   */
+  configure(shape: WorkloadShape, counters: CpuCounters, gate: PageGateInit | null, stepsPerSecond: number, disks: readonly DiskHandle[] = []): void {
     if (this.configured) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'vCPU already has a workload');
     this.configured = true;
     this.writeCounters(counters);
     Atomics.store(this.ctl.i32, Ctl.RATE, stepsPerSecond);
-    const config: VcpuConfig = { shape, counters, gate };
+    const config: VcpuConfig = { shape, counters, gate, disks: disks.map((d) => ({ fd: d.fd, blocks: d.blocks, dirty: d.dirty })) };
     this.config.postMessage(config);
     this.config.close();
   }

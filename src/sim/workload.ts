@@ -8,6 +8,13 @@
 //   w[o]  = imul(a ^ v, 0x9E3779B1) + b
 //   w[o2] = (b ^ (a >>> 7)) + steps
 //   mark page dirty
+//   disk step (guests with disks; one step in 256, chosen by bits 16..23 of v):
+//     h = mix(v, steps);  disk d = h % disks;  block = mix'(h) % blocks[d];  slot = h >>> 8 & 255
+//     write the 16-byte record {steps (u64), w[o], v} at block * 4096 + slot * 16, mark the block dirty
+//
+// A disk record carries a word of RAM, so a page that arrives stale changes the disk as well, and a
+// block written on the wrong host or twice shows in the image. Disk steps draw nothing from the PRNG:
+// a guest's RAM is the same with or without disks.
 //
 // Dirty marks are gathered in a private bitmap during a batch and published with one atomic OR per
 // touched word when the batch ends (before any pause is acknowledged). Publishing after the writes is
@@ -20,7 +27,9 @@
 // its slab in the flat list of all RAM regions' slabs (ram-layout.ts), and names pages to the gate by
 // (index in that list, slab-local page).
 
-import type { GuestConfig } from './guest-config.js';
+import { fdatasyncSync, writeSync } from 'node:fs';
+import { DISK_BLOCK_BYTES, type GuestConfig } from './guest-config.js';
+import type { DiskHandle } from './disk.js';
 import { nextU32, seedHash, seedPrng, type PrngState } from './prng.js';
 import type { PageGate } from '../memory/page-gate.js';
 import type { Slab } from '../memory/slab.js';
@@ -34,7 +43,13 @@ export interface WorkloadShape {
   hotPages: number;
   /** Coin threshold out of 1024 for a hot step. */
   hotThreshold: number;
+  /** Blocks of each disk (empty: no disk). */
+  diskBlocks: readonly number[];
 }
+
+/** Bits 16..23 of a step's value that make it a disk step (one in 256). */
+const DISK_STEP_KEY = 0x5a;
+const DISK_RECORD_BYTES = 16;
 
 export function workloadShape(config: GuestConfig): WorkloadShape {
   const pageCount = config.memoryBytes / config.pageSize;
@@ -47,6 +62,7 @@ export function workloadShape(config: GuestConfig): WorkloadShape {
     hotStart: Number(seedHash(config.seed, 0x407) % BigInt(room)),
     hotPages,
     hotThreshold: Math.round((config.hotPermille * 1024) / 1000),
+    diskBlocks: config.disks.map((bytes) => bytes / DISK_BLOCK_BYTES),
   };
 }
 
@@ -78,6 +94,11 @@ export class StepRunner {
   prng: PrngState;
   steps: number;
   gate: PageGate | null = null;
+  private disks: DiskHandle[] = [];
+  private diskDirty: Int32Array[] = [];
+  private readonly record = new Int32Array(DISK_RECORD_BYTES / 4);
+  private readonly recordBytes = new Uint8Array(this.record.buffer);
+  private unflushed = new Set<number>();
 
   constructor(shape: WorkloadShape, slabs: readonly Slab[], counters: CpuCounters) {
     this.shape = shape;
@@ -89,6 +110,22 @@ export class StepRunner {
     this.pending = slabs.map((s) => new Int32Array(s.layout.bitmapWords * 2));
     this.prng = [...counters.prng] as PrngState;
     this.steps = counters.steps;
+  }
+
+  /** Gives the runner its disks (one per `shape.diskBlocks`, same sizes); before the first step. */
+  attachDisks(disks: readonly DiskHandle[]): void {
+    const want = this.shape.diskBlocks;
+    if (disks.length !== want.length || disks.some((d, i) => d.blocks !== want[i])) {
+      throw new Error(`the workload has disks of ${want.join(', ') || 'no'} blocks; given ${disks.map((d) => d.blocks).join(', ') || 'none'}`);
+    }
+    this.disks = [...disks];
+    this.diskDirty = disks.map((d) => new Int32Array(d.dirty));
+  }
+
+  /** Makes the disk writes so far durable (before a pause is acknowledged: another host may read them next). */
+  flushDisks(): void {
+    for (const d of this.unflushed) fdatasyncSync(this.disks[d].fd);
+    this.unflushed.clear();
   }
 
   counters(): CpuCounters {
@@ -112,6 +149,8 @@ export class StepRunner {
     const slabOfChunk = this.slabOfChunk;
     const slabFirst = this.slabFirst;
     const gate = this.gate !== null && !this.gate.open ? this.gate : null;
+    if (this.disks.length !== this.shape.diskBlocks.length) throw new Error('the workload writes disks, and none were attached');
+    const withDisks = this.disks.length > 0;
     let steps = this.steps;
     for (let i = 0; i < n; i++) {
       let page: number;
@@ -135,6 +174,7 @@ export class StepRunner {
       const b = mem[base + o2];
       mem[base + o] = (Math.imul(a ^ v, 0x9e3779b1) + b) | 0;
       mem[base + o2] = ((b ^ (a >>> 7)) + steps) | 0;
+      if (withDisks && ((v >>> 16) & 0xff) === DISK_STEP_KEY) this.writeDisk(v, steps, mem[base + o]);
       const marks = pending[si];
       const w = local >>> 5;
       if (marks[w] === 0) this.touch((si << 24) | w);
@@ -144,6 +184,26 @@ export class StepRunner {
     this.steps = steps;
     this.publishDirty();
     return n;
+  }
+
+  private writeDisk(v: number, step: number, word: number): void {
+    let h = Math.imul(v ^ step, 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    h ^= h >>> 16;
+    let h2 = Math.imul(h ^ 0x27d4eb2f, 0x165667b1);
+    h2 ^= h2 >>> 15;
+    const d = (h >>> 0) % this.disks.length;
+    const block = (h2 >>> 0) % this.shape.diskBlocks[d];
+    const slot = (h >>> 8) & 255;
+    const r = this.record;
+    r[0] = step | 0;
+    r[1] = Math.floor(step / 2 ** 32);
+    r[2] = word;
+    r[3] = v;
+    writeSync(this.disks[d].fd, this.recordBytes, 0, DISK_RECORD_BYTES, block * DISK_BLOCK_BYTES + slot * DISK_RECORD_BYTES);
+    Atomics.or(this.diskDirty[d], block >>> 5, 1 << (block & 31));
+    this.unflushed.add(d);
   }
 
   private touch(entry: number): void {

@@ -75,7 +75,14 @@ export function handOverLease(image: string, owner: string, to: string, ttlMs: n
   checkOwner(to);
   const cur = readLease(image);
   if (cur === null || cur.owner !== owner || !isHeld(cur, nowMs)) throw lost(image, owner, cur);
-  return createNext(image, cur.generation, { owner: to, takenAtMs: nowMs, expiresAtMs: nowMs + checkTtl(ttlMs) });
+  return createNext(image, cur.generation, { owner: to, takenAtMs: nowMs, expiresAtMs: nowMs + checkTtl(ttlMs), from: owner });
+}
+
+/** Gives up `owner`'s lease (the next generation, free): a runner that took it and then did not start. */
+export function releaseLease(image: string, owner: string, nowMs = Date.now()): LeaseRecord {
+  const cur = readLease(image);
+  if (cur === null || cur.owner !== owner || !isHeld(cur, nowMs)) throw lost(image, owner, cur);
+  return createNext(image, cur.generation, { owner: '', takenAtMs: nowMs, expiresAtMs: 0 });
 }
 
 /**

@@ -15,6 +15,14 @@
 //
 //   source ──► proxy (fault at byte N) ──► destination        (post-copy's urgent channel goes direct)
 //
+// Every other trial's guest has two disks on shared storage (a directory both processes use): no block
+// moves, the lease beside each image changes hands inside the switchover, and two of three of these
+// trials also kill one process (SIGKILL) at a named step of the switchover (MEMSHIFT_CRASH_AT):
+// before or after the source hands the lease over, after SWITCHOVER is out, before or after the
+// destination accepts the lease, right after it resumed. Their verdict adds: a killed source leaves a
+// guest the destination runs only if SWITCHOVER was out; a source never resumes once a destination may
+// have run; and the images hold exactly the replay's disks at the steps of whoever ran last.
+//
 // Post-copy and hybrid trials run with recovery on (a few seconds' window on both sides: hybrid's
 // pre-copy passes resume, post-copy goes on), and their cut keeps the proxy's address answering: a lost
 // link is recovered, and judged like any other end.
@@ -23,7 +31,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Report } from '../../src/index.js';
-import { diffAgainstReplay, readReport, removeDir, type GuestCase } from './migration.js';
+import { diffAgainstReplay, diffDisksAgainstReplay, readReport, removeDir, type GuestCase } from './migration.js';
+import { CRASH_POINTS, type CrashPointName } from '../../src/migration/crash-point.js';
+import { mkdirSync } from 'node:fs';
 import { killAll, memshift, startDestination, type Running } from './processes.js';
 import { Proxy } from './proxy.js';
 import { reportSchemaErrors } from './report-schema.js';
@@ -46,6 +56,10 @@ export interface Trial {
   mode: CampaignMode;
   fault: Fault;
   guest: GuestCase;
+  /** The guest's disks are on shared storage (guest.disks). */
+  shared: boolean;
+  /** Where one process is killed (shared-storage trials), or null. */
+  crash: CrashPointName | null;
 }
 
 export interface Verdict {
@@ -83,13 +97,19 @@ export function planTrial(seed: number, index: number): Trial {
     : pick <= 4 ? { kind: 'cut', at }
     : pick <= 6 ? { kind: 'freeze', at, ms: 200 + rng.below(2300) }
     : { kind: 'flip', at };
-  return { index, mode, fault, guest: { seed: 1 + rng.below(1_000_000), memory: '8MiB', fill: 'mixed', workload: 'hotset', hotSize: '1MiB' } };
+  const guest: GuestCase = { seed: 1 + rng.below(1_000_000), memory: '8MiB', fill: 'mixed', workload: 'hotset', hotSize: '1MiB' };
+  // Drawn from a stream of their own, so that the trials planned before disks existed are unchanged.
+  const more = seeded((seed * 1_000_033 + index * 7927 + 0x5eed) >>> 0);
+  const shared = index % 2 === 1;
+  const crash = shared && more.below(3) !== 0 ? CRASH_POINTS[more.below(CRASH_POINTS.length)] : null;
+  return { index, mode, fault, guest: shared ? { ...guest, disks: ['1MiB', '512KiB'] } : guest, shared, crash };
 }
 
 export function describeTrial(t: Trial): string {
   const f = t.fault;
   const where = f.kind === 'none' ? 'no fault' : `${f.kind} at byte ${f.at}${f.kind === 'freeze' ? ` for ${f.ms} ms` : ''}`;
-  return `trial ${t.index}: ${t.mode}, guest seed ${t.guest.seed}, ${where}`;
+  const storage = t.shared ? `, shared storage${t.crash === null ? '' : `, killed at ${t.crash}`}` : '';
+  return `trial ${t.index}: ${t.mode}, guest seed ${t.guest.seed}, ${where}${storage}`;
 }
 
 /** Runs one trial to its end (every process it started is gone when this resolves) and judges it. */
@@ -102,10 +122,14 @@ export async function runTrial(t: Trial): Promise<Verdict> {
     // Post-copy recovers: its trials give both sides a window, and a cut leaves the address answering
     // (the link breaks, the destination host stays), so the source can come back.
     const recovery = recovers(t.mode) ? ['--recover-timeout', String(RECOVER_WINDOW_MS)] : [];
+    const disks = file('disks');
+    if (t.shared) mkdirSync(disks);
+    const storage = t.shared ? ['--storage', 'shared', '--disk-dir', disks] : [];
+    const crashIn = (side: string): NodeJS.ProcessEnv => (t.crash?.startsWith(side) === true ? { MEMSHIFT_CRASH_AT: t.crash } : {});
     const dest = await startDestination([
       '--report', file('dest.json'), '--dump-memory', file('dest.img'), '--run-steps', '2000',
-      '--idle-timeout', '1500', '--confirm-timeout', '1500', ...recovery,
-    ]);
+      '--idle-timeout', '1500', '--confirm-timeout', '1500', ...recovery, ...storage,
+    ], {}, crashIn('destination'));
     proxy = await Proxy.start(dest.port);
     const f = t.fault;
     if (f.kind === 'flip') proxy.flipAt(f.at);
@@ -113,9 +137,9 @@ export async function runTrial(t: Trial): Promise<Verdict> {
       'source', '--connect', `127.0.0.1:${proxy.port}`, '--quiet', '--mode', t.mode,
       '--memory', t.guest.memory!, '--seed', String(t.guest.seed), '--fill', t.guest.fill!, '--workload', t.guest.workload!, '--hot-size', t.guest.hotSize!,
       '--dirty-rate', '20000', '--warmup', '50', '--downtime-limit', '20', '--max-iterations', '6',
-      '--stall-timeout', '1000', '--resolve-timeout', '1500', ...recovery,
+      '--stall-timeout', '1000', '--resolve-timeout', '1500', ...recovery, ...storage, ...(t.guest.disks ?? []).flatMap((d) => ['--disk', d]),
       '--report', file('source.json'), '--dump-memory', file('source.img'),
-    ]);
+    ], crashIn('source'));
     let sourceDone = false;
     void source.done.then(() => { sourceDone = true; });
     if (f.kind === 'cut' || f.kind === 'freeze') {
@@ -134,6 +158,7 @@ export async function runTrial(t: Trial): Promise<Verdict> {
       } else proxy.release();
     }
     const s = await endOrHold(source, TRIAL_DEADLINE_MS);
+    const killed = (r: Running): boolean => r.proc.signalCode === 'SIGKILL';
     if (s === 'running') return verdict(t, 'hang', 'running', `the source did not end within ${TRIAL_DEADLINE_MS} ms`, t0);
     // A destination waiting for a link that will not come back (a lingering switchover) ends by its own
     // timeouts: give it those.
@@ -142,7 +167,8 @@ export async function runTrial(t: Trial): Promise<Verdict> {
     const dr = d === 'running' ? null : readReport(file('dest.json'));
     const sourceOutcome = sr?.outcome ?? 'no report';
     const destOutcome = d === 'running' ? 'still waiting' : (dr?.outcome ?? 'no report');
-    return verdict(t, sourceOutcome, destOutcome, judge(t, sr, dr, d === 'running', file), t0);
+    const ends = { destWaiting: d === 'running', sourceKilled: killed(source), destKilled: d !== 'running' && killed(dest) };
+    return verdict(t, sr === null && ends.sourceKilled ? 'killed' : sourceOutcome, dr === null && ends.destKilled ? 'killed' : destOutcome, judge(t, sr, dr, ends, file), t0);
   } finally {
     proxy?.cut();
     await killAll();
@@ -173,39 +199,61 @@ function verdict(trial: Trial, source: string, destination: string, violation: s
   return { trial, source, destination, violation, ms: performance.now() - t0 };
 }
 
-/** The invariants of the header, over the two reports and the two memory images. */
-function judge(t: Trial, sr: Report | null, dr: Report | null, destWaiting: boolean, file: (n: string) => string): string | null {
-  if (sr === null) return 'the source wrote no report';
+/** How each process ended, beyond its report. */
+interface Ends {
+  destWaiting: boolean;
+  sourceKilled: boolean;
+  destKilled: boolean;
+}
+
+/** The invariants of the header, over the two reports, the two memory images and the shared disks. */
+function judge(t: Trial, sr: Report | null, dr: Report | null, ends: Ends, file: (n: string) => string): string | null {
   for (const [side, r] of [['source', sr], ['destination', dr]] as const) {
     const errors = r === null ? null : reportSchemaErrors(r);
     if (errors !== null) return `the ${side} report does not match the schema: ${errors}`;
+  }
+  const destRan = dr !== null && (dr.outcome === 'completed' || dr.outcome === 'paused');
+  // Killed right after its resume, the destination ran the guest for a moment.
+  const destMayHaveRun = destRan || (ends.destKilled && t.crash === 'destination-after-resume');
+  const destExact = (): string | null => {
+    if (dr === null) return ends.destKilled ? null : 'the destination wrote no report';
+    if (dr.outcome !== 'completed') return null;
+    const diff = diffAgainstReplay(file('dest.img'), t.guest, dr.guestSteps);
+    return diff === null ? null : `destination memory is not its replay's: ${diff}`;
+  };
+  /** The shared disks hold the replay's at `steps` (the last runner's count when it stopped). */
+  const disksAt = (steps: number): string | null => {
+    if (!t.shared) return null;
+    const diff = diffDisksAgainstReplay(file('disks'), t.guest, steps);
+    return diff === null ? null : `shared disks are not the replay's at step ${steps}: ${diff}`;
+  };
+  if (sr === null) {
+    if (!ends.sourceKilled) return 'the source wrote no report';
+    // Killed at a crash point with its guest paused: it runs nowhere else; the destination may run it
+    // only if SWITCHOVER was out.
+    if (destMayHaveRun && t.crash !== 'source-after-switchover-sent') return `the destination ran the guest though the source died at ${t.crash}, before SWITCHOVER`;
+    return dr?.outcome === 'completed' ? destExact() ?? disksAt(dr.guestSteps) : null;
   }
   const sourceIntact = (): string | null => {
     const diff = diffAgainstReplay(file('source.img'), t.guest, sr.guestSteps);
     return diff === null ? null : `source memory is not its replay's: ${diff}`;
   };
-  const destRan = dr !== null && (dr.outcome === 'completed' || dr.outcome === 'paused');
-  const destExact = (): string | null => {
-    if (dr === null) return 'the destination wrote no report';
-    if (dr.outcome !== 'completed') return null;
-    const diff = diffAgainstReplay(file('dest.img'), t.guest, dr.guestSteps);
-    return diff === null ? null : `destination memory is not its replay's: ${diff}`;
-  };
   switch (sr.outcome) {
     case 'completed':
-      if (dr === null || dr.outcome !== 'completed') return `source completed, destination ${dr?.outcome ?? (destWaiting ? 'still waiting' : 'without report')}`;
+      if (dr === null || dr.outcome !== 'completed') return `source completed, destination ${dr?.outcome ?? (ends.destWaiting ? 'still waiting' : 'without report')}`;
       if (dr.digest !== sr.digest) return `digests differ: source ${sr.digest}, destination ${dr.digest}`;
-      return sourceIntact() ?? destExact();
+      return sourceIntact() ?? destExact() ?? disksAt(dr.guestSteps);
     case 'failed':
     case 'aborted':
     case 'cancelled':
       // The source runs the guest again: the destination must never have.
-      if (destRan) return `doubly running: the source ${sr.outcome} and resumed, the destination ${dr!.outcome}`;
-      return sourceIntact();
+      if (destMayHaveRun) return `doubly running: the source ${sr.outcome} and resumed, the destination ${dr?.outcome ?? 'was killed after its resume'}`;
+      return sourceIntact() ?? disksAt(sr.guestSteps);
     case 'in-doubt':
     case 'paused':
       // The source guest stays paused with the pause point's memory; a destination that ran it holds it exactly.
-      return sourceIntact() ?? (destRan ? destExact() : null);
+      if (destMayHaveRun) return sourceIntact() ?? destExact() ?? (dr?.outcome === 'completed' ? disksAt(dr.guestSteps) : null);
+      return sourceIntact() ?? disksAt(sr.guestSteps);
     default:
       return `unknown source outcome ${String(sr.outcome)}`;
   }

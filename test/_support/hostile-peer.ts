@@ -82,7 +82,7 @@ export class HostilePeer {
 
   deviceState(): Uint8Array {
     return encodeDeviceState(encodeCpuState({
-      shape: { kind: 'idle', pageCount: this.pages, pageSize: PAGE, hotStart: 0, hotPages: 1, hotThreshold: 0 },
+      shape: { kind: 'idle', pageCount: this.pages, pageSize: PAGE, hotStart: 0, hotPages: 1, hotThreshold: 0, diskBlocks: [] },
       fill: 'zero', seed: 1, stepsPerSecond: 0, counters: { prng: [1, 2, 3, 4], steps: 0 },
     }));
   }

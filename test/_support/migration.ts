@@ -19,6 +19,8 @@ export interface GuestCase {
   hotShare?: number;
   /** RAM regions the guest's memory is cut into (--ram-regions); the image concatenates them. */
   ramRegions?: number;
+  /** Disk sizes (--disk, each); their images are compared with diffDisksAgainstReplay. */
+  disks?: string[];
   seed: number;
 }
 
@@ -47,11 +49,12 @@ export interface MigrationOutcome {
   dir: string;
 }
 
-function guestArgs(c: GuestCase): string[] {
+export function guestArgs(c: GuestCase): string[] {
   const a = ['--memory', c.memory ?? '64MiB', '--seed', String(c.seed), '--fill', c.fill ?? 'mixed', '--workload', c.workload ?? 'hotset'];
   if (c.hotSize !== undefined) a.push('--hot-size', c.hotSize);
   if (c.hotShare !== undefined) a.push('--hot-share', String(c.hotShare));
   if (c.ramRegions !== undefined) a.push('--ram-regions', String(c.ramRegions));
+  for (const d of c.disks ?? []) a.push('--disk', d);
   return a;
 }
 
@@ -128,6 +131,41 @@ export function diffAgainstReplay(image: string, c: GuestCase, steps: number): s
     }
   }
   return first === null ? null : `${differing} of ${pages} pages differ from replay(${steps}); first is ${first}`;
+}
+
+/**
+ * Compares the disk images in `dir` (disk0.img, …) with those of an uninterrupted replay of `steps`
+ * steps. Null when every image is identical, else which disk differs first and in how many blocks.
+ */
+export function diffDisksAgainstReplay(dir: string, c: GuestCase, steps: number): string | null {
+  const disks = (c.disks ?? []).map((d) => parseSize(d, 'disk'));
+  const config = resolveGuestConfig({
+    memoryBytes: parseSize(c.memory ?? '64MiB', 'memory'), seed: c.seed, fill: c.fill ?? 'mixed', workload: c.workload ?? 'hotset',
+    hotBytes: c.hotSize === undefined ? undefined : parseSize(c.hotSize, 'hotSize'), hotPermille: c.hotShare, ramRegions: c.ramRegions, disks,
+  });
+  const refDir = mkdtempSync(join(tmpdir(), 'memshift-disk-replay-'));
+  try {
+    replay(config, steps, {}, refDir);
+    for (let i = 0; i < disks.length; i++) {
+      const name = `disk${i}.img`;
+      if (!existsSync(join(dir, name))) return `${name} is missing from ${dir}`;
+      const got = readFileSync(join(dir, name));
+      const want = readFileSync(join(refDir, name));
+      if (got.length !== want.length) return `${name} has ${got.length} bytes, the replay's ${want.length}`;
+      let differing = 0;
+      let first = -1;
+      for (let b = 0; b < want.length; b += 4096) {
+        if (Buffer.compare(got.subarray(b, b + 4096), want.subarray(b, b + 4096)) !== 0) {
+          differing++;
+          if (first < 0) first = b / 4096;
+        }
+      }
+      if (differing > 0) return `${name}: ${differing} of ${want.length / 4096} blocks differ from replay(${steps}); first is block ${first}`;
+    }
+    return null;
+  } finally {
+    removeDir(refDir);
+  }
 }
 
 /** A one-line summary of a failed side, for assertion messages. */

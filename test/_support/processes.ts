@@ -78,8 +78,8 @@ export async function waitForOutput(r: Running, predicate: (text: string) => boo
  * Starts a destination on 127.0.0.1 with a free port; resolves once it listens. Quiet by default (its
  * notices, such as refusals, still print); `quiet: false` keeps routine lines such as "accepted" too.
  */
-export async function startDestination(args: readonly string[] = [], options: { quiet?: boolean } = {}): Promise<Running & { port: number }> {
-  const r = memshift(['dest', '--listen', '127.0.0.1:0', ...(options.quiet === false ? [] : ['--quiet']), ...args]);
+export async function startDestination(args: readonly string[] = [], options: { quiet?: boolean } = {}, env: NodeJS.ProcessEnv = {}): Promise<Running & { port: number }> {
+  const r = memshift(['dest', '--listen', '127.0.0.1:0', ...(options.quiet === false ? [] : ['--quiet']), ...args], env);
   await waitForOutput(r, (t) => /listening on 127\.0\.0\.1:\d+/.test(t));
   const port = Number(/listening on 127\.0\.0\.1:(\d+)/.exec(r.stdout())![1]);
   return { ...r, port };

@@ -13,7 +13,7 @@ const INVALID = 'MS_ERR_DEVICE_STATE_INVALID';
 const EXPECT = { pageSize: 4096, pageCount: 2048 };
 
 const STATE: CpuState = {
-  shape: { kind: 'hotset', pageCount: 2048, pageSize: 4096, hotStart: 100, hotPages: 128, hotThreshold: 922 },
+  shape: { kind: 'hotset', pageCount: 2048, pageSize: 4096, hotStart: 100, hotPages: 128, hotThreshold: 922, diskBlocks: [] },
   fill: 'mixed',
   seed: 7,
   stepsPerSecond: 0,
@@ -59,7 +59,7 @@ test('decode(encode(x)) keeps every field, for every workload and fill', () => {
   for (const kind of ['idle', 'uniform', 'hotset'] as const) {
     for (const fill of ['zero', 'random', 'mixed'] as const) {
       const x: CpuState = {
-        shape: { kind, pageCount: 0xffffffff, pageSize: 65536, hotStart: 0xfffffffe, hotPages: 1, hotThreshold: 1024 },
+        shape: { kind, pageCount: 0xffffffff, pageSize: 65536, hotStart: 0xfffffffe, hotPages: 1, hotThreshold: 1024, diskBlocks: [] },
         fill,
         seed: 2 ** 53 - 1,
         stepsPerSecond: 0x7fffffff,

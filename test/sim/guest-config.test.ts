@@ -57,6 +57,7 @@ test('resolveGuestConfig fills the documented defaults', () => {
     seed: 3,
     stepsPerSecond: 0,
     ramRegions: 1,
+    disks: [],
   };
   assert.equal(c, expected);
   assert.is(c.fill, 'mixed');

@@ -25,6 +25,7 @@ import type { Frame } from '../../protocol/frame-reader.js';
 import type { FrameLink } from '../../transport/channel.js';
 import { BoardState } from '../postcopy-board.js';
 import { watchProgress } from '../watchdog.js';
+import { giveBackStorage } from '../shared-storage.js';
 import { assembleReport, failureOutcome, stepRate, type Ending } from '../report.js';
 import { outcomeEvent } from '../events.js';
 import { awaitsSource, isFinalDest, lingers, queryAnswer, stepDest, type DestEvent, type DestState } from './machine.js';
@@ -71,7 +72,7 @@ export class Session {
     options: DestinationOptions,
     private readonly finish: (end: SessionEnd) => void,
   ) {
-    this.run = new DestinationRun(channel, options, hello.mode);
+    this.run = new DestinationRun(channel, options, hello.mode, hello.session);
     this.run.record.session = hello.session;
     this.attach(channel);
     this.dispatch({ type: 'hello', mode: hello.mode });
@@ -151,8 +152,12 @@ export class Session {
           return this.state.kind === 'resuming';
         }), ErrorCode.UNEXPECTED_MESSAGE);
         return;
-      case 'awaiting-confirmation':
       case 'declining':
+        // Not resuming, and the source may ask: the lease goes back before anything answers it.
+        giveBackStorage(this.run.target?.storage, this.hello.session);
+        this.linger(s);
+        return;
+      case 'awaiting-confirmation':
         this.linger(s);
         return;
       case 'postcopy-switching':
@@ -165,8 +170,11 @@ export class Session {
       case 'reconnecting':
         this.awaitRecovery(s);
         return;
-      case 'completed':
       case 'failed':
+        if (this.run.resumeSample === null) giveBackStorage(this.run.target?.storage, this.hello.session);
+        this.end(s);
+        return;
+      case 'completed':
       case 'postcopy-paused':
         this.end(s);
         return;

@@ -95,7 +95,7 @@ export class DestinationRun {
   /** Bytes received over the links that were replaced. */
   private bytesBefore = 0;
 
-  constructor(channel: FrameLink, readonly options: DestinationOptions, mode: MigrationMode) {
+  constructor(channel: FrameLink, readonly options: DestinationOptions, mode: MigrationMode, readonly session: Uint8Array) {
     this.channel = channel;
     this.record = startRecord('destination', mode);
     this.progress = throttledProgress(options.onProgress);

@@ -19,7 +19,7 @@ import { runPostcopyRunning, runPostcopySwitching } from './phases/postcopy.js';
 import { runPrecopyPass } from './phases/precopy.js';
 import { runRelease } from './phases/release.js';
 import { reconnectPass, recoverPostcopy } from './phases/recover.js';
-import { resolveDoubt } from './phases/resolve.js';
+import { DEFAULT_RESOLVE_TIMEOUT_MS, resolveDoubt } from './phases/resolve.js';
 import { runStopAndCopy } from './phases/stop-and-copy.js';
 import { awaitResumed } from './phases/switchover.js';
 import { SourceRun, type SourceOptions } from './run.js';
@@ -52,6 +52,7 @@ export async function runSource(source: MemorySource, options: SourceOptions): P
     if (state.kind !== before) run.emit({ type: 'state', role: 'source', state: state.kind, elapsedMs: performance.now() - run.record.startedAt });
   }
   run.unwatch();
+  state = await heldLeaseOrDoubt(run, state);
   await settle(run, state);
   const end = ending(state);
   const report = assembleReport(run.record, end);
@@ -103,6 +104,38 @@ function failureEvent(err: unknown, run: SourceRun): SourceEvent {
   }
   return { type: 'failed', error: e, recoverable: recovery && isLinkFailure(e) };
 }
+
+/**
+ * A guest on shared storage resumes here only while this side holds its lease. Once the lease was
+ * handed over, the destination may run the guest whatever the link said, unless it gave the lease back
+ * (a refusal, an answered NOT_RESUMED): a failure without the lease is a doubt, and the guest stays
+ * paused. The other way round, the lease settles a doubt: a destination gives it back only when it will
+ * never resume the guest, so a source that holds it again after SWITCHOVER may resume.
+ */
+async function heldLeaseOrDoubt(run: SourceRun, s: SourceState): Promise<SourceState> {
+  const storage = run.source.storage;
+  if (storage == null) return s;
+  if ((s.kind === 'failed' || s.kind === 'aborted') && !storage.holds()) {
+    // Handed over, then the link failed: a destination that saw it fail gives the lease back as it
+    // ends, which may be a moment after this side saw the failure. Wait for it as a doubt is resolved.
+    const until = performance.now() + (run.options.resolveTimeoutMs ?? DEFAULT_RESOLVE_TIMEOUT_MS);
+    while (!storage.holds() && performance.now() < until) await new Promise((r) => setTimeout(r, LEASE_POLL_MS));
+  }
+  if (s.kind === 'in-doubt') {
+    if (!storage.holds()) return s;
+    const error = new MemshiftError(s.error.code, `${s.error.message}; the destination gave the guest's lease back, so it never ran the guest: it resumes here`, { cause: s.error });
+    run.emit({ type: 'state', role: 'source', state: 'failed', elapsedMs: performance.now() - run.record.startedAt });
+    return { kind: 'failed', error };
+  }
+  if (destinationMayRun(s) || storage.holds()) return s;
+  const why = s.kind === 'failed' ? `${s.error.code}: ${s.error.message}` : s.kind;
+  const error = new MemshiftError(ErrorCode.LEASE_LOST, `the migration ended (${why}) and this side no longer holds the guest's lease (handed to the destination and not given back, or lost): the guest stays paused here; see memshift lease show`);
+  run.emit({ type: 'state', role: 'source', state: 'in-doubt', elapsedMs: performance.now() - run.record.startedAt });
+  return { kind: 'in-doubt', error };
+}
+
+/** How often a source waiting for its lease to come back looks at it. */
+const LEASE_POLL_MS = 50;
 
 /** Puts the guest where the final state says it belongs, and closes what the run opened. */
 async function settle(run: SourceRun, s: SourceState): Promise<void> {

@@ -5,7 +5,7 @@
 // resume with the page gate armed, and say RESUMED. Confirming (every missing page arrived): open the
 // gate, report the fault figures, and send POSTCOPY_DONE with the digest of the whole memory.
 //
-//   SWITCHOVER(post-copy) ─► digest ─► begin(missing) ─► urgent connected ─► load ─► resume ─► RESUMED
+//   SWITCHOVER(post-copy) ─► digest ─► begin(missing) ─► urgent connected ─► load ─► [lease] ─► resume ─► RESUMED
 //   … all-present ─► open gate ─► POSTCOPY_DONE(digest, fault latencies) ─► (COMPLETE)
 
 import { ErrorCode, MemshiftError } from '../../../errors.js';
@@ -14,6 +14,8 @@ import { encodePostcopyDone, encodeResumed, type Switchover } from '../../../pro
 import { destinationDowntime, type PostcopyStats } from '../../report.js';
 import type { DestEvent } from '../machine.js';
 import type { DestinationRun } from '../run.js';
+import { crashPoint } from '../../crash-point.js';
+import { acceptStorage } from '../../shared-storage.js';
 import { checkDigest, loadDeviceState, sendResumed } from './switchover.js';
 
 /** How long the source may take to connect the urgent channel once asked to switch over. */
@@ -26,9 +28,11 @@ export async function runPostcopySwitchover(run: DestinationRun, order: Switchov
   await withTimeout(urgent.connected, URGENT_CONNECT_TIMEOUT_MS, () => new MemshiftError(ErrorCode.CONNECTION_FAILED, 'the source did not open the urgent channel'));
   if (urgent.complete) urgent.openGate();
   const stateMs = loadDeviceState(run);
+  acceptStorage(run.target!.storage, run.session);
   const tResume = performance.now();
   await run.target!.resume();
   run.resumedAt = performance.now();
+  crashPoint('destination-after-resume');
   run.noteResumed(run.resumedAt, true);
   const resumeMs = run.resumedAt - tResume;
   run.resumeSample = { steps: run.target!.steps, at: run.resumedAt };

@@ -4,7 +4,7 @@
 // downtime back.
 //
 //   SWITCHOVER ─► digest check ─► [post-copy armed but unused: open the gate] ─► load state
-//   ─► commit (the machine: resuming, or no: the link was lost) ─► resume ─► (the machine: running) ─► RESUMED
+//   ─► [shared storage: accept the lease the source handed over, or not resuming] ─► commit (the machine: resuming, or no: the link was lost) ─► resume ─► (the machine: running) ─► RESUMED
 //
 // The commit is asked of the machine synchronously, right before the target's resume: a session that
 // failed meanwhile (and may be telling a querying source it never resumed) must not start the guest.
@@ -16,6 +16,8 @@ import { encodeResumed } from '../../../protocol/control.js';
 import { destinationDowntime, hex64 } from '../../report.js';
 import type { DestEvent } from '../machine.js';
 import type { DestinationRun } from '../run.js';
+import { crashPoint } from '../../crash-point.js';
+import { acceptStorage } from '../../shared-storage.js';
 
 /** Compares the memory digest with the one the source announced; a mismatch never resumes. */
 export function checkDigest(run: DestinationRun, order: Switchover, when: string): { digest: bigint; ms: number } {
@@ -54,6 +56,7 @@ export async function runSwitchover(run: DestinationRun, order: Switchover, comm
     await run.urgent.stop();
   }
   const stateMs = loadDeviceState(run);
+  acceptStorage(run.target!.storage, run.session);
   if (!commit()) throw new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${run.channel.peer}: the switchover ended before the guest could resume: not resuming`);
   const tResume = performance.now();
   try {
@@ -63,6 +66,7 @@ export async function runSwitchover(run: DestinationRun, order: Switchover, comm
     return { type: 'resume-failed', error };
   }
   const resumeMs = performance.now() - tResume;
+  crashPoint('destination-after-resume');
   run.noteResumed(tResume + resumeMs, false);
   run.resumeSample = { steps: run.target!.steps, at: tResume + resumeMs };
   run.record.digest = digest;

@@ -44,7 +44,7 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   run.record.session = session;
   run.record.guestBytes = source.regions.reduce((n, r) => n + r.pageCount * r.pageSize, 0);
   const ours = (options.xbzrle ? Capability.XBZRLE : 0) | (options.compress !== 'none' ? Capability.LZ4 : 0) | (wantsPostcopy ? Capability.POSTCOPY : 0) |
-    (source.unwrittenPagesAreZero === true ? Capability.UNWRITTEN_ZERO : 0);
+    (source.unwrittenPagesAreZero === true ? Capability.UNWRITTEN_ZERO : 0) | (source.storage != null ? Capability.SHARED_STORAGE : 0);
   await channel.send(encodeHello({ session, role: ChannelRole.BULK, mode: options.mode, capabilities: ours, regions: [...source.regions] }));
   const ackFrame = await inbox.expect([FrameType.HELLO_ACK], options.answerTimeoutMs);
   const ack = decodeHelloAck(ackFrame.body, 0, ackFrame.body.length);
@@ -52,6 +52,9 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   const capabilities = ack.capabilities & ours;
   const postcopy = (capabilities & Capability.POSTCOPY) !== 0 && ack.urgentPort !== 0;
   if (wantsPostcopy && !postcopy) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `${peer} cannot receive a post-copy migration`);
+  if (source.storage != null && (capabilities & Capability.SHARED_STORAGE) === 0) {
+    throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `${peer} does not reach the guest's shared storage (start it with --storage shared --disk-dir DIR)`);
+  }
   if (urgent !== null) await urgent.connect(session, { host: options.address.host, port: ack.urgentPort }, channel.peerIdentity);
   await pool.ready();
   const setupEnd = performance.now();

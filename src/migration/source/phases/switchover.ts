@@ -11,6 +11,8 @@ import { decodeResumed, encodeDeviceState, encodeSwitchover } from '../../../pro
 import { hex64 } from '../../report.js';
 import type { SourceEvent, SwitchoverSent } from '../machine.js';
 import type { SourceRun } from '../run.js';
+import { crashPoint } from '../../crash-point.js';
+import { handOverStorage } from '../../shared-storage.js';
 
 export interface SwitchoverPlan {
   mode: number;
@@ -28,6 +30,8 @@ export async function sendSwitchover(run: SourceRun, plan: SwitchoverPlan): Prom
   const tState = performance.now();
   await channel.send(encodeDeviceState(run.source.saveState()));
   const deviceStateMs = performance.now() - tState;
+  // From here the guest may run only where the lease is: the destination's once SWITCHOVER lands.
+  handOverStorage(run.source.storage, run.established.session);
   const digest = sessionDigest(run.source);
   run.record.guestSteps = run.source.steps ?? 0;
   run.record.digest = digest;
@@ -35,6 +39,7 @@ export async function sendSwitchover(run: SourceRun, plan: SwitchoverPlan): Prom
     mode: plan.mode, iterations: plan.iteration, digest, guestSteps: run.record.guestSteps,
     pagesSent: run.record.pagesTransferred, missingPages: plan.missingPages,
   }));
+  crashPoint('source-after-switchover-sent');
   const sent: SwitchoverSent = {
     pausedAt: plan.pausedAt, pauseMs: plan.pauseMs, finalPagesMs: plan.finalPagesMs, finalPages: plan.finalPages, deviceStateMs, digest,
   };

@@ -1,0 +1,137 @@
+// The simulated guest's disks: sparse image files written by one step in 256, deterministically, so
+// that a replay reproduces them; the RAM of a guest is the same with or without disks; the vCPU thread
+// writes exactly what the replay writes; the device state carries the disks (version 2) and a receiving
+// guest checks them against the shared storage it was given.
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, truncateSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SimulatedGuest, decodeCpuState, encodeCpuState, ramRegions, replay, type CpuState } from '../../src/sim/index.js';
+import { SMALL_SLABS, expectCode, guestConfig, regionImage } from '../_support/guest-helpers.js';
+
+const MiB = 1 << 20;
+let dir = '';
+test.before.each(() => {
+  dir = mkdtempSync(join(tmpdir(), 'memshift-disk-'));
+});
+test.after.each(() => rmSync(dir, { recursive: true, force: true }));
+
+function sub(name: string): string {
+  const d = join(dir, name);
+  rmSync(d, { recursive: true, force: true });
+  mkdirSync(d);
+  return d;
+}
+
+function blocksWritten(image: string): number {
+  const b = readFileSync(image);
+  let n = 0;
+  for (let i = 0; i < b.length; i += 4096) if (b.subarray(i, i + 4096).some((x) => x !== 0)) n++;
+  return n;
+}
+
+test('disks change no byte of RAM, and two replays write identical disks; about one step in 256 writes one', () => {
+  const plain = guestConfig({ memoryBytes: 8 * MiB, seed: 3 });
+  const withDisks = guestConfig({ memoryBytes: 8 * MiB, seed: 3, disks: [4 * MiB, 1 * MiB] });
+  const a = sub('a');
+  const b = sub('b');
+  const ram = regionImage(replay(plain, 300_000));
+  assert.ok(Buffer.compare(Buffer.from(regionImage(replay(withDisks, 300_000, {}, a))), Buffer.from(ram)) === 0, 'RAM unchanged by disks');
+  replay(withDisks, 300_000, {}, b);
+  for (const name of ['disk0.img', 'disk1.img']) assert.ok(readFileSync(join(a, name)).equals(readFileSync(join(b, name))), name);
+  const blocks = blocksWritten(join(a, 'disk0.img')) + blocksWritten(join(a, 'disk1.img'));
+  // 300k steps / 256 ≈ 1170 writes over 1280 blocks, some twice: several hundred distinct blocks.
+  assert.ok(blocks > 500 && blocks < 1280, `${blocks} blocks written`);
+  replay(withDisks, 300_001, {}, b);
+  const differing = ['disk0.img', 'disk1.img'].filter((n) => !readFileSync(join(a, n)).equals(readFileSync(join(b, n))));
+  assert.ok(differing.length <= 1, 'one more step writes at most one record');
+});
+
+test('the vCPU thread writes the disks exactly as the replay does, and flushes them at each pause', async () => {
+  const config = guestConfig({ memoryBytes: 8 * MiB, seed: 9, disks: [2 * MiB] });
+  const live = sub('live');
+  const g = SimulatedGuest.create(config, SMALL_SLABS, { diskDir: live, shared: false });
+  try {
+    await g.runUntil(123_457);
+    const ref = sub('ref');
+    const memory = replay(config, 123_457, {}, ref);
+    assert.ok(readFileSync(join(live, 'disk0.img')).equals(readFileSync(join(ref, 'disk0.img'))), 'disk equals the replay');
+    assert.ok(Buffer.from(regionImage(g.memory)).equals(Buffer.from(regionImage(memory))), 'RAM equals the replay');
+    assert.ok(g.diskImages[0].blocks === 512);
+    // The dirty-block bitmap marks every block the vCPU wrote.
+    const dirty = new Int32Array(g.diskImages[0].dirty);
+    let marked = 0;
+    for (const w of dirty) for (let bit = 0; bit < 32; bit++) if ((w >>> bit) & 1) marked++;
+    assert.is(marked, blocksWritten(join(live, 'disk0.img')));
+  } finally {
+    await g.close();
+  }
+});
+
+const STATE: CpuState = {
+  shape: { kind: 'hotset', pageCount: 2048, pageSize: 4096, hotStart: 0, hotPages: 128, hotThreshold: 922, diskBlocks: [1024, 256] },
+  fill: 'mixed', seed: 7, stepsPerSecond: 0, counters: { prng: [1, 2, 3, 4], steps: 99 }, storage: 'shared',
+};
+const EXPECT = { pageSize: 4096, pageCount: 2048 };
+
+test('a device state with disks is version 2 and round-trips; one without is still version 1, 64 bytes', () => {
+  const bytes = encodeCpuState(STATE);
+  assert.is(bytes.length, 64 + 8 + 8);
+  assert.is(new DataView(bytes.buffer).getUint16(4, true), 2);
+  assert.equal(decodeCpuState(bytes, EXPECT), STATE);
+  const plain = encodeCpuState({ ...STATE, shape: { ...STATE.shape, diskBlocks: [] }, storage: undefined });
+  assert.is(plain.length, 64);
+  assert.is(new DataView(plain.buffer).getUint16(4, true), 1);
+  expectCode(() => encodeCpuState({ ...STATE, storage: undefined }), 'MS_ERR_DEVICE_STATE_INVALID');
+});
+
+test('a hostile disk section is refused before anything is loaded', () => {
+  const good = encodeCpuState(STATE);
+  const edit = (f: (dv: DataView) => void, bytes = good.slice()): Uint8Array => {
+    f(new DataView(bytes.buffer));
+    return bytes;
+  };
+  const cases: [string, Uint8Array, RegExp][] = [
+    ['no disk', edit((dv) => dv.setUint8(64, 0)), /0 disks/],
+    ['nine disks', edit((dv) => dv.setUint8(64, 9)), /9 disks/],
+    ['more disks than bytes', edit((dv) => dv.setUint8(64, 3)), /3 disks do not fit|length/],
+    ['an unknown storage', edit((dv) => dv.setUint8(65, 2)), /storage 2/],
+    ['reserved bits', edit((dv) => dv.setUint16(66, 1, true)), /reserved/],
+    ['a disk of no block', edit((dv) => dv.setUint32(72, 0, true)), /0 blocks/],
+    ['a disk past 1 TiB', edit((dv) => dv.setUint32(76, 2 ** 28 + 1, true)), /blocks/],
+    ['a byte too many', new Uint8Array([...good, 0]), /length/],
+    ['the disk section cut short', good.slice(0, 70), /length/],
+  ];
+  for (const [what, bytes, message] of cases) {
+    const e = expectCode(() => decodeCpuState(bytes, EXPECT), 'MS_ERR_DEVICE_STATE_INVALID', what);
+    assert.match(e.message, message, what);
+  }
+});
+
+test('a receiving guest refuses disks it cannot reach: no shared storage, a missing image, an image of another size', async () => {
+  const config = guestConfig({ memoryBytes: 8 * MiB, seed: 9, disks: [2 * MiB] });
+  const shared = sub('shared');
+  const source = SimulatedGuest.create(config, SMALL_SLABS, { diskDir: shared, shared: true });
+  try {
+    const state = source.saveState();
+    const regions = ramRegions(config);
+    const local = SimulatedGuest.receiving(regions, SMALL_SLABS);
+    assert.match(expectCode(() => local.checkState(state), 'MS_ERR_DEVICE_STATE_INVALID').message, /shared storage/);
+    const elsewhere = SimulatedGuest.receiving(regions, SMALL_SLABS, { diskDir: sub('empty'), shared: true });
+    assert.match(expectCode(() => elsewhere.checkState(state), 'MS_ERR_DEVICE_STATE_INVALID').message, /disk0\.img/);
+    const wrong = sub('wrong');
+    writeFileSync(join(wrong, 'disk0.img'), '');
+    truncateSync(join(wrong, 'disk0.img'), MiB);
+    const resized = SimulatedGuest.receiving(regions, SMALL_SLABS, { diskDir: wrong, shared: true });
+    assert.match(expectCode(() => resized.checkState(state), 'MS_ERR_DEVICE_STATE_INVALID').message, /1048576 B/);
+    const right = SimulatedGuest.receiving(regions, SMALL_SLABS, { diskDir: shared, shared: true });
+    right.checkState(state);
+    for (const g of [local, elsewhere, resized, right]) await g.close();
+  } finally {
+    await source.close();
+  }
+});
+
+test.run();
