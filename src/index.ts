@@ -53,6 +53,7 @@ export { saveGuest, type SaveOptions, type SaveResult, type SavePass } from './m
 export { restoreGuest, type RestoreResult } from './migration/restore.js';
 export { SAVE_VERSION } from './protocol/save-file.js';
 export { readLease, takeLease, renewLease, handOverLease, releaseLease, breakLease, holdsLease, type LeaseRecord } from './storage/lease.js';
+export { announce, ANNOUNCE_DEFAULTS, type AnnounceOptions, type Announcement } from './net/announce.js';
 export { LeasedImages, UnnamedImages, DEFAULT_LEASE_TTL_MS, runnerName, type RunnerHooks } from './storage/leased-images.js';
 export { COMPRESS_MODES, type CompressMode } from './migration/compression.js';
 export type { MigrationMode } from './protocol/constants.js';

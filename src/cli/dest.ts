@@ -15,12 +15,15 @@ import { securityFlags, securityFrom } from './security-flags.js';
 import { progressPrinter } from './progress.js';
 import { openEvents } from './events-file.js';
 import { storageFlags, storageFrom } from './storage-flags.js';
+import { nicDeviceFlag, onResumeFlag, runOnResume } from './network-flags.js';
 import { join } from 'node:path';
 
 export const destFlags: Flags = {
   listen: { type: 'string', value: 'HOST:PORT', help: 'address to wait on (port 0: any free port)' },
   ...securityFlags,
   ...storageFlags,
+  ...nicDeviceFlag,
+  ...onResumeFlag,
   report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
   events: { type: 'string', value: 'FILE|-', help: 'write events and progress as NDJSON here (- for stdout, after the listening line)' },
   'dump-memory': { type: 'string', value: 'FILE', help: 'write the RAM image (all RAM regions, in order) after the guest paused' },
@@ -49,7 +52,11 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
   // Checked now, not when the first source connects: a bad value is a usage error, not a refused guest.
   GuestMemory.checkOptions({ maxSlabBytes });
   checkOutputPaths(a, ['report', 'dump-memory', 'events']);
-  const storage = storageFrom(a, null);
+  const host = {
+    storage: storageFrom(a, null), nicDevice: optionalString(a, 'guest-dev') ?? null,
+    nicEvents: { onError: (message: string) => console.error(`memshift dest: ${message}`) },
+  };
+  const onResume = optionalString(a, 'on-resume');
   const memory = optionalString(a, 'memory');
   let prepared: SimulatedGuest | null = null;
   if (memory !== undefined) {
@@ -57,14 +64,16 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
       memoryBytes: parseSize(memory, '--memory'), pageSize: GUEST_DEFAULTS.pageSize,
       ramRegions: parseInteger(requireString(a, 'ram-regions'), '--ram-regions', 1, MAX_RAM_REGIONS),
     });
-    prepared = SimulatedGuest.receiving(regions, { maxSlabBytes }, storage);
+    prepared = SimulatedGuest.receiving(regions, { maxSlabBytes }, host);
     if (k > 0) prepared.limitRunAfterResume(k);
   }
   const receiving = (regions: readonly Region[]): SimulatedGuest => {
-    const guest = SimulatedGuest.receiving(regions, { maxSlabBytes }, storage);
+    const guest = SimulatedGuest.receiving(regions, { maxSlabBytes }, host);
+    received = guest;
     if (k > 0) guest.limitRunAfterResume(k);
     return guest;
   };
+  let received: SimulatedGuest | null = prepared;
   const { server, address } = await listen(requireString(a, 'listen'));
   const printer = progressPrinter();
   const events = openEvents(optionalString(a, 'events'));
@@ -83,7 +92,15 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
         events?.progress(p);
         if (!a.quiet) printer.update(p);
       },
-      onEvent: events === null ? undefined : (e) => events.event(e),
+      onEvent: (e) => {
+        events?.event(e);
+        if (onResume !== undefined && e.type === 'state' && (e.state === 'running' || e.state === 'postcopy-running')) {
+          const identity = received?.config?.network;
+          runOnResume(onResume, {
+            MEMSHIFT_STATE: e.state, MEMSHIFT_GUEST_IP: identity?.ip ?? '', MEMSHIFT_GUEST_MAC: identity?.mac ?? '',
+          }, (line) => console.error(`memshift dest: ${line}`));
+        }
+      },
       onLog: (line, level) => {
         if (a.quiet && level !== 'notice') return;
         printer.done();
@@ -110,10 +127,9 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
   }
   try {
     if (report.outcome === 'completed' && guest !== null) {
-      await guest.pause();
-      // It stops itself at resume + K; a migration that ended sooner leaves it short of that: run on to it.
-      const stopAt = guest.stopAtAfterResume;
-      if (stopAt !== null && guest.steps < stopAt) await guest.runUntil(stopAt);
+      // It stops itself at resume + K (serving its network until then), or pauses now without a limit.
+      if (guest.stopAtAfterResume !== null) await guest.finishLimitedRun();
+      else await guest.pause();
       report.guestSteps = guest.steps;
       report.contentDigest = formatDigest(guest.memory.contentDigest());
       const dump = optionalString(a, 'dump-memory');

@@ -15,6 +15,7 @@ import { ExitStatus, exitStatusOf } from './exit-status.js';
 import { progressPrinter } from './progress.js';
 import { openEvents } from './events-file.js';
 import { storageFlags, storageFrom } from './storage-flags.js';
+import { guestNetworkFlags, guestNetworkFrom, nicDeviceFlag } from './network-flags.js';
 
 export const sourceFlags: Flags = {
   connect: { type: 'string', value: 'HOST:PORT', help: 'destination to migrate to' },
@@ -22,6 +23,8 @@ export const sourceFlags: Flags = {
   ...serverNameFlag,
   ...guestFlags,
   ...storageFlags,
+  ...guestNetworkFlags,
+  ...nicDeviceFlag,
   mode: { type: 'string', value: MIGRATION_MODES.join('|'), help: 'migration mode', default: 'live' },
   'downtime-limit': { type: 'string', value: 'MS', help: 'switch over when expected downtime is at most this', default: '300' },
   'max-iterations': { type: 'string', value: 'N', help: 'pre-copy iteration cap', default: '30' },
@@ -63,10 +66,14 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
   const warmupMs = parseInteger(requireString(a, 'warmup'), '--warmup');
   checkOutputPaths(a, ['report', 'dump-memory', 'events']);
   const storage = storageFrom(a, config.disks.length);
+  const network = guestNetworkFrom(a);
   const guest = SimulatedGuest.create(config, {
     maxSlabBytes: parseSize(requireString(a, 'slab-size'), '--slab-size'),
     cacheBytes: xbzrle === 'on' ? parseSize(requireString(a, 'cache-size'), '--cache-size') : 0,
-  }, storage);
+  }, {
+    storage, network, nicDevice: optionalString(a, 'guest-dev') ?? null,
+    nicEvents: { onError: (message) => console.error(`memshift source: ${message}`) },
+  });
   const printer = progressPrinter();
   const events = openEvents(optionalString(a, 'events'));
   let report: Report;

@@ -9,6 +9,10 @@
 import '../wasm/webassembly-types.js';
 
 export { SimulatedGuest, replay } from './simulated-guest.js';
+export type { GuestHostOptions, GuestStorageOptions } from './simulated-guest.js';
+export type { GuestNetwork } from './cpu-state.js';
+export { GuestNic } from './guest-nic.js';
+export { diskImagePath } from './disk.js';
 export { RAM_REGION_ID, ramRegions, ramRegionIds } from './ram-layout.js';
 export {
   resolveGuestConfig, GUEST_DEFAULTS, FILL_KINDS, WORKLOAD_KINDS, MAX_RAM_REGIONS, RAM_REGION_ALIGN_PAGES,

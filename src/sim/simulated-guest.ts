@@ -18,6 +18,8 @@ import { GuestDisk, diskImagePath } from './disk.js';
 import { DISK_BLOCK_BYTES } from './guest-config.js';
 import { statSync } from 'node:fs';
 import { LeasedImages, UnnamedImages, runnerName } from '../storage/leased-images.js';
+import { GuestNic, type NicEvents } from './guest-nic.js';
+import type { GuestNetwork } from './cpu-state.js';
 
 /** Where a guest's disks live (`disk0.img`, … in `diskDir`), and whether the other host reaches them too. */
 export interface GuestStorageOptions {
@@ -25,6 +27,16 @@ export interface GuestStorageOptions {
   /** On storage both hosts reach: the images are leased (one runner at a time) and never copied. */
   shared: boolean;
   leaseTtlMs?: number;
+}
+
+/** What a host gives a guest beyond its memory: where its disks live, and the device its NIC plugs into. */
+export interface GuestHostOptions {
+  storage?: GuestStorageOptions | null;
+  /** A source guest's network identity (it then travels in the device state). */
+  network?: GuestNetwork | null;
+  /** The host device the guest's NIC is plugged into while it runs here; without one the identity travels and nothing is plugged. */
+  nicDevice?: string | null;
+  nicEvents?: NicEvents;
 }
 
 /** Fills the RAM regions' slabs with the guest's initial contents, keyed by guest page (not region page). */
@@ -62,15 +74,18 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
   private leased: LeasedImages | null = null;
   private fenced: MemshiftError | null = null;
   private readonly storageOptions: GuestStorageOptions | null;
+  private readonly host: GuestHostOptions;
+  private nic: GuestNic | null = null;
   private vcpu: Vcpu | null = null;
   private state: CpuState | null;
   /** Set when the guest runs post-copy: the vCPU waits on missing pages. */
   private gate: PageGateInit | null = null;
 
-  private constructor(memory: GuestMemory, state: CpuState | null, storage: GuestStorageOptions | null) {
+  private constructor(memory: GuestMemory, state: CpuState | null, host: GuestHostOptions) {
     this.memory = memory;
     this.state = state;
-    this.storageOptions = storage;
+    this.host = host;
+    this.storageOptions = host.storage ?? null;
   }
 
   /**
@@ -78,7 +93,8 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
    * disks needs `storage`; on shared storage it takes the images' leases before touching them
    * (MS_ERR_LEASE_HELD when another runner holds one), then creates them empty.
    */
-  static create(config: GuestConfig, options: GuestMemoryOptions = {}, storage: GuestStorageOptions | null = null): SimulatedGuest {
+  static create(config: GuestConfig, options: GuestMemoryOptions = {}, host: GuestHostOptions = {}): SimulatedGuest {
+    const storage = host.storage ?? null;
     if (config.disks.length > 0 && storage === null) throw invalidArgument('diskDir', 'a guest with disks needs a directory for their images');
     let leased: LeasedImages | null = null;
     if (config.disks.length > 0 && storage!.shared) {
@@ -86,14 +102,15 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
       leased.take(runnerName('source'));
     }
     try {
-      return SimulatedGuest.createLeased(config, options, storage, leased);
+      return SimulatedGuest.createLeased(config, options, host, leased);
     } catch (err) {
       leased?.release();
       throw err;
     }
   }
 
-  private static createLeased(config: GuestConfig, options: GuestMemoryOptions, storage: GuestStorageOptions | null, leased: LeasedImages | null): SimulatedGuest {
+  private static createLeased(config: GuestConfig, options: GuestMemoryOptions, host: GuestHostOptions, leased: LeasedImages | null): SimulatedGuest {
+    const storage = host.storage ?? null;
     const memory = GuestMemory.allocate(ramRegions(config), options);
     fillGuest(memory, config);
     // The fill is a write like any other: marked, so that unwritten pages are exactly the zero ones.
@@ -102,7 +119,9 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     const guest = new SimulatedGuest(memory, {
       shape, fill: config.fill, seed: config.seed, stepsPerSecond: config.stepsPerSecond, counters: initialCounters(config),
       ...(leased !== null ? { storage: 'shared' as const } : {}),
-    }, storage);
+      ...(host.network != null ? { network: host.network } : {}),
+    }, host);
+    guest.nic = guest.nicFor(host.network ?? undefined);
     guest.disks = config.disks.map((bytes, i) => GuestDisk.create(diskImagePath(storage!.diskDir, i), bytes));
     if (leased !== null) guest.useLease(leased);
     guest.startVcpu();
@@ -128,6 +147,18 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     return this.disks;
   }
 
+  /** The guest's NIC on this host, when it has an identity and the host named a device for it. */
+  private nicFor(identity: GuestNetwork | undefined): GuestNic | null {
+    const device = this.host.nicDevice ?? null;
+    if (identity === undefined || device === null) return null;
+    return new GuestNic(identity, device, () => this.steps, this.host.nicEvents);
+  }
+
+  /** The guest's NIC here (null without an identity or a device). */
+  get networkInterface(): GuestNic | null {
+    return this.nic;
+  }
+
   private useLease(leased: LeasedImages): void {
     this.leased = leased;
     leased.bind({
@@ -147,9 +178,9 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
    * resuming after the switchover costs a message rather than a thread start; the workload arrives
    * with the device state.
    */
-  static receiving(regions: readonly Region[], options: GuestMemoryOptions = {}, storage: GuestStorageOptions | null = null): SimulatedGuest {
+  static receiving(regions: readonly Region[], options: GuestMemoryOptions = {}, host: GuestHostOptions = {}): SimulatedGuest {
     ramRegionsOf(regions);
-    const guest = new SimulatedGuest(GuestMemory.allocate(regions, options), null, storage);
+    const guest = new SimulatedGuest(GuestMemory.allocate(regions, options), null, host);
     guest.vcpu = new Vcpu(ramSlabs(guest.memory), { stepsPerSecond: 0 });
     return guest;
   }
@@ -191,6 +222,8 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     if (this.vcpu === null || !this.vcpu.isConfigured) return;
     const counters = await this.vcpu.pause();
     if (this.state !== null) this.state.counters = counters;
+    // Off the LAN while paused; not awaited: the pause is on the downtime's path, the NIC's steps are ordered.
+    void this.nic?.unplug();
   }
 
   async resume(): Promise<void> {
@@ -198,12 +231,14 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     this.startVcpu();
     if (this.runAfterResume === null) {
       await this.vcpu!.resume();
+      void this.nic?.plug();
       return;
     }
     // Paused here, so the state's counters are exact (the vCPU publishes its own count a batch late).
     this.resumeStopAt = (this.state?.counters.steps ?? this.steps) + this.runAfterResume;
     this.runAfterResume = null;
     await this.vcpu!.resumeUntil(this.resumeStopAt);
+    void this.nic?.plug();
   }
 
   /**
@@ -214,6 +249,18 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
   limitRunAfterResume(steps: number): void {
     if (!Number.isSafeInteger(steps) || steps < 0) throw invalidArgument('steps', 'must be a non-negative integer', steps);
     this.runAfterResume = steps;
+  }
+
+  /**
+   * Lets a limited resume run to its stop point, then pauses (the guest stays plugged in while it runs).
+   * A guest that stopped short of it (paused by someone else) runs on to it paused.
+   */
+  async finishLimitedRun(): Promise<void> {
+    const stopAt = this.resumeStopAt;
+    if (stopAt === null || this.vcpu === null) return;
+    if (this.vcpu.running) await this.vcpu.waitUntilPaused();
+    await this.pause();
+    if (this.steps < stopAt) await this.runUntil(stopAt);
   }
 
   /** Where the last limited resume stops (null: none was limited). */
@@ -260,6 +307,7 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     const dir = this.storageOptions?.diskDir ?? '';
     const blocks = state.shape.diskBlocks;
     if (blocks.length > 0 && this.disks.length === 0) this.disks = blocks.map((b, i) => GuestDisk.open(diskImagePath(dir, i), b * DISK_BLOCK_BYTES));
+    this.nic ??= this.nicFor(state.network);
     this.state = state;
     this.contentArrived = true;
   }
@@ -310,6 +358,7 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
       if (this.state !== null && v.isConfigured && !v.running) this.state.counters = v.counters();
       await v.exit();
     }
+    await this.nic?.unplug();
     this.leased?.release();
     for (const d of this.disks) d.close();
   }

@@ -134,6 +134,13 @@ export class Vcpu {
     return this.counters();
   }
 
+  /** Waits until the thread stops by itself (at the stop point of `resumeUntil`); call only with one set. */
+  async waitUntilPaused(): Promise<void> {
+    const i32 = this.ctl.i32;
+    while (Atomics.load(i32, Ctl.STATUS) === VcpuStatus.RUNNING && !this.exited) await waitForChange(i32, Ctl.STATUS, VcpuStatus.RUNNING, 1000);
+    this.checkAlive();
+  }
+
   async exit(): Promise<void> {
     if (this.exited) return;
     // A vCPU blocked on a post-copy fault never acknowledges: give it a moment, then end the thread.

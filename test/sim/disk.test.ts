@@ -52,7 +52,7 @@ test('disks change no byte of RAM, and two replays write identical disks; about 
 test('the vCPU thread writes the disks exactly as the replay does, and flushes them at each pause', async () => {
   const config = guestConfig({ memoryBytes: 8 * MiB, seed: 9, disks: [2 * MiB] });
   const live = sub('live');
-  const g = SimulatedGuest.create(config, SMALL_SLABS, { diskDir: live, shared: false });
+  const g = SimulatedGuest.create(config, SMALL_SLABS, { storage: { diskDir: live, shared: false } });
   try {
     await g.runUntil(123_457);
     const ref = sub('ref');
@@ -78,7 +78,7 @@ const EXPECT = { pageSize: 4096, pageCount: 2048 };
 
 test('a device state with disks is version 2 and round-trips; one without is still version 1, 64 bytes', () => {
   const bytes = encodeCpuState(STATE);
-  assert.is(bytes.length, 64 + 8 + 8);
+  assert.is(bytes.length, 64 + 4 + 4 + 8);
   assert.is(new DataView(bytes.buffer).getUint16(4, true), 2);
   assert.equal(decodeCpuState(bytes, EXPECT), STATE);
   const plain = encodeCpuState({ ...STATE, shape: { ...STATE.shape, diskBlocks: [] }, storage: undefined });
@@ -89,16 +89,19 @@ test('a device state with disks is version 2 and round-trips; one without is sti
 
 test('a hostile disk section is refused before anything is loaded', () => {
   const good = encodeCpuState(STATE);
-  const edit = (f: (dv: DataView) => void, bytes = good.slice()): Uint8Array => {
+  const edit = (f: (dv: DataView) => void, bytes: Uint8Array = good.slice()): Uint8Array => {
     f(new DataView(bytes.buffer));
     return bytes;
   };
   const cases: [string, Uint8Array, RegExp][] = [
-    ['no disk', edit((dv) => dv.setUint8(64, 0)), /0 disks/],
-    ['nine disks', edit((dv) => dv.setUint8(64, 9)), /9 disks/],
-    ['more disks than bytes', edit((dv) => dv.setUint8(64, 3)), /3 disks do not fit|length/],
-    ['an unknown storage', edit((dv) => dv.setUint8(65, 2)), /storage 2/],
-    ['reserved bits', edit((dv) => dv.setUint16(66, 1, true)), /reserved/],
+    ['no disk', edit((dv) => dv.setUint8(68, 0)), /0 disks/],
+    ['nine disks', edit((dv) => dv.setUint8(68, 9)), /9 disks/],
+    ['more disks than bytes', edit((dv) => dv.setUint8(68, 3)), /for 3 disks/],
+    ['an unknown storage', edit((dv) => dv.setUint8(69, 2)), /storage 2/],
+    ['reserved bits', edit((dv) => dv.setUint16(70, 1, true)), /reserved/],
+    ['an unknown section', edit((dv) => dv.setUint16(64, 9, true)), /unknown section 9/],
+    ['a section longer than the state', edit((dv) => dv.setUint16(66, 200, true)), /does not fit/],
+    ['version 2 without a section', edit((dv) => dv.setUint16(4, 2, true), encodeCpuState({ ...STATE, shape: { ...STATE.shape, diskBlocks: [] }, storage: undefined })), /at least one section/],
     ['a disk of no block', edit((dv) => dv.setUint32(72, 0, true)), /0 blocks/],
     ['a disk past 1 TiB', edit((dv) => dv.setUint32(76, 2 ** 28 + 1, true)), /blocks/],
     ['a byte too many', new Uint8Array([...good, 0]), /length/],
@@ -110,23 +113,53 @@ test('a hostile disk section is refused before anything is loaded', () => {
   }
 });
 
+test('the network identity travels in its own section, after the disks, and every bad field is refused', () => {
+  const network = { mac: '52:54:00:12:34:56', ip: '10.78.0.50', prefixLength: 24, servicePort: 7000 };
+  const both = encodeCpuState({ ...STATE, network });
+  assert.is(both.length, 64 + 16 + 4 + 14);
+  assert.equal(decodeCpuState(both, EXPECT), { ...STATE, network });
+  const alone = encodeCpuState({ ...STATE, shape: { ...STATE.shape, diskBlocks: [] }, storage: undefined, network });
+  assert.equal(decodeCpuState(alone, EXPECT).network, network);
+  const at = 64 + 4; // the network body, when it is the only section
+  const edit = (f: (b: Uint8Array, dv: DataView) => void): Uint8Array => {
+    const b = alone.slice();
+    f(b, new DataView(b.buffer));
+    return b;
+  };
+  const cases: [string, Uint8Array, RegExp][] = [
+    ['a multicast MAC', edit((b) => { b[at] = 1; }), /multicast/],
+    ['prefix /0', edit((b) => { b[at + 10] = 0; }), /prefix \/0/],
+    ['prefix /33', edit((b) => { b[at + 10] = 33; }), /prefix \/33/],
+    ['a reserved byte', edit((b) => { b[at + 11] = 1; }), /reserved/],
+    ['a short body', edit((_, dv) => dv.setUint16(66, 13, true)), /length|network section/],
+    ['network before disks', (() => {
+      const b = both.slice();
+      new DataView(b.buffer).setUint16(64, 2, true);
+      return b;
+    })(), /network section|after section/],
+  ];
+  for (const [what, bytes, message] of cases) assert.match(expectCode(() => decodeCpuState(bytes, EXPECT), 'MS_ERR_DEVICE_STATE_INVALID', what).message, message, what);
+  expectCode(() => encodeCpuState({ ...STATE, network: { ...network, mac: '52:54:00:12:34' } }), 'MS_ERR_DEVICE_STATE_INVALID');
+  expectCode(() => encodeCpuState({ ...STATE, network: { ...network, ip: '10.78.0.256' } }), 'MS_ERR_DEVICE_STATE_INVALID');
+});
+
 test('a receiving guest refuses disks it cannot reach: no shared storage, a missing image, an image of another size', async () => {
   const config = guestConfig({ memoryBytes: 8 * MiB, seed: 9, disks: [2 * MiB] });
   const shared = sub('shared');
-  const source = SimulatedGuest.create(config, SMALL_SLABS, { diskDir: shared, shared: true });
+  const source = SimulatedGuest.create(config, SMALL_SLABS, { storage: { diskDir: shared, shared: true } });
   try {
     const state = source.saveState();
     const regions = ramRegions(config);
     const local = SimulatedGuest.receiving(regions, SMALL_SLABS);
     assert.match(expectCode(() => local.checkState(state), 'MS_ERR_DEVICE_STATE_INVALID').message, /shared storage/);
-    const elsewhere = SimulatedGuest.receiving(regions, SMALL_SLABS, { diskDir: sub('empty'), shared: true });
+    const elsewhere = SimulatedGuest.receiving(regions, SMALL_SLABS, { storage: { diskDir: sub('empty'), shared: true } });
     assert.match(expectCode(() => elsewhere.checkState(state), 'MS_ERR_DEVICE_STATE_INVALID').message, /disk0\.img/);
     const wrong = sub('wrong');
     writeFileSync(join(wrong, 'disk0.img'), '');
     truncateSync(join(wrong, 'disk0.img'), MiB);
-    const resized = SimulatedGuest.receiving(regions, SMALL_SLABS, { diskDir: wrong, shared: true });
+    const resized = SimulatedGuest.receiving(regions, SMALL_SLABS, { storage: { diskDir: wrong, shared: true } });
     assert.match(expectCode(() => resized.checkState(state), 'MS_ERR_DEVICE_STATE_INVALID').message, /1048576 B/);
-    const right = SimulatedGuest.receiving(regions, SMALL_SLABS, { diskDir: shared, shared: true });
+    const right = SimulatedGuest.receiving(regions, SMALL_SLABS, { storage: { diskDir: shared, shared: true } });
     right.checkState(state);
     for (const g of [local, elsewhere, resized, right]) await g.close();
   } finally {

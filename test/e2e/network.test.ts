@@ -1,0 +1,100 @@
+// The guest's network follows it (needs root: network namespaces, a bridge, macvlan, arping). A
+// source host, a destination host and a client on one switch (test/_support/lan.ts); the guest's
+// address and MAC live on the source host's guest NIC while it runs there, and move at switchover: the
+// destination plugs them in on resume and announces them with gratuitous ARP. A client that keeps
+// asking the guest's service (its step count) reaches the source's guest, then the destination's, never
+// both interleaved; the switch's forwarding table moves the guest's MAC to the destination's port; the
+// --on-resume hook runs. The client-visible outage is printed beside the memory downtime.
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { deadline } from '../_support/deadline.js';
+import { createLan, type Lan } from '../_support/lan.js';
+import { diffAgainstReplay, type GuestCase } from '../_support/migration.js';
+import { perTestDir } from '../_support/per-test-dir.js';
+import { memshift, waitForOutput } from '../_support/processes.js';
+
+const CLIENT = fileURLToPath(new URL('../_support/service-client.js', import.meta.url));
+const GUEST_IP = '10.78.0.50';
+const GUEST_MAC = '52:54:00:4d:53:01';
+const SERVICE_PORT = 7000;
+
+const dir = perTestDir(test, 'memshift-lan-');
+let lan: Lan | null = null;
+let client: ChildProcess | null = null;
+test.after.each(() => {
+  client?.kill('SIGKILL');
+  client = null;
+  lan?.remove();
+  lan = null;
+});
+
+interface Attempt {
+  at: number;
+  steps: number | null;
+}
+
+for (const mode of ['live', 'hybrid'] as const) {
+  test(`${mode}: the guest's address moves with it; the client reaches the source's guest, then the destination's; the switch learns the new port`, deadline(90_000, async () => {
+    lan = createLan();
+    const c: GuestCase = { seed: mode === 'live' ? 61 : 62, memory: '32MiB' };
+    const dest = memshift([
+      'dest', '--listen', `${lan.destAddress}:7301`, '--guest-dev', 'g0', '--run-steps', '250000', '--quiet',
+      '--on-resume', `echo "$MEMSHIFT_GUEST_IP $MEMSHIFT_GUEST_MAC $MEMSHIFT_STATE" > ${dir.file('on-resume.txt')}`,
+      '--report', dir.file('dest.json'), '--dump-memory', dir.file('dest.img'),
+    ], {}, { netns: lan.dest });
+    await waitForOutput(dest, (t) => t.includes('listening on'));
+    const attempts: Attempt[] = [];
+    client = spawn('ip', ['netns', 'exec', lan.client, process.execPath, CLIENT, GUEST_IP, String(SERVICE_PORT)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let clientOut = '';
+    client.stdout!.on('data', (d: Buffer) => { clientOut += d.toString(); });
+    const clientDone = new Promise<void>((r) => client!.once('close', () => r()));
+    const ports: { at: number; port: string | null }[] = [];
+    const sampler = setInterval(() => ports.push({ at: Date.now(), port: lan!.portOfMac(GUEST_MAC) }), 20);
+    const source = memshift([
+      'source', '--connect', `${lan.destAddress}:7301`, '--memory', c.memory!, '--seed', String(c.seed), '--dirty-rate', '100000',
+      '--guest-ip', `${GUEST_IP}/24`, '--guest-mac', GUEST_MAC, '--guest-port', String(SERVICE_PORT), '--guest-dev', 'g0',
+      '--mode', mode, ...(mode === 'hybrid' ? ['--postcopy-after', '1'] : ['--downtime-limit', '50']), '--warmup', '1500', '--quiet',
+      '--report', dir.file('source.json'),
+    ], {}, { netns: lan.source });
+    const [s, d] = await Promise.all([source.done, dest.done]);
+    clearInterval(sampler);
+    client.kill('SIGTERM');
+    await clientDone;
+    assert.is(s.code, 0, s.stderr);
+    assert.is(d.code, 0, d.stderr);
+    attempts.push(...(JSON.parse(clientOut) as Attempt[]));
+    const src = dir.report('source.json');
+    const dst = dir.report('dest.json');
+    assert.is(diffAgainstReplay(dir.file('dest.img'), c, dst.guestSteps), null, 'destination memory after it ran on');
+
+    // Answers up to the pause point came from the source's guest; later ones from the destination's.
+    const paused = src.guestSteps;
+    const answered = attempts.filter((a) => a.steps !== null) as { at: number; steps: number }[];
+    const fromSource = answered.filter((a) => a.steps <= paused);
+    const fromDest = answered.filter((a) => a.steps > paused);
+    assert.ok(fromSource.length > 10, `the client reached the guest on the source (${fromSource.length} answers)`);
+    assert.ok(fromDest.length > 10, `the client reached the guest on the destination (${fromDest.length} answers)`);
+    const lastSource = fromSource[fromSource.length - 1].at;
+    const firstDest = fromDest[0].at;
+    assert.ok(lastSource <= firstDest, 'never answered by both hosts in turn: the source stopped answering before the destination started');
+    assert.ok(fromDest.every((a, i) => i === 0 || a.steps >= fromDest[i - 1].steps), 'the destination\'s guest only moves forward');
+
+    // The switch learned the guest's MAC on the source's port, then on the destination's, for good.
+    const seen = ports.map((p) => p.port);
+    const firstAtDest = seen.indexOf(lan.portOf.dest);
+    assert.ok(seen.slice(0, Math.max(0, firstAtDest)).includes(lan.portOf.source), `learned on the source's port first (${[...new Set(seen)].join(', ')})`);
+    assert.ok(firstAtDest >= 0, 'then on the destination\'s');
+    assert.not.ok(seen.slice(firstAtDest).includes(lan.portOf.source), 'and never back on the source\'s');
+    assert.is(readFileSync(dir.file('on-resume.txt'), 'utf8').trim(), `${GUEST_IP} ${GUEST_MAC} ${mode === 'live' ? 'running' : 'postcopy-running'}`);
+
+    const resumedAt = dst.resumedAtEpochMs ?? NaN;
+    const macMovedAt = ports[firstAtDest].at;
+    console.log(`  ${mode}: client outage ${firstDest - lastSource} ms (last answer from the source → first from the destination); memory downtime ${src.downtimeMs?.toFixed(1)} ms; switch at the destination's port ${macMovedAt - resumedAt} ms after the resume (sampled every 20 ms)`);
+  }));
+}
+
+test.run();
