@@ -15,6 +15,7 @@ export const guestFlags: Flags = {
   'ram-regions': { type: 'string', value: 'N', help: `RAM regions the memory is cut into, 1..${MAX_RAM_REGIONS} (contents do not change)`, default: '1' },
   seed: { type: 'string', value: 'N', help: 'seed of fill and workload' },
   disk: { type: 'string', value: 'SIZE', help: 'a disk of this size (a sparse image file; one step in 256 writes a disk block)', repeatable: true },
+  'disk-fill': { type: 'string', value: 'SIZE', help: 'the first SIZE of each disk hold seeded data from the start (the rest are holes)', default: '0' },
 };
 
 export function guestConfigFrom(a: Parsed): GuestConfig {
@@ -30,5 +31,6 @@ export function guestConfigFrom(a: Parsed): GuestConfig {
     stepsPerSecond: rate === 'max' ? 0 : parseInteger(rate, '--dirty-rate', 1, 0x7fffffff),
     ramRegions: parseInteger(requireString(a, 'ram-regions'), '--ram-regions', 1, MAX_RAM_REGIONS),
     disks: optionalString(a, 'disk')?.split(',').map((size) => parseSize(size, '--disk')) ?? [],
+    diskFillBytes: requireString(a, 'disk-fill') === '0' ? 0 : parseSize(requireString(a, 'disk-fill'), '--disk-fill'),
   });
 }

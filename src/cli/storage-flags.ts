@@ -6,12 +6,12 @@ import type { GuestStorageOptions } from '../sim/simulated-guest.js';
 import { optionalString, parseChoice, parseInteger, requireString, usageError, type Flags, type Parsed } from './args.js';
 
 export const storageFlags: Flags = {
-  storage: { type: 'string', value: 'shared|local', help: 'shared: both hosts reach --disk-dir; the guest\'s disks never move and a lease beside each image says which host runs it', default: 'local' },
+  storage: { type: 'string', value: 'shared|local', help: 'local: the guest\'s disks move with it block by block; shared: both hosts reach --disk-dir, the disks never move and a lease beside each image says which host runs it', default: 'local' },
   'disk-dir': { type: 'string', value: 'DIR', help: 'directory of the disk images disk0.img, … (shared storage: the same path on both hosts; local: default a new temporary directory)' },
   'lease-ttl': { type: 'string', value: 'MS', help: 'shared storage: how long a lease lasts unless renewed (renewed every third of it)', default: '10000' },
 };
 
-/** The storage of a guest with `disks` disks (source), or of any guest that may arrive (dest: disks = null). */
+/** The storage of a guest with `disks` disks (source), or of any guest that may arrive (dest: disks = null); null: none named. */
 export function storageFrom(a: Parsed, disks: number | null): GuestStorageOptions | null {
   const storage = parseChoice(requireString(a, 'storage'), '--storage', ['shared', 'local'] as const);
   const dir = optionalString(a, 'disk-dir');
@@ -20,7 +20,6 @@ export function storageFrom(a: Parsed, disks: number | null): GuestStorageOption
     if (dir === undefined) throw usageError('--disk-dir', 'is required with --storage shared (the directory both hosts reach)');
     return { diskDir: dir, shared: true, leaseTtlMs };
   }
-  if (disks === 0) return null;
-  if (disks !== null) throw usageError('--disk', 'needs --storage shared: moving local disks (block migration) is not built yet');
-  return dir === undefined ? null : { diskDir: dir, shared: false, leaseTtlMs };
+  // Local: the disks move block by block; without --disk-dir the guest makes a temporary directory.
+  return dir === undefined || disks === 0 ? null : { diskDir: dir, shared: false, leaseTtlMs };
 }

@@ -41,6 +41,21 @@ export interface SharedStorage {
   giveBack(as: string): void;
 }
 
+/**
+ * A guest disk the engine moves block by block (capability BLOCKS), read and written at its offsets,
+ * never held in memory. Its writers set a block's bit in `dirty` (32-bit atomic OR) after each write.
+ */
+export interface BlockDevice {
+  readonly blockBytes: number;
+  readonly blocks: number;
+  /** One bit per block, set after each write since the bit was last taken. */
+  readonly dirty: Int32Array;
+  /** Reads `count` blocks from `first` into `into` (exactly count × blockBytes bytes). */
+  read(first: number, count: number, into: Uint8Array): void;
+  /** Writes `count` blocks from `first` (destination). */
+  write(first: number, count: number, from: Uint8Array): void;
+}
+
 /** What both ends expose: regions and the slabs that hold them. */
 export interface GuestMemoryView {
   readonly regions: readonly Region[];
@@ -71,6 +86,11 @@ export interface MemorySource extends GuestMemoryView {
   /** Shared storage, when the guest's disks live on it (the lease goes to the destination at switchover). */
   readonly storage?: SharedStorage | null;
   /**
+   * Disks that move with the guest (local storage): the first pass sends the blocks marked in `dirty`
+   * (a fresh image marks every block it writes, so holes are never sent), later passes what was written since.
+   */
+  readonly blockDevices?: readonly BlockDevice[];
+  /**
    * True when every page not marked dirty since its slab was allocated is zero: every write, the
    * initial fill included, marked its page. The first pass then sends only pages written at some
    * point (when the target agrees); a page written without its mark would arrive as zeros.
@@ -91,6 +111,11 @@ export interface MemoryTarget extends GuestMemoryView {
    * A target without it cannot receive post-copy migrations.
    */
   enablePageGate?(): PageGateInit;
+  /**
+   * Makes the disks a source's DISKS named (empty, `blocks` × `blockBytes` each) and returns them to
+   * write into; a target without it cannot receive a guest whose disks move.
+   */
+  receiveBlockDevices?(disks: readonly { blockBytes: number; blocks: number }[]): readonly BlockDevice[];
   /** True when this host reaches the shared storage a source's guest may have its disks on. */
   readonly reachesSharedStorage?: boolean;
   /** Shared storage, once the device state said the guest has disks on it: the lease must be accepted before resuming. */

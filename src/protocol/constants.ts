@@ -5,14 +5,14 @@
 /** Sent by each side before its first frame: "MEMSHIFT" then u16 version, u16 reserved (zero). */
 export const PREFACE_MAGIC = new Uint8Array([0x4d, 0x45, 0x4d, 0x53, 0x48, 0x49, 0x46, 0x54]);
 export const PREFACE_BYTES = 12;
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 /**
- * Oldest version this build accepts from a peer. Version 4 added the RECOVER channel role only (and
- * MISSING_PAGES or PAGE_HASHES from the destination in answer to it): a v3 source never opens one, so a v4
- * destination still receives from it (one way: a v3 destination refuses a v4 preface, so destinations
- * are upgraded first).
+ * Oldest version this build accepts from a peer. Version 5 added disks (the DISKS and BLOCKS frames,
+ * sent only under the BLOCKS capability, and the SHARED_STORAGE capability): a v4 source never offers
+ * either, so a v5 destination still receives from it (one way: a v4 destination refuses a v5 preface, so
+ * destinations are upgraded first).
  */
-export const MIN_PROTOCOL_VERSION = 3;
+export const MIN_PROTOCOL_VERSION = 4;
 
 export const FrameType = {
   HELLO: 0x01,
@@ -28,6 +28,8 @@ export const FrameType = {
   MISSING_PAGES: 0x0b,
   POSTCOPY_DONE: 0x0c,
   PAGE_HASHES: 0x0d,
+  DISKS: 0x0e,
+  BLOCKS: 0x0f,
 } as const;
 export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
 
@@ -56,6 +58,8 @@ export const Capability = {
    * destination grants it when it reaches them too; the lease then changes hands inside the switchover.
    */
   SHARED_STORAGE: 1 << 4,
+  /** The guest's disks move with it, block by block, in the same passes as its RAM (DISKS, BLOCKS). */
+  BLOCKS: 1 << 5,
 } as const;
 
 /**
@@ -87,4 +91,10 @@ export const Limits = {
   /** Bitmap bytes in one MISSING_PAGES frame (8 Mi pages). */
   MAX_MISSING_BITMAP_BYTES: 1 << 20,
   SESSION_ID_BYTES: 16,
+  /** Disks one DISKS frame may name. */
+  MAX_DISKS: 64,
+  /** Blocks in one BLOCKS frame (a run of consecutive blocks). */
+  MAX_BLOCKS_PER_FRAME: 64,
+  /** Largest disk block: 64 KiB. */
+  MAX_BLOCK_BYTES: 65536,
 } as const;

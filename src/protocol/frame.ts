@@ -34,10 +34,15 @@ export function maxBodyBytes(type: number): number {
       return Limits.MAX_DEVICE_STATE_BYTES;
     case FrameType.MISSING_PAGES:
       return Limits.MAX_MISSING_BITMAP_BYTES + 16;
+    case FrameType.BLOCKS:
+      return BLOCKS_HEAD_BYTES + Limits.MAX_BLOCKS_PER_FRAME * Limits.MAX_BLOCK_BYTES;
     default:
       return Limits.MAX_CONTROL_BODY_BYTES;
   }
 }
+
+/** The head of a BLOCKS body before its blocks (blocks.ts). */
+export const BLOCKS_HEAD_BYTES = 16;
 
 export function frameTypeName(type: number): string {
   return FRAME_TYPE_NAMES[type] ?? `0x${type.toString(16).padStart(2, '0')}`;

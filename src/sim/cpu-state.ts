@@ -10,7 +10,7 @@
 // A guest with disks or a network identity writes version 2: the same 64 bytes, then sections, each
 // `u16 type, u16 length, body[length]`, each type at most once, in this order:
 //
-//   1 disks:    u8 count  u8 storage (1: shared)  u16 reserved  u32 blocks[count]
+//   1 disks:    u8 count  u8 storage (1: shared, 2: local, moved block by block)  u16 reserved  u32 blocks[count]
 //   2 network:  mac[6]  ipv4[4]  u8 prefixLength  u8 reserved  u16 servicePort (0: none)
 //
 // A guest with neither still writes version 1, byte for byte as before.
@@ -25,6 +25,7 @@ const MAGIC = 0x5043534d; // "MSCP"
 const VERSION = 1;
 const VERSION_WITH_SECTIONS = 2;
 const STORAGE_SHARED = 1;
+const STORAGE_LOCAL = 2;
 const SECTION_HEAD_BYTES = 4;
 const Section = { DISKS: 1, NETWORK: 2 } as const;
 const NETWORK_BODY_BYTES = 14;
@@ -45,19 +46,19 @@ export interface CpuState {
   seed: number;
   stepsPerSecond: number;
   counters: CpuCounters;
-  /** Where the disks live (`shape.diskBlocks`): on storage both hosts reach, so no block moves. */
-  storage?: 'shared';
+  /** Where the disks live (`shape.diskBlocks`): on storage both hosts reach (no block moves), or on each host's own (moved). */
+  storage?: 'shared' | 'local';
   network?: GuestNetwork;
 }
 
 export function encodeCpuState(state: CpuState): Uint8Array {
   const disks = state.shape.diskBlocks;
-  if (disks.length > 0 && state.storage !== 'shared') throw new MemshiftError(ErrorCode.DEVICE_STATE_INVALID, 'a guest with disks can only move over shared storage (block migration is not built)');
+  if (disks.length > 0 && state.storage === undefined) throw new MemshiftError(ErrorCode.DEVICE_STATE_INVALID, 'a guest with disks must say where they live (storage)');
   const sections: Uint8Array[] = [];
   if (disks.length > 0) {
     const body = new DataView(new ArrayBuffer(4 + 4 * disks.length));
     body.setUint8(0, disks.length);
-    body.setUint8(1, STORAGE_SHARED);
+    body.setUint8(1, state.storage === 'shared' ? STORAGE_SHARED : STORAGE_LOCAL);
     disks.forEach((blocks, i) => body.setUint32(4 + 4 * i, blocks, true));
     sections.push(section(Section.DISKS, new Uint8Array(body.buffer)));
   }
@@ -97,7 +98,7 @@ export function decodeCpuState(bytes: Uint8Array, expect: { pageSize: number; pa
   const version = dv.getUint16(4, true);
   if (version !== VERSION && version !== VERSION_WITH_SECTIONS) throw bad(`version ${version}, this build reads ${VERSION} and ${VERSION_WITH_SECTIONS}`);
   if (version === VERSION && bytes.byteLength !== CPU_STATE_BYTES) throw bad(`length ${bytes.byteLength}, expected ${CPU_STATE_BYTES}`);
-  const { diskBlocks, network } = version === VERSION ? { diskBlocks: [], network: undefined } : decodeSections(dv);
+  const { diskBlocks, storage, network } = version === VERSION ? { diskBlocks: [], storage: undefined, network: undefined } : decodeSections(dv);
   const kind = WORKLOAD_KINDS[dv.getUint8(6)];
   const fill = FILL_KINDS[dv.getUint8(7)];
   if (kind === undefined) throw bad(`unknown workload ${dv.getUint8(6)}`);
@@ -126,7 +127,7 @@ export function decodeCpuState(bytes: Uint8Array, expect: { pageSize: number; pa
     seed,
     stepsPerSecond,
     counters: { prng, steps },
-    ...(diskBlocks.length === 0 ? {} : { storage: 'shared' as const }),
+    ...(storage === undefined ? {} : { storage }),
     ...(network === undefined ? {} : { network }),
   };
 }
@@ -140,8 +141,9 @@ function section(type: number, body: Uint8Array): Uint8Array {
   return out;
 }
 
-function decodeSections(dv: DataView): { diskBlocks: number[]; network: GuestNetwork | undefined } {
+function decodeSections(dv: DataView): { diskBlocks: number[]; storage: 'shared' | 'local' | undefined; network: GuestNetwork | undefined } {
   let diskBlocks: number[] = [];
+  let storage: 'shared' | 'local' | undefined;
   let network: GuestNetwork | undefined;
   let last = 0;
   let at = CPU_STATE_BYTES;
@@ -153,13 +155,13 @@ function decodeSections(dv: DataView): { diskBlocks: number[]; network: GuestNet
     const body = at + SECTION_HEAD_BYTES;
     if (body + length > dv.byteLength) throw bad(`length ${dv.byteLength}: section ${type} of ${length} B does not fit`);
     if (type <= last) throw bad(`section ${type} after section ${last} (each once, in order)`);
-    if (type === Section.DISKS) diskBlocks = decodeDisks(new DataView(dv.buffer, dv.byteOffset + body, length));
+    if (type === Section.DISKS) ({ blocks: diskBlocks, storage } = decodeDisks(new DataView(dv.buffer, dv.byteOffset + body, length)));
     else if (type === Section.NETWORK) network = decodeNetwork(new DataView(dv.buffer, dv.byteOffset + body, length));
     else throw bad(`unknown section ${type}`);
     last = type;
     at = body + length;
   }
-  return { diskBlocks, network };
+  return { diskBlocks, storage, network };
 }
 
 function encodeNetwork(n: GuestNetwork): Uint8Array {
@@ -201,12 +203,12 @@ export function parseIpv4(ip: string): Uint8Array {
   return new Uint8Array(parts.map(Number));
 }
 
-function decodeDisks(dv: DataView): number[] {
+function decodeDisks(dv: DataView): { blocks: number[]; storage: 'shared' | 'local' } {
   if (dv.byteLength < 4) throw bad(`disk section of ${dv.byteLength} B`);
   const count = dv.getUint8(0);
   if (count < 1 || count > MAX_DISKS) throw bad(`${count} disks (1 to ${MAX_DISKS})`);
   const storage = dv.getUint8(1);
-  if (storage !== STORAGE_SHARED) throw bad(`unknown disk storage ${storage}`);
+  if (storage !== STORAGE_SHARED && storage !== STORAGE_LOCAL) throw bad(`unknown disk storage ${storage}`);
   if (dv.getUint16(2, true) !== 0) throw bad('reserved disk fields are not zero');
   if (dv.byteLength !== 4 + 4 * count) throw bad(`disk section of ${dv.byteLength} B for ${count} disks`);
   const blocks: number[] = [];
@@ -215,5 +217,5 @@ function decodeDisks(dv: DataView): number[] {
     if (b < 1 || b * DISK_BLOCK_BYTES > MAX_DISK_BYTES) throw bad(`disk ${i} has ${b} blocks`);
     blocks.push(b);
   }
-  return blocks;
+  return { blocks, storage: storage === STORAGE_SHARED ? 'shared' : 'local' };
 }

@@ -3,27 +3,30 @@
 // after each write, as it marks RAM pages. Images are named by their index (`disk0.img`, …) in one
 // directory, so a destination on shared storage finds the source's images by the same names.
 
-import { closeSync, copyFileSync, fdatasyncSync, fstatSync, ftruncateSync, openSync } from 'node:fs';
+import { closeSync, copyFileSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCode, MemshiftError } from '../errors.js';
 import { DISK_BLOCK_BYTES } from './guest-config.js';
+import type { BlockDevice } from '../memory/types.js';
 
 /** What the vCPU thread needs of a disk: its open file and its dirty-block bitmap. */
 export interface DiskHandle {
   fd: number;
   blocks: number;
-  dirty: SharedArrayBuffer;
+  dirtyBuffer: SharedArrayBuffer;
 }
 
 export function diskImagePath(dir: string, index: number): string {
   return join(dir, `disk${index}.img`);
 }
 
-export class GuestDisk implements DiskHandle {
+export class GuestDisk implements DiskHandle, BlockDevice {
   readonly path: string;
   readonly sizeBytes: number;
   readonly blocks: number;
-  readonly dirty: SharedArrayBuffer;
+  readonly blockBytes = DISK_BLOCK_BYTES;
+  readonly dirtyBuffer: SharedArrayBuffer;
+  readonly dirty: Int32Array;
   fd: number;
 
   private constructor(path: string, sizeBytes: number, fd: number) {
@@ -31,7 +34,26 @@ export class GuestDisk implements DiskHandle {
     this.sizeBytes = sizeBytes;
     this.blocks = sizeBytes / DISK_BLOCK_BYTES;
     this.fd = fd;
-    this.dirty = new SharedArrayBuffer(Math.ceil(this.blocks / 32) * 4);
+    this.dirtyBuffer = new SharedArrayBuffer(Math.ceil(this.blocks / 32) * 4);
+    this.dirty = new Int32Array(this.dirtyBuffer);
+  }
+
+  read(first: number, count: number, into: Uint8Array): void {
+    const bytes = count * DISK_BLOCK_BYTES;
+    for (let done = 0; done < bytes;) {
+      const n = readSync(this.fd, into, done, bytes - done, first * DISK_BLOCK_BYTES + done);
+      // Past the end of a sparse file reads stop short: the rest is zeros.
+      if (n === 0) {
+        into.fill(0, done, bytes);
+        return;
+      }
+      done += n;
+    }
+  }
+
+  write(first: number, count: number, from: Uint8Array): void {
+    const bytes = count * DISK_BLOCK_BYTES;
+    for (let done = 0; done < bytes;) done += writeSync(this.fd, from, done, bytes - done, first * DISK_BLOCK_BYTES + done);
   }
 
   /** A new, all-zero image (a hole of `sizeBytes`): what a fresh guest's disk holds. Replaces any file at `path`. */
@@ -73,6 +95,36 @@ export class GuestDisk implements DiskHandle {
     closeSync(this.fd);
     this.fd = -1;
   }
+}
+
+/**
+ * Writes the first `bytes` of `disk` with seeded data (block b of disk i: xorshift32 from a mix of
+ * seed, i and b) and marks those blocks dirty, as written by the guest: a fresh guest's installed
+ * blocks. Deterministic, so a replay's disks match.
+ */
+export function fillDisk(disk: GuestDisk, index: number, bytes: number, seed: number): void {
+  const chunkBlocks = 256;
+  const chunk = new Uint32Array((chunkBlocks * DISK_BLOCK_BYTES) / 4);
+  const words = DISK_BLOCK_BYTES / 4;
+  const seedLo = seed >>> 0;
+  const seedHi = Math.floor(seed / 2 ** 32) >>> 0;
+  const blocks = bytes / DISK_BLOCK_BYTES;
+  for (let first = 0; first < blocks; first += chunkBlocks) {
+    const count = Math.min(chunkBlocks, blocks - first);
+    for (let k = 0; k < count; k++) {
+      let x = Math.imul((first + k) ^ seedLo, 0x9e3779b1) ^ Math.imul(index + 1, 0x85ebca6b) ^ seedHi;
+      if (x === 0) x = 1;
+      const base = k * words;
+      for (let w = 0; w < words; w++) {
+        x ^= x << 13;
+        x ^= x >>> 17;
+        x ^= x << 5;
+        chunk[base + w] = x;
+      }
+    }
+    disk.write(first, count, new Uint8Array(chunk.buffer, 0, count * DISK_BLOCK_BYTES));
+  }
+  for (let b = 0; b < blocks; b++) disk.dirty[b >>> 5] |= 1 << (b & 31);
 }
 
 function openImage(path: string, flags: string): number {

@@ -31,6 +31,8 @@ export interface GuestConfig {
   ramRegions: number;
   /** The guest's disks, in bytes each (multiples of DISK_BLOCK_BYTES); empty: no disk. */
   disks: readonly number[];
+  /** Bytes at the start of each disk that hold seeded data from the start (as an installed OS's blocks); the rest are holes. */
+  diskFillBytes: number;
 }
 
 /** Most disks a simulated guest has. */
@@ -67,6 +69,7 @@ export function resolveGuestConfig(input: Partial<GuestConfig> & { memoryBytes: 
     stepsPerSecond: input.stepsPerSecond ?? GUEST_DEFAULTS.stepsPerSecond,
     ramRegions: input.ramRegions ?? GUEST_DEFAULTS.ramRegions,
     disks: input.disks ?? [],
+    diskFillBytes: input.diskFillBytes ?? 0,
   };
   if (![4096, 8192, 16384, 32768, 65536].includes(c.pageSize)) throw invalidArgument('pageSize', 'must be a power of two from 4096 to 65536', c.pageSize);
   if (!Number.isSafeInteger(c.memoryBytes) || c.memoryBytes <= 0 || c.memoryBytes % c.pageSize !== 0) {
@@ -90,6 +93,10 @@ export function resolveGuestConfig(input: Partial<GuestConfig> & { memoryBytes: 
     throw invalidArgument('ramRegions', `needs at least ${RAM_REGION_ALIGN_PAGES} pages of memory per region (${c.ramRegions * RAM_REGION_ALIGN_PAGES} pages)`, c.ramRegions);
   }
   if (c.disks.length > MAX_DISKS) throw invalidArgument('disks', `must be at most ${MAX_DISKS}`, c.disks.length);
+  if (!Number.isSafeInteger(c.diskFillBytes) || c.diskFillBytes < 0 || c.diskFillBytes % DISK_BLOCK_BYTES !== 0) {
+    throw invalidArgument('diskFill', `must be a whole number of ${DISK_BLOCK_BYTES}-byte blocks`, c.diskFillBytes);
+  }
+  if (c.disks.some((d) => c.diskFillBytes > d)) throw invalidArgument('diskFill', 'must not exceed any disk', c.diskFillBytes);
   for (const d of c.disks) {
     if (!Number.isSafeInteger(d) || d <= 0 || d % DISK_BLOCK_BYTES !== 0 || d > MAX_DISK_BYTES) {
       throw invalidArgument('disk', `must be a positive multiple of ${DISK_BLOCK_BYTES} B up to 1 TiB`, d);

@@ -14,9 +14,11 @@ import type { MemorySource, MemoryTarget, Region, SharedStorage } from '../memor
 import { ramRegions, ramRegionsOf } from './ram-layout.js';
 import { Vcpu } from './vcpu.js';
 import { StepRunner, initialCounters, workloadShape } from './workload.js';
-import { GuestDisk, diskImagePath } from './disk.js';
-import { DISK_BLOCK_BYTES } from './guest-config.js';
-import { statSync } from 'node:fs';
+import { GuestDisk, diskImagePath, fillDisk } from './disk.js';
+import { DISK_BLOCK_BYTES, MAX_DISKS, MAX_DISK_BYTES } from './guest-config.js';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { LeasedImages, UnnamedImages, runnerName } from '../storage/leased-images.js';
 import { GuestNic, type NicEvents } from './guest-nic.js';
 import type { GuestNetwork } from './cpu-state.js';
@@ -76,6 +78,8 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
   private readonly storageOptions: GuestStorageOptions | null;
   private readonly host: GuestHostOptions;
   private nic: GuestNic | null = null;
+  /** A directory this guest made for its images (none was named): removed when it closes. */
+  private temporaryDiskDir: string | null = null;
   private vcpu: Vcpu | null = null;
   private state: CpuState | null;
   /** Set when the guest runs post-copy: the vCPU waits on missing pages. */
@@ -95,10 +99,9 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
    */
   static create(config: GuestConfig, options: GuestMemoryOptions = {}, host: GuestHostOptions = {}): SimulatedGuest {
     const storage = host.storage ?? null;
-    if (config.disks.length > 0 && storage === null) throw invalidArgument('diskDir', 'a guest with disks needs a directory for their images');
     let leased: LeasedImages | null = null;
-    if (config.disks.length > 0 && storage!.shared) {
-      leased = new LeasedImages(config.disks.map((_, i) => diskImagePath(storage!.diskDir, i)), storage!.leaseTtlMs);
+    if (config.disks.length > 0 && storage !== null && storage.shared) {
+      leased = new LeasedImages(config.disks.map((_, i) => diskImagePath(storage.diskDir, i)), storage.leaseTtlMs);
       leased.take(runnerName('source'));
     }
     try {
@@ -110,7 +113,9 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
   }
 
   private static createLeased(config: GuestConfig, options: GuestMemoryOptions, host: GuestHostOptions, leased: LeasedImages | null): SimulatedGuest {
-    const storage = host.storage ?? null;
+    // Disks nobody gave a directory: a temporary one, removed when the guest closes.
+    const temporary = config.disks.length > 0 && host.storage == null ? mkdtempSync(join(tmpdir(), 'memshift-disks-')) : null;
+    const storage = host.storage ?? (temporary === null ? null : { diskDir: temporary, shared: false });
     const memory = GuestMemory.allocate(ramRegions(config), options);
     fillGuest(memory, config);
     // The fill is a write like any other: marked, so that unwritten pages are exactly the zero ones.
@@ -118,11 +123,13 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     const shape = workloadShape(config);
     const guest = new SimulatedGuest(memory, {
       shape, fill: config.fill, seed: config.seed, stepsPerSecond: config.stepsPerSecond, counters: initialCounters(config),
-      ...(leased !== null ? { storage: 'shared' as const } : {}),
+      ...(config.disks.length > 0 ? { storage: leased !== null ? 'shared' as const : 'local' as const } : {}),
       ...(host.network != null ? { network: host.network } : {}),
     }, host);
     guest.nic = guest.nicFor(host.network ?? undefined);
+    guest.temporaryDiskDir = temporary;
     guest.disks = config.disks.map((bytes, i) => GuestDisk.create(diskImagePath(storage!.diskDir, i), bytes));
+    guest.disks.forEach((d, i) => fillDisk(d, i, config.diskFillBytes, config.seed));
     if (leased !== null) guest.useLease(leased);
     guest.startVcpu();
     return guest;
@@ -136,6 +143,30 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     if (this.leased !== null) return this.leased;
     const s = this.storageOptions;
     return s !== null && s.shared && this.state === null ? new UnnamedImages(s.diskDir, s.leaseTtlMs) : null;
+  }
+
+  /** Disks that move with the guest: those on this host's own storage. */
+  get blockDevices(): readonly GuestDisk[] {
+    return this.storageOptions?.shared === true ? [] : this.disks;
+  }
+
+  /**
+   * A receiving guest's disks, as the source named them: new empty images in this host's disk
+   * directory (a temporary one unless the host named one), written block by block as they arrive.
+   */
+  receiveBlockDevices(shapes: readonly { blockBytes: number; blocks: number }[]): readonly GuestDisk[] {
+    if (this.disks.length > 0 || this.state !== null) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'this guest already has its disks');
+    if (shapes.length > MAX_DISKS) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `${shapes.length} disks; a simulated guest has at most ${MAX_DISKS}`);
+    for (const s of shapes) {
+      if (s.blockBytes !== DISK_BLOCK_BYTES || s.blocks * DISK_BLOCK_BYTES > MAX_DISK_BYTES) {
+        throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `a disk of ${s.blocks} blocks of ${s.blockBytes} B; a simulated guest's are ${DISK_BLOCK_BYTES} B blocks, at most 1 TiB`);
+      }
+    }
+    if (this.storageOptions?.shared === true) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, 'this destination expects the guest\'s disks on shared storage, not moved');
+    this.temporaryDiskDir ??= this.storageOptions === null ? mkdtempSync(join(tmpdir(), 'memshift-disks-')) : null;
+    const dir = this.storageOptions?.diskDir ?? this.temporaryDiskDir!;
+    this.disks = shapes.map((s, i) => GuestDisk.create(diskImagePath(dir, i), s.blocks * s.blockBytes));
+    return this.disks;
   }
 
   get reachesSharedStorage(): boolean {
@@ -307,6 +338,8 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     const dir = this.storageOptions?.diskDir ?? '';
     const blocks = state.shape.diskBlocks;
     if (blocks.length > 0 && this.disks.length === 0) this.disks = blocks.map((b, i) => GuestDisk.open(diskImagePath(dir, i), b * DISK_BLOCK_BYTES));
+    // Disks that moved were written here by the engine, unmarked: as a source again this guest must send them whole.
+    if (state.storage === 'local') for (const d of this.disks) d.dirty.fill(-1);
     this.nic ??= this.nicFor(state.network);
     this.state = state;
     this.contentArrived = true;
@@ -315,6 +348,14 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
   private checkDisks(state: CpuState): void {
     const blocks = state.shape.diskBlocks;
     if (blocks.length === 0) return;
+    if (state.storage === 'local') {
+      // Moved block by block: the disks DISKS named are the ones the state describes.
+      const got = this.disks.map((d) => d.blocks);
+      if (got.length !== blocks.length || got.some((b, i) => b !== blocks[i])) {
+        throw new MemshiftError(ErrorCode.DEVICE_STATE_INVALID, `the guest has disks of ${blocks.join(', ')} blocks; ${got.length === 0 ? 'none arrived' : `${got.join(', ')} arrived`}`);
+      }
+      return;
+    }
     const storage = this.storageOptions;
     if (storage === null || !storage.shared) {
       throw new MemshiftError(ErrorCode.DEVICE_STATE_INVALID, `the guest has ${blocks.length} disk(s) on shared storage; this destination was not given it (--storage shared --disk-dir DIR)`);
@@ -361,6 +402,7 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     await this.nic?.unplug();
     this.leased?.release();
     for (const d of this.disks) d.close();
+    if (this.temporaryDiskDir !== null) rmSync(this.temporaryDiskDir, { recursive: true, force: true });
   }
 }
 
@@ -376,6 +418,7 @@ export function replay(config: GuestConfig, steps: number, options: GuestMemoryO
   const runner = new StepRunner(workloadShape(config), ramSlabs(memory), initialCounters(config));
   const disks = config.disks.map((bytes, i) => GuestDisk.create(diskImagePath(diskDir!, i), bytes));
   try {
+    disks.forEach((d, i) => fillDisk(d, i, config.diskFillBytes, config.seed));
     runner.attachDisks(disks);
     const batch = 1 << 20;
     for (let done = 0; done < steps; done += batch) runner.run(Math.min(batch, steps - done));

@@ -62,7 +62,7 @@ export class Vcpu {
     this.configured = true;
     this.writeCounters(counters);
     Atomics.store(this.ctl.i32, Ctl.RATE, stepsPerSecond);
-    const config: VcpuConfig = { shape, counters, gate, disks: disks.map((d) => ({ fd: d.fd, blocks: d.blocks, dirty: d.dirty })) };
+    const config: VcpuConfig = { shape, counters, gate, disks: disks.map((d) => ({ fd: d.fd, blocks: d.blocks, dirtyBuffer: d.dirtyBuffer })) };
     this.config.postMessage(config);
     this.config.close();
   }

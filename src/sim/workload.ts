@@ -119,7 +119,7 @@ export class StepRunner {
       throw new Error(`the workload has disks of ${want.join(', ') || 'no'} blocks; given ${disks.map((d) => d.blocks).join(', ') || 'none'}`);
     }
     this.disks = [...disks];
-    this.diskDirty = disks.map((d) => new Int32Array(d.dirty));
+    this.diskDirty = disks.map((d) => new Int32Array(d.dirtyBuffer));
   }
 
   /** Makes the disk writes so far durable (before a pause is acknowledged: another host may read them next). */

@@ -15,7 +15,9 @@
 //
 //   source ──► proxy (fault at byte N) ──► destination        (post-copy's urgent channel goes direct)
 //
-// Every other trial's guest has two disks on shared storage (a directory both processes use): no block
+// One trial in four moves two local disks block by block beside the RAM (their images on each side
+// must equal the replay's, as the memories do). Every other trial's guest has two disks on shared
+// storage (a directory both processes use): no block
 // moves, the lease beside each image changes hands inside the switchover, and two of three of these
 // trials also kill one process (SIGKILL) at a named step of the switchover (MEMSHIFT_CRASH_AT):
 // before or after the source hands the lease over, after SWITCHOVER is out, before or after the
@@ -58,6 +60,8 @@ export interface Trial {
   guest: GuestCase;
   /** The guest's disks are on shared storage (guest.disks). */
   shared: boolean;
+  /** The guest's disks are local and move block by block (guest.disks). */
+  localDisks: boolean;
   /** Where one process is killed (shared-storage trials), or null. */
   crash: CrashPointName | null;
 }
@@ -101,14 +105,15 @@ export function planTrial(seed: number, index: number): Trial {
   // Drawn from a stream of their own, so that the trials planned before disks existed are unchanged.
   const more = seeded((seed * 1_000_033 + index * 7927 + 0x5eed) >>> 0);
   const shared = index % 2 === 1;
+  const localDisks = index % 4 === 0;
   const crash = shared && more.below(3) !== 0 ? CRASH_POINTS[more.below(CRASH_POINTS.length)] : null;
-  return { index, mode, fault, guest: shared ? { ...guest, disks: ['1MiB', '512KiB'] } : guest, shared, crash };
+  return { index, mode, fault, guest: shared || localDisks ? { ...guest, disks: ['1MiB', '512KiB'] } : guest, shared, localDisks, crash };
 }
 
 export function describeTrial(t: Trial): string {
   const f = t.fault;
   const where = f.kind === 'none' ? 'no fault' : `${f.kind} at byte ${f.at}${f.kind === 'freeze' ? ` for ${f.ms} ms` : ''}`;
-  const storage = t.shared ? `, shared storage${t.crash === null ? '' : `, killed at ${t.crash}`}` : '';
+  const storage = t.shared ? `, shared storage${t.crash === null ? '' : `, killed at ${t.crash}`}` : t.localDisks ? ', local disks' : '';
   return `trial ${t.index}: ${t.mode}, guest seed ${t.guest.seed}, ${where}${storage}`;
 }
 
@@ -124,11 +129,14 @@ export async function runTrial(t: Trial): Promise<Verdict> {
     const recovery = recovers(t.mode) ? ['--recover-timeout', String(RECOVER_WINDOW_MS)] : [];
     const disks = file('disks');
     if (t.shared) mkdirSync(disks);
+    if (t.localDisks) for (const side of ['source-disks', 'dest-disks']) mkdirSync(file(side));
     const storage = t.shared ? ['--storage', 'shared', '--disk-dir', disks] : [];
+    const destDisks = t.localDisks ? ['--disk-dir', file('dest-disks')] : [];
+    const sourceDisks = t.localDisks ? ['--disk-dir', file('source-disks')] : [];
     const crashIn = (side: string): NodeJS.ProcessEnv => (t.crash?.startsWith(side) === true ? { MEMSHIFT_CRASH_AT: t.crash } : {});
     const dest = await startDestination([
       '--report', file('dest.json'), '--dump-memory', file('dest.img'), '--run-steps', '2000',
-      '--idle-timeout', '1500', '--confirm-timeout', '1500', ...recovery, ...storage,
+      '--idle-timeout', '1500', '--confirm-timeout', '1500', ...recovery, ...storage, ...destDisks,
     ], {}, crashIn('destination'));
     proxy = await Proxy.start(dest.port);
     const f = t.fault;
@@ -137,7 +145,7 @@ export async function runTrial(t: Trial): Promise<Verdict> {
       'source', '--connect', `127.0.0.1:${proxy.port}`, '--quiet', '--mode', t.mode,
       '--memory', t.guest.memory!, '--seed', String(t.guest.seed), '--fill', t.guest.fill!, '--workload', t.guest.workload!, '--hot-size', t.guest.hotSize!,
       '--dirty-rate', '20000', '--warmup', '50', '--downtime-limit', '20', '--max-iterations', '6',
-      '--stall-timeout', '1000', '--resolve-timeout', '1500', ...recovery, ...storage, ...(t.guest.disks ?? []).flatMap((d) => ['--disk', d]),
+      '--stall-timeout', '1000', '--resolve-timeout', '1500', ...recovery, ...storage, ...sourceDisks, ...(t.guest.disks ?? []).flatMap((d) => ['--disk', d]),
       '--report', file('source.json'), '--dump-memory', file('source.img'),
     ], crashIn('source'));
     let sourceDone = false;
@@ -221,18 +229,23 @@ function judge(t: Trial, sr: Report | null, dr: Report | null, ends: Ends, file:
     const diff = diffAgainstReplay(file('dest.img'), t.guest, dr.guestSteps);
     return diff === null ? null : `destination memory is not its replay's: ${diff}`;
   };
-  /** The shared disks hold the replay's at `steps` (the last runner's count when it stopped). */
-  const disksAt = (steps: number): string | null => {
-    if (!t.shared) return null;
-    const diff = diffDisksAgainstReplay(file('disks'), t.guest, steps);
-    return diff === null ? null : `shared disks are not the replay's at step ${steps}: ${diff}`;
+  /**
+   * The disks hold the replay's at `steps`: shared ones at the last runner's count when it stopped;
+   * local ones on the side named (`dest` only when it completed: a failed destination's are partial).
+   */
+  const disksAt = (steps: number, side: 'source' | 'dest' = 'source'): string | null => {
+    if (!t.shared && !t.localDisks) return null;
+    const where = t.shared ? 'disks' : `${side}-disks`;
+    const diff = diffDisksAgainstReplay(file(where), t.guest, steps);
+    return diff === null ? null : `${t.shared ? 'shared' : side} disks are not the replay's at step ${steps}: ${diff}`;
   };
+  const destDisksAt = (steps: number): string | null => disksAt(steps, 'dest');
   if (sr === null) {
     if (!ends.sourceKilled) return 'the source wrote no report';
     // Killed at a crash point with its guest paused: it runs nowhere else; the destination may run it
     // only if SWITCHOVER was out.
     if (destMayHaveRun && t.crash !== 'source-after-switchover-sent') return `the destination ran the guest though the source died at ${t.crash}, before SWITCHOVER`;
-    return dr?.outcome === 'completed' ? destExact() ?? disksAt(dr.guestSteps) : null;
+    return dr?.outcome === 'completed' ? destExact() ?? (t.shared ? disksAt(dr.guestSteps) : destDisksAt(dr.guestSteps)) : null;
   }
   const sourceIntact = (): string | null => {
     const diff = diffAgainstReplay(file('source.img'), t.guest, sr.guestSteps);
@@ -242,7 +255,7 @@ function judge(t: Trial, sr: Report | null, dr: Report | null, ends: Ends, file:
     case 'completed':
       if (dr === null || dr.outcome !== 'completed') return `source completed, destination ${dr?.outcome ?? (ends.destWaiting ? 'still waiting' : 'without report')}`;
       if (dr.digest !== sr.digest) return `digests differ: source ${sr.digest}, destination ${dr.digest}`;
-      return sourceIntact() ?? destExact() ?? disksAt(dr.guestSteps);
+      return sourceIntact() ?? destExact() ?? (t.shared ? disksAt(dr.guestSteps) : disksAt(sr.guestSteps) ?? destDisksAt(dr.guestSteps));
     case 'failed':
     case 'aborted':
     case 'cancelled':
@@ -252,7 +265,10 @@ function judge(t: Trial, sr: Report | null, dr: Report | null, ends: Ends, file:
     case 'in-doubt':
     case 'paused':
       // The source guest stays paused with the pause point's memory; a destination that ran it holds it exactly.
-      if (destMayHaveRun) return sourceIntact() ?? destExact() ?? (dr?.outcome === 'completed' ? disksAt(dr.guestSteps) : null);
+      if (destMayHaveRun) {
+        const destDisks = dr?.outcome === 'completed' ? (t.shared ? disksAt(dr.guestSteps) : destDisksAt(dr.guestSteps)) : null;
+        return sourceIntact() ?? destExact() ?? (t.localDisks ? disksAt(sr.guestSteps) : null) ?? destDisks;
+      }
       return sourceIntact() ?? disksAt(sr.guestSteps);
     default:
       return `unknown source outcome ${String(sr.outcome)}`;

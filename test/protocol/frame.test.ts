@@ -67,7 +67,7 @@ test('readFrameHeader returns null for every length below 16 bytes, whatever the
 
 test('frameTypeName names every known type and shows an unknown one in hex', () => {
   for (const [name, value] of Object.entries(FrameType)) assert.is(frameTypeName(value), name);
-  assert.is(frameTypeName(0x0e), '0x0e');
+  assert.is(frameTypeName(0x10), '0x10');
   assert.is(frameTypeName(0), '0x00');
 });
 
@@ -89,8 +89,9 @@ test('maxBodyBytes gives each type its limit', () => {
   assert.is(maxBodyBytes(FrameType.PAGE_BATCH), 16 + 4096 * 16 + 16 * 2 ** 20);
   assert.is(maxBodyBytes(FrameType.DEVICE_STATE), 16 * 2 ** 20);
   assert.is(maxBodyBytes(FrameType.MISSING_PAGES), (1 << 20) + 16);
+  assert.is(maxBodyBytes(FrameType.BLOCKS), 16 + 64 * 65536, 'a run of 64 blocks of 64 KiB');
   for (const t of [FrameType.HELLO, FrameType.HELLO_ACK, FrameType.ITERATION_END, FrameType.SWITCHOVER, FrameType.RESUMED,
-    FrameType.COMPLETE, FrameType.ERROR, FrameType.PAGE_REQUEST, FrameType.POSTCOPY_DONE, FrameType.PAGE_HASHES]) {
+    FrameType.COMPLETE, FrameType.ERROR, FrameType.PAGE_REQUEST, FrameType.POSTCOPY_DONE, FrameType.PAGE_HASHES, FrameType.DISKS]) {
     assert.is(maxBodyBytes(t), 64 * 1024, frameTypeName(t));
   }
 });

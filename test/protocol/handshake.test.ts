@@ -50,12 +50,12 @@ const decodeBody = (b: Uint8Array): Hello => decodeHello(b, 0, b.length);
 
 // ---- preface ----------------------------------------------------------------------------------------
 
-test('the preface fixture is what encodePreface writes, and decodes to version 4', () => {
+test('the preface fixture is what encodePreface writes, and decodes to version 5', () => {
   const fixture = readFixture('preface.hex');
   assertBytes(encodePreface(), fixture, 'encodePreface()');
-  assert.is(decodePreface(fixture, 0, fixture.length), 4);
-  assert.is(PROTOCOL_VERSION, 4);
-  assert.is(MIN_PROTOCOL_VERSION, 3, 'a v3 source (which never sends RECOVER) is still accepted');
+  assert.is(decodePreface(fixture, 0, fixture.length), 5);
+  assert.is(PROTOCOL_VERSION, 5);
+  assert.is(MIN_PROTOCOL_VERSION, 4, 'a v4 source (which never sends DISKS or BLOCKS) is still accepted');
 });
 
 test('decodePreface returns null for every proper prefix of a valid preface', () => {

@@ -61,13 +61,35 @@ test('the vCPU thread writes the disks exactly as the replay does, and flushes t
     assert.ok(Buffer.from(regionImage(g.memory)).equals(Buffer.from(regionImage(memory))), 'RAM equals the replay');
     assert.ok(g.diskImages[0].blocks === 512);
     // The dirty-block bitmap marks every block the vCPU wrote.
-    const dirty = new Int32Array(g.diskImages[0].dirty);
+    const dirty = g.diskImages[0].dirty;
     let marked = 0;
     for (const w of dirty) for (let bit = 0; bit < 32; bit++) if ((w >>> bit) & 1) marked++;
     assert.is(marked, blocksWritten(join(live, 'disk0.img')));
   } finally {
     await g.close();
   }
+});
+
+test('--disk-fill: the first bytes of each disk hold seeded data from the start, marked written; the replay has the same; bad sizes are refused', async () => {
+  const config = guestConfig({ memoryBytes: 8 * MiB, seed: 21, workload: 'idle', disks: [2 * MiB, 1 * MiB], diskFillBytes: 512 * 1024 });
+  const live = sub('filled');
+  const g = SimulatedGuest.create(config, SMALL_SLABS, { storage: { diskDir: live, shared: false } });
+  try {
+    const ref = sub('filled-ref');
+    replay(config, 0, {}, ref);
+    for (const name of ['disk0.img', 'disk1.img']) assert.ok(readFileSync(join(live, name)).equals(readFileSync(join(ref, name))), name);
+    assert.is(blocksWritten(join(live, 'disk0.img')), 128, 'exactly the filled blocks hold data');
+    const d0 = readFileSync(join(live, 'disk0.img'));
+    const d1 = readFileSync(join(live, 'disk1.img'));
+    assert.not.ok(d0.subarray(0, 4096).equals(d0.subarray(4096, 8192)), 'blocks differ from each other');
+    assert.not.ok(d0.subarray(0, 4096).equals(d1.subarray(0, 4096)), 'disks differ from each other');
+    const marked = [...g.diskImages[0].dirty].reduce((n, w) => n + [...Array(32).keys()].filter((b) => ((w >>> b) & 1) === 1).length, 0);
+    assert.is(marked, 128, 'the filled blocks are marked, so the first pass sends them');
+  } finally {
+    await g.close();
+  }
+  expectCode(() => guestConfig({ disks: [MiB], diskFillBytes: 2 * MiB }), 'MS_ERR_INVALID_ARGUMENT');
+  expectCode(() => guestConfig({ disks: [MiB], diskFillBytes: 1000 }), 'MS_ERR_INVALID_ARGUMENT');
 });
 
 const STATE: CpuState = {
@@ -85,6 +107,7 @@ test('a device state with disks is version 2 and round-trips; one without is sti
   assert.is(plain.length, 64);
   assert.is(new DataView(plain.buffer).getUint16(4, true), 1);
   expectCode(() => encodeCpuState({ ...STATE, storage: undefined }), 'MS_ERR_DEVICE_STATE_INVALID');
+  assert.equal(decodeCpuState(encodeCpuState({ ...STATE, storage: 'local' }), EXPECT).storage, 'local');
 });
 
 test('a hostile disk section is refused before anything is loaded', () => {
@@ -97,7 +120,7 @@ test('a hostile disk section is refused before anything is loaded', () => {
     ['no disk', edit((dv) => dv.setUint8(68, 0)), /0 disks/],
     ['nine disks', edit((dv) => dv.setUint8(68, 9)), /9 disks/],
     ['more disks than bytes', edit((dv) => dv.setUint8(68, 3)), /for 3 disks/],
-    ['an unknown storage', edit((dv) => dv.setUint8(69, 2)), /storage 2/],
+    ['an unknown storage', edit((dv) => dv.setUint8(69, 3)), /storage 3/],
     ['reserved bits', edit((dv) => dv.setUint16(70, 1, true)), /reserved/],
     ['an unknown section', edit((dv) => dv.setUint16(64, 9, true)), /unknown section 9/],
     ['a section longer than the state', edit((dv) => dv.setUint16(66, 200, true)), /does not fit/],

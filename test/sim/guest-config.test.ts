@@ -58,6 +58,7 @@ test('resolveGuestConfig fills the documented defaults', () => {
     stepsPerSecond: 0,
     ramRegions: 1,
     disks: [],
+    diskFillBytes: 0,
   };
   assert.equal(c, expected);
   assert.is(c.fill, 'mixed');

@@ -3,7 +3,8 @@
 // it; only the driver creates and ends it.
 
 import type { AdmissionLimits } from './admission.js';
-import type { Region, MemoryTarget } from '../../memory/types.js';
+import type { BlockDevice, Region, MemoryTarget } from '../../memory/types.js';
+import type { DiskShape } from '../../protocol/blocks.js';
 import type { FrameLink } from '../../transport/channel.js';
 import type { LinkSecurity } from '../../transport/security.js';
 import { throttledProgress, type Progress } from '../progress.js';
@@ -70,6 +71,8 @@ export class DestinationRun {
   urgent: UrgentListener | null = null;
   /** The capabilities HELLO_ACK granted (a recovery's HELLO_ACK repeats them). */
   capabilities = 0;
+  /** The disks the source named (DISKS) and where their blocks are written; null until then. */
+  disks: { shapes: DiskShape[]; devices: readonly BlockDevice[] } | null = null;
   /** Device state as received, loaded at the switchover. */
   deviceState: Uint8Array | null = null;
   /** Time spent applying batches since the last ITERATION_END. */

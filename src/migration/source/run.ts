@@ -21,6 +21,7 @@ import { BandwidthMeter, type IterationRecord } from '../metrics.js';
 import { eventSink, type EventSink } from '../events.js';
 import { throttledProgress, type Progress } from '../progress.js';
 import { startRecord, type RunRecord } from '../report.js';
+import type { BlockSender } from './block-sender.js';
 import type { PageSender } from '../../pipeline/page-sender.js';
 import type { RateLimiter } from '../../transport/rate-limit.js';
 import type { UrgentConnector } from './urgent-connector.js';
@@ -74,6 +75,8 @@ export interface Negotiated {
   /** Capabilities our HELLO offered (a QUERY HELLO repeats them). */
   offered: number;
   sender: PageSender;
+  /** Present when the guest's disks move (capability BLOCKS). */
+  blocks: BlockSender | null;
 }
 
 /** The negotiated link with the resources it runs on: what a phase after the handshake uses. */

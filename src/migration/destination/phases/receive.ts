@@ -4,10 +4,12 @@
 // becomes an event. What a state may receive is the machine's business, not this file's.
 //
 //   PAGE_BATCH ─► apply (kernel verifies every page) ─► no event
+//   DISKS ─► the target makes the disks;  BLOCKS ─► written at their offsets (CRC-checked) ─► no event
 //   ITERATION_END | DEVICE_STATE | MISSING_PAGES | SWITCHOVER | COMPLETE | ERROR ─► event
 
 import { ErrorCode, MemshiftError, isMemshiftError } from '../../../errors.js';
-import { FrameType, SwitchoverMode } from '../../../protocol/constants.js';
+import { Capability, FrameType, SwitchoverMode } from '../../../protocol/constants.js';
+import { decodeBlocks, decodeDisks } from '../../../protocol/blocks.js';
 import { decodeComplete, decodeError, decodeIterationEnd, decodeMissingPages, decodeSwitchover, peerError } from '../../../protocol/control.js';
 import { frameTypeName } from '../../../protocol/frame.js';
 import type { Frame } from '../../../protocol/frame-reader.js';
@@ -15,11 +17,17 @@ import { acceptsPages, claimsPages, type DestEvent, type DestState } from '../ma
 import type { DestinationRun } from '../run.js';
 
 export function receiveFrame(run: DestinationRun, state: DestState, frame: Frame): DestEvent | null {
-  // A pass (or the switch) begins with its first frame after an ITERATION_END.
-  if (run.sinceLastPass === 0 && frame.type !== FrameType.ITERATION_END) run.sinceLastPass = performance.now();
+  // A pass (or the switch) begins with its first frame after an ITERATION_END (DISKS precedes the first pass).
+  if (run.sinceLastPass === 0 && frame.type !== FrameType.ITERATION_END && frame.type !== FrameType.DISKS) run.sinceLastPass = performance.now();
   switch (frame.type) {
     case FrameType.PAGE_BATCH:
       applyBatch(run, state, frame);
+      return null;
+    case FrameType.DISKS:
+      receiveDisks(run, state, frame);
+      return null;
+    case FrameType.BLOCKS:
+      writeBlocks(run, state, frame);
       return null;
     case FrameType.ITERATION_END: {
       const m = decodeIterationEnd(frame.buf, frame.bodyOffset, frame.bodyLength);
@@ -62,6 +70,30 @@ export function receiveFrame(run: DestinationRun, state: DestState, frame: Frame
     default:
       throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `${frameTypeName(frame.type)} is not expected from a source`, { frameType: frame.type });
   }
+}
+
+/** DISKS, once, before any block: the target makes the disks the blocks are written to. */
+function receiveDisks(run: DestinationRun, state: DestState, frame: Frame): void {
+  if ((run.capabilities & Capability.BLOCKS) === 0 || run.disks !== null || !acceptsPages(state)) {
+    throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `DISKS while the destination is ${state.kind}${run.disks !== null ? ' (sent twice)' : ''}`, { frameType: frame.type, phase: state.kind });
+  }
+  const shapes = decodeDisks(frame.buf, frame.bodyOffset, frame.bodyLength);
+  const devices = run.target!.receiveBlockDevices!(shapes);
+  run.disks = { shapes, devices };
+}
+
+/** A run of disk blocks, verified whole by the frame CRC, written at its offset. */
+function writeBlocks(run: DestinationRun, state: DestState, frame: Frame): void {
+  const disks = run.disks;
+  if (disks === null || !acceptsPages(state)) {
+    throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `BLOCKS while the destination is ${state.kind}${disks === null ? ' (no DISKS before)' : ''}`, { frameType: frame.type, phase: state.kind });
+  }
+  if (frame.checkedLength !== frame.bodyLength) throw new MemshiftError(ErrorCode.FRAME_MALFORMED, 'BLOCKS: the CRC must cover the whole body', { frameType: frame.type });
+  const b = decodeBlocks(frame.buf, frame.bodyOffset, frame.bodyLength, disks.shapes);
+  const bytes = b.count * disks.shapes[b.disk].blockBytes;
+  const t = performance.now();
+  disks.devices[b.disk].write(b.firstBlock, b.count, frame.buf.subarray(b.dataOffset, b.dataOffset + bytes));
+  run.passApplyMs += performance.now() - t;
 }
 
 function applyBatch(run: DestinationRun, state: DestState, frame: Frame): void {

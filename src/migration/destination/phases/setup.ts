@@ -18,7 +18,7 @@ import type { DestEvent } from '../machine.js';
 import type { DestinationRun } from '../run.js';
 import { UrgentListener } from '../urgent-listener.js';
 
-const OUR_CAPABILITIES = Capability.XBZRLE | Capability.LZ4 | Capability.POSTCOPY | Capability.UNWRITTEN_ZERO | Capability.SHARED_STORAGE;
+const OUR_CAPABILITIES = Capability.XBZRLE | Capability.LZ4 | Capability.POSTCOPY | Capability.UNWRITTEN_ZERO | Capability.SHARED_STORAGE | Capability.BLOCKS;
 
 /** Touches every page once so that receiving does not pay the host's first-write cost. */
 export function pretouch(slabs: readonly Slab[]): void {
@@ -69,6 +69,7 @@ export async function runSetup(run: DestinationRun, hello: Hello): Promise<DestE
   // Pages never sent stay as they are here: only a target that holds zeros there may say so.
   if (target.unwrittenPagesAreZero !== true) capabilities &= ~Capability.UNWRITTEN_ZERO;
   if (target.reachesSharedStorage !== true) capabilities &= ~Capability.SHARED_STORAGE;
+  if (target.receiveBlockDevices === undefined) capabilities &= ~Capability.BLOCKS;
   if ((capabilities & Capability.POSTCOPY) !== 0) {
     if (target.enablePageGate === undefined) capabilities &= ~Capability.POSTCOPY;
     else {

@@ -19,6 +19,8 @@ import { Inbox } from '../../inbox.js';
 import { stepRate } from '../../report.js';
 import type { SourceEvent } from '../machine.js';
 import { PageSender } from '../../../pipeline/page-sender.js';
+import { encodeDisks } from '../../../protocol/blocks.js';
+import { BlockSender } from '../block-sender.js';
 import { UrgentConnector } from '../urgent-connector.js';
 import { DEFAULT_STALL_TIMEOUT_MS, type SourceRun } from '../run.js';
 
@@ -44,7 +46,8 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   run.record.session = session;
   run.record.guestBytes = source.regions.reduce((n, r) => n + r.pageCount * r.pageSize, 0);
   const ours = (options.xbzrle ? Capability.XBZRLE : 0) | (options.compress !== 'none' ? Capability.LZ4 : 0) | (wantsPostcopy ? Capability.POSTCOPY : 0) |
-    (source.unwrittenPagesAreZero === true ? Capability.UNWRITTEN_ZERO : 0) | (source.storage != null ? Capability.SHARED_STORAGE : 0);
+    (source.unwrittenPagesAreZero === true ? Capability.UNWRITTEN_ZERO : 0) | (source.storage != null ? Capability.SHARED_STORAGE : 0) |
+    ((source.blockDevices?.length ?? 0) > 0 ? Capability.BLOCKS : 0);
   await channel.send(encodeHello({ session, role: ChannelRole.BULK, mode: options.mode, capabilities: ours, regions: [...source.regions] }));
   const ackFrame = await inbox.expect([FrameType.HELLO_ACK], options.answerTimeoutMs);
   const ack = decodeHelloAck(ackFrame.body, 0, ackFrame.body.length);
@@ -55,6 +58,10 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   if (source.storage != null && (capabilities & Capability.SHARED_STORAGE) === 0) {
     throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `${peer} does not reach the guest's shared storage (start it with --storage shared --disk-dir DIR)`);
   }
+  const devices = source.blockDevices ?? [];
+  if (devices.length > 0 && (capabilities & Capability.BLOCKS) === 0) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `${peer} cannot receive the guest's disks`);
+  // The disks are named before any pass, so that their blocks can be written as they arrive.
+  if (devices.length > 0) await channel.send(encodeDisks(devices.map((d) => ({ blockBytes: d.blockBytes, blocks: d.blocks }))));
   if (urgent !== null) await urgent.connect(session, { host: options.address.host, port: ack.urgentPort }, channel.peerIdentity);
   await pool.ready();
   const setupEnd = performance.now();
@@ -65,6 +72,6 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   run.compression = new Compression(mode, mode === 'auto' ? sampleLz4(run.slabs, pool.size) : null);
   run.limiter = options.maxBandwidth === null ? null : new RateLimiter(options.maxBandwidth);
   const sender = new PageSender(run.slabs, pool, channel, { lz4: () => run.compression.lz4, limiter: run.limiter });
-  run.link = { session, capabilities, offered: ours, sender };
+  run.link = { session, capabilities, offered: ours, sender, blocks: devices.length > 0 ? new BlockSender(devices) : null };
   return { type: 'handshake-done', mode: options.mode, postcopy };
 }

@@ -20,6 +20,16 @@ export function startFullPass(run: SourceRun): number {
   return pages;
 }
 
+/** Sends the disk blocks written since the last call (none without moving disks); counted into the run's bytes. */
+export async function sendBlocks(run: SourceRun): Promise<{ bytes: number; ms: number }> {
+  const blocks = run.established.blocks;
+  if (blocks === null) return { bytes: 0, ms: 0 };
+  const t = performance.now();
+  const sent = await blocks.sendDirty(run.established.channel);
+  run.record.bytesTransferred += sent.bytes;
+  return { bytes: sent.bytes, ms: performance.now() - t };
+}
+
 /**
  * Sends the snapshot's pages as pass `iteration`; the record's dirty figures and ETA are filled by the
  * caller. The guest's step rate is taken over the pass itself (steps at its start and end). A pre-copy
@@ -53,10 +63,12 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
   }, stop);
   c.passEnded(pass.bytes, pass.ms);
   run.checkCancel(channel.phase);
+  // The disks' share of the pass: what was written since their last pass (the guest paused: the rest).
+  const disks = await sendBlocks(run);
   await channel.send(encodeIterationEnd({ iteration, pages: pass.pages, bytes: pass.bytes }));
   run.record.pagesTransferred += pass.pages;
   run.record.pagesByEncoding = addCounts(run.record.pagesByEncoding, pass.counts);
-  run.meter.add(pass.bytes, pass.ms);
+  run.meter.add(pass.bytes + disks.bytes, pass.ms + disks.ms);
   const now = performance.now();
   return {
     iteration, pages: pass.pages, bytes: pass.bytes, ms: pass.ms, bandwidthBytesPerSec: run.meter.rate(), dirtyPages: 0, dirtyPagesPerSec: 0,

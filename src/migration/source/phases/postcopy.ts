@@ -23,7 +23,7 @@ import { addCounts } from '../../metrics.js';
 import { hex64 } from '../../report.js';
 import type { SourceEvent, SourceState } from '../machine.js';
 import type { SourceRun } from '../run.js';
-import { startFullPass } from './pass.js';
+import { sendBlocks, startFullPass } from './pass.js';
 import { awaitResumed, sendSwitchover } from './switchover.js';
 
 export async function runPostcopySwitching(run: SourceRun, state: Extract<SourceState, { kind: 'postcopy-switching' }>): Promise<SourceEvent> {
@@ -39,6 +39,8 @@ export async function runPostcopySwitching(run: SourceRun, state: Extract<Source
     run.live.remaining = run.tracker.sync();
   }
   channel.phase = 'post-copy switchover';
+  // Disk blocks are not faulted: what the disks hold that the destination lacks goes now, paused.
+  await sendBlocks(run);
   let missing = 0;
   for (const region of run.source.regions) {
     const m = unsentPagesFrames(region, run.source.slabsOf(region.id));

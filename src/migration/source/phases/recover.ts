@@ -115,6 +115,8 @@ async function reconnectWith(run: SourceRun, lost: MemshiftError, iteration: num
         await urgent.connect(run.established.session, { host: run.options.address.host, port: urgentPort }, identity);
       }
       install(run, channel, inbox, urgent);
+      // Blocks sent before the loss may not have arrived: the resumed pass sends them again.
+      run.established.blocks?.markSentAgain();
       run.live.remaining = run.tracker.pending();
       const recovery = { phase, lostAtMs: lostAt - run.record.startedAt, pausedMs: performance.now() - lostAt, missingPages: marked, attempts, cause: lost.message };
       run.record.recoveries.push(recovery);
@@ -183,10 +185,10 @@ async function ask(run: SourceRun, channel: FrameLink, answer: Answer, timeoutMs
 
 /** The new link replaces the lost one for every phase from here (push, POSTCOPY_DONE, release). */
 function install(run: SourceRun, channel: FrameLink, inbox: Inbox, urgent: UrgentConnector | null): void {
-  const { session, capabilities, offered, pool } = run.established;
+  const { session, capabilities, offered, pool, blocks } = run.established;
   run.channel = channel;
   run.inbox = inbox;
   run.urgent = urgent;
-  run.link = { session, capabilities, offered, sender: new PageSender(run.slabs, pool, channel, { lz4: () => run.compression.lz4, limiter: run.limiter }) };
+  run.link = { session, capabilities, offered, blocks, sender: new PageSender(run.slabs, pool, channel, { lz4: () => run.compression.lz4, limiter: run.limiter }) };
   run.watchStalls(channel, run.options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS);
 }

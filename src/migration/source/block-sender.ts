@@ -1,0 +1,74 @@
+// A pass's disk blocks (capability BLOCKS), sent after its RAM pages on the same link: the blocks marked
+// dirty now, their marks taken word by word (a write after the take marks its block again, for the
+// next pass), read at their offsets and sent as runs of consecutive blocks. A fresh image marks every
+// block it writes, so the first pass sends written blocks only and holes never travel.
+//
+// A lost link can lose blocks already sent; the pass that resumes over a new link sends again every
+// block ever sent (`sentEver`), which is always right, because a block's bytes are read when sent.
+
+import { Limits } from '../../protocol/constants.js';
+import { blocksFrame } from '../../protocol/blocks.js';
+import type { BlockDevice } from '../../memory/types.js';
+import type { FrameLink } from '../../transport/channel.js';
+
+export interface BlocksSent {
+  blocks: number;
+  bytes: number;
+}
+
+export class BlockSender {
+  private readonly sentEver: Int32Array[];
+
+  constructor(readonly devices: readonly BlockDevice[]) {
+    this.sentEver = devices.map((d) => new Int32Array(d.dirty.length));
+  }
+
+  /** Sends every block marked dirty now; resolves when the socket took the last run. */
+  async sendDirty(link: FrameLink): Promise<BlocksSent> {
+    const sent: BlocksSent = { blocks: 0, bytes: 0 };
+    for (let disk = 0; disk < this.devices.length; disk++) {
+      const device = this.devices[disk];
+      const ever = this.sentEver[disk];
+      let runStart = -1;
+      let runLength = 0;
+      const flush = async (): Promise<void> => {
+        if (runLength === 0) return;
+        const f = blocksFrame(disk, runStart, runLength, device.blockBytes);
+        device.read(runStart, runLength, f.data);
+        await link.send(f.seal());
+        sent.blocks += runLength;
+        sent.bytes += f.frame.length;
+        runLength = 0;
+      };
+      for (let w = 0; w < device.dirty.length; w++) {
+        let bits = Atomics.exchange(device.dirty, w, 0);
+        if (bits === 0) continue;
+        ever[w] |= bits;
+        while (bits !== 0) {
+          const bit = 31 - Math.clz32(bits & -bits);
+          bits &= bits - 1;
+          const block = w * 32 + bit;
+          if (block >= device.blocks) break;
+          if (runLength > 0 && block === runStart + runLength && runLength < Limits.MAX_BLOCKS_PER_FRAME) {
+            runLength++;
+            continue;
+          }
+          await flush();
+          runStart = block;
+          runLength = 1;
+        }
+      }
+      await flush();
+    }
+    return sent;
+  }
+
+  /** After a lost link: mark every block sent so far dirty again, for the pass that resumes. */
+  markSentAgain(): void {
+    for (let disk = 0; disk < this.devices.length; disk++) {
+      const dirty = this.devices[disk].dirty;
+      const ever = this.sentEver[disk];
+      for (let w = 0; w < ever.length; w++) if (ever[w] !== 0) Atomics.or(dirty, w, ever[w]);
+    }
+  }
+}

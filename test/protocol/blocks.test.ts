@@ -1,0 +1,107 @@
+// DISKS and BLOCKS (src/protocol/blocks.ts): the disks a source names once, and the runs of blocks it
+// sends in its passes. Round trips keep every field; every field a peer could lie about is refused
+// with MS_ERR_FRAME_MALFORMED (a disk never named, a run past the disk's end, a body that does not hold
+// exactly its blocks, reserved bits, block sizes out of range); and seeded random bodies never make
+// the decoders throw anything else.
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { FrameType, Limits } from '../../src/protocol/constants.js';
+import { blocksFrame, decodeBlocks, decodeDisks, encodeDisks, type DiskShape } from '../../src/protocol/blocks.js';
+import { BLOCKS_HEAD_BYTES, FRAME_HEADER_BYTES, readFrameHeader, verifyFrame } from '../../src/protocol/frame.js';
+import { expectCode } from '../_support/guest-helpers.js';
+import { seeded } from '../_support/seeded.js';
+
+const MALFORMED = 'MS_ERR_FRAME_MALFORMED';
+const DISKS: DiskShape[] = [{ blockBytes: 4096, blocks: 1024 }, { blockBytes: 65536, blocks: 3 }, { blockBytes: 512, blocks: 2 ** 32 - 1 }];
+
+function body(frame: Uint8Array): Uint8Array {
+  return frame.subarray(FRAME_HEADER_BYTES);
+}
+
+test('DISKS round-trips every disk shape, and its frame is a sealed control frame', () => {
+  const frame = encodeDisks(DISKS);
+  const h = readFrameHeader(frame, 0, frame.length)!;
+  assert.is(h.type, FrameType.DISKS);
+  verifyFrame(frame, 0, h);
+  assert.equal(decodeDisks(frame, FRAME_HEADER_BYTES, h.bodyLength), DISKS);
+});
+
+test('DISKS refuses no disk, too many, bad block sizes, empty disks, reserved bits, trailing bytes', () => {
+  const good = body(encodeDisks(DISKS)).slice();
+  const edit = (f: (dv: DataView) => void, bytes: Uint8Array = good.slice()): Uint8Array => {
+    f(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    return bytes;
+  };
+  const cases: [string, Uint8Array, RegExp][] = [
+    ['no disk', edit((dv) => dv.setUint16(0, 0, true)), /0 disks/],
+    ['more disks than the limit', edit((dv) => dv.setUint16(0, Limits.MAX_DISKS + 1, true)), /disks/],
+    ['more disks than the body holds', edit((dv) => dv.setUint16(0, 4, true)), /truncated/],
+    ['a reserved head', edit((dv) => dv.setUint16(2, 1, true)), /reserved/],
+    ['256-byte blocks', edit((dv) => dv.setUint8(4, 8)), /block size 2\^8/],
+    ['128 KiB blocks', edit((dv) => dv.setUint8(4, 17)), /block size 2\^17/],
+    ['a reserved disk byte', edit((dv) => dv.setUint8(5, 1)), /reserved/],
+    ['an empty disk', edit((dv) => dv.setUint32(8, 0, true)), /no block/],
+    ['a trailing byte', new Uint8Array([...good, 0]), /./],
+  ];
+  for (const [what, bytes, message] of cases) assert.match(expectCode(() => decodeDisks(bytes, 0, bytes.length), MALFORMED, what).message, message, what);
+});
+
+test('a BLOCKS frame carries its run, its CRC covers every block, and decoding finds the blocks\' bytes', () => {
+  const f = blocksFrame(1, 1, 2, 65536);
+  for (let i = 0; i < f.data.length; i++) f.data[i] = (i * 7) & 0xff;
+  const frame = f.seal();
+  const h = readFrameHeader(frame, 0, frame.length)!;
+  assert.is(h.type, FrameType.BLOCKS);
+  assert.is(h.checkedLength, h.bodyLength, 'the CRC covers the whole body');
+  verifyFrame(frame, 0, h);
+  const b = decodeBlocks(frame, FRAME_HEADER_BYTES, h.bodyLength, DISKS);
+  assert.equal([b.disk, b.firstBlock, b.count], [1, 1, 2]);
+  assert.is(b.dataOffset, FRAME_HEADER_BYTES + BLOCKS_HEAD_BYTES);
+  assert.is(frame[b.dataOffset + 5], 35);
+  // One flipped bit anywhere in the blocks fails the frame's CRC.
+  frame[frame.length - 1] ^= 1;
+  expectCode(() => verifyFrame(frame, 0, h), 'MS_ERR_FRAME_CHECKSUM');
+});
+
+test('BLOCKS refuses a disk never named, a run outside its disk, a body that is not exactly its blocks, reserved bits', () => {
+  const frame = blocksFrame(0, 1020, 4, 4096).seal();
+  const good = body(frame).slice();
+  decodeBlocks(good, 0, good.length, DISKS);
+  const edit = (f: (dv: DataView) => void): Uint8Array => {
+    const bytes = good.slice();
+    f(new DataView(bytes.buffer));
+    return bytes;
+  };
+  const cases: [string, Uint8Array, RegExp][] = [
+    ['disk 3 of 3', edit((dv) => dv.setUint16(0, 3, true)), /disk 3 was not named/],
+    ['a run past the end', edit((dv) => dv.setUint32(4, 1021, true)), /outside disk 0/],
+    ['a run that wraps u32', edit((dv) => dv.setUint32(4, 0xffffffff, true)), /outside disk 0/],
+    ['no block', edit((dv) => dv.setUint32(8, 0, true)), /0 blocks/],
+    ['more blocks than a frame may carry', edit((dv) => dv.setUint32(8, Limits.MAX_BLOCKS_PER_FRAME + 1, true)), /blocks/],
+    ['a count the body does not hold', edit((dv) => dv.setUint32(8, 3, true)), /bytes for 3 blocks/],
+    ['reserved head', edit((dv) => dv.setUint16(2, 1, true)), /reserved/],
+    ['reserved tail', edit((dv) => dv.setUint32(12, 1, true)), /reserved/],
+    ['a body cut in its head', good.slice(0, 10), /truncated/],
+  ];
+  for (const [what, bytes, message] of cases) assert.match(expectCode(() => decodeBlocks(bytes, 0, bytes.length, DISKS), MALFORMED, what).message, message, what);
+});
+
+test('random bodies make DISKS and BLOCKS throw only MS_ERR_FRAME_MALFORMED, and every accepted run lies inside its disk', () => {
+  const rng = seeded(20261202);
+  for (let i = 0; i < 20_000; i++) {
+    const n = rng.below(64);
+    const bytes = new Uint8Array(n + (rng.below(4) === 0 ? 4096 * rng.below(3) : 0));
+    for (let k = 0; k < n; k++) bytes[k] = rng.below(4) === 0 ? rng.below(256) : rng.below(3);
+    for (const decode of [() => decodeDisks(bytes, 0, bytes.length), () => decodeBlocks(bytes, 0, bytes.length, DISKS)]) {
+      try {
+        const r = decode();
+        if (!Array.isArray(r)) assert.ok(r.firstBlock + r.count <= DISKS[r.disk].blocks, `input ${i}`);
+      } catch (err) {
+        assert.is((err as { code?: string }).code, MALFORMED, `input ${i}: ${(err as Error).message}`);
+      }
+    }
+  }
+});
+
+test.run();
