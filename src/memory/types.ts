@@ -54,6 +54,8 @@ export interface BlockDevice {
   read(first: number, count: number, into: Uint8Array): void;
   /** Writes `count` blocks from `first` (destination). */
   write(first: number, count: number, from: Uint8Array): void;
+  /** Makes every write so far durable (destination: in the background after each pass, and before the guest resumes). */
+  flush(): Promise<void>;
 }
 
 /** What both ends expose: regions and the slabs that hold them. */

@@ -1,14 +1,15 @@
 // Disks on the wire (block migration, capability BLOCKS): the source names its disks once, after
 // HELLO_ACK and before the first pass, and sends their blocks in the passes beside RAM pages, as runs of
-// consecutive blocks. The frame CRC covers a BLOCKS body whole (checkedLength = bodyLength), so each
-// block is verified before it is written. Pure codecs; every count, size and index is checked.
+// consecutive blocks. As a PAGE_BATCH, a BLOCKS frame's CRC covers its head and a 64-bit mxh64 hash per
+// block (checkedLength = 16 + 8 × count), and each hash its block, checked before the run is written
+// (pipeline/block-buffers.ts). Pure codecs; every count, size and index is checked.
 //
 //   DISKS  := count:u16 0:u16 (log2BlockBytes:u8 0:u8 0:u16 blocks:u32){count}
-//   BLOCKS := disk:u16 0:u16 firstBlock:u32 count:u32 0:u32 data[count × blockBytes]
+//   BLOCKS := disk:u16 0:u16 firstBlock:u32 count:u32 0:u32 hash:u64{count} data[count × blockBytes]
 
 import { FrameType, Limits } from './constants.js';
 import { BodyReader, BodyWriter, malformed } from './codec-util.js';
-import { BLOCKS_HEAD_BYTES, FRAME_HEADER_BYTES, encodeFrame, sealFrame } from './frame.js';
+import { BLOCKS_HEAD_BYTES, encodeFrame } from './frame.js';
 
 export interface DiskShape {
   blockBytes: number;
@@ -42,36 +43,19 @@ export function decodeDisks(buf: Uint8Array, offset: number, length: number): Di
   return disks;
 }
 
-/** A frame's bytes for `count` blocks of `disk` from `firstBlock`: fill `data` (the blocks' bytes), then `seal`. */
-export interface BlocksFrame {
-  frame: Uint8Array;
-  data: Uint8Array;
-  seal(): Uint8Array;
-}
-
-export function blocksFrame(disk: number, firstBlock: number, count: number, blockBytes: number): BlocksFrame {
-  const dataBytes = count * blockBytes;
-  const frame = new Uint8Array(FRAME_HEADER_BYTES + BLOCKS_HEAD_BYTES + dataBytes);
-  const dv = new DataView(frame.buffer, FRAME_HEADER_BYTES, BLOCKS_HEAD_BYTES);
-  dv.setUint16(0, disk, true);
-  dv.setUint32(4, firstBlock, true);
-  dv.setUint32(8, count, true);
-  const data = frame.subarray(FRAME_HEADER_BYTES + BLOCKS_HEAD_BYTES);
-  return {
-    frame, data,
-    seal: () => {
-      sealFrame(frame, 0, FrameType.BLOCKS, BLOCKS_HEAD_BYTES + dataBytes);
-      return frame;
-    },
-  };
-}
-
 export interface Blocks {
   disk: number;
   firstBlock: number;
   count: number;
+  /** Where the blocks' hashes (u64 each) start in the buffer decoded. */
+  hashesOffset: number;
   /** Where the blocks' bytes start in the buffer decoded. */
   dataOffset: number;
+}
+
+/** Bytes of a BLOCKS body the frame CRC covers: the head and the hashes. */
+export function blocksCheckedLength(count: number): number {
+  return BLOCKS_HEAD_BYTES + 8 * count;
 }
 
 /**
@@ -89,6 +73,6 @@ export function decodeBlocks(buf: Uint8Array, offset: number, length: number, di
   if (shape === undefined) throw malformed(`BLOCKS: disk ${disk} was not named (${disks.length} disks)`, FrameType.BLOCKS);
   if (count < 1 || count > Limits.MAX_BLOCKS_PER_FRAME) throw malformed(`BLOCKS: ${count} blocks (1 to ${Limits.MAX_BLOCKS_PER_FRAME})`, FrameType.BLOCKS);
   if (firstBlock + count > shape.blocks) throw malformed(`BLOCKS: blocks [${firstBlock}, +${count}) outside disk ${disk} of ${shape.blocks}`, FrameType.BLOCKS);
-  if (r.remaining !== count * shape.blockBytes) throw malformed(`BLOCKS: ${r.remaining} bytes for ${count} blocks of ${shape.blockBytes}`, FrameType.BLOCKS);
-  return { disk, firstBlock, count, dataOffset: r.offset };
+  if (r.remaining !== count * (8 + shape.blockBytes)) throw malformed(`BLOCKS: ${r.remaining} bytes for ${count} blocks of ${shape.blockBytes} and their hashes`, FrameType.BLOCKS);
+  return { disk, firstBlock, count, hashesOffset: r.offset, dataOffset: r.offset + 8 * count };
 }

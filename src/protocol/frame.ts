@@ -35,7 +35,7 @@ export function maxBodyBytes(type: number): number {
     case FrameType.MISSING_PAGES:
       return Limits.MAX_MISSING_BITMAP_BYTES + 16;
     case FrameType.BLOCKS:
-      return BLOCKS_HEAD_BYTES + Limits.MAX_BLOCKS_PER_FRAME * Limits.MAX_BLOCK_BYTES;
+      return BLOCKS_HEAD_BYTES + Limits.MAX_BLOCKS_PER_FRAME * (8 + Limits.MAX_BLOCK_BYTES);
     default:
       return Limits.MAX_CONTROL_BODY_BYTES;
   }
@@ -71,7 +71,8 @@ export function readFrameHeader(buf: Uint8Array, offset: number, end: number): F
   if (flags !== 0 || reserved !== 0) {
     throw new MemshiftError(ErrorCode.FRAME_MALFORMED, `${frameTypeName(type)} frame has reserved bits set (flags 0x${flags.toString(16)}, reserved 0x${reserved.toString(16)})`, { frameType: type });
   }
-  const partial = type === FrameType.PAGE_BATCH;
+  // Page batches and block runs check their head (and hashes) here; their payload is hashed per page or block.
+  const partial = type === FrameType.PAGE_BATCH || type === FrameType.BLOCKS;
   if (checkedLength > bodyLength || (!partial && checkedLength !== bodyLength)) {
     throw new MemshiftError(ErrorCode.FRAME_MALFORMED, `${frameTypeName(type)} frame checks ${checkedLength} of ${bodyLength} body bytes`, { frameType: type, value: checkedLength });
   }

@@ -3,7 +3,7 @@
 // after each write, as it marks RAM pages. Images are named by their index (`disk0.img`, …) in one
 // directory, so a destination on shared storage finds the source's images by the same names.
 
-import { closeSync, copyFileSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCode, MemshiftError } from '../errors.js';
 import { DISK_BLOCK_BYTES } from './guest-config.js';
@@ -79,14 +79,19 @@ export class GuestDisk implements DiskHandle, BlockDevice {
     return new GuestDisk(path, sizeBytes, fd);
   }
 
-  /** Makes every write so far durable, so that another host reading the image sees it. */
-  flush(): void {
+  /** Makes every write so far durable, on a libuv thread: the caller's event loop runs on meanwhile. */
+  flush(): Promise<void> {
+    return new Promise((resolve, reject) => fdatasync(this.fd, (err) => (err ? reject(io(`cannot flush ${this.path}`, err)) : resolve())));
+  }
+
+  /** The same, on this thread (a pause that must not return before the image is durable). */
+  flushNow(): void {
     fdatasyncSync(this.fd);
   }
 
   /** Writes the image to `path` (a dump for comparison with a replay's). */
   copyTo(path: string): void {
-    this.flush();
+    this.flushNow();
     copyFileSync(this.path, path);
   }
 
@@ -125,6 +130,8 @@ export function fillDisk(disk: GuestDisk, index: number, bytes: number, seed: nu
     disk.write(first, count, new Uint8Array(chunk.buffer, 0, count * DISK_BLOCK_BYTES));
   }
   for (let b = 0; b < blocks; b++) disk.dirty[b >>> 5] |= 1 << (b & 31);
+  // Installed long before: on the disk, not dirty in the page cache (a migration must not inherit the flush).
+  if (blocks > 0) disk.flushNow();
 }
 
 function openImage(path: string, flags: string): number {

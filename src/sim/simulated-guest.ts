@@ -199,7 +199,7 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
         void this.vcpu?.pause().catch(() => undefined);
       },
       flush: () => {
-        for (const d of this.disks) d.flush();
+        for (const d of this.disks) d.flushNow();
       },
     });
   }

@@ -1,5 +1,5 @@
-// DISKS and BLOCKS (src/protocol/blocks.ts): the disks a source names once, and the runs of blocks it
-// sends in its passes. Round trips keep every field; every field a peer could lie about is refused
+// DISKS and BLOCKS (src/protocol/blocks.ts, frames built and checked by pipeline/block-buffers.ts):
+// the disks a source names once, and the runs of blocks it sends in its passes, each block with its hash. Round trips keep every field; every field a peer could lie about is refused
 // with MS_ERR_FRAME_MALFORMED (a disk never named, a run past the disk's end, a body that does not hold
 // exactly its blocks, reserved bits, block sizes out of range); and seeded random bodies never make
 // the decoders throw anything else.
@@ -7,7 +7,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FrameType, Limits } from '../../src/protocol/constants.js';
-import { blocksFrame, decodeBlocks, decodeDisks, encodeDisks, type DiskShape } from '../../src/protocol/blocks.js';
+import { blocksCheckedLength, decodeBlocks, decodeDisks, encodeDisks, type DiskShape } from '../../src/protocol/blocks.js';
+import { BlockBuffers } from '../../src/pipeline/block-buffers.js';
 import { BLOCKS_HEAD_BYTES, FRAME_HEADER_BYTES, readFrameHeader, verifyFrame } from '../../src/protocol/frame.js';
 import { expectCode } from '../_support/guest-helpers.js';
 import { seeded } from '../_support/seeded.js';
@@ -47,25 +48,36 @@ test('DISKS refuses no disk, too many, bad block sizes, empty disks, reserved bi
   for (const [what, bytes, message] of cases) assert.match(expectCode(() => decodeDisks(bytes, 0, bytes.length), MALFORMED, what).message, message, what);
 });
 
-test('a BLOCKS frame carries its run, its CRC covers every block, and decoding finds the blocks\' bytes', () => {
-  const f = blocksFrame(1, 1, 2, 65536);
-  for (let i = 0; i < f.data.length; i++) f.data[i] = (i * 7) & 0xff;
-  const frame = f.seal();
+test('a BLOCKS frame carries its run and a hash per block; the CRC covers head and hashes, the hashes the blocks', () => {
+  const buffers = new BlockBuffers(1);
+  const frame = buffers.frame(0, 1, 1, 2, 65536, (data) => {
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
+  }).slice();
   const h = readFrameHeader(frame, 0, frame.length)!;
   assert.is(h.type, FrameType.BLOCKS);
-  assert.is(h.checkedLength, h.bodyLength, 'the CRC covers the whole body');
+  assert.is(h.checkedLength, blocksCheckedLength(2));
+  assert.is(h.bodyLength, BLOCKS_HEAD_BYTES + 2 * (8 + 65536));
   verifyFrame(frame, 0, h);
   const b = decodeBlocks(frame, FRAME_HEADER_BYTES, h.bodyLength, DISKS);
   assert.equal([b.disk, b.firstBlock, b.count], [1, 1, 2]);
-  assert.is(b.dataOffset, FRAME_HEADER_BYTES + BLOCKS_HEAD_BYTES);
+  assert.is(b.hashesOffset, FRAME_HEADER_BYTES + BLOCKS_HEAD_BYTES);
+  assert.is(b.dataOffset, b.hashesOffset + 16);
   assert.is(frame[b.dataOffset + 5], 35);
-  // One flipped bit anywhere in the blocks fails the frame's CRC.
-  frame[frame.length - 1] ^= 1;
-  expectCode(() => verifyFrame(frame, 0, h), 'MS_ERR_FRAME_CHECKSUM');
+  const receiver = new BlockBuffers(1);
+  receiver.verify(frame, b.hashesOffset, b.dataOffset, 2, 65536, () => 'run');
+  // A bit flipped in a block: the CRC does not see it, the block's hash does.
+  const data = frame.slice();
+  data[b.dataOffset + 65536 + 100] ^= 4;
+  verifyFrame(data, 0, h);
+  assert.match(expectCode(() => receiver.verify(data, b.hashesOffset, b.dataOffset, 2, 65536, () => 'run'), 'MS_ERR_PAGE_HASH_MISMATCH').message, /block 1 of the run/);
+  // A bit flipped in a hash: the CRC sees it.
+  const hash = frame.slice();
+  hash[b.hashesOffset + 3] ^= 1;
+  expectCode(() => verifyFrame(hash, 0, h), 'MS_ERR_FRAME_CHECKSUM');
 });
 
 test('BLOCKS refuses a disk never named, a run outside its disk, a body that is not exactly its blocks, reserved bits', () => {
-  const frame = blocksFrame(0, 1020, 4, 4096).seal();
+  const frame = new BlockBuffers(1).frame(0, 0, 1020, 4, 4096, (d) => d.fill(1));
   const good = body(frame).slice();
   decodeBlocks(good, 0, good.length, DISKS);
   const edit = (f: (dv: DataView) => void): Uint8Array => {
@@ -80,6 +92,7 @@ test('BLOCKS refuses a disk never named, a run outside its disk, a body that is 
     ['no block', edit((dv) => dv.setUint32(8, 0, true)), /0 blocks/],
     ['more blocks than a frame may carry', edit((dv) => dv.setUint32(8, Limits.MAX_BLOCKS_PER_FRAME + 1, true)), /blocks/],
     ['a count the body does not hold', edit((dv) => dv.setUint32(8, 3, true)), /bytes for 3 blocks/],
+    ['a body one byte short', good.slice(0, good.length - 1), /bytes for 4 blocks/],
     ['reserved head', edit((dv) => dv.setUint16(2, 1, true)), /reserved/],
     ['reserved tail', edit((dv) => dv.setUint32(12, 1, true)), /reserved/],
     ['a body cut in its head', good.slice(0, 10), /truncated/],
@@ -91,7 +104,7 @@ test('random bodies make DISKS and BLOCKS throw only MS_ERR_FRAME_MALFORMED, and
   const rng = seeded(20261202);
   for (let i = 0; i < 20_000; i++) {
     const n = rng.below(64);
-    const bytes = new Uint8Array(n + (rng.below(4) === 0 ? 4096 * rng.below(3) : 0));
+    const bytes = new Uint8Array(n + (rng.below(4) === 0 ? 4104 * rng.below(3) : 0));
     for (let k = 0; k < n; k++) bytes[k] = rng.below(4) === 0 ? rng.below(256) : rng.below(3);
     for (const decode of [() => decodeDisks(bytes, 0, bytes.length), () => decodeBlocks(bytes, 0, bytes.length, DISKS)]) {
       try {

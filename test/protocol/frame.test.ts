@@ -89,7 +89,7 @@ test('maxBodyBytes gives each type its limit', () => {
   assert.is(maxBodyBytes(FrameType.PAGE_BATCH), 16 + 4096 * 16 + 16 * 2 ** 20);
   assert.is(maxBodyBytes(FrameType.DEVICE_STATE), 16 * 2 ** 20);
   assert.is(maxBodyBytes(FrameType.MISSING_PAGES), (1 << 20) + 16);
-  assert.is(maxBodyBytes(FrameType.BLOCKS), 16 + 64 * 65536, 'a run of 64 blocks of 64 KiB');
+  assert.is(maxBodyBytes(FrameType.BLOCKS), 16 + 64 * (8 + 65536), 'a run of 64 blocks of 64 KiB and their hashes');
   for (const t of [FrameType.HELLO, FrameType.HELLO_ACK, FrameType.ITERATION_END, FrameType.SWITCHOVER, FrameType.RESUMED,
     FrameType.COMPLETE, FrameType.ERROR, FrameType.PAGE_REQUEST, FrameType.POSTCOPY_DONE, FrameType.PAGE_HASHES, FrameType.DISKS]) {
     assert.is(maxBodyBytes(t), 64 * 1024, frameTypeName(t));
@@ -99,7 +99,7 @@ test('maxBodyBytes gives each type its limit', () => {
 test('accepts a body length at its type limit and rejects limit+1 with MS_ERR_FRAME_TOO_LARGE', () => {
   for (const type of KNOWN_TYPES) {
     const limit = maxBodyBytes(type);
-    const checked = type === FrameType.PAGE_BATCH ? 16 : undefined;
+    const checked = type === FrameType.PAGE_BATCH || type === FrameType.BLOCKS ? 16 : undefined;
     const at = readFrameHeader(header({ bodyLength: limit, type, checkedLength: checked }), 0, 16);
     assert.is(at?.bodyLength, limit, `${frameTypeName(type)} at the limit`);
     const e = expectCode(() => readFrameHeader(header({ bodyLength: limit + 1, type, checkedLength: checked }), 0, 16), 'MS_ERR_FRAME_TOO_LARGE', `${frameTypeName(type)} limit+1`);
@@ -118,16 +118,18 @@ test('rejects a non-zero flags byte or reserved field with MS_ERR_FRAME_MALFORME
 
 test('rejects a control frame whose checked length differs from its body length', () => {
   for (const type of KNOWN_TYPES) {
-    if (type === FrameType.PAGE_BATCH) continue;
+    if (type === FrameType.PAGE_BATCH || type === FrameType.BLOCKS) continue;
     expectCode(() => readFrameHeader(header({ bodyLength: 40, type, checkedLength: 39 }), 0, 16), 'MS_ERR_FRAME_MALFORMED', `${frameTypeName(type)} checks less`);
     expectCode(() => readFrameHeader(header({ bodyLength: 40, type, checkedLength: 41 }), 0, 16), 'MS_ERR_FRAME_MALFORMED', `${frameTypeName(type)} checks more`);
   }
 });
 
-test('accepts a PAGE_BATCH that checks part of its body and rejects one that checks more than its body', () => {
-  assert.is(readFrameHeader(header({ bodyLength: 4128, type: FrameType.PAGE_BATCH, checkedLength: 32 }), 0, 16)?.checkedLength, 32);
-  assert.is(readFrameHeader(header({ bodyLength: 32, type: FrameType.PAGE_BATCH, checkedLength: 32 }), 0, 16)?.checkedLength, 32);
-  expectCode(() => readFrameHeader(header({ bodyLength: 32, type: FrameType.PAGE_BATCH, checkedLength: 33 }), 0, 16), 'MS_ERR_FRAME_MALFORMED');
+test('accepts a PAGE_BATCH or BLOCKS that checks part of its body and rejects one that checks more than its body', () => {
+  for (const type of [FrameType.PAGE_BATCH, FrameType.BLOCKS]) {
+    assert.is(readFrameHeader(header({ bodyLength: 4128, type, checkedLength: 32 }), 0, 16)?.checkedLength, 32);
+    assert.is(readFrameHeader(header({ bodyLength: 32, type, checkedLength: 32 }), 0, 16)?.checkedLength, 32);
+    expectCode(() => readFrameHeader(header({ bodyLength: 32, type, checkedLength: 33 }), 0, 16), 'MS_ERR_FRAME_MALFORMED');
+  }
 });
 
 // ---- CRC --------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 import type { AdmissionLimits } from './admission.js';
 import type { BlockDevice, Region, MemoryTarget } from '../../memory/types.js';
 import type { DiskShape } from '../../protocol/blocks.js';
+import type { BlockBuffers } from '../../pipeline/block-buffers.js';
 import type { FrameLink } from '../../transport/channel.js';
 import type { LinkSecurity } from '../../transport/security.js';
 import { throttledProgress, type Progress } from '../progress.js';
@@ -72,7 +73,7 @@ export class DestinationRun {
   /** The capabilities HELLO_ACK granted (a recovery's HELLO_ACK repeats them). */
   capabilities = 0;
   /** The disks the source named (DISKS) and where their blocks are written; null until then. */
-  disks: { shapes: DiskShape[]; devices: readonly BlockDevice[] } | null = null;
+  disks: { shapes: DiskShape[]; devices: readonly BlockDevice[]; buffers: BlockBuffers; flushing: Promise<void> } | null = null;
   /** Device state as received, loaded at the switchover. */
   deviceState: Uint8Array | null = null;
   /** Time spent applying batches since the last ITERATION_END. */
@@ -107,6 +108,18 @@ export class DestinationRun {
 
   /** Reports events to the caller's onEvent (never throws). */
   readonly emit: EventSink;
+
+  /**
+   * Makes the disk blocks received so far durable: started in the background after each pass, so that
+   * the one awaited before the guest resumes has only the last pass's blocks left. Resolves after every
+   * flush started before it.
+   */
+  flushDisks(): Promise<void> {
+    const disks = this.disks;
+    if (disks === null) return Promise.resolve();
+    disks.flushing = disks.flushing.then(() => Promise.all(disks.devices.map((d) => d.flush()))).then(() => undefined);
+    return disks.flushing;
+  }
 
   /** Makes `channel` the bulk link from now on (a recovery). */
   replaceChannel(channel: FrameLink): void {

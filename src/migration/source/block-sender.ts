@@ -1,13 +1,14 @@
 // A pass's disk blocks (capability BLOCKS), sent after its RAM pages on the same link: the blocks marked
 // dirty now, their marks taken word by word (a write after the take marks its block again, for the
-// next pass), read at their offsets and sent as runs of consecutive blocks. A fresh image marks every
-// block it writes, so the first pass sends written blocks only and holes never travel.
+// next pass), read at their offsets into a slot of BlockBuffers, hashed there and sent as runs of
+// consecutive blocks, a few frames in flight. A fresh image marks every block it writes, so the first
+// pass sends written blocks only and holes never travel.
 //
 // A lost link can lose blocks already sent; the pass that resumes over a new link sends again every
 // block ever sent (`sentEver`), which is always right, because a block's bytes are read when sent.
 
 import { Limits } from '../../protocol/constants.js';
-import { blocksFrame } from '../../protocol/blocks.js';
+import { BlockBuffers } from '../../pipeline/block-buffers.js';
 import type { BlockDevice } from '../../memory/types.js';
 import type { FrameLink } from '../../transport/channel.js';
 
@@ -16,8 +17,12 @@ export interface BlocksSent {
   bytes: number;
 }
 
+/** Frames in flight: the socket takes one while the next is read and hashed. */
+const SLOTS = 4;
+
 export class BlockSender {
   private readonly sentEver: Int32Array[];
+  private buffers: BlockBuffers | null = null;
 
   constructor(readonly devices: readonly BlockDevice[]) {
     this.sentEver = devices.map((d) => new Int32Array(d.dirty.length));
@@ -26,6 +31,9 @@ export class BlockSender {
   /** Sends every block marked dirty now; resolves when the socket took the last run. */
   async sendDirty(link: FrameLink): Promise<BlocksSent> {
     const sent: BlocksSent = { blocks: 0, bytes: 0 };
+    const buffers = (this.buffers ??= new BlockBuffers(SLOTS));
+    const inFlight: (Promise<void> | null)[] = new Array<Promise<void> | null>(SLOTS).fill(null);
+    let next = 0;
     for (let disk = 0; disk < this.devices.length; disk++) {
       const device = this.devices[disk];
       const ever = this.sentEver[disk];
@@ -33,11 +41,13 @@ export class BlockSender {
       let runLength = 0;
       const flush = async (): Promise<void> => {
         if (runLength === 0) return;
-        const f = blocksFrame(disk, runStart, runLength, device.blockBytes);
-        device.read(runStart, runLength, f.data);
-        await link.send(f.seal());
-        sent.blocks += runLength;
-        sent.bytes += f.frame.length;
+        const slot = next++ % SLOTS;
+        await inFlight[slot];
+        const [first, count] = [runStart, runLength];
+        const frame = buffers.frame(slot, disk, first, count, device.blockBytes, (data) => device.read(first, count, data));
+        inFlight[slot] = link.send(frame);
+        sent.blocks += count;
+        sent.bytes += frame.length;
         runLength = 0;
       };
       for (let w = 0; w < device.dirty.length; w++) {
@@ -60,6 +70,7 @@ export class BlockSender {
       }
       await flush();
     }
+    await Promise.all(inFlight);
     return sent;
   }
 

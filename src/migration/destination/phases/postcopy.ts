@@ -27,6 +27,8 @@ export async function runPostcopySwitchover(run: DestinationRun, order: Switchov
   urgent.begin(order.missingPages);
   await withTimeout(urgent.connected, URGENT_CONNECT_TIMEOUT_MS, () => new MemshiftError(ErrorCode.CONNECTION_FAILED, 'the source did not open the urgent channel'));
   if (urgent.complete) urgent.openGate();
+  // Every block that arrived is on the disk before the guest may read it here or the source lets go.
+  await run.flushDisks();
   const stateMs = loadDeviceState(run);
   acceptStorage(run.target!.storage, run.session);
   const tResume = performance.now();

@@ -4,12 +4,13 @@
 // becomes an event. What a state may receive is the machine's business, not this file's.
 //
 //   PAGE_BATCH ─► apply (kernel verifies every page) ─► no event
-//   DISKS ─► the target makes the disks;  BLOCKS ─► written at their offsets (CRC-checked) ─► no event
+//   DISKS ─► the target makes the disks;  BLOCKS ─► each block checked against its hash, written ─► no event
 //   ITERATION_END | DEVICE_STATE | MISSING_PAGES | SWITCHOVER | COMPLETE | ERROR ─► event
 
 import { ErrorCode, MemshiftError, isMemshiftError } from '../../../errors.js';
 import { Capability, FrameType, SwitchoverMode } from '../../../protocol/constants.js';
-import { decodeBlocks, decodeDisks } from '../../../protocol/blocks.js';
+import { blocksCheckedLength, decodeBlocks, decodeDisks } from '../../../protocol/blocks.js';
+import { BlockBuffers } from '../../../pipeline/block-buffers.js';
 import { decodeComplete, decodeError, decodeIterationEnd, decodeMissingPages, decodeSwitchover, peerError } from '../../../protocol/control.js';
 import { frameTypeName } from '../../../protocol/frame.js';
 import type { Frame } from '../../../protocol/frame-reader.js';
@@ -36,6 +37,8 @@ export function receiveFrame(run: DestinationRun, state: DestState, frame: Frame
       run.lastPassBegan = run.sinceLastPass > 0 ? run.sinceLastPass : performance.now();
       run.sinceLastPass = 0;
       recordReceivedPass(run, m.iteration);
+      // The pass's disk blocks go to the disk while the next pass arrives (a failure shows at the resume's flush).
+      run.flushDisks().catch(() => undefined);
       run.passApplyMs = 0;
       run.channel.phase = `pre-copy pass ${m.iteration + 1}`;
       run.progress(() => run.snapshot(state.kind), true);
@@ -79,20 +82,21 @@ function receiveDisks(run: DestinationRun, state: DestState, frame: Frame): void
   }
   const shapes = decodeDisks(frame.buf, frame.bodyOffset, frame.bodyLength);
   const devices = run.target!.receiveBlockDevices!(shapes);
-  run.disks = { shapes, devices };
+  run.disks = { shapes, devices, buffers: new BlockBuffers(1), flushing: Promise.resolve() };
 }
 
-/** A run of disk blocks, verified whole by the frame CRC, written at its offset. */
+/** A run of disk blocks: each block checked against its hash (the CRC covered the hashes), then written at its offset. */
 function writeBlocks(run: DestinationRun, state: DestState, frame: Frame): void {
   const disks = run.disks;
   if (disks === null || !acceptsPages(state)) {
     throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `BLOCKS while the destination is ${state.kind}${disks === null ? ' (no DISKS before)' : ''}`, { frameType: frame.type, phase: state.kind });
   }
-  if (frame.checkedLength !== frame.bodyLength) throw new MemshiftError(ErrorCode.FRAME_MALFORMED, 'BLOCKS: the CRC must cover the whole body', { frameType: frame.type });
   const b = decodeBlocks(frame.buf, frame.bodyOffset, frame.bodyLength, disks.shapes);
-  const bytes = b.count * disks.shapes[b.disk].blockBytes;
+  if (frame.checkedLength !== blocksCheckedLength(b.count)) throw new MemshiftError(ErrorCode.FRAME_MALFORMED, 'BLOCKS: the CRC must cover the head and every hash', { frameType: frame.type });
+  const blockBytes = disks.shapes[b.disk].blockBytes;
   const t = performance.now();
-  disks.devices[b.disk].write(b.firstBlock, b.count, frame.buf.subarray(b.dataOffset, b.dataOffset + bytes));
+  disks.buffers.verify(frame.buf, b.hashesOffset, b.dataOffset, b.count, blockBytes, () => `BLOCKS disk ${b.disk} blocks [${b.firstBlock}, +${b.count})`);
+  disks.devices[b.disk].write(b.firstBlock, b.count, frame.buf.subarray(b.dataOffset, b.dataOffset + b.count * blockBytes));
   run.passApplyMs += performance.now() - t;
 }
 

@@ -55,6 +55,8 @@ export async function runSwitchover(run: DestinationRun, order: Switchover, comm
     run.urgent.openGate();
     await run.urgent.stop();
   }
+  // Every block that arrived is on the disk before the guest may read it here or the source lets go.
+  await run.flushDisks();
   const stateMs = loadDeviceState(run);
   acceptStorage(run.target!.storage, run.session);
   if (!commit()) throw new MemshiftError(ErrorCode.CONNECTION_CLOSED, `${run.channel.peer}: the switchover ended before the guest could resume: not resuming`);

@@ -1,0 +1,74 @@
+// Disk blocks on their way out and in (BLOCKS), in a WebAssembly memory of their own so that the page
+// kernel's mxh64 hashes them where they lie: the source reads a run of blocks straight into a slot,
+// hashes it, and sends the frame from there; the destination copies a received run into its scratch
+// (the receive ring's offsets are not the kernel's to choose) and checks every block's hash before
+// the run is written. A slot is reused only once the socket has taken its frame.
+//
+//   slot := pad … [frame header 16][BLOCKS head 16][hash u64 × count][data count × blockBytes]
+//                                                                     ^ 128-aligned (slot base + 1 KiB)
+
+import { ErrorCode, MemshiftError } from '../errors.js';
+import { FrameType, Limits } from '../protocol/constants.js';
+import { BLOCKS_HEAD_BYTES, FRAME_HEADER_BYTES, sealFrame } from '../protocol/frame.js';
+import { KERNEL_RESERVED_BYTES, Kernels, WASM_PAGE_BYTES } from '../wasm/kernels.js';
+
+const LEAD_BYTES = 1024;
+const SLOT_BYTES = LEAD_BYTES + Limits.MAX_BLOCKS_PER_FRAME * Limits.MAX_BLOCK_BYTES;
+const HASH_BYTES = 8;
+
+export class BlockBuffers {
+  readonly kernels: Kernels;
+  readonly bytes: Uint8Array;
+  readonly slots: number;
+
+  constructor(slots: number) {
+    this.slots = slots;
+    const pages = Math.ceil((KERNEL_RESERVED_BYTES + slots * SLOT_BYTES + LEAD_BYTES) / WASM_PAGE_BYTES);
+    const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+    this.kernels = new Kernels(memory);
+    this.bytes = new Uint8Array(memory.buffer);
+  }
+
+  private dataAt(slot: number): number {
+    return KERNEL_RESERVED_BYTES + slot * SLOT_BYTES + LEAD_BYTES;
+  }
+
+  /**
+   * A BLOCKS frame in `slot` for `count` blocks of `blockBytes` from `firstBlock` of `disk`: `fill`
+   * reads the blocks into the view it is given, then each block is hashed and the frame sealed (the CRC
+   * covers the head and the hashes; the hashes cover the data). Returns the frame, a view of the slot.
+   */
+  frame(slot: number, disk: number, firstBlock: number, count: number, blockBytes: number, fill: (data: Uint8Array) => void): Uint8Array {
+    const data = this.dataAt(slot);
+    const hashes = data - HASH_BYTES * count;
+    const start = hashes - BLOCKS_HEAD_BYTES - FRAME_HEADER_BYTES;
+    const dataBytes = count * blockBytes;
+    fill(this.bytes.subarray(data, data + dataBytes));
+    this.kernels.raw.hashPages(data, blockBytes, count, hashes);
+    const head = new DataView(this.bytes.buffer, start + FRAME_HEADER_BYTES, BLOCKS_HEAD_BYTES);
+    head.setUint16(0, disk, true);
+    head.setUint16(2, 0, true);
+    head.setUint32(4, firstBlock, true);
+    head.setUint32(8, count, true);
+    head.setUint32(12, 0, true);
+    const bodyLength = BLOCKS_HEAD_BYTES + HASH_BYTES * count + dataBytes;
+    const end = sealFrame(this.bytes, start, FrameType.BLOCKS, bodyLength, BLOCKS_HEAD_BYTES + HASH_BYTES * count);
+    return this.bytes.subarray(start, end);
+  }
+
+  /**
+   * Checks `count` blocks at `buf[dataOffset…]` against the hashes at `buf[hashesOffset…]` (slot 0 is the
+   * scratch). Throws MS_ERR_PAGE_HASH_MISMATCH naming the first block that differs.
+   */
+  verify(buf: Uint8Array, hashesOffset: number, dataOffset: number, count: number, blockBytes: number, what: () => string): void {
+    const data = this.dataAt(0);
+    const out = data - HASH_BYTES * count;
+    this.bytes.set(buf.subarray(dataOffset, dataOffset + count * blockBytes), data);
+    this.kernels.raw.hashPages(data, blockBytes, count, out);
+    for (let i = 0; i < count * HASH_BYTES; i++) {
+      if (this.bytes[out + i] !== buf[hashesOffset + i]) {
+        throw new MemshiftError(ErrorCode.PAGE_HASH_MISMATCH, `${what()}: block ${Math.floor(i / HASH_BYTES)} of the run does not match its hash: not written`);
+      }
+    }
+  }
+}
