@@ -57,6 +57,7 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
     nicEvents: { onError: (message: string) => console.error(`memshift dest: ${message}`) },
   };
   const onResume = optionalString(a, 'on-resume');
+  let onResumeRan = false;
   const memory = optionalString(a, 'memory');
   let prepared: SimulatedGuest | null = null;
   if (memory !== undefined) {
@@ -94,7 +95,9 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
       },
       onEvent: (e) => {
         events?.event(e);
-        if (onResume !== undefined && e.type === 'state' && (e.state === 'running' || e.state === 'postcopy-running')) {
+        // Once, when the guest first runs here (a post-copy recovery re-enters postcopy-running).
+        if (onResume !== undefined && !onResumeRan && e.type === 'state' && ['running', 'postcopy-running', 'postcopy-confirming'].includes(e.state)) {
+          onResumeRan = true;
           const identity = received?.config?.network;
           runOnResume(onResume, {
             MEMSHIFT_STATE: e.state, MEMSHIFT_GUEST_IP: identity?.ip ?? '', MEMSHIFT_GUEST_MAC: identity?.mac ?? '',

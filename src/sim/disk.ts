@@ -56,9 +56,12 @@ export class GuestDisk implements DiskHandle, BlockDevice {
     for (let done = 0; done < bytes;) done += writeSync(this.fd, from, done, bytes - done, first * DISK_BLOCK_BYTES + done);
   }
 
-  /** A new, all-zero image (a hole of `sizeBytes`): what a fresh guest's disk holds. Replaces any file at `path`. */
-  static create(path: string, sizeBytes: number): GuestDisk {
-    const fd = openImage(path, 'w+');
+  /**
+   * A new, all-zero image (a hole of `sizeBytes`): what a fresh guest's disk holds. Replaces any file at
+   * `path`, unless `exclusive` (a disk arriving from a peer never overwrites an image already there).
+   */
+  static create(path: string, sizeBytes: number, exclusive = false): GuestDisk {
+    const fd = openImage(path, exclusive ? 'wx+' : 'w+');
     try {
       ftruncateSync(fd, sizeBytes);
     } catch (cause) {
@@ -107,7 +110,7 @@ export class GuestDisk implements DiskHandle, BlockDevice {
  * seed, i and b) and marks those blocks dirty, as written by the guest: a fresh guest's installed
  * blocks. Deterministic, so a replay's disks match.
  */
-export function fillDisk(disk: GuestDisk, index: number, bytes: number, seed: number): void {
+export function fillDisk(disk: GuestDisk, index: number, bytes: number, seed: number, between: () => void = () => undefined): void {
   const chunkBlocks = 256;
   const chunk = new Uint32Array((chunkBlocks * DISK_BLOCK_BYTES) / 4);
   const words = DISK_BLOCK_BYTES / 4;
@@ -128,6 +131,7 @@ export function fillDisk(disk: GuestDisk, index: number, bytes: number, seed: nu
       }
     }
     disk.write(first, count, new Uint8Array(chunk.buffer, 0, count * DISK_BLOCK_BYTES));
+    between();
   }
   for (let b = 0; b < blocks; b++) disk.dirty[b >>> 5] |= 1 << (b & 31);
   // Installed long before: on the disk, not dirty in the page cache (a migration must not inherit the flush).

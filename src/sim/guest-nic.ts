@@ -41,12 +41,13 @@ export class GuestNic {
   plug(): Promise<void> {
     return this.then(async () => {
       if (this.plugged) return;
+      // Plugged from the first step on: an unplug undoes whatever part of it was done.
+      this.plugged = true;
       const { mac, ip, prefixLength } = this.identity;
       await runIp(['link', 'set', 'dev', this.device, 'address', mac]);
       await runIp(['addr', 'replace', `${ip}/${prefixLength}`, 'dev', this.device]);
       await runIp(['link', 'set', 'dev', this.device, 'up']);
       if (this.identity.servicePort > 0) await this.listen();
-      this.plugged = true;
       this.plugReadyAt = performance.now();
       void announce(this.device, ip).then((a) => {
         if (a.failures.length > 0) this.events.onError?.(`announce of ${ip} on ${this.device}: ${a.failures.join('; ')}`);
@@ -64,8 +65,11 @@ export class GuestNic {
       this.server = null;
       for (const s of this.sockets) s.destroy();
       if (server !== null) await new Promise<void>((r) => server.close(() => r()));
-      await runIp(['addr', 'del', `${this.identity.ip}/${this.identity.prefixLength}`, 'dev', this.device]).catch(() => undefined);
-      await runIp(['link', 'set', 'dev', this.device, 'down']);
+      // Each step on its own: the address must go even if the link cannot be set down, and the other way round.
+      const failures: string[] = [];
+      await runIp(['addr', 'del', `${this.identity.ip}/${this.identity.prefixLength}`, 'dev', this.device]).catch((e: Error) => failures.push(e.message));
+      await runIp(['link', 'set', 'dev', this.device, 'down']).catch((e: Error) => failures.push(e.message));
+      if (failures.length === 2) throw new Error(failures.join('; '));
     });
   }
 

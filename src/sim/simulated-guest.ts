@@ -128,8 +128,16 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     }, host);
     guest.nic = guest.nicFor(host.network ?? undefined);
     guest.temporaryDiskDir = temporary;
-    guest.disks = config.disks.map((bytes, i) => GuestDisk.create(diskImagePath(storage!.diskDir, i), bytes));
-    guest.disks.forEach((d, i) => fillDisk(d, i, config.diskFillBytes, config.seed));
+    try {
+      for (let i = 0; i < config.disks.length; i++) guest.disks.push(GuestDisk.create(diskImagePath(storage!.diskDir, i), config.disks[i]));
+      // A long fill blocks this thread's timers: the lease is renewed between its chunks instead.
+      guest.disks.forEach((d, i) => fillDisk(d, i, config.diskFillBytes, config.seed, () => leased?.renewIfDue()));
+    } catch (err) {
+      for (const d of guest.disks) d.close();
+      if (temporary !== null) rmSync(temporary, { recursive: true, force: true });
+      void guest.vcpu?.exit();
+      throw err;
+    }
     if (leased !== null) guest.useLease(leased);
     guest.startVcpu();
     return guest;
@@ -165,7 +173,14 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     if (this.storageOptions?.shared === true) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, 'this destination expects the guest\'s disks on shared storage, not moved');
     this.temporaryDiskDir ??= this.storageOptions === null ? mkdtempSync(join(tmpdir(), 'memshift-disks-')) : null;
     const dir = this.storageOptions?.diskDir ?? this.temporaryDiskDir!;
-    this.disks = shapes.map((s, i) => GuestDisk.create(diskImagePath(dir, i), s.blocks * s.blockBytes));
+    const disks: GuestDisk[] = [];
+    try {
+      for (let i = 0; i < shapes.length; i++) disks.push(GuestDisk.create(diskImagePath(dir, i), shapes[i].blocks * shapes[i].blockBytes, true));
+    } catch (err) {
+      for (const d of disks) d.close();
+      throw err;
+    }
+    this.disks = disks;
     return this.disks;
   }
 

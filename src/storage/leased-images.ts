@@ -39,6 +39,7 @@ export class LeasedImages implements SharedStorage {
   private name: string | null = null;
   private timer: NodeJS.Timeout | null = null;
   private hooks: RunnerHooks | null = null;
+  private renewedAt = 0;
 
   constructor(images: readonly string[], ttlMs = DEFAULT_LEASE_TTL_MS) {
     if (images.length === 0) throw invalidArgument('images', 'must name at least one image');
@@ -84,7 +85,7 @@ export class LeasedImages implements SharedStorage {
   }
 
   handOver(to: string): void {
-    if (this.images.every((image) => readLease(image)?.owner === to)) return;
+    if (this.images.every((image) => holdsLease(image, to))) return;
     const name = this.name;
     if (name === null) throw new MemshiftError(ErrorCode.LEASE_LOST, 'this side holds no lease to hand over', { field: 'lease' });
     this.stopRenewing();
@@ -95,7 +96,12 @@ export class LeasedImages implements SharedStorage {
   /** Whether this side holds every lease now; one that came back (given back by a destination) is renewed again from here. */
   holds(): boolean {
     const name = this.name;
-    const held = name !== null && this.images.every((image) => holdsLease(image, name));
+    let held = false;
+    try {
+      held = name !== null && this.images.every((image) => holdsLease(image, name));
+    } catch {
+      // Unreadable or damaged: not known to be ours, which is the safe answer.
+    }
     if (held && this.timer === null) this.startRenewing();
     return held;
   }
@@ -131,13 +137,23 @@ export class LeasedImages implements SharedStorage {
     const name = this.name;
     if (name === null) return;
     for (const image of this.images) {
-      if (!holdsLease(image, name)) continue;
       try {
-        releaseLease(image, name);
+        if (holdsLease(image, name)) releaseLease(image, name);
       } catch {
-        // Not ours any more.
+        // Not ours any more, or unreadable: nothing of ours to free.
       }
     }
+  }
+
+  /**
+   * Renews now if a third of the term went by since the last renewal: for a holder whose event loop is
+   * busy for long (a guest being created), between chunks of that work. Throws MS_ERR_LEASE_LOST.
+   */
+  renewIfDue(): void {
+    const name = this.name;
+    if (name === null || performance.now() - this.renewedAt < this.ttlMs / 3) return;
+    for (const image of this.images) renewLease(image, name, this.ttlMs);
+    this.renewedAt = performance.now();
   }
 
   private stopRenewing(): void {
@@ -147,6 +163,7 @@ export class LeasedImages implements SharedStorage {
 
   private startRenewing(): void {
     this.stopRenewing();
+    this.renewedAt = performance.now();
     this.timer = setInterval(() => this.renew(), Math.max(30, Math.floor(this.ttlMs / 3)));
     this.timer.unref();
   }
@@ -156,6 +173,7 @@ export class LeasedImages implements SharedStorage {
     if (name === null) return;
     try {
       for (const image of this.images) renewLease(image, name, this.ttlMs);
+      this.renewedAt = performance.now();
     } catch (err) {
       this.stopRenewing();
       const error = err instanceof MemshiftError ? err : new MemshiftError(ErrorCode.LEASE_LOST, `cannot renew the lease: ${(err as Error).message}`, { cause: err });

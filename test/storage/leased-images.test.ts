@@ -98,4 +98,21 @@ test('the holder renews its leases, and learns at once when one is broken', asyn
   source.release();
 });
 
+test('a holder busy for long renews between chunks of its work, and learns there that the lease is gone', async () => {
+  const source = new LeasedImages(images, 300);
+  source.take('source A');
+  const before = readLease(images[0])!.expiresAtMs;
+  source.renewIfDue(); // too soon: nothing written
+  assert.is(readLease(images[0])!.expiresAtMs, before);
+  const until = performance.now() + 150;
+  while (performance.now() < until) { /* a busy thread: its timers cannot run */ }
+  source.renewIfDue();
+  assert.ok(readLease(images[0])!.expiresAtMs > before, 'renewed in line');
+  breakLease(images[0]);
+  const later = performance.now() + 150;
+  while (performance.now() < later) { /* busy again */ }
+  expectCode(() => source.renewIfDue(), 'MS_ERR_LEASE_LOST');
+  source.release();
+});
+
 test.run();

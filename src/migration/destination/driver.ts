@@ -171,7 +171,7 @@ export class Session {
         this.awaitRecovery(s);
         return;
       case 'failed':
-        if (this.run.resumeSample === null) giveBackStorage(this.run.target?.storage, this.hello.session);
+        if (this.run.resumeSample === null && !this.run.resumeCommitted) giveBackStorage(this.run.target?.storage, this.hello.session);
         this.end(s);
         return;
       case 'completed':

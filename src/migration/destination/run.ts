@@ -72,6 +72,11 @@ export class DestinationRun {
   urgent: UrgentListener | null = null;
   /** The capabilities HELLO_ACK granted (a recovery's HELLO_ACK repeats them). */
   capabilities = 0;
+  /**
+   * Set once the lease was accepted on the way to a post-copy resume (which has no commit step): from
+   * then on the guest may run here, so a failure must never give the lease back.
+   */
+  resumeCommitted = false;
   /** The disks the source named (DISKS) and where their blocks are written; null until then. */
   disks: { shapes: DiskShape[]; devices: readonly BlockDevice[]; buffers: BlockBuffers; flushing: Promise<void> } | null = null;
   /** Device state as received, loaded at the switchover. */

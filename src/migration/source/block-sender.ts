@@ -45,7 +45,10 @@ export class BlockSender {
         await inFlight[slot];
         const [first, count] = [runStart, runLength];
         const frame = buffers.frame(slot, disk, first, count, device.blockBytes, (data) => device.read(first, count, data));
-        inFlight[slot] = link.send(frame);
+        const sending = link.send(frame);
+        // Awaited when its slot comes round or at the end; a failed link must not reject unheard meanwhile.
+        sending.catch(() => undefined);
+        inFlight[slot] = sending;
         sent.blocks += count;
         sent.bytes += frame.length;
         runLength = 0;

@@ -114,20 +114,22 @@ function failureEvent(err: unknown, run: SourceRun): SourceEvent {
  */
 async function heldLeaseOrDoubt(run: SourceRun, s: SourceState): Promise<SourceState> {
   const storage = run.source.storage;
-  if (storage == null) return s;
-  if ((s.kind === 'failed' || s.kind === 'aborted') && !storage.holds()) {
-    // Handed over, then the link failed: a destination that saw it fail gives the lease back as it
-    // ends, which may be a moment after this side saw the failure. Wait for it as a doubt is resolved.
+  // Completed: the destination runs the guest. Post-copy paused: its pages are split, it runs nowhere.
+  if (storage == null || s.kind === 'completed' || s.kind === 'postcopy-paused') return s;
+  if (!storage.holds()) {
+    // Handed over, then the migration failed: a destination that will not resume gives the lease back
+    // as it ends, which may be a while after this side saw the failure. Wait for it as a doubt is resolved.
     const until = performance.now() + (run.options.resolveTimeoutMs ?? DEFAULT_RESOLVE_TIMEOUT_MS);
     while (!storage.holds() && performance.now() < until) await new Promise((r) => setTimeout(r, LEASE_POLL_MS));
   }
+  const held = storage.holds();
   if (s.kind === 'in-doubt') {
-    if (!storage.holds()) return s;
+    if (!held) return s;
     const error = new MemshiftError(s.error.code, `${s.error.message}; the destination gave the guest's lease back, so it never ran the guest: it resumes here`, { cause: s.error });
     run.emit({ type: 'state', role: 'source', state: 'failed', elapsedMs: performance.now() - run.record.startedAt });
     return { kind: 'failed', error };
   }
-  if (destinationMayRun(s) || storage.holds()) return s;
+  if (held) return s;
   const why = s.kind === 'failed' ? `${s.error.code}: ${s.error.message}` : s.kind;
   const error = new MemshiftError(ErrorCode.LEASE_LOST, `the migration ended (${why}) and this side no longer holds the guest's lease (handed to the destination and not given back, or lost): the guest stays paused here; see memshift lease show`);
   run.emit({ type: 'state', role: 'source', state: 'in-doubt', elapsedMs: performance.now() - run.record.startedAt });

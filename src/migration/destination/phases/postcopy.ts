@@ -31,6 +31,7 @@ export async function runPostcopySwitchover(run: DestinationRun, order: Switchov
   await run.flushDisks();
   const stateMs = loadDeviceState(run);
   acceptStorage(run.target!.storage, run.session);
+  run.resumeCommitted = true;
   const tResume = performance.now();
   await run.target!.resume();
   run.resumedAt = performance.now();

@@ -77,7 +77,7 @@ export function receiveFrame(run: DestinationRun, state: DestState, frame: Frame
 
 /** DISKS, once, before any block: the target makes the disks the blocks are written to. */
 function receiveDisks(run: DestinationRun, state: DestState, frame: Frame): void {
-  if ((run.capabilities & Capability.BLOCKS) === 0 || run.disks !== null || !acceptsPages(state)) {
+  if ((run.capabilities & Capability.BLOCKS) === 0 || run.disks !== null || state.kind !== 'receiving') {
     throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `DISKS while the destination is ${state.kind}${run.disks !== null ? ' (sent twice)' : ''}`, { frameType: frame.type, phase: state.kind });
   }
   const shapes = decodeDisks(frame.buf, frame.bodyOffset, frame.bodyLength);
@@ -88,7 +88,8 @@ function receiveDisks(run: DestinationRun, state: DestState, frame: Frame): void
 /** A run of disk blocks: each block checked against its hash (the CRC covered the hashes), then written at its offset. */
 function writeBlocks(run: DestinationRun, state: DestState, frame: Frame): void {
   const disks = run.disks;
-  if (disks === null || !acceptsPages(state)) {
+  // Only before SWITCHOVER: blocks have no claim bits, so none may land once the guest runs here.
+  if (disks === null || state.kind !== 'receiving') {
     throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `BLOCKS while the destination is ${state.kind}${disks === null ? ' (no DISKS before)' : ''}`, { frameType: frame.type, phase: state.kind });
   }
   const b = decodeBlocks(frame.buf, frame.bodyOffset, frame.bodyLength, disks.shapes);

@@ -23,8 +23,22 @@ import { addCounts } from '../../metrics.js';
 import { hex64 } from '../../report.js';
 import type { SourceEvent, SourceState } from '../machine.js';
 import type { SourceRun } from '../run.js';
+import type { PageSender } from '../../../pipeline/page-sender.js';
+import type { PassResult } from '../../../pipeline/batch-writer.js';
 import { sendBlocks, startFullPass } from './pass.js';
 import { awaitResumed, sendSwitchover } from './switchover.js';
+
+/**
+ * The urgent channel closed during the push. Once every page has arrived the destination closes it
+ * itself, and on a loaded host that close can overtake the push's own end: when the push then ends
+ * with no page left to send, the close was the normal end and POSTCOPY_DONE follows on the bulk link.
+ * Otherwise the link was lost (`lost`).
+ */
+async function pushedEverything(pushing: Promise<PassResult>, sender: PageSender, lost: unknown): Promise<PassResult> {
+  const push = await pushing.catch(() => null);
+  if (push === null || sender.pending() > 0) throw lost;
+  return push;
+}
 
 export async function runPostcopySwitching(run: SourceRun, state: Extract<SourceState, { kind: 'postcopy-switching' }>): Promise<SourceEvent> {
   if (state.sent !== null) return awaitResumed(run, state.sent, false);
@@ -77,7 +91,7 @@ export async function runPostcopyRunning(run: SourceRun, state: Extract<SourceSt
   });
   // A lost urgent link ends the phase at once; the push notices (stopped) and a recovery waits for it.
   run.pushing = pushing.then(() => undefined, () => undefined);
-  const push = await Promise.race([pushing, lost]);
+  const push = await Promise.race([pushing, lost.catch((e: unknown) => pushedEverything(pushing, sender, e))]);
   run.record.pagesTransferred += push.pages;
   run.record.pagesByEncoding = addCounts(run.record.pagesByEncoding, push.counts);
   run.recordPass({
