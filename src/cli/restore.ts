@@ -5,12 +5,16 @@
 import { restoreGuest } from '../index.js';
 import { SimulatedGuest, parseSize, ramRegionIds } from '../sim/index.js';
 import { checkOutputPaths, formatDigest, parseCommand, parseInteger, optionalString, requireString, usageError, writeReportFile, type Flags } from './args.js';
+import { storageFlags, storageFrom } from './storage-flags.js';
+import { join } from 'node:path';
 
 export const restoreFlags: Flags = {
   lazy: { type: 'boolean', help: 'resume before the pages are read: a page the guest touches is read at once, the rest in the background (post-copy from the file)' },
   'run-steps': { type: 'string', value: 'K', help: 'run exactly K guest steps after the restore, then pause it', default: '0' },
   'dump-memory': { type: 'string', value: 'FILE', help: 'write the RAM image (all RAM regions, in order) once the guest paused' },
   'slab-size': { type: 'string', value: 'SIZE', help: 'most guest RAM per shared memory slab', default: '3GiB' },
+  ...storageFlags,
+  'dump-disk': { type: 'string', value: 'DIR', help: 'guests with disks: copy the disk images here (disk0.img, …) once the guest paused' },
   report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
   quiet: { type: 'boolean', help: 'no summary line' },
   help: { type: 'boolean', help: 'show this help' },
@@ -26,10 +30,11 @@ export async function runRestore(argv: readonly string[]): Promise<number> {
   const k = parseInteger(requireString(a, 'run-steps'), '--run-steps');
   const maxSlabBytes = parseSize(requireString(a, 'slab-size'), '--slab-size');
   checkOutputPaths(a, ['report', 'dump-memory']);
+  const storage = storageFrom(a, null);
   let guest: SimulatedGuest | null = null;
   try {
     const result = await restoreGuest(file, (regions) => {
-      guest = SimulatedGuest.receiving(regions, { maxSlabBytes });
+      guest = SimulatedGuest.receiving(regions, { maxSlabBytes }, { storage });
       return guest;
     }, { lazy: a.lazy === true });
     const g = guest as unknown as SimulatedGuest;
@@ -48,6 +53,8 @@ export async function runRestore(argv: readonly string[]): Promise<number> {
     };
     const dump = optionalString(a, 'dump-memory');
     if (dump !== undefined) g.memory.writeImage(ramRegionIds(g.regions), dump);
+    const disks = optionalString(a, 'dump-disk');
+    if (disks !== undefined) g.diskImages.forEach((d, i) => d.copyTo(join(disks, `disk${i}.img`)));
     writeReportFile(a, report);
     if (!a.quiet && lazy !== null) console.error(`restore: ${file}: guest ready to run in ${result.totalMs.toFixed(1)} ms, every page present after ${lazy.loadedMs.toFixed(0)} ms (${lazy.faultPages} read on a fault); ran ${g.steps - savedSteps} steps to ${g.steps}`);
     else if (!a.quiet) console.error(`restore: ${file} checked and loaded in ${result.totalMs.toFixed(0)} ms (read ${result.readMs.toFixed(0)}, verify ${result.verifyMs.toFixed(0)}); ran ${g.steps - savedSteps} steps to ${g.steps}`);

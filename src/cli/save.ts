@@ -9,10 +9,12 @@ import { SimulatedGuest, formatBytes, parseSize } from '../sim/index.js';
 import { checkOutputPaths, parseCommand, parseInteger, requireString, writeReportFile, type Flags } from './args.js';
 import { usageError } from './args.js';
 import { guestConfigFrom, guestFlags } from './guest-flags.js';
+import { storageFlags, storageFrom } from './storage-flags.js';
 
 export const saveFlags: Flags = {
   to: { type: 'string', value: 'FILE', help: 'the save file (created or replaced)' },
   ...guestFlags,
+  ...storageFlags,
   live: { type: 'boolean', help: 'write passes while the guest runs, the last one paused (default: pause, then write)' },
   'max-passes': { type: 'string', value: 'N', help: 'live: most passes while the guest runs', default: '8' },
   warmup: { type: 'string', value: 'MS', help: 'let the guest run this long before saving', default: '300' },
@@ -23,15 +25,17 @@ export const saveFlags: Flags = {
 };
 
 export async function runSave(argv: readonly string[]): Promise<number> {
-  const a = parseCommand(argv, 'save', 'Start a simulated guest and save it (RAM and vCPU state) to a file that `memshift restore` runs.', saveFlags);
+  const a = parseCommand(argv, 'save', 'Start a simulated guest and save it (RAM and vCPU state; disks on shared storage by reference) to a file that `memshift restore` runs.', saveFlags);
   if (a === null) return 0;
   const to = requireString(a, 'to');
   const config = guestConfigFrom(a);
-  if (config.disks.length > 0) throw usageError('--disk', 'is not supported by save yet (source and replay take disks)');
+  const storage = storageFrom(a, config.disks.length);
+  // On shared storage the file refers to the images (their lease goes with the runner); local disks are not saved yet.
+  if (config.disks.length > 0 && storage?.shared !== true) throw usageError('--disk', 'needs --storage shared with save: saving local disks into the file is not built yet');
   const warmupMs = parseInteger(requireString(a, 'warmup'), '--warmup');
   const maxPasses = parseInteger(requireString(a, 'max-passes'), '--max-passes', 1);
   checkOutputPaths(a, ['report']);
-  const guest = SimulatedGuest.create(config, { maxSlabBytes: parseSize(requireString(a, 'slab-size'), '--slab-size') });
+  const guest = SimulatedGuest.create(config, { maxSlabBytes: parseSize(requireString(a, 'slab-size'), '--slab-size') }, { storage });
   try {
     await guest.resume();
     await new Promise((r) => setTimeout(r, warmupMs));

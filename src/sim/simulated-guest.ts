@@ -260,6 +260,9 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
   /** Creates the vCPU thread if needed and hands it the workload (once). */
   private startVcpu(): void {
     if (this.state === null) throw new MemshiftError(ErrorCode.DEVICE_STATE_INVALID, 'guest has no device state to run');
+    // A guest on shared storage runs only under its lease: a restored one takes it now (MS_ERR_LEASE_HELD
+    // if another runner has it); a source took it when made, a destination accepted it at switchover.
+    if (this.leased !== null && this.leased.holderName === null) this.leased.take(runnerName('runner'));
     this.vcpu ??= new Vcpu(ramSlabs(this.memory), { stepsPerSecond: this.state.stepsPerSecond });
     if (!this.vcpu.isConfigured) this.vcpu.configure(this.state.shape, this.state.counters, this.gate, this.state.stepsPerSecond, this.disks);
   }

@@ -12,7 +12,7 @@ import { deadline } from '../_support/deadline.js';
 import { assertMigratedExactly, diffAgainstReplay, diffDisksAgainstReplay, guestArgs, readReport, runMigration, type MigrationCase } from '../_support/migration.js';
 import { perTestDir } from '../_support/per-test-dir.js';
 import { memshift, startDestination, waitForOutput } from '../_support/processes.js';
-import { readLease } from '../../src/storage/lease.js';
+import { readLease, takeLease } from '../../src/storage/lease.js';
 
 const dir = perTestDir(test, 'memshift-shared-');
 
@@ -122,6 +122,31 @@ test('a source whose lease is broken stops its guest, never hands the lease over
   assert.ok(dr === null || dr.outcome !== 'completed', `the destination never ran the guest (${dr?.outcome})`);
   // Nobody holds it: the break made it free, and nothing took it since.
   assert.is(readLease(image)!.owner, '');
+}));
+
+test('save on shared storage refers to the images; restore takes their lease and runs on to the replay\'s RAM and disk; a held lease refuses it', deadline(60_000, async () => {
+  const disks = disksDir();
+  const c: MigrationCase = { seed: 44, memory: '16MiB', disks: ['2MiB'] };
+  const saved = await memshift(['save', '--to', dir.file('g.save'), ...guestArgs(c), '--storage', 'shared', '--disk-dir', disks, '--warmup', '300', '--dirty-rate', '200000', '--quiet', '--report', dir.file('save.json')]).done;
+  assert.is(saved.code, 0, saved.stderr);
+  const image = join(disks, 'disk0.img');
+  assert.is(readLease(image)!.owner, '', 'the saving runner freed the lease when it stopped');
+  const before = readFileSync(image);
+  // Someone else runs the guest from these images: the restore must not.
+  takeLease(image, 'another runner', 30_000);
+  const refused = await memshift(['restore', dir.file('g.save'), '--storage', 'shared', '--disk-dir', disks, '--run-steps', '1000', '--quiet']).done;
+  assert.is(refused.code, 1, refused.stderr);
+  assert.match(refused.stderr, /MS_ERR_LEASE_HELD.*another runner/);
+  assert.ok(readFileSync(image).equals(before), 'the refused restore wrote nothing');
+  (await import('../../src/storage/lease.js')).breakLease(image);
+  mkdirSync(dir.file('out'));
+  const restored = await memshift(['restore', dir.file('g.save'), '--storage', 'shared', '--disk-dir', disks, '--run-steps', '40000', '--quiet',
+    '--dump-memory', dir.file('r.img'), '--dump-disk', dir.file('out'), '--report', dir.file('r.json')]).done;
+  assert.is(restored.code, 0, restored.stderr);
+  const steps = (JSON.parse(readFileSync(dir.file('r.json'), 'utf8')) as { guestSteps: number }).guestSteps;
+  assert.is(diffAgainstReplay(dir.file('r.img'), c, steps), null);
+  assert.is(diffDisksAgainstReplay(dir.file('out'), c, steps), null);
+  assert.ok(writtenBlocks(dir.file('out', 'disk0.img')) > 10);
 }));
 
 test.run();
