@@ -16,7 +16,6 @@ import { progressPrinter } from './progress.js';
 import { openEvents } from './events-file.js';
 import { storageFlags, storageFrom } from './storage-flags.js';
 import { nicDeviceFlag, onResumeFlag, runOnResume } from './network-flags.js';
-import { join } from 'node:path';
 
 export const destFlags: Flags = {
   listen: { type: 'string', value: 'HOST:PORT', help: 'address to wait on (port 0: any free port)' },
@@ -138,7 +137,7 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
       const dump = optionalString(a, 'dump-memory');
       if (dump !== undefined) guest.memory.writeImage(ramRegionIds(guest.regions), dump);
       const disks = optionalString(a, 'dump-disk');
-      if (disks !== undefined) guest.diskImages.forEach((d, i) => d.copyTo(join(disks, `disk${i}.img`)));
+      if (disks !== undefined) guest.dumpDisks(disks);
     }
     writeReportFile(a, report);
     if (!a.quiet) console.error(formatReport(report));

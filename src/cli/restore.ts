@@ -6,7 +6,6 @@ import { restoreGuest } from '../index.js';
 import { SimulatedGuest, parseSize, ramRegionIds } from '../sim/index.js';
 import { checkOutputPaths, formatDigest, parseCommand, parseInteger, optionalString, requireString, usageError, writeReportFile, type Flags } from './args.js';
 import { storageFlags, storageFrom } from './storage-flags.js';
-import { join } from 'node:path';
 
 export const restoreFlags: Flags = {
   lazy: { type: 'boolean', help: 'resume before the pages are read: a page the guest touches is read at once, the rest in the background (post-copy from the file)' },
@@ -54,7 +53,7 @@ export async function runRestore(argv: readonly string[]): Promise<number> {
     const dump = optionalString(a, 'dump-memory');
     if (dump !== undefined) g.memory.writeImage(ramRegionIds(g.regions), dump);
     const disks = optionalString(a, 'dump-disk');
-    if (disks !== undefined) g.diskImages.forEach((d, i) => d.copyTo(join(disks, `disk${i}.img`)));
+    if (disks !== undefined) g.dumpDisks(disks);
     writeReportFile(a, report);
     if (!a.quiet && lazy !== null) console.error(`restore: ${file}: guest ready to run in ${result.totalMs.toFixed(1)} ms, every page present after ${lazy.loadedMs.toFixed(0)} ms (${lazy.faultPages} read on a fault); ran ${g.steps - savedSteps} steps to ${g.steps}`);
     else if (!a.quiet) console.error(`restore: ${file} checked and loaded in ${result.totalMs.toFixed(0)} ms (read ${result.readMs.toFixed(0)}, verify ${result.verifyMs.toFixed(0)}); ran ${g.steps - savedSteps} steps to ${g.steps}`);

@@ -27,8 +27,6 @@ export class GuestNic {
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
   private plugged = false;
-  /** When the last plug's address was up and its service listening (performance.now()). */
-  plugReadyAt = 0;
 
   constructor(
     readonly identity: GuestNetwork,
@@ -48,7 +46,6 @@ export class GuestNic {
       await runIp(['addr', 'replace', `${ip}/${prefixLength}`, 'dev', this.device]);
       await runIp(['link', 'set', 'dev', this.device, 'up']);
       if (this.identity.servicePort > 0) await this.listen();
-      this.plugReadyAt = performance.now();
       void announce(this.device, ip).then((a) => {
         if (a.failures.length > 0) this.events.onError?.(`announce of ${ip} on ${this.device}: ${a.failures.join('; ')}`);
         this.events.onAnnounced?.(a);

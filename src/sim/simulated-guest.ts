@@ -188,6 +188,11 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     return this.storageOptions?.shared === true;
   }
 
+  /** Copies the disk images into `dir` under their own names (disk0.img, …): a dump to compare with a replay's. */
+  dumpDisks(dir: string): void {
+    this.disks.forEach((d, i) => d.copyTo(diskImagePath(dir, i)));
+  }
+
   /** The guest's disk images, in order (empty without disks, or before a receiving guest's state is loaded). */
   get diskImages(): readonly GuestDisk[] {
     return this.disks;
@@ -198,11 +203,6 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     const device = this.host.nicDevice ?? null;
     if (identity === undefined || device === null) return null;
     return new GuestNic(identity, device, () => this.steps, this.host.nicEvents);
-  }
-
-  /** The guest's NIC here (null without an identity or a device). */
-  get networkInterface(): GuestNic | null {
-    return this.nic;
   }
 
   private useLease(leased: LeasedImages): void {

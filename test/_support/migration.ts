@@ -133,6 +133,14 @@ export function diffAgainstReplay(image: string, c: GuestCase, steps: number): s
   return first === null ? null : `${differing} of ${pages} pages differ from replay(${steps}); first is ${first}`;
 }
 
+/** Blocks of a disk image holding anything but zeros: the workload really wrote the disk. */
+export function writtenBlocks(image: string): number {
+  const bytes = readFileSync(image);
+  let n = 0;
+  for (let b = 0; b < bytes.length; b += 4096) if (bytes.subarray(b, b + 4096).some((x) => x !== 0)) n++;
+  return n;
+}
+
 /**
  * Compares the disk images in `dir` (disk0.img, …) with those of an uninterrupted replay of `steps`
  * steps. Null when every image is identical, else which disk differs first and in how many blocks.

@@ -9,10 +9,10 @@ import * as assert from 'uvu/assert';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { deadline } from '../_support/deadline.js';
-import { assertMigratedExactly, diffAgainstReplay, diffDisksAgainstReplay, guestArgs, readReport, runMigration, type MigrationCase } from '../_support/migration.js';
+import { assertMigratedExactly, diffAgainstReplay, diffDisksAgainstReplay, guestArgs, readReport, removeDir, runMigration, writtenBlocks, type MigrationCase } from '../_support/migration.js';
 import { perTestDir } from '../_support/per-test-dir.js';
 import { memshift, startDestination, waitForOutput } from '../_support/processes.js';
-import { readLease, takeLease } from '../../src/storage/lease.js';
+import { breakLease, readLease, takeLease } from '../../src/storage/lease.js';
 
 const dir = perTestDir(test, 'memshift-shared-');
 
@@ -28,14 +28,6 @@ function sharedCase(mode: NonNullable<MigrationCase['mode']>, seed: number, disk
     sourceArgs: ['--storage', 'shared', '--disk-dir', disks, '--downtime-limit', '50', ...(mode === 'hybrid' ? ['--postcopy-after', '1'] : [])],
     destArgs: ['--storage', 'shared', '--disk-dir', disks],
   };
-}
-
-/** Blocks of `image` holding anything but zeros: the workload really wrote the disk. */
-function writtenBlocks(image: string): number {
-  const bytes = readFileSync(image);
-  let n = 0;
-  for (let b = 0; b < bytes.length; b += 4096) if (bytes.subarray(b, b + 4096).some((x) => x !== 0)) n++;
-  return n;
 }
 
 for (const [i, mode] of (['live', 'cold', 'warm', 'postcopy', 'hybrid'] as const).entries()) {
@@ -55,7 +47,7 @@ for (const [i, mode] of (['live', 'cold', 'warm', 'postcopy', 'hybrid'] as const
         assert.is(lease.generation, 3, `${image}: taken, handed over, released`);
       }
     } finally {
-      (await import('../_support/migration.js')).removeDir(r.dir);
+      removeDir(r.dir);
     }
   }));
 }
@@ -138,7 +130,7 @@ test('save on shared storage refers to the images; restore takes their lease and
   assert.is(refused.code, 1, refused.stderr);
   assert.match(refused.stderr, /MS_ERR_LEASE_HELD.*another runner/);
   assert.ok(readFileSync(image).equals(before), 'the refused restore wrote nothing');
-  (await import('../../src/storage/lease.js')).breakLease(image);
+  breakLease(image);
   mkdirSync(dir.file('out'));
   const restored = await memshift(['restore', dir.file('g.save'), '--storage', 'shared', '--disk-dir', disks, '--run-steps', '40000', '--quiet',
     '--dump-memory', dir.file('r.img'), '--dump-disk', dir.file('out'), '--report', dir.file('r.json')]).done;

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SimulatedGuest, decodeCpuState, encodeCpuState, ramRegions, replay, type CpuState } from '../../src/sim/index.js';
 import { SMALL_SLABS, expectCode, guestConfig, regionImage } from '../_support/guest-helpers.js';
+import { writtenBlocks } from '../_support/migration.js';
 
 const MiB = 1 << 20;
 let dir = '';
@@ -25,13 +26,6 @@ function sub(name: string): string {
   return d;
 }
 
-function blocksWritten(image: string): number {
-  const b = readFileSync(image);
-  let n = 0;
-  for (let i = 0; i < b.length; i += 4096) if (b.subarray(i, i + 4096).some((x) => x !== 0)) n++;
-  return n;
-}
-
 test('disks change no byte of RAM, and two replays write identical disks; about one step in 256 writes one', () => {
   const plain = guestConfig({ memoryBytes: 8 * MiB, seed: 3 });
   const withDisks = guestConfig({ memoryBytes: 8 * MiB, seed: 3, disks: [4 * MiB, 1 * MiB] });
@@ -41,7 +35,7 @@ test('disks change no byte of RAM, and two replays write identical disks; about 
   assert.ok(Buffer.compare(Buffer.from(regionImage(replay(withDisks, 300_000, {}, a))), Buffer.from(ram)) === 0, 'RAM unchanged by disks');
   replay(withDisks, 300_000, {}, b);
   for (const name of ['disk0.img', 'disk1.img']) assert.ok(readFileSync(join(a, name)).equals(readFileSync(join(b, name))), name);
-  const blocks = blocksWritten(join(a, 'disk0.img')) + blocksWritten(join(a, 'disk1.img'));
+  const blocks = writtenBlocks(join(a, 'disk0.img')) + writtenBlocks(join(a, 'disk1.img'));
   // 300k steps / 256 ≈ 1170 writes over 1280 blocks, some twice: several hundred distinct blocks.
   assert.ok(blocks > 500 && blocks < 1280, `${blocks} blocks written`);
   replay(withDisks, 300_001, {}, b);
@@ -64,7 +58,7 @@ test('the vCPU thread writes the disks exactly as the replay does, and flushes t
     const dirty = g.diskImages[0].dirty;
     let marked = 0;
     for (const w of dirty) for (let bit = 0; bit < 32; bit++) if ((w >>> bit) & 1) marked++;
-    assert.is(marked, blocksWritten(join(live, 'disk0.img')));
+    assert.is(marked, writtenBlocks(join(live, 'disk0.img')));
   } finally {
     await g.close();
   }
@@ -78,7 +72,7 @@ test('--disk-fill: the first bytes of each disk hold seeded data from the start,
     const ref = sub('filled-ref');
     replay(config, 0, {}, ref);
     for (const name of ['disk0.img', 'disk1.img']) assert.ok(readFileSync(join(live, name)).equals(readFileSync(join(ref, name))), name);
-    assert.is(blocksWritten(join(live, 'disk0.img')), 128, 'exactly the filled blocks hold data');
+    assert.is(writtenBlocks(join(live, 'disk0.img')), 128, 'exactly the filled blocks hold data');
     const d0 = readFileSync(join(live, 'disk0.img'));
     const d1 = readFileSync(join(live, 'disk1.img'));
     assert.not.ok(d0.subarray(0, 4096).equals(d0.subarray(4096, 8192)), 'blocks differ from each other');
