@@ -93,6 +93,13 @@ export const ErrorCode = {
    * never will (its switchover failed), so the source guest may resume.
    */
   NOT_RESUMED: 'MS_ERR_NOT_RESUMED',
+  /**
+   * A replicating primary lost its standby (link closed, or silent past the timeout): it stops its guest
+   * rather than run on with outputs nobody will ever commit, since the standby may be taking over.
+   */
+  STANDBY_LOST: 'MS_ERR_STANDBY_LOST',
+  /** A standby lost its primary before the first epoch was committed: there is no state to fail over to. */
+  NO_CHECKPOINT: 'MS_ERR_NO_CHECKPOINT',
 } as const;
 
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -28,6 +28,8 @@ import { MAX_ENCODERS } from './pipeline/pool.js';
 import { Limits, MIGRATION_MODES, type MigrationMode } from './protocol/constants.js';
 import { boundAddress, listen as listenTcp, parseAddress, type Address } from './transport/tcp.js';
 import { resolveSecurity, type Security } from './transport/security.js';
+import { replicate as runPrimary, type ReplicateOptions as PrimaryOptions, type ReplicatedSource, type PrimaryReport } from './replication/primary.js';
+import { standby as runStandby, type StandbyOptions as StandbyRunOptions, type StandbyReport } from './replication/standby.js';
 
 export { ErrorCode, MemshiftError, errorCode, isMemshiftError } from './errors.js';
 export type { ErrorCodeValue, ErrorDetails } from './errors.js';
@@ -354,3 +356,53 @@ export async function receive(options: ReceiveOptions): Promise<DestinationResul
 }
 
 export type { DestinationResult, LogLevel };
+
+export type { EpochRecord, PrimaryReport, ReplicatedSource } from './replication/primary.js';
+export type { StandbyReport } from './replication/standby.js';
+
+export interface ReplicateOptions<O> extends Omit<PrimaryOptions<O>, 'security'> {
+  /** How the link to the standby is secured, as for `migrate`. */
+  security: Security;
+}
+
+/**
+ * Replicates a running guest to a standby (Remus-style epochs, replication/primary.ts) until
+ * `durationMs` passes or `signal` aborts (outcome `ended`, the guest left paused after a last committed
+ * epoch), or the standby is lost (outcome `failed`, MS_ERR_STANDBY_LOST, the guest paused). Outputs the
+ * guest hands to `takeOutputs` reach `release` only once the standby holds the epoch that made them.
+ */
+export async function replicate<O>(source: ReplicatedSource<O>, to: string | Address, options: ReplicateOptions<O>): Promise<PrimaryReport> {
+  checkSource(source);
+  if (options === null || typeof options !== 'object') throw invalidArgument('options', 'must be an object with at least { security, epochMs, durationMs }');
+  const security = resolveSecurity(options.security, 'options.security');
+  positiveInt(options.epochMs, 'epochMs', 1, 60_000);
+  if (options.durationMs !== null) positiveInt(options.durationMs, 'durationMs');
+  if (options.standbyTimeoutMs !== undefined) positiveInt(options.standbyTimeoutMs, 'standbyTimeoutMs', 10);
+  if (options.stagingBytes !== undefined) positiveInt(options.stagingBytes, 'stagingBytes', 65536);
+  return runPrimary(source, resolveAddress(to, 'to'), { ...options, security });
+}
+
+export interface StandbyOptions<T extends MemoryTarget> extends Omit<StandbyRunOptions<T>, 'security' | 'listen'> {
+  /** Where to wait for the primary: an address, or a listening server. */
+  listen: string | Address | net.Server;
+  security: Security;
+}
+
+/**
+ * Waits for a primary (`replicate`), holds the guest as of its last committed epoch, and runs it when
+ * the primary is gone (replication/standby.ts). Resolves with the report and the target: running
+ * after a failover; holding the last committed epoch, paused, after the primary ended on purpose.
+ */
+export async function standby<T extends MemoryTarget>(options: StandbyOptions<T>): Promise<{ report: StandbyReport; target: T | null }> {
+  if (options === null || typeof options !== 'object') throw invalidArgument('options', 'must be an object');
+  const security = resolveSecurity(options.security, 'options.security');
+  if (typeof options.createTarget !== 'function') throw invalidArgument('options.createTarget', 'must be a function');
+  if (options.failoverTimeoutMs !== undefined) positiveInt(options.failoverTimeoutMs, 'failoverTimeoutMs', 10);
+  const own = !(typeof options.listen === 'object' && options.listen !== null && 'listening' in options.listen);
+  const server = own ? (await listen(options.listen as string | Address)).server : (options.listen as net.Server);
+  try {
+    return await runStandby({ ...options, security, listen: server });
+  } finally {
+    if (own) server.close();
+  }
+}

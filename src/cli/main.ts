@@ -13,6 +13,8 @@ import { runReport } from './report.js';
 import { runSave } from './save.js';
 import { runRestore } from './restore.js';
 import { runLease } from './lease.js';
+import { runReplicate } from './replicate.js';
+import { runStandby } from './standby.js';
 import { messageWithFlag } from './args.js';
 
 const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<number>; summary: string }> = {
@@ -24,6 +26,8 @@ const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<numbe
   save: { run: runSave, summary: 'start a simulated guest and save it to a file (suspended, or --live)' },
   restore: { run: runRestore, summary: 'run a guest from a save file, checked whole first' },
   lease: { run: runLease, summary: 'show or break the single-runner lease of a shared image' },
+  replicate: { run: runReplicate, summary: 'start a simulated guest and replicate it, epoch by epoch, to a standby' },
+  standby: { run: runStandby, summary: 'hold a replicated guest and run it when its primary is gone' },
 };
 
 /** The package's version, from the package.json next to dist/ (also in an installed package). */

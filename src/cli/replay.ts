@@ -3,7 +3,8 @@
 // end-to-end test compares a migrated guest against this. It takes every guest flag `source` takes
 // (guest-flags.ts); those that do not change memory contents (--dirty-rate) are accepted and unused.
 
-import { ramRegionIds, replay } from '../sim/index.js';
+import { writeFileSync } from 'node:fs';
+import { OutputList, formatOutput, ramRegionIds, replay } from '../sim/index.js';
 import { optionalString, parseCommand, parseInteger, requireString, usageError, type Flags } from './args.js';
 import { guestConfigFrom, guestFlags } from './guest-flags.js';
 
@@ -12,6 +13,7 @@ export const replayFlags: Flags = {
   steps: { type: 'string', value: 'N', help: 'steps to run' },
   'dump-memory': { type: 'string', value: 'FILE', help: 'write the RAM image here (all RAM regions, in order)' },
   'dump-disk': { type: 'string', value: 'DIR', help: 'guests with disks: write the disk images here (disk0.img, …)' },
+  outputs: { type: 'string', value: 'FILE', help: 'write the guest\'s outputs here, a "STEP WORD" line each (what `replicate --serve` serves)' },
   help: { type: 'boolean', help: 'show this help' },
 };
 
@@ -24,8 +26,11 @@ export async function runReplay(argv: readonly string[]): Promise<number> {
   const diskDir = optionalString(a, 'dump-disk') ?? null;
   if (config.disks.length > 0 && diskDir === null) throw usageError('--dump-disk', 'is required for a guest with disks');
   const t0 = performance.now();
-  const memory = replay(config, steps, {}, diskDir);
+  const outputsFile = optionalString(a, 'outputs');
+  const outputs = outputsFile === undefined ? null : new OutputList();
+  const memory = replay(config, steps, {}, diskDir, outputs);
   memory.writeImage(ramRegionIds(memory.regions), out);
+  if (outputsFile !== undefined) writeFileSync(outputsFile, outputs!.outputs.map((o) => `${formatOutput(o)}\n`).join(''));
   const ms = performance.now() - t0;
   console.error(`replay: ${steps} steps, ${config.memoryBytes} bytes written to ${out} in ${ms.toFixed(0)} ms`);
   return 0;

@@ -30,6 +30,12 @@ export const FrameType = {
   PAGE_HASHES: 0x0d,
   DISKS: 0x0e,
   BLOCKS: 0x0f,
+  /** Replication (a REPLICA link only, protocol/replication.ts): an epoch's pages. */
+  EPOCH_PAGES: 0x10,
+  EPOCH_END: 0x11,
+  EPOCH_ACK: 0x12,
+  HEARTBEAT: 0x13,
+  GOODBYE: 0x14,
 } as const;
 export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
 
@@ -64,9 +70,10 @@ export const Capability = {
 
 /**
  * BULK carries the migration; URGENT the post-copy page requests; QUERY (v3) asks a destination,
- * over a new connection after the bulk link was lost past SWITCHOVER, whether it resumed the session.
+ * over a new connection after the bulk link was lost past SWITCHOVER, whether it resumed the session;
+ * REPLICA (v5) is a primary's link to its standby (replication.ts), which only a standby accepts.
  */
-export const ChannelRole = { BULK: 0, URGENT: 1, QUERY: 2, RECOVER: 3 } as const;
+export const ChannelRole = { BULK: 0, URGENT: 1, QUERY: 2, RECOVER: 3, REPLICA: 4 } as const;
 export type ChannelRoleValue = (typeof ChannelRole)[keyof typeof ChannelRole];
 
 /** How the source ends the migration (SWITCHOVER.mode). */
@@ -97,4 +104,6 @@ export const Limits = {
   MAX_BLOCKS_PER_FRAME: 64,
   /** Largest disk block: 64 KiB. */
   MAX_BLOCK_BYTES: 65536,
+  /** Pages in one EPOCH_PAGES frame (and at most 16 MiB of them). */
+  MAX_PAGES_PER_EPOCH_FRAME: 1024,
 } as const;

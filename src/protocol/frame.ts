@@ -7,8 +7,8 @@
 //   u32 LE      u8     u8=0    u16      u32 LE            u32 LE
 //
 // crc32c covers header bytes [0, 12) and body bytes [0, checked length). Checked length equals body
-// length for every type but PAGE_BATCH, whose page payload (after the entries) is covered by each
-// entry's 64-bit page hash instead, checked after decoding (page-batch.ts). Limits are checked before
+// length for every type but PAGE_BATCH, BLOCKS and EPOCH_PAGES, whose page payload (after the entries)
+// is covered by each entry's 64-bit page hash instead, checked after decoding (page-batch.ts). Limits are checked before
 // a body is buffered: a header that announces more than its type allows is rejected at once.
 
 import { ErrorCode, MemshiftError } from '../errors.js';
@@ -36,6 +36,10 @@ export function maxBodyBytes(type: number): number {
       return Limits.MAX_MISSING_BITMAP_BYTES + 16;
     case FrameType.BLOCKS:
       return BLOCKS_HEAD_BYTES + Limits.MAX_BLOCKS_PER_FRAME * (8 + Limits.MAX_BLOCK_BYTES);
+    case FrameType.EPOCH_PAGES:
+      return EPOCH_PAGES_HEAD_BYTES + Limits.MAX_PAGES_PER_EPOCH_FRAME * 12 + Limits.MAX_BATCH_PAYLOAD_BYTES;
+    case FrameType.EPOCH_END:
+      return EPOCH_END_HEAD_BYTES + Limits.MAX_DEVICE_STATE_BYTES;
     default:
       return Limits.MAX_CONTROL_BODY_BYTES;
   }
@@ -43,6 +47,9 @@ export function maxBodyBytes(type: number): number {
 
 /** The head of a BLOCKS body before its blocks (blocks.ts). */
 export const BLOCKS_HEAD_BYTES = 16;
+/** The fixed heads of EPOCH_PAGES and EPOCH_END bodies (replication.ts). */
+export const EPOCH_PAGES_HEAD_BYTES = 16;
+export const EPOCH_END_HEAD_BYTES = 24;
 
 export function frameTypeName(type: number): string {
   return FRAME_TYPE_NAMES[type] ?? `0x${type.toString(16).padStart(2, '0')}`;
@@ -71,8 +78,8 @@ export function readFrameHeader(buf: Uint8Array, offset: number, end: number): F
   if (flags !== 0 || reserved !== 0) {
     throw new MemshiftError(ErrorCode.FRAME_MALFORMED, `${frameTypeName(type)} frame has reserved bits set (flags 0x${flags.toString(16)}, reserved 0x${reserved.toString(16)})`, { frameType: type });
   }
-  // Page batches and block runs check their head (and hashes) here; their payload is hashed per page or block.
-  const partial = type === FrameType.PAGE_BATCH || type === FrameType.BLOCKS;
+  // Page batches, block runs and epoch pages check their head (and hashes) here; their payload is hashed per page or block.
+  const partial = type === FrameType.PAGE_BATCH || type === FrameType.BLOCKS || type === FrameType.EPOCH_PAGES;
   if (checkedLength > bodyLength || (!partial && checkedLength !== bodyLength)) {
     throw new MemshiftError(ErrorCode.FRAME_MALFORMED, `${frameTypeName(type)} frame checks ${checkedLength} of ${bodyLength} body bytes`, { frameType: type, value: checkedLength });
   }

@@ -96,7 +96,7 @@ export function decodeHello(buf: Uint8Array, offset: number, length: number): He
   const r = new BodyReader(buf, offset, length, 'HELLO');
   const session = r.bytes(Limits.SESSION_ID_BYTES, 'session').slice();
   const role = r.u8('role');
-  if (role !== ChannelRole.BULK && role !== ChannelRole.URGENT && role !== ChannelRole.QUERY && role !== ChannelRole.RECOVER) throw malformed(`HELLO: unknown channel role ${role}`);
+  if (!(Object.values(ChannelRole) as number[]).includes(role)) throw malformed(`HELLO: unknown channel role ${role}`);
   const modeIndex = r.u8('mode');
   const mode = MIGRATION_MODES[modeIndex];
   if (mode === undefined) throw malformed(`HELLO: unknown migration mode ${modeIndex}`);

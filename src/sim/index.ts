@@ -12,6 +12,8 @@ export { SimulatedGuest, replay } from './simulated-guest.js';
 export type { GuestHostOptions, GuestStorageOptions } from './simulated-guest.js';
 export type { GuestNetwork } from './cpu-state.js';
 export { GuestNic } from './guest-nic.js';
+export { OutputList, formatOutput } from './output-ring.js';
+export type { GuestOutput, OutputSink } from './output-ring.js';
 export { diskImagePath } from './disk.js';
 export { RAM_REGION_ID, ramRegions, ramRegionIds } from './ram-layout.js';
 export {

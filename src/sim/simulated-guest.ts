@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { LeasedImages, UnnamedImages, runnerName } from '../storage/leased-images.js';
 import { GuestNic, type NicEvents } from './guest-nic.js';
 import type { GuestNetwork } from './cpu-state.js';
+import { createOutputRing, drainOutputRing, type GuestOutput, type OutputSink } from './output-ring.js';
 
 /** Where a guest's disks live (`disk0.img`, … in `diskDir`), and whether the other host reaches them too. */
 export interface GuestStorageOptions {
@@ -39,6 +40,8 @@ export interface GuestHostOptions {
   /** The host device the guest's NIC is plugged into while it runs here; without one the identity travels and nothing is plugged. */
   nicDevice?: string | null;
   nicEvents?: NicEvents;
+  /** The guest's outputs (output-ring.ts) are taken by this host (`takeOutputs`); without it the guest makes none. */
+  outputs?: boolean;
 }
 
 /** Fills the RAM regions' slabs with the guest's initial contents, keyed by guest page (not region page). */
@@ -84,12 +87,22 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
   private state: CpuState | null;
   /** Set when the guest runs post-copy: the vCPU waits on missing pages. */
   private gate: PageGateInit | null = null;
+  private readonly outputRing: SharedArrayBuffer | null;
 
   private constructor(memory: GuestMemory, state: CpuState | null, host: GuestHostOptions) {
     this.memory = memory;
     this.state = state;
     this.host = host;
     this.storageOptions = host.storage ?? null;
+    this.outputRing = host.outputs === true ? createOutputRing() : null;
+  }
+
+  /**
+   * The outputs the guest made since the last call, oldest first (empty unless the host takes them).
+   * Until they are taken the ring fills, and a full ring stops the vCPU: take them often.
+   */
+  takeOutputs(): GuestOutput[] {
+    return this.outputRing === null ? [] : drainOutputRing(this.outputRing);
   }
 
   /**
@@ -264,7 +277,7 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     // if another runner has it); a source took it when made, a destination accepted it at switchover.
     if (this.leased !== null && this.leased.holderName === null) this.leased.take(runnerName('runner'));
     this.vcpu ??= new Vcpu(ramSlabs(this.memory), { stepsPerSecond: this.state.stepsPerSecond });
-    if (!this.vcpu.isConfigured) this.vcpu.configure(this.state.shape, this.state.counters, this.gate, this.state.stepsPerSecond, this.disks);
+    if (!this.vcpu.isConfigured) this.vcpu.configure(this.state.shape, this.state.counters, this.gate, this.state.stepsPerSecond, this.disks, this.outputRing);
   }
 
   async pause(): Promise<void> {
@@ -428,12 +441,13 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
  * Runs the guest defined by `config` for exactly `steps` steps on this thread (the reference run). The
  * memory has the guest's regions (`config.ramRegions`); its pages hold the same bytes whatever the cut.
  */
-export function replay(config: GuestConfig, steps: number, options: GuestMemoryOptions = {}, diskDir: string | null = null): GuestMemory {
+export function replay(config: GuestConfig, steps: number, options: GuestMemoryOptions = {}, diskDir: string | null = null, outputs: OutputSink | null = null): GuestMemory {
   if (!Number.isSafeInteger(steps) || steps < 0) throw invalidArgument('steps', 'must be a non-negative integer', steps);
   if (config.disks.length > 0 && diskDir === null) throw invalidArgument('diskDir', 'a guest with disks needs a directory for their images');
   const memory = GuestMemory.allocate(ramRegions(config), { arenaBytes: 1 << 16, ...options });
   fillGuest(memory, config);
   const runner = new StepRunner(workloadShape(config), ramSlabs(memory), initialCounters(config));
+  runner.outputs = outputs;
   const disks = config.disks.map((bytes, i) => GuestDisk.create(diskImagePath(diskDir!, i), bytes));
   try {
     disks.forEach((d, i) => fillDisk(d, i, config.diskFillBytes, config.seed));

@@ -18,6 +18,7 @@ import type { Slab } from '../memory/slab.js';
 import { createPageGate, type PageGateInit } from '../memory/page-gate.js';
 import type { PrngState } from './prng.js';
 import type { DiskHandle } from './disk.js';
+import { OutputWriter } from './output-ring.js';
 
 export interface VcpuWorkerData {
   control: SharedArrayBuffer;
@@ -31,6 +32,8 @@ export interface VcpuConfig {
   counters: CpuCounters;
   gate: PageGateInit | null;
   disks: DiskHandle[];
+  /** The output ring (output-ring.ts) when the host takes the guest's outputs. */
+  outputs: SharedArrayBuffer | null;
 }
 
 const PERIOD_MS = 10;
@@ -47,6 +50,7 @@ function main(data: VcpuWorkerData): void {
     runner = new StepRunner(config.shape, data.slabs, config.counters);
     if (config.gate !== null) runner.gate = createPageGate(config.gate, data.slabs);
     runner.attachDisks(config.disks);
+    if (config.outputs !== null) runner.outputs = new OutputWriter(config.outputs);
     data.config.close();
     return runner;
   };
@@ -120,6 +124,11 @@ function main(data: VcpuWorkerData): void {
       sleep(1000);
       continue;
     }
+    if (runner.outputs?.full === true) {
+      // The host has not taken the last outputs yet: wait for it as a guest waits on a full queue.
+      sleep(1);
+      continue;
+    }
     const now = performance.now();
     const throttle = Atomics.load(i32, Ctl.THROTTLE);
     if (now - periodStart >= PERIOD_MS) {
@@ -146,12 +155,12 @@ function main(data: VcpuWorkerData): void {
     }
     n = Math.min(n, stopAt - runner.steps);
     const t0 = performance.now();
-    runner.run(n);
+    const ran = runner.run(n);
     const dt = performance.now() - t0;
-    tokens -= n;
+    tokens -= ran;
     ranInPeriod += dt;
     f64[Ctl.F64_STEPS] = runner.steps;
-    if (n === batch) batch = Math.max(256, Math.min(1 << 20, Math.round(batch * Math.min(2, Math.max(0.5, dt > 0 ? TARGET_BATCH_MS / dt : 2)))));
+    if (ran === batch) batch = Math.max(256, Math.min(1 << 20, Math.round(batch * Math.min(2, Math.max(0.5, dt > 0 ? TARGET_BATCH_MS / dt : 2)))));
   }
 }
 

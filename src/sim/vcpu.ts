@@ -54,15 +54,15 @@ export class Vcpu {
   }
 
   /**
-   * Gives the thread its workload, counters, (post-copy) page gate and disks (their open files: a file
-   * descriptor is the whole process's); once, before the first resume.
+   * Gives the thread its workload, counters, (post-copy) page gate, disks (their open files: a file
+   * descriptor is the whole process's) and output ring; once, before the first resume.
    */
-  configure(shape: WorkloadShape, counters: CpuCounters, gate: PageGateInit | null, stepsPerSecond: number, disks: readonly DiskHandle[] = []): void {
+  configure(shape: WorkloadShape, counters: CpuCounters, gate: PageGateInit | null, stepsPerSecond: number, disks: readonly DiskHandle[] = [], outputs: SharedArrayBuffer | null = null): void {
     if (this.configured) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'vCPU already has a workload');
     this.configured = true;
     this.writeCounters(counters);
     Atomics.store(this.ctl.i32, Ctl.RATE, stepsPerSecond);
-    const config: VcpuConfig = { shape, counters, gate, disks: disks.map((d) => ({ fd: d.fd, blocks: d.blocks, dirtyBuffer: d.dirtyBuffer })) };
+    const config: VcpuConfig = { shape, counters, gate, disks: disks.map((d) => ({ fd: d.fd, blocks: d.blocks, dirtyBuffer: d.dirtyBuffer })), outputs };
     this.config.postMessage(config);
     this.config.close();
   }

@@ -11,6 +11,8 @@
 //   disk step (guests with disks; one step in 256, chosen by bits 16..23 of v):
 //     h = mix(v, steps);  disk d = h % disks;  block = mix'(h) % blocks[d];  slot = h >>> 8 & 255
 //     write the 16-byte record {steps (u64), w[o], v} at block * 4096 + slot * 16, mark the block dirty
+//   output step (guests whose host takes outputs; one in 1024, chosen by bits 4..13 of v):
+//     emit {steps, w[o]} (output-ring.ts); a full ring ends the batch after this step
 //
 // A disk record carries a word of RAM, so a page that arrives stale changes the disk as well, and a
 // block written on the wrong host or twice shows in the image. Disk steps draw nothing from the PRNG:
@@ -34,6 +36,7 @@ import { nextU32, seedHash, seedPrng, type PrngState } from './prng.js';
 import type { PageGate } from '../memory/page-gate.js';
 import type { Slab } from '../memory/slab.js';
 import { mapSlabs } from './ram-layout.js';
+import { OUTPUT_KEY_MASK, OUTPUT_KEY_SHIFT, OUTPUT_STEP_KEY, type OutputSink } from './output-ring.js';
 
 export interface WorkloadShape {
   kind: GuestConfig['workload'];
@@ -99,6 +102,8 @@ export class StepRunner {
   private readonly record = new Int32Array(DISK_RECORD_BYTES / 4);
   private readonly recordBytes = new Uint8Array(this.record.buffer);
   private unflushed = new Set<number>();
+  /** Where outputs go (null: nobody takes them, and none are made). */
+  outputs: OutputSink | null = null;
 
   constructor(shape: WorkloadShape, slabs: readonly Slab[], counters: CpuCounters) {
     this.shape = shape;
@@ -132,7 +137,10 @@ export class StepRunner {
     return { prng: this.prng.map((x) => x >>> 0) as PrngState, steps: this.steps };
   }
 
-  /** Runs exactly `n` steps and returns `n`. An idle guest's steps are no-ops that only count. */
+  /**
+   * Runs `n` steps and returns how many ran: `n`, or fewer when the output sink filled up (the batch
+   * ends after the step that filled it). An idle guest's steps are no-ops that only count.
+   */
   run(n: number): number {
     if (n <= 0) return 0;
     if (this.shape.kind === 'idle') {
@@ -151,8 +159,10 @@ export class StepRunner {
     const gate = this.gate !== null && !this.gate.open ? this.gate : null;
     if (this.disks.length !== this.shape.diskBlocks.length) throw new Error('the workload writes disks, and none were attached');
     const withDisks = this.disks.length > 0;
+    const outputs = this.outputs;
     let steps = this.steps;
-    for (let i = 0; i < n; i++) {
+    let i = 0;
+    while (i < n) {
       let page: number;
       if (sweep) {
         page = steps % pageCount;
@@ -179,11 +189,14 @@ export class StepRunner {
       const w = local >>> 5;
       if (marks[w] === 0) this.touch((si << 24) | w);
       marks[w] |= 1 << (local & 31);
+      i++;
+      const full = outputs !== null && ((v >>> OUTPUT_KEY_SHIFT) & OUTPUT_KEY_MASK) === OUTPUT_STEP_KEY && !outputs.emit(steps, mem[base + o]);
       steps++;
+      if (full) break;
     }
     this.steps = steps;
     this.publishDirty();
-    return n;
+    return i;
   }
 
   private writeDisk(v: number, step: number, word: number): void {

@@ -67,7 +67,7 @@ test('readFrameHeader returns null for every length below 16 bytes, whatever the
 
 test('frameTypeName names every known type and shows an unknown one in hex', () => {
   for (const [name, value] of Object.entries(FrameType)) assert.is(frameTypeName(value), name);
-  assert.is(frameTypeName(0x10), '0x10');
+  assert.is(frameTypeName(0x20), '0x20');
   assert.is(frameTypeName(0), '0x00');
 });
 

@@ -223,7 +223,7 @@ test('rejects a region of zero pages and accepts 2^32-1 pages', () => {
 });
 
 test('rejects an unknown role, mode or region kind with MS_ERR_FRAME_MALFORMED', () => {
-  expectCode(() => decodeBody(helloBody({ role: 4, regions: [region()] })), 'MS_ERR_FRAME_MALFORMED', 'role 4');
+  expectCode(() => decodeBody(helloBody({ role: 5, regions: [region()] })), 'MS_ERR_FRAME_MALFORMED', 'role 5');
   expectCode(() => decodeBody(helloBody({ role: 255, regions: [region()] })), 'MS_ERR_FRAME_MALFORMED', 'role 255');
   expectCode(() => decodeBody(helloBody({ mode: 5, regions: [region()] })), 'MS_ERR_FRAME_MALFORMED', 'mode 5');
   expectCode(() => decodeBody(helloBody({ regions: [region({ kind: 2 })] })), 'MS_ERR_FRAME_MALFORMED', 'kind 2');

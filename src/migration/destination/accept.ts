@@ -98,6 +98,7 @@ export function receiveMigration(server: net.Server, options: DestinationOptions
             session.recover(channel);
             return;
           }
+          if (hello.role === ChannelRole.REPLICA) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, 'this is a migration destination, not a standby: replication needs `memshift standby`');
           if (hello.role !== ChannelRole.BULK) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `no session ${Buffer.from(hello.session).toString('hex')} to attach a ${hello.role === ChannelRole.URGENT ? 'urgent' : 'bulk'} channel to`);
           // One migration at a time is decided here, at HELLO: a connection opened earlier must not start a second.
           if (session !== null) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, 'a migration is already in progress on this destination');

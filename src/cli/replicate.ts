@@ -1,0 +1,76 @@
+// `memshift replicate`: starts a simulated guest and keeps a standby (`memshift standby`) no more than
+// one epoch behind it (Remus-style: pause, stage the dirty pages, resume, send; replication/primary.ts).
+// With --serve, the guest's outputs go out on that port only once the standby holds the epoch that
+// made them. Ends after --duration, or at SIGINT / SIGTERM, with a last committed epoch and the guest
+// paused (exit 0); a lost standby stops the guest (MS_ERR_STANDBY_LOST, exit 1). With --serve, the
+// first line on stdout is "serving on HOST:PORT".
+
+import { replicate, type PrimaryReport } from '../index.js';
+import { SimulatedGuest, parseSize, type GuestOutput } from '../sim/index.js';
+import { checkOutputPaths, optionalString, parseCommand, parseInteger, requireString, usageError, writeReportFile, type Flags } from './args.js';
+import { guestConfigFrom, guestFlags } from './guest-flags.js';
+import { OutputServer } from './output-server.js';
+import { securityFlags, securityFrom, serverNameFlag } from './security-flags.js';
+
+export const replicateFlags: Flags = {
+  connect: { type: 'string', value: 'HOST:PORT', help: 'the standby to replicate to' },
+  ...securityFlags,
+  ...serverNameFlag,
+  ...guestFlags,
+  'epoch-ms': { type: 'string', value: 'MS', help: 'milliseconds between epochs (checkpoints)', default: '25' },
+  duration: { type: 'string', value: 'S', help: 'replicate this many seconds, then end with a last committed epoch (default: until SIGINT/SIGTERM)' },
+  'standby-timeout': { type: 'string', value: 'MS', help: 'nothing heard from the standby for this long: it is lost, and the guest stops', default: '1000' },
+  serve: { type: 'string', value: 'HOST:PORT', help: 'serve the guest\'s outputs here, a "STEP WORD" line each, released once their epoch is committed' },
+  'staging-size': { type: 'string', value: 'SIZE', help: 'most pages staged per epoch (a larger epoch is sent with the guest paused)', default: '1GiB' },
+  'slab-size': { type: 'string', value: 'SIZE', help: 'most guest RAM per shared memory slab', default: '3GiB' },
+  report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
+  quiet: { type: 'boolean', help: 'no summary line' },
+  help: { type: 'boolean', help: 'show this help' },
+};
+
+export async function runReplicate(argv: readonly string[]): Promise<number> {
+  const a = parseCommand(argv, 'replicate', 'Start a simulated guest and replicate it, epoch by epoch, to a standby. Security: exactly one of --tls-cert/--tls-key/--tls-ca, --psk-file or --insecure.', replicateFlags);
+  if (a === null) return 0;
+  const connect = requireString(a, 'connect');
+  const security = securityFrom(a);
+  const config = guestConfigFrom(a);
+  if (config.disks.length > 0) throw usageError('--disk', 'is not supported by replicate yet: disks do not replicate with the epochs');
+  const epochMs = parseInteger(requireString(a, 'epoch-ms'), '--epoch-ms', 1, 60_000);
+  const duration = optionalString(a, 'duration');
+  const durationMs = duration === undefined ? null : Math.round(Number(duration) * 1000);
+  if (durationMs !== null && !(durationMs > 0)) throw usageError('--duration', 'must be a positive number of seconds', duration);
+  const standbyTimeoutMs = parseInteger(requireString(a, 'standby-timeout'), '--standby-timeout', 10);
+  const stagingBytes = parseSize(requireString(a, 'staging-size'), '--staging-size');
+  checkOutputPaths(a, ['report']);
+  const serveAt = optionalString(a, 'serve');
+  const server = serveAt === undefined ? null : await OutputServer.open(serveAt);
+  if (server !== null) console.log(`serving on ${server.where}`);
+  const guest = SimulatedGuest.create(config, { maxSlabBytes: parseSize(requireString(a, 'slab-size'), '--slab-size') }, { outputs: server !== null });
+  const stop = new AbortController();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    console.error(`memshift replicate: ${signal}: ending with a last committed epoch`);
+    stop.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  let report: PrimaryReport;
+  try {
+    await guest.resume();
+    report = await replicate<GuestOutput>(guest, connect, {
+      security, epochMs, durationMs, standbyTimeoutMs, stagingBytes, signal: stop.signal,
+      release: (outputs) => server?.publish(outputs),
+    });
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await guest.close();
+    await server?.close();
+  }
+  writeReportFile(a, report);
+  if (!a.quiet) {
+    const p = report.pausedMs;
+    console.error(`replicate: ${report.outcome}: ${report.epochs} epochs (${report.epochsCommitted} committed, ${report.epochsPerSecond.toFixed(1)}/s), paused p50 ${p.p50.toFixed(2)} ms p99 ${p.p99.toFixed(2)} ms, commit p50 ${report.commitMs.p50.toFixed(1)} ms; guest ${report.guestSteps} steps (${Math.round(report.guestStepRate)}/s), ${report.outputsReleased} outputs released, ${report.outputsHeld} held`);
+  }
+  if (report.error !== null) console.error(`memshift replicate: ${report.error.code}: ${report.error.message}`);
+  return report.outcome === 'ended' ? 0 : 1;
+}

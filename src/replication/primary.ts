@@ -1,0 +1,336 @@
+// The primary of a replicated guest (Remus, NSDI 2008): the guest runs here and a standby holds a copy
+// no older than the last epoch. After a base copy read while the guest runs, every epoch
+//
+//   pause ─► dirty pages into staging, vCPU state, the epoch's outputs ─► resume ─► EPOCH_PAGES* + EPOCH_END
+//        ─► (standby applies it whole) ─► EPOCH_ACK(e) ─► the outputs of every epoch ≤ e are released
+//
+// The guest runs again as soon as its pages are staged, so an epoch costs it the pause, not the
+// transfer. Output commit: what the guest made visible during an epoch leaves only once the standby
+// holds that epoch, so anything a client saw survives a failover. A primary that loses its standby
+// (link closed, or nothing heard for `standbyTimeoutMs`) stops its guest with MS_ERR_STANDBY_LOST:
+// the standby may be taking over, and outputs it could never commit must not leave anyway.
+
+import { randomBytes } from 'node:crypto';
+import { ErrorCode, MemshiftError, toMemshiftError } from '../errors.js';
+import { DirtyTracker } from '../memory/dirty-tracker.js';
+import type { MemorySource } from '../memory/types.js';
+import { percentile } from '../migration/report.js';
+import { ChannelRole, FrameType, Limits } from '../protocol/constants.js';
+import { decodeError, peerError } from '../protocol/control.js';
+import { frameTypeName } from '../protocol/frame.js';
+import type { Frame } from '../protocol/frame-reader.js';
+import { decodeHelloAck, encodeHello } from '../protocol/handshake.js';
+import { decodeEmpty, decodeEpochAck, encodeEpochEnd, encodeEpochPagesHead, encodeGoodbye, encodeHeartbeat, maxPagesPerEpochFrame } from '../protocol/replication.js';
+import { Channel } from '../transport/channel.js';
+import type { LinkSecurity } from '../transport/security.js';
+import { formatAddress, type Address } from '../transport/tcp.js';
+import { StagedPages } from './staged-pages.js';
+
+/** A guest that can be replicated: any MemorySource; outputs (if it makes any) are held until committed. */
+export interface ReplicatedSource<O> extends MemorySource {
+  /** The outputs made since the last call (called paused, once per epoch). */
+  takeOutputs?(): O[];
+}
+
+export interface ReplicateOptions<O> {
+  security: LinkSecurity;
+  /** Milliseconds between epoch pauses (Remus: 25 ms for 40 checkpoints a second). */
+  epochMs: number;
+  /** Replicate this long, then end on purpose (last epoch, GOODBYE; the guest stays paused). Null: until `signal`. */
+  durationMs: number | null;
+  /** Nothing heard from the standby for this long: it is lost (default 1000 ms). */
+  standbyTimeoutMs?: number;
+  /** Most bytes staged per epoch; a larger epoch is sent while the guest stays paused (default: the guest, at most 1 GiB). */
+  stagingBytes?: number;
+  connectTimeoutMs?: number;
+  /** Ends the replication like the duration does. */
+  signal?: AbortSignal;
+  /** Outputs whose epoch the standby now holds: they may leave. */
+  release?: (outputs: O[]) => void;
+  onEpoch?: (e: EpochRecord) => void;
+}
+
+export interface EpochRecord {
+  epoch: number;
+  pages: number;
+  bytes: number;
+  /** The guest paused: from the pause request to running again. */
+  pausedMs: number;
+  /** From the pause to the standby's acknowledgement (null until it came). */
+  commitMs: number | null;
+  steps: number;
+  outputs: number;
+}
+
+export interface PrimaryReport {
+  role: 'primary';
+  outcome: 'ended' | 'failed';
+  standby: string;
+  epochMs: number;
+  /** Pages and milliseconds of the base copy (read while the guest ran). */
+  basePages: number;
+  baseMs: number;
+  epochs: number;
+  epochsCommitted: number;
+  epochsPerSecond: number;
+  pausedMs: { p50: number; p99: number; max: number; total: number };
+  commitMs: { p50: number; p99: number; max: number };
+  pagesPerEpoch: { p50: number; max: number };
+  bytesSent: number;
+  guestSteps: number;
+  /** Guest steps per second from the end of the base to the end (what replication leaves the guest). */
+  guestStepRate: number;
+  outputsReleased: number;
+  /** Outputs made and never released (their epoch was not committed). */
+  outputsHeld: number;
+  durationMs: number;
+  error: { code: string; message: string } | null;
+}
+
+const HEARTBEAT_MS = 50;
+const BASE_CHUNK_BYTES = 16 * 2 ** 20;
+
+interface InFlight<O> {
+  record: EpochRecord;
+  pausedAt: number;
+  outputs: O[];
+}
+
+/**
+ * Replicates `source` to the standby at `address` until the duration ends or `signal` aborts (the
+ * guest is then left paused after a last committed epoch: outcome `ended`), or the standby is lost
+ * (outcome `failed`, MS_ERR_STANDBY_LOST, the guest paused). The guest must be running. Rejects only
+ * when the standby cannot be reached at all.
+ */
+export async function replicate<O>(source: ReplicatedSource<O>, address: Address, options: ReplicateOptions<O>): Promise<PrimaryReport> {
+  const t0 = performance.now();
+  const standbyTimeoutMs = options.standbyTimeoutMs ?? 1000;
+  const pageSize = source.regions[0].pageSize;
+  if (source.regions.some((r) => r.pageSize !== pageSize)) throw new MemshiftError(ErrorCode.INVALID_ARGUMENT, 'replication needs one page size across the guest\'s regions', { field: 'source' });
+  const guestBytes = source.regions.reduce((n, r) => n + r.pageCount * r.pageSize, 0);
+  const staging = new StagedPages(pageSize, Math.min(options.stagingBytes ?? 2 ** 30, guestBytes));
+  const peer = `standby ${formatAddress(address)}`;
+  const records: EpochRecord[] = [];
+  const inFlight: InFlight<O>[] = [];
+  let outputsReleased = 0;
+  let basePages = 0;
+  let baseMs = 0;
+  let baseEndedAt = 0;
+  let stepsAtBase = source.steps ?? 0;
+  let failure: MemshiftError | null = null;
+  let lastHeard = performance.now();
+  let lastSent = performance.now();
+  let lastAck = 0;
+  let ackWaiter: { epoch: number; resolve: () => void } | null = null;
+  let wake: (() => void) | null = null;
+  const lost = (err: MemshiftError): void => {
+    if (failure !== null) return;
+    failure = err;
+    wake?.();
+    ackWaiter?.resolve();
+  };
+
+  const channel = await Channel.connect(address, { security: options.security, maxBody: Limits.MAX_CONTROL_BODY_BYTES, peer, timeoutMs: options.connectTimeoutMs ?? 10_000 });
+  const session = randomBytes(Limits.SESSION_ID_BYTES);
+  let helloAcked: (() => void) | null = null;
+  const onFrame = (frame: Frame): void => {
+    lastHeard = performance.now();
+    switch (frame.type) {
+      case FrameType.HELLO_ACK: {
+        const ack = decodeHelloAck(frame.buf, frame.bodyOffset, frame.bodyLength);
+        if (!Buffer.from(ack.session).equals(session) || helloAcked === null) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `${peer} answered another session`);
+        helloAcked();
+        helloAcked = null;
+        return;
+      }
+      case FrameType.EPOCH_ACK: {
+        const epoch = decodeEpochAck(frame.buf, frame.bodyOffset, frame.bodyLength);
+        const newest = records.length;
+        if (epoch <= lastAck || epoch > newest) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `${peer} acknowledged epoch ${epoch}; ${lastAck} was the last acknowledged, ${newest} the last sent`);
+        lastAck = epoch;
+        commit(epoch);
+        return;
+      }
+      case FrameType.HEARTBEAT:
+        decodeEmpty('HEARTBEAT', frame.type, frame.bodyLength);
+        return;
+      case FrameType.ERROR:
+        throw peerError(decodeError(frame.buf, frame.bodyOffset, frame.bodyLength), peer);
+      default:
+        throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `${peer} sent ${frameTypeName(frame.type)}`, { frameType: frame.type });
+    }
+  };
+  const commit = (epoch: number): void => {
+    const now = performance.now();
+    while (inFlight.length > 0 && inFlight[0].record.epoch <= epoch) {
+      const f = inFlight.shift()!;
+      f.record.commitMs = now - f.pausedAt;
+      outputsReleased += f.outputs.length;
+      if (f.outputs.length > 0) options.release?.(f.outputs);
+    }
+    if (ackWaiter !== null && epoch >= ackWaiter.epoch) ackWaiter.resolve();
+  };
+  channel.setHandlers({
+    onFrame: (frame) => {
+      try {
+        onFrame(frame);
+      } catch (err) {
+        const e = toMemshiftError(err, ErrorCode.STANDBY_LOST, peer);
+        channel.fail(e);
+        lost(e);
+      }
+    },
+    onClosed: (error) => {
+      if (error !== null) lost(new MemshiftError(ErrorCode.STANDBY_LOST, `${peer} lost: ${error.message}`, { peer, cause: error }));
+    },
+  });
+  const send = (bytes: Uint8Array | readonly Uint8Array[]): Promise<void> => {
+    lastSent = performance.now();
+    return Array.isArray(bytes) ? channel.sendSegments(bytes) : channel.send(bytes as Uint8Array);
+  };
+  const watchdog = setInterval(() => {
+    const now = performance.now();
+    if (now - lastHeard > standbyTimeoutMs) {
+      const e = new MemshiftError(ErrorCode.STANDBY_LOST, `${peer} silent for ${Math.round(now - lastHeard)} ms (limit ${standbyTimeoutMs})`, { peer });
+      channel.destroy(e);
+      lost(e);
+    } else if (now - lastSent >= HEARTBEAT_MS && channel.queuedBytes === 0) {
+      send(encodeHeartbeat()).catch(() => undefined);
+    }
+  }, Math.min(HEARTBEAT_MS, standbyTimeoutMs / 4));
+  const check = (): void => {
+    if (failure !== null) throw failure;
+  };
+  const stopRequested = (): boolean => options.signal?.aborted === true || (options.durationMs !== null && performance.now() - t0 >= options.durationMs);
+
+  /** Sends what staging holds as EPOCH_PAGES frames of `epoch`; resolves once the socket took them all. */
+  const sendStaged = async (epoch: number): Promise<number> => {
+    const sends: Promise<void>[] = [];
+    let pages = 0;
+    for (const run of staging.runs(maxPagesPerEpochFrame(pageSize))) {
+      sends.push(send([encodeEpochPagesHead(epoch, run.regionId, pageSize, run.pages, run.hashes), run.data]));
+      pages += run.pages.length;
+    }
+    await Promise.all(sends);
+    staging.clear();
+    check();
+    return pages;
+  };
+  /** Stages the snapshot's marked pages, at most `limit`; true when no mark is left. */
+  const stage = (limit: number): boolean => {
+    for (const r of source.regions) {
+      for (const s of source.slabsOf(r.id)) {
+        if (staging.count >= limit) return false;
+        staging.stageMarked(r.id, s, limit);
+      }
+    }
+    return tracker.pending() === 0;
+  };
+
+  const tracker = new DirtyTracker(source);
+  let paused = false;
+  try {
+    channel.phase = 'handshake';
+    const acked = new Promise<void>((resolve) => (helloAcked = resolve));
+    await send(encodeHello({ session, role: ChannelRole.REPLICA, mode: 'live', capabilities: 0, regions: [...source.regions] }));
+    await Promise.race([acked, new Promise<void>((resolve) => (wake = resolve))]);
+    check();
+
+    // The base: every page (written at some point, when unwritten ones are zero), read while the guest runs.
+    channel.phase = 'base copy';
+    const baseStart = performance.now();
+    tracker.startFullPass(source.unwrittenPagesAreZero === true);
+    const chunk = Math.max(1, Math.floor(BASE_CHUNK_BYTES / pageSize));
+    for (let done = false; !done;) {
+      done = stage(chunk);
+      basePages += await sendStaged(0);
+    }
+    await send(encodeEpochEnd({ epoch: 0, pages: basePages, steps: 0, state: new Uint8Array(0) }));
+    baseEndedAt = performance.now();
+    baseMs = baseEndedAt - baseStart;
+    stepsAtBase = source.steps ?? 0;
+
+    let next = performance.now();
+    for (let epoch = 1; ; epoch++) {
+      next += options.epochMs;
+      const wait = next - performance.now();
+      if (wait > 0) await new Promise<void>((resolve) => {
+        wake = resolve;
+        setTimeout(resolve, wait);
+      });
+      else next = performance.now();
+      check();
+      const last = stopRequested();
+      channel.phase = `epoch ${epoch}`;
+      const pausedAt = performance.now();
+      await source.pause();
+      paused = true;
+      tracker.sync();
+      let all = stage(staging.capacity);
+      const state = source.saveState();
+      const steps = source.steps ?? 0;
+      const outputs = source.takeOutputs?.() ?? [];
+      let pausedMs = 0;
+      // Pages that did not fit staging go while the guest waits (an epoch larger than staging).
+      let pages = 0;
+      while (!all) {
+        pages += await sendStaged(epoch);
+        all = stage(staging.capacity);
+      }
+      if (!last) {
+        await source.resume();
+        paused = false;
+      }
+      pausedMs = performance.now() - pausedAt;
+      const bytes = (pages + staging.count) * pageSize;
+      pages += await sendStaged(epoch);
+      await send(encodeEpochEnd({ epoch, pages, steps, state }));
+      const record: EpochRecord = { epoch, pages, bytes, pausedMs, commitMs: null, steps, outputs: outputs.length };
+      records.push(record);
+      inFlight.push({ record, pausedAt, outputs });
+      options.onEpoch?.(record);
+      if (last) {
+        // The last epoch: wait for it to be committed (its outputs released), then say goodbye.
+        channel.phase = 'last epoch';
+        if (lastAck < epoch) {
+          await new Promise<void>((resolve) => (ackWaiter = { epoch, resolve }));
+        }
+        check();
+        await send(encodeGoodbye());
+        break;
+      }
+    }
+    clearInterval(watchdog);
+    await channel.close();
+    return report('ended', null);
+  } catch (err) {
+    clearInterval(watchdog);
+    const e = failure ?? toMemshiftError(err, ErrorCode.STANDBY_LOST, peer);
+    channel.destroy(e);
+    // Fenced: the guest does not run on without its standby.
+    if (!paused) await source.pause().catch(() => undefined);
+    return report('failed', e);
+  }
+
+  function report(outcome: PrimaryReport['outcome'], error: MemshiftError | null): PrimaryReport {
+    const end = performance.now();
+    const paused = records.map((r) => r.pausedMs);
+    const commits = records.flatMap((r) => (r.commitMs === null ? [] : [r.commitMs]));
+    const pages = records.map((r) => r.pages);
+    const steps = source.steps ?? 0;
+    const ranMs = baseEndedAt > 0 ? end - baseEndedAt : 0;
+    return {
+      role: 'primary', outcome, standby: formatAddress(address), epochMs: options.epochMs, basePages, baseMs,
+      epochs: records.length, epochsCommitted: lastAck,
+      epochsPerSecond: ranMs > 0 ? (records.length * 1000) / ranMs : 0,
+      pausedMs: { p50: percentile(paused, 50), p99: percentile(paused, 99), max: Math.max(0, ...paused), total: paused.reduce((a, b) => a + b, 0) },
+      commitMs: { p50: percentile(commits, 50), p99: percentile(commits, 99), max: Math.max(0, ...commits) },
+      pagesPerEpoch: { p50: percentile(pages, 50), max: Math.max(0, ...pages) },
+      bytesSent: channel.bytesSent, guestSteps: steps,
+      guestStepRate: ranMs > 0 ? ((steps - stepsAtBase) * 1000) / ranMs : 0,
+      outputsReleased, outputsHeld: inFlight.reduce((n, f) => n + f.outputs.length, 0),
+      durationMs: end - t0,
+      error: error === null ? null : { code: error.code, message: error.message },
+    };
+  }
+}
