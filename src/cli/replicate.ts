@@ -2,7 +2,9 @@
 // one epoch behind it (Remus-style: pause, stage the dirty pages, resume, send; replication/primary.ts).
 // With --serve, the guest's outputs go out on that port only once the standby holds the epoch that
 // made them. Ends after --duration, or at SIGINT / SIGTERM, with a last committed epoch and the guest
-// paused (exit 0); a lost standby stops the guest (MS_ERR_STANDBY_LOST, exit 1). With --serve, the
+// paused (exit 0); a lost standby stops the guest (MS_ERR_STANDBY_LOST, exit 1). Disks live on shared
+// storage: this process holds their lease while its guest runs and frees it when the guest stops; a
+// lease lost to a standby that took over stops the guest too (MS_ERR_LEASE_LOST). With --serve, the
 // first line on stdout is "serving on HOST:PORT".
 
 import { replicate, type PrimaryReport } from '../index.js';
@@ -11,16 +13,19 @@ import { checkOutputPaths, optionalString, parseCommand, parseInteger, requireSt
 import { guestConfigFrom, guestFlags } from './guest-flags.js';
 import { OutputServer } from './output-server.js';
 import { securityFlags, securityFrom, serverNameFlag } from './security-flags.js';
+import { storageFlags, storageFrom } from './storage-flags.js';
 
 export const replicateFlags: Flags = {
   connect: { type: 'string', value: 'HOST:PORT', help: 'the standby to replicate to' },
   ...securityFlags,
   ...serverNameFlag,
   ...guestFlags,
+  ...storageFlags,
   'epoch-ms': { type: 'string', value: 'MS', help: 'milliseconds between epochs (checkpoints)', default: '25' },
   duration: { type: 'string', value: 'S', help: 'replicate this many seconds, then end with a last committed epoch (default: until SIGINT/SIGTERM)' },
   'standby-timeout': { type: 'string', value: 'MS', help: 'nothing heard from the standby for this long: it is lost, and the guest stops', default: '1000' },
   serve: { type: 'string', value: 'HOST:PORT', help: 'serve the guest\'s outputs here, a "STEP WORD" line each, released once their epoch is committed' },
+  warmup: { type: 'string', value: 'MS', help: 'let the guest run alone this long first (the report\'s guestStepRateBefore)', default: '300' },
   'staging-size': { type: 'string', value: 'SIZE', help: 'most pages staged per epoch (a larger epoch is sent with the guest paused)', default: '1GiB' },
   'slab-size': { type: 'string', value: 'SIZE', help: 'most guest RAM per shared memory slab', default: '3GiB' },
   report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
@@ -34,18 +39,21 @@ export async function runReplicate(argv: readonly string[]): Promise<number> {
   const connect = requireString(a, 'connect');
   const security = securityFrom(a);
   const config = guestConfigFrom(a);
-  if (config.disks.length > 0) throw usageError('--disk', 'is not supported by replicate yet: disks do not replicate with the epochs');
+  const storage = storageFrom(a, config.disks.length);
+  // On shared storage the standby reaches the same images and takes their lease when it fails over.
+  if (config.disks.length > 0 && storage?.shared !== true) throw usageError('--disk', 'needs --storage shared with replicate: local disks do not replicate with the epochs yet');
   const epochMs = parseInteger(requireString(a, 'epoch-ms'), '--epoch-ms', 1, 60_000);
   const duration = optionalString(a, 'duration');
   const durationMs = duration === undefined ? null : Math.round(Number(duration) * 1000);
   if (durationMs !== null && !(durationMs > 0)) throw usageError('--duration', 'must be a positive number of seconds', duration);
   const standbyTimeoutMs = parseInteger(requireString(a, 'standby-timeout'), '--standby-timeout', 10);
   const stagingBytes = parseSize(requireString(a, 'staging-size'), '--staging-size');
+  const warmupMs = parseInteger(requireString(a, 'warmup'), '--warmup');
   checkOutputPaths(a, ['report']);
   const serveAt = optionalString(a, 'serve');
   const server = serveAt === undefined ? null : await OutputServer.open(serveAt);
   if (server !== null) console.log(`serving on ${server.where}`);
-  const guest = SimulatedGuest.create(config, { maxSlabBytes: parseSize(requireString(a, 'slab-size'), '--slab-size') }, { outputs: server !== null });
+  const guest = SimulatedGuest.create(config, { maxSlabBytes: parseSize(requireString(a, 'slab-size'), '--slab-size') }, { outputs: server !== null, storage });
   const stop = new AbortController();
   const onSignal = (signal: NodeJS.Signals): void => {
     console.error(`memshift replicate: ${signal}: ending with a last committed epoch`);
@@ -53,13 +61,17 @@ export async function runReplicate(argv: readonly string[]): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  let report: PrimaryReport;
+  let report: PrimaryReport & { guestStepRateBefore: number | null };
   try {
     await guest.resume();
-    report = await replicate<GuestOutput>(guest, connect, {
+    // The guest alone first: the rate replication is measured against.
+    const t = performance.now();
+    await new Promise((r) => setTimeout(r, warmupMs));
+    const guestStepRateBefore = warmupMs > 0 ? (guest.steps * 1000) / (performance.now() - t) : null;
+    report = { guestStepRateBefore, ...await replicate<GuestOutput>(guest, connect, {
       security, epochMs, durationMs, standbyTimeoutMs, stagingBytes, signal: stop.signal,
       release: (outputs) => server?.publish(outputs),
-    });
+    }) };
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -69,7 +81,7 @@ export async function runReplicate(argv: readonly string[]): Promise<number> {
   writeReportFile(a, report);
   if (!a.quiet) {
     const p = report.pausedMs;
-    console.error(`replicate: ${report.outcome}: ${report.epochs} epochs (${report.epochsCommitted} committed, ${report.epochsPerSecond.toFixed(1)}/s), paused p50 ${p.p50.toFixed(2)} ms p99 ${p.p99.toFixed(2)} ms, commit p50 ${report.commitMs.p50.toFixed(1)} ms; guest ${report.guestSteps} steps (${Math.round(report.guestStepRate)}/s), ${report.outputsReleased} outputs released, ${report.outputsHeld} held`);
+    console.error(`replicate: ${report.outcome}: ${report.epochs} epochs (${report.epochsCommitted} committed, ${report.epochsPerSecond.toFixed(1)}/s), paused p50 ${p.p50.toFixed(2)} ms p99 ${p.p99.toFixed(2)} ms, commit p50 ${report.commitMs.p50.toFixed(1)} ms; guest ${report.guestSteps} steps (${Math.round(report.guestStepRate)}/s${report.guestStepRateBefore === null ? '' : `, ${Math.round(report.guestStepRateBefore)}/s alone`}), ${report.outputsReleased} outputs released, ${report.outputsHeld} held`);
   }
   if (report.error !== null) console.error(`memshift replicate: ${report.error.code}: ${report.error.message}`);
   return report.outcome === 'ended' ? 0 : 1;

@@ -2,7 +2,9 @@
 // runs it when the primary is gone (replication/standby.ts). After a failover: with --run-steps K it
 // runs exactly K steps, pauses, dumps and exits 0; without, it runs until SIGINT / SIGTERM. With
 // --serve its outputs go out on that port from the failover on. A primary that ends on purpose leaves
-// the guest held, never run (exit 0, outcome `ended`). The first line on stdout is "listening on
+// the guest held, never run (exit 0, outcome `ended`). A guest whose disks are on shared storage
+// (--storage shared --disk-dir) runs here only under their lease: the failover waits for the primary's
+// to be freed or to expire. The first line on stdout is "listening on
 // HOST:PORT"; with --serve the second is "serving on HOST:PORT".
 
 import { formatAddress, listen, standby, type StandbyReport } from '../index.js';
@@ -10,10 +12,13 @@ import { SimulatedGuest, parseSize, ramRegionIds } from '../sim/index.js';
 import { checkOutputPaths, formatDigest, optionalString, parseCommand, parseInteger, requireString, waitForSignal, writeReportFile, type Flags } from './args.js';
 import { OutputServer } from './output-server.js';
 import { securityFlags, securityFrom } from './security-flags.js';
+import { storageFlags, storageFrom } from './storage-flags.js';
 
 export const standbyFlags: Flags = {
   listen: { type: 'string', value: 'HOST:PORT', help: 'address to wait on for the primary (port 0: any free port)' },
   ...securityFlags,
+  ...storageFlags,
+  'dump-disk': { type: 'string', value: 'DIR', help: 'guests with disks: copy the disk images here (disk0.img, …) once the guest paused' },
   'failover-timeout': { type: 'string', value: 'MS', help: 'nothing heard from the primary for this long: fail over (a closed link fails over at once)', default: '1000' },
   serve: { type: 'string', value: 'HOST:PORT', help: 'after a failover, serve the guest\'s outputs here, a "STEP WORD" line each' },
   'run-steps': { type: 'string', value: 'K', help: 'after a failover, run exactly K steps, pause, dump and exit (default: run until SIGINT/SIGTERM)' },
@@ -33,6 +38,7 @@ export async function runStandby(argv: readonly string[]): Promise<number> {
   const k = runSteps === undefined ? null : parseInteger(runSteps, '--run-steps');
   const maxSlabBytes = parseSize(requireString(a, 'slab-size'), '--slab-size');
   checkOutputPaths(a, ['report', 'dump-memory']);
+  const storage = storageFrom(a, null);
   const { server, address } = await listen(requireString(a, 'listen'));
   console.log(`listening on ${formatAddress(address)}`);
   const serveAt = optionalString(a, 'serve');
@@ -47,7 +53,7 @@ export async function runStandby(argv: readonly string[]): Promise<number> {
   try {
     const result = await standby<SimulatedGuest>({
       listen: server, security, failoverTimeoutMs, onLog: log,
-      createTarget: (regions) => (guest = SimulatedGuest.receiving(regions, { maxSlabBytes }, { outputs: outputs !== null })),
+      createTarget: (regions) => (guest = SimulatedGuest.receiving(regions, { maxSlabBytes }, { outputs: outputs !== null, storage })),
       beforeResume: (g) => {
         if (k !== null) g.limitRunAfterResume(k);
         // Outputs leave from the failover on; a full ring would stop the guest.
@@ -69,6 +75,8 @@ export async function runStandby(argv: readonly string[]): Promise<number> {
     if (g !== null && report.outcome !== 'failed') {
       const dump = optionalString(a, 'dump-memory');
       if (dump !== undefined) g.memory.writeImage(ramRegionIds(g.regions), dump);
+      const disks = optionalString(a, 'dump-disk');
+      if (disks !== undefined) g.dumpDisks(disks);
       writeReportFile(a, { ...report, contentDigest: formatDigest(g.memory.contentDigest()) });
     } else {
       writeReportFile(a, report);

@@ -41,6 +41,12 @@ export interface StandbyOptions<T extends MemoryTarget> {
   onCommit?: (epoch: number, steps: number) => void;
   /** Called just before the failover resumes the guest (after its state is loaded). */
   beforeResume?: (target: T) => void;
+  /**
+   * A guest on shared storage resumes only under its lease (MS_ERR_LEASE_HELD while the primary's is
+   * still valid): how long the failover keeps trying, until the primary's lease is freed or expires
+   * (default 30 s).
+   */
+  leaseWaitMs?: number;
 }
 
 export interface StandbyReport {
@@ -261,7 +267,21 @@ export async function standby<T extends MemoryTarget>(options: StandbyOptions<T>
   log(`failover: ${why}; resuming epoch ${c.epoch} (step ${c.steps})${epochPages > 0 ? `, dropping ${epochPages} pages of the torn epoch ${current + 1}` : ''}`);
   t.loadState(c.state);
   options.beforeResume?.(t);
-  await t.resume();
+  const leaseUntil = performance.now() + (options.leaseWaitMs ?? 30_000);
+  for (let waited = false; ; waited = true) {
+    try {
+      await t.resume();
+      break;
+    } catch (err) {
+      if ((err as MemshiftError).code !== ErrorCode.LEASE_HELD || performance.now() > leaseUntil) {
+        const e = toMemshiftError(err, ErrorCode.UNEXPECTED_MESSAGE, 'failover');
+        log(`failover: cannot run the guest: ${e.message}`);
+        return { report: report('failed', e), target: t };
+      }
+      if (!waited) log(`failover: waiting for the primary's lease to be freed or to expire (${(err as Error).message})`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
   const resumedAt = performance.now();
   return { report: report('failover', null, resumedAt - lastHeard, resumedAt - decidedAt), target: t };
 }

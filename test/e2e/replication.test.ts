@@ -9,7 +9,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { deadline } from '../_support/deadline.js';
-import { diffAgainstReplay, guestArgs, type GuestCase } from '../_support/migration.js';
+import { mkdirSync } from 'node:fs';
+import { diffAgainstReplay, diffDisksAgainstReplay, guestArgs, type GuestCase } from '../_support/migration.js';
 import { memshift, startDestination, waitForOutput } from '../_support/processes.js';
 import { perTestDir } from '../_support/per-test-dir.js';
 import { Proxy } from '../_support/proxy.js';
@@ -163,6 +164,57 @@ test('replication over TLS with a pre-shared key; a primary with another key is 
   } finally {
     creds.remove();
   }
+}));
+
+const disked: GuestCase = { memory: '16MiB', seed: 777, workload: 'hotset', disks: ['4MiB', '4MiB'] };
+
+/** A standby and a primary whose guest has two disks on shared storage (one directory, leases of 500 ms). */
+async function sharedStoragePair(runSteps: number): Promise<{ standby: Awaited<ReturnType<typeof startStandby>>; primary: ReturnType<typeof memshift> }> {
+  const shared = file('shared');
+  mkdirSync(shared);
+  mkdirSync(file('standby-disks'));
+  const storage = ['--storage', 'shared', '--disk-dir', shared, '--lease-ttl', '500'];
+  const standby = await startStandby(file(), ['--failover-timeout', '300', '--run-steps', String(runSteps), '--dump-disk', file('standby-disks'), ...storage]);
+  const primary = memshift(['replicate', '--connect', `127.0.0.1:${standby.port}`, '--insecure', ...guestArgs(disked), '--dirty-rate', '100000', '--epoch-ms', '20',
+    '--standby-timeout', '300', '--report', file('primary.json'), ...storage]);
+  await waitForOutput(standby, (t) => t.includes('base copy'));
+  return { standby, primary };
+}
+
+test('disks on shared storage: the standby of a killed primary waits for its lease to expire, takes it and runs; memory and disks equal the replay', deadline(60_000, async () => {
+  const { standby, primary } = await sharedStoragePair(50_000);
+  await new Promise((r) => setTimeout(r, 300));
+  primary.proc.kill('SIGKILL');
+  const s = await standby.done;
+  assert.is(s.code, 0, s.stderr);
+  assert.match(s.stderr, /waiting for the primary's lease/);
+  const r = json('standby.json');
+  assert.is(r.outcome, 'failover');
+  assert.is(r.guestSteps, r.checkpointSteps + 50_000);
+  assert.is(diffAgainstReplay(file('standby.img'), disked, r.guestSteps), null);
+  assert.is(diffDisksAgainstReplay(file('standby-disks'), disked, r.guestSteps), null);
+  // The primary's writes past the checkpoint are the replay's too: the standby wrote them again, the same.
+  assert.is(diffDisksAgainstReplay(file('shared'), disked, r.guestSteps), null);
+}));
+
+test('a primary frozen past its standby\'s failover comes back without its lease: it says so and stops, and the images stay the standby\'s', deadline(60_000, async () => {
+  const { standby, primary } = await sharedStoragePair(50_000);
+  await new Promise((r) => setTimeout(r, 200));
+  primary.proc.kill('SIGSTOP');
+  try {
+    const s = await standby.done;
+    assert.is(s.code, 0, s.stderr);
+  } finally {
+    primary.proc.kill('SIGCONT');
+  }
+  const p = await primary.done;
+  assert.is(p.code, 1, p.stderr);
+  assert.match(p.stderr, /MS_ERR_STANDBY_LOST|MS_ERR_LEASE_LOST/);
+  const r = json('standby.json');
+  assert.is(r.outcome, 'failover');
+  assert.is(json('primary.json').outcome, 'failed');
+  assert.is(diffAgainstReplay(file('standby.img'), disked, r.guestSteps), null);
+  assert.is(diffDisksAgainstReplay(file('shared'), disked, r.guestSteps), null);
 }));
 
 test.run();
