@@ -1,5 +1,5 @@
 // `npm run bench`: every benchmark, each against a baseline measured in the same run.
-//   node dist/bench/run.js [--only kernels,e2e,postcopy,visibility,tls,compression,scale,recovery,save,disk] [--runs N]   (default: all, 3 runs)
+//   node dist/bench/run.js [--only kernels,e2e,postcopy,visibility,tls,compression,scale,recovery,save,disk,replication] [--runs N]   (default: all, 3 runs)
 //   node dist/bench/run.js --peer qemu [--runs N]      QEMU 7.2 and memshift side by side (peer.bench.ts)
 
 import { benchKernels } from './kernels.bench.js';
@@ -13,6 +13,7 @@ import { benchScale } from './scale.bench.js';
 import { benchRecovery } from './recovery.bench.js';
 import { benchSave } from './save.bench.js';
 import { benchDisk } from './disk.bench.js';
+import { benchReplication } from './replication.bench.js';
 
 const args = process.argv.slice(2);
 /** The value of `--name V` or `--name=V`, if given. */
@@ -37,6 +38,7 @@ const suites: Record<string, (runs: number) => Promise<void>> = {
   recovery: benchRecovery,
   save: benchSave,
   disk: benchDisk,
+  replication: benchReplication,
 };
 
 const peer = flag('peer');

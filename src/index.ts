@@ -379,6 +379,7 @@ export async function replicate<O>(source: ReplicatedSource<O>, to: string | Add
   if (options.durationMs !== null) positiveInt(options.durationMs, 'durationMs');
   if (options.standbyTimeoutMs !== undefined) positiveInt(options.standbyTimeoutMs, 'standbyTimeoutMs', 10);
   if (options.stagingBytes !== undefined) positiveInt(options.stagingBytes, 'stagingBytes', 65536);
+  if (options.cacheBytes !== undefined) positiveInt(options.cacheBytes, 'cacheBytes', 0);
   return runPrimary(source, resolveAddress(to, 'to'), { ...options, security });
 }
 

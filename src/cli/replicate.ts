@@ -14,6 +14,7 @@ import { guestConfigFrom, guestFlags } from './guest-flags.js';
 import { OutputServer } from './output-server.js';
 import { securityFlags, securityFrom, serverNameFlag } from './security-flags.js';
 import { storageFlags, storageFrom } from './storage-flags.js';
+import { guestNetworkFlags, guestNetworkFrom, nicDeviceFlag } from './network-flags.js';
 
 export const replicateFlags: Flags = {
   connect: { type: 'string', value: 'HOST:PORT', help: 'the standby to replicate to' },
@@ -21,11 +22,14 @@ export const replicateFlags: Flags = {
   ...serverNameFlag,
   ...guestFlags,
   ...storageFlags,
+  ...guestNetworkFlags,
+  ...nicDeviceFlag,
   'epoch-ms': { type: 'string', value: 'MS', help: 'milliseconds between epochs (checkpoints)', default: '25' },
   duration: { type: 'string', value: 'S', help: 'replicate this many seconds, then end with a last committed epoch (default: until SIGINT/SIGTERM)' },
   'standby-timeout': { type: 'string', value: 'MS', help: 'nothing heard from the standby for this long: it is lost, and the guest stops', default: '1000' },
   serve: { type: 'string', value: 'HOST:PORT', help: 'serve the guest\'s outputs here, a "STEP WORD" line each, released once their epoch is committed' },
   warmup: { type: 'string', value: 'MS', help: 'let the guest run alone this long first (the report\'s guestStepRateBefore)', default: '300' },
+  'cache-size': { type: 'string', value: 'SIZE', help: 'pages kept as last sent, so that a page written again goes as an XOR delta (0: every page raw)', default: '256MiB' },
   'staging-size': { type: 'string', value: 'SIZE', help: 'most pages staged per epoch (a larger epoch is sent with the guest paused)', default: '1GiB' },
   'slab-size': { type: 'string', value: 'SIZE', help: 'most guest RAM per shared memory slab', default: '3GiB' },
   report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
@@ -49,11 +53,16 @@ export async function runReplicate(argv: readonly string[]): Promise<number> {
   const standbyTimeoutMs = parseInteger(requireString(a, 'standby-timeout'), '--standby-timeout', 10);
   const stagingBytes = parseSize(requireString(a, 'staging-size'), '--staging-size');
   const warmupMs = parseInteger(requireString(a, 'warmup'), '--warmup');
+  const cacheSize = requireString(a, 'cache-size');
+  const cacheBytes = cacheSize.trim() === '0' ? 0 : parseSize(cacheSize, '--cache-size');
   checkOutputPaths(a, ['report']);
   const serveAt = optionalString(a, 'serve');
   const server = serveAt === undefined ? null : await OutputServer.open(serveAt);
   if (server !== null) console.log(`serving on ${server.where}`);
-  const guest = SimulatedGuest.create(config, { maxSlabBytes: parseSize(requireString(a, 'slab-size'), '--slab-size') }, { outputs: server !== null, storage });
+  const guest = SimulatedGuest.create(config, { maxSlabBytes: parseSize(requireString(a, 'slab-size'), '--slab-size') }, {
+    outputs: server !== null, storage, network: guestNetworkFrom(a), nicDevice: optionalString(a, 'guest-dev') ?? null,
+    nicEvents: { onError: (message) => console.error(`memshift replicate: ${message}`) },
+  });
   const stop = new AbortController();
   const onSignal = (signal: NodeJS.Signals): void => {
     console.error(`memshift replicate: ${signal}: ending with a last committed epoch`);
@@ -69,7 +78,7 @@ export async function runReplicate(argv: readonly string[]): Promise<number> {
     await new Promise((r) => setTimeout(r, warmupMs));
     const guestStepRateBefore = warmupMs > 0 ? (guest.steps * 1000) / (performance.now() - t) : null;
     report = { guestStepRateBefore, ...await replicate<GuestOutput>(guest, connect, {
-      security, epochMs, durationMs, standbyTimeoutMs, stagingBytes, signal: stop.signal,
+      security, epochMs, durationMs, standbyTimeoutMs, stagingBytes, cacheBytes, signal: stop.signal,
       release: (outputs) => server?.publish(outputs),
     }) };
   } finally {
@@ -81,7 +90,7 @@ export async function runReplicate(argv: readonly string[]): Promise<number> {
   writeReportFile(a, report);
   if (!a.quiet) {
     const p = report.pausedMs;
-    console.error(`replicate: ${report.outcome}: ${report.epochs} epochs (${report.epochsCommitted} committed, ${report.epochsPerSecond.toFixed(1)}/s), paused p50 ${p.p50.toFixed(2)} ms p99 ${p.p99.toFixed(2)} ms, commit p50 ${report.commitMs.p50.toFixed(1)} ms; guest ${report.guestSteps} steps (${Math.round(report.guestStepRate)}/s${report.guestStepRateBefore === null ? '' : `, ${Math.round(report.guestStepRateBefore)}/s alone`}), ${report.outputsReleased} outputs released, ${report.outputsHeld} held`);
+    console.error(`replicate: ${report.outcome}: ${report.epochs} epochs (${report.epochsCommitted} committed, ${report.epochsPerSecond.toFixed(1)}/s, ${report.sustainedEpochsPerSecond.toFixed(1)}/s sustained), paused p50 ${p.p50.toFixed(2)} ms p99 ${p.p99.toFixed(2)} ms, commit p50 ${report.commitMs.p50.toFixed(1)} ms; guest ${report.guestSteps} steps (${Math.round(report.guestStepRate)}/s${report.guestStepRateBefore === null ? '' : `, ${Math.round(report.guestStepRateBefore)}/s alone`}), ${report.outputsReleased} outputs released, ${report.outputsHeld} held`);
   }
   if (report.error !== null) console.error(`memshift replicate: ${report.error.code}: ${report.error.message}`);
   return report.outcome === 'ended' ? 0 : 1;

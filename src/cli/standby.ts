@@ -4,7 +4,8 @@
 // --serve its outputs go out on that port from the failover on. A primary that ends on purpose leaves
 // the guest held, never run (exit 0, outcome `ended`). A guest whose disks are on shared storage
 // (--storage shared --disk-dir) runs here only under their lease: the failover waits for the primary's
-// to be freed or to expire. The first line on stdout is "listening on
+// to be freed or to expire. A guest with a network identity (replicate --guest-ip) plugs it into
+// --guest-dev here when it fails over, and announces it by gratuitous ARP. The first line on stdout is "listening on
 // HOST:PORT"; with --serve the second is "serving on HOST:PORT".
 
 import { formatAddress, listen, standby, type StandbyReport } from '../index.js';
@@ -13,11 +14,13 @@ import { checkOutputPaths, formatDigest, optionalString, parseCommand, parseInte
 import { OutputServer } from './output-server.js';
 import { securityFlags, securityFrom } from './security-flags.js';
 import { storageFlags, storageFrom } from './storage-flags.js';
+import { nicDeviceFlag } from './network-flags.js';
 
 export const standbyFlags: Flags = {
   listen: { type: 'string', value: 'HOST:PORT', help: 'address to wait on for the primary (port 0: any free port)' },
   ...securityFlags,
   ...storageFlags,
+  ...nicDeviceFlag,
   'dump-disk': { type: 'string', value: 'DIR', help: 'guests with disks: copy the disk images here (disk0.img, …) once the guest paused' },
   'failover-timeout': { type: 'string', value: 'MS', help: 'nothing heard from the primary for this long: fail over (a closed link fails over at once)', default: '1000' },
   serve: { type: 'string', value: 'HOST:PORT', help: 'after a failover, serve the guest\'s outputs here, a "STEP WORD" line each' },
@@ -53,7 +56,10 @@ export async function runStandby(argv: readonly string[]): Promise<number> {
   try {
     const result = await standby<SimulatedGuest>({
       listen: server, security, failoverTimeoutMs, onLog: log,
-      createTarget: (regions) => (guest = SimulatedGuest.receiving(regions, { maxSlabBytes }, { outputs: outputs !== null, storage })),
+      createTarget: (regions) => (guest = SimulatedGuest.receiving(regions, { maxSlabBytes }, {
+        outputs: outputs !== null, storage, nicDevice: optionalString(a, 'guest-dev') ?? null,
+        nicEvents: { onError: (message) => console.error(`memshift standby: ${message}`) },
+      })),
       beforeResume: (g) => {
         if (k !== null) g.limitRunAfterResume(k);
         // Outputs leave from the failover on; a full ring would stop the guest.

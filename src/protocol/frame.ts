@@ -37,7 +37,7 @@ export function maxBodyBytes(type: number): number {
     case FrameType.BLOCKS:
       return BLOCKS_HEAD_BYTES + Limits.MAX_BLOCKS_PER_FRAME * (8 + Limits.MAX_BLOCK_BYTES);
     case FrameType.EPOCH_PAGES:
-      return EPOCH_PAGES_HEAD_BYTES + Limits.MAX_PAGES_PER_EPOCH_FRAME * 12 + Limits.MAX_BATCH_PAYLOAD_BYTES;
+      return EPOCH_PAGES_HEAD_BYTES + Limits.MAX_PAGES_PER_EPOCH_FRAME * 16 + Limits.MAX_BATCH_PAYLOAD_BYTES;
     case FrameType.EPOCH_END:
       return EPOCH_END_HEAD_BYTES + Limits.MAX_DEVICE_STATE_BYTES;
     default:

@@ -8,18 +8,24 @@
 //   standby → primary:  EPOCH_ACK(e) once epoch e is applied whole (never before: it commits e's outputs)
 //   both ways:          HEARTBEAT when nothing else was sent for a while; GOODBYE: the primary ends on purpose
 //
-//   EPOCH_PAGES := epoch:u32 region:u16 0:u16 count:u32 0:u32 page:u32{count} hash:u64{count} data[count × pageSize]
+//   EPOCH_PAGES := epoch:u32 region:u16 0:u16 count:u32 payloadBytes:u32 entry{count} payload
+//   entry       := page:u32 sizeAndEncoding:u32 hash:u64          sizeAndEncoding = size | encoding << 24
+//   encoding 1 raw     size = page size     the page
+//            2 xbzrle  0 ≤ size < page size  an XOR delta (assembly/xbzrle.ts) against the page as the
+//                                           standby holds it: its last committed epoch, or the base
 //   EPOCH_END   := epoch:u32 pages:u32 steps:u64 stateLength:u32 0:u32 state[stateLength]
 //   EPOCH_ACK   := epoch:u32 0:u32
 //   HEARTBEAT   := (empty)          GOODBYE := (empty)
 //
-// As in BLOCKS, the frame CRC of EPOCH_PAGES covers its head, page numbers and hashes
-// (checkedLength = 16 + 12 × count) and each mxh64 hash its page. Base pages are not a checkpoint:
-// epoch 1's END is the first state a standby may run. Pure codecs; every count, index and size checked.
+// The entries are PAGE_BATCH's. The frame CRC covers the head and the entries (checkedLength =
+// 16 + 16 × count, which the decoder insists on) and each mxh64 hash the page after decoding, so a
+// delta against a page the standby does not hold is caught too. A page written a few words an epoch
+// goes as a few dozen bytes. Base pages are not a checkpoint: epoch 1's END is the first state a
+// standby may run. Pure codecs; every count, index and size checked.
 
 import { FrameType, Limits } from './constants.js';
 import { BodyReader, BodyWriter, malformed } from './codec-util.js';
-import { EPOCH_END_HEAD_BYTES, EPOCH_PAGES_HEAD_BYTES, FRAME_HEADER_BYTES, encodeFrame, sealFrame } from './frame.js';
+import { EPOCH_PAGES_HEAD_BYTES, FRAME_HEADER_BYTES, encodeFrame, sealFrame } from './frame.js';
 
 export interface EpochRegion {
   readonly id: number;
@@ -33,9 +39,10 @@ export interface EpochPages {
   regionId: number;
   pageSize: number;
   count: number;
-  pagesOffset: number;
-  hashesOffset: number;
-  dataOffset: number;
+  /** Where the entries (16 bytes each) start. */
+  entriesOffset: number;
+  payloadOffset: number;
+  payloadBytes: number;
 }
 
 export interface EpochEnd {
@@ -48,58 +55,86 @@ export interface EpochEnd {
   state: Uint8Array;
 }
 
-/** Most pages of `pageSize` one EPOCH_PAGES frame carries. */
+export const EpochEncoding = { RAW: 1, XBZRLE: 2 } as const;
+const SIZE_MASK = 0xffffff;
+
+/** Most pages of `pageSize` one EPOCH_PAGES frame carries (their payload is at most 16 MiB even raw). */
 export function maxPagesPerEpochFrame(pageSize: number): number {
   return Math.min(Limits.MAX_PAGES_PER_EPOCH_FRAME, Math.floor(Limits.MAX_BATCH_PAYLOAD_BYTES / pageSize));
 }
 
-/** Bytes of the head segment of an EPOCH_PAGES frame of `count` pages: frame header, head, page numbers, hashes. */
+/** Bytes of the head segment of an EPOCH_PAGES frame of `count` pages: frame header, head, entries. */
 export function epochPagesHeadBytes(count: number): number {
-  return FRAME_HEADER_BYTES + EPOCH_PAGES_HEAD_BYTES + 12 * count;
+  return FRAME_HEADER_BYTES + EPOCH_PAGES_HEAD_BYTES + 16 * count;
 }
 
 /**
- * The head segment of an EPOCH_PAGES frame (sealed: its CRC covers head, page numbers and hashes); the
- * frame is this followed by the pages' `count × pageSize` bytes, in the order `pages` names them.
+ * The head segment of an EPOCH_PAGES frame, sealed: its CRC covers head and entries. The frame is this
+ * followed by the `payloadBytes` of payload, the entries' payloads in order. `sizes[i]` is page i's
+ * payload size | encoding << 24.
  */
-export function encodeEpochPagesHead(epoch: number, regionId: number, pageSize: number, pages: ArrayLike<number>, hashes: BigUint64Array): Uint8Array {
+export function encodeEpochPagesHead(epoch: number, regionId: number, pageSize: number, pages: ArrayLike<number>, sizes: ArrayLike<number>, hashes: BigUint64Array): Uint8Array {
   const count = pages.length;
   if (count < 1 || count > maxPagesPerEpochFrame(pageSize)) throw malformed(`EPOCH_PAGES: ${count} pages (1 to ${maxPagesPerEpochFrame(pageSize)})`, FrameType.EPOCH_PAGES);
-  if (hashes.length !== count) throw malformed(`EPOCH_PAGES: ${hashes.length} hashes for ${count} pages`, FrameType.EPOCH_PAGES);
+  if (hashes.length !== count || sizes.length !== count) throw malformed(`EPOCH_PAGES: ${hashes.length} hashes and ${sizes.length} sizes for ${count} pages`, FrameType.EPOCH_PAGES);
   const out = new Uint8Array(epochPagesHeadBytes(count));
   const dv = new DataView(out.buffer);
   const h = FRAME_HEADER_BYTES;
+  let payloadBytes = 0;
+  for (let i = 0; i < count; i++) {
+    const e = h + EPOCH_PAGES_HEAD_BYTES + 16 * i;
+    dv.setUint32(e, pages[i], true);
+    dv.setUint32(e + 4, sizes[i], true);
+    dv.setBigUint64(e + 8, hashes[i], true);
+    payloadBytes += sizes[i] & SIZE_MASK;
+  }
   dv.setUint32(h, epoch, true);
   dv.setUint16(h + 4, regionId, true);
   dv.setUint32(h + 8, count, true);
-  for (let i = 0; i < count; i++) {
-    dv.setUint32(h + EPOCH_PAGES_HEAD_BYTES + 4 * i, pages[i], true);
-    dv.setBigUint64(h + EPOCH_PAGES_HEAD_BYTES + 4 * count + 8 * i, hashes[i], true);
-  }
-  const checked = EPOCH_PAGES_HEAD_BYTES + 12 * count;
-  sealFrame(out, 0, FrameType.EPOCH_PAGES, checked + count * pageSize, checked);
+  dv.setUint32(h + 12, payloadBytes, true);
+  const checked = EPOCH_PAGES_HEAD_BYTES + 16 * count;
+  sealFrame(out, 0, FrameType.EPOCH_PAGES, checked + payloadBytes, checked);
   return out;
 }
 
-/** Decodes an EPOCH_PAGES body: a known region, pages inside it, and exactly their bytes. */
-export function decodeEpochPages(buf: Uint8Array, offset: number, length: number, regions: readonly EpochRegion[]): EpochPages {
+/**
+ * Decodes an EPOCH_PAGES body whose frame CRC covered `checkedLength` bytes (it must be the head and
+ * every entry): a known region, pages inside it, encodings and sizes as in the table, payloads adding
+ * up to exactly the rest of the body.
+ */
+export function decodeEpochPages(buf: Uint8Array, offset: number, length: number, checkedLength: number, regions: readonly EpochRegion[]): EpochPages {
   const r = new BodyReader(buf, offset, length, 'EPOCH_PAGES');
   const epoch = r.u32('epoch');
   const regionId = r.u16('region');
   if (r.u16('reserved') !== 0) throw malformed('EPOCH_PAGES: reserved field is not zero', FrameType.EPOCH_PAGES);
   const count = r.u32('count');
-  if (r.u32('reserved') !== 0) throw malformed('EPOCH_PAGES: reserved field is not zero', FrameType.EPOCH_PAGES);
+  const payloadBytes = r.u32('payloadBytes');
   const region = regions.find((x) => x.id === regionId);
   if (region === undefined) throw malformed(`EPOCH_PAGES: region ${regionId} is not the guest's`, FrameType.EPOCH_PAGES);
   const most = maxPagesPerEpochFrame(region.pageSize);
   if (count < 1 || count > most) throw malformed(`EPOCH_PAGES: ${count} pages (1 to ${most})`, FrameType.EPOCH_PAGES);
-  if (r.remaining !== count * (12 + region.pageSize)) throw malformed(`EPOCH_PAGES: ${r.remaining} bytes for ${count} pages of ${region.pageSize} and their numbers and hashes`, FrameType.EPOCH_PAGES);
-  const pagesOffset = r.offset;
+  if (checkedLength !== EPOCH_PAGES_HEAD_BYTES + 16 * count) throw malformed(`EPOCH_PAGES: the checksum covers ${checkedLength} bytes, not the head and ${count} entries (${EPOCH_PAGES_HEAD_BYTES + 16 * count})`, FrameType.EPOCH_PAGES);
+  if (r.remaining !== 16 * count + payloadBytes) throw malformed(`EPOCH_PAGES: ${r.remaining} bytes for ${count} entries and ${payloadBytes} bytes of payload`, FrameType.EPOCH_PAGES);
+  const entriesOffset = r.offset;
+  let total = 0;
   for (let i = 0; i < count; i++) {
     const page = r.u32('page');
+    const sizeAndEncoding = r.u32('sizeAndEncoding');
+    r.u64big('hash');
     if (page >= region.pageCount) throw malformed(`EPOCH_PAGES: page ${page} outside region ${regionId} of ${region.pageCount} pages`, FrameType.EPOCH_PAGES);
+    const size = sizeAndEncoding & SIZE_MASK;
+    const encoding = sizeAndEncoding >>> 24;
+    if (encoding === EpochEncoding.RAW) {
+      if (size !== region.pageSize) throw malformed(`EPOCH_PAGES: raw page ${page} of ${size} bytes (the page size is ${region.pageSize})`, FrameType.EPOCH_PAGES);
+    } else if (encoding === EpochEncoding.XBZRLE) {
+      if (size >= region.pageSize) throw malformed(`EPOCH_PAGES: a delta of ${size} bytes for page ${page} (less than the page size ${region.pageSize})`, FrameType.EPOCH_PAGES);
+    } else {
+      throw malformed(`EPOCH_PAGES: page ${page} has encoding ${encoding} (1 raw, 2 xbzrle)`, FrameType.EPOCH_PAGES);
+    }
+    total += size;
   }
-  return { epoch, regionId, pageSize: region.pageSize, count, pagesOffset, hashesOffset: pagesOffset + 4 * count, dataOffset: pagesOffset + 12 * count };
+  if (total !== payloadBytes) throw malformed(`EPOCH_PAGES: entries add up to ${total} bytes of payload, the head says ${payloadBytes}`, FrameType.EPOCH_PAGES);
+  return { epoch, regionId, pageSize: region.pageSize, count, entriesOffset, payloadOffset: entriesOffset + 16 * count, payloadBytes };
 }
 
 export function encodeEpochEnd(m: EpochEnd): Uint8Array {
@@ -120,9 +155,6 @@ export function decodeEpochEnd(buf: Uint8Array, offset: number, length: number):
   r.done();
   return { epoch, pages, steps, state };
 }
-
-/** Head bytes of EPOCH_END (for callers sizing buffers). */
-export const EPOCH_END_FIXED_BYTES = EPOCH_END_HEAD_BYTES;
 
 export function encodeEpochAck(epoch: number): Uint8Array {
   return encodeFrame(FrameType.EPOCH_ACK, new BodyWriter().u32(epoch).u32(0).finish());

@@ -42,6 +42,11 @@ export interface ReplicateOptions<O> {
   standbyTimeoutMs?: number;
   /** Most bytes staged per epoch; a larger epoch is sent while the guest stays paused (default: the guest, at most 1 GiB). */
   stagingBytes?: number;
+  /**
+   * Pages kept as last sent, so that a page written again goes as an XOR delta against that version
+   * (default: the guest, at most 256 MiB; 0: every page raw).
+   */
+  cacheBytes?: number;
   connectTimeoutMs?: number;
   /** Ends the replication like the duration does. */
   signal?: AbortSignal;
@@ -53,7 +58,10 @@ export interface ReplicateOptions<O> {
 export interface EpochRecord {
   epoch: number;
   pages: number;
+  /** Bytes of page payload sent (deltas and raw pages). */
   bytes: number;
+  /** Pages sent as deltas. */
+  deltas: number;
   /** The guest paused: from the pause request to running again. */
   pausedMs: number;
   /** From the pause to the standby's acknowledgement (null until it came). */
@@ -72,10 +80,17 @@ export interface PrimaryReport {
   baseMs: number;
   epochs: number;
   epochsCommitted: number;
+  /** Epochs over the time from the base's end to the end. */
   epochsPerSecond: number;
+  /** Epochs per second over the second half of the epochs: the rate once the first, larger ones are done. */
+  sustainedEpochsPerSecond: number;
   pausedMs: { p50: number; p99: number; max: number; total: number };
   commitMs: { p50: number; p99: number; max: number };
   pagesPerEpoch: { p50: number; max: number };
+  /** Page payload bytes per epoch (after deltas). */
+  bytesPerEpoch: { p50: number; max: number };
+  /** Share of the epochs' pages that went as deltas. */
+  deltaShare: number;
   bytesSent: number;
   guestSteps: number;
   /** Guest steps per second from the end of the base to the end (what replication leaves the guest). */
@@ -89,6 +104,16 @@ export interface PrimaryReport {
 
 const HEARTBEAT_MS = 50;
 const BASE_CHUNK_BYTES = 16 * 2 ** 20;
+/** Passes of the base at most: the first of every page, then of the pages written meanwhile. */
+const MAX_BASE_PASSES = 5;
+
+/** Epochs per second from the start of the middle epoch to the start of the last (0 with fewer than 4). */
+function sustainedRate(starts: readonly number[]): number {
+  if (starts.length < 4) return 0;
+  const from = Math.floor(starts.length / 2);
+  const ms = starts[starts.length - 1] - starts[from];
+  return ms > 0 ? ((starts.length - 1 - from) * 1000) / ms : 0;
+}
 
 interface InFlight<O> {
   record: EpochRecord;
@@ -108,9 +133,11 @@ export async function replicate<O>(source: ReplicatedSource<O>, address: Address
   const pageSize = source.regions[0].pageSize;
   if (source.regions.some((r) => r.pageSize !== pageSize)) throw new MemshiftError(ErrorCode.INVALID_ARGUMENT, 'replication needs one page size across the guest\'s regions', { field: 'source' });
   const guestBytes = source.regions.reduce((n, r) => n + r.pageCount * r.pageSize, 0);
-  const staging = new StagedPages(pageSize, Math.min(options.stagingBytes ?? 2 ** 30, guestBytes));
+  const staging = new StagedPages(pageSize, Math.min(options.stagingBytes ?? 2 ** 30, guestBytes), Math.min(options.cacheBytes ?? 2 ** 28, guestBytes));
   const peer = `standby ${formatAddress(address)}`;
   const records: EpochRecord[] = [];
+  /** When each epoch's pause began. */
+  const starts: number[] = [];
   const inFlight: InFlight<O>[] = [];
   let outputsReleased = 0;
   let basePages = 0;
@@ -204,17 +231,19 @@ export async function replicate<O>(source: ReplicatedSource<O>, address: Address
   const stopRequested = (): boolean => options.signal?.aborted === true || (options.durationMs !== null && performance.now() - t0 >= options.durationMs);
 
   /** Sends what staging holds as EPOCH_PAGES frames of `epoch`; resolves once the socket took them all. */
-  const sendStaged = async (epoch: number): Promise<number> => {
+  const sendStaged = async (epoch: number): Promise<{ pages: number; bytes: number; deltas: number }> => {
     const sends: Promise<void>[] = [];
-    let pages = 0;
-    for (const run of staging.runs(maxPagesPerEpochFrame(pageSize))) {
-      sends.push(send([encodeEpochPagesHead(epoch, run.regionId, pageSize, run.pages, run.hashes), run.data]));
-      pages += run.pages.length;
+    const sent = { pages: 0, bytes: 0, deltas: 0 };
+    for (const run of staging.encodedRuns(maxPagesPerEpochFrame(pageSize))) {
+      sends.push(send([encodeEpochPagesHead(epoch, run.regionId, pageSize, run.pages, run.sizes, run.hashes), run.payload]));
+      sent.pages += run.pages.length;
+      sent.bytes += run.payload.length;
+      sent.deltas += run.deltas;
     }
     await Promise.all(sends);
     staging.clear();
     check();
-    return pages;
+    return sent;
   };
   /** Stages the snapshot's marked pages, at most `limit`; true when no mark is left. */
   const stage = (limit: number): boolean => {
@@ -236,14 +265,26 @@ export async function replicate<O>(source: ReplicatedSource<O>, address: Address
     await Promise.race([acked, new Promise<void>((resolve) => (wake = resolve))]);
     check();
 
-    // The base: every page (written at some point, when unwritten ones are zero), read while the guest runs.
+    // The base: every page (written at some point, when unwritten ones are zero), read while the guest
+    // runs; then, as pre-copy does, the pages written meanwhile, pass after pass while that shrinks
+    // them fast, so that the first paused epoch holds an epoch's worth and not the whole base's.
     channel.phase = 'base copy';
     const baseStart = performance.now();
     tracker.startFullPass(source.unwrittenPagesAreZero === true);
     const chunk = Math.max(1, Math.floor(BASE_CHUNK_BYTES / pageSize));
-    for (let done = false; !done;) {
-      done = stage(chunk);
-      basePages += await sendStaged(0);
+    let before = Infinity;
+    for (let pass = 1; pass <= MAX_BASE_PASSES; pass++) {
+      const passStart = performance.now();
+      for (let done = false; !done;) {
+        done = stage(chunk);
+        basePages += (await sendStaged(0)).pages;
+      }
+      const dirty = tracker.sync();
+      // Done once a pass leaves no more than an epoch would (what was written during it, scaled to an
+      // epoch), or stops halving what is left.
+      const perEpoch = (dirty * options.epochMs) / Math.max(1, performance.now() - passStart);
+      if (dirty <= 2 * perEpoch || dirty > before / 2) break;
+      before = dirty;
     }
     await send(encodeEpochEnd({ epoch: 0, pages: basePages, steps: 0, state: new Uint8Array(0) }));
     baseEndedAt = performance.now();
@@ -270,23 +311,27 @@ export async function replicate<O>(source: ReplicatedSource<O>, address: Address
       const state = source.saveState();
       const steps = source.steps ?? 0;
       const outputs = source.takeOutputs?.() ?? [];
-      let pausedMs = 0;
       // Pages that did not fit staging go while the guest waits (an epoch larger than staging).
-      let pages = 0;
+      const sent = { pages: 0, bytes: 0, deltas: 0 };
+      const add = (s: { pages: number; bytes: number; deltas: number }): void => {
+        sent.pages += s.pages;
+        sent.bytes += s.bytes;
+        sent.deltas += s.deltas;
+      };
       while (!all) {
-        pages += await sendStaged(epoch);
+        add(await sendStaged(epoch));
         all = stage(staging.capacity);
       }
       if (!last) {
         await source.resume();
         paused = false;
       }
-      pausedMs = performance.now() - pausedAt;
-      const bytes = (pages + staging.count) * pageSize;
-      pages += await sendStaged(epoch);
-      await send(encodeEpochEnd({ epoch, pages, steps, state }));
-      const record: EpochRecord = { epoch, pages, bytes, pausedMs, commitMs: null, steps, outputs: outputs.length };
+      const pausedMs = performance.now() - pausedAt;
+      add(await sendStaged(epoch));
+      await send(encodeEpochEnd({ epoch, pages: sent.pages, steps, state }));
+      const record: EpochRecord = { epoch, ...sent, pausedMs, commitMs: null, steps, outputs: outputs.length };
       records.push(record);
+      starts.push(pausedAt);
       inFlight.push({ record, pausedAt, outputs });
       options.onEpoch?.(record);
       if (last) {
@@ -323,9 +368,12 @@ export async function replicate<O>(source: ReplicatedSource<O>, address: Address
       role: 'primary', outcome, standby: formatAddress(address), epochMs: options.epochMs, basePages, baseMs,
       epochs: records.length, epochsCommitted: lastAck,
       epochsPerSecond: ranMs > 0 ? (records.length * 1000) / ranMs : 0,
+      sustainedEpochsPerSecond: sustainedRate(starts),
       pausedMs: { p50: percentile(paused, 50), p99: percentile(paused, 99), max: Math.max(0, ...paused), total: paused.reduce((a, b) => a + b, 0) },
       commitMs: { p50: percentile(commits, 50), p99: percentile(commits, 99), max: Math.max(0, ...commits) },
       pagesPerEpoch: { p50: percentile(pages, 50), max: Math.max(0, ...pages) },
+      bytesPerEpoch: { p50: percentile(records.map((r) => r.bytes), 50), max: Math.max(0, ...records.map((r) => r.bytes)) },
+      deltaShare: records.reduce((n, r) => n + r.deltas, 0) / Math.max(1, records.reduce((n, r) => n + r.pages, 0)),
       bytesSent: channel.bytesSent, guestSteps: steps,
       guestStepRate: ranMs > 0 ? ((steps - stepsAtBase) * 1000) / ranMs : 0,
       outputsReleased, outputsHeld: inFlight.reduce((n, f) => n + f.outputs.length, 0),

@@ -23,7 +23,7 @@ import { decodeHello, encodeHelloAck } from '../protocol/handshake.js';
 import { decodeEmpty, decodeEpochEnd, decodeEpochPages, encodeEpochAck, encodeHeartbeat } from '../protocol/replication.js';
 import { Channel } from '../transport/channel.js';
 import type { LinkSecurity } from '../transport/security.js';
-import { StagedPages, writePage } from './staged-pages.js';
+import { StagedPages } from './staged-pages.js';
 
 export interface StandbyOptions<T extends MemoryTarget> {
   /** A listening server; the first primary that completes the handshake is the one replicated. */
@@ -71,6 +71,8 @@ export interface StandbyReport {
   failoverMs: number | null;
   /** From the failover decision to the guest running. */
   resumeMs: number | null;
+  /** Wall clock (ms since the epoch) when the guest started running here: another process's clock on this host compares with it. */
+  resumedAtEpochMs: number | null;
   error: { code: string; message: string } | null;
 }
 
@@ -125,16 +127,16 @@ export async function standby<T extends MemoryTarget>(options: StandbyOptions<T>
       switch (frame.type) {
         case FrameType.EPOCH_PAGES: {
           if (target === null || staging === null) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'EPOCH_PAGES before HELLO');
-          const m = decodeEpochPages(frame.buf, frame.bodyOffset, frame.bodyLength, regions);
+          const m = decodeEpochPages(frame.buf, frame.bodyOffset, frame.bodyLength, frame.checkedLength, regions);
           const expected = baseDone ? current + 1 : 0;
           if (m.epoch !== expected) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `pages of epoch ${m.epoch} while epoch ${expected} is due`);
-          const dv = new DataView(frame.buf.buffer, frame.buf.byteOffset + m.pagesOffset, 4 * m.count);
-          const pages = new Uint32Array(m.count);
-          for (let i = 0; i < m.count; i++) pages[i] = dv.getUint32(4 * i, true);
           const base = m.epoch === 0;
-          staging.checkPages(frame.buf, m.hashesOffset, m.dataOffset, m.regionId, pages, !base, `epoch ${m.epoch}`);
+          staging.acceptFrame(frame.buf, m, target, `epoch ${m.epoch}`);
           // The base is no checkpoint yet (nothing may run it before epoch 1 commits): written at once.
-          if (base) for (let i = 0; i < m.count; i++) writePage(target, m.regionId, pages[i], frame.buf, m.dataOffset + i * m.pageSize, m.pageSize);
+          if (base) {
+            staging.applyTo(target);
+            staging.clear();
+          }
           if (base) basePages += m.count;
           else epochPages += m.count;
           return;
@@ -244,10 +246,10 @@ export async function standby<T extends MemoryTarget>(options: StandbyOptions<T>
 
   const { why, goodbye, error } = await ended;
   const decidedAt = performance.now();
-  const report = (outcome: StandbyReport['outcome'], e: MemshiftError | null, failoverMs: number | null = null, resumeMs: number | null = null): StandbyReport => ({
+  const report = (outcome: StandbyReport['outcome'], e: MemshiftError | null, failoverMs: number | null = null, resumeMs: number | null = null, resumedAtEpochMs: number | null = null): StandbyReport => ({
     role: 'standby', outcome, primary, epochsCommitted: committed?.epoch ?? 0, checkpointSteps: committed?.steps ?? 0, guestSteps: committed?.steps ?? 0, basePages, pagesApplied,
     tornPages: goodbye ? 0 : epochPages, applyMs: { p50: percentile(applyMs, 50), max: Math.max(0, ...applyMs) },
-    bytesReceived: (channel as Channel | null)?.bytesReceived ?? 0, cause: why, failoverMs, resumeMs,
+    bytesReceived: (channel as Channel | null)?.bytesReceived ?? 0, cause: why, failoverMs, resumeMs, resumedAtEpochMs,
     error: e === null ? null : { code: e.code, message: e.message },
   });
   staging = null;
@@ -283,6 +285,6 @@ export async function standby<T extends MemoryTarget>(options: StandbyOptions<T>
     }
   }
   const resumedAt = performance.now();
-  return { report: report('failover', null, resumedAt - lastHeard, resumedAt - decidedAt), target: t };
+  return { report: report('failover', null, resumedAt - lastHeard, resumedAt - decidedAt, performance.timeOrigin + resumedAt), target: t };
 }
 

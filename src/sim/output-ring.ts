@@ -58,6 +58,8 @@ export class OutputWriter implements OutputSink {
   }
 
   emit(step: number, word: number): boolean {
+    // The vCPU never emits into a full ring (it checks before each batch and ends a batch that fills it).
+    if (this.full) throw new Error('output ring overflow: an output was emitted into a full ring');
     const written = this.i32[WRITTEN];
     const at = HEADER_WORDS + (written & this.mask) * ENTRY_WORDS;
     this.i32[at] = step | 0;

@@ -453,7 +453,8 @@ export function replay(config: GuestConfig, steps: number, options: GuestMemoryO
     disks.forEach((d, i) => fillDisk(d, i, config.diskFillBytes, config.seed));
     runner.attachDisks(disks);
     const batch = 1 << 20;
-    for (let done = 0; done < steps; done += batch) runner.run(Math.min(batch, steps - done));
+    // A sink that fills up ends a batch early: run on until exactly `steps` ran.
+    for (let done = 0; done < steps;) done += runner.run(Math.min(batch, steps - done));
   } finally {
     for (const d of disks) d.close();
   }

@@ -97,4 +97,46 @@ for (const mode of ['live', 'hybrid'] as const) {
   }));
 }
 
+test('replication: when the primary dies, the standby plugs the guest\'s address in and announces it; the client reaches the standby\'s guest, from its checkpoint on', deadline(90_000, async () => {
+  lan = createLan();
+  const c: GuestCase = { seed: 63, memory: '32MiB' };
+  const standby = memshift([
+    'standby', '--listen', `${lan.destAddress}:7302`, '--insecure', '--guest-dev', 'g0', '--failover-timeout', '300', '--run-steps', '250000', '--quiet',
+    '--report', dir.file('standby.json'), '--dump-memory', dir.file('standby.img'),
+  ], {}, { netns: lan.dest });
+  await waitForOutput(standby, (t) => t.includes('listening on'));
+  client = spawn('ip', ['netns', 'exec', lan.client, process.execPath, CLIENT, GUEST_IP, String(SERVICE_PORT)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let clientOut = '';
+  client.stdout!.on('data', (d: Buffer) => { clientOut += d.toString(); });
+  const clientDone = new Promise<void>((r) => client!.once('close', () => r()));
+  const ports: { at: number; port: string | null }[] = [];
+  const sampler = setInterval(() => ports.push({ at: Date.now(), port: lan!.portOfMac(GUEST_MAC) }), 20);
+  const primary = memshift([
+    'replicate', '--connect', `${lan.destAddress}:7302`, '--insecure', '--memory', c.memory!, '--seed', String(c.seed), '--dirty-rate', '100000',
+    '--guest-ip', `${GUEST_IP}/24`, '--guest-mac', GUEST_MAC, '--guest-port', String(SERVICE_PORT), '--guest-dev', 'g0', '--epoch-ms', '25',
+    '--warmup', '1000', '--quiet',
+  ], {}, { netns: lan.source });
+  await new Promise((r) => setTimeout(r, 2500));
+  const killedAt = Date.now();
+  primary.proc.kill('SIGKILL');
+  const s = await standby.done;
+  clearInterval(sampler);
+  client.kill('SIGTERM');
+  await clientDone;
+  assert.is(s.code, 0, s.stderr);
+  const r = JSON.parse(readFileSync(dir.file('standby.json'), 'utf8')) as { outcome: string; guestSteps: number; checkpointSteps: number };
+  assert.is(r.outcome, 'failover');
+  assert.is(diffAgainstReplay(dir.file('standby.img'), c, r.guestSteps), null);
+  const answered = (JSON.parse(clientOut) as Attempt[]).filter((a) => a.steps !== null) as { at: number; steps: number }[];
+  const fromPrimary = answered.filter((a) => a.at < killedAt);
+  const fromStandby = answered.filter((a) => a.at > killedAt);
+  assert.ok(fromPrimary.length > 10, `the client reached the guest on the primary first (${fromPrimary.length} answers)`);
+  assert.ok(fromStandby.length > 10, `then on the standby (${fromStandby.length} answers)`);
+  assert.ok(fromStandby.every((a) => a.steps >= r.checkpointSteps && a.steps <= r.guestSteps), 'the standby\'s guest answers from its checkpoint on');
+  const seen = ports.map((p) => p.port);
+  const firstAtStandby = seen.indexOf(lan.portOf.dest);
+  assert.ok(seen.slice(0, Math.max(0, firstAtStandby)).includes(lan.portOf.source), `the switch learned the MAC on the primary's port first (${[...new Set(seen)].join(', ')})`);
+  assert.ok(firstAtStandby >= 0, 'then on the standby\'s');
+}));
+
 test.run();
