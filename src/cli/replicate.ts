@@ -2,9 +2,10 @@
 // one epoch behind it (Remus-style: pause, stage the dirty pages, resume, send; replication/primary.ts).
 // With --serve, the guest's outputs go out on that port only once the standby holds the epoch that
 // made them. Ends after --duration, or at SIGINT / SIGTERM, with a last committed epoch and the guest
-// paused (exit 0); a lost standby stops the guest (MS_ERR_STANDBY_LOST, exit 1). Disks live on shared
-// storage: this process holds their lease while its guest runs and frees it when the guest stops; a
-// lease lost to a standby that took over stops the guest too (MS_ERR_LEASE_LOST). With --serve, the
+// paused (exit 0); a lost standby stops the guest (MS_ERR_STANDBY_LOST, exit 1). Local disks replicate
+// with the epochs, block by block. Disks on shared storage stay where they are: this process holds
+// their lease while its guest runs and frees it when the guest stops; a lease lost to a standby that
+// took over stops the guest too (MS_ERR_LEASE_LOST). With --serve, the
 // first line on stdout is "serving on HOST:PORT".
 
 import { replicate, type PrimaryReport } from '../index.js';
@@ -43,9 +44,9 @@ export async function runReplicate(argv: readonly string[]): Promise<number> {
   const connect = requireString(a, 'connect');
   const security = securityFrom(a);
   const config = guestConfigFrom(a);
+  // Local disks replicate with the epochs; on shared storage the standby reaches the same images and
+  // takes their lease when it fails over.
   const storage = storageFrom(a, config.disks.length);
-  // On shared storage the standby reaches the same images and takes their lease when it fails over.
-  if (config.disks.length > 0 && storage?.shared !== true) throw usageError('--disk', 'needs --storage shared with replicate: local disks do not replicate with the epochs yet');
   const epochMs = parseInteger(requireString(a, 'epoch-ms'), '--epoch-ms', 1, 60_000);
   const duration = optionalString(a, 'duration');
   const durationMs = duration === undefined ? null : Math.round(Number(duration) * 1000);

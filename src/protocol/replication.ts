@@ -3,8 +3,9 @@
 // mode live, no capabilities) and the standby answers HELLO_ACK. Then:
 //
 //   epoch 0, the base:  EPOCH_PAGES* of every page, read while the guest runs, then EPOCH_END(0)
-//   epoch e ≥ 1:        EPOCH_PAGES* of the pages written during e (captured paused), then EPOCH_END(e)
-//                       with the vCPU state at the pause
+//   epoch e ≥ 1:        EPOCH_PAGES* of the pages written during e (captured paused), BLOCKS* of the
+//                       disk blocks written (local disks: DISKS named them once, before the base),
+//                       then EPOCH_END(e) with the vCPU state at the pause
 //   standby → primary:  EPOCH_ACK(e) once epoch e is applied whole (never before: it commits e's outputs)
 //   both ways:          HEARTBEAT when nothing else was sent for a while; GOODBYE: the primary ends on purpose
 //
@@ -13,7 +14,7 @@
 //   encoding 1 raw     size = page size     the page
 //            2 xbzrle  0 ≤ size < page size  an XOR delta (assembly/xbzrle.ts) against the page as the
 //                                           standby holds it: its last committed epoch, or the base
-//   EPOCH_END   := epoch:u32 pages:u32 steps:u64 stateLength:u32 0:u32 state[stateLength]
+//   EPOCH_END   := epoch:u32 pages:u32 steps:u64 stateLength:u32 blocks:u32 state[stateLength]
 //   EPOCH_ACK   := epoch:u32 0:u32
 //   HEARTBEAT   := (empty)          GOODBYE := (empty)
 //
@@ -49,6 +50,8 @@ export interface EpochEnd {
   epoch: number;
   /** Pages the epoch carried (its EPOCH_PAGES counts added up). */
   pages: number;
+  /** Disk blocks the epoch carried (its BLOCKS counts added up). */
+  blocks: number;
   /** The guest's steps at the pause that ended the epoch (0 for the base). */
   steps: number;
   /** The vCPU state at that pause (empty for the base). */
@@ -139,7 +142,7 @@ export function decodeEpochPages(buf: Uint8Array, offset: number, length: number
 
 export function encodeEpochEnd(m: EpochEnd): Uint8Array {
   if (m.state.length > Limits.MAX_DEVICE_STATE_BYTES) throw malformed(`EPOCH_END: device state of ${m.state.length} bytes exceeds ${Limits.MAX_DEVICE_STATE_BYTES}`, FrameType.EPOCH_END);
-  return encodeFrame(FrameType.EPOCH_END, new BodyWriter().u32(m.epoch).u32(m.pages).u64(m.steps).u32(m.state.length).u32(0).bytes(m.state).finish());
+  return encodeFrame(FrameType.EPOCH_END, new BodyWriter().u32(m.epoch).u32(m.pages).u64(m.steps).u32(m.state.length).u32(m.blocks).bytes(m.state).finish());
 }
 
 export function decodeEpochEnd(buf: Uint8Array, offset: number, length: number): EpochEnd {
@@ -148,12 +151,12 @@ export function decodeEpochEnd(buf: Uint8Array, offset: number, length: number):
   const pages = r.u32('pages');
   const steps = r.u64('steps');
   const stateLength = r.u32('stateLength');
-  if (r.u32('reserved') !== 0) throw malformed('EPOCH_END: reserved field is not zero', FrameType.EPOCH_END);
+  const blocks = r.u32('blocks');
   if (r.remaining !== stateLength) throw malformed(`EPOCH_END: state of ${stateLength} bytes in a body with ${r.remaining} left`, FrameType.EPOCH_END);
   if ((epoch === 0) !== (stateLength === 0)) throw malformed(`EPOCH_END: epoch ${epoch} with ${stateLength} bytes of state (only the base has none)`, FrameType.EPOCH_END);
   const state = r.bytes(stateLength, 'state').slice();
   r.done();
-  return { epoch, pages, steps, state };
+  return { epoch, pages, blocks, steps, state };
 }
 
 export function encodeEpochAck(epoch: number): Uint8Array {

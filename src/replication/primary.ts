@@ -25,6 +25,8 @@ import { Channel } from '../transport/channel.js';
 import type { LinkSecurity } from '../transport/security.js';
 import { formatAddress, type Address } from '../transport/tcp.js';
 import { StagedPages } from './staged-pages.js';
+import { StagedBlocks } from './staged-blocks.js';
+import { encodeDisks } from '../protocol/blocks.js';
 
 /** A guest that can be replicated: any MemorySource; outputs (if it makes any) are held until committed. */
 export interface ReplicatedSource<O> extends MemorySource {
@@ -62,6 +64,8 @@ export interface EpochRecord {
   bytes: number;
   /** Pages sent as deltas. */
   deltas: number;
+  /** Disk blocks (local disks). */
+  blocks: number;
   /** The guest paused: from the pause request to running again. */
   pausedMs: number;
   /** From the pause to the standby's acknowledgement (null until it came). */
@@ -257,6 +261,9 @@ export async function replicate<O>(source: ReplicatedSource<O>, address: Address
   };
 
   const tracker = new DirtyTracker(source);
+  // Local disks replicate with the epochs: their blocks captured at the same pause as the pages.
+  const disks = (source.blockDevices ?? []).length > 0 ? new StagedBlocks(source.blockDevices!) : null;
+  let baseBlocks = 0;
   let paused = false;
   try {
     channel.phase = 'handshake';
@@ -264,6 +271,7 @@ export async function replicate<O>(source: ReplicatedSource<O>, address: Address
     await send(encodeHello({ session, role: ChannelRole.REPLICA, mode: 'live', capabilities: 0, regions: [...source.regions] }));
     await Promise.race([acked, new Promise<void>((resolve) => (wake = resolve))]);
     check();
+    if (disks !== null) await send(encodeDisks(disks.shapes));
 
     // The base: every page (written at some point, when unwritten ones are zero), read while the guest
     // runs; then, as pre-copy does, the pages written meanwhile, pass after pass while that shrinks
@@ -279,6 +287,10 @@ export async function replicate<O>(source: ReplicatedSource<O>, address: Address
         done = stage(chunk);
         basePages += (await sendStaged(0)).pages;
       }
+      if (disks !== null) {
+        disks.capture();
+        baseBlocks += await disks.send(send);
+      }
       const dirty = tracker.sync();
       // Done once a pass leaves no more than an epoch would (what was written during it, scaled to an
       // epoch), or stops halving what is left.
@@ -286,7 +298,7 @@ export async function replicate<O>(source: ReplicatedSource<O>, address: Address
       if (dirty <= 2 * perEpoch || dirty > before / 2) break;
       before = dirty;
     }
-    await send(encodeEpochEnd({ epoch: 0, pages: basePages, steps: 0, state: new Uint8Array(0) }));
+    await send(encodeEpochEnd({ epoch: 0, pages: basePages, blocks: baseBlocks, steps: 0, state: new Uint8Array(0) }));
     baseEndedAt = performance.now();
     baseMs = baseEndedAt - baseStart;
     stepsAtBase = source.steps ?? 0;
@@ -308,6 +320,7 @@ export async function replicate<O>(source: ReplicatedSource<O>, address: Address
       paused = true;
       tracker.sync();
       let all = stage(staging.capacity);
+      disks?.capture();
       const state = source.saveState();
       const steps = source.steps ?? 0;
       const outputs = source.takeOutputs?.() ?? [];
@@ -328,8 +341,9 @@ export async function replicate<O>(source: ReplicatedSource<O>, address: Address
       }
       const pausedMs = performance.now() - pausedAt;
       add(await sendStaged(epoch));
-      await send(encodeEpochEnd({ epoch, pages: sent.pages, steps, state }));
-      const record: EpochRecord = { epoch, ...sent, pausedMs, commitMs: null, steps, outputs: outputs.length };
+      const blocks = disks === null ? 0 : await disks.send(send);
+      await send(encodeEpochEnd({ epoch, pages: sent.pages, blocks, steps, state }));
+      const record: EpochRecord = { epoch, ...sent, blocks, pausedMs, commitMs: null, steps, outputs: outputs.length };
       records.push(record);
       starts.push(pausedAt);
       inFlight.push({ record, pausedAt, outputs });

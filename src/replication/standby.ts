@@ -1,9 +1,10 @@
 // The standby of a replicated guest: holds the primary's guest as of its last committed epoch, and
 // runs it when the primary is gone.
 //
-//   HELLO(REPLICA) ─► target made ─► base pages written as they come ─► END(0)
-//   epoch e: EPOCH_PAGES* kept aside, each page checked against its hash ─► END(e): counts agree ─►
-//            applied whole, state kept ─► EPOCH_ACK(e)                       (committed)
+//   HELLO(REPLICA) ─► target made ─► [DISKS: its local disks made] ─► base pages and blocks written
+//            as they come ─► END(0)
+//   epoch e: EPOCH_PAGES* and BLOCKS* kept aside, each page and block checked against its hash ─►
+//            END(e): counts agree ─► applied whole, state kept ─► EPOCH_ACK(e)      (committed)
 //   primary gone (link closed or failed, or silent for failoverTimeoutMs) ─► failover: the pages of an
 //            epoch without its END are dropped, the last committed state loaded, the guest resumed
 //   GOODBYE ─► the primary ended on purpose: no failover
@@ -13,7 +14,7 @@
 
 import type net from 'node:net';
 import { ErrorCode, MemshiftError, toMemshiftError } from '../errors.js';
-import type { MemoryTarget, Region } from '../memory/types.js';
+import type { BlockDevice, MemoryTarget, Region } from '../memory/types.js';
 import { percentile } from '../migration/report.js';
 import { ChannelRole, FrameType } from '../protocol/constants.js';
 import { decodeError, peerError } from '../protocol/control.js';
@@ -24,6 +25,8 @@ import { decodeEmpty, decodeEpochEnd, decodeEpochPages, encodeEpochAck, encodeHe
 import { Channel } from '../transport/channel.js';
 import type { LinkSecurity } from '../transport/security.js';
 import { StagedPages } from './staged-pages.js';
+import { ReceivedBlocks } from './staged-blocks.js';
+import { decodeDisks } from '../protocol/blocks.js';
 
 export interface StandbyOptions<T extends MemoryTarget> {
   /** A listening server; the first primary that completes the handshake is the one replicated. */
@@ -63,6 +66,11 @@ export interface StandbyReport {
   pagesApplied: number;
   /** Pages of an epoch whose END never came, dropped at the failover. */
   tornPages: number;
+  /** Disk blocks written (local disks): the base's, then the committed epochs'. */
+  baseBlocks: number;
+  blocksApplied: number;
+  /** Disk blocks of the torn epoch, dropped. */
+  tornBlocks: number;
   applyMs: { p50: number; max: number };
   bytesReceived: number;
   /** Why the primary was judged gone. */
@@ -91,6 +99,10 @@ export async function standby<T extends MemoryTarget>(options: StandbyOptions<T>
   let staging: StagedPages | null = null;
   let committed: { epoch: number; steps: number; state: Uint8Array } | null = null;
   let baseDone = false;
+  /** Local disks: the images the guest's were made as, and the blocks of the epoch under way. */
+  let disks: { devices: readonly BlockDevice[]; received: ReceivedBlocks } | null = null;
+  let baseBlocks = 0;
+  let blocksApplied = 0;
   let basePages = 0;
   let pagesApplied = 0;
   let epochPages = 0;
@@ -125,6 +137,22 @@ export async function standby<T extends MemoryTarget>(options: StandbyOptions<T>
     const onFrame = (ch: Channel, frame: Frame): void => {
       lastHeard = performance.now();
       switch (frame.type) {
+        case FrameType.DISKS: {
+          if (target === null || disks !== null || basePages > 0 || baseDone) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'DISKS after the base began, or twice');
+          const shapes = decodeDisks(frame.buf, frame.bodyOffset, frame.bodyLength);
+          const t = target as T;
+          if (t.receiveBlockDevices === undefined) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, 'this standby\'s guest cannot take disks');
+          disks = { devices: t.receiveBlockDevices(shapes), received: new ReceivedBlocks(shapes) };
+          log(`the guest has ${shapes.length} disk(s), replicated with the epochs`);
+          return;
+        }
+        case FrameType.BLOCKS: {
+          if (disks === null) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'BLOCKS before DISKS');
+          disks.received.accept(frame.buf, frame.bodyOffset, frame.bodyLength, frame.checkedLength, baseDone ? `epoch ${current + 1}` : 'the base');
+          // The base's blocks are written at once, as its pages are.
+          if (!baseDone) baseBlocks += disks.received.applyTo(disks.devices);
+          return;
+        }
         case FrameType.EPOCH_PAGES: {
           if (target === null || staging === null) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'EPOCH_PAGES before HELLO');
           const m = decodeEpochPages(frame.buf, frame.bodyOffset, frame.bodyLength, frame.checkedLength, regions);
@@ -148,6 +176,8 @@ export async function standby<T extends MemoryTarget>(options: StandbyOptions<T>
           if (m.epoch !== expected) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `END of epoch ${m.epoch} while epoch ${expected} is due`);
           const got = m.epoch === 0 ? basePages : epochPages;
           if (m.pages !== got) throw new MemshiftError(ErrorCode.FRAME_MALFORMED, `epoch ${m.epoch} ends with ${m.pages} pages; ${got} arrived`, { frameType: frame.type });
+          const gotBlocks = m.epoch === 0 ? baseBlocks : (disks?.received.count ?? 0);
+          if (m.blocks !== gotBlocks) throw new MemshiftError(ErrorCode.FRAME_MALFORMED, `epoch ${m.epoch} ends with ${m.blocks} disk blocks; ${gotBlocks} arrived`, { frameType: frame.type });
           if (m.epoch === 0) {
             baseDone = true;
             ch.phase = 'epoch 1';
@@ -158,6 +188,7 @@ export async function standby<T extends MemoryTarget>(options: StandbyOptions<T>
           target.checkState(m.state);
           const t = performance.now();
           pagesApplied += staging.applyTo(target);
+          if (disks !== null) blocksApplied += disks.received.applyTo(disks.devices);
           applyMs.push(performance.now() - t);
           staging.clear();
           epochPages = 0;
@@ -248,7 +279,7 @@ export async function standby<T extends MemoryTarget>(options: StandbyOptions<T>
   const decidedAt = performance.now();
   const report = (outcome: StandbyReport['outcome'], e: MemshiftError | null, failoverMs: number | null = null, resumeMs: number | null = null, resumedAtEpochMs: number | null = null): StandbyReport => ({
     role: 'standby', outcome, primary, epochsCommitted: committed?.epoch ?? 0, checkpointSteps: committed?.steps ?? 0, guestSteps: committed?.steps ?? 0, basePages, pagesApplied,
-    tornPages: goodbye ? 0 : epochPages, applyMs: { p50: percentile(applyMs, 50), max: Math.max(0, ...applyMs) },
+    tornPages: goodbye ? 0 : epochPages, baseBlocks, blocksApplied, tornBlocks: goodbye ? 0 : ((disks as { received: ReceivedBlocks } | null)?.received.count ?? 0), applyMs: { p50: percentile(applyMs, 50), max: Math.max(0, ...applyMs) },
     bytesReceived: (channel as Channel | null)?.bytesReceived ?? 0, cause: why, failoverMs, resumeMs, resumedAtEpochMs,
     error: e === null ? null : { code: e.code, message: e.message },
   });

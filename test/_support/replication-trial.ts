@@ -3,7 +3,8 @@
 // the base copy: the primary SIGKILLed, the link cut (both halves reset), one bit of the primary →
 // standby stream flipped, or none (the primary ends on purpose). The verdict, whatever happened:
 //
-//   standby failed over  → its memory after K more steps equals replay(checkpoint + K)
+//   standby failed over  → its memory (and disks: one trial in three has two local disks, replicated
+//                          with the epochs) after K more steps equals replay(checkpoint + K)
 //   standby ended        → (no fault) the memory it holds equals replay(checkpoint); nothing torn
 //   standby found no checkpoint → only when the fault came before the first commit; nothing ran
 //   every output the client got from the primary is one the replay makes, in order, with no gap, and
@@ -18,7 +19,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OutputList, formatOutput, replay, resolveGuestConfig, parseSize } from '../../src/sim/index.js';
-import { diffAgainstReplay, guestArgs, removeDir, type GuestCase } from './migration.js';
+import { diffAgainstReplay, diffDisksAgainstReplay, guestArgs, removeDir, type GuestCase } from './migration.js';
 import { killAll, memshift, waitForOutput, type Running } from './processes.js';
 import { Proxy } from './proxy.js';
 import { seeded } from './seeded.js';
@@ -57,7 +58,11 @@ export function planReplicationTrial(seed: number, index: number): ReplicationTr
   const workloads = ['hotset', 'uniform', 'sweep'] as const;
   return {
     index,
-    guest: { memory: GUEST_MEMORY, seed: 1 + rng.below(1_000_000), workload: workloads[rng.below(3)], fill: rng.chance(0.5) ? 'mixed' : 'random' },
+    guest: {
+      memory: GUEST_MEMORY, seed: 1 + rng.below(1_000_000), workload: workloads[rng.below(3)], fill: rng.chance(0.5) ? 'mixed' : 'random',
+      // One trial in three: two local disks, replicated with the epochs.
+      ...(index % 3 === 2 ? { disks: ['2MiB', '2MiB'] } : {}),
+    },
     dirtyRate: rng.chance(0.5) ? 'max' : 50_000 + rng.below(400_000),
     epochMs: [10, 25, 50][rng.below(3)],
     // In turn, so that any run of four trials has each.
@@ -69,7 +74,7 @@ export function planReplicationTrial(seed: number, index: number): ReplicationTr
 
 export function describeReplicationTrial(t: ReplicationTrial): string {
   const g = t.guest;
-  return `trial ${t.index}: ${g.workload} seed ${g.seed} rate ${t.dirtyRate} epoch ${t.epochMs} ms, ${t.fault}${t.fault === 'none' ? '' : ` at +${t.afterMs} ms`}`;
+  return `trial ${t.index}: ${g.workload} seed ${g.seed}${g.disks === undefined ? '' : ' with disks'} rate ${t.dirtyRate} epoch ${t.epochMs} ms, ${t.fault}${t.fault === 'none' ? '' : ` at +${t.afterMs} ms`}`;
 }
 
 /** Reads "STEP WORD" lines from `port` until the peer closes. */
@@ -123,7 +128,7 @@ export async function runReplicationTrial(t: ReplicationTrial): Promise<Replicat
   const violations: string[] = [];
   let proxy: (Proxy & { port: number }) | null = null;
   try {
-    const standby = await startStandby(dir, ['--failover-timeout', '300', '--run-steps', String(t.runSteps)]);
+    const standby = await startStandby(dir, ['--failover-timeout', '300', '--run-steps', String(t.runSteps), ...(t.guest.disks === undefined ? [] : ['--dump-disk', dir])]);
     proxy = await Proxy.start(standby.port);
     const primary = memshift([
       'replicate', '--connect', `127.0.0.1:${proxy.port}`, '--insecure', ...guestArgs(t.guest), '--dirty-rate', String(t.dirtyRate),
@@ -157,6 +162,10 @@ export async function runReplicationTrial(t: ReplicationTrial): Promise<Replicat
       if (outcome === 'failover' && steps !== checkpoint + t.runSteps) violations.push(`the standby ran to step ${steps}, not checkpoint ${checkpoint} + ${t.runSteps}`);
       const diff = diffAgainstReplay(join(dir, 'standby.img'), t.guest, steps);
       if (diff !== null) violations.push(`standby memory: ${diff}`);
+      if (t.guest.disks !== undefined) {
+        const disks = diffDisksAgainstReplay(dir, t.guest, steps);
+        if (disks !== null) violations.push(`standby disks: ${disks}`);
+      }
     } else violations.push(`standby ${outcome} (exit ${s.code}): ${s.stderr.slice(-400)}`);
     // Output commit: whatever left the primary, the standby's history made too, and before its checkpoint.
     const expected = replayOutputs(t.guest, checkpoint);

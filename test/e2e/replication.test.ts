@@ -42,12 +42,14 @@ test('a link cut in the middle of an epoch: the torn epoch is dropped whole, the
   const standby = await startStandby(file(), ['--failover-timeout', '300', '--run-steps', '5000']);
   const proxy = await Proxy.start(standby.port);
   try {
-    const primary = memshift([...primaryArgs(proxy.port), '--insecure', '--standby-timeout', '300']);
-    // A flat-out uniform writer dirties every page each epoch: 16 MiB per epoch. Past the base and two
-    // epochs, stall the stream 6 MiB further on (inside an epoch), then reset both halves.
+    // Every page raw (no deltas): a flat-out uniform writer then puts 16 MiB in every epoch. Past the
+    // base and two epochs, stall the stream 6 MiB further on (inside an epoch), then reset both halves.
+    const primary = memshift([...primaryArgs(proxy.port), '--insecure', '--standby-timeout', '300', '--cache-size', '0']);
     while (proxy.forwarded < 56 * 2 ** 20) await new Promise((r) => setTimeout(r, 5));
     await proxy.holdAfter(proxy.forwarded + 6 * 2 ** 20);
-    await new Promise((r) => setTimeout(r, 50));
+    // Time for the standby to read what reached its socket (a reset discards what it has not read),
+    // short of its 300 ms failover timeout.
+    await new Promise((r) => setTimeout(r, 200));
     proxy.cut();
     const [s, p] = await Promise.all([standby.done, primary.done]);
     assert.is(s.code, 0, s.stderr);

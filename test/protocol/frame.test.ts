@@ -118,14 +118,14 @@ test('rejects a non-zero flags byte or reserved field with MS_ERR_FRAME_MALFORME
 
 test('rejects a control frame whose checked length differs from its body length', () => {
   for (const type of KNOWN_TYPES) {
-    if (type === FrameType.PAGE_BATCH || type === FrameType.BLOCKS) continue;
+    if (type === FrameType.PAGE_BATCH || type === FrameType.BLOCKS || type === FrameType.EPOCH_PAGES) continue;
     expectCode(() => readFrameHeader(header({ bodyLength: 40, type, checkedLength: 39 }), 0, 16), 'MS_ERR_FRAME_MALFORMED', `${frameTypeName(type)} checks less`);
     expectCode(() => readFrameHeader(header({ bodyLength: 40, type, checkedLength: 41 }), 0, 16), 'MS_ERR_FRAME_MALFORMED', `${frameTypeName(type)} checks more`);
   }
 });
 
-test('accepts a PAGE_BATCH or BLOCKS that checks part of its body and rejects one that checks more than its body', () => {
-  for (const type of [FrameType.PAGE_BATCH, FrameType.BLOCKS]) {
+test('accepts a PAGE_BATCH, BLOCKS or EPOCH_PAGES that checks part of its body and rejects one that checks more than its body', () => {
+  for (const type of [FrameType.PAGE_BATCH, FrameType.BLOCKS, FrameType.EPOCH_PAGES]) {
     assert.is(readFrameHeader(header({ bodyLength: 4128, type, checkedLength: 32 }), 0, 16)?.checkedLength, 32);
     assert.is(readFrameHeader(header({ bodyLength: 32, type, checkedLength: 32 }), 0, 16)?.checkedLength, 32);
     expectCode(() => readFrameHeader(header({ bodyLength: 32, type, checkedLength: 33 }), 0, 16), 'MS_ERR_FRAME_MALFORMED');

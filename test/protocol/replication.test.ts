@@ -436,12 +436,12 @@ test('EPOCH_PAGES refuses an unknown region, a page outside it, a count out of r
 test('EPOCH_END round-trips the base and seeded epochs; its frame is a sealed control frame', () => {
   const rng = seeded(1505);
   const ends: EpochEnd[] = [
-    { epoch: 0, pages: 0, steps: 0, state: new Uint8Array(0) },
-    { epoch: 0, pages: 0xffffffff, steps: Number.MAX_SAFE_INTEGER, state: new Uint8Array(0) },
-    { epoch: 0xffffffff, pages: 1, steps: 2 ** 32 + 1, state: new Uint8Array([1]) },
+    { epoch: 0, pages: 0, blocks: 0, steps: 0, state: new Uint8Array(0) },
+    { epoch: 0, pages: 0xffffffff, blocks: 0xffffffff, steps: Number.MAX_SAFE_INTEGER, state: new Uint8Array(0) },
+    { epoch: 0xffffffff, pages: 1, blocks: 7, steps: 2 ** 32 + 1, state: new Uint8Array([1]) },
   ];
   for (let i = 0; i < 40; i++) {
-    ends.push({ epoch: 1 + rng.below(2 ** 32 - 1), pages: rng.u32(), steps: randomSafe(rng), state: randomBytes(rng, 1 + rng.below(i % 8 === 0 ? 70_000 : 300)) });
+    ends.push({ epoch: 1 + rng.below(2 ** 32 - 1), pages: rng.u32(), blocks: rng.u32(), steps: randomSafe(rng), state: randomBytes(rng, 1 + rng.below(i % 8 === 0 ? 70_000 : 300)) });
   }
   for (const [i, m] of ends.entries()) {
     const frame = encodeEpochEnd(m);
@@ -451,7 +451,7 @@ test('EPOCH_END round-trips the base and seeded epochs; its frame is a sealed co
     assert.is(h.checkedLength, h.bodyLength, `end ${i}`);
     verifyFrame(frame, 0, h);
     const back = decodeEpochEnd(frame, FRAME_HEADER_BYTES, h.bodyLength);
-    assert.equal([back.epoch, back.pages, back.steps], [m.epoch, m.pages, m.steps], `end ${i}`);
+    assert.equal([back.epoch, back.pages, back.blocks, back.steps], [m.epoch, m.pages, m.blocks, m.steps], `end ${i}`);
     assert.ok(sameBytes(back.state, m.state), `end ${i}: state`);
     // The state is a copy: the receive buffer may be reused.
     if (m.state.length > 0) {
@@ -462,19 +462,20 @@ test('EPOCH_END round-trips the base and seeded epochs; its frame is a sealed co
 });
 
 test('encodeEpochEnd refuses a state larger than a device state may be', () => {
-  expectCode(() => encodeEpochEnd({ epoch: 1, pages: 0, steps: 0, state: new Uint8Array(Limits.MAX_DEVICE_STATE_BYTES + 1) }), MALFORMED);
+  expectCode(() => encodeEpochEnd({ epoch: 1, pages: 0, blocks: 0, steps: 0, state: new Uint8Array(Limits.MAX_DEVICE_STATE_BYTES + 1) }), MALFORMED);
 });
 
-test('EPOCH_END refuses a state length that is not the rest of the body, state on the base, none on an epoch, reserved bits', () => {
+test('EPOCH_END refuses a state length that is not the rest of the body, state on the base, none on an epoch', () => {
   const body = (m: EpochEnd): Uint8Array => encodeEpochEnd(m).slice(FRAME_HEADER_BYTES);
-  const good = body({ epoch: 3, pages: 10, steps: 12345, state: new Uint8Array([1, 2, 3, 4, 5]) });
+  const good = body({ epoch: 3, pages: 10, blocks: 6, steps: 12345, state: new Uint8Array([1, 2, 3, 4, 5]) });
   assert.is(decodeEpochEnd(good, 0, good.length).steps, 12345);
+  assert.is(decodeEpochEnd(good, 0, good.length).blocks, 6, 'blocks at offset 20');
   const edit = (f: (dv: DataView) => void, from: Uint8Array = good): Uint8Array => {
     const bytes = from.slice();
     f(new DataView(bytes.buffer));
     return bytes;
   };
-  const base = body({ epoch: 0, pages: 4, steps: 0, state: new Uint8Array(0) });
+  const base = body({ epoch: 0, pages: 4, blocks: 0, steps: 0, state: new Uint8Array(0) });
   const cases: [string, Uint8Array, RegExp][] = [
     ['stateLength 4 of 5', edit((dv) => dv.setUint32(16, 4, true)), /state of 4 bytes in a body with 5 left/],
     ['stateLength 6 of 5', edit((dv) => dv.setUint32(16, 6, true)), /state of 6 bytes in a body with 5 left/],
@@ -484,8 +485,6 @@ test('EPOCH_END refuses a state length that is not the rest of the body, state o
     ['epoch 0 with state', edit((dv) => dv.setUint32(0, 0, true)), /epoch 0 with 5 bytes of state/],
     ['epoch 1 without state', edit((dv) => dv.setUint32(0, 1, true), base), /epoch 1 with 0 bytes of state/],
     ['the base with a trailing byte', concat([base, new Uint8Array(1)]), /state of 0 bytes in a body with 1 left/],
-    ['reserved', edit((dv) => dv.setUint32(20, 1, true)), /reserved/],
-    ['reserved, top bit', edit((dv) => dv.setUint32(20, 0x80000000, true)), /reserved/],
     ['steps past 2^53', edit((dv) => dv.setBigUint64(8, 2n ** 53n, true)), /steps/],
     ['a body cut in its head', good.slice(0, EPOCH_END_HEAD_BYTES - 1), /truncated/],
     ['an empty body', new Uint8Array(0), /truncated/],
@@ -555,8 +554,8 @@ test('random, cut and bit-flipped bodies make the decoders throw only MemshiftEr
     zeroPagesBody(1, 8192, 3),
     mixed,
     deltasOnly,
-    encodeEpochEnd({ epoch: 2, pages: 5, steps: 99, state: randomBytes(rng, 40) }).slice(FRAME_HEADER_BYTES),
-    encodeEpochEnd({ epoch: 0, pages: 5, steps: 0, state: new Uint8Array(0) }).slice(FRAME_HEADER_BYTES),
+    encodeEpochEnd({ epoch: 2, pages: 5, blocks: 3, steps: 99, state: randomBytes(rng, 40) }).slice(FRAME_HEADER_BYTES),
+    encodeEpochEnd({ epoch: 0, pages: 5, blocks: 0, steps: 0, state: new Uint8Array(0) }).slice(FRAME_HEADER_BYTES),
     encodeEpochAck(17).slice(FRAME_HEADER_BYTES),
   ];
   for (const body of valid.slice(0, 4)) {
