@@ -102,7 +102,7 @@ export async function benchReplication(runs: number): Promise<void> {
     'paused p50 ms': median(f.map((x) => x.pausedP50)),
     'paused p99 ms': median(f.map((x) => x.pausedP99)),
     'commit p50 ms': median(f.map((x) => x.commitP50)),
-    'MB per epoch (p50)': median(f.map((x) => x.mbPerEpoch)),
+    'payload MB per epoch (p50)': median(f.map((x) => x.mbPerEpoch)),
     '× step rate alone': median(f.map((x) => x.stepRatio)),
   }));
   printTable(`Replication epochs (median of ${runs}; step rate against the same guest alone just before, in the same run)`, rows);
