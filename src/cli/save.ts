@@ -7,7 +7,6 @@
 import { saveGuest } from '../index.js';
 import { SimulatedGuest, formatBytes, parseSize } from '../sim/index.js';
 import { checkOutputPaths, parseCommand, parseInteger, requireString, writeReportFile, type Flags } from './args.js';
-import { usageError } from './args.js';
 import { guestConfigFrom, guestFlags } from './guest-flags.js';
 import { storageFlags, storageFrom } from './storage-flags.js';
 
@@ -25,13 +24,12 @@ export const saveFlags: Flags = {
 };
 
 export async function runSave(argv: readonly string[]): Promise<number> {
-  const a = parseCommand(argv, 'save', 'Start a simulated guest and save it (RAM and vCPU state; disks on shared storage by reference) to a file that `memshift restore` runs.', saveFlags);
+  const a = parseCommand(argv, 'save', 'Start a simulated guest and save it (RAM, vCPU state, local disks; disks on shared storage by reference) to a file that `memshift restore` runs.', saveFlags);
   if (a === null) return 0;
   const to = requireString(a, 'to');
   const config = guestConfigFrom(a);
   const storage = storageFrom(a, config.disks.length);
-  // On shared storage the file refers to the images (their lease goes with the runner); local disks are not saved yet.
-  if (config.disks.length > 0 && storage?.shared !== true) throw usageError('--disk', 'needs --storage shared with save: saving local disks into the file is not built yet');
+  // On shared storage the file refers to the images (their lease goes with the runner); local disks are saved in the file.
   const warmupMs = parseInteger(requireString(a, 'warmup'), '--warmup');
   const maxPasses = parseInteger(requireString(a, 'max-passes'), '--max-passes', 1);
   checkOutputPaths(a, ['report']);

@@ -5,7 +5,10 @@
 // the table against the trailer's digest, and the device state against the target, before anything
 // is loaded. The target is returned loaded and not running: the caller resumes it.
 //
-//   header ─► trailer ─► createTarget ─► read pages (≤ READS_IN_FLIGHT at once) ─► verify ─► state ─► loadState
+//   header ─► trailer ─► createTarget ─► read pages (≤ READS_IN_FLIGHT at once) ─► verify ─► disks ─► state ─► loadState
+//
+// Local disks (regions of kind `disk`, saved-disks.ts) are restored into the images the target makes
+// for them, each block checked, before the state is loaded (a lazy restore too: they are not lazy).
 //
 // Lazy (post-copy from a file): only the header, trailer, hash table (against the digest) and state are
 // read before the target is returned, with its page gate armed, for the caller to resume at once. A
@@ -26,6 +29,7 @@ import { hashSlabPages, kernelsOf, pageOffset, viewsOfSlab, type Slab } from '..
 import { scratchSlot } from '../memory/slab-layout.js';
 import type { MemoryTarget, Region } from '../memory/types.js';
 import { SAVE_HEADER_BYTES, SAVE_TRAILER_BYTES, decodeSaveHeader, decodeSaveTrailer, type SaveLayout } from '../protocol/save-file.js';
+import { restoreDisks } from './saved-disks.js';
 
 export interface LazyLoad {
   /** From the call to every page present. */
@@ -73,7 +77,10 @@ export async function restoreGuest(path: string, createTarget: (regions: readonl
     const size = (await fh.stat()).size;
     const layout = decodeSaveHeader(await readAt(fh, 0, Math.min(SAVE_HEADER_BYTES, size), path), size);
     const trailer = decodeSaveTrailer(await readAt(fh, layout.trailerOffset, SAVE_TRAILER_BYTES, path));
-    const regions: Region[] = layout.regions.map((r) => ({ id: r.id, name: r.name, kind: r.kind, pageSize: r.pageSize, pageCount: r.pageCount }));
+    // Local disks are regions of kind `disk` (saved-disks.ts): restored into images the target makes, not memory.
+    const disks = layout.regions.filter((r) => r.kind === 'disk');
+    const ram: SaveLayout = { ...layout, regions: layout.regions.filter((r) => r.kind === 'ram') };
+    const regions: Region[] = ram.regions.map((r) => ({ id: r.id, name: r.name, kind: r.kind, pageSize: r.pageSize, pageCount: r.pageCount }));
     // A header is checked, not trusted: a sparse file can claim any size. Refused before anything is allocated.
     const guestBytes = regions.reduce((n, r) => n + r.pageCount * r.pageSize, 0);
     const maxGuestBytes = options.maxGuestBytes ?? Math.floor(totalmem() * 0.75);
@@ -87,15 +94,18 @@ export async function restoreGuest(path: string, createTarget: (regions: readonl
       throw toMemshiftError(err, ErrorCode.INVALID_ARGUMENT, 'createTarget');
     }
     checkShape(target, regions);
+    const readFile = (into: Uint8Array, position: number): Promise<Uint8Array> => readAt(fh, position, into.length, path, into);
     if (options.lazy === true) {
-      const { loaded } = await startLazy(fh, path, target, layout, trailer.digest, t0);
+      // The disks first, whole and checked: the guest's first disk read must find its blocks.
+      const disksDigest = await restoreDisks(disks, target, readFile);
+      const { loaded } = await startLazy(fh, path, target, ram, trailer.digest ^ disksDigest, t0);
       keepOpen = true;
       const ready = performance.now() - t0;
       return { target, loaded, fileBytes: layout.fileBytes, live: (layout.flags & 1) !== 0, pagesSaved: trailer.pagesWritten, readMs: ready, verifyMs: 0, totalMs: ready, digest: trailer.digest };
     }
-    await readPages(fh, target, layout, path);
+    await readPages(fh, target, ram, path);
     const readMs = performance.now() - t0;
-    const digest = await verifyPages(fh, target, layout, path);
+    const digest = (await verifyPages(fh, target, ram, path)) ^ (await restoreDisks(disks, target, readFile));
     if (digest !== trailer.digest) {
       throw new MemshiftError(ErrorCode.SAVE_FILE_CORRUPT, `the saved pages' digest ${hex64(digest)} is not the trailer's ${hex64(trailer.digest)}: the hash table was damaged`);
     }

@@ -9,6 +9,9 @@
 // caller resumes or releases it.
 //
 //   [live: pass 1 … pass n while running] ─► pause ─► last pass ─► hashes ─► state ─► header ─► fsync ─► trailer ─► fsync
+//
+// Local disks are saved beside RAM as regions of kind `disk`, block by block on the same passes
+// (saved-disks.ts).
 
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
@@ -18,6 +21,7 @@ import { DirtyTracker } from '../memory/dirty-tracker.js';
 import { hashSlabPages, pageOffset, viewsOfSlab, type Slab } from '../memory/slab.js';
 import type { MemorySource } from '../memory/types.js';
 import { SaveFlag, encodeSaveHeader, encodeSaveTrailer, planSaveLayout, type SaveLayout } from '../protocol/save-file.js';
+import { DISK_REGION_BASE, diskRegions, hashDisk, writeMarkedBlocks } from './saved-disks.js';
 
 export interface SaveOptions {
   /** Write passes while the guest runs, then a last one paused (default: pause, then one pass). */
@@ -59,8 +63,11 @@ const MAX_WRITE_BYTES = 16 * 2 ** 20;
 export async function saveGuest(source: MemorySource, path: string, options: SaveOptions = {}): Promise<SaveResult> {
   const t0 = performance.now();
   const flags = options.live === true ? SaveFlag.LIVE : 0;
+  // Local disks are regions of the file too (saved-disks.ts); disks on shared storage stay where they are.
+  const devices = source.blockDevices ?? [];
+  const regions = [...source.regions, ...diskRegions(devices)];
   // Page and hash offsets do not depend on the device state's size, only the trailer's does.
-  const plan = planSaveLayout(source.regions, 0, flags);
+  const plan = planSaveLayout(regions, 0, flags);
   const partial = `${path}.partial-${randomBytes(4).toString('hex')}`;
   const fd = open(partial);
   let whole = false;
@@ -71,6 +78,12 @@ export async function saveGuest(source: MemorySource, path: string, options: Sav
     let pages = 0;
     let bytes = 0;
     for (const r of plan.regions) {
+      if (r.kind === 'disk') {
+        const n = writeMarkedBlocks(devices[r.id - DISK_REGION_BASE], r, (b, at) => write(fd, b, at, path));
+        pages += n;
+        bytes += n * r.pageSize;
+        continue;
+      }
       for (const s of source.slabsOf(r.id)) {
         const n = writeMarked(fd, s, r.dataOffset, path);
         pages += n;
@@ -110,8 +123,8 @@ export async function saveGuest(source: MemorySource, path: string, options: Sav
     writePass(true);
     const state = source.saveState();
     if (state.length > Limits.MAX_DEVICE_STATE_BYTES) throw new MemshiftError(ErrorCode.DEVICE_STATE_INVALID, `device state of ${state.length} bytes exceeds ${Limits.MAX_DEVICE_STATE_BYTES}`);
-    const layout = planSaveLayout(source.regions, state.length, flags);
-    const digest = writeHashes(fd, source, layout, path);
+    const layout = planSaveLayout(regions, state.length, flags);
+    const digest = writeHashes(fd, source, layout, path) ^ layout.regions.filter((r) => r.kind === 'disk').reduce((d, r) => d ^ hashDisk(devices[r.id - DISK_REGION_BASE], r, (b, at) => write(fd, b, at, path)), 0n);
     write(fd, state, layout.stateOffset, path);
     write(fd, encodeSaveHeader(layout), 0, path);
     // Everything before the trailer is on disk before the trailer says the save is whole.
@@ -192,10 +205,11 @@ function writeMarked(fd: number, slab: Slab, regionDataOffset: number, path: str
   return pages;
 }
 
-/** Writes every page's hash (as memory holds it now, paused) to the hash table; returns the session digest. */
+/** Writes every RAM page's hash (as memory holds it now, paused) to the hash table; returns their share of the session digest. */
 function writeHashes(fd: number, source: MemorySource, layout: SaveLayout, path: string): bigint {
   let digest = 0n;
   for (const r of layout.regions) {
+    if (r.kind === 'disk') continue;
     for (const s of source.slabsOf(r.id)) {
       hashSlabPages(s, r.id, (first, hashes, part) => {
         digest ^= part;

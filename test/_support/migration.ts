@@ -21,6 +21,8 @@ export interface GuestCase {
   ramRegions?: number;
   /** Disk sizes (--disk, each); their images are compared with diffDisksAgainstReplay. */
   disks?: string[];
+  /** Bytes of seeded data at the start of each disk (--disk-fill). */
+  diskFill?: string;
   seed: number;
 }
 
@@ -55,6 +57,7 @@ export function guestArgs(c: GuestCase): string[] {
   if (c.hotShare !== undefined) a.push('--hot-share', String(c.hotShare));
   if (c.ramRegions !== undefined) a.push('--ram-regions', String(c.ramRegions));
   for (const d of c.disks ?? []) a.push('--disk', d);
+  if (c.diskFill !== undefined) a.push('--disk-fill', c.diskFill);
   return a;
 }
 
@@ -150,6 +153,7 @@ export function diffDisksAgainstReplay(dir: string, c: GuestCase, steps: number)
   const config = resolveGuestConfig({
     memoryBytes: parseSize(c.memory ?? '64MiB', 'memory'), seed: c.seed, fill: c.fill ?? 'mixed', workload: c.workload ?? 'hotset',
     hotBytes: c.hotSize === undefined ? undefined : parseSize(c.hotSize, 'hotSize'), hotPermille: c.hotShare, ramRegions: c.ramRegions, disks,
+    diskFillBytes: c.diskFill === undefined ? 0 : parseSize(c.diskFill, 'diskFill'),
   });
   const refDir = mkdtempSync(join(tmpdir(), 'memshift-disk-replay-'));
   try {
