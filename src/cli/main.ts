@@ -15,6 +15,7 @@ import { runRestore } from './restore.js';
 import { runLease } from './lease.js';
 import { runReplicate } from './replicate.js';
 import { runStandby } from './standby.js';
+import { runManager } from './manager.js';
 import { messageWithFlag } from './args.js';
 
 const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<number>; summary: string }> = {
@@ -28,6 +29,7 @@ const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<numbe
   lease: { run: runLease, summary: 'show or break the single-runner lease of a shared image' },
   replicate: { run: runReplicate, summary: 'start a simulated guest and replicate it, epoch by epoch, to a standby' },
   standby: { run: runStandby, summary: 'hold a replicated guest and run it when its primary is gone' },
+  manager: { run: runManager, summary: 'decide when and where to migrate (Sandpiper); --simulate runs it on a simulated cluster' },
 };
 
 /** The package's version, from the package.json next to dist/ (also in an installed package). */

@@ -1,0 +1,193 @@
+// The manager's own code run against a simulated cluster (`memshift manager --simulate`): seeded hosts
+// and guests, demand traces sampled per interval, the same profiles, hotspot detector, planner and
+// consolidation as on real hosts, with moves applied at once instead of migrated. What it measures is
+// the manager: how fast it plans for a cluster of this size, and how good the plans are (hotspots
+// resolved, hosts freed against first-fit-decreasing). No clock enters the plans; timing is measured
+// around them only.
+//
+//   day:   every guest's demand follows its trace; at interval `surgeAt` a share of hosts' guests surge
+//          (CPU ×3, rising); each interval: profiles ← samples, detector ← host load, planner ← hotspots
+//   night: every demand falls to `nightShare` of its day value; consolidation packs the cluster
+
+import { consolidate, type ConsolidationPlan } from './consolidation.js';
+import { DEFAULT_HOTSPOT_POLICY, HotspotDetector, type Hotspot } from './hotspot.js';
+import { DEFAULT_PLAN_OPTIONS, planHotspots, type GuestState, type HostState, type PlannedMigration } from './placement.js';
+import { UsageProfile } from './profile.js';
+import { add, over, scale, utilisation, type Vector } from './resources.js';
+
+export interface SimulationOptions {
+  hosts: number;
+  guests: number;
+  seed: number;
+  /** Intervals of the day to simulate. */
+  intervals: number;
+  /** The interval at which the surge begins, and the share of hosts whose guests surge. */
+  surgeAt: number;
+  surgeShare: number;
+  /** Demand at night, as a share of the day's. */
+  nightShare: number;
+}
+
+export const DEFAULT_SIMULATION: SimulationOptions = { hosts: 1000, guests: 10_000, seed: 1, intervals: 12, surgeAt: 4, surgeShare: 0.05, nightShare: 0.3 };
+
+export interface SimulationReport {
+  hosts: number;
+  guests: number;
+  hotspots: number;
+  migrations: number;
+  /** Hot hosts still over a threshold at the end of the day. */
+  unresolved: number;
+  /** Guests moved more than once, and moved back to a host they had left. */
+  movedTwice: number;
+  pingPong: number;
+  /** Intervals from a host's first overloaded interval to the end of the one whose moves brought it under. */
+  resolveIntervals: { p50: number; max: number; hosts: number };
+  /** Milliseconds the detector and planner took per interval: median and worst. */
+  planMs: { p50: number; max: number };
+  /** Planned migrations per second of planning time, over the day. */
+  decisionsPerSecond: number;
+  consolidation: Omit<ConsolidationPlan, 'moves' | 'freed'> & { moves: number; freed: number; consolidateMs: number };
+  /** A few decisions, with their reasons. */
+  sample: PlannedMigration[];
+}
+
+/** mulberry32: small, seeded, good enough to draw a cluster. */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+const GIB = 2 ** 30;
+const HOST_CAPACITY: Vector = { cpu: 32, net: 1.25e9, mem: 256 * GIB };
+
+interface SimGuest {
+  state: GuestState;
+  base: Vector;
+  surge: boolean;
+  profile: UsageProfile;
+}
+
+export function simulate(options: SimulationOptions = DEFAULT_SIMULATION): SimulationReport {
+  const random = rng(options.seed);
+  const hosts: HostState[] = Array.from({ length: options.hosts }, (_, i) => ({ name: `host${i}`, capacity: HOST_CAPACITY }));
+  const threshold = DEFAULT_PLAN_OPTIONS.threshold;
+  // Guests: 1–16 GiB, a few cores at most, some traffic; placed first-fit in a random host order under
+  // 60 % of every resource, as a cluster that starts healthy.
+  const load = new Map<string, Vector>(hosts.map((h) => [h.name, { cpu: 0, net: 0, mem: 0 }]));
+  const guests: SimGuest[] = [];
+  for (let i = 0; i < options.guests; i++) {
+    const memoryBytes = [1, 2, 4, 8, 16][Math.floor(random() * 5)] * GIB;
+    const base: Vector = { cpu: 0.2 + random() * 2.2, net: random() * 40e6, mem: memoryBytes * (0.5 + random() * 0.4) };
+    let placed: string | null = null;
+    for (let tries = 0; tries < options.hosts && placed === null; tries++) {
+      const h = hosts[Math.floor(random() * options.hosts)];
+      const after = utilisation(add(load.get(h.name)!, base), h.capacity);
+      if (after.cpu <= 0.6 && after.net <= 0.6 && after.mem <= 0.6) placed = h.name;
+    }
+    if (placed === null) throw new Error(`a simulated cluster of ${options.hosts} hosts cannot hold ${options.guests} guests`);
+    load.set(placed, add(load.get(placed)!, base));
+    guests.push({ state: { name: `guest${i}`, host: placed, demand: base, memoryBytes, dirtyRate: random() * 400e6 }, base, surge: false, profile: new UsageProfile(8) });
+  }
+  const surging = new Set(hosts.filter(() => random() < options.surgeShare).map((h) => h.name));
+  for (const g of guests) g.surge = surging.has(g.state.host);
+
+  const detector = new HotspotDetector(DEFAULT_HOTSPOT_POLICY);
+  const recentMoves = new Map<string, { from: string; interval: number }>();
+  const moved = new Map<string, string[]>();
+  const planMs: number[] = [];
+  let migrations = 0;
+  let hotspots = 0;
+  const sample: PlannedMigration[] = [];
+  let lastHot: Hotspot[] = [];
+  /** Per host: the interval it first went over a threshold, and the first one after which it was under again. */
+  const onset = new Map<string, number>();
+  const resolvedAt = new Map<string, number>();
+  for (let t = 0; t < options.intervals; t++) {
+    // Samples: ±10 % noise; a surging guest's CPU climbs to three times its base over three intervals.
+    for (const g of guests) {
+      const ramp = g.surge && t >= options.surgeAt ? Math.min(3, 1 + (t - options.surgeAt + 1) * (2 / 3)) : 1;
+      const noise = (): number => 0.9 + random() * 0.2;
+      g.profile.add({ cpu: g.base.cpu * ramp * noise(), net: g.base.net * noise(), mem: g.base.mem });
+    }
+    const start = performance.now();
+    const byHost = new Map<string, { now: Vector; next: Vector }>(hosts.map((h) => [h.name, { now: { cpu: 0, net: 0, mem: 0 }, next: { cpu: 0, net: 0, mem: 0 } }]));
+    const states: GuestState[] = [];
+    for (const g of guests) {
+      const predicted = g.profile.predict();
+      const p95 = g.profile.percentile(95);
+      g.state = { ...g.state, demand: { cpu: Math.max(p95.cpu, predicted.cpu), net: Math.max(p95.net, predicted.net), mem: Math.max(p95.mem, predicted.mem) } };
+      states.push(g.state);
+      const h = byHost.get(g.state.host)!;
+      h.now = add(h.now, g.profile.last);
+      h.next = add(h.next, predicted);
+    }
+    const hot: Hotspot[] = [];
+    for (const h of hosts) {
+      const l = byHost.get(h.name)!;
+      const spot = detector.observe(h.name, utilisation(l.now, h.capacity), utilisation(l.next, h.capacity));
+      if (spot !== null) hot.push(spot);
+    }
+    const plan = planHotspots(hot, hosts, states, { ...DEFAULT_PLAN_OPTIONS, recentMoves, interval: t });
+    planMs.push(performance.now() - start);
+    hotspots += hot.filter((h) => !lastHot.some((x) => x.host === h.host)).length;
+    lastHot = hot;
+    const byName = new Map(guests.map((g) => [g.state.name, g]));
+    for (const m of plan.migrations) {
+      const g = byName.get(m.guest)!;
+      g.state = { ...g.state, host: m.to };
+      recentMoves.set(m.guest, { from: m.from, interval: t });
+      moved.set(m.guest, [...(moved.get(m.guest) ?? [m.from]), m.to]);
+      detector.reset(m.from);
+      if (sample.length < 5) sample.push(m);
+    }
+    migrations += plan.migrations.length;
+    // After this interval's moves: which hosts are over a threshold now (their guests' last samples).
+    const after = new Map<string, Vector>(hosts.map((h) => [h.name, { cpu: 0, net: 0, mem: 0 }]));
+    for (const g of guests) after.set(g.state.host, add(after.get(g.state.host)!, g.profile.last));
+    for (const h of hosts) {
+      const hotNow = over(utilisation(byHost.get(h.name)!.now, h.capacity), threshold).length > 0;
+      if (hotNow && !onset.has(h.name)) onset.set(h.name, t);
+      if (onset.has(h.name) && !resolvedAt.has(h.name) && over(utilisation(after.get(h.name)!, h.capacity), threshold).length === 0) resolvedAt.set(h.name, t);
+    }
+  }
+  // Still hot at the end of the day: a resource over its threshold now (the last samples, after the
+  // moves) and predicted to stay over, as the detector judges.
+  const now = new Map<string, Vector>(hosts.map((h) => [h.name, { cpu: 0, net: 0, mem: 0 }]));
+  const next = new Map<string, Vector>(hosts.map((h) => [h.name, { cpu: 0, net: 0, mem: 0 }]));
+  for (const g of guests) {
+    now.set(g.state.host, add(now.get(g.state.host)!, g.profile.last));
+    next.set(g.state.host, add(next.get(g.state.host)!, g.profile.predict()));
+  }
+  const unresolved = hosts.filter((h) => {
+    const predicted = utilisation(next.get(h.name)!, h.capacity);
+    return over(utilisation(now.get(h.name)!, h.capacity), threshold).some((r) => predicted[r] > threshold[r]);
+  }).length;
+  const paths = [...moved.values()];
+  const pingPong = paths.filter((p) => p.slice(2).some((h, i) => p.slice(0, i + 1).includes(h))).length;
+
+  // Night: every demand falls; consolidation packs what is left.
+  const night = guests.map((g) => ({ ...g.state, demand: { ...scale(g.state.demand, options.nightShare), mem: g.state.demand.mem } }));
+  const c0 = performance.now();
+  const c = consolidate(hosts, night, threshold);
+  const consolidateMs = performance.now() - c0;
+  const totalPlanMs = planMs.reduce((a, b) => a + b, 0);
+  const sorted = [...planMs].sort((a, b) => a - b);
+  return {
+    hosts: options.hosts, guests: options.guests, hotspots, migrations, unresolved,
+    movedTwice: paths.filter((p) => p.length > 2).length, pingPong,
+    resolveIntervals: (() => {
+      const spans = [...resolvedAt].map(([h, t]) => t - onset.get(h)! + 1).sort((a, b) => a - b);
+      return { p50: spans[Math.floor(spans.length / 2)] ?? 0, max: spans[spans.length - 1] ?? 0, hosts: spans.length };
+    })(),
+    planMs: { p50: sorted[Math.floor(sorted.length / 2)], max: sorted[sorted.length - 1] },
+    decisionsPerSecond: totalPlanMs > 0 ? (migrations * 1000) / totalPlanMs : 0,
+    consolidation: { hostsInUse: c.hostsInUse, ffdHosts: c.ffdHosts, wattsBefore: c.wattsBefore, wattsAfter: c.wattsAfter, moves: c.moves.length, freed: c.freed.length, consolidateMs },
+    sample,
+  };
+}
