@@ -20,7 +20,7 @@ export const DEFAULT_POWER: PowerModel = { idleWatts: 100, peakWatts: 250 };
 
 export interface ConsolidationPlan {
   moves: { guest: string; from: string; to: string }[];
-  /** Hosts left with no guest: they can power off. */
+  /** Hosts left with no guest (those that had none to start with included): they can power off. */
   freed: string[];
   hostsInUse: number;
   /** Hosts first-fit-decreasing needs for the same guests and thresholds (null: it cannot fit them all). */
@@ -33,7 +33,9 @@ export function consolidate(hosts: readonly HostState[], guests: readonly GuestS
   const load = new Map<string, Vector>(hosts.map((h) => [h.name, { cpu: 0, net: 0, mem: 0 }]));
   const on = new Map<string, GuestState[]>(hosts.map((h) => [h.name, []]));
   for (const g of guests) {
-    load.set(g.host, add(load.get(g.host)!, g.demand));
+    const l = load.get(g.host);
+    if (l === undefined) throw new Error(`guest ${g.name} is on unknown host ${g.host}`);
+    load.set(g.host, add(l, g.demand));
     on.get(g.host)!.push(g);
   }
   const capacity = new Map(hosts.map((h) => [h.name, h.capacity]));

@@ -3,7 +3,7 @@
 //   what   the hot host's guests in decreasing volume-to-size ratio (VSR = volume / memory): the most
 //          load shed per byte copied
 //   where  the least-loaded host (lowest volume) on which every resource stays under its threshold
-//          after the move; never back to a host the guest left within `cooldownIntervals` (no ping-pong)
+//          after the move; never back to any host the guest left within `cooldownIntervals` (no ping-pong)
 //   much   the allocation after the move: the planning demand (the larger of the profile's p95 and its
 //          prediction) with `headroom`
 //   how    live while the guest dirties memory well below the link's rate, hybrid near it, post-copy
@@ -58,8 +58,8 @@ export interface PlanOptions {
   maxMigrations: number;
   /** Allocation = demand × headroom. */
   headroom: number;
-  /** Where each guest moved from, and when (interval number): no move back within cooldownIntervals. */
-  recentMoves: ReadonlyMap<string, { from: string; interval: number }>;
+  /** Every host each guest left, and when (interval number): no move back to any of them within cooldownIntervals. */
+  recentMoves: ReadonlyMap<string, readonly { from: string; interval: number }[]>;
   interval: number;
   cooldownIntervals: number;
 }
@@ -89,20 +89,20 @@ export function planHotspots(hotspots: readonly Hotspot[], hosts: readonly HostS
     load.set(g.host, add(l, g.demand));
     on.get(g.host)!.push(g);
   }
+  for (const h of hotspots) if (!capacity.has(h.host)) throw new Error(`hotspot on unknown host ${h.host}`);
   const u = (host: string): Vector => utilisation(load.get(host)!, capacity.get(host)!);
   const plan: Plan = { migrations: [], unresolved: [] };
   // The most loaded hotspot first: it gets the best destinations.
   const order = [...hotspots].sort((a, b) => volume(u(b.host)) - volume(u(a.host)));
   for (const hot of order) {
     const from = hot.host;
-    const cap = capacity.get(from);
-    if (cap === undefined) throw new Error(`hotspot on unknown host ${from}`);
+    const cap = capacity.get(from)!;
     const candidates = [...on.get(from)!].sort((a, b) => vsr(b, cap) - vsr(a, cap));
     for (const g of candidates) {
       if (over(u(from), options.threshold).length === 0) break;
       if (plan.migrations.length >= options.maxMigrations) break;
-      const back = options.recentMoves.get(g.name);
-      const banned = back !== undefined && options.interval - back.interval < options.cooldownIntervals ? back.from : null;
+      const left = (options.recentMoves.get(g.name) ?? []).filter((m) => options.interval - m.interval < options.cooldownIntervals);
+      const banned = new Set(left.map((m) => m.from));
       const to = leastLoadedFit(g, hosts, load, from, banned, options.threshold);
       if (to === null) continue;
       const before = u(from);
@@ -113,23 +113,23 @@ export function planHotspots(hotspots: readonly Hotspot[], hosts: readonly HostS
       const why = hot.resources.map((r) => `${r} ${(before[r] * 100).toFixed(0)} % > ${(options.threshold[r] * 100).toFixed(0)} % in ${hot.hotIntervals} intervals, predicted ${(hot.predicted[r] * 100).toFixed(0)} %`).join('; ');
       plan.migrations.push({
         guest: g.name, from, to, mode: chooseMode(g.dirtyRate, options.linkBytesPerSec), allocation: scale(g.demand, options.headroom), vsr: vsr(g, cap),
-        reason: `${from}: ${why}; ${g.name} has the highest volume-to-size ratio left; ${to} is the least loaded host it fits on${banned !== null ? ` (not ${banned}, which it left ${options.interval - back!.interval} intervals ago)` : ''}`,
+        reason: `${from}: ${why}; ${g.name} has the highest volume-to-size ratio left; ${to} is the least loaded host it fits on${left.length > 0 ? ` (not ${left.map((m) => `${m.from}, which it left ${options.interval - m.interval} intervals ago`).join('; not ')})` : ''}`,
       });
     }
-    const left = over(u(from), options.threshold);
-    if (left.length > 0) {
-      plan.unresolved.push({ host: from, why: plan.migrations.length >= options.maxMigrations ? 'the network budget for this interval is spent' : `no host fits its guests under the thresholds (${left.join(', ')} still over)` });
+    const still = over(u(from), options.threshold);
+    if (still.length > 0) {
+      plan.unresolved.push({ host: from, why: plan.migrations.length >= options.maxMigrations ? 'the network budget for this interval is spent' : `no host fits its guests under the thresholds (${still.join(', ')} still over)` });
     }
   }
   return plan;
 }
 
-/** The host of lowest volume, other than `from` and `banned`, on which `g` keeps every resource under its threshold. */
-function leastLoadedFit(g: GuestState, hosts: readonly HostState[], load: ReadonlyMap<string, Vector>, from: string, banned: string | null, threshold: Vector): string | null {
+/** The host of lowest volume, other than `from` and those `banned`, on which `g` keeps every resource under its threshold. */
+function leastLoadedFit(g: GuestState, hosts: readonly HostState[], load: ReadonlyMap<string, Vector>, from: string, banned: ReadonlySet<string>, threshold: Vector): string | null {
   let best: string | null = null;
   let bestVolume = Infinity;
   for (const h of hosts) {
-    if (h.name === from || h.name === banned) continue;
+    if (h.name === from || banned.has(h.name)) continue;
     const after = utilisation(add(load.get(h.name)!, g.demand), h.capacity);
     if (over(after, threshold).length > 0) continue;
     const v = volume(utilisation(load.get(h.name)!, h.capacity));

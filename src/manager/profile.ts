@@ -51,7 +51,7 @@ export class UsageProfile {
 export function ar1(xs: readonly number[]): number {
   const n = xs.length;
   if (n === 0) return 0;
-  if (n < 3) return xs[n - 1];
+  if (n < 3) return Math.max(0, xs[n - 1]);
   const mean = xs.reduce((a, b) => a + b, 0) / n;
   let num = 0;
   let den = 0;

@@ -98,7 +98,7 @@ export function simulate(options: SimulationOptions = DEFAULT_SIMULATION): Simul
   for (const g of guests) g.surge = surging.has(g.state.host);
 
   const detector = new HotspotDetector(DEFAULT_HOTSPOT_POLICY);
-  const recentMoves = new Map<string, { from: string; interval: number }>();
+  const recentMoves = new Map<string, { from: string; interval: number }[]>();
   const moved = new Map<string, string[]>();
   const planMs: number[] = [];
   let migrations = 0;
@@ -141,7 +141,7 @@ export function simulate(options: SimulationOptions = DEFAULT_SIMULATION): Simul
     for (const m of plan.migrations) {
       const g = byName.get(m.guest)!;
       g.state = { ...g.state, host: m.to };
-      recentMoves.set(m.guest, { from: m.from, interval: t });
+      recentMoves.set(m.guest, [...(recentMoves.get(m.guest) ?? []), { from: m.from, interval: t }]);
       moved.set(m.guest, [...(moved.get(m.guest) ?? [m.from]), m.to]);
       detector.reset(m.from);
       if (sample.length < 5) sample.push(m);
