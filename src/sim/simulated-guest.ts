@@ -16,7 +16,7 @@ import { Vcpu } from './vcpu.js';
 import { StepRunner, initialCounters, workloadShape } from './workload.js';
 import { GuestDisk, diskImagePath, fillDisk } from './disk.js';
 import { DISK_BLOCK_BYTES, MAX_DISKS, MAX_DISK_BYTES } from './guest-config.js';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, statfsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LeasedImages, UnnamedImages, runnerName } from '../storage/leased-images.js';
@@ -174,6 +174,7 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
   /**
    * A receiving guest's disks, as the source named them: new empty images in this host's disk
    * directory (a temporary one unless the host named one), written block by block as they arrive.
+   * Refused (MS_ERR_HANDSHAKE_REJECTED) when the directory has less free space than the disks' size.
    */
   receiveBlockDevices(shapes: readonly { blockBytes: number; blocks: number }[]): readonly GuestDisk[] {
     if (this.disks.length > 0 || this.state !== null) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'this guest already has its disks');
@@ -186,6 +187,12 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     if (this.storageOptions?.shared === true) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, 'this destination expects the guest\'s disks on shared storage, not moved');
     this.temporaryDiskDir ??= this.storageOptions === null ? mkdtempSync(join(tmpdir(), 'memshift-disks-')) : null;
     const dir = this.storageOptions?.diskDir ?? this.temporaryDiskDir!;
+    // Admission: images are sparse, but every block may be written; a host takes only disks its
+    // directory can hold whole (as it takes only RAM it has).
+    const need = shapes.reduce((n, s) => n + s.blocks * s.blockBytes, 0);
+    const fs = statfsSync(dir);
+    const free = Number(fs.bavail) * Number(fs.bsize);
+    if (need > free) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `the guest's disks need ${need} bytes; ${dir} has ${free} free`, { value: need, limit: free });
     const disks: GuestDisk[] = [];
     try {
       for (let i = 0; i < shapes.length; i++) disks.push(GuestDisk.create(diskImagePath(dir, i), shapes[i].blocks * shapes[i].blockBytes, true));

@@ -5,7 +5,7 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, truncateSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SimulatedGuest, decodeCpuState, encodeCpuState, ramRegions, replay, type CpuState } from '../../src/sim/index.js';
@@ -181,6 +181,23 @@ test('a receiving guest refuses disks it cannot reach: no shared storage, a miss
     for (const g of [local, elsewhere, resized, right]) await g.close();
   } finally {
     await source.close();
+  }
+});
+
+test('a receiving guest takes only disks its directory can hold whole: refused by name past its free space, nothing made', async () => {
+  const regions = ramRegions(guestConfig({ memoryBytes: 8 * MiB, seed: 10 }));
+  const dir = sub('admission');
+  const huge = SimulatedGuest.receiving(regions, SMALL_SLABS, { storage: { diskDir: dir, shared: false } });
+  const small = SimulatedGuest.receiving(regions, SMALL_SLABS, { storage: { diskDir: sub('admission-ok'), shared: false } });
+  try {
+    // Eight disks of 1 TiB: more than this machine's disk holds, although each is allowed alone.
+    const e = expectCode(() => huge.receiveBlockDevices(Array.from({ length: 8 }, () => ({ blockBytes: 4096, blocks: 2 ** 28 }))), 'MS_ERR_HANDSHAKE_REJECTED');
+    assert.match(e.message, /the guest's disks need 8796093022208 bytes; .* has \d+ free/);
+    assert.not.ok(existsSync(join(dir, 'disk0.img')), 'no image was made');
+    assert.is(small.receiveBlockDevices([{ blockBytes: 4096, blocks: 512 }, { blockBytes: 4096, blocks: 256 }]).length, 2);
+  } finally {
+    await huge.close();
+    await small.close();
   }
 });
 
