@@ -8,7 +8,7 @@
 // took over stops the guest too (MS_ERR_LEASE_LOST). With --serve, the
 // first line on stdout is "serving on HOST:PORT".
 
-import { replicate, type PrimaryReport } from '../index.js';
+import { replicate, type PrimaryReport, type ReplicatedSource } from '../index.js';
 import { SimulatedGuest, parseSize, type GuestOutput } from '../sim/index.js';
 import { checkOutputPaths, optionalString, parseCommand, parseInteger, requireString, usageError, writeReportFile, type Flags } from './args.js';
 import { guestConfigFrom, guestFlags } from './guest-flags.js';
@@ -38,6 +38,22 @@ export const replicateFlags: Flags = {
   help: { type: 'boolean', help: 'show this help' },
 };
 
+/** An answer of the guest's service, waiting for its epoch to be committed. */
+interface HeldReply {
+  reply: () => void;
+}
+
+/** The guest as `replicate` sees it: its outputs at each pause, and the service's answers held since the last. */
+function withHeldReplies(guest: SimulatedGuest, held: HeldReply[]): ReplicatedSource<GuestOutput | HeldReply> {
+  return new Proxy(guest, {
+    get(target, key) {
+      if (key === 'takeOutputs') return (): (GuestOutput | HeldReply)[] => [...target.takeOutputs(), ...held.splice(0)];
+      const value: unknown = Reflect.get(target, key, target);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  }) as unknown as ReplicatedSource<GuestOutput | HeldReply>;
+}
+
 export async function runReplicate(argv: readonly string[]): Promise<number> {
   const a = parseCommand(argv, 'replicate', 'Start a simulated guest and replicate it, epoch by epoch, to a standby. Security: exactly one of --tls-cert/--tls-key/--tls-ca, --psk-file or --insecure.', replicateFlags);
   if (a === null) return 0;
@@ -60,10 +76,15 @@ export async function runReplicate(argv: readonly string[]): Promise<number> {
   const serveAt = optionalString(a, 'serve');
   const server = serveAt === undefined ? null : await OutputServer.open(serveAt);
   if (server !== null) console.log(`serving on ${server.where}`);
+  // Output commit covers the service's answers too: each waits, with the guest's outputs of the same
+  // epoch, for the standby to hold that epoch.
+  const heldReplies: HeldReply[] = [];
   const guest = SimulatedGuest.create(config, { maxSlabBytes: parseSize(requireString(a, 'slab-size'), '--slab-size') }, {
     outputs: server !== null, storage, network: guestNetworkFrom(a), nicDevice: optionalString(a, 'guest-dev') ?? null,
     nicEvents: { onError: (message) => console.error(`memshift replicate: ${message}`) },
+    replicated: { holdReply: (reply) => heldReplies.push({ reply }) },
   });
+  const source = withHeldReplies(guest, heldReplies);
   const stop = new AbortController();
   const onSignal = (signal: NodeJS.Signals): void => {
     console.error(`memshift replicate: ${signal}: ending with a last committed epoch`);
@@ -78,9 +99,12 @@ export async function runReplicate(argv: readonly string[]): Promise<number> {
     const t = performance.now();
     await new Promise((r) => setTimeout(r, warmupMs));
     const guestStepRateBefore = warmupMs > 0 ? (guest.steps * 1000) / (performance.now() - t) : null;
-    report = { guestStepRateBefore, ...await replicate<GuestOutput>(guest, connect, {
+    report = { guestStepRateBefore, ...await replicate<GuestOutput | HeldReply>(source, connect, {
       security, epochMs, durationMs, standbyTimeoutMs, stagingBytes, cacheBytes, signal: stop.signal,
-      release: (outputs) => server?.publish(outputs),
+      release: (outputs) => {
+        for (const o of outputs) if ('reply' in o) o.reply();
+        server?.publish(outputs.filter((o): o is GuestOutput => !('reply' in o)));
+      },
     }) };
   } finally {
     process.off('SIGINT', onSignal);

@@ -28,11 +28,16 @@ export class GuestNic {
   private readonly sockets = new Set<Socket>();
   private plugged = false;
 
+  /**
+   * `hold`: output commit (a replicating primary): each answer is handed to it instead of being sent,
+   * and sent when it calls `reply`, once the state that made it is safe on the standby.
+   */
   constructor(
     readonly identity: GuestNetwork,
     readonly device: string,
     private readonly steps: () => number,
     private readonly events: NicEvents = {},
+    private readonly hold: ((reply: () => void) => void) | null = null,
   ) {}
 
   /** Puts the guest on the LAN here (once running); returns when plugged, before the announce ends. */
@@ -81,7 +86,9 @@ export class GuestNic {
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
       socket.on('error', () => undefined);
-      socket.end(`${this.steps()}\n`);
+      const answer = `${this.steps()}\n`;
+      if (this.hold === null) socket.end(answer);
+      else this.hold(() => socket.end(answer));
     });
     this.server = server;
     return new Promise((resolve, reject) => {

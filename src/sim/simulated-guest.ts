@@ -42,6 +42,11 @@ export interface GuestHostOptions {
   nicEvents?: NicEvents;
   /** The guest's outputs (output-ring.ts) are taken by this host (`takeOutputs`); without it the guest makes none. */
   outputs?: boolean;
+  /**
+   * A replicating primary: its pauses are checkpoints, so the NIC stays plugged through them (it goes
+   * when the guest closes), and the service's answers are held by `holdReply` until committed.
+   */
+  replicated?: { holdReply(reply: () => void): void };
 }
 
 /** Fills the RAM regions' slabs with the guest's initial contents, keyed by guest page (not region page). */
@@ -222,7 +227,7 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
   private nicFor(identity: GuestNetwork | undefined): GuestNic | null {
     const device = this.host.nicDevice ?? null;
     if (identity === undefined || device === null) return null;
-    return new GuestNic(identity, device, () => this.steps, this.host.nicEvents);
+    return new GuestNic(identity, device, () => this.steps, this.host.nicEvents, this.host.replicated?.holdReply.bind(this.host.replicated) ?? null);
   }
 
   private useLease(leased: LeasedImages): void {
@@ -291,8 +296,9 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     if (this.vcpu === null || !this.vcpu.isConfigured) return;
     const counters = await this.vcpu.pause();
     if (this.state !== null) this.state.counters = counters;
-    // Off the LAN while paused; not awaited: the pause is on the downtime's path, the NIC's steps are ordered.
-    void this.nic?.unplug();
+    // Off the LAN while paused (a checkpoint's pause excepted); not awaited: the pause is on the
+    // downtime's path, the NIC's steps are ordered.
+    if (this.host.replicated === undefined) void this.nic?.unplug();
   }
 
   async resume(): Promise<void> {

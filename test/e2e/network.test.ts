@@ -97,7 +97,7 @@ for (const mode of ['live', 'hybrid'] as const) {
   }));
 }
 
-test('replication: when the primary dies, the standby plugs the guest\'s address in and announces it; the client reaches the standby\'s guest, from its checkpoint on', deadline(90_000, async () => {
+test('replication: the primary answers only from committed epochs; when it dies, the standby plugs the guest\'s address in and announces it, and the client reaches the standby\'s guest, from its checkpoint on', deadline(90_000, async () => {
   lan = createLan();
   const c: GuestCase = { seed: 63, memory: '32MiB' };
   const standby = memshift([
@@ -133,6 +133,9 @@ test('replication: when the primary dies, the standby plugs the guest\'s address
   assert.ok(fromPrimary.length > 10, `the client reached the guest on the primary first (${fromPrimary.length} answers)`);
   assert.ok(fromStandby.length > 10, `then on the standby (${fromStandby.length} answers)`);
   assert.ok(fromStandby.every((a) => a.steps >= r.checkpointSteps && a.steps <= r.guestSteps), 'the standby\'s guest answers from its checkpoint on');
+  // Output commit: the primary sent an answer only once the standby held the epoch that made it.
+  const late = fromPrimary.filter((a) => a.steps > r.checkpointSteps);
+  assert.is(late.length, 0, `answers from the primary past the standby's checkpoint ${r.checkpointSteps}: ${late.map((a) => a.steps).join(', ')}`);
   const seen = ports.map((p) => p.port);
   const firstAtStandby = seen.indexOf(lan.portOf.dest);
   assert.ok(seen.slice(0, Math.max(0, firstAtStandby)).includes(lan.portOf.source), `the switch learned the MAC on the primary's port first (${[...new Set(seen)].join(', ')})`);
