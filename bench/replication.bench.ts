@@ -1,6 +1,6 @@
 // Replication (`memshift replicate` → `memshift standby`, two processes on 127.0.0.1):
 //   - epochs per second sustained (over the second half of the epochs; overall too) on a 1 GiB guest whose writes land in a 64 MiB hot set, at 200k
-//     pages/s and flat out, 25 ms epochs; the guest's step rate while replicated against its rate
+//     pages/s (with and without deltas) and flat out, 25 ms epochs; the guest's step rate while replicated against its rate
 //     alone, measured in the same run just before (replicate --warmup: guestStepRateBefore);
 //   - failover: a 64 MiB guest, 200 ms timeouts; from the primary's death (SIGKILL: its link closes;
 //     SIGSTOP: it goes silent) to the guest running on the standby, both clocks of this host.
@@ -49,11 +49,24 @@ async function standbyOn(dir: string, extra: string[] = []): Promise<{ p: Proc; 
 
 interface EpochFigures { epochsPerSecond: number; sustained: number; pausedP50: number; pausedP99: number; commitP50: number; stepRatio: number; mbPerEpoch: number }
 
-async function steadyRun(dir: string, rate: string): Promise<EpochFigures> {
+/** A steady-state shape: its row name, the guest's dirty rate, and extra replicate flags. */
+interface Shape {
+  name: string;
+  rate: string;
+  extra: string[];
+}
+
+const SHAPES: Shape[] = [
+  { name: '200k pages/s, 25 ms epochs', rate: '200000', extra: [] },
+  { name: '200k pages/s, 25 ms epochs, no deltas (--cache-size 0: the baseline)', rate: '200000', extra: ['--cache-size', '0'] },
+  { name: 'flat out, 25 ms epochs', rate: 'max', extra: [] },
+];
+
+async function steadyRun(dir: string, shape: Shape): Promise<EpochFigures> {
   const { p: standby, port } = await standbyOn(dir, ['--quiet']);
   const report = join(dir, 'primary.json');
   const primary = start(['replicate', '--connect', `127.0.0.1:${port}`, '--insecure', '--memory', '1GiB', '--hot-size', '64MiB', '--hot-share', '1000',
-    '--seed', '11', '--dirty-rate', rate, '--epoch-ms', '25', '--warmup', '1000', '--duration', '5', '--quiet', '--report', report]);
+    '--seed', '11', '--dirty-rate', shape.rate, '--epoch-ms', '25', '--warmup', '1000', '--duration', '5', '--quiet', '--report', report, ...shape.extra]);
   const [code] = await Promise.all([primary.done, standby.done]);
   if (code !== 0) throw new Error(`replicate exited ${code}: ${primary.err()}`);
   const r = JSON.parse(readFileSync(report, 'utf8')) as {
@@ -85,18 +98,18 @@ async function failoverRun(dir: string, signal: 'SIGKILL' | 'SIGSTOP'): Promise<
 
 export async function benchReplication(runs: number): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'memshift-bench-replication-'));
-  const steady: Record<string, EpochFigures[]> = { '200000': [], max: [] };
+  const steady: EpochFigures[][] = SHAPES.map(() => []);
   const failover: Record<string, number[]> = { SIGKILL: [], SIGSTOP: [] };
   try {
     for (let r = 0; r < runs; r++) {
-      for (const rate of Object.keys(steady)) steady[rate].push(await steadyRun(dir, rate));
+      for (const [i, shape] of SHAPES.entries()) steady[i].push(await steadyRun(dir, shape));
       for (const s of ['SIGKILL', 'SIGSTOP'] as const) failover[s].push(await failoverRun(dir, s));
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  const rows: Row[] = Object.entries(steady).map(([rate, f]) => ({
-    name: `1 GiB, 64 MiB hot set, ${rate === 'max' ? 'flat out' : '200k pages/s'}, 25 ms epochs`,
+  const rows: Row[] = steady.map((f, i) => ({
+    name: `1 GiB, 64 MiB hot set, ${SHAPES[i].name}`,
     'epochs/s sustained': median(f.map((x) => x.sustained)),
     'epochs/s overall': median(f.map((x) => x.epochsPerSecond)),
     'paused p50 ms': median(f.map((x) => x.pausedP50)),

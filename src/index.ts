@@ -28,7 +28,7 @@ import { MAX_ENCODERS } from './pipeline/pool.js';
 import { Limits, MIGRATION_MODES, type MigrationMode } from './protocol/constants.js';
 import { boundAddress, listen as listenTcp, parseAddress, type Address } from './transport/tcp.js';
 import { resolveSecurity, type Security } from './transport/security.js';
-import { replicate as runPrimary, type ReplicateOptions as PrimaryOptions, type ReplicatedSource, type PrimaryReport } from './replication/primary.js';
+import { replicate as runPrimary, type ReplicateOptions as PrimaryOptions, type PrimaryReport } from './replication/primary.js';
 import { standby as runStandby, type StandbyOptions as StandbyRunOptions, type StandbyReport } from './replication/standby.js';
 
 export { ErrorCode, MemshiftError, errorCode, isMemshiftError } from './errors.js';
@@ -357,7 +357,7 @@ export async function receive(options: ReceiveOptions): Promise<DestinationResul
 
 export type { DestinationResult, LogLevel };
 
-export type { EpochRecord, PrimaryReport, ReplicatedSource } from './replication/primary.js';
+export type { EpochRecord, PrimaryReport } from './replication/primary.js';
 export type { StandbyReport } from './replication/standby.js';
 
 export interface ReplicateOptions<O> extends Omit<PrimaryOptions<O>, 'security'> {
@@ -368,10 +368,10 @@ export interface ReplicateOptions<O> extends Omit<PrimaryOptions<O>, 'security'>
 /**
  * Replicates a running guest to a standby (Remus-style epochs, replication/primary.ts) until
  * `durationMs` passes or `signal` aborts (outcome `ended`, the guest left paused after a last committed
- * epoch), or the standby is lost (outcome `failed`, MS_ERR_STANDBY_LOST, the guest paused). Outputs the
- * guest hands to `takeOutputs` reach `release` only once the standby holds the epoch that made them.
+ * epoch), or the standby is lost (outcome `failed`, MS_ERR_STANDBY_LOST, the guest paused). Outputs
+ * `takeOutputs` hands over at an epoch's pause reach `release` only once the standby holds that epoch.
  */
-export async function replicate<O>(source: ReplicatedSource<O>, to: string | Address, options: ReplicateOptions<O>): Promise<PrimaryReport> {
+export async function replicate<O>(source: MemorySource, to: string | Address, options: ReplicateOptions<O>): Promise<PrimaryReport> {
   checkSource(source);
   if (options === null || typeof options !== 'object') throw invalidArgument('options', 'must be an object with at least { security, epochMs, durationMs }');
   const security = resolveSecurity(options.security, 'options.security');

@@ -4,17 +4,9 @@
 // broke an invariant (rerun it with --from I --runs 1).
 
 import { describeReplicationTrial, planReplicationTrial, runReplicationTrial } from './_support/replication-trial.js';
+import { soakArgs } from './_support/soak-args.js';
 
-const args = process.argv.slice(2);
-function flag(name: string, fallback: number): number {
-  const i = args.indexOf(`--${name}`);
-  const value = i >= 0 ? Number(args[i + 1]) : fallback;
-  if (!Number.isInteger(value) || value < 0) throw new Error(`--${name} must be a non-negative integer (got ${args[i + 1]})`);
-  return value;
-}
-const runs = flag('runs', 100);
-const seed = flag('seed', 20261202);
-const from = flag('from', 0);
+const { runs, seed, from } = soakArgs(process.argv.slice(2), { runs: 100, seed: 20261202 });
 
 const outcomes = new Map<string, number>();
 const violations: string[] = [];

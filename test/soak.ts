@@ -3,17 +3,9 @@
 // Exits 1 if any trial broke an invariant (each is named with its number: rerun it with --from I --runs 1).
 
 import { describeTrial, planTrial, runTrial } from './_support/campaign.js';
+import { soakArgs } from './_support/soak-args.js';
 
-const args = process.argv.slice(2);
-function flag(name: string, fallback: number): number {
-  const i = args.indexOf(`--${name}`);
-  const value = i >= 0 ? Number(args[i + 1]) : fallback;
-  if (!Number.isInteger(value) || value < 0) throw new Error(`--${name} must be a non-negative integer (got ${args[i + 1]})`);
-  return value;
-}
-const runs = flag('runs', 1000);
-const seed = flag('seed', 20261201);
-const from = flag('from', 0);
+const { runs, seed, from } = soakArgs(process.argv.slice(2), { runs: 1000, seed: 20261201 });
 
 const outcomes = new Map<string, number>();
 const violations: string[] = [];

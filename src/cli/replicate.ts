@@ -8,7 +8,7 @@
 // took over stops the guest too (MS_ERR_LEASE_LOST). With --serve, the
 // first line on stdout is "serving on HOST:PORT".
 
-import { replicate, type PrimaryReport, type ReplicatedSource } from '../index.js';
+import { replicate, type PrimaryReport } from '../index.js';
 import { SimulatedGuest, parseSize, type GuestOutput } from '../sim/index.js';
 import { checkOutputPaths, optionalString, parseCommand, parseInteger, requireString, usageError, writeReportFile, type Flags } from './args.js';
 import { guestConfigFrom, guestFlags } from './guest-flags.js';
@@ -43,17 +43,6 @@ interface HeldReply {
   reply: () => void;
 }
 
-/** The guest as `replicate` sees it: its outputs at each pause, and the service's answers held since the last. */
-function withHeldReplies(guest: SimulatedGuest, held: HeldReply[]): ReplicatedSource<GuestOutput | HeldReply> {
-  return new Proxy(guest, {
-    get(target, key) {
-      if (key === 'takeOutputs') return (): (GuestOutput | HeldReply)[] => [...target.takeOutputs(), ...held.splice(0)];
-      const value: unknown = Reflect.get(target, key, target);
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-    },
-  }) as unknown as ReplicatedSource<GuestOutput | HeldReply>;
-}
-
 export async function runReplicate(argv: readonly string[]): Promise<number> {
   const a = parseCommand(argv, 'replicate', 'Start a simulated guest and replicate it, epoch by epoch, to a standby. Security: exactly one of --tls-cert/--tls-key/--tls-ca, --psk-file or --insecure.', replicateFlags);
   if (a === null) return 0;
@@ -84,7 +73,6 @@ export async function runReplicate(argv: readonly string[]): Promise<number> {
     nicEvents: { onError: (message) => console.error(`memshift replicate: ${message}`) },
     replicated: { holdReply: (reply) => heldReplies.push({ reply }) },
   });
-  const source = withHeldReplies(guest, heldReplies);
   const stop = new AbortController();
   const onSignal = (signal: NodeJS.Signals): void => {
     console.error(`memshift replicate: ${signal}: ending with a last committed epoch`);
@@ -99,8 +87,9 @@ export async function runReplicate(argv: readonly string[]): Promise<number> {
     const t = performance.now();
     await new Promise((r) => setTimeout(r, warmupMs));
     const guestStepRateBefore = warmupMs > 0 ? (guest.steps * 1000) / (performance.now() - t) : null;
-    report = { guestStepRateBefore, ...await replicate<GuestOutput | HeldReply>(source, connect, {
+    report = { guestStepRateBefore, ...await replicate<GuestOutput | HeldReply>(guest, connect, {
       security, epochMs, durationMs, standbyTimeoutMs, stagingBytes, cacheBytes, signal: stop.signal,
+      takeOutputs: () => [...guest.takeOutputs(), ...heldReplies.splice(0)],
       release: (outputs) => {
         for (const o of outputs) if ('reply' in o) o.reply();
         server?.publish(outputs.filter((o): o is GuestOutput => !('reply' in o)));

@@ -8,8 +8,8 @@
 // Power model (stated, not measured): a host draws idleWatts switched on and idle, peakWatts at full
 // CPU, linear between; a host switched off draws nothing.
 
-import { add, over, utilisation, volume, type Vector } from './resources.js';
-import type { GuestState, HostState } from './placement.js';
+import { ZERO, add, over, utilisation, volume, type Vector } from './resources.js';
+import { hostLoads, type GuestState, type HostState } from './placement.js';
 
 export interface PowerModel {
   idleWatts: number;
@@ -30,14 +30,7 @@ export interface ConsolidationPlan {
 }
 
 export function consolidate(hosts: readonly HostState[], guests: readonly GuestState[], threshold: Vector, power: PowerModel = DEFAULT_POWER): ConsolidationPlan {
-  const load = new Map<string, Vector>(hosts.map((h) => [h.name, { cpu: 0, net: 0, mem: 0 }]));
-  const on = new Map<string, GuestState[]>(hosts.map((h) => [h.name, []]));
-  for (const g of guests) {
-    const l = load.get(g.host);
-    if (l === undefined) throw new Error(`guest ${g.name} is on unknown host ${g.host}`);
-    load.set(g.host, add(l, g.demand));
-    on.get(g.host)!.push(g);
-  }
+  const { load, on } = hostLoads(hosts, guests);
   const capacity = new Map(hosts.map((h) => [h.name, h.capacity]));
   const wattsBefore = watts(hosts, load, on, power);
   const moves: ConsolidationPlan['moves'] = [];
@@ -72,7 +65,7 @@ export function consolidate(hosts: readonly HostState[], guests: readonly GuestS
       on.get(to)!.push(g);
     }
     on.set(h.name, []);
-    trial.set(h.name, { cpu: 0, net: 0, mem: 0 });
+    trial.set(h.name, ZERO);
     for (const [k, v] of trial) load.set(k, v);
     freed.add(h.name);
   }
@@ -85,7 +78,7 @@ export function consolidate(hosts: readonly HostState[], guests: readonly GuestS
 /** Hosts first-fit-decreasing uses for `guests` (largest volume first, hosts largest first); null when some guest fits nowhere. */
 export function firstFitDecreasing(hosts: readonly HostState[], guests: readonly GuestState[], threshold: Vector): number | null {
   const bins = [...hosts].sort((a, b) => b.capacity.cpu - a.capacity.cpu || b.capacity.mem - a.capacity.mem)
-    .map((h) => ({ capacity: h.capacity, load: { cpu: 0, net: 0, mem: 0 } as Vector, used: false }));
+    .map((h) => ({ capacity: h.capacity, load: ZERO, used: false }));
   const ref = hosts[0]?.capacity ?? { cpu: 1, net: 1, mem: 1 };
   const order = [...guests].sort((a, b) => volume(utilisation(b.demand, ref)) - volume(utilisation(a.demand, ref)));
   for (const g of order) {

@@ -12,7 +12,7 @@
 // Moves are applied to a working copy of the hosts' loads as they are planned, so later choices see
 // earlier ones; a hot host is done once it is under every threshold. Pure and deterministic.
 
-import { add, over, scale, sub, utilisation, volume, type Vector } from './resources.js';
+import { ZERO, add, over, scale, sub, utilisation, volume, type Vector } from './resources.js';
 import type { Hotspot } from './hotspot.js';
 
 export interface HostState {
@@ -79,9 +79,9 @@ export function vsr(g: GuestState, capacity: Vector): number {
   return volume(utilisation(g.demand, capacity)) / Math.max(1, g.memoryBytes);
 }
 
-export function planHotspots(hotspots: readonly Hotspot[], hosts: readonly HostState[], guests: readonly GuestState[], options: PlanOptions): Plan {
-  const capacity = new Map(hosts.map((h) => [h.name, h.capacity]));
-  const load = new Map<string, Vector>(hosts.map((h) => [h.name, { cpu: 0, net: 0, mem: 0 }]));
+/** Each host's load (its guests' demands added up) and its guests. Throws on a guest of an unknown host. */
+export function hostLoads(hosts: readonly HostState[], guests: readonly GuestState[]): { load: Map<string, Vector>; on: Map<string, GuestState[]> } {
+  const load = new Map<string, Vector>(hosts.map((h) => [h.name, ZERO]));
   const on = new Map<string, GuestState[]>(hosts.map((h) => [h.name, []]));
   for (const g of guests) {
     const l = load.get(g.host);
@@ -89,6 +89,12 @@ export function planHotspots(hotspots: readonly Hotspot[], hosts: readonly HostS
     load.set(g.host, add(l, g.demand));
     on.get(g.host)!.push(g);
   }
+  return { load, on };
+}
+
+export function planHotspots(hotspots: readonly Hotspot[], hosts: readonly HostState[], guests: readonly GuestState[], options: PlanOptions): Plan {
+  const capacity = new Map(hosts.map((h) => [h.name, h.capacity]));
+  const { load, on } = hostLoads(hosts, guests);
   for (const h of hotspots) if (!capacity.has(h.host)) throw new Error(`hotspot on unknown host ${h.host}`);
   const u = (host: string): Vector => utilisation(load.get(host)!, capacity.get(host)!);
   const plan: Plan = { migrations: [], unresolved: [] };

@@ -8,7 +8,7 @@ export const RESOURCES = ['cpu', 'net', 'mem'] as const;
 export type Resource = (typeof RESOURCES)[number];
 export type Vector = Record<Resource, number>;
 
-export const ZERO: Vector = { cpu: 0, net: 0, mem: 0 };
+export const ZERO: Vector = Object.freeze({ cpu: 0, net: 0, mem: 0 });
 
 export function add(a: Vector, b: Vector): Vector {
   return { cpu: a.cpu + b.cpu, net: a.net + b.net, mem: a.mem + b.mem };

@@ -13,7 +13,7 @@ import { consolidate, type ConsolidationPlan } from './consolidation.js';
 import { DEFAULT_HOTSPOT_POLICY, HotspotDetector, type Hotspot } from './hotspot.js';
 import { DEFAULT_PLAN_OPTIONS, planHotspots, type GuestState, type HostState, type PlannedMigration } from './placement.js';
 import { UsageProfile } from './profile.js';
-import { add, over, scale, utilisation, type Vector } from './resources.js';
+import { ZERO, add, over, scale, utilisation, type Vector } from './resources.js';
 
 export interface SimulationOptions {
   hosts: number;
@@ -79,7 +79,7 @@ export function simulate(options: SimulationOptions = DEFAULT_SIMULATION): Simul
   const threshold = DEFAULT_PLAN_OPTIONS.threshold;
   // Guests: 1–16 GiB, a few cores at most, some traffic; placed first-fit in a random host order under
   // 60 % of every resource, as a cluster that starts healthy.
-  const load = new Map<string, Vector>(hosts.map((h) => [h.name, { cpu: 0, net: 0, mem: 0 }]));
+  const load = new Map<string, Vector>(hosts.map((h) => [h.name, ZERO]));
   const guests: SimGuest[] = [];
   for (let i = 0; i < options.guests; i++) {
     const memoryBytes = [1, 2, 4, 8, 16][Math.floor(random() * 5)] * GIB;
@@ -94,6 +94,12 @@ export function simulate(options: SimulationOptions = DEFAULT_SIMULATION): Simul
     load.set(placed, add(load.get(placed)!, base));
     guests.push({ state: { name: `guest${i}`, host: placed, demand: base, memoryBytes, dirtyRate: random() * 400e6 }, base, surge: false, profile: new UsageProfile(8) });
   }
+  /** Each host's sum of `pick` over the guests on it now. */
+  const perHost = (pick: (g: SimGuest) => Vector): Map<string, Vector> => {
+    const sums = new Map<string, Vector>(hosts.map((h) => [h.name, ZERO]));
+    for (const g of guests) sums.set(g.state.host, add(sums.get(g.state.host)!, pick(g)));
+    return sums;
+  };
   const surging = new Set(hosts.filter(() => random() < options.surgeShare).map((h) => h.name));
   for (const g of guests) g.surge = surging.has(g.state.host);
 
@@ -116,7 +122,7 @@ export function simulate(options: SimulationOptions = DEFAULT_SIMULATION): Simul
       g.profile.add({ cpu: g.base.cpu * ramp * noise(), net: g.base.net * noise(), mem: g.base.mem });
     }
     const start = performance.now();
-    const byHost = new Map<string, { now: Vector; next: Vector }>(hosts.map((h) => [h.name, { now: { cpu: 0, net: 0, mem: 0 }, next: { cpu: 0, net: 0, mem: 0 } }]));
+    const byHost = new Map<string, { now: Vector; next: Vector }>(hosts.map((h) => [h.name, { now: ZERO, next: ZERO }]));
     const states: GuestState[] = [];
     for (const g of guests) {
       const predicted = g.profile.predict();
@@ -148,8 +154,7 @@ export function simulate(options: SimulationOptions = DEFAULT_SIMULATION): Simul
     }
     migrations += plan.migrations.length;
     // After this interval's moves: which hosts are over a threshold now (their guests' last samples).
-    const after = new Map<string, Vector>(hosts.map((h) => [h.name, { cpu: 0, net: 0, mem: 0 }]));
-    for (const g of guests) after.set(g.state.host, add(after.get(g.state.host)!, g.profile.last));
+    const after = perHost((g) => g.profile.last);
     for (const h of hosts) {
       const hotNow = over(utilisation(byHost.get(h.name)!.now, h.capacity), threshold).length > 0;
       if (hotNow && !onset.has(h.name)) onset.set(h.name, t);
@@ -158,12 +163,8 @@ export function simulate(options: SimulationOptions = DEFAULT_SIMULATION): Simul
   }
   // Still hot at the end of the day: a resource over its threshold now (the last samples, after the
   // moves) and predicted to stay over, as the detector judges.
-  const now = new Map<string, Vector>(hosts.map((h) => [h.name, { cpu: 0, net: 0, mem: 0 }]));
-  const next = new Map<string, Vector>(hosts.map((h) => [h.name, { cpu: 0, net: 0, mem: 0 }]));
-  for (const g of guests) {
-    now.set(g.state.host, add(now.get(g.state.host)!, g.profile.last));
-    next.set(g.state.host, add(next.get(g.state.host)!, g.profile.predict()));
-  }
+  const now = perHost((g) => g.profile.last);
+  const next = perHost((g) => g.profile.predict());
   const unresolved = hosts.filter((h) => {
     const predicted = utilisation(next.get(h.name)!, h.capacity);
     return over(utilisation(now.get(h.name)!, h.capacity), threshold).some((r) => predicted[r] > threshold[r]);

@@ -11,6 +11,7 @@
 
 import { ErrorCode, MemshiftError } from '../errors.js';
 import type { BlockDevice, MemoryTarget } from '../memory/types.js';
+import { takeDirtyRuns } from '../memory/dirty-block-runs.js';
 import type { SavedRegion } from '../protocol/save-file.js';
 import { KERNEL_RESERVED_BYTES, Kernels, WASM_PAGE_BYTES } from '../wasm/kernels.js';
 
@@ -57,36 +58,14 @@ class ChunkHasher {
  * taking the marks; runs of consecutive blocks go in one write. Returns the blocks written.
  */
 export function writeMarkedBlocks(device: BlockDevice, region: SavedRegion, write: (bytes: Uint8Array, position: number) => void): number {
-  const most = Math.floor(CHUNK_BYTES / device.blockBytes);
   const buf = new Uint8Array(CHUNK_BYTES);
   let written = 0;
-  let first = -1;
-  let count = 0;
-  const flush = (): void => {
-    if (count === 0) return;
+  for (const { first, count } of takeDirtyRuns(device, Math.floor(CHUNK_BYTES / device.blockBytes))) {
     const bytes = buf.subarray(0, count * device.blockBytes);
     device.read(first, count, bytes);
     write(bytes, region.dataOffset + first * device.blockBytes);
     written += count;
-    count = 0;
-  };
-  for (let w = 0; w < device.dirty.length; w++) {
-    let bits = device.dirty[w] === 0 ? 0 : Atomics.exchange(device.dirty, w, 0);
-    while (bits !== 0) {
-      const bit = 31 - Math.clz32(bits & -bits);
-      bits &= bits - 1;
-      const block = w * 32 + bit;
-      if (block >= device.blocks) break;
-      if (count > 0 && block === first + count && count < most) {
-        count++;
-        continue;
-      }
-      flush();
-      first = block;
-      count = 1;
-    }
   }
-  flush();
   return written;
 }
 
@@ -154,5 +133,3 @@ export async function restoreDisks(
   }
   return digest;
 }
-
-export { ChunkHasher };

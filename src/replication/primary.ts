@@ -28,12 +28,6 @@ import { StagedPages } from './staged-pages.js';
 import { StagedBlocks } from './staged-blocks.js';
 import { encodeDisks } from '../protocol/blocks.js';
 
-/** A guest that can be replicated: any MemorySource; outputs (if it makes any) are held until committed. */
-export interface ReplicatedSource<O> extends MemorySource {
-  /** The outputs made since the last call (called paused, once per epoch). */
-  takeOutputs?(): O[];
-}
-
 export interface ReplicateOptions<O> {
   security: LinkSecurity;
   /** Milliseconds between epoch pauses (Remus: 25 ms for 40 checkpoints a second). */
@@ -52,6 +46,11 @@ export interface ReplicateOptions<O> {
   connectTimeoutMs?: number;
   /** Ends the replication like the duration does. */
   signal?: AbortSignal;
+  /**
+   * The guest's externally visible outputs made since the last call (called paused, once per epoch):
+   * whatever the host holds back until the standby has the state that made it.
+   */
+  takeOutputs?: () => O[];
   /** Outputs whose epoch the standby now holds: they may leave. */
   release?: (outputs: O[]) => void;
   onEpoch?: (e: EpochRecord) => void;
@@ -59,6 +58,8 @@ export interface ReplicateOptions<O> {
 
 export interface EpochRecord {
   epoch: number;
+  /** When the epoch's pause began, in ms since replication started. */
+  pausedAtMs: number;
   pages: number;
   /** Bytes of page payload sent (deltas and raw pages). */
   bytes: number;
@@ -119,9 +120,15 @@ function sustainedRate(starts: readonly number[]): number {
   return ms > 0 ? ((starts.length - 1 - from) * 1000) / ms : 0;
 }
 
+/** Pages, payload bytes and deltas sent. */
+interface Sent {
+  pages: number;
+  bytes: number;
+  deltas: number;
+}
+
 interface InFlight<O> {
   record: EpochRecord;
-  pausedAt: number;
   outputs: O[];
 }
 
@@ -131,7 +138,7 @@ interface InFlight<O> {
  * (outcome `failed`, MS_ERR_STANDBY_LOST, the guest paused). The guest must be running. Rejects only
  * when the standby cannot be reached at all.
  */
-export async function replicate<O>(source: ReplicatedSource<O>, address: Address, options: ReplicateOptions<O>): Promise<PrimaryReport> {
+export async function replicate<O>(source: MemorySource, address: Address, options: ReplicateOptions<O>): Promise<PrimaryReport> {
   const t0 = performance.now();
   const standbyTimeoutMs = options.standbyTimeoutMs ?? 1000;
   const pageSize = source.regions[0].pageSize;
@@ -140,11 +147,9 @@ export async function replicate<O>(source: ReplicatedSource<O>, address: Address
   const staging = new StagedPages(pageSize, Math.min(options.stagingBytes ?? 2 ** 30, guestBytes), Math.min(options.cacheBytes ?? 2 ** 28, guestBytes));
   const peer = `standby ${formatAddress(address)}`;
   const records: EpochRecord[] = [];
-  /** When each epoch's pause began. */
-  const starts: number[] = [];
   const inFlight: InFlight<O>[] = [];
   let outputsReleased = 0;
-  let basePages = 0;
+  const base: Sent = { pages: 0, bytes: 0, deltas: 0 };
   let baseMs = 0;
   let baseEndedAt = 0;
   let stepsAtBase = source.steps ?? 0;
@@ -195,7 +200,7 @@ export async function replicate<O>(source: ReplicatedSource<O>, address: Address
     const now = performance.now();
     while (inFlight.length > 0 && inFlight[0].record.epoch <= epoch) {
       const f = inFlight.shift()!;
-      f.record.commitMs = now - f.pausedAt;
+      f.record.commitMs = now - t0 - f.record.pausedAtMs;
       outputsReleased += f.outputs.length;
       if (f.outputs.length > 0) options.release?.(f.outputs);
     }
@@ -234,10 +239,9 @@ export async function replicate<O>(source: ReplicatedSource<O>, address: Address
   };
   const stopRequested = (): boolean => options.signal?.aborted === true || (options.durationMs !== null && performance.now() - t0 >= options.durationMs);
 
-  /** Sends what staging holds as EPOCH_PAGES frames of `epoch`; resolves once the socket took them all. */
-  const sendStaged = async (epoch: number): Promise<{ pages: number; bytes: number; deltas: number }> => {
+  /** Sends what staging holds as EPOCH_PAGES frames of `epoch`, counted into `sent`; resolves once the socket took them all. */
+  const sendStaged = async (epoch: number, sent: Sent): Promise<void> => {
     const sends: Promise<void>[] = [];
-    const sent = { pages: 0, bytes: 0, deltas: 0 };
     for (const run of staging.encodedRuns(maxPagesPerEpochFrame(pageSize))) {
       sends.push(send([encodeEpochPagesHead(epoch, run.regionId, pageSize, run.pages, run.sizes, run.hashes), run.payload]));
       sent.pages += run.pages.length;
@@ -247,7 +251,6 @@ export async function replicate<O>(source: ReplicatedSource<O>, address: Address
     await Promise.all(sends);
     staging.clear();
     check();
-    return sent;
   };
   /** Stages the snapshot's marked pages, at most `limit`; true when no mark is left. */
   const stage = (limit: number): boolean => {
@@ -285,7 +288,7 @@ export async function replicate<O>(source: ReplicatedSource<O>, address: Address
       const passStart = performance.now();
       for (let done = false; !done;) {
         done = stage(chunk);
-        basePages += (await sendStaged(0)).pages;
+        await sendStaged(0, base);
       }
       if (disks !== null) {
         disks.capture();
@@ -298,7 +301,7 @@ export async function replicate<O>(source: ReplicatedSource<O>, address: Address
       if (dirty <= 2 * perEpoch || dirty > before / 2) break;
       before = dirty;
     }
-    await send(encodeEpochEnd({ epoch: 0, pages: basePages, blocks: baseBlocks, steps: 0, state: new Uint8Array(0) }));
+    await send(encodeEpochEnd({ epoch: 0, pages: base.pages, blocks: baseBlocks, steps: 0, state: new Uint8Array(0) }));
     baseEndedAt = performance.now();
     baseMs = baseEndedAt - baseStart;
     stepsAtBase = source.steps ?? 0;
@@ -323,16 +326,11 @@ export async function replicate<O>(source: ReplicatedSource<O>, address: Address
       disks?.capture();
       const state = source.saveState();
       const steps = source.steps ?? 0;
-      const outputs = source.takeOutputs?.() ?? [];
+      const outputs = options.takeOutputs?.() ?? [];
       // Pages that did not fit staging go while the guest waits (an epoch larger than staging).
-      const sent = { pages: 0, bytes: 0, deltas: 0 };
-      const add = (s: { pages: number; bytes: number; deltas: number }): void => {
-        sent.pages += s.pages;
-        sent.bytes += s.bytes;
-        sent.deltas += s.deltas;
-      };
+      const sent: Sent = { pages: 0, bytes: 0, deltas: 0 };
       while (!all) {
-        add(await sendStaged(epoch));
+        await sendStaged(epoch, sent);
         all = stage(staging.capacity);
       }
       if (!last) {
@@ -340,13 +338,12 @@ export async function replicate<O>(source: ReplicatedSource<O>, address: Address
         paused = false;
       }
       const pausedMs = performance.now() - pausedAt;
-      add(await sendStaged(epoch));
+      await sendStaged(epoch, sent);
       const blocks = disks === null ? 0 : await disks.send(send);
       await send(encodeEpochEnd({ epoch, pages: sent.pages, blocks, steps, state }));
-      const record: EpochRecord = { epoch, ...sent, blocks, pausedMs, commitMs: null, steps, outputs: outputs.length };
+      const record: EpochRecord = { epoch, pausedAtMs: pausedAt - t0, ...sent, blocks, pausedMs, commitMs: null, steps, outputs: outputs.length };
       records.push(record);
-      starts.push(pausedAt);
-      inFlight.push({ record, pausedAt, outputs });
+      inFlight.push({ record, outputs });
       options.onEpoch?.(record);
       if (last) {
         // The last epoch: wait for it to be committed (its outputs released), then say goodbye.
@@ -379,10 +376,10 @@ export async function replicate<O>(source: ReplicatedSource<O>, address: Address
     const steps = source.steps ?? 0;
     const ranMs = baseEndedAt > 0 ? end - baseEndedAt : 0;
     return {
-      role: 'primary', outcome, standby: formatAddress(address), epochMs: options.epochMs, basePages, baseMs,
+      role: 'primary', outcome, standby: formatAddress(address), epochMs: options.epochMs, basePages: base.pages, baseMs,
       epochs: records.length, epochsCommitted: lastAck,
       epochsPerSecond: ranMs > 0 ? (records.length * 1000) / ranMs : 0,
-      sustainedEpochsPerSecond: sustainedRate(starts),
+      sustainedEpochsPerSecond: sustainedRate(records.map((r) => r.pausedAtMs)),
       pausedMs: { p50: percentile(paused, 50), p99: percentile(paused, 99), max: Math.max(0, ...paused), total: paused.reduce((a, b) => a + b, 0) },
       commitMs: { p50: percentile(commits, 50), p99: percentile(commits, 99), max: Math.max(0, ...commits) },
       pagesPerEpoch: { p50: percentile(pages, 50), max: Math.max(0, ...pages) },

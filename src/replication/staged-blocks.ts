@@ -7,6 +7,7 @@
 
 import { ErrorCode, MemshiftError } from '../errors.js';
 import type { BlockDevice } from '../memory/types.js';
+import { takeDirtyRuns } from '../memory/dirty-block-runs.js';
 import { BlockBuffers } from '../pipeline/block-buffers.js';
 import { FrameType, Limits } from '../protocol/constants.js';
 import { blocksCheckedLength, decodeBlocks, type DiskShape } from '../protocol/blocks.js';
@@ -37,33 +38,12 @@ export class StagedBlocks {
   capture(): number {
     let blocks = 0;
     this.devices.forEach((device, disk) => {
-      let first = -1;
-      let count = 0;
-      const flush = (): void => {
-        if (count === 0) return;
+      for (const { first, count } of takeDirtyRuns(device, Limits.MAX_BLOCKS_PER_FRAME)) {
         const data = new Uint8Array(count * device.blockBytes);
         device.read(first, count, data);
         this.runs.push({ disk, first, count, data });
         blocks += count;
-        count = 0;
-      };
-      for (let w = 0; w < device.dirty.length; w++) {
-        let bits = device.dirty[w] === 0 ? 0 : Atomics.exchange(device.dirty, w, 0);
-        while (bits !== 0) {
-          const bit = 31 - Math.clz32(bits & -bits);
-          bits &= bits - 1;
-          const block = w * 32 + bit;
-          if (block >= device.blocks) break;
-          if (count > 0 && block === first + count && count < Limits.MAX_BLOCKS_PER_FRAME) {
-            count++;
-            continue;
-          }
-          flush();
-          first = block;
-          count = 1;
-        }
       }
-      flush();
     });
     return blocks;
   }

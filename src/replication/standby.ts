@@ -105,8 +105,9 @@ export async function standby<T extends MemoryTarget>(options: StandbyOptions<T>
   let blocksApplied = 0;
   let basePages = 0;
   let pagesApplied = 0;
-  let epochPages = 0;
   let current = 0;
+  /** The epoch whose frames come next: the base's (0) until its END, then the one after the last committed. */
+  const due = (): number => (baseDone ? current + 1 : 0);
   const applyMs: number[] = [];
   let lastHeard = performance.now();
   let lastSent = performance.now();
@@ -148,7 +149,7 @@ export async function standby<T extends MemoryTarget>(options: StandbyOptions<T>
         }
         case FrameType.BLOCKS: {
           if (disks === null) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'BLOCKS before DISKS');
-          disks.received.accept(frame.buf, frame.bodyOffset, frame.bodyLength, frame.checkedLength, baseDone ? `epoch ${current + 1}` : 'the base');
+          disks.received.accept(frame.buf, frame.bodyOffset, frame.bodyLength, frame.checkedLength, `epoch ${due()}`);
           // The base's blocks are written at once, as its pages are.
           if (!baseDone) baseBlocks += disks.received.applyTo(disks.devices);
           return;
@@ -156,25 +157,21 @@ export async function standby<T extends MemoryTarget>(options: StandbyOptions<T>
         case FrameType.EPOCH_PAGES: {
           if (target === null || staging === null) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'EPOCH_PAGES before HELLO');
           const m = decodeEpochPages(frame.buf, frame.bodyOffset, frame.bodyLength, frame.checkedLength, regions);
-          const expected = baseDone ? current + 1 : 0;
-          if (m.epoch !== expected) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `pages of epoch ${m.epoch} while epoch ${expected} is due`);
-          const base = m.epoch === 0;
+          if (m.epoch !== due()) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `pages of epoch ${m.epoch} while epoch ${due()} is due`);
           staging.acceptFrame(frame.buf, m, target, `epoch ${m.epoch}`);
           // The base is no checkpoint yet (nothing may run it before epoch 1 commits): written at once.
-          if (base) {
-            staging.applyTo(target);
+          // An epoch's pages stay staged until its END.
+          if (m.epoch === 0) {
+            basePages += staging.applyTo(target);
             staging.clear();
           }
-          if (base) basePages += m.count;
-          else epochPages += m.count;
           return;
         }
         case FrameType.EPOCH_END: {
           if (target === null || staging === null) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'EPOCH_END before HELLO');
           const m = decodeEpochEnd(frame.buf, frame.bodyOffset, frame.bodyLength);
-          const expected = baseDone ? current + 1 : 0;
-          if (m.epoch !== expected) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `END of epoch ${m.epoch} while epoch ${expected} is due`);
-          const got = m.epoch === 0 ? basePages : epochPages;
+          if (m.epoch !== due()) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `END of epoch ${m.epoch} while epoch ${due()} is due`);
+          const got = m.epoch === 0 ? basePages : staging.count;
           if (m.pages !== got) throw new MemshiftError(ErrorCode.FRAME_MALFORMED, `epoch ${m.epoch} ends with ${m.pages} pages; ${got} arrived`, { frameType: frame.type });
           const gotBlocks = m.epoch === 0 ? baseBlocks : (disks?.received.count ?? 0);
           if (m.blocks !== gotBlocks) throw new MemshiftError(ErrorCode.FRAME_MALFORMED, `epoch ${m.epoch} ends with ${m.blocks} disk blocks; ${gotBlocks} arrived`, { frameType: frame.type });
@@ -191,7 +188,6 @@ export async function standby<T extends MemoryTarget>(options: StandbyOptions<T>
           if (disks !== null) blocksApplied += disks.received.applyTo(disks.devices);
           applyMs.push(performance.now() - t);
           staging.clear();
-          epochPages = 0;
           current = m.epoch;
           ch.phase = `epoch ${current + 1}`;
           committed = { epoch: m.epoch, steps: m.steps, state: m.state };
@@ -277,9 +273,11 @@ export async function standby<T extends MemoryTarget>(options: StandbyOptions<T>
 
   const { why, goodbye, error } = await ended;
   const decidedAt = performance.now();
+  // The epoch under way, which never got its END: dropped whole.
+  const tornPages = goodbye ? 0 : ((staging as StagedPages | null)?.count ?? 0);
   const report = (outcome: StandbyReport['outcome'], e: MemshiftError | null, failoverMs: number | null = null, resumeMs: number | null = null, resumedAtEpochMs: number | null = null): StandbyReport => ({
     role: 'standby', outcome, primary, epochsCommitted: committed?.epoch ?? 0, checkpointSteps: committed?.steps ?? 0, guestSteps: committed?.steps ?? 0, basePages, pagesApplied,
-    tornPages: goodbye ? 0 : epochPages, baseBlocks, blocksApplied, tornBlocks: goodbye ? 0 : ((disks as { received: ReceivedBlocks } | null)?.received.count ?? 0), applyMs: { p50: percentile(applyMs, 50), max: Math.max(0, ...applyMs) },
+    tornPages, baseBlocks, blocksApplied, tornBlocks: goodbye ? 0 : ((disks as { received: ReceivedBlocks } | null)?.received.count ?? 0), applyMs: { p50: percentile(applyMs, 50), max: Math.max(0, ...applyMs) },
     bytesReceived: (channel as Channel | null)?.bytesReceived ?? 0, cause: why, failoverMs, resumeMs, resumedAtEpochMs,
     error: e === null ? null : { code: e.code, message: e.message },
   });
@@ -297,7 +295,7 @@ export async function standby<T extends MemoryTarget>(options: StandbyOptions<T>
     const e = new MemshiftError(ErrorCode.NO_CHECKPOINT, `${why}, before any epoch was committed: nothing to fail over to`);
     return { report: report('failed', e), target: t };
   }
-  log(`failover: ${why}; resuming epoch ${c.epoch} (step ${c.steps})${epochPages > 0 ? `, dropping ${epochPages} pages of the torn epoch ${current + 1}` : ''}`);
+  log(`failover: ${why}; resuming epoch ${c.epoch} (step ${c.steps})${tornPages > 0 ? `, dropping ${tornPages} pages of the torn epoch ${current + 1}` : ''}`);
   t.loadState(c.state);
   options.beforeResume?.(t);
   const leaseUntil = performance.now() + (options.leaseWaitMs ?? 30_000);

@@ -78,7 +78,7 @@ export function describeReplicationTrial(t: ReplicationTrial): string {
 }
 
 /** Reads "STEP WORD" lines from `port` until the peer closes. */
-export function outputClient(port: number): { lines: string[]; closed: Promise<void> } {
+function outputClient(port: number): { lines: string[]; closed: Promise<void> } {
   const lines: string[] = [];
   let rest = '';
   const socket = net.connect(port, '127.0.0.1');
@@ -93,6 +93,12 @@ export function outputClient(port: number): { lines: string[]; closed: Promise<v
     socket.on('close', () => resolve());
   });
   return { lines, closed };
+}
+
+/** Waits for `r` (replicate or standby with --serve) to say where it serves outputs, and reads them from there. */
+export async function servedOutputs(r: Running): Promise<{ lines: string[]; closed: Promise<void> }> {
+  await waitForOutput(r, (s) => /serving on 127\.0\.0\.1:\d+/.test(s));
+  return outputClient(Number(/serving on 127\.0\.0\.1:(\d+)/.exec(r.stdout())![1]));
 }
 
 /** The replay's outputs up to (not including) step `steps`, as served lines. */
@@ -135,8 +141,7 @@ export async function runReplicationTrial(t: ReplicationTrial): Promise<Replicat
       '--epoch-ms', String(t.epochMs), '--standby-timeout', '300', '--serve', '127.0.0.1:0', '--report', join(dir, 'primary.json'),
       ...(t.fault === 'none' ? ['--duration', String((300 + t.afterMs) / 1000)] : []),
     ]);
-    await waitForOutput(primary, (s) => /serving on 127\.0\.0\.1:\d+/.test(s));
-    const client = outputClient(Number(/serving on 127\.0\.0\.1:(\d+)/.exec(primary.stdout())![1]));
+    const client = await servedOutputs(primary);
     await waitForOutput(standby, (s) => s.includes('base copy'), 30_000);
     await new Promise((r) => setTimeout(r, t.afterMs));
     if (t.fault === 'kill') primary.proc.kill('SIGKILL');

@@ -37,6 +37,28 @@ interface Attempt {
   steps: number | null;
 }
 
+/**
+ * A client on the LAN asking the guest's service every few ms, and the switch's port for the guest's
+ * MAC sampled every 20 ms, until `stop()`.
+ */
+function watchGuest(l: Lan): { stop(): Promise<{ attempts: Attempt[]; ports: { at: number; port: string | null }[] }> } {
+  const c = spawn('ip', ['netns', 'exec', l.client, process.execPath, CLIENT, GUEST_IP, String(SERVICE_PORT)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  client = c;
+  let out = '';
+  c.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  const done = new Promise<void>((r) => c.once('close', () => r()));
+  const ports: { at: number; port: string | null }[] = [];
+  const sampler = setInterval(() => ports.push({ at: Date.now(), port: l.portOfMac(GUEST_MAC) }), 20);
+  return {
+    async stop() {
+      clearInterval(sampler);
+      c.kill('SIGTERM');
+      await done;
+      return { attempts: JSON.parse(out) as Attempt[], ports };
+    },
+  };
+}
+
 for (const mode of ['live', 'hybrid'] as const) {
   test(`${mode}: the guest's address moves with it; the client reaches the source's guest, then the destination's; the switch learns the new port`, deadline(90_000, async () => {
     lan = createLan();
@@ -47,13 +69,7 @@ for (const mode of ['live', 'hybrid'] as const) {
       '--report', dir.file('dest.json'), '--dump-memory', dir.file('dest.img'),
     ], {}, { netns: lan.dest });
     await waitForOutput(dest, (t) => t.includes('listening on'));
-    const attempts: Attempt[] = [];
-    client = spawn('ip', ['netns', 'exec', lan.client, process.execPath, CLIENT, GUEST_IP, String(SERVICE_PORT)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let clientOut = '';
-    client.stdout!.on('data', (d: Buffer) => { clientOut += d.toString(); });
-    const clientDone = new Promise<void>((r) => client!.once('close', () => r()));
-    const ports: { at: number; port: string | null }[] = [];
-    const sampler = setInterval(() => ports.push({ at: Date.now(), port: lan!.portOfMac(GUEST_MAC) }), 20);
+    const watch = watchGuest(lan);
     const source = memshift([
       'source', '--connect', `${lan.destAddress}:7301`, '--memory', c.memory!, '--seed', String(c.seed), '--dirty-rate', '100000',
       '--guest-ip', `${GUEST_IP}/24`, '--guest-mac', GUEST_MAC, '--guest-port', String(SERVICE_PORT), '--guest-dev', 'g0',
@@ -61,12 +77,9 @@ for (const mode of ['live', 'hybrid'] as const) {
       '--report', dir.file('source.json'),
     ], {}, { netns: lan.source });
     const [s, d] = await Promise.all([source.done, dest.done]);
-    clearInterval(sampler);
-    client.kill('SIGTERM');
-    await clientDone;
+    const { attempts, ports } = await watch.stop();
     assert.is(s.code, 0, s.stderr);
     assert.is(d.code, 0, d.stderr);
-    attempts.push(...(JSON.parse(clientOut) as Attempt[]));
     const src = dir.report('source.json');
     const dst = dir.report('dest.json');
     assert.is(diffAgainstReplay(dir.file('dest.img'), c, dst.guestSteps), null, 'destination memory after it ran on');
@@ -105,12 +118,7 @@ test('replication: the primary answers only from committed epochs; when it dies,
     '--report', dir.file('standby.json'), '--dump-memory', dir.file('standby.img'),
   ], {}, { netns: lan.dest });
   await waitForOutput(standby, (t) => t.includes('listening on'));
-  client = spawn('ip', ['netns', 'exec', lan.client, process.execPath, CLIENT, GUEST_IP, String(SERVICE_PORT)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let clientOut = '';
-  client.stdout!.on('data', (d: Buffer) => { clientOut += d.toString(); });
-  const clientDone = new Promise<void>((r) => client!.once('close', () => r()));
-  const ports: { at: number; port: string | null }[] = [];
-  const sampler = setInterval(() => ports.push({ at: Date.now(), port: lan!.portOfMac(GUEST_MAC) }), 20);
+  const watch = watchGuest(lan);
   const primary = memshift([
     'replicate', '--connect', `${lan.destAddress}:7302`, '--insecure', '--memory', c.memory!, '--seed', String(c.seed), '--dirty-rate', '100000',
     '--guest-ip', `${GUEST_IP}/24`, '--guest-mac', GUEST_MAC, '--guest-port', String(SERVICE_PORT), '--guest-dev', 'g0', '--epoch-ms', '25',
@@ -120,14 +128,12 @@ test('replication: the primary answers only from committed epochs; when it dies,
   const killedAt = Date.now();
   primary.proc.kill('SIGKILL');
   const s = await standby.done;
-  clearInterval(sampler);
-  client.kill('SIGTERM');
-  await clientDone;
+  const { attempts, ports } = await watch.stop();
   assert.is(s.code, 0, s.stderr);
   const r = JSON.parse(readFileSync(dir.file('standby.json'), 'utf8')) as { outcome: string; guestSteps: number; checkpointSteps: number };
   assert.is(r.outcome, 'failover');
   assert.is(diffAgainstReplay(dir.file('standby.img'), c, r.guestSteps), null);
-  const answered = (JSON.parse(clientOut) as Attempt[]).filter((a) => a.steps !== null) as { at: number; steps: number }[];
+  const answered = attempts.filter((a) => a.steps !== null) as { at: number; steps: number }[];
   const fromPrimary = answered.filter((a) => a.at < killedAt);
   const fromStandby = answered.filter((a) => a.at > killedAt);
   assert.ok(fromPrimary.length > 10, `the client reached the guest on the primary first (${fromPrimary.length} answers)`);

@@ -17,7 +17,7 @@ import { perTestDir } from '../_support/per-test-dir.js';
 import { Proxy } from '../_support/proxy.js';
 import { makeCredentials } from '../_support/credentials.js';
 import {
-  describeReplicationTrial, diffOutputPrefix, outputClient, planReplicationTrial, replayOutputs, runReplicationTrial, startStandby,
+  describeReplicationTrial, diffOutputPrefix, servedOutputs, planReplicationTrial, replayOutputs, runReplicationTrial, startStandby,
 } from '../_support/replication-trial.js';
 
 const { file } = perTestDir(test, 'memshift-replication-');
@@ -77,8 +77,7 @@ test('a link cut in the middle of an epoch: the torn epoch is dropped whole, the
 test('the primary ends on purpose: the standby holds its last epoch without running it, and every output of that epoch was released', deadline(60_000, async () => {
   const standby = await startStandby(file(), ['--failover-timeout', '300']);
   const primary = memshift([...primaryArgs(standby.port, ['--serve', '127.0.0.1:0', '--duration', '0.6']), '--insecure', ...['--workload', 'hotset']]);
-  await waitForOutput(primary, (s) => /serving on 127\.0\.0\.1:\d+/.test(s));
-  const client = outputClient(Number(/serving on 127\.0\.0\.1:(\d+)/.exec(primary.stdout())![1]));
+  const client = await servedOutputs(primary);
   const [s, p] = await Promise.all([standby.done, primary.done]);
   await client.closed;
   assert.is(p.code, 0, p.stderr);
@@ -99,12 +98,10 @@ test('the primary ends on purpose: the standby holds its last epoch without runn
 
 test('after a failover the standby serves the outputs from its checkpoint on: with the primary\'s, exactly the replay\'s, none lost or twice', deadline(60_000, async () => {
   const standby = await startStandby(file(), ['--failover-timeout', '300', '--run-steps', '300000', '--serve', '127.0.0.1:0']);
-  await waitForOutput(standby, (s) => /serving on 127\.0\.0\.1:\d+/.test(s));
-  const after = outputClient(Number(/serving on 127\.0\.0\.1:(\d+)/.exec(standby.stdout())![1]));
+  const after = await servedOutputs(standby);
   const hotset = { ...guest, workload: 'hotset' as const };
   const primary = memshift([...primaryArgs(standby.port, ['--serve', '127.0.0.1:0']), '--insecure', '--workload', 'hotset', '--dirty-rate', '300000']);
-  await waitForOutput(primary, (s) => /serving on 127\.0\.0\.1:\d+/.test(s));
-  const before = outputClient(Number(/serving on 127\.0\.0\.1:(\d+)/.exec(primary.stdout())![1]));
+  const before = await servedOutputs(primary);
   await waitForOutput(standby, (s) => s.includes('base copy'));
   await new Promise((r) => setTimeout(r, 400));
   primary.proc.kill('SIGKILL');
@@ -128,8 +125,7 @@ test('after a failover the standby serves the outputs from its checkpoint on: wi
 test('a primary whose standby dies stops its guest with MS_ERR_STANDBY_LOST and releases nothing more', deadline(60_000, async () => {
   const standby = await startStandby(file(), ['--failover-timeout', '300']);
   const primary = memshift([...primaryArgs(standby.port, ['--serve', '127.0.0.1:0']), '--insecure', '--standby-timeout', '300', '--workload', 'hotset', '--dirty-rate', '300000']);
-  await waitForOutput(primary, (s) => /serving on 127\.0\.0\.1:\d+/.test(s));
-  const client = outputClient(Number(/serving on 127\.0\.0\.1:(\d+)/.exec(primary.stdout())![1]));
+  const client = await servedOutputs(primary);
   await waitForOutput(standby, (s) => s.includes('base copy'));
   await new Promise((r) => setTimeout(r, 300));
   standby.proc.kill('SIGKILL');

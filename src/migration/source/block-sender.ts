@@ -10,6 +10,7 @@
 import { Limits } from '../../protocol/constants.js';
 import { BlockBuffers } from '../../pipeline/block-buffers.js';
 import type { BlockDevice } from '../../memory/types.js';
+import { takeDirtyRuns } from '../../memory/dirty-block-runs.js';
 import type { FrameLink } from '../../transport/channel.js';
 
 export interface BlocksSent {
@@ -37,13 +38,9 @@ export class BlockSender {
     for (let disk = 0; disk < this.devices.length; disk++) {
       const device = this.devices[disk];
       const ever = this.sentEver[disk];
-      let runStart = -1;
-      let runLength = 0;
-      const flush = async (): Promise<void> => {
-        if (runLength === 0) return;
+      for (const { first, count } of takeDirtyRuns(device, Limits.MAX_BLOCKS_PER_FRAME, (w, bits) => (ever[w] |= bits))) {
         const slot = next++ % SLOTS;
         await inFlight[slot];
-        const [first, count] = [runStart, runLength];
         const frame = buffers.frame(slot, disk, first, count, device.blockBytes, (data) => device.read(first, count, data));
         const sending = link.send(frame);
         // Awaited when its slot comes round or at the end; a failed link must not reject unheard meanwhile.
@@ -51,27 +48,7 @@ export class BlockSender {
         inFlight[slot] = sending;
         sent.blocks += count;
         sent.bytes += frame.length;
-        runLength = 0;
-      };
-      for (let w = 0; w < device.dirty.length; w++) {
-        let bits = Atomics.exchange(device.dirty, w, 0);
-        if (bits === 0) continue;
-        ever[w] |= bits;
-        while (bits !== 0) {
-          const bit = 31 - Math.clz32(bits & -bits);
-          bits &= bits - 1;
-          const block = w * 32 + bit;
-          if (block >= device.blocks) break;
-          if (runLength > 0 && block === runStart + runLength && runLength < Limits.MAX_BLOCKS_PER_FRAME) {
-            runLength++;
-            continue;
-          }
-          await flush();
-          runStart = block;
-          runLength = 1;
-        }
       }
-      await flush();
     }
     await Promise.all(inFlight);
     return sent;
