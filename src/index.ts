@@ -13,7 +13,7 @@ import { ErrorCode, MemshiftError, invalidArgument } from './errors.js';
 import type { MemorySource, MemoryTarget, Region } from './memory/types.js';
 import { DEFAULT_POLICY, STALL_POLICIES, type ConvergencePolicy, type StallPolicy } from './migration/convergence.js';
 import { DEFAULT_ADMISSION } from './migration/destination/admission.js';
-import { COMPRESS_MODES, type CompressMode } from './migration/compression.js';
+import { COMPRESS_MODES, DELTA_MODES, type CompressMode, type DeltaMode } from './migration/compression.js';
 import { receiveMigration } from './migration/destination/accept.js';
 import { UrgentListener } from './migration/destination/urgent-listener.js';
 import type { Worker } from 'node:worker_threads';
@@ -57,7 +57,7 @@ export { SAVE_VERSION } from './protocol/save-file.js';
 export { readLease, takeLease, renewLease, handOverLease, releaseLease, breakLease, holdsLease, type LeaseRecord } from './storage/lease.js';
 export { announce, ANNOUNCE_DEFAULTS, type AnnounceOptions, type Announcement } from './net/announce.js';
 export { LeasedImages, UnnamedImages, DEFAULT_LEASE_TTL_MS, runnerName, type RunnerHooks } from './storage/leased-images.js';
-export { COMPRESS_MODES, type CompressMode } from './migration/compression.js';
+export { COMPRESS_MODES, DELTA_MODES, type CompressMode, type DeltaMode } from './migration/compression.js';
 export type { MigrationMode } from './protocol/constants.js';
 export { parseAddress, formatAddress } from './transport/tcp.js';
 export type { Address } from './transport/tcp.js';
@@ -86,8 +86,12 @@ export interface MigrateOptions {
   throttleInitial?: number;
   /** Auto-converge: added per further stalled iteration (default 10, as QEMU's cpu-throttle-increment). */
   throttleStep?: number;
-  /** XBZRLE deltas for pages sent before (default true). */
-  xbzrle?: boolean;
+  /**
+   * XBZRLE deltas for pages sent before: 'auto' (default) uses them while the link measured in pass 1
+   * is slower than deltas move pages (sampled on this host and guest at the start) and never again once
+   * off; 'on' (or true) always, 'off' (or false) never.
+   */
+  xbzrle?: DeltaMode | boolean;
   /**
    * LZ4 for raw pages: 'auto' (default) switches it on while the measured link is slower than what the
    * encoders compress (sampled from the guest at the start) and off when not; 'lz4' always, 'none' never.
@@ -213,7 +217,7 @@ export async function migrate(source: MemorySource, to: string | Address | net.S
   if (options.prepared !== undefined && !(options.prepared instanceof PreparedEncoders)) throw invalidArgument('options.prepared', 'must come from prepareEncoders()');
   const { report, error } = await runSource(source, {
     address, socket, mode, policy, security,
-    xbzrle: options.xbzrle ?? true,
+    xbzrle: options.xbzrle === undefined ? 'auto' : options.xbzrle === true ? 'on' : options.xbzrle === false ? 'off' : choice(options.xbzrle, DELTA_MODES, 'xbzrle'),
     compress: options.compress === undefined ? 'auto' : choice(options.compress, COMPRESS_MODES, 'compress'),
     encoders: options.encoders,
     prepared: options.prepared,

@@ -3,7 +3,7 @@
 // (the guest then kept running here, except after a switchover in doubt).
 
 import {
-  COMPRESS_MODES, ErrorCode, formatReport, migrate, prepareEncoders, errorCode, MIGRATION_MODES, type MigrationMode, type Report, type StallPolicy,
+  COMPRESS_MODES, DELTA_MODES, ErrorCode, formatReport, migrate, prepareEncoders, errorCode, MIGRATION_MODES, type MigrationMode, type Report, type StallPolicy,
 } from '../index.js';
 import { SimulatedGuest, parseSize, ramRegionIds } from '../sim/index.js';
 import {
@@ -34,7 +34,7 @@ export const sourceFlags: Flags = {
   'throttle-initial': { type: 'string', value: 'PERCENT', help: 'auto-converge: first throttle', default: '20' },
   'throttle-step': { type: 'string', value: 'PERCENT', help: 'auto-converge: added per stalled iteration', default: '10' },
   warmup: { type: 'string', value: 'MS', help: 'let the guest run this long before migrating', default: '300' },
-  xbzrle: { type: 'string', value: 'on|off', help: 'XBZRLE deltas for pages sent before', default: 'on' },
+  xbzrle: { type: 'string', value: 'auto|on|off', help: 'XBZRLE deltas for pages sent before: auto while the link measured in pass 1 is slower than deltas move pages, or always, or never', default: 'auto' },
   compress: { type: 'string', value: 'auto|lz4|none', help: 'LZ4 for raw pages: auto while the measured link is slower than the encoders compress, or always, or never', default: 'auto' },
   encoders: { type: 'string', value: 'N', help: 'encoder threads (default cores - 1)' },
   'max-bandwidth': { type: 'string', value: 'SIZE', help: 'cap on bytes sent per second, e.g. 100MiB (default: no cap)' },
@@ -58,7 +58,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
   const config = guestConfigFrom(a);
   const mode = requireString(a, 'mode') as MigrationMode;
   const onStall = requireString(a, 'on-stall') as StallPolicy;
-  const xbzrle = parseChoice(requireString(a, 'xbzrle'), '--xbzrle', ['on', 'off']);
+  const xbzrle = parseChoice(requireString(a, 'xbzrle'), '--xbzrle', DELTA_MODES);
   const compress = parseChoice(requireString(a, 'compress'), '--compress', COMPRESS_MODES);
   const encoders = optionalString(a, 'encoders');
   const bandwidth = optionalString(a, 'max-bandwidth');
@@ -69,7 +69,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
   const network = guestNetworkFrom(a);
   const guest = SimulatedGuest.create(config, {
     maxSlabBytes: parseSize(requireString(a, 'slab-size'), '--slab-size'),
-    cacheBytes: xbzrle === 'on' ? parseSize(requireString(a, 'cache-size'), '--cache-size') : 0,
+    cacheBytes: xbzrle !== 'off' ? parseSize(requireString(a, 'cache-size'), '--cache-size') : 0,
   }, {
     storage, network, nicDevice: optionalString(a, 'guest-dev') ?? null,
     nicEvents: { onError: (message) => console.error(`memshift source: ${message}`) },
@@ -98,7 +98,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
         postcopyAfter: postcopyAfter === undefined ? undefined : parseInteger(postcopyAfter, '--postcopy-after', 1),
         throttleInitial: parseInteger(requireString(a, 'throttle-initial'), '--throttle-initial', 1, 99),
         throttleStep: parseInteger(requireString(a, 'throttle-step'), '--throttle-step', 1, 99),
-        xbzrle: xbzrle === 'on',
+        xbzrle,
         compress,
         prepared,
         maxBandwidth: bandwidth === undefined ? undefined : parseSize(bandwidth, '--max-bandwidth'),

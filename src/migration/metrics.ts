@@ -30,8 +30,12 @@ export interface IterationRecord {
   etaMs: number | null;
   /** Guest steps per second over this pass (0 while paused); null when the guest does not expose steps. */
   guestStepsPerSec: number | null;
-  /** Whether raw pages went through LZ4 at the end of this pass, and why (compression.ts; `--compress auto` decides per pass). */
-  compression: { lz4: boolean; reason: string };
+  /**
+   * Whether raw pages went through LZ4 at the end of this pass, and why (compression.ts; `--compress
+   * auto` decides per pass); whether pages sent before went as XBZRLE deltas, and why (`--xbzrle auto`).
+   * (Reports of builds before the XBZRLE decision have no `xbzrle` and `xbzrleReason`.)
+   */
+  compression: { lz4: boolean; reason: string; xbzrle?: boolean; xbzrleReason?: string };
 }
 
 export type { EncodingCounts };

@@ -22,7 +22,7 @@ const iteration = closed({
   // Infinity when nothing was measured yet: null in JSON.
   expectedDowntimeMs: numOrNull,
   throttlePercent: num, pagesByEncoding: encodingCounts, endedAtMs: num, etaMs: numOrNull, guestStepsPerSec: numOrNull,
-  compression: closed({ lz4: { type: 'boolean' }, reason: { type: 'string' } }),
+  compression: closed({ lz4: { type: 'boolean' }, reason: { type: 'string' }, xbzrle: { type: 'boolean' }, xbzrleReason: { type: 'string' } }, ['xbzrle', 'xbzrleReason']),
 });
 
 const downtimeBreakdown = closed({

@@ -5,9 +5,9 @@
 //   buf: ┌────────── consumed ──────────┬──── buffered ────┬────────── free ──────────┐
 //        0                            start              end                    capacity
 //
-// The socket reads straight into `writable()` (the free tail). When the tail gets short, or reads
-// have gone past the first CACHED_WINDOW_BYTES, the buffered bytes (at most one partial frame) move
-// to the front. A frame returned by `next()` points
+// The socket reads straight into `writable()` (the free tail, up to the end of the frame whose header
+// is in). When the tail gets short, or reads have gone past the first CACHED_WINDOW_BYTES, the
+// buffered bytes (at most one partial frame) move to the front. A frame returned by `next()` points
 // into `buf` and stays valid until the next `writable()` or `push()`; the caller must finish with it
 // (or copy it) before more bytes arrive, which a synchronous per-read handler does by construction.
 
@@ -85,7 +85,11 @@ export class FrameReader {
       this.end -= this.start;
       this.start = 0;
     }
-    return this.buf.subarray(this.end);
+    // A read never runs past the pending frame: once that frame is taken nothing stays buffered, so the
+    // next read starts again at the front without moving a partial frame there (that copy, of half a
+    // batch on average, cost 5 % of a first pass's CPU).
+    const frameEnd = this.pendingFrameEnd();
+    return this.buf.subarray(this.end, frameEnd > this.end ? frameEnd : this.buf.length);
   }
 
   /** Records that `n` bytes were written at the start of the last `writable()`. */

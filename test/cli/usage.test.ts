@@ -25,7 +25,7 @@ async function assertUsageError(args: string[], flag: string, options: { exact?:
 // Port 9 (discard) on loopback: nothing listens there, and nothing may try to connect.
 const SOURCE = ['source', '--connect', '127.0.0.1:9', '--memory', '1MiB', '--seed', '1', '--quiet'];
 
-test('source --xbzrle with a value other than on|off exits 2 naming --xbzrle', async () => {
+test('source --xbzrle with a value other than auto|on|off exits 2 naming --xbzrle', async () => {
   await assertUsageError([...SOURCE, '--xbzrle', 'maybe'], '--xbzrle');
 });
 

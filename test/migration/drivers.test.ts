@@ -44,7 +44,7 @@ function destinationOn(link: ReturnType<typeof linkPair>['b'], options: Destinat
 function sourceOn(link: ReturnType<typeof linkPair>['a'], source: MirrorSource, mode: MigrationMode): Promise<SourceResult> {
   return runSource(source, {
     address: { host: '127.0.0.1', port: 1 }, link, mode, security: INSECURE, policy: { ...DEFAULT_POLICY, downtimeLimitMs: 10_000 },
-    xbzrle: true, compress: 'none', encoders: 1, maxBandwidth: null, connectTimeoutMs: 10_000, answerTimeoutMs: 10_000,
+    xbzrle: 'on', compress: 'none', encoders: 1, maxBandwidth: null, connectTimeoutMs: 10_000, answerTimeoutMs: 10_000,
   });
 }
 
@@ -226,7 +226,7 @@ async function migrateWithQueries(mode: MigrationMode, o: {
   };
   const src = await within(runSource(source, {
     address: { host: '127.0.0.1', port: 1 }, link: a, mode, security: INSECURE, policy: { ...DEFAULT_POLICY, downtimeLimitMs: 10_000 },
-    xbzrle: true, compress: 'none', encoders: 1, maxBandwidth: null, connectTimeoutMs: 10_000, answerTimeoutMs: 10_000,
+    xbzrle: 'on', compress: 'none', encoders: 1, maxBandwidth: null, connectTimeoutMs: 10_000, answerTimeoutMs: 10_000,
     reopen, resolveTimeoutMs: o.resolveTimeoutMs ?? 10_000, signal: o.signal,
   }), 30_000, 'source driver');
   // Nothing will confirm: end the linger now rather than wait it out.

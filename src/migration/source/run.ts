@@ -3,7 +3,7 @@
 // page sender, dirty tracker, fault thread). Phases read and write it; only the driver creates and
 // closes it. Holding the guest's paused/throttled state here is what lets any failure put it back.
 
-import { Compression, type CompressMode } from '../compression.js';
+import { Compression, type CompressMode, type DeltaMode } from '../compression.js';
 import type net from 'node:net';
 import { ErrorCode, MemshiftError } from '../../errors.js';
 import { DirtyTracker } from '../../memory/dirty-tracker.js';
@@ -37,7 +37,7 @@ export interface SourceOptions {
   security: LinkSecurity;
   mode: MigrationMode;
   policy: ConvergencePolicy;
-  xbzrle: boolean;
+  xbzrle: DeltaMode;
   compress: CompressMode;
   encoders?: number;
   /** Encoder threads started before the migration (prepared-encoders.ts); taken instead of starting new ones. */

@@ -8,6 +8,7 @@
 
 import { Compression } from '../../compression.js';
 import { sampleLz4 } from '../lz4-sample.js';
+import { sampleXbzrle } from '../xbzrle-sample.js';
 import { randomBytes } from 'node:crypto';
 import { ErrorCode, MemshiftError } from '../../../errors.js';
 import { EncoderPool } from '../../../pipeline/pool.js';
@@ -45,7 +46,7 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   const session = new Uint8Array(randomBytes(Limits.SESSION_ID_BYTES));
   run.record.session = session;
   run.record.guestBytes = source.regions.reduce((n, r) => n + r.pageCount * r.pageSize, 0);
-  const ours = (options.xbzrle ? Capability.XBZRLE : 0) | (options.compress !== 'none' ? Capability.LZ4 : 0) | (wantsPostcopy ? Capability.POSTCOPY : 0) |
+  const ours = (options.xbzrle !== 'off' ? Capability.XBZRLE : 0) | (options.compress !== 'none' ? Capability.LZ4 : 0) | (wantsPostcopy ? Capability.POSTCOPY : 0) |
     (source.unwrittenPagesAreZero === true ? Capability.UNWRITTEN_ZERO : 0) | (source.storage != null ? Capability.SHARED_STORAGE : 0) |
     ((source.blockDevices?.length ?? 0) > 0 ? Capability.BLOCKS : 0);
   await channel.send(encodeHello({ session, role: ChannelRole.BULK, mode: options.mode, capabilities: ours, regions: [...source.regions] }));
@@ -69,7 +70,8 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   run.record.stepRateBefore = stepRate(run.stepsAtStart, run.record.startedAt, source.steps, setupEnd);
   // LZ4 only where both ends have it; under auto, judged by a sample of this guest (lz4-sample.ts).
   const mode = (capabilities & Capability.LZ4) !== 0 ? options.compress : 'none';
-  run.compression = new Compression(mode, mode === 'auto' ? sampleLz4(run.slabs, pool.size) : null);
+  const deltas = (capabilities & Capability.XBZRLE) !== 0 ? options.xbzrle : 'off';
+  run.compression = new Compression(mode, mode === 'auto' ? sampleLz4(run.slabs, pool.size) : null, { mode: deltas, sample: deltas === 'auto' ? sampleXbzrle(run.slabs) : null });
   run.limiter = options.maxBandwidth === null ? null : new RateLimiter(options.maxBandwidth);
   const sender = new PageSender(run.slabs, pool, channel, { lz4: () => run.compression.lz4, limiter: run.limiter });
   run.link = { session, capabilities, offered: ours, sender, blocks: devices.length > 0 ? new BlockSender(devices) : null };

@@ -44,9 +44,8 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
   const stepsAtStart = run.source.steps;
   let sent = 0;
   let sentBytes = 0;
-  const useXbzrle = (capabilities & Capability.XBZRLE) !== 0 && iteration > 1;
   const c = run.compression;
-  c.passStarting();
+  const useXbzrle = c.passStarting((capabilities & Capability.XBZRLE) !== 0 && iteration > 1);
   // A cancel ends the pass at the next batch rather than after the whole of guest memory.
   const signal = run.options.signal;
   const stop = (): boolean => performance.now() >= deadline || signal?.aborted === true;
@@ -65,7 +64,11 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
   run.checkCancel(channel.phase);
   // The disks' share of the pass: what was written since their last pass (the guest paused: the rest).
   const disks = await sendBlocks(run);
-  await channel.send(encodeIterationEnd({ iteration, pages: pass.pages, bytes: pass.bytes }));
+  const ended = channel.send(encodeIterationEnd({ iteration, pages: pass.pages, bytes: pass.bytes }));
+  // The final pass does not wait for the socket to take its end: SWITCHOVER follows on the same
+  // ordered channel, and its send fails if this one did (each wait is an event-loop turn of downtime).
+  if (phase === 'precopy') await ended;
+  else ended.catch(() => undefined);
   run.record.pagesTransferred += pass.pages;
   run.record.pagesByEncoding = addCounts(run.record.pagesByEncoding, pass.counts);
   run.meter.add(pass.bytes + disks.bytes, pass.ms + disks.ms);
@@ -74,6 +77,6 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
     iteration, pages: pass.pages, bytes: pass.bytes, ms: pass.ms, bandwidthBytesPerSec: run.meter.rate(), dirtyPages: 0, dirtyPagesPerSec: 0,
     expectedDowntimeMs: 0, throttlePercent: run.throttlePercent, pagesByEncoding: pass.counts,
     endedAtMs: now - run.record.startedAt, etaMs: null, guestStepsPerSec: stepRate(stepsAtStart, tPass, run.source.steps, now),
-    compression: { lz4: c.lz4, reason: c.reason },
+    compression: { lz4: c.lz4, reason: c.reason, xbzrle: useXbzrle, xbzrleReason: c.xbzrleReason },
   };
 }

@@ -100,7 +100,7 @@ export async function runPostcopyRunning(run: SourceRun, state: Extract<SourceSt
     // Every page is pushed: nothing is left but POSTCOPY_DONE. The guest runs on the destination (its
     // report's afterResume), so this side has no step rate for the push.
     endedAtMs: run.setEta(0) - run.record.startedAt, etaMs: 0, guestStepsPerSec: null,
-    compression: { lz4: run.compression.lz4, reason: run.compression.reason },
+    compression: { lz4: run.compression.lz4, reason: run.compression.reason, xbzrle: false, xbzrleReason: run.compression.xbzrleReason },
   });
   // Every page is out: the urgent channel has no more work, and the destination may close it first.
   const doneFrame = await inbox.expect([FrameType.POSTCOPY_DONE], run.options.answerTimeoutMs);

@@ -33,11 +33,13 @@ export async function runStopAndCopy(run: SourceRun, state: Extract<SourceState,
   }
   const tFinal = performance.now();
   const final = await sendPass(run, iteration, 'stop-and-copy', 'stop-and-copy');
-  // Every page is out: what is left to go is the switchover itself.
-  const eta = estimateTransfer(0, final.bandwidthBytesPerSec, run.options.policy.switchoverCostMs).ms;
-  const at = run.setEta(eta);
-  run.recordPass({ ...final, etaMs: eta, endedAtMs: at - run.record.startedAt });
   const finalPagesMs = performance.now() - tFinal;
   run.established.channel.phase = 'switchover';
-  return sendSwitchover(run, { mode: SwitchoverMode.STOP_AND_COPY, iteration, pausedAt, pauseMs, finalPagesMs, finalPages: final.pages, missingPages: 0 });
+  const sent = await sendSwitchover(run, { mode: SwitchoverMode.STOP_AND_COPY, iteration, pausedAt, pauseMs, finalPagesMs, finalPages: final.pages, missingPages: 0 });
+  // The pass's record and events once SWITCHOVER is out: bookkeeping is no part of the downtime. What
+  // is left to go is the switchover's round trip.
+  const eta = estimateTransfer(0, final.bandwidthBytesPerSec, run.options.policy.switchoverCostMs).ms;
+  run.setEta(eta);
+  run.recordPass({ ...final, etaMs: eta, endedAtMs: tFinal + finalPagesMs - run.record.startedAt });
+  return sent;
 }
