@@ -42,6 +42,8 @@ export async function runPostcopySwitchover(run: DestinationRun, order: Switchov
   run.record.destinationDowntime = destinationDowntime({ applyMs: 0, digestMs, resumeMs: resumeMs + stateMs });
   run.channel.phase = 'post-copy';
   run.resumed = encodeResumed({ digest, pagesReceived: run.applier!.totals.pages, applyMs: 0, stateMs, digestMs, resumeMs });
+  // Out at once, as after a stop-and-copy (switchover.ts): the source's downtime ends when it arrives.
+  sendResumed(run).catch(() => undefined);
   // A notice: from here the guest depends on both hosts until every page has arrived.
   run.log(`guest resumed in post-copy with ${order.missingPages} pages still on the source`, 'notice');
   return { type: 'resumed' };
