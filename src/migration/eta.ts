@@ -10,6 +10,8 @@
 //
 //   repeat  decide(R, B, D, …)                                   the policy's own rules, in order
 //     continue  → a pass of R/B; it leaves R' = min(D·R/B, cap) dirty    (D < B: R shrinks by D/B per pass)
+//                 or, with the dirtying curve u (dirtying.ts), R' = min(u(R/B), cap): a guest whose
+//                 working set saturates a long pass dirties a short one faster than D says
 //     throttle  → the same, with D scaled to the vCPU's new share: D·(100 − p')/(100 − p)
 //     switchover (limit met, or forced by a cap / stall)  → + R/B + S, done
 //     postcopy  → + S + R/B (the rest is pushed while the guest runs there), done
@@ -60,6 +62,11 @@ export interface EtaModel {
   switchoverMs: number;
   /** Most bytes that can be dirty at once (the guest's size): D·t saturates there. */
   dirtyCapBytes: number;
+  /**
+   * Pages the guest dirties in `ms` at a throttle (dirtying.ts: the curve sampled during the passes),
+   * or null; without it, or when it has no answer, a pass of t leaves D·t dirty.
+   */
+  dirtiedPages?: (ms: number, throttlePercent: number) => number | null;
 }
 
 /** One transfer of `bytes` at `bandwidth`, then `switchoverMs`: cold, warm, a final pass, a post-copy push. */
@@ -89,7 +96,8 @@ export function estimatePrecopy(m: ConvergenceMetrics, policy: ConvergencePolicy
       case 'continue':
       case 'throttle': {
         const throttle = d.throttlePercent ?? cur.throttlePercent;
-        const dirtyRate = (cur.dirtyRate * (100 - throttle)) / (100 - cur.throttlePercent);
+        const curve = transfer > 0 ? (model.dirtiedPages?.(transfer, throttle) ?? null) : null;
+        const dirtyRate = curve !== null ? (curve * model.bytesPerPage * 1000) / transfer : (cur.dirtyRate * (100 - throttle)) / (100 - cur.throttlePercent);
         const remainingBytes = Math.min(model.dirtyCapBytes, (dirtyRate * transfer) / 1000);
         const remainingPages = remainingBytes / model.bytesPerPage;
         ms += transfer;

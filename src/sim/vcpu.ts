@@ -14,9 +14,6 @@ import type { CpuCounters, WorkloadShape } from './workload.js';
 import type { VcpuConfig, VcpuWorkerData } from './vcpu-worker.js';
 import type { DiskHandle } from './disk.js';
 
-/** How long a command's acknowledgement is waited for synchronously before the wait yields to the event loop. */
-const ACK_BLOCKING_MS = 1;
-
 export interface VcpuOptions {
   stepsPerSecond: number;
   gate?: PageGateInit | null;
@@ -163,20 +160,10 @@ export class Vcpu {
       Atomics.store(i32, Ctl.CMD, cmd);
       const seq = Atomics.add(i32, Ctl.CMD_SEQ, 1) + 1;
       Atomics.notify(i32, Ctl.CMD_SEQ);
-      let blocking = true;
       for (;;) {
         const ack = Atomics.load(i32, Ctl.ACK_SEQ);
         if (ack === seq) return;
         this.checkAlive();
-        if (blocking) {
-          // A pause or resume is on the downtime's path, and the acknowledgement usually comes within
-          // tens of microseconds: wait for it on this thread rather than through the event loop (a hop
-          // that costs 0.3–1 ms on a busy host). A vCPU mid-batch or blocked on a fault is waited for
-          // without blocking once ACK_BLOCKING_MS has passed.
-          blocking = false;
-          Atomics.wait(i32, Ctl.ACK_SEQ, ack, ACK_BLOCKING_MS);
-          continue;
-        }
         await waitForChange(i32, Ctl.ACK_SEQ, ack, 1000);
       }
     };

@@ -42,6 +42,20 @@ test('a converging guest: passes shrink R by D/B each until R/B meets the limit,
   assert.equal(shape(e), { ending: 'converges', passes: 3, rule: 'downtime-limit' });
 });
 
+test('with a dirtying curve, each projected pass leaves what the curve says for its length, not D·t', () => {
+  // R 80 MB at B: pass 2 takes 800 ms. A working set of 4 MB (~977 pages) saturated: every projected
+  // pass leaves 4 MB, which takes 40 ms ≤ 100 ms: the final pass and S. D·t (D = B/2) would have
+  // projected 800 + 400 + 200 ms of passes.
+  const workingSet = 4e6 / PAGE;
+  const model: EtaModel = { ...MODEL, dirtiedPages: () => workingSet };
+  const e = estimatePrecopy(metrics({ remainingBytes: 80e6, dirtyRate: 5e7 }), policy(), model);
+  near(e.ms, 800 + 40 + S, 'saturated working set');
+  assert.equal(shape(e), { ending: 'converges', passes: 1, rule: 'downtime-limit' });
+  // A curve with no answer (no pass measured yet) falls back to D·t.
+  const fallback = estimatePrecopy(metrics({ remainingBytes: 80e6, dirtyRate: 5e7 }), policy(), { ...MODEL, dirtiedPages: () => null });
+  near(fallback.ms, 800 + 400 + 200 + 100 + S, 'fallback');
+});
+
 test('already within the limit: only the final pass and the switchover remain', () => {
   const e = estimatePrecopy(metrics({ remainingBytes: 5e6, dirtyRate: 5e7 }), policy(), MODEL);
   near(e.ms, 50 + S, 'final pass only');

@@ -4,6 +4,7 @@
 // closes it. Holding the guest's paused/throttled state here is what lets any failure put it back.
 
 import { Compression, type CompressMode, type DeltaMode } from '../compression.js';
+import { DirtyingCurve } from '../dirtying.js';
 import type net from 'node:net';
 import { ErrorCode, MemshiftError } from '../../errors.js';
 import { DirtyTracker } from '../../memory/dirty-tracker.js';
@@ -123,6 +124,8 @@ export class SourceRun {
   paused = false;
   throttlePercent = 0;
   lastSync = 0;
+  /** Pages dirtied against time since a sync, sampled in the pre-copy passes (the ETA's projection). */
+  readonly dirtying = new DirtyingCurve();
   previous = { dirtyRate: 0, bandwidth: 0 };
   /** Whether encoders use LZ4 now and why (compression.ts); the handshake replaces it once LZ4 is negotiated. */
   compression = new Compression('none', null);

@@ -49,7 +49,12 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
   // A cancel ends the pass at the next batch rather than after the whole of guest memory.
   const signal = run.options.signal;
   const stop = (): boolean => performance.now() >= deadline || signal?.aborted === true;
+  // The dirtying curve (dirtying.ts) is sampled between batches of a pre-copy pass: the dirty log
+  // since the sync that started it. An integrator's log is only brought in at a sync: not sampled.
+  const sampleDirtying = phase === 'precopy' && run.source.collectDirtyLog === undefined;
+  if (sampleDirtying) run.dirtying.passStarting(run.throttlePercent);
   const pass = await sender.sendPass(iteration, useXbzrle, (r, bytes) => {
+    if (sampleDirtying) run.dirtying.sample(performance.now() - run.lastSync, run.tracker.peekDirty());
     sent += r.entries;
     sentBytes += bytes;
     run.record.bytesTransferred += bytes;

@@ -20,6 +20,7 @@ export async function runPrecopyPass(run: SourceRun, state: Extract<SourceState,
   const now = performance.now();
   const remaining = run.tracker.sync();
   const sinceSync = Math.max(1e-3, (now - run.lastSync) / 1000);
+  run.dirtying.passEnded(sinceSync * 1000, remaining);
   run.lastSync = now;
   // Expected cost of the next pass: measured bytes per page after pass 1 (deltas, zero pages), the
   // full page size before (pass 1 is dominated by pages that will never be dirty again).
@@ -37,7 +38,9 @@ export async function runPrecopyPass(run: SourceRun, state: Extract<SourceState,
   Object.assign(run.live, { remaining, bandwidth: record.bandwidthBytesPerSec, dirtyRate, predicted });
   const decision = decideConvergence(metrics, run.options.policy);
   // The same figures, projected until the migration completes (eta.ts replays the policy on them).
-  const eta = estimatePrecopy(metrics, run.options.policy, { bytesPerPage, switchoverMs: run.options.policy.switchoverCostMs, dirtyCapBytes: run.guestPages * bytesPerPage });
+  // An integrator's dirty log (collectDirtyLog) is only brought in at a sync: its curve would be flat.
+  const dirtiedPages = run.source.collectDirtyLog === undefined ? (ms: number, p: number) => run.dirtying.pagesIn(ms, p) : undefined;
+  const eta = estimatePrecopy(metrics, run.options.policy, { bytesPerPage, switchoverMs: run.options.policy.switchoverCostMs, dirtyCapBytes: run.guestPages * bytesPerPage, dirtiedPages });
   const at = run.setEta(eta.ms);
   run.recordPass({ ...record, dirtyPages: remaining, dirtyPagesPerSec: dirtyRate, expectedDowntimeMs: predicted, etaMs: eta.ms, endedAtMs: at - run.record.startedAt });
   run.previous = { dirtyRate: dirtyRate * bytesPerPage, bandwidth: record.bandwidthBytesPerSec };
