@@ -16,7 +16,6 @@
 // Accepting connections and the handshake's first checks live in accept.ts.
 
 import { ErrorCode, MemshiftError, isLinkFailure, toMemshiftError } from '../../errors.js';
-import { sessionDigest } from '../../memory/slab.js';
 import { FrameType } from '../../protocol/constants.js';
 import { decodeComplete, encodeError } from '../../protocol/control.js';
 import { frameTypeName } from '../../protocol/frame.js';
@@ -375,7 +374,7 @@ export class Session {
     r.pagesTransferred = totals?.pages ?? 0;
     if (totals) r.pagesByEncoding = { ...totals.counts };
     r.converged = s.kind === 'completed';
-    if (run.target !== null && r.digest === 0n) r.digest = sessionDigest(run.target);
+    if (run.target !== null && r.digest === 0n) r.digest = run.digest();
     if (run.urgent !== null && run.resumedAt > 0) {
       // Final counts (a request sent just before every page was present is counted, as the source
       // counted it); the time to all-present stays as measured when it happened.

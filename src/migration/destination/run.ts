@@ -5,6 +5,8 @@
 import type { AdmissionLimits } from './admission.js';
 import type { BlockDevice, Region, MemoryTarget } from '../../memory/types.js';
 import type { DiskShape } from '../../protocol/blocks.js';
+import type { DiskDigest } from '../disk-digest.js';
+import { sessionDigest } from '../../memory/slab.js';
 import type { BlockBuffers } from '../../pipeline/block-buffers.js';
 import type { FrameLink } from '../../transport/channel.js';
 import type { LinkSecurity } from '../../transport/security.js';
@@ -78,7 +80,7 @@ export class DestinationRun {
    */
   resumeCommitted = false;
   /** The disks the source named (DISKS) and where their blocks are written; null until then. */
-  disks: { shapes: DiskShape[]; devices: readonly BlockDevice[]; buffers: BlockBuffers; flushing: Promise<void> } | null = null;
+  disks: { shapes: DiskShape[]; devices: readonly BlockDevice[]; buffers: BlockBuffers; digest: DiskDigest; flushing: Promise<void> } | null = null;
   /** Device state as received, loaded at the switchover. */
   deviceState: Uint8Array | null = null;
   /** Time spent applying batches since the last ITERATION_END. */
@@ -113,6 +115,11 @@ export class DestinationRun {
 
   /** Reports events to the caller's onEvent (never throws). */
   readonly emit: EventSink;
+
+  /** The session digest as it stands: the target memory's, XOR the disks' blocks as they landed (disk-digest.ts). */
+  digest(): bigint {
+    return sessionDigest(this.target!) ^ (this.disks?.digest.value ?? 0n);
+  }
 
   /**
    * Makes the disk blocks received so far durable: started in the background after each pass, so that

@@ -11,6 +11,8 @@ import { Limits } from '../../protocol/constants.js';
 import { BlockBuffers } from '../../pipeline/block-buffers.js';
 import type { BlockDevice } from '../../memory/types.js';
 import { takeDirtyRuns } from '../../memory/dirty-block-runs.js';
+import { DiskDigest } from '../disk-digest.js';
+import { BLOCKS_HEAD_BYTES, FRAME_HEADER_BYTES } from '../../protocol/frame.js';
 import type { FrameLink } from '../../transport/channel.js';
 
 export interface BlocksSent {
@@ -24,9 +26,12 @@ const SLOTS = 4;
 export class BlockSender {
   private readonly sentEver: Int32Array[];
   private buffers: BlockBuffers | null = null;
+  /** The disks' share of the session digest: every block as it went out last (disk-digest.ts). */
+  readonly digest: DiskDigest;
 
   constructor(readonly devices: readonly BlockDevice[]) {
     this.sentEver = devices.map((d) => new Int32Array(d.dirty.length));
+    this.digest = new DiskDigest(devices.map((d) => ({ blockBytes: d.blockBytes, blocks: d.blocks })));
   }
 
   /** Sends every block marked dirty now; resolves when the socket took the last run. */
@@ -42,6 +47,7 @@ export class BlockSender {
         const slot = next++ % SLOTS;
         await inFlight[slot];
         const frame = buffers.frame(slot, disk, first, count, device.blockBytes, (data) => device.read(first, count, data));
+        this.digest.record(disk, first, count, frame, FRAME_HEADER_BYTES + BLOCKS_HEAD_BYTES);
         const sending = link.send(frame);
         // Awaited when its slot comes round or at the end; a failed link must not reject unheard meanwhile.
         sending.catch(() => undefined);

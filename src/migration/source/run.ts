@@ -5,6 +5,7 @@
 
 import { Compression, type CompressMode, type DeltaMode } from '../compression.js';
 import { DirtyingCurve } from '../dirtying.js';
+import { sessionDigest } from '../../memory/slab.js';
 import type net from 'node:net';
 import { ErrorCode, MemshiftError } from '../../errors.js';
 import { DirtyTracker } from '../../memory/dirty-tracker.js';
@@ -161,6 +162,11 @@ export class SourceRun {
   decide(decision: NonNullable<RunRecord['switchoverReason']>): void {
     this.record.switchoverReason = decision;
     this.emit({ type: 'switchover', role: 'source', decision });
+  }
+
+  /** The session digest as it stands: memory's, XOR the disks' blocks as they went out (disk-digest.ts). */
+  digest(): bigint {
+    return sessionDigest(this.source) ^ (this.link?.blocks?.digest.value ?? 0n);
   }
 
   /** Records a new ETA made now; returns now. */

@@ -9,7 +9,6 @@
 //   … all-present ─► open gate ─► POSTCOPY_DONE(digest, fault latencies) ─► (COMPLETE)
 
 import { ErrorCode, MemshiftError } from '../../../errors.js';
-import { sessionDigest } from '../../../memory/slab.js';
 import { encodePostcopyDone, encodeResumed, type Switchover } from '../../../protocol/control.js';
 import { destinationDowntime, type PostcopyStats } from '../../report.js';
 import type { DestEvent } from '../machine.js';
@@ -55,7 +54,7 @@ export async function confirmPostcopy(run: DestinationRun): Promise<DestEvent | 
   await sendResumed(run);
   urgent.openGate();
   const stats = postcopyStats(run);
-  const final = sessionDigest(run.target!);
+  const final = run.digest();
   run.record.postcopy = stats;
   run.record.digest = final;
   await run.channel.send(encodePostcopyDone({

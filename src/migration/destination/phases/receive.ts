@@ -11,6 +11,7 @@ import { ErrorCode, MemshiftError, isMemshiftError } from '../../../errors.js';
 import { Capability, FrameType, SwitchoverMode } from '../../../protocol/constants.js';
 import { blocksCheckedLength, decodeBlocks, decodeDisks } from '../../../protocol/blocks.js';
 import { BlockBuffers } from '../../../pipeline/block-buffers.js';
+import { DiskDigest } from '../../disk-digest.js';
 import { decodeComplete, decodeError, decodeIterationEnd, decodeMissingPages, decodeSwitchover, peerError } from '../../../protocol/control.js';
 import { frameTypeName } from '../../../protocol/frame.js';
 import type { Frame } from '../../../protocol/frame-reader.js';
@@ -82,7 +83,7 @@ function receiveDisks(run: DestinationRun, state: DestState, frame: Frame): void
   }
   const shapes = decodeDisks(frame.buf, frame.bodyOffset, frame.bodyLength);
   const devices = run.target!.receiveBlockDevices!(shapes);
-  run.disks = { shapes, devices, buffers: new BlockBuffers(1), flushing: Promise.resolve() };
+  run.disks = { shapes, devices, buffers: new BlockBuffers(1), digest: new DiskDigest(shapes), flushing: Promise.resolve() };
 }
 
 /** A run of disk blocks: each block checked against its hash (the CRC covered the hashes), then written at its offset. */
@@ -98,6 +99,7 @@ function writeBlocks(run: DestinationRun, state: DestState, frame: Frame): void 
   const t = performance.now();
   disks.buffers.verify(frame.buf, b.hashesOffset, b.dataOffset, b.count, blockBytes, () => `BLOCKS disk ${b.disk} blocks [${b.firstBlock}, +${b.count})`);
   disks.devices[b.disk].write(b.firstBlock, b.count, frame.buf.subarray(b.dataOffset, b.dataOffset + b.count * blockBytes));
+  disks.digest.record(b.disk, b.firstBlock, b.count, frame.buf, b.hashesOffset);
   run.passApplyMs += performance.now() - t;
 }
 

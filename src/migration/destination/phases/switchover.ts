@@ -10,7 +10,6 @@
 // failed meanwhile (and may be telling a querying source it never resumed) must not start the guest.
 
 import { ErrorCode, MemshiftError } from '../../../errors.js';
-import { sessionDigest } from '../../../memory/slab.js';
 import type { Switchover } from '../../../protocol/control.js';
 import { encodeResumed } from '../../../protocol/control.js';
 import { destinationDowntime, hex64 } from '../../report.js';
@@ -22,7 +21,7 @@ import { acceptStorage } from '../../shared-storage.js';
 /** Compares the memory digest with the one the source announced; a mismatch never resumes. */
 export function checkDigest(run: DestinationRun, order: Switchover, when: string): { digest: bigint; ms: number } {
   const t = performance.now();
-  const digest = sessionDigest(run.target!);
+  const digest = run.digest();
   if (digest !== order.digest) {
     throw new MemshiftError(ErrorCode.DIGEST_MISMATCH, `memory digest ${hex64(digest)} differs from the source's ${hex64(order.digest)}${when}: not resuming`);
   }

@@ -14,7 +14,6 @@
 //         ─► push (windows around faults) ║ urgent answers ─► POSTCOPY_DONE(digest) ─► release
 
 import { ErrorCode, MemshiftError } from '../../../errors.js';
-import { sessionDigest } from '../../../memory/slab.js';
 import { FrameType, SwitchoverMode } from '../../../protocol/constants.js';
 import { decodePostcopyDone } from '../../../protocol/control.js';
 import { unsentPagesFrames } from '../../missing-pages.js';
@@ -106,7 +105,7 @@ export async function runPostcopyRunning(run: SourceRun, state: Extract<SourceSt
   const doneFrame = await inbox.expect([FrameType.POSTCOPY_DONE], run.options.answerTimeoutMs);
   const done = decodePostcopyDone(doneFrame.body, 0, doneFrame.body.length);
   const doneAt = performance.now();
-  const digest = sessionDigest(run.source);
+  const digest = run.digest();
   run.record.digest = digest;
   run.record.postcopy = {
     faults: done.faults, faultLatencyUs: { p50: done.faultP50Us, p99: done.faultP99Us, max: done.faultMaxUs },

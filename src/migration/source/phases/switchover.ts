@@ -5,7 +5,6 @@
 //   DEVICE_STATE ─► SWITCHOVER(mode, digest, missing) ─► … ─► RESUMED(digest, apply/digest/resume ms)
 
 import { ErrorCode, MemshiftError } from '../../../errors.js';
-import { sessionDigest } from '../../../memory/slab.js';
 import { FrameType } from '../../../protocol/constants.js';
 import { decodeResumed, encodeDeviceState, encodeSwitchover } from '../../../protocol/control.js';
 import { hex64 } from '../../report.js';
@@ -33,7 +32,7 @@ export async function sendSwitchover(run: SourceRun, plan: SwitchoverPlan): Prom
   const deviceStateMs = performance.now() - tState;
   // From here the guest may run only where the lease is: the destination's once SWITCHOVER lands.
   handOverStorage(run.source.storage, run.established.session);
-  const digest = sessionDigest(run.source);
+  const digest = run.digest();
   run.record.guestSteps = run.source.steps ?? 0;
   run.record.digest = digest;
   await channel.send(encodeSwitchover({
