@@ -70,7 +70,6 @@ export function decideXbzrle(mode: DeltaMode, sample: XbzrleSample | null, linkB
     : { xbzrle: false, xbzrleReason: `XBZRLE off: ${figures}` };
 }
 
-
 /** The decision for a link measured at `linkBytesPerSecond` (0: not measured yet). */
 export function decideCompression(mode: CompressMode, sample: Lz4Sample | null, linkBytesPerSecond: number): CompressionDecision {
   if (mode === 'none') return { lz4: false, reason: 'compression off (--compress none)' };
@@ -136,8 +135,8 @@ export class Compression implements CompressionDecision, DeltaDecision {
 
   /**
    * The pass sent `bytes` in `ms`. A raw pass measured the link itself; under LZ4 or deltas the wire
-   * rate only bounds it from below. A small pass measures latency more than the link: it leaves the last good
-   * measurement alone.
+   * rate only bounds it from below. A small pass measures latency more than the link: it leaves the
+   * last good measurement alone.
    */
   passEnded(bytes: number, ms: number): void {
     const wireRate = ms > 0 ? (bytes * 1000) / ms : 0;

@@ -164,14 +164,12 @@ export class UrgentListener {
       }
       this.marked.add(region.id);
     }
-    let missing = 0;
     forEachMissingHalf(region, slabs, m, (slab, half, bits) => {
       const { u32 } = viewsOf(slab.memory);
       u32[(slab.layout.present >>> 2) + half] &= ~bits;
       u32[(slab.layout.claim >>> 2) + half] &= ~bits;
-      missing += popcount32(bits);
+      this.missing += popcount32(bits);
     });
-    this.missing += missing;
   }
 
   get missingPages(): number {

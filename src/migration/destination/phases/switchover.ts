@@ -1,7 +1,7 @@
 // The stop-and-copy switchover on the destination: the only place the guest starts after pre-copy.
-// Every page arrived (the final pass ended before SWITCHOVER); the memory digest must equal the
-// source's, then device state is loaded, the guest resumed, and RESUMED carries our share of the
-// downtime back.
+// Every page arrived (the final pass ended before SWITCHOVER); the session digest (memory and disks)
+// must equal the source's, then device state is loaded, the guest resumed, and RESUMED carries our
+// share of the downtime back.
 //
 //   SWITCHOVER ─► digest check ─► [post-copy armed but unused: open the gate] ─► load state
 //   ─► [shared storage: accept the lease the source handed over, or not resuming] ─► commit (the machine: resuming, or no: the link was lost) ─► resume ─► (the machine: running) ─► RESUMED
@@ -18,12 +18,12 @@ import type { DestinationRun } from '../run.js';
 import { crashPoint } from '../../crash-point.js';
 import { acceptStorage } from '../../shared-storage.js';
 
-/** Compares the memory digest with the one the source announced; a mismatch never resumes. */
+/** Compares the session digest (memory and disks) with the one the source announced; a mismatch never resumes. */
 export function checkDigest(run: DestinationRun, order: Switchover, when: string): { digest: bigint; ms: number } {
   const t = performance.now();
   const digest = run.digest();
   if (digest !== order.digest) {
-    throw new MemshiftError(ErrorCode.DIGEST_MISMATCH, `memory digest ${hex64(digest)} differs from the source's ${hex64(order.digest)}${when}: not resuming`);
+    throw new MemshiftError(ErrorCode.DIGEST_MISMATCH, `session digest ${hex64(digest)} (memory and disks) differs from the source's ${hex64(order.digest)}${when}: not resuming`);
   }
   return { digest, ms: performance.now() - t };
 }
