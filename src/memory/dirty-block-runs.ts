@@ -5,7 +5,7 @@
 
 import type { BlockDevice } from './types.js';
 
-export interface BlockRun {
+interface BlockRun {
   first: number;
   count: number;
 }

@@ -25,12 +25,20 @@ const mbs = (bytesPerSecond: number): string => `${(bytesPerSecond / 1e6).toFixe
 export type CompressMode = 'none' | 'lz4' | 'auto';
 export const COMPRESS_MODES: readonly CompressMode[] = ['none', 'lz4', 'auto'];
 
-export interface Lz4Sample {
-  /** Page bytes per second the encoders compress together. */
+/** What an encoding does to a sample of the guest's pages (lz4-sample.ts, xbzrle-sample.ts). */
+export interface EncodingSample {
+  /** Page bytes per second encoded: the encoders together for LZ4, one thread for XBZRLE. */
   bytesPerSecond: number;
-  /** Compressed bytes over page bytes, over the sampled pages (1 when none compressed). */
+  /** Wire bytes over page bytes, over the sampled pages (a page the encoding does not keep counts whole). */
   ratio: number;
   pages: number;
+}
+export type Lz4Sample = EncodingSample;
+export type XbzrleSample = EncodingSample;
+
+/** Page bytes per second an encoding moves over a link of `linkBytesPerSecond`: its own rate, or the link over its share. */
+function encodedRate(sample: EncodingSample, linkBytesPerSecond: number): number {
+  return Math.min(sample.bytesPerSecond, linkBytesPerSecond / Math.max(sample.ratio, 1e-3));
 }
 
 export interface CompressionDecision {
@@ -44,14 +52,6 @@ export const XBZRLE_GAIN = 1.25;
 export type DeltaMode = 'on' | 'off' | 'auto';
 export const DELTA_MODES: readonly DeltaMode[] = ['auto', 'on', 'off'];
 
-export interface XbzrleSample {
-  /** Page bytes per second one thread takes through the delta path (copy + hash, delta, cache copy). */
-  bytesPerSecond: number;
-  /** Wire bytes over page bytes, over the sampled pages (a page whose delta is not kept counts whole). */
-  ratio: number;
-  pages: number;
-}
-
 export interface DeltaDecision {
   xbzrle: boolean;
   xbzrleReason: string;
@@ -63,7 +63,7 @@ export function decideXbzrle(mode: DeltaMode, sample: XbzrleSample | null, linkB
   if (mode === 'on') return { xbzrle: true, xbzrleReason: 'XBZRLE on for every page sent before (--xbzrle on)' };
   if (sample === null || sample.pages === 0) return { xbzrle: true, xbzrleReason: 'XBZRLE on: no sample of the guest to judge deltas by' };
   if (linkBytesPerSecond <= 0) return { xbzrle: true, xbzrleReason: 'XBZRLE on: link not measured yet' };
-  const withDeltas = Math.min(sample.bytesPerSecond, linkBytesPerSecond / Math.max(sample.ratio, 1e-3));
+  const withDeltas = encodedRate(sample, linkBytesPerSecond);
   const figures = `link ${mbs(linkBytesPerSecond)}, deltas ${mbs(sample.bytesPerSecond)} on one thread (the destination decodes on one) at ${(sample.ratio * 100).toFixed(0)} % of the bytes: pages sent before would move at ${mbs(withDeltas)} as deltas against ${mbs(linkBytesPerSecond)} raw`;
   return withDeltas >= XBZRLE_GAIN * linkBytesPerSecond
     ? { xbzrle: true, xbzrleReason: `XBZRLE on: ${figures}` }
@@ -76,7 +76,7 @@ export function decideCompression(mode: CompressMode, sample: Lz4Sample | null, 
   if (mode === 'lz4') return { lz4: true, reason: 'LZ4 on every raw page (--compress lz4)' };
   if (sample === null || sample.pages === 0) return { lz4: false, reason: 'no sample of the guest to judge LZ4 by' };
   if (linkBytesPerSecond <= 0) return { lz4: false, reason: 'link not measured yet' };
-  const withLz4 = Math.min(sample.bytesPerSecond, linkBytesPerSecond / Math.max(sample.ratio, 1e-3));
+  const withLz4 = encodedRate(sample, linkBytesPerSecond);
   const figures = `link ${mbs(linkBytesPerSecond)}, LZ4 ${mbs(sample.bytesPerSecond)} at ${(sample.ratio * 100).toFixed(0)} % of the bytes: pages would move at ${mbs(withLz4)} compressed against ${mbs(linkBytesPerSecond)} raw`;
   return withLz4 >= LZ4_GAIN * linkBytesPerSecond
     ? { lz4: true, reason: `LZ4 on: ${figures}` }

@@ -14,9 +14,7 @@
 
 import type { DiskShape } from '../protocol/blocks.js';
 import { KERNEL_RESERVED_BYTES, Kernels, WASM_PAGE_BYTES } from '../wasm/kernels.js';
-
-/** Disk `i` is keyed as region DISK_KEY_BASE + i (the save file's disk regions). */
-export const DISK_KEY_BASE = 0x8000;
+import { DISK_REGION_BASE } from './saved-disks.js';
 
 interface DiskTable {
   kernels: Kernels;
@@ -35,7 +33,7 @@ export class DiskDigest {
       const pages = Math.ceil((table + shape.blocks * 8) / WASM_PAGE_BYTES);
       const kernels = new Kernels(new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true }));
       kernels.raw.fillU64(table, shape.blocks, kernels.raw.zeroPageHash(shape.blockBytes));
-      return { kernels, table, digestAt, keyBase: BigInt(DISK_KEY_BASE + i) << 32n };
+      return { kernels, table, digestAt, keyBase: BigInt(DISK_REGION_BASE + i) << 32n };
     });
   }
 

@@ -5,7 +5,8 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DISK_KEY_BASE, DiskDigest } from '../../src/migration/disk-digest.js';
+import { DiskDigest } from '../../src/migration/disk-digest.js';
+import { DISK_REGION_BASE } from '../../src/migration/saved-disks.js';
 import { Kernels, KERNEL_RESERVED_BYTES } from '../../src/wasm/kernels.js';
 
 const BLOCK = 4096;
@@ -80,7 +81,7 @@ test('the pages\' scheme: the kernel\'s digest over a table of the blocks\' hash
   d.record(0, 63, 1, hashes(42n), 0);
   const at = KERNEL_RESERVED_BYTES;
   new BigUint64Array(kernels.memory.buffer, at, table.length).set(table);
-  const expected = BigInt.asUintN(64, kernels.raw.digestOfHashes(at, table.length, BigInt(DISK_KEY_BASE) << 32n, ZERO));
+  const expected = BigInt.asUintN(64, kernels.raw.digestOfHashes(at, table.length, BigInt(DISK_REGION_BASE) << 32n, ZERO));
   assert.is(d.value, expected);
 });
 

@@ -32,7 +32,7 @@ import { confirmPostcopy, postcopyStats, runPostcopySwitchover } from './phases/
 import { answerRecovery } from './phases/recover.js';
 import { receiveFrame } from './phases/receive.js';
 import { runSetup } from './phases/setup.js';
-import { runSwitchover, sendResumed } from './phases/switchover.js';
+import { runSwitchover } from './phases/switchover.js';
 import { DestinationRun, type DestinationOptions, type DestinationResult } from './run.js';
 
 export type { DestinationOptions, DestinationResult } from './run.js';
@@ -143,7 +143,7 @@ export class Session {
         return;
       case 'running':
       case 'postcopy-running':
-        this.phase(sendResumed(this.run), ErrorCode.UNEXPECTED_MESSAGE);
+        // RESUMED went out at the resume itself (switchover.ts, postcopy.ts).
         return;
       case 'switching':
         this.phase(runSwitchover(this.run, s.order, () => {

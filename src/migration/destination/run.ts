@@ -88,9 +88,7 @@ export class DestinationRun {
   /** Where the pass being received began: pages applied and bytes read then, and when (setup end, then each ITERATION_END). */
   passStart = { pages: 0, bytes: 0, at: 0 };
   lastIteration = 0;
-  /** RESUMED, built when the guest started and sent once the machine knows it runs here. */
-  resumed: Uint8Array | null = null;
-  /** The same RESUMED, kept for the answer to a QUERY after the link was lost (null: never resumed). */
+  /** RESUMED as sent at a stop-and-copy resume, kept for the answer to a QUERY after the link was lost (null: never resumed). */
   resumedAnswer: Uint8Array | null = null;
   /** When the first frame after the last ITERATION_END arrived (0: none yet): post-copy's switch begins there. */
   sinceLastPass = 0;

@@ -15,7 +15,7 @@ import type { DestEvent } from '../machine.js';
 import type { DestinationRun } from '../run.js';
 import { crashPoint } from '../../crash-point.js';
 import { acceptStorage } from '../../shared-storage.js';
-import { checkDigest, loadDeviceState, sendResumed } from './switchover.js';
+import { checkDigest, loadDeviceState } from './switchover.js';
 
 /** How long the source may take to connect the urgent channel once asked to switch over. */
 const URGENT_CONNECT_TIMEOUT_MS = 10_000;
@@ -40,9 +40,8 @@ export async function runPostcopySwitchover(run: DestinationRun, order: Switchov
   run.resumeSample = { steps: run.target!.steps, at: run.resumedAt };
   run.record.destinationDowntime = destinationDowntime({ applyMs: 0, digestMs, resumeMs: resumeMs + stateMs });
   run.channel.phase = 'post-copy';
-  run.resumed = encodeResumed({ digest, pagesReceived: run.applier!.totals.pages, applyMs: 0, stateMs, digestMs, resumeMs });
   // Out at once, as after a stop-and-copy (switchover.ts): the source's downtime ends when it arrives.
-  sendResumed(run).catch(() => undefined);
+  run.channel.send(encodeResumed({ digest, pagesReceived: run.applier!.totals.pages, applyMs: 0, stateMs, digestMs, resumeMs })).catch(() => undefined);
   // A notice: from here the guest depends on both hosts until every page has arrived.
   run.log(`guest resumed in post-copy with ${order.missingPages} pages still on the source`, 'notice');
   return { type: 'resumed' };
@@ -51,7 +50,6 @@ export async function runPostcopySwitchover(run: DestinationRun, order: Switchov
 /** Every page is here: let the vCPU run unchecked and tell the source, with the digest of the whole memory. */
 export async function confirmPostcopy(run: DestinationRun): Promise<DestEvent | null> {
   const urgent = run.urgent!;
-  await sendResumed(run);
   urgent.openGate();
   const stats = postcopyStats(run);
   const final = run.digest();

@@ -69,24 +69,15 @@ export async function runSwitchover(run: DestinationRun, order: Switchover, comm
   const resumeMs = performance.now() - tResume;
   crashPoint('destination-after-resume');
   run.channel.phase = 'completion';
-  run.resumed = encodeResumed({ digest, pagesReceived: run.applier!.totals.pages, applyMs, stateMs, digestMs, resumeMs });
   // Kept: a source that lost the link before reading it asks again over a QUERY channel.
-  run.resumedAnswer = run.resumed;
+  run.resumedAnswer = encodeResumed({ digest, pagesReceived: run.applier!.totals.pages, applyMs, stateMs, digestMs, resumeMs });
   // RESUMED goes out before the bookkeeping (the source's downtime ends when it arrives). The machine
   // steps to running when this returns, before any frame the source sends back is read. A failed send
   // is the channel's to report (it closes): the guest runs here from now on, whatever happens to it.
-  sendResumed(run).catch(() => undefined);
+  run.channel.send(run.resumedAnswer).catch(() => undefined);
   run.noteResumed(tResume + resumeMs, false);
   run.resumeSample = { steps: run.target!.steps, at: tResume + resumeMs };
   run.record.digest = digest;
   run.record.destinationDowntime = destinationDowntime({ applyMs, digestMs, resumeMs: resumeMs + stateMs });
   return { type: 'resumed' };
-}
-
-/** Sends RESUMED once (at resume, or again on entering running after a switchover that did not). */
-export async function sendResumed(run: DestinationRun): Promise<null> {
-  const frame = run.resumed;
-  run.resumed = null;
-  if (frame !== null) await run.channel.send(frame);
-  return null;
 }
