@@ -5,6 +5,7 @@ export { bitmapSet, bitmapClear, bitmapTest, bitmapCount, bitmapNextSet, bitmapS
 export { isZeroPage, scanZeroPages } from './zero-page';
 export { hashPage, copyAndHash, hashPages, recordPageHash, fillU64, digestOfHashes } from './hash';
 export { zeroPageHash } from './zero-hash';
+export { markChangedPages } from './hash-scan';
 export {
   xorDeltaEncode, xorDeltaDecode, xorDeltaValidate,
   XBZRLE_OVERFLOW, XBZRLE_ERR_TRUNCATED, XBZRLE_ERR_OVERRUN, XBZRLE_ERR_VARINT, XBZRLE_ERR_EMPTY_RUN,

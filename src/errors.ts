@@ -100,6 +100,11 @@ export const ErrorCode = {
   STANDBY_LOST: 'MS_ERR_STANDBY_LOST',
   /** A standby lost its primary before the first epoch was committed: there is no state to fail over to. */
   NO_CHECKPOINT: 'MS_ERR_NO_CHECKPOINT',
+  /**
+   * QEMU (over QMP) refused a command, went away, or runs a guest the adapter cannot move (RAM not in a
+   * shared file backend, a destination not waiting for an incoming migration).
+   */
+  QEMU: 'MS_ERR_QEMU',
 } as const;
 
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];

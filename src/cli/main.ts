@@ -16,6 +16,8 @@ import { runLease } from './lease.js';
 import { runReplicate } from './replicate.js';
 import { runStandby } from './standby.js';
 import { runManager } from './manager.js';
+import { runQemuSourceCommand } from './qemu-source.js';
+import { runQemuDestCommand } from './qemu-dest.js';
 import { messageWithFlag } from './args.js';
 
 const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<number>; summary: string }> = {
@@ -29,6 +31,8 @@ const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<numbe
   lease: { run: runLease, summary: 'show or break the single-runner lease of a shared image' },
   replicate: { run: runReplicate, summary: 'start a simulated guest and replicate it, epoch by epoch, to a standby' },
   standby: { run: runStandby, summary: 'hold a replicated guest and run it when its primary is gone' },
+  'qemu-source': { run: runQemuSourceCommand, summary: 'migrate a running QEMU guest: RAM over memshift, devices over QEMU' },
+  'qemu-dest': { run: runQemuDestCommand, summary: 'receive a QEMU guest into a QEMU started with -incoming defer' },
   manager: { run: runManager, summary: 'decide when and where to migrate (Sandpiper); --simulate runs it on a simulated cluster' },
 };
 
@@ -40,7 +44,7 @@ function packageVersion(): string {
 
 function usage(): string {
   const lines = ['usage: memshift <command> [flags]', '', 'commands:'];
-  for (const [name, c] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(10)} ${c.summary}`);
+  for (const [name, c] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(11)} ${c.summary}`);
   lines.push('', 'memshift <command> --help lists the flags of a command; memshift --version prints the version.');
   return lines.join('\n');
 }

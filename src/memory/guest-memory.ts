@@ -2,11 +2,11 @@
 // receiving RAM, and the reference replay. Page access by (region, page) for integrators, tools and
 // tests (read a page, mark it dirty, dump regions to a file); the data path works on slabs directly.
 
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { ErrorCode, MemshiftError, invalidArgument } from '../errors.js';
 import { allocateSlab, hashSlabPages, pageOffset, sessionDigest, viewsOfSlab, type Slab } from './slab.js';
 import { MAX_MEMORY_BYTES, MIN_PAGE_SIZE, isValidPageSize } from './slab-layout.js';
-import type { GuestMemoryView, Region, RegionKind } from './types.js';
+import type { GuestMemoryView, Region, RegionFile, RegionKind } from './types.js';
 
 export interface RegionSpec {
   id: number;
@@ -14,6 +14,8 @@ export interface RegionSpec {
   kind: RegionKind;
   pageSize: number;
   pageCount: number;
+  /** The pages live in this file (types.ts): the slabs keep their bookkeeping and a window per thread. */
+  file?: RegionFile;
 }
 
 export interface GuestMemoryOptions {
@@ -31,6 +33,8 @@ export const DEFAULT_ARENA_BYTES = 32 * 2 ** 20;
 export const MIN_SLAB_BYTES = 64 * MIN_PAGE_SIZE;
 /** Room for a slab's bookkeeping (bitmaps, hashes, scratch, arena, cache) below the 4 GiB of a wasm32 memory. */
 export const MAX_SLAB_BYTES = MAX_MEMORY_BYTES - (1 << 28);
+/** Bytes of a file-backed slab's window per thread: what one encode or apply task reads or writes at most. */
+export const FILE_WINDOW_BYTES = 2 * 2 ** 20;
 
 export class GuestMemory implements GuestMemoryView {
   readonly regions: readonly Region[];
@@ -68,18 +72,30 @@ export class GuestMemory implements GuestMemoryView {
       if (!Number.isInteger(spec.pageCount) || spec.pageCount <= 0 || spec.pageCount > 0xffffffff) {
         throw invalidArgument('region.pageCount', 'must be an integer in [1, 2^32)', spec.pageCount);
       }
+      if (spec.file !== undefined && (typeof spec.file.path !== 'string' || spec.file.path === '' || !Number.isSafeInteger(spec.file.offset) || spec.file.offset < 0)) {
+        throw invalidArgument('region.file', 'must name a file path and a non-negative byte offset', spec.file);
+      }
       const slabPages = Math.floor(maxSlabBytes / spec.pageSize / 64) * 64;
       if (slabPages <= 0) throw invalidArgument('maxSlabBytes', `must hold at least 64 pages of ${spec.pageSize} B (region ${spec.id})`, maxSlabBytes);
       const list: Slab[] = [];
       for (let first = 0, index = 0; first < spec.pageCount; first += slabPages, index++) {
         const count = Math.min(slabPages, spec.pageCount - first);
         const share = (count * spec.pageSize) / totalBytes;
+        if (spec.file !== undefined) {
+          // No XBZRLE cache: a delta's base would have to be read back from the file on both ends.
+          const windowPages = Math.max(16, FILE_WINDOW_BYTES / spec.pageSize);
+          list.push(allocateSlab(spec.id, index, first, spec.pageSize, count, { arenaBytes, cacheSlots: 0, windowPages }, { path: spec.file.path, offset: spec.file.offset + first * spec.pageSize }));
+          continue;
+        }
         const cacheSlots = cacheBytes > 0 ? Math.max(64, Math.floor((cacheBytes * share) / spec.pageSize)) : 0;
         list.push(allocateSlab(spec.id, index, first, spec.pageSize, count, { arenaBytes, cacheSlots }));
       }
       slabs.set(spec.id, list);
     }
-    const regions = specs.map((s) => Object.freeze({ id: s.id, name: s.name, kind: s.kind, pageSize: s.pageSize, pageCount: s.pageCount }));
+    const regions = specs.map((s) => Object.freeze({
+      id: s.id, name: s.name, kind: s.kind, pageSize: s.pageSize, pageCount: s.pageCount,
+      ...(s.file !== undefined ? { file: Object.freeze({ path: s.file.path, offset: s.file.offset }) } : {}),
+    }));
     return new GuestMemory(regions, slabs);
   }
 
@@ -135,9 +151,14 @@ export class GuestMemory implements GuestMemoryView {
     Atomics.or(new Int32Array(slab.memory.buffer), (slab.layout.dirty >>> 2) + (local >>> 5), 1 << (local & 31));
   }
 
-  /** A copy of one page. */
+  /** A copy of one page (read from its file for a file-backed region). */
   readPage(regionId: number, page: number): Uint8Array {
-    return this.pageView(regionId, page).slice();
+    const file = this.region(regionId).file;
+    if (file === undefined) return this.pageView(regionId, page).slice();
+    const { slab } = this.locate(regionId, page);
+    const out = new Uint8Array(slab.layout.pageSize);
+    readFileAt(file.path, out, file.offset + page * slab.layout.pageSize);
+    return out;
   }
 
   /** The session digest over all regions (see sessionDigest in slab.ts). */
@@ -171,6 +192,10 @@ export class GuestMemory implements GuestMemoryView {
     }
     try {
       for (const s of slabs) {
+        if (s.file !== null) {
+          copyFileRange(s.file.path, s.file.offset, s.pageCount * s.layout.pageSize, fd);
+          continue;
+        }
         const { u8 } = viewsOfSlab(s);
         const chunk = 64 << 20;
         for (let off = 0; off < s.layout.ramBytes; off += chunk) {
@@ -184,5 +209,31 @@ export class GuestMemory implements GuestMemoryView {
     } finally {
       closeSync(fd);
     }
+  }
+}
+
+/** Reads exactly `into.length` bytes of `path` at `position` (a short file reads as zeros past its end). */
+function readFileAt(path: string, into: Uint8Array, position: number): void {
+  const fd = openSync(path, 'r');
+  try {
+    let done = 0;
+    while (done < into.length) {
+      const n = readSync(fd, into, done, into.length - done, position + done);
+      if (n === 0) break;
+      done += n;
+    }
+    into.fill(0, done);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Appends `bytes` of `path` from `offset` to the open file `out`. */
+function copyFileRange(path: string, offset: number, bytes: number, out: number): void {
+  const chunk = new Uint8Array(Math.min(bytes, 16 << 20));
+  for (let at = 0; at < bytes; at += chunk.length) {
+    const part = chunk.subarray(0, Math.min(chunk.length, bytes - at));
+    readFileAt(path, part, offset + at);
+    writeSync(out, part);
   }
 }

@@ -14,7 +14,9 @@
 //   arena ─────── frame buffers (source: encoder output; destination: receive ring)
 //   cacheTags ─── u32 per XBZRLE cache slot (slab page + 1; 0 empty; 0xffffffff busy)
 //   cache ─────── XBZRLE cache slots (pageSize each), last-sent content
-//   ram ───────── the guest pages, 64 KiB aligned
+//   ram ───────── the guest pages, 64 KiB aligned; for a file-backed region (its pages live in a file,
+//                 read and written at their offsets) one window of `windowPages` pages per scratch agent,
+//                 where a thread reads the pages it encodes or writes the pages it applied
 //
 // Slabs exist because a wasm32 memory stops at 4 GiB: a larger region is several slabs, each with
 // its own kernel instance.
@@ -55,6 +57,8 @@ export interface SlabLayout {
   readonly cacheSlots: number;
   readonly ram: number;
   readonly ramBytes: number;
+  /** File-backed slab: pages per agent's window in `ram` (0: `ram` holds every page of the slab). */
+  readonly windowPages: number;
   /** Whole memory size, a multiple of 64 KiB. */
   readonly totalBytes: number;
 }
@@ -64,6 +68,8 @@ export interface SlabLayoutOptions {
   arenaBytes: number;
   /** XBZRLE cache slots (0 = no cache). */
   cacheSlots: number;
+  /** File-backed slab: pages per agent's window (0 or absent: the slab holds its pages). */
+  windowPages?: number;
 }
 
 const align = (n: number, a: number): number => Math.ceil(n / a) * a;
@@ -100,7 +106,9 @@ export function computeSlabLayout(pageSize: number, pageCount: number, options: 
   const arena = take(options.arenaBytes, 4096);
   const cacheTags = take(options.cacheSlots * 4);
   const cache = take(options.cacheSlots * pageSize, pageSize);
-  const ramBytes = pageCount * pageSize;
+  const windowPages = options.windowPages ?? 0;
+  if (!Number.isInteger(windowPages) || windowPages < 0) throw invalidArgument('windowPages', 'must be a non-negative integer', windowPages);
+  const ramBytes = windowPages > 0 ? SCRATCH_AGENTS * windowPages * pageSize : pageCount * pageSize;
   const ram = take(ramBytes, WASM_PAGE_BYTES);
   const totalBytes = align(at, WASM_PAGE_BYTES);
   if (totalBytes > MAX_MEMORY_BYTES) {
@@ -109,8 +117,15 @@ export function computeSlabLayout(pageSize: number, pageCount: number, options: 
   return {
     pageSize, pageCount, bitmapWords, control, dirty, snapshot, present, claim, written, hashes,
     scratch, scratchSlotBytes, arena, arenaBytes: options.arenaBytes, cacheTags, cache,
-    cacheSlots: options.cacheSlots, ram, ramBytes, totalBytes,
+    cacheSlots: options.cacheSlots, ram, ramBytes, windowPages, totalBytes,
   };
+}
+
+/** File-backed slab: offset of `agent`'s window (windowPages pages) in the slab's memory. */
+export function windowOf(layout: SlabLayout, agent: number): number {
+  if (layout.windowPages === 0) throw invalidArgument('slab', 'holds its pages: it has no windows');
+  if (!Number.isInteger(agent) || agent < 0 || agent >= SCRATCH_AGENTS) throw invalidArgument('agent', `must be in [0, ${SCRATCH_AGENTS})`, agent);
+  return layout.ram + agent * layout.windowPages * layout.pageSize;
 }
 
 /** Scratch slot `agent`: two pages, then 64 bytes of kernel result words. */

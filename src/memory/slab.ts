@@ -18,9 +18,16 @@ export interface Slab {
   readonly pageCount: number;
   readonly memory: WebAssembly.Memory;
   readonly layout: SlabLayout;
+  /** File-backed: the file and the byte offset of the slab's first page in it (the pages are there, not in `memory`). */
+  readonly file: SlabFile | null;
 }
 
-export function allocateSlab(regionId: number, index: number, firstPage: number, pageSize: number, pageCount: number, options: SlabLayoutOptions): Slab {
+export interface SlabFile {
+  readonly path: string;
+  readonly offset: number;
+}
+
+export function allocateSlab(regionId: number, index: number, firstPage: number, pageSize: number, pageCount: number, options: SlabLayoutOptions, file: SlabFile | null = null): Slab {
   const layout = computeSlabLayout(pageSize, pageCount, options);
   const pages = layout.totalBytes / WASM_PAGE_BYTES;
   let memory: WebAssembly.Memory;
@@ -29,7 +36,7 @@ export function allocateSlab(regionId: number, index: number, firstPage: number,
   } catch (cause) {
     throw new MemshiftError(ErrorCode.MEMORY_ALLOCATION, `cannot allocate a ${layout.totalBytes}-byte slab: ${(cause as Error).message}`, { cause });
   }
-  const slab: Slab = { regionId, index, firstPage, pageCount, memory, layout };
+  const slab: Slab = { regionId, index, firstPage, pageCount, memory, layout, file };
   // Nothing has been sent or received: every page's recorded hash is that of a zero page.
   const k = kernelsOf(slab);
   k.raw.fillU64(layout.hashes, pageCount, k.raw.zeroPageHash(pageSize));
@@ -52,8 +59,9 @@ export function viewsOfSlab(slab: Slab): MemoryViews {
   return viewsOf(slab.memory);
 }
 
-/** Byte offset of local page `local` in the slab's memory. */
+/** Byte offset of local page `local` in the slab's memory (a slab that holds its pages). */
 export function pageOffset(slab: Slab, local: number): number {
+  if (slab.file !== null) throw new MemshiftError(ErrorCode.INVALID_ARGUMENT, `region ${slab.regionId}'s pages live in ${slab.file.path}, not in its slabs`, { regionId: slab.regionId });
   return slab.layout.ram + local * slab.layout.pageSize;
 }
 

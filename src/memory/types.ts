@@ -10,6 +10,16 @@ import type { PageGateInit } from './page-gate.js';
 
 export type RegionKind = 'ram' | 'disk';
 
+/**
+ * Where a file-backed region's pages live (a hypervisor's RAM backend on tmpfs, as QEMU's
+ * `memory-backend-file,share=on`, or any raw image): page i at byte `offset + i × pageSize` of `path`.
+ * The engine reads and writes them there with positioned I/O, a window at a time; no slab holds them.
+ */
+export interface RegionFile {
+  readonly path: string;
+  readonly offset: number;
+}
+
 /** A run of guest pages with one page size: RAM, or a disk image. */
 export interface Region {
   /** Stable id on the wire (u16). */
@@ -19,6 +29,12 @@ export interface Region {
   /** Bytes per page: a power of two between 4 KiB and 64 KiB. */
   readonly pageSize: number;
   readonly pageCount: number;
+  /**
+   * Set when the pages live in a file, not in the slabs. A source without a dirty log for them (no
+   * `collectDirtyLog` writes their bits) has them found by hash-scan: at each sync every page is read
+   * and hashed, and a page whose hash differs from the hash it was last sent with is dirty.
+   */
+  readonly file?: RegionFile;
 }
 
 /**
@@ -79,8 +95,12 @@ export interface MemorySource extends GuestMemoryView {
   resume(): Promise<void>;
   /** Slows the vCPUs to (100 - percent) % of their time (auto-converge); 0 removes the throttle. */
   throttle(percent: number): void;
-  /** Device (vCPU) state; only called while paused. */
-  saveState(): Uint8Array;
+  /**
+   * Device (vCPU) state; only called while paused. A hypervisor whose device state takes a while to
+   * save (QEMU's own stream) returns a promise, and starts the save at `pause` so that it runs beside
+   * the final pass.
+   */
+  saveState(): Uint8Array | Promise<Uint8Array>;
   /** Called once the destination runs the guest: the source copy will never run again. */
   release?(): Promise<void>;
   /** Work the guest has done (the simulated guest's step count), for the report; 0 if unknown. */

@@ -83,5 +83,6 @@ export const REPORT_JSON_SCHEMA = {
     peakRssBytes: { type: ['integer', 'null'], minimum: 0 },
     completedAtMs: numOrNull,
     guestStepsPerSec: closed({ beforeMigration: numOrNull, perPass: { type: 'array', items: num }, afterResume: numOrNull }),
-  }),
+    hypervisor: closed({ kind: { const: 'qemu' }, stopToResumeMs: num, deviceLoadMs: num, deviceStateBytes: count }),
+  }, ['hypervisor']),
 } as const;

@@ -149,6 +149,11 @@ export interface Report {
   completedAtMs: number | null;
   /** The guest's steps per second around and during the migration: what it cost the guest (GuestStepRate). */
   guestStepsPerSec: GuestStepRate;
+  /**
+   * Destination of a hypervisor's guest (memshift qemu-dest): the downtime as the hypervisor saw it,
+   * from the source's stop to this side's resume by its own event clocks, and its device load.
+   */
+  hypervisor?: { kind: 'qemu'; stopToResumeMs: number; deviceLoadMs: number; deviceStateBytes: number };
 }
 
 /**

@@ -121,7 +121,7 @@ export async function saveGuest(source: MemorySource, path: string, options: Sav
       tracker.startFullPass(onlyWritten);
     }
     writePass(true);
-    const state = source.saveState();
+    const state = await source.saveState();
     if (state.length > Limits.MAX_DEVICE_STATE_BYTES) throw new MemshiftError(ErrorCode.DEVICE_STATE_INVALID, `device state of ${state.length} bytes exceeds ${Limits.MAX_DEVICE_STATE_BYTES}`);
     const layout = planSaveLayout(regions, state.length, flags);
     const digest = writeHashes(fd, source, layout, path) ^ layout.regions.filter((r) => r.kind === 'disk').reduce((d, r) => d ^ hashDisk(devices[r.id - DISK_REGION_BASE], r, (b, at) => write(fd, b, at, path)), 0n);

@@ -9,12 +9,16 @@
 //   frame ─► decodeBatch (structure) ─► applyPages (kernel: zero/raw/xbzrle, hash, write) ─┐
 //                                          ▲ next entry          stops at a host entry ◄───┘
 //                                          └─ ops.decode into scratch ─► applyScratchPage
+//
+// A file-backed slab (memory/file-pages.ts) is applied a window at a time: the kernel writes into this
+// thread's window, and what it applied goes to the file at the pages' offsets.
 
 import { ErrorCode, MemshiftError } from '../errors.js';
 import { kernelsOf, type Slab } from '../memory/slab.js';
 import { CONTROL_DIGEST, scratchSlot } from '../memory/slab-layout.js';
 import type { GuestMemoryView } from '../memory/types.js';
-import { FrameType } from '../protocol/constants.js';
+import { applyWindow, writeAppliedPages } from '../memory/file-pages.js';
+import { FrameType, PageEncoding } from '../protocol/constants.js';
 import { addEncodingCounts, emptyEncodingCounts, encodingName, encodingOf, type EncodingCounts } from '../protocol/encodings/index.js';
 import { batchEntry, decodeBatch, type BatchRegion, type BatchView } from '../protocol/page-batch.js';
 import { KernelCode } from '../wasm/kernels.js';
@@ -66,9 +70,16 @@ export class BatchApplier {
       const scratch = this.placement === 'scratch' ? { page: slot.page2, result: slot.result } : slot;
       const entriesPtr = base + (view.entriesOffset - bodyOffset);
       const payloadPtr = base + (view.payloadOffset - bodyOffset);
+      let ram = L.ram;
+      let end = view.count;
+      let windowFirst = 0;
+      if (slab.file !== null) {
+        if (this.claim) throw new MemshiftError(ErrorCode.INVALID_ARGUMENT, `region ${view.regionId} lives in a file: no post-copy claims on it`, { regionId: view.regionId });
+        ({ end, ram, first: windowFirst } = applyWindow(slab, this.agent, (j) => batchEntry(view, j).page, i, view.count));
+      }
       payloadOffset = k.applyPages(
-        L.ram, L.pageSize, slab.pageCount, slab.firstPage, region.keyBase,
-        entriesPtr, i, view.count, payloadPtr, payloadOffset,
+        ram, L.pageSize, slab.pageCount, slab.firstPage, region.keyBase,
+        entriesPtr, i, end, payloadPtr, payloadOffset,
         L.hashes, L.control + CONTROL_DIGEST, L.present, this.claim ? L.claim : 0, scratch.page, scratch.result,
       );
       const { u32, i32, u8 } = viewsOf(slab.memory);
@@ -77,7 +88,10 @@ export class BatchApplier {
       this.totals.duplicates += u32[r + 1];
       const stop = u32[r + 2];
       const code = i32[r + 3];
+      if (slab.file !== null) this.writeToFile(slab, view, windowFirst, i, stop);
       i = stop;
+      // A file-backed slab's window ends the kernel's run before the batch ends.
+      if (code === 0 && i < view.count) continue;
       if (code === 0) break;
       const entry = batchEntry(view, stop);
       if (code === KernelCode.APPLY_NEEDS_HOST) {
@@ -95,9 +109,10 @@ export class BatchApplier {
           throw new MemshiftError(e.code, `page ${entry.page} of region ${view.regionId}: ${e.message}`, { frameType: FrameType.PAGE_BATCH, regionId: view.regionId, page: entry.page, cause: err });
         }
         u8.set(page, scratch.page);
-        const rc = k.applyScratchPage(L.ram, L.pageSize, slab.pageCount, slab.firstPage, region.keyBase, entry.page, entry.hash,
+        const rc = k.applyScratchPage(ram, L.pageSize, slab.pageCount, slab.firstPage, region.keyBase, entry.page, entry.hash,
           L.hashes, L.control + CONTROL_DIGEST, L.present, this.claim ? L.claim : 0, scratch.page);
         if (rc < 0) throw this.kernelError(rc, view, entry.page);
+        if (slab.file !== null) this.writeToFile(slab, view, windowFirst, stop, stop + 1);
         if (rc === 1) this.totals.pages++;
         else this.totals.duplicates++;
         payloadOffset += entry.size;
@@ -110,6 +125,18 @@ export class BatchApplier {
     this.totals.bytes += bodyLength;
     addEncodingCounts(this.totals.counts, view.encodings);
     return view;
+  }
+
+  /** Writes entries [start, stop) of the batch, which the kernel applied into this thread's window, to the slab's file. */
+  private writeToFile(slab: Slab, view: BatchView, windowFirst: number, start: number, stop: number): void {
+    const pages: number[] = [];
+    const zero: boolean[] = [];
+    for (let j = start; j < stop; j++) {
+      const e = batchEntry(view, j);
+      pages.push(e.page);
+      zero.push(e.encoding === PageEncoding.ZERO);
+    }
+    writeAppliedPages(slab, this.agent, windowFirst, pages, zero);
   }
 
   /** Offset of the batch body in `slab`'s memory, copying it into the slab's arena if it lives elsewhere. */

@@ -3,10 +3,13 @@
 // the shared memory. The WASM kernel does the per-page work (zero test, copy + hash, XBZRLE against
 // the cache); this file adds the frame headers and, when asked, LZ4 on the raw pages. What each
 // encoding keeps and how LZ4 compresses come from the encodings table (protocol/encodings/).
+// A file-backed slab's pages are read from the file into this worker's window first (file-pages.ts);
+// named task `scanPages` is the hash-scan that finds which of them changed.
 
 import { workerData } from 'piscina';
 import { toMemshiftError, ErrorCode } from '../errors.js';
 import { boardOf } from '../memory/shared-board.js';
+import { readMarkedPages, scanChangedPages } from '../memory/file-pages.js';
 import { kernelsOf, type Slab } from '../memory/slab.js';
 import { CONTROL_DIGEST, scratchSlot } from '../memory/slab-layout.js';
 import { PageEncoding } from '../protocol/constants.js';
@@ -14,7 +17,7 @@ import { ENTRY_BYTES, chunkEntriesOffset, chunkPayloadOffset, sealBatch } from '
 import { ENCODINGS } from '../protocol/encodings/index.js';
 import { viewsOf } from '../wasm/views.js';
 import { niceThisThread } from './thread-priority.js';
-import { EncoderBoard, type EncodeRequest, type EncodeResult, type EncoderWorkerData, type Envelope } from './messages.js';
+import { EncoderBoard, type EncodeRequest, type EncodeResult, type EncoderWorkerData, type Envelope, type ScanRequest } from './messages.js';
 
 const data = workerData as EncoderWorkerData;
 const control = boardOf(data.control);
@@ -40,17 +43,37 @@ export function encodeBatch(req: EncodeRequest): Envelope<EncodeResult> {
   }
 }
 
+/** Named task `scanPages`: hash-scan of a file-backed slab's pages [from, to); returns how many it marked dirty. */
+export function scanPages(req: ScanRequest): Envelope<number> {
+  try {
+    const slab: Slab | undefined = data.slabs[req.slab];
+    if (slab === undefined || slab.file === null) throw new Error(`no file-backed slab ${req.slab}`);
+    return { ok: true, value: scanChangedPages(slab, agent, req.from, req.to) };
+  } catch (err) {
+    const e = toMemshiftError(err, ErrorCode.WORKER_FAILED, 'scanPages');
+    return { ok: false, code: e.code, message: e.message };
+  }
+}
+
 function encode(req: EncodeRequest): EncodeResult {
   const slab: Slab | undefined = data.slabs[req.slab];
   if (slab === undefined) throw new Error(`no slab ${req.slab}`);
   const L = slab.layout;
+  let { from, to } = req;
+  let ram = L.ram;
+  if (slab.file !== null) {
+    // Only as far as one window: the rest of the range is the next task's.
+    const window = readMarkedPages(slab, agent, from, to);
+    if (window === null) from = to;
+    else ({ from, to, ram } = window);
+  }
   const k = kernelsOf(slab).raw;
   const scratch = scratchSlot(L, agent);
   const entries = chunkEntriesOffset(req.chunk);
   const payload = chunkPayloadOffset(req.chunk, req.maxEntries);
   const useCache = req.xbzrle && L.cacheSlots > 0;
   const n = k.encodePages(
-    L.ram, L.pageSize, L.snapshot, req.from, req.to,
+    ram, L.pageSize, L.snapshot, from, to,
     slab.firstPage, keyBases[req.slab], L.hashes, L.control + CONTROL_DIGEST,
     entries, req.maxEntries, payload, req.payloadLimit,
     L.cache, L.cacheTags, useCache ? L.cacheSlots : 0, scratch.page, XBZRLE.keepLimit(L.pageSize),

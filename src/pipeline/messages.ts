@@ -37,6 +37,13 @@ export interface EncodeRequest {
   lz4: boolean;
 }
 
+/** A hash-scan of a file-backed slab's pages [from, to) (slab-local). */
+export interface ScanRequest {
+  slab: number;
+  from: number;
+  to: number;
+}
+
 export interface EncodeResult {
   entries: number;
   /** Where the next task for this range starts (== to when the range is done). */

@@ -10,7 +10,7 @@ import { ErrorCode, MemshiftError } from '../errors.js';
 import { ScratchAgent } from '../memory/scratch-agents.js';
 import { createBoard, type Board } from '../memory/shared-board.js';
 import type { Slab } from '../memory/slab.js';
-import { EncoderBoard, type EncodeRequest, type EncodeResult, type EncoderWorkerData, type Envelope } from './messages.js';
+import { EncoderBoard, type EncodeRequest, type EncodeResult, type EncoderWorkerData, type Envelope, type ScanRequest } from './messages.js';
 
 /** One scratch slot per encoder, from FIRST_ENCODER to the last slot. */
 export const MAX_ENCODERS = ScratchAgent.COUNT - ScratchAgent.FIRST_ENCODER;
@@ -63,6 +63,18 @@ export class EncoderPool {
     let reply: Envelope<EncodeResult>;
     try {
       reply = await this.pool.run(req, { name: 'encodeBatch' });
+    } catch (cause) {
+      throw new MemshiftError(ErrorCode.WORKER_FAILED, `encoder worker failed: ${(cause as Error).message}`, { cause });
+    }
+    if (!reply.ok) throw new MemshiftError(reply.code as typeof ErrorCode.WORKER_FAILED, reply.message);
+    return reply.value;
+  }
+
+  /** Hash-scans a file-backed slab's pages (encode-worker.ts, scanPages); resolves to how many it marked dirty. */
+  async scan(req: ScanRequest): Promise<number> {
+    let reply: Envelope<number>;
+    try {
+      reply = await this.pool.run(req, { name: 'scanPages' });
     } catch (cause) {
       throw new MemshiftError(ErrorCode.WORKER_FAILED, `encoder worker failed: ${(cause as Error).message}`, { cause });
     }

@@ -324,7 +324,7 @@ export async function replicate<O>(source: MemorySource, address: Address, optio
       tracker.sync();
       let all = stage(staging.capacity);
       disks?.capture();
-      const state = source.saveState();
+      const state = await source.saveState();
       const steps = source.steps ?? 0;
       const outputs = options.takeOutputs?.() ?? [];
       // Pages that did not fit staging go while the guest waits (an epoch larger than staging).

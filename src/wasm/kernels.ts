@@ -33,6 +33,7 @@ export interface KernelExports {
   fillU64(ptr: number, count: number, value: bigint): void;
   digestOfHashes(hashes: number, count: number, keyBase: bigint, zeroHash: bigint): bigint;
   zeroPageHash(pageSize: number): bigint;
+  markChangedPages(pages: number, pageSize: number, count: number, first: number, hashes: number, dirty: number): number;
   xorDeltaEncode(prev: number, cur: number, len: number, out: number, limit: number): number;
   xorDeltaDecode(delta: number, deltaLen: number, page: number, len: number): number;
   xorDeltaValidate(delta: number, deltaLen: number, len: number): number;

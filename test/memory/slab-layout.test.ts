@@ -4,7 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  CONTROL_BYTES, MAX_MEMORY_BYTES, SCRATCH_AGENTS, computeSlabLayout, isValidPageSize, scratchSlot,
+  CONTROL_BYTES, MAX_MEMORY_BYTES, SCRATCH_AGENTS, computeSlabLayout, windowOf, isValidPageSize, scratchSlot,
   type SlabLayout, type SlabLayoutOptions,
 } from '../../src/memory/slab-layout.js';
 import { KERNEL_RESERVED_BYTES } from '../../src/wasm/kernels.js';
@@ -181,12 +181,22 @@ test('a slab holds five bitmaps (dirty, snapshot, present, claim, written) and n
   const l = computeSlabLayout(4096, 1000, { arenaBytes: 0, cacheSlots: 0 });
   const documented = [
     'pageSize', 'pageCount', 'bitmapWords', 'control', 'dirty', 'snapshot', 'present', 'claim', 'written', 'hashes', 'scratch',
-    'scratchSlotBytes', 'arena', 'arenaBytes', 'cacheTags', 'cache', 'cacheSlots', 'ram', 'ramBytes', 'totalBytes',
+    'scratchSlotBytes', 'arena', 'arenaBytes', 'cacheTags', 'cache', 'cacheSlots', 'ram', 'ramBytes', 'windowPages', 'totalBytes',
   ];
   assert.equal(Object.keys(l).sort(), [...documented].sort());
   // Bitmaps sit back to back, and the hashes follow the last one directly.
   const bitmap = l.bitmapWords * 8;
   assert.equal([l.snapshot - l.dirty, l.present - l.snapshot, l.claim - l.present, l.written - l.claim, l.hashes - l.written], [bitmap, bitmap, bitmap, bitmap, bitmap]);
+});
+
+test('a file-backed slab holds a window per scratch agent in place of its pages, so its size does not grow with the region', () => {
+  const small = computeSlabLayout(4096, 1024, { arenaBytes: 0, cacheSlots: 0, windowPages: 512 });
+  const large = computeSlabLayout(4096, 1024 * 1024, { arenaBytes: 0, cacheSlots: 0, windowPages: 512 });
+  assert.is(small.ramBytes, 16 * 512 * 4096);
+  assert.is(large.ramBytes, small.ramBytes);
+  assert.is(windowOf(large, 3) - windowOf(large, 2), 512 * 4096);
+  assert.ok(windowOf(large, 15) + 512 * 4096 <= large.totalBytes);
+  expectCode(() => windowOf(computeSlabLayout(4096, 64, { arenaBytes: 0, cacheSlots: 0 }), 0), INVALID, 'window of a slab holding its pages');
 });
 
 test('GuestMemory rejects a slab size below 64 pages and one too close to 4 GiB', () => {

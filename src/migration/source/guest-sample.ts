@@ -1,6 +1,7 @@
 // A few of the guest's non-zero pages, spread evenly over its memory: what the encoding samplers
 // (lz4-sample.ts, xbzrle-sample.ts) time before the first pass to judge an encoding by.
 
+import { readPageCopy } from '../../memory/file-pages.js';
 import { kernelsOf, pageOffset, type Slab } from '../../memory/slab.js';
 import { viewsOf } from '../../wasm/views.js';
 
@@ -13,6 +14,11 @@ export function sampleGuestPages(slabs: readonly Slab[], count: number): Uint8Ar
     let s = 0;
     while (local >= slabs[s].pageCount) local -= slabs[s++].pageCount;
     const slab = slabs[s];
+    if (slab.file !== null) {
+      const page = readPageCopy(slab, local);
+      if (page.some((b) => b !== 0)) pages.push(page);
+      continue;
+    }
     const offset = pageOffset(slab, local);
     if (kernelsOf(slab).raw.isZeroPage(offset, slab.layout.pageSize) === 1) continue;
     pages.push(viewsOf(slab.memory).u8.slice(offset, offset + slab.layout.pageSize));

@@ -98,6 +98,9 @@ export interface LiveFigures {
   predicted: number;
 }
 
+/** Pages per hash-scan task (16 MiB of 4 KiB pages): enough to amortize a task's round trip. */
+const SCAN_SEGMENT_PAGES = 4096;
+
 /** The longest a destination may take no bytes while some are queued for it. */
 export const DEFAULT_STALL_TIMEOUT_MS = 20_000;
 
@@ -187,6 +190,33 @@ export class SourceRun {
 
   /** When we paused the guest and how long pausing took (a resumed stop-and-copy pass keeps counting from there). */
   pausedSince: { at: number; ms: number } | null = null;
+
+  /**
+   * Moves what was dirtied since the last sync into the snapshot and returns the pages it holds. Pages
+   * of file-backed regions that no dirty log covers are hash-scanned first (file-pages.ts), in segments
+   * over the encoder pool.
+   */
+  async syncDirty(): Promise<number> {
+    if (this.source.collectDirtyLog === undefined) {
+      const { pool } = this.established;
+      const segments: { slab: number; from: number; to: number }[] = [];
+      this.slabs.forEach((s, slab) => {
+        if (s.file === null) return;
+        for (let from = 0; from < s.pageCount; from += SCAN_SEGMENT_PAGES) segments.push({ slab, from, to: Math.min(s.pageCount, from + SCAN_SEGMENT_PAGES) });
+      });
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < segments.length) await pool.scan(segments[next++]);
+      };
+      await Promise.all(Array.from({ length: Math.min(segments.length, 2 * pool.size) }, worker));
+    }
+    return this.tracker.sync();
+  }
+
+  /** Whether dirty pages are known only at a sync (an integrator's log, or hash-scan): no curve within a pass. */
+  get dirtyKnownAtSyncOnly(): boolean {
+    return this.source.collectDirtyLog !== undefined || this.slabs.some((s) => s.file !== null);
+  }
 
   /** Pauses the guest (once); returns how long it took. */
   async pause(): Promise<number> {

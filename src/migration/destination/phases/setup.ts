@@ -23,6 +23,8 @@ const OUR_CAPABILITIES = Capability.XBZRLE | Capability.LZ4 | Capability.POSTCOP
 /** Touches every page once so that receiving does not pay the host's first-write cost. */
 export function pretouch(slabs: readonly Slab[]): void {
   for (const s of slabs) {
+    // A file-backed region's pages are the file's: its owner decides when they are allocated.
+    if (s.file !== null) continue;
     const { i32 } = viewsOf(s.memory);
     const words = s.layout.pageSize >>> 2;
     const base = s.layout.ram >>> 2;

@@ -50,8 +50,8 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
   const signal = run.options.signal;
   const stop = (): boolean => performance.now() >= deadline || signal?.aborted === true;
   // The dirtying curve (dirtying.ts) is sampled between batches of a pre-copy pass: the dirty log
-  // since the sync that started it. An integrator's log is only brought in at a sync: not sampled.
-  const sampleDirtying = phase === 'precopy' && run.source.collectDirtyLog === undefined;
+  // since the sync that started it. A log brought in only at a sync (an integrator's, hash-scan): not sampled.
+  const sampleDirtying = phase === 'precopy' && !run.dirtyKnownAtSyncOnly;
   if (sampleDirtying) run.dirtying.passStarting(run.throttlePercent);
   const pass = await sender.sendPass(iteration, useXbzrle, (r, bytes) => {
     if (sampleDirtying) run.dirtying.sample(performance.now() - run.lastSync, run.tracker.peekDirty());

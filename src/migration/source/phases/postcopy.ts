@@ -49,7 +49,7 @@ export async function runPostcopySwitching(run: SourceRun, state: Extract<Source
     run.decide({ rule: 'mode', action: 'postcopy', forced: false, reason: 'post-copy migration: the guest resumes on the destination at once' });
     startFullPass(run);
   } else {
-    run.live.remaining = run.tracker.sync();
+    run.live.remaining = await run.syncDirty();
   }
   channel.phase = 'post-copy switchover';
   // Disk blocks are not faulted: what the disks hold that the destination lacks goes now, paused.

@@ -18,7 +18,7 @@ export async function runPrecopyPass(run: SourceRun, state: Extract<SourceState,
   // The time cap holds inside a pass too: a pass still running at it stops, and the policy decides.
   const record = await sendPass(run, iteration, 'pre-copy', 'precopy', run.record.startedAt + run.options.policy.maxTimeMs);
   const now = performance.now();
-  const remaining = run.tracker.sync();
+  const remaining = await run.syncDirty();
   const sinceSync = Math.max(1e-3, (now - run.lastSync) / 1000);
   run.dirtying.passEnded(sinceSync * 1000, remaining);
   run.lastSync = now;
@@ -38,8 +38,8 @@ export async function runPrecopyPass(run: SourceRun, state: Extract<SourceState,
   Object.assign(run.live, { remaining, bandwidth: record.bandwidthBytesPerSec, dirtyRate, predicted });
   const decision = decideConvergence(metrics, run.options.policy);
   // The same figures, projected until the migration completes (eta.ts replays the policy on them).
-  // An integrator's dirty log (collectDirtyLog) is only brought in at a sync: its curve would be flat.
-  const dirtiedPages = run.source.collectDirtyLog === undefined ? (ms: number, p: number) => run.dirtying.pagesIn(ms, p) : undefined;
+  // A dirty log brought in only at a sync (an integrator's, or hash-scan) would make the curve flat.
+  const dirtiedPages = !run.dirtyKnownAtSyncOnly ? (ms: number, p: number) => run.dirtying.pagesIn(ms, p) : undefined;
   const eta = estimatePrecopy(metrics, run.options.policy, { bytesPerPage, switchoverMs: run.options.policy.switchoverCostMs, dirtyCapBytes: run.guestPages * bytesPerPage, dirtiedPages });
   const at = run.setEta(eta.ms);
   run.recordPass({ ...record, dirtyPages: remaining, dirtyPagesPerSec: dirtyRate, expectedDowntimeMs: predicted, etaMs: eta.ms, endedAtMs: at - run.record.startedAt });

@@ -22,14 +22,14 @@ export async function runStopAndCopy(run: SourceRun, state: Extract<SourceState,
     // the destination still lacks (plus anything dirtied before the pause took hold).
     if (run.options.mode !== 'cold') pausedAt = run.pausedSince.at;
     pauseMs = run.pausedSince.ms;
-    run.live.remaining = run.tracker.sync();
+    run.live.remaining = await run.syncDirty();
   } else if (singlePass) {
     run.decide({ rule: 'mode', action: 'switchover', forced: false, reason: `${run.options.mode} migration: guest paused for a single pass` });
     run.record.converged = true;
     run.record.predictedDowntimeMs = null;
     startFullPass(run);
   } else {
-    run.live.remaining = run.tracker.sync();
+    run.live.remaining = await run.syncDirty();
   }
   const tFinal = performance.now();
   const final = await sendPass(run, iteration, 'stop-and-copy', 'stop-and-copy');

@@ -28,7 +28,7 @@ export async function sendSwitchover(run: SourceRun, plan: SwitchoverPlan): Prom
   const { channel } = run.established;
   const tState = performance.now();
   // Queued, not waited for: SWITCHOVER follows on the same ordered channel and is waited for.
-  channel.send(encodeDeviceState(run.source.saveState())).catch(() => undefined);
+  channel.send(encodeDeviceState(await run.source.saveState())).catch(() => undefined);
   const deviceStateMs = performance.now() - tState;
   // From here the guest may run only where the lease is: the destination's once SWITCHOVER lands.
   handOverStorage(run.source.storage, run.established.session);

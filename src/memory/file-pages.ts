@@ -1,0 +1,165 @@
+// The pages of a file-backed region (types.ts, RegionFile) on their way through a slab's window: the
+// source reads the pages an encode task will send, or every page a hash-scan checks, from the file into
+// its thread's window, and hands the kernels a RAM base that puts page `first` at the window's start;
+// the destination applies a batch the same way and writes what it applied back at the pages' offsets.
+// Positioned I/O only (pread/pwrite), from whichever thread does the work; each thread opens the file
+// once.
+//
+//   file ──pread──► window[agent] ──kernels (encode │ verify+apply)──► frame │ window ──pwrite──► file
+
+import { closeSync, openSync, readSync, writeSync } from 'node:fs';
+import { ErrorCode, MemshiftError } from '../errors.js';
+import { viewsOf } from '../wasm/views.js';
+import { kernelsOf, type Slab } from './slab.js';
+import { windowOf } from './slab-layout.js';
+
+const opened = new Map<string, number>();
+
+/** This thread's descriptor for the slab's file (read-only on a source, read-write on a destination). */
+function fdOf(slab: Slab, write: boolean): number {
+  const path = slab.file!.path;
+  const key = `${write ? 'rw' : 'r'}:${path}`;
+  let fd = opened.get(key);
+  if (fd === undefined) {
+    try {
+      fd = openSync(path, write ? 'r+' : 'r');
+    } catch (cause) {
+      throw new MemshiftError(ErrorCode.IO, `cannot open region ${slab.regionId}'s file ${path}: ${(cause as Error).message}`, { cause, regionId: slab.regionId });
+    }
+    opened.set(key, fd);
+  }
+  return fd;
+}
+
+/** Closes every file this thread opened (a destination after its migration; workers end with their thread). */
+export function closeRegionFiles(): void {
+  for (const fd of opened.values()) closeSync(fd);
+  opened.clear();
+}
+
+/** A copy of slab page `local`, read from the file (the encoding samplers' view of a file-backed guest). */
+export function readPageCopy(slab: Slab, local: number): Uint8Array {
+  const out = new Uint8Array(slab.layout.pageSize);
+  readPages(slab, 0, local, 1, out);
+  return out;
+}
+
+/** Reads slab pages [first, first + count) into the window at `at` (bytes); the file must hold them. */
+function readPages(slab: Slab, at: number, first: number, count: number, u8 = viewsOf(slab.memory).u8): void {
+  const fd = fdOf(slab, false);
+  const ps = slab.layout.pageSize;
+  const bytes = count * ps;
+  let done = 0;
+  while (done < bytes) {
+    const n = readSync(fd, u8, at + done, bytes - done, slab.file!.offset + first * ps + done);
+    if (n === 0) {
+      throw new MemshiftError(ErrorCode.IO, `region ${slab.regionId}'s file ${slab.file!.path} ends before page ${slab.firstPage + first + Math.floor(done / ps)}`, { regionId: slab.regionId });
+    }
+    done += n;
+  }
+}
+
+function writePages(slab: Slab, from: Uint8Array, first: number): void {
+  const fd = fdOf(slab, true);
+  const position = slab.file!.offset + first * slab.layout.pageSize;
+  for (let done = 0; done < from.length;) done += writeSync(fd, from, done, from.length - done, position + done);
+}
+
+/** A window's RAM base for the kernels: slab page `first` lands at the window's start (u32 arithmetic wraps). */
+function windowBase(window: number, first: number, pageSize: number): number {
+  return (window - first * pageSize) | 0;
+}
+
+/**
+ * Source, before an encode task: reads the pages marked in the snapshot from the first marked page in
+ * [from, to) on, as far as one window reaches, each at its place in `agent`'s window. Returns the page
+ * range the task may encode and the RAM base to give the kernel, or null when nothing in [from, to) is
+ * marked. Nothing but the pass's own encoders takes snapshot bits while it runs, so the pages read are
+ * those the kernel will take.
+ */
+export function readMarkedPages(slab: Slab, agent: number, from: number, to: number): { from: number; to: number; ram: number } | null {
+  const L = slab.layout;
+  const first = kernelsOf(slab).raw.bitmapNextSet(L.snapshot, to, from);
+  if (first < 0) return null;
+  const end = Math.min(to, first + L.windowPages);
+  const window = windowOf(L, agent);
+  const { u32 } = viewsOf(slab.memory);
+  const words = L.snapshot >>> 2;
+  let run = -1;
+  for (let p = first; p <= end; p++) {
+    const marked = p < end && (u32[words + (p >>> 5)] & (1 << (p & 31))) !== 0;
+    if (marked && run < 0) run = p;
+    if (!marked && run >= 0) {
+      readPages(slab, window + (run - first) * L.pageSize, run, p - run);
+      run = -1;
+    }
+  }
+  return { from: first, to: end, ram: windowBase(window, first, L.pageSize) };
+}
+
+/**
+ * Source, hash-scan: reads slab pages [from, to) a window at a time and marks dirty each page whose
+ * hash differs from the hash it was last sent with. Returns how many it marked.
+ */
+export function scanChangedPages(slab: Slab, agent: number, from: number, to: number): number {
+  const L = slab.layout;
+  const k = kernelsOf(slab).raw;
+  const window = windowOf(L, agent);
+  let marked = 0;
+  for (let first = from; first < to; first += L.windowPages) {
+    const count = Math.min(L.windowPages, to - first);
+    readPages(slab, window, first, count);
+    marked += k.markChangedPages(window, L.pageSize, count, first, L.hashes, L.dirty);
+  }
+  return marked;
+}
+
+/**
+ * Destination: where a batch's entries from `start` on may be applied through `agent`'s window: the
+ * longest run of entries whose slab pages lie in [first, first + windowPages) of this slab, `first`
+ * being the first entry's. Returns the end index and the RAM base for the kernel.
+ */
+export function applyWindow(slab: Slab, agent: number, pages: (i: number) => number, start: number, count: number): { end: number; ram: number; first: number } {
+  const L = slab.layout;
+  const first = pages(start) - slab.firstPage;
+  let end = start + 1;
+  while (end < count) {
+    const local = pages(end) - slab.firstPage;
+    if (local < first || local >= Math.min(slab.pageCount, first + L.windowPages)) break;
+    end++;
+  }
+  return { end, ram: windowBase(windowOf(L, agent), first, L.pageSize), first };
+}
+
+/**
+ * Destination, after the kernel applied entries: writes them from `agent`'s window (window page 0 is
+ * slab page `first`) to the file. `zero` says which were zero pages: those are written only where the
+ * file's page is not zero already (a fresh backing file is sparse; writing zeros would allocate it).
+ */
+export function writeAppliedPages(slab: Slab, agent: number, first: number, pages: readonly number[], zero: readonly boolean[]): void {
+  const L = slab.layout;
+  const ps = L.pageSize;
+  const window = windowOf(L, agent);
+  const { u8 } = viewsOf(slab.memory);
+  const k = kernelsOf(slab).raw;
+  let i = 0;
+  while (i < pages.length) {
+    let j = i + 1;
+    while (j < pages.length && pages[j] === pages[j - 1] + 1 && zero[j] === zero[i]) j++;
+    const local = pages[i] - slab.firstPage;
+    const at = window + (local - first) * ps;
+    const count = j - i;
+    if (!zero[i]) {
+      writePages(slab, u8.subarray(at, at + count * ps), local);
+    } else {
+      // Their window slots are free (a zero page has no payload): read what the file holds there.
+      readPages(slab, at, local, count);
+      for (let p = 0; p < count; p++) {
+        if (k.isZeroPage(at + p * ps, ps) === 1) continue;
+        u8.fill(0, at + p * ps, at + (p + 1) * ps);
+        writePages(slab, u8.subarray(at + p * ps, at + (p + 1) * ps), local + p);
+      }
+    }
+    i = j;
+  }
+}

@@ -1,0 +1,117 @@
+// A running QEMU guest as a memshift MemorySource: its RAM is the files of its shared memory backends
+// (ram-backends.ts), read at their offsets and hash-scanned for what changed (no dirty log reaches
+// memshift from QEMU); its vCPUs and devices are QEMU's, moved by QEMU's own migration with
+// x-ignore-shared, which the adapter runs into a file once the guest is stopped, beside the final pass.
+//
+//   pause: stop ─► (migrate exec:cat > devices, in the background) │ saveState: ◄─ the stream, wrapped
+//   resume (failure before the destination runs): cont
+
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ErrorCode, MemshiftError } from '../errors.js';
+import { GuestMemory } from '../memory/guest-memory.js';
+import type { MemorySource, Region } from '../memory/types.js';
+import type { Slab } from '../memory/slab.js';
+import { encodeDeviceEnvelope } from './device-envelope.js';
+import { Qmp } from './qmp.js';
+import { findRamBackends, ramRegionSpecs, type RamBackend } from './ram-backends.js';
+import { awaitMigration, enableIgnoreShared, shellQuote } from './qemu-migration.js';
+
+export class QemuSource implements MemorySource {
+  /** QEMU's STOP event time (µs since the epoch) of the pause, once paused. */
+  stoppedAtMicros: number | null = null;
+  private deviceSave: Promise<Uint8Array> | null = null;
+  private throttleTimer: NodeJS.Timeout | null = null;
+
+  private constructor(readonly qmp: Qmp, readonly backends: readonly RamBackend[], readonly memory: GuestMemory, private readonly workDir: string) {}
+
+  /** Attaches to the QEMU behind `qmpPath`: finds its RAM files and sets the capability the device migration needs. */
+  static async open(qmpPath: string): Promise<QemuSource> {
+    const qmp = await Qmp.connect(qmpPath);
+    try {
+      const status = await qmp.execute<{ status: string }>('query-status');
+      if (status.status !== 'running' && status.status !== 'paused') {
+        throw new MemshiftError(ErrorCode.QEMU, `QEMU (${qmpPath}) is ${status.status}: a source must be running or paused`);
+      }
+      const backends = await findRamBackends(qmp);
+      await enableIgnoreShared(qmp);
+      const memory = GuestMemory.allocate(ramRegionSpecs(backends));
+      return new QemuSource(qmp, backends, memory, mkdtempSync(join(tmpdir(), 'memshift-qemu-source-')));
+    } catch (err) {
+      qmp.close();
+      throw err;
+    }
+  }
+
+  get regions(): readonly Region[] {
+    return this.memory.regions;
+  }
+
+  slabsOf(regionId: number): readonly Slab[] {
+    return this.memory.slabsOf(regionId);
+  }
+
+  async pause(): Promise<void> {
+    this.stopThrottle();
+    const since = this.qmp.events.length;
+    await this.qmp.execute('stop');
+    const stopped = await this.qmp.waitEvent('STOP', 5_000, since).catch(() => null);
+    this.stoppedAtMicros = stopped?.atMicros ?? Date.now() * 1000;
+    // QEMU's device stream is written while memshift sends the final pages (they do not touch it).
+    this.deviceSave = this.saveDevices();
+    this.deviceSave.catch(() => undefined);
+  }
+
+  private async saveDevices(): Promise<Uint8Array> {
+    const file = join(this.workDir, 'devices.bin');
+    await this.qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(file)}` });
+    await awaitMigration(this.qmp, 'source');
+    return readFileSync(file);
+  }
+
+  async saveState(): Promise<Uint8Array> {
+    if (this.deviceSave === null || this.stoppedAtMicros === null) throw new MemshiftError(ErrorCode.QEMU, 'device state asked for before the guest was paused');
+    const stream = await this.deviceSave;
+    return encodeDeviceEnvelope({ backends: this.backends.map((b) => ({ id: b.id, bytes: b.bytes })), stoppedAtMicros: this.stoppedAtMicros, stream });
+  }
+
+  /** After a failure before the destination ran the guest: the guest runs on here. */
+  async resume(): Promise<void> {
+    this.stopThrottle();
+    if (this.deviceSave !== null) {
+      // A device save under way finishes (or fails) first: `cont` during a migration is refused.
+      await this.deviceSave.catch(() => this.qmp.execute('migrate_cancel').catch(() => undefined));
+      this.deviceSave = null;
+    }
+    await this.qmp.execute('cont');
+  }
+
+  /**
+   * Auto-converge from outside QEMU: the guest is stopped for `percent` of every 100 ms (QEMU's own
+   * throttle sleeps its vCPU threads the same share of each period).
+   */
+  throttle(percent: number): void {
+    this.stopThrottle();
+    if (percent <= 0) return;
+    const period = 100;
+    const tick = (): void => {
+      void this.qmp.execute('stop').then(() => new Promise((r) => setTimeout(r, (period * percent) / 100))).then(() => {
+        if (this.throttleTimer !== null) return this.qmp.execute('cont');
+        return undefined;
+      }).catch(() => undefined);
+    };
+    this.throttleTimer = setInterval(tick, period);
+  }
+
+  private stopThrottle(): void {
+    if (this.throttleTimer !== null) clearInterval(this.throttleTimer);
+    this.throttleTimer = null;
+  }
+
+  close(): void {
+    this.stopThrottle();
+    this.qmp.close();
+    rmSync(this.workDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,99 @@
+// A QEMU waiting for an incoming migration (`-incoming defer`) as a memshift MemoryTarget: received
+// pages are written into the files of its shared RAM backends at their offsets (file-pages.ts); the
+// device state is QEMU's stream (device-envelope.ts), which it loads with migrate-incoming once every
+// page is in, and only then does `cont` run the guest. The backends must match the source's one for one.
+//
+//   checkState (layout) ─► loadState (stream to a file) ─► resume: migrate-incoming ─► completed ─► cont
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ErrorCode, MemshiftError } from '../errors.js';
+import { GuestMemory } from '../memory/guest-memory.js';
+import { closeRegionFiles } from '../memory/file-pages.js';
+import type { MemoryTarget, Region } from '../memory/types.js';
+import type { Slab } from '../memory/slab.js';
+import { decodeDeviceEnvelope } from './device-envelope.js';
+import { Qmp } from './qmp.js';
+import { findRamBackends, ramRegionSpecs, type RamBackend } from './ram-backends.js';
+import { awaitMigration, enableIgnoreShared, shellQuote } from './qemu-migration.js';
+
+export interface QemuResume {
+  /** The source QEMU's STOP and this QEMU's RESUME, by QEMU's clocks (µs since the epoch). */
+  stoppedAtMicros: number;
+  resumedAtMicros: number;
+  /** How long loading QEMU's device stream took here (migrate-incoming to completed). */
+  deviceLoadMs: number;
+  /** Bytes of QEMU's device stream. */
+  deviceStateBytes: number;
+}
+
+export class QemuTarget implements MemoryTarget {
+  private stream: Uint8Array | null = null;
+  private stoppedAtMicros = 0;
+  /** Set once the guest runs here. */
+  resumed: QemuResume | null = null;
+
+  private constructor(readonly qmp: Qmp, readonly backends: readonly RamBackend[], readonly memory: GuestMemory, private readonly workDir: string) {}
+
+  /** Attaches to the QEMU behind `qmpPath`, which must be waiting for an incoming migration. */
+  static async open(qmpPath: string): Promise<QemuTarget> {
+    const qmp = await Qmp.connect(qmpPath);
+    try {
+      const status = await qmp.execute<{ status: string }>('query-status');
+      if (status.status !== 'inmigrate') {
+        throw new MemshiftError(ErrorCode.QEMU, `QEMU (${qmpPath}) is ${status.status}, not waiting for a migration: start the destination QEMU with -incoming defer`);
+      }
+      const backends = await findRamBackends(qmp);
+      await enableIgnoreShared(qmp);
+      const memory = GuestMemory.allocate(ramRegionSpecs(backends));
+      return new QemuTarget(qmp, backends, memory, mkdtempSync(join(tmpdir(), 'memshift-qemu-dest-')));
+    } catch (err) {
+      qmp.close();
+      throw err;
+    }
+  }
+
+  get regions(): readonly Region[] {
+    return this.memory.regions;
+  }
+
+  slabsOf(regionId: number): readonly Slab[] {
+    return this.memory.slabsOf(regionId);
+  }
+
+  checkState(state: Uint8Array): void {
+    const e = decodeDeviceEnvelope(state);
+    const ours = this.backends.map((b) => `${b.id}:${b.bytes}`).join(', ');
+    const theirs = e.backends.map((b) => `${b.id}:${b.bytes}`).join(', ');
+    if (ours !== theirs) throw new MemshiftError(ErrorCode.DEVICE_STATE_INVALID, `the source QEMU's RAM backends (${theirs}) are not this QEMU's (${ours})`);
+  }
+
+  loadState(state: Uint8Array): void {
+    const e = decodeDeviceEnvelope(state);
+    this.stream = e.stream.slice();
+    this.stoppedAtMicros = e.stoppedAtMicros;
+  }
+
+  async resume(): Promise<void> {
+    if (this.resumed !== null) return;
+    if (this.stream === null) throw new MemshiftError(ErrorCode.QEMU, 'resume before the device state arrived');
+    const file = join(this.workDir, 'devices.bin');
+    writeFileSync(file, this.stream);
+    // Every page is in the backing files by now (memshift resumes only after the final pass and the digest check).
+    closeRegionFiles();
+    const t = performance.now();
+    const since = this.qmp.events.length;
+    await this.qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(file)}` });
+    await awaitMigration(this.qmp, 'destination');
+    const deviceLoadMs = performance.now() - t;
+    await this.qmp.execute('cont');
+    const resumed = await this.qmp.waitEvent('RESUME', 5_000, since).catch(() => null);
+    this.resumed = { stoppedAtMicros: this.stoppedAtMicros, resumedAtMicros: resumed?.atMicros ?? Date.now() * 1000, deviceLoadMs, deviceStateBytes: this.stream.length };
+  }
+
+  close(): void {
+    this.qmp.close();
+    rmSync(this.workDir, { recursive: true, force: true });
+  }
+}

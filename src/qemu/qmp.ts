@@ -1,0 +1,139 @@
+// A QMP client (QEMU's JSON machine protocol over a unix socket): the adapter's only way to talk to a
+// QEMU. One command in flight at a time per call site, answers matched by id; asynchronous events are
+// kept with QEMU's own timestamps (wall clock, µs), so downtime can be measured from QEMU's side.
+//
+//   connect ─► greeting ─► qmp_capabilities ─► ready ─► execute … │ events ─► waitEvent
+
+import net from 'node:net';
+import { ErrorCode, MemshiftError } from '../errors.js';
+
+export interface QmpEvent {
+  event: string;
+  data: Record<string, unknown>;
+  /** QEMU's timestamp of the event, in µs since the epoch. */
+  atMicros: number;
+}
+
+interface Pending {
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+  command: string;
+}
+
+function qemuError(message: string, cause?: unknown): MemshiftError {
+  return new MemshiftError(ErrorCode.QEMU, message, cause === undefined ? {} : { cause });
+}
+
+export class Qmp {
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private buffered = '';
+  private closed: Error | null = null;
+  readonly events: QmpEvent[] = [];
+  private readonly waiters = new Set<() => void>();
+
+  private constructor(private readonly socket: net.Socket, readonly path: string) {
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => this.received(chunk));
+    const end = (err?: Error): void => {
+      this.closed ??= qemuError(`QMP connection to ${path} closed${err !== undefined ? `: ${err.message}` : ''}`);
+      for (const p of this.pending.values()) p.reject(this.closed);
+      this.pending.clear();
+      for (const w of this.waiters) w();
+    };
+    socket.on('error', end);
+    socket.on('close', () => end());
+  }
+
+  /** Connects to QEMU's QMP socket at `path` and leaves capabilities negotiation done. */
+  static async connect(path: string, timeoutMs = 10_000): Promise<Qmp> {
+    const socket = net.createConnection(path);
+    const qmp = new Qmp(socket, path);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(qemuError(`no QMP greeting from ${path} within ${timeoutMs} ms`)), timeoutMs);
+      socket.once('error', (err) => {
+        clearTimeout(timer);
+        reject(qemuError(`cannot connect to QMP socket ${path}: ${err.message}`, err));
+      });
+      qmp.greeted = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    await qmp.execute('qmp_capabilities');
+    return qmp;
+  }
+
+  private greeted: (() => void) | null = null;
+
+  private received(chunk: string): void {
+    this.buffered += chunk;
+    let nl: number;
+    while ((nl = this.buffered.indexOf('\n')) >= 0) {
+      const line = this.buffered.slice(0, nl).trim();
+      this.buffered = this.buffered.slice(nl + 1);
+      if (line === '') continue;
+      let msg: Record<string, unknown>;
+      try {
+        msg = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        continue;
+      }
+      if ('QMP' in msg) {
+        this.greeted?.();
+        this.greeted = null;
+      } else if ('event' in msg) {
+        const ts = msg.timestamp as { seconds: number; microseconds: number } | undefined;
+        this.events.push({ event: String(msg.event), data: (msg.data ?? {}) as Record<string, unknown>, atMicros: ts === undefined ? Date.now() * 1000 : ts.seconds * 1e6 + ts.microseconds });
+        for (const w of this.waiters) w();
+      } else if (typeof msg.id === 'number') {
+        const p = this.pending.get(msg.id);
+        if (p === undefined) continue;
+        this.pending.delete(msg.id);
+        if ('error' in msg) {
+          const e = msg.error as { class?: string; desc?: string };
+          p.reject(qemuError(`QEMU refused ${p.command}: ${e.desc ?? 'error'} (${e.class ?? 'GenericError'})`));
+        } else {
+          p.resolve(msg.return);
+        }
+      }
+    }
+  }
+
+  /** Runs a QMP command; resolves to its `return`, rejects with MS_ERR_QEMU naming the command and QEMU's reason. */
+  execute<T = unknown>(command: string, args?: Record<string, unknown>): Promise<T> {
+    if (this.closed !== null) return Promise.reject(this.closed);
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, command });
+      this.socket.write(`${JSON.stringify(args === undefined ? { execute: command, id } : { execute: command, arguments: args, id })}\n`);
+    });
+  }
+
+  /** The first event named `name` (from index `since` of `events`) that `match` accepts; waits up to `timeoutMs`. */
+  async waitEvent(name: string, timeoutMs: number, since = 0, match: (e: QmpEvent) => boolean = () => true): Promise<QmpEvent> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.events.slice(since).find((e) => e.event === name && match(e));
+      if (found !== undefined) return found;
+      if (this.closed !== null) throw this.closed;
+      const left = deadline - Date.now();
+      if (left <= 0) throw qemuError(`QEMU (${this.path}) sent no ${name} event within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, left);
+        const waiters = this.waiters;
+        function done(): void {
+          clearTimeout(timer);
+          waiters.delete(done);
+          resolve();
+        }
+        waiters.add(done);
+      });
+    }
+  }
+
+  close(): void {
+    this.socket.end();
+    this.socket.destroy();
+  }
+}
