@@ -58,6 +58,8 @@ export class BatchApplier {
     const perSlab = region.slabs[0].pageCount;
     let i = 0;
     let payloadOffset = 0;
+    // A file-backed slab's window, kept while the entries stay in it (an LZ4 entry splits a kernel call, not the window).
+    let window: { slab: Slab; end: number; ram: number; first: number } | null = null;
     while (i < view.count) {
       const first = batchEntry(view, i).page;
       const slab = region.slabs[Math.floor(first / perSlab)];
@@ -75,7 +77,8 @@ export class BatchApplier {
       let windowFirst = 0;
       if (slab.file !== null) {
         if (this.claim) throw new MemshiftError(ErrorCode.INVALID_ARGUMENT, `region ${view.regionId} lives in a file: no post-copy claims on it`, { regionId: view.regionId });
-        ({ end, ram, first: windowFirst } = applyWindow(slab, this.agent, (j) => batchEntry(view, j).page, i, view.count));
+        if (window === null || window.slab !== slab || i >= window.end) window = { slab, ...applyWindow(slab, this.agent, (j) => batchEntry(view, j).page, i, view.count) };
+        ({ end, ram, first: windowFirst } = window);
       }
       payloadOffset = k.applyPages(
         ram, L.pageSize, slab.pageCount, slab.firstPage, region.keyBase,

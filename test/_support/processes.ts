@@ -47,7 +47,12 @@ export function memshift(args: readonly string[], env: NodeJS.ProcessEnv = {}, o
   const [command, commandArgs] = options.netns === undefined
     ? [process.execPath, [CLI, ...argv]]
     : ['ip', ['netns', 'exec', options.netns, process.execPath, CLI, ...argv]];
-  const proc = spawn(command, commandArgs, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  return spawnTracked(command, commandArgs, env);
+}
+
+/** Starts any program a test needs (a QEMU, say), tracked like the CLI's processes: `killAll` ends it by PID. */
+export function spawnTracked(command: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): Running {
+  const proc = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   live.add(proc);
   let out = '';
   let err = '';
