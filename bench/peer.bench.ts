@@ -1,7 +1,7 @@
 // `npm run bench -- --peer qemu`: QEMU 7.2's live migration and memshift's on the same shapes, in one
 // batch, interleaved run by run (QEMU, memshift, QEMU, memshift, …) because this host's steal time
 // swings, next to raw loopback TCP measured in the same run. QEMU runs under TCG with the peer guest
-// (bench/qemu/guest/writer.c); memshift with its simulated guest. Medians of `runs` runs.
+// (test/qemu/guest/); memshift with its simulated guest. Medians of `runs` runs.
 //
 // Shapes (the targets of the performance issue, T1, T2, T4, T5):
 //   idle      QEMU: 1 GiB guest, 512 MiB random + zero rest, destination pre-allocated;

@@ -1,5 +1,5 @@
 // `npm run bench`: every benchmark, each against a baseline measured in the same run.
-//   node dist/bench/run.js [--only kernels,e2e,postcopy,visibility,tls,compression,scale,recovery,save,disk,replication] [--runs N]   (default: all, 3 runs)
+//   node dist/bench/run.js [--only kernels,e2e,postcopy,visibility,tls,compression,scale,recovery,save,disk,replication,qemu] [--runs N]   (default: all, 3 runs)
 //   node dist/bench/run.js --peer qemu [--runs N]      QEMU 7.2 and memshift side by side (peer.bench.ts)
 
 import { benchKernels } from './kernels.bench.js';
@@ -14,6 +14,7 @@ import { benchRecovery } from './recovery.bench.js';
 import { benchSave } from './save.bench.js';
 import { benchDisk } from './disk.bench.js';
 import { benchReplication } from './replication.bench.js';
+import { benchQemuAdapter } from './qemu-adapter.bench.js';
 
 const args = process.argv.slice(2);
 /** The value of `--name V` or `--name=V`, if given. */
@@ -39,6 +40,7 @@ const suites: Record<string, (runs: number) => Promise<void>> = {
   save: benchSave,
   disk: benchDisk,
   replication: benchReplication,
+  qemu: benchQemuAdapter,
 };
 
 const peer = flag('peer');

@@ -1,8 +1,8 @@
 // One QEMU live migration between two qemu-system-x86_64 processes on 127.0.0.1, driven over QMP,
-// with the peer guest (guest/writer.c) in it: the QEMU half of `npm run bench -- --peer qemu`.
+// with the self-checking guest (test/qemu/guest/) in it: the QEMU half of `npm run bench -- --peer qemu`.
 // Both processes are started here and ended here by PID (QMP `quit` first), also when a step fails.
 //
-//   build writer.elf ─► start dst (-incoming defer) + src ─► guest runs ─► caps + params
+//   build guest.elf ─► start dst (-incoming defer) + src ─► guest runs ─► caps + params
 //     ─► migrate-incoming / migrate ─► poll query-migrate (start post-copy after the first pass)
 //     ─► completed: figures, CPU of both processes, the guest's own error count on the destination
 
@@ -13,10 +13,12 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Qmp } from './qmp.js';
+import { Qmp } from '../../src/qemu/qmp.js';
+import type { Report } from '../../src/index.js';
 
-const GUEST_SOURCES = fileURLToPath(new URL('../../../bench/qemu/guest/', import.meta.url));
+const GUEST_BUILD = fileURLToPath(new URL('../../../test/qemu/guest/build.sh', import.meta.url));
 const QEMU = 'qemu-system-x86_64';
+const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const TICKS_PER_S = 100;
 
 export function qemuInstalled(): boolean {
@@ -33,6 +35,11 @@ export interface QemuShape {
   downtimeLimitMs: number;
   postcopy: boolean;
   prealloc: boolean;
+  /**
+   * Who moves the RAM: QEMU's own migration, or memshift (qemu-source → qemu-dest) with the RAM in
+   * shared files on /dev/shm and QEMU moving the devices only (x-ignore-shared).
+   */
+  carrier?: 'qemu' | 'memshift';
 }
 
 export interface QemuRun {
@@ -48,21 +55,27 @@ export interface QemuRun {
   dirtySyncCount: number;
   /** CPU-seconds of both QEMU processes from `migrate` until completion (vCPU threads included). */
   cpuSeconds: number;
+  /** QEMU + memshift: both memshift processes' CPU-seconds (in cpuSeconds too), else 0. */
+  memshiftCpuSeconds: number;
   /** Errors the guest counted on the destination: in the first sweep it finished there, and in the last (null when it printed none). */
   guestErrors: { first: number; last: number } | null;
 }
 
-/** Builds the peer guest kernel into `dir` (gcc -m32, ld); returns its path. */
+/** Builds the guest kernel into `dir` (test/qemu/guest/build.sh: gcc -m32, ld); returns its path. */
 function buildGuest(dir: string): string {
-  const elf = join(dir, 'writer.elf');
-  const cc = ['-m32', '-ffreestanding', '-nostdlib', '-fno-pie', '-fno-stack-protector', '-O2', '-c'];
-  for (const [src, obj] of [['boot.S', 'boot.o'], ['writer.c', 'writer.o']]) {
-    const r = spawnSync('gcc', [...cc, join(GUEST_SOURCES, src), '-o', join(dir, obj)], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`gcc ${src}: ${r.stderr || r.error?.message}`);
-  }
-  const r = spawnSync('ld', ['-m', 'elf_i386', '--no-warn-rwx-segments', '-T', join(GUEST_SOURCES, 'link.ld'), '-o', elf, join(dir, 'boot.o'), join(dir, 'writer.o')], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`ld: ${r.stderr || r.error?.message}`);
+  const elf = join(dir, 'guest.elf');
+  const r = spawnSync('bash', [GUEST_BUILD, elf], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`guest build: ${r.stderr || r.error?.message}`);
   return elf;
+}
+
+/**
+ * The guest's range over the random data at 256 MiB, ending at least 1 MiB below the top of RAM (the
+ * firmware keeps part of the last MiB), and its pace (0: flat out); mib=0 is idle.
+ */
+function guestCommandLine(shape: QemuShape): string {
+  const baseMiB = Math.min(256, shape.memMiB - 1 - shape.dirtyMiB);
+  return `base=${baseMiB * 2 ** 20} mib=${shape.dirtyMiB} ${shape.pagesPerSecond === 0 ? 'flat=1' : `rate=${shape.pagesPerSecond}`}`;
 }
 
 async function writeRandomFile(path: string, mib: number): Promise<void> {
@@ -89,11 +102,6 @@ function cpuTicks(pid: number): number {
   return Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of the line)
 }
 
-function tscKhz(): number {
-  const m = /cpu MHz\s*:\s*([\d.]+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'));
-  return m ? Math.round(Number(m[1]) * 1000) : 2_600_000;
-}
-
 /** The files every run shares: the guest kernel and the random data. Remove with `dispose`. */
 export class QemuPeer {
   private readonly dir = mkdtempSync(join(tmpdir(), 'memshift-qemu-peer-'));
@@ -106,17 +114,21 @@ export class QemuPeer {
     const port = await freePort();
     const started: ChildProcess[] = [];
     const qmps: Qmp[] = [];
+    const ramFiles: string[] = [];
     const start = (name: string, extra: string[], withData: boolean): { child: ChildProcess; qmp: string; serial: string } => {
       const qmp = join(work, `${name}.qmp`);
       const serial = join(work, `${name}.serial`);
+      const ram = shape.carrier === 'memshift' ? `/dev/shm/${work.split('/').pop()}-${name}.ram` : null;
+      if (ram !== null) ramFiles.push(ram);
       const args = [
         '-nographic', '-nodefaults', '-display', 'none', '-machine', 'pc', '-accel', 'tcg', '-m', String(shape.memMiB), '-smp', '1',
-        '-kernel', this.kernel, '-append', `base=0x10000000 mib=${shape.dirtyMiB} pps=${shape.pagesPerSecond} tsc_khz=${tscKhz()}`,
+        ...(ram !== null ? ['-object', `memory-backend-file,id=ram0,size=${shape.memMiB}M,mem-path=${ram},share=on,prealloc=${shape.prealloc ? 'on' : 'off'}`, '-machine', 'memory-backend=ram0'] : []),
+        '-kernel', this.kernel, '-append', guestCommandLine(shape),
         '-serial', `file:${serial}`, '-qmp', `unix:${qmp},server=on,wait=off`,
         // Only the source loads the data: a destination's RAM holds nothing of its own (in post-copy,
         // pages it already holds never fault, so loaded data would show through as lost writes).
         ...(random !== null && withData ? ['-device', `loader,file=${random},addr=0x10000000`] : []),
-        ...(shape.prealloc ? ['-mem-prealloc'] : []),
+        ...(shape.prealloc && ram === null ? ['-mem-prealloc'] : []),
         ...extra,
       ];
       const child = spawn(QEMU, args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -127,10 +139,17 @@ export class QemuPeer {
     try {
       const dst = start('dst', ['-incoming', 'defer'], false);
       const src = start('src', [], true);
-      const [qd, qs] = [await Qmp.connect(dst.qmp), await Qmp.connect(src.qmp)];
+      const [qd, qs] = [await Qmp.connect(dst.qmp, 10_000, true), await Qmp.connect(src.qmp, 10_000, true)];
       qmps.push(qd, qs);
       // Let the guest boot and run before the migration, as memshift's --warmup does.
       await new Promise((r) => setTimeout(r, 1500));
+      if (shape.carrier === 'memshift') {
+        // A QMP socket takes one client at a time: the adapter's, then ours again to quit.
+        for (const q of qmps.splice(0)) q.close();
+        const run = await this.viaMemshift(work, src, dst, shape);
+        qmps.push(await Qmp.connect(dst.qmp, 5_000, true), await Qmp.connect(src.qmp, 5_000, true));
+        return run;
+      }
       const caps = [{ capability: 'events', state: true }, ...(shape.postcopy ? [{ capability: 'postcopy-ram', state: true }] : [])];
       await qd.execute('migrate-set-capabilities', { capabilities: caps });
       await qs.execute('migrate-set-capabilities', { capabilities: caps });
@@ -161,6 +180,7 @@ export class QemuPeer {
         gbps: (ram.transferred ?? 0) / Math.max(1, totalMs - setupMs) / 1e6,
         dirtySyncCount: ram['dirty-sync-count'] ?? 0,
         cpuSeconds: (cpu1 - cpu0) / TICKS_PER_S,
+        memshiftCpuSeconds: 0,
         guestErrors: guestErrorsAfterSwitch(dst.serial),
       };
     } finally {
@@ -174,6 +194,53 @@ export class QemuPeer {
       }
       await Promise.all(started.map((c) => endByPid(c)));
       rmSync(work, { recursive: true, force: true });
+      for (const f of ramFiles) rmSync(f, { force: true });
+    }
+  }
+
+  /** The same migration with memshift carrying the RAM: qemu-dest and qemu-source, their reports. */
+  private async viaMemshift(work: string, src: { child: ChildProcess; qmp: string; serial: string }, dst: { child: ChildProcess; qmp: string; serial: string }, shape: QemuShape): Promise<QemuRun> {
+    const destReport = join(work, 'dest.json');
+    const sourceReport = join(work, 'source.json');
+    const dest = spawn(process.execPath, [CLI, 'qemu-dest', '--listen', '127.0.0.1:0', '--qmp', dst.qmp, '--insecure', '--quiet', '--report', destReport], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    dest.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+    dest.stderr!.resume();
+    const destDone = new Promise((r) => dest.once('close', r));
+    try {
+      const deadline = performance.now() + 10_000;
+      while (!/listening on 127\.0\.0\.1:(\d+)/.test(out)) {
+        if (performance.now() > deadline || dest.exitCode !== null) throw new Error('qemu-dest did not start listening');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const port = /listening on 127\.0\.0\.1:(\d+)/.exec(out)![1];
+      const cpu0 = cpuTicks(src.child.pid!) + cpuTicks(dst.child.pid!);
+      const source = spawn(process.execPath, [CLI, 'qemu-source', '--connect', `127.0.0.1:${port}`, '--qmp', src.qmp, '--insecure', '--quiet', '--report', sourceReport, '--downtime-limit', String(shape.downtimeLimitMs)], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      source.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+      const code = await new Promise<number | null>((r) => source.once('close', r));
+      await destDone;
+      const cpu1 = cpuTicks(src.child.pid!) + cpuTicks(dst.child.pid!);
+      if (code !== 0 || !existsSync(sourceReport) || !existsSync(destReport)) throw new Error(`qemu-source exited ${code}: ${err}`);
+      const s = JSON.parse(readFileSync(sourceReport, 'utf8')) as Report;
+      const d = JSON.parse(readFileSync(destReport, 'utf8')) as Report;
+      await new Promise((r) => setTimeout(r, shape.dirtyMiB > 0 ? 1500 : 200));
+      const ours = ((s.cpuMs?.user ?? 0) + (s.cpuMs?.system ?? 0) + (d.cpuMs?.user ?? 0) + (d.cpuMs?.system ?? 0)) / 1000;
+      return {
+        status: s.outcome,
+        totalMs: s.totalTimeMs,
+        setupMs: s.setupTimeMs,
+        downtimeMs: d.hypervisor?.stopToResumeMs ?? NaN,
+        expectedDowntimeMs: s.predictedDowntimeMs,
+        transferredBytes: s.bytesTransferred,
+        gbps: s.bytesTransferred / Math.max(1, s.totalTimeMs - s.setupTimeMs) / 1e6,
+        dirtySyncCount: s.iterations.length,
+        cpuSeconds: (cpu1 - cpu0) / TICKS_PER_S + ours,
+        memshiftCpuSeconds: ours,
+        guestErrors: guestErrorsAfterSwitch(dst.serial),
+      };
+    } finally {
+      await endByPid(dest);
     }
   }
 
@@ -214,17 +281,17 @@ export class QemuPeer {
 
 function stopToResume(source: Qmp, destination: Qmp): number {
   const stop = source.events.filter((e) => e.event === 'STOP').pop();
-  const resume = destination.events.find((e) => e.event === 'RESUME' && stop !== undefined && e.timestampMs >= stop.timestampMs);
-  return stop !== undefined && resume !== undefined ? resume.timestampMs - stop.timestampMs : NaN;
+  const resume = destination.events.find((e) => e.event === 'RESUME' && stop !== undefined && e.atMicros >= stop.atMicros);
+  return stop !== undefined && resume !== undefined ? (resume.atMicros - stop.atMicros) / 1000 : NaN;
 }
 
 /**
- * The `err=` of the first and the last sweep the guest finished on the destination (it prints once per
- * sweep): a write lost or rolled back by the migration shows in the first.
+ * The guest's error count (cumulative, printed once a second) in its first and last status line on the
+ * destination: a write lost or rolled back by the migration shows in the first.
  */
 function guestErrorsAfterSwitch(serial: string): { first: number; last: number } | null {
   if (!existsSync(serial)) return null;
-  const errs = [...readFileSync(serial, 'utf8').matchAll(/sweep=\d+ err=(\d+)/g)].map((m) => Number(m[1]));
+  const errs = [...readFileSync(serial, 'latin1').matchAll(/^memshift-guest t=\d+ .*errors=(\d+)/gm)].map((m) => Number(m[1]));
   return errs.length === 0 ? null : { first: errs[0], last: errs[errs.length - 1] };
 }
 

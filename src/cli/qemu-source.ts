@@ -64,7 +64,6 @@ export async function runQemuSourceCommand(argv: readonly string[]): Promise<num
   let report: Report;
   let failure: { code: string; message: string } | null = null;
   try {
-    if (mode === 'cold') await guest.pause();
     const prepared = await prepareEncoders(guest, { encoders: encoders === undefined ? undefined : parseInteger(encoders, '--encoders', 1) });
     try {
       report = await migrate(guest, connect, {

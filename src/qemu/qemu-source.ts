@@ -54,6 +54,7 @@ export class QemuSource implements MemorySource {
 
   async pause(): Promise<void> {
     this.stopThrottle();
+    if (this.deviceSave !== null) return;
     const since = this.qmp.events.length;
     await this.qmp.execute('stop');
     const stopped = await this.qmp.waitEvent('STOP', 5_000, since).catch(() => null);

@@ -45,22 +45,42 @@ export class Qmp {
     socket.on('close', () => end());
   }
 
-  /** Connects to QEMU's QMP socket at `path` and leaves capabilities negotiation done. */
-  static async connect(path: string, timeoutMs = 10_000): Promise<Qmp> {
+  /**
+   * Connects to QEMU's QMP socket at `path` and leaves capabilities negotiation done. With `retry`, a
+   * socket QEMU has not created yet is tried again until `timeoutMs` (a QEMU just started).
+   */
+  static async connect(path: string, timeoutMs = 10_000, retry = false): Promise<Qmp> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        return await Qmp.connectOnce(path, Math.max(1, deadline - Date.now()));
+      } catch (err) {
+        if (!retry || Date.now() >= deadline) throw err;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+
+  private static async connectOnce(path: string, timeoutMs: number): Promise<Qmp> {
     const socket = net.createConnection(path);
     const qmp = new Qmp(socket, path);
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(qemuError(`no QMP greeting from ${path} within ${timeoutMs} ms`)), timeoutMs);
-      socket.once('error', (err) => {
-        clearTimeout(timer);
-        reject(qemuError(`cannot connect to QMP socket ${path}: ${err.message}`, err));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(qemuError(`no QMP greeting from ${path} within ${timeoutMs} ms`)), timeoutMs);
+        socket.once('error', (err) => {
+          clearTimeout(timer);
+          reject(qemuError(`cannot connect to QMP socket ${path}: ${err.message}`, err));
+        });
+        qmp.greeted = () => {
+          clearTimeout(timer);
+          resolve();
+        };
       });
-      qmp.greeted = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-    await qmp.execute('qmp_capabilities');
+      await qmp.execute('qmp_capabilities');
+    } catch (err) {
+      qmp.close();
+      throw err;
+    }
     return qmp;
   }
 

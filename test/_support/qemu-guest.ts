@@ -58,15 +58,10 @@ export async function startQemu(dir: string, name: string, o: QemuGuestOptions):
     ...(o.incoming === true ? ['-incoming', 'defer'] : []),
   ];
   const running = spawnTracked('qemu-system-x86_64', args);
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    try {
-      (await Qmp.connect(qmp, 2_000)).close();
-      break;
-    } catch (err) {
-      if (running.proc.exitCode !== null || Date.now() > deadline) throw new Error(`QEMU ${name} did not start: ${(err as Error).message}\n${running.stderr()}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+  try {
+    (await Qmp.connect(qmp, 20_000, true)).close();
+  } catch (err) {
+    throw new Error(`QEMU ${name} did not start: ${(err as Error).message}\n${running.stderr()}`);
   }
   return { running, qmp, serial, ram };
 }

@@ -13,15 +13,13 @@ if [ "$#" -ne 1 ] || [ -z "$1" ]; then
 fi
 
 src="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
-out="$1"
-case "$out" in /*) ;; *) out="$PWD/$out" ;; esac
+# Resolve OUTFILE (relative to the caller's cwd) without creating anything yet.
+out="$(realpath -m -- "$1")"
 outdir="$(dirname "$out")"
-mkdir -p "$outdir"
-outdir="$(cd "$outdir" && pwd -P)"
-out="$outdir/$(basename "$out")"
 case "$outdir/" in
     "$src"/*) echo "build.sh: refusing to write build output into the source tree ($out)" >&2; exit 2 ;;
 esac
+mkdir -p "$outdir"
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/memshift-guest-build.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
@@ -34,7 +32,8 @@ ld -m elf_i386 -static -nostdlib --no-warn-rwx-segments -T "$src/link.ld" \
     "$tmp/boot.o" "$tmp/kernel.o" -o "$tmp/guest.elf"
 
 # The multiboot v1 header must sit 4-byte aligned in the first 8 KiB of the file.
-if ! head -c 8192 "$tmp/guest.elf" | od -An -v -tx4 | grep -qw 1badb002; then
+# (grep reads all of od's output: with pipefail, grep -q could SIGPIPE od.)
+if ! od -An -v -tx4 -N 8192 "$tmp/guest.elf" | grep -w 1badb002 >/dev/null; then
     echo "build.sh: multiboot header not found in the first 8 KiB of the ELF" >&2
     exit 1
 fi

@@ -6,7 +6,10 @@
  * migration lost, rolled back or zeroed shows up as errors>0.
  *
  * Command line (multiboot cmdline, from `-append`), all optional:
- *   mib=N    size of the checked region in MiB (default 64); it starts at 16 MiB
+ *   mib=N    size of the checked region in MiB (default 64); 0 = no region:
+ *            the guest only prints its status line once a second
+ *   base=A   where the region starts (default 16 MiB; 4 KiB-aligned, at or
+ *            above 4 MiB), e.g. base=0x10000000 over data a loader put there
  *   rate=N   pages written per second after sweep 0 (default 20000);
  *            0 = idle: write nothing after sweep 0, but re-check the whole
  *            region once a second
@@ -26,7 +29,8 @@
  * In the error line, sweep= is the sweep doing the check (it expected sweep-1's
  * signature); found= is the first signature word that differed.
  *
- * Time: the TSC is calibrated once against PIT channel 2. Every counter lives
+ * Time: the TSC is calibrated once at boot against PIT channel 2 (median of
+ * five ~42 ms runs). Every counter lives
  * in ordinary guest RAM, so it migrates with the guest. If the TSC goes
  * backward (e.g. after a migration) the reference is resynced; if it jumps
  * forward by more than MAX_CATCHUP_S seconds, it counts as one second and no
@@ -37,7 +41,8 @@ typedef unsigned short u16;
 typedef unsigned int u32;
 typedef unsigned long long u64;
 
-#define REGION_BASE     0x01000000u     /* 16 MiB */
+#define DEFAULT_BASE    0x01000000u     /* 16 MiB */
+#define MIN_BASE        0x00400000u     /* clear of the kernel at 1 MiB */
 #define PAGE_SIZE       4096u
 #define PAGES_PER_MIB   256u
 #define MAX_ERROR_LINES 16u
@@ -45,7 +50,8 @@ typedef unsigned long long u64;
 #define MAX_BACKLOG_MS  100u            /* rate mode: never owe more than this */
 #define MAX_CATCHUP_S   10u             /* bigger TSC leaps count as one second */
 #define PIT_HZ          1193182u
-#define CAL_LATCH       59659u          /* PIT ticks for calibration (~50 ms) */
+#define CAL_TICKS       50000u          /* PIT ticks per calibration run (~42 ms) */
+#define CAL_RUNS        5u
 #define CAL_FALLBACK_KHZ 2000000u
 
 /* ---- port I/O and TSC ------------------------------------------------- */
@@ -55,6 +61,24 @@ static inline u8 inb(u16 port) { u8 v; __asm__ volatile("inb %1, %0" : "=a"(v) :
 static inline u64 rdtsc(void) { u32 lo, hi; __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi)); return ((u64)hi << 32) | lo; }
 static inline void cpu_relax(void) { __asm__ volatile("pause"); }
 static inline void wait_for_interrupt(void) { __asm__ volatile("sti; hlt" ::: "memory"); }
+
+/* Flush the whole TLB by toggling CR4.PGE (legal with paging off). Under TCG
+ * this matters for QEMU's own migration: QEMU 7.2 clears its migration dirty
+ * bitmap without re-arming TCG's softmmu TLB, so a page that stays hot in that
+ * TLB (our counters, our stack) is written through the fast path without being
+ * marked dirty again and a QEMU-native migration ships a stale copy of it (seen
+ * as errors>0 after `migrate`). Real OSes flush their TLBs all the time; we do it
+ * at the top of every loop iteration (each write batch / wake-up), before that
+ * iteration touches any state, so every hot page gets its dirty tracking
+ * re-armed. memshift itself reads the RAM files and never uses
+ * QEMU's dirty log, so this only keeps a QEMU-native control run clean. */
+static inline void tlb_flush_all(void)
+{
+    u32 cr4;
+    __asm__ volatile("mov %%cr4, %0" : "=r"(cr4));
+    __asm__ volatile("mov %0, %%cr4" : : "r"(cr4 ^ 0x80u) : "memory");
+    __asm__ volatile("mov %0, %%cr4" : : "r"(cr4) : "memory");
+}
 
 /* 64-by-32 division without libgcc (-nostdlib has no __udivdi3). */
 static u64 udiv64(u64 n, u32 d, u32 *rem)
@@ -81,10 +105,6 @@ static void serial_init(void)
     outb(COM1 + 4, 0x03);   /* DTR + RTS, OUT2 off (no IRQ) */
 }
 
-/* SeaBIOS leaves "Booting from ROM.." without a newline on COM1; start our
- * output on a fresh line so every guest line begins with "memshift-guest". */
-static void serial_fresh_line(void);
-
 static void put_char(char c)
 {
     while (!(inb(COM1 + 5) & 0x20)) cpu_relax();
@@ -108,6 +128,8 @@ static void put_u64(u64 v)
 
 static void put_u32(u32 v) { put_u64(v); }
 
+/* SeaBIOS leaves "Booting from ROM.." without a newline on COM1; start our
+ * output on a fresh line so every guest line begins with "memshift-guest". */
 static void serial_fresh_line(void) { put_char('\n'); }
 
 static void put_hex32(u32 v)
@@ -172,30 +194,73 @@ static void interrupts_init(void)
 
 /* ---- TSC calibration against PIT channel 2 (gate via port 0x61) ------- */
 
-static u32 calibrate_once(void)
+/* Channel 2 is gated on through port 0x61 and counts down from 0xFFFF in mode 0;
+ * we read its count (latch command on 0x43, then 0x42) bracketed by two TSC
+ * reads. Only the tightest-bracketed readings near the start and the end of a
+ * ~42 ms window are used, so a vCPU that the host deschedules mid-measurement
+ * (common under TCG on a busy host) does not skew the result: both clocks keep
+ * running meanwhile, and a reading that straddled a preemption has a wide
+ * bracket and is discarded. (Polling OUT2 for the terminal count instead would
+ * add the whole preemption to the interval.) */
+struct pit_reading { u64 mid; u32 width; u32 count; };
+
+static void pit_read(struct pit_reading *r)
 {
-    /* Gate channel 2 on (bit 0), speaker data off (bit 1). */
-    outb(0x61, (u8)((inb(0x61) & ~0x02) | 0x01));
-    outb(0x43, 0xB0);                    /* ch2, lobyte/hibyte, mode 0, binary */
-    outb(0x42, (u8)CAL_LATCH);
-    outb(0x42, (u8)(CAL_LATCH >> 8));
-    u64 t0 = rdtsc();
-    u32 spins = 0;
-    while (!(inb(0x61) & 0x20)) {        /* OUT2 goes high at terminal count */
-        if (++spins > 50000000u) return 0;
-    }
-    u64 dt = rdtsc() - t0;
-    /* khz = dt * PIT_HZ / (CAL_LATCH * 1000) */
-    return (u32)udiv64(dt * PIT_HZ, CAL_LATCH * 1000u, 0);
+    u64 a = rdtsc();
+    outb(0x43, 0x80);                    /* latch channel 2's count */
+    u32 lo = inb(0x42);
+    u32 hi = inb(0x42);
+    u64 b = rdtsc();
+    r->count = lo | (hi << 8);
+    r->width = (u32)(b - a);
+    r->mid = a + ((b - a) >> 1);
 }
 
+static void pit_read_best(struct pit_reading *best, int n)
+{
+    struct pit_reading r;
+    best->width = 0xFFFFFFFFu;
+    while (n--) {
+        pit_read(&r);
+        if (r.width < best->width) *best = r;
+    }
+}
+
+/* One measurement in kHz, or 0 if it was unusable. */
+static u32 calibrate_once(void)
+{
+    struct pit_reading s0, s1, r;
+    outb(0x61, (u8)((inb(0x61) & ~0x02) | 0x01));  /* gate ch2 on, speaker off */
+    outb(0x43, 0xB0);                    /* ch2, lobyte/hibyte, mode 0, binary */
+    outb(0x42, 0xFF);
+    outb(0x42, 0xFF);
+    pit_read_best(&s0, 8);
+    for (u32 spins = 0;; spins++) {
+        pit_read(&r);
+        if (s0.count - r.count >= CAL_TICKS) break;   /* also true on a wrap */
+        if (spins > 10000000u) return 0;
+    }
+    pit_read_best(&s1, 8);
+    if (inb(0x61) & 0x20) return 0;      /* OUT2 high: passed zero, counts wrapped */
+    if (s1.count >= s0.count) return 0;
+    u32 ticks = s0.count - s1.count;
+    u64 dt = s1.mid - s0.mid;
+    if ((u64)s0.width + s1.width > (dt >> 10)) return 0;  /* > ~0.1% uncertain */
+    return (u32)udiv64(dt * PIT_HZ, ticks * 1000u, 0);
+}
+
+/* Median of CAL_RUNS usable measurements (fewer if measurements keep failing). */
 static u32 calibrate_tsc_khz(void)
 {
-    u32 a = calibrate_once(), b = calibrate_once(), c = calibrate_once(), t;
-    if (a > b) { t = a; a = b; b = t; }
-    if (b > c) { t = b; b = c; c = t; }
-    if (a > b) { t = a; a = b; b = t; }
-    return b ? b : CAL_FALLBACK_KHZ;     /* median of three */
+    u32 v[CAL_RUNS], n = 0;
+    for (u32 tries = 0; tries < 4 * CAL_RUNS && n < CAL_RUNS; tries++) {
+        u32 k = calibrate_once();
+        if (k == 0) continue;
+        u32 i = n++;
+        while (i > 0 && v[i - 1] > k) { v[i] = v[i - 1]; i--; }   /* insertion sort */
+        v[i] = k;
+    }
+    return n ? v[n / 2] : CAL_FALLBACK_KHZ;
 }
 
 /* ---- page signatures ---------------------------------------------------- */
@@ -214,15 +279,10 @@ static inline u32 signature(u32 sweep, u32 page, u32 i)
     return x;
 }
 
-static inline volatile u32 *page_ptr(u32 page)
-{
-    return (volatile u32 *)(REGION_BASE + page * PAGE_SIZE);
-}
-
 /* ---- guest state: plain RAM, migrates with the guest -------------------- */
 
 static struct {
-    u32 mib, rate, flat, npages;
+    u32 base, mib, rate, flat, npages;
     u32 tsc_khz;
     u64 tsc_hz;
     u32 sweep;          /* sweep in progress */
@@ -236,6 +296,11 @@ static struct {
     u32 pace_frac;      /* rate * ms remainder, in 1/1000 pages */
     u32 budget;         /* pages owed to the pacing schedule */
 } st;
+
+static inline volatile u32 *page_ptr(u32 page)
+{
+    return (volatile u32 *)(st.base + page * PAGE_SIZE);
+}
 
 static void write_page(u32 sweep, u32 page)
 {
@@ -389,15 +454,17 @@ static void parse_cmdline(const char *s)
     while (*s) {
         while (*s == ' ' || *s == '\t') s++;
         if (has_prefix(s, "mib=")) st.mib = parse_u32(s + 4);
+        if (has_prefix(s, "base=")) st.base = parse_u32(s + 5);
         else if (has_prefix(s, "rate=")) st.rate = parse_u32(s + 5);
         else if (has_prefix(s, "flat=")) st.flat = parse_u32(s + 5) ? 1 : 0;
         while (*s && *s != ' ' && *s != '\t') s++;
     }
 }
 
-/* End (exclusive) of usable RAM that contains REGION_BASE, or 0 if unknown. */
+/* End (exclusive) of usable RAM that contains the region's base, or 0 if unknown. */
 static u64 ram_end_from_multiboot(const struct mb_info *mbi)
 {
+    const u32 REGION_BASE = st.base;
     if (mbi->flags & (1u << 6)) {
         u32 a = mbi->mmap_addr, end = a + mbi->mmap_length;
         while (a < end) {
@@ -428,14 +495,16 @@ void kmain(u32 magic, const struct mb_info *mbi)
     serial_fresh_line();
     if (magic != 0x2BADB002u) fatal("not booted by a multiboot loader");
 
+    st.base = DEFAULT_BASE;
     st.mib = 64;
     st.rate = 20000;
     st.flat = 0;
     if (mbi->flags & (1u << 2)) parse_cmdline((const char *)mbi->cmdline);
 
     u64 ram_end = ram_end_from_multiboot(mbi);
-    u64 region_end = (u64)REGION_BASE + (u64)st.mib * 0x100000ull;
-    if (st.mib == 0 || st.mib > 4095) fatal("mib must be 1..4095");
+    u64 region_end = (u64)st.base + (u64)st.mib * 0x100000ull;
+    if (st.mib > 4095) fatal("mib must be 0..4095");
+    if (st.base < MIN_BASE || (st.base & (PAGE_SIZE - 1)) != 0) fatal("base must be 4 KiB-aligned and at least 4 MiB");
     if (ram_end == 0) fatal("no multiboot memory information");
     if (region_end > ram_end) {
         put_str("memshift-guest error mib="); put_u32(st.mib);
@@ -458,14 +527,24 @@ void kmain(u32 magic, const struct mb_info *mbi)
 
     st.sec_ref = rdtsc();
 
+    if (st.mib == 0) {
+        /* No region: a clock only (an idle guest costs TCG next to nothing). */
+        for (;;) {
+            if (second_elapsed(rdtsc())) print_status();
+            wait_for_interrupt();
+        }
+    }
+
     /* Sweep 0: initialize every page, flat-out, still reporting each second. */
     while (st.sweep == 0) {
+        tlb_flush_all();
         for (u32 n = 0; n < CHUNK_PAGES && st.sweep == 0; n++) step_page();
         poll_clock(rdtsc());
     }
 
     if (st.flat) {
         for (;;) {
+            tlb_flush_all();
             for (u32 n = 0; n < CHUNK_PAGES; n++) step_page();
             poll_clock(rdtsc());
         }
@@ -473,6 +552,7 @@ void kmain(u32 magic, const struct mb_info *mbi)
 
     if (st.rate == 0) {
         for (;;) {
+            tlb_flush_all();
             if (second_elapsed(rdtsc())) {
                 idle_check();
                 print_status();
@@ -483,6 +563,7 @@ void kmain(u32 magic, const struct mb_info *mbi)
 
     st.pace_ref = rdtsc();
     for (;;) {
+        tlb_flush_all();
         u64 now = rdtsc();
         poll_clock(now);
         accrue_budget(now);
