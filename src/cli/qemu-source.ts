@@ -30,7 +30,7 @@ export const qemuSourceFlags: Flags = {
   'max-iterations': { type: 'string', value: 'N', help: 'pre-copy iteration cap', default: '30' },
   'max-time': { type: 'string', value: 'S', help: 'pre-copy time cap in seconds', default: '300' },
   'on-stall': { type: 'string', value: 'force|throttle|abort', help: 'what to do when pre-copy does not converge (throttle: stop the guest a share of every 100 ms)', default: 'throttle' },
-  compress: { type: 'string', value: 'auto|lz4|none', help: 'LZ4 for raw pages', default: 'auto' },
+  compress: { type: 'string', value: 'auto|lz4|none', help: 'LZ4 for raw pages (none by default: on a fast link the destination\'s file writes bound the rate, which auto would read as a slow link)', default: 'none' },
   encoders: { type: 'string', value: 'N', help: 'encoder (and hash-scan) threads (default cores - 1)' },
   report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
   events: { type: 'string', value: 'FILE|-', help: 'write events and progress as NDJSON here (- for stdout)' },

@@ -132,6 +132,36 @@ export function applyWindow(slab: Slab, agent: number, pages: (i: number) => num
 }
 
 /**
+ * Destination: which pages of a file-backed slab hold zeros in the file (1) or may not (0), once
+ * learnt by `learnZeroPages` and kept up to date by every write since (this thread's view: the
+ * destination applies on one thread). Without it, a zero page received is checked against the file.
+ */
+const zeroInFile = new WeakMap<Slab, Uint8Array>();
+
+/**
+ * Destination, before a migration: reads the slab's file through `agent`'s window and notes which
+ * pages are zero, so that the zero pages of pass 1 cost nothing where the file is already zero (a
+ * destination hypervisor's fresh RAM) and no read where it is not.
+ */
+export function learnZeroPages(slab: Slab, agent: number): void {
+  const L = slab.layout;
+  const k = kernelsOf(slab).raw;
+  const window = windowOf(L, agent);
+  const map = window + L.windowPages * L.pageSize - Math.ceil(L.windowPages / 64) * 8;
+  const zero = new Uint8Array(slab.pageCount);
+  const { u32 } = viewsOf(slab.memory);
+  // The bitmap takes the window's last words: read one page fewer than the window holds.
+  const step = L.windowPages - Math.ceil((Math.ceil(L.windowPages / 64) * 8) / L.pageSize);
+  for (let first = 0; first < slab.pageCount; first += step) {
+    const count = Math.min(step, slab.pageCount - first);
+    readPages(slab, window, first, count);
+    k.scanZeroPages(window, L.pageSize, count, map);
+    for (let i = 0; i < count; i++) zero[first + i] = (u32[(map >>> 2) + (i >>> 5)] >>> (i & 31)) & 1;
+  }
+  zeroInFile.set(slab, zero);
+}
+
+/**
  * Destination, after the kernel applied entries: writes them from `agent`'s window (window page 0 is
  * slab page `first`) to the file. `zero` says which were zero pages: those are written only where the
  * file's page is not zero already (a fresh backing file is sparse; writing zeros would allocate it).
@@ -149,8 +179,17 @@ export function writeAppliedPages(slab: Slab, agent: number, first: number, page
     const local = pages[i] - slab.firstPage;
     const at = window + (local - first) * ps;
     const count = j - i;
+    const known = zeroInFile.get(slab);
     if (!zero[i]) {
       writePages(slab, u8.subarray(at, at + count * ps), local);
+      known?.fill(0, local, local + count);
+    } else if (known !== undefined) {
+      for (let p = 0; p < count; p++) {
+        if (known[local + p] === 1) continue;
+        u8.fill(0, at + p * ps, at + (p + 1) * ps);
+        writePages(slab, u8.subarray(at + p * ps, at + (p + 1) * ps), local + p);
+        known[local + p] = 1;
+      }
     } else {
       // Their window slots are free (a zero page has no payload): read what the file holds there.
       readPages(slab, at, local, count);

@@ -95,6 +95,11 @@ export interface ConvergenceMetrics {
   /** Pages the iteration just ended sent (rule 5 after one pass; absent: the rule waits for two). */
   passPages?: number;
   throttlePercent: number;
+  /**
+   * A source whose dirty pages are found by hash-scan: how long its last scan took. The final pass
+   * scans once more with the guest paused, so that time is downtime too.
+   */
+  finalScanMs?: number;
 }
 
 export interface Decision {
@@ -117,7 +122,7 @@ const mbs = (bytesPerSecond: number): string => `${fmt(bytesPerSecond / 1e6)} MB
 
 /** Rule 1's expected downtime: the fixed switchover cost plus the last pages at the rate a small pass sees. */
 export function predictedDowntimeMs(m: ConvergenceMetrics, p: ConvergencePolicy): number {
-  return expectedDowntimeMs(m.remainingBytes, transferBandwidth(m)) + p.switchoverCostMs;
+  return expectedDowntimeMs(m.remainingBytes, transferBandwidth(m)) + p.switchoverCostMs + (m.finalScanMs ?? 0);
 }
 
 function transferBandwidth(m: ConvergenceMetrics): number {
@@ -127,12 +132,21 @@ function transferBandwidth(m: ConvergenceMetrics): number {
 export function decideConvergence(m: ConvergenceMetrics, p: ConvergencePolicy): Decision {
   const downtime = predictedDowntimeMs(m, p);
   if (downtime <= p.downtimeLimitMs) {
-    const cost = p.switchoverCostMs ? ` + ${fmt(p.switchoverCostMs)} ms switchover` : '';
+    const cost = (p.switchoverCostMs ? ` + ${fmt(p.switchoverCostMs)} ms switchover` : '') + (m.finalScanMs ? ` + ${fmt(m.finalScanMs)} ms hash-scan` : '');
     const reason = `expected downtime ${fmt(downtime)} ms (${m.remainingPages} pages, ${Math.round(m.remainingBytes)} B at ${mbs(transferBandwidth(m))}${cost}) ≤ limit ${p.downtimeLimitMs} ms`;
     if (p.switchoverTo === 'postcopy') {
       return { action: 'postcopy', rule: 'downtime-limit', forced: false, reason: `${reason}; hybrid: post-copy instead of stop-and-copy` };
     }
     return { action: 'switchover', rule: 'downtime-limit', forced: false, reason };
+  }
+  // A hash-scan that alone takes the limit can never meet it: switch over at the least downtime within
+  // reach instead, the scan plus what the limit allows for the pages, rather than iterate until a cap.
+  const floor = p.switchoverCostMs + (m.finalScanMs ?? 0);
+  if (m.finalScanMs !== undefined && floor >= p.downtimeLimitMs && downtime <= floor + p.downtimeLimitMs && p.switchoverTo !== 'postcopy') {
+    return {
+      action: 'switchover', rule: 'downtime-limit', forced: true,
+      reason: `the final hash-scan alone takes ${fmt(m.finalScanMs)} ms, at or above the limit of ${p.downtimeLimitMs} ms: switching over at expected downtime ${fmt(downtime)} ms (${m.remainingPages} pages at ${mbs(transferBandwidth(m))} on top of the scan and ${fmt(p.switchoverCostMs)} ms switchover)`,
+    };
   }
   if (p.postcopyAfter !== null && m.iteration >= p.postcopyAfter) {
     return { action: 'postcopy', rule: 'postcopy-after', forced: false, reason: `${m.iteration} pre-copy iterations done (postcopy-after ${p.postcopyAfter}); ${m.remainingPages} pages left for post-copy` };

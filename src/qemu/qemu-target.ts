@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, MemshiftError } from '../errors.js';
 import { GuestMemory } from '../memory/guest-memory.js';
-import { closeRegionFiles } from '../memory/file-pages.js';
+import { closeRegionFiles, learnZeroPages } from '../memory/file-pages.js';
+import { ScratchAgent } from '../memory/scratch-agents.js';
 import type { MemoryTarget, Region } from '../memory/types.js';
 import type { Slab } from '../memory/slab.js';
 import { decodeDeviceEnvelope } from './device-envelope.js';
@@ -47,6 +48,9 @@ export class QemuTarget implements MemoryTarget {
       const backends = await findRamBackends(qmp);
       await enableIgnoreShared(qmp);
       const memory = GuestMemory.allocate(ramRegionSpecs(backends));
+      // Before any source connects, as QEMU pre-allocates before `migrate-incoming`: which pages of
+      // its RAM files are zero, so that zero pages received cost no write (and no read) there.
+      for (const slab of memory.allSlabs()) learnZeroPages(slab, ScratchAgent.MAIN);
       return new QemuTarget(qmp, backends, memory, mkdtempSync(join(tmpdir(), 'memshift-qemu-dest-')));
     } catch (err) {
       qmp.close();

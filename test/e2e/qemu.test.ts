@@ -11,7 +11,8 @@ import { deadline } from '../_support/deadline.js';
 import { perTestDir } from '../_support/per-test-dir.js';
 import { killAll, memshift, waitForOutput } from '../_support/processes.js';
 import { guestErrors, guestStatus, nextStatus, qemuStatus, removeQemuFiles, startQemu, type QemuGuest } from '../_support/qemu-guest.js';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { formatPskFile, generatePsk } from '../../src/index.js';
 
 const dir = perTestDir(test, 'memshift-qemu-');
 test.after.each(async () => {
@@ -24,16 +25,23 @@ interface Pair {
   dst: QemuGuest;
 }
 
-async function startPair(append: string, name: string): Promise<Pair> {
-  const [src, dst] = await Promise.all([startQemu(dir.file(), `${name}-src`, { append }), startQemu(dir.file(), `${name}-dst`, { append, incoming: true })]);
+async function startPair(append: string, name: string, destMemMiB = 256): Promise<Pair> {
+  const [src, dst] = await Promise.all([startQemu(dir.file(), `${name}-src`, { append }), startQemu(dir.file(), `${name}-dst`, { append, incoming: true, memMiB: destMemMiB })]);
   return { src, dst };
 }
 
-async function migrateQemu(p: Pair, sourceArgs: readonly string[]) {
-  const dest = memshift(['qemu-dest', '--listen', '127.0.0.1:0', '--qmp', p.dst.qmp, '--insecure', '--quiet', '--report', dir.file('dest.json')]);
+/** A pre-shared key file in the test's directory: the adapter takes the trust flags of the other commands. */
+function pskFile(name: string): string[] {
+  const { psk } = generatePsk('qemu-test');
+  writeFileSync(dir.file(name), formatPskFile(psk.identity, psk.key), { mode: 0o600 });
+  return ['--psk-file', dir.file(name)];
+}
+
+async function migrateQemu(p: Pair, sourceArgs: readonly string[], security: { source: string[]; dest: string[] } = { source: ['--insecure'], dest: ['--insecure'] }) {
+  const dest = memshift(['qemu-dest', '--listen', '127.0.0.1:0', '--qmp', p.dst.qmp, ...security.dest, '--quiet', '--report', dir.file('dest.json')]);
   await waitForOutput(dest, (t) => /listening on 127\.0\.0\.1:\d+/.test(t));
   const port = Number(/listening on 127\.0\.0\.1:(\d+)/.exec(dest.stdout())![1]);
-  const source = memshift(['qemu-source', '--connect', `127.0.0.1:${port}`, '--qmp', p.src.qmp, '--insecure', '--quiet', '--report', dir.file('source.json'), ...sourceArgs]);
+  const source = memshift(['qemu-source', '--connect', `127.0.0.1:${port}`, '--qmp', p.src.qmp, ...security.source, '--quiet', '--report', dir.file('source.json'), ...sourceArgs]);
   const [s, d] = await Promise.all([source.done, dest.done]);
   return { s, d };
 }
@@ -41,7 +49,7 @@ async function migrateQemu(p: Pair, sourceArgs: readonly string[]) {
 const report = (name: string): Report => JSON.parse(readFileSync(dir.file(name), 'utf8')) as Report;
 
 for (const shape of [
-  { name: 'idle', mode: 'live', append: 'mib=64 rate=0', args: [] as string[] },
+  { name: 'idle', mode: 'live', append: 'mib=64 rate=0', args: [] as string[], psk: true },
   { name: 'dirtying', mode: 'live', append: 'mib=128 rate=20000', args: ['--downtime-limit', '50'] },
   { name: 'dirtying', mode: 'warm', append: 'mib=64 rate=20000', args: ['--mode', 'warm'] },
 ]) {
@@ -49,7 +57,12 @@ for (const shape of [
     const p = await startPair(shape.append, `${shape.mode}-${shape.name}`);
     // The guest has initialised its region and checked it at least once.
     await nextStatus(p.src, 0, 2);
-    const { s, d } = await migrateQemu(p, shape.args);
+    let security;
+    if ('psk' in shape) {
+      const key = pskFile('m.psk');
+      security = { source: key, dest: key };
+    }
+    const { s, d } = await migrateQemu(p, shape.args, security);
     assert.is(s.code, 0, `qemu-source: ${s.stderr}`);
     assert.is(d.code, 0, `qemu-dest: ${d.stderr}`);
     const sr = report('source.json');
@@ -95,6 +108,17 @@ test('the destination QEMU dies before the switchover: the source QEMU runs on, 
   const before = guestStatus(p.src).length;
   const after = await nextStatus(p.src, before, 2);
   assert.is(after[after.length - 1].errors, 0, guestErrors(p.src).join('\n'));
+}));
+
+test('a destination QEMU with other RAM is refused at the handshake; the source QEMU runs on', deadline(120_000, async () => {
+  const p = await startPair('mib=16 rate=0', 'mismatch', 128);
+  const dest = memshift(['qemu-dest', '--listen', '127.0.0.1:0', '--qmp', p.dst.qmp, '--insecure']);
+  await waitForOutput(dest, (t) => /listening on 127\.0\.0\.1:\d+/.test(t));
+  const port = Number(/listening on 127\.0\.0\.1:(\d+)/.exec(dest.stdout())![1]);
+  const s = await memshift(['qemu-source', '--connect', `127.0.0.1:${port}`, '--qmp', p.src.qmp, '--insecure', '--quiet']).done;
+  assert.is(s.code, 1);
+  assert.match(s.stderr, /65536 pages at the source: larger than the pre-allocated guest \(32768\)/);
+  assert.is(await qemuStatus(p.src), 'running');
 }));
 
 test('a QEMU whose RAM is not in a shared file is refused, naming the backend and the flags to use', deadline(60_000, async () => {

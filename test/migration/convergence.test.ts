@@ -399,4 +399,29 @@ test('rule 1 sends the last pages at the slower of the windowed bandwidth and th
   assert.is(predictedDowntimeMs({ ...m, recentBandwidth: 0 }, p), (m.remainingBytes * 1000) / BW, 'no rate measured: the window');
 });
 
+test('a hash-scan source: the final scan is part of the predicted downtime, and the reason names it', () => {
+  // 200 pages = 200 ms, + 80 ms scan = 280 ms ≤ 300.
+  const m = metrics({ remainingPages: 200, finalScanMs: 80 });
+  assert.is(predictedDowntimeMs(m, policy()), 280);
+  const d = decideConvergence(m, policy());
+  assert.is(d.action, 'switchover');
+  assert.is(d.forced, false);
+  assert.match(d.reason, /\+ 80 ms hash-scan/);
+  // 250 pages + 80 ms scan = 330 ms: over the limit, and the scan does not reach it: iterate on.
+  assert.is(decideConvergence(metrics({ remainingPages: 250, finalScanMs: 80 }), policy()).action, 'continue');
+});
+
+test('a hash-scan that alone takes the limit: switch over once the pages fit in one more limit on top of the scan, marked forced', () => {
+  // Scan 400 ms ≥ limit 300: the floor is 400; 250 pages → 650 ms ≤ 400 + 300.
+  const near = decideConvergence(metrics({ remainingPages: 250, finalScanMs: 400 }), policy());
+  assert.is(near.action, 'switchover');
+  assert.is(near.rule, 'downtime-limit');
+  assert.is(near.forced, true);
+  assert.match(near.reason, /hash-scan alone takes 400 ms/);
+  // 350 pages → 750 ms > 700: the pages can still shrink, so keep going.
+  assert.is(decideConvergence(metrics({ remainingPages: 350, finalScanMs: 400 }), policy()).action, 'continue');
+  // Without a scan the same numbers never switch over under the limit.
+  assert.is(decideConvergence(metrics({ remainingPages: 250 }), policy()).action, 'continue');
+});
+
 test.run();

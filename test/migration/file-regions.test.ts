@@ -11,6 +11,8 @@ import { GuestMemory, listen, migrate, receive, type MemshiftError } from '../..
 import type { MemorySource, MemoryTarget, Region } from '../../src/memory/types.js';
 import { perTestDir } from '../_support/per-test-dir.js';
 import { within } from '../_support/mirror-guest.js';
+import { learnZeroPages } from '../../src/memory/file-pages.js';
+import { ScratchAgent } from '../../src/memory/scratch-agents.js';
 
 const PAGE = 4096;
 const dir = perTestDir(test, 'file-regions');
@@ -81,8 +83,10 @@ class FileTarget implements MemoryTarget {
   readonly memory: GuestMemory;
   resumed = false;
 
-  constructor(regions: readonly Region[], path: string, offset = 0) {
+  /** `learn`: note the file's zero pages first (learnZeroPages), as qemu-dest does; else each zero page received is checked against the file. */
+  constructor(regions: readonly Region[], path: string, offset = 0, learn = false) {
     this.memory = GuestMemory.allocate(regions.map((r) => ({ ...r, file: { path, offset } })), { maxSlabBytes: 1 << 20, arenaBytes: 17 << 20 });
+    if (learn) for (const slab of this.memory.allSlabs()) learnZeroPages(slab, ScratchAgent.MAIN);
   }
 
   get regions(): readonly Region[] {
@@ -114,11 +118,11 @@ function makeImage(path: string, pages: number, every: number, seed: number, lea
   writeFileSync(path, image);
 }
 
-async function migrateFile(mode: 'cold' | 'warm' | 'live', guest: FileGuest, destPath: string, destOffset = 0) {
+async function migrateFile(mode: 'cold' | 'warm' | 'live', guest: FileGuest, destPath: string, destOffset = 0, learn = false) {
   const { server, address } = await listen('127.0.0.1:0');
   let target: FileTarget | null = null;
   try {
-    const dest = receive({ security: 'insecure', listen: server, createTarget: (r) => (target = new FileTarget(r, destPath, destOffset)) });
+    const dest = receive({ security: 'insecure', listen: server, createTarget: (r) => (target = new FileTarget(r, destPath, destOffset, learn)) });
     guest.start();
     const report = await within(migrate(guest, address, { security: 'insecure', mode, downtimeLimitMs: 50 }), 60_000, `${mode} migrate`);
     const result = await within(dest, 60_000, 'receive');
@@ -128,8 +132,8 @@ async function migrateFile(mode: 'cold' | 'warm' | 'live', guest: FileGuest, des
   }
 }
 
-for (const mode of ['cold', 'warm', 'live'] as const) {
-  test(`${mode}: a file-backed guest arrives in the destination's file bit for bit; pages the source holds as zeros are zeroed there`, async () => {
+for (const [mode, learn] of [['cold', false], ['warm', true], ['live', false], ['live', true]] as const) {
+  test(`${mode}${learn ? ', destination zero pages learnt first' : ''}: a file-backed guest arrives in the destination's file bit for bit; pages the source holds as zeros are zeroed there`, async () => {
     const pages = 1024;
     const src = dir.file('src.img');
     const dst = dir.file('dst.img');
@@ -138,7 +142,7 @@ for (const mode of ['cold', 'warm', 'live'] as const) {
     makeImage(dst, pages, 5, 99);
     const guest = new FileGuest(src, pages, 0, mode === 'live' ? 4 : 0);
     try {
-      const { report, result, target } = await migrateFile(mode, guest, dst);
+      const { report, result, target } = await migrateFile(mode, guest, dst, 0, learn);
       assert.is(report.outcome, 'completed');
       assert.is(result.report.outcome, 'completed');
       assert.ok(target.resumed);

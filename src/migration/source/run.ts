@@ -9,6 +9,8 @@ import { sessionDigest } from '../../memory/slab.js';
 import type net from 'node:net';
 import { ErrorCode, MemshiftError } from '../../errors.js';
 import { DirtyTracker } from '../../memory/dirty-tracker.js';
+import { scanChangedPages } from '../../memory/file-pages.js';
+import { ScratchAgent } from '../../memory/scratch-agents.js';
 import type { Slab } from '../../memory/slab.js';
 import type { MemorySource } from '../../memory/types.js';
 import type { EncoderPool } from '../../pipeline/pool.js';
@@ -98,8 +100,8 @@ export interface LiveFigures {
   predicted: number;
 }
 
-/** Pages per hash-scan task (16 MiB of 4 KiB pages): enough to amortize a task's round trip. */
-const SCAN_SEGMENT_PAGES = 4096;
+/** Pages per hash-scan task (8 MiB of 4 KiB pages): enough to amortize a task's round trip, small enough to share out. */
+const SCAN_SEGMENT_PAGES = 2048;
 
 /** The longest a destination may take no bytes while some are queued for it. */
 export const DEFAULT_STALL_TIMEOUT_MS = 20_000;
@@ -197,20 +199,41 @@ export class SourceRun {
    * over the encoder pool.
    */
   async syncDirty(): Promise<number> {
-    if (this.source.collectDirtyLog === undefined) {
-      const { pool } = this.established;
-      const segments: { slab: number; from: number; to: number }[] = [];
-      this.slabs.forEach((s, slab) => {
-        if (s.file === null) return;
-        for (let from = 0; from < s.pageCount; from += SCAN_SEGMENT_PAGES) segments.push({ slab, from, to: Math.min(s.pageCount, from + SCAN_SEGMENT_PAGES) });
-      });
-      let next = 0;
-      const worker = async (): Promise<void> => {
-        while (next < segments.length) await pool.scan(segments[next++]);
-      };
-      await Promise.all(Array.from({ length: Math.min(segments.length, 2 * pool.size) }, worker));
+    if (this.source.collectDirtyLog === undefined && this.slabs.some((s) => s.file !== null)) {
+      const t = performance.now();
+      await this.scanFiles();
+      this.lastScanMs = performance.now() - t;
     }
     return this.tracker.sync();
+  }
+
+  /** How long the last hash-scan took (ms); null before one or without file-backed regions. */
+  lastScanMs: number | null = null;
+
+  /**
+   * Hash-scans every file-backed slab, in segments pulled by each encoder thread and by this thread
+   * (its window is free on a source): both cores scan while the guest waits.
+   */
+  private async scanFiles(): Promise<void> {
+    const { pool } = this.established;
+    const segments: { slab: number; from: number; to: number }[] = [];
+    this.slabs.forEach((s, slab) => {
+      if (s.file === null) return;
+      for (let from = 0; from < s.pageCount; from += SCAN_SEGMENT_PAGES) segments.push({ slab, from, to: Math.min(s.pageCount, from + SCAN_SEGMENT_PAGES) });
+    });
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < segments.length) await pool.scan(segments[next++]);
+    };
+    const here = async (): Promise<void> => {
+      while (next < segments.length) {
+        const seg = segments[next++];
+        scanChangedPages(this.slabs[seg.slab], ScratchAgent.MAIN, seg.from, seg.to);
+        // The workers' answers come in between two segments.
+        await new Promise((r) => setImmediate(r));
+      }
+    };
+    await Promise.all([here(), ...Array.from({ length: Math.min(segments.length, 2 * pool.size) }, worker)]);
   }
 
   /** Whether dirty pages are known only at a sync (an integrator's log, or hash-scan): no curve within a pass. */

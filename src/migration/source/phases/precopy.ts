@@ -33,6 +33,7 @@ export async function runPrecopyPass(run: SourceRun, state: Extract<SourceState,
     recentBandwidth: iteration > 1 && record.ms > 0 ? (record.bytes * 1000) / record.ms : undefined,
     dirtyRate: dirtyRate * bytesPerPage, previousDirtyRate: run.previous.dirtyRate, previousBandwidth: run.previous.bandwidth,
     remainingHistory: [...state.remainingHistory, remaining], throttlePercent: state.throttlePercent, passPages: record.pages,
+    ...(run.lastScanMs !== null ? { finalScanMs: run.lastScanMs } : {}),
   };
   const predicted = predictedDowntimeMs(metrics, run.options.policy);
   Object.assign(run.live, { remaining, bandwidth: record.bandwidthBytesPerSec, dirtyRate, predicted });
@@ -40,7 +41,7 @@ export async function runPrecopyPass(run: SourceRun, state: Extract<SourceState,
   // The same figures, projected until the migration completes (eta.ts replays the policy on them).
   // A dirty log brought in only at a sync (an integrator's, or hash-scan) would make the curve flat.
   const dirtiedPages = !run.dirtyKnownAtSyncOnly ? (ms: number, p: number) => run.dirtying.pagesIn(ms, p) : undefined;
-  const eta = estimatePrecopy(metrics, run.options.policy, { bytesPerPage, switchoverMs: run.options.policy.switchoverCostMs, dirtyCapBytes: run.guestPages * bytesPerPage, dirtiedPages });
+  const eta = estimatePrecopy(metrics, run.options.policy, { bytesPerPage, switchoverMs: run.options.policy.switchoverCostMs + (run.lastScanMs ?? 0), dirtyCapBytes: run.guestPages * bytesPerPage, dirtiedPages });
   const at = run.setEta(eta.ms);
   run.recordPass({ ...record, dirtyPages: remaining, dirtyPagesPerSec: dirtyRate, expectedDowntimeMs: predicted, etaMs: eta.ms, endedAtMs: at - run.record.startedAt });
   run.previous = { dirtyRate: dirtyRate * bytesPerPage, bandwidth: record.bandwidthBytesPerSec };
