@@ -55,9 +55,10 @@ export class QemuSource implements MemorySource {
   async pause(): Promise<void> {
     this.stopThrottle();
     if (this.deviceSave !== null) return;
-    const since = this.qmp.events.length;
     await this.qmp.execute('stop');
-    const stopped = await this.qmp.waitEvent('STOP', 5_000, since).catch(() => null);
+    // QEMU sends STOP before its answer to `stop`; a guest the throttle had stopped already sends none,
+    // and its downtime began at the throttle's STOP.
+    const stopped = this.qmp.events.filter((e) => e.event === 'STOP').pop();
     this.stoppedAtMicros = stopped?.atMicros ?? Date.now() * 1000;
     // QEMU's device stream is written while memshift sends the final pages (they do not touch it).
     this.deviceSave = this.saveDevices();
