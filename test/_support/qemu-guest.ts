@@ -42,18 +42,28 @@ export interface QemuGuestOptions {
   incoming?: boolean;
   /** RAM as plain -m (no shared file backend): what the adapter must refuse. */
   plainRam?: boolean;
+  /** Two NUMA nodes, each with half the RAM in its own shared file backend (two regions). */
+  numa?: boolean;
 }
 
 /** Boots a QEMU named `name` with its files in `dir`; resolves once its QMP socket answers. */
 export async function startQemu(dir: string, name: string, o: QemuGuestOptions): Promise<QemuGuest> {
   const mem = o.memMiB ?? 256;
   const ram = `/dev/shm/memshift-test-${process.pid}-${name}-${Date.now()}`;
+  const half = mem / 2;
   const qmp = join(dir, `${name}.qmp`);
   const serial = join(dir, `${name}.serial`);
   ramFiles.add(ram);
+  ramFiles.add(`${ram}.1`);
+  const backends = o.plainRam === true ? [] : o.numa === true
+    ? [
+      '-object', `memory-backend-file,id=node0,size=${half}M,mem-path=${ram},share=on`, '-numa', 'node,nodeid=0,memdev=node0',
+      '-object', `memory-backend-file,id=node1,size=${half}M,mem-path=${ram}.1,share=on`, '-numa', 'node,nodeid=1,memdev=node1',
+    ]
+    : ['-object', `memory-backend-file,id=ram0,size=${mem}M,mem-path=${ram},share=on`, '-machine', 'memory-backend=ram0'];
   const args = [
     '-machine', 'pc', '-accel', 'tcg', '-m', String(mem), '-nographic', '-nodefaults', '-display', 'none',
-    ...(o.plainRam === true ? [] : ['-object', `memory-backend-file,id=ram0,size=${mem}M,mem-path=${ram},share=on`, '-machine', 'memory-backend=ram0']),
+    ...backends,
     '-kernel', guestKernel(), '-append', o.append, '-serial', `file:${serial}`, '-qmp', `unix:${qmp},server=on,wait=off`,
     ...(o.incoming === true ? ['-incoming', 'defer'] : []),
   ];

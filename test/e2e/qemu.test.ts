@@ -25,8 +25,8 @@ interface Pair {
   dst: QemuGuest;
 }
 
-async function startPair(append: string, name: string, destMemMiB = 256): Promise<Pair> {
-  const [src, dst] = await Promise.all([startQemu(dir.file(), `${name}-src`, { append }), startQemu(dir.file(), `${name}-dst`, { append, incoming: true, memMiB: destMemMiB })]);
+async function startPair(append: string, name: string, destMemMiB = 256, numa = false): Promise<Pair> {
+  const [src, dst] = await Promise.all([startQemu(dir.file(), `${name}-src`, { append, numa }), startQemu(dir.file(), `${name}-dst`, { append, incoming: true, memMiB: destMemMiB, numa })]);
   return { src, dst };
 }
 
@@ -94,6 +94,20 @@ for (const shape of [
     assert.is(await qemuStatus(p.src), 'postmigrate');
   }));
 }
+
+test('a guest with two NUMA nodes, each in its own RAM file: two regions, both moved; the guest counts on error-free', deadline(120_000, async () => {
+  // The guest's region (16 MiB up, 176 MiB) spans both nodes' memory (128 MiB each).
+  const p = await startPair('mib=176 rate=20000', 'numa', 256, true);
+  await nextStatus(p.src, 0, 2);
+  const { s, d } = await migrateQemu(p, ['--downtime-limit', '100']);
+  assert.is(s.code, 0, s.stderr);
+  assert.is(d.code, 0, d.stderr);
+  const sr = report('source.json');
+  assert.is(sr.iterations[0].pages, 2 * 32768, 'pass 1 covers both regions');
+  const after = await nextStatus(p.dst, guestStatus(p.dst).length, 2);
+  assert.ok(after.at(-1)!.pages > guestStatus(p.src).at(-1)!.pages, 'the guest writes on at the destination');
+  assert.is(after.at(-1)!.errors, 0, guestErrors(p.dst).join('\n'));
+}));
 
 test('the destination QEMU dies before the switchover: the source QEMU runs on, its guest error-free', deadline(120_000, async () => {
   const p = await startPair('mib=64 rate=20000', 'fail');
