@@ -33,7 +33,7 @@ import { standby as runStandby, type StandbyOptions as StandbyRunOptions, type S
 
 export { ErrorCode, MemshiftError, errorCode, isMemshiftError } from './errors.js';
 export type { ErrorCodeValue, ErrorDetails } from './errors.js';
-export type { Region, RegionKind, MemorySource, MemoryTarget, GuestMemoryView, SharedStorage } from './memory/types.js';
+export type { Region, RegionKind, RegionFile, MemorySource, MemoryTarget, GuestMemoryView, SharedStorage } from './memory/types.js';
 export { GuestMemory } from './memory/guest-memory.js';
 export type { GuestMemoryOptions, RegionSpec } from './memory/guest-memory.js';
 export type { Slab } from './memory/slab.js';

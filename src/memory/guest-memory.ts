@@ -5,6 +5,8 @@
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { ErrorCode, MemshiftError, invalidArgument } from '../errors.js';
 import { allocateSlab, hashSlabPages, pageOffset, sessionDigest, viewsOfSlab, type Slab } from './slab.js';
+import { closeRegionFiles, learnZeroPages } from './file-pages.js';
+import { ScratchAgent } from './scratch-agents.js';
 import { MAX_MEMORY_BYTES, MIN_PAGE_SIZE, isValidPageSize } from './slab-layout.js';
 import type { GuestMemoryView, Region, RegionFile, RegionKind } from './types.js';
 
@@ -159,6 +161,20 @@ export class GuestMemory implements GuestMemoryView {
     const out = new Uint8Array(slab.layout.pageSize);
     readFileAt(file.path, out, file.offset + page * slab.layout.pageSize);
     return out;
+  }
+
+  /**
+   * Destination with file-backed regions, before receiving (as a hypervisor pre-allocates): reads each
+   * file once and notes which pages are zero, so that zero pages received cost no read or write where
+   * the file is zero already. Call on the thread that will receive.
+   */
+  learnZeroPagesInFiles(): void {
+    for (const s of this.allSlabs()) if (s.file !== null) learnZeroPages(s, ScratchAgent.MAIN);
+  }
+
+  /** Closes the file-backed regions' files this thread opened (reading or writing pages); they reopen when next used. */
+  closeFiles(): void {
+    closeRegionFiles();
   }
 
   /** The session digest over all regions (see sessionDigest in slab.ts). */

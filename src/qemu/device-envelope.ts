@@ -5,7 +5,7 @@
 //
 //   envelope := "MSQEMU01" headerLength:u32le header:JSON(headerLength) stream
 
-import { ErrorCode, MemshiftError } from '../errors.js';
+import { ErrorCode, MemshiftError } from '../index.js';
 
 export interface DeviceEnvelope {
   /** The source's RAM backends, in region order: the destination's must be the same. */

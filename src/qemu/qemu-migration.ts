@@ -2,7 +2,7 @@
 // backends is left where it is, memshift carries it), through a file the adapter owns, with no rate
 // limit (QEMU's default of 32 MiB/s would stretch the downtime for nothing: the guest is stopped).
 
-import { ErrorCode, MemshiftError } from '../errors.js';
+import { ErrorCode, MemshiftError } from '../index.js';
 import type { Qmp } from './qmp.js';
 
 /** Turns on x-ignore-shared and lifts the bandwidth cap on one QEMU (both ends need the capability). */

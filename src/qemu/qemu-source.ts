@@ -9,10 +9,10 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ErrorCode, MemshiftError } from '../errors.js';
-import { GuestMemory } from '../memory/guest-memory.js';
-import type { MemorySource, Region } from '../memory/types.js';
-import type { Slab } from '../memory/slab.js';
+import { ErrorCode, MemshiftError } from '../index.js';
+import { GuestMemory } from '../index.js';
+import type { MemorySource, Region } from '../index.js';
+import type { Slab } from '../index.js';
 import { encodeDeviceEnvelope } from './device-envelope.js';
 import { Qmp } from './qmp.js';
 import { findRamBackends, ramRegionSpecs, type RamBackend } from './ram-backends.js';

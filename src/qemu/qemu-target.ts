@@ -8,12 +8,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ErrorCode, MemshiftError } from '../errors.js';
-import { GuestMemory } from '../memory/guest-memory.js';
-import { closeRegionFiles, learnZeroPages } from '../memory/file-pages.js';
-import { ScratchAgent } from '../memory/scratch-agents.js';
-import type { MemoryTarget, Region } from '../memory/types.js';
-import type { Slab } from '../memory/slab.js';
+import { ErrorCode, MemshiftError } from '../index.js';
+import { GuestMemory } from '../index.js';
+import type { MemoryTarget, Region } from '../index.js';
+import type { Slab } from '../index.js';
 import { decodeDeviceEnvelope } from './device-envelope.js';
 import { Qmp } from './qmp.js';
 import { findRamBackends, ramRegionSpecs, type RamBackend } from './ram-backends.js';
@@ -50,7 +48,7 @@ export class QemuTarget implements MemoryTarget {
       const memory = GuestMemory.allocate(ramRegionSpecs(backends));
       // Before any source connects, as QEMU pre-allocates before `migrate-incoming`: which pages of
       // its RAM files are zero, so that zero pages received cost no write (and no read) there.
-      for (const slab of memory.allSlabs()) learnZeroPages(slab, ScratchAgent.MAIN);
+      memory.learnZeroPagesInFiles();
       return new QemuTarget(qmp, backends, memory, mkdtempSync(join(tmpdir(), 'memshift-qemu-dest-')));
     } catch (err) {
       qmp.close();
@@ -85,7 +83,7 @@ export class QemuTarget implements MemoryTarget {
     const file = join(this.workDir, 'devices.bin');
     writeFileSync(file, this.stream);
     // Every page is in the backing files by now (memshift resumes only after the final pass and the digest check).
-    closeRegionFiles();
+    this.memory.closeFiles();
     const t = performance.now();
     const since = this.qmp.events.length;
     await this.qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(file)}` });

@@ -5,7 +5,7 @@
 //   connect ─► greeting ─► qmp_capabilities ─► ready ─► execute … │ events ─► waitEvent
 
 import net from 'node:net';
-import { ErrorCode, MemshiftError } from '../errors.js';
+import { ErrorCode, MemshiftError } from '../index.js';
 
 export interface QmpEvent {
   event: string;

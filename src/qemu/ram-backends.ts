@@ -3,8 +3,8 @@
 // another process reads and writes the very pages the guest runs on. Anything else is refused, naming
 // the backend and what to start QEMU with instead.
 
-import { ErrorCode, MemshiftError } from '../errors.js';
-import type { RegionSpec } from '../memory/guest-memory.js';
+import { ErrorCode, MemshiftError } from '../index.js';
+import type { RegionSpec } from '../index.js';
 import type { Qmp } from './qmp.js';
 
 export interface RamBackend {

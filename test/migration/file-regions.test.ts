@@ -11,8 +11,6 @@ import { GuestMemory, listen, migrate, receive, type MemshiftError } from '../..
 import type { MemorySource, MemoryTarget, Region } from '../../src/memory/types.js';
 import { perTestDir } from '../_support/per-test-dir.js';
 import { within } from '../_support/mirror-guest.js';
-import { learnZeroPages } from '../../src/memory/file-pages.js';
-import { ScratchAgent } from '../../src/memory/scratch-agents.js';
 
 const PAGE = 4096;
 const dir = perTestDir(test, 'file-regions');
@@ -86,7 +84,7 @@ class FileTarget implements MemoryTarget {
   /** `learn`: note the file's zero pages first (learnZeroPages), as qemu-dest does; else each zero page received is checked against the file. */
   constructor(regions: readonly Region[], path: string, offset = 0, learn = false) {
     this.memory = GuestMemory.allocate(regions.map((r) => ({ ...r, file: { path, offset } })), { maxSlabBytes: 1 << 20, arenaBytes: 17 << 20 });
-    if (learn) for (const slab of this.memory.allSlabs()) learnZeroPages(slab, ScratchAgent.MAIN);
+    if (learn) this.memory.learnZeroPagesInFiles();
   }
 
   get regions(): readonly Region[] {

@@ -10,7 +10,6 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ErrorCode } from '../../src/errors.js';
 import { GuestMemory } from '../../src/memory/guest-memory.js';
-import { learnZeroPages } from '../../src/memory/file-pages.js';
 import { ScratchAgent } from '../../src/memory/scratch-agents.js';
 import { BatchApplier } from '../../src/pipeline/apply.js';
 import { FrameType, PageEncoding } from '../../src/protocol/constants.js';
@@ -44,7 +43,7 @@ function fileGuest(initial: Uint8Array, lead = 0, learn = false): { mem: GuestMe
   bytes.set(initial, lead);
   writeFileSync(path, bytes);
   const mem = GuestMemory.allocate([{ ...ramSpec(PAGES), file: { path, offset: lead } }], { maxSlabBytes: 1 << 20, arenaBytes: 2 << 20 });
-  if (learn) for (const s of mem.allSlabs()) learnZeroPages(s, ScratchAgent.MAIN);
+  if (learn) mem.learnZeroPagesInFiles();
   return { mem, path };
 }
 
