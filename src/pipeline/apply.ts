@@ -20,7 +20,7 @@ import type { GuestMemoryView } from '../memory/types.js';
 import { applyWindow, writeAppliedPages } from '../memory/file-pages.js';
 import { FrameType, PageEncoding } from '../protocol/constants.js';
 import { addEncodingCounts, emptyEncodingCounts, encodingName, encodingOf, type EncodingCounts } from '../protocol/encodings/index.js';
-import { batchEntry, decodeBatch, type BatchRegion, type BatchView } from '../protocol/page-batch.js';
+import { ENTRY_BYTES, batchEntry, decodeBatch, type BatchRegion, type BatchView } from '../protocol/page-batch.js';
 import { KernelCode } from '../wasm/kernels.js';
 import { viewsOf } from '../wasm/views.js';
 
@@ -60,6 +60,8 @@ export class BatchApplier {
     let payloadOffset = 0;
     // A file-backed slab's window, kept while the entries stay in it (an LZ4 entry splits a kernel call, not the window).
     let window: { slab: Slab; end: number; ram: number; first: number } | null = null;
+    // Entries' page and encoding words, read without building entries (whose hash is a bigint).
+    const entries = new DataView(view.buf.buffer, view.buf.byteOffset + view.entriesOffset, view.count * ENTRY_BYTES);
     while (i < view.count) {
       const first = batchEntry(view, i).page;
       const slab = region.slabs[Math.floor(first / perSlab)];
@@ -77,7 +79,7 @@ export class BatchApplier {
       let windowFirst = 0;
       if (slab.file !== null) {
         if (this.claim) throw new MemshiftError(ErrorCode.INVALID_ARGUMENT, `region ${view.regionId} lives in a file: no post-copy claims on it`, { regionId: view.regionId });
-        if (window === null || window.slab !== slab || i >= window.end) window = { slab, ...applyWindow(slab, this.agent, (j) => batchEntry(view, j).page, i, view.count) };
+        if (window === null || window.slab !== slab || i >= window.end) window = { slab, ...applyWindow(slab, this.agent, (j) => entries.getUint32(j * ENTRY_BYTES, true), i, view.count) };
         ({ end, ram, first: windowFirst } = window);
       }
       payloadOffset = k.applyPages(
@@ -91,7 +93,7 @@ export class BatchApplier {
       this.totals.duplicates += u32[r + 1];
       const stop = u32[r + 2];
       const code = i32[r + 3];
-      if (slab.file !== null) this.writeToFile(slab, view, windowFirst, i, stop);
+      if (slab.file !== null) this.writeToFile(slab, entries, windowFirst, i, stop);
       i = stop;
       // A file-backed slab's window ends the kernel's run before the batch ends.
       if (code === 0 && i < view.count) continue;
@@ -115,7 +117,7 @@ export class BatchApplier {
         const rc = k.applyScratchPage(ram, L.pageSize, slab.pageCount, slab.firstPage, region.keyBase, entry.page, entry.hash,
           L.hashes, L.control + CONTROL_DIGEST, L.present, this.claim ? L.claim : 0, scratch.page);
         if (rc < 0) throw this.kernelError(rc, view, entry.page);
-        if (slab.file !== null) this.writeToFile(slab, view, windowFirst, stop, stop + 1);
+        if (slab.file !== null) this.writeToFile(slab, entries, windowFirst, stop, stop + 1);
         if (rc === 1) this.totals.pages++;
         else this.totals.duplicates++;
         payloadOffset += entry.size;
@@ -131,13 +133,12 @@ export class BatchApplier {
   }
 
   /** Writes entries [start, stop) of the batch, which the kernel applied into this thread's window, to the slab's file. */
-  private writeToFile(slab: Slab, view: BatchView, windowFirst: number, start: number, stop: number): void {
+  private writeToFile(slab: Slab, entries: DataView, windowFirst: number, start: number, stop: number): void {
     const pages: number[] = [];
     const zero: boolean[] = [];
     for (let j = start; j < stop; j++) {
-      const e = batchEntry(view, j);
-      pages.push(e.page);
-      zero.push(e.encoding === PageEncoding.ZERO);
+      pages.push(entries.getUint32(j * ENTRY_BYTES, true));
+      zero.push(entries.getUint32(j * ENTRY_BYTES + 4, true) >>> 24 === PageEncoding.ZERO);
     }
     writeAppliedPages(slab, this.agent, windowFirst, pages, zero);
   }
@@ -177,3 +178,4 @@ export class BatchApplier {
     }
   }
 }
+
