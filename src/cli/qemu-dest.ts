@@ -32,8 +32,9 @@ export async function runQemuDestCommand(argv: readonly string[]): Promise<numbe
   const confirmTimeoutMs = parseInteger(requireString(a, 'confirm-timeout'), '--confirm-timeout', 1);
   const target = await QemuTarget.open(requireString(a, 'qmp'));
   const printer = progressPrinter();
-  const events = openEvents(optionalString(a, 'events'));
+  let events: ReturnType<typeof openEvents> = null;
   try {
+    events = openEvents(optionalString(a, 'events'));
     const { server, address } = await listen(requireString(a, 'listen'));
     let result;
     try {
@@ -43,7 +44,7 @@ export async function runQemuDestCommand(argv: readonly string[]): Promise<numbe
           events?.progress(p);
           if (!a.quiet) printer.update(p);
         },
-        onEvent: events === null ? undefined : (e) => events.event(e),
+        onEvent: events === null ? undefined : (e) => events?.event(e),
         onLog: (line, level) => {
           if (a.quiet && level !== 'notice') return;
           printer.done();
@@ -70,6 +71,6 @@ export async function runQemuDestCommand(argv: readonly string[]): Promise<numbe
     return exitStatusOf(report.outcome);
   } finally {
     events?.close();
-    target.close();
+    await target.close();
   }
 }

@@ -60,10 +60,11 @@ export async function runQemuSourceCommand(argv: readonly string[]): Promise<num
   checkOutputPaths(a, ['report', 'events']);
   const guest = await QemuSource.open(qmpPath);
   const printer = progressPrinter();
-  const events = openEvents(optionalString(a, 'events'));
+  let events: ReturnType<typeof openEvents> = null;
   let report: Report;
   let failure: { code: string; message: string } | null = null;
   try {
+    events = openEvents(optionalString(a, 'events'));
     const prepared = await prepareEncoders(guest, { encoders: encoders === undefined ? undefined : parseInteger(encoders, '--encoders', 1) });
     try {
       report = await migrate(guest, connect, {
@@ -72,7 +73,7 @@ export async function runQemuSourceCommand(argv: readonly string[]): Promise<num
           events?.progress(p);
           if (!a.quiet) printer.update(p);
         },
-        onEvent: events === null ? undefined : (e) => events.event(e),
+        onEvent: events === null ? undefined : (e) => events?.event(e),
       });
     } catch (err) {
       const r = (err as { details?: { report?: Report } }).details?.report;
@@ -86,7 +87,7 @@ export async function runQemuSourceCommand(argv: readonly string[]): Promise<num
   } finally {
     printer.done();
     events?.close();
-    guest.close();
+    await guest.close();
   }
   if (failure !== null) {
     console.error(`memshift qemu-source: ${failure.code}: ${failure.message}`);

@@ -11,30 +11,41 @@ import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { ErrorCode, MemshiftError } from '../errors.js';
 import { viewsOf } from '../wasm/views.js';
 import { kernelsOf, type Slab } from './slab.js';
-import { windowOf } from './slab-layout.js';
+import { CONTROL_DIGEST, windowOf } from './slab-layout.js';
 
-const opened = new Map<string, number>();
+/**
+ * This thread's descriptors, per slab (not per path: a file deleted and made again under the same name
+ * is another file, and a descriptor kept for the old one would read pages nobody writes any more).
+ */
+const opened = new Map<Slab, { read?: number; write?: number }>();
 
 /** This thread's descriptor for the slab's file (read-only on a source, read-write on a destination). */
 function fdOf(slab: Slab, write: boolean): number {
+  let fds = opened.get(slab);
+  if (fds === undefined) opened.set(slab, (fds = {}));
+  const have = write ? fds.write : fds.read;
+  if (have !== undefined) return have;
   const path = slab.file!.path;
-  const key = `${write ? 'rw' : 'r'}:${path}`;
-  let fd = opened.get(key);
-  if (fd === undefined) {
-    try {
-      fd = openSync(path, write ? 'r+' : 'r');
-    } catch (cause) {
-      throw new MemshiftError(ErrorCode.IO, `cannot open region ${slab.regionId}'s file ${path}: ${(cause as Error).message}`, { cause, regionId: slab.regionId });
-    }
-    opened.set(key, fd);
+  let fd: number;
+  try {
+    fd = openSync(path, write ? 'r+' : 'r');
+  } catch (cause) {
+    throw new MemshiftError(ErrorCode.IO, `cannot open region ${slab.regionId}'s file ${path}: ${(cause as Error).message}`, { cause, regionId: slab.regionId });
   }
+  if (write) fds.write = fd;
+  else fds.read = fd;
   return fd;
 }
 
-/** Closes every file this thread opened (a destination after its migration; workers end with their thread). */
-export function closeRegionFiles(): void {
-  for (const fd of opened.values()) closeSync(fd);
-  opened.clear();
+/** Closes the descriptors this thread opened for `slabs` (they open again when next used). */
+export function closeRegionFiles(slabs: readonly Slab[]): void {
+  for (const slab of slabs) {
+    const fds = opened.get(slab);
+    if (fds === undefined) continue;
+    if (fds.read !== undefined) closeSync(fds.read);
+    if (fds.write !== undefined) closeSync(fds.write);
+    opened.delete(slab);
+  }
 }
 
 /** A copy of slab page `local`, read from the file (the encoding samplers' view of a file-backed guest). */
@@ -159,6 +170,12 @@ export function learnZeroPages(slab: Slab, agent: number): void {
     for (let i = 0; i < count; i++) zero[first + i] = (u32[(map >>> 2) + (i >>> 5)] >>> (i & 31)) & 1;
   }
   zeroInFile.set(slab, zero);
+  // What is known now is recorded as such: a zero page's hash is the zero page's (slab.ts).
+  const zeroHash = k.zeroPageHash(L.pageSize);
+  const keyBase = (BigInt(slab.regionId) << 32n) + BigInt(slab.firstPage);
+  for (let p = 0; p < slab.pageCount; p++) {
+    if (zero[p] === 1) k.recordPageHash(L.hashes, p, keyBase + BigInt(p), zeroHash, L.control + CONTROL_DIGEST);
+  }
 }
 
 /**

@@ -174,7 +174,7 @@ export class GuestMemory implements GuestMemoryView {
 
   /** Closes the file-backed regions' files this thread opened (reading or writing pages); they reopen when next used. */
   closeFiles(): void {
-    closeRegionFiles();
+    closeRegionFiles(this.allSlabs());
   }
 
   /** The session digest over all regions (see sessionDigest in slab.ts). */

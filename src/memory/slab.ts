@@ -37,11 +37,22 @@ export function allocateSlab(regionId: number, index: number, firstPage: number,
     throw new MemshiftError(ErrorCode.MEMORY_ALLOCATION, `cannot allocate a ${layout.totalBytes}-byte slab: ${(cause as Error).message}`, { cause });
   }
   const slab: Slab = { regionId, index, firstPage, pageCount, memory, layout, file };
-  // Nothing has been sent or received: every page's recorded hash is that of a zero page.
+  // Nothing has been sent or received: every page's recorded hash is that of a zero page. A file's
+  // pages are not known to be zero: they start as "unknown" (a value no page hashes to, but by a 2^-64
+  // chance), with the digest kept consistent, so that a recovery never takes a page it lost on the way
+  // for a zero page the file does not hold (file-pages.ts learnZeroPages marks the zero ones).
   const k = kernelsOf(slab);
-  k.raw.fillU64(layout.hashes, pageCount, k.raw.zeroPageHash(pageSize));
+  const zero = k.raw.zeroPageHash(pageSize);
+  k.raw.fillU64(layout.hashes, pageCount, file === null ? zero : BigInt.asUintN(64, zero ^ UNKNOWN_PAGE));
+  if (file !== null) {
+    const digest = BigInt.asUintN(64, k.raw.digestOfHashes(layout.hashes, pageCount, (BigInt(regionId) << 32n) + BigInt(firstPage), zero));
+    viewsOfSlab(slab).dv.setBigUint64(layout.control + CONTROL_DIGEST, digest, true);
+  }
   return slab;
 }
+
+/** XORed into the zero page's hash: a file-backed page's recorded hash before it is known. */
+const UNKNOWN_PAGE = 0x9e3779b97f4a7c15n;
 
 const kernelCache = new WeakMap<WebAssembly.Memory, Kernels>();
 

@@ -140,9 +140,10 @@ export function decideConvergence(m: ConvergenceMetrics, p: ConvergencePolicy): 
     return { action: 'switchover', rule: 'downtime-limit', forced: false, reason };
   }
   // A hash-scan that alone takes the limit can never meet it: switch over at the least downtime within
-  // reach instead, the scan plus what the limit allows for the pages, rather than iterate until a cap.
+  // reach instead, the scan plus what the limit allows for the pages, rather than iterate until a cap
+  // (unless the caller would rather abort than exceed the limit: then the stall rules decide).
   const floor = p.switchoverCostMs + (m.finalScanMs ?? 0);
-  if (m.finalScanMs !== undefined && floor >= p.downtimeLimitMs && downtime <= floor + p.downtimeLimitMs && p.switchoverTo !== 'postcopy') {
+  if (m.finalScanMs !== undefined && floor >= p.downtimeLimitMs && downtime <= floor + p.downtimeLimitMs && p.switchoverTo !== 'postcopy' && p.onStall !== 'abort') {
     return {
       action: 'switchover', rule: 'downtime-limit', forced: true,
       reason: `the final hash-scan alone takes ${fmt(m.finalScanMs)} ms, at or above the limit of ${p.downtimeLimitMs} ms: switching over at expected downtime ${fmt(downtime)} ms (${m.remainingPages} pages at ${mbs(transferBandwidth(m))} on top of the scan and ${fmt(p.switchoverCostMs)} ms switchover)`,

@@ -5,10 +5,22 @@
 import { ErrorCode, MemshiftError } from '../index.js';
 import type { Qmp } from './qmp.js';
 
-/** Turns on x-ignore-shared and lifts the bandwidth cap on one QEMU (both ends need the capability). */
-export async function enableIgnoreShared(qmp: Qmp): Promise<void> {
+/**
+ * Turns on x-ignore-shared and lifts the bandwidth cap on one QEMU (both ends need the capability).
+ * Returns what puts both back as they were: a QEMU left with x-ignore-shared would, in a later
+ * migration of its own, leave its RAM behind.
+ */
+export async function enableIgnoreShared(qmp: Qmp): Promise<() => Promise<void>> {
+  const caps = await qmp.execute<{ capability: string; state: boolean }[]>('query-migrate-capabilities');
+  const params = await qmp.execute<{ 'max-bandwidth'?: number }>('query-migrate-parameters');
+  const ignoreShared = caps.find((c) => c.capability === 'x-ignore-shared')?.state ?? false;
   await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
   await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 2 ** 40 });
+  return async () => {
+    // Refused while a migration of QEMU's own is active (a device save under way): nothing to undo then.
+    await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: ignoreShared }] }).catch(() => undefined);
+    if (params['max-bandwidth'] !== undefined) await qmp.execute('migrate-set-parameters', { 'max-bandwidth': params['max-bandwidth'] }).catch(() => undefined);
+  };
 }
 
 interface MigrateInfo {

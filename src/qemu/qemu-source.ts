@@ -23,8 +23,15 @@ export class QemuSource implements MemorySource {
   stoppedAtMicros: number | null = null;
   private deviceSave: Promise<Uint8Array> | null = null;
   private throttleTimer: NodeJS.Timeout | null = null;
+  /** A throttle period has stopped the guest and not yet let it run again. */
+  private stoppedByThrottle = false;
 
-  private constructor(readonly qmp: Qmp, readonly backends: readonly RamBackend[], readonly memory: GuestMemory, private readonly workDir: string) {}
+  private constructor(
+    readonly qmp: Qmp, readonly backends: readonly RamBackend[], readonly memory: GuestMemory, private readonly workDir: string,
+    /** Whether the guest ran when the adapter attached: a paused one is not started by a failed migration. */
+    private readonly wasRunning: boolean,
+    private readonly restoreSettings: () => Promise<void>,
+  ) {}
 
   /** Attaches to the QEMU behind `qmpPath`: finds its RAM files and sets the capability the device migration needs. */
   static async open(qmpPath: string): Promise<QemuSource> {
@@ -35,9 +42,9 @@ export class QemuSource implements MemorySource {
         throw new MemshiftError(ErrorCode.QEMU, `QEMU (${qmpPath}) is ${status.status}: a source must be running or paused`);
       }
       const backends = await findRamBackends(qmp);
-      await enableIgnoreShared(qmp);
       const memory = GuestMemory.allocate(ramRegionSpecs(backends));
-      return new QemuSource(qmp, backends, memory, mkdtempSync(join(tmpdir(), 'memshift-qemu-source-')));
+      const restore = await enableIgnoreShared(qmp);
+      return new QemuSource(qmp, backends, memory, mkdtempSync(join(tmpdir(), 'memshift-qemu-source-')), status.status === 'running', restore);
     } catch (err) {
       qmp.close();
       throw err;
@@ -53,7 +60,7 @@ export class QemuSource implements MemorySource {
   }
 
   async pause(): Promise<void> {
-    this.stopThrottle();
+    this.stopThrottle(false);
     if (this.deviceSave !== null) return;
     await this.qmp.execute('stop');
     // QEMU sends STOP before its answer to `stop`; a guest the throttle had stopped already sends none,
@@ -78,42 +85,54 @@ export class QemuSource implements MemorySource {
     return encodeDeviceEnvelope({ backends: this.backends.map((b) => ({ id: b.id, bytes: b.bytes })), stoppedAtMicros: this.stoppedAtMicros, stream });
   }
 
-  /** After a failure before the destination ran the guest: the guest runs on here. */
+  /** After a failure before the destination ran the guest: the guest runs on here (if it ran before). */
   async resume(): Promise<void> {
-    this.stopThrottle();
+    this.stopThrottle(false);
     if (this.deviceSave !== null) {
       // A device save under way finishes (or fails) first: `cont` during a migration is refused.
       await this.deviceSave.catch(() => this.qmp.execute('migrate_cancel').catch(() => undefined));
       this.deviceSave = null;
     }
-    await this.qmp.execute('cont');
+    if (this.wasRunning) await this.qmp.execute('cont');
   }
 
   /**
    * Auto-converge from outside QEMU: the guest is stopped for `percent` of every 100 ms (QEMU's own
-   * throttle sleeps its vCPU threads the same share of each period).
+   * throttle sleeps its vCPU threads the same share of each period). 0 ends it, the guest running.
    */
   throttle(percent: number): void {
-    this.stopThrottle();
+    this.stopThrottle(true);
     if (percent <= 0) return;
     const period = 100;
     const tick = (): void => {
+      this.stoppedByThrottle = true;
       void this.qmp.execute('stop').then(() => new Promise((r) => setTimeout(r, (period * percent) / 100))).then(() => {
-        if (this.throttleTimer !== null) return this.qmp.execute('cont');
-        return undefined;
+        // Ended meanwhile: by a pause (which keeps the guest stopped) or by throttle(0) (which sent `cont`).
+        if (this.throttleTimer === null) return undefined;
+        this.stoppedByThrottle = false;
+        return this.qmp.execute('cont');
       }).catch(() => undefined);
     };
     this.throttleTimer = setInterval(tick, period);
   }
 
-  private stopThrottle(): void {
+  /** Ends the throttle; with `run`, a guest a period left stopped runs again (QMP keeps order: after that `stop`). */
+  private stopThrottle(run: boolean): void {
     if (this.throttleTimer !== null) clearInterval(this.throttleTimer);
     this.throttleTimer = null;
+    if (run && this.stoppedByThrottle) void this.qmp.execute('cont').catch(() => undefined);
+    this.stoppedByThrottle = false;
   }
 
-  close(): void {
-    this.stopThrottle();
+  /**
+   * Detaches: QEMU's migration settings as they were (a guest that moved leaves a stopped QEMU, one that
+   * did not a QEMU as it was), the files closed, the work directory removed.
+   */
+  async close(): Promise<void> {
+    this.stopThrottle(true);
+    await this.restoreSettings();
     this.qmp.close();
+    this.memory.closeFiles();
     rmSync(this.workDir, { recursive: true, force: true });
   }
 }

@@ -33,7 +33,10 @@ export class QemuTarget implements MemoryTarget {
   /** Set once the guest runs here. */
   resumed: QemuResume | null = null;
 
-  private constructor(readonly qmp: Qmp, readonly backends: readonly RamBackend[], readonly memory: GuestMemory, private readonly workDir: string) {}
+  private constructor(
+    readonly qmp: Qmp, readonly backends: readonly RamBackend[], readonly memory: GuestMemory, private readonly workDir: string,
+    private readonly restoreSettings: () => Promise<void>,
+  ) {}
 
   /** Attaches to the QEMU behind `qmpPath`, which must be waiting for an incoming migration. */
   static async open(qmpPath: string): Promise<QemuTarget> {
@@ -44,12 +47,12 @@ export class QemuTarget implements MemoryTarget {
         throw new MemshiftError(ErrorCode.QEMU, `QEMU (${qmpPath}) is ${status.status}, not waiting for a migration: start the destination QEMU with -incoming defer`);
       }
       const backends = await findRamBackends(qmp);
-      await enableIgnoreShared(qmp);
       const memory = GuestMemory.allocate(ramRegionSpecs(backends));
       // Before any source connects, as QEMU pre-allocates before `migrate-incoming`: which pages of
       // its RAM files are zero, so that zero pages received cost no write (and no read) there.
       memory.learnZeroPagesInFiles();
-      return new QemuTarget(qmp, backends, memory, mkdtempSync(join(tmpdir(), 'memshift-qemu-dest-')));
+      const restore = await enableIgnoreShared(qmp);
+      return new QemuTarget(qmp, backends, memory, mkdtempSync(join(tmpdir(), 'memshift-qemu-dest-')), restore);
     } catch (err) {
       qmp.close();
       throw err;
@@ -86,16 +89,28 @@ export class QemuTarget implements MemoryTarget {
     this.memory.closeFiles();
     const t = performance.now();
     const since = this.qmp.events.length;
-    await this.qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(file)}` });
-    await awaitMigration(this.qmp, 'destination');
-    const deviceLoadMs = performance.now() - t;
-    await this.qmp.execute('cont');
-    const resumed = await this.qmp.waitEvent('RESUME', 5_000, since).catch(() => null);
-    this.resumed = { stoppedAtMicros: this.stoppedAtMicros, resumedAtMicros: resumed?.atMicros ?? Date.now() * 1000, deviceLoadMs, deviceStateBytes: this.stream.length };
+    try {
+      await this.qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(file)}` });
+      await awaitMigration(this.qmp, 'destination');
+      const deviceLoadMs = performance.now() - t;
+      await this.qmp.execute('cont');
+      const resumed = await this.qmp.waitEvent('RESUME', 5_000, since).catch(() => null);
+      this.resumed = { stoppedAtMicros: this.stoppedAtMicros, resumedAtMicros: resumed?.atMicros ?? Date.now() * 1000, deviceLoadMs, deviceStateBytes: this.stream.length };
+    } catch (err) {
+      // A guest that runs here after all (QEMU started it on its own) has resumed: saying otherwise
+      // would let the source run it too.
+      const status = await this.qmp.execute<{ status: string }>('query-status').catch(() => null);
+      if (status?.status !== 'running') throw err;
+      const resumed = this.qmp.events.slice(since).find((e) => e.event === 'RESUME');
+      this.resumed = { stoppedAtMicros: this.stoppedAtMicros, resumedAtMicros: resumed?.atMicros ?? Date.now() * 1000, deviceLoadMs: performance.now() - t, deviceStateBytes: this.stream.length };
+    }
   }
 
-  close(): void {
+  /** Detaches: QEMU's migration settings as they were, the files closed, the work directory removed. */
+  async close(): Promise<void> {
+    await this.restoreSettings();
     this.qmp.close();
+    this.memory.closeFiles();
     rmSync(this.workDir, { recursive: true, force: true });
   }
 }

@@ -14,6 +14,9 @@ export interface QmpEvent {
   atMicros: number;
 }
 
+/** The longest a QMP command may go unanswered. */
+const COMMAND_TIMEOUT_MS = 30_000;
+
 interface Pending {
   resolve: (value: unknown) => void;
   reject: (err: Error) => void;
@@ -120,12 +123,24 @@ export class Qmp {
     }
   }
 
-  /** Runs a QMP command; resolves to its `return`, rejects with MS_ERR_QEMU naming the command and QEMU's reason. */
-  execute<T = unknown>(command: string, args?: Record<string, unknown>): Promise<T> {
+  /**
+   * Runs a QMP command; resolves to its `return`, rejects with MS_ERR_QEMU naming the command and
+   * QEMU's reason, or when QEMU has not answered within `timeoutMs` (a hung monitor must not hold a
+   * stopped guest forever).
+   */
+  execute<T = unknown>(command: string, args?: Record<string, unknown>, timeoutMs = COMMAND_TIMEOUT_MS): Promise<T> {
     if (this.closed !== null) return Promise.reject(this.closed);
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, command });
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(qemuError(`QEMU (${this.path}) did not answer ${command} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const settle = <A extends unknown[]>(f: (...a: A) => void) => (...a: A): void => {
+        clearTimeout(timer);
+        f(...a);
+      };
+      this.pending.set(id, { resolve: settle(resolve as (v: unknown) => void), reject: settle(reject), command });
       this.socket.write(`${JSON.stringify(args === undefined ? { execute: command, id } : { execute: command, arguments: args, id })}\n`);
     });
   }

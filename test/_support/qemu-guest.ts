@@ -90,6 +90,17 @@ export async function qemuStatus(guest: QemuGuest): Promise<string> {
   }
 }
 
+/** Whether QEMU's migration capability `name` is on (query-migrate-capabilities). */
+export async function qemuCapability(guest: QemuGuest, name: string): Promise<boolean> {
+  const qmp = await Qmp.connect(guest.qmp, 2_000);
+  try {
+    const caps = await qmp.execute<{ capability: string; state: boolean }[]>('query-migrate-capabilities');
+    return caps.find((c) => c.capability === name)?.state ?? false;
+  } finally {
+    qmp.close();
+  }
+}
+
 export interface GuestStatus {
   t: number;
   sweep: number;

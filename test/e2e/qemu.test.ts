@@ -10,7 +10,7 @@ import type { Report } from '../../src/index.js';
 import { deadline } from '../_support/deadline.js';
 import { perTestDir } from '../_support/per-test-dir.js';
 import { killAll, memshift, waitForOutput } from '../_support/processes.js';
-import { guestErrors, guestStatus, nextStatus, qemuStatus, removeQemuFiles, startQemu, type QemuGuest } from '../_support/qemu-guest.js';
+import { guestErrors, guestStatus, nextStatus, qemuCapability, qemuStatus, removeQemuFiles, startQemu, type QemuGuest } from '../_support/qemu-guest.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { formatPskFile, generatePsk } from '../../src/index.js';
 
@@ -92,6 +92,9 @@ for (const shape of [
     assert.is(last.errors, 0, `the guest found pages it did not write: ${guestErrors(p.dst).join('\n')}`);
     assert.is(await qemuStatus(p.dst), 'running');
     assert.is(await qemuStatus(p.src), 'postmigrate');
+    // Both QEMUs' migration settings are as the adapters found them (a later migration of QEMU's own carries the RAM).
+    assert.is(await qemuCapability(p.dst, 'x-ignore-shared'), false);
+    assert.is(await qemuCapability(p.src, 'x-ignore-shared'), false);
   }));
 }
 
@@ -125,6 +128,7 @@ test('the destination QEMU dies before the switchover: the source QEMU runs on, 
   assert.match(d.stderr, /MS_ERR_QEMU/);
   assert.is(report('source.json').outcome, 'failed');
   assert.is(await qemuStatus(p.src), 'running');
+  assert.is(await qemuCapability(p.src, 'x-ignore-shared'), false, 'the source QEMU\'s settings are back');
   const before = guestStatus(p.src).length;
   const after = await nextStatus(p.src, before, 2);
   assert.is(after[after.length - 1].errors, 0, guestErrors(p.src).join('\n'));

@@ -180,6 +180,80 @@ test('a region at an offset of its file moves only its pages, into the destinati
   }
 });
 
+/** An in-memory guest whose "vCPU" (a timer) rewrites a few pages every millisecond, marking them dirty. */
+class MemoryGuest implements MemorySource {
+  readonly memory: GuestMemory;
+  private timer: NodeJS.Timeout | null = null;
+  private round = 0;
+
+  constructor(readonly pages: number) {
+    this.memory = GuestMemory.allocate([{ id: 0, name: 'ram', kind: 'ram', pageSize: PAGE, pageCount: pages }], { maxSlabBytes: 1 << 20, arenaBytes: 17 << 20, cacheBytes: 1 << 20 });
+    for (let p = 0; p < pages; p++) this.write(p);
+  }
+
+  get regions(): readonly Region[] {
+    return this.memory.regions;
+  }
+
+  slabsOf(id: number) {
+    return this.memory.slabsOf(id);
+  }
+
+  private write(p: number): void {
+    const view = this.memory.pageView(0, p);
+    view.fill((p * 13 + this.round) & 0xff, 0, 512);
+    new DataView(view.buffer, view.byteOffset, PAGE).setUint32(1000, this.round, true);
+    this.memory.markDirty(0, p);
+  }
+
+  start(): void {
+    this.timer ??= setInterval(() => {
+      this.round++;
+      for (let i = 0; i < 8; i++) this.write((this.round * 8 + i) % this.pages);
+    }, 1);
+  }
+
+  async pause(): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  async resume(): Promise<void> {
+    this.start();
+  }
+
+  throttle(): void {}
+
+  saveState(): Uint8Array {
+    return new Uint8Array([7, 7]);
+  }
+}
+
+test('an in-memory source with XBZRLE on, into a file-backed target: no delta is negotiated (its base is not in the window), and the file equals the source', async () => {
+  const pages = 512;
+  const dst = dir.file('xb-dst.img');
+  makeImage(dst, pages, 3, 7);
+  const guest = new MemoryGuest(pages);
+  const { server, address } = await listen('127.0.0.1:0');
+  try {
+    const dest = receive({ security: 'insecure', listen: server, createTarget: (r) => new FileTarget(r, dst) });
+    guest.start();
+    const report = await within(migrate(guest, address, { security: 'insecure', mode: 'live', xbzrle: 'on', downtimeLimitMs: 50 }), 60_000, 'migrate');
+    const result = await within(dest, 60_000, 'receive');
+    assert.is(report.outcome, 'completed');
+    assert.is(result.report.outcome, 'completed');
+    assert.ok(report.iterations.length >= 2, 'a later pass ran');
+    assert.is(report.pagesByEncoding.xbzrle, 0, 'no page went as a delta');
+    const file = readFileSync(dst);
+    for (let p = 0; p < pages; p++) {
+      assert.ok(Buffer.from(guest.memory.readPage(0, p)).equals(file.subarray(p * PAGE, (p + 1) * PAGE)), `page ${p}`);
+    }
+  } finally {
+    await guest.pause();
+    server.close();
+  }
+});
+
 test('a source file shorter than its region fails the migration with MS_ERR_IO naming the file', async () => {
   const src = dir.file('short.img');
   const dst = dir.file('short-dst.img');

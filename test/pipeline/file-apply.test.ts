@@ -105,4 +105,26 @@ test('a page outside the region, or a payload that does not match its hash: refu
   assert.ok(Buffer.from(old).equals(readFileSync(path)), 'no page of the file changed');
 });
 
+test('a file-backed page is recorded as unknown until read or written (a recovery must not take it for zero); learning marks the zero ones', () => {
+  const old = new Uint8Array(PAGES * PS);
+  old.fill(9, 0, PS); // page 0 holds data, page 1 and the rest are zero
+  const { mem } = fileGuest(old);
+  const slab = mem.slabsOf(0)[0];
+  const hashes = new BigUint64Array(slab.memory.buffer, slab.layout.hashes, 2);
+  const zeroHash = pageHash(new Uint8Array(PS));
+  assert.is.not(hashes[0], zeroHash);
+  assert.is.not(hashes[1], zeroHash);
+  mem.learnZeroPagesInFiles();
+  assert.is.not(hashes[0], zeroHash, 'the page with data stays unknown');
+  assert.is(hashes[1], zeroHash, 'a zero page is known as zero');
+  // The digest follows the table: applying page 0's content and zeroing nothing else gives the
+  // in-memory guest's digest once every non-zero page is known.
+  const target = new BatchApplier(mem, ALL_CAPABILITIES, ScratchAgent.MAIN);
+  const reference = GuestMemory.allocate([ramSpec(PAGES)], { maxSlabBytes: 1 << 20, arenaBytes: 2 << 20 });
+  const page0 = new Uint8Array(PS).fill(9);
+  apply(target, [raw(0, page0)]);
+  apply(new BatchApplier(reference, ALL_CAPABILITIES, ScratchAgent.MAIN), [raw(0, page0)]);
+  assert.is(mem.digest(), reference.digest());
+});
+
 test.run();

@@ -72,6 +72,9 @@ export async function runSetup(run: DestinationRun, hello: Hello): Promise<DestE
   if (target.unwrittenPagesAreZero !== true) capabilities &= ~Capability.UNWRITTEN_ZERO;
   if (target.reachesSharedStorage !== true) capabilities &= ~Capability.SHARED_STORAGE;
   if (target.receiveBlockDevices === undefined) capabilities &= ~Capability.BLOCKS;
+  // Pages in a file (types.ts, RegionFile) are applied through a window: a delta's base is not there,
+  // and nothing can make another process's vCPUs wait on present bits.
+  if (target.regions.some((r) => r.file !== undefined)) capabilities &= ~(Capability.XBZRLE | Capability.POSTCOPY);
   if ((capabilities & Capability.POSTCOPY) !== 0) {
     if (target.enablePageGate === undefined) capabilities &= ~Capability.POSTCOPY;
     else {
