@@ -63,10 +63,7 @@ export async function runQemuDestCommand(argv: readonly string[]): Promise<numbe
       report.hypervisor = { kind: 'qemu', stopToResumeMs: (r.resumedAtMicros - r.stoppedAtMicros) / 1000, deviceLoadMs: r.deviceLoadMs, deviceStateBytes: r.deviceStateBytes };
     }
     writeReportFile(a, report);
-    if (!a.quiet) {
-      console.error(formatReport(report));
-      if (r !== null) console.error(`QEMU: stop → resume ${report.hypervisor!.stopToResumeMs.toFixed(1)} ms by QEMU's clocks (device load ${r.deviceLoadMs.toFixed(1)} ms)`);
-    }
+    if (!a.quiet) console.error(formatReport(report));
     if (report.outcome !== 'completed') console.error(`memshift qemu-dest: ${report.error?.code ?? 'MS_ERR'}: ${report.error?.message ?? report.outcome}`);
     return exitStatusOf(report.outcome);
   } finally {

@@ -341,6 +341,10 @@ export function formatReport(r: Report): string {
     const b = r.downtimeBreakdown;
     lines.push(`  downtime: pause ${f1(b.pauseMs)} + final pages ${f1(b.finalPagesMs)} (${b.finalPages} pages) + device state ${f1(b.deviceStateMs)} + apply ${f1(b.destinationApplyMs)} + digest ${f1(b.digestCheckMs)} + resume ${f1(b.resumeMs)} + other ${f1(b.otherMs)} ms`);
   }
+  if (r.hypervisor !== undefined) {
+    const h = r.hypervisor;
+    lines.push(`  ${h.kind === 'qemu' ? 'QEMU' : h.kind}: stop → resume ${f1(h.stopToResumeMs)} ms by its own clocks (device state ${h.deviceStateBytes} B, loaded in ${f1(h.deviceLoadMs)} ms)`);
+  }
   if (r.postcopy) {
     const p = r.postcopy;
     lines.push(`  post-copy: ${p.faults} faults (latency p50 ${p.faultLatencyUs.p50.toFixed(0)} µs, p99 ${p.faultLatencyUs.p99.toFixed(0)} µs, max ${p.faultLatencyUs.max.toFixed(0)} µs), ${p.pagesRequested} pages requested, ${p.pagesPushed} pushed, ${f1(p.postcopyTimeMs)} ms to all present`);

@@ -132,6 +132,12 @@ test('the times line shows total, setup, downtime and predicted downtime to 0.1 
   assert.is(lines(report())[1], '  total 10800.3 ms, setup 12.5 ms, downtime 26.1 ms (predicted 85.9 ms)');
 });
 
+test('a hypervisor destination\'s own downtime is shown beside memshift\'s; without one there is no such line', () => {
+  const r = report({ role: 'destination', hypervisor: { kind: 'qemu', stopToResumeMs: 59.04, deviceLoadMs: 7.66, deviceStateBytes: 412_345 } });
+  assert.is(lineWith(r, 'QEMU:'), '  QEMU: stop → resume 59.0 ms by its own clocks (device state 412345 B, loaded in 7.7 ms)');
+  assert.is(lineWith(report(), 'stop → resume'), undefined);
+});
+
 test('no switchover shows downtime and predicted downtime as —', () => {
   assert.is(lines(report({ downtimeMs: null, predictedDowntimeMs: null }))[1], '  total 10800.3 ms, setup 12.5 ms, downtime — ms (predicted — ms)');
 });
