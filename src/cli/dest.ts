@@ -16,6 +16,7 @@ import { progressPrinter } from './progress.js';
 import { openEvents } from './events-file.js';
 import { storageFlags, storageFrom } from './storage-flags.js';
 import { nicDeviceFlag, onResumeFlag, runOnResume } from './network-flags.js';
+import { destinationTimeoutFlags, destinationTimeoutsFrom } from './migration-flags.js';
 
 export const destFlags: Flags = {
   listen: { type: 'string', value: 'HOST:PORT', help: 'address to wait on (port 0: any free port)' },
@@ -33,8 +34,7 @@ export const destFlags: Flags = {
   prealloc: { type: 'boolean', help: 'touch all guest memory before receiving (like -mem-prealloc); with --memory, before listening' },
   'max-memory': { type: 'string', value: 'SIZE', help: 'largest guest accepted (default: three quarters of the memory available at the HELLO)' },
   'slab-size': { type: 'string', value: 'SIZE', help: 'most guest RAM per shared memory slab', default: '3GiB' },
-  'idle-timeout': { type: 'string', value: 'MS', help: 'fail when the source, due to send, sends nothing for this long', default: '20000' },
-  'confirm-timeout': { type: 'string', value: 'MS', help: 'link lost after SWITCHOVER: answer the source\'s queries (did it resume?) for this long', default: '10000' },
+  ...destinationTimeoutFlags,
   'recover-timeout': { type: 'string', value: 'MS', help: 'link lost or corrupted: wait this long for the source to reconnect and resume (else: fail, or in post-copy stay paused, exit 4); 0: off', default: '0' },
   quiet: { type: 'boolean', help: 'no progress line, summary or routine log line (refusals and lost links are still printed)' },
   help: { type: 'boolean', help: 'show this help' },
@@ -84,8 +84,7 @@ export async function runDestCommand(argv: readonly string[]): Promise<number> {
       security,
       ...(prepared !== null ? { target: prepared } : { createTarget: receiving }),
       prealloc: a.prealloc === true,
-      idleTimeoutMs: parseInteger(requireString(a, 'idle-timeout'), '--idle-timeout', 1),
-      confirmTimeoutMs: parseInteger(requireString(a, 'confirm-timeout'), '--confirm-timeout', 1),
+      ...destinationTimeoutsFrom(a),
       recoverTimeoutMs: parseInteger(requireString(a, 'recover-timeout'), '--recover-timeout', 0),
       maxGuestBytes: maxMemory === undefined ? undefined : parseSize(maxMemory, '--max-memory'),
       onProgress: a.quiet && events === null ? undefined : (p) => {

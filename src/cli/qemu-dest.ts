@@ -5,11 +5,12 @@
 
 import { formatAddress, formatReport, listen, receive } from '../index.js';
 import { QemuTarget } from '../qemu/qemu-target.js';
-import { checkOutputPaths, parseCommand, optionalString, parseInteger, requireString, writeReportFile, type Flags } from './args.js';
+import { checkOutputPaths, parseCommand, optionalString, requireString, writeReportFile, type Flags } from './args.js';
 import { exitStatusOf } from './exit-status.js';
 import { openEvents } from './events-file.js';
 import { progressPrinter } from './progress.js';
 import { securityFlags, securityFrom } from './security-flags.js';
+import { destinationTimeoutFlags, destinationTimeoutsFrom } from './migration-flags.js';
 
 export const qemuDestFlags: Flags = {
   listen: { type: 'string', value: 'HOST:PORT', help: 'address to wait on (port 0: any free port)' },
@@ -17,8 +18,7 @@ export const qemuDestFlags: Flags = {
   ...securityFlags,
   report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
   events: { type: 'string', value: 'FILE|-', help: 'write events and progress as NDJSON here (- for stdout, after the listening line)' },
-  'idle-timeout': { type: 'string', value: 'MS', help: 'fail when the source, due to send, sends nothing for this long', default: '20000' },
-  'confirm-timeout': { type: 'string', value: 'MS', help: 'link lost after SWITCHOVER: answer the source\'s queries for this long', default: '10000' },
+  ...destinationTimeoutFlags,
   quiet: { type: 'boolean', help: 'no progress line, summary or routine log line' },
   help: { type: 'boolean', help: 'show this help' },
 };
@@ -28,8 +28,7 @@ export async function runQemuDestCommand(argv: readonly string[]): Promise<numbe
   if (a === null) return 0;
   const security = securityFrom(a);
   checkOutputPaths(a, ['report', 'events']);
-  const idleTimeoutMs = parseInteger(requireString(a, 'idle-timeout'), '--idle-timeout', 1);
-  const confirmTimeoutMs = parseInteger(requireString(a, 'confirm-timeout'), '--confirm-timeout', 1);
+  const timeouts = destinationTimeoutsFrom(a);
   const target = await QemuTarget.open(requireString(a, 'qmp'));
   const printer = progressPrinter();
   let events: ReturnType<typeof openEvents> = null;
@@ -39,7 +38,7 @@ export async function runQemuDestCommand(argv: readonly string[]): Promise<numbe
     let result;
     try {
       const waiting = receive({
-        listen: server, security, target, idleTimeoutMs, confirmTimeoutMs,
+        listen: server, security, target, ...timeouts,
         onProgress: a.quiet && events === null ? undefined : (p) => {
           events?.progress(p);
           if (!a.quiet) printer.update(p);

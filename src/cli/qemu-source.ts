@@ -12,6 +12,7 @@ import { ExitStatus, exitStatusOf } from './exit-status.js';
 import { openEvents } from './events-file.js';
 import { progressPrinter } from './progress.js';
 import { securityFlags, securityFrom, serverNameFlag } from './security-flags.js';
+import { convergenceFlags, convergenceFrom, sourceTimeoutFlags, sourceTimeoutsFrom } from './migration-flags.js';
 
 /**
  * Modes the adapter runs. Post-copy and hybrid need the destination's vCPUs to wait for pages memshift
@@ -26,16 +27,13 @@ export const qemuSourceFlags: Flags = {
   ...securityFlags,
   ...serverNameFlag,
   mode: { type: 'string', value: QEMU_MODES.join('|'), help: 'migration mode (post-copy needs QEMU\'s own page faults: see the README)', default: 'live' },
-  'downtime-limit': { type: 'string', value: 'MS', help: 'switch over when expected downtime is at most this', default: '300' },
-  'max-iterations': { type: 'string', value: 'N', help: 'pre-copy iteration cap', default: '30' },
-  'max-time': { type: 'string', value: 'S', help: 'pre-copy time cap in seconds', default: '300' },
+  ...convergenceFlags,
   'on-stall': { type: 'string', value: 'force|throttle|abort', help: 'what to do when pre-copy does not converge (throttle: stop the guest a share of every 100 ms)', default: 'throttle' },
   compress: { type: 'string', value: 'auto|lz4|none', help: 'LZ4 for raw pages (none by default: on a fast link the destination\'s file writes bound the rate, which auto would read as a slow link)', default: 'none' },
   encoders: { type: 'string', value: 'N', help: 'encoder (and hash-scan) threads (default cores - 1)' },
   report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
   events: { type: 'string', value: 'FILE|-', help: 'write events and progress as NDJSON here (- for stdout)' },
-  'stall-timeout': { type: 'string', value: 'MS', help: 'fail when the destination takes no bytes for this long', default: '20000' },
-  'resolve-timeout': { type: 'string', value: 'MS', help: 'link lost after SWITCHOVER: ask the destination whether it resumed for this long', default: '10000' },
+  ...sourceTimeoutFlags,
   quiet: { type: 'boolean', help: 'no progress line or summary' },
   help: { type: 'boolean', help: 'show this help' },
 };
@@ -50,13 +48,7 @@ export async function runQemuSourceCommand(argv: readonly string[]): Promise<num
   const onStall = parseChoice(requireString(a, 'on-stall'), '--on-stall', ['force', 'throttle', 'abort'] as const) as StallPolicy;
   const compress = parseChoice(requireString(a, 'compress'), '--compress', COMPRESS_MODES);
   const encoders = optionalString(a, 'encoders');
-  const options = {
-    downtimeLimitMs: parseInteger(requireString(a, 'downtime-limit'), '--downtime-limit', 1),
-    maxIterations: parseInteger(requireString(a, 'max-iterations'), '--max-iterations', 1),
-    maxTimeMs: parseInteger(requireString(a, 'max-time'), '--max-time', 1) * 1000,
-    stallTimeoutMs: parseInteger(requireString(a, 'stall-timeout'), '--stall-timeout', 1),
-    resolveTimeoutMs: parseInteger(requireString(a, 'resolve-timeout'), '--resolve-timeout', 1),
-  };
+  const options = { ...convergenceFrom(a), ...sourceTimeoutsFrom(a) };
   checkOutputPaths(a, ['report', 'events']);
   const guest = await QemuSource.open(qmpPath);
   const printer = progressPrinter();

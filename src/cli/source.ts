@@ -16,6 +16,7 @@ import { progressPrinter } from './progress.js';
 import { openEvents } from './events-file.js';
 import { storageFlags, storageFrom } from './storage-flags.js';
 import { guestNetworkFlags, guestNetworkFrom, nicDeviceFlag } from './network-flags.js';
+import { convergenceFlags, convergenceFrom, sourceTimeoutFlags, sourceTimeoutsFrom } from './migration-flags.js';
 
 export const sourceFlags: Flags = {
   connect: { type: 'string', value: 'HOST:PORT', help: 'destination to migrate to' },
@@ -26,9 +27,7 @@ export const sourceFlags: Flags = {
   ...guestNetworkFlags,
   ...nicDeviceFlag,
   mode: { type: 'string', value: MIGRATION_MODES.join('|'), help: 'migration mode', default: 'live' },
-  'downtime-limit': { type: 'string', value: 'MS', help: 'switch over when expected downtime is at most this', default: '300' },
-  'max-iterations': { type: 'string', value: 'N', help: 'pre-copy iteration cap', default: '30' },
-  'max-time': { type: 'string', value: 'S', help: 'pre-copy time cap in seconds', default: '300' },
+  ...convergenceFlags,
   'on-stall': { type: 'string', value: 'force|throttle|abort|postcopy', help: 'what to do when pre-copy does not converge', default: 'throttle' },
   'postcopy-after': { type: 'string', value: 'N', help: 'hybrid: switch to post-copy after N pre-copy iterations' },
   'throttle-initial': { type: 'string', value: 'PERCENT', help: 'auto-converge: first throttle', default: '20' },
@@ -43,8 +42,7 @@ export const sourceFlags: Flags = {
   report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
   events: { type: 'string', value: 'FILE|-', help: 'write events and progress as NDJSON here (- for stdout)' },
   'dump-memory': { type: 'string', value: 'FILE', help: 'write the RAM image (all RAM regions, in order) when the guest stops (pause point, or after a failure)' },
-  'stall-timeout': { type: 'string', value: 'MS', help: 'fail when the destination takes no bytes for this long', default: '20000' },
-  'resolve-timeout': { type: 'string', value: 'MS', help: 'link lost after SWITCHOVER: ask the destination whether it resumed for this long before staying in doubt (exit 3)', default: '10000' },
+  ...sourceTimeoutFlags,
   'recover-timeout': { type: 'string', value: 'MS', help: 'link lost or corrupted: reconnect for up to this long and resume the pass, or post-copy (else: fail, or stay paused, exit 4); 0: off', default: '0' },
   quiet: { type: 'boolean', help: 'no progress line or summary' },
   help: { type: 'boolean', help: 'show this help' },
@@ -91,9 +89,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
       report = await migrate(guest, connect, {
         security,
         mode,
-        downtimeLimitMs: parseInteger(requireString(a, 'downtime-limit'), '--downtime-limit', 1),
-        maxIterations: parseInteger(requireString(a, 'max-iterations'), '--max-iterations', 1),
-        maxTimeMs: parseInteger(requireString(a, 'max-time'), '--max-time', 1) * 1000,
+        ...convergenceFrom(a),
         onStall,
         postcopyAfter: postcopyAfter === undefined ? undefined : parseInteger(postcopyAfter, '--postcopy-after', 1),
         throttleInitial: parseInteger(requireString(a, 'throttle-initial'), '--throttle-initial', 1, 99),
@@ -103,8 +99,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
         prepared,
         maxBandwidth: bandwidth === undefined ? undefined : parseSize(bandwidth, '--max-bandwidth'),
         signal: signals.cancel,
-        stallTimeoutMs: parseInteger(requireString(a, 'stall-timeout'), '--stall-timeout', 1),
-        resolveTimeoutMs: parseInteger(requireString(a, 'resolve-timeout'), '--resolve-timeout', 1),
+        ...sourceTimeoutsFrom(a),
         recoverTimeoutMs: parseInteger(requireString(a, 'recover-timeout'), '--recover-timeout', 0),
         onProgress: (p) => {
           signals.phase = p.phase;

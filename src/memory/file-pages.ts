@@ -130,17 +130,15 @@ export function scanChangedPages(slab: Slab, agent: number, from: number, to: nu
 /**
  * Destination: where a batch's entries from `start` on may be applied through `agent`'s window: the
  * longest run of entries whose slab pages lie in [first, first + windowPages) of this slab, `first`
- * being the first entry's. Returns the end index and the RAM base for the kernel.
+ * being the first entry's (the decoder checked that pages increase, so none lies below it). Returns
+ * the end index and the RAM base for the kernel.
  */
 export function applyWindow(slab: Slab, agent: number, pages: (i: number) => number, start: number, count: number): { end: number; ram: number; first: number } {
   const L = slab.layout;
   const first = pages(start) - slab.firstPage;
+  const limit = slab.firstPage + Math.min(slab.pageCount, first + L.windowPages);
   let end = start + 1;
-  while (end < count) {
-    const local = pages(end) - slab.firstPage;
-    if (local < first || local >= Math.min(slab.pageCount, first + L.windowPages)) break;
-    end++;
-  }
+  while (end < count && pages(end) < limit) end++;
   return { end, ram: windowBase(windowOf(L, agent), first, L.pageSize), first };
 }
 

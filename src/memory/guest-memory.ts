@@ -36,7 +36,7 @@ export const MIN_SLAB_BYTES = 64 * MIN_PAGE_SIZE;
 /** Room for a slab's bookkeeping (bitmaps, hashes, scratch, arena, cache) below the 4 GiB of a wasm32 memory. */
 export const MAX_SLAB_BYTES = MAX_MEMORY_BYTES - (1 << 28);
 /** Bytes of a file-backed slab's window per thread: what one encode or apply task reads or writes at most. */
-export const FILE_WINDOW_BYTES = 2 * 2 ** 20;
+const FILE_WINDOW_BYTES = 2 * 2 ** 20;
 
 export class GuestMemory implements GuestMemoryView {
   readonly regions: readonly Region[];

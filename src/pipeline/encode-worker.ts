@@ -33,24 +33,26 @@ export function ready(): boolean {
 }
 
 export function encodeBatch(req: EncodeRequest): Envelope<EncodeResult> {
-  const nice = Atomics.load(control, EncoderBoard.NICENESS);
-  if (nice > 0) niceThisThread(nice);
-  try {
-    return { ok: true, value: encode(req) };
-  } catch (err) {
-    const e = toMemshiftError(err, ErrorCode.WORKER_FAILED, 'encodeBatch');
-    return { ok: false, code: e.code, message: e.message };
-  }
+  return envelope('encodeBatch', () => encode(req));
 }
 
 /** Named task `scanPages`: hash-scan of a file-backed slab's pages [from, to); returns how many it marked dirty. */
 export function scanPages(req: ScanRequest): Envelope<number> {
-  try {
+  return envelope('scanPages', () => {
     const slab: Slab | undefined = data.slabs[req.slab];
     if (slab === undefined || slab.file === null) throw new Error(`no file-backed slab ${req.slab}`);
-    return { ok: true, value: scanChangedPages(slab, agent, req.from, req.to) };
+    return scanChangedPages(slab, agent, req.from, req.to);
+  });
+}
+
+/** Runs a task at the niceness the board asks for; an error crosses back as data with its code. */
+function envelope<T>(task: string, work: () => T): Envelope<T> {
+  const nice = Atomics.load(control, EncoderBoard.NICENESS);
+  if (nice > 0) niceThisThread(nice);
+  try {
+    return { ok: true, value: work() };
   } catch (err) {
-    const e = toMemshiftError(err, ErrorCode.WORKER_FAILED, 'scanPages');
+    const e = toMemshiftError(err, ErrorCode.WORKER_FAILED, task);
     return { ok: false, code: e.code, message: e.message };
   }
 }

@@ -59,22 +59,20 @@ export class EncoderPool {
     await Promise.all(Array.from({ length: this.size }, () => this.pool.run(null, { name: 'ready' })));
   }
 
-  async encode(req: EncodeRequest): Promise<EncodeResult> {
-    let reply: Envelope<EncodeResult>;
-    try {
-      reply = await this.pool.run(req, { name: 'encodeBatch' });
-    } catch (cause) {
-      throw new MemshiftError(ErrorCode.WORKER_FAILED, `encoder worker failed: ${(cause as Error).message}`, { cause });
-    }
-    if (!reply.ok) throw new MemshiftError(reply.code as typeof ErrorCode.WORKER_FAILED, reply.message);
-    return reply.value;
+  encode(req: EncodeRequest): Promise<EncodeResult> {
+    return this.call<EncodeResult>('encodeBatch', req);
   }
 
   /** Hash-scans a file-backed slab's pages (encode-worker.ts, scanPages); resolves to how many it marked dirty. */
-  async scan(req: ScanRequest): Promise<number> {
-    let reply: Envelope<number>;
+  scan(req: ScanRequest): Promise<number> {
+    return this.call<number>('scanPages', req);
+  }
+
+  /** Runs the named task; its envelope's error comes back as the MemshiftError it carries. */
+  private async call<T>(name: string, req: unknown): Promise<T> {
+    let reply: Envelope<T>;
     try {
-      reply = await this.pool.run(req, { name: 'scanPages' });
+      reply = await this.pool.run(req, { name });
     } catch (cause) {
       throw new MemshiftError(ErrorCode.WORKER_FAILED, `encoder worker failed: ${(cause as Error).message}`, { cause });
     }

@@ -6,17 +6,13 @@
 //   pause: stop ─► (migrate exec:cat > devices, in the background) │ saveState: ◄─ the stream, wrapped
 //   resume (failure before the destination runs): cont
 
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ErrorCode, MemshiftError } from '../index.js';
-import { GuestMemory } from '../index.js';
-import type { MemorySource, Region } from '../index.js';
-import type { Slab } from '../index.js';
+import { ErrorCode, MemshiftError, type GuestMemory, type MemorySource, type Region, type Slab } from '../index.js';
+import { AttachedQemu } from './attached-qemu.js';
 import { encodeDeviceEnvelope } from './device-envelope.js';
-import { Qmp } from './qmp.js';
-import { findRamBackends, ramRegionSpecs, type RamBackend } from './ram-backends.js';
-import { awaitMigration, enableIgnoreShared, shellQuote } from './qemu-migration.js';
+import type { Qmp } from './qmp.js';
+import { awaitMigration, shellQuote } from './qemu-migration.js';
 
 export class QemuSource implements MemorySource {
   /** QEMU's STOP event time (µs since the epoch) of the pause, once paused. */
@@ -27,28 +23,23 @@ export class QemuSource implements MemorySource {
   private stoppedByThrottle = false;
 
   private constructor(
-    readonly qmp: Qmp, readonly backends: readonly RamBackend[], readonly memory: GuestMemory, private readonly workDir: string,
+    private readonly qemu: AttachedQemu,
     /** Whether the guest ran when the adapter attached: a paused one is not started by a failed migration. */
     private readonly wasRunning: boolean,
-    private readonly restoreSettings: () => Promise<void>,
   ) {}
 
-  /** Attaches to the QEMU behind `qmpPath`: finds its RAM files and sets the capability the device migration needs. */
+  /** Attaches to the QEMU behind `qmpPath` (running or paused): finds its RAM files and sets what the device migration needs. */
   static async open(qmpPath: string): Promise<QemuSource> {
-    const qmp = await Qmp.connect(qmpPath);
-    try {
-      const status = await qmp.execute<{ status: string }>('query-status');
-      if (status.status !== 'running' && status.status !== 'paused') {
-        throw new MemshiftError(ErrorCode.QEMU, `QEMU (${qmpPath}) is ${status.status}: a source must be running or paused`);
-      }
-      const backends = await findRamBackends(qmp);
-      const memory = GuestMemory.allocate(ramRegionSpecs(backends));
-      const restore = await enableIgnoreShared(qmp);
-      return new QemuSource(qmp, backends, memory, mkdtempSync(join(tmpdir(), 'memshift-qemu-source-')), status.status === 'running', restore);
-    } catch (err) {
-      qmp.close();
-      throw err;
-    }
+    const qemu = await AttachedQemu.attach(qmpPath, 'source', (s) => (s === 'running' || s === 'paused' ? null : ': a source must be running or paused'));
+    return new QemuSource(qemu, qemu.status === 'running');
+  }
+
+  private get qmp(): Qmp {
+    return this.qemu.qmp;
+  }
+
+  get memory(): GuestMemory {
+    return this.qemu.memory;
   }
 
   get regions(): readonly Region[] {
@@ -73,7 +64,7 @@ export class QemuSource implements MemorySource {
   }
 
   private async saveDevices(): Promise<Uint8Array> {
-    const file = join(this.workDir, 'devices.bin');
+    const file = join(this.qemu.workDir, 'devices.bin');
     await this.qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(file)}` });
     await awaitMigration(this.qmp, 'source');
     return readFileSync(file);
@@ -82,7 +73,7 @@ export class QemuSource implements MemorySource {
   async saveState(): Promise<Uint8Array> {
     if (this.deviceSave === null || this.stoppedAtMicros === null) throw new MemshiftError(ErrorCode.QEMU, 'device state asked for before the guest was paused');
     const stream = await this.deviceSave;
-    return encodeDeviceEnvelope({ backends: this.backends.map((b) => ({ id: b.id, bytes: b.bytes })), stoppedAtMicros: this.stoppedAtMicros, stream });
+    return encodeDeviceEnvelope({ backends: this.qemu.backends.map((b) => ({ id: b.id, bytes: b.bytes })), stoppedAtMicros: this.stoppedAtMicros, stream });
   }
 
   /** After a failure before the destination ran the guest: the guest runs on here (if it ran before). */
@@ -130,9 +121,6 @@ export class QemuSource implements MemorySource {
    */
   async close(): Promise<void> {
     this.stopThrottle(true);
-    await this.restoreSettings();
-    this.qmp.close();
-    this.memory.closeFiles();
-    rmSync(this.workDir, { recursive: true, force: true });
+    await this.qemu.detach();
   }
 }

@@ -5,17 +5,13 @@
 //
 //   checkState (layout) ─► loadState (stream to a file) ─► resume: migrate-incoming ─► completed ─► cont
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ErrorCode, MemshiftError } from '../index.js';
-import { GuestMemory } from '../index.js';
-import type { MemoryTarget, Region } from '../index.js';
-import type { Slab } from '../index.js';
+import { ErrorCode, MemshiftError, type GuestMemory, type MemoryTarget, type Region, type Slab } from '../index.js';
+import { AttachedQemu } from './attached-qemu.js';
 import { decodeDeviceEnvelope } from './device-envelope.js';
-import { Qmp } from './qmp.js';
-import { findRamBackends, ramRegionSpecs, type RamBackend } from './ram-backends.js';
-import { awaitMigration, enableIgnoreShared, shellQuote } from './qemu-migration.js';
+import type { Qmp } from './qmp.js';
+import { awaitMigration, shellQuote } from './qemu-migration.js';
 
 export interface QemuResume {
   /** The source QEMU's STOP and this QEMU's RESUME, by QEMU's clocks (µs since the epoch). */
@@ -33,30 +29,25 @@ export class QemuTarget implements MemoryTarget {
   /** Set once the guest runs here. */
   resumed: QemuResume | null = null;
 
-  private constructor(
-    readonly qmp: Qmp, readonly backends: readonly RamBackend[], readonly memory: GuestMemory, private readonly workDir: string,
-    private readonly restoreSettings: () => Promise<void>,
-  ) {}
+  private constructor(private readonly qemu: AttachedQemu) {}
 
   /** Attaches to the QEMU behind `qmpPath`, which must be waiting for an incoming migration. */
   static async open(qmpPath: string): Promise<QemuTarget> {
-    const qmp = await Qmp.connect(qmpPath);
-    try {
-      const status = await qmp.execute<{ status: string }>('query-status');
-      if (status.status !== 'inmigrate') {
-        throw new MemshiftError(ErrorCode.QEMU, `QEMU (${qmpPath}) is ${status.status}, not waiting for a migration: start the destination QEMU with -incoming defer`);
-      }
-      const backends = await findRamBackends(qmp);
-      const memory = GuestMemory.allocate(ramRegionSpecs(backends));
-      // Before any source connects, as QEMU pre-allocates before `migrate-incoming`: which pages of
-      // its RAM files are zero, so that zero pages received cost no write (and no read) there.
-      memory.learnZeroPagesInFiles();
-      const restore = await enableIgnoreShared(qmp);
-      return new QemuTarget(qmp, backends, memory, mkdtempSync(join(tmpdir(), 'memshift-qemu-dest-')), restore);
-    } catch (err) {
-      qmp.close();
-      throw err;
-    }
+    const qemu = await AttachedQemu.attach(
+      qmpPath, 'dest', (s) => (s === 'inmigrate' ? null : ', not waiting for a migration: start the destination QEMU with -incoming defer'),
+      // Before any source connects, as QEMU pre-allocates before `migrate-incoming`: which pages of its
+      // RAM files are zero, so that zero pages received cost no write (and no read) there.
+      (memory) => memory.learnZeroPagesInFiles(),
+    );
+    return new QemuTarget(qemu);
+  }
+
+  private get qmp(): Qmp {
+    return this.qemu.qmp;
+  }
+
+  get memory(): GuestMemory {
+    return this.qemu.memory;
   }
 
   get regions(): readonly Region[] {
@@ -69,7 +60,7 @@ export class QemuTarget implements MemoryTarget {
 
   checkState(state: Uint8Array): void {
     const e = decodeDeviceEnvelope(state);
-    const ours = this.backends.map((b) => `${b.id}:${b.bytes}`).join(', ');
+    const ours = this.qemu.backends.map((b) => `${b.id}:${b.bytes}`).join(', ');
     const theirs = e.backends.map((b) => `${b.id}:${b.bytes}`).join(', ');
     if (ours !== theirs) throw new MemshiftError(ErrorCode.DEVICE_STATE_INVALID, `the source QEMU's RAM backends (${theirs}) are not this QEMU's (${ours})`);
   }
@@ -83,34 +74,32 @@ export class QemuTarget implements MemoryTarget {
   async resume(): Promise<void> {
     if (this.resumed !== null) return;
     if (this.stream === null) throw new MemshiftError(ErrorCode.QEMU, 'resume before the device state arrived');
-    const file = join(this.workDir, 'devices.bin');
+    const file = join(this.qemu.workDir, 'devices.bin');
     writeFileSync(file, this.stream);
     // Every page is in the backing files by now (memshift resumes only after the final pass and the digest check).
     this.memory.closeFiles();
     const t = performance.now();
     const since = this.qmp.events.length;
+    let deviceLoadMs: number;
     try {
       await this.qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(file)}` });
       await awaitMigration(this.qmp, 'destination');
-      const deviceLoadMs = performance.now() - t;
+      deviceLoadMs = performance.now() - t;
       await this.qmp.execute('cont');
-      const resumed = await this.qmp.waitEvent('RESUME', 5_000, since).catch(() => null);
-      this.resumed = { stoppedAtMicros: this.stoppedAtMicros, resumedAtMicros: resumed?.atMicros ?? Date.now() * 1000, deviceLoadMs, deviceStateBytes: this.stream.length };
     } catch (err) {
       // A guest that runs here after all (QEMU started it on its own) has resumed: saying otherwise
       // would let the source run it too.
       const status = await this.qmp.execute<{ status: string }>('query-status').catch(() => null);
       if (status?.status !== 'running') throw err;
-      const resumed = this.qmp.events.slice(since).find((e) => e.event === 'RESUME');
-      this.resumed = { stoppedAtMicros: this.stoppedAtMicros, resumedAtMicros: resumed?.atMicros ?? Date.now() * 1000, deviceLoadMs: performance.now() - t, deviceStateBytes: this.stream.length };
+      deviceLoadMs = performance.now() - t;
     }
+    // QEMU sends RESUME before its answer to the command that started the guest.
+    const resumed = this.qmp.events.slice(since).find((e) => e.event === 'RESUME');
+    this.resumed = { stoppedAtMicros: this.stoppedAtMicros, resumedAtMicros: resumed?.atMicros ?? Date.now() * 1000, deviceLoadMs, deviceStateBytes: this.stream.length };
   }
 
   /** Detaches: QEMU's migration settings as they were, the files closed, the work directory removed. */
   async close(): Promise<void> {
-    await this.restoreSettings();
-    this.qmp.close();
-    this.memory.closeFiles();
-    rmSync(this.workDir, { recursive: true, force: true });
+    await this.qemu.detach();
   }
 }

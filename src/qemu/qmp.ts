@@ -2,7 +2,7 @@
 // QEMU. One command in flight at a time per call site, answers matched by id; asynchronous events are
 // kept with QEMU's own timestamps (wall clock, µs), so downtime can be measured from QEMU's side.
 //
-//   connect ─► greeting ─► qmp_capabilities ─► ready ─► execute … │ events ─► waitEvent
+//   connect ─► greeting ─► qmp_capabilities ─► ready ─► execute … │ events (kept in order, with QEMU's time)
 
 import net from 'node:net';
 import { ErrorCode, MemshiftError } from '../index.js';
@@ -33,7 +33,6 @@ export class Qmp {
   private buffered = '';
   private closed: Error | null = null;
   readonly events: QmpEvent[] = [];
-  private readonly waiters = new Set<() => void>();
 
   private constructor(private readonly socket: net.Socket, readonly path: string) {
     socket.setEncoding('utf8');
@@ -42,7 +41,6 @@ export class Qmp {
       this.closed ??= qemuError(`QMP connection to ${path} closed${err !== undefined ? `: ${err.message}` : ''}`);
       for (const p of this.pending.values()) p.reject(this.closed);
       this.pending.clear();
-      for (const w of this.waiters) w();
     };
     socket.on('error', end);
     socket.on('close', () => end());
@@ -108,8 +106,7 @@ export class Qmp {
       } else if ('event' in msg) {
         const ts = msg.timestamp as { seconds: number; microseconds: number } | undefined;
         this.events.push({ event: String(msg.event), data: (msg.data ?? {}) as Record<string, unknown>, atMicros: ts === undefined ? Date.now() * 1000 : ts.seconds * 1e6 + ts.microseconds });
-        for (const w of this.waiters) w();
-      } else if (typeof msg.id === 'number') {
+        } else if (typeof msg.id === 'number') {
         const p = this.pending.get(msg.id);
         if (p === undefined) continue;
         this.pending.delete(msg.id);
@@ -143,28 +140,6 @@ export class Qmp {
       this.pending.set(id, { resolve: settle(resolve as (v: unknown) => void), reject: settle(reject), command });
       this.socket.write(`${JSON.stringify(args === undefined ? { execute: command, id } : { execute: command, arguments: args, id })}\n`);
     });
-  }
-
-  /** The first event named `name` (from index `since` of `events`) that `match` accepts; waits up to `timeoutMs`. */
-  async waitEvent(name: string, timeoutMs: number, since = 0, match: (e: QmpEvent) => boolean = () => true): Promise<QmpEvent> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const found = this.events.slice(since).find((e) => e.event === name && match(e));
-      if (found !== undefined) return found;
-      if (this.closed !== null) throw this.closed;
-      const left = deadline - Date.now();
-      if (left <= 0) throw qemuError(`QEMU (${this.path}) sent no ${name} event within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, left);
-        const waiters = this.waiters;
-        function done(): void {
-          clearTimeout(timer);
-          waiters.delete(done);
-          resolve();
-        }
-        waiters.add(done);
-      });
-    }
   }
 
   close(): void {

@@ -76,29 +76,25 @@ export async function startQemu(dir: string, name: string, o: QemuGuestOptions):
   return { running, qmp, serial, ram };
 }
 
+/** One QMP command to the QEMU, on a connection of its own (QMP takes one client at a time). */
+async function ask<T>(guest: QemuGuest, command: string): Promise<T> {
+  const qmp = await Qmp.connect(guest.qmp, 2_000);
+  try {
+    return await qmp.execute<T>(command);
+  } finally {
+    qmp.close();
+  }
+}
+
 /** QEMU's run state (query-status), or `gone` when its QMP socket no longer answers. */
 export async function qemuStatus(guest: QemuGuest): Promise<string> {
-  try {
-    const qmp = await Qmp.connect(guest.qmp, 2_000);
-    try {
-      return (await qmp.execute<{ status: string }>('query-status')).status;
-    } finally {
-      qmp.close();
-    }
-  } catch {
-    return 'gone';
-  }
+  return (await ask<{ status: string }>(guest, 'query-status').catch(() => ({ status: 'gone' }))).status;
 }
 
 /** Whether QEMU's migration capability `name` is on (query-migrate-capabilities). */
 export async function qemuCapability(guest: QemuGuest, name: string): Promise<boolean> {
-  const qmp = await Qmp.connect(guest.qmp, 2_000);
-  try {
-    const caps = await qmp.execute<{ capability: string; state: boolean }[]>('query-migrate-capabilities');
-    return caps.find((c) => c.capability === name)?.state ?? false;
-  } finally {
-    qmp.close();
-  }
+  const caps = await ask<{ capability: string; state: boolean }[]>(guest, 'query-migrate-capabilities');
+  return caps.find((c) => c.capability === name)?.state ?? false;
 }
 
 export interface GuestStatus {

@@ -15,18 +15,12 @@ import { within } from '../_support/mirror-guest.js';
 const PAGE = 4096;
 const dir = perTestDir(test, 'file-regions');
 
-/** The "hypervisor": its guest writes pages of the file, a pattern per (round, page), while it runs. */
-class FileGuest implements MemorySource {
-  readonly memory: GuestMemory;
-  private fd: number;
+/** A guest whose "vCPU" is a 1 ms timer that runs `tick` once per round while the guest runs. */
+abstract class TickingGuest implements MemorySource {
   private timer: NodeJS.Timeout | null = null;
   round = 0;
-  written = 0;
 
-  constructor(readonly path: string, readonly pages: number, readonly offset = 0, private readonly perTick = 0) {
-    this.memory = GuestMemory.allocate([{ id: 0, name: 'ram', kind: 'ram', pageSize: PAGE, pageCount: pages, file: { path, offset } }], { maxSlabBytes: 1 << 20, arenaBytes: 17 << 20 });
-    this.fd = openSync(path, 'r+');
-  }
+  constructor(readonly memory: GuestMemory) {}
 
   get regions(): readonly Region[] {
     return this.memory.regions;
@@ -34,6 +28,45 @@ class FileGuest implements MemorySource {
 
   slabsOf(id: number) {
     return this.memory.slabsOf(id);
+  }
+
+  protected abstract tick(): void;
+
+  start(): void {
+    this.timer ??= setInterval(() => {
+      this.round++;
+      this.tick();
+    }, 1);
+  }
+
+  /** A running guest writes up to the instant it stops: one last round, which only the scan after the pause can find. */
+  async pause(): Promise<void> {
+    if (this.timer === null) return;
+    clearInterval(this.timer);
+    this.timer = null;
+    this.round++;
+    this.tick();
+  }
+
+  async resume(): Promise<void> {
+    this.start();
+  }
+
+  throttle(): void {}
+
+  saveState(): Uint8Array {
+    return new Uint8Array([7, 7]);
+  }
+}
+
+/** The "hypervisor": its guest writes pages of the file, a pattern per (round, page), while it runs. */
+class FileGuest extends TickingGuest {
+  private fd: number;
+  written = 0;
+
+  constructor(readonly path: string, readonly pages: number, readonly offset = 0, private readonly perTick = 0) {
+    super(GuestMemory.allocate([{ id: 0, name: 'ram', kind: 'ram', pageSize: PAGE, pageCount: pages, file: { path, offset } }], { maxSlabBytes: 1 << 20, arenaBytes: 17 << 20 }));
+    this.fd = openSync(path, 'r+');
   }
 
   /** Writes `count` pages from `first` (wrapping) with this round's pattern. */
@@ -48,27 +81,12 @@ class FileGuest implements MemorySource {
     }
   }
 
-  start(): void {
-    if (this.perTick === 0 || this.timer !== null) return;
-    this.timer = setInterval(() => {
-      this.round++;
-      this.write((this.round * 37) % this.pages, this.perTick);
-    }, 1);
+  override start(): void {
+    if (this.perTick > 0) super.start();
   }
 
-  async pause(): Promise<void> {
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
-  }
-
-  async resume(): Promise<void> {
-    this.start();
-  }
-
-  throttle(): void {}
-
-  saveState(): Uint8Array {
-    return new Uint8Array([7, 7]);
+  protected tick(): void {
+    this.write((this.round * 37) % this.pages, this.perTick);
   }
 
   close(): void {
@@ -180,23 +198,11 @@ test('a region at an offset of its file moves only its pages, into the destinati
   }
 });
 
-/** An in-memory guest whose "vCPU" (a timer) rewrites a few pages every millisecond, marking them dirty. */
-class MemoryGuest implements MemorySource {
-  readonly memory: GuestMemory;
-  private timer: NodeJS.Timeout | null = null;
-  private round = 0;
-
+/** An in-memory guest whose "vCPU" (the timer) rewrites a few pages every millisecond, marking them dirty. */
+class MemoryGuest extends TickingGuest {
   constructor(readonly pages: number) {
-    this.memory = GuestMemory.allocate([{ id: 0, name: 'ram', kind: 'ram', pageSize: PAGE, pageCount: pages }], { maxSlabBytes: 1 << 20, arenaBytes: 17 << 20, cacheBytes: 1 << 20 });
+    super(GuestMemory.allocate([{ id: 0, name: 'ram', kind: 'ram', pageSize: PAGE, pageCount: pages }], { maxSlabBytes: 1 << 20, arenaBytes: 17 << 20, cacheBytes: 1 << 20 }));
     for (let p = 0; p < pages; p++) this.write(p);
-  }
-
-  get regions(): readonly Region[] {
-    return this.memory.regions;
-  }
-
-  slabsOf(id: number) {
-    return this.memory.slabsOf(id);
   }
 
   private write(p: number): void {
@@ -206,26 +212,8 @@ class MemoryGuest implements MemorySource {
     this.memory.markDirty(0, p);
   }
 
-  start(): void {
-    this.timer ??= setInterval(() => {
-      this.round++;
-      for (let i = 0; i < 8; i++) this.write((this.round * 8 + i) % this.pages);
-    }, 1);
-  }
-
-  async pause(): Promise<void> {
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
-  }
-
-  async resume(): Promise<void> {
-    this.start();
-  }
-
-  throttle(): void {}
-
-  saveState(): Uint8Array {
-    return new Uint8Array([7, 7]);
+  protected tick(): void {
+    for (let i = 0; i < 8; i++) this.write((this.round * 8 + i) % this.pages);
   }
 }
 

@@ -1,0 +1,50 @@
+// One QEMU as an adapter holds it, on either host: its QMP connection, its RAM backends as file-backed
+// guest memory, the migration settings to put back, and a work directory for QEMU's device stream.
+// `attach` checks the run state the role needs before it sets anything; `detach` undoes what it did.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ErrorCode, GuestMemory, MemshiftError } from '../index.js';
+import { Qmp } from './qmp.js';
+import { findRamBackends, ramRegionSpecs, type RamBackend } from './ram-backends.js';
+import { enableIgnoreShared } from './qemu-migration.js';
+
+export class AttachedQemu {
+  private constructor(
+    readonly qmp: Qmp, readonly backends: readonly RamBackend[], readonly memory: GuestMemory, readonly workDir: string,
+    /** QEMU's run state when attached (query-status). */
+    readonly status: string,
+    private readonly restoreSettings: () => Promise<void>,
+  ) {}
+
+  /**
+   * Connects to the QEMU behind `qmpPath`. `refuse(status)` says why a QEMU in that run state cannot
+   * take this role (the rest of the message after "QEMU (path) is <status>"), or null; `prepare` sees the
+   * guest memory before the settings change (a destination learns its zero pages there).
+   */
+  static async attach(qmpPath: string, role: 'source' | 'dest', refuse: (status: string) => string | null, prepare: (memory: GuestMemory) => void = () => undefined): Promise<AttachedQemu> {
+    const qmp = await Qmp.connect(qmpPath);
+    try {
+      const { status } = await qmp.execute<{ status: string }>('query-status');
+      const why = refuse(status);
+      if (why !== null) throw new MemshiftError(ErrorCode.QEMU, `QEMU (${qmpPath}) is ${status}${why}`);
+      const backends = await findRamBackends(qmp);
+      const memory = GuestMemory.allocate(ramRegionSpecs(backends));
+      prepare(memory);
+      const restore = await enableIgnoreShared(qmp);
+      return new AttachedQemu(qmp, backends, memory, mkdtempSync(join(tmpdir(), `memshift-qemu-${role}-`)), status, restore);
+    } catch (err) {
+      qmp.close();
+      throw err;
+    }
+  }
+
+  /** QEMU's migration settings as they were, the connection and the files closed, the work directory removed. */
+  async detach(): Promise<void> {
+    await this.restoreSettings();
+    this.qmp.close();
+    this.memory.closeFiles();
+    rmSync(this.workDir, { recursive: true, force: true });
+  }
+}
