@@ -105,6 +105,13 @@ export const ErrorCode = {
    * shared file backend, a destination not waiting for an incoming migration).
    */
   QEMU: 'MS_ERR_QEMU',
+  /** A cluster scenario file that is not valid JSON or breaks the format (the message names the field). */
+  SCENARIO_INVALID: 'MS_ERR_SCENARIO_INVALID',
+  /**
+   * A host's control request refused: missing or wrong authentication, a request from too long ago, an
+   * unknown guest, a guest already migrating, or one that does not fit (the message says which).
+   */
+  HOST_REFUSED: 'MS_ERR_HOST_REFUSED',
 } as const;
 
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -16,6 +16,8 @@ import { runLease } from './lease.js';
 import { runReplicate } from './replicate.js';
 import { runStandby } from './standby.js';
 import { runManager } from './manager.js';
+import { runHost } from './host.js';
+import { runClusterCommand } from './cluster.js';
 import { runQemuSourceCommand } from './qemu-source.js';
 import { runQemuDestCommand } from './qemu-dest.js';
 import { messageWithFlag } from './args.js';
@@ -33,7 +35,9 @@ const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<numbe
   standby: { run: runStandby, summary: 'hold a replicated guest and run it when its primary is gone' },
   'qemu-source': { run: runQemuSourceCommand, summary: 'migrate a running QEMU guest: RAM over memshift, devices over QEMU' },
   'qemu-dest': { run: runQemuDestCommand, summary: 'receive a QEMU guest into a QEMU started with -incoming defer' },
-  manager: { run: runManager, summary: 'decide when and where to migrate (Sandpiper); --simulate runs it on a simulated cluster' },
+  manager: { run: runManager, summary: 'decide when and where to migrate (Sandpiper) over running hosts, or --simulate a large cluster' },
+  host: { run: runHost, summary: 'stand for one host of a cluster: guests, /metrics, migrations on the manager\'s word' },
+  cluster: { run: runClusterCommand, summary: 'play a scenario (hosts and the manager) on 127.0.0.1: cluster run NAME|FILE, list, show' },
 };
 
 /** The package's version, from the package.json next to dist/ (also in an installed package). */

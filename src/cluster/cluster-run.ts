@@ -1,0 +1,184 @@
+// `memshift cluster run`: one scenario, played on real processes on 127.0.0.1. Each run starts one
+// `memshift host` process per host (its guests, its nucleus, its /metrics), sets the scenario's clock
+// going, and runs the manager in this process: not at all ("off", the yardstick), with gray-box where
+// guests offer it ("on"), or black-box only ("blackbox"). Guests really migrate between the host
+// processes, over TLS 1.3 with a pre-shared key made for the run. At the end each run reads every
+// host's ledger: SLA violation-seconds per guest, where every guest runs, which hosts are empty.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { formatPskFile, generatePsk, type Security } from '../index.js';
+import { HostClient } from './host-client.js';
+import type { HostedGuestInfo } from './host.js';
+import { LiveManager, type ManagerRunReport } from './live-manager.js';
+import type { Scenario } from './scenario.js';
+
+export const RUN_KINDS = ['off', 'on', 'blackbox'] as const;
+export type RunKind = (typeof RUN_KINDS)[number];
+
+export interface RunRecord {
+  kind: RunKind;
+  /** SLA violation-seconds of all guests together, and per guest (departed hosts' ledgers included). */
+  slaViolationSeconds: number;
+  perGuest: Record<string, number>;
+  /** Where each guest runs at the end; guests of the scenario running nowhere (must be none). */
+  placement: Record<string, string>;
+  lost: string[];
+  hostsInUse: number;
+  emptyHosts: string[];
+  manager: ManagerRunReport | null;
+}
+
+export interface ClusterReport {
+  scenario: string;
+  description: string;
+  durationMs: number;
+  intervalMs: number;
+  runs: RunRecord[];
+  summary: {
+    /** Violation-seconds with the manager over without it (null without both runs). */
+    violationRatio: number | null;
+    /** The same for black-box only over gray-box. */
+    blackboxOverGray: number | null;
+    /** Onset → resolved, per hotspot of the managed run (ms; null: not resolved). */
+    resolveMs: (number | null)[];
+    migrations: number;
+    failedMigrations: number;
+    pingPong: number;
+  };
+}
+
+export interface ClusterRunOptions {
+  scenario: Scenario;
+  runs: readonly RunKind[];
+  downtimeLimitMs?: number;
+  log?: (line: string) => void;
+}
+
+const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+
+export async function runCluster(o: ClusterRunOptions): Promise<ClusterReport> {
+  const dir = mkdtempSync(join(tmpdir(), 'memshift-cluster-'));
+  try {
+    const psk = generatePsk('memshift-cluster');
+    const pskFile = join(dir, 'cluster.psk');
+    writeFileSync(pskFile, formatPskFile(psk.psk.identity, psk.psk.key), { mode: 0o600 });
+    const scenarioFile = join(dir, 'scenario.json');
+    writeFileSync(scenarioFile, JSON.stringify(o.scenario));
+    const runs: RunRecord[] = [];
+    for (const kind of o.runs) {
+      o.log?.(`— run "${kind}" of ${o.scenario.name} (${(o.scenario.durationMs / 1000).toFixed(1)} s) —`);
+      runs.push(await oneRun(o, kind, scenarioFile, pskFile, psk));
+    }
+    const by = (k: RunKind): RunRecord | undefined => runs.find((r) => r.kind === k);
+    const ratio = (a: RunRecord | undefined, b: RunRecord | undefined): number | null =>
+      a === undefined || b === undefined ? null : b.slaViolationSeconds === 0 ? (a.slaViolationSeconds === 0 ? 1 : Infinity) : a.slaViolationSeconds / b.slaViolationSeconds;
+    const managed = by('on') ?? by('blackbox');
+    const migrations = managed?.manager?.migrations ?? [];
+    return {
+      scenario: o.scenario.name, description: o.scenario.description, durationMs: o.scenario.durationMs, intervalMs: o.scenario.intervalMs, runs,
+      summary: {
+        violationRatio: ratio(managed, by('off')),
+        blackboxOverGray: ratio(by('blackbox'), by('on')),
+        resolveMs: managed?.manager?.hotspots.map((h) => (h.resolvedAtMs === null ? null : h.resolvedAtMs - h.onsetAtMs)) ?? [],
+        migrations: migrations.filter((m) => m.error === null).length,
+        failedMigrations: migrations.filter((m) => m.error !== null).length,
+        pingPong: managed?.manager?.pingPong ?? 0,
+      },
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function oneRun(o: ClusterRunOptions, kind: RunKind, scenarioFile: string, pskFile: string, security: Security): Promise<RunRecord> {
+  const s = o.scenario;
+  // The clock starts once every host has had time to start its guests.
+  const epochMs = Date.now() + 1500;
+  const hosts: { name: string; child: ChildProcess; address: string }[] = [];
+  try {
+    await Promise.all(s.hosts.map(async (h) => {
+      const child = spawn(process.execPath, [CLI, 'host', '--listen', '127.0.0.1:0', '--name', h.name, '--scenario', scenarioFile, '--epoch', String(epochMs), '--psk-file', pskFile, '--quiet'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const entry = { name: h.name, child, address: '' };
+      hosts.push(entry);
+      entry.address = await listeningAddress(child, h.name);
+    }));
+    const clients = new Map(hosts.map((h) => [h.name, new HostClient(h.address, security)]));
+    await sleepUntil(epochMs);
+    const stop = new AbortController();
+    const timer = setTimeout(() => stop.abort(), Math.max(0, epochMs + s.durationMs - Date.now()));
+    let manager: ManagerRunReport | null = null;
+    try {
+      if (kind === 'off') await new Promise((r) => setTimeout(r, epochMs + s.durationMs - Date.now()));
+      else {
+        manager = await new LiveManager({
+          hosts: hosts.map((h) => h.address), security, policy: s.manager, intervalMs: s.intervalMs, useGray: kind === 'on',
+          linkBytesPerSec: 1.25e9, downtimeLimitMs: o.downtimeLimitMs ?? 50, originMs: epochMs, log: (line) => o.log?.(line),
+        }).run(stop.signal);
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+    const lists = await Promise.all([...clients.values()].map((c) => c.guests()));
+    const perGuest: Record<string, number> = {};
+    const placement: Record<string, string> = {};
+    const credit = (g: { name: string; slaViolationSeconds: number }): void => {
+      perGuest[g.name] = (perGuest[g.name] ?? 0) + g.slaViolationSeconds;
+    };
+    for (const l of lists) {
+      for (const g of l.guests as HostedGuestInfo[]) {
+        credit(g);
+        if (g.running) placement[g.name] = l.host;
+      }
+      for (const g of l.departed) credit(g);
+    }
+    const lost = s.guests.map((g) => g.name).filter((n) => placement[n] === undefined);
+    const emptyHosts = s.hosts.map((h) => h.name).filter((h) => !Object.values(placement).includes(h));
+    const total = Object.values(perGuest).reduce((a, b) => a + b, 0);
+    o.log?.(`run "${kind}": ${total.toFixed(1)} SLA violation-seconds; ${manager?.migrations.length ?? 0} migrations; hosts in use ${s.hosts.length - emptyHosts.length}${lost.length > 0 ? `; LOST ${lost.join(', ')}` : ''}`);
+    return { kind, slaViolationSeconds: total, perGuest, placement, lost, hostsInUse: s.hosts.length - emptyHosts.length, emptyHosts, manager };
+  } finally {
+    await Promise.all(hosts.map((h) => stopChild(h.child)));
+  }
+}
+
+/** The control address a host prints ("listening on HOST:PORT"); rejects if it exits first or takes 30 s. */
+function listeningAddress(child: ChildProcess, name: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => reject(new Error(`host ${name} did not listen within 30 s: ${err.slice(-400)}`)), 30_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (\S+)/.exec(out);
+      if (m !== null) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`host ${name} exited (${code}) before listening: ${err.slice(-400)}`));
+    });
+  });
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+function sleepUntil(epochMs: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, Math.max(0, epochMs - Date.now())));
+}

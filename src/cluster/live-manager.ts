@@ -1,0 +1,386 @@
+// The manager over real hosts (`memshift manager --hosts`, and the manager of `memshift cluster run`):
+// every interval it scrapes each host's /metrics, feeds each guest's demand estimate to its profile,
+// runs the hotspot detector on each host's utilisation and prediction, adds hosts whose gray-box
+// guests break their SLA and are predicted to go on breaking it (the second trigger), plans with the
+// same planner as the simulation (what, where, how much, which mode) and executes the plan: the target
+// host opens a listener, the source host migrates the guest to it with the engine. Guests whose memory
+// demand is over their allocation get more in place when their host has it unallocated. With
+// consolidation on, a quiet cluster is packed onto fewer hosts. Every decision goes to the log and the
+// report with its reason.
+
+import { performance } from 'node:perf_hooks';
+import type { Security } from '../index.js';
+import { consolidate } from '../manager/consolidation.js';
+import { HotspotDetector, type Hotspot } from '../manager/hotspot.js';
+import { chooseMode, planHotspots, type GuestState, type HostState } from '../manager/placement.js';
+import { UsageProfile } from '../manager/profile.js';
+import { RESOURCES, ZERO, add, over, utilisation, type Resource, type Vector } from '../manager/resources.js';
+import { HostClient } from './host-client.js';
+import { responseTime } from './host-model.js';
+import type { MigrationSummary } from './host.js';
+import { estimateDemand, readHost, type GuestView, type HostView } from './observation.js';
+import type { ManagerPolicy } from './scenario.js';
+
+export interface LiveManagerOptions {
+  /** Control addresses (HOST:PORT) of the hosts. */
+  hosts: readonly string[];
+  security: Security;
+  policy: ManagerPolicy;
+  intervalMs: number;
+  /** Read gray-box figures where a guest's daemon offers them (false: black-box only). */
+  useGray: boolean;
+  /** Bytes per second a migration may use (chooses its mode). */
+  linkBytesPerSec: number;
+  downtimeLimitMs: number;
+  /** Epoch ms the report's times count from. */
+  originMs: number;
+  log: (line: string) => void;
+}
+
+export interface HotspotRecord {
+  host: string;
+  resources: Resource[];
+  trigger: 'threshold' | 'sla';
+  /** First interval the host was over a threshold (ms from the origin). */
+  onsetAtMs: number;
+  detectedAtMs: number;
+  /** First interval after detection with the host under every threshold and nothing moving off it. */
+  resolvedAtMs: number | null;
+  migrations: string[];
+}
+
+export interface MigrationRecord {
+  kind: 'hotspot' | 'consolidation';
+  guest: string;
+  from: string;
+  to: string;
+  mode: string;
+  allocation: Vector;
+  reason: string;
+  plannedAtMs: number;
+  endedAtMs: number | null;
+  summary: MigrationSummary | null;
+  error: string | null;
+}
+
+export interface LoadPoint {
+  atMs: number;
+  /** Each host's utilisation per resource, as the manager estimated it. */
+  hosts: Record<string, Vector>;
+  /** Where each guest was. */
+  placement: Record<string, string>;
+}
+
+export interface ManagerRunReport {
+  intervalMs: number;
+  intervals: number;
+  useGray: boolean;
+  hotspots: HotspotRecord[];
+  migrations: MigrationRecord[];
+  reallocations: { atMs: number; guest: string; host: string; allocation: Vector; reason: string }[];
+  decisions: { atMs: number; text: string }[];
+  load: LoadPoint[];
+  /** Guests moved back to a host they had left. */
+  pingPong: number;
+  consolidation: { freed: string[]; ffdHosts: number | null; wattsBefore: number; wattsAfter: number } | null;
+  /** What managing cost: this process's CPU, each interval's scrape and plan (medians, ms). */
+  managerCpuMs: number;
+  scrapeMs: number;
+  planMs: number;
+}
+
+/** A guest using at least this share of its CPU or network allocation is near its cap: it gets more where there is room. */
+const NEAR_CAP = 0.9;
+
+export class LiveManager {
+  private readonly clients: HostClient[];
+  private readonly clientOf = new Map<string, HostClient>();
+  private readonly profiles = new Map<string, UsageProfile>();
+  private readonly detector: HotspotDetector;
+  private readonly slaHistory = new Map<string, boolean[]>();
+  private readonly inflight = new Set<string>();
+  private readonly recentMoves = new Map<string, { from: string; interval: number }[]>();
+  private readonly overSince = new Map<string, number>();
+  private readonly open = new Map<string, HotspotRecord>();
+  private readonly report: ManagerRunReport;
+  private readonly running: Promise<void>[] = [];
+  private readonly scrapes: number[] = [];
+  private readonly plans: number[] = [];
+  private interval = 0;
+  private lastMoveInterval = 0;
+
+  constructor(private readonly options: LiveManagerOptions) {
+    this.clients = options.hosts.map((a) => new HostClient(a, options.security));
+    const p = options.policy;
+    this.detector = new HotspotDetector({ threshold: p.threshold, k: p.k, n: p.n });
+    this.report = {
+      intervalMs: options.intervalMs, intervals: 0, useGray: options.useGray, hotspots: [], migrations: [], reallocations: [], decisions: [], load: [],
+      pingPong: 0, consolidation: null, managerCpuMs: 0, scrapeMs: 0, planMs: 0,
+    };
+  }
+
+  private now(): number {
+    return Date.now() - this.options.originMs;
+  }
+
+  private decide(text: string): void {
+    this.report.decisions.push({ atMs: this.now(), text });
+    this.options.log(`[${(this.now() / 1000).toFixed(1)} s] ${text}`);
+  }
+
+  /** Runs intervals until `signal` aborts, then waits for the migrations under way. */
+  async run(signal: AbortSignal): Promise<ManagerRunReport> {
+    const cpu0 = process.cpuUsage();
+    while (!signal.aborted) {
+      const started = performance.now();
+      await this.step();
+      const wait = Math.max(0, this.options.intervalMs - (performance.now() - started));
+      await new Promise<void>((r) => {
+        const done = (): void => {
+          clearTimeout(t);
+          signal.removeEventListener('abort', done);
+          r();
+        };
+        const t = setTimeout(done, wait);
+        signal.addEventListener('abort', done, { once: true });
+      });
+    }
+    await Promise.allSettled(this.running);
+    const cpu = process.cpuUsage(cpu0);
+    const median = (xs: number[]): number => (xs.length === 0 ? 0 : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]);
+    return { ...this.report, intervals: this.interval, managerCpuMs: (cpu.user + cpu.system) / 1000, scrapeMs: median(this.scrapes), planMs: median(this.plans) };
+  }
+
+  private async step(): Promise<void> {
+    this.interval++;
+    const t0 = performance.now();
+    const views: HostView[] = [];
+    await Promise.all(this.clients.map(async (c) => {
+      try {
+        const v = readHost(await c.metrics());
+        this.clientOf.set(v.name, c);
+        views.push(v);
+      } catch (err) {
+        this.decide(`host ${c.address} not scraped: ${(err as Error).message}`);
+      }
+    }));
+    views.sort((a, b) => a.name.localeCompare(b.name));
+    this.scrapes.push(performance.now() - t0);
+    const t1 = performance.now();
+    const at = this.now();
+    const guests = views.flatMap((v) => v.guests);
+    const estimates = new Map<string, Vector>();
+    for (const g of guests) {
+      const e = estimateDemand(g, this.options.intervalMs, this.options.useGray);
+      estimates.set(g.name, e);
+      let p = this.profiles.get(g.name);
+      if (p === undefined) this.profiles.set(g.name, (p = new UsageProfile(this.options.policy.window)));
+      p.add(e);
+    }
+    const threshold = this.options.policy.threshold;
+    const point: LoadPoint = { atMs: at, hosts: {}, placement: {} };
+    const hotspots: Hotspot[] = [];
+    for (const v of views) {
+      const load = v.guests.reduce((s, g) => add(s, estimates.get(g.name)!), ZERO);
+      const predicted = v.guests.reduce((s, g) => add(s, this.profiles.get(g.name)!.predict()), ZERO);
+      const u = utilisation(load, v.capacity);
+      point.hosts[v.name] = u;
+      for (const g of v.guests) point.placement[g.name] = v.name;
+      this.track(v, u, at);
+      const leaving = v.guests.some((g) => this.inflight.has(g.name));
+      const hot = this.detector.observe(v.name, u, utilisation(predicted, v.capacity));
+      if (leaving) continue; // wait for the moves under way before judging again
+      if (hot !== null) hotspots.push(hot);
+      else {
+        const sla = this.slaTrigger(v, u, utilisation(predicted, v.capacity));
+        if (sla !== null) hotspots.push(sla);
+      }
+    }
+    this.report.load.push(point);
+    for (const h of hotspots) this.opened(h, at);
+    const hostStates: HostState[] = views.map((v) => ({ name: v.name, capacity: v.capacity }));
+    // Every guest loads its host as far as the planner knows, those leaving it too; only the others may be moved.
+    const guestStates: GuestState[] = guests.map((g) => this.guestState(g));
+    const budget = this.options.policy.concurrent - this.inflight.size;
+    if (hotspots.length > 0 && budget > 0) {
+      const plan = planHotspots(hotspots, hostStates, guestStates, {
+        threshold, linkBytesPerSec: this.options.linkBytesPerSec, maxMigrations: budget, headroom: this.options.policy.headroom,
+        recentMoves: this.recentMoves, interval: this.interval, cooldownIntervals: this.options.policy.cooldownIntervals,
+      });
+      for (const m of plan.migrations) {
+        this.open.get(m.from)?.migrations.push(m.guest);
+        this.start({ kind: 'hotspot', guest: m.guest, from: m.from, to: m.to, mode: m.mode, allocation: m.allocation, reason: m.reason, plannedAtMs: at, endedAtMs: null, summary: null, error: null });
+      }
+      for (const u of plan.unresolved) this.decide(`${u.host} stays hot: ${u.why}`);
+    }
+    await this.reallocate(views, estimates, new Set(hotspots.map((h) => h.host)), at);
+    if (this.options.policy.consolidate) this.consolidateQuiet(hostStates, guestStates, new Map(guests.map((g) => [g.name, g.allocation])), hotspots.length, at);
+    this.plans.push(performance.now() - t1);
+  }
+
+  /** Onset and resolution of each host's overload, from its utilisation this interval. */
+  private track(v: HostView, u: Vector, at: number): void {
+    const hot = over(u, this.options.policy.threshold).length > 0;
+    if (hot && !this.overSince.has(v.name)) this.overSince.set(v.name, at);
+    if (!hot) this.overSince.delete(v.name);
+    const rec = this.open.get(v.name);
+    if (rec !== undefined && !hot && !v.guests.some((g) => this.inflight.has(g.name) || g.migrating)) {
+      rec.resolvedAtMs = at;
+      this.open.delete(v.name);
+      this.decide(`${v.name}: back under every threshold ${((at - rec.onsetAtMs) / 1000).toFixed(1)} s after its onset`);
+    }
+  }
+
+  private opened(h: Hotspot & { trigger?: 'sla' }, at: number): void {
+    if (this.open.has(h.host)) return;
+    const rec: HotspotRecord = {
+      host: h.host, resources: h.resources, trigger: h.trigger ?? 'threshold', onsetAtMs: this.overSince.get(h.host) ?? at, detectedAtMs: at, resolvedAtMs: null, migrations: [],
+    };
+    this.open.set(h.host, rec);
+    this.report.hotspots.push(rec);
+    this.decide(`${h.host}: hotspot (${rec.trigger}) in ${h.resources.join(', ')}: utilisation ${fmt(h.utilisation)}, predicted ${fmt(h.predicted)}`);
+  }
+
+  /**
+   * SLA-violation detection, predictive (the second trigger): a gray-box guest whose response time was
+   * over its SLA in k of the last n intervals and whose predicted demand, on what it is given now,
+   * maps (host-model's responseTime) to a response time over the SLA again. Its host is then a hotspot
+   * in the resources the guest is short of.
+   */
+  private slaTrigger(v: HostView, u: Vector, predicted: Vector): (Hotspot & { trigger: 'sla' }) | null {
+    const { k, n } = this.options.policy;
+    let worst: { resources: Resource[]; count: number } | null = null;
+    for (const g of v.guests) {
+      if (g.gray === null || !this.options.useGray) continue;
+      const h = this.slaHistory.get(g.name) ?? [];
+      h.push(g.gray.responseMs > g.gray.slaMs);
+      if (h.length > n) h.shift();
+      this.slaHistory.set(g.name, h);
+      const count = h.filter(Boolean).length;
+      if (count < k || !h[h.length - 1]) continue;
+      const p = this.profiles.get(g.name)!.predict();
+      const given = { cpu: Math.max(g.given.cpu, 1e-9), net: Math.max(g.given.net, 1e-9), mem: g.allocation.mem };
+      // The SLA mapping, relative: the measured response time scaled by what the model says the predicted demand does to it.
+      const modelNow = responseTime(1, estimateDemand(g, this.options.intervalMs, true), given, g.allocation.mem);
+      const predictedMs = g.gray.responseMs * (responseTime(1, p, given, g.allocation.mem) / Math.max(1e-9, modelNow));
+      if (predictedMs <= g.gray.slaMs) continue;
+      const resources = RESOURCES.filter((r) => (r === 'mem' ? p.mem > g.allocation.mem : p[r] > given[r]));
+      if (resources.length === 0) continue;
+      if (worst === null || count > worst.count) worst = { resources, count };
+    }
+    return worst === null ? null : { host: v.name, resources: worst.resources, hotIntervals: worst.count, utilisation: u, predicted, trigger: 'sla' };
+  }
+
+  private guestState(g: GuestView): GuestState {
+    const p = this.profiles.get(g.name)!;
+    const p95 = p.percentile(95);
+    const next = p.predict();
+    const demand = { cpu: Math.max(p95.cpu, next.cpu), net: Math.max(p95.net, next.net), mem: Math.max(p95.mem, next.mem) };
+    // Size for the volume-to-size ratio: the memory the guest holds (its allocation, as the scenario sizes it).
+    return { name: g.name, host: g.host, demand, memoryBytes: g.allocation.mem, dirtyRate: g.dirtyPagesPerSec * 4096 };
+  }
+
+  private start(rec: MigrationRecord): void {
+    this.inflight.add(rec.guest);
+    this.lastMoveInterval = this.interval;
+    this.report.migrations.push(rec);
+    this.decide(`migrate ${rec.guest} ${rec.from} → ${rec.to} (${rec.mode}, allocation ${fmtAlloc(rec.allocation)}): ${rec.reason}`);
+    const task = (async (): Promise<void> => {
+      try {
+        const src = this.clientOf.get(rec.from)!;
+        const dst = this.clientOf.get(rec.to)!;
+        const info = (await src.guests()).guests.find((g) => g.name === rec.guest);
+        if (info === undefined) throw new Error(`${rec.guest} is no longer on ${rec.from}`);
+        const port = await dst.incoming(info.spec, rec.allocation);
+        const host = dst.address.slice(0, dst.address.lastIndexOf(':'));
+        const summary = await src.migrate(rec.guest, `${host}:${port}`, rec.mode, this.options.downtimeLimitMs);
+        rec.summary = summary;
+        if (summary.outcome !== 'completed') throw new Error(`${summary.outcome}: ${summary.error?.code ?? ''} ${summary.error?.message ?? ''}`);
+        const left = this.recentMoves.get(rec.guest) ?? [];
+        if (left.some((m) => m.from === rec.to)) this.report.pingPong++;
+        left.push({ from: rec.from, interval: this.interval });
+        this.recentMoves.set(rec.guest, left);
+        this.detector.reset(rec.from);
+        this.decide(`${rec.guest} runs on ${rec.to}: ${summary.totalMs.toFixed(0)} ms, downtime ${summary.downtimeMs?.toFixed(1) ?? '?'} ms, ${(summary.bytes / 2 ** 20).toFixed(1)} MiB in ${summary.passes} passes`);
+      } catch (err) {
+        rec.error = (err as Error).message;
+        this.decide(`migration of ${rec.guest} ${rec.from} → ${rec.to} failed: ${rec.error} (it keeps running on ${rec.from})`);
+      } finally {
+        rec.endedAtMs = this.now();
+        this.inflight.delete(rec.guest);
+      }
+    })();
+    this.running.push(task);
+  }
+
+  /**
+   * "How much", in place: a guest near or over its allocation of a resource (demand at least
+   * NEAR_CAP of it; memory: over it) gets demand × headroom, where its host can give that: memory not
+   * allocated to others (memory is committed), CPU and network under the threshold after the others'
+   * demand (they are shared). Hosts that are hot this interval are left to the planner.
+   */
+  private async reallocate(views: readonly HostView[], estimates: ReadonlyMap<string, Vector>, hot: ReadonlySet<string>, at: number): Promise<void> {
+    const { headroom, threshold } = this.options.policy;
+    for (const v of views) {
+      if (hot.has(v.name)) continue;
+      for (const g of v.guests) {
+        if (g.migrating || this.inflight.has(g.name)) continue;
+        const est = estimates.get(g.name)!;
+        const others = v.guests.filter((o) => o !== g);
+        const grown = RESOURCES.filter((r) => (r === 'mem' ? est.mem > g.allocation.mem : est[r] >= NEAR_CAP * g.allocation[r])).filter((r) => {
+          const want = est[r] * headroom;
+          if (r === 'mem') return others.reduce((s, o) => s + o.allocation.mem, 0) + want <= v.capacity.mem;
+          return others.reduce((s, o) => s + estimates.get(o.name)![r], 0) + want <= v.capacity[r] * threshold[r];
+        });
+        if (grown.length === 0) continue;
+        const allocation = { ...g.allocation };
+        for (const r of grown) allocation[r] = est[r] * headroom;
+        const gray = g.gray !== null && this.options.useGray;
+        const why = grown.map((r) => r === 'mem'
+          ? (gray ? `its OS uses ${gib(g.gray!.memUsed)} (gray-box)` : `it swaps ${mib(g.swapBytesPerSec)}/s (black-box: how much more is a guess)`)
+          : `${r} demand ${r === 'cpu' ? est.cpu.toFixed(2) : `${mib(est.net)}/s`} of ${r === 'cpu' ? g.allocation.cpu.toFixed(2) : `${mib(g.allocation.net)}/s`} allocated${gray && r === 'cpu' ? ' (gray-box)' : ''}`).join('; ');
+        try {
+          await this.clientOf.get(v.name)!.reallocate(g.name, allocation);
+          this.report.reallocations.push({ atMs: at, guest: g.name, host: v.name, allocation, reason: why });
+          this.decide(`${g.name} on ${v.name}: allocation ${fmtAlloc(g.allocation)} → ${fmtAlloc(allocation)} in place: ${why}`);
+        } catch (err) {
+          this.decide(`${g.name} on ${v.name}: a larger allocation refused: ${(err as Error).message}`);
+        }
+      }
+    }
+  }
+
+  /** Green ICT: once the cluster has been quiet for n intervals, empty the hosts consolidation can free. */
+  private consolidateQuiet(hosts: readonly HostState[], guests: readonly GuestState[], allocations: ReadonlyMap<string, Vector>, hot: number, at: number): void {
+    const p = this.options.policy;
+    if (hot > 0 || this.open.size > 0 || this.inflight.size > 0 || this.interval - this.lastMoveInterval < p.n || this.interval < p.window) return;
+    const plan = consolidate(hosts, guests, p.threshold);
+    this.report.consolidation = { freed: plan.freed, ffdHosts: plan.ffdHosts, wattsBefore: plan.wattsBefore, wattsAfter: plan.wattsAfter };
+    if (plan.moves.length === 0) return;
+    this.decide(`consolidation: ${plan.moves.length} moves free ${plan.freed.join(', ')} (${plan.hostsInUse} hosts in use; first-fit-decreasing needs ${plan.ffdHosts ?? 'more than there are'}), ${(plan.wattsBefore / 1000).toFixed(2)} → ${(plan.wattsAfter / 1000).toFixed(2)} kW`);
+    const byName = new Map(guests.map((g) => [g.name, g]));
+    for (const m of plan.moves.slice(0, p.concurrent)) {
+      const g = byName.get(m.guest)!;
+      this.start({
+        kind: 'consolidation', guest: m.guest, from: m.from, to: m.to, mode: chooseMode(g.dirtyRate, this.options.linkBytesPerSec),
+        allocation: allocations.get(m.guest)!, reason: `emptying ${m.from} so it can power off`, plannedAtMs: at, endedAtMs: null, summary: null, error: null,
+      });
+    }
+  }
+}
+
+function fmt(u: Vector): string {
+  return RESOURCES.map((r) => `${r} ${(u[r] * 100).toFixed(0)} %`).join(', ');
+}
+
+function gib(b: number): string {
+  return `${(b / 2 ** 30).toFixed(2)} GiB`;
+}
+
+function mib(b: number): string {
+  return `${(b / 2 ** 20).toFixed(1)} MiB`;
+}
+
+function fmtAlloc(a: Vector): string {
+  return `cpu ${a.cpu.toFixed(2)}, net ${mib(a.net)}/s, mem ${gib(a.mem)}`;
+}
