@@ -10,7 +10,7 @@ import { ClusterHost } from '../cluster/host.js';
 import { parseScenario } from '../cluster/scenario.js';
 import type { Vector } from '../manager/resources.js';
 import { parseSize } from '../sim/index.js';
-import { parseCommand, optionalString, parseInteger, requireString, usageError, waitForSignal, type Flags } from './args.js';
+import { parseCommand, optionalString, parseInteger, requireString, usageError, type Flags } from './args.js';
 import { securityFlags, securityFrom } from './security-flags.js';
 
 export const hostFlags: Flags = {
@@ -20,6 +20,7 @@ export const hostFlags: Flags = {
   scenario: { type: 'string', value: 'FILE', help: 'start the guests the scenario places on --name' },
   epoch: { type: 'string', value: 'MS', help: 'epoch milliseconds at which the scenario\'s clock reads 0 (default: now)' },
   ...securityFlags,
+  lifeline: { type: 'boolean', help: 'exit when stdin closes (a supervisor that dies takes its hosts with it)' },
   quiet: { type: 'boolean', help: 'no log lines' },
   help: { type: 'boolean', help: 'show this help' },
 };
@@ -57,7 +58,7 @@ export async function runHost(argv: readonly string[]): Promise<number> {
   const host = await ClusterHost.start(listen, {
     name, capacity, security, epochMs: epoch === undefined ? Date.now() : parseInteger(epoch, '--epoch'), log,
   });
-  const stopped = waitForSignal();
+  const stopped = waitForStop(a.lifeline === true);
   try {
     for (const g of scenario?.guests.filter((x) => x.host === name) ?? []) await host.addGuest(g);
     console.log(`listening on ${host.controlAddress}`);
@@ -67,4 +68,26 @@ export async function runHost(argv: readonly string[]): Promise<number> {
     await host.close();
   }
   return 0;
+}
+
+/** Resolves on SIGINT or SIGTERM, or with `lifeline` when stdin closes; the process stays up until then. */
+function waitForStop(lifeline: boolean): Promise<void> {
+  return new Promise((resolve) => {
+    const keepAlive = setInterval(() => undefined, 1 << 30);
+    const done = (): void => {
+      clearInterval(keepAlive);
+      process.off('SIGINT', done);
+      process.off('SIGTERM', done);
+      if (lifeline) process.stdin.destroy();
+      resolve();
+    };
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+    if (lifeline) {
+      process.stdin.on('data', () => undefined);
+      process.stdin.once('end', done);
+      process.stdin.once('close', done);
+      process.stdin.resume();
+    }
+  });
 }

@@ -101,7 +101,7 @@ async function oneRun(o: ClusterRunOptions, kind: RunKind, scenarioFile: string,
   const hosts: { name: string; child: ChildProcess; address: string }[] = [];
   try {
     await Promise.all(s.hosts.map(async (h) => {
-      const child = spawn(process.execPath, [CLI, 'host', '--listen', '127.0.0.1:0', '--name', h.name, '--scenario', scenarioFile, '--epoch', String(epochMs), '--psk-file', pskFile, '--quiet'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [CLI, 'host', '--listen', '127.0.0.1:0', '--name', h.name, '--scenario', scenarioFile, '--epoch', String(epochMs), '--psk-file', pskFile, '--quiet', '--lifeline'], { stdio: ['pipe', 'pipe', 'pipe'] });
       const entry = { name: h.name, child, address: '' };
       hosts.push(entry);
       entry.address = await listeningAddress(child, h.name);

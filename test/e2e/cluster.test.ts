@@ -1,0 +1,238 @@
+// Hosts and the manager as processes (issue 14): `memshift host` serves its guests' metrics in the
+// Prometheus format and refuses unauthenticated control requests; two hosts move a guest with the
+// engine when told; `memshift manager --hosts` resolves a hotspot on running hosts; `memshift cluster
+// run` plays shipped scenarios with the manager off and on. Every process is tracked and killed by PID.
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generatePsk, formatPskFile, loadPskFile, loadTlsFiles, type Security } from '../../src/index.js';
+import { HostClient } from '../../src/cluster/host-client.js';
+import { parseMetrics } from '../../src/cluster/metrics-text.js';
+import type { ClusterReport } from '../../src/cluster/cluster-run.js';
+import type { ManagerRunReport } from '../../src/cluster/live-manager.js';
+import { killAll, memshift, waitForOutput, type Running } from '../_support/processes.js';
+import { deadline } from '../_support/deadline.js';
+import { makeCredentials } from '../_support/credentials.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'memshift-cluster-test-'));
+const psk = generatePsk('cluster-test');
+const pskFile = join(dir, 'key.psk');
+writeFileSync(pskFile, formatPskFile(psk.psk.identity, psk.psk.key), { mode: 0o600 });
+const security: Security = loadPskFile(pskFile);
+
+/** Two hosts; h1 carries web (gray-box, surging to 7 cores at 1.5 s) and db; h2 carries nothing. */
+const SCENARIO = {
+  name: 'two-hosts', durationMs: 6000, intervalMs: 300,
+  hosts: [{ name: 'h1', capacity: { cpu: 12, net: '125MiB', mem: '16GiB' } }, { name: 'h2', capacity: { cpu: 12, net: '125MiB', mem: '8GiB' } }],
+  guests: [
+    { name: 'web', host: 'h1', ram: '16MiB', graybox: true, allocation: { cpu: 8, net: '40MiB', mem: '4GiB' }, demand: { cpu: [[0, 2], [1500, 2], [1800, 7]], net: '10MiB', mem: '3GiB' } },
+    { name: 'db', host: 'h1', ram: '16MiB', allocation: { cpu: 6, net: '40MiB', mem: '6GiB' }, demand: { cpu: 4.5, net: '10MiB', mem: '5GiB' } },
+  ],
+  manager: { k: 2, n: 3 },
+};
+const scenarioFile = join(dir, 'scenario.json');
+writeFileSync(scenarioFile, JSON.stringify(SCENARIO));
+
+async function startHost(name: string, extra: readonly string[] = ['--psk-file', pskFile], epoch = Date.now()): Promise<Running & { address: string }> {
+  const r = memshift(['host', '--listen', '127.0.0.1:0', '--name', name, '--scenario', scenarioFile, '--epoch', String(epoch), ...extra]);
+  await waitForOutput(r, (t) => /listening on 127\.0\.0\.1:\d+/.test(t), 30_000);
+  return { ...r, address: /listening on (127\.0\.0\.1:\d+)/.exec(r.stdout())![1] };
+}
+
+async function post(address: string, path: string, body: string, headers: Record<string, string> = {}): Promise<{ status: number; text: string }> {
+  const res = await fetch(`http://${address}${path}`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
+  return { status: res.status, text: await res.text() };
+}
+
+test.after.each(async () => {
+  await killAll();
+});
+
+test.after(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('a host serves its guests in the Prometheus format: black-box for each, gray-box only for the one with the daemon', deadline(60_000, async () => {
+  const h1 = await startHost('h1');
+  const res = await fetch(`http://${h1.address}/metrics`);
+  assert.is(res.status, 200);
+  assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+  const text = await res.text();
+  assert.match(text, /# TYPE memshift_guest_cpu_seconds_total counter/);
+  const samples = parseMetrics(text);
+  const value = (name: string, labels: Record<string, string>): number | undefined =>
+    samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
+  assert.is(value('memshift_host_capacity', { host: 'h1', resource: 'cpu' }), 12);
+  assert.is(value('memshift_host_capacity', { host: 'h1', resource: 'mem' }), 16 * 2 ** 30);
+  assert.is(value('memshift_host_guests', { host: 'h1' }), 2);
+  assert.is(value('memshift_guest_allocation', { guest: 'db', resource: 'cpu' }), 6);
+  assert.is(value('memshift_guest_ram_bytes', { guest: 'web' }), 16 * 2 ** 20);
+  assert.ok(value('memshift_guest_os_cpu_demand_cores', { guest: 'web' }) !== undefined, 'web runs the daemon');
+  assert.is(value('memshift_guest_os_cpu_demand_cores', { guest: 'db' }), undefined, 'db does not: no gray-box figures');
+  // The nucleus runs: db's demand (4.5 cores, no contention) is what it uses.
+  await new Promise((r) => setTimeout(r, 300));
+  const again = parseMetrics(await (await fetch(`http://${h1.address}/metrics`)).text());
+  const used = again.find((s) => s.name === 'memshift_guest_cpu_cores' && s.labels.guest === 'db')!.value;
+  assert.ok(Math.abs(used - 4.5) < 1e-9, `db uses ${used} cores`);
+}));
+
+test('a host refuses control requests without, or with a wrong, authentication, and says why', deadline(60_000, async () => {
+  const h1 = await startHost('h1');
+  const bare = await post(h1.address, '/migrate', JSON.stringify({ guest: 'web', to: '127.0.0.1:9' }));
+  assert.is(bare.status, 401);
+  assert.match(bare.text, /no authorization header/);
+  const other = generatePsk('intruder');
+  const wrongKey = await new HostClient(h1.address, other).migrate('web', '127.0.0.1:9', 'live', 50).then(() => null, (e: Error) => e);
+  assert.ok(wrongKey !== null);
+  assert.match(wrongKey!.message, /401: authorization does not verify/);
+  // Nothing moved: both guests still run on h1.
+  const list = await new HostClient(h1.address, security).guests();
+  assert.equal(list.guests.map((g) => g.name).sort(), ['db', 'web']);
+  assert.ok(list.guests.every((g) => g.running && !g.migrating));
+}));
+
+test('a host refuses a guest it cannot allocate, and a malformed spec, with named errors', deadline(60_000, async () => {
+  const h2 = await startHost('h2');
+  const client = new HostClient(h2.address, security);
+  const spec = { ...SCENARIO.guests[0], host: undefined };
+  const tooBig = await client.incoming(spec as never, { cpu: 1, net: 1e6, mem: 9 * 2 ** 30 }).then(() => null, (e: Error & { code?: string }) => e);
+  assert.is(tooBig?.code, 'MS_ERR_HOST_REFUSED');
+  assert.match(tooBig!.message, /409: h2 cannot allocate/);
+  const bad = await client.incoming({ name: 'x', ram: 12345 } as never, { cpu: 1, net: 1, mem: 1 }).then(() => null, (e: Error) => e);
+  assert.match(bad!.message, /400: POST \/incoming: spec\.ram must be a multiple of 256KiB/);
+}));
+
+test('two host processes move a running guest with the engine: it runs on the target, its steps go on, the source keeps its ledger', deadline(90_000, async () => {
+  const [h1, h2] = await Promise.all([startHost('h1'), startHost('h2')]);
+  const c1 = new HostClient(h1.address, security);
+  const c2 = new HostClient(h2.address, security);
+  const before = (await c1.guests()).guests.find((g) => g.name === 'db')!;
+  const port = await c2.incoming(before.spec, { cpu: 6, net: 40 * 2 ** 20, mem: 6 * 2 ** 30 });
+  const summary = await c1.migrate('db', `127.0.0.1:${port}`, 'live', 50);
+  assert.is(summary.outcome, 'completed');
+  assert.is(summary.error, null);
+  assert.ok(summary.bytes > 0 && summary.passes >= 1);
+  // The target admits the guest once receive() completes: wait for it.
+  let after;
+  for (let i = 0; i < 100 && after === undefined; i++) {
+    after = (await c2.guests()).guests.find((g) => g.name === 'db');
+    if (after === undefined) await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(after !== undefined, 'db runs on h2');
+  assert.ok(after.running);
+  assert.ok(after.steps >= before.steps, `steps went on: ${before.steps} → ${after.steps}`);
+  const left = await c1.guests();
+  assert.equal(left.guests.map((g) => g.name), ['web']);
+  assert.equal(left.departed.map((d) => d.name), ['db']);
+  const m1 = parseMetrics(await (await fetch(`http://${h1.address}/metrics`)).text());
+  assert.is(m1.find((s) => s.name === 'memshift_host_migrations_total' && s.labels.direction === 'out')!.value, 1);
+  // A second migration of the same guest from h1 is refused: it is not there any more.
+  const again = await c1.migrate('db', `127.0.0.1:${port}`, 'live', 50).then(() => null, (e: Error) => e);
+  assert.match(again!.message, /409: no guest db on h1/);
+}));
+
+test('memshift manager --hosts resolves a CPU hotspot on running hosts by migrating, and explains it', deadline(90_000, async () => {
+  const epoch = Date.now() + 1500;
+  const [h1, h2] = await Promise.all([startHost('h1', ['--psk-file', pskFile], epoch), startHost('h2', ['--psk-file', pskFile], epoch)]);
+  const report = join(dir, 'manager.json');
+  await new Promise((r) => setTimeout(r, Math.max(0, epoch - Date.now())));
+  const m = memshift(['manager', '--hosts', `${h1.address},${h2.address}`, '--scenario', scenarioFile, '--duration', '5000', '--psk-file', pskFile, '--report', report]);
+  const done = await m.done;
+  assert.is(done.code, 0, done.stderr);
+  const r = JSON.parse(readFileSync(report, 'utf8')) as ManagerRunReport;
+  const hot = r.hotspots.find((h) => h.host === 'h1');
+  assert.ok(hot !== undefined, `a hotspot on h1: ${done.stderr}`);
+  assert.ok(hot.resources.includes('cpu'));
+  assert.ok(hot.resolvedAtMs !== null && hot.resolvedAtMs >= hot.detectedAtMs, 'resolved after detection');
+  const moved = r.migrations.filter((x) => x.error === null);
+  assert.ok(moved.length >= 1);
+  assert.is(moved[0].from, 'h1');
+  assert.is(moved[0].to, 'h2');
+  assert.match(moved[0].reason, /h1: cpu \d+ % > 75 %/);
+  assert.is(moved[0].summary?.outcome, 'completed');
+  assert.is(r.pingPong, 0);
+  const on2 = (await new HostClient(h2.address, security).guests()).guests.map((g) => g.name);
+  assert.ok(on2.includes(moved[0].guest), `${moved[0].guest} runs on h2`);
+}));
+
+test('the control port under mutual TLS: a client with the cluster\'s certificate is served, one without is not', deadline(60_000, async () => {
+  const c = makeCredentials();
+  const tlsFlags = ['--tls-cert', c.dest.cert, '--tls-key', c.dest.key, '--tls-ca', c.ca];
+  const h1 = await startHost('h1', tlsFlags);
+  const client = new HostClient(h1.address, loadTlsFiles({ cert: c.source.cert, key: c.source.key, ca: c.ca }));
+  const list = await client.guests();
+  assert.equal(list.guests.map((g) => g.name).sort(), ['db', 'web']);
+  const rogue = new HostClient(h1.address, loadTlsFiles({ cert: c.rogue.cert, key: c.rogue.key, ca: c.ca }));
+  const refused = await rogue.guests().then(() => null, (e: Error) => e);
+  assert.ok(refused !== null, 'a certificate from another CA is refused');
+  const plain = await fetch(`http://${h1.address}/metrics`).then(() => null, (e: Error) => e);
+  assert.ok(plain !== null, 'plain HTTP gets nothing');
+}));
+
+test('memshift cluster run cpu-surge: the manager moves web off h1, cuts SLA violation-seconds, loses no guest', deadline(120_000, async () => {
+  const report = join(dir, 'cpu-surge.json');
+  const r = memshift(['cluster', 'run', 'cpu-surge', '--time-scale', '0.35', '--runs', 'off,on', '--report', report]);
+  const done = await r.done;
+  assert.is(done.code, 0, done.stderr);
+  const c = JSON.parse(readFileSync(report, 'utf8')) as ClusterReport;
+  const [off, on] = c.runs;
+  assert.is(off.kind, 'off');
+  assert.is(on.kind, 'on');
+  assert.equal(off.lost, []);
+  assert.equal(on.lost, []);
+  assert.is(off.placement.web, 'h1');
+  assert.ok(on.placement.web !== 'h1', `web moved: ${JSON.stringify(on.placement)}`);
+  assert.ok(off.slaViolationSeconds > 0, 'without the manager the surge breaks the SLA');
+  assert.ok(on.slaViolationSeconds < off.slaViolationSeconds, `${on.slaViolationSeconds} < ${off.slaViolationSeconds}`);
+  const h = on.manager!.hotspots.find((x) => x.host === 'h1');
+  assert.ok(h !== undefined && h.resolvedAtMs !== null, 'h1 hotspot resolved');
+  assert.is(c.summary.pingPong, 0);
+  assert.is(c.summary.failedMigrations, 0);
+  assert.match(done.stderr, /violation-seconds with the manager \/ without: \d+ %/);
+}));
+
+test('memshift cluster run night-consolidation: the quiet cluster is packed onto as few hosts as first-fit-decreasing', deadline(120_000, async () => {
+  const report = join(dir, 'night.json');
+  const r = memshift(['cluster', 'run', 'night-consolidation', '--time-scale', '0.35', '--runs', 'on', '--report', report]);
+  const done = await r.done;
+  assert.is(done.code, 0, done.stderr);
+  const c = JSON.parse(readFileSync(report, 'utf8')) as ClusterReport;
+  const on = c.runs[0];
+  assert.equal(on.lost, []);
+  const plan = on.manager!.consolidation;
+  assert.ok(plan !== null && plan.ffdHosts !== null);
+  assert.ok(on.hostsInUse <= plan.ffdHosts, `${on.hostsInUse} hosts in use, first-fit-decreasing ${plan.ffdHosts}`);
+  assert.ok(on.emptyHosts.length >= 2, `hosts freed: ${on.emptyHosts.join(', ')}`);
+  assert.ok(on.manager!.migrations.every((m) => m.kind === 'consolidation' && m.error === null));
+}));
+
+test('memshift cluster run memory-pressure: gray-box sizes the growing guest from its OS, black-box from its swapping', deadline(120_000, async () => {
+  const report = join(dir, 'memory.json');
+  const r = memshift(['cluster', 'run', 'memory-pressure', '--time-scale', '0.35', '--runs', 'on,blackbox', '--report', report]);
+  const done = await r.done;
+  assert.is(done.code, 0, done.stderr);
+  const c = JSON.parse(readFileSync(report, 'utf8')) as ClusterReport;
+  const [gray, black] = c.runs;
+  assert.equal(gray.lost, []);
+  assert.equal(black.lost, []);
+  const grown = (run: typeof gray): string[] => run.manager!.reallocations.filter((x) => x.guest === 'analytics').map((x) => x.reason);
+  assert.ok(grown(gray).some((why) => /gray-box/.test(why)), `gray-box: ${grown(gray).join(' | ')}`);
+  assert.ok(grown(black).length > 0 && grown(black).every((why) => !/gray-box/.test(why)), `black-box: ${grown(black).join(' | ')}`);
+  assert.ok(c.summary.blackboxOverGray !== null);
+}));
+
+test('memshift cluster: a scenario file with a bad field is refused naming it, before any host starts', deadline(30_000, async () => {
+  const bad = join(dir, 'bad.json');
+  writeFileSync(bad, JSON.stringify({ ...SCENARIO, guests: [{ ...SCENARIO.guests[0], host: 'h9' }] }));
+  const done = await memshift(['cluster', 'run', bad]).done;
+  assert.is(done.code, 1);
+  assert.match(done.stderr, /MS_ERR_SCENARIO_INVALID: .*guests\[0\]\.host must name one of the hosts/);
+  const list = await memshift(['cluster', 'list']).done;
+  assert.is(list.code, 0);
+  for (const n of ['cpu-surge', 'net-surge', 'memory-pressure', 'flash-crowd', 'night-consolidation']) assert.match(list.stdout, new RegExp(`^${n} `, 'm'));
+}));
+
+test.run();
