@@ -8,6 +8,9 @@ import { readFileSync } from 'node:fs';
 import { RUN_KINDS, runCluster, type ClusterReport, type RunKind } from '../cluster/cluster-run.js';
 import { parseScenario, scaleTime, type Scenario } from '../cluster/scenario.js';
 import { SCENARIO_NAMES, shippedScenario, shippedScenarioJson } from '../cluster/scenarios.js';
+import { parseAddress } from '../index.js';
+import { DashboardServer } from '../cluster/dashboard.js';
+import type { LiveManager } from '../cluster/live-manager.js';
 import { checkOutputPaths, optionalString, parseCommand, usageError, writeReportFile, type Flags } from './args.js';
 
 export const clusterFlags: Flags = {
@@ -15,6 +18,7 @@ export const clusterFlags: Flags = {
   'time-scale': { type: 'string', value: 'K', help: 'multiply every time of the scenario (interval, traces, duration) by K, e.g. 0.5 to run it twice as fast' },
   'downtime-limit': { type: 'string', value: 'MS', help: 'the manager\'s migrations switch over at this expected downtime', default: '50' },
   report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
+  dashboard: { type: 'string', value: 'HOST:PORT', help: 'serve the manager\'s dashboard here while the scenario runs (port 0: any free port)' },
   quiet: { type: 'boolean', help: 'no decision log, summary only' },
   help: { type: 'boolean', help: 'show this help' },
 };
@@ -73,7 +77,23 @@ export async function runClusterCommand(argv: readonly string[]): Promise<number
   });
   const downtime = Number(optionalString(a, 'downtime-limit'));
   if (!(downtime > 0)) throw usageError('--downtime-limit', 'must be a number of ms above 0');
-  const report = await runCluster({ scenario, runs, downtimeLimitMs: downtime, log: a.quiet === true ? undefined : (line) => console.error(line) });
+  let current: { kind: RunKind; manager: LiveManager | null } | null = null;
+  const dashboardAt = optionalString(a, 'dashboard');
+  const dashboard = dashboardAt === undefined ? null : await DashboardServer.start(parseAddress(dashboardAt, '--dashboard'), () => ({
+    title: `memshift cluster run ${scenario.name}`,
+    subtitle: current === null ? 'starting the hosts' : `manager ${current.kind}${current.manager === null ? ' (no manager: the yardstick run)' : ''}; ${scenario.description}`,
+    manager: current?.manager?.snapshot() ?? null,
+  }));
+  if (dashboard !== null) console.error(`dashboard on ${dashboard.url}`);
+  let report: ClusterReport;
+  try {
+    report = await runCluster({
+      scenario, runs, downtimeLimitMs: downtime, log: a.quiet === true ? undefined : (line) => console.error(line),
+      watch: (kind, manager) => { current = { kind, manager }; },
+    });
+  } finally {
+    await dashboard?.close();
+  }
   writeReportFile(a, report);
   console.error(formatClusterReport(report));
   return report.runs.some((r) => r.lost.length > 0) ? 1 : 0;

@@ -7,6 +7,8 @@
 //                    decisions per second, hotspots resolved, hosts freed against first-fit-decreasing
 
 import { readFileSync } from 'node:fs';
+import { parseAddress } from '../index.js';
+import { DashboardServer } from '../cluster/dashboard.js';
 import { LiveManager } from '../cluster/live-manager.js';
 import { DEFAULT_MANAGER_POLICY, parseScenario } from '../cluster/scenario.js';
 import { DEFAULT_SIMULATION, simulate } from '../manager/simulation.js';
@@ -20,6 +22,7 @@ export const managerFlags: Flags = {
   blackbox: { type: 'boolean', help: 'with --hosts HOST:PORT,…: ignore gray-box figures (what the manager does without the guests\' daemon)' },
   consolidate: { type: 'boolean', help: 'with --hosts HOST:PORT,…: pack a quiet cluster onto fewer hosts' },
   'downtime-limit': { type: 'string', value: 'MS', help: 'with --hosts HOST:PORT,…: migrations switch over at this expected downtime', default: '50' },
+  dashboard: { type: 'string', value: 'HOST:PORT', help: 'with --hosts HOST:PORT,…: serve the dashboard here (port 0: any free port)' },
   ...securityFlags,
   simulate: { type: 'boolean', help: 'run against a simulated cluster instead' },
   hosts: { type: 'string', value: 'HOST:PORT,…|N', help: `the control addresses of the \`memshift host\` processes to manage; with --simulate, how many simulated hosts (32 cores, 256 GiB, 10 Gb/s each; default ${DEFAULT_SIMULATION.hosts})` },
@@ -74,12 +77,23 @@ async function runLive(a: Record<string, string | boolean | undefined>, list: st
   const onSignal = (): void => stop.abort();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
-  const report = await new LiveManager({
+  const manager = new LiveManager({
     hosts, security, policy, useGray: a.blackbox !== true, linkBytesPerSec: 1.25e9,
     intervalMs: interval !== undefined ? parseInteger(interval, '--interval', 50) : scenario?.intervalMs ?? 1000,
     downtimeLimitMs: parseInteger(requireString(a, 'downtime-limit'), '--downtime-limit', 1), originMs: Date.now(),
     log: a.quiet === true ? () => undefined : (line) => console.error(`memshift manager: ${line}`),
-  }).run(stop.signal);
+  });
+  const dashboardAt = optionalString(a, 'dashboard');
+  const dashboard = dashboardAt === undefined ? null : await DashboardServer.start(parseAddress(dashboardAt, '--dashboard'), () => ({
+    title: 'memshift manager', subtitle: `managing ${hosts.join(', ')}`, manager: manager.snapshot(),
+  }));
+  if (dashboard !== null) console.error(`memshift manager: dashboard on ${dashboard.url}`);
+  let report;
+  try {
+    report = await manager.run(stop.signal);
+  } finally {
+    await dashboard?.close();
+  }
   if (timer !== null) clearTimeout(timer);
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);

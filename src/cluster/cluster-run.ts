@@ -56,6 +56,8 @@ export interface ClusterRunOptions {
   runs: readonly RunKind[];
   downtimeLimitMs?: number;
   log?: (line: string) => void;
+  /** Told of each run as it starts, with its manager (null when off): the dashboard follows it. */
+  watch?: (kind: RunKind, manager: LiveManager | null) => void;
 }
 
 const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
@@ -112,12 +114,16 @@ async function oneRun(o: ClusterRunOptions, kind: RunKind, scenarioFile: string,
     const timer = setTimeout(() => stop.abort(), Math.max(0, epochMs + s.durationMs - Date.now()));
     let manager: ManagerRunReport | null = null;
     try {
-      if (kind === 'off') await new Promise((r) => setTimeout(r, epochMs + s.durationMs - Date.now()));
-      else {
-        manager = await new LiveManager({
+      if (kind === 'off') {
+        o.watch?.(kind, null);
+        await new Promise((r) => setTimeout(r, epochMs + s.durationMs - Date.now()));
+      } else {
+        const live = new LiveManager({
           hosts: hosts.map((h) => h.address), security, policy: s.manager, intervalMs: s.intervalMs, useGray: kind === 'on',
           linkBytesPerSec: 1.25e9, downtimeLimitMs: o.downtimeLimitMs ?? 50, originMs: epochMs, log: (line) => o.log?.(line),
-        }).run(stop.signal);
+        });
+        o.watch?.(kind, live);
+        manager = await live.run(stop.signal);
       }
     } finally {
       clearTimeout(timer);

@@ -51,6 +51,8 @@ export interface MigrationSummary {
   downtimeMs: number | null;
   bytes: number;
   passes: number;
+  /** Each pass: pages, bytes, its time, the bandwidth and the guest's dirty rate while it ran (the dashboard's timeline). */
+  iterations: { iteration: number; pages: number; bytes: number; ms: number; endedAtMs: number; bandwidthBytesPerSec: number; dirtyPagesPerSec: number }[];
   digest: string;
 }
 
@@ -334,6 +336,9 @@ export class ClusterHost {
     return {
       guest: name, from: this.options.name, to, mode, outcome: report.outcome, error, startedAtEpochMs,
       totalMs: report.totalTimeMs, downtimeMs: report.downtimeMs, bytes: report.bytesTransferred, passes: report.iterations.length, digest: report.digest,
+      iterations: report.iterations.map((it) => ({
+        iteration: it.iteration, pages: it.pages, bytes: it.bytes, ms: it.ms, endedAtMs: it.endedAtMs, bandwidthBytesPerSec: it.bandwidthBytesPerSec, dirtyPagesPerSec: it.dirtyPagesPerSec,
+      })),
     };
   }
 

@@ -128,6 +128,11 @@ export class LiveManager {
     this.options.log(`[${(this.now() / 1000).toFixed(1)} s] ${text}`);
   }
 
+  /** The report so far (the dashboard polls it while the manager runs). */
+  snapshot(): ManagerRunReport {
+    return { ...this.report, intervals: this.interval };
+  }
+
   /** Runs intervals until `signal` aborts, then waits for the migrations under way. */
   async run(signal: AbortSignal): Promise<ManagerRunReport> {
     const cpu0 = process.cpuUsage();

@@ -16,6 +16,7 @@ import type { ManagerRunReport } from '../../src/cluster/live-manager.js';
 import { killAll, memshift, waitForOutput, type Running } from '../_support/processes.js';
 import { deadline } from '../_support/deadline.js';
 import { makeCredentials } from '../_support/credentials.js';
+import { renderedDom } from '../_support/chromium.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'memshift-cluster-test-'));
 const psk = generatePsk('cluster-test');
@@ -156,6 +157,28 @@ test('memshift manager --hosts resolves a CPU hotspot on running hosts by migrat
   assert.is(r.pingPong, 0);
   const on2 = (await new HostClient(h2.address, security).guests()).guests.map((g) => g.name);
   assert.ok(on2.includes(moved[0].guest), `${moved[0].guest} runs on h2`);
+}));
+
+test('the manager\'s dashboard in headless Chromium: hosts, load charts, the hotspot, the migration with its passes and downtime, no network fetch', deadline(90_000, async () => {
+  const epoch = Date.now() + 1500;
+  const [h1, h2] = await Promise.all([startHost('h1', ['--psk-file', pskFile], epoch), startHost('h2', ['--psk-file', pskFile], epoch)]);
+  await new Promise((r) => setTimeout(r, Math.max(0, epoch - Date.now())));
+  const m = memshift(['manager', '--hosts', `${h1.address},${h2.address}`, '--scenario', scenarioFile, '--duration', '60000', '--psk-file', pskFile, '--dashboard', '127.0.0.1:0']);
+  await waitForOutput(m, (t) => /runs on h2: /.test(t), 30_000);
+  const url = /dashboard on (http:\/\/127\.0\.0\.1:\d+\/)/.exec(m.stderr())![1];
+  const page = await (await fetch(url)).text();
+  assert.not.match(page, /(src|href)=["']https?:/, 'the page loads nothing from the network');
+  assert.match(page, /uPlot/, 'the chart library is inlined');
+  const dom = await renderedDom(url, 2500);
+  assert.match(dom, /data-rendered="yes"/, 'the page\'s script ran and read /state');
+  assert.equal([...dom.matchAll(/<tr class="host-row" data-host="([^"]+)"/g)].map((x) => x[1]), ['h1', 'h2']);
+  assert.ok((dom.match(/class="uplot/g) ?? []).length >= 3, 'a load chart per resource');
+  assert.match(dom, /<tr class="hotspot-row" data-host="h1">/);
+  const moved = /<tr class="migration-row" data-guest="([^"]+)"/.exec(dom);
+  assert.ok(moved !== null, 'a migration row');
+  assert.match(dom, new RegExp(`<tr class="pass-row" data-guest="${moved[1]}" data-iteration="1">`), 'its first pass');
+  assert.match(dom, /<tr class="pass-row downtime-row"><td>downtime<\/td><td class="num">\d+\.\d ms<\/td>/, 'its downtime');
+  assert.match(dom, /<li>\[\d+\.\d s\] migrate /, 'the decision log');
 }));
 
 test('the control port under mutual TLS: a client with the cluster\'s certificate is served, one without is not', deadline(60_000, async () => {

@@ -5,40 +5,15 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deadline } from '../_support/deadline.js';
 import { migrationFixture } from '../_support/migration.js';
 import { memshift } from '../_support/processes.js';
+import { renderedDom } from '../_support/chromium.js';
 
 const migrate = migrationFixture(test);
-const CHROMIUM = '/usr/bin/chromium';
-
-/** Loads `file` in headless Chromium and returns the DOM after its scripts ran. */
-function renderedDom(file: string): Promise<string> {
-  const profile = mkdtempSync(join(tmpdir(), 'memshift-chromium-'));
-  const proc = spawn(CHROMIUM, [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`, '--virtual-time-budget=2000', '--dump-dom', `file://${file}`,
-  ], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  proc.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 30_000);
-  return new Promise((resolve, reject) => {
-    proc.on('error', reject);
-    proc.on('close', (code) => {
-      clearTimeout(timer);
-      rmSync(profile, { recursive: true, force: true });
-      if (code === 0) resolve(out);
-      else reject(new Error(`chromium exited ${code}: ${err.slice(-800)}`));
-    });
-  });
-}
-
 test('a live migration\'s report, drawn by headless Chromium: a bar and a row per pass, the downtime, the rate lines', deadline(90_000, async () => {
   const r = await migrate({ seed: 91, memory: '32MiB', dirtyRate: 100_000, downtimeLimit: 5 });
   assert.is(r.source.code, 0, r.source.stderr);
@@ -49,7 +24,7 @@ test('a live migration\'s report, drawn by headless Chromium: a bar and a row pe
   assert.not.match(page.stdout, /(src|href)=["']https?:/, 'no network fetch');
   const file = join(r.dir, 'report.html');
   writeFileSync(file, page.stdout);
-  const dom = await renderedDom(file);
+  const dom = await renderedDom(`file://${file}`);
   assert.match(dom, /data-rendered="yes"/, 'the page\'s script ran');
   const bars = [...dom.matchAll(/<rect class="pass"[^>]*data-iteration="(\d+)" data-pages="(\d+)"/g)];
   assert.equal(bars.map((b) => [Number(b[1]), Number(b[2])]), report.iterations.map((p) => [p.iteration, p.pages]), 'a bar per pass, as tall as its pages');
@@ -71,7 +46,7 @@ test('a report whose text holds markup is shown as text, not run', deadline(30_0
     const page = await memshift(['report', '--html', file]).done;
     assert.is(page.code, 0, page.stderr);
     writeFileSync(join(dir, 'r.html'), page.stdout);
-    const dom = await renderedDom(join(dir, 'r.html'));
+    const dom = await renderedDom(`file://${join(dir, 'r.html')}`);
     assert.match(dom, /data-rendered="yes"/);
     assert.not.match(dom, /data-pwned/, 'the error message did not run');
     assert.match(dom, /failed \(MS_ERR_X: &lt;\/script&gt;&lt;img/, 'it is shown as text');
