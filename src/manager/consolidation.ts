@@ -8,7 +8,7 @@
 // Power model (stated, not measured): a host draws idleWatts switched on and idle, peakWatts at full
 // CPU, linear between; a host switched off draws nothing.
 
-import { ZERO, add, over, utilisation, volume, type Vector } from './resources.js';
+import { ZERO, add, over, utilisation, volume, volumeOf, type Vector } from './resources.js';
 import { hostLoads, type GuestState, type HostState } from './placement.js';
 
 export interface PowerModel {
@@ -31,15 +31,16 @@ export interface ConsolidationPlan {
 
 export function consolidate(hosts: readonly HostState[], guests: readonly GuestState[], threshold: Vector, power: PowerModel = DEFAULT_POWER): ConsolidationPlan {
   const { load, on } = hostLoads(hosts, guests);
-  const capacity = new Map(hosts.map((h) => [h.name, h.capacity]));
   const wattsBefore = watts(hosts, load, on, power);
   const moves: ConsolidationPlan['moves'] = [];
   const freed = new Set<string>();
   for (const h of hosts) if (on.get(h.name)!.length === 0) freed.add(h.name);
   const byLoad = hosts.filter((h) => !freed.has(h.name)).sort((a, b) => volume(utilisation(load.get(a.name)!, a.capacity)) - volume(utilisation(load.get(b.name)!, b.capacity)));
   for (const h of byLoad) {
-    // Tentative: every guest of h must fit elsewhere, or none moves.
-    const trial = new Map(load);
+    // Tentative: every guest of h must fit elsewhere, or none moves. `trial` holds the loads of the
+    // hosts this round placed guests on (a copy of every load per host emptied was most of the time).
+    const trial = new Map<string, Vector>();
+    const loadOf = (name: string): Vector => trial.get(name) ?? load.get(name)!;
     const placed: { g: GuestState; to: string }[] = [];
     const guestsOf = [...on.get(h.name)!].sort((a, b) => volume(utilisation(b.demand, h.capacity)) - volume(utilisation(a.demand, h.capacity)));
     for (const g of guestsOf) {
@@ -47,16 +48,18 @@ export function consolidate(hosts: readonly HostState[], guests: readonly GuestS
       let bestVolume = -1;
       for (const t of hosts) {
         if (t.name === h.name || freed.has(t.name)) continue;
-        const after = utilisation(add(trial.get(t.name)!, g.demand), capacity.get(t.name)!);
-        if (over(after, threshold).length > 0) continue;
-        const v = volume(utilisation(trial.get(t.name)!, capacity.get(t.name)!));
+        // Inline (no vectors allocated): this loop runs hosts × guests times.
+        const l = loadOf(t.name);
+        const c = t.capacity;
+        if ((l.cpu + g.demand.cpu) / c.cpu > threshold.cpu || (l.net + g.demand.net) / c.net > threshold.net || (l.mem + g.demand.mem) / c.mem > threshold.mem) continue;
+        const v = volumeOf(l.cpu / c.cpu, l.net / c.net, l.mem / c.mem);
         if (v > bestVolume) {
           bestVolume = v;
           best = t.name;
         }
       }
       if (best === null) break;
-      trial.set(best, add(trial.get(best)!, g.demand));
+      trial.set(best, add(loadOf(best), g.demand));
       placed.push({ g, to: best });
     }
     if (placed.length !== guestsOf.length) continue;
