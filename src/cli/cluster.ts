@@ -103,9 +103,9 @@ export function formatClusterReport(r: ClusterReport): string {
   const lines = [`cluster ${r.scenario}: ${(r.durationMs / 1000).toFixed(1)} s at a ${r.intervalMs} ms interval`];
   for (const run of r.runs) {
     const m = run.manager;
-    lines.push(`  manager ${run.kind.padEnd(8)} SLA violation-seconds ${run.slaViolationSeconds.toFixed(1).padStart(6)}; hosts in use ${run.hostsInUse} (empty: ${run.emptyHosts.join(', ') || 'none'})${m === null ? '' : `; ${m.hotspots.length} hotspots, ${m.migrations.length} migrations, ${m.reallocations.length} reallocations, manager CPU ${m.managerCpuMs.toFixed(0)} ms`}${run.lost.length > 0 ? `; LOST: ${run.lost.join(', ')}` : ''}`);
+    lines.push(`  manager ${run.kind.padEnd(8)} SLA violation-seconds ${run.slaViolationSeconds.toFixed(1).padStart(6)}; hosts in use ${run.hostsInUse} (empty: ${run.emptyHosts.join(', ') || 'none'})${m === null ? '' : `; ${m.hotspots.length} hotspots, ${m.migrations.length} migrations, ${m.reallocations.length} reallocations; manager CPU ${m.managerCpuMs.toFixed(0)} ms, nuclei ${(run.nucleusSeconds * 1000).toFixed(0)} ms`}${run.lost.length > 0 ? `; LOST: ${run.lost.join(', ')}` : ''}`);
     for (const h of m?.hotspots ?? []) {
-      lines.push(`    hotspot ${h.host} (${h.resources.join(', ')}, ${h.trigger}): onset ${(h.onsetAtMs / 1000).toFixed(1)} s, detected ${(h.detectedAtMs / 1000).toFixed(1)} s, ${h.resolvedAtMs === null ? 'not resolved' : `resolved ${((h.resolvedAtMs - h.onsetAtMs) / 1000).toFixed(1)} s after onset`}; moved ${h.migrations.join(', ') || 'nothing'}`);
+      lines.push(`    hotspot ${h.host} (${h.resources.join(', ')}, ${h.trigger}): onset ${(h.onsetAtMs / 1000).toFixed(1)} s, detected ${(h.detectedAtMs / 1000).toFixed(1)} s (${((h.detectedAtMs - h.onsetAtMs) / 1000).toFixed(1)} s later), ${h.resolvedAtMs === null ? 'not resolved' : `resolved ${((h.resolvedAtMs - h.onsetAtMs) / 1000).toFixed(1)} s after onset`}; moved ${h.migrations.join(', ') || 'nothing'}`);
     }
     for (const x of m?.migrations ?? []) {
       lines.push(`    ${x.kind === 'hotspot' ? 'move' : 'consolidate'} ${x.guest} ${x.from} → ${x.to} (${x.mode}) at ${(x.plannedAtMs / 1000).toFixed(1)} s: ${x.error !== null ? `failed: ${x.error}` : `${x.summary!.totalMs.toFixed(0)} ms, downtime ${x.summary!.downtimeMs?.toFixed(1) ?? '?'} ms`}`);

@@ -29,6 +29,8 @@ export interface RunRecord {
   lost: string[];
   hostsInUse: number;
   emptyHosts: string[];
+  /** CPU seconds the hosts' nuclei spent measuring and sharing, all hosts together (the monitoring's cost on the hosts). */
+  nucleusSeconds: number;
   manager: ManagerRunReport | null;
 }
 
@@ -129,6 +131,8 @@ async function oneRun(o: ClusterRunOptions, kind: RunKind, scenarioFile: string,
       clearTimeout(timer);
     }
     const lists = await Promise.all([...clients.values()].map((c) => c.guests()));
+    const nucleusSeconds = (await Promise.all([...clients.values()].map((c) => c.metrics())))
+      .flat().filter((x) => x.name === 'memshift_host_nucleus_seconds_total').reduce((sum, x) => sum + x.value, 0);
     const perGuest: Record<string, number> = {};
     const placement: Record<string, string> = {};
     const credit = (g: { name: string; slaViolationSeconds: number }): void => {
@@ -145,7 +149,7 @@ async function oneRun(o: ClusterRunOptions, kind: RunKind, scenarioFile: string,
     const emptyHosts = s.hosts.map((h) => h.name).filter((h) => !Object.values(placement).includes(h));
     const total = Object.values(perGuest).reduce((a, b) => a + b, 0);
     o.log?.(`run "${kind}": ${total.toFixed(1)} SLA violation-seconds; ${manager?.migrations.length ?? 0} migrations; hosts in use ${s.hosts.length - emptyHosts.length}${lost.length > 0 ? `; LOST ${lost.join(', ')}` : ''}`);
-    return { kind, slaViolationSeconds: total, perGuest, placement, lost, hostsInUse: s.hosts.length - emptyHosts.length, emptyHosts, manager };
+    return { kind, slaViolationSeconds: total, perGuest, placement, lost, hostsInUse: s.hosts.length - emptyHosts.length, emptyHosts, nucleusSeconds, manager };
   } finally {
     await Promise.all(hosts.map((h) => stopChild(h.child)));
   }

@@ -360,7 +360,10 @@ export class LiveManager {
     const p = this.options.policy;
     if (hot > 0 || this.open.size > 0 || this.inflight.size > 0 || this.interval - this.lastMoveInterval < p.n || this.interval < p.window) return;
     const plan = consolidate(hosts, guests, p.threshold);
-    this.report.consolidation = { freed: plan.freed, ffdHosts: plan.ffdHosts, wattsBefore: plan.wattsBefore, wattsAfter: plan.wattsAfter };
+    // The report keeps the plan that moved guests (with the watts before it), once there is one.
+    if (plan.moves.length > 0 || this.report.consolidation === null) {
+      this.report.consolidation = { freed: plan.freed, ffdHosts: plan.ffdHosts, wattsBefore: plan.wattsBefore, wattsAfter: plan.wattsAfter };
+    }
     if (plan.moves.length === 0) return;
     this.decide(`consolidation: ${plan.moves.length} moves free ${plan.freed.join(', ')} (${plan.hostsInUse} hosts in use; first-fit-decreasing needs ${plan.ffdHosts ?? 'more than there are'}), ${(plan.wattsBefore / 1000).toFixed(2)} → ${(plan.wattsAfter / 1000).toFixed(2)} kW`);
     const byName = new Map(guests.map((g) => [g.name, g]));
