@@ -20,6 +20,8 @@ export const EXPOSITION_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8
 
 const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const LABEL = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+/** A sample value as the format writes it: a decimal float, NaN, +Inf or -Inf (not 0x1F, not Infinity). */
+const VALUE = /^(?:[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|NaN|[+-]Inf)$/;
 
 function escapeLabel(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
@@ -61,10 +63,11 @@ export function parseMetrics(text: string): ParsedSample[] {
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i].trim();
     if (line === '' || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(\s+-?\d+)?$/.exec(line);
+    // [^] so that a label value may hold any character the writer leaves unescaped (\r, U+2028, …).
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^]*\})?\s+(\S+)(\s+-?\d+)?$/.exec(line);
     if (m === null) throw new Error(`metrics line ${i + 1} is malformed: ${line.slice(0, 80)}`);
+    if (!VALUE.test(m[3])) throw new Error(`metrics line ${i + 1}: value ${m[3]} is not a number`);
     const value = m[3] === '+Inf' ? Infinity : m[3] === '-Inf' ? -Infinity : Number(m[3]);
-    if (Number.isNaN(value) && m[3] !== 'NaN') throw new Error(`metrics line ${i + 1}: value ${m[3]} is not a number`);
     samples.push({ name: m[1], labels: m[2] === undefined ? {} : parseLabels(m[2], i + 1), value });
   }
   return samples;
@@ -85,9 +88,11 @@ function parseLabels(text: string, line: number): Record<string, string> {
       if (c === '"') break;
       if (c === '\\') {
         const e = text[i++];
+        if (e !== 'n' && e !== '\\' && e !== '"') throw new Error(`metrics line ${line}: escape \\${e ?? ''} in a label value (only \\\\, \\" and \\n exist)`);
         value += e === 'n' ? '\n' : e;
       } else value += c;
     }
+    if (Object.hasOwn(labels, m[1])) throw new Error(`metrics line ${line}: label ${m[1]} twice`);
     labels[m[1]] = value;
     const rest = /^\s*,?\s*/.exec(text.slice(i))!;
     i += rest[0].length;

@@ -104,6 +104,18 @@ test('parseMetrics: a malformed line is refused naming its line number', () => {
   assert.throws(() => parseMetrics(`a 1\n\n\nb\n`), /metrics line 4 /, 'blank lines count');
 });
 
+test('round trip: label values with \\r, U+2028 and U+2029, which the writer leaves as they are', () => {
+  const labels = { k: 'a\rb\u2028c\u2029d' };
+  assert.equal(parseMetrics(renderMetrics([{ name: 'x', help: 'h', type: 'gauge', samples: [{ labels, value: 1 }] }])), [{ name: 'x', labels, value: 1 }]);
+});
+
+test('parseMetrics: refuses a label named twice, an escape the format does not have, and values it does not write', () => {
+  assert.throws(() => parseMetrics('a{b="1",b="2"} 1\n'), /metrics line 1: label b twice/);
+  assert.throws(() => parseMetrics('a{b="\\x"} 1\n'), /metrics line 1: escape \\x in a label value/);
+  for (const v of ['0x1F', 'Infinity', '1e', '--1', '']) assert.throws(() => parseMetrics(`a ${v} \n`.replace('  ', ' ')), /metrics line 1/, v);
+  assert.equal(parseMetrics('a -1.5E-3\nb .5\nc +2\n').map((x) => x.value), [-0.0015, 0.5, 2]);
+});
+
 test('parseMetrics: an unclosed label value is refused', () => {
   assert.throws(() => parseMetrics('a 1\na{b="c} 1\n'), /metrics line 2: a label value is not closed/);
   assert.throws(() => parseMetrics('a{b="c\\"} 1\n'), /metrics line 1: a label value is not closed/, 'the quote is escaped');
