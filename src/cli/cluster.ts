@@ -11,7 +11,7 @@ import { SCENARIO_NAMES, shippedScenario, shippedScenarioJson } from '../cluster
 import { parseAddress } from '../index.js';
 import { DashboardServer } from '../cluster/dashboard.js';
 import type { LiveManager } from '../cluster/live-manager.js';
-import { checkOutputPaths, optionalString, parseCommand, usageError, writeReportFile, type Flags } from './args.js';
+import { checkOutputPaths, optionalString, parseCommand, parseInteger, usageError, writeReportFile, type Flags } from './args.js';
 
 export const clusterFlags: Flags = {
   runs: { type: 'string', value: RUN_KINDS.join(','), help: 'which runs: manager off, on (gray-box where offered), blackbox (default: off,on, and blackbox when a guest is gray-box)' },
@@ -57,10 +57,11 @@ export async function runClusterCommand(argv: readonly string[]): Promise<number
     console.error('usage: memshift cluster run NAME|FILE [flags] | memshift cluster list | memshift cluster show NAME');
     return verb === '--help' || verb === 'help' ? 0 : 2;
   }
-  const what = rest.find((x) => !x.startsWith('--'));
-  const a = parseCommand(rest.filter((x) => x !== what), 'cluster run', 'Play a scenario on host processes on 127.0.0.1, with the manager off and on, and report what it changed.', clusterFlags);
+  // The scenario comes first: `cluster run NAME|FILE [flags]` (a flag's value is never taken for it).
+  const what = rest[0] !== undefined && !rest[0].startsWith('--') ? rest[0] : undefined;
+  const a = parseCommand(what === undefined ? rest : rest.slice(1), 'cluster run', 'Play a scenario on host processes on 127.0.0.1, with the manager off and on, and report what it changed.', clusterFlags);
   if (a === null) return 0;
-  if (what === undefined) throw usageError('SCENARIO', `is required: a shipped scenario (${SCENARIO_NAMES.join(', ')}) or a file`);
+  if (what === undefined) throw usageError('SCENARIO', `is required first: cluster run NAME|FILE [flags], NAME one of ${SCENARIO_NAMES.join(', ')}`);
   checkOutputPaths(a, ['report']);
   let scenario = loadScenario(what);
   const k = optionalString(a, 'time-scale');
@@ -75,8 +76,7 @@ export async function runClusterCommand(argv: readonly string[]): Promise<number
     if (!(RUN_KINDS as readonly string[]).includes(r)) throw usageError('--runs', `must list of ${RUN_KINDS.join(', ')}`, runsText);
     return r as RunKind;
   });
-  const downtime = Number(optionalString(a, 'downtime-limit'));
-  if (!(downtime > 0)) throw usageError('--downtime-limit', 'must be a number of ms above 0');
+  const downtime = parseInteger(optionalString(a, 'downtime-limit')!, '--downtime-limit', 1);
   let current: { kind: RunKind; manager: LiveManager | null } | null = null;
   const dashboardAt = optionalString(a, 'dashboard');
   const dashboard = dashboardAt === undefined ? null : await DashboardServer.start(parseAddress(dashboardAt, '--dashboard'), () => ({
@@ -105,10 +105,10 @@ export function formatClusterReport(r: ClusterReport): string {
     const m = run.manager;
     lines.push(`  manager ${run.kind.padEnd(8)} SLA violation-seconds ${run.slaViolationSeconds.toFixed(1).padStart(6)}; hosts in use ${run.hostsInUse} (empty: ${run.emptyHosts.join(', ') || 'none'})${m === null ? '' : `; ${m.hotspots.length} hotspots, ${m.migrations.length} migrations, ${m.reallocations.length} reallocations; manager CPU ${m.managerCpuMs.toFixed(0)} ms, nuclei ${(run.nucleusSeconds * 1000).toFixed(0)} ms`}${run.lost.length > 0 ? `; LOST: ${run.lost.join(', ')}` : ''}`);
     for (const h of m?.hotspots ?? []) {
-      lines.push(`    hotspot ${h.host} (${h.resources.join(', ')}, ${h.trigger}): onset ${(h.onsetAtMs / 1000).toFixed(1)} s, detected ${(h.detectedAtMs / 1000).toFixed(1)} s (${((h.detectedAtMs - h.onsetAtMs) / 1000).toFixed(1)} s later), ${h.resolvedAtMs === null ? 'not resolved' : `resolved ${((h.resolvedAtMs - h.onsetAtMs) / 1000).toFixed(1)} s after onset`}; moved ${h.migrations.join(', ') || 'nothing'}`);
+      lines.push(`    ${h.guest === null ? `hotspot ${h.host}` : `SLA breach of ${h.guest} on ${h.host}`} (${h.resources.join(', ')}, ${h.trigger}): onset ${(h.onsetAtMs / 1000).toFixed(1)} s, detected ${(h.detectedAtMs / 1000).toFixed(1)} s (${((h.detectedAtMs - h.onsetAtMs) / 1000).toFixed(1)} s later), ${h.resolvedAtMs === null ? 'not resolved' : `resolved ${((h.resolvedAtMs - h.onsetAtMs) / 1000).toFixed(1)} s after onset`}; moved ${h.migrations.join(', ') || 'nothing'}`);
     }
     for (const x of m?.migrations ?? []) {
-      lines.push(`    ${x.kind === 'hotspot' ? 'move' : 'consolidate'} ${x.guest} ${x.from} → ${x.to} (${x.mode}) at ${(x.plannedAtMs / 1000).toFixed(1)} s: ${x.error !== null ? `failed: ${x.error}` : `${x.summary!.totalMs.toFixed(0)} ms, downtime ${x.summary!.downtimeMs?.toFixed(1) ?? '?'} ms`}`);
+      lines.push(`    ${x.kind === 'consolidation' ? 'consolidate' : x.kind === 'sla' ? 'move (SLA)' : 'move'} ${x.guest} ${x.from} → ${x.to} (${x.mode}) at ${(x.plannedAtMs / 1000).toFixed(1)} s: ${x.error !== null ? `failed: ${x.error}` : `${x.summary!.totalMs.toFixed(0)} ms, downtime ${x.summary!.downtimeMs?.toFixed(1) ?? '?'} ms`}`);
     }
   }
   const s = r.summary;

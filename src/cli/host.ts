@@ -15,10 +15,11 @@ import { securityFlags, securityFrom } from './security-flags.js';
 
 export const hostFlags: Flags = {
   listen: { type: 'string', value: 'HOST:PORT', help: 'control port: /metrics, /guests and the manager\'s requests (port 0: any free port)' },
-  name: { type: 'string', value: 'NAME', help: 'this host\'s name (with --scenario: which of its hosts this is)' },
+  name: { type: 'string', value: 'NAME', help: 'this host\'s name (with --scenario: which of its hosts this is; default: its control address)' },
   capacity: { type: 'string', value: 'cpu=N,mem=SIZE,net=RATE', help: 'what this host has (cores, bytes, bytes per second); default with --scenario: the scenario\'s' },
   scenario: { type: 'string', value: 'FILE', help: 'start the guests the scenario places on --name' },
   epoch: { type: 'string', value: 'MS', help: 'epoch milliseconds at which the scenario\'s clock reads 0 (default: now)' },
+  until: { type: 'string', value: 'MS', help: 'epoch milliseconds after which SLA violation-seconds stop counting (the scenario\'s end)' },
   ...securityFlags,
   lifeline: { type: 'boolean', help: 'exit when stdin closes (a supervisor that dies takes its hosts with it)' },
   quiet: { type: 'boolean', help: 'no log lines' },
@@ -46,21 +47,28 @@ export async function runHost(argv: readonly string[]): Promise<number> {
   const security = securityFrom(a);
   const scenarioFile = optionalString(a, 'scenario');
   const scenario = scenarioFile === undefined ? null : parseScenario(JSON.parse(readFileSync(scenarioFile, 'utf8')) as unknown, scenarioFile);
-  const name = optionalString(a, 'name') ?? (scenario === null ? 'host' : undefined);
-  if (name === undefined) throw usageError('--name', 'is required with --scenario (which of its hosts this is)');
+  const name = optionalString(a, 'name');
+  if (name === undefined && scenario !== null) throw usageError('--name', 'is required with --scenario (which of its hosts this is)');
   const entry = scenario?.hosts.find((h) => h.name === name);
   if (scenario !== null && entry === undefined) throw usageError('--name', `must be one of the scenario's hosts (${scenario.hosts.map((h) => h.name).join(', ')})`, name);
   const capacityText = optionalString(a, 'capacity');
   const capacity = capacityText !== undefined ? parseCapacity(capacityText) : entry?.capacity;
   if (capacity === undefined) throw usageError('--capacity', 'is required without --scenario');
   const epoch = optionalString(a, 'epoch');
-  const log = a.quiet === true ? undefined : (line: string): void => console.error(`memshift host ${name}: ${line}`);
-  const host = await ClusterHost.start(listen, {
-    name, capacity, security, epochMs: epoch === undefined ? Date.now() : parseInteger(epoch, '--epoch'), log,
+  const until = optionalString(a, 'until');
+  let host: ClusterHost | null = null;
+  const log = a.quiet === true ? undefined : (line: string): void => console.error(`memshift host ${host?.options.name ?? name ?? ''}: ${line}`);
+  host = await ClusterHost.start(listen, {
+    name, capacity, security, epochMs: epoch === undefined ? Date.now() : parseInteger(epoch, '--epoch'),
+    untilEpochMs: until === undefined ? undefined : parseInteger(until, '--until'), log,
   });
-  const stopped = waitForStop(a.lifeline === true);
   try {
-    for (const g of scenario?.guests.filter((x) => x.host === name) ?? []) await host.addGuest(g);
+    for (const g of scenario?.guests.filter((x) => x.host === name) ?? []) {
+      const { host: _placed, ...spec } = g;
+      await host.addGuest(spec);
+    }
+    // Armed once the guests run: a guest that fails to start ends the process with the error.
+    const stopped = waitForStop(a.lifeline === true);
     console.log(`listening on ${host.controlAddress}`);
     log?.(`${capacity.cpu} cores, ${capacity.mem} bytes, ${capacity.net} bytes/s; guests: ${host.guestList().map((g) => g.name).join(', ') || 'none'}`);
     await stopped;

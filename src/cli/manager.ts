@@ -72,31 +72,36 @@ async function runLive(a: Record<string, string | boolean | undefined>, list: st
   const interval = optionalString(a, 'interval');
   const duration = optionalString(a, 'duration');
   const policy = { ...(scenario?.manager ?? DEFAULT_MANAGER_POLICY), ...(a.consolidate === true ? { consolidate: true } : {}) };
-  const stop = new AbortController();
-  const timer = duration === undefined ? null : setTimeout(() => stop.abort(), parseInteger(duration, '--duration', 1));
-  const onSignal = (): void => stop.abort();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  // Every flag checked before anything is armed.
+  const intervalMs = interval !== undefined ? parseInteger(interval, '--interval', 50) : scenario?.intervalMs ?? 1000;
+  const durationMs = duration === undefined ? null : parseInteger(duration, '--duration', 1);
+  const downtimeLimitMs = parseInteger(requireString(a, 'downtime-limit'), '--downtime-limit', 1);
+  const dashboardAt = optionalString(a, 'dashboard');
+  const dashboardAddress = dashboardAt === undefined ? null : parseAddress(dashboardAt, '--dashboard');
   const manager = new LiveManager({
-    hosts, security, policy, useGray: a.blackbox !== true, linkBytesPerSec: 1.25e9,
-    intervalMs: interval !== undefined ? parseInteger(interval, '--interval', 50) : scenario?.intervalMs ?? 1000,
-    downtimeLimitMs: parseInteger(requireString(a, 'downtime-limit'), '--downtime-limit', 1), originMs: Date.now(),
+    hosts, security, policy, useGray: a.blackbox !== true, linkBytesPerSec: 1.25e9, intervalMs, downtimeLimitMs, originMs: Date.now(),
     log: a.quiet === true ? () => undefined : (line) => console.error(`memshift manager: ${line}`),
   });
-  const dashboardAt = optionalString(a, 'dashboard');
-  const dashboard = dashboardAt === undefined ? null : await DashboardServer.start(parseAddress(dashboardAt, '--dashboard'), () => ({
-    title: 'memshift manager', subtitle: `managing ${hosts.join(', ')}`, manager: manager.snapshot(),
-  }));
-  if (dashboard !== null) console.error(`memshift manager: dashboard on ${dashboard.url}`);
+  const stop = new AbortController();
+  const onSignal = (): void => stop.abort();
+  let timer: NodeJS.Timeout | null = null;
+  let dashboard: DashboardServer | null = null;
   let report;
   try {
+    dashboard = dashboardAddress === null ? null : await DashboardServer.start(dashboardAddress, () => ({
+      title: 'memshift manager', subtitle: `managing ${hosts.join(', ')}`, manager: manager.snapshot(),
+    }));
+    if (dashboard !== null) console.error(`memshift manager: dashboard on ${dashboard.url}`);
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    if (durationMs !== null) timer = setTimeout(() => stop.abort(), durationMs);
     report = await manager.run(stop.signal);
   } finally {
+    if (timer !== null) clearTimeout(timer);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     await dashboard?.close();
   }
-  if (timer !== null) clearTimeout(timer);
-  process.off('SIGINT', onSignal);
-  process.off('SIGTERM', onSignal);
   writeReportFile(a, report);
   if (a.quiet !== true) {
     console.error(`memshift manager: ${report.intervals} intervals; ${report.hotspots.length} hotspots (${report.hotspots.filter((h) => h.resolvedAtMs !== null).length} resolved), ${report.migrations.length} migrations (${report.migrations.filter((m) => m.error !== null).length} failed), ${report.reallocations.length} reallocations; ${report.pingPong} moved back; CPU ${report.managerCpuMs.toFixed(0)} ms, scrape ${report.scrapeMs.toFixed(1)} ms and plan ${report.planMs.toFixed(1)} ms per interval (medians)`);

@@ -100,17 +100,19 @@ export async function runCluster(o: ClusterRunOptions): Promise<ClusterReport> {
 
 async function oneRun(o: ClusterRunOptions, kind: RunKind, scenarioFile: string, pskFile: string, security: Security): Promise<RunRecord> {
   const s = o.scenario;
-  // The clock starts once every host has had time to start its guests.
-  const epochMs = Date.now() + 1500;
+  // The scenario's clock starts 2 s after the hosts are spawned (they start their guests meanwhile);
+  // the ledgers count from then to its end.
+  const epochMs = Date.now() + 2000;
   const hosts: { name: string; child: ChildProcess; address: string }[] = [];
   try {
     await Promise.all(s.hosts.map(async (h) => {
-      const child = spawn(process.execPath, [CLI, 'host', '--listen', '127.0.0.1:0', '--name', h.name, '--scenario', scenarioFile, '--epoch', String(epochMs), '--psk-file', pskFile, '--quiet', '--lifeline'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [CLI, 'host', '--listen', '127.0.0.1:0', '--name', h.name, '--scenario', scenarioFile, '--epoch', String(epochMs), '--until', String(epochMs + s.durationMs), '--psk-file', pskFile, '--quiet', '--lifeline'], { stdio: ['pipe', 'pipe', 'pipe'] });
       const entry = { name: h.name, child, address: '' };
       hosts.push(entry);
       entry.address = await listeningAddress(child, h.name);
     }));
     const clients = new Map(hosts.map((h) => [h.name, new HostClient(h.address, security)]));
+    if (Date.now() > epochMs) o.log?.(`the hosts took ${Date.now() - epochMs + 2000} ms to start their guests: the scenario's clock started before they all ran`);
     await sleepUntil(epochMs);
     const stop = new AbortController();
     const timer = setTimeout(() => stop.abort(), Math.max(0, epochMs + s.durationMs - Date.now()));

@@ -9,14 +9,24 @@ import http from 'node:http';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type net from 'node:net';
-import type { Address } from '../index.js';
+import { formatAddress, type Address } from '../index.js';
+import type { ManagerRunReport } from './live-manager.js';
 
 export interface DashboardState {
   title: string;
   /** What is running: "cluster run cpu-surge, manager on", say. */
   subtitle: string;
   /** The manager's report so far (LiveManager.snapshot()), or null before it starts. */
-  manager: unknown;
+  manager: ManagerRunReport | null;
+}
+
+/** What the page draws of a long run: the newest load points and decisions (the report file keeps them all). */
+const SHOWN_LOAD_POINTS = 600;
+const SHOWN_DECISIONS = 200;
+
+function shown(state: DashboardState): DashboardState {
+  const m = state.manager;
+  return m === null ? state : { ...state, manager: { ...m, load: m.load.slice(-SHOWN_LOAD_POINTS), decisions: m.decisions.slice(-SHOWN_DECISIONS) } };
 }
 
 const require = createRequire(import.meta.url);
@@ -145,14 +155,20 @@ export class DashboardServer {
 
   static async start(listen: Address, state: () => DashboardState): Promise<DashboardServer> {
     const page = dashboardPage();
+    let hosts: string[] = [];
     const server = http.createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0];
-      if (req.method === 'GET' && path === '/') {
+      // Only requests addressed to this server by its own address: a page elsewhere that rebinds a
+      // name of its own to this address cannot read the state.
+      if (!hosts.includes(req.headers.host ?? '')) {
+        res.writeHead(421, { 'content-type': 'text/plain' });
+        res.end('the dashboard answers only requests for its own address\n');
+      } else if (req.method === 'GET' && path === '/') {
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:" });
         res.end(page);
       } else if (req.method === 'GET' && path === '/state') {
         res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-        res.end(JSON.stringify(state()));
+        res.end(JSON.stringify(shown(state())));
       } else {
         res.writeHead(404, { 'content-type': 'text/plain' });
         res.end('GET / or GET /state\n');
@@ -163,11 +179,13 @@ export class DashboardServer {
       server.listen(listen.port, listen.host, () => resolve());
     });
     const a = server.address() as net.AddressInfo;
-    return new DashboardServer(server, { host: listen.host, port: a.port });
+    const address = { host: listen.host, port: a.port };
+    hosts = [formatAddress(address), `localhost:${a.port}`];
+    return new DashboardServer(server, address);
   }
 
   get url(): string {
-    return `http://${this.address.host}:${this.address.port}/`;
+    return `http://${formatAddress(this.address)}/`;
   }
 
   close(): Promise<void> {

@@ -5,6 +5,7 @@
 //
 //   POST /incoming  {spec, allocation}           → {port}: a listener that takes one migration of that guest
 //   POST /migrate   {guest, to, mode, downtimeLimitMs} → the migration's summary once the guest runs there
+//   POST /allocation {guest, allocation}         → a new allocation in place (memory only as far as it is free)
 //   GET  /guests                                 → the guests here, as JSON (the manager's report and tests)
 //   GET  /metrics                                → the exposition (black-box for every guest, gray-box for
 //                                                  guests that run the daemon)
@@ -18,7 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { ErrorCode, MemshiftError, errorCode, formatAddress, listen as listenMigration, migrate, receive, type Address, type MigrationMode, type Report, type Security } from '../index.js';
 import { SimulatedGuest, resolveGuestConfig } from '../sim/index.js';
 import { RESOURCES, type Vector } from '../manager/resources.js';
-import { RequestVerifier } from './control-auth.js';
+import { HOST_HEADER, NONCE_HEADER, REPLY_MAC_HEADER, RequestVerifier, isNonce, signReply } from './control-auth.js';
 import { controlTls } from './host-client.js';
 import { demandAt } from './demand.js';
 import { shareHost, type GuestShare } from './host-model.js';
@@ -29,11 +30,14 @@ import { parseGuestSpec, parseVector, type ScenarioGuest } from './scenario.js';
 export type GuestSpec = Omit<ScenarioGuest, 'host'>;
 
 export interface HostOptions {
-  name: string;
+  /** Default: the control address once bound (HOST:PORT). */
+  name?: string;
   capacity: Vector;
   security: Security;
   /** Epoch ms at which the scenario's clock reads 0: demand is read at now − epochMs. */
   epochMs: number;
+  /** Epoch ms after which SLA violation-seconds stop counting (the scenario's end; default never). */
+  untilEpochMs?: number;
   /** Nucleus period (default 100 ms). */
   tickMs?: number;
   log?: (line: string) => void;
@@ -62,6 +66,8 @@ export interface HostedGuestInfo {
   spec: GuestSpec;
   allocation: Vector;
   migrating: boolean;
+  /** Set when a migration that ended in doubt or paused left the guest here, not to be run or moved. */
+  held: 'in-doubt' | 'paused' | null;
   slaViolationSeconds: number;
   steps: number;
   running: boolean;
@@ -72,6 +78,8 @@ interface Hosted {
   allocation: Vector;
   guest: SimulatedGuest;
   migrating: boolean;
+  /** A migration that ended in doubt or paused left it here, not to be run or moved (null: normal). */
+  held: 'in-doubt' | 'paused' | null;
   demand: Vector;
   share: GuestShare | null;
   cpuSeconds: number;
@@ -84,10 +92,13 @@ interface Hosted {
 }
 
 const MAX_BODY = 1 << 20;
+/** Both ends of a migration wait this long for a lost link to come back (post-copy keeps every page meanwhile). */
+const RECOVER_MS = 5000;
 
 export class ClusterHost {
   private readonly guests = new Map<string, Hosted>();
-  private readonly incoming = new Set<string>();
+  /** Guests on their way here, with the allocation reserved for them (counted as committed). */
+  private readonly incoming = new Map<string, Vector>();
   /** Ledgers of guests that left: their SLA violation-seconds here stay counted. */
   private readonly departed: { name: string; slaViolationSeconds: number }[] = [];
   private readonly verifier: RequestVerifier | null;
@@ -98,9 +109,12 @@ export class ClusterHost {
   private readonly pending = new Set<AbortController>();
   private closed = false;
 
-  private constructor(readonly options: HostOptions, private readonly server: http.Server, readonly address: Address) {
-    this.verifier = typeof options.security === 'object' && 'psk' in options.security ? new RequestVerifier(options.security.psk.key) : null;
-    this.timer = setInterval(() => this.tick(), options.tickMs ?? 100);
+  readonly options: HostOptions & { name: string };
+
+  private constructor(options: HostOptions, private readonly server: http.Server, readonly address: Address) {
+    this.options = { ...options, name: options.name ?? formatAddress(address) };
+    this.verifier = typeof options.security === 'object' && 'psk' in options.security ? new RequestVerifier(options.security.psk.key, this.options.name) : null;
+    this.timer = setInterval(() => this.tick(), this.options.tickMs ?? 100);
     server.on('request', (req, res) => void this.handle(req, res));
   }
 
@@ -126,12 +140,20 @@ export class ClusterHost {
     this.admit(spec, allocation, guest);
   }
 
-  private admit(spec: GuestSpec, allocation: Vector, guest: SimulatedGuest): void {
+  private admit(spec: GuestSpec, allocation: Vector, guest: SimulatedGuest, held: Hosted['held'] = null): void {
     const now = performance.now();
     this.guests.set(spec.name, {
-      spec, allocation, guest, migrating: false, demand: { cpu: 0, net: 0, mem: 0 }, share: null,
+      spec, allocation, guest, migrating: false, held, demand: { cpu: 0, net: 0, mem: 0 }, share: null,
       cpuSeconds: 0, netBytes: 0, swapBytes: 0, slaViolationSeconds: 0, dirtyPagesPerSec: 0, stepsMark: { steps: guest.steps, at: now },
     });
+  }
+
+  /** Memory allocated here: to every guest but `except`, and reserved for guests on their way. */
+  private committedMemory(except: Hosted | null): number {
+    let sum = 0;
+    for (const h of this.guests.values()) if (h !== except) sum += h.allocation.mem;
+    for (const a of this.incoming.values()) sum += a.mem;
+    return sum;
   }
 
   /** One period of the nucleus: every guest's demand now, the host shared among them, the ledgers advanced. */
@@ -139,8 +161,11 @@ export class ClusterHost {
     const t0 = performance.now();
     const dt = (t0 - this.lastTick) / 1000;
     this.lastTick = t0;
-    const at = Date.now() - this.options.epochMs;
-    const list = [...this.guests.values()];
+    const now = Date.now();
+    const at = now - this.options.epochMs;
+    // The ledgers count the scenario's time only (before its clock starts and after its end, nothing).
+    const counting = at >= 0 && (this.options.untilEpochMs === undefined || now <= this.options.untilEpochMs);
+    const list = [...this.guests.values()].filter((h) => h.held === null);
     for (const h of list) h.demand = demandAt(h.spec.demand, at, h.spec.seed);
     const shares = shareHost(this.options.capacity, list.map((h) => ({ allocation: h.allocation, demand: h.demand, sla: h.spec.sla })));
     list.forEach((h, i) => {
@@ -149,7 +174,7 @@ export class ClusterHost {
       h.cpuSeconds += s.used.cpu * dt;
       h.netBytes += s.used.net * dt;
       h.swapBytes += s.swapBytesPerSec * dt;
-      if (s.slaViolated) h.slaViolationSeconds += dt;
+      if (s.slaViolated && counting) h.slaViolationSeconds += dt;
       if (t0 - h.stepsMark.at >= 1000) {
         const steps = h.guest.steps;
         h.dirtyPagesPerSec = ((steps - h.stepsMark.steps) * 1000) / (t0 - h.stepsMark.at);
@@ -161,7 +186,9 @@ export class ClusterHost {
 
   metrics(): string {
     const host = this.options.name;
-    const list = [...this.guests.values()];
+    // Held guests (a migration in doubt or paused) neither run nor move: not offered to a manager.
+    const list = [...this.guests.values()].filter((h) => h.held === null);
+    const held = this.guests.size - list.length;
     const family = (name: string, help: string, type: 'gauge' | 'counter', samples: Sample[]): MetricFamily => ({ name, help, type, samples });
     const per = (f: (h: Hosted) => number, only: (h: Hosted) => boolean = () => true): Sample[] =>
       list.filter(only).map((h) => ({ labels: { host, guest: h.spec.name }, value: f(h) }));
@@ -171,6 +198,7 @@ export class ClusterHost {
       family('memshift_host_capacity', 'What this host has: cpu in cores, net in bytes per second, mem in bytes.', 'gauge',
         RESOURCES.map((r) => ({ labels: { host, resource: r }, value: this.options.capacity[r] }))),
       family('memshift_host_guests', 'Guests running here (migrating ones included).', 'gauge', [{ labels: { host }, value: list.length }]),
+      family('memshift_host_guests_held', 'Guests held here after a migration that ended in doubt or paused: not run, not moved, until an operator settles them.', 'gauge', [{ labels: { host }, value: held }]),
       family('memshift_host_migrations_total', 'Migrations this host took part in, by direction and outcome.', 'counter', [
         { labels: { host, direction: 'in' }, value: this.migrations.in },
         { labels: { host, direction: 'out' }, value: this.migrations.out },
@@ -201,31 +229,47 @@ export class ClusterHost {
   /** The guests here, for reports. */
   guestList(): HostedGuestInfo[] {
     return [...this.guests.values()].map((h) => ({
-      name: h.spec.name, spec: h.spec, allocation: h.allocation, migrating: h.migrating, slaViolationSeconds: h.slaViolationSeconds, steps: h.guest.steps, running: h.guest.running,
+      name: h.spec.name, spec: h.spec, allocation: h.allocation, migrating: h.migrating, held: h.held, slaViolationSeconds: h.slaViolationSeconds, steps: h.guest.steps, running: h.guest.running,
     }));
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
+    let reply: { status: number; body: string; type: string };
     try {
-      const body = await readBody(req);
-      if (req.method === 'GET' && path === '/metrics') return send(res, 200, this.metrics(), EXPOSITION_CONTENT_TYPE);
-      if (req.method === 'GET' && path === '/guests') return sendJson(res, 200, { host: this.options.name, guests: this.guestList(), departed: this.departed });
-      if (req.method !== 'POST' || !['/incoming', '/migrate', '/allocation'].includes(path)) {
-        throw new HttpError(404, `no ${req.method} ${path} here (GET /metrics, GET /guests, POST /incoming, POST /migrate, POST /allocation)`);
-      }
-      if (this.verifier !== null) {
-        const why = this.verifier.verify(req.headers.authorization, req.method, path, body);
-        if (why !== null) throw new HttpError(401, why);
-      }
-      const json = parseJson(body);
-      if (path === '/incoming') return sendJson(res, 200, await this.prepareIncoming(json));
-      if (path === '/allocation') return sendJson(res, 200, this.reallocate(json));
-      return sendJson(res, 200, await this.migrateOut(json));
+      reply = await this.route(req, path);
     } catch (err) {
       const status = err instanceof HttpError ? err.status : errorCode(err) === ErrorCode.HOST_REFUSED ? 409 : 500;
-      sendJson(res, status, { error: { code: errorCode(err) ?? ErrorCode.HOST_REFUSED, message: (err as Error).message } });
+      reply = { status, body: JSON.stringify({ error: { code: errorCode(err) ?? ErrorCode.HOST_REFUSED, message: (err as Error).message } }), type: 'application/json' };
     }
+    const headers: Record<string, string | number> = { 'content-type': reply.type, 'content-length': Buffer.byteLength(reply.body) };
+    // Under a PSK, a reply to a request that sent a nonce carries the host's name and MAC (control-auth.ts).
+    const nonce = req.headers[NONCE_HEADER];
+    const s = this.options.security;
+    if (typeof s === 'object' && 'psk' in s && isNonce(nonce)) {
+      headers[HOST_HEADER] = this.options.name;
+      headers[REPLY_MAC_HEADER] = signReply(s.psk.key, this.options.name, nonce, reply.status, reply.body);
+    }
+    res.writeHead(reply.status, headers);
+    res.end(reply.body);
+  }
+
+  private async route(req: http.IncomingMessage, path: string): Promise<{ status: number; body: string; type: string }> {
+    const json = (v: unknown): { status: number; body: string; type: string } => ({ status: 200, body: JSON.stringify(v), type: 'application/json' });
+    const body = await readBody(req);
+    if (req.method === 'GET' && path === '/metrics') return { status: 200, body: this.metrics(), type: EXPOSITION_CONTENT_TYPE };
+    if (req.method === 'GET' && path === '/guests') return json({ host: this.options.name, guests: this.guestList(), departed: this.departed });
+    if (req.method !== 'POST' || !['/incoming', '/migrate', '/allocation'].includes(path)) {
+      throw new HttpError(404, `no ${req.method} ${path} here (GET /metrics, GET /guests, POST /incoming, POST /migrate, POST /allocation)`);
+    }
+    if (this.verifier !== null) {
+      const why = this.verifier.verify(req.headers.authorization, req.method, path, body);
+      if (why !== null) throw new HttpError(401, why);
+    }
+    const request = parseJson(body);
+    if (path === '/incoming') return json(await this.prepareIncoming(request));
+    if (path === '/allocation') return json(this.reallocate(request));
+    return json(await this.migrateOut(request));
   }
 
   /** Opens a listener for one migration of the guest `spec` names; the guest is admitted once it runs here. */
@@ -239,24 +283,35 @@ export class ClusterHost {
       throw new HttpError(400, (err as Error).message);
     }
     if (this.guests.has(spec.name) || this.incoming.has(spec.name)) throw refused(`guest ${spec.name} is already on ${this.options.name}`);
-    const committed = [...this.guests.values()].reduce((s, h) => s + h.allocation.mem, 0);
+    const committed = this.committedMemory(null);
     if (committed + allocation.mem > this.options.capacity.mem) {
       throw refused(`${this.options.name} cannot allocate ${allocation.mem} bytes to ${spec.name}: ${committed} of ${this.options.capacity.mem} are allocated`);
     }
-    const { server, address } = await listenMigration({ host: this.address.host, port: 0 });
+    this.incoming.set(spec.name, allocation);
+    let listening;
+    try {
+      listening = await listenMigration({ host: this.address.host, port: 0 });
+    } catch (err) {
+      this.incoming.delete(spec.name);
+      throw err;
+    }
+    const { server, address } = listening;
     const abort = new AbortController();
     this.pending.add(abort);
-    this.incoming.add(spec.name);
-    // A source that never comes: the listener goes after a minute.
+    // A source that never comes: the listener goes after a minute (not once a session has begun).
     const expiry = setTimeout(() => abort.abort(), 60_000);
     void receive({
-      listen: server, security: this.options.security, signal: abort.signal, maxGuestBytes: spec.ram,
+      listen: server, security: this.options.security, signal: abort.signal, maxGuestBytes: spec.ram, recoverTimeoutMs: RECOVER_MS,
       createTarget: (regions) => SimulatedGuest.receiving(regions),
+      onEvent: () => clearTimeout(expiry),
     }).then(({ report, target }) => {
-      if (report.outcome === 'completed' && target instanceof SimulatedGuest && !this.closed) {
+      if ((report.outcome === 'completed' || report.outcome === 'paused') && target instanceof SimulatedGuest && !this.closed) {
         this.migrations.in++;
-        this.admit(spec, allocation, target);
-        this.options.log?.(`${spec.name} arrived from a migration (${report.downtimeMs?.toFixed(1) ?? '?'} ms downtime) and runs here`);
+        // Paused: a post-copy that lost its source for good; the guest's pages here are all there is of it.
+        this.admit(spec, allocation, target, report.outcome === 'paused' ? 'paused' : null);
+        this.options.log?.(report.outcome === 'paused'
+          ? `${spec.name} arrived in post-copy and its source is gone: held here, paused, with every page it has`
+          : `${spec.name} arrived from a migration (${report.downtimeMs?.toFixed(1) ?? '?'} ms downtime) and runs here`);
       } else {
         if (target instanceof SimulatedGuest) void target.close();
         this.options.log?.(`incoming ${spec.name} ended ${report.outcome}${report.error === null ? '' : `: ${report.error.code}`}`);
@@ -282,7 +337,8 @@ export class ClusterHost {
     } catch (err) {
       throw new HttpError(400, (err as Error).message);
     }
-    const others = [...this.guests.values()].filter((g) => g !== h).reduce((s, g) => s + g.allocation.mem, 0);
+    if (h.held !== null) throw refused(`${h.spec.name} is ${h.held} here`);
+    const others = this.committedMemory(h);
     if (others + allocation.mem > this.options.capacity.mem) {
       throw refused(`${this.options.name} cannot give ${h.spec.name} ${allocation.mem} bytes: ${others} of ${this.options.capacity.mem} are allocated to other guests`);
     }
@@ -300,6 +356,7 @@ export class ClusterHost {
     const h = this.guests.get(name);
     if (h === undefined) throw refused(`no guest ${name} on ${this.options.name}`);
     if (h.migrating) throw refused(`${name} is already migrating`);
+    if (h.held !== null) throw refused(`${name} is ${h.held} here: it cannot move until that is settled`);
     h.migrating = true;
     const startedAtEpochMs = Date.now();
     const abort = new AbortController();
@@ -309,6 +366,7 @@ export class ClusterHost {
     try {
       report = await migrate(h.guest, to, {
         security: this.options.security, mode, downtimeLimitMs: typeof json.downtimeLimitMs === 'number' ? json.downtimeLimitMs : 50, maxTimeMs: 60_000, signal: abort.signal,
+        recoverTimeoutMs: RECOVER_MS,
       });
     } catch (err) {
       const r = (err as { details?: { report?: Report } }).details?.report;
@@ -328,6 +386,13 @@ export class ClusterHost {
       this.departed.push({ name, slaViolationSeconds: h.slaViolationSeconds });
       await h.guest.close();
       this.options.log?.(`${name} migrated to ${to} (${mode}): ${report.totalTimeMs.toFixed(0)} ms, ${report.downtimeMs?.toFixed(1) ?? '?'} ms downtime`);
+    } else if (report.outcome === 'in-doubt' || report.outcome === 'paused') {
+      // In doubt: the destination may run it; paused: it runs there on the pages it has. Either way
+      // it must not run or move from here: held (off the nucleus and the metrics) for an operator.
+      h.migrating = false;
+      h.held = report.outcome;
+      this.migrations.failed++;
+      this.options.log?.(`${name}: migration to ${to} ended ${report.outcome}: held here, not run, not moved`);
     } else {
       // The engine leaves the guest running here on every failure before the switchover.
       h.migrating = false;
@@ -394,13 +459,4 @@ function parseJson(body: string): Record<string, unknown> {
     // Named below.
   }
   throw new HttpError(400, 'the request body must be a JSON object');
-}
-
-function send(res: http.ServerResponse, status: number, body: string, type: string): void {
-  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
-  res.end(body);
-}
-
-function sendJson(res: http.ServerResponse, status: number, value: unknown): void {
-  send(res, status, JSON.stringify(value), 'application/json');
 }

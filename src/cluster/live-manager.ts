@@ -12,9 +12,9 @@ import { performance } from 'node:perf_hooks';
 import type { Security } from '../index.js';
 import { consolidate } from '../manager/consolidation.js';
 import { HotspotDetector, type Hotspot } from '../manager/hotspot.js';
-import { chooseMode, planHotspots, type GuestState, type HostState } from '../manager/placement.js';
+import { chooseMode, hostLoads, leastLoadedFit, planHotspots, type GuestState, type HostState } from '../manager/placement.js';
 import { UsageProfile } from '../manager/profile.js';
-import { RESOURCES, ZERO, add, over, utilisation, type Resource, type Vector } from '../manager/resources.js';
+import { RESOURCES, ZERO, add, over, scale, utilisation, type Resource, type Vector } from '../manager/resources.js';
 import { HostClient } from './host-client.js';
 import { responseTime } from './host-model.js';
 import type { MigrationSummary } from './host.js';
@@ -39,18 +39,20 @@ export interface LiveManagerOptions {
 
 export interface HotspotRecord {
   host: string;
+  /** SLA breaches: the guest whose SLA broke (null: a host over a threshold). */
+  guest: string | null;
   resources: Resource[];
   trigger: 'threshold' | 'sla';
-  /** First interval the host was over a threshold (ms from the origin). */
+  /** First interval the host was over a threshold, or the guest over its SLA (ms from the origin). */
   onsetAtMs: number;
   detectedAtMs: number;
-  /** First interval after detection with the host under every threshold and nothing moving off it. */
+  /** First interval after detection with the host under every threshold (the guest within its SLA) and nothing moving. */
   resolvedAtMs: number | null;
   migrations: string[];
 }
 
 export interface MigrationRecord {
-  kind: 'hotspot' | 'consolidation';
+  kind: 'hotspot' | 'sla' | 'consolidation';
   guest: string;
   from: string;
   to: string;
@@ -98,6 +100,10 @@ export class LiveManager {
   private readonly profiles = new Map<string, UsageProfile>();
   private readonly detector: HotspotDetector;
   private readonly slaHistory = new Map<string, boolean[]>();
+  private readonly slaSince = new Map<string, number>();
+  private readonly openSla = new Map<string, HotspotRecord>();
+  /** Guests in flight, and the host each is going to (it loads that host in the plans meanwhile). */
+  private readonly arriving = new Map<string, string>();
   private readonly inflight = new Set<string>();
   private readonly recentMoves = new Map<string, { from: string; interval: number }[]>();
   private readonly overSince = new Map<string, number>();
@@ -108,6 +114,8 @@ export class LiveManager {
   private readonly plans: number[] = [];
   private interval = 0;
   private lastMoveInterval = 0;
+  /** Whether a consolidation plan with moves has been reported. */
+  private consolidated = false;
 
   constructor(private readonly options: LiveManagerOptions) {
     this.clients = options.hosts.map((a) => new HostClient(a, options.security));
@@ -159,17 +167,7 @@ export class LiveManager {
   private async step(): Promise<void> {
     this.interval++;
     const t0 = performance.now();
-    const views: HostView[] = [];
-    await Promise.all(this.clients.map(async (c) => {
-      try {
-        const v = readHost(await c.metrics());
-        this.clientOf.set(v.name, c);
-        views.push(v);
-      } catch (err) {
-        this.decide(`host ${c.address} not scraped: ${(err as Error).message}`);
-      }
-    }));
-    views.sort((a, b) => a.name.localeCompare(b.name));
+    const views = await this.scrape();
     this.scrapes.push(performance.now() - t0);
     const t1 = performance.now();
     const at = this.now();
@@ -181,10 +179,11 @@ export class LiveManager {
       let p = this.profiles.get(g.name);
       if (p === undefined) this.profiles.set(g.name, (p = new UsageProfile(this.options.policy.window)));
       p.add(e);
+      this.noteSla(g, at);
     }
-    const threshold = this.options.policy.threshold;
     const point: LoadPoint = { atMs: at, hosts: {}, placement: {} };
     const hotspots: Hotspot[] = [];
+    const moving = (g: GuestView): boolean => g.migrating || this.inflight.has(g.name);
     for (const v of views) {
       const load = v.guests.reduce((s, g) => add(s, estimates.get(g.name)!), ZERO);
       const predicted = v.guests.reduce((s, g) => add(s, this.profiles.get(g.name)!.predict()), ZERO);
@@ -192,35 +191,64 @@ export class LiveManager {
       point.hosts[v.name] = u;
       for (const g of v.guests) point.placement[g.name] = v.name;
       this.track(v, u, at);
-      const leaving = v.guests.some((g) => this.inflight.has(g.name));
       const hot = this.detector.observe(v.name, u, utilisation(predicted, v.capacity));
-      if (leaving) continue; // wait for the moves under way before judging again
+      if (v.guests.some(moving)) continue; // wait for the moves under way before judging again
       if (hot !== null) hotspots.push(hot);
-      else {
-        const sla = this.slaTrigger(v, u, utilisation(predicted, v.capacity));
-        if (sla !== null) hotspots.push(sla);
-      }
     }
     this.report.load.push(point);
     for (const h of hotspots) this.opened(h, at);
     const hostStates: HostState[] = views.map((v) => ({ name: v.name, capacity: v.capacity }));
-    // Every guest loads its host as far as the planner knows, those leaving it too; only the others may be moved.
-    const guestStates: GuestState[] = guests.map((g) => this.guestState(g));
-    const budget = this.options.policy.concurrent - this.inflight.size;
-    if (hotspots.length > 0 && budget > 0) {
+    // Every guest loads its host as far as the planner knows, those leaving it too, and a guest on its
+    // way loads its destination already (as "NAME (arriving)", which is never moved).
+    const guestStates: GuestState[] = [
+      ...guests.map((g) => this.guestState(g)),
+      ...[...this.arriving].flatMap(([name, to]) => {
+        const g = guests.find((x) => x.name === name);
+        return g === undefined ? [] : [{ ...this.guestState(g), name: `${name} (arriving)`, host: to }];
+      }),
+    ];
+    const movable = (name: string): boolean => !this.inflight.has(name) && !name.endsWith(' (arriving)') && !guests.some((g) => g.name === name && g.migrating);
+    if (hotspots.length > 0 && this.budget() > 0) {
       const plan = planHotspots(hotspots, hostStates, guestStates, {
-        threshold, linkBytesPerSec: this.options.linkBytesPerSec, maxMigrations: budget, headroom: this.options.policy.headroom,
+        threshold: this.options.policy.threshold, linkBytesPerSec: this.options.linkBytesPerSec, maxMigrations: this.budget(), headroom: this.options.policy.headroom,
         recentMoves: this.recentMoves, interval: this.interval, cooldownIntervals: this.options.policy.cooldownIntervals,
       });
       for (const m of plan.migrations) {
+        if (!movable(m.guest)) continue;
         this.open.get(m.from)?.migrations.push(m.guest);
         this.start({ kind: 'hotspot', guest: m.guest, from: m.from, to: m.to, mode: m.mode, allocation: m.allocation, reason: m.reason, plannedAtMs: at, endedAtMs: null, summary: null, error: null });
       }
       for (const u of plan.unresolved) this.decide(`${u.host} stays hot: ${u.why}`);
     }
-    await this.reallocate(views, estimates, new Set(hotspots.map((h) => h.host)), at);
-    if (this.options.policy.consolidate) this.consolidateQuiet(hostStates, guestStates, new Map(guests.map((g) => [g.name, g.allocation])), hotspots.length, at);
+    const hot = new Set(hotspots.map((h) => h.host));
+    const grown = await this.reallocate(views, estimates, hot, at);
+    this.answerSlaBreaches(views, hostStates, guestStates, estimates, hot, new Set(grown), at);
+    if (this.options.policy.consolidate) this.consolidateQuiet(hostStates, guestStates.filter((g) => !g.name.endsWith(' (arriving)')), new Map(guests.map((g) => [g.name, g.allocation])), hotspots.length, at);
     this.plans.push(performance.now() - t1);
+  }
+
+  private budget(): number {
+    return this.options.policy.concurrent - this.inflight.size;
+  }
+
+  /** Every host's view this interval; a host that does not answer, or answers with a name another host has, is left out (and said so). */
+  private async scrape(): Promise<HostView[]> {
+    const views: HostView[] = [];
+    await Promise.all(this.clients.map(async (c) => {
+      try {
+        const v = readHost(await c.metrics());
+        const owner = this.clientOf.get(v.name);
+        if (owner !== undefined && owner !== c) {
+          this.decide(`hosts ${owner.address} and ${c.address} both answer as ${v.name}: ${c.address} left out (give each host its own --name)`);
+          return;
+        }
+        this.clientOf.set(v.name, c);
+        views.push(v);
+      } catch (err) {
+        this.decide(`host ${c.address} not scraped: ${(err as Error).message}`);
+      }
+    }));
+    return views.sort((a, b) => a.name.localeCompare(b.name));
   }
 
   /** Onset and resolution of each host's overload, from its utilisation this interval. */
@@ -236,44 +264,97 @@ export class LiveManager {
     }
   }
 
-  private opened(h: Hotspot & { trigger?: 'sla' }, at: number): void {
+  private opened(h: Hotspot, at: number): void {
     if (this.open.has(h.host)) return;
     const rec: HotspotRecord = {
-      host: h.host, resources: h.resources, trigger: h.trigger ?? 'threshold', onsetAtMs: this.overSince.get(h.host) ?? at, detectedAtMs: at, resolvedAtMs: null, migrations: [],
+      host: h.host, guest: null, resources: h.resources, trigger: 'threshold', onsetAtMs: this.overSince.get(h.host) ?? at, detectedAtMs: at, resolvedAtMs: null, migrations: [],
     };
     this.open.set(h.host, rec);
     this.report.hotspots.push(rec);
     this.decide(`${h.host}: hotspot (${rec.trigger}) in ${h.resources.join(', ')}: utilisation ${fmt(h.utilisation)}, predicted ${fmt(h.predicted)}`);
   }
 
-  /**
-   * SLA-violation detection, predictive (the second trigger): a gray-box guest whose response time was
-   * over its SLA in k of the last n intervals and whose predicted demand, on what it is given now,
-   * maps (host-model's responseTime) to a response time over the SLA again. Its host is then a hotspot
-   * in the resources the guest is short of.
-   */
-  private slaTrigger(v: HostView, u: Vector, predicted: Vector): (Hotspot & { trigger: 'sla' }) | null {
-    const { k, n } = this.options.policy;
-    let worst: { resources: Resource[]; count: number } | null = null;
-    for (const g of v.guests) {
-      if (g.gray === null || !this.options.useGray) continue;
-      const h = this.slaHistory.get(g.name) ?? [];
-      h.push(g.gray.responseMs > g.gray.slaMs);
-      if (h.length > n) h.shift();
-      this.slaHistory.set(g.name, h);
-      const count = h.filter(Boolean).length;
-      if (count < k || !h[h.length - 1]) continue;
-      const p = this.profiles.get(g.name)!.predict();
-      const given = { cpu: Math.max(g.given.cpu, 1e-9), net: Math.max(g.given.net, 1e-9), mem: g.allocation.mem };
-      // The SLA mapping, relative: the measured response time scaled by what the model says the predicted demand does to it.
-      const modelNow = responseTime(1, estimateDemand(g, this.options.intervalMs, true), given, g.allocation.mem);
-      const predictedMs = g.gray.responseMs * (responseTime(1, p, given, g.allocation.mem) / Math.max(1e-9, modelNow));
-      if (predictedMs <= g.gray.slaMs) continue;
-      const resources = RESOURCES.filter((r) => (r === 'mem' ? p.mem > g.allocation.mem : p[r] > given[r]));
-      if (resources.length === 0) continue;
-      if (worst === null || count > worst.count) worst = { resources, count };
+  /** Each gray-box guest's SLA, every interval: its history (k of n), the start of its breach, its record's end. */
+  private noteSla(g: GuestView, at: number): void {
+    if (g.gray === null || !this.options.useGray) return;
+    const over = g.gray.responseMs > g.gray.slaMs;
+    const h = this.slaHistory.get(g.name) ?? [];
+    h.push(over);
+    if (h.length > this.options.policy.n) h.shift();
+    this.slaHistory.set(g.name, h);
+    if (over && !this.slaSince.has(g.name)) this.slaSince.set(g.name, at);
+    if (!over) this.slaSince.delete(g.name);
+    const rec = this.openSla.get(g.name);
+    if (rec !== undefined && !over && !g.migrating && !this.inflight.has(g.name)) {
+      rec.resolvedAtMs = at;
+      this.openSla.delete(g.name);
+      this.decide(`${g.name}: back within its SLA (${g.gray.responseMs.toFixed(0)} ms ≤ ${g.gray.slaMs.toFixed(0)} ms) ${((at - rec.onsetAtMs) / 1000).toFixed(1)} s after the breach began`);
     }
-    return worst === null ? null : { host: v.name, resources: worst.resources, hotIntervals: worst.count, utilisation: u, predicted, trigger: 'sla' };
+  }
+
+  /**
+   * SLA-violation detection, predictive (the second trigger): a gray-box guest over its SLA in k of
+   * the last n intervals, over it now, and whose predicted demand on what it is given maps (host-model's
+   * responseTime, scaled to the response time measured now) to a response time over the SLA again, is
+   * short of the resources its predicted demand exceeds. It gets them in place where its host has room
+   * (memory not allocated to others; CPU and network under the threshold after the others' demand);
+   * else it moves, with that much, to the least loaded host it fits on. Hosts with a threshold hotspot
+   * are the planner's this interval.
+   */
+  private answerSlaBreaches(views: readonly HostView[], hosts: readonly HostState[], guests: readonly GuestState[], estimates: ReadonlyMap<string, Vector>, hot: ReadonlySet<string>, grownNow: ReadonlySet<string>, at: number): void {
+    const { k, headroom, threshold } = this.options.policy;
+    for (const v of views) {
+      if (hot.has(v.name)) continue;
+      for (const g of v.guests) {
+        if (grownNow.has(g.name)) continue; // grown in place this interval already
+        const history = this.slaHistory.get(g.name);
+        if (g.gray === null || history === undefined || g.migrating || this.inflight.has(g.name)) continue;
+        const count = history.filter(Boolean).length;
+        if (count < k || !history[history.length - 1]) continue;
+        const p = this.profiles.get(g.name)!.predict();
+        const given = { cpu: Math.max(g.given.cpu, 1e-9), net: Math.max(g.given.net, 1e-9), mem: g.allocation.mem };
+        const modelNow = responseTime(1, estimates.get(g.name)!, given, g.allocation.mem);
+        const predictedMs = g.gray.responseMs * (responseTime(1, p, given, g.allocation.mem) / Math.max(1e-9, modelNow));
+        if (predictedMs <= g.gray.slaMs) continue;
+        const short = RESOURCES.filter((r) => (r === 'mem' ? p.mem > g.allocation.mem : p[r] >= NEAR_CAP * given[r]));
+        if (short.length === 0) continue;
+        let rec = this.openSla.get(g.name);
+        if (rec === undefined) {
+          rec = { host: v.name, guest: g.name, resources: short, trigger: 'sla', onsetAtMs: this.slaSince.get(g.name) ?? at, detectedAtMs: at, resolvedAtMs: null, migrations: [] };
+          this.openSla.set(g.name, rec);
+          this.report.hotspots.push(rec);
+          this.decide(`${g.name} on ${v.name}: SLA breach (gray-box) — p95 ${g.gray.responseMs.toFixed(0)} ms > ${g.gray.slaMs.toFixed(0)} ms in ${count} of the last ${history.length} intervals, predicted ${predictedMs.toFixed(0)} ms; short of ${short.join(', ')}`);
+        }
+        const want = { ...g.allocation };
+        for (const r of short) want[r] = p[r] * headroom;
+        const others = v.guests.filter((o) => o !== g);
+        const room = short.every((r) => (r === 'mem'
+          ? others.reduce((s, o) => s + o.allocation.mem, 0) + want.mem <= v.capacity.mem
+          : others.reduce((s, o) => s + estimates.get(o.name)![r], 0) + want[r] <= v.capacity[r] * threshold[r]));
+        if (room) {
+          const client = this.clientOf.get(v.name)!;
+          void client.reallocate(g.name, want).then(() => {
+            this.report.reallocations.push({ atMs: at, guest: g.name, host: v.name, allocation: want, reason: `SLA breach: short of ${short.join(', ')} (gray-box)` });
+            this.decide(`${g.name} on ${v.name}: allocation ${fmtAlloc(g.allocation)} → ${fmtAlloc(want)} in place for its SLA`);
+          }, (err: Error) => this.decide(`${g.name} on ${v.name}: a larger allocation for its SLA refused: ${err.message}`));
+          continue;
+        }
+        if (this.budget() <= 0) continue;
+        const load = hostLoads(hosts, guests).load;
+        const state = { ...this.guestState(g), demand: { ...this.guestState(g).demand, ...Object.fromEntries(short.map((r) => [r, p[r]])) } };
+        const banned = new Set((this.recentMoves.get(g.name) ?? []).filter((m) => this.interval - m.interval < this.options.policy.cooldownIntervals).map((m) => m.from));
+        const to = leastLoadedFit(state, hosts, load, v.name, banned, threshold);
+        if (to === null) {
+          this.decide(`${g.name} on ${v.name}: no room to grow it here and no host it fits on: its SLA stays broken`);
+          continue;
+        }
+        rec.migrations.push(g.name);
+        this.start({
+          kind: 'sla', guest: g.name, from: v.name, to, mode: chooseMode(state.dirtyRate, this.options.linkBytesPerSec), allocation: scale(state.demand, headroom),
+          reason: `${g.name}: SLA breach, short of ${short.join(', ')} with no room on ${v.name} to grow it; ${to} is the least loaded host it fits on`, plannedAtMs: at, endedAtMs: null, summary: null, error: null,
+        });
+      }
+    }
   }
 
   private guestState(g: GuestView): GuestState {
@@ -287,6 +368,7 @@ export class LiveManager {
 
   private start(rec: MigrationRecord): void {
     this.inflight.add(rec.guest);
+    this.arriving.set(rec.guest, rec.to);
     this.lastMoveInterval = this.interval;
     this.report.migrations.push(rec);
     this.decide(`migrate ${rec.guest} ${rec.from} → ${rec.to} (${rec.mode}, allocation ${fmtAlloc(rec.allocation)}): ${rec.reason}`);
@@ -306,13 +388,19 @@ export class LiveManager {
         left.push({ from: rec.from, interval: this.interval });
         this.recentMoves.set(rec.guest, left);
         this.detector.reset(rec.from);
+        this.slaHistory.delete(rec.guest);
         this.decide(`${rec.guest} runs on ${rec.to}: ${summary.totalMs.toFixed(0)} ms, downtime ${summary.downtimeMs?.toFixed(1) ?? '?'} ms, ${(summary.bytes / 2 ** 20).toFixed(1)} MiB in ${summary.passes} passes`);
       } catch (err) {
         rec.error = (err as Error).message;
-        this.decide(`migration of ${rec.guest} ${rec.from} → ${rec.to} failed: ${rec.error} (it keeps running on ${rec.from})`);
+        // The source host says where the guest is after a failure; without its answer (the request
+        // itself failed), where it runs is unknown until the next scrape shows it.
+        const where = rec.summary === null ? 'where it runs is known at the next scrape'
+          : rec.summary.outcome === 'in-doubt' || rec.summary.outcome === 'paused' ? `${rec.from} holds it, not running, for an operator` : `it keeps running on ${rec.from}`;
+        this.decide(`migration of ${rec.guest} ${rec.from} → ${rec.to} failed: ${rec.error} (${where})`);
       } finally {
         rec.endedAtMs = this.now();
         this.inflight.delete(rec.guest);
+        this.arriving.delete(rec.guest);
       }
     })();
     this.running.push(task);
@@ -324,8 +412,9 @@ export class LiveManager {
    * allocated to others (memory is committed), CPU and network under the threshold after the others'
    * demand (they are shared). Hosts that are hot this interval are left to the planner.
    */
-  private async reallocate(views: readonly HostView[], estimates: ReadonlyMap<string, Vector>, hot: ReadonlySet<string>, at: number): Promise<void> {
+  private async reallocate(views: readonly HostView[], estimates: ReadonlyMap<string, Vector>, hot: ReadonlySet<string>, at: number): Promise<string[]> {
     const { headroom, threshold } = this.options.policy;
+    const done: string[] = [];
     for (const v of views) {
       if (hot.has(v.name)) continue;
       for (const g of v.guests) {
@@ -346,6 +435,7 @@ export class LiveManager {
           : `${r} demand ${r === 'cpu' ? est.cpu.toFixed(2) : `${mib(est.net)}/s`} of ${r === 'cpu' ? g.allocation.cpu.toFixed(2) : `${mib(g.allocation.net)}/s`} allocated${gray && r === 'cpu' ? ' (gray-box)' : ''}`).join('; ');
         try {
           await this.clientOf.get(v.name)!.reallocate(g.name, allocation);
+          done.push(g.name);
           this.report.reallocations.push({ atMs: at, guest: g.name, host: v.name, allocation, reason: why });
           this.decide(`${g.name} on ${v.name}: allocation ${fmtAlloc(g.allocation)} → ${fmtAlloc(allocation)} in place: ${why}`);
         } catch (err) {
@@ -353,15 +443,18 @@ export class LiveManager {
         }
       }
     }
+    return done;
   }
 
   /** Green ICT: once the cluster has been quiet for n intervals, empty the hosts consolidation can free. */
   private consolidateQuiet(hosts: readonly HostState[], guests: readonly GuestState[], allocations: ReadonlyMap<string, Vector>, hot: number, at: number): void {
     const p = this.options.policy;
-    if (hot > 0 || this.open.size > 0 || this.inflight.size > 0 || this.interval - this.lastMoveInterval < p.n || this.interval < p.window) return;
-    const plan = consolidate(hosts, guests, p.threshold);
-    // The report keeps the plan that moved guests (with the watts before it), once there is one.
-    if (plan.moves.length > 0 || this.report.consolidation === null) {
+    if (hot > 0 || this.open.size > 0 || this.openSla.size > 0 || this.inflight.size > 0 || this.interval - this.lastMoveInterval < p.n || this.interval < p.window) return;
+    const plan = consolidate(hosts, guests, p.threshold, undefined, (guest, host) =>
+      (this.recentMoves.get(guest) ?? []).some((m) => m.from === host && this.interval - m.interval < p.cooldownIntervals));
+    // The report keeps the first plan that moved guests (with the watts before it).
+    if (this.report.consolidation === null || (plan.moves.length > 0 && !this.consolidated)) {
+      this.consolidated = plan.moves.length > 0;
       this.report.consolidation = { freed: plan.freed, ffdHosts: plan.ffdHosts, wattsBefore: plan.wattsBefore, wattsAfter: plan.wattsAfter };
     }
     if (plan.moves.length === 0) return;

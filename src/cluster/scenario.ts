@@ -70,13 +70,16 @@ const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kib: 1024, m: 2 **
 
 /** A number, or a size as text ("16GiB"); zero allowed. */
 function quantity(v: unknown, where: string, field: string): number {
-  if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return v;
+  if (typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= Number.MAX_SAFE_INTEGER) return v;
   if (typeof v === 'string') {
     const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(v);
     const unit = m === null ? undefined : UNITS[m[2].toLowerCase()];
-    if (m !== null && unit !== undefined) return Number(m[1]) * unit;
+    if (m !== null && unit !== undefined) {
+      const n = Number(m[1]) * unit;
+      if (n <= Number.MAX_SAFE_INTEGER) return n;
+    }
   }
-  throw invalid(where, field, 'must be a number ≥ 0 or a size such as 16GiB', v);
+  throw invalid(where, field, 'must be a number from 0 to 2^53 or a size such as 16GiB', v);
 }
 
 function positive(v: unknown, where: string, field: string): number {
@@ -104,7 +107,9 @@ function vector(v: unknown, where: string, field: string, strict: boolean): Vect
   const o = object(v, where, field);
   for (const k of Object.keys(o)) if (!(RESOURCES as readonly string[]).includes(k)) throw invalid(where, `${field}.${k}`, 'is not a resource (cpu, net, mem)');
   const get = strict ? positive : quantity;
-  return { cpu: get(o.cpu, where, `${field}.cpu`), net: get(o.net, where, `${field}.net`), mem: get(o.mem, where, `${field}.mem`) };
+  const cpu = get(o.cpu, where, `${field}.cpu`);
+  if (cpu > MAX_CORES) throw invalid(where, `${field}.cpu`, `must be at most ${MAX_CORES} cores`, o.cpu);
+  return { cpu, net: get(o.net, where, `${field}.net`), mem: get(o.mem, where, `${field}.mem`) };
 }
 
 function trace(v: unknown, where: string, field: string): Trace {
@@ -121,6 +126,8 @@ function trace(v: unknown, where: string, field: string): Trace {
 }
 
 const PAGE = 4096;
+/** Most cores a host or a guest's allocation may have (bounds what a request may ask of a nucleus). */
+const MAX_CORES = 100_000;
 
 /**
  * A guest as the scenario gives it, or as a host receives it in POST /incoming (then from the wire:
@@ -209,6 +216,7 @@ export function parseScenario(json: unknown, where = 'scenario'): Scenario {
 
 /** The scenario with every time (duration, interval, trace points) multiplied by `k` (tests and demos run faster). */
 export function scaleTime(s: Scenario, k: number): Scenario {
+  if (!(k > 0) || s.durationMs * k < 1000) throw invalid(s.name, 'time scale', `${k} makes the scenario shorter than 1 s (it lasts ${s.durationMs} ms)`, k);
   const t = (tr: Trace): Trace => (typeof tr === 'number' ? tr : tr.map(([ms, v]) => [ms * k, v] as const));
   return {
     ...s,

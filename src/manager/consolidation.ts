@@ -29,7 +29,8 @@ export interface ConsolidationPlan {
   wattsAfter: number;
 }
 
-export function consolidate(hosts: readonly HostState[], guests: readonly GuestState[], threshold: Vector, power: PowerModel = DEFAULT_POWER): ConsolidationPlan {
+/** `banned(guest, host)`: the guest may not go to that host (a live manager's cooldown: no move back to a host it just left). */
+export function consolidate(hosts: readonly HostState[], guests: readonly GuestState[], threshold: Vector, power: PowerModel = DEFAULT_POWER, banned?: (guest: string, host: string) => boolean): ConsolidationPlan {
   const { load, on } = hostLoads(hosts, guests);
   const wattsBefore = watts(hosts, load, on, power);
   const moves: ConsolidationPlan['moves'] = [];
@@ -47,7 +48,7 @@ export function consolidate(hosts: readonly HostState[], guests: readonly GuestS
       let best: string | null = null;
       let bestVolume = -1;
       for (const t of hosts) {
-        if (t.name === h.name || freed.has(t.name)) continue;
+        if (t.name === h.name || freed.has(t.name) || banned?.(g.name, t.name) === true) continue;
         // Inline (no vectors allocated): this loop runs hosts × guests times.
         const l = loadOf(t.name);
         const c = t.capacity;

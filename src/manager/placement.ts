@@ -131,7 +131,7 @@ export function planHotspots(hotspots: readonly Hotspot[], hosts: readonly HostS
 }
 
 /** The host of lowest volume, other than `from` and those `banned`, on which `g` keeps every resource under its threshold. */
-function leastLoadedFit(g: GuestState, hosts: readonly HostState[], load: ReadonlyMap<string, Vector>, from: string, banned: ReadonlySet<string>, threshold: Vector): string | null {
+export function leastLoadedFit(g: GuestState, hosts: readonly HostState[], load: ReadonlyMap<string, Vector>, from: string, banned: ReadonlySet<string>, threshold: Vector): string | null {
   let best: string | null = null;
   let bestVolume = Infinity;
   for (const h of hosts) {

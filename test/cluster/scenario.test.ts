@@ -257,9 +257,23 @@ test('scaleTime scales the duration, the interval and every trace time, not the 
 });
 
 test('scaleTime keeps the interval at 50 ms at least (the least parseScenario allows)', () => {
+  const s: Scenario = parse({ ...base(), durationMs: 200_000 });
+  assert.is(must(() => scaleTime(s, 0.01)).intervalMs, 50);
+  assert.is(must(() => scaleTime(s, 2)).intervalMs, 2000);
+});
+
+test('scaleTime refuses a scale that makes the scenario shorter than the 1 s a scenario lasts at least', () => {
   const s: Scenario = parse(base());
-  assert.is(scaleTime(s, 0.01).intervalMs, 50);
-  assert.is(scaleTime(s, 2).intervalMs, 2000);
+  let caught: unknown;
+  try {
+    scaleTime(s, 0.05);
+  } catch (err) {
+    caught = err;
+  }
+  assert.ok(caught instanceof MemshiftError);
+  assert.is(caught.code, 'MS_ERR_SCENARIO_INVALID');
+  assert.match(caught.message, /0\.05 makes the scenario shorter than 1 s/);
+  assert.is(must(() => scaleTime(s, 0.1)).durationMs, 1000);
 });
 
 // ---- parseGuestSpec -----------------------------------------------------------------------------

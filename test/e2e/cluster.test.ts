@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generatePsk, formatPskFile, loadPskFile, loadTlsFiles, type Security } from '../../src/index.js';
+import { signRequest } from '../../src/cluster/control-auth.js';
 import { HostClient } from '../../src/cluster/host-client.js';
 import { parseMetrics } from '../../src/cluster/metrics-text.js';
 import type { ClusterReport } from '../../src/cluster/cluster-run.js';
@@ -80,19 +81,27 @@ test('a host serves its guests in the Prometheus format: black-box for each, gra
   assert.ok(Math.abs(used - 4.5) < 1e-9, `db uses ${used} cores`);
 }));
 
-test('a host refuses control requests without, or with a wrong, authentication, and says why', deadline(60_000, async () => {
-  const h1 = await startHost('h1');
-  const bare = await post(h1.address, '/migrate', JSON.stringify({ guest: 'web', to: '127.0.0.1:9' }));
+test('a host refuses control requests without authentication, under another key, or made for another host, and says why; a client under another key trusts none of its replies', deadline(60_000, async () => {
+  const [h1, h2] = await Promise.all([startHost('h1'), startHost('h2')]);
+  const body = JSON.stringify({ guest: 'web', to: '127.0.0.1:9' });
+  const bare = await post(h1.address, '/migrate', body);
   assert.is(bare.status, 401);
   assert.match(bare.text, /no authorization header/);
   const other = generatePsk('intruder');
-  const wrongKey = await new HostClient(h1.address, other).migrate('web', '127.0.0.1:9', 'live', 50).then(() => null, (e: Error) => e);
-  assert.ok(wrongKey !== null);
-  assert.match(wrongKey!.message, /401: authorization does not verify/);
-  // Nothing moved: both guests still run on h1.
+  const wrongKey = await post(h1.address, '/migrate', body, { authorization: signRequest(other.psk.key, 'h1', 'POST', '/migrate', body) });
+  assert.is(wrongKey.status, 401);
+  assert.match(wrongKey.text, /does not verify under the pre-shared key for host h1/);
+  // Signed with the right key for h2, sent to h1 (a request seen on its way to h2, replayed): refused.
+  const forH2 = await post(h1.address, '/migrate', body, { authorization: signRequest(psk.psk.key, 'h2', 'POST', '/migrate', body) });
+  assert.is(forH2.status, 401);
+  assert.match(forH2.text, /for host h1/);
+  const stranger = await new HostClient(h1.address, other).guests().then(() => null, (e: Error & { code?: string }) => e);
+  assert.is(stranger?.code, 'MS_ERR_AUTH_FAILED', 'a reply without the MAC of the key the client holds is not believed');
+  // Nothing moved: both guests still run on h1, and h2 has none.
   const list = await new HostClient(h1.address, security).guests();
   assert.equal(list.guests.map((g) => g.name).sort(), ['db', 'web']);
-  assert.ok(list.guests.every((g) => g.running && !g.migrating));
+  assert.ok(list.guests.every((g) => g.running && !g.migrating && g.held === null));
+  assert.equal((await new HostClient(h2.address, security).guests()).guests, []);
 }));
 
 test('a host refuses a guest it cannot allocate, and a malformed spec, with named errors', deadline(60_000, async () => {
