@@ -93,6 +93,8 @@ export interface ManagerRunReport {
 
 /** A guest using at least this share of its CPU or network allocation is near its cap: it gets more where there is room. */
 const NEAR_CAP = 0.9;
+/** An SLA breach is answered with enough CPU for this share of the SLA's response time (a margin for noise). */
+const SLA_AIM = 0.8;
 
 export class LiveManager {
   private readonly clients: HostClient[];
@@ -316,7 +318,18 @@ export class LiveManager {
         const modelNow = responseTime(1, estimates.get(g.name)!, given, g.allocation.mem);
         const predictedMs = g.gray.responseMs * (responseTime(1, p, given, g.allocation.mem) / Math.max(1e-9, modelNow));
         if (predictedMs <= g.gray.slaMs) continue;
-        const short = RESOURCES.filter((r) => (r === 'mem' ? p.mem > g.allocation.mem : p[r] >= NEAR_CAP * given[r]));
+        // How much it needs, from the SLA's terms: the CPU that brings the response time to SLA_AIM of
+        // the SLA (service time read off the measured response, service = response × (1 − ρ)); memory
+        // above its allocation; network near its cap.
+        const want = { ...g.allocation };
+        const rhoNow = estimates.get(g.name)!.cpu / given.cpu;
+        const cpuNeed = rhoNow < 0.95
+          ? p.cpu / Math.max(0.1, 1 - (g.gray.responseMs * (1 - rhoNow)) / (SLA_AIM * g.gray.slaMs))
+          : p.cpu * headroom;
+        if (cpuNeed > given.cpu) want.cpu = Math.max(cpuNeed, p.cpu * headroom);
+        if (p.mem > g.allocation.mem) want.mem = p.mem * headroom;
+        if (p.net >= NEAR_CAP * given.net) want.net = p.net * headroom;
+        const short = RESOURCES.filter((r) => want[r] !== g.allocation[r]);
         if (short.length === 0) continue;
         let rec = this.openSla.get(g.name);
         if (rec === undefined) {
@@ -325,8 +338,6 @@ export class LiveManager {
           this.report.hotspots.push(rec);
           this.decide(`${g.name} on ${v.name}: SLA breach (gray-box) — p95 ${g.gray.responseMs.toFixed(0)} ms > ${g.gray.slaMs.toFixed(0)} ms in ${count} of the last ${history.length} intervals, predicted ${predictedMs.toFixed(0)} ms; short of ${short.join(', ')}`);
         }
-        const want = { ...g.allocation };
-        for (const r of short) want[r] = p[r] * headroom;
         const others = v.guests.filter((o) => o !== g);
         const room = short.every((r) => (r === 'mem'
           ? others.reduce((s, o) => s + o.allocation.mem, 0) + want.mem <= v.capacity.mem
@@ -341,7 +352,9 @@ export class LiveManager {
         }
         if (this.budget() <= 0) continue;
         const load = hostLoads(hosts, guests).load;
-        const state = { ...this.guestState(g), demand: { ...this.guestState(g).demand, ...Object.fromEntries(short.map((r) => [r, p[r]])) } };
+        const planned = this.guestState(g);
+        // Placed with what it will be given (the SLA's need), so the host it goes to has room for that.
+        const state = { ...planned, demand: { cpu: Math.max(planned.demand.cpu, want.cpu / headroom), net: Math.max(planned.demand.net, want.net / headroom), mem: Math.max(planned.demand.mem, want.mem / headroom) } };
         const banned = new Set((this.recentMoves.get(g.name) ?? []).filter((m) => this.interval - m.interval < this.options.policy.cooldownIntervals).map((m) => m.from));
         const to = leastLoadedFit(state, hosts, load, v.name, banned, threshold);
         if (to === null) {

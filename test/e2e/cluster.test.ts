@@ -168,6 +168,45 @@ test('memshift manager --hosts resolves a CPU hotspot on running hosts by migrat
   assert.ok(on2.includes(moved[0].guest), `${moved[0].guest} runs on h2`);
 }));
 
+test('an SLA breach with no threshold crossed: the gray-box guest short of CPU on a full host moves to one with room, and its record closes when it is back within its SLA', deadline(90_000, async () => {
+  // h1 has 4 cores; app (2 allocated) goes from 1 to 2.5 cores at 1 s beside busy (1.5): the host is
+  // at 100 %, which the policy's CPU threshold (1.0) does not call hot, but app misses its SLA and
+  // there is no room on h1 to give it more.
+  const sla = {
+    name: 'sla', durationMs: 12_000, intervalMs: 300,
+    hosts: [{ name: 'h1', capacity: { cpu: 4, net: '125MiB', mem: '16GiB' } }, { name: 'h2', capacity: { cpu: 8, net: '125MiB', mem: '16GiB' } }],
+    guests: [
+      { name: 'app', host: 'h1', ram: '16MiB', graybox: true, allocation: { cpu: 2, net: '10MiB', mem: '2GiB' }, demand: { cpu: [[0, 1], [1000, 1], [1100, 2.5]], net: '1MiB', mem: '1GiB' } },
+      { name: 'busy', host: 'h1', ram: '16MiB', allocation: { cpu: 2, net: '10MiB', mem: '2GiB' }, demand: { cpu: 1.5, net: '1MiB', mem: '1GiB' } },
+    ],
+    manager: { k: 2, n: 3, threshold: { cpu: 1, net: 0.75, mem: 0.85 } },
+  };
+  const slaFile = join(dir, 'sla.json');
+  writeFileSync(slaFile, JSON.stringify(sla));
+  const epoch = Date.now() + 1500;
+  const start = async (name: string): Promise<Running & { address: string }> => {
+    const r = memshift(['host', '--listen', '127.0.0.1:0', '--name', name, '--scenario', slaFile, '--epoch', String(epoch), '--psk-file', pskFile]);
+    await waitForOutput(r, (t) => /listening on 127\.0\.0\.1:\d+/.test(t), 30_000);
+    return { ...r, address: /listening on (127\.0\.0\.1:\d+)/.exec(r.stdout())![1] };
+  };
+  const [h1, h2] = await Promise.all([start('h1'), start('h2')]);
+  await new Promise((r) => setTimeout(r, Math.max(0, epoch - Date.now())));
+  const report = join(dir, 'sla-manager.json');
+  const done = await memshift(['manager', '--hosts', `${h1.address},${h2.address}`, '--scenario', slaFile, '--duration', '9000', '--psk-file', pskFile, '--report', report]).done;
+  assert.is(done.code, 0, done.stderr);
+  const r = JSON.parse(readFileSync(report, 'utf8')) as ManagerRunReport;
+  assert.ok(r.hotspots.every((h) => h.trigger === 'sla'), `no threshold hotspot: ${JSON.stringify(r.hotspots)}`);
+  const breach = r.hotspots.find((h) => h.guest === 'app');
+  assert.ok(breach !== undefined, `an SLA breach of app: ${done.stderr}`);
+  assert.ok(breach.onsetAtMs <= breach.detectedAtMs);
+  const move = r.migrations.find((m) => m.guest === 'app');
+  assert.ok(move !== undefined && move.kind === 'sla' && move.error === null, JSON.stringify(r.migrations));
+  assert.is(move.to, 'h2');
+  assert.ok(move.allocation.cpu >= 2.5, `it gets what it is short of: ${move.allocation.cpu} cores`);
+  assert.ok(breach.resolvedAtMs !== null, `back within its SLA on h2: ${done.stderr}`);
+  assert.ok((await new HostClient(h2.address, security).guests()).guests.some((g) => g.name === 'app'));
+}));
+
 test('the manager\'s dashboard in headless Chromium: hosts, load charts, the hotspot, the migration with its passes and downtime, no network fetch', deadline(90_000, async () => {
   const epoch = Date.now() + 1500;
   const [h1, h2] = await Promise.all([startHost('h1', ['--psk-file', pskFile], epoch), startHost('h2', ['--psk-file', pskFile], epoch)]);
