@@ -280,8 +280,8 @@ export class QemuPeer {
 }
 
 function stopToResume(source: Qmp, destination: Qmp): number {
-  const stop = source.events.filter((e) => e.event === 'STOP').pop();
-  const resume = destination.events.find((e) => e.event === 'RESUME' && stop !== undefined && e.atMicros >= stop.atMicros);
+  const stop = source.lastEvent('STOP');
+  const resume = destination.eventsSince().find((e) => e.event === 'RESUME' && stop !== undefined && e.atMicros >= stop.atMicros);
   return stop !== undefined && resume !== undefined ? (resume.atMicros - stop.atMicros) / 1000 : NaN;
 }
 

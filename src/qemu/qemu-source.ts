@@ -56,7 +56,7 @@ export class QemuSource implements MemorySource {
     await this.qmp.execute('stop');
     // QEMU sends STOP before its answer to `stop`; a guest the throttle had stopped already sends none,
     // and its downtime began at the throttle's STOP.
-    const stopped = this.qmp.events.filter((e) => e.event === 'STOP').pop();
+    const stopped = this.qmp.lastEvent('STOP');
     this.stoppedAtMicros = stopped?.atMicros ?? Date.now() * 1000;
     // QEMU's device stream is written while memshift sends the final pages (they do not touch it).
     this.deviceSave = this.saveDevices();

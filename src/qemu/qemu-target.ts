@@ -79,7 +79,7 @@ export class QemuTarget implements MemoryTarget {
     // Every page is in the backing files by now (memshift resumes only after the final pass and the digest check).
     this.memory.closeFiles();
     const t = performance.now();
-    const since = this.qmp.events.length;
+    const since = this.qmp.eventMark;
     let deviceLoadMs: number;
     try {
       await this.qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(file)}` });
@@ -94,7 +94,7 @@ export class QemuTarget implements MemoryTarget {
       deviceLoadMs = performance.now() - t;
     }
     // QEMU sends RESUME before its answer to the command that started the guest.
-    const resumed = this.qmp.events.slice(since).find((e) => e.event === 'RESUME');
+    const resumed = this.qmp.eventsSince(since).find((e) => e.event === 'RESUME');
     this.resumed = { stoppedAtMicros: this.stoppedAtMicros, resumedAtMicros: resumed?.atMicros ?? Date.now() * 1000, deviceLoadMs, deviceStateBytes: this.stream.length };
   }
 

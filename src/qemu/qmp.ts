@@ -27,12 +27,34 @@ function qemuError(message: string, cause?: unknown): MemshiftError {
   return new MemshiftError(ErrorCode.QEMU, message, cause === undefined ? {} : { cause });
 }
 
+/** Events kept at most; beyond it the older half goes. */
+const MAX_EVENTS = 1024;
+
 export class Qmp {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private buffered = '';
   private closed: Error | null = null;
-  readonly events: QmpEvent[] = [];
+  /** The newest events (at most MAX_EVENTS: a throttle that stops and continues the guest makes two a cycle). */
+  private log: QmpEvent[] = [];
+  /** Sequence number of log[0]: marks stay valid when old events go. */
+  private firstSeq = 0;
+
+  /** A mark for `eventsSince`: every event received from now on comes after it. */
+  get eventMark(): number {
+    return this.firstSeq + this.log.length;
+  }
+
+  /** The events received since `mark` (those still kept), oldest first. */
+  eventsSince(mark = 0): QmpEvent[] {
+    return this.log.slice(Math.max(0, mark - this.firstSeq));
+  }
+
+  /** The newest event named `name`, if one is kept. */
+  lastEvent(name: string): QmpEvent | undefined {
+    for (let i = this.log.length - 1; i >= 0; i--) if (this.log[i].event === name) return this.log[i];
+    return undefined;
+  }
 
   private constructor(private readonly socket: net.Socket, readonly path: string) {
     socket.setEncoding('utf8');
@@ -105,7 +127,12 @@ export class Qmp {
         this.greeted = null;
       } else if ('event' in msg) {
         const ts = msg.timestamp as { seconds: number; microseconds: number } | undefined;
-        this.events.push({ event: String(msg.event), data: (msg.data ?? {}) as Record<string, unknown>, atMicros: ts === undefined ? Date.now() * 1000 : ts.seconds * 1e6 + ts.microseconds });
+        this.log.push({ event: String(msg.event), data: (msg.data ?? {}) as Record<string, unknown>, atMicros: ts === undefined ? Date.now() * 1000 : ts.seconds * 1e6 + ts.microseconds });
+        if (this.log.length > MAX_EVENTS) {
+          const drop = this.log.length - MAX_EVENTS / 2;
+          this.log = this.log.slice(drop);
+          this.firstSeq += drop;
+        }
         } else if (typeof msg.id === 'number') {
         const p = this.pending.get(msg.id);
         if (p === undefined) continue;
