@@ -39,21 +39,46 @@ export class BlockBuffers {
    * covers the head and the hashes; the hashes cover the data). Returns the frame, a view of the slot.
    */
   frame(slot: number, disk: number, firstBlock: number, count: number, blockBytes: number, fill: (data: Uint8Array) => void): Uint8Array {
+    return this.frames(slot, disk, firstBlock, count, blockBytes, fill, null)[0].frame;
+  }
+
+  /**
+   * As `frame`, but the blocks `skippable(k)` allows and that read as all zero are left out: one frame
+   * per run of the others (none when every block is left out). A later run's head and hashes go just
+   * before its data, over the block left out there (4 KiB and more; at most 544 bytes are needed), so
+   * the frames share the slot without moving a byte.
+   */
+  frames(slot: number, disk: number, firstBlock: number, count: number, blockBytes: number, fill: (data: Uint8Array) => void, skippable: ((k: number) => boolean) | null): { first: number; count: number; frame: Uint8Array }[] {
     const data = this.dataAt(slot);
-    const hashes = data - HASH_BYTES * count;
-    const start = hashes - BLOCKS_HEAD_BYTES - FRAME_HEADER_BYTES;
-    const dataBytes = count * blockBytes;
-    fill(this.bytes.subarray(data, data + dataBytes));
-    this.kernels.raw.hashPages(data, blockBytes, count, hashes);
-    const head = new DataView(this.bytes.buffer, start + FRAME_HEADER_BYTES, BLOCKS_HEAD_BYTES);
-    head.setUint16(0, disk, true);
-    head.setUint16(2, 0, true);
-    head.setUint32(4, firstBlock, true);
-    head.setUint32(8, count, true);
-    head.setUint32(12, 0, true);
-    const bodyLength = BLOCKS_HEAD_BYTES + HASH_BYTES * count + dataBytes;
-    const end = sealFrame(this.bytes, start, FrameType.BLOCKS, bodyLength, BLOCKS_HEAD_BYTES + HASH_BYTES * count);
-    return this.bytes.subarray(start, end);
+    fill(this.bytes.subarray(data, data + count * blockBytes));
+    // A block left out must have room for the next run's head and hashes.
+    if (blockBytes < FRAME_HEADER_BYTES + BLOCKS_HEAD_BYTES + HASH_BYTES * count) skippable = null;
+    const kept: { from: number; to: number }[] = [];
+    let from = -1;
+    for (let k = 0; k <= count; k++) {
+      const skip = k < count && skippable !== null && skippable(k) && this.kernels.raw.isZeroPage(data + k * blockBytes, blockBytes) === 1;
+      if (k < count && !skip) {
+        if (from < 0) from = k;
+      } else if (from >= 0) {
+        kept.push({ from, to: k });
+        from = -1;
+      }
+    }
+    return kept.map(({ from: k, to }) => {
+      const n = to - k;
+      const at = data + k * blockBytes;
+      const hashes = at - HASH_BYTES * n;
+      const start = hashes - BLOCKS_HEAD_BYTES - FRAME_HEADER_BYTES;
+      this.kernels.raw.hashPages(at, blockBytes, n, hashes);
+      const head = new DataView(this.bytes.buffer, start + FRAME_HEADER_BYTES, BLOCKS_HEAD_BYTES);
+      head.setUint16(0, disk, true);
+      head.setUint16(2, 0, true);
+      head.setUint32(4, firstBlock + k, true);
+      head.setUint32(8, n, true);
+      head.setUint32(12, 0, true);
+      const end = sealFrame(this.bytes, start, FrameType.BLOCKS, BLOCKS_HEAD_BYTES + HASH_BYTES * n + n * blockBytes, BLOCKS_HEAD_BYTES + HASH_BYTES * n);
+      return { first: firstBlock + k, count: n, frame: this.bytes.subarray(start, end) };
+    });
   }
 
   /**

@@ -2,7 +2,11 @@
 // dirty now, their marks taken word by word (a write after the take marks its block again, for the
 // next pass), read at their offsets into a slot of BlockBuffers, hashed there and sent as runs of
 // consecutive blocks, a few frames in flight. A fresh image marks every block it writes, so the first
-// pass sends written blocks only and holes never travel.
+// pass sends written blocks only and holes never travel. An image this side did not write block by
+// block (a guest that arrived by migration or from a save marks all its blocks) has no such marks: a
+// block never sent to this destination that reads as all zero is left out instead, since the
+// destination's images start empty (Node has no SEEK_DATA to find the holes; a hole reads as zeros
+// without touching the disk).
 //
 // A lost link can lose blocks already sent; the pass that resumes over a new link sends again every
 // block ever sent (`sentEver`), which is always right, because a block's bytes are read when sent.
@@ -29,8 +33,12 @@ export class BlockSender {
   /** The disks' share of the session digest: every block as it went out last (disk-digest.ts). */
   readonly digest: DiskDigest;
 
+  /** Per disk, the blocks of the words taken in this pass that were never sent before (may be left out when zero). */
+  private readonly fresh: Int32Array[];
+
   constructor(readonly devices: readonly BlockDevice[]) {
     this.sentEver = devices.map((d) => new Int32Array(d.dirty.length));
+    this.fresh = devices.map((d) => new Int32Array(d.dirty.length));
     this.digest = new DiskDigest(devices.map((d) => ({ blockBytes: d.blockBytes, blocks: d.blocks })));
   }
 
@@ -43,17 +51,32 @@ export class BlockSender {
     for (let disk = 0; disk < this.devices.length; disk++) {
       const device = this.devices[disk];
       const ever = this.sentEver[disk];
-      for (const { first, count } of takeDirtyRuns(device, Limits.MAX_BLOCKS_PER_FRAME, (w, bits) => (ever[w] |= bits))) {
+      const fresh = this.fresh[disk];
+      const taken = (w: number, bits: number): void => {
+        fresh[w] = bits & ~ever[w];
+        ever[w] |= bits;
+      };
+      for (const { first, count } of takeDirtyRuns(device, Limits.MAX_BLOCKS_PER_FRAME, taken)) {
         const slot = next++ % SLOTS;
         await inFlight[slot];
-        const frame = buffers.frame(slot, disk, first, count, device.blockBytes, (data) => device.read(first, count, data));
-        this.digest.record(disk, first, count, frame, FRAME_HEADER_BYTES + BLOCKS_HEAD_BYTES);
-        const sending = link.send(frame);
+        const isFresh = (k: number): boolean => ((fresh[(first + k) >>> 5] >>> ((first + k) & 31)) & 1) === 1;
+        const frames = buffers.frames(slot, disk, first, count, device.blockBytes, (data) => device.read(first, count, data), isFresh);
+        // Left out: still never sent, so a resumed pass does not send them either.
+        for (let k = 0, f = 0; k < count; k++) {
+          while (f < frames.length && frames[f].first + frames[f].count <= first + k) f++;
+          const inFrame = f < frames.length && frames[f].first <= first + k;
+          if (!inFrame) ever[(first + k) >>> 5] &= ~(1 << ((first + k) & 31));
+        }
+        const sends = frames.map(({ first: at, count: n, frame }) => {
+          this.digest.record(disk, at, n, frame, FRAME_HEADER_BYTES + BLOCKS_HEAD_BYTES);
+          sent.blocks += n;
+          sent.bytes += frame.length;
+          return link.send(frame);
+        });
+        const sending = Promise.all(sends).then(() => undefined);
         // Awaited when its slot comes round or at the end; a failed link must not reject unheard meanwhile.
         sending.catch(() => undefined);
         inFlight[slot] = sending;
-        sent.blocks += count;
-        sent.bytes += frame.length;
       }
     }
     await Promise.all(inFlight);
