@@ -9,13 +9,13 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { formatPskFile, formatReport, generatePsk, migrate, MIGRATION_MODES, errorCode, type MigrationMode, type Report, type StallPolicy } from '../index.js';
+import { formatPskFile, formatReport, generatePsk, migrate, MIGRATION_MODES, errorCode, parseAddress, type MigrationMode, type Report, type StallPolicy } from '../index.js';
 import { SimulatedGuest, replay } from '../sim/index.js';
 import { formatDigest, parseCommand, parseInteger, requireString, type Flags } from './args.js';
 import { usageError } from './args.js';
 import { guestConfigFrom, guestFlags } from './guest-flags.js';
 import { progressPrinter } from './progress.js';
+import { CLI_ENTRY, listeningAddress } from './spawned.js';
 
 export const demoFlags: Flags = {
   ...guestFlags,
@@ -46,22 +46,13 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
   const security = generatePsk('memshift-demo');
   const pskFile = join(dir, 'demo.psk');
   writeFileSync(pskFile, formatPskFile(security.psk.identity, security.psk.key), { mode: 0o600 });
-  const cli = fileURLToPath(new URL('./main.js', import.meta.url));
-  const dest = spawn(process.execPath, [cli, 'dest', '--listen', '127.0.0.1:0', '--psk-file', pskFile, '--report', destReportFile, '--run-steps', String(runSteps), '--quiet'], {
+  const dest = spawn(process.execPath, [CLI_ENTRY, 'dest', '--listen', '127.0.0.1:0', '--psk-file', pskFile, '--report', destReportFile, '--run-steps', String(runSteps), '--quiet'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const destExit = new Promise<number>((resolve) => dest.on('close', (code) => resolve(code ?? 1)));
   let guest: SimulatedGuest | null = null;
   try {
-    const port = await new Promise<number>((resolve, reject) => {
-      let out = '';
-      dest.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
-        if (m) resolve(Number(m[1]));
-      });
-      dest.once('close', () => reject(new Error('destination exited before listening')));
-    });
+    const { port } = parseAddress(await listeningAddress(dest, 'the destination'), 'destination');
     console.log(`memshift demo: ${mode} migration of a ${requireString(a, 'memory')} ${config.workload} guest (fill ${config.fill}, seed ${config.seed}) to 127.0.0.1:${port}, over TLS 1.3 with a pre-shared key made for this run`);
     const t = performance.now();
     guest = SimulatedGuest.create(config, { cacheBytes: 64 * 2 ** 20 });

@@ -6,13 +6,12 @@
 // host's ledger: SLA violation-seconds per guest, where every guest runs, which hosts are empty.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { CLI_ENTRY, listeningAddress, stopChild } from '../cli/spawned.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { formatPskFile, generatePsk, type Security } from '../index.js';
 import { HostClient } from './host-client.js';
-import type { HostedGuestInfo } from './host.js';
 import { LiveManager, type ManagerRunReport } from './live-manager.js';
 import type { Scenario } from './scenario.js';
 
@@ -62,7 +61,6 @@ export interface ClusterRunOptions {
   watch?: (kind: RunKind, manager: LiveManager | null) => void;
 }
 
-const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 
 export async function runCluster(o: ClusterRunOptions): Promise<ClusterReport> {
   const dir = mkdtempSync(join(tmpdir(), 'memshift-cluster-'));
@@ -106,10 +104,10 @@ async function oneRun(o: ClusterRunOptions, kind: RunKind, scenarioFile: string,
   const hosts: { name: string; child: ChildProcess; address: string }[] = [];
   try {
     await Promise.all(s.hosts.map(async (h) => {
-      const child = spawn(process.execPath, [CLI, 'host', '--listen', '127.0.0.1:0', '--name', h.name, '--scenario', scenarioFile, '--epoch', String(epochMs), '--until', String(epochMs + s.durationMs), '--psk-file', pskFile, '--quiet', '--lifeline'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [CLI_ENTRY, 'host', '--listen', '127.0.0.1:0', '--name', h.name, '--scenario', scenarioFile, '--epoch', String(epochMs), '--until', String(epochMs + s.durationMs), '--psk-file', pskFile, '--quiet', '--lifeline'], { stdio: ['pipe', 'pipe', 'pipe'] });
       const entry = { name: h.name, child, address: '' };
       hosts.push(entry);
-      entry.address = await listeningAddress(child, h.name);
+      entry.address = await listeningAddress(child, `host ${h.name}`);
     }));
     const clients = new Map(hosts.map((h) => [h.name, new HostClient(h.address, security)]));
     if (Date.now() > epochMs) o.log?.(`the hosts took ${Date.now() - epochMs + 2000} ms to start their guests: the scenario's clock started before they all ran`);
@@ -120,7 +118,7 @@ async function oneRun(o: ClusterRunOptions, kind: RunKind, scenarioFile: string,
     try {
       if (kind === 'off') {
         o.watch?.(kind, null);
-        await new Promise((r) => setTimeout(r, epochMs + s.durationMs - Date.now()));
+        await new Promise((r) => stop.signal.addEventListener('abort', r, { once: true }));
       } else {
         const live = new LiveManager({
           hosts: hosts.map((h) => h.address), security, policy: s.manager, intervalMs: s.intervalMs, useGray: kind === 'on',
@@ -141,7 +139,7 @@ async function oneRun(o: ClusterRunOptions, kind: RunKind, scenarioFile: string,
       perGuest[g.name] = (perGuest[g.name] ?? 0) + g.slaViolationSeconds;
     };
     for (const l of lists) {
-      for (const g of l.guests as HostedGuestInfo[]) {
+      for (const g of l.guests) {
         credit(g);
         if (g.running) placement[g.name] = l.host;
       }
@@ -155,40 +153,6 @@ async function oneRun(o: ClusterRunOptions, kind: RunKind, scenarioFile: string,
   } finally {
     await Promise.all(hosts.map((h) => stopChild(h.child)));
   }
-}
-
-/** The control address a host prints ("listening on HOST:PORT"); rejects if it exits first or takes 30 s. */
-function listeningAddress(child: ChildProcess, name: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    let err = '';
-    const timer = setTimeout(() => reject(new Error(`host ${name} did not listen within 30 s: ${err.slice(-400)}`)), 30_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (\S+)/.exec(out);
-      if (m !== null) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`host ${name} exited (${code}) before listening: ${err.slice(-400)}`));
-    });
-  });
-}
-
-function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
-    child.once('exit', () => {
-      clearTimeout(kill);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
 }
 
 function sleepUntil(epochMs: number): Promise<void> {

@@ -14,6 +14,7 @@
 // from the clock and the nonce's randomness, which the caller may pass in.
 
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Security } from '../index.js';
 
 export const AUTH_SCHEME = 'Memshift-HMAC';
 /** Requests older or newer than this (ms, against the host's clock) are refused. */
@@ -29,6 +30,11 @@ function sha256(body: string): string {
 
 function mac(key: Uint8Array, ts: number, nonce: string, host: string, method: string, path: string, body: string): string {
   return createHmac('sha256', key).update(`request\n${ts}\n${nonce}\n${host}\n${method.toUpperCase()}\n${path}\n${sha256(body)}`).digest('hex');
+}
+
+/** The pre-shared key that authenticates control requests and replies (null under TLS or plaintext). */
+export function pskKey(security: Security): Uint8Array | null {
+  return typeof security === 'object' && 'psk' in security ? security.psk.key : null;
 }
 
 export function newNonce(): string {

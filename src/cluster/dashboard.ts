@@ -8,8 +8,8 @@
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import type net from 'node:net';
 import { formatAddress, type Address } from '../index.js';
+import { bindHttp, closeHttp } from './http-io.js';
 import type { ManagerRunReport } from './live-manager.js';
 
 export interface DashboardState {
@@ -174,13 +174,8 @@ export class DashboardServer {
         res.end('GET / or GET /state\n');
       }
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(listen.port, listen.host, () => resolve());
-    });
-    const a = server.address() as net.AddressInfo;
-    const address = { host: listen.host, port: a.port };
-    hosts = [formatAddress(address), `localhost:${a.port}`];
+    const address = await bindHttp(server, listen);
+    hosts = [formatAddress(address), `localhost:${address.port}`];
     return new DashboardServer(server, address);
   }
 
@@ -189,9 +184,6 @@ export class DashboardServer {
   }
 
   close(): Promise<void> {
-    return new Promise((r) => {
-      this.server.close(() => r());
-      this.server.closeAllConnections();
-    });
+    return closeHttp(this.server);
   }
 }

@@ -4,8 +4,9 @@
 
 import http from 'node:http';
 import https from 'node:https';
-import { ErrorCode, MemshiftError, type Security } from '../index.js';
-import { HOST_HEADER, NONCE_HEADER, REPLY_MAC_HEADER, newNonce, signRequest, verifyReply } from './control-auth.js';
+import { ErrorCode, MemshiftError, parseAddress, type Security } from '../index.js';
+import { HOST_HEADER, NONCE_HEADER, REPLY_MAC_HEADER, newNonce, pskKey, signRequest, verifyReply } from './control-auth.js';
+import { readMessage } from './http-io.js';
 import type { GuestSpec, HostedGuestInfo, MigrationSummary } from './host.js';
 import { parseMetrics, type ParsedSample } from './metrics-text.js';
 import type { Vector } from '../manager/resources.js';
@@ -54,8 +55,7 @@ export class HostClient {
   }
 
   private async request(method: string, path: string, body: string, timeoutMs = this.timeoutMs): Promise<string> {
-    const s = this.security;
-    const key = typeof s === 'object' && 'psk' in s ? s.psk.key : null;
+    const key = pskKey(this.security);
     const nonce = newNonce();
     const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
     if (key !== null) {
@@ -88,24 +88,14 @@ export class HostClient {
   }
 
   private exchange(method: string, path: string, body: string, headers: Record<string, string | number>, timeoutMs: number): Promise<{ status: number; text: string; host: string | undefined; replyMac: string | undefined }> {
-    const [host, port] = splitAddress(this.address);
+    const { host, port } = parseAddress(this.address, 'host');
     const tls = controlTls(this.security);
     const options = { host, port, method, path, headers, timeout: timeoutMs };
     return new Promise((resolve, reject) => {
       const done = (res: http.IncomingMessage): void => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > MAX_REPLY) {
-            res.destroy(new MemshiftError(ErrorCode.HOST_REFUSED, `host ${this.address} ${method} ${path}: reply over ${MAX_REPLY} bytes`));
-          } else chunks.push(c);
-        });
-        res.on('error', reject);
-        res.on('end', () => {
-          const one = (h: string | string[] | undefined): string | undefined => (typeof h === 'string' ? h : undefined);
-          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), host: one(res.headers[HOST_HEADER]), replyMac: one(res.headers[REPLY_MAC_HEADER]) });
-        });
+        const one = (h: string | string[] | undefined): string | undefined => (typeof h === 'string' ? h : undefined);
+        readMessage(res, MAX_REPLY, () => new MemshiftError(ErrorCode.HOST_REFUSED, `host ${this.address} ${method} ${path}: reply over ${MAX_REPLY} bytes`)).then(
+          (text) => resolve({ status: res.statusCode ?? 0, text, host: one(res.headers[HOST_HEADER]), replyMac: one(res.headers[REPLY_MAC_HEADER]) }), reject);
       };
       const req = tls === null ? http.request(options, done) : https.request({ ...options, ...tls, servername: '' }, done);
       req.on('timeout', () => req.destroy(new MemshiftError(ErrorCode.TIMEOUT, `host ${this.address} ${method} ${path}: no answer in ${timeoutMs} ms`)));
@@ -113,9 +103,4 @@ export class HostClient {
       req.end(body);
     });
   }
-}
-
-function splitAddress(a: string): [string, number] {
-  const i = a.lastIndexOf(':');
-  return [a.slice(0, i).replace(/^\[|\]$/g, ''), Number(a.slice(i + 1))];
 }

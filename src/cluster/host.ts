@@ -14,12 +14,12 @@
 
 import http from 'node:http';
 import https from 'node:https';
-import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { ErrorCode, MemshiftError, errorCode, formatAddress, listen as listenMigration, migrate, receive, type Address, type MigrationMode, type Report, type Security } from '../index.js';
 import { SimulatedGuest, resolveGuestConfig } from '../sim/index.js';
 import { RESOURCES, type Vector } from '../manager/resources.js';
-import { HOST_HEADER, NONCE_HEADER, REPLY_MAC_HEADER, RequestVerifier, isNonce, signReply } from './control-auth.js';
+import { HOST_HEADER, NONCE_HEADER, REPLY_MAC_HEADER, RequestVerifier, isNonce, pskKey, signReply } from './control-auth.js';
+import { bindHttp, closeHttp, readMessage } from './http-io.js';
 import { controlTls } from './host-client.js';
 import { demandAt } from './demand.js';
 import { shareHost, type GuestShare } from './host-model.js';
@@ -113,7 +113,8 @@ export class ClusterHost {
 
   private constructor(options: HostOptions, private readonly server: http.Server, readonly address: Address) {
     this.options = { ...options, name: options.name ?? formatAddress(address) };
-    this.verifier = typeof options.security === 'object' && 'psk' in options.security ? new RequestVerifier(options.security.psk.key, this.options.name) : null;
+    const key = pskKey(options.security);
+    this.verifier = key === null ? null : new RequestVerifier(key, this.options.name);
     this.timer = setInterval(() => this.tick(), this.options.tickMs ?? 100);
     server.on('request', (req, res) => void this.handle(req, res));
   }
@@ -122,22 +123,17 @@ export class ClusterHost {
   static async start(listen: Address, options: HostOptions): Promise<ClusterHost> {
     const tls = controlTls(options.security);
     const server = tls !== null ? https.createServer({ ...tls, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' }) : http.createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(listen.port, listen.host, () => resolve());
-    });
-    const a = server.address() as net.AddressInfo;
-    return new ClusterHost(options, server, { host: listen.host, port: a.port });
+    return new ClusterHost(options, server, await bindHttp(server, listen));
   }
 
-  /** Starts a guest here (the scenario's initial placement). */
-  async addGuest(spec: GuestSpec, allocation: Vector = spec.allocation): Promise<void> {
+  /** Starts a guest here (the scenario's initial placement), with the allocation its spec gives. */
+  async addGuest(spec: GuestSpec): Promise<void> {
     if (this.guests.has(spec.name) || this.incoming.has(spec.name)) throw refused(`guest ${spec.name} is already on ${this.options.name}`);
     const guest = SimulatedGuest.create(resolveGuestConfig({
       memoryBytes: spec.ram, seed: spec.seed, fill: 'mixed', workload: 'hotset', stepsPerSecond: spec.dirtyPagesPerSec,
     }));
     await guest.resume();
-    this.admit(spec, allocation, guest);
+    this.admit(spec, spec.allocation, guest);
   }
 
   private admit(spec: GuestSpec, allocation: Vector, guest: SimulatedGuest, held: Hosted['held'] = null): void {
@@ -146,6 +142,11 @@ export class ClusterHost {
       spec, allocation, guest, migrating: false, held, demand: { cpu: 0, net: 0, mem: 0 }, share: null,
       cpuSeconds: 0, netBytes: 0, swapBytes: 0, slaViolationSeconds: 0, dirtyPagesPerSec: 0, stepsMark: { steps: guest.steps, at: now },
     });
+  }
+
+  /** The guests the nucleus shares the host among and a manager sees: all but the held. */
+  private active(): Hosted[] {
+    return [...this.guests.values()].filter((h) => h.held === null);
   }
 
   /** Memory allocated here: to every guest but `except`, and reserved for guests on their way. */
@@ -165,7 +166,7 @@ export class ClusterHost {
     const at = now - this.options.epochMs;
     // The ledgers count the scenario's time only (before its clock starts and after its end, nothing).
     const counting = at >= 0 && (this.options.untilEpochMs === undefined || now <= this.options.untilEpochMs);
-    const list = [...this.guests.values()].filter((h) => h.held === null);
+    const list = this.active();
     for (const h of list) h.demand = demandAt(h.spec.demand, at, h.spec.seed);
     const shares = shareHost(this.options.capacity, list.map((h) => ({ allocation: h.allocation, demand: h.demand, sla: h.spec.sla })));
     list.forEach((h, i) => {
@@ -187,7 +188,7 @@ export class ClusterHost {
   metrics(): string {
     const host = this.options.name;
     // Held guests (a migration in doubt or paused) neither run nor move: not offered to a manager.
-    const list = [...this.guests.values()].filter((h) => h.held === null);
+    const list = this.active();
     const held = this.guests.size - list.length;
     const family = (name: string, help: string, type: 'gauge' | 'counter', samples: Sample[]): MetricFamily => ({ name, help, type, samples });
     const per = (f: (h: Hosted) => number, only: (h: Hosted) => boolean = () => true): Sample[] =>
@@ -245,10 +246,10 @@ export class ClusterHost {
     const headers: Record<string, string | number> = { 'content-type': reply.type, 'content-length': Buffer.byteLength(reply.body) };
     // Under a PSK, a reply to a request that sent a nonce carries the host's name and MAC (control-auth.ts).
     const nonce = req.headers[NONCE_HEADER];
-    const s = this.options.security;
-    if (typeof s === 'object' && 'psk' in s && isNonce(nonce)) {
+    const key = pskKey(this.options.security);
+    if (key !== null && isNonce(nonce)) {
       headers[HOST_HEADER] = this.options.name;
-      headers[REPLY_MAC_HEADER] = signReply(s.psk.key, this.options.name, nonce, reply.status, reply.body);
+      headers[REPLY_MAC_HEADER] = signReply(key, this.options.name, nonce, reply.status, reply.body);
     }
     res.writeHead(reply.status, headers);
     res.end(reply.body);
@@ -256,7 +257,7 @@ export class ClusterHost {
 
   private async route(req: http.IncomingMessage, path: string): Promise<{ status: number; body: string; type: string }> {
     const json = (v: unknown): { status: number; body: string; type: string } => ({ status: 200, body: JSON.stringify(v), type: 'application/json' });
-    const body = await readBody(req);
+    const body = await readMessage(req, MAX_BODY, () => new HttpError(413, `request body over ${MAX_BODY} bytes`));
     if (req.method === 'GET' && path === '/metrics') return { status: 200, body: this.metrics(), type: EXPOSITION_CONTENT_TYPE };
     if (req.method === 'GET' && path === '/guests') return json({ host: this.options.name, guests: this.guestList(), departed: this.departed });
     if (req.method !== 'POST' || !['/incoming', '/migrate', '/allocation'].includes(path)) {
@@ -371,13 +372,13 @@ export class ClusterHost {
     } catch (err) {
       const r = (err as { details?: { report?: Report } }).details?.report;
       if (r === undefined) {
-        h.migrating = false;
         this.migrations.failed++;
         throw err;
       }
       report = r;
       error = { code: errorCode(err) ?? 'MS_ERR', message: (err as Error).message };
     } finally {
+      h.migrating = false;
       this.pending.delete(abort);
     }
     if (report.outcome === 'completed') {
@@ -389,13 +390,11 @@ export class ClusterHost {
     } else if (report.outcome === 'in-doubt' || report.outcome === 'paused') {
       // In doubt: the destination may run it; paused: it runs there on the pages it has. Either way
       // it must not run or move from here: held (off the nucleus and the metrics) for an operator.
-      h.migrating = false;
       h.held = report.outcome;
       this.migrations.failed++;
       this.options.log?.(`${name}: migration to ${to} ended ${report.outcome}: held here, not run, not moved`);
     } else {
       // The engine leaves the guest running here on every failure before the switchover.
-      h.migrating = false;
       this.migrations.failed++;
     }
     return {
@@ -412,10 +411,7 @@ export class ClusterHost {
     this.closed = true;
     clearInterval(this.timer);
     for (const a of this.pending) a.abort();
-    await new Promise<void>((r) => {
-      this.server.close(() => r());
-      this.server.closeAllConnections();
-    });
+    await closeHttp(this.server);
     await Promise.all([...this.guests.values()].map((h) => h.guest.close()));
     this.guests.clear();
   }
@@ -433,22 +429,6 @@ class HttpError extends Error {
 
 function refused(message: string): MemshiftError {
   return new MemshiftError(ErrorCode.HOST_REFUSED, message);
-}
-
-function readBody(req: http.IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY) {
-        reject(new HttpError(413, `request body over ${MAX_BODY} bytes`));
-        req.destroy();
-      } else chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
 }
 
 function parseJson(body: string): Record<string, unknown> {

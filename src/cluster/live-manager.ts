@@ -1,15 +1,15 @@
 // The manager over real hosts (`memshift manager --hosts`, and the manager of `memshift cluster run`):
 // every interval it scrapes each host's /metrics, feeds each guest's demand estimate to its profile,
-// runs the hotspot detector on each host's utilisation and prediction, adds hosts whose gray-box
-// guests break their SLA and are predicted to go on breaking it (the second trigger), plans with the
-// same planner as the simulation (what, where, how much, which mode) and executes the plan: the target
-// host opens a listener, the source host migrates the guest to it with the engine. Guests whose memory
-// demand is over their allocation get more in place when their host has it unallocated. With
-// consolidation on, a quiet cluster is packed onto fewer hosts. Every decision goes to the log and the
-// report with its reason.
+// runs the hotspot detector on each host's utilisation and prediction, plans with the same planner as
+// the simulation (what, where, how much, which mode) and executes the plan: the target host opens a
+// listener, the source host migrates the guest to it with the engine. Guests near or over their
+// allocation get more in place where their host has room; a gray-box guest that breaks its SLA and is
+// predicted to go on breaking it (the second trigger) gets what it is short of, in place or by a move.
+// With consolidation on, a quiet cluster is packed onto fewer hosts. Every decision goes to the log and
+// the report with its reason.
 
 import { performance } from 'node:perf_hooks';
-import type { Security } from '../index.js';
+import { formatAddress, parseAddress, type Security } from '../index.js';
 import { consolidate } from '../manager/consolidation.js';
 import { HotspotDetector, type Hotspot } from '../manager/hotspot.js';
 import { chooseMode, hostLoads, leastLoadedFit, planHotspots, type GuestState, type HostState } from '../manager/placement.js';
@@ -106,7 +106,6 @@ export class LiveManager {
   private readonly openSla = new Map<string, HotspotRecord>();
   /** Guests in flight, and the host each is going to (it loads that host in the plans meanwhile). */
   private readonly arriving = new Map<string, string>();
-  private readonly inflight = new Set<string>();
   private readonly recentMoves = new Map<string, { from: string; interval: number }[]>();
   private readonly overSince = new Map<string, number>();
   private readonly open = new Map<string, HotspotRecord>();
@@ -185,7 +184,6 @@ export class LiveManager {
     }
     const point: LoadPoint = { atMs: at, hosts: {}, placement: {} };
     const hotspots: Hotspot[] = [];
-    const moving = (g: GuestView): boolean => g.migrating || this.inflight.has(g.name);
     for (const v of views) {
       const load = v.guests.reduce((s, g) => add(s, estimates.get(g.name)!), ZERO);
       const predicted = v.guests.reduce((s, g) => add(s, this.profiles.get(g.name)!.predict()), ZERO);
@@ -194,29 +192,24 @@ export class LiveManager {
       for (const g of v.guests) point.placement[g.name] = v.name;
       this.track(v, u, at);
       const hot = this.detector.observe(v.name, u, utilisation(predicted, v.capacity));
-      if (v.guests.some(moving)) continue; // wait for the moves under way before judging again
+      if (v.guests.some((g) => this.moving(g))) continue; // wait for the moves under way before judging again
       if (hot !== null) hotspots.push(hot);
     }
     this.report.load.push(point);
     for (const h of hotspots) this.opened(h, at);
     const hostStates: HostState[] = views.map((v) => ({ name: v.name, capacity: v.capacity }));
-    // Every guest loads its host as far as the planner knows, those leaving it too, and a guest on its
-    // way loads its destination already (as "NAME (arriving)", which is never moved).
-    const guestStates: GuestState[] = [
-      ...guests.map((g) => this.guestState(g)),
-      ...[...this.arriving].flatMap(([name, to]) => {
-        const g = guests.find((x) => x.name === name);
-        return g === undefined ? [] : [{ ...this.guestState(g), name: `${name} (arriving)`, host: to }];
-      }),
-    ];
-    const movable = (name: string): boolean => !this.inflight.has(name) && !name.endsWith(' (arriving)') && !guests.some((g) => g.name === name && g.migrating);
+    // Every guest loads its host as far as the planner knows, those leaving it too; a guest on its way
+    // loads its destination already, as a stand-in that is never moved.
+    const guestStates: GuestState[] = guests.map((g) => this.guestState(g));
+    const standIns: GuestState[] = guests.filter((g) => this.arriving.has(g.name)).map((g) => ({ ...this.guestState(g), name: `${g.name} (arriving)`, host: this.arriving.get(g.name)! }));
+    const movable = new Set(guests.filter((g) => !this.moving(g)).map((g) => g.name));
     if (hotspots.length > 0 && this.budget() > 0) {
-      const plan = planHotspots(hotspots, hostStates, guestStates, {
+      const plan = planHotspots(hotspots, hostStates, [...guestStates, ...standIns], {
         threshold: this.options.policy.threshold, linkBytesPerSec: this.options.linkBytesPerSec, maxMigrations: this.budget(), headroom: this.options.policy.headroom,
         recentMoves: this.recentMoves, interval: this.interval, cooldownIntervals: this.options.policy.cooldownIntervals,
       });
       for (const m of plan.migrations) {
-        if (!movable(m.guest)) continue;
+        if (!movable.has(m.guest)) continue;
         this.open.get(m.from)?.migrations.push(m.guest);
         this.start({ kind: 'hotspot', guest: m.guest, from: m.from, to: m.to, mode: m.mode, allocation: m.allocation, reason: m.reason, plannedAtMs: at, endedAtMs: null, summary: null, error: null });
       }
@@ -224,13 +217,18 @@ export class LiveManager {
     }
     const hot = new Set(hotspots.map((h) => h.host));
     const grown = await this.reallocate(views, estimates, hot, at);
-    this.answerSlaBreaches(views, hostStates, guestStates, estimates, hot, new Set(grown), at);
-    if (this.options.policy.consolidate) this.consolidateQuiet(hostStates, guestStates.filter((g) => !g.name.endsWith(' (arriving)')), new Map(guests.map((g) => [g.name, g.allocation])), hotspots.length, at);
+    this.answerSlaBreaches(views, hostStates, [...guestStates, ...standIns], estimates, hot, new Set(grown), at);
+    if (this.options.policy.consolidate) this.consolidateQuiet(hostStates, guestStates, new Map(guests.map((g) => [g.name, g.allocation])), hotspots.length, at);
     this.plans.push(performance.now() - t1);
   }
 
+  /** On its way elsewhere: a migration this manager started, or one its host reports. */
+  private moving(g: GuestView): boolean {
+    return g.migrating || this.arriving.has(g.name);
+  }
+
   private budget(): number {
-    return this.options.policy.concurrent - this.inflight.size;
+    return this.options.policy.concurrent - this.arriving.size;
   }
 
   /** Every host's view this interval; a host that does not answer, or answers with a name another host has, is left out (and said so). */
@@ -259,7 +257,7 @@ export class LiveManager {
     if (hot && !this.overSince.has(v.name)) this.overSince.set(v.name, at);
     if (!hot) this.overSince.delete(v.name);
     const rec = this.open.get(v.name);
-    if (rec !== undefined && !hot && !v.guests.some((g) => this.inflight.has(g.name) || g.migrating)) {
+    if (rec !== undefined && !hot && !v.guests.some((g) => this.moving(g))) {
       rec.resolvedAtMs = at;
       this.open.delete(v.name);
       this.decide(`${v.name}: back under every threshold ${((at - rec.onsetAtMs) / 1000).toFixed(1)} s after its onset`);
@@ -287,7 +285,7 @@ export class LiveManager {
     if (over && !this.slaSince.has(g.name)) this.slaSince.set(g.name, at);
     if (!over) this.slaSince.delete(g.name);
     const rec = this.openSla.get(g.name);
-    if (rec !== undefined && !over && !g.migrating && !this.inflight.has(g.name)) {
+    if (rec !== undefined && !over && !this.moving(g)) {
       rec.resolvedAtMs = at;
       this.openSla.delete(g.name);
       this.decide(`${g.name}: back within its SLA (${g.gray.responseMs.toFixed(0)} ms ≤ ${g.gray.slaMs.toFixed(0)} ms) ${((at - rec.onsetAtMs) / 1000).toFixed(1)} s after the breach began`);
@@ -310,7 +308,7 @@ export class LiveManager {
       for (const g of v.guests) {
         if (grownNow.has(g.name)) continue; // grown in place this interval already
         const history = this.slaHistory.get(g.name);
-        if (g.gray === null || history === undefined || g.migrating || this.inflight.has(g.name)) continue;
+        if (g.gray === null || history === undefined || this.moving(g)) continue;
         const count = history.filter(Boolean).length;
         if (count < k || !history[history.length - 1]) continue;
         const p = this.profiles.get(g.name)!.predict();
@@ -338,11 +336,7 @@ export class LiveManager {
           this.report.hotspots.push(rec);
           this.decide(`${g.name} on ${v.name}: SLA breach (gray-box) — p95 ${g.gray.responseMs.toFixed(0)} ms > ${g.gray.slaMs.toFixed(0)} ms in ${count} of the last ${history.length} intervals, predicted ${predictedMs.toFixed(0)} ms; short of ${short.join(', ')}`);
         }
-        const others = v.guests.filter((o) => o !== g);
-        const room = short.every((r) => (r === 'mem'
-          ? others.reduce((s, o) => s + o.allocation.mem, 0) + want.mem <= v.capacity.mem
-          : others.reduce((s, o) => s + estimates.get(o.name)![r], 0) + want[r] <= v.capacity[r] * threshold[r]));
-        if (room) {
+        if (short.every((r) => this.roomFor(v, g, r, want[r], estimates))) {
           const client = this.clientOf.get(v.name)!;
           void client.reallocate(g.name, want).then(() => {
             this.report.reallocations.push({ atMs: at, guest: g.name, host: v.name, allocation: want, reason: `SLA breach: short of ${short.join(', ')} (gray-box)` });
@@ -380,7 +374,6 @@ export class LiveManager {
   }
 
   private start(rec: MigrationRecord): void {
-    this.inflight.add(rec.guest);
     this.arriving.set(rec.guest, rec.to);
     this.lastMoveInterval = this.interval;
     this.report.migrations.push(rec);
@@ -392,8 +385,7 @@ export class LiveManager {
         const info = (await src.guests()).guests.find((g) => g.name === rec.guest);
         if (info === undefined) throw new Error(`${rec.guest} is no longer on ${rec.from}`);
         const port = await dst.incoming(info.spec, rec.allocation);
-        const host = dst.address.slice(0, dst.address.lastIndexOf(':'));
-        const summary = await src.migrate(rec.guest, `${host}:${port}`, rec.mode, this.options.downtimeLimitMs);
+        const summary = await src.migrate(rec.guest, formatAddress({ host: parseAddress(dst.address, 'host').host, port }), rec.mode, this.options.downtimeLimitMs);
         rec.summary = summary;
         if (summary.outcome !== 'completed') throw new Error(`${summary.outcome}: ${summary.error?.code ?? ''} ${summary.error?.message ?? ''}`);
         const left = this.recentMoves.get(rec.guest) ?? [];
@@ -412,7 +404,6 @@ export class LiveManager {
         this.decide(`migration of ${rec.guest} ${rec.from} → ${rec.to} failed: ${rec.error} (${where})`);
       } finally {
         rec.endedAtMs = this.now();
-        this.inflight.delete(rec.guest);
         this.arriving.delete(rec.guest);
       }
     })();
@@ -426,19 +417,15 @@ export class LiveManager {
    * demand (they are shared). Hosts that are hot this interval are left to the planner.
    */
   private async reallocate(views: readonly HostView[], estimates: ReadonlyMap<string, Vector>, hot: ReadonlySet<string>, at: number): Promise<string[]> {
-    const { headroom, threshold } = this.options.policy;
+    const { headroom } = this.options.policy;
     const done: string[] = [];
     for (const v of views) {
       if (hot.has(v.name)) continue;
       for (const g of v.guests) {
-        if (g.migrating || this.inflight.has(g.name)) continue;
+        if (this.moving(g)) continue;
         const est = estimates.get(g.name)!;
-        const others = v.guests.filter((o) => o !== g);
-        const grown = RESOURCES.filter((r) => (r === 'mem' ? est.mem > g.allocation.mem : est[r] >= NEAR_CAP * g.allocation[r])).filter((r) => {
-          const want = est[r] * headroom;
-          if (r === 'mem') return others.reduce((s, o) => s + o.allocation.mem, 0) + want <= v.capacity.mem;
-          return others.reduce((s, o) => s + estimates.get(o.name)![r], 0) + want <= v.capacity[r] * threshold[r];
-        });
+        const grown = RESOURCES.filter((r) => (r === 'mem' ? est.mem > g.allocation.mem : est[r] >= NEAR_CAP * g.allocation[r]))
+          .filter((r) => this.roomFor(v, g, r, est[r] * headroom, estimates));
         if (grown.length === 0) continue;
         const allocation = { ...g.allocation };
         for (const r of grown) allocation[r] = est[r] * headroom;
@@ -459,10 +446,20 @@ export class LiveManager {
     return done;
   }
 
+  /**
+   * Whether `g`'s host can give it `want` of `r` in place: memory not allocated to the others (memory is
+   * committed), CPU and network under the threshold after the others' demand (they are shared).
+   */
+  private roomFor(v: HostView, g: GuestView, r: Resource, want: number, estimates: ReadonlyMap<string, Vector>): boolean {
+    const others = v.guests.filter((o) => o !== g);
+    if (r === 'mem') return others.reduce((s, o) => s + o.allocation.mem, 0) + want <= v.capacity.mem;
+    return others.reduce((s, o) => s + estimates.get(o.name)![r], 0) + want <= v.capacity[r] * this.options.policy.threshold[r];
+  }
+
   /** Green ICT: once the cluster has been quiet for n intervals, empty the hosts consolidation can free. */
   private consolidateQuiet(hosts: readonly HostState[], guests: readonly GuestState[], allocations: ReadonlyMap<string, Vector>, hot: number, at: number): void {
     const p = this.options.policy;
-    if (hot > 0 || this.open.size > 0 || this.openSla.size > 0 || this.inflight.size > 0 || this.interval - this.lastMoveInterval < p.n || this.interval < p.window) return;
+    if (hot > 0 || this.open.size > 0 || this.openSla.size > 0 || this.arriving.size > 0 || this.interval - this.lastMoveInterval < p.n || this.interval < p.window) return;
     const plan = consolidate(hosts, guests, p.threshold, undefined, (guest, host) =>
       (this.recentMoves.get(guest) ?? []).some((m) => m.from === host && this.interval - m.interval < p.cooldownIntervals));
     // The report keeps the first plan that moved guests (with the watts before it).

@@ -98,6 +98,11 @@ function name(v: unknown, where: string, field: string): string {
   return v;
 }
 
+function boolean(v: unknown, where: string, field: string): boolean {
+  if (typeof v !== 'boolean') throw invalid(where, field, 'must be true or false', v);
+  return v;
+}
+
 function object(v: unknown, where: string, field: string): Record<string, unknown> {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalid(where, field, 'must be an object', v);
   return v as Record<string, unknown>;
@@ -146,7 +151,6 @@ export function parseGuestSpec(g: unknown, where: string, f: string, seed: numbe
   const serviceMs = positive(sla.serviceMs, where, `${f}.sla.serviceMs`);
   const responseMs = positive(sla.responseMs, where, `${f}.sla.responseMs`);
   if (responseMs <= serviceMs) throw invalid(where, `${f}.sla.responseMs`, 'must be more than serviceMs', sla.responseMs);
-  if (go.graybox !== undefined && typeof go.graybox !== 'boolean') throw invalid(where, `${f}.graybox`, 'must be true or false', go.graybox);
   return {
     name: gname, ram,
     dirtyPagesPerSec: go.dirtyPagesPerSec === undefined ? 1000 : integer(go.dirtyPagesPerSec, where, `${f}.dirtyPagesPerSec`, 0, 1_000_000),
@@ -154,7 +158,7 @@ export function parseGuestSpec(g: unknown, where: string, f: string, seed: numbe
     allocation: vector(go.allocation, where, `${f}.allocation`, true),
     demand: { cpu: trace(d.cpu ?? 0, where, `${f}.demand.cpu`), net: trace(d.net ?? 0, where, `${f}.demand.net`), mem: trace(d.mem ?? 0, where, `${f}.demand.mem`), noise: share },
     sla: { serviceMs, responseMs },
-    graybox: go.graybox === true,
+    graybox: go.graybox === undefined ? false : boolean(go.graybox, where, `${f}.graybox`),
   };
 }
 
@@ -190,15 +194,19 @@ export function parseScenario(json: unknown, where = 'scenario'): Scenario {
     return { ...spec, host };
   });
   const m = object(o.manager ?? {}, where, 'manager');
+  // Each setting the scenario gives, checked; the default otherwise.
+  const set = <K extends keyof ManagerPolicy>(key: K, parse: (v: unknown, field: string) => ManagerPolicy[K]): ManagerPolicy[K] =>
+    m[key] === undefined ? DEFAULT_MANAGER_POLICY[key] : parse(m[key], `manager.${key}`);
+  const whole = (min: number, max: number) => (v: unknown, field: string): number => integer(v, where, field, min, max);
   const policy: ManagerPolicy = {
-    threshold: m.threshold === undefined ? DEFAULT_MANAGER_POLICY.threshold : vector(m.threshold, where, 'manager.threshold', true),
-    k: m.k === undefined ? DEFAULT_MANAGER_POLICY.k : integer(m.k, where, 'manager.k', 1, 100),
-    n: m.n === undefined ? DEFAULT_MANAGER_POLICY.n : integer(m.n, where, 'manager.n', 1, 100),
-    window: m.window === undefined ? DEFAULT_MANAGER_POLICY.window : integer(m.window, where, 'manager.window', 2, 1000),
-    headroom: m.headroom === undefined ? DEFAULT_MANAGER_POLICY.headroom : positive(m.headroom, where, 'manager.headroom'),
-    concurrent: m.concurrent === undefined ? DEFAULT_MANAGER_POLICY.concurrent : integer(m.concurrent, where, 'manager.concurrent', 1, 16),
-    cooldownIntervals: m.cooldownIntervals === undefined ? DEFAULT_MANAGER_POLICY.cooldownIntervals : integer(m.cooldownIntervals, where, 'manager.cooldownIntervals', 0, 100_000),
-    consolidate: m.consolidate === undefined ? false : m.consolidate === true ? true : m.consolidate === false ? false : (() => { throw invalid(where, 'manager.consolidate', 'must be true or false', m.consolidate); })(),
+    threshold: set('threshold', (v, field) => vector(v, where, field, true)),
+    k: set('k', whole(1, 100)),
+    n: set('n', whole(1, 100)),
+    window: set('window', whole(2, 1000)),
+    headroom: set('headroom', (v, field) => positive(v, where, field)),
+    concurrent: set('concurrent', whole(1, 16)),
+    cooldownIntervals: set('cooldownIntervals', whole(0, 100_000)),
+    consolidate: set('consolidate', (v, field) => boolean(v, where, field)),
   };
   for (const r of RESOURCES) if (policy.threshold[r] > 1) throw invalid(where, `manager.threshold.${r}`, 'must be a share of at most 1', policy.threshold[r]);
   if (policy.k > policy.n) throw invalid(where, 'manager.k', `must be at most n (${policy.n})`, policy.k);

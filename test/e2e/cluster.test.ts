@@ -38,10 +38,29 @@ const SCENARIO = {
 const scenarioFile = join(dir, 'scenario.json');
 writeFileSync(scenarioFile, JSON.stringify(SCENARIO));
 
-async function startHost(name: string, extra: readonly string[] = ['--psk-file', pskFile], epoch = Date.now()): Promise<Running & { address: string }> {
-  const r = memshift(['host', '--listen', '127.0.0.1:0', '--name', name, '--scenario', scenarioFile, '--epoch', String(epoch), ...extra]);
+type Host = Running & { address: string };
+
+/** `memshift host NAME` of `scenario` (default the file above), under the PSK unless `extra` says otherwise. */
+async function startHost(name: string, o: { scenario?: string; extra?: readonly string[]; epoch?: number } = {}): Promise<Host> {
+  const r = memshift(['host', '--listen', '127.0.0.1:0', '--name', name, '--scenario', o.scenario ?? scenarioFile, '--epoch', String(o.epoch ?? Date.now()), ...(o.extra ?? ['--psk-file', pskFile])]);
   await waitForOutput(r, (t) => /listening on 127\.0\.0\.1:\d+/.test(t), 30_000);
   return { ...r, address: /listening on (127\.0\.0\.1:\d+)/.exec(r.stdout())![1] };
+}
+
+/** Hosts h1 and h2 of `scenario` whose clock starts 1.5 s from now; resolves once it has started. */
+async function hostsOnOneClock(scenario = scenarioFile): Promise<[Host, Host]> {
+  const epoch = Date.now() + 1500;
+  const hosts = await Promise.all([startHost('h1', { scenario, epoch }), startHost('h2', { scenario, epoch })]);
+  await new Promise((r) => setTimeout(r, Math.max(0, epoch - Date.now())));
+  return hosts;
+}
+
+/** `memshift cluster run NAME args`, which must exit 0; its stderr and its report. */
+async function clusterRun(name: string, args: readonly string[]): Promise<{ stderr: string; report: ClusterReport }> {
+  const file = join(dir, `${name}.json`);
+  const done = await memshift(['cluster', 'run', name, ...args, '--report', file]).done;
+  assert.is(done.code, 0, done.stderr);
+  return { stderr: done.stderr, report: JSON.parse(readFileSync(file, 'utf8')) as ClusterReport };
 }
 
 async function post(address: string, path: string, body: string, headers: Record<string, string> = {}): Promise<{ status: number; text: string }> {
@@ -145,10 +164,8 @@ test('two host processes move a running guest with the engine: it runs on the ta
 }));
 
 test('memshift manager --hosts resolves a CPU hotspot on running hosts by migrating, and explains it', deadline(90_000, async () => {
-  const epoch = Date.now() + 1500;
-  const [h1, h2] = await Promise.all([startHost('h1', ['--psk-file', pskFile], epoch), startHost('h2', ['--psk-file', pskFile], epoch)]);
+  const [h1, h2] = await hostsOnOneClock();
   const report = join(dir, 'manager.json');
-  await new Promise((r) => setTimeout(r, Math.max(0, epoch - Date.now())));
   const m = memshift(['manager', '--hosts', `${h1.address},${h2.address}`, '--scenario', scenarioFile, '--duration', '5000', '--psk-file', pskFile, '--report', report]);
   const done = await m.done;
   assert.is(done.code, 0, done.stderr);
@@ -183,14 +200,7 @@ test('an SLA breach with no threshold crossed: the gray-box guest short of CPU o
   };
   const slaFile = join(dir, 'sla.json');
   writeFileSync(slaFile, JSON.stringify(sla));
-  const epoch = Date.now() + 1500;
-  const start = async (name: string): Promise<Running & { address: string }> => {
-    const r = memshift(['host', '--listen', '127.0.0.1:0', '--name', name, '--scenario', slaFile, '--epoch', String(epoch), '--psk-file', pskFile]);
-    await waitForOutput(r, (t) => /listening on 127\.0\.0\.1:\d+/.test(t), 30_000);
-    return { ...r, address: /listening on (127\.0\.0\.1:\d+)/.exec(r.stdout())![1] };
-  };
-  const [h1, h2] = await Promise.all([start('h1'), start('h2')]);
-  await new Promise((r) => setTimeout(r, Math.max(0, epoch - Date.now())));
+  const [h1, h2] = await hostsOnOneClock(slaFile);
   const report = join(dir, 'sla-manager.json');
   const done = await memshift(['manager', '--hosts', `${h1.address},${h2.address}`, '--scenario', slaFile, '--duration', '9000', '--psk-file', pskFile, '--report', report]).done;
   assert.is(done.code, 0, done.stderr);
@@ -208,9 +218,7 @@ test('an SLA breach with no threshold crossed: the gray-box guest short of CPU o
 }));
 
 test('the manager\'s dashboard in headless Chromium: hosts, load charts, the hotspot, the migration with its passes and downtime, no network fetch', deadline(90_000, async () => {
-  const epoch = Date.now() + 1500;
-  const [h1, h2] = await Promise.all([startHost('h1', ['--psk-file', pskFile], epoch), startHost('h2', ['--psk-file', pskFile], epoch)]);
-  await new Promise((r) => setTimeout(r, Math.max(0, epoch - Date.now())));
+  const [h1, h2] = await hostsOnOneClock();
   const m = memshift(['manager', '--hosts', `${h1.address},${h2.address}`, '--scenario', scenarioFile, '--duration', '60000', '--psk-file', pskFile, '--dashboard', '127.0.0.1:0']);
   await waitForOutput(m, (t) => /runs on h2: /.test(t), 30_000);
   const url = /dashboard on (http:\/\/127\.0\.0\.1:\d+\/)/.exec(m.stderr())![1];
@@ -232,7 +240,7 @@ test('the manager\'s dashboard in headless Chromium: hosts, load charts, the hot
 test('the control port under mutual TLS: a client with the cluster\'s certificate is served, one without is not', deadline(60_000, async () => {
   const c = makeCredentials();
   const tlsFlags = ['--tls-cert', c.dest.cert, '--tls-key', c.dest.key, '--tls-ca', c.ca];
-  const h1 = await startHost('h1', tlsFlags);
+  const h1 = await startHost('h1', { extra: tlsFlags });
   const client = new HostClient(h1.address, loadTlsFiles({ cert: c.source.cert, key: c.source.key, ca: c.ca }));
   const list = await client.guests();
   assert.equal(list.guests.map((g) => g.name).sort(), ['db', 'web']);
@@ -244,11 +252,7 @@ test('the control port under mutual TLS: a client with the cluster\'s certificat
 }));
 
 test('memshift cluster run cpu-surge: the manager moves web off h1, cuts SLA violation-seconds, loses no guest', deadline(120_000, async () => {
-  const report = join(dir, 'cpu-surge.json');
-  const r = memshift(['cluster', 'run', 'cpu-surge', '--time-scale', '0.35', '--runs', 'off,on', '--report', report]);
-  const done = await r.done;
-  assert.is(done.code, 0, done.stderr);
-  const c = JSON.parse(readFileSync(report, 'utf8')) as ClusterReport;
+  const { stderr, report: c } = await clusterRun('cpu-surge', ['--time-scale', '0.35', '--runs', 'off,on']);
   const [off, on] = c.runs;
   assert.is(off.kind, 'off');
   assert.is(on.kind, 'on');
@@ -262,15 +266,11 @@ test('memshift cluster run cpu-surge: the manager moves web off h1, cuts SLA vio
   assert.ok(h !== undefined && h.resolvedAtMs !== null, 'h1 hotspot resolved');
   assert.is(c.summary.pingPong, 0);
   assert.is(c.summary.failedMigrations, 0);
-  assert.match(done.stderr, /violation-seconds with the manager \/ without: \d+ %/);
+  assert.match(stderr, /violation-seconds with the manager \/ without: \d+ %/);
 }));
 
 test('memshift cluster run night-consolidation: the quiet cluster is packed onto as few hosts as first-fit-decreasing', deadline(120_000, async () => {
-  const report = join(dir, 'night.json');
-  const r = memshift(['cluster', 'run', 'night-consolidation', '--time-scale', '0.35', '--runs', 'on', '--report', report]);
-  const done = await r.done;
-  assert.is(done.code, 0, done.stderr);
-  const c = JSON.parse(readFileSync(report, 'utf8')) as ClusterReport;
+  const { report: c } = await clusterRun('night-consolidation', ['--time-scale', '0.35', '--runs', 'on']);
   const on = c.runs[0];
   assert.equal(on.lost, []);
   const plan = on.manager!.consolidation;
@@ -281,11 +281,7 @@ test('memshift cluster run night-consolidation: the quiet cluster is packed onto
 }));
 
 test('memshift cluster run memory-pressure: gray-box sizes the growing guest from its OS, black-box from its swapping', deadline(120_000, async () => {
-  const report = join(dir, 'memory.json');
-  const r = memshift(['cluster', 'run', 'memory-pressure', '--time-scale', '0.35', '--runs', 'on,blackbox', '--report', report]);
-  const done = await r.done;
-  assert.is(done.code, 0, done.stderr);
-  const c = JSON.parse(readFileSync(report, 'utf8')) as ClusterReport;
+  const { report: c } = await clusterRun('memory-pressure', ['--time-scale', '0.35', '--runs', 'on,blackbox']);
   const [gray, black] = c.runs;
   assert.equal(gray.lost, []);
   assert.equal(black.lost, []);

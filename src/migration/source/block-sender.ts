@@ -61,12 +61,16 @@ export class BlockSender {
         await inFlight[slot];
         const isFresh = (k: number): boolean => ((fresh[(first + k) >>> 5] >>> ((first + k) & 31)) & 1) === 1;
         const frames = buffers.frames(slot, disk, first, count, device.blockBytes, (data) => device.read(first, count, data), isFresh);
-        // Left out: still never sent, so a resumed pass does not send them either.
-        for (let k = 0, f = 0; k < count; k++) {
-          while (f < frames.length && frames[f].first + frames[f].count <= first + k) f++;
-          const inFrame = f < frames.length && frames[f].first <= first + k;
-          if (!inFrame) ever[(first + k) >>> 5] &= ~(1 << ((first + k) & 31));
+        // Left out (the gaps between frames): still never sent, so a resumed pass does not send them either.
+        const unsend = (b: number): void => {
+          ever[b >>> 5] &= ~(1 << (b & 31));
+        };
+        let b = first;
+        for (const f of frames) {
+          for (; b < f.first; b++) unsend(b);
+          b = f.first + f.count;
         }
+        for (; b < first + count; b++) unsend(b);
         const sends = frames.map(({ first: at, count: n, frame }) => {
           this.digest.record(disk, at, n, frame, FRAME_HEADER_BYTES + BLOCKS_HEAD_BYTES);
           sent.blocks += n;
