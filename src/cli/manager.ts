@@ -30,6 +30,7 @@ export const managerFlags: Flags = {
   seed: { type: 'string', value: 'N', help: 'seed of the simulated cluster and its demand', default: String(DEFAULT_SIMULATION.seed) },
   intervals: { type: 'string', value: 'N', help: 'detection intervals of the simulated day', default: String(DEFAULT_SIMULATION.intervals) },
   'surge-share': { type: 'string', value: 'PERCENT', help: 'hosts whose guests surge (CPU ×3) from the fifth interval', default: String(DEFAULT_SIMULATION.surgeShare * 100) },
+  'interval-seconds': { type: 'string', value: 'S', help: 'with --simulate: seconds of one interval (migrations that take longer land intervals later)', default: String(DEFAULT_SIMULATION.intervalSeconds) },
   report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
   quiet: { type: 'boolean', help: 'no summary' },
   help: { type: 'boolean', help: 'show this help' },
@@ -51,12 +52,15 @@ export async function runManager(argv: readonly string[]): Promise<number> {
     seed: parseInteger(requireString(a, 'seed'), '--seed'),
     intervals: parseInteger(requireString(a, 'intervals'), '--intervals', 1, 10_000),
     surgeShare: parseInteger(requireString(a, 'surge-share'), '--surge-share', 0, 100) / 100,
+    intervalSeconds: parseInteger(requireString(a, 'interval-seconds'), '--interval-seconds', 1, 3600),
   });
   writeReportFile(a, report);
   if (!a.quiet) {
     const c = report.consolidation;
     console.error(`manager (simulated): ${report.hosts} hosts, ${report.guests} guests; ${report.hotspots} hotspots, ${report.migrations} migrations planned, ${report.unresolved} hosts still hot at the end, ${report.pingPong} moved back`);
     console.error(`  hotspots resolved ${report.resolveIntervals.p50} intervals after onset (p50; worst ${report.resolveIntervals.max}); planning ${report.planMs.p50.toFixed(1)} ms per interval (worst ${report.planMs.max.toFixed(1)}), ${Math.round(report.decisionsPerSecond)} decisions/s`);
+    const mc = report.migrationCost;
+    console.error(`  migrations (the engine's model): ${mc.seconds.p50.toFixed(1)} s each (p50; worst ${mc.seconds.max.toFixed(1)}), downtime ${mc.downtimeMs.p50.toFixed(1)} ms (worst ${mc.downtimeMs.max.toFixed(1)}), ${(mc.bytes / 1e12).toFixed(2)} TB moved in all`);
     console.error(`  night: consolidation frees ${c.freed} hosts (${c.hostsInUse} in use; first-fit-decreasing from scratch: ${c.ffdHosts ?? 'no fit'}) with ${c.moves} moves, ${(c.wattsBefore / 1000).toFixed(1)} → ${(c.wattsAfter / 1000).toFixed(1)} kW, planned in ${c.consolidateMs.toFixed(0)} ms`);
     for (const m of report.sample.slice(0, 3)) console.error(`  e.g. ${m.guest} ${m.from} → ${m.to} (${m.mode}): ${m.reason}`);
   }

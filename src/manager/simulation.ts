@@ -1,9 +1,11 @@
 // The manager's own code run against a simulated cluster (`memshift manager --simulate`): seeded hosts
 // and guests, demand traces sampled per interval, the same profiles, hotspot detector, planner and
-// consolidation as on real hosts, with moves applied at once instead of migrated. What it measures is
-// the manager: how fast it plans for a cluster of this size, and how good the plans are (hotspots
-// resolved, hosts freed against first-fit-decreasing). No clock enters the plans; timing is measured
-// around them only.
+// consolidation as on real hosts. Each planned move is a migration whose time, bytes and downtime come
+// from the engine's measured model (migration-cost.ts) over its share of the hosts' links: the guest
+// loads its source until the migration ends, and its destination (as a stand-in the planner never
+// moves) from the start. What it measures is the manager: how fast it plans for a cluster of this
+// size, how good the plans are (hotspots resolved, hosts freed against first-fit-decreasing), and what
+// the migrations cost. No clock enters the plans; timing is measured around them only.
 //
 //   day:   every guest's demand follows its trace; at interval `surgeAt` a share of hosts' guests surge
 //          (CPU ×3, rising); each interval: profiles ← samples, detector ← host load, planner ← hotspots
@@ -11,9 +13,10 @@
 
 import { consolidate, type ConsolidationPlan } from './consolidation.js';
 import { DEFAULT_HOTSPOT_POLICY, HotspotDetector, type Hotspot } from './hotspot.js';
-import { DEFAULT_PLAN_OPTIONS, planHotspots, type GuestState, type HostState, type PlannedMigration } from './placement.js';
+import { DEFAULT_PLAN_OPTIONS, chooseMode, planHotspots, type GuestState, type HostState, type PlannedMigration } from './placement.js';
 import { UsageProfile } from './profile.js';
 import { ZERO, add, over, scale, utilisation, type Vector } from './resources.js';
+import { ENGINE_MODEL, migrationCost, type MigrationCost } from './migration-cost.js';
 
 export interface SimulationOptions {
   hosts: number;
@@ -26,9 +29,11 @@ export interface SimulationOptions {
   surgeShare: number;
   /** Demand at night, as a share of the day's. */
   nightShare: number;
+  /** Seconds of one detection interval (how long a migration takes in intervals). */
+  intervalSeconds: number;
 }
 
-export const DEFAULT_SIMULATION: SimulationOptions = { hosts: 1000, guests: 10_000, seed: 1, intervals: 12, surgeAt: 4, surgeShare: 0.05, nightShare: 0.3 };
+export const DEFAULT_SIMULATION: SimulationOptions = { hosts: 1000, guests: 10_000, seed: 1, intervals: 12, surgeAt: 4, surgeShare: 0.05, nightShare: 0.3, intervalSeconds: 10 };
 
 export interface SimulationReport {
   hosts: number;
@@ -46,6 +51,8 @@ export interface SimulationReport {
   planMs: { p50: number; max: number };
   /** Planned migrations per second of planning time, over the day. */
   decisionsPerSecond: number;
+  /** The day's migrations as the engine's model costs them: time and downtime (p50, max), bytes in all. */
+  migrationCost: { seconds: { p50: number; max: number }; downtimeMs: { p50: number; max: number }; bytes: number };
   consolidation: Omit<ConsolidationPlan, 'moves' | 'freed'> & { moves: number; freed: number; consolidateMs: number };
   /** A few decisions, with their reasons. */
   sample: PlannedMigration[];
@@ -111,10 +118,23 @@ export function simulate(options: SimulationOptions = DEFAULT_SIMULATION): Simul
   let hotspots = 0;
   const sample: PlannedMigration[] = [];
   let lastHot: Hotspot[] = [];
+  /** Migrations under way: the move, its cost, and the interval from whose samples on the guest is on its destination. */
+  const inFlight = new Map<string, { move: PlannedMigration; cost: MigrationCost; landsAt: number }>();
+  const costs: MigrationCost[] = [];
+  /** A migration lands: the guest is on its destination, the move counts for the cooldown and the paths. */
+  const land = (g: SimGuest, m: PlannedMigration, t: number): void => {
+    g.state = { ...g.state, host: m.to };
+    recentMoves.set(m.guest, [...(recentMoves.get(m.guest) ?? []), { from: m.from, interval: t }]);
+    moved.set(m.guest, [...(moved.get(m.guest) ?? [m.from]), m.to]);
+    detector.reset(m.from);
+    inFlight.delete(m.guest);
+  };
   /** Per host: the interval it first went over a threshold, and the first one after which it was under again. */
   const onset = new Map<string, number>();
   const resolvedAt = new Map<string, number>();
   for (let t = 0; t < options.intervals; t++) {
+    const byName = new Map(guests.map((g) => [g.state.name, g]));
+    for (const f of [...inFlight.values()]) if (f.landsAt <= t) land(byName.get(f.move.guest)!, f.move, t);
     // Samples: ±10 % noise; a surging guest's CPU climbs to three times its base over three intervals.
     for (const g of guests) {
       const ramp = g.surge && t >= options.surgeAt ? Math.min(3, 1 + (t - options.surgeAt + 1) * (2 / 3)) : 1;
@@ -139,20 +159,31 @@ export function simulate(options: SimulationOptions = DEFAULT_SIMULATION): Simul
       const spot = detector.observe(h.name, utilisation(l.now, h.capacity), utilisation(l.next, h.capacity));
       if (spot !== null) hot.push(spot);
     }
-    const plan = planHotspots(hot, hosts, states, { ...DEFAULT_PLAN_OPTIONS, recentMoves, interval: t });
+    // A guest on its way loads its destination already, as a stand-in that is never moved.
+    const standIns = [...inFlight.values()].map(({ move }) => ({ ...byName.get(move.guest)!.state, name: `${move.guest} (arriving)`, host: move.to }));
+    // Hosts whose guests are moving are not judged again until the moves land.
+    const busy = new Set([...inFlight.values()].map(({ move }) => move.from));
+    const plan = planHotspots(hot.filter((h) => !busy.has(h.host)), hosts, [...states, ...standIns], { ...DEFAULT_PLAN_OPTIONS, recentMoves, interval: t });
     planMs.push(performance.now() - start);
     hotspots += hot.filter((h) => !lastHot.some((x) => x.host === h.host)).length;
     lastHot = hot;
-    const byName = new Map(guests.map((g) => [g.state.name, g]));
-    for (const m of plan.migrations) {
+    const started = plan.migrations.filter((m) => byName.has(m.guest) && !inFlight.has(m.guest));
+    // Each migration's share of the links: its hosts' network capacity over the migrations each carries.
+    const links = new Map<string, number>();
+    for (const m of [...started, ...[...inFlight.values()].map((f) => f.move)]) for (const h of [m.from, m.to]) links.set(h, (links.get(h) ?? 0) + 1);
+    for (const m of started) {
       const g = byName.get(m.guest)!;
-      g.state = { ...g.state, host: m.to };
-      recentMoves.set(m.guest, [...(recentMoves.get(m.guest) ?? []), { from: m.from, interval: t }]);
-      moved.set(m.guest, [...(moved.get(m.guest) ?? [m.from]), m.to]);
-      detector.reset(m.from);
+      // The mode for the link share it gets, not the whole link the plan assumed.
+      const share = HOST_CAPACITY.net / Math.max(links.get(m.from)!, links.get(m.to)!);
+      const cost = migrationCost(g.state.memoryBytes, g.state.dirtyRate, chooseMode(g.state.dirtyRate, Math.min(share, ENGINE_MODEL.passBytesPerSec)), share);
+      costs.push(cost);
+      // Started at the end of interval t; the samples of interval t + k come k intervals later.
+      const landsAt = t + Math.max(1, Math.ceil(cost.seconds / options.intervalSeconds));
+      if (landsAt === t + 1) land(g, m, t);
+      else inFlight.set(m.guest, { move: m, cost, landsAt });
       if (sample.length < 5) sample.push(m);
     }
-    migrations += plan.migrations.length;
+    migrations += started.length;
     // After this interval's moves: which hosts are over a threshold now (their guests' last samples).
     const after = perHost((g) => g.profile.last);
     for (const h of hosts) {
@@ -188,7 +219,18 @@ export function simulate(options: SimulationOptions = DEFAULT_SIMULATION): Simul
     })(),
     planMs: { p50: sorted[Math.floor(sorted.length / 2)], max: sorted[sorted.length - 1] },
     decisionsPerSecond: totalPlanMs > 0 ? (migrations * 1000) / totalPlanMs : 0,
+    migrationCost: {
+      seconds: spread(costs.map((c) => c.seconds)),
+      downtimeMs: spread(costs.map((c) => c.downtimeMs)),
+      bytes: costs.reduce((s, c) => s + c.bytes, 0),
+    },
     consolidation: { hostsInUse: c.hostsInUse, ffdHosts: c.ffdHosts, wattsBefore: c.wattsBefore, wattsAfter: c.wattsAfter, moves: c.moves.length, freed: c.freed.length, consolidateMs },
     sample,
   };
+}
+
+/** Median and maximum (zeros when empty). */
+function spread(xs: readonly number[]): { p50: number; max: number } {
+  const s = [...xs].sort((a, b) => a - b);
+  return { p50: s[Math.floor(s.length / 2)] ?? 0, max: s[s.length - 1] ?? 0 };
 }

@@ -6,7 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { simulate, type SimulationOptions, type SimulationReport } from '../../src/manager/simulation.js';
 
-const SMALL: SimulationOptions = { hosts: 60, guests: 600, seed: 1, intervals: 12, surgeAt: 4, surgeShare: 0.2, nightShare: 0.3 };
+const SMALL: SimulationOptions = { hosts: 60, guests: 600, seed: 1, intervals: 12, surgeAt: 4, surgeShare: 0.2, nightShare: 0.3, intervalSeconds: 10 };
 
 /** The fields of a report that the plans determine (no wall-clock figures). */
 function planFields(r: SimulationReport): unknown {
@@ -90,6 +90,25 @@ test('a surge that starts after the last interval produces no hotspot', () => {
   const late = simulate({ ...SMALL, surgeAt: 100 });
   assert.is(late.hotspots, 0);
   assert.is(late.migrations, 0);
+});
+
+test('every migration is costed by the engine\'s model: some time, some downtime, at least the guests\' bytes', () => {
+  const c = surge.migrationCost;
+  assert.ok(c.seconds.p50 > 0 && c.seconds.max >= c.seconds.p50);
+  assert.ok(c.downtimeMs.p50 > 0 && c.downtimeMs.max >= c.downtimeMs.p50);
+  assert.ok(c.bytes >= surge.migrations * 2 ** 30, `${c.bytes} bytes for ${surge.migrations} migrations of guests of 1 GiB or more`);
+  assert.equal(calm.migrationCost, { seconds: { p50: 0, max: 0 }, downtimeMs: { p50: 0, max: 0 }, bytes: 0 });
+});
+
+test('migrations land when the model says they end: the longer an interval, the fewer intervals the slowest hotspot takes; at 1 s intervals some are not resolved within the day', () => {
+  const minute = simulate({ ...SMALL, intervalSeconds: 60 });
+  const second = simulate({ ...SMALL, intervalSeconds: 1 });
+  // Same cluster, same plans at the start: only when the moves land differs.
+  assert.is(minute.hotspots, surge.hotspots);
+  assert.ok(minute.resolveIntervals.max < surge.resolveIntervals.max, `60 s: worst ${minute.resolveIntervals.max} intervals; 10 s: ${surge.resolveIntervals.max}`);
+  assert.ok(second.resolveIntervals.hosts < surge.resolveIntervals.hosts, `1 s: ${second.resolveIntervals.hosts} hosts resolved; 10 s: ${surge.resolveIntervals.hosts}`);
+  assert.ok(second.unresolved > 0);
+  assert.is(second.pingPong, 0);
 });
 
 test('a cluster that cannot hold its guests is refused', () => {
