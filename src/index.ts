@@ -97,7 +97,7 @@ export interface MigrateOptions {
    * encoders compress (sampled from the guest at the start) and off when not; 'lz4' always, 'none' never.
    */
   compress?: CompressMode;
-  /** Encoder threads (default: cores − 1). */
+  /** Encoder threads; 0: the main thread encodes each batch as it writes it (default on hosts of up to 2 cores: 0, or 1 when post-copy may come; else cores − 1). */
   encoders?: number;
   /** Cap on bytes per second sent (default: none). */
   maxBandwidth?: number;
@@ -140,7 +140,7 @@ export interface MigrateOptions {
  */
 export function prepareEncoders(source: MemorySource, options: { encoders?: number; postcopy?: boolean } = {}): Promise<PreparedEncoders> {
   checkSource(source);
-  if (options.encoders !== undefined) positiveInt(options.encoders, 'encoders', 1, MAX_ENCODERS);
+  if (options.encoders !== undefined) positiveInt(options.encoders, 'encoders', 0, MAX_ENCODERS);
   return PreparedEncoders.start(source, options.encoders, options.postcopy === true);
 }
 
@@ -210,7 +210,7 @@ export async function migrate(source: MemorySource, to: string | Address | net.S
     throttleInitial: options.throttleInitial === undefined ? DEFAULT_POLICY.throttleInitial : positiveInt(options.throttleInitial, 'throttleInitial', 1, 99),
     throttleStep: options.throttleStep === undefined ? DEFAULT_POLICY.throttleStep : positiveInt(options.throttleStep, 'throttleStep', 1, 99),
   };
-  if (options.encoders !== undefined) positiveInt(options.encoders, 'encoders', 1, MAX_ENCODERS);
+  if (options.encoders !== undefined) positiveInt(options.encoders, 'encoders', 0, MAX_ENCODERS);
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidArgument('options.signal', 'must be an AbortSignal');
   if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw invalidArgument('options.onProgress', 'must be a function');
   if (options.onEvent !== undefined && typeof options.onEvent !== 'function') throw invalidArgument('options.onEvent', 'must be a function');

@@ -30,7 +30,7 @@ export const qemuSourceFlags: Flags = {
   ...convergenceFlags,
   'on-stall': { type: 'string', value: 'force|throttle|abort', help: 'what to do when pre-copy does not converge (throttle: stop the guest a share of every 100 ms)', default: 'throttle' },
   compress: { type: 'string', value: 'auto|lz4|none', help: 'LZ4 for raw pages (none by default: on a fast link the destination\'s file writes bound the rate, which auto would read as a slow link)', default: 'none' },
-  encoders: { type: 'string', value: 'N', help: 'encoder (and hash-scan) threads (default cores - 1)' },
+  encoders: { type: 'string', value: 'N', help: 'encoder (and hash-scan) threads; 0: the main thread does both (default on hosts of up to 2 cores: 0, or 1 when post-copy may come; else cores - 1)' },
   report: { type: 'string', value: 'FILE', help: 'write the JSON report here' },
   events: { type: 'string', value: 'FILE|-', help: 'write events and progress as NDJSON here (- for stdout)' },
   ...sourceTimeoutFlags,
@@ -57,7 +57,7 @@ export async function runQemuSourceCommand(argv: readonly string[]): Promise<num
   let failure: { code: string; message: string } | null = null;
   try {
     events = openEvents(optionalString(a, 'events'));
-    const prepared = await prepareEncoders(guest, { encoders: encoders === undefined ? undefined : parseInteger(encoders, '--encoders', 1) });
+    const prepared = await prepareEncoders(guest, { encoders: encoders === undefined ? undefined : parseInteger(encoders, '--encoders', 0) });
     try {
       report = await migrate(guest, connect, {
         security, mode, onStall, compress, prepared, xbzrle: 'off', ...options,

@@ -35,7 +35,7 @@ export const sourceFlags: Flags = {
   warmup: { type: 'string', value: 'MS', help: 'let the guest run this long before migrating', default: '300' },
   xbzrle: { type: 'string', value: 'auto|on|off', help: 'XBZRLE deltas for pages sent before: auto while the link measured in pass 1 is slower than deltas move pages, or always, or never', default: 'auto' },
   compress: { type: 'string', value: 'auto|lz4|none', help: 'LZ4 for raw pages: auto while the measured link is slower than the encoders compress, or always, or never', default: 'auto' },
-  encoders: { type: 'string', value: 'N', help: 'encoder threads (default cores - 1)' },
+  encoders: { type: 'string', value: 'N', help: 'encoder threads; 0: the main thread encodes each batch as it writes it (default on hosts of up to 2 cores: 0, or 1 when post-copy may come; else cores - 1)' },
   'max-bandwidth': { type: 'string', value: 'SIZE', help: 'cap on bytes sent per second, e.g. 100MiB (default: no cap)' },
   'slab-size': { type: 'string', value: 'SIZE', help: 'most guest RAM per shared memory slab', default: '3GiB' },
   'cache-size': { type: 'string', value: 'SIZE', help: 'XBZRLE cache', default: '64MiB' },
@@ -82,7 +82,7 @@ export async function runSourceCommand(argv: readonly string[]): Promise<number>
     // The encoder threads start while the guest warms up, as a hypervisor's migration threads exist
     // before `migrate`: the migration's setup is then the handshake.
     const [prepared] = await Promise.all([
-      prepareEncoders(guest, { encoders: encoders === undefined ? undefined : parseInteger(encoders, '--encoders', 1), postcopy: mode === 'postcopy' || mode === 'hybrid' || onStall === 'postcopy' }),
+      prepareEncoders(guest, { encoders: encoders === undefined ? undefined : parseInteger(encoders, '--encoders', 0), postcopy: mode === 'postcopy' || mode === 'hybrid' || onStall === 'postcopy' }),
       new Promise((r) => setTimeout(r, warmupMs)),
     ]);
     try {

@@ -11,9 +11,10 @@
 // changed (xbzrle-sample.ts). On loopback (B ≈ 1.5–4 GB/s against C ≈ 1–2 GB/s) deltas made a 200k
 // pages/s writer's downtime half again as long; on a link of about 1 GB/s or slower they pay.
 //
-// The link's rate is measured on raw passes (with LZ4 on, the wire rate is the compressed rate, which
-// understates the link when the compressor limits), so a decision to compress holds until a raw
-// measurement says otherwise: it is re-made at each pass start from the best link rate seen. Deltas may
+// The link's rate is measured on raw passes, over the pass's time less what the source's main thread
+// spent encoding when it encodes inline (the socket was given nothing then; pass.ts); not under LZ4,
+// whose wire rate is the compressed rate, which understates the link when the compressor limits. So a
+// decision to compress holds until a raw measurement says otherwise: it is re-made at each pass start from the best link rate seen. Deltas may
 // be switched off at a pass start but never on again: a page sent raw meanwhile leaves its cache slot
 // behind the destination's copy, and a delta against it would not apply.
 

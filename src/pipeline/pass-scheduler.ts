@@ -3,7 +3,7 @@
 //
 //   slab:     [segment 0      ][segment 1      ] …       SEGMENT_PAGES each, whole bitmap words
 //   segment:  [sent ……… cursor▲ still marked ……]         one task at a time walks it
-//   tasks in flight ≤ min(2 × pool size, free chunks), and tasks + writes ≤ 2 × pool size + MAX_WRITES_AHEAD
+//   tasks in flight ≤ min(pool's tasksInFlight, free chunks), and tasks + writes ≤ that + MAX_WRITES_AHEAD
 //                                                        ← back-pressure: a slow socket keeps chunks busy
 //
 // A task stops when its chunk is full and the next one resumes at its cursor, so workers never share
@@ -29,7 +29,7 @@ export const SEGMENT_PAGES = 16384;
 
 /** The part of the encoder pool (pool.ts EncoderPool) the schedulers use. */
 export interface Encoder {
-  readonly size: number;
+  readonly tasksInFlight: number;
   encode(req: EncodeRequest): Promise<EncodeResult>;
 }
 
@@ -69,7 +69,7 @@ export class PassScheduler {
       }
     });
     const result = emptyPassResult();
-    const maxTasks = this.pool.size * 2;
+    const maxTasks = this.pool.tasksInFlight;
     let tasks = 0;
     let writes = 0;
     let next = 0;

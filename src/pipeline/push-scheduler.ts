@@ -105,7 +105,7 @@ export class PushScheduler {
     const planners = this.regions.map((r) => make(r.id, r.pageCount));
     const indexOf = new Map(this.regions.map((r, i) => [r.id, i]));
     const stopped = options.stopped ?? (() => false);
-    const maxTasks = this.pool.size * 2;
+    const maxTasks = this.pool.tasksInFlight;
     const inflight = new Set<Promise<void>>();
     const state: { failure: { err: unknown } | null } = { failure: null };
     let current = 0;

@@ -89,8 +89,8 @@ export class CountingEncoder implements Encoder {
 
   constructor(private readonly pool: EncoderPool, private readonly onStart?: (req: EncodeRequest) => void) {}
 
-  get size(): number {
-    return this.pool.size;
+  get tasksInFlight(): number {
+    return this.pool.tasksInFlight;
   }
 
   encode(req: EncodeRequest): Promise<EncodeResult> {

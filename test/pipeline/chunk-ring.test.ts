@@ -40,3 +40,30 @@ test('an arena that holds fewer than two chunks is rejected', () => {
 });
 
 test.run();
+
+test('a user that never holds more than k chunks only ever gets the first k (the ones mapFirstChunks maps beforehand)', () => {
+  const mem = GuestMemory.allocate([spec(0, 64)], { maxSlabBytes: 1 << 20, arenaBytes: 40 << 20 });
+  const slab = mem.allSlabs()[0];
+  const ring = new ChunkRing([slab]);
+  const k = 3;
+  assert.ok(ring.capacity(0) > k + 1, `${ring.capacity(0)} chunks, more than are held`);
+  const size = (() => { const a = ring.take(0)!; const b = ring.take(0)!; ring.release(0, b); ring.release(0, a); return b - a; })();
+  const held: number[] = [];
+  const seen = new Set<number>();
+  // Takes and releases in a shuffled order, at most k held at once.
+  let x = 7;
+  for (let step = 0; step < 500; step++) {
+    x = (x * 1103515245 + 12345) & 0x7fffffff;
+    if (held.length < k && (held.length === 0 || x % 3 !== 0)) {
+      const c = ring.take(0)!;
+      held.push(c);
+      seen.add(c);
+    } else {
+      const [c] = held.splice(x % held.length, 1);
+      ring.writing(0, c);
+      ring.release(0, c);
+    }
+  }
+  const indices = [...seen].map((c) => (c - slab.layout.arena) / size).sort((a, b) => a - b);
+  assert.equal(indices, [0, 1, 2]);
+});

@@ -8,7 +8,7 @@ import { ErrorCode, MemshiftError } from '../../src/errors.js';
 import { BatchWriter } from '../../src/pipeline/batch-writer.js';
 import { ChunkRing } from '../../src/pipeline/chunk-ring.js';
 import { PassScheduler } from '../../src/pipeline/pass-scheduler.js';
-import { EncoderPool } from '../../src/pipeline/pool.js';
+import { EncoderPool, MAX_ENCODERS, defaultEncoderCount } from '../../src/pipeline/pool.js';
 import type { GuestMemory } from '../../src/memory/guest-memory.js';
 import { expectCodeAsync, settlesWithin } from '../_support/guest-helpers.js';
 import {
@@ -30,27 +30,29 @@ function scheduler(mem: GuestMemory, channel: RecordingChannel, encoders = 2, on
   return { passes, ring, encoder };
 }
 
-test('a pass sends every marked page of every region exactly once, and they arrive intact', async () => {
-  const mem = smallGuest([spec(0, 3000), spec(7, 700)]);
-  const expected = new Map([
-    [0, markPages(mem, 0, range(0, 3000).filter((p) => p % 5 !== 1))],
-    [7, markPages(mem, 7, range(100, 700))],
-  ]);
-  const channel = new RecordingChannel();
-  const { passes } = scheduler(mem, channel);
-  const batches: number[] = [];
-  const r = await passes.sendPass(1, false, (b) => batches.push(b.entries));
-  const total = expected.get(0)!.length + expected.get(7)!.length;
-  assert.is(r.pages, total);
-  assert.is(r.batches, channel.frames.length);
-  assert.is(r.bytes, channel.frames.reduce((n, f) => n + f.length, 0));
-  assert.is(batches.reduce((a, b) => a + b, 0), total, 'onBatch saw every page');
-  assert.is(r.counts.zero + r.counts.raw, total);
-  assert.ok(r.counts.zero > 0 && r.counts.raw > 0, 'both zero and raw pages were sent');
-  assertSentOnce(pagesSent(mem, channel.frames), expected);
-  assertDelivered(mem, channel.frames, expected);
-  assert.is(stillMarked(mem, 0) + stillMarked(mem, 7), 0, 'the snapshots are consumed');
-});
+for (const encoders of [2, 0]) {
+  test(`a pass sends every marked page of every region exactly once, and they arrive intact (${encoders === 0 ? 'encoded inline' : `${encoders} encoder threads`})`, async () => {
+    const mem = smallGuest([spec(0, 3000), spec(7, 700)]);
+    const expected = new Map([
+      [0, markPages(mem, 0, range(0, 3000).filter((p) => p % 5 !== 1))],
+      [7, markPages(mem, 7, range(100, 700))],
+    ]);
+    const channel = new RecordingChannel();
+    const { passes } = scheduler(mem, channel, encoders);
+    const batches: number[] = [];
+    const r = await passes.sendPass(1, false, (b) => batches.push(b.entries));
+    const total = expected.get(0)!.length + expected.get(7)!.length;
+    assert.is(r.pages, total);
+    assert.is(r.batches, channel.frames.length);
+    assert.is(r.bytes, channel.frames.reduce((n, f) => n + f.length, 0));
+    assert.is(batches.reduce((a, b) => a + b, 0), total, 'onBatch saw every page');
+    assert.is(r.counts.zero + r.counts.raw, total);
+    assert.ok(r.counts.zero > 0 && r.counts.raw > 0, 'both zero and raw pages were sent');
+    assertSentOnce(pagesSent(mem, channel.frames), expected);
+    assertDelivered(mem, channel.frames, expected);
+    assert.is(stillMarked(mem, 0) + stillMarked(mem, 7), 0, 'the snapshots are consumed');
+  });
+}
 
 test('a pass told to stop starts no more tasks, resolves once those in flight are written, and leaves the rest marked', async () => {
   // 16 slabs of 1024 pages, one task each: four times what the scheduler keeps in flight.
@@ -64,6 +66,30 @@ test('a pass told to stop starts no more tasks, resolves once those in flight ar
   assert.is(r.pages + stillMarked(mem, 0), marked.length, 'every page is either sent or still marked');
   assert.is(encoder.started, r.batches, 'no task started after the stop but the ones that were written');
   assertDelivered(mem, channel.frames, new Map([[0, pagesSent(mem, channel.frames).get(0)!]]));
+});
+
+test('without threads the pool encodes on this thread: a batch is built before encode() returns, and a failure rejects with a code', async () => {
+  const mem = smallGuest([spec(0, 64)]);
+  const slabs = mem.allSlabs();
+  markPages(mem, 0, range(0, 64));
+  const pool = new EncoderPool(slabs, 0);
+  pools.push(pool);
+  assert.is(pool.tasksInFlight, 1, 'one batch at a time: each goes to the socket as soon as it is built');
+  const ring = new ChunkRing(slabs);
+  let settled = false;
+  const pending = pool.encode({ slab: 0, from: 0, to: 64, chunk: ring.take(0)!, maxEntries: 4096, payloadLimit: ring.payloadLimit(0), iteration: 1, xbzrle: false, lz4: false });
+  void pending.then(() => { settled = true; });
+  assert.is(stillMarked(mem, 0), 0, 'the pages were taken from the snapshot before encode() returned');
+  assert.not.ok(settled, 'its promise settles after, as a worker\'s would');
+  assert.is((await pending).entries, 64);
+  const err = await pool.encode({ slab: 9, from: 0, to: 1, chunk: 0, maxEntries: 1, payloadLimit: 4096, iteration: 1, xbzrle: false, lz4: false }).then(() => null, (e: unknown) => e);
+  assert.instance(err, MemshiftError);
+  assert.is((err as MemshiftError).code, ErrorCode.WORKER_FAILED);
+});
+
+test('the default: no encoder threads on hosts of up to two cores unless post-copy may come, one per core but the main thread\'s otherwise', () => {
+  assert.equal([1, 2, 3, 8, 64].map((c) => defaultEncoderCount(false, c)), [0, 0, 2, 7, MAX_ENCODERS]);
+  assert.equal([1, 2, 3, 8, 64].map((c) => defaultEncoderCount(true, c)), [1, 1, 2, 7, MAX_ENCODERS]);
 });
 
 test('a pass over empty snapshots sends nothing and resolves', async () => {

@@ -10,7 +10,7 @@
 import { ErrorCode, MemshiftError } from '../../errors.js';
 import type { MemorySource } from '../../memory/types.js';
 import type { Slab } from '../../memory/slab.js';
-import { EncoderPool } from '../../pipeline/pool.js';
+import { EncoderPool, defaultEncoderCount } from '../../pipeline/pool.js';
 import type { Worker } from 'node:worker_threads';
 import { UrgentConnector } from './urgent-connector.js';
 
@@ -26,7 +26,7 @@ export class PreparedEncoders {
   /** Starts the encoder threads for `source`'s memory (and the fault thread); resolves once every encoder has loaded. */
   static async start(source: MemorySource, encoders?: number, postcopy = false): Promise<PreparedEncoders> {
     const slabs = source.regions.flatMap((r) => [...source.slabsOf(r.id)]);
-    const pool = new EncoderPool(slabs, encoders);
+    const pool = new EncoderPool(slabs, encoders ?? defaultEncoderCount(postcopy));
     const faultThread = postcopy ? UrgentConnector.warm() : null;
     try {
       await pool.ready();

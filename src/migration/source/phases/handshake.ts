@@ -11,7 +11,7 @@ import { sampleLz4 } from '../lz4-sample.js';
 import { sampleXbzrle } from '../xbzrle-sample.js';
 import { randomBytes } from 'node:crypto';
 import { ErrorCode, MemshiftError } from '../../../errors.js';
-import { EncoderPool } from '../../../pipeline/pool.js';
+import { EncoderPool, defaultEncoderCount } from '../../../pipeline/pool.js';
 import { Capability, ChannelRole, FrameType, Limits } from '../../../protocol/constants.js';
 import { decodeHelloAck, encodeHello } from '../../../protocol/handshake.js';
 import { Channel } from '../../../transport/channel.js';
@@ -31,8 +31,8 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   run.checkCancel('setup');
   // Encoder threads load their modules and compile the kernels while the link is being set up, not at
   // the first task of pass 1 (that cost ~70 ms of a 256 MiB guest's first pass); prepared ones already have.
-  const pool = (run.pool = options.prepared !== undefined ? options.prepared.take(run.slabs) : new EncoderPool(run.slabs, options.encoders));
   const wantsPostcopy = options.mode === 'postcopy' || options.mode === 'hybrid' || options.policy.onStall === 'postcopy';
+  const pool = (run.pool = options.prepared !== undefined ? options.prepared.take(run.slabs) : new EncoderPool(run.slabs, options.encoders ?? defaultEncoderCount(wantsPostcopy)));
   // Likewise the fault thread, when post-copy may come: it connects once HELLO_ACK names the port.
   const urgent = wantsPostcopy ? UrgentConnector.spawn(run.slabs, source.regions, 0, options.security, options.prepared?.takeFaultThread() ?? undefined) : null;
   run.urgent = urgent;

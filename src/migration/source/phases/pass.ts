@@ -37,10 +37,12 @@ export async function sendBlocks(run: SourceRun): Promise<{ bytes: number; ms: n
  * stays in the snapshot for the pass that follows. A cancel stops it the same way, then fails it.
  */
 export async function sendPass(run: SourceRun, iteration: number, label: string, phase: 'precopy' | 'stop-and-copy', deadline = Infinity): Promise<IterationRecord> {
-  const { channel, sender, capabilities } = run.established;
+  const { channel, sender, capabilities, pool } = run.established;
   channel.phase = `${label} pass ${iteration}`;
   const passStart = run.live.remaining;
   const tPass = performance.now();
+  // The link is measured over the pass less the time this thread spent encoding (inline encoders).
+  const encodingAtStart = pool.encodingMs;
   const stepsAtStart = run.source.steps;
   let sent = 0;
   let sentBytes = 0;
@@ -62,10 +64,10 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
     // Live figure for the progress line; the decision uses the windowed meter.
     const ms = performance.now() - tPass;
     if (run.live.bandwidth === 0 || ms > 100) run.live.bandwidth = (sentBytes * 1000) / Math.max(1, ms);
-    c.sent(sentBytes, ms);
+    c.sent(sentBytes, ms - (pool.encodingMs - encodingAtStart));
     run.progress(() => run.snapshot(phase, iteration));
   }, stop);
-  c.passEnded(pass.bytes, pass.ms);
+  c.passEnded(pass.bytes, pass.ms - (pool.encodingMs - encodingAtStart));
   run.checkCancel(channel.phase);
   // The disks' share of the pass: what was written since their last pass (the guest paused: the rest).
   const disks = await sendBlocks(run);
