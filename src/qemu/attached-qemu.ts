@@ -40,11 +40,18 @@ export class AttachedQemu {
     }
   }
 
-  /** QEMU's migration settings as they were, the connection and the files closed, the work directory removed. */
+  /**
+   * QEMU's migration settings as they were, the connection and the files closed, the work directory
+   * removed. The last three happen even when the settings cannot be restored (a QEMU that died), whose
+   * error is then the one thrown.
+   */
   async detach(): Promise<void> {
-    await this.restoreSettings();
-    this.qmp.close();
-    this.memory.closeFiles();
-    rmSync(this.workDir, { recursive: true, force: true });
+    try {
+      await this.restoreSettings();
+    } finally {
+      this.qmp.close();
+      this.memory.closeFiles();
+      rmSync(this.workDir, { recursive: true, force: true });
+    }
   }
 }

@@ -15,7 +15,7 @@
 
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OutputList, formatOutput, replay, resolveGuestConfig, parseSize } from '../../src/sim/index.js';
@@ -136,8 +136,11 @@ export async function runReplicationTrial(t: ReplicationTrial): Promise<Replicat
   try {
     const standby = await startStandby(dir, ['--failover-timeout', '300', '--run-steps', String(t.runSteps), ...(t.guest.disks === undefined ? [] : ['--dump-disk', dir])]);
     proxy = await Proxy.start(standby.port);
+    // The primary's disks in the trial's directory: a killed primary cannot remove a temporary one of its own.
+    const primaryDisks = t.guest.disks === undefined ? [] : ['--disk-dir', join(dir, 'primary-disks')];
+    if (primaryDisks.length > 0) mkdirSync(primaryDisks[1]);
     const primary = memshift([
-      'replicate', '--connect', `127.0.0.1:${proxy.port}`, '--insecure', ...guestArgs(t.guest), '--dirty-rate', String(t.dirtyRate),
+      'replicate', '--connect', `127.0.0.1:${proxy.port}`, '--insecure', ...guestArgs(t.guest), ...primaryDisks, '--dirty-rate', String(t.dirtyRate),
       '--epoch-ms', String(t.epochMs), '--standby-timeout', '300', '--serve', '127.0.0.1:0', '--report', join(dir, 'primary.json'),
       ...(t.fault === 'none' ? ['--duration', String((300 + t.afterMs) / 1000)] : []),
     ]);
