@@ -1,7 +1,7 @@
 // Two builds of memshift side by side on one shape, interleaved run by run (A B A B …), medians: how a
 // change is measured on a host whose speed swings from one minute to the next.
 //
-//   node dist/bench/ab.js --a DIR --b DIR [--shape hotset|idle|hybrid|sweep] [--runs N]
+//   node dist/bench/ab.js --a DIR --b DIR [--shape hotset|idle|hybrid|sweep|postcopy] [--runs N]
 //                         [--a-args "…"] [--b-args "…"] [--dest-args "…"]
 //
 // DIR is a checkout built with `npm run build` (its dist/src/cli/main.js runs); the same DIR twice with
@@ -24,6 +24,8 @@ const SHAPES: Record<string, string[]> = {
   idle: ['--memory', '1GiB', '--seed', '1', '--fill', 'random', '--workload', 'idle', '--warmup', '200'],
   // T5: pages written in order at 500k pages/s, hybrid.
   hybrid: ['--memory', '256MiB', '--seed', '1', '--fill', 'random', '--workload', 'sweep', '--dirty-rate', '500000', '--downtime-limit', '10', '--mode', 'hybrid', '--warmup', '200'],
+  // T6: post-copy of a 1 GiB guest with a 64 MiB hot set (the post-copy bench's row): fault latency.
+  postcopy: ['--memory', '1GiB', '--seed', '2', '--fill', 'mixed', '--workload', 'hotset', '--hot-size', '64MiB', '--mode', 'postcopy', '--warmup', '200'],
   // The peer bench's 200k pages/s writer, with its warm-up.
   sweep: ['--memory', '256MiB', '--seed', '7', '--fill', 'random', '--workload', 'sweep', '--dirty-rate', '200000', '--downtime-limit', '10', '--warmup', '1500'],
 };
@@ -35,7 +37,7 @@ function flag(name: string): string | undefined {
 }
 const a = flag('a');
 const b = flag('b');
-if (a === undefined || b === undefined) throw new Error('usage: node dist/bench/ab.js --a DIR --b DIR [--shape hotset|idle|hybrid|sweep] [--runs N] [--a-args "…"] [--b-args "…"] [--dest-args "…"]');
+if (a === undefined || b === undefined) throw new Error('usage: node dist/bench/ab.js --a DIR --b DIR [--shape hotset|idle|hybrid|sweep|postcopy] [--runs N] [--a-args "…"] [--b-args "…"] [--dest-args "…"]');
 const shapeName = flag('shape') ?? 'hotset';
 const shape = SHAPES[shapeName];
 if (shape === undefined) throw new Error(`--shape takes ${Object.keys(SHAPES).join('|')} (got ${shapeName})`);
@@ -72,6 +74,9 @@ interface Run {
   predictionError: number;
   pass1GBps: number;
   cpuPerGB: number;
+  /** Post-copy: the destination's fault latency (the vCPU's blocked time), NaN without faults. */
+  faultP50Us: number;
+  faultP99Us: number;
 }
 
 async function once(side: Side, dir: string): Promise<Run> {
@@ -105,6 +110,8 @@ async function once(side: Side, dir: string): Promise<Run> {
     predictionError: s.predictedDowntimeMs === null ? NaN : Math.abs(s.predictedDowntimeMs - (s.downtimeMs ?? NaN)) / (s.downtimeMs ?? NaN),
     pass1GBps: first.bytes / first.ms / 1e6,
     cpuPerGB: cpu / (s.bytesTransferred / 1e9),
+    faultP50Us: d.postcopy?.faultLatencyUs.p50 ?? NaN,
+    faultP99Us: d.postcopy?.faultLatencyUs.p99 ?? NaN,
   };
 }
 
@@ -124,6 +131,7 @@ try {
     'ETA error %': 100 * med(results[i], 'etaError'),
     'pass 1 GB/s': med(results[i], 'pass1GBps'),
     'CPU-s per GB': med(results[i], 'cpuPerGB'),
+    ...(shapeName === 'postcopy' ? { 'fault p50 µs': med(results[i], 'faultP50Us'), 'fault p99 µs': med(results[i], 'faultP99Us') } : {}),
   }));
   printTable(`Shape ${shapeName} (${shape.join(' ')}), ${runs} interleaved runs each, medians (errors: |estimate − actual| ÷ actual; ETA at the end of pass 1)`, rows);
 } finally {

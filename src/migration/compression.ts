@@ -14,9 +14,10 @@
 // The link's rate is measured on raw passes, over the pass's time less what the source's main thread
 // spent encoding when it encodes inline (the socket was given nothing then; pass.ts); not under LZ4,
 // whose wire rate is the compressed rate, which understates the link when the compressor limits. So a
-// decision to compress holds until a raw measurement says otherwise: it is re-made at each pass start from the best link rate seen. Deltas may
-// be switched off at a pass start but never on again: a page sent raw meanwhile leaves its cache slot
-// behind the destination's copy, and a delta against it would not apply.
+// decision to compress holds until a raw measurement says otherwise: it is re-made at each pass start
+// from the best link rate seen. Deltas may be switched off at a pass start but never on again: a page
+// sent raw meanwhile leaves its cache slot behind the destination's copy, and a delta against it would
+// not apply.
 
 /** LZ4 must move pages at least this much faster than raw to be switched on (hysteresis against noise). */
 export const LZ4_GAIN = 1.25;

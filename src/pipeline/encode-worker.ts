@@ -1,13 +1,11 @@
-// Encoder worker (piscina). Named task `encodeBatch`: one PAGE_BATCH frame into a chunk of a slab's
-// arena (batch-encode.ts), reading guest pages in place from the shared memory. Named task `scanPages`
-// is the hash-scan that finds which pages of a file-backed slab changed.
+// Encoder worker (piscina): the encoder's tasks (encoder-tasks.ts) on a thread of their own, each task's
+// answer an envelope. Named task `encodeBatch`: one PAGE_BATCH frame into a chunk of a slab's arena,
+// reading guest pages in place from the shared memory; `scanPages`: the hash-scan of a file-backed slab.
 
 import { workerData } from 'piscina';
 import { toMemshiftError, ErrorCode } from '../errors.js';
 import { boardOf } from '../memory/shared-board.js';
-import { scanChangedPages } from '../memory/file-pages.js';
-import type { Slab } from '../memory/slab.js';
-import { encodeInto } from './batch-encode.js';
+import { encodeInto, scanInto } from './encoder-tasks.js';
 import { niceThisThread } from './thread-priority.js';
 import { EncoderBoard, type EncodeRequest, type EncodeResult, type EncoderWorkerData, type Envelope, type ScanRequest } from './messages.js';
 
@@ -27,11 +25,7 @@ export function encodeBatch(req: EncodeRequest): Envelope<EncodeResult> {
 
 /** Named task `scanPages`: hash-scan of a file-backed slab's pages [from, to); returns how many it marked dirty. */
 export function scanPages(req: ScanRequest): Envelope<number> {
-  return envelope('scanPages', () => {
-    const slab: Slab | undefined = data.slabs[req.slab];
-    if (slab === undefined || slab.file === null) throw new Error(`no file-backed slab ${req.slab}`);
-    return scanChangedPages(slab, agent, req.from, req.to);
-  });
+  return envelope('scanPages', () => scanInto(data.slabs, agent, req));
 }
 
 /** Runs a task at the niceness the board asks for; an error crosses back as data with its code. */

@@ -8,17 +8,17 @@
 // Why inline is the default on hosts of up to two cores: a worker there has no core of its own. The
 // main thread's writes and the loopback or NIC work of the kernel need the other core, and every batch
 // the worker builds is read again by the kernel on the main thread's core, from the worker's cache.
-// Measured on 2 cores (1 GiB of random pages, first pass, both ends on one host, 5 runs interleaved):
-// 0.62 CPU-s per GB and 2.7 GB/s inline against 0.84 and 1.95 with one worker.
+// Measured on 2 cores (1 GiB of random pages, first pass, both ends on one host; `node dist/bench/ab.js
+// --a . --b . --b-args "--encoders 1" --shape idle --runs 5`): 0.69 CPU-s per GB and 2.41 GB/s inline
+// against 0.77 and 2.15 with one worker.
 
 import { Piscina } from 'piscina';
 import { availableParallelism } from 'node:os';
 import { ErrorCode, MemshiftError, toMemshiftError } from '../errors.js';
-import { scanChangedPages } from '../memory/file-pages.js';
 import { ScratchAgent } from '../memory/scratch-agents.js';
 import { createBoard, type Board } from '../memory/shared-board.js';
 import type { Slab } from '../memory/slab.js';
-import { encodeInto } from './batch-encode.js';
+import { encodeInto, scanInto } from './encoder-tasks.js';
 import { mapFirstChunks } from './chunk-ring.js';
 import { MAX_WRITES_AHEAD } from './pass-scheduler.js';
 import { EncoderBoard, type EncodeRequest, type EncodeResult, type EncoderWorkerData, type Envelope, type ScanRequest } from './messages.js';
@@ -26,10 +26,14 @@ import { EncoderBoard, type EncodeRequest, type EncodeResult, type EncoderWorker
 /** One scratch slot per encoder, from FIRST_ENCODER to the last slot. */
 export const MAX_ENCODERS = ScratchAgent.COUNT - ScratchAgent.FIRST_ENCODER;
 
+/** The main thread encoding inline takes the slot the first worker would (MAIN serves its own hash-scans). */
+const INLINE_AGENT = ScratchAgent.FIRST_ENCODER;
+
 /**
  * No encoder threads on hosts of up to two cores (see above), unless the migration may go post-copy:
  * its push runs beside the fault threads, and only a worker can be lowered in priority for them (the
- * main thread is the application's; measured, fault p99 4.0 ms inline against 2.8 ms with a worker).
+ * main thread is the application's; fault p99 3.5 ms inline against 2.3 ms with a worker, `ab.js
+ * --shape postcopy --runs 3`).
  * Elsewhere one thread per core but the main thread's.
  */
 export function defaultEncoderCount(postcopy: boolean, cores = availableParallelism()): number {
@@ -48,8 +52,8 @@ export class EncoderPool {
    * the first, which a final pass pays in downtime).
    */
   readonly tasksInFlight: number;
-  /** The main thread encodes (no threads): slab key bases for encodeInto. */
-  private readonly inline: { slabs: readonly Slab[]; keyBases: bigint[] } | null;
+  /** Each slab's region key base (region id << 32), for encodeInto on this thread or in the workers. */
+  private readonly keyBases: bigint[];
   /**
    * Milliseconds this thread has spent encoding (inline only; workers encode beside it): time in which
    * the socket was given nothing, which a measure of the link leaves out.
@@ -64,17 +68,15 @@ export class EncoderPool {
     this.tasksInFlight = threads === 0 ? 1 : 2 * threads;
     this.control = createBoard(EncoderBoard.SLOTS);
     Atomics.store(this.control, EncoderBoard.NEXT_AGENT, ScratchAgent.FIRST_ENCODER);
+    this.keyBases = slabs.map((s) => BigInt(s.regionId) << 32n);
     if (threads === 0) {
-      // The slot the first worker would take: the main thread's own (MAIN) serves its hash-scans.
-      this.inline = { slabs, keyBases: slabs.map((s) => BigInt(s.regionId) << 32n) };
       this.pool = null;
       return;
     }
-    this.inline = null;
     const data: EncoderWorkerData = {
       slabs: [...slabs],
       control: this.control.buffer as SharedArrayBuffer,
-      keyBases: slabs.map((s) => (BigInt(s.regionId) << 32n).toString()),
+      keyBases: this.keyBases.map(String),
     };
     this.pool = new Piscina({
       filename: new URL('./encode-worker.js', import.meta.url).href,
@@ -104,29 +106,19 @@ export class EncoderPool {
 
   /** Builds the batch of task `req` (inline: before it returns; its promise settles after). */
   encode(req: EncodeRequest): Promise<EncodeResult> {
-    const inline = this.inline;
-    if (inline !== null) {
-      const t = performance.now();
-      try {
-        return here('encodeBatch', () => encodeInto(inline.slabs, inline.keyBases, ScratchAgent.FIRST_ENCODER, req));
-      } finally {
-        this.encodingMs += performance.now() - t;
-      }
+    if (this.pool !== null) return this.call<EncodeResult>('encodeBatch', req);
+    const t = performance.now();
+    try {
+      return here('encodeBatch', () => encodeInto(this.slabs, this.keyBases, INLINE_AGENT, req));
+    } finally {
+      this.encodingMs += performance.now() - t;
     }
-    return this.call<EncodeResult>('encodeBatch', req);
   }
 
   /** Hash-scans a file-backed slab's pages (encode-worker.ts, scanPages); resolves to how many it marked dirty. */
   scan(req: ScanRequest): Promise<number> {
-    const inline = this.inline;
-    if (inline !== null) {
-      return here('scanPages', () => {
-        const slab = inline.slabs[req.slab];
-        if (slab?.file == null) throw new Error(`no file-backed slab ${req.slab}`);
-        return scanChangedPages(slab, ScratchAgent.FIRST_ENCODER, req.from, req.to);
-      });
-    }
-    return this.call<number>('scanPages', req);
+    if (this.pool !== null) return this.call<number>('scanPages', req);
+    return here('scanPages', () => scanInto(this.slabs, INLINE_AGENT, req));
   }
 
   /** Runs the named task; its envelope's error comes back as the MemshiftError it carries. */

@@ -76,11 +76,8 @@ test('without threads the pool encodes on this thread: a batch is built before e
   pools.push(pool);
   assert.is(pool.tasksInFlight, 1, 'one batch at a time: each goes to the socket as soon as it is built');
   const ring = new ChunkRing(slabs);
-  let settled = false;
   const pending = pool.encode({ slab: 0, from: 0, to: 64, chunk: ring.take(0)!, maxEntries: 4096, payloadLimit: ring.payloadLimit(0), iteration: 1, xbzrle: false, lz4: false });
-  void pending.then(() => { settled = true; });
   assert.is(stillMarked(mem, 0), 0, 'the pages were taken from the snapshot before encode() returned');
-  assert.not.ok(settled, 'its promise settles after, as a worker\'s would');
   assert.is((await pending).entries, 64);
   const err = await pool.encode({ slab: 9, from: 0, to: 1, chunk: 0, maxEntries: 1, payloadLimit: 4096, iteration: 1, xbzrle: false, lz4: false }).then(() => null, (e: unknown) => e);
   assert.instance(err, MemshiftError);

@@ -43,6 +43,7 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
   const tPass = performance.now();
   // The link is measured over the pass less the time this thread spent encoding (inline encoders).
   const encodingAtStart = pool.encodingMs;
+  const linkMs = (ms: number): number => ms - (pool.encodingMs - encodingAtStart);
   const stepsAtStart = run.source.steps;
   let sent = 0;
   let sentBytes = 0;
@@ -64,10 +65,10 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
     // Live figure for the progress line; the decision uses the windowed meter.
     const ms = performance.now() - tPass;
     if (run.live.bandwidth === 0 || ms > 100) run.live.bandwidth = (sentBytes * 1000) / Math.max(1, ms);
-    c.sent(sentBytes, ms - (pool.encodingMs - encodingAtStart));
+    c.sent(sentBytes, linkMs(ms));
     run.progress(() => run.snapshot(phase, iteration));
   }, stop);
-  c.passEnded(pass.bytes, pass.ms - (pool.encodingMs - encodingAtStart));
+  c.passEnded(pass.bytes, linkMs(pass.ms));
   run.checkCancel(channel.phase);
   // The disks' share of the pass: what was written since their last pass (the guest paused: the rest).
   const disks = await sendBlocks(run);

@@ -1,21 +1,30 @@
-// One PAGE_BATCH frame built in a chunk of a slab's arena: scan the slab's snapshot bitmap over a page
-// range, let the WASM kernel do the per-page work (zero test, copy + hash, XBZRLE against the cache),
-// add the frame headers and, when asked, LZ4 on the raw pages. The same code runs in an encoder worker
-// (encode-worker.ts) and inline on the source's main thread (pool.ts), so where a batch is built never
-// changes what it holds. What each encoding keeps and how LZ4 compresses come from the encodings table.
-// A file-backed slab's pages are read from the file into this agent's window first (file-pages.ts).
+// The encoder's two tasks, run in an encoder worker (encode-worker.ts) or inline on the source's main
+// thread (pool.ts), so where a task runs never changes what it does:
+// - encodeInto: one PAGE_BATCH frame built in a chunk of a slab's arena: scan the slab's snapshot bitmap
+//   over a page range, let the WASM kernel do the per-page work (zero test, copy + hash, XBZRLE against
+//   the cache), add the frame headers and, when asked, LZ4 on the raw pages. What each encoding keeps
+//   and how LZ4 compresses come from the encodings table. A file-backed slab's pages are read from the
+//   file into this agent's window first (file-pages.ts).
+// - scanInto: the hash-scan that finds which pages of a file-backed slab changed.
 
-import { readMarkedPages } from '../memory/file-pages.js';
+import { readMarkedPages, scanChangedPages } from '../memory/file-pages.js';
 import { kernelsOf, type Slab } from '../memory/slab.js';
 import { CONTROL_DIGEST, scratchSlot } from '../memory/slab-layout.js';
 import { PageEncoding } from '../protocol/constants.js';
 import { ENTRY_BYTES, chunkEntriesOffset, chunkPayloadOffset, sealBatch } from '../protocol/page-batch.js';
 import { ENCODINGS } from '../protocol/encodings/index.js';
 import { viewsOf } from '../wasm/views.js';
-import type { EncodeRequest, EncodeResult } from './messages.js';
+import type { EncodeRequest, EncodeResult, ScanRequest } from './messages.js';
 
 const XBZRLE = ENCODINGS[PageEncoding.XBZRLE];
 const LZ4 = ENCODINGS[PageEncoding.LZ4];
+
+/** Hash-scans a file-backed slab's pages [from, to) with scratch slot `agent`; returns how many it marked dirty. */
+export function scanInto(slabs: readonly Slab[], agent: number, req: ScanRequest): number {
+  const slab: Slab | undefined = slabs[req.slab];
+  if (slab === undefined || slab.file === null) throw new Error(`no file-backed slab ${req.slab}`);
+  return scanChangedPages(slab, agent, req.from, req.to);
+}
 
 /** Encodes the task `req` with scratch slot `agent`; `keyBases[i]` is slab i's region key base (region id << 32). */
 export function encodeInto(slabs: readonly Slab[], keyBases: readonly bigint[], agent: number, req: EncodeRequest): EncodeResult {
