@@ -16,9 +16,14 @@
 // One mailbox serves one vCPU (one writer). Once every page is present the receiver sets ALL_PRESENT
 // and the check leaves the step loop.
 //
+// Disk blocks (capability POSTCOPY_BLOCKS) go through the same gate: before a vCPU writes a block whose
+// bit is clear in its disk's `present` bitmap (BlockDevice.present) it posts region DISK_REGION_BASE +
+// disk and the block as the page, and waits on that bitmap's word. Their blocked times share the log.
+//
 // A third-party target implements `enablePageGate` by returning `createPageGateInit()` and runs its
 // vCPU through `createPageGate(init, slabs)`, or follows the layout above itself.
 
+import { DISK_REGION_BASE } from '../protocol/constants.js';
 import type { Slab } from './slab.js';
 
 export const Mailbox = { FAULT_SEQ: 0, FAULT_PAGE: 1, ALL_PRESENT: 2, FAULTS: 3, FAULT_REGION: 4 } as const;
@@ -39,6 +44,10 @@ export interface PageGate {
   isPresent(slabIndex: number, local: number): boolean;
   /** Posts the fault and blocks this thread until the page is present. */
   waitForPage(slabIndex: number, local: number): void;
+  /** Whether block `block` of disk `disk` (index in the list given to `createPageGate`) is here. */
+  isBlockPresent(disk: number, block: number): boolean;
+  /** Posts the block's fault and blocks this thread until the block is here. */
+  waitForBlock(disk: number, block: number): void;
 }
 
 export function createPageGateInit(): PageGateInit {
@@ -67,12 +76,32 @@ export function readFault(mailbox: Int32Array): { seq: number; regionId: number;
   }
 }
 
-/** The gate over `slabs`: any slabs of any regions, in the order the vCPU indexes them. */
-export function createPageGate(init: PageGateInit, slabs: readonly Slab[]): PageGate {
+/** The gate over `slabs` (any slabs of any regions, in the order the vCPU indexes them) and the `present` bitmaps of the guest's disks. */
+export function createPageGate(init: PageGateInit, slabs: readonly Slab[], diskPresent: readonly SharedArrayBuffer[] = []): PageGate {
   const words = slabs.map((s) => new Int32Array(s.memory.buffer));
   const presentBase = slabs.map((s) => s.layout.present >>> 2);
+  const disks = diskPresent.map((b) => new Int32Array(b));
   const mailbox = new Int32Array(init.mailbox);
   const log = new Float64Array(init.faultLog);
+  /** Posts (region, page) and waits until `bit` of `mem[index]` is set; logs the blocked time. */
+  const wait = (regionId: number, page: number, mem: Int32Array, index: number, bit: number): void => {
+    const t0 = performance.now();
+    Atomics.add(mailbox, Mailbox.FAULT_SEQ, 1);
+    Atomics.store(mailbox, Mailbox.FAULT_REGION, regionId);
+    Atomics.store(mailbox, Mailbox.FAULT_PAGE, page | 0);
+    Atomics.add(mailbox, Mailbox.FAULT_SEQ, 1);
+    Atomics.add(mailbox, Mailbox.FAULTS, 1);
+    Atomics.notify(mailbox, Mailbox.FAULT_SEQ);
+    for (;;) {
+      const word = Atomics.load(mem, index);
+      if ((word & bit) !== 0) break;
+      // Timed, so that a missed wake-up costs at most this; the receiver notifies this word.
+      Atomics.wait(mem, index, word, 50);
+    }
+    const n = log[0];
+    log[1 + (n % FAULT_LOG_SLOTS)] = (performance.now() - t0) * 1000;
+    log[0] = n + 1;
+  };
   return {
     get open(): boolean {
       return Atomics.load(mailbox, Mailbox.ALL_PRESENT) === 1;
@@ -81,25 +110,13 @@ export function createPageGate(init: PageGateInit, slabs: readonly Slab[]): Page
       return (Atomics.load(words[si], presentBase[si] + (local >>> 5)) & (1 << (local & 31))) !== 0;
     },
     waitForPage(si: number, local: number): void {
-      const mem = words[si];
-      const index = presentBase[si] + (local >>> 5);
-      const bit = 1 << (local & 31);
-      const t0 = performance.now();
-      Atomics.add(mailbox, Mailbox.FAULT_SEQ, 1);
-      Atomics.store(mailbox, Mailbox.FAULT_REGION, slabs[si].regionId);
-      Atomics.store(mailbox, Mailbox.FAULT_PAGE, (slabs[si].firstPage + local) | 0);
-      Atomics.add(mailbox, Mailbox.FAULT_SEQ, 1);
-      Atomics.add(mailbox, Mailbox.FAULTS, 1);
-      Atomics.notify(mailbox, Mailbox.FAULT_SEQ);
-      for (;;) {
-        const word = Atomics.load(mem, index);
-        if ((word & bit) !== 0) break;
-        // Timed, so that a missed wake-up costs at most this; the apply kernel notifies this word.
-        Atomics.wait(mem, index, word, 50);
-      }
-      const n = log[0];
-      log[1 + (n % FAULT_LOG_SLOTS)] = (performance.now() - t0) * 1000;
-      log[0] = n + 1;
+      wait(slabs[si].regionId, slabs[si].firstPage + local, words[si], presentBase[si] + (local >>> 5), 1 << (local & 31));
+    },
+    isBlockPresent(disk: number, block: number): boolean {
+      return (Atomics.load(disks[disk], block >>> 5) & (1 << (block & 31))) !== 0;
+    },
+    waitForBlock(disk: number, block: number): void {
+      wait(DISK_REGION_BASE + disk, block, disks[disk], block >>> 5, 1 << (block & 31));
     },
   };
 }

@@ -51,6 +51,12 @@ export interface SharedStorage {
   handOver(to: string): void;
   /** Whether this side holds the lease now: a source resumes its guest after a failure only if it does. */
   holds(): boolean;
+  /**
+   * Destination, from SWITCHOVER until accept or giveBack: keeps the lease handed to `as` from expiring
+   * (renews it in `as`'s name) without running anything. Optional: without it a switchover must finish
+   * within the lease's term.
+   */
+  keep?(as: string): void;
   /** Destination, before its first resume: throws MS_ERR_LEASE_LOST unless the lease was handed to `as`; keeps it from then on. */
   accept(as: string): void;
   /** Destination that will not resume: hands the lease back to whoever handed it to `as` (nothing when `as` does not hold it). */
@@ -66,6 +72,14 @@ export interface BlockDevice {
   readonly blocks: number;
   /** One bit per block, set after each write since the bit was last taken. */
   readonly dirty: Int32Array;
+  /**
+   * Post-copy (capability POSTCOPY_BLOCKS; destination): one bit per block held here, shared with the
+   * vCPUs. The engine clears the bits of the blocks the source still has at the switchover and sets
+   * each again, notifying its word, once the block is written; a vCPU waits for a block's bit before it
+   * writes the block (page-gate.ts, waitForBlock). All set until then. A target whose devices lack it
+   * receives disks in post-copy as before, every dirty block paused before SWITCHOVER.
+   */
+  readonly present?: Int32Array;
   /** Reads `count` blocks from `first` into `into` (exactly count × blockBytes bytes). */
   read(first: number, count: number, into: Uint8Array): void;
   /** Writes `count` blocks from `first` (destination). */

@@ -14,7 +14,7 @@
 
 import type { DiskShape } from '../protocol/blocks.js';
 import { KERNEL_RESERVED_BYTES, Kernels, WASM_PAGE_BYTES } from '../wasm/kernels.js';
-import { DISK_REGION_BASE } from './saved-disks.js';
+import { DISK_REGION_BASE } from '../protocol/constants.js';
 
 interface DiskTable {
   kernels: Kernels;

@@ -6,11 +6,15 @@
 //
 //   source snapshot ─► frames ─► destination present/claim cleared     (switchover)
 //   destination ¬present ─► frames ─► source snapshot set             (recovery)
+//
+// Disks (capability POSTCOPY_BLOCKS) use the same frames at the switchover, with region
+// DISK_REGION_BASE + disk and blocks for pages: the source's dirty bitmap is the blocks it has not sent
+// since they were last written.
 
 import { ErrorCode, MemshiftError } from '../errors.js';
 import { kernelsOf, type Slab } from '../memory/slab.js';
 import type { Region } from '../memory/types.js';
-import { Limits } from '../protocol/constants.js';
+import { DISK_REGION_BASE, Limits } from '../protocol/constants.js';
 import { encodeMissingPages, type MissingPages } from '../protocol/control.js';
 import { viewsOf } from '../wasm/views.js';
 
@@ -43,15 +47,28 @@ function framesOf(region: Region, slabs: readonly Slab[], framePages: number, bi
     bytes.set(bitmapOf(s, viewsOf(s.memory).u8), at);
     at += s.layout.bitmapWords * 8;
   }
+  return bitmapFrames(region.id, region.pageCount, bytes, framePages);
+}
+
+/** MISSING_PAGES frames for a disk's blocks marked in its dirty bitmap (the source's, taken paused). */
+export function unsentBlocksFrames(disk: number, dirty: Int32Array, blocks: number): { frames: Uint8Array[]; blocks: number } {
+  const bytes = new Uint8Array(Math.ceil(blocks / 64) * 8);
+  bytes.set(new Uint8Array(dirty.buffer, dirty.byteOffset, Math.min(dirty.byteLength, bytes.length)));
+  const m = bitmapFrames(DISK_REGION_BASE + disk, blocks, bytes, Limits.MAX_MISSING_BITMAP_BYTES * 8);
+  return { frames: m.frames, blocks: m.pages };
+}
+
+/** A bitmap of `pageCount` bits (whole u64 words) as MISSING_PAGES frames of at most `framePages` each. */
+function bitmapFrames(regionId: number, pageCount: number, bytes: Uint8Array, framePages: number): { frames: Uint8Array[]; pages: number } {
   let pages = 0;
   // A word at a time: at a switchover this runs once, cold, while the guest is paused.
   const words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
   for (let i = 0; i < words.length; i++) if (words[i] !== 0) pages += popcount32(words[i]);
   const frames: Uint8Array[] = [];
-  for (let first = 0; first < region.pageCount; first += framePages) {
-    const pageCount = Math.min(framePages, region.pageCount - first);
-    const bitmap = bytes.slice(first / 8, first / 8 + Math.ceil(pageCount / 64) * 8);
-    frames.push(encodeMissingPages({ regionId: region.id, firstPage: first, pageCount, bitmap }));
+  for (let first = 0; first < pageCount; first += framePages) {
+    const count = Math.min(framePages, pageCount - first);
+    const bitmap = bytes.slice(first / 8, first / 8 + Math.ceil(count / 64) * 8);
+    frames.push(encodeMissingPages({ regionId, firstPage: first, pageCount: count, bitmap }));
   }
   return { frames, pages };
 }
@@ -61,10 +78,18 @@ function framesOf(region: Region, slabs: readonly Slab[], framePages: number, bi
  * index in that slab's bitmaps, after checking every bit names a page of the region.
  */
 export function forEachMissingHalf(region: Region, slabs: readonly Slab[], m: MissingPages, fn: (slab: Slab, half: number, bits: number) => void): void {
-  if (m.firstPage + m.pageCount > region.pageCount) {
-    throw new MemshiftError(ErrorCode.BATCH_PAGE_RANGE, `MISSING_PAGES names pages up to ${m.firstPage + m.pageCount}, region ${region.id} has ${region.pageCount}`);
-  }
   const perSlab = slabs[0].pageCount;
+  forEachHalf(region.pageCount, `region ${region.id}`, m, (page, bits) => {
+    const slab = slabs[Math.floor(page / perSlab)];
+    fn(slab, (page - slab.firstPage) >>> 5, bits);
+  });
+}
+
+/** Calls `fn` for each non-zero 32-bit half of `m`'s bitmap with its first page, after checking every bit names one of `pageCount` pages. */
+export function forEachHalf(pageCount: number, what: string, m: MissingPages, fn: (page: number, bits: number) => void): void {
+  if (m.firstPage + m.pageCount > pageCount) {
+    throw new MemshiftError(ErrorCode.BATCH_PAGE_RANGE, `MISSING_PAGES names pages up to ${m.firstPage + m.pageCount}, ${what} has ${pageCount}`);
+  }
   // 32-bit halves: bit i of half h is page firstPage + 32h + i.
   const halves = new Uint32Array(m.bitmap.buffer.slice(m.bitmap.byteOffset, m.bitmap.byteOffset + m.bitmap.byteLength));
   const validHalves = Math.ceil(m.pageCount / 32);
@@ -73,9 +98,7 @@ export function forEachMissingHalf(region: Region, slabs: readonly Slab[], m: Mi
     if (bits === 0) continue;
     const valid = m.pageCount - h * 32;
     if (h >= validHalves || (valid < 32 && bits >>> valid !== 0)) throw new MemshiftError(ErrorCode.FRAME_MALFORMED, `MISSING_PAGES has bits past its ${m.pageCount} pages`);
-    const page = m.firstPage + h * 32;
-    const slab = slabs[Math.floor(page / perSlab)];
-    fn(slab, (page - slab.firstPage) >>> 5, bits);
+    fn(m.firstPage + h * 32, bits);
   }
 }
 

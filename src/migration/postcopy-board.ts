@@ -7,6 +7,7 @@
 //   [2] REQUESTED  pages requested on the urgent channel     [3] URGENT    pages written from urgent answers
 //   [4] DUPLICATE  copies discarded (the page was there)     [5] STATE     0 running, 1 link lost, 2 done
 //   [6] BULK       pages written from bulk pushes            [7] BULK_AT_FIRST_ANSWER  BULK when the first urgent answer was written
+//   [8] BLOCK_FAULTS  disk blocks requested (POSTCOPY_BLOCKS)
 //
 // Source board (i32):
 //   [0] FAULTS_SEEN  requests received    [1] SENT_URGENT pages answered    [2] STATE 0 running, 1 link lost, 2 done
@@ -16,7 +17,7 @@ import { Worker, parentPort, workerData } from 'node:worker_threads';
 import { createBoard, type Board } from '../memory/shared-board.js';
 
 export const DestBoard = {
-  MISSING: 0, ARRIVED: 1, REQUESTED: 2, URGENT: 3, DUPLICATE: 4, STATE: 5, BULK: 6, BULK_AT_FIRST_ANSWER: 7, SLOTS: 8,
+  MISSING: 0, ARRIVED: 1, REQUESTED: 2, URGENT: 3, DUPLICATE: 4, STATE: 5, BULK: 6, BULK_AT_FIRST_ANSWER: 7, BLOCK_FAULTS: 8, SLOTS: 9,
 } as const;
 
 export const SourceBoard = { FAULTS_SEEN: 0, SENT_URGENT: 1, STATE: 2, RING_COUNT: 8, RING: 9 } as const;
@@ -66,7 +67,9 @@ export type FaultThreadMessage =
   | { type: 'listening'; port: number }
   | { type: 'connected' }
   | { type: 'all-present' }
-  | { type: 'link-lost'; code: string; message: string };
+  | { type: 'link-lost'; code: string; message: string }
+  /** Source: the destination's guest faulted on disk blocks [block, block + count) of region DISK_REGION_BASE + disk (its main thread answers). */
+  | { type: 'block-fault'; regionId: number; block: number; count: number };
 
 /** How long a stopped fault thread may take to leave its loop before it is terminated. */
 const STOP_GRACE_MS = 1000;

@@ -31,8 +31,8 @@ const downtimeBreakdown = closed({
 
 const postcopy = closed({
   faults: count, faultLatencyUs: closed({ p50: num, p99: num, max: num }), pagesRequested: count, pagesPushed: count, postcopyTimeMs: num,
-  pagesAnswered: count, duplicates: count, pushedBeforeFirstAnswer: count,
-}, ['pagesAnswered', 'duplicates', 'pushedBeforeFirstAnswer']);
+  pagesAnswered: count, duplicates: count, pushedBeforeFirstAnswer: count, blocksMissing: count, blockFaults: count,
+}, ['pagesAnswered', 'duplicates', 'pushedBeforeFirstAnswer', 'blocksMissing', 'blockFaults']);
 
 const recovery = closed({ phase: { enum: ['precopy', 'stop-and-copy', 'receiving', 'postcopy-running'] }, lostAtMs: num, pausedMs: num, missingPages: count, attempts: count, cause: { type: 'string' } });
 

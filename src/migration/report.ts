@@ -39,6 +39,9 @@ export interface PostcopyStats {
   duplicates?: number;
   /** Destination: pushed pages written when the first urgent answer was (an answer that beat the push). */
   pushedBeforeFirstAnswer?: number;
+  /** Destination, disks faulted in post-copy: blocks still on the source at the switchover, and the guest's faults on them. */
+  blocksMissing?: number;
+  blockFaults?: number;
 }
 
 /** A lost link that was recovered: where and when, how long the migration stood still, what went again. */

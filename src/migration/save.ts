@@ -15,13 +15,13 @@
 
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { Limits } from '../protocol/constants.js';
+import { DISK_REGION_BASE, Limits } from '../protocol/constants.js';
 import { ErrorCode, MemshiftError } from '../errors.js';
 import { DirtyTracker } from '../memory/dirty-tracker.js';
 import { hashSlabPages, pageOffset, viewsOfSlab, type Slab } from '../memory/slab.js';
 import type { MemorySource } from '../memory/types.js';
 import { SaveFlag, encodeSaveHeader, encodeSaveTrailer, planSaveLayout, type SaveLayout } from '../protocol/save-file.js';
-import { DISK_REGION_BASE, diskRegions, hashDisk, writeMarkedBlocks } from './saved-disks.js';
+import { diskRegions, hashDisk, writeMarkedBlocks } from './saved-disks.js';
 
 export interface SaveOptions {
   /** Write passes while the guest runs, then a last one paused (default: pause, then one pass). */

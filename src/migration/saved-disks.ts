@@ -13,10 +13,9 @@ import { ErrorCode, MemshiftError } from '../errors.js';
 import type { BlockDevice, MemoryTarget } from '../memory/types.js';
 import { takeDirtyRuns } from '../memory/dirty-block-runs.js';
 import type { SavedRegion } from '../protocol/save-file.js';
+import { DISK_REGION_BASE } from '../protocol/constants.js';
 import { KERNEL_RESERVED_BYTES, Kernels, WASM_PAGE_BYTES } from '../wasm/kernels.js';
 
-/** Region ids of disks in a save file: far above any RAM region's. */
-export const DISK_REGION_BASE = 0x8000;
 /** Blocks read, hashed or written at once. */
 const CHUNK_BYTES = 8 * 2 ** 20;
 

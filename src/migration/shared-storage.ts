@@ -2,7 +2,7 @@
 // the commit record that both processes can read: whoever holds it may run the guest, nobody else.
 //
 //   source:      pause ─► final pages ─► DEVICE_STATE ─► hand the lease to the destination ─► SWITCHOVER
-//   destination: SWITCHOVER ─► digest, state ─► accept the lease (or refuse: not resuming) ─► resume
+//   destination: SWITCHOVER ─► keep the lease (renewed, not run) ─► digest, state ─► accept the lease (or refuse: not resuming) ─► resume
 //   destination that will not resume (refused, failed, answered NOT_RESUMED): give it back first
 //   source after a failure: resumes only if it holds the lease (it never handed it over, or got it back)
 //
@@ -23,6 +23,11 @@ export function handOverStorage(storage: SharedStorage | null | undefined, sessi
   crashPoint('source-before-handover');
   storage.handOver(destinationHolder(session));
   crashPoint('source-after-handover');
+}
+
+/** Destination, at SWITCHOVER: the lease handed over stays ours (renewed) until we accept or give it back. */
+export function keepStorage(storage: SharedStorage | null | undefined, session: Uint8Array): void {
+  storage?.keep?.(destinationHolder(session));
 }
 
 /** Destination, right before the first resume: throws (not resuming) unless the lease is now ours. */

@@ -66,7 +66,16 @@ export const Capability = {
   SHARED_STORAGE: 1 << 4,
   /** The guest's disks move with it, block by block, in the same passes as its RAM (DISKS, BLOCKS). */
   BLOCKS: 1 << 5,
+  /**
+   * Post-copy leaves the disks' dirty blocks on the source, as it leaves pages: MISSING_PAGES names them
+   * at the switchover and PAGE_REQUEST faults them, both with region DISK_REGION_BASE + disk; they
+   * arrive as BLOCKS on the bulk channel. Without it they all go paused, before SWITCHOVER.
+   */
+  POSTCOPY_BLOCKS: 1 << 6,
 } as const;
+
+/** Region id of disk i where a frame or a file names disk blocks as a region's pages. */
+export const DISK_REGION_BASE = 0x8000;
 
 /**
  * BULK carries the migration; URGENT the post-copy page requests; QUERY (v3) asks a destination,

@@ -21,7 +21,7 @@
 import { ErrorCode, MemshiftError } from '../errors.js';
 import type { Region } from '../memory/types.js';
 import { BodyReader, BodyWriter, malformed } from './codec-util.js';
-import { ChannelRole, FrameType, Limits, MIGRATION_MODES, MIN_PROTOCOL_VERSION, PREFACE_BYTES, PREFACE_MAGIC, PROTOCOL_VERSION, type ChannelRoleValue, type MigrationMode } from './constants.js';
+import { ChannelRole, DISK_REGION_BASE, FrameType, Limits, MIGRATION_MODES, MIN_PROTOCOL_VERSION, PREFACE_BYTES, PREFACE_MAGIC, PROTOCOL_VERSION, type ChannelRoleValue, type MigrationMode } from './constants.js';
 import { encodeFrame } from './frame.js';
 
 export function encodePreface(version = PROTOCOL_VERSION): Uint8Array {
@@ -118,6 +118,7 @@ export function decodeHello(buf: Uint8Array, offset: number, length: number): He
     if (log2 < 12 || log2 > 16) throw malformed(`HELLO: region ${id} page size 2^${log2} outside 4 KiB..64 KiB`);
     if (pageCount === 0) throw malformed(`HELLO: region ${id} has no pages`);
     if (ids.has(id)) throw malformed(`HELLO: region id ${id} appears twice`);
+    if (id >= DISK_REGION_BASE) throw malformed(`HELLO: region id ${id}: ids from ${DISK_REGION_BASE} name disks`);
     ids.add(id);
     regions.push({ id, name, kind, pageSize: 2 ** log2, pageCount });
   }

@@ -9,11 +9,12 @@ import { ErrorCode, MemshiftError } from '../errors.js';
 import { DISK_BLOCK_BYTES } from './guest-config.js';
 import type { BlockDevice } from '../memory/types.js';
 
-/** What the vCPU thread needs of a disk: its open file and its dirty-block bitmap. */
+/** What the vCPU thread needs of a disk: its open file, its dirty-block bitmap and (post-copy) which blocks are here. */
 export interface DiskHandle {
   fd: number;
   blocks: number;
   dirtyBuffer: SharedArrayBuffer;
+  presentBuffer: SharedArrayBuffer;
 }
 
 export function diskImagePath(dir: string, index: number): string {
@@ -27,6 +28,8 @@ export class GuestDisk implements DiskHandle, BlockDevice {
   readonly blockBytes = DISK_BLOCK_BYTES;
   readonly dirtyBuffer: SharedArrayBuffer;
   readonly dirty: Int32Array;
+  readonly presentBuffer: SharedArrayBuffer;
+  readonly present: Int32Array;
   fd: number;
 
   private constructor(path: string, sizeBytes: number, fd: number) {
@@ -36,6 +39,11 @@ export class GuestDisk implements DiskHandle, BlockDevice {
     this.fd = fd;
     this.dirtyBuffer = new SharedArrayBuffer(Math.ceil(this.blocks / 32) * 4);
     this.dirty = new Int32Array(this.dirtyBuffer);
+    this.presentBuffer = new SharedArrayBuffer(this.dirtyBuffer.byteLength);
+    this.present = new Int32Array(this.presentBuffer);
+    // Every block is here until a post-copy switchover says otherwise (bits past the last block stay clear).
+    this.present.fill(-1);
+    if (this.blocks % 32 !== 0) this.present[this.present.length - 1] = (1 << (this.blocks % 32)) - 1;
   }
 
   read(first: number, count: number, into: Uint8Array): void {

@@ -48,7 +48,7 @@ function main(data: VcpuWorkerData): void {
     if (message === undefined) throw new Error('vCPU started without a workload');
     const config = message.message as VcpuConfig;
     runner = new StepRunner(config.shape, data.slabs, config.counters);
-    if (config.gate !== null) runner.gate = createPageGate(config.gate, data.slabs);
+    if (config.gate !== null) runner.gate = createPageGate(config.gate, data.slabs, config.disks.map((d) => d.presentBuffer));
     runner.attachDisks(config.disks);
     if (config.outputs !== null) runner.outputs = new OutputWriter(config.outputs);
     data.config.close();

@@ -62,7 +62,7 @@ export class Vcpu {
     this.configured = true;
     this.writeCounters(counters);
     Atomics.store(this.ctl.i32, Ctl.RATE, stepsPerSecond);
-    const config: VcpuConfig = { shape, counters, gate, disks: disks.map((d) => ({ fd: d.fd, blocks: d.blocks, dirtyBuffer: d.dirtyBuffer })), outputs };
+    const config: VcpuConfig = { shape, counters, gate, disks: disks.map((d) => ({ fd: d.fd, blocks: d.blocks, dirtyBuffer: d.dirtyBuffer, presentBuffer: d.presentBuffer })), outputs };
     this.config.postMessage(config);
     this.config.close();
   }

@@ -25,9 +25,9 @@
 // ~250 ns atomic per step into one per distinct word, which is most of the step's cost on a hot set.
 //
 // The step logic knows nothing of migration. A page that is not yet present (post-copy destination)
-// is waited for by `PageGate` before the step touches it. `page` is the guest page; the runner finds
-// its slab in the flat list of all RAM regions' slabs (ram-layout.ts), and names pages to the gate by
-// (index in that list, slab-local page).
+// is waited for by `PageGate` before the step touches it, and so is a disk block before it is
+// written. `page` is the guest page; the runner finds its slab in the flat list of all RAM regions'
+// slabs (ram-layout.ts), and names pages to the gate by (index in that list, slab-local page).
 
 import { fdatasyncSync, writeSync } from 'node:fs';
 import { DISK_BLOCK_BYTES, type GuestConfig } from './guest-config.js';
@@ -184,7 +184,7 @@ export class StepRunner {
       const b = mem[base + o2];
       mem[base + o] = (Math.imul(a ^ v, 0x9e3779b1) + b) | 0;
       mem[base + o2] = ((b ^ (a >>> 7)) + steps) | 0;
-      if (withDisks && ((v >>> 16) & 0xff) === DISK_STEP_KEY) this.writeDisk(v, steps, mem[base + o]);
+      if (withDisks && ((v >>> 16) & 0xff) === DISK_STEP_KEY) this.writeDisk(v, steps, mem[base + o], gate);
       const marks = pending[si];
       const w = local >>> 5;
       if (marks[w] === 0) this.touch((si << 24) | w);
@@ -199,7 +199,7 @@ export class StepRunner {
     return i;
   }
 
-  private writeDisk(v: number, step: number, word: number): void {
+  private writeDisk(v: number, step: number, word: number, gate: PageGate | null): void {
     let h = Math.imul(v ^ step, 0x85ebca6b);
     h ^= h >>> 13;
     h = Math.imul(h, 0xc2b2ae35);
@@ -214,6 +214,8 @@ export class StepRunner {
     r[1] = Math.floor(step / 2 ** 32);
     r[2] = word;
     r[3] = v;
+    // A block still on the source (post-copy) arrives whole: the record goes over it, never under it.
+    if (gate !== null && !gate.isBlockPresent(d, block)) gate.waitForBlock(d, block);
     writeSync(this.disks[d].fd, this.recordBytes, 0, DISK_RECORD_BYTES, block * DISK_BLOCK_BYTES + slot * DISK_RECORD_BYTES);
     Atomics.or(this.diskDirty[d], block >>> 5, 1 << (block & 31));
     this.unflushed.add(d);

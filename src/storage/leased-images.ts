@@ -4,7 +4,7 @@
 // by another), it calls `onLost`, and the runner must stop its guest at once (self-fencing).
 //
 //   source:       take (before the images are touched) ─► renew … ─► handOver(to) at switchover
-//   destination:  accept(as) before resume ─► renew …        or   giveBack(as): hand it back, not resuming
+//   destination:  keep(as) from SWITCHOVER ─► accept(as) before resume ─► renew …   or   giveBack(as): hand it back, not resuming
 //
 // Several images are handed over one by one. A failure half-way leaves nobody holding all of them, so
 // nobody runs the guest: the safe side of the rule, for the operator to settle with `memshift lease`.
@@ -106,7 +106,20 @@ export class LeasedImages implements SharedStorage {
     return held;
   }
 
+  /**
+   * Destination, from SWITCHOVER until it accepts or gives back: renews the leases handed to `as` every
+   * third of the term, so that a switchover longer than the term (post-copy's wait for its urgent
+   * channel, a slow flush) still finds them its own when it accepts. Not a commitment: nothing runs
+   * here yet, and the source that handed them over never runs after. A renewal that finds a lease gone
+   * stops; accept then says why.
+   */
+  keep(as: string): void {
+    if (this.name !== null) return;
+    this.startRenewing(as);
+  }
+
   accept(as: string): void {
+    this.stopRenewing();
     for (const image of this.images) {
       if (!holdsLease(image, as)) {
         const r = readLease(image);
@@ -161,21 +174,23 @@ export class LeasedImages implements SharedStorage {
     this.timer = null;
   }
 
-  private startRenewing(): void {
+  /** Renews under `name` (the holder's own, or a destination's before it accepts) every third of the term. */
+  private startRenewing(name: string | null = this.name): void {
     this.stopRenewing();
     this.renewedAt = performance.now();
-    this.timer = setInterval(() => this.renew(), Math.max(30, Math.floor(this.ttlMs / 3)));
+    this.timer = setInterval(() => this.renew(name), Math.max(30, Math.floor(this.ttlMs / 3)));
     this.timer.unref();
   }
 
-  private renew(): void {
-    const name = this.name;
+  private renew(name: string | null): void {
     if (name === null) return;
     try {
       for (const image of this.images) renewLease(image, name, this.ttlMs);
       this.renewedAt = performance.now();
     } catch (err) {
       this.stopRenewing();
+      // Only a runner has a guest to stop; a lease kept before accepting is checked again by accept.
+      if (name !== this.name) return;
       const error = err instanceof MemshiftError ? err : new MemshiftError(ErrorCode.LEASE_LOST, `cannot renew the lease: ${(err as Error).message}`, { cause: err });
       this.hooks?.onLost(error);
     }

@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import * as assert from 'uvu/assert';
 import { GuestMemory, type RegionSpec } from '../../src/memory/guest-memory.js';
-import { Capability, ChannelRole, FrameType, Limits, MIGRATION_MODES, PageEncoding } from '../../src/protocol/constants.js';
+import { Capability, ChannelRole, DISK_REGION_BASE, FrameType, Limits, MIGRATION_MODES, PageEncoding } from '../../src/protocol/constants.js';
 import {
   encodeComplete, encodeDeviceState, encodeError, encodeIterationEnd, encodeMissingPages, encodePageRequest,
   encodePostcopyDone, encodeResumed, encodeSwitchover, MAX_PAGES_PER_REQUEST, type PostcopyDone,
@@ -189,7 +189,8 @@ export function randomPostcopyDone(rng: Rng): PostcopyDone {
 
 export function randomHello(rng: Rng, regionCount = 1 + rng.below(Limits.MAX_REGIONS)): Hello {
   const ids = new Set<number>();
-  while (ids.size < regionCount) ids.add(rng.below(0x10000));
+  // Ids from DISK_REGION_BASE name disks, never a HELLO's regions.
+  while (ids.size < regionCount) ids.add(rng.below(DISK_REGION_BASE));
   return {
     session: randomBytes(rng, Limits.SESSION_ID_BYTES),
     role: rng.chance(0.5) ? ChannelRole.BULK : ChannelRole.URGENT,

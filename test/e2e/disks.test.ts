@@ -1,7 +1,9 @@
 // A guest's local disks move with it, block by block, in the same passes as its RAM (capability
 // BLOCKS): in every mode, after the destination ran on, its RAM and every disk equal an uninterrupted
-// replay bit for bit. A link cut while blocks are on the wire, with recovery on, resumes the pass and
-// still lands identical (blocks sent before the loss go again).
+// replay bit for bit. In post-copy the disks' blocks stay on the source at the switch and the guest
+// faults on them (POSTCOPY_BLOCKS): a filled disk and a slow link make sure it does. A link cut while
+// blocks are on the wire, with recovery on, resumes the pass and still lands identical (blocks sent
+// before the loss go again).
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -27,12 +29,19 @@ for (const [i, mode] of (['live', 'cold', 'warm', 'postcopy', 'hybrid'] as const
       seed: 800 + i, memory: '16MiB', disks: ['4MiB', '1MiB'], mode, dirtyRate: 400_000, warmup: 400, runSteps: 30_000,
       sourceArgs: ['--downtime-limit', '50', ...(mode === 'hybrid' ? ['--postcopy-after', '1'] : [])],
       destArgs: ['--dump-disk', out],
+      // 1 MiB of each disk written, and ~1 s of post-copy: the guest writes blocks still on the source.
+      ...(mode === 'postcopy' ? { diskFill: '1MiB', maxBandwidth: '24MiB' } : {}),
     };
     const r = await runMigration(c);
     try {
       assertMigratedExactly(r, c);
       assert.is(diffDisksAgainstReplay(out, c, r.dest.report!.guestSteps), null, 'disks after the destination ran on');
       assert.ok(writtenBlocks(`${out}/disk0.img`) > 100, 'the disk held written blocks to move');
+      if (mode === 'postcopy') {
+        const pc = r.dest.report!.postcopy!;
+        assert.ok((pc.blocksMissing ?? 0) >= 2 * 256, `the filled blocks were still on the source at the switch (${pc.blocksMissing})`);
+        assert.ok((pc.blockFaults ?? 0) > 0, 'the guest faulted on a disk block, and its disks still equal the replay');
+      }
     } finally {
       removeDir(r.dir);
     }

@@ -6,7 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DiskDigest } from '../../src/migration/disk-digest.js';
-import { DISK_REGION_BASE } from '../../src/migration/saved-disks.js';
+import { DISK_REGION_BASE } from '../../src/protocol/constants.js';
 import { Kernels, KERNEL_RESERVED_BYTES } from '../../src/wasm/kernels.js';
 
 const BLOCK = 4096;

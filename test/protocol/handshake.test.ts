@@ -5,7 +5,7 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Capability, ChannelRole, FrameType, Limits, MIN_PROTOCOL_VERSION, PREFACE_MAGIC, PROTOCOL_VERSION } from '../../src/protocol/constants.js';
+import { Capability, ChannelRole, DISK_REGION_BASE, FrameType, Limits, MIN_PROTOCOL_VERSION, PREFACE_MAGIC, PROTOCOL_VERSION } from '../../src/protocol/constants.js';
 import { readFrameHeader, verifyFrame } from '../../src/protocol/frame.js';
 import {
   decodeHello, decodeHelloAck, decodePreface, encodeHello, encodeHelloAck, encodePreface, type Hello,
@@ -204,6 +204,14 @@ test('accepts a 64-byte region name and rejects 65 bytes, encoding and decoding'
   const hello = { ...FIXTURE_HELLO, regions: [{ ...FIXTURE_HELLO.regions[0], name: 'é'.repeat(33) }] }; // 66 UTF-8 bytes, 33 chars
   expectCode(() => encodeHello(hello), 'MS_ERR_FRAME_MALFORMED', 'encode 66-byte name');
   assert.is(decodeBody(bodyOf(encodeHello({ ...hello, regions: [{ ...hello.regions[0], name: 'é'.repeat(32) }] }))).regions[0].name, 'é'.repeat(32));
+});
+
+test('accepts region id 0x7fff and rejects 0x8000 and 0xffff: ids from DISK_REGION_BASE name disks in MISSING_PAGES and PAGE_REQUEST', () => {
+  assert.is(decodeBody(helloBody({ regions: [region({ id: DISK_REGION_BASE - 1 })] })).regions[0].id, DISK_REGION_BASE - 1);
+  for (const id of [DISK_REGION_BASE, 0xffff]) {
+    const e = expectCode(() => decodeBody(helloBody({ regions: [region({ id })] })), 'MS_ERR_FRAME_MALFORMED', `id ${id}`);
+    assert.match(e.message, /name disks/);
+  }
 });
 
 test('rejects a duplicate region id with MS_ERR_FRAME_MALFORMED', () => {

@@ -157,6 +157,10 @@ function faultsOf(c: GuestConfig, steps: number): { regionId: number; page: numb
       const { regionId, page } = readFault(new Int32Array(init.mailbox));
       faults.push({ regionId, page });
     },
+    isBlockPresent: () => true,
+    waitForBlock() {
+      throw new Error('a guest without disks faulted a block');
+    },
   };
   const runner = new StepRunner(workloadShape(c), slabs, initialCounters(c));
   runner.gate = gate;

@@ -1,7 +1,8 @@
 // A guest's images and their leases as one runner holds them (src/storage/leased-images.ts): taking
 // all or none, handing over to a named destination, accepting only what was handed over, giving it
-// back to whoever handed it over, renewing while held, and telling the runner at once when a renewal
-// finds a lease gone (the runner then stops its guest).
+// back to whoever handed it over, renewing while held, keeping a handed-over lease alive until it is
+// accepted, and telling the runner at once when a renewal finds a lease gone (the runner then stops
+// its guest).
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -95,6 +96,36 @@ test('the holder renews its leases, and learns at once when one is broken', asyn
   assert.is(lost.length, 1, 'told once');
   assert.is(lost[0].code, 'MS_ERR_LEASE_LOST');
   assert.not.ok(source.holds());
+  source.release();
+});
+
+test('a destination keeps a lease handed to it past its term until it accepts; kept, a lease taken from it is not accepted', async () => {
+  const source = new LeasedImages(images, 300);
+  source.take('source A');
+  source.handOver('dest of session 1');
+  const dest = new LeasedImages(images, 300);
+  dest.keep('dest of session 1');
+  await new Promise((r) => setTimeout(r, 450)); // one and a half terms, as a slow post-copy switchover
+  dest.accept('dest of session 1');
+  assert.ok(dest.holds(), 'accepted after the term: the hand-over was kept');
+  dest.release();
+  // Without keep, the same wait loses it.
+  source.take('source A');
+  source.handOver('dest of session 2');
+  const late = new LeasedImages(images, 300);
+  await new Promise((r) => setTimeout(r, 450));
+  expectCode(() => late.accept('dest of session 2'), 'MS_ERR_LEASE_LOST');
+  // Kept, but broken meanwhile by the operator: the keeping stops and accept refuses.
+  breakLease(images[0]);
+  breakLease(images[1]);
+  source.take('source A');
+  source.handOver('dest of session 3');
+  const kept = new LeasedImages(images, 300);
+  kept.keep('dest of session 3');
+  breakLease(images[1]);
+  await new Promise((r) => setTimeout(r, 150));
+  expectCode(() => kept.accept('dest of session 3'), 'MS_ERR_LEASE_LOST');
+  assert.is(readLease(images[1])!.owner, '', 'nobody holds it: nobody runs the guest');
   source.release();
 });
 

@@ -2,7 +2,8 @@
 // its own port (announced in HELLO_ACK), accepts the source's urgent connection of the same session,
 // then turns each vCPU fault posted to the mailbox into a PAGE_REQUEST for the faulting (region, page)
 // and writes each answer into guest memory through the apply kernel, which sets the page's present
-// bit and wakes the vCPU.
+// bit and wakes the vCPU. A disk block's fault (region DISK_REGION_BASE + disk) is requested the same
+// way; its answer comes on the bulk channel, to the main thread.
 //
 //   vCPU ─ mailbox (Atomics) ─► fault thread ─ PAGE_REQUEST ─► source fault thread
 //   vCPU ◄─ present bit + notify ─ apply kernel ◄─ PAGE_BATCH (one page) ─┘
@@ -26,7 +27,7 @@ import { waitForChange } from '../../memory/shared-board.js';
 import { ScratchAgent } from '../../memory/scratch-agents.js';
 import { kernelsOf, type Slab } from '../../memory/slab.js';
 import type { Region } from '../../memory/types.js';
-import { ChannelRole, FrameType, Limits } from '../../protocol/constants.js';
+import { ChannelRole, DISK_REGION_BASE, FrameType, Limits } from '../../protocol/constants.js';
 import { decodeHello, encodeHelloAck } from '../../protocol/handshake.js';
 import { encodePageRequest } from '../../protocol/control.js';
 import { frameTypeName } from '../../protocol/frame.js';
@@ -60,6 +61,8 @@ const pageSize = Math.max(...data.regions.map((r) => r.pageSize));
 const maxBody = 16 + 16 + 2 * pageSize;
 
 function isPresent(regionId: number, page: number): boolean {
+  // A disk block (POSTCOPY_BLOCKS): asked again; a copy that finds it here is dropped by the main thread.
+  if (regionId >= DISK_REGION_BASE) return false;
   const { slab, local } = memory.locate(regionId, page);
   return kernelsOf(slab).raw.bitmapTest(slab.layout.present, local) === 1;
 }
@@ -150,6 +153,7 @@ async function main(): Promise<void> {
     if (Atomics.load(mailbox, Mailbox.FAULT_SEQ) === seq) continue;
     const fault = readFault(mailbox);
     seq = fault.seq;
+    if (fault.regionId >= DISK_REGION_BASE) Atomics.add(board, DestBoard.BLOCK_FAULTS, 1);
     request(fault.regionId, fault.page);
   }
   await channel.close();

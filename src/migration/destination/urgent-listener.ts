@@ -4,7 +4,8 @@
 // and writes the answers. This handle arms the target's page gate, marks the pages the source says
 // are missing, counts arrivals, and turns the thread's messages into events: connected, every page
 // present, link lost. Pages that are not missing start claimed, so a stray copy of one can never
-// overwrite what the resumed guest has written since.
+// overwrite what the resumed guest has written since. Disk blocks named missing (POSTCOPY_BLOCKS) have
+// their `present` bits cleared and count with the pages; they arrive on the bulk channel only.
 //
 //   vCPU ─ mailbox ─► thread ─ PAGE_REQUEST ─► source     thread ─ 'all-present' | 'link-lost' ─► main
 
@@ -19,7 +20,7 @@ import type { LinkSecurity } from '../../transport/security.js';
 import { viewsOf } from '../../wasm/views.js';
 import { BoardState, DestBoard, createDestBoard, endThread, startFaultThread, warmFaultThread, type FaultThreadMessage } from '../postcopy-board.js';
 import { percentile } from '../report.js';
-import { forEachMissingHalf, popcount32 } from '../missing-pages.js';
+import { forEachHalf, forEachMissingHalf, popcount32 } from '../missing-pages.js';
 import type { UrgentListenerData } from './urgent-listener-thread.js';
 
 export interface UrgentListenerEvents {
@@ -47,6 +48,8 @@ export class UrgentListener {
   private lost: MemshiftError | null = null;
   private readonly marked = new Set<number>();
   private missing = 0;
+  /** Of `missing`, disk blocks. */
+  private missingBlocks = 0;
 
   private constructor(readonly gate: PageGateInit, private readonly data: Omit<UrgentListenerData, 'host' | 'refault'>) {
     this.board = new Int32Array(data.board);
@@ -172,6 +175,19 @@ export class UrgentListener {
     });
   }
 
+  /**
+   * Applies one MISSING_PAGES frame of a disk (POSTCOPY_BLOCKS) to its `present` bitmap: the blocks it
+   * names are still on the source. The vCPU is not running yet.
+   */
+  markMissingBlocks(disk: number, present: Int32Array, blocks: number, m: MissingPages): void {
+    forEachHalf(blocks, `disk ${disk}`, m, (block, bits) => {
+      Atomics.and(present, block >>> 5, ~bits);
+      this.missing += popcount32(bits);
+      this.missingBlocks += popcount32(bits);
+    });
+  }
+
+  /** Pages and blocks named missing so far. */
   get missingPages(): number {
     return this.missing;
   }
@@ -197,6 +213,13 @@ export class UrgentListener {
     this.noteAllPresent();
   }
 
+  /** Records blocks the bulk channel wrote (they count as arrivals, not as pushed pages). */
+  addBlocks(written: number): void {
+    if (written === 0) return;
+    Atomics.add(this.board, DestBoard.ARRIVED, written);
+    this.noteAllPresent();
+  }
+
   /** Records pages the bulk channel wrote. */
   addBulk(applied: number): void {
     if (applied === 0) return;
@@ -214,9 +237,11 @@ export class UrgentListener {
     Atomics.store(this.mailbox, Mailbox.ALL_PRESENT, 1);
   }
 
-  stats(): { faults: number; requested: number; urgent: number; bulk: number; duplicates: number; bulkAtFirstAnswer: number } {
+  stats(): { faults: number; requested: number; urgent: number; bulk: number; duplicates: number; bulkAtFirstAnswer: number; blocksMissing: number; blockFaults: number } {
     const b = this.board;
     return {
+      blocksMissing: this.missingBlocks,
+      blockFaults: Atomics.load(b, DestBoard.BLOCK_FAULTS),
       faults: Atomics.load(this.mailbox, Mailbox.FAULTS),
       requested: Atomics.load(b, DestBoard.REQUESTED),
       urgent: Atomics.load(b, DestBoard.URGENT),

@@ -10,8 +10,13 @@
 //
 // A lost link can lose blocks already sent; the pass that resumes over a new link sends again every
 // block ever sent (`sentEver`), which is always right, because a block's bytes are read when sent.
+//
+// Post-copy (POSTCOPY_BLOCKS): the blocks still dirty at the switchover are named missing, the guest
+// paused here; once it runs on the destination, a block it faults on is answered at once (`answer`)
+// and the rest are pushed as a last pass, zero blocks included.
 
-import { Limits } from '../../protocol/constants.js';
+import { DISK_REGION_BASE, Limits } from '../../protocol/constants.js';
+import { ErrorCode, MemshiftError } from '../../errors.js';
 import { BlockBuffers } from '../../pipeline/block-buffers.js';
 import type { BlockDevice } from '../../memory/types.js';
 import { takeDirtyRuns } from '../../memory/dirty-block-runs.js';
@@ -37,13 +42,17 @@ export class BlockSender {
   private readonly fresh: Int32Array[];
 
   constructor(readonly devices: readonly BlockDevice[]) {
+    this.refused.catch(() => undefined);
     this.sentEver = devices.map((d) => new Int32Array(d.dirty.length));
     this.fresh = devices.map((d) => new Int32Array(d.dirty.length));
     this.digest = new DiskDigest(devices.map((d) => ({ blockBytes: d.blockBytes, blocks: d.blocks })));
   }
 
-  /** Sends every block marked dirty now; resolves when the socket took the last run. */
-  async sendDirty(link: FrameLink): Promise<BlocksSent> {
+  /**
+   * Sends every block marked dirty now; resolves when the socket took the last run. With `keepZeros`,
+   * never-sent zero blocks go too: a post-copy destination waits for every block named missing.
+   */
+  async sendDirty(link: FrameLink, options: { keepZeros?: boolean } = {}): Promise<BlocksSent> {
     const sent: BlocksSent = { blocks: 0, bytes: 0 };
     const buffers = (this.buffers ??= new BlockBuffers(SLOTS));
     const inFlight: (Promise<void> | null)[] = new Array<Promise<void> | null>(SLOTS).fill(null);
@@ -60,7 +69,7 @@ export class BlockSender {
         const slot = next++ % SLOTS;
         await inFlight[slot];
         const isFresh = (k: number): boolean => ((fresh[(first + k) >>> 5] >>> ((first + k) & 31)) & 1) === 1;
-        const frames = buffers.frames(slot, disk, first, count, device.blockBytes, (data) => device.read(first, count, data), isFresh);
+        const frames = buffers.frames(slot, disk, first, count, device.blockBytes, (data) => device.read(first, count, data), options.keepZeros === true ? null : isFresh);
         // Left out (the gaps between frames): still never sent, so a resumed pass does not send them either.
         const unsend = (b: number): void => {
           ever[b >>> 5] &= ~(1 << (b & 31));
@@ -85,6 +94,48 @@ export class BlockSender {
     }
     await Promise.all(inFlight);
     return sent;
+  }
+
+  /**
+   * Post-copy (POSTCOPY_BLOCKS): the destination's guest waits for block `block` of `disk`. Sent at
+   * once, ahead of the push, if it is still to send; nothing if it went already (its copy is on the way
+   * or there). Answers go one at a time through a buffer of their own. A block the guest does not have,
+   * or a send that fails, rejects `refused`.
+   */
+  answer(disk: number, block: number, link: FrameLink): void {
+    const device = this.devices[disk];
+    if (device === undefined || !Number.isInteger(block) || block < 0 || block >= device.blocks) {
+      this.refuse(new MemshiftError(ErrorCode.BATCH_PAGE_RANGE, `the destination asked for block ${block} of disk ${disk}, which the guest does not have`, { regionId: DISK_REGION_BASE + disk, page: block }));
+      return;
+    }
+    const bit = 1 << (block & 31);
+    if ((Atomics.and(device.dirty, block >>> 5, ~bit) & bit) === 0) return;
+    this.sentEver[disk][block >>> 5] |= bit;
+    const buffers = (this.answerBuffers ??= new BlockBuffers(1));
+    this.answering = this.answering.then(async () => {
+      const frame = buffers.frame(0, disk, block, 1, device.blockBytes, (data) => device.read(block, 1, data));
+      this.digest.record(disk, block, 1, frame, FRAME_HEADER_BYTES + BLOCKS_HEAD_BYTES);
+      this.answeredBytes += frame.length;
+      await link.send(frame);
+    }).catch((e: unknown) => this.refuse(e));
+  }
+
+  private answerBuffers: BlockBuffers | null = null;
+  private answering: Promise<void> = Promise.resolve();
+  private refuse: (e: unknown) => void = () => undefined;
+  /** Rejects with the first answer that could not be given; never resolves. */
+  readonly refused: Promise<never> = new Promise<never>((_, reject) => { this.refuse = reject; });
+  /** Bytes of the answers so far. */
+  answeredBytes = 0;
+
+  /** Resolves once every answer so far is out (or failed: see `refused`). */
+  answered(): Promise<void> {
+    return this.answering;
+  }
+
+  /** Whether any block is still marked to send. */
+  pending(): boolean {
+    return this.devices.some((d) => d.dirty.some((w) => w !== 0));
   }
 
   /** After a lost link: mark every block sent so far dirty again, for the pass that resumes. */

@@ -2,7 +2,8 @@
 // port the destination's fault thread listens on, and answers each PAGE_REQUEST at once with the page read straight from
 // guest memory (paused: its content is final), ahead of and apart from the bulk push, which keeps
 // running on the main thread and the encoder pool. Each request is also appended to the fault ring,
-// so the push planner can move its pivot there.
+// so the push planner can move its pivot there. A disk block's request (POSTCOPY_BLOCKS) goes to the
+// main thread as a message: it owns the disks' reads and their digest, and answers on the bulk channel.
 //
 // A page is taken from the snapshot atomically: if this thread clears its bit first, the bulk push
 // skips it and the page's hash is recorded here; if the push took it first, the answer still goes
@@ -21,7 +22,7 @@ import { CONTROL_DIGEST, scratchSlot } from '../../memory/slab-layout.js';
 import { ScratchAgent } from '../../memory/scratch-agents.js';
 import type { Slab } from '../../memory/slab.js';
 import type { Region } from '../../memory/types.js';
-import { ChannelRole, FrameType, Limits, PageEncoding } from '../../protocol/constants.js';
+import { ChannelRole, DISK_REGION_BASE, FrameType, Limits, PageEncoding } from '../../protocol/constants.js';
 import { decodeHelloAck, encodeHello } from '../../protocol/handshake.js';
 import { decodePageRequest } from '../../protocol/control.js';
 import { encodeBatchFrame } from '../../protocol/page-batch.js';
@@ -120,6 +121,12 @@ async function main(): Promise<void> {
   inbox.onOther = (f) => {
     if (f.type !== FrameType.PAGE_REQUEST) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `${frameTypeName(f.type)} on the urgent channel`);
     const req = decodePageRequest(f.buf, f.bodyOffset, f.bodyLength);
+    if (req.regionId >= DISK_REGION_BASE) {
+      // A disk block: the main thread reads the disk and answers on the bulk channel (it checks the range).
+      Atomics.add(board, SourceBoard.FAULTS_SEEN, 1);
+      post({ type: 'block-fault', regionId: req.regionId, block: req.page, count: req.count });
+      return;
+    }
     const region = memory.region(req.regionId);
     if (req.page + req.count > region.pageCount) {
       throw new MemshiftError(ErrorCode.BATCH_PAGE_RANGE, `request for pages ${req.page}+${req.count} outside region ${req.regionId}`, { regionId: req.regionId, page: req.page });

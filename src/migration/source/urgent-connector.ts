@@ -33,6 +33,8 @@ export class UrgentConnector {
   private exited = false;
   private stopping = false;
   private seen = 0;
+  /** Post-copy with disks: the destination's guest waits for this block (region DISK_REGION_BASE + disk). */
+  onBlockFault: ((regionId: number, block: number) => void) | null = null;
   /** Names the destination's urgent port in errors once `connect` knows it. */
   private peer = 'destination urgent channel';
 
@@ -47,6 +49,7 @@ export class UrgentConnector {
       onLost(e);
     };
     worker.on('message', (m: FaultThreadMessage) => {
+      if (m.type === 'block-fault') for (let b = m.block; b < m.block + m.count; b++) this.onBlockFault?.(m.regionId, b);
       if (m.type === 'link-lost') lose(new MemshiftError(m.code as typeof ErrorCode.CONNECTION_CLOSED, `${this.peer}: urgent channel lost: ${m.message}`, { peer: this.peer, phase: 'post-copy' }));
     });
     worker.on('exit', () => {

@@ -14,7 +14,7 @@ import { destinationDowntime, type PostcopyStats } from '../../report.js';
 import type { DestEvent } from '../machine.js';
 import type { DestinationRun } from '../run.js';
 import { crashPoint } from '../../crash-point.js';
-import { acceptStorage } from '../../shared-storage.js';
+import { acceptStorage, keepStorage } from '../../shared-storage.js';
 import { checkDigest, loadDeviceState } from './switchover.js';
 
 /** How long the source may take to connect the urgent channel once asked to switch over. */
@@ -22,6 +22,8 @@ const URGENT_CONNECT_TIMEOUT_MS = 10_000;
 
 export async function runPostcopySwitchover(run: DestinationRun, order: Switchover): Promise<DestEvent> {
   const urgent = run.urgent!;
+  // The wait for the urgent channel may outlast the lease's term: the hand-over is kept meanwhile.
+  keepStorage(run.target!.storage, run.session);
   const { digest, ms: digestMs } = checkDigest(run, order, ' before post-copy');
   urgent.begin(order.missingPages);
   await withTimeout(urgent.connected, URGENT_CONNECT_TIMEOUT_MS, () => new MemshiftError(ErrorCode.CONNECTION_FAILED, 'the source did not open the urgent channel'));
@@ -43,7 +45,8 @@ export async function runPostcopySwitchover(run: DestinationRun, order: Switchov
   // Out at once, as after a stop-and-copy (switchover.ts): the source's downtime ends when it arrives.
   run.channel.send(encodeResumed({ digest, pagesReceived: run.applier!.totals.pages, applyMs: 0, stateMs, digestMs, resumeMs })).catch(() => undefined);
   // A notice: from here the guest depends on both hosts until every page has arrived.
-  run.log(`guest resumed in post-copy with ${order.missingPages} pages still on the source`, 'notice');
+  const blocks = urgent.stats().blocksMissing;
+  run.log(`guest resumed in post-copy with ${order.missingPages - blocks} pages${blocks > 0 ? ` and ${blocks} disk blocks` : ''} still on the source`, 'notice');
   return { type: 'resumed' };
 }
 
@@ -51,6 +54,8 @@ export async function runPostcopySwitchover(run: DestinationRun, order: Switchov
 export async function confirmPostcopy(run: DestinationRun): Promise<DestEvent | null> {
   const urgent = run.urgent!;
   urgent.openGate();
+  // Blocks that arrived after the resume are on the disk before the source may let its copy go.
+  await run.flushDisks();
   const stats = postcopyStats(run);
   const final = run.digest();
   run.record.postcopy = stats;
@@ -71,6 +76,7 @@ export function postcopyStats(run: DestinationRun): PostcopyStats {
     faults: s.faults, faultLatencyUs: urgent.latencyUs(), pagesRequested: s.requested, pagesPushed: s.bulk,
     postcopyTimeMs: performance.now() - run.resumedAt, pagesAnswered: s.urgent, duplicates: s.duplicates,
     pushedBeforeFirstAnswer: s.bulkAtFirstAnswer,
+    ...(run.disks !== null && s.blocksMissing > 0 ? { blocksMissing: s.blocksMissing, blockFaults: s.blockFaults } : {}),
   };
 }
 

@@ -5,14 +5,16 @@
 //
 //   PAGE_BATCH ─► apply (kernel verifies every page) ─► no event
 //   DISKS ─► the target makes the disks;  BLOCKS ─► each block checked against its hash, written ─► no event
+//   (post-copy: only blocks not here yet, each then made present)
 //   ITERATION_END | DEVICE_STATE | MISSING_PAGES | SWITCHOVER | COMPLETE | ERROR ─► event
 
 import { ErrorCode, MemshiftError, isMemshiftError } from '../../../errors.js';
-import { Capability, FrameType, SwitchoverMode } from '../../../protocol/constants.js';
+import { Capability, DISK_REGION_BASE, FrameType, SwitchoverMode } from '../../../protocol/constants.js';
 import { blocksCheckedLength, decodeBlocks, decodeDisks } from '../../../protocol/blocks.js';
 import { BlockBuffers } from '../../../pipeline/block-buffers.js';
+import { writeAbsentBlocks } from '../../../pipeline/absent-blocks.js';
 import { DiskDigest } from '../../disk-digest.js';
-import { decodeComplete, decodeError, decodeIterationEnd, decodeMissingPages, decodeSwitchover, peerError } from '../../../protocol/control.js';
+import { decodeComplete, decodeError, decodeIterationEnd, decodeMissingPages, decodeSwitchover, peerError, type MissingPages } from '../../../protocol/control.js';
 import { frameTypeName } from '../../../protocol/frame.js';
 import type { Frame } from '../../../protocol/frame-reader.js';
 import { acceptsPages, claimsPages, type DestEvent, type DestState } from '../machine.js';
@@ -55,6 +57,10 @@ export function receiveFrame(run: DestinationRun, state: DestState, frame: Frame
       const m = decodeMissingPages(frame.buf, frame.bodyOffset, frame.bodyLength);
       // Outside a post-copy switchover the machine refuses the event; mark nothing then.
       if (run.urgent !== null && state.kind === 'receiving' && state.postcopy) {
+        if (m.regionId >= DISK_REGION_BASE) {
+          markMissingBlocks(run, m);
+          return { type: 'missing-pages' };
+        }
         const target = run.target!;
         const region = target.regions.find((r) => r.id === m.regionId);
         if (region === undefined) throw new MemshiftError(ErrorCode.BATCH_REGION_UNKNOWN, `MISSING_PAGES names region ${m.regionId}`, { regionId: m.regionId });
@@ -83,23 +89,44 @@ function receiveDisks(run: DestinationRun, state: DestState, frame: Frame): void
   }
   const shapes = decodeDisks(frame.buf, frame.bodyOffset, frame.bodyLength);
   const devices = run.target!.receiveBlockDevices!(shapes);
+  if ((run.capabilities & Capability.POSTCOPY_BLOCKS) !== 0 && devices.some((d) => d.present === undefined)) {
+    throw new MemshiftError(ErrorCode.INVALID_ARGUMENT, "the target's disks have no present bitmap (BlockDevice.present), so their blocks cannot be faulted in post-copy");
+  }
   run.disks = { shapes, devices, buffers: new BlockBuffers(1), digest: new DiskDigest(shapes), flushing: Promise.resolve() };
 }
 
-/** A run of disk blocks: each block checked against its hash (the CRC covered the hashes), then written at its offset. */
+/** MISSING_PAGES of a disk (POSTCOPY_BLOCKS): the blocks the source still has at a post-copy switchover. */
+function markMissingBlocks(run: DestinationRun, m: MissingPages): void {
+  const disk = m.regionId - DISK_REGION_BASE;
+  const device = run.disks?.devices[disk];
+  if ((run.capabilities & Capability.POSTCOPY_BLOCKS) === 0 || device?.present === undefined) {
+    throw new MemshiftError(ErrorCode.BATCH_REGION_UNKNOWN, `MISSING_PAGES names disk ${disk}, which this session does not fault`, { regionId: m.regionId });
+  }
+  run.urgent!.markMissingBlocks(disk, device.present, device.blocks, m);
+}
+
+/**
+ * A run of disk blocks: each block checked against its hash (the CRC covered the hashes), then written
+ * at its offset; in post-copy only the blocks not here yet (absent-blocks.ts).
+ */
 function writeBlocks(run: DestinationRun, state: DestState, frame: Frame): void {
   const disks = run.disks;
-  // Only before SWITCHOVER: blocks have no claim bits, so none may land once the guest runs here.
-  if (disks === null || state.kind !== 'receiving') {
+  const postcopy = state.kind === 'postcopy-running' && (run.capabilities & Capability.POSTCOPY_BLOCKS) !== 0;
+  if (disks === null || (state.kind !== 'receiving' && !postcopy)) {
     throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `BLOCKS while the destination is ${state.kind}${disks === null ? ' (no DISKS before)' : ''}`, { frameType: frame.type, phase: state.kind });
   }
   const b = decodeBlocks(frame.buf, frame.bodyOffset, frame.bodyLength, disks.shapes);
   if (frame.checkedLength !== blocksCheckedLength(b.count)) throw new MemshiftError(ErrorCode.FRAME_MALFORMED, 'BLOCKS: the CRC must cover the head and every hash', { frameType: frame.type });
   const blockBytes = disks.shapes[b.disk].blockBytes;
+  const device = disks.devices[b.disk];
   const t = performance.now();
   disks.buffers.verify(frame.buf, b.hashesOffset, b.dataOffset, b.count, blockBytes, () => `BLOCKS disk ${b.disk} blocks [${b.firstBlock}, +${b.count})`);
-  disks.devices[b.disk].write(b.firstBlock, b.count, frame.buf.subarray(b.dataOffset, b.dataOffset + b.count * blockBytes));
-  disks.digest.record(b.disk, b.firstBlock, b.count, frame.buf, b.hashesOffset);
+  const write = (k: number, end: number): void => {
+    device.write(b.firstBlock + k, end - k, frame.buf.subarray(b.dataOffset + k * blockBytes, b.dataOffset + end * blockBytes));
+    disks.digest.record(b.disk, b.firstBlock + k, end - k, frame.buf, b.hashesOffset + 8 * k);
+  };
+  if (!postcopy) write(0, b.count);
+  else run.urgent!.addBlocks(writeAbsentBlocks(device.present!, b.firstBlock, b.count, write));
   run.passApplyMs += performance.now() - t;
 }
 

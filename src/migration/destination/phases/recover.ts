@@ -19,6 +19,21 @@ import { absentPagesFrames } from '../../missing-pages.js';
 import { pageHashFrames } from '../../page-hashes.js';
 import type { DestinationRun } from '../run.js';
 import { receiveIntoGuest } from './setup.js';
+import { popcount32 } from '../../missing-pages.js';
+
+/** Blocks whose `present` bit is clear (post-copy blocks not here yet; all set outside POSTCOPY_BLOCKS). */
+function absentBlocks(run: DestinationRun): number {
+  let n = 0;
+  for (const d of run.disks?.devices ?? []) {
+    const present = d.present;
+    if (present === undefined) continue;
+    for (let w = 0; w < present.length; w++) {
+      const valid = w === present.length - 1 && d.blocks % 32 !== 0 ? (1 << (d.blocks % 32)) - 1 : -1;
+      n += popcount32(~Atomics.load(present, w) & valid);
+    }
+  }
+  return n;
+}
 
 /** Takes `channel` as the bulk link and answers the RECOVER; returns the pages still missing (post-copy) or 0. */
 export async function answerRecovery(run: DestinationRun, channel: FrameLink, session: Uint8Array, postcopy: boolean): Promise<number> {
@@ -40,7 +55,8 @@ export async function answerRecovery(run: DestinationRun, channel: FrameLink, se
       for (const f of pageHashFrames(region, slabs)) await channel.send(f);
     }
   }
-  if (postcopy) urgent!.recount(missing);
+  // Blocks are not named: the source sends every block again that it ever sent, and those here are dropped.
+  if (postcopy) urgent!.recount(missing + absentBlocks(run));
   await channel.send(encodeHelloAck({ session, capabilities: run.capabilities, urgentPort: port }));
   return missing;
 }

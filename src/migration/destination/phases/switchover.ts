@@ -16,7 +16,7 @@ import { destinationDowntime, hex64 } from '../../report.js';
 import type { DestEvent } from '../machine.js';
 import type { DestinationRun } from '../run.js';
 import { crashPoint } from '../../crash-point.js';
-import { acceptStorage } from '../../shared-storage.js';
+import { acceptStorage, keepStorage } from '../../shared-storage.js';
 
 /** Compares the session digest (memory and disks) with the one the source announced; a mismatch never resumes. */
 export function checkDigest(run: DestinationRun, order: Switchover, when: string): { digest: bigint; ms: number } {
@@ -48,6 +48,7 @@ export async function runSwitchover(run: DestinationRun, order: Switchover, comm
   // Pages apply as they arrive, while the source is still sending them (its finalPagesMs): only what
   // was applied after the final pass ended adds to the downtime.
   const applyMs = run.passApplyMs;
+  keepStorage(run.target!.storage, run.session);
   const { digest, ms: digestMs } = checkDigest(run, order, '');
   if (run.urgent !== null) {
     // Post-copy was negotiated but not used: every page is here.

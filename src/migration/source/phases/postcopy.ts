@@ -10,13 +10,18 @@
 // page is present. A lost urgent link while pages are still being pushed is an event that ends the
 // push and the phase.
 //
-//   pause ─► MISSING_PAGES* ─► DEVICE_STATE ─► SWITCHOVER(post-copy) ─► RESUMED
-//         ─► push (windows around faults) ║ urgent answers ─► POSTCOPY_DONE(digest) ─► release
+// Disk blocks (POSTCOPY_BLOCKS) follow the pages: still dirty at the pause, they are named missing;
+// the guest's faults on them reach this thread through the fault ring and are answered here, on the
+// bulk channel; the rest go after the pages' push.
+//
+//   pause ─► MISSING_PAGES* (pages, then blocks) ─► DEVICE_STATE ─► SWITCHOVER(post-copy) ─► RESUMED
+//         ─► push (windows around faults) ─► blocks ║ urgent answers ─► POSTCOPY_DONE(digest) ─► release
 
 import { ErrorCode, MemshiftError } from '../../../errors.js';
-import { FrameType, SwitchoverMode } from '../../../protocol/constants.js';
+import { Capability, DISK_REGION_BASE, FrameType, SwitchoverMode } from '../../../protocol/constants.js';
 import { decodePostcopyDone } from '../../../protocol/control.js';
-import { unsentPagesFrames } from '../../missing-pages.js';
+import { unsentBlocksFrames, unsentPagesFrames } from '../../missing-pages.js';
+import type { BlockSender } from '../block-sender.js';
 import { estimateTransfer } from '../../eta.js';
 import { addCounts } from '../../metrics.js';
 import { hex64 } from '../../report.js';
@@ -33,10 +38,15 @@ import { awaitResumed, sendSwitchover } from './switchover.js';
  * with no page left to send, the close was the normal end and POSTCOPY_DONE follows on the bulk link.
  * Otherwise the link was lost (`lost`).
  */
-async function pushedEverything(pushing: Promise<PassResult>, sender: PageSender, lost: unknown): Promise<PassResult> {
+async function pushedEverything(pushing: Promise<PassResult>, sender: PageSender, blocks: BlockSender | null, lost: unknown): Promise<PassResult> {
   const push = await pushing.catch(() => null);
-  if (push === null || sender.pending() > 0) throw lost;
+  if (push === null || sender.pending() > 0 || blocks?.pending() === true) throw lost;
   return push;
+}
+
+/** The disks' sender when the destination faults their blocks (POSTCOPY_BLOCKS), else null. */
+function faultedBlocks(run: SourceRun): BlockSender | null {
+  return (run.established.capabilities & Capability.POSTCOPY_BLOCKS) !== 0 ? run.established.blocks : null;
 }
 
 export async function runPostcopySwitching(run: SourceRun, state: Extract<SourceState, { kind: 'postcopy-switching' }>): Promise<SourceEvent> {
@@ -52,13 +62,20 @@ export async function runPostcopySwitching(run: SourceRun, state: Extract<Source
     run.live.remaining = await run.syncDirty();
   }
   channel.phase = 'post-copy switchover';
-  // Disk blocks are not faulted: what the disks hold that the destination lacks goes now, paused.
-  await sendBlocks(run);
+  // A destination that cannot fault disk blocks gets what its disks lack now, paused; otherwise the
+  // dirty blocks are named missing with the pages, and go once the guest runs there.
+  const blocks = faultedBlocks(run);
+  if (blocks === null) await sendBlocks(run);
   let missing = 0;
   for (const region of run.source.regions) {
     const m = unsentPagesFrames(region, run.source.slabsOf(region.id));
     for (const f of m.frames) await channel.send(f);
     missing += m.pages;
+  }
+  for (const [disk, device] of (blocks?.devices ?? []).entries()) {
+    const m = unsentBlocksFrames(disk, device.dirty, device.blocks);
+    for (const f of m.frames) await channel.send(f);
+    missing += m.blocks;
   }
   return sendSwitchover(run, { mode: SwitchoverMode.POSTCOPY, iteration: state.iteration, pausedAt, pauseMs, finalPagesMs: 0, finalPages: 0, missingPages: missing });
 }
@@ -73,7 +90,10 @@ export async function runPostcopyRunning(run: SourceRun, state: Extract<SourceSt
   let pushed = 0;
   let pushedBytes = 0;
   const lost = urgent.lost.then((e: unknown): never => { throw e; });
-  const pushing = sender.push({
+  const blocks = faultedBlocks(run);
+  // The guest's faults on disk blocks are answered here, as they come, ahead of the push.
+  if (blocks !== null) urgent.onBlockFault = (regionId, block) => blocks.answer(regionId - DISK_REGION_BASE, block, channel);
+  const pushingPages = sender.push({
     iteration,
     faults: () => urgent.newFaults(),
     stopped: () => urgent.isLost || channel.isClosed,
@@ -88,9 +108,16 @@ export async function runPostcopyRunning(run: SourceRun, state: Extract<SourceSt
       run.progress(() => ({ ...run.snapshot('postcopy-running', iteration), pagesPushed: pushed, pagesRequested: urgent.requests }));
     },
   });
+  // Then the disks' blocks still to send, the guest's faults still answered first.
+  const pushing = blocks === null ? pushingPages : pushingPages.then(async (pages) => {
+    const sent = await blocks.sendDirty(channel, { keepZeros: true });
+    await blocks.answered();
+    run.record.bytesTransferred += sent.bytes + blocks.answeredBytes;
+    return pages;
+  });
   // A lost urgent link ends the phase at once; the push notices (stopped) and a recovery waits for it.
   run.pushing = pushing.then(() => undefined, () => undefined);
-  const push = await Promise.race([pushing, lost.catch((e: unknown) => pushedEverything(pushing, sender, e))]);
+  const push = await Promise.race([pushing, blocks?.refused ?? pushing, lost.catch((e: unknown) => pushedEverything(pushing, sender, blocks, e))]);
   run.record.pagesTransferred += push.pages;
   run.record.pagesByEncoding = addCounts(run.record.pagesByEncoding, push.counts);
   run.recordPass({
