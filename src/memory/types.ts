@@ -82,8 +82,14 @@ export interface BlockDevice {
   readonly present?: Int32Array;
   /** Reads `count` blocks from `first` into `into` (exactly count × blockBytes bytes). */
   read(first: number, count: number, into: Uint8Array): void;
-  /** Writes `count` blocks from `first` (destination). */
+  /** Writes `count` blocks from `first` (destination); readable when this returns. */
   write(first: number, count: number, from: Uint8Array): void;
+  /**
+   * Optional: the same, but may return before the blocks are on the device (a pass's blocks, so the
+   * device writes while the next ones arrive); `from` may be reused once it returns. Readable once a
+   * later `flush` resolves; a later `write` lands after it.
+   */
+  writeBehind?(first: number, count: number, from: Uint8Array): void;
   /** Makes every write so far durable (destination: in the background after each pass, and before the guest resumes). */
   flush(): Promise<void>;
 }

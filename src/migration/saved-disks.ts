@@ -84,8 +84,8 @@ export function hashDisk(device: BlockDevice, region: SavedRegion, write: (bytes
 
 /**
  * Restores the disk regions of a save file into the images `target` makes for them: reads each chunk
- * (`read(into, position)`), checks every block against the table, writes the non-zero ones. Returns
- * the disks' digest share. Throws MS_ERR_SAVE_FILE_CORRUPT naming the block that does not match.
+ * (`read(into, position)`), checks every block against the table, writes the non-zero ones, and
+ * flushes each image. Returns the disks' digest share. Throws MS_ERR_SAVE_FILE_CORRUPT naming the block that does not match.
  */
 export async function restoreDisks(
   regions: readonly SavedRegion[], target: MemoryTarget,
@@ -125,10 +125,13 @@ export async function restoreDisks(
         }
         let e = b + 1;
         while (e < n && got[e] !== BigInt.asUintN(64, zero)) e++;
-        device.write(first + b, e - b, data.subarray(b * r.pageSize, e * r.pageSize));
+        // Behind where the device can: it writes while the next chunk is read and checked.
+        if (device.writeBehind !== undefined) device.writeBehind(first + b, e - b, data.subarray(b * r.pageSize, e * r.pageSize));
+        else device.write(first + b, e - b, data.subarray(b * r.pageSize, e * r.pageSize));
         b = e;
       }
     }
+    await device.flush();
   }
   return digest;
 }

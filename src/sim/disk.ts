@@ -3,10 +3,11 @@
 // after each write, as it marks RAM pages. Images are named by their index (`disk0.img`, …) in one
 // directory, so a destination on shared storage finds the source's images by the same names.
 
-import { closeSync, copyFileSync, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, constants, copyFileSync, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCode, MemshiftError } from '../errors.js';
 import { DISK_BLOCK_BYTES } from './guest-config.js';
+import { writeBehind } from './write-behind.js';
 import type { BlockDevice } from '../memory/types.js';
 
 /** What the vCPU thread needs of a disk: its open file, its dirty-block bitmap and (post-copy) which blocks are here. */
@@ -31,6 +32,14 @@ export class GuestDisk implements DiskHandle, BlockDevice {
   readonly presentBuffer: SharedArrayBuffer;
   readonly present: Int32Array;
   fd: number;
+  /**
+   * The same image opened O_DIRECT for arriving blocks, written behind (write-behind.ts); the image's
+   * own descriptor where the file system refuses O_DIRECT. -1 until the first write. Buffered readers
+   * (the vCPU, read) stay coherent: a direct write drops the cached pages it covers.
+   */
+  private direct = -1;
+  /** Writes queued behind since the last drain. */
+  private behind = false;
 
   private constructor(path: string, sizeBytes: number, fd: number) {
     this.path = path;
@@ -47,6 +56,7 @@ export class GuestDisk implements DiskHandle, BlockDevice {
   }
 
   read(first: number, count: number, into: Uint8Array): void {
+    this.drain();
     const bytes = count * DISK_BLOCK_BYTES;
     for (let done = 0; done < bytes;) {
       const n = readSync(this.fd, into, done, bytes - done, first * DISK_BLOCK_BYTES + done);
@@ -59,7 +69,27 @@ export class GuestDisk implements DiskHandle, BlockDevice {
     }
   }
 
+  /** Blocks that arrive (a restore, a replica, post-copy): on the image when this returns. */
   write(first: number, count: number, from: Uint8Array): void {
+    this.writeBehind(first, count, from);
+    this.drain();
+  }
+
+  /** A pass's blocks: on the image once a later flush resolves (or a read, write or close comes). */
+  writeBehind(first: number, count: number, from: Uint8Array): void {
+    if (this.direct === -1) this.direct = openDirect(this.path) ?? this.fd;
+    writeBehind().write(this.direct, this.fd, first * DISK_BLOCK_BYTES, from.subarray(0, count * DISK_BLOCK_BYTES));
+    this.behind = true;
+  }
+
+  private drain(): void {
+    if (!this.behind) return;
+    this.behind = false;
+    writeBehind().drain(this.path);
+  }
+
+  /** Writes through the page cache (the guest's own installed blocks, and where O_DIRECT is refused). */
+  writeCached(first: number, count: number, from: Uint8Array): void {
     const bytes = count * DISK_BLOCK_BYTES;
     for (let done = 0; done < bytes;) done += writeSync(this.fd, from, done, bytes - done, first * DISK_BLOCK_BYTES + done);
   }
@@ -91,12 +121,17 @@ export class GuestDisk implements DiskHandle, BlockDevice {
   }
 
   /** Makes every write so far durable, on a libuv thread: the caller's event loop runs on meanwhile. */
-  flush(): Promise<void> {
-    return new Promise((resolve, reject) => fdatasync(this.fd, (err) => (err ? reject(io(`cannot flush ${this.path}`, err)) : resolve())));
+  async flush(): Promise<void> {
+    if (this.behind) {
+      this.behind = false;
+      await writeBehind().settled(this.path);
+    }
+    await new Promise<void>((resolve, reject) => fdatasync(this.fd, (err) => (err ? reject(io(`cannot flush ${this.path}`, err)) : resolve())));
   }
 
   /** The same, on this thread (a pause that must not return before the image is durable). */
   flushNow(): void {
+    this.drain();
     fdatasyncSync(this.fd);
   }
 
@@ -108,6 +143,9 @@ export class GuestDisk implements DiskHandle, BlockDevice {
 
   close(): void {
     if (this.fd < 0) return;
+    this.drain();
+    if (this.direct !== this.fd && this.direct >= 0) closeSync(this.direct);
+    this.direct = -1;
     closeSync(this.fd);
     this.fd = -1;
   }
@@ -138,12 +176,21 @@ export function fillDisk(disk: GuestDisk, index: number, bytes: number, seed: nu
         chunk[base + w] = x;
       }
     }
-    disk.write(first, count, new Uint8Array(chunk.buffer, 0, count * DISK_BLOCK_BYTES));
+    disk.writeCached(first, count, new Uint8Array(chunk.buffer, 0, count * DISK_BLOCK_BYTES));
     between();
   }
   for (let b = 0; b < blocks; b++) disk.dirty[b >>> 5] |= 1 << (b & 31);
   // Installed long before: on the disk, not dirty in the page cache (a migration must not inherit the flush).
   if (blocks > 0) disk.flushNow();
+}
+
+/** The image opened O_DIRECT, or null where the file system refuses it (tmpfs before Linux 6.6). */
+function openDirect(path: string): number | null {
+  try {
+    return openSync(path, constants.O_WRONLY | constants.O_DIRECT);
+  } catch {
+    return null;
+  }
 }
 
 function openImage(path: string, flags: string): number {

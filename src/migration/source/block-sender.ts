@@ -1,4 +1,4 @@
-// A pass's disk blocks (capability BLOCKS), sent after its RAM pages on the same link: the blocks marked
+// A pass's disk blocks (capability BLOCKS), sent beside its RAM pages on the same link: the blocks marked
 // dirty now, their marks taken word by word (a write after the take marks its block again, for the
 // next pass), read at their offsets into a slot of BlockBuffers, hashed there and sent as runs of
 // consecutive blocks, a few frames in flight. A fresh image marks every block it writes, so the first

@@ -56,6 +56,10 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
   // since the sync that started it. A log brought in only at a sync (an integrator's, hash-scan): not sampled.
   const sampleDirtying = phase === 'precopy' && !run.dirtyKnownAtSyncOnly;
   if (sampleDirtying) run.dirtying.passStarting(run.throttlePercent);
+  // The disks' share of the pass goes beside its pages (what was written since their last pass; the
+  // guest paused: the rest), so that the destination's device writes while pages arrive.
+  const sendingBlocks = sendBlocks(run);
+  sendingBlocks.catch(() => undefined);
   const pass = await sender.sendPass(iteration, useXbzrle, (r, bytes) => {
     if (sampleDirtying) run.dirtying.sample(performance.now() - run.lastSync, run.tracker.peekDirty());
     sent += r.entries;
@@ -70,8 +74,7 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
   }, stop);
   c.passEnded(pass.bytes, linkMs(pass.ms));
   run.checkCancel(channel.phase);
-  // The disks' share of the pass: what was written since their last pass (the guest paused: the rest).
-  const disks = await sendBlocks(run);
+  const disks = await sendingBlocks;
   const ended = channel.send(encodeIterationEnd({ iteration, pages: pass.pages, bytes: pass.bytes }));
   // The final pass does not wait for the socket to take its end: SWITCHOVER follows on the same
   // ordered channel, and its send fails if this one did (each wait is an event-loop turn of downtime).
@@ -79,7 +82,7 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
   else ended.catch(() => undefined);
   run.record.pagesTransferred += pass.pages;
   run.record.pagesByEncoding = addCounts(run.record.pagesByEncoding, pass.counts);
-  run.meter.add(pass.bytes + disks.bytes, pass.ms + disks.ms);
+  run.meter.add(pass.bytes + disks.bytes, Math.max(pass.ms, disks.ms));
   const now = performance.now();
   return {
     iteration, pages: pass.pages, bytes: pass.bytes, ms: pass.ms, bandwidthBytesPerSec: run.meter.rate(), dirtyPages: 0, dirtyPagesPerSec: 0,
