@@ -69,10 +69,14 @@ export class GuestDisk implements DiskHandle, BlockDevice {
     }
   }
 
-  /** Blocks that arrive (a restore, a replica, post-copy): on the image when this returns. */
+  /**
+   * Blocks a reader may want at once (a post-copy fault, a replica's epoch): through the page cache,
+   * after every block written behind before them. A 4 KiB write there takes ~8 µs; O_DIRECT, ~100 µs
+   * plus two thread wake-ups, which a vCPU waiting on the block would pay.
+   */
   write(first: number, count: number, from: Uint8Array): void {
-    this.writeBehind(first, count, from);
     this.drain();
+    this.writeCached(first, count, from);
   }
 
   /** A pass's blocks: on the image once a later flush resolves (or a read, write or close comes). */
@@ -88,7 +92,7 @@ export class GuestDisk implements DiskHandle, BlockDevice {
     writeBehind().drain(this.path);
   }
 
-  /** Writes through the page cache (the guest's own installed blocks, and where O_DIRECT is refused). */
+  /** Writes through the page cache (also the guest's own installed blocks). */
   writeCached(first: number, count: number, from: Uint8Array): void {
     const bytes = count * DISK_BLOCK_BYTES;
     for (let done = 0; done < bytes;) done += writeSync(this.fd, from, done, bytes - done, first * DISK_BLOCK_BYTES + done);
