@@ -36,6 +36,12 @@ export interface IterationRecord {
    * (Reports of builds before the XBZRLE decision have no `xbzrle` and `xbzrleReason`.)
    */
   compression: { lz4: boolean; reason: string; xbzrle?: boolean; xbzrleReason?: string };
+  /**
+   * Disks that move (capability BLOCKS): the blocks this pass sent beside its pages, their bytes on the
+   * wire and the time they took, and the blocks dirty at the sync after it (sent in the next pass,
+   * counted in `expectedDowntimeMs`). Absent without disks.
+   */
+  blocks?: { sent: number; bytes: number; ms: number; dirty: number };
 }
 
 export type { EncodingCounts };

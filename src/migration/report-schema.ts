@@ -23,7 +23,8 @@ const iteration = closed({
   expectedDowntimeMs: numOrNull,
   throttlePercent: num, pagesByEncoding: encodingCounts, endedAtMs: num, etaMs: numOrNull, guestStepsPerSec: numOrNull,
   compression: closed({ lz4: { type: 'boolean' }, reason: { type: 'string' }, xbzrle: { type: 'boolean' }, xbzrleReason: { type: 'string' } }, ['xbzrle', 'xbzrleReason']),
-});
+  blocks: closed({ sent: count, bytes: count, ms: num, dirty: count }),
+}, ['blocks']);
 
 const downtimeBreakdown = closed({
   pauseMs: num, finalPagesMs: num, finalPages: count, deviceStateMs: num, destinationApplyMs: num, digestCheckMs: num, resumeMs: num, otherMs: num,

@@ -83,6 +83,20 @@ test('a MISSING_PAGES past the disk, or with bits past its count, is refused', (
   assert.throws(() => forEachHalf(64, 'disk 0', short, () => undefined), (e: unknown) => isMemshiftError(e) && e.code === 'MS_ERR_FRAME_MALFORMED');
 });
 
+test('what is left of the disks, for the estimate: every marked block of every disk and its bytes with its hash; none once sent', async () => {
+  const disks = [memoryDisk(100), memoryDisk(64)];
+  mark(disks[0], 0, 31, 32, 99);
+  mark(disks[1], 5, 6);
+  const sender = new BlockSender(disks);
+  assert.equal(sender.dirtyNow(), { blocks: 6, bytes: 6 * (BLOCK + 8) });
+  const link = recordingLink();
+  const sent = await sender.sendDirty(link);
+  assert.is(sent.blocks, 6);
+  assert.equal(sender.dirtyNow(), { blocks: 0, bytes: 0 });
+  mark(disks[1], 63);
+  assert.equal(sender.dirtyNow(), { blocks: 1, bytes: BLOCK + 8 }, 'a block written after the pass took its mark');
+});
+
 test('a faulted block still to send goes at once, once, with its bytes and a hash that checks; the push leaves it out', async () => {
   const disks = [memoryDisk(64), memoryDisk(64)];
   mark(disks[1], 5, 6, 7);

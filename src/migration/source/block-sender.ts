@@ -21,6 +21,7 @@ import { BlockBuffers } from '../../pipeline/block-buffers.js';
 import type { BlockDevice } from '../../memory/types.js';
 import { takeDirtyRuns } from '../../memory/dirty-block-runs.js';
 import { DiskDigest } from '../disk-digest.js';
+import { popcount32 } from '../missing-pages.js';
 import { BLOCKS_HEAD_BYTES, FRAME_HEADER_BYTES } from '../../protocol/frame.js';
 import type { FrameLink } from '../../transport/channel.js';
 
@@ -131,6 +132,19 @@ export class BlockSender {
   /** Resolves once every answer so far is out (or failed: see `refused`). */
   answered(): Promise<void> {
     return this.answering;
+  }
+
+  /** The blocks marked to send now and their bytes on the wire (each with its 8-byte hash; frame heads left out). */
+  dirtyNow(): { blocks: number; bytes: number } {
+    let blocks = 0;
+    let bytes = 0;
+    for (const device of this.devices) {
+      let n = 0;
+      for (let w = 0; w < device.dirty.length; w++) if (device.dirty[w] !== 0) n += popcount32(device.dirty[w]);
+      blocks += n;
+      bytes += n * (device.blockBytes + 8);
+    }
+    return { blocks, bytes };
   }
 
   /** Whether any block is still marked to send. */

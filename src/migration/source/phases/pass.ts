@@ -21,13 +21,13 @@ export function startFullPass(run: SourceRun): number {
 }
 
 /** Sends the disk blocks written since the last call (none without moving disks); counted into the run's bytes. */
-export async function sendBlocks(run: SourceRun): Promise<{ bytes: number; ms: number }> {
+export async function sendBlocks(run: SourceRun): Promise<{ blocks: number; bytes: number; ms: number }> {
   const blocks = run.established.blocks;
-  if (blocks === null) return { bytes: 0, ms: 0 };
+  if (blocks === null) return { blocks: 0, bytes: 0, ms: 0 };
   const t = performance.now();
   const sent = await blocks.sendDirty(run.established.channel);
   run.record.bytesTransferred += sent.bytes;
-  return { bytes: sent.bytes, ms: performance.now() - t };
+  return { blocks: sent.blocks, bytes: sent.bytes, ms: performance.now() - t };
 }
 
 /**
@@ -89,5 +89,6 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
     expectedDowntimeMs: 0, throttlePercent: run.throttlePercent, pagesByEncoding: pass.counts,
     endedAtMs: now - run.record.startedAt, etaMs: null, guestStepsPerSec: stepRate(stepsAtStart, tPass, run.source.steps, now),
     compression: { lz4: c.lz4, reason: c.reason, xbzrle: useXbzrle, xbzrleReason: c.xbzrleReason },
+    ...(run.established.blocks !== null ? { blocks: { sent: disks.blocks, bytes: disks.bytes, ms: disks.ms, dirty: 0 } } : {}),
   };
 }

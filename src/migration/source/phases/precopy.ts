@@ -25,13 +25,16 @@ export async function runPrecopyPass(run: SourceRun, state: Extract<SourceState,
   // Expected cost of the next pass: measured bytes per page after pass 1 (deltas, zero pages), the
   // full page size before (pass 1 is dominated by pages that will never be dirty again).
   const bytesPerPage = iteration === 1 || record.pages === 0 ? run.pageSize : Math.max(64, record.bytes / record.pages);
-  const remainingBytes = remaining * bytesPerPage;
+  // Blocks written since their marks were taken (at this pass's start) go in the next pass too, or
+  // paused in the final one: they count in what is left and in the dirtying rate.
+  const dirtyBlocks = run.established.blocks?.dirtyNow() ?? { blocks: 0, bytes: 0 };
+  const remainingBytes = remaining * bytesPerPage + dirtyBlocks.bytes;
   const dirtyRate = remaining / sinceSync;
   const metrics: ConvergenceMetrics = {
     iteration, elapsedMs: now - run.record.startedAt, remainingPages: remaining, remainingBytes, bandwidth: record.bandwidthBytesPerSec,
     // Pass 1 is the bulk of memory at full speed; later passes are the small ones a final pass resembles.
     recentBandwidth: iteration > 1 && record.ms > 0 ? (record.bytes * 1000) / record.ms : undefined,
-    dirtyRate: dirtyRate * bytesPerPage, previousDirtyRate: run.previous.dirtyRate, previousBandwidth: run.previous.bandwidth,
+    dirtyRate: dirtyRate * bytesPerPage + dirtyBlocks.bytes / sinceSync, previousDirtyRate: run.previous.dirtyRate, previousBandwidth: run.previous.bandwidth,
     remainingHistory: [...state.remainingHistory, remaining], throttlePercent: state.throttlePercent, passPages: record.pages,
     ...(run.lastScanMs !== null ? { finalScanMs: run.lastScanMs } : {}),
   };
@@ -43,8 +46,9 @@ export async function runPrecopyPass(run: SourceRun, state: Extract<SourceState,
   const dirtiedPages = !run.dirtyKnownAtSyncOnly ? (ms: number, p: number) => run.dirtying.pagesIn(ms, p) : undefined;
   const eta = estimatePrecopy(metrics, run.options.policy, { bytesPerPage, switchoverMs: run.options.policy.switchoverCostMs + (run.lastScanMs ?? 0), dirtyCapBytes: run.guestPages * bytesPerPage, dirtiedPages });
   const at = run.setEta(eta.ms);
-  run.recordPass({ ...record, dirtyPages: remaining, dirtyPagesPerSec: dirtyRate, expectedDowntimeMs: predicted, etaMs: eta.ms, endedAtMs: at - run.record.startedAt });
-  run.previous = { dirtyRate: dirtyRate * bytesPerPage, bandwidth: record.bandwidthBytesPerSec };
+  const blocks = record.blocks !== undefined ? { blocks: { ...record.blocks, dirty: dirtyBlocks.blocks } } : {};
+  run.recordPass({ ...record, ...blocks, dirtyPages: remaining, dirtyPagesPerSec: dirtyRate, expectedDowntimeMs: predicted, etaMs: eta.ms, endedAtMs: at - run.record.startedAt });
+  run.previous = { dirtyRate: metrics.dirtyRate, bandwidth: record.bandwidthBytesPerSec };
   if (decision.action === 'throttle' && decision.throttlePercent !== undefined) run.throttle(decision.throttlePercent);
   if (decision.action !== 'continue' && decision.action !== 'throttle') {
     run.decide({ rule: decision.rule, action: decision.action, forced: decision.forced, reason: decision.reason });
