@@ -1,5 +1,7 @@
 // One QEMU as an adapter holds it, on either host: its QMP connection, its RAM backends as file-backed
-// guest memory, the migration settings to put back, and a work directory for QEMU's device stream.
+// guest memory, the migration settings to put back, and a file for QEMU's device stream while it is
+// written or read (in a directory made for that and removed after: an adapter killed before the
+// switchover leaves nothing behind).
 // `attach` checks the run state the role needs before it sets anything; `detach` undoes what it did.
 
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -12,7 +14,7 @@ import { enableIgnoreShared } from './qemu-migration.js';
 
 export class AttachedQemu {
   private constructor(
-    readonly qmp: Qmp, readonly backends: readonly RamBackend[], readonly memory: GuestMemory, readonly workDir: string,
+    readonly qmp: Qmp, readonly backends: readonly RamBackend[], readonly memory: GuestMemory, private readonly role: 'source' | 'dest',
     /** QEMU's run state when attached (query-status). */
     readonly status: string,
     private readonly restoreSettings: () => Promise<void>,
@@ -33,17 +35,26 @@ export class AttachedQemu {
       const memory = GuestMemory.allocate(ramRegionSpecs(backends));
       prepare(memory);
       const restore = await enableIgnoreShared(qmp);
-      return new AttachedQemu(qmp, backends, memory, mkdtempSync(join(tmpdir(), `memshift-qemu-${role}-`)), status, restore);
+      return new AttachedQemu(qmp, backends, memory, role, status, restore);
     } catch (err) {
       qmp.close();
       throw err;
     }
   }
 
+  /** Runs `use` with the path of a device-stream file in a new directory, removed once `use` settles. */
+  async withDeviceFile<T>(use: (path: string) => Promise<T>): Promise<T> {
+    const dir = mkdtempSync(join(tmpdir(), `memshift-qemu-${this.role}-`));
+    try {
+      return await use(join(dir, 'devices.bin'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
   /**
-   * QEMU's migration settings as they were, the connection and the files closed, the work directory
-   * removed. The last three happen even when the settings cannot be restored (a QEMU that died), whose
-   * error is then the one thrown.
+   * QEMU's migration settings as they were, the connection and the files closed. The last two happen
+   * even when the settings cannot be restored (a QEMU that died), whose error is then the one thrown.
    */
   async detach(): Promise<void> {
     try {
@@ -51,7 +62,6 @@ export class AttachedQemu {
     } finally {
       this.qmp.close();
       this.memory.closeFiles();
-      rmSync(this.workDir, { recursive: true, force: true });
     }
   }
 }

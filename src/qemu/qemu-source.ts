@@ -7,7 +7,6 @@
 //   resume (failure before the destination runs): cont
 
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { ErrorCode, MemshiftError, type GuestMemory, type MemorySource, type Region, type Slab } from '../index.js';
 import { AttachedQemu } from './attached-qemu.js';
 import { encodeDeviceEnvelope } from './device-envelope.js';
@@ -63,11 +62,12 @@ export class QemuSource implements MemorySource {
     this.deviceSave.catch(() => undefined);
   }
 
-  private async saveDevices(): Promise<Uint8Array> {
-    const file = join(this.qemu.workDir, 'devices.bin');
-    await this.qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(file)}` });
-    await awaitMigration(this.qmp, 'source');
-    return readFileSync(file);
+  private saveDevices(): Promise<Uint8Array> {
+    return this.qemu.withDeviceFile(async (file) => {
+      await this.qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(file)}` });
+      await awaitMigration(this.qmp, 'source');
+      return readFileSync(file);
+    });
   }
 
   async saveState(): Promise<Uint8Array> {

@@ -6,7 +6,6 @@
 //   checkState (layout) ─► loadState (stream to a file) ─► resume: migrate-incoming ─► completed ─► cont
 
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { ErrorCode, MemshiftError, type GuestMemory, type MemoryTarget, type Region, type Slab } from '../index.js';
 import { AttachedQemu } from './attached-qemu.js';
 import { decodeDeviceEnvelope } from './device-envelope.js';
@@ -74,16 +73,19 @@ export class QemuTarget implements MemoryTarget {
   async resume(): Promise<void> {
     if (this.resumed !== null) return;
     if (this.stream === null) throw new MemshiftError(ErrorCode.QEMU, 'resume before the device state arrived');
-    const file = join(this.qemu.workDir, 'devices.bin');
-    writeFileSync(file, this.stream);
+    const stream = this.stream;
     // Every page is in the backing files by now (memshift resumes only after the final pass and the digest check).
     this.memory.closeFiles();
-    const t = performance.now();
+    let t = performance.now();
     const since = this.qmp.eventMark;
     let deviceLoadMs: number;
     try {
-      await this.qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(file)}` });
-      await awaitMigration(this.qmp, 'destination');
+      await this.qemu.withDeviceFile(async (file) => {
+        writeFileSync(file, stream);
+        t = performance.now();
+        await this.qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(file)}` });
+        await awaitMigration(this.qmp, 'destination');
+      });
       deviceLoadMs = performance.now() - t;
       await this.qmp.execute('cont');
     } catch (err) {
@@ -98,7 +100,7 @@ export class QemuTarget implements MemoryTarget {
     this.resumed = { stoppedAtMicros: this.stoppedAtMicros, resumedAtMicros: resumed?.atMicros ?? Date.now() * 1000, deviceLoadMs, deviceStateBytes: this.stream.length };
   }
 
-  /** Detaches: QEMU's migration settings as they were, the files closed, the work directory removed. */
+  /** Detaches: QEMU's migration settings as they were, the files closed. */
   async close(): Promise<void> {
     await this.qemu.detach();
   }

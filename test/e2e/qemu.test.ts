@@ -11,7 +11,7 @@ import { deadline } from '../_support/deadline.js';
 import { perTestDir } from '../_support/per-test-dir.js';
 import { killAll, memshift, waitForOutput } from '../_support/processes.js';
 import { guestErrors, guestStatus, nextStatus, qemuCapability, qemuStatus, removeQemuFiles, startQemu, type QemuGuest } from '../_support/qemu-guest.js';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { formatPskFile, generatePsk } from '../../src/index.js';
 
 const dir = perTestDir(test, 'memshift-qemu-');
@@ -115,8 +115,13 @@ test('a guest with two NUMA nodes, each in its own RAM file: two regions, both m
 test('the destination QEMU dies before the switchover: the source QEMU runs on, its guest error-free', deadline(120_000, async () => {
   const p = await startPair('mib=64 rate=20000', 'fail');
   await nextStatus(p.src, 0, 2);
-  const dest = memshift(['qemu-dest', '--listen', '127.0.0.1:0', '--qmp', p.dst.qmp, '--insecure', '--quiet']);
+  // Its own temporary directory: an adapter makes nothing there before the switchover, so one killed
+  // before it leaves nothing behind.
+  const tmp = dir.file('dest-tmp');
+  mkdirSync(tmp);
+  const dest = memshift(['qemu-dest', '--listen', '127.0.0.1:0', '--qmp', p.dst.qmp, '--insecure', '--quiet'], { TMPDIR: tmp });
   await waitForOutput(dest, (t) => /listening on 127\.0\.0\.1:\d+/.test(t));
+  assert.equal(readdirSync(tmp), [], 'nothing in the temporary directory while the adapter waits');
   const port = Number(/listening on 127\.0\.0\.1:(\d+)/.exec(dest.stdout())![1]);
   // qemu-dest holds the QEMU's files; the QEMU itself is gone when memshift asks it to load the devices.
   p.dst.running.proc.kill('SIGKILL');
@@ -126,6 +131,7 @@ test('the destination QEMU dies before the switchover: the source QEMU runs on, 
   assert.is.not(s.code, 0);
   assert.is.not(d.code, 0);
   assert.match(d.stderr, /MS_ERR_QEMU/);
+  assert.equal(readdirSync(tmp), [], 'the device stream\'s directory is gone after the failed load');
   assert.is(report('source.json').outcome, 'failed');
   assert.is(await qemuStatus(p.src), 'running');
   assert.is(await qemuCapability(p.src, 'x-ignore-shared'), false, 'the source QEMU\'s settings are back');
