@@ -60,10 +60,8 @@ export function unsentBlocksFrames(disk: number, dirty: Int32Array, blocks: numb
 
 /** A bitmap of `pageCount` bits (whole u64 words) as MISSING_PAGES frames of at most `framePages` each. */
 function bitmapFrames(regionId: number, pageCount: number, bytes: Uint8Array, framePages: number): { frames: Uint8Array[]; pages: number } {
-  let pages = 0;
   // A word at a time: at a switchover this runs once, cold, while the guest is paused.
-  const words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
-  for (let i = 0; i < words.length; i++) if (words[i] !== 0) pages += popcount32(words[i]);
+  const pages = countBits(new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2));
   const frames: Uint8Array[] = [];
   for (let first = 0; first < pageCount; first += framePages) {
     const count = Math.min(framePages, pageCount - first);
@@ -117,6 +115,13 @@ export function markUnsent(region: Region, slabs: readonly Slab[], m: MissingPag
     u32[at] |= bits;
   });
   return added;
+}
+
+/** The bits set in a bitmap of 32-bit words. */
+export function countBits(words: Int32Array | Uint32Array): number {
+  let n = 0;
+  for (let i = 0; i < words.length; i++) if (words[i] !== 0) n += popcount32(words[i]);
+  return n;
 }
 
 export function popcount32(x: number): number {

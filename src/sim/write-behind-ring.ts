@@ -5,19 +5,17 @@
 // ones to consecutive offsets in one pwritev), then bumps TAIL. In order, so a block written twice
 // lands as written last.
 //
-//   i32[0] HEAD  i32[1] TAIL  i32[2] ERRNO (first failure, 0 = none)  i32[3] STOP
+//   i32[0] HEAD  i32[1] TAIL  i32[2] ERRNO (first failure, 0 = none)
 //   per slot s: i32[8 + 4s] fd  i32[9 + 4s] cached fd (O_DIRECT refused)  i32[10 + 4s] bytes
 //               f64[(CTL_F64 + s)] file offset
 
 export const SLOTS = 32;
 /** 64 blocks of 4 KiB: a BLOCKS frame's run, in one slot. */
 export const SLOT_BYTES = 256 * 1024;
-/** O_DIRECT's alignment for buffers, offsets and lengths (the devices' logical block, with room). */
-export const DIRECT_ALIGN = 4096;
 /** Slots written by one pwritev at most. */
 export const MAX_SLOTS_PER_WRITE = 16;
 
-export const Ring = { HEAD: 0, TAIL: 1, ERRNO: 2, STOP: 3, SLOT_I32: 8 } as const;
+export const Ring = { HEAD: 0, TAIL: 1, ERRNO: 2, SLOT_I32: 8 } as const;
 const SLOT_I32_STRIDE = 4;
 /** The Float64Array index where slot offsets start. */
 const CTL_F64 = Math.ceil(((Ring.SLOT_I32 + SLOTS * SLOT_I32_STRIDE) * 4) / 8);

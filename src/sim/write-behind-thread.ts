@@ -66,8 +66,8 @@ function runLength(first: number, end: number): number {
 for (;;) {
   const tail = Atomics.load(ctl, Ring.TAIL);
   const head = Atomics.load(ctl, Ring.HEAD);
+  // Runs as long as the process does (unreferenced: it never holds it up).
   if (head === tail) {
-    if (Atomics.load(ctl, Ring.STOP) !== 0) break;
     Atomics.wait(ctl, Ring.HEAD, head);
     continue;
   }

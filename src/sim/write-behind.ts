@@ -11,8 +11,7 @@ import { getSystemErrorName } from 'node:util';
 import { ErrorCode, MemshiftError } from '../errors.js';
 import { CONTROL_BYTES, Ring, SLOTS, SLOT_BYTES, ringViews, slotData, slotField, type RingViews } from './write-behind-ring.js';
 import type { WriteBehindData } from './write-behind-thread.js';
-
-const WASM_PAGE_BYTES = 65536;
+import { WASM_PAGE_BYTES } from '../wasm/kernels.js';
 
 export class WriteBehind {
   private readonly views: RingViews;
@@ -31,8 +30,8 @@ export class WriteBehind {
 
   /**
    * Queues `from` to be written at `offset` of the image open as `fd` (O_DIRECT, or any descriptor),
-   * or of `cachedFd` where the file system refuses O_DIRECT writes. `offset` and `from.length` are
-   * multiples of DIRECT_ALIGN. Waits only for a free slot.
+   * or of `cachedFd` where `fd` refuses the write (O_DIRECT wants `offset` and `from.length` in whole
+   * 4 KiB blocks, as a disk's are). Waits only for a free slot.
    */
   write(fd: number, cachedFd: number, offset: number, from: Uint8Array): void {
     const { ctl, offsets } = this.views;

@@ -21,7 +21,7 @@ import { BlockBuffers } from '../../pipeline/block-buffers.js';
 import type { BlockDevice } from '../../memory/types.js';
 import { takeDirtyRuns } from '../../memory/dirty-block-runs.js';
 import { DiskDigest } from '../disk-digest.js';
-import { popcount32 } from '../missing-pages.js';
+import { countBits } from '../missing-pages.js';
 import { BLOCKS_HEAD_BYTES, FRAME_HEADER_BYTES } from '../../protocol/frame.js';
 import type { FrameLink } from '../../transport/channel.js';
 
@@ -139,8 +139,7 @@ export class BlockSender {
     let blocks = 0;
     let bytes = 0;
     for (const device of this.devices) {
-      let n = 0;
-      for (let w = 0; w < device.dirty.length; w++) if (device.dirty[w] !== 0) n += popcount32(device.dirty[w]);
+      const n = countBits(device.dirty);
       blocks += n;
       bytes += n * (device.blockBytes + 8);
     }
