@@ -65,8 +65,12 @@ export interface FrameLink {
   destroy(err?: MemshiftError): void;
 }
 
-/** How long a failed channel keeps reading (and dropping) before it resets the connection. */
-const FAIL_LINGER_MS = 1000;
+/**
+ * How long a failed channel keeps reading (and dropping) before it resets the connection: a peer that
+ * is reading closes long before (it reads our ERROR frame first); one that was starved of CPU meanwhile
+ * and writes before it reads meets the reset only after this, and reports a broken pipe, not our reason.
+ */
+const FAIL_LINGER_MS = 5000;
 
 export class Channel implements FrameLink {
   readonly peer: string;

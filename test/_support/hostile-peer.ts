@@ -106,6 +106,22 @@ export class HostilePeer {
     }
   }
 
+  /**
+   * Stops reading and sends `frame` over and over for `ms`, as a source busy with its next batches does;
+   * returns the first write's failure (null if every write was taken), then reads again.
+   */
+  async sendDeaf(frame: Uint8Array, ms: number): Promise<Error | null> {
+    this.socket.pause();
+    const until = Date.now() + ms;
+    let failure: Error | null = null;
+    while (failure === null && Date.now() < until) {
+      failure = await new Promise<Error | null>((resolve) => this.socket.write(frame, (err) => resolve(err ?? null)));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    this.socket.resume();
+    return failure;
+  }
+
   /** The ERROR frame the destination answered with, if any. */
   async errorAnswer(): Promise<{ code: string; message: string } | null> {
     const body = await this.waitFor(FrameType.ERROR);

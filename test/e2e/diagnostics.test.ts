@@ -9,6 +9,7 @@ import { deadline } from '../_support/deadline.js';
 import { perTestDir } from '../_support/per-test-dir.js';
 import { memshift, startDestination, waitForOutput } from '../_support/processes.js';
 import { Proxy } from '../_support/proxy.js';
+import { HostilePeer } from '../_support/hostile-peer.js';
 
 const { file } = perTestDir(test, 'memshift-diag-');
 
@@ -36,6 +37,24 @@ for (const offset of [3 * 2 ** 20 + 12345, 20 * 2 ** 20 + 777]) {
     }
   }));
 }
+
+test('a failed destination keeps reading for seconds: a source starved meanwhile, still writing, reads why before any reset', deadline(60_000, async () => {
+  const dest = await startDestination(['--report', file('dest.json')]);
+  const peer = await HostilePeer.connect(dest.port, 256);
+  try {
+    await peer.handshake();
+    await peer.send(peer.rawBatch([3], 0x33, { lieAboutHash: true }));
+    // The destination fails at once, then drops what arrives; a reset within these 2 s (the linger was
+    // 1 s) would fail a write here and the source would never read the ERROR frame queued for it.
+    const writeFailure = await peer.sendDeaf(peer.rawBatch([4], 0x44), 2000);
+    assert.is(writeFailure, null, `a write of the deaf source failed: ${writeFailure?.message}`);
+    const answer = await peer.errorAnswer();
+    assert.is(answer?.code, 'MS_ERR_PAGE_HASH_MISMATCH');
+  } finally {
+    peer.close();
+  }
+  assert.is((await dest.done).code, 1);
+}));
 
 test('dest --quiet prints notices (a refused connection) but not routine lines (accepted); without it, both', deadline(60_000, async () => {
   for (const quiet of [true, false]) {
