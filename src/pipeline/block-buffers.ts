@@ -1,8 +1,9 @@
 // Disk blocks on their way out and in (BLOCKS), in a WebAssembly memory of their own so that the page
 // kernel's mxh64 hashes them where they lie: the source reads a run of blocks straight into a slot,
-// hashes it, and sends the frame from there; the destination copies a received run into its scratch
-// (the receive ring's offsets are not the kernel's to choose) and checks every block's hash before
-// the run is written. A slot is reused only once the socket has taken its frame.
+// hashes it, and sends the frame from there; the destination checks every block's hash before the run
+// is written: where the frame lies when it was received into a memory with kernels (the destination's
+// receive ring is in guest memory's arena, `receivedIn`), else in a copy in its scratch. A slot is
+// reused only once the socket has taken its frame.
 //
 //   slot := pad … [frame header 16][BLOCKS head 16][hash u64 × count][data count × blockBytes]
 //                                                                     ^ 128-aligned (slot base + 1 KiB)
@@ -20,6 +21,9 @@ export class BlockBuffers {
   readonly kernels: Kernels;
   readonly bytes: Uint8Array;
   readonly slots: number;
+
+  /** A memory frames are received into, whose kernels check a run where it lies; `out` is room there for its hashes. */
+  private received: { kernels: Kernels; out: number } | null = null;
 
   constructor(slots: number) {
     this.slots = slots;
@@ -82,16 +86,36 @@ export class BlockBuffers {
   }
 
   /**
-   * Checks `count` blocks at `buf[dataOffset…]` against the hashes at `buf[hashesOffset…]` (slot 0 is the
-   * scratch). Throws MS_ERR_PAGE_HASH_MISMATCH naming the first block that differs.
+   * Frames received into `kernels`' memory are checked where they lie; `out` is a scratch range there of
+   * 8 bytes per block of the largest run, used by this thread alone.
+   */
+  receivedIn(kernels: Kernels, out: number): void {
+    kernels.checkRange('out', out, HASH_BYTES * Limits.MAX_BLOCKS_PER_FRAME);
+    this.received = { kernels, out };
+  }
+
+  /**
+   * Checks `count` blocks at `buf[dataOffset…]` against the hashes at `buf[hashesOffset…]` (where they lie
+   * when `receivedIn` names their memory, else copied into slot 0). Throws MS_ERR_PAGE_HASH_MISMATCH naming the first block that differs.
    */
   verify(buf: Uint8Array, hashesOffset: number, dataOffset: number, count: number, blockBytes: number, what: () => string): void {
-    const data = this.dataAt(0);
-    const out = data - HASH_BYTES * count;
-    this.bytes.set(buf.subarray(dataOffset, dataOffset + count * blockBytes), data);
-    this.kernels.raw.hashPages(data, blockBytes, count, out);
+    let { kernels, bytes } = this;
+    let data: number;
+    let out: number;
+    const received = this.received;
+    if (received !== null && buf.buffer === received.kernels.memory.buffer) {
+      ({ kernels } = received);
+      bytes = new Uint8Array(buf.buffer);
+      data = buf.byteOffset + dataOffset;
+      out = received.out;
+    } else {
+      data = this.dataAt(0);
+      out = data - HASH_BYTES * count;
+      this.bytes.set(buf.subarray(dataOffset, dataOffset + count * blockBytes), data);
+    }
+    kernels.raw.hashPages(data, blockBytes, count, out);
     for (let i = 0; i < count * HASH_BYTES; i++) {
-      if (this.bytes[out + i] !== buf[hashesOffset + i]) {
+      if (bytes[out + i] !== buf[hashesOffset + i]) {
         throw new MemshiftError(ErrorCode.PAGE_HASH_MISMATCH, `${what()}: block ${Math.floor(i / HASH_BYTES)} of the run does not match its hash: not written`);
       }
     }

@@ -10,6 +10,7 @@ import { FrameType, Limits } from '../../src/protocol/constants.js';
 import { blocksCheckedLength, decodeBlocks, decodeDisks, encodeDisks, type DiskShape } from '../../src/protocol/blocks.js';
 import { BlockBuffers } from '../../src/pipeline/block-buffers.js';
 import { BLOCKS_HEAD_BYTES, FRAME_HEADER_BYTES, readFrameHeader, verifyFrame } from '../../src/protocol/frame.js';
+import { KERNEL_RESERVED_BYTES, Kernels } from '../../src/wasm/kernels.js';
 import { expectCode } from '../_support/guest-helpers.js';
 import { seeded } from '../_support/seeded.js';
 
@@ -74,6 +75,29 @@ test('a BLOCKS frame carries its run and a hash per block; the CRC covers head a
   const hash = frame.slice();
   hash[b.hashesOffset + 3] ^= 1;
   expectCode(() => verifyFrame(hash, 0, h), 'MS_ERR_FRAME_CHECKSUM');
+});
+
+test('a run received into a memory with kernels is checked where it lies (no copy), at an odd offset too; a flipped bit there is caught', () => {
+  const frame = new BlockBuffers(1).frame(0, 0, 0, 3, 4096, (data) => {
+    for (let i = 0; i < data.length; i++) data[i] = (i * 13 + 1) & 0xff;
+  });
+  const h = readFrameHeader(frame, 0, frame.length)!;
+  const b = decodeBlocks(frame, FRAME_HEADER_BYTES, h.bodyLength, DISKS);
+  // The ring's memory: frames land at any offset in its arena.
+  const ring = new WebAssembly.Memory({ initial: 4, maximum: 4, shared: true });
+  const at = KERNEL_RESERVED_BYTES + 8192 + 3;
+  const received = new Uint8Array(ring.buffer, at, frame.length);
+  received.set(frame);
+  const receiver = new BlockBuffers(1);
+  receiver.receivedIn(new Kernels(ring), KERNEL_RESERVED_BYTES);
+  const ownScratch = (): number => receiver.bytes.reduce((n, v) => n + v, 0);
+  receiver.verify(received, b.hashesOffset, b.dataOffset, 3, 4096, () => 'run');
+  assert.is(ownScratch(), 0, 'nothing was copied into the receiver\'s own scratch');
+  received[b.dataOffset + 2 * 4096 + 17] ^= 0x40;
+  assert.match(expectCode(() => receiver.verify(received, b.hashesOffset, b.dataOffset, 3, 4096, () => 'run'), 'MS_ERR_PAGE_HASH_MISMATCH').message, /block 2 of the run/);
+  // A frame elsewhere (a plain buffer) is still checked, through a copy.
+  receiver.verify(frame, b.hashesOffset, b.dataOffset, 3, 4096, () => 'run');
+  assert.ok(ownScratch() > 0);
 });
 
 test('BLOCKS refuses a disk never named, a run outside its disk, a body that is not exactly its blocks, reserved bits', () => {

@@ -19,6 +19,10 @@ import { frameTypeName } from '../../../protocol/frame.js';
 import type { Frame } from '../../../protocol/frame-reader.js';
 import { acceptsPages, claimsPages, type DestEvent, type DestState } from '../machine.js';
 import type { DestinationRun } from '../run.js';
+import { receivingSlab } from './setup.js';
+import { kernelsOf } from '../../../memory/slab.js';
+import { scratchSlot } from '../../../memory/slab-layout.js';
+import { ScratchAgent } from '../../../memory/scratch-agents.js';
 
 export function receiveFrame(run: DestinationRun, state: DestState, frame: Frame): DestEvent | null {
   // A pass (or the switch) begins with its first frame after an ITERATION_END (DISKS precedes the first pass).
@@ -92,7 +96,11 @@ function receiveDisks(run: DestinationRun, state: DestState, frame: Frame): void
   if ((run.capabilities & Capability.POSTCOPY_BLOCKS) !== 0 && devices.some((d) => d.present === undefined)) {
     throw new MemshiftError(ErrorCode.INVALID_ARGUMENT, "the target's disks have no present bitmap (BlockDevice.present), so their blocks cannot be faulted in post-copy");
   }
-  run.disks = { shapes, devices, buffers: new BlockBuffers(1), digest: new DiskDigest(shapes), flushing: Promise.resolve() };
+  const buffers = new BlockBuffers(1);
+  // Blocks are checked where they were received, in the arena, with the main thread's scratch for their hashes.
+  const slab = receivingSlab(run);
+  buffers.receivedIn(kernelsOf(slab), scratchSlot(slab.layout, ScratchAgent.MAIN).page);
+  run.disks = { shapes, devices, buffers, digest: new DiskDigest(shapes), flushing: Promise.resolve() };
 }
 
 /** MISSING_PAGES of a disk (POSTCOPY_BLOCKS): the blocks the source still has at a post-copy switchover. */

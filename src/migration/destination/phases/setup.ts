@@ -37,9 +37,14 @@ export function pretouchRam(target: MemoryTarget): void {
   pretouch(target.regions.filter((r) => r.kind === 'ram').flatMap((r) => [...target.slabsOf(r.id)]));
 }
 
+/** The slab whose arena holds the receive ring. */
+export function receivingSlab(run: DestinationRun): Slab {
+  return run.target!.slabsOf(run.target!.regions[0].id)[0];
+}
+
 /** Points the channel's receive ring into guest memory's arena (frames are applied in place from there). */
 export function receiveIntoGuest(run: DestinationRun, channel: FrameLink): void {
-  const first = run.target!.slabsOf(run.target!.regions[0].id)[0];
+  const first = receivingSlab(run);
   channel.switchReceiveBuffer(new Uint8Array(first.memory.buffer, first.layout.arena, first.layout.arenaBytes), Limits.MAX_FRAME_BODY_BYTES);
 }
 
