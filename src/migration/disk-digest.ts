@@ -26,13 +26,20 @@ interface DiskTable {
 export class DiskDigest {
   private readonly disks: DiskTable[];
 
+  private readonly blocks: number[];
+  private readonly zeroHashes: bigint[];
+
   constructor(shapes: readonly DiskShape[]) {
+    this.blocks = shapes.map((s) => s.blocks);
+    this.zeroHashes = [];
     this.disks = shapes.map((shape, i) => {
       const digestAt = KERNEL_RESERVED_BYTES;
       const table = digestAt + 64;
       const pages = Math.ceil((table + shape.blocks * 8) / WASM_PAGE_BYTES);
       const kernels = new Kernels(new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true }));
-      kernels.raw.fillU64(table, shape.blocks, kernels.raw.zeroPageHash(shape.blockBytes));
+      const zero = BigInt.asUintN(64, kernels.raw.zeroPageHash(shape.blockBytes));
+      this.zeroHashes.push(zero);
+      kernels.raw.fillU64(table, shape.blocks, zero);
       return { kernels, table, digestAt, keyBase: BigInt(DISK_REGION_BASE + i) << 32n };
     });
   }
@@ -47,6 +54,17 @@ export class DiskDigest {
     for (let i = 0; i < count; i++) {
       d.kernels.raw.recordPageHash(d.table, first + i, d.keyBase + BigInt(first + i), dv.getBigUint64(i * 8, true), d.digestAt);
     }
+  }
+
+  /** Disk `disk`'s table: each block's last recorded hash (a zero block's where none was). */
+  hashes(disk: number): BigUint64Array {
+    const d = this.disks[disk];
+    return new BigUint64Array(d.kernels.memory.buffer, d.table, this.blocks[disk]);
+  }
+
+  /** The hash of an all-zero block of disk `disk`. */
+  zeroHash(disk: number): bigint {
+    return this.zeroHashes[disk];
   }
 
   /** The disks' share of the session digest: 0 while every recorded block is zero. */

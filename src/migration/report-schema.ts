@@ -35,7 +35,7 @@ const postcopy = closed({
   pagesAnswered: count, duplicates: count, pushedBeforeFirstAnswer: count, blocksMissing: count, blockFaults: count,
 }, ['pagesAnswered', 'duplicates', 'pushedBeforeFirstAnswer', 'blocksMissing', 'blockFaults']);
 
-const recovery = closed({ phase: { enum: ['precopy', 'stop-and-copy', 'receiving', 'postcopy-running'] }, lostAtMs: num, pausedMs: num, missingPages: count, attempts: count, cause: { type: 'string' } });
+const recovery = closed({ phase: { enum: ['precopy', 'stop-and-copy', 'receiving', 'postcopy-running'] }, lostAtMs: num, pausedMs: num, missingPages: count, blocksAgain: count, attempts: count, cause: { type: 'string' } }, ['blocksAgain']);
 
 const nullable = (schema: Record<string, unknown>): Record<string, unknown> => ({ anyOf: [schema, { type: 'null' }] });
 

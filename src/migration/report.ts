@@ -54,6 +54,8 @@ export interface Recovery {
   pausedMs: number;
   /** Pages that went again: post-copy, those the destination still lacked; pre-copy, those whose hashes differed. */
   missingPages: number;
+  /** Disk blocks that went again (source, with disks): those the destination did not hold as last sent. */
+  blocksAgain?: number;
   /** Connections tried until one recovered (the destination counts the one it accepted). */
   attempts: number;
   /** Why the link was lost. */
@@ -353,7 +355,7 @@ export function formatReport(r: Report): string {
     lines.push(`  post-copy: ${p.faults} faults (latency p50 ${p.faultLatencyUs.p50.toFixed(0)} µs, p99 ${p.faultLatencyUs.p99.toFixed(0)} µs, max ${p.faultLatencyUs.max.toFixed(0)} µs), ${p.pagesRequested} pages requested, ${p.pagesPushed} pushed, ${f1(p.postcopyTimeMs)} ms to all present`);
   }
   for (const v of r.recoveries) {
-    lines.push(`  recovered: link lost in ${v.phase} at ${f1(v.lostAtMs)} ms (${v.cause}); back after ${f1(v.pausedMs)} ms, ${v.attempts} attempt(s), ${v.missingPages} pages went again`);
+    lines.push(`  recovered: link lost in ${v.phase} at ${f1(v.lostAtMs)} ms (${v.cause}); back after ${f1(v.pausedMs)} ms, ${v.attempts} attempt(s), ${v.missingPages} pages${v.blocksAgain !== undefined ? ` and ${v.blocksAgain} disk blocks` : ''} went again`);
   }
   if (r.prealloc?.enabled) lines.push(`  destination memory pre-touched in ${f1(r.prealloc.ms)} ms ${r.prealloc.beforeMigration ? 'before the migration began' : 'during setup, before receiving'}`);
   if (r.cpuMs !== null) {

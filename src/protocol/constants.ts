@@ -72,6 +72,13 @@ export const Capability = {
    * arrive as BLOCKS on the bulk channel. Without it they all go paused, before SWITCHOVER.
    */
   POSTCOPY_BLOCKS: 1 << 6,
+  /**
+   * A recovered link names the disk blocks the destination holds, with region DISK_REGION_BASE + disk:
+   * before SWITCHOVER the hash of each block it holds data for (PAGE_HASHES; a block not named holds
+   * zeros or nothing), in post-copy the blocks it still lacks (MISSING_PAGES). The source sends again
+   * only those blocks; without it, every block it ever sent.
+   */
+  BLOCK_RECOVERY: 1 << 7,
 } as const;
 
 /** Region id of disk i where a frame or a file names disk blocks as a region's pages. */

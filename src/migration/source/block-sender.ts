@@ -8,8 +8,10 @@
 // destination's images start empty (Node has no SEEK_DATA to find the holes; a hole reads as zeros
 // without touching the disk).
 //
-// A lost link can lose blocks already sent; the pass that resumes over a new link sends again every
-// block ever sent (`sentEver`), which is always right, because a block's bytes are read when sent.
+// A lost link can lose blocks already sent; the pass that resumes over a new link sends again the
+// blocks whose copy the destination does not hold (block-recovery.ts), or, with a destination that
+// cannot say, every block ever sent (`sentEver`), which is always right, because a block's bytes are
+// read when sent.
 //
 // Post-copy (POSTCOPY_BLOCKS): the blocks still dirty at the switchover are named missing, the guest
 // paused here; once it runs on the destination, a block it faults on is answered at once (`answer`)
@@ -21,9 +23,11 @@ import { BlockBuffers } from '../../pipeline/block-buffers.js';
 import type { BlockDevice } from '../../memory/types.js';
 import { takeDirtyRuns } from '../../memory/dirty-block-runs.js';
 import { DiskDigest } from '../disk-digest.js';
+import { BlockRecovery } from '../block-recovery.js';
 import { countBits } from '../missing-pages.js';
 import { BLOCKS_HEAD_BYTES, FRAME_HEADER_BYTES } from '../../protocol/frame.js';
 import type { FrameLink } from '../../transport/channel.js';
+import type { ByteLimiter } from '../../pipeline/batch-writer.js';
 
 export interface BlocksSent {
   blocks: number;
@@ -42,18 +46,27 @@ export class BlockSender {
   /** Per disk, the blocks of the words taken in this pass that were never sent before (may be left out when zero). */
   private readonly fresh: Int32Array[];
 
+  /**
+   * Per disk, blocks whose marks were taken and whose hash is not recorded yet: a lost link may leave
+   * them so (taken, then the pass failed before they were read), sent nowhere and marked nowhere.
+   */
+  private readonly unrecorded: Int32Array[];
+
   constructor(readonly devices: readonly BlockDevice[]) {
     this.refused.catch(() => undefined);
     this.sentEver = devices.map((d) => new Int32Array(d.dirty.length));
     this.fresh = devices.map((d) => new Int32Array(d.dirty.length));
+    this.unrecorded = devices.map((d) => new Int32Array(d.dirty.length));
     this.digest = new DiskDigest(devices.map((d) => ({ blockBytes: d.blockBytes, blocks: d.blocks })));
   }
 
   /**
    * Sends every block marked dirty now; resolves when the socket took the last run. With `keepZeros`,
-   * never-sent zero blocks go too: a post-copy destination waits for every block named missing.
+   * never-sent zero blocks go too: a post-copy destination waits for every block named missing. A
+   * `limiter` (--max-bandwidth) paces the frames as it paces the pages' batches: the cap is the link's.
    */
-  async sendDirty(link: FrameLink, options: { keepZeros?: boolean } = {}): Promise<BlocksSent> {
+  async sendDirty(link: FrameLink, options: { keepZeros?: boolean; limiter?: ByteLimiter | null } = {}): Promise<BlocksSent> {
+    const limiter = options.limiter ?? null;
     const sent: BlocksSent = { blocks: 0, bytes: 0 };
     const buffers = (this.buffers ??= new BlockBuffers(SLOTS));
     const inFlight: (Promise<void> | null)[] = new Array<Promise<void> | null>(SLOTS).fill(null);
@@ -62,9 +75,11 @@ export class BlockSender {
       const device = this.devices[disk];
       const ever = this.sentEver[disk];
       const fresh = this.fresh[disk];
+      const unrecorded = this.unrecorded[disk];
       const taken = (w: number, bits: number): void => {
         fresh[w] = bits & ~ever[w];
         ever[w] |= bits;
+        unrecorded[w] |= bits;
       };
       for (const { first, count } of takeDirtyRuns(device, Limits.MAX_BLOCKS_PER_FRAME, taken)) {
         const slot = next++ % SLOTS;
@@ -81,12 +96,18 @@ export class BlockSender {
           b = f.first + f.count;
         }
         for (; b < first + count; b++) unsend(b);
-        const sends = frames.map(({ first: at, count: n, frame }) => {
+        let bytes = 0;
+        for (const { first: at, count: n, frame } of frames) {
           this.digest.record(disk, at, n, frame, FRAME_HEADER_BYTES + BLOCKS_HEAD_BYTES);
           sent.blocks += n;
-          sent.bytes += frame.length;
-          return link.send(frame);
-        });
+          bytes += frame.length;
+        }
+        sent.bytes += bytes;
+        for (let k = first; k < first + count; k++) unrecorded[k >>> 5] &= ~(1 << (k & 31));
+        // Recorded, then paced: a link lost meanwhile leaves hashes here that the destination does not
+        // hold, so these blocks go again after a recovery.
+        if (limiter !== null && bytes > 0) await limiter.take(bytes);
+        const sends = frames.map(({ frame }) => link.send(frame));
         const sending = Promise.all(sends).then(() => undefined);
         // Awaited when its slot comes round or at the end; a failed link must not reject unheard meanwhile.
         sending.catch(() => undefined);
@@ -151,12 +172,18 @@ export class BlockSender {
     return this.devices.some((d) => d.dirty.some((w) => w !== 0));
   }
 
-  /** After a lost link: mark every block sent so far dirty again, for the pass that resumes. */
+  /** After a lost link, with BLOCK_RECOVERY: collects what the destination holds, then marks the rest (block-recovery.ts). */
+  recovery(): BlockRecovery {
+    return new BlockRecovery(this.devices, this.sentEver, this.unrecorded, this.digest);
+  }
+
+  /** After a lost link without BLOCK_RECOVERY: mark every block sent so far dirty again, for the pass that resumes. */
   markSentAgain(): void {
     for (let disk = 0; disk < this.devices.length; disk++) {
       const dirty = this.devices[disk].dirty;
       const ever = this.sentEver[disk];
       for (let w = 0; w < ever.length; w++) if (ever[w] !== 0) Atomics.or(dirty, w, ever[w]);
+      this.unrecorded[disk].fill(0);
     }
   }
 }

@@ -7,7 +7,9 @@
 //   whose copies died with the old link included), as MISSING_PAGES; pages that arrive twice lose
 //   their claim and are discarded, as ever;
 // - a pass before SWITCHOVER: the hash of every page as it is held here (PAGE_HASHES,
-//   page-hashes.ts), from which the source tells which of its pages never landed.
+//   page-hashes.ts), from which the source tells which of its pages never landed;
+// - the disks' blocks likewise (BLOCK_RECOVERY, block-recovery.ts): the hashes of those held, or in
+//   post-copy those absent.
 //
 //   old fault thread stopped ─► receive ring ─► [rearm fault thread (new port)]
 //   ─► MISSING_PAGES* | PAGE_HASHES* ─► HELLO_ACK(session, capabilities, urgent port)
@@ -19,21 +21,8 @@ import { absentPagesFrames } from '../../missing-pages.js';
 import { pageHashFrames } from '../../page-hashes.js';
 import type { DestinationRun } from '../run.js';
 import { receiveIntoGuest } from './setup.js';
-import { popcount32 } from '../../missing-pages.js';
-
-/** Blocks whose `present` bit is clear (post-copy blocks not here yet; all set outside POSTCOPY_BLOCKS). */
-function absentBlocks(run: DestinationRun): number {
-  let n = 0;
-  for (const d of run.disks?.devices ?? []) {
-    const present = d.present;
-    if (present === undefined) continue;
-    for (let w = 0; w < present.length; w++) {
-      const valid = w === present.length - 1 && d.blocks % 32 !== 0 ? (1 << (d.blocks % 32)) - 1 : -1;
-      n += popcount32(~Atomics.load(present, w) & valid);
-    }
-  }
-  return n;
-}
+import { absentBlockFrames, heldBlockFrames } from '../../block-recovery.js';
+import { Capability } from '../../../protocol/constants.js';
 
 /** Takes `channel` as the bulk link and answers the RECOVER; returns the pages still missing (post-copy) or 0. */
 export async function answerRecovery(run: DestinationRun, channel: FrameLink, session: Uint8Array, postcopy: boolean): Promise<number> {
@@ -55,8 +44,14 @@ export async function answerRecovery(run: DestinationRun, channel: FrameLink, se
       for (const f of pageHashFrames(region, slabs)) await channel.send(f);
     }
   }
-  // Blocks are not named: the source sends every block again that it ever sent, and those here are dropped.
-  if (postcopy) urgent!.recount(missing + absentBlocks(run));
+  // Blocks: named where the source reads the names (else it sends every block again that it ever
+  // sent, and in post-copy those here are dropped).
+  const devices = run.disks?.devices ?? [];
+  const absent = postcopy ? absentBlockFrames(devices) : null;
+  if (run.disks !== null && (run.capabilities & Capability.BLOCK_RECOVERY) !== 0) {
+    for (const f of absent?.frames ?? heldBlockFrames(run.disks.digest, devices.length)) await channel.send(f);
+  }
+  if (absent !== null) urgent!.recount(missing + absent.blocks);
   await channel.send(encodeHelloAck({ session, capabilities: run.capabilities, urgentPort: port }));
   return missing;
 }

@@ -25,7 +25,7 @@ export async function sendBlocks(run: SourceRun): Promise<{ blocks: number; byte
   const blocks = run.established.blocks;
   if (blocks === null) return { blocks: 0, bytes: 0, ms: 0 };
   const t = performance.now();
-  const sent = await blocks.sendDirty(run.established.channel);
+  const sent = await blocks.sendDirty(run.established.channel, { limiter: run.limiter });
   run.record.bytesTransferred += sent.bytes;
   return { blocks: sent.blocks, bytes: sent.bytes, ms: performance.now() - t };
 }

@@ -13,6 +13,9 @@
 // goes anyway. The source guest runs on meanwhile in pre-copy (its writes are caught by the next sync)
 // and stays paused in the stop-and-copy pass.
 //
+// Disk blocks the same way (capability BLOCK_RECOVERY, block-recovery.ts): the destination names the
+// blocks it holds, by hash before SWITCHOVER and by absence in post-copy, and only the others go again.
+//
 // Either way: drop what the lost link left (its channel, its fault thread, its push), reconnect to the
 // same address with the same security, HELLO with role RECOVER and the same session, read the answer
 // up to HELLO_ACK (which names the new urgent port when post-copy was negotiated), connect a new fault
@@ -26,7 +29,8 @@
 import type { Worker } from 'node:worker_threads';
 import { ErrorCode, MemshiftError, toMemshiftError } from '../../../errors.js';
 import { BoardState } from '../../postcopy-board.js';
-import { ChannelRole, FrameType } from '../../../protocol/constants.js';
+import { Capability, ChannelRole, DISK_REGION_BASE, FrameType } from '../../../protocol/constants.js';
+import type { BlockRecovery } from '../../block-recovery.js';
 import { decodeMissingPages, decodePageHashes } from '../../../protocol/control.js';
 import { frameTypeName } from '../../../protocol/frame.js';
 import { markDiverged } from '../../page-hashes.js';
@@ -107,7 +111,7 @@ async function reconnectWith(run: SourceRun, lost: MemshiftError, iteration: num
       if (channel.peerIdentity !== identity) {
         throw new MemshiftError(ErrorCode.AUTH_FAILED, `${run.peer} answered the recovery as ${channel.peerIdentity ?? 'no TLS peer'}, not as ${identity ?? 'no TLS peer'}`);
       }
-      const { marked, urgentPort, inbox } = await ask(run, channel, answer, Math.max(1, deadline - performance.now()));
+      const { marked, urgentPort, inbox, blocks } = await ask(run, channel, answer, Math.max(1, deadline - performance.now()));
       if (hadUrgent) {
         if (urgentPort === 0) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `${run.peer} recovered the session without an urgent port`);
         urgent = UrgentConnector.spawn(run.slabs, run.source.regions, iteration, run.options.security, spare.worker ?? undefined, run.urgent?.board);
@@ -115,10 +119,10 @@ async function reconnectWith(run: SourceRun, lost: MemshiftError, iteration: num
         await urgent.connect(run.established.session, { host: run.options.address.host, port: urgentPort }, identity);
       }
       install(run, channel, inbox, urgent);
-      // Blocks sent before the loss may not have arrived: the resumed pass sends them again.
-      run.established.blocks?.markSentAgain();
+      // Blocks sent before the loss may not have arrived: those the destination does not hold go again.
+      const blocksAgain = markBlocksAgain(run, blocks, answer);
       run.live.remaining = run.tracker.pending();
-      const recovery = { phase, lostAtMs: lostAt - run.record.startedAt, pausedMs: performance.now() - lostAt, missingPages: marked, attempts, cause: lost.message };
+      const recovery = { phase, lostAtMs: lostAt - run.record.startedAt, pausedMs: performance.now() - lostAt, missingPages: marked, ...(blocksAgain === null ? {} : { blocksAgain }), attempts, cause: lost.message };
       run.record.recoveries.push(recovery);
       run.emit({ type: 'recovered', role: 'source', recovery });
       return { type: 'recovered' };
@@ -158,8 +162,10 @@ async function dropLostLink(run: SourceRun, error: MemshiftError): Promise<boole
  * the snapshot (post-copy), or the pages whose hashes differ join it (pre-copy). Returns how many were
  * marked, and the new urgent port (0: none).
  */
-async function ask(run: SourceRun, channel: FrameLink, answer: Answer, timeoutMs: number): Promise<{ marked: number; urgentPort: number; inbox: Inbox }> {
+async function ask(run: SourceRun, channel: FrameLink, answer: Answer, timeoutMs: number): Promise<{ marked: number; urgentPort: number; inbox: Inbox; blocks: BlockRecovery | null }> {
   const link = run.established;
+  // The destination names the disk blocks it holds too (block-recovery.ts), when both sides can.
+  const blocks = link.blocks !== null && (link.capabilities & Capability.BLOCK_RECOVERY) !== 0 ? link.blocks.recovery() : null;
   const inbox = new Inbox(channel, run.options.signal);
   channel.phase = 'link recovery';
   await channel.send(encodeHello({ session: link.session, role: ChannelRole.RECOVER, mode: run.options.mode, capabilities: link.offered, regions: [...run.source.regions] }));
@@ -168,19 +174,47 @@ async function ask(run: SourceRun, channel: FrameLink, answer: Answer, timeoutMs
   if (answer === 'missing') clearSnapshots(run.slabs);
   const expected = answer === 'missing' ? FrameType.MISSING_PAGES : FrameType.PAGE_HASHES;
   let marked = 0;
-  for (;;) {
-    const f = await inbox.expect([expected, FrameType.HELLO_ACK], Math.max(1, deadline - performance.now()));
-    if (f.type === FrameType.HELLO_ACK) {
-      const ack = decodeHelloAck(f.body, 0, f.body.length);
-      if (Buffer.compare(ack.session, link.session) !== 0) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `${run.peer} acknowledged another session`);
-      return { marked, urgentPort: ack.urgentPort, inbox };
+  // Taken as they arrive, however many there are (a disk's held blocks may take many frames).
+  inbox.onOther = (frame) => {
+    try {
+      if (frame.type !== expected) {
+        throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `${run.peer} answered a recovery with ${frameTypeName(frame.type)}, not ${frameTypeName(expected)} or HELLO_ACK`, { frameType: frame.type });
+      }
+      const { buf, bodyOffset: at, bodyLength: length } = frame;
+      const m = answer === 'missing' ? decodeMissingPages(buf, at, length) : decodePageHashes(buf, at, length);
+      if (blocks !== null && m.regionId >= DISK_REGION_BASE) {
+        if ('bitmap' in m) blocks.absent(m);
+        else blocks.held(m);
+        return;
+      }
+      const region = run.source.regions.find((r) => r.id === m.regionId);
+      if (region === undefined) throw new MemshiftError(ErrorCode.BATCH_PAGE_RANGE, `${frameTypeName(frame.type)} names region ${m.regionId}, which this guest does not have`, { regionId: m.regionId });
+      const slabs = run.source.slabsOf(region.id);
+      marked += 'bitmap' in m ? markUnsent(region, slabs, m) : markDiverged(region, slabs, m);
+    } catch (err) {
+      const e = toMemshiftError(err, ErrorCode.FRAME_MALFORMED, run.peer);
+      inbox.fail(e);
+      channel.fail(e);
     }
-    const m = answer === 'missing' ? decodeMissingPages(f.body, 0, f.body.length) : decodePageHashes(f.body, 0, f.body.length);
-    const region = run.source.regions.find((r) => r.id === m.regionId);
-    if (region === undefined) throw new MemshiftError(ErrorCode.BATCH_PAGE_RANGE, `${frameTypeName(f.type)} names region ${m.regionId}, which this guest does not have`, { regionId: m.regionId });
-    const slabs = run.source.slabsOf(region.id);
-    marked += 'bitmap' in m ? markUnsent(region, slabs, m) : markDiverged(region, slabs, m);
+  };
+  try {
+    const f = await inbox.expect([FrameType.HELLO_ACK], Math.max(1, deadline - performance.now()));
+    const ack = decodeHelloAck(f.body, 0, f.body.length);
+    if (Buffer.compare(ack.session, link.session) !== 0) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `${run.peer} acknowledged another session`);
+    return { marked, urgentPort: ack.urgentPort, inbox, blocks };
+  } finally {
+    inbox.onOther = null;
   }
+}
+
+/** Marks the disk blocks to send again (null: the guest has no disks); without the destination's answer, every block ever sent. */
+function markBlocksAgain(run: SourceRun, recovery: BlockRecovery | null, answer: Answer): number | null {
+  const blocks = run.established.blocks;
+  if (blocks === null) return null;
+  if (recovery !== null) return recovery.mark(answer === 'missing');
+  const before = blocks.dirtyNow().blocks;
+  blocks.markSentAgain();
+  return blocks.dirtyNow().blocks - before;
 }
 
 /** The new link replaces the lost one for every phase from here (push, POSTCOPY_DONE, release). */
