@@ -51,6 +51,24 @@ export function allocateSlab(regionId: number, index: number, firstPage: number,
   return slab;
 }
 
+/**
+ * Forgets what an earlier session sent from (or received into) this slab, as a new session's source
+ * must: its destination holds nothing yet, so every page's recorded hash is a zero page's again, the
+ * digest nothing, and the XBZRLE cache empty (a delta against a page the new destination never got
+ * would not decode there). Without it a guest that had arrived by migration recorded its arrival's
+ * hashes, and a post-copy switchover onwards, before any page went, carried their digest. A file's
+ * slab keeps what was learnt of its pages (file-pages.ts): its first pass sends every page.
+ */
+export function forgetSentPages(slab: Slab): void {
+  if (slab.file !== null) return;
+  const k = kernelsOf(slab).raw;
+  const L = slab.layout;
+  k.fillU64(L.hashes, slab.pageCount, k.zeroPageHash(L.pageSize));
+  const views = viewsOfSlab(slab);
+  views.dv.setBigUint64(L.control + CONTROL_DIGEST, 0n, true);
+  views.u32.fill(0, L.cacheTags >>> 2, (L.cacheTags >>> 2) + L.cacheSlots);
+}
+
 /** XORed into the zero page's hash: a file-backed page's recorded hash before it is known. */
 const UNKNOWN_PAGE = 0x9e3779b97f4a7c15n;
 

@@ -5,7 +5,10 @@
 // (pipeline/block-buffers.ts). Pure codecs; every count, size and index is checked.
 //
 //   DISKS  := count:u16 0:u16 (log2BlockBytes:u8 0:u8 0:u16 blocks:u32){count}
-//   BLOCKS := disk:u16 0:u16 firstBlock:u32 count:u32 0:u32 hash:u64{count} data[count × blockBytes]
+//   BLOCKS := disk:u16 flags:u16 firstBlock:u32 count:u32 0:u32 hash:u64{count} data[count × blockBytes]
+//             flags bit 0 (ZERO, capability ZERO_BLOCKS): the run's blocks are all zero, and neither
+//             hashes nor data follow (the CRC covers the head): how a post-copy push names the
+//             never-sent holes a destination waits for without carrying their bytes.
 
 import { FrameType, Limits } from './constants.js';
 import { BodyReader, BodyWriter, malformed } from './codec-util.js';
@@ -51,11 +54,21 @@ export interface Blocks {
   hashesOffset: number;
   /** Where the blocks' bytes start in the buffer decoded. */
   dataOffset: number;
+  /** A run of zero blocks, without hashes or data. */
+  zero: boolean;
 }
 
-/** Bytes of a BLOCKS body the frame CRC covers: the head and the hashes. */
-export function blocksCheckedLength(count: number): number {
-  return BLOCKS_HEAD_BYTES + 8 * count;
+/** BLOCKS flags. */
+export const BlocksFlag = { ZERO: 1 } as const;
+
+/** Bytes of a BLOCKS body the frame CRC covers: the head and the hashes (the head alone for a zero run). */
+export function blocksCheckedLength(count: number, zero = false): number {
+  return BLOCKS_HEAD_BYTES + (zero ? 0 : 8 * count);
+}
+
+/** A BLOCKS frame naming `count` zero blocks of `disk` from `firstBlock` (capability ZERO_BLOCKS). */
+export function encodeZeroBlocks(disk: number, firstBlock: number, count: number): Uint8Array {
+  return encodeFrame(FrameType.BLOCKS, new BodyWriter().u16(disk).u16(BlocksFlag.ZERO).u32(firstBlock).u32(count).u32(0).finish());
 }
 
 /**
@@ -65,7 +78,9 @@ export function blocksCheckedLength(count: number): number {
 export function decodeBlocks(buf: Uint8Array, offset: number, length: number, disks: readonly DiskShape[]): Blocks {
   const r = new BodyReader(buf, offset, length, 'BLOCKS');
   const disk = r.u16('disk');
-  if (r.u16('reserved') !== 0) throw malformed('BLOCKS: reserved field is not zero', FrameType.BLOCKS);
+  const flags = r.u16('flags');
+  if ((flags & ~BlocksFlag.ZERO) !== 0) throw malformed(`BLOCKS: unknown flags 0x${flags.toString(16)}`, FrameType.BLOCKS);
+  const zero = flags === BlocksFlag.ZERO;
   const firstBlock = r.u32('firstBlock');
   const count = r.u32('count');
   if (r.u32('reserved') !== 0) throw malformed('BLOCKS: reserved field is not zero', FrameType.BLOCKS);
@@ -73,6 +88,7 @@ export function decodeBlocks(buf: Uint8Array, offset: number, length: number, di
   if (shape === undefined) throw malformed(`BLOCKS: disk ${disk} was not named (${disks.length} disks)`, FrameType.BLOCKS);
   if (count < 1 || count > Limits.MAX_BLOCKS_PER_FRAME) throw malformed(`BLOCKS: ${count} blocks (1 to ${Limits.MAX_BLOCKS_PER_FRAME})`, FrameType.BLOCKS);
   if (firstBlock + count > shape.blocks) throw malformed(`BLOCKS: blocks [${firstBlock}, +${count}) outside disk ${disk} of ${shape.blocks}`, FrameType.BLOCKS);
-  if (r.remaining !== count * (8 + shape.blockBytes)) throw malformed(`BLOCKS: ${r.remaining} bytes for ${count} blocks of ${shape.blockBytes} and their hashes`, FrameType.BLOCKS);
-  return { disk, firstBlock, count, hashesOffset: r.offset, dataOffset: r.offset + 8 * count };
+  const bytes = zero ? 0 : count * (8 + shape.blockBytes);
+  if (r.remaining !== bytes) throw malformed(`BLOCKS: ${r.remaining} bytes for ${count} ${zero ? 'zero blocks (none expected)' : `blocks of ${shape.blockBytes} and their hashes`}`, FrameType.BLOCKS);
+  return { disk, firstBlock, count, hashesOffset: r.offset, dataOffset: r.offset + (zero ? 0 : 8 * count), zero };
 }

@@ -79,6 +79,12 @@ export const Capability = {
    * only those blocks; without it, every block it ever sent.
    */
   BLOCK_RECOVERY: 1 << 7,
+  /**
+   * A BLOCKS frame may name a run of zero blocks without their bytes (flag ZERO): a post-copy push
+   * names so the never-sent blocks that read as zero (holes of a guest that arrived by migration),
+   * which the destination waits for but whose bytes it has.
+   */
+  ZERO_BLOCKS: 1 << 8,
 } as const;
 
 /** Region id of disk i where a frame or a file names disk blocks as a region's pages. */

@@ -83,6 +83,7 @@ export class ReceivedBlocks {
    */
   accept(buf: Uint8Array, offset: number, length: number, checkedLength: number, what: string): void {
     const m = decodeBlocks(buf, offset, length, this.shapes);
+    if (m.zero) throw malformed('BLOCKS: a run of zero blocks is not part of replication', FrameType.BLOCKS);
     if (checkedLength !== blocksCheckedLength(m.count)) throw malformed(`BLOCKS: the checksum covers ${checkedLength} bytes, not the head and ${m.count} hashes`, FrameType.BLOCKS);
     const blockBytes = this.shapes[m.disk].blockBytes;
     this.buffers.verify(buf, m.hashesOffset, m.dataOffset, m.count, blockBytes, () => `${what}: disk ${m.disk} blocks ${m.firstBlock}+${m.count}`);

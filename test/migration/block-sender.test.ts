@@ -1,7 +1,7 @@
 // The source's disk blocks on a link (migration/source/block-sender.ts): --max-bandwidth paces them as it
-// paces pages (every byte sent was asked of the limiter first), and a pass that fails midway leaves no
-// block behind — after a recovery, every block taken and not landed is marked again, those the
-// destination holds are not, and those never taken keep their marks.
+// paces pages (every byte sent was asked of the limiter first), and a pass that fails midway, or whose
+// pages' half failed (stopped), leaves no block behind — after a recovery, every block taken and not
+// landed is marked again, those the destination holds are not, and those never taken keep their marks.
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -83,6 +83,21 @@ test('a pass that fails midway: after the recovery, blocks taken and not landed 
   const again = recovery.mark(false);
   assert.equal(marked(d), range(b.count, BLOCKS), 'everything but the landed frame is marked');
   assert.is(again, untaken[0] - b.count, 'counted: the blocks taken before the failure and not landed');
+});
+
+test('once stopped (the pages\' half failed), no further run goes; a recovery marks the run taken and not sent with those that went', async () => {
+  const d = disk();
+  const sender = new BlockSender([d]);
+  let sends = 0;
+  const link = { send: () => { sends++; return Promise.resolve(); } } as unknown as FrameLink;
+  const result = await sender.sendDirty(link, { stopped: () => sends >= 1 });
+  assert.is(sends, 1, 'one run went before the stop');
+  assert.is(result.blocks, 64);
+  const untaken = marked(d);
+  assert.ok(untaken[0] >= 128, 'the next run was taken when the stop was seen');
+  // The destination named nothing (it holds nothing): all that went, and the run taken, go again.
+  assert.is(sender.recovery().mark(false), untaken[0]);
+  assert.equal(marked(d), range(0, BLOCKS));
 });
 
 test.run();

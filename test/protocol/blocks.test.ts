@@ -7,7 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FrameType, Limits } from '../../src/protocol/constants.js';
-import { blocksCheckedLength, decodeBlocks, decodeDisks, encodeDisks, type DiskShape } from '../../src/protocol/blocks.js';
+import { blocksCheckedLength, decodeBlocks, decodeDisks, encodeDisks, encodeZeroBlocks, type DiskShape } from '../../src/protocol/blocks.js';
 import { BlockBuffers } from '../../src/pipeline/block-buffers.js';
 import { BLOCKS_HEAD_BYTES, FRAME_HEADER_BYTES, readFrameHeader, verifyFrame } from '../../src/protocol/frame.js';
 import { KERNEL_RESERVED_BYTES, Kernels } from '../../src/wasm/kernels.js';
@@ -117,11 +117,25 @@ test('BLOCKS refuses a disk never named, a run outside its disk, a body that is 
     ['more blocks than a frame may carry', edit((dv) => dv.setUint32(8, Limits.MAX_BLOCKS_PER_FRAME + 1, true)), /blocks/],
     ['a count the body does not hold', edit((dv) => dv.setUint32(8, 3, true)), /bytes for 3 blocks/],
     ['a body one byte short', good.slice(0, good.length - 1), /bytes for 4 blocks/],
-    ['reserved head', edit((dv) => dv.setUint16(2, 1, true)), /reserved/],
+    ['an unknown flag', edit((dv) => dv.setUint16(2, 2, true)), /unknown flags 0x2/],
+    ['a zero run that carries bytes', edit((dv) => dv.setUint16(2, 1, true)), /zero blocks \(none expected\)/],
     ['reserved tail', edit((dv) => dv.setUint32(12, 1, true)), /reserved/],
     ['a body cut in its head', good.slice(0, 10), /truncated/],
   ];
   for (const [what, bytes, message] of cases) assert.match(expectCode(() => decodeBlocks(bytes, 0, bytes.length, DISKS), MALFORMED, what).message, message, what);
+});
+
+test('a run of zero blocks is its head alone, the CRC over it; it decodes as zero with the run it names', () => {
+  const frame = encodeZeroBlocks(0, 1000, 20);
+  const h = readFrameHeader(frame, 0, frame.length)!;
+  assert.is(h.type, FrameType.BLOCKS);
+  assert.is(h.bodyLength, BLOCKS_HEAD_BYTES);
+  assert.is(h.checkedLength, blocksCheckedLength(20, true));
+  verifyFrame(frame, 0, h);
+  const b = decodeBlocks(frame, FRAME_HEADER_BYTES, h.bodyLength, DISKS);
+  assert.equal([b.disk, b.firstBlock, b.count, b.zero], [0, 1000, 20, true]);
+  const past = encodeZeroBlocks(0, 1010, 20);
+  expectCode(() => decodeBlocks(past, FRAME_HEADER_BYTES, BLOCKS_HEAD_BYTES, DISKS), MALFORMED);
 });
 
 test('random bodies make DISKS and BLOCKS throw only MS_ERR_FRAME_MALFORMED, and every accepted run lies inside its disk', () => {

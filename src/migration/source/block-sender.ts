@@ -18,6 +18,7 @@
 // and the rest are pushed as a last pass, zero blocks included.
 
 import { DISK_REGION_BASE, Limits } from '../../protocol/constants.js';
+import { encodeZeroBlocks } from '../../protocol/blocks.js';
 import { ErrorCode, MemshiftError } from '../../errors.js';
 import { BlockBuffers } from '../../pipeline/block-buffers.js';
 import type { BlockDevice } from '../../memory/types.js';
@@ -62,11 +63,16 @@ export class BlockSender {
 
   /**
    * Sends every block marked dirty now; resolves when the socket took the last run. With `keepZeros`,
-   * never-sent zero blocks go too: a post-copy destination waits for every block named missing. A
-   * `limiter` (--max-bandwidth) paces the frames as it paces the pages' batches: the cap is the link's.
+   * never-sent zero blocks go too: a post-copy destination waits for every block named missing; with
+   * `zeroRuns` (ZERO_BLOCKS) as runs without their bytes, else in full. A `limiter` (--max-bandwidth)
+   * paces the frames as it paces the pages' batches: the cap is the link's. Once `stopped()` says so,
+   * no further run is taken (those taken and not sent stay to be marked by a recovery).
    */
-  async sendDirty(link: FrameLink, options: { keepZeros?: boolean; limiter?: ByteLimiter | null } = {}): Promise<BlocksSent> {
+  async sendDirty(link: FrameLink, options: { keepZeros?: boolean; zeroRuns?: boolean; limiter?: ByteLimiter | null; stopped?: () => boolean } = {}): Promise<BlocksSent> {
+    const stopped = options.stopped ?? ((): boolean => false);
     const limiter = options.limiter ?? null;
+    const keepZeros = options.keepZeros === true;
+    const zeroRuns = keepZeros && options.zeroRuns === true;
     const sent: BlocksSent = { blocks: 0, bytes: 0 };
     const buffers = (this.buffers ??= new BlockBuffers(SLOTS));
     const inFlight: (Promise<void> | null)[] = new Array<Promise<void> | null>(SLOTS).fill(null);
@@ -84,30 +90,37 @@ export class BlockSender {
       for (const { first, count } of takeDirtyRuns(device, Limits.MAX_BLOCKS_PER_FRAME, taken)) {
         const slot = next++ % SLOTS;
         await inFlight[slot];
+        if (stopped()) return sent;
         const isFresh = (k: number): boolean => ((fresh[(first + k) >>> 5] >>> ((first + k) & 31)) & 1) === 1;
-        const frames = buffers.frames(slot, disk, first, count, device.blockBytes, (data) => device.read(first, count, data), options.keepZeros === true ? null : isFresh);
-        // Left out (the gaps between frames): still never sent, so a resumed pass does not send them either.
-        const unsend = (b: number): void => {
-          ever[b >>> 5] &= ~(1 << (b & 31));
+        const frames = buffers.frames(slot, disk, first, count, device.blockBytes, (data) => device.read(first, count, data), keepZeros && !zeroRuns ? null : isFresh);
+        // Left out (the gaps between frames): zeros never sent. Pre-copy: still never sent, so a resumed
+        // pass does not send them either. Post-copy: named as zero runs (this side's hash for them is
+        // already a zero block's).
+        const gaps: Uint8Array[] = [];
+        const leftOut = (from: number, to: number): void => {
+          if (from === to) return;
+          if (zeroRuns) gaps.push(encodeZeroBlocks(disk, from, to - from));
+          else for (let k = from; k < to; k++) ever[k >>> 5] &= ~(1 << (k & 31));
         };
         let b = first;
         for (const f of frames) {
-          for (; b < f.first; b++) unsend(b);
+          leftOut(b, f.first);
           b = f.first + f.count;
         }
-        for (; b < first + count; b++) unsend(b);
+        leftOut(b, first + count);
         let bytes = 0;
         for (const { first: at, count: n, frame } of frames) {
           this.digest.record(disk, at, n, frame, FRAME_HEADER_BYTES + BLOCKS_HEAD_BYTES);
           sent.blocks += n;
           bytes += frame.length;
         }
+        for (const gap of gaps) bytes += gap.length;
         sent.bytes += bytes;
         for (let k = first; k < first + count; k++) unrecorded[k >>> 5] &= ~(1 << (k & 31));
         // Recorded, then paced: a link lost meanwhile leaves hashes here that the destination does not
         // hold, so these blocks go again after a recovery.
         if (limiter !== null && bytes > 0) await limiter.take(bytes);
-        const sends = frames.map(({ frame }) => link.send(frame));
+        const sends = [...frames.map(({ frame }) => link.send(frame)), ...gaps.map((gap) => link.send(gap))];
         const sending = Promise.all(sends).then(() => undefined);
         // Awaited when its slot comes round or at the end; a failed link must not reject unheard meanwhile.
         sending.catch(() => undefined);

@@ -124,10 +124,16 @@ function writeBlocks(run: DestinationRun, state: DestState, frame: Frame): void 
     throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `BLOCKS while the destination is ${state.kind}${disks === null ? ' (no DISKS before)' : ''}`, { frameType: frame.type, phase: state.kind });
   }
   const b = decodeBlocks(frame.buf, frame.bodyOffset, frame.bodyLength, disks.shapes);
-  if (frame.checkedLength !== blocksCheckedLength(b.count)) throw new MemshiftError(ErrorCode.FRAME_MALFORMED, 'BLOCKS: the CRC must cover the head and every hash', { frameType: frame.type });
+  if (frame.checkedLength !== blocksCheckedLength(b.count, b.zero)) throw new MemshiftError(ErrorCode.FRAME_MALFORMED, 'BLOCKS: the CRC must cover the head and every hash', { frameType: frame.type });
+  if (b.zero && (run.capabilities & Capability.ZERO_BLOCKS) === 0) throw new MemshiftError(ErrorCode.FRAME_MALFORMED, 'BLOCKS: a run of zero blocks without capability ZERO_BLOCKS', { frameType: frame.type });
   const blockBytes = disks.shapes[b.disk].blockBytes;
   const device = disks.devices[b.disk];
   const t = performance.now();
+  if (b.zero) {
+    writeZeroBlocks(run, state, b.disk, b.firstBlock, b.count);
+    run.passApplyMs += performance.now() - t;
+    return;
+  }
   disks.buffers.verify(frame.buf, b.hashesOffset, b.dataOffset, b.count, blockBytes, () => `BLOCKS disk ${b.disk} blocks [${b.firstBlock}, +${b.count})`);
   // A pass's blocks are written behind (the flush before the resume waits for them); a post-copy
   // block at once, since the guest may read it as soon as it is marked here.
@@ -139,6 +145,29 @@ function writeBlocks(run: DestinationRun, state: DestState, frame: Frame): void 
   if (!postcopy) write(0, b.count);
   else run.urgent!.addBlocks(writeAbsentBlocks(device.present!, b.firstBlock, b.count, write));
   run.passApplyMs += performance.now() - t;
+}
+
+/**
+ * A run of zero blocks (ZERO_BLOCKS): the images start empty, so only a block that holds data here is
+ * written (with zeros); each is recorded as a zero block and, in post-copy, made present if absent.
+ */
+function writeZeroBlocks(run: DestinationRun, state: DestState, disk: number, first: number, count: number): void {
+  const disks = run.disks!;
+  const device = disks.devices[disk];
+  const held = disks.digest.hashes(disk);
+  const zero = disks.digest.zeroHash(disk);
+  const zeros = new Uint8Array(device.blockBytes);
+  const hashes = new Uint8Array(8);
+  new DataView(hashes.buffer).setBigUint64(0, zero, true);
+  const write = (k: number, end: number): void => {
+    for (let block = first + k; block < first + end; block++) {
+      if (held[block] === zero) continue;
+      device.write(block, 1, zeros);
+      disks.digest.record(disk, block, 1, hashes, 0);
+    }
+  };
+  if (state.kind === 'postcopy-running' && device.present !== undefined) run.urgent!.addBlocks(writeAbsentBlocks(device.present, first, count, write));
+  else write(0, count);
 }
 
 function applyBatch(run: DestinationRun, state: DestState, frame: Frame): void {

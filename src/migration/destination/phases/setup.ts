@@ -18,7 +18,7 @@ import type { DestEvent } from '../machine.js';
 import type { DestinationRun } from '../run.js';
 import { UrgentListener } from '../urgent-listener.js';
 
-const OUR_CAPABILITIES = Capability.XBZRLE | Capability.LZ4 | Capability.POSTCOPY | Capability.UNWRITTEN_ZERO | Capability.SHARED_STORAGE | Capability.BLOCKS | Capability.POSTCOPY_BLOCKS | Capability.BLOCK_RECOVERY;
+const OUR_CAPABILITIES = Capability.XBZRLE | Capability.LZ4 | Capability.POSTCOPY | Capability.UNWRITTEN_ZERO | Capability.SHARED_STORAGE | Capability.BLOCKS | Capability.POSTCOPY_BLOCKS | Capability.BLOCK_RECOVERY | Capability.ZERO_BLOCKS;
 
 /** Touches every page once so that receiving does not pay the host's first-write cost. */
 export function pretouch(slabs: readonly Slab[]): void {
@@ -90,7 +90,7 @@ export async function runSetup(run: DestinationRun, hello: Hello): Promise<DestE
   }
   // Blocks are faulted only where both disks and post-copy are on.
   if ((capabilities & Capability.BLOCKS) === 0 || run.urgent === null) capabilities &= ~Capability.POSTCOPY_BLOCKS;
-  if ((capabilities & Capability.BLOCKS) === 0) capabilities &= ~Capability.BLOCK_RECOVERY;
+  if ((capabilities & Capability.BLOCKS) === 0) capabilities &= ~(Capability.BLOCK_RECOVERY | Capability.ZERO_BLOCKS);
   run.applier = new BatchApplier(target, capabilities, ScratchAgent.MAIN);
   run.capabilities = capabilities;
   receiveIntoGuest(run, channel);

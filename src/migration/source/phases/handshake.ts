@@ -48,7 +48,7 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   run.record.guestBytes = source.regions.reduce((n, r) => n + r.pageCount * r.pageSize, 0);
   const ours = (options.xbzrle !== 'off' ? Capability.XBZRLE : 0) | (options.compress !== 'none' ? Capability.LZ4 : 0) | (wantsPostcopy ? Capability.POSTCOPY : 0) |
     (source.unwrittenPagesAreZero === true ? Capability.UNWRITTEN_ZERO : 0) | (source.storage != null ? Capability.SHARED_STORAGE : 0) |
-    ((source.blockDevices?.length ?? 0) > 0 ? Capability.BLOCKS | Capability.BLOCK_RECOVERY | (wantsPostcopy ? Capability.POSTCOPY_BLOCKS : 0) : 0);
+    ((source.blockDevices?.length ?? 0) > 0 ? Capability.BLOCKS | Capability.BLOCK_RECOVERY | Capability.ZERO_BLOCKS | (wantsPostcopy ? Capability.POSTCOPY_BLOCKS : 0) : 0);
   await channel.send(encodeHello({ session, role: ChannelRole.BULK, mode: options.mode, capabilities: ours, regions: [...source.regions] }));
   const ackFrame = await inbox.expect([FrameType.HELLO_ACK], options.answerTimeoutMs);
   const ack = decodeHelloAck(ackFrame.body, 0, ackFrame.body.length);

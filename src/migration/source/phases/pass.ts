@@ -7,6 +7,7 @@ import { Capability } from '../../../protocol/constants.js';
 import { addCounts, type IterationRecord } from '../../metrics.js';
 import { stepRate } from '../../report.js';
 import type { SourceRun } from '../run.js';
+import { forgetSentPages } from '../../../memory/slab.js';
 
 /**
  * Starts the first pass: collects an external dirty log (so an integrator's mirror is current), then
@@ -14,6 +15,8 @@ import type { SourceRun } from '../run.js';
  * Returns the pages to send.
  */
 export function startFullPass(run: SourceRun): number {
+  // A session's first pass: its destination holds nothing of what earlier sessions sent.
+  for (const slab of run.slabs) forgetSentPages(slab);
   const pages = run.tracker.startFullPass((run.established.capabilities & Capability.UNWRITTEN_ZERO) !== 0);
   run.lastSync = performance.now();
   run.live.remaining = pages;
@@ -21,11 +24,11 @@ export function startFullPass(run: SourceRun): number {
 }
 
 /** Sends the disk blocks written since the last call (none without moving disks); counted into the run's bytes. */
-export async function sendBlocks(run: SourceRun): Promise<{ blocks: number; bytes: number; ms: number }> {
+export async function sendBlocks(run: SourceRun, stopped?: () => boolean): Promise<{ blocks: number; bytes: number; ms: number }> {
   const blocks = run.established.blocks;
   if (blocks === null) return { blocks: 0, bytes: 0, ms: 0 };
   const t = performance.now();
-  const sent = await blocks.sendDirty(run.established.channel, { limiter: run.limiter });
+  const sent = await blocks.sendDirty(run.established.channel, { limiter: run.limiter, stopped });
   run.record.bytesTransferred += sent.bytes;
   return { blocks: sent.blocks, bytes: sent.bytes, ms: performance.now() - t };
 }
@@ -58,7 +61,8 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
   if (sampleDirtying) run.dirtying.passStarting(run.throttlePercent);
   // The disks' share of the pass goes beside its pages (what was written since their last pass; the
   // guest paused: the rest), so that the destination's device writes while pages arrive.
-  const sendingBlocks = sendBlocks(run);
+  let pagesFailed = false;
+  const sendingBlocks = sendBlocks(run, () => pagesFailed);
   sendingBlocks.catch(() => undefined);
   const pass = await sender.sendPass(iteration, useXbzrle, (r, bytes) => {
     if (sampleDirtying) run.dirtying.sample(performance.now() - run.lastSync, run.tracker.peekDirty());
@@ -71,7 +75,13 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
     if (run.live.bandwidth === 0 || ms > 100) run.live.bandwidth = (sentBytes * 1000) / Math.max(1, ms);
     c.sent(sentBytes, linkMs(ms));
     run.progress(() => run.snapshot(phase, iteration));
-  }, stop);
+  }, stop).catch(async (e: unknown) => {
+    // The blocks' half stops before its next run: a recovery must not mark what is left to send again
+    // while that half still takes marks and records hashes.
+    pagesFailed = true;
+    await sendingBlocks.catch(() => undefined);
+    throw e;
+  });
   c.passEnded(pass.bytes, linkMs(pass.ms));
   run.checkCancel(channel.phase);
   const disks = await sendingBlocks;

@@ -110,7 +110,7 @@ export async function runPostcopyRunning(run: SourceRun, state: Extract<SourceSt
   });
   // Then the disks' blocks still to send, the guest's faults still answered first.
   const pushing = blocks === null ? pushingPages : pushingPages.then(async (pages) => {
-    const sent = await blocks.sendDirty(channel, { keepZeros: true, limiter: run.limiter });
+    const sent = await blocks.sendDirty(channel, { keepZeros: true, zeroRuns: (run.established.capabilities & Capability.ZERO_BLOCKS) !== 0, limiter: run.limiter });
     await blocks.answered();
     run.record.bytesTransferred += sent.bytes + blocks.answeredBytes;
     return pages;
