@@ -37,11 +37,11 @@ export class HostilePeer {
     return new Promise((resolve) => this.socket.write(bytes, () => resolve()));
   }
 
-  /** Preface + HELLO for one RAM region of `pages` pages; waits for HELLO_ACK. */
-  async handshake(): Promise<void> {
+  /** Preface + HELLO for one RAM region of `pages` pages, offering `capabilities`; waits for HELLO_ACK. */
+  async handshake(capabilities: number = Capability.XBZRLE): Promise<void> {
     await this.send(encodePreface());
     await this.send(encodeHello({
-      session: new Uint8Array(16).fill(7), role: 0, mode: 'live', capabilities: Capability.XBZRLE,
+      session: new Uint8Array(16).fill(7), role: 0, mode: 'live', capabilities,
       regions: [{ id: 0, name: 'ram', kind: 'ram', pageSize: PAGE, pageCount: this.pages }],
     }));
     await this.waitFor(FrameType.HELLO_ACK);

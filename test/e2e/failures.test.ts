@@ -13,7 +13,8 @@ import { Proxy } from '../_support/proxy.js';
 import { deadline } from '../_support/deadline.js';
 import { perTestDir } from '../_support/per-test-dir.js';
 import { FrameReader } from '../../src/protocol/frame-reader.js';
-import { FrameType, Limits } from '../../src/protocol/constants.js';
+import { Capability, FrameType, Limits } from '../../src/protocol/constants.js';
+import { encodeDisks, encodeZeroBlocks } from '../../src/protocol/blocks.js';
 import { decodeHello, encodeHelloAck, encodePreface } from '../../src/protocol/handshake.js';
 
 const { file, report } = perTestDir(test, 'memshift-fail-');
@@ -94,11 +95,11 @@ test('a garbage connection is turned away and a real migration afterwards succee
 }));
 
 /** A hostile source: valid handshake, then one bad frame. The destination must fail with `code`, never resume. */
-async function hostile(code: string, attack: (p: HostilePeer) => Promise<void>): Promise<void> {
+async function hostile(code: string, attack: (p: HostilePeer) => Promise<void>, capabilities?: number): Promise<void> {
   // A refused SWITCHOVER lingers for the source's query: keep that short here.
   const dest = await startDestination(['--report', file('dest.json'), '--dump-memory', file('dest.img'), '--confirm-timeout', '300']);
   const peer = await HostilePeer.connect(dest.port, 256);
-  await peer.handshake();
+  await peer.handshake(capabilities);
   await attack(peer);
   const answer = await peer.errorAnswer();
   const d = await dest.done;
@@ -130,6 +131,13 @@ test('a malformed XBZRLE delta is rejected with MS_ERR_DELTA_MALFORMED', deadlin
 
 test('a frame announcing 1 GiB is rejected with MS_ERR_FRAME_TOO_LARGE before it is buffered', deadline(60_000, async () => {
   await hostile('MS_ERR_FRAME_TOO_LARGE', (p) => p.sendHeader(0x03, 2 ** 30));
+}));
+
+test('a run of zero disk blocks from a source that was not granted ZERO_BLOCKS is rejected with MS_ERR_FRAME_MALFORMED', deadline(60_000, async () => {
+  await hostile('MS_ERR_FRAME_MALFORMED', async (p) => {
+    await p.send(encodeDisks([{ blockBytes: 4096, blocks: 64 }]));
+    await p.send(encodeZeroBlocks(0, 0, 4));
+  }, Capability.BLOCKS);
 }));
 
 test('SWITCHOVER without device state is rejected with MS_ERR_UNEXPECTED_MESSAGE', deadline(60_000, async () => {
