@@ -208,7 +208,7 @@ export class Channel implements FrameLink {
   }
 
   private onRead(n: number): void {
-    if (this.closed) return;
+    if (this.failure === null && this.closed) return;
     if (this.failure !== null) {
       // Failed: what still arrives is read and dropped, so that the peer's writes meet no reset before
       // it has read our ERROR frame (a reset would discard it unread).
@@ -303,7 +303,7 @@ export class Channel implements FrameLink {
 
   /**
    * Fails the channel: tells the peer why (an ERROR frame, best effort) and closes. Handlers see
-   * `err` in onClosed.
+   * `err` in onClosed at once; the socket lingers (reading and dropping) until the peer closes.
    */
   fail(err: MemshiftError): void {
     if (this.closed || this.failure !== null) return;
@@ -311,8 +311,11 @@ export class Channel implements FrameLink {
     // Encoding is ours and cannot fail; a socket that is already unusable is destroyed below.
     const frame = encodeError({ code: err.code, message: err.message });
     if (this.socket.writable) this.socket.end(frame);
-    // Long enough for the peer to read the ERROR frame while we drop what it still sends.
+    // Long enough for the peer to read the ERROR frame while we drop what it still sends (the socket,
+    // open, keeps the process up meanwhile; the timer need not).
     setTimeout(() => this.socket.destroy(), FAIL_LINGER_MS).unref();
+    // Handlers hear it now, not when the socket closes: over a dead link that is when the linger ends.
+    this.finish(err);
   }
 
   /** Orderly close after everything queued is written; onClosed(null). */

@@ -19,7 +19,7 @@ import { decodeError } from '../../src/protocol/control.js';
 import { encodeFrame, FRAME_HEADER_BYTES } from '../../src/protocol/frame.js';
 import { FrameReader, receiveBufferBytes, type Frame } from '../../src/protocol/frame-reader.js';
 import { encodePreface } from '../../src/protocol/handshake.js';
-import type { MemshiftError } from '../../src/errors.js';
+import { ErrorCode, MemshiftError } from '../../src/errors.js';
 import { assertBytes, concat, copyFrame, randomChunks, sampleFrames, type ReadFrame } from '../_support/protocol-helpers.js';
 import { seeded } from '../_support/seeded.js';
 import { deadline } from '../_support/deadline.js';
@@ -212,6 +212,23 @@ test('channel to channel: send and sendSegments arrive as whole frames in order,
   assert.is(end?.message, 'source test: connection closed during handshake');
   assertFramesEqual(r.frames, frames, 'channel to channel');
   assert.is(b.bytesReceived, 12 + total, 'bytesReceived counts the preface too');
+}));
+
+test('fail() tells its handlers at once and later sends reject with its reason, while the socket lingers for the peer to read the ERROR frame', deadline(10_000, async () => {
+  const raw = await rawServer();
+  const a = await connectTo(raw.port);
+  const peer = await raw.socket;
+  let heard: MemshiftError | null = null;
+  a.setHandlers({ onFrame: () => undefined, onClosed: (e) => { heard = e; } });
+  const why = new MemshiftError(ErrorCode.TIMEOUT, 'test: the peer went quiet');
+  a.fail(why);
+  // Synchronously: over a dead link, the socket's close would come only when the linger ends.
+  assert.is(heard, why, 'the handlers heard the failure at once');
+  assert.ok(a.isClosed);
+  const late = await a.send(bulkFrame(10, 1)).then(() => null, (e: MemshiftError) => e);
+  assert.is(late, why, 'a send after the failure rejects with its reason');
+  // The peer still gets the reason: the socket was ended with the ERROR frame, not reset.
+  assert.is(errorFrameCode(await collect(peer)), 'MS_ERR_TIMEOUT');
 }));
 
 // ---- cuts and limits --------------------------------------------------------------------------------

@@ -265,7 +265,9 @@ export class SourceRun {
    */
   watchStalls(channel: FrameLink, limitMs: number): void {
     this.unwatch = watchProgress(() => channel.flushedBytes, () => channel.queuedBytes > 0, limitMs, (silentMs) => {
-      channel.fail(new MemshiftError(ErrorCode.TIMEOUT, `${this.peer} took no bytes for ${Math.round(silentMs)} ms during ${channel.phase} (${channel.queuedBytes} queued)`, { peer: this.peer, phase: channel.phase }));
+      // Destroyed, not failed: an ERROR frame would queue behind what the peer is not taking, and a
+      // failed channel lingers with the writes pending, which holds a push (and its recovery) up.
+      channel.destroy(new MemshiftError(ErrorCode.TIMEOUT, `${this.peer} took no bytes for ${Math.round(silentMs)} ms during ${channel.phase} (${channel.queuedBytes} queued)`, { peer: this.peer, phase: channel.phase }));
     });
   }
 

@@ -147,7 +147,9 @@ async function dropLostLink(run: SourceRun, error: MemshiftError): Promise<boole
   const channel = run.channel;
   // Destroyed, not failed: an ERROR on a link that was only slow would reach the destination as this
   // side's refusal, and it would stop waiting for the reconnection.
-  if (channel !== null && !channel.isClosed) channel.destroy(error);
+  // A failed channel lingers for its peer to read why: this one's peer is gone, and its pending writes
+  // (the push's) must fail now.
+  if (channel !== null) channel.destroy(error);
   await run.urgent?.stop(BoardState.LINK_LOST);
   if (run.pushing === null) return true;
   let timer: NodeJS.Timeout | undefined;

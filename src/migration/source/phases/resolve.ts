@@ -35,7 +35,7 @@ export async function resolveDoubt(run: SourceRun, s: Resolving): Promise<Source
   const original = run.established.channel;
   const identity = original.peerIdentity;
   run.unwatch();
-  if (!original.isClosed) original.destroy();
+  original.destroy();
   const open = reopener(run);
   if (open === null) {
     return { type: 'failed', error: new MemshiftError(s.error.code, `${lost}; the migration ran over a link memshift cannot reopen, so the destination was not asked`, { cause: s.error }) };
