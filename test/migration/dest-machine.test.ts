@@ -277,6 +277,15 @@ for (const [name, at, sent] of [
   });
 }
 
+test('after a recovery the last iteration-end may come again (its send failed at the source, which resumed that pass); once, then 1, 2, 3 … again', () => {
+  const recovered: DestState = { ...receiving('live', { hasState: false }), iteration: 3, afterRecovery: true };
+  const s = stepDest(recovered, { type: 'iteration-end', iteration: 3 });
+  assert.equal(s, { ...receiving('live', { hasState: false }), iteration: 3 });
+  expectCode(() => stepDest(s, { type: 'iteration-end', iteration: 3 }), UNEXPECTED);
+  assert.is((stepDest(s, { type: 'iteration-end', iteration: 4 }) as Extract<DestState, { kind: 'receiving' }>).iteration, 4);
+  expectCode(() => stepDest(recovered, { type: 'iteration-end', iteration: 2 }), UNEXPECTED);
+});
+
 // ---- receiving: the guards ------------------------------------------------------------------------
 
 for (const name of ['receiving', 'receiving+state'] as const) {
@@ -469,7 +478,7 @@ test('after a recovery, the next ITERATION_END may skip the ones the lost link c
   const skipped = stepDest(resumed, { type: 'iteration-end', iteration: 5 });
   assert.equal(skipped, { ...STATES.reconnecting.resume, iteration: 5 });
   expectCode(() => stepDest(skipped, { type: 'iteration-end', iteration: 7 }), UNEXPECTED, 'a second gap');
-  expectCode(() => stepDest(resumed, { type: 'iteration-end', iteration: 2 }), UNEXPECTED, 'backwards');
+  expectCode(() => stepDest(resumed, { type: 'iteration-end', iteration: 1 }), UNEXPECTED, 'backwards');
   expectCode(() => stepDest(STATES.reconnecting.resume, { type: 'iteration-end', iteration: 5 }), UNEXPECTED, 'a gap without a recovery');
 });
 

@@ -62,7 +62,8 @@ export type DestState =
   | { kind: 'setup'; mode: MigrationMode }
   /**
    * `afterRecovery`: the link was recovered; the next ITERATION_END may skip numbers (the ones the lost
-   * link was carrying when it died: the source had moved on to the next pass).
+   * link was carrying when it died: the source had moved on to the next pass), or repeat the last one
+   * (it arrived, but the source's send of it failed, so the source resumed that pass).
    */
   | { kind: 'receiving'; mode: MigrationMode; iteration: number; hasState: boolean; postcopy: boolean; missingAnnounced: boolean; afterRecovery?: true }
   /** The link was lost before SWITCHOVER (`error`): waiting for the source to reconnect and resume `resume`. */
@@ -201,7 +202,9 @@ function receive(state: Extract<DestState, { kind: 'receiving' }>, event: DestEv
   switch (event.type) {
     case 'iteration-end': {
       const skipped = state.afterRecovery === true && event.iteration > state.iteration + 1;
-      if (event.iteration !== state.iteration + 1 && !skipped) {
+      // The pass whose end arrived here while the source saw that send fail: it resumes and ends again.
+      const again = state.afterRecovery === true && event.iteration === state.iteration;
+      if (event.iteration !== state.iteration + 1 && !skipped && !again) {
         throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, `iteration ${event.iteration} ended after iteration ${state.iteration}`, { phase: state.kind });
       }
       const { afterRecovery: _after, ...rest } = state;
