@@ -118,10 +118,10 @@ export class BlockRecovery {
   }
 
   /**
-   * Marks dirty what must go again; returns how many of those had gone out before. Before SWITCHOVER (`postcopy` false): each
-   * block ever sent whose copy there is not the last one sent (named with another hash, or not named
-   * while the last copy sent was not zeros). Post-copy: each block named absent. Either way, each
-   * block taken and not recorded.
+   * Marks dirty what must go again; returns how many of those had gone out before. Before SWITCHOVER
+   * (`postcopy` false): each block ever sent whose copy there is not the last one sent (named with
+   * another hash, or not named while the last copy sent was not zeros). Post-copy: each block named
+   * absent. Either way, each block taken and not recorded.
    */
   mark(postcopy: boolean): number {
     let marked = 0;
@@ -153,5 +153,4 @@ export class BlockRecovery {
     });
     return marked;
   }
-
 }

@@ -21,26 +21,22 @@ interface DiskTable {
   table: number;
   digestAt: number;
   keyBase: bigint;
+  blocks: number;
+  zeroHash: bigint;
 }
 
 export class DiskDigest {
   private readonly disks: DiskTable[];
 
-  private readonly blocks: number[];
-  private readonly zeroHashes: bigint[];
-
   constructor(shapes: readonly DiskShape[]) {
-    this.blocks = shapes.map((s) => s.blocks);
-    this.zeroHashes = [];
     this.disks = shapes.map((shape, i) => {
       const digestAt = KERNEL_RESERVED_BYTES;
       const table = digestAt + 64;
       const pages = Math.ceil((table + shape.blocks * 8) / WASM_PAGE_BYTES);
       const kernels = new Kernels(new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true }));
-      const zero = BigInt.asUintN(64, kernels.raw.zeroPageHash(shape.blockBytes));
-      this.zeroHashes.push(zero);
-      kernels.raw.fillU64(table, shape.blocks, zero);
-      return { kernels, table, digestAt, keyBase: BigInt(DISK_REGION_BASE + i) << 32n };
+      const zeroHash = BigInt.asUintN(64, kernels.raw.zeroPageHash(shape.blockBytes));
+      kernels.raw.fillU64(table, shape.blocks, zeroHash);
+      return { kernels, table, digestAt, keyBase: BigInt(DISK_REGION_BASE + i) << 32n, blocks: shape.blocks, zeroHash };
     });
   }
 
@@ -59,12 +55,12 @@ export class DiskDigest {
   /** Disk `disk`'s table: each block's last recorded hash (a zero block's where none was). */
   hashes(disk: number): BigUint64Array {
     const d = this.disks[disk];
-    return new BigUint64Array(d.kernels.memory.buffer, d.table, this.blocks[disk]);
+    return new BigUint64Array(d.kernels.memory.buffer, d.table, d.blocks);
   }
 
   /** The hash of an all-zero block of disk `disk`. */
   zeroHash(disk: number): bigint {
-    return this.zeroHashes[disk];
+    return this.disks[disk].zeroHash;
   }
 
   /** The disks' share of the session digest: 0 while every recorded block is zero. */

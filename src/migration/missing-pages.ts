@@ -50,7 +50,7 @@ function framesOf(region: Region, slabs: readonly Slab[], framePages: number, bi
   return bitmapFrames(region.id, region.pageCount, bytes, framePages);
 }
 
-/** MISSING_PAGES frames for a disk's blocks marked in its dirty bitmap (the source's, taken paused). */
+/** MISSING_PAGES frames for a disk's blocks marked in `dirty` (the source's dirty bitmap taken paused, or a destination's absent blocks at a recovery). */
 export function unsentBlocksFrames(disk: number, dirty: Int32Array, blocks: number): { frames: Uint8Array[]; blocks: number } {
   const bytes = new Uint8Array(Math.ceil(blocks / 64) * 8);
   bytes.set(new Uint8Array(dirty.buffer, dirty.byteOffset, Math.min(dirty.byteLength, bytes.length)));

@@ -208,7 +208,6 @@ export class Channel implements FrameLink {
   }
 
   private onRead(n: number): void {
-    if (this.failure === null && this.closed) return;
     if (this.failure !== null) {
       // Failed: what still arrives is read and dropped, so that the peer's writes meet no reset before
       // it has read our ERROR frame (a reset would discard it unread).
@@ -221,6 +220,7 @@ export class Channel implements FrameLink {
       }
       return;
     }
+    if (this.closed) return;
     this.bytesReceived += n;
     if (this.handed !== null && this.handed.reader !== this.reader) {
       // This read went to the replaced reader's buffer: move it over.

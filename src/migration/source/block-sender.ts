@@ -190,13 +190,16 @@ export class BlockSender {
     return new BlockRecovery(this.devices, this.sentEver, this.unrecorded, this.digest);
   }
 
-  /** After a lost link without BLOCK_RECOVERY: mark every block sent so far dirty again, for the pass that resumes. */
-  markSentAgain(): void {
+  /** After a lost link without BLOCK_RECOVERY: marks every block sent so far dirty again, for the pass that resumes; returns how many. */
+  markSentAgain(): number {
+    let marked = 0;
     for (let disk = 0; disk < this.devices.length; disk++) {
       const dirty = this.devices[disk].dirty;
       const ever = this.sentEver[disk];
       for (let w = 0; w < ever.length; w++) if (ever[w] !== 0) Atomics.or(dirty, w, ever[w]);
+      marked += countBits(ever);
       this.unrecorded[disk].fill(0);
     }
+    return marked;
   }
 }

@@ -156,14 +156,14 @@ function writeZeroBlocks(run: DestinationRun, state: DestState, disk: number, fi
   const device = disks.devices[disk];
   const held = disks.digest.hashes(disk);
   const zero = disks.digest.zeroHash(disk);
-  const zeros = new Uint8Array(device.blockBytes);
-  const hashes = new Uint8Array(8);
-  new DataView(hashes.buffer).setBigUint64(0, zero, true);
+  // Made only where a block holds data here: a source names holes so, which hold zeros already.
+  let zeros: { block: Uint8Array; hash: Uint8Array } | null = null;
   const write = (k: number, end: number): void => {
     for (let block = first + k; block < first + end; block++) {
       if (held[block] === zero) continue;
-      device.write(block, 1, zeros);
-      disks.digest.record(disk, block, 1, hashes, 0);
+      zeros ??= { block: new Uint8Array(device.blockBytes), hash: new Uint8Array(new BigUint64Array([zero]).buffer) };
+      device.write(block, 1, zeros.block);
+      disks.digest.record(disk, block, 1, zeros.hash, 0);
     }
   };
   if (state.kind === 'postcopy-running' && device.present !== undefined) run.urgent!.addBlocks(writeAbsentBlocks(device.present, first, count, write));

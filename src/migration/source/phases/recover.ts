@@ -145,10 +145,8 @@ async function reconnectWith(run: SourceRun, lost: MemshiftError, iteration: num
 async function dropLostLink(run: SourceRun, error: MemshiftError): Promise<boolean> {
   run.unwatch();
   const channel = run.channel;
-  // Destroyed, not failed: an ERROR on a link that was only slow would reach the destination as this
-  // side's refusal, and it would stop waiting for the reconnection.
-  // A failed channel lingers for its peer to read why: this one's peer is gone, and its pending writes
-  // (the push's) must fail now.
+  // Destroyed, not failed, even if failed already: an ERROR on a link that was only slow would reach the
+  // destination as this side's refusal, and a failed channel lingers with its pending writes (the push's).
   if (channel !== null) channel.destroy(error);
   await run.urgent?.stop(BoardState.LINK_LOST);
   if (run.pushing === null) return true;
@@ -213,10 +211,7 @@ async function ask(run: SourceRun, channel: FrameLink, answer: Answer, timeoutMs
 function markBlocksAgain(run: SourceRun, recovery: BlockRecovery | null, answer: Answer): number | null {
   const blocks = run.established.blocks;
   if (blocks === null) return null;
-  if (recovery !== null) return recovery.mark(answer === 'missing');
-  const before = blocks.dirtyNow().blocks;
-  blocks.markSentAgain();
-  return blocks.dirtyNow().blocks - before;
+  return recovery !== null ? recovery.mark(answer === 'missing') : blocks.markSentAgain();
 }
 
 /** The new link replaces the lost one for every phase from here (push, POSTCOPY_DONE, release). */
