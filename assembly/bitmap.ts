@@ -102,6 +102,25 @@ export function bitmapFill(map: usize, bits: u32): void {
   if (rest != 0) store<u64>(map + (<usize>full << 3), (<u64>1 << rest) - 1);
 }
 
+/**
+ * Clears in `target` every bit set in `mask` (`words` words each); returns the bits set in `mask`. Not
+ * atomic: only for maps no other thread writes at the time.
+ */
+export function bitmapAndNot(target: usize, mask: usize, words: u32): u32 {
+  let n: u64 = 0;
+  const end = mask + (<usize>words << 3);
+  while (mask < end) {
+    const bits = load<u64>(mask);
+    if (bits != 0) {
+      store<u64>(target, load<u64>(target) & ~bits);
+      n += popcnt<u64>(bits);
+    }
+    mask += 8;
+    target += 8;
+  }
+  return <u32>n;
+}
+
 /** Clears `words` words. Not atomic: only for maps no other thread writes at the time. */
 export function bitmapZero(map: usize, words: u32): void {
   memory.fill(map, 0, <usize>words << 3);

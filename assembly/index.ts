@@ -1,7 +1,7 @@
 // The export surface of the memshift kernels. Every export takes addresses in the imported shared
 // memory, never allocates and never throws; src/wasm/kernels.ts is the only module that loads it.
 
-export { bitmapSet, bitmapClear, bitmapTest, bitmapCount, bitmapNextSet, bitmapSyncAndClear, bitmapMerge, bitmapFill, bitmapZero } from './bitmap';
+export { bitmapSet, bitmapClear, bitmapTest, bitmapCount, bitmapNextSet, bitmapSyncAndClear, bitmapMerge, bitmapAndNot, bitmapFill, bitmapZero } from './bitmap';
 export { isZeroPage, scanZeroPages } from './zero-page';
 export { hashPage, copyAndHash, hashPages, recordPageHash, fillU64, digestOfHashes } from './hash';
 export { zeroPageHash } from './zero-hash';

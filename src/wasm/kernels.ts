@@ -22,6 +22,7 @@ export interface KernelExports {
   bitmapNextSet(map: number, bits: number, from: number): number;
   bitmapSyncAndClear(dirty: number, snapshot: number, words: number): number;
   bitmapMerge(target: number, source: number, words: number): number;
+  bitmapAndNot(target: number, mask: number, words: number): number;
   bitmapFill(map: number, bits: number): void;
   bitmapZero(map: number, words: number): void;
   isZeroPage(ptr: number, len: number): number;
@@ -271,6 +272,14 @@ export class Kernels {
     this.checkBitmap('source', source, bits);
     if (bits % 64 !== 0) throw invalidArgument('bits', 'must be a multiple of 64 for merge (whole words)', bits);
     return this.raw.bitmapMerge(target, source, words) >>> 0;
+  }
+
+  /** Clears in `target` the bits set in `mask` (whole words, not atomic); returns how many `mask` has. */
+  bitmapAndNot(target: number, mask: number, bits: number): number {
+    const words = this.checkBitmap('target', target, bits);
+    this.checkBitmap('mask', mask, bits);
+    if (bits % 64 !== 0) throw invalidArgument('bits', 'must be a multiple of 64 (whole words)', bits);
+    return this.raw.bitmapAndNot(target, mask, words) >>> 0;
   }
 
   bitmapFill(map: number, bits: number): void {

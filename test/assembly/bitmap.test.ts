@@ -158,6 +158,25 @@ bitmap('merge ORs the source into the target and counts only newly set bits', ()
   }
 });
 
+bitmap('andNot clears in the target exactly the mask\'s bits and counts the mask', () => {
+  for (const v of VARIANTS) {
+    const { k, u8 } = setup(v);
+    const rng = seeded(37);
+    for (const [w, dm, dt] of [[1, 1, 1], [1, 0, 1], [8, 0.3, 0.7], [100, 0.05, 0.5]] as const) {
+      const mask = randomMap(rng, w * 8, dm);
+      const target = randomMap(rng, w * 8, dt);
+      u8.set(target, A);
+      u8.set(mask, B);
+      u8[A + w * 8] = 0x5a;
+      const want = target.map((t, i) => t & ~mask[i] & 0xff);
+      assert.is(k.raw.bitmapAndNot(A, B, w), refBitmapCount(mask, w), `${v} words=${w}: counted`);
+      assert.is(firstDifference(u8.slice(A, A + w * 8), want), -1, `${v} words=${w}: target`);
+      assert.is(firstDifference(u8.slice(B, B + w * 8), mask), -1, `${v} words=${w}: mask unchanged`);
+      assert.is(u8[A + w * 8], 0x5a, `${v} words=${w}: guard after target`);
+    }
+  }
+});
+
 bitmap('fill sets exactly bits [0, n) and clears the rest of the last word, nothing after', () => {
   for (const v of VARIANTS) {
     const { k, u8 } = setup(v);

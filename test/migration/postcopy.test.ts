@@ -11,7 +11,7 @@ import { BatchApplier } from '../../src/pipeline/apply.js';
 import { PushPlanner } from '../../src/pipeline/push-planner.js';
 import { encodeBatchFrame } from '../../src/protocol/page-batch.js';
 import { PageEncoding } from '../../src/protocol/constants.js';
-import { absentPagesFrames, clearSnapshots, markUnsent, unsentPagesFrames } from '../../src/migration/missing-pages.js';
+import { absentPagesFrames, clearMissingPages, clearSnapshots, markUnsent, unsentPagesFrames } from '../../src/migration/missing-pages.js';
 import { decodeMissingPages } from '../../src/protocol/control.js';
 
 const PAGE = 4096;
@@ -113,6 +113,36 @@ test('MISSING_PAGES frames carry exactly the snapshot bits, across slabs', () =>
   const found: number[] = [];
   for (let p = 0; p < body.pageCount; p++) if ((body.bitmap[p >> 3] >> (p & 7)) & 1) found.push(body.firstPage + p);
   assert.equal(found, pages);
+});
+
+test('a switchover\'s MISSING_PAGES clears exactly the named pages in present and claim, across slabs and scratch-sized pieces', () => {
+  // 4 slabs of 80 000 pages: a frame's 1250 words per slab are more than the 1024 the scratch holds at once.
+  const src = guest(300_000, 80_000 * PAGE);
+  const dest = guest(300_000, 80_000 * PAGE);
+  const named = [0, 63, 64, 64_500, 65_599, 65_600, 79_999, 80_000, 150_001, 239_999, 240_000, 299_999];
+  for (const p of named) {
+    const { slab, local } = src.locate(0, p);
+    kernelsOf(slab).bitmapSet(slab.layout.snapshot, slab.pageCount, local);
+  }
+  markAllBut(dest, []);
+  const { frames } = unsentPagesFrames(src.region(0), src.slabsOf(0));
+  let cleared = 0;
+  for (const f of frames) cleared += clearMissingPages(dest.region(0), dest.slabsOf(0), decodeMissingPages(f, 16, f.length - 16));
+  assert.is(cleared, named.length);
+  for (const map of ['present', 'claim'] as const) {
+    const clear: number[] = [];
+    for (let p = 0; p < 300_000; p++) {
+      const { slab, local } = dest.locate(0, p);
+      if (!kernelsOf(slab).bitmapTest(slab.layout[map], slab.pageCount, local)) clear.push(p);
+    }
+    assert.equal(clear, named, map);
+  }
+  const bits = new Uint8Array(8);
+  bits[7] = 0x80; // page 63 of a 40-page frame
+  assert.throws(() => clearMissingPages(dest.region(0), dest.slabsOf(0), { regionId: 0, firstPage: 0, pageCount: 40, bitmap: bits }), (e: Error & { code?: string }) => e.code === 'MS_ERR_FRAME_MALFORMED');
+  assert.throws(() => clearMissingPages(dest.region(0), dest.slabsOf(0), { regionId: 0, firstPage: 299_968, pageCount: 64, bitmap: new Uint8Array(8).fill(1) }), (e: Error & { code?: string }) => e.code === 'MS_ERR_BATCH_PAGE_RANGE');
+  const { slab, local } = dest.locate(0, 299_968);
+  assert.ok(kernelsOf(slab).bitmapTest(slab.layout.present, slab.pageCount, local), 'a refused frame clears nothing');
 });
 
 test('recovery: the pages a destination lacks (¬present) become exactly the source\'s pages left to push, across slabs', () => {

@@ -20,7 +20,7 @@ import type { LinkSecurity } from '../../transport/security.js';
 import { viewsOf } from '../../wasm/views.js';
 import { BoardState, DestBoard, createDestBoard, endThread, startFaultThread, warmFaultThread, type FaultThreadMessage } from '../postcopy-board.js';
 import { percentile } from '../report.js';
-import { forEachHalf, forEachMissingHalf, popcount32 } from '../missing-pages.js';
+import { clearMissingPages, forEachHalf, popcount32 } from '../missing-pages.js';
 import type { UrgentListenerData } from './urgent-listener-thread.js';
 
 export interface UrgentListenerEvents {
@@ -167,12 +167,7 @@ export class UrgentListener {
       }
       this.marked.add(region.id);
     }
-    forEachMissingHalf(region, slabs, m, (slab, half, bits) => {
-      const { u32 } = viewsOf(slab.memory);
-      u32[(slab.layout.present >>> 2) + half] &= ~bits;
-      u32[(slab.layout.claim >>> 2) + half] &= ~bits;
-      this.missing += popcount32(bits);
-    });
+    this.missing += clearMissingPages(region, slabs, m);
   }
 
   /**
