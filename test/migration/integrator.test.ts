@@ -9,6 +9,7 @@ import * as assert from 'uvu/assert';
 import { ErrorCode } from '../../src/errors.js';
 import { listen, migrate, prepareEncoders, receive, type MemshiftError } from '../../src/index.js';
 import type { Region } from '../../src/memory/types.js';
+import { SAMPLES_FRESH_MS } from '../../src/migration/source/prepared-encoders.js';
 import { Capability, ChannelRole, FrameType } from '../../src/protocol/constants.js';
 import { encodeHello, encodePreface } from '../../src/protocol/handshake.js';
 import { MirrorSource, MirrorTarget, PostcopyMirrorTarget, ramRegions, until, within } from '../_support/mirror-guest.js';
@@ -247,6 +248,29 @@ test('prepared encoders serve one migration of the guest they were prepared for,
   assert.is((wrong as MemshiftError).code, ErrorCode.INVALID_ARGUMENT);
   assert.match((wrong as MemshiftError).message, /another guest/);
   await other.close();
+});
+
+test('prepared encoders sample the guest: a migration soon after judges compression by those samples, a later one samples again', async () => {
+  const source = new MirrorSource(PAGES);
+  for (let p = 0; p < PAGES; p++) source.write(p, (p % 250) + 1);
+  source.collectDirtyLog(); // the mirror is current when the samples are taken
+  const prepared = await prepareEncoders(source, { encoders: 1 });
+  const { lz4, xbzrle, at } = prepared.samples;
+  assert.ok(lz4.pages > 0 && lz4.bytesPerSecond > 0, `LZ4 sample of ${lz4.pages} pages`);
+  assert.ok(xbzrle.pages > 0 && xbzrle.bytesPerSecond > 0, `XBZRLE sample of ${xbzrle.pages} pages`);
+  assert.is(prepared.freshSamples(at + SAMPLES_FRESH_MS - 1), prepared.samples);
+  assert.is(prepared.freshSamples(at + SAMPLES_FRESH_MS), null, 'stale: the migration samples again');
+  const { server, address } = await listen('127.0.0.1:0');
+  try {
+    const dest = receive({ security: 'insecure', listen: server, createTarget: (r) => new MirrorTarget(r) });
+    const report = await within(migrate(source, address, { security: 'insecure', mode: 'live', prepared, compress: 'auto', xbzrle: 'auto' }), 30_000, 'migrate');
+    assert.is((await within(dest, 30_000, 'receive')).report.outcome, 'completed');
+    // The decisions quote the sample they rest on: the prepared one.
+    const reasons = report.iterations.map((it) => it.compression.reason).join(' | ');
+    assert.ok(reasons.includes(`LZ4 ${(lz4.bytesPerSecond / 1e6).toFixed(0)} MB/s at`), reasons);
+  } finally {
+    server.close();
+  }
 });
 
 test('prepared with post-copy: a post-copy migration takes the prepared fault thread and lands; a live one closes it unused', async () => {

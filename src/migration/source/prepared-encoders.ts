@@ -3,9 +3,12 @@
 // setup (QEMU's native threads start in well under a millisecond). `prepareEncoders(source)` starts
 // them for that guest's memory, and with `postcopy` the post-copy fault thread too (loaded, waiting
 // for its data); the next `migrate(source, …, { prepared })` takes them and closes them when it ends.
-// One migration per preparation; what it did not take is closed with it.
+// One migration per preparation; what it did not take is closed with it. The guest's samples for
+// `--compress auto` and `--xbzrle auto` (what LZ4 and a delta would do to its pages, ~15 ms of one
+// thread here) are taken then too, and a migration within SAMPLES_FRESH_MS uses them instead of taking
+// them between its handshake and its first pass.
 //
-//   prepareEncoders ─► threads load ─► ready ┈┈ migrate({ prepared }) takes the pool ─► … ─► closed
+//   prepareEncoders ─► threads load ─► ready ─► samples ┈┈ migrate({ prepared }) takes the pool ─► … ─► closed
 
 import { ErrorCode, MemshiftError } from '../../errors.js';
 import type { MemorySource } from '../../memory/types.js';
@@ -13,12 +16,25 @@ import type { Slab } from '../../memory/slab.js';
 import { EncoderPool, defaultEncoderCount } from '../../pipeline/pool.js';
 import type { Worker } from 'node:worker_threads';
 import { UrgentConnector } from './urgent-connector.js';
+import type { Lz4Sample, XbzrleSample } from '../compression.js';
+import { sampleLz4 } from './lz4-sample.js';
+import { sampleXbzrle } from './xbzrle-sample.js';
+
+/** How long a preparation's samples stand for the guest: a migration that starts later samples again. */
+export const SAMPLES_FRESH_MS = 10_000;
+
+/** What LZ4 and XBZRLE would do to the guest's pages, and when that was measured (performance.now()). */
+export interface GuestSamples {
+  lz4: Lz4Sample;
+  xbzrle: XbzrleSample;
+  at: number;
+}
 
 export class PreparedEncoders {
   private pool: EncoderPool | null;
   private faultThread: Worker | null;
 
-  private constructor(private readonly slabs: readonly Slab[], pool: EncoderPool, faultThread: Worker | null) {
+  private constructor(private readonly slabs: readonly Slab[], pool: EncoderPool, faultThread: Worker | null, readonly samples: GuestSamples) {
     this.pool = pool;
     this.faultThread = faultThread;
   }
@@ -35,7 +51,13 @@ export class PreparedEncoders {
       await faultThread?.terminate();
       throw err;
     }
-    return new PreparedEncoders(slabs, pool, faultThread);
+    const samples = { lz4: sampleLz4(slabs, pool.size), xbzrle: sampleXbzrle(slabs), at: performance.now() };
+    return new PreparedEncoders(slabs, pool, faultThread, samples);
+  }
+
+  /** The guest's samples if taken less than SAMPLES_FRESH_MS before `now` (else null: sample again). */
+  freshSamples(now = performance.now()): GuestSamples | null {
+    return now - this.samples.at < SAMPLES_FRESH_MS ? this.samples : null;
   }
 
   /** The warm fault thread, once, for the migration that takes the pool (null: none was prepared). */

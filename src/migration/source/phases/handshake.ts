@@ -71,7 +71,11 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   // LZ4 only where both ends have it; under auto, judged by a sample of this guest (lz4-sample.ts).
   const mode = (capabilities & Capability.LZ4) !== 0 ? options.compress : 'none';
   const deltas = (capabilities & Capability.XBZRLE) !== 0 ? options.xbzrle : 'off';
-  run.compression = new Compression(mode, mode === 'auto' ? sampleLz4(run.slabs, pool.size) : null, { mode: deltas, sample: deltas === 'auto' ? sampleXbzrle(run.slabs) : null });
+  // Samples taken when the encoders were prepared stand if recent; otherwise they are taken now.
+  const prepared = options.prepared?.freshSamples() ?? null;
+  const l4 = mode === 'auto' ? (prepared?.lz4 ?? sampleLz4(run.slabs, pool.size)) : null;
+  const xs = deltas === 'auto' ? (prepared?.xbzrle ?? sampleXbzrle(run.slabs)) : null;
+  run.compression = new Compression(mode, l4, { mode: deltas, sample: xs });
   run.limiter = options.maxBandwidth === null ? null : new RateLimiter(options.maxBandwidth);
   const sender = new PageSender(run.slabs, pool, channel, { lz4: () => run.compression.lz4, limiter: run.limiter });
   run.link = { session, capabilities, offered: ours, sender, blocks: devices.length > 0 ? new BlockSender(devices) : null };
