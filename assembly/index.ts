@@ -5,6 +5,7 @@ export { bitmapSet, bitmapClear, bitmapTest, bitmapCount, bitmapNextSet, bitmapS
 export { isZeroPage, scanZeroPages } from './zero-page';
 export { hashPage, copyAndHash, hashPages, recordPageHash, fillU64, digestOfHashes } from './hash';
 export { zeroPageHash } from './zero-hash';
+export { crc32c } from './crc32c';
 export { markChangedPages } from './hash-scan';
 export {
   xorDeltaEncode, xorDeltaDecode, xorDeltaValidate,

@@ -34,6 +34,7 @@ export interface KernelExports {
   fillU64(ptr: number, count: number, value: bigint): void;
   digestOfHashes(hashes: number, count: number, keyBase: bigint, zeroHash: bigint): bigint;
   zeroPageHash(pageSize: number): bigint;
+  crc32c(ptr: number, len: number, crc: number): number;
   markChangedPages(pages: number, pageSize: number, count: number, first: number, hashes: number, dirty: number): number;
   xorDeltaEncode(prev: number, cur: number, len: number, out: number, limit: number): number;
   xorDeltaDecode(delta: number, deltaLen: number, page: number, len: number): number;
@@ -157,6 +158,38 @@ function guardTraps(exports: KernelExports): KernelExports {
   return guarded as unknown as KernelExports;
 }
 
+/** The kernels of each memory instantiated in this thread, by its buffer (a view's `buffer`). */
+const byBuffer = new WeakMap<ArrayBufferLike, KernelExports>();
+
+/** The kernels whose memory `buffer` is, if this thread instantiated them. */
+export function kernelsHolding(buffer: ArrayBufferLike): KernelExports | undefined {
+  return byBuffer.get(buffer);
+}
+
+/** A thread's own small kernel memory for checksums over bytes that lie outside kernel memory. */
+export interface ScratchKernels {
+  raw: KernelExports;
+  u8: Uint8Array;
+  /** Where the scratch bytes start, and how many there are. */
+  at: number;
+  room: number;
+}
+
+let scratch: ScratchKernels | null = null;
+
+/**
+ * This thread's scratch kernels: made with its first kernels of any memory, so that the first long
+ * checksum of a migration (at a switchover, say) does not pay for an instance.
+ */
+export function scratchKernels(): ScratchKernels {
+  if (scratch === null) {
+    const memory = new WebAssembly.Memory({ initial: 2, maximum: 2, shared: true });
+    const k = new Kernels(memory);
+    scratch = { raw: k.raw, u8: new Uint8Array(memory.buffer), at: KERNEL_RESERVED_BYTES, room: WASM_PAGE_BYTES };
+  }
+  return scratch;
+}
+
 /** Kernels bound to one memory. */
 export class Kernels {
   readonly raw: KernelExports;
@@ -177,6 +210,8 @@ export class Kernels {
     if (this.raw.entryBytes() !== KERNEL_ENTRY_BYTES) {
       throw new MemshiftError(ErrorCode.WASM_UNAVAILABLE, `kernel entry size ${this.raw.entryBytes()} does not match the codec (${KERNEL_ENTRY_BYTES})`);
     }
+    byBuffer.set(memory.buffer, this.raw);
+    if (scratch === null && memory.buffer.byteLength > 2 * WASM_PAGE_BYTES) scratchKernels();
   }
 
   get simd(): boolean {

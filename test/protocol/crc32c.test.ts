@@ -1,10 +1,13 @@
 // CRC-32C (src/protocol/crc32c.ts), slicing-by-8, against published vectors (the check value and the
 // RFC 3720 iSCSI vectors) and a bit-at-a-time reference written from the definition. Random lengths
-// and offsets reach every path: the 8-byte loop, the byte tail, and unaligned starts.
+// and offsets reach every path: the 8-byte loop, the byte tail, and unaligned starts; from
+// KERNEL_MIN_BYTES on, the kernels (assembly/crc32c.ts), in place in kernel memory or through the
+// thread's scratch, whose 64 KiB pieces a long input crosses.
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { crc32c } from '../../src/protocol/crc32c.js';
+import { KERNEL_MIN_BYTES, crc32c, crc32cInJs } from '../../src/protocol/crc32c.js';
+import { KERNEL_RESERVED_BYTES, Kernels, WASM_PAGE_BYTES } from '../../src/wasm/kernels.js';
 import { flipBit, randomBytes, refCrc32c } from '../_support/protocol-helpers.js';
 import { seeded } from '../_support/seeded.js';
 
@@ -83,6 +86,44 @@ test('changes with every single-bit flip of a 64-byte message', () => {
     seen.add(flipped);
   }
   assert.is(seen.size, 512, 'each flip gives its own CRC');
+});
+
+test('in kernel memory, the CRC runs in place there and equals the JS one at any offset and length', () => {
+  const memory = new WebAssembly.Memory({ initial: 4, maximum: 4, shared: true });
+  new Kernels(memory);
+  const u8 = new Uint8Array(memory.buffer);
+  const rng = seeded(16);
+  u8.set(randomBytes(rng, 3 * WASM_PAGE_BYTES), KERNEL_RESERVED_BYTES);
+  for (let round = 0; round < 200; round++) {
+    const start = KERNEL_RESERVED_BYTES + rng.below(WASM_PAGE_BYTES);
+    const len = KERNEL_MIN_BYTES + rng.below(WASM_PAGE_BYTES);
+    const view = new Uint8Array(memory.buffer, start, len);
+    assert.is(crc32c(view), crc32cInJs(view), `[${start}, +${len})`);
+    assert.is(crc32c(u8, start, start + len, 0x1234), crc32cInJs(u8, start, start + len, 0x1234), `[${start}, +${len}) continued`);
+  }
+  assert.is(crc32c(u8, KERNEL_RESERVED_BYTES, KERNEL_RESERVED_BYTES + 300), refCrc32c(u8.subarray(KERNEL_RESERVED_BYTES, KERNEL_RESERVED_BYTES + 300)));
+});
+
+test('a second instance on the same memory (a worker\'s) leaves the first one\'s CRC right', () => {
+  const memory = new WebAssembly.Memory({ initial: 2, maximum: 2, shared: true });
+  const first = new Kernels(memory);
+  const u8 = new Uint8Array(memory.buffer);
+  u8.set(randomBytes(seeded(18), 4096), KERNEL_RESERVED_BYTES);
+  const want = crc32cInJs(u8, KERNEL_RESERVED_BYTES, KERNEL_RESERVED_BYTES + 4096);
+  assert.is(first.raw.crc32c(KERNEL_RESERVED_BYTES, 4096, 0) >>> 0, want, 'first instance');
+  const second = new Kernels(memory);
+  assert.is(first.raw.crc32c(KERNEL_RESERVED_BYTES, 4096, 0) >>> 0, want, 'first instance, after the second was made');
+  assert.is(second.raw.crc32c(KERNEL_RESERVED_BYTES, 4096, 0) >>> 0, want, 'second instance');
+});
+
+test('outside kernel memory, a long input goes through the scratch in pieces and equals the JS CRC', () => {
+  const rng = seeded(17);
+  for (const len of [KERNEL_MIN_BYTES - 1, KERNEL_MIN_BYTES, 65_535, 65_536, 65_537, 200_003]) {
+    const data = randomBytes(rng, len + 11);
+    assert.is(crc32c(data, 11, len + 11), crc32cInJs(data, 11, len + 11), `${len} bytes`);
+  }
+  const data = randomBytes(rng, 1000);
+  assert.is(crc32c(data), refCrc32c(data));
 });
 
 test.run();
