@@ -89,6 +89,10 @@ export function forEachMissingHalf(region: Region, slabs: readonly Slab[], m: Mi
 
 /** Checks that every bit of `m` names one of `pageCount` pages (`what` names them in the error). */
 function checkNamed(pageCount: number, what: string, m: MissingPages): void {
+  // What decodeMissingPages holds a frame to, again: the kernels below write where these say.
+  if (m.firstPage % 64 !== 0 || m.bitmap.length !== Math.ceil(m.pageCount / 64) * 8) {
+    throw new MemshiftError(ErrorCode.FRAME_MALFORMED, `MISSING_PAGES: first page ${m.firstPage} and a bitmap of ${m.bitmap.length} bytes for ${m.pageCount} pages (whole words from a multiple of 64)`);
+  }
   if (m.firstPage + m.pageCount > pageCount) {
     throw new MemshiftError(ErrorCode.BATCH_PAGE_RANGE, `MISSING_PAGES names pages up to ${m.firstPage + m.pageCount}, ${what} has ${pageCount}`);
   }

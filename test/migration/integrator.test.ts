@@ -258,8 +258,14 @@ test('prepared encoders sample the guest: a migration soon after judges compress
   const { lz4, xbzrle, at } = prepared.samples;
   assert.ok(lz4.pages > 0 && lz4.bytesPerSecond > 0, `LZ4 sample of ${lz4.pages} pages`);
   assert.ok(xbzrle.pages > 0 && xbzrle.bytesPerSecond > 0, `XBZRLE sample of ${xbzrle.pages} pages`);
-  assert.is(prepared.freshSamples(at + SAMPLES_FRESH_MS - 1), prepared.samples);
-  assert.is(prepared.freshSamples(at + SAMPLES_FRESH_MS), null, 'stale: the migration samples again');
+  assert.is(prepared.freshSample('lz4', at + SAMPLES_FRESH_MS - 1), lz4);
+  assert.is(prepared.freshSample('xbzrle', at + SAMPLES_FRESH_MS - 1), xbzrle);
+  assert.is(prepared.freshSample('lz4', at + SAMPLES_FRESH_MS), null, 'stale: the migration samples again');
+  // A guest with no non-zero page when prepared: its empty sample does not stand for it later.
+  const blank = await prepareEncoders(new MirrorSource(PAGES), { encoders: 1 });
+  assert.is(blank.samples.lz4.pages, 0);
+  assert.is(blank.freshSample('lz4', blank.samples.at), null, 'an empty sample is sampled again');
+  await blank.close();
   const { server, address } = await listen('127.0.0.1:0');
   try {
     const dest = receive({ security: 'insecure', listen: server, createTarget: (r) => new MirrorTarget(r) });

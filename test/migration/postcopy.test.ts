@@ -141,8 +141,13 @@ test('a switchover\'s MISSING_PAGES clears exactly the named pages in present an
   bits[7] = 0x80; // page 63 of a 40-page frame
   assert.throws(() => clearMissingPages(dest.region(0), dest.slabsOf(0), { regionId: 0, firstPage: 0, pageCount: 40, bitmap: bits }), (e: Error & { code?: string }) => e.code === 'MS_ERR_FRAME_MALFORMED');
   assert.throws(() => clearMissingPages(dest.region(0), dest.slabsOf(0), { regionId: 0, firstPage: 299_968, pageCount: 64, bitmap: new Uint8Array(8).fill(1) }), (e: Error & { code?: string }) => e.code === 'MS_ERR_BATCH_PAGE_RANGE');
+  // Shapes only a caller could build (the decoder refuses them too): never written through.
+  const malformed = (e: Error & { code?: string }) => e.code === 'MS_ERR_FRAME_MALFORMED';
+  assert.throws(() => clearMissingPages(dest.region(0), dest.slabsOf(0), { regionId: 0, firstPage: 32, pageCount: 64, bitmap: new Uint8Array(8).fill(1) }), malformed);
+  assert.throws(() => clearMissingPages(dest.region(0), dest.slabsOf(0), { regionId: 0, firstPage: 0, pageCount: 64, bitmap: new Uint8Array(16) }), malformed);
   const { slab, local } = dest.locate(0, 299_968);
   assert.ok(kernelsOf(slab).bitmapTest(slab.layout.present, slab.pageCount, local), 'a refused frame clears nothing');
+  assert.ok(kernelsOf(dest.slabsOf(0)[0]).bitmapTest(dest.slabsOf(0)[0].layout.present, 80_000, 32), 'nor a misaligned one');
 });
 
 test('recovery: the pages a destination lacks (¬present) become exactly the source\'s pages left to push, across slabs', () => {

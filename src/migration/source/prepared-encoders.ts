@@ -46,18 +46,22 @@ export class PreparedEncoders {
     const faultThread = postcopy ? UrgentConnector.warm() : null;
     try {
       await pool.ready();
+      const samples = { lz4: sampleLz4(slabs, pool.size), xbzrle: sampleXbzrle(slabs), at: performance.now() };
+      return new PreparedEncoders(slabs, pool, faultThread, samples);
     } catch (err) {
       await pool.close().catch(() => undefined);
       await faultThread?.terminate();
       throw err;
     }
-    const samples = { lz4: sampleLz4(slabs, pool.size), xbzrle: sampleXbzrle(slabs), at: performance.now() };
-    return new PreparedEncoders(slabs, pool, faultThread, samples);
   }
 
-  /** The guest's samples if taken less than SAMPLES_FRESH_MS before `now` (else null: sample again). */
-  freshSamples(now = performance.now()): GuestSamples | null {
-    return now - this.samples.at < SAMPLES_FRESH_MS ? this.samples : null;
+  /**
+   * The guest's `kind` sample if taken less than SAMPLES_FRESH_MS before `now` and of some pages; else
+   * null: sample again (a guest with no non-zero page when prepared may have some now).
+   */
+  freshSample<K extends 'lz4' | 'xbzrle'>(kind: K, now = performance.now()): GuestSamples[K] | null {
+    const sample = this.samples[kind];
+    return now - this.samples.at < SAMPLES_FRESH_MS && sample.pages > 0 ? sample : null;
   }
 
   /** The warm fault thread, once, for the migration that takes the pool (null: none was prepared). */

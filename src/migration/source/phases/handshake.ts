@@ -72,9 +72,8 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   const mode = (capabilities & Capability.LZ4) !== 0 ? options.compress : 'none';
   const deltas = (capabilities & Capability.XBZRLE) !== 0 ? options.xbzrle : 'off';
   // Samples taken when the encoders were prepared stand if recent; otherwise they are taken now.
-  const prepared = options.prepared?.freshSamples() ?? null;
-  const l4 = mode === 'auto' ? (prepared?.lz4 ?? sampleLz4(run.slabs, pool.size)) : null;
-  const xs = deltas === 'auto' ? (prepared?.xbzrle ?? sampleXbzrle(run.slabs)) : null;
+  const l4 = mode === 'auto' ? (options.prepared?.freshSample('lz4') ?? sampleLz4(run.slabs, pool.size)) : null;
+  const xs = deltas === 'auto' ? (options.prepared?.freshSample('xbzrle') ?? sampleXbzrle(run.slabs)) : null;
   run.compression = new Compression(mode, l4, { mode: deltas, sample: xs });
   run.limiter = options.maxBandwidth === null ? null : new RateLimiter(options.maxBandwidth);
   const sender = new PageSender(run.slabs, pool, channel, { lz4: () => run.compression.lz4, limiter: run.limiter });
