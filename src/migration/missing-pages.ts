@@ -25,7 +25,8 @@ export function unsentPagesFrames(region: Region, slabs: readonly Slab[]): { fra
   // Counted in the kernels: this runs paused, once, where a JS loop would run interpreted.
   let pages = 0;
   for (const s of slabs) pages += kernelsOf(s).raw.bitmapCount(s.layout.snapshot, s.layout.bitmapWords) >>> 0;
-  return framesOf(region, slabs, Limits.MAX_MISSING_BITMAP_BYTES * 8, (s, u8) => u8.subarray(s.layout.snapshot, s.layout.snapshot + s.layout.bitmapWords * 8), pages);
+  const bytes = joinBitmaps(region, slabs, (s, u8) => u8.subarray(s.layout.snapshot, s.layout.snapshot + s.layout.bitmapWords * 8));
+  return bitmapFrames(region.id, region.pageCount, bytes, Limits.MAX_MISSING_BITMAP_BYTES * 8, pages);
 }
 
 /**
@@ -36,36 +37,37 @@ export const CONTROL_FRAME_PAGES = Math.floor((Limits.MAX_CONTROL_BODY_BYTES - 1
 
 /** MISSING_PAGES frames for a region's pages whose `present` bit is clear (not arrived here). */
 export function absentPagesFrames(region: Region, slabs: readonly Slab[]): { frames: Uint8Array[]; pages: number } {
-  return framesOf(region, slabs, CONTROL_FRAME_PAGES, (s, u8) => {
+  const bytes = joinBitmaps(region, slabs, (s, u8) => {
     const bytes = u8.slice(s.layout.present, s.layout.present + s.layout.bitmapWords * 8);
     for (let i = 0; i < bytes.length; i++) bytes[i] = ~bytes[i] & 0xff;
     // Bits past the slab's last page are not pages: never name them.
     for (let bit = s.pageCount; bit < bytes.length * 8; bit++) bytes[bit >>> 3] &= ~(1 << (bit & 7));
     return bytes;
   });
+  return bitmapFrames(region.id, region.pageCount, bytes, CONTROL_FRAME_PAGES, countBytes(bytes));
 }
 
-function framesOf(region: Region, slabs: readonly Slab[], framePages: number, bitmapOf: (s: Slab, u8: Uint8Array) => Uint8Array, pages?: number): { frames: Uint8Array[]; pages: number } {
+/** A region's bitmap: its slabs' bitmaps (as `bitmapOf` gives each) concatenated. */
+function joinBitmaps(region: Region, slabs: readonly Slab[], bitmapOf: (s: Slab, u8: Uint8Array) => Uint8Array): Uint8Array {
   const bytes = new Uint8Array(Math.ceil(region.pageCount / 64) * 8);
   let at = 0;
   for (const s of slabs) {
     bytes.set(bitmapOf(s, viewsOf(s.memory).u8), at);
     at += s.layout.bitmapWords * 8;
   }
-  return bitmapFrames(region.id, region.pageCount, bytes, framePages, pages);
+  return bytes;
 }
 
 /** MISSING_PAGES frames for a disk's blocks marked in `dirty` (the source's dirty bitmap taken paused, or a destination's absent blocks at a recovery). */
 export function unsentBlocksFrames(disk: number, dirty: Int32Array, blocks: number): { frames: Uint8Array[]; blocks: number } {
   const bytes = new Uint8Array(Math.ceil(blocks / 64) * 8);
   bytes.set(new Uint8Array(dirty.buffer, dirty.byteOffset, Math.min(dirty.byteLength, bytes.length)));
-  const m = bitmapFrames(DISK_REGION_BASE + disk, blocks, bytes, Limits.MAX_MISSING_BITMAP_BYTES * 8);
+  const m = bitmapFrames(DISK_REGION_BASE + disk, blocks, bytes, Limits.MAX_MISSING_BITMAP_BYTES * 8, countBytes(bytes));
   return { frames: m.frames, blocks: m.pages };
 }
 
-/** A bitmap of `pageCount` bits (whole u64 words) as MISSING_PAGES frames of at most `framePages` each. */
-function bitmapFrames(regionId: number, pageCount: number, bytes: Uint8Array, framePages: number, counted?: number): { frames: Uint8Array[]; pages: number } {
-  const pages = counted ?? countBits(new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2));
+/** A bitmap of `pageCount` bits (whole u64 words), `pages` of them set, as MISSING_PAGES frames of at most `framePages` each. */
+function bitmapFrames(regionId: number, pageCount: number, bytes: Uint8Array, framePages: number, pages: number): { frames: Uint8Array[]; pages: number } {
   const frames: Uint8Array[] = [];
   for (let first = 0; first < pageCount; first += framePages) {
     const count = Math.min(framePages, pageCount - first);
@@ -153,6 +155,11 @@ export function markUnsent(region: Region, slabs: readonly Slab[], m: MissingPag
     u32[at] |= bits;
   });
   return added;
+}
+
+/** The bits set in a bitmap of whole 32-bit words, as bytes (off the switchover's path: a JS loop). */
+function countBytes(bytes: Uint8Array): number {
+  return countBits(new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2));
 }
 
 /** The bits set in a bitmap of 32-bit words. */

@@ -17,7 +17,6 @@ import type { Board } from '../../memory/shared-board.js';
 import type { MemoryTarget, Region } from '../../memory/types.js';
 import type { MissingPages } from '../../protocol/control.js';
 import type { LinkSecurity } from '../../transport/security.js';
-import { viewsOf } from '../../wasm/views.js';
 import { BoardState, DestBoard, createDestBoard, endThread, startFaultThread, warmFaultThread, type FaultThreadMessage } from '../postcopy-board.js';
 import { percentile } from '../report.js';
 import { clearMissingPages, forEachHalf, popcount32 } from '../missing-pages.js';
