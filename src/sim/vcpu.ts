@@ -1,4 +1,4 @@
-// Controller of the simulated vCPU thread (vcpu-worker.ts), on the thread that owns the guest.
+// Controller of the simulated vCPU thread (vcpu-thread.ts), on the thread that owns the guest.
 // Commands are serialised: each waits for the vCPU's acknowledgement, so `pause()` resolves only
 // when no step is in progress and the counters it returns are exact. A thread that has never run
 // does not keep the process alive (a destination guest whose migration failed must not hold it);
@@ -11,7 +11,7 @@ import type { PageGateInit } from '../memory/page-gate.js';
 import { waitForChange } from '../memory/shared-board.js';
 import type { Slab } from '../memory/slab.js';
 import type { CpuCounters, WorkloadShape } from './workload.js';
-import type { VcpuConfig, VcpuWorkerData } from './vcpu-worker.js';
+import type { VcpuConfig, VcpuWorkerData } from './vcpu-thread.js';
 import type { DiskHandle } from './disk.js';
 
 export interface VcpuOptions {
