@@ -55,6 +55,23 @@ export class DirtyTracker {
     return pending;
   }
 
+  /**
+   * sync() for a paused guest whose snapshot may hold pages never written (a full pass set up before
+   * the pause): only the pages dirtied since join `written`, not the whole snapshot. Merging before
+   * taking the bits is safe only because nothing writes meanwhile.
+   */
+  syncPaused(): number {
+    this.source.collectDirtyLog?.();
+    let pending = 0;
+    for (const s of this.slabs) {
+      const k = kernelsOf(s).raw;
+      k.bitmapMerge(s.layout.written, s.layout.dirty, s.layout.bitmapWords);
+      k.bitmapSyncAndClear(s.layout.dirty, s.layout.snapshot, s.layout.bitmapWords);
+      pending += k.bitmapCount(s.layout.snapshot, s.layout.bitmapWords);
+    }
+    return pending;
+  }
+
   /** Pages dirtied since the last sync, without moving them (for dirty-rate sampling). */
   peekDirty(): number {
     let n = 0;

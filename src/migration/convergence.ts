@@ -3,8 +3,8 @@
 // first that fires decides; the report prints its name and reason.
 //
 //   1 downtime-limit   expected downtime ≤ the limit → switch over. Expected downtime is the fixed
-//                      switchover cost (pause, device state, RESUMED's round trip, resume: ~3 ms on
-//                      loopback) plus remaining bytes at the slower of the windowed bandwidth and the
+//                      switchover cost (pause, device state, RESUMED's round trip, resume: ~2.5 ms
+//                      on loopback) plus remaining bytes at the slower of the windowed bandwidth and the
 //                      last pass's own rate: the final pass is small, and small passes run below the
 //                      windowed rate (task round trips and latency weigh more), as measured here.
 //   2 postcopy-after   hybrid mode has run its pre-copy iterations → post-copy

@@ -12,6 +12,7 @@ import { waitForChange } from '../memory/shared-board.js';
 import type { Slab } from '../memory/slab.js';
 import type { CpuCounters, WorkloadShape } from './workload.js';
 import type { VcpuConfig, VcpuWorkerData } from './vcpu-thread.js';
+import { compileLazilyAgain } from '../import-eagerly.js';
 import type { DiskHandle } from './disk.js';
 
 export interface VcpuOptions {
@@ -46,6 +47,8 @@ export class Vcpu {
     });
     this.worker.on('exit', () => {
       this.exited = true;
+      // Ended while it loaded (exit() gives up after 200 ms), the thread never set the flag back.
+      compileLazilyAgain();
       // Wake anything waiting for an acknowledgement that will never come.
       Atomics.store(this.ctl.i32, Ctl.ACK_SEQ, -1);
       Atomics.notify(this.ctl.i32, Ctl.ACK_SEQ);

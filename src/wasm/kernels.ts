@@ -11,6 +11,7 @@
 import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { ErrorCode, MemshiftError, invalidArgument } from '../errors.js';
+import { startedWith } from '../import-eagerly.js';
 
 /** The exports of assembly/index.ts, as JS sees them (i64 ↔ bigint, pointers are byte offsets). */
 export interface KernelExports {
@@ -111,6 +112,7 @@ function moduleFor(variant: KernelVariant): WebAssembly.Module {
  * (its native module cache), so the threads that compile the same bytes later pay nothing.
  */
 function compileEagerly(bytes: Uint8Array<ArrayBuffer>): WebAssembly.Module {
+  if (startedWith('--no-wasm-lazy-compilation')) return new WebAssembly.Module(bytes);
   setFlagsFromString('--no-wasm-lazy-compilation');
   try {
     return new WebAssembly.Module(bytes);

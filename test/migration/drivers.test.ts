@@ -135,27 +135,39 @@ test('post-copy over an in-memory bulk link (urgent channel on loopback): every 
 /** Writes a page no one wrote before as it pauses: the write lands after a post-copy's full pass was set up. */
 class WritesAsItPauses extends MirrorSource {
   static readonly PAGE = 3;
+  constructor(pages: number, readonly unwrittenPagesAreZero: boolean) {
+    super(pages);
+  }
+
   override async pause(): Promise<void> {
     this.write(WritesAsItPauses.PAGE, 0x77);
     await super.pause();
   }
 }
 
-test('post-copy: a page first written between the full pass\'s set-up and the pause still arrives', async () => {
-  const { a, b } = linkPair();
-  const source = new WritesAsItPauses(PAGES);
-  for (let p = 0; p < PAGES; p += 5) source.write(p, (p % 200) + 1);
-  let target: PostcopyMirrorTarget | null = null;
-  const dest = destinationOn(b, destinationOptions((r) => (target = new PostcopyMirrorTarget(r))));
-  const src = await within(sourceOn(a, source, 'postcopy'), 30_000, 'source driver');
-  const end = await within(dest, 30_000, 'destination driver');
-  assert.is(src.report.outcome, 'completed', src.error?.message);
-  assert.is(end.result.report.outcome, 'completed', end.result.report.error?.message);
-  assert.ok(((target as PostcopyMirrorTarget | null)?.page(WritesAsItPauses.PAGE) ?? []).every((b) => b === 0x77), 'the late page holds what was written');
-  for (let p = 0; p < PAGES; p++) {
-    assert.ok(Buffer.compare(Buffer.from(target!.page(p)), Buffer.from(source.ram.subarray(p * PAGE, (p + 1) * PAGE))) === 0, `page ${p}`);
-  }
-});
+/** A fresh post-copy target that holds zeros, so that a source which marks every write may skip the rest. */
+class ZeroedPostcopyTarget extends PostcopyMirrorTarget {
+  readonly unwrittenPagesAreZero = true;
+}
+
+for (const unwrittenZero of [false, true]) {
+  test(`post-copy${unwrittenZero ? ', unwritten pages zero on both ends' : ''}: a page first written between the full pass's set-up and the pause still arrives`, async () => {
+    const { a, b } = linkPair();
+    const source = new WritesAsItPauses(PAGES, unwrittenZero);
+    for (let p = 0; p < PAGES; p += 5) source.write(p, (p % 200) + 1);
+    let target: PostcopyMirrorTarget | null = null;
+    const dest = destinationOn(b, destinationOptions((r) => (target = unwrittenZero ? new ZeroedPostcopyTarget(r) : new PostcopyMirrorTarget(r))));
+    const src = await within(sourceOn(a, source, 'postcopy'), 30_000, 'source driver');
+    const end = await within(dest, 30_000, 'destination driver');
+    assert.is(src.report.outcome, 'completed', src.error?.message);
+    assert.is(end.result.report.outcome, 'completed', end.result.report.error?.message);
+    assert.is(src.report.pagesTransferred, unwrittenZero ? Math.ceil(PAGES / 5) + 1 : PAGES, 'the full pass: every page, or every written page');
+    assert.ok(((target as PostcopyMirrorTarget | null)?.page(WritesAsItPauses.PAGE) ?? []).every((byte) => byte === 0x77), 'the late page holds what was written');
+    for (let p = 0; p < PAGES; p++) {
+      assert.ok(Buffer.compare(Buffer.from(target!.page(p)), Buffer.from(source.ram.subarray(p * PAGE, (p + 1) * PAGE))) === 0, `page ${p}`);
+    }
+  });
+}
 
 test('post-copy: a link cut while the missing pages go out, before SWITCHOVER, resumes the source guest', async () => {
   const { source, src, end } = await migrateOverLink('postcopy', (type, from) => (from === 'a' && type === FrameType.MISSING_PAGES ? 'cut' : 'deliver'), (r) => new PostcopyMirrorTarget(r));

@@ -49,26 +49,22 @@ function faultedBlocks(run: SourceRun): BlockSender | null {
   return (run.established.capabilities & Capability.POSTCOPY_BLOCKS) !== 0 ? run.established.blocks : null;
 }
 
-/** A post-copy migration from the start: its pass holds every page (every written page, with UNWRITTEN_ZERO). */
-function beginFullPostcopy(run: SourceRun): void {
-  run.decide({ rule: 'mode', action: 'postcopy', forced: false, reason: 'post-copy migration: the guest resumes on the destination at once' });
-  startFullPass(run);
-}
-
 export async function runPostcopySwitching(run: SourceRun, state: Extract<SourceState, { kind: 'postcopy-switching' }>): Promise<SourceEvent> {
   if (state.sent !== null) return awaitResumed(run, state.sent, false);
   const { channel } = run.established;
   run.checkCancel('post-copy switchover');
   // Post-copy from the start sets up its one full pass (every page missing) while the guest still
   // runs, where each write is in the dirty log: that costs ~0.3 ms per GiB here, which the pause
-  // would otherwise wait for, and the pause then adds only what was written since. A file-backed slab
-  // learns of writes only by scanning, so its full pass is set up paused, as before.
+  // would otherwise wait for, and the pause then adds only what was written since. A guest with a
+  // file-backed slab learns of writes only by scanning: its full pass is set up paused, as before.
   const fullPass = state.iteration === 1;
   const earlyFullPass = fullPass && run.slabs.every((s) => s.file === null);
-  if (earlyFullPass) beginFullPostcopy(run);
+  if (earlyFullPass) startFullPass(run);
   const pausedAt = performance.now();
   const pauseMs = await run.pause();
-  if (fullPass && !earlyFullPass) beginFullPostcopy(run);
+  if (fullPass) run.decide({ rule: 'mode', action: 'postcopy', forced: false, reason: 'post-copy migration: the guest resumes on the destination at once' });
+  if (earlyFullPass) run.live.remaining = run.tracker.syncPaused();
+  else if (fullPass) startFullPass(run);
   else run.live.remaining = await run.syncDirty();
   channel.phase = 'post-copy switchover';
   // A destination that cannot fault disk blocks gets what its disks lack now, paused; otherwise the
