@@ -6,6 +6,8 @@
 import type { Slab } from './slab.js';
 import { kernelsOf } from './slab.js';
 import type { MemorySource } from './types.js';
+import type { SlabLayout } from './slab-layout.js';
+import type { KernelExports } from '../wasm/kernels.js';
 
 export class DirtyTracker {
   private readonly slabs: Slab[];
@@ -44,15 +46,10 @@ export class DirtyTracker {
 
   /** Moves pages dirtied since the last sync into the snapshot; returns how many pages the snapshot now holds. */
   sync(): number {
-    this.source.collectDirtyLog?.();
-    let pending = 0;
-    for (const s of this.slabs) {
-      const k = kernelsOf(s).raw;
-      k.bitmapSyncAndClear(s.layout.dirty, s.layout.snapshot, s.layout.bitmapWords);
-      k.bitmapMerge(s.layout.written, s.layout.snapshot, s.layout.bitmapWords);
-      pending += k.bitmapCount(s.layout.snapshot, s.layout.bitmapWords);
-    }
-    return pending;
+    return this.syncEach((k, L) => {
+      k.bitmapSyncAndClear(L.dirty, L.snapshot, L.bitmapWords);
+      k.bitmapMerge(L.written, L.snapshot, L.bitmapWords);
+    });
   }
 
   /**
@@ -61,12 +58,19 @@ export class DirtyTracker {
    * taking the bits is safe only because nothing writes meanwhile.
    */
   syncPaused(): number {
+    return this.syncEach((k, L) => {
+      k.bitmapMerge(L.written, L.dirty, L.bitmapWords);
+      k.bitmapSyncAndClear(L.dirty, L.snapshot, L.bitmapWords);
+    });
+  }
+
+  /** Collects the source's dirty log, runs `move` on each slab's bitmaps; returns the pages in the snapshot. */
+  private syncEach(move: (k: KernelExports, layout: SlabLayout) => void): number {
     this.source.collectDirtyLog?.();
     let pending = 0;
     for (const s of this.slabs) {
       const k = kernelsOf(s).raw;
-      k.bitmapMerge(s.layout.written, s.layout.dirty, s.layout.bitmapWords);
-      k.bitmapSyncAndClear(s.layout.dirty, s.layout.snapshot, s.layout.bitmapWords);
+      move(k, s.layout);
       pending += k.bitmapCount(s.layout.snapshot, s.layout.bitmapWords);
     }
     return pending;
