@@ -148,6 +148,12 @@ export interface MemoryTarget extends GuestMemoryView {
   /** Starts the vCPUs. In post-copy they block on pages not yet present (see enablePageGate). */
   resume(): Promise<void>;
   /**
+   * Resolves once resume() can start the vCPUs at once (their threads started and loaded). The
+   * destination waits for it before HELLO_ACK: a post-copy switchover follows within milliseconds,
+   * and a thread still starting then would be started inside the guest's downtime.
+   */
+  ready?(): Promise<void>;
+  /**
    * Post-copy: before the first resume, makes every vCPU access to a page whose `present` bit is clear
    * post the page to the returned mailbox and wait for the bit (page-gate.ts describes the protocol).
    * A target without it cannot receive post-copy migrations.

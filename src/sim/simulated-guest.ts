@@ -301,6 +301,11 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     if (this.host.replicated === undefined) void this.nic?.unplug();
   }
 
+  /** A receiving guest's vCPU thread has loaded (MemoryTarget.ready). */
+  async ready(): Promise<void> {
+    await this.vcpu?.ready();
+  }
+
   async resume(): Promise<void> {
     if (this.fenced !== null) throw this.fenced;
     this.startVcpu();

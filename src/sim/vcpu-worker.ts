@@ -3,10 +3,11 @@
 // (a destination's vCPU went from ~0.7–1.0 ms between the resume command and its acknowledgement to
 // ~0.2–0.3 ms, in-memory timestamps of a 1 GiB idle migration).
 
-import { workerData } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { importEagerly } from '../import-eagerly.js';
 import type { VcpuWorkerData } from './vcpu-thread.js';
 
 // The loop runs once the import is done: inside it, the import would never end, nor set the flag back.
 const { runVcpu } = await importEagerly(() => import('./vcpu-thread.js'));
+parentPort!.postMessage('loaded');
 runVcpu(workerData as VcpuWorkerData);

@@ -30,6 +30,7 @@ export class Vcpu {
 
   private readonly config: MessagePort;
   private configured = false;
+  private readonly loaded: Promise<void>;
 
   /** Starts the thread; it runs nothing until `configure` gave it a workload and `resume` is called. */
   constructor(slabs: readonly Slab[], options: VcpuOptions) {
@@ -44,6 +45,11 @@ export class Vcpu {
     this.worker.unref();
     this.worker.on('error', (err) => {
       this.failure = new MemshiftError(ErrorCode.WORKER_FAILED, `vCPU thread failed: ${err.message}`, { cause: err });
+    });
+    // Loaded, or gone (a resume then reports why).
+    this.loaded = new Promise((resolve) => {
+      this.worker.once('message', () => resolve());
+      this.worker.once('exit', () => resolve());
     });
     this.worker.on('exit', () => {
       this.exited = true;
@@ -135,6 +141,11 @@ export class Vcpu {
     this.checkAlive();
     this.ctl.f64[Ctl.F64_STOP_AT] = Infinity;
     return this.counters();
+  }
+
+  /** Resolves once the thread has loaded its code: a command to it is then answered at once. */
+  ready(): Promise<void> {
+    return this.loaded;
   }
 
   /** Waits until the thread stops by itself (at the stop point of `resumeUntil`); call only with one set. */

@@ -169,6 +169,58 @@ for (const unwrittenZero of [false, true]) {
   });
 }
 
+/** A post-copy target whose vCPU threads take a while to load: ready() resolves after READY_MS. */
+class SlowToLoadTarget extends PostcopyMirrorTarget {
+  static readonly READY_MS = 150;
+  readyAt: number | null = null;
+  resumedBeforeReady = false;
+  ready(): Promise<void> {
+    return new Promise((resolve) => setTimeout(() => {
+      this.readyAt = performance.now();
+      resolve();
+    }, SlowToLoadTarget.READY_MS));
+  }
+
+  override async resume(): Promise<void> {
+    if (this.readyAt === null) this.resumedBeforeReady = true;
+    await super.resume();
+  }
+}
+
+test('the destination answers HELLO_ACK only once its target is ready: a post-copy switchover never waits for vCPU threads to load', async () => {
+  let ackAt: number | null = null;
+  const { source, src, end, target } = await migrateOverLink('postcopy', (type, from) => {
+    if (type === FrameType.HELLO_ACK && from === 'b') ackAt = performance.now();
+    return 'deliver';
+  }, (r) => new SlowToLoadTarget(r));
+  const t = target as SlowToLoadTarget;
+  assert.is(src.report.outcome, 'completed', src.error?.message);
+  assert.is(end.result.report.outcome, 'completed');
+  assert.ok(t.readyAt !== null && ackAt !== null && ackAt >= t.readyAt, `HELLO_ACK at ${ackAt}, ready at ${t.readyAt}`);
+  assert.not.ok(t.resumedBeforeReady);
+  assert.ok(end.result.report.setupTimeMs! >= SlowToLoadTarget.READY_MS - 1, 'the wait is the setup\'s');
+  for (let p = 0; p < PAGES; p++) {
+    assert.ok(Buffer.compare(Buffer.from(t.page(p)), Buffer.from(source.ram.subarray(p * PAGE, (p + 1) * PAGE))) === 0, `page ${p}`);
+  }
+});
+
+/** A target that cannot get ready (its vCPU threads failed to start). */
+class NeverReadyTarget extends MirrorTarget {
+  ready(): Promise<void> {
+    return Promise.reject(new Error('vCPU thread failed to start'));
+  }
+}
+
+test('a target that fails to get ready refuses the migration at the handshake, and the source guest runs on', async () => {
+  const { source, src, end } = await migrateOverLink('live', undefined, (r) => new NeverReadyTarget(r));
+  assert.is(src.report.outcome, 'failed');
+  assert.is(src.error?.code, ErrorCode.PEER_ERROR);
+  assert.is((src.error!.details as { peerCode?: string }).peerCode, ErrorCode.HANDSHAKE_REJECTED);
+  assert.match(src.error!.message, /did not get ready: .*vCPU thread failed to start/);
+  assert.is(end.result.report.outcome, 'failed');
+  assert.is(source.paused, false);
+});
+
 test('post-copy: a link cut while the missing pages go out, before SWITCHOVER, resumes the source guest', async () => {
   const { source, src, end } = await migrateOverLink('postcopy', (type, from) => (from === 'a' && type === FrameType.MISSING_PAGES ? 'cut' : 'deliver'), (r) => new PostcopyMirrorTarget(r));
   assert.is(src.report.outcome, 'failed');
