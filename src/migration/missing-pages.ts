@@ -157,7 +157,7 @@ export function markUnsent(region: Region, slabs: readonly Slab[], m: MissingPag
   return added;
 }
 
-/** The bits set in a bitmap of whole 32-bit words, as bytes (off the switchover's path: a JS loop). */
+/** The bits set in a bitmap of whole 32-bit words, as bytes (a JS loop: a recovery's pages, and disks' blocks, which a post-copy switchover counts paused). */
 function countBytes(bytes: Uint8Array): number {
   return countBits(new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2));
 }

@@ -9,9 +9,8 @@
 // bad call never reaches the kernel as a trap.
 
 import { readFileSync } from 'node:fs';
-import { setFlagsFromString } from 'node:v8';
 import { ErrorCode, MemshiftError, invalidArgument } from '../errors.js';
-import { startedWith } from '../import-eagerly.js';
+import { compileWasmEagerly } from '../import-eagerly.js';
 
 /** The exports of assembly/index.ts, as JS sees them (i64 ↔ bigint, pointers are byte offsets). */
 export interface KernelExports {
@@ -98,28 +97,13 @@ function moduleFor(variant: KernelVariant): WebAssembly.Module {
     if (!WebAssembly.validate(bytes)) {
       throw new MemshiftError(ErrorCode.WASM_UNAVAILABLE, `this engine cannot run the ${variant} kernels`);
     }
-    mod = compileEagerly(bytes);
+    // Every kernel compiled now, not on its first call (which a switchover's would pay in its downtime).
+    mod = compileWasmEagerly(bytes);
     modules.set(variant, mod);
   }
   return mod;
 }
 
-/**
- * Compiles every kernel as the module is made. V8 compiles WebAssembly lazily by default, each
- * function on its first call (~0.05–0.1 ms for a small kernel here), and the kernels a switchover
- * calls first (filling and masking bitmaps, the digest) would compile inside the guest's downtime.
- * Eagerly, the whole module takes ~1 ms; V8 shares compiled modules between the process's threads
- * (its native module cache), so the threads that compile the same bytes later pay nothing.
- */
-function compileEagerly(bytes: Uint8Array<ArrayBuffer>): WebAssembly.Module {
-  if (startedWith('--no-wasm-lazy-compilation')) return new WebAssembly.Module(bytes);
-  setFlagsFromString('--no-wasm-lazy-compilation');
-  try {
-    return new WebAssembly.Module(bytes);
-  } finally {
-    setFlagsFromString('--wasm-lazy-compilation');
-  }
-}
 
 let preferred: KernelVariant | undefined;
 

@@ -64,7 +64,9 @@ export async function runSetup(run: DestinationRun, hello: Hello): Promise<DestE
   run.target = target;
   // Its vCPU threads load meanwhile; HELLO_ACK waits for them (MemoryTarget.ready). Settled into a
   // value at once: a refusal must not be an unhandled rejection while the setup awaits other things.
-  const targetReady = Promise.resolve(target.ready?.()).then(() => null, (err: unknown) => toMemshiftError(err, ErrorCode.HANDSHAKE_REJECTED, 'ready'));
+  const targetReady = Promise.resolve(target.ready?.()).then(() => null, (err: unknown) => new MemshiftError(
+    ErrorCode.HANDSHAKE_REJECTED, `this destination's guest did not get ready: ${err instanceof Error ? err.message : String(err)}`, { cause: err },
+  ));
   run.record.guestBytes = target.regions.reduce((n, r) => n + r.pageCount * r.pageSize, 0);
   if (run.options.preallocatedMs !== undefined) {
     run.record.prealloc = { enabled: true, ms: run.options.preallocatedMs, beforeMigration: true };
@@ -98,7 +100,7 @@ export async function runSetup(run: DestinationRun, hello: Hello): Promise<DestE
   run.capabilities = capabilities;
   receiveIntoGuest(run, channel);
   const notReady = await targetReady;
-  if (notReady !== null) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, `this destination's guest did not get ready: ${notReady.message}`, { cause: notReady });
+  if (notReady !== null) throw notReady;
   channel.phase = 'pre-copy';
   run.record.setupTimeMs = performance.now() - run.record.startedAt;
   run.passStart = { pages: 0, bytes: run.bytesReceived, at: performance.now() };
