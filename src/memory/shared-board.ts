@@ -26,13 +26,12 @@ export function boardOf(buffer: SharedArrayBuffer): Board {
 export async function waitForChange(board: Board, index: number, from: number, timeoutMs: number): Promise<void> {
   const w = Atomics.waitAsync(board, index, from, timeoutMs);
   if (!w.async) return;
-  // A pending waitAsync does not keep the event loop alive; a timer does, so the wait ends as promised.
-  const keepAlive = setTimeout(() => undefined, timeoutMs + 1);
-  try {
-    await w.value;
-  } finally {
-    clearTimeout(keepAlive);
-  }
+  // A pending waitAsync does not keep the event loop alive, and its own timeout runs on a timer Node
+  // does not count: were it to fire after a timer of ours that only kept the loop alive, the loop
+  // would drain in between and the process (or worker) end mid-wait. Our timer ends the wait itself.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([w.value, new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); })]);
+  clearTimeout(timer);
 }
 
 /**

@@ -36,4 +36,23 @@ test('waitForChange returns at once when the slot already differs: before the ne
   assert.is(Atomics.load(board, 0), 3);
 });
 
+test('waitForChange keeps its thread alive to its timeout, a fraction of a millisecond included', async () => {
+  // Nothing else holds this worker's event loop open: were a wait's timeout to land after the loop
+  // drained, the worker would end without reaching its message.
+  const url = new URL('../../src/memory/shared-board.js', import.meta.url).href;
+  const worker = new Worker(
+    `const { parentPort } = require('node:worker_threads');
+     import(${JSON.stringify(url)}).then(async ({ createBoard, waitForChange }) => {
+       const board = createBoard(1);
+       for (let i = 0; i < 400; i++) await waitForChange(board, 0, 0, [0.7, 1.3, 0.2, 2][i % 4]);
+       parentPort.postMessage('waited');
+     });`,
+    { eval: true },
+  );
+  const said: unknown[] = [];
+  worker.on('message', (m) => said.push(m));
+  await new Promise((r) => worker.once('exit', r));
+  assert.equal(said, ['waited']);
+});
+
 test.run();
