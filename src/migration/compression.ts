@@ -11,13 +11,19 @@
 // changed (xbzrle-sample.ts). On loopback (B ≈ 1.5–4 GB/s against C ≈ 1–2 GB/s) deltas made a 200k
 // pages/s writer's downtime half again as long; on a link of about 1 GB/s or slower they pay.
 //
-// The link's rate is measured on raw passes, over the pass's time less what the source's main thread
-// spent encoding when it encodes inline (the socket was given nothing then; pass.ts); not under LZ4,
-// whose wire rate is the compressed rate, which understates the link when the compressor limits. So a
-// decision to compress holds until a raw measurement says otherwise: it is re-made at each pass start
-// from the best link rate seen. Deltas may be switched off at a pass start but never on again: a page
-// sent raw meanwhile leaves its cache slot behind the destination's copy, and a delta against it would
-// not apply.
+// The link's rate is measured on raw stretches of a pass, over their time less what the source's main
+// thread spent encoding when it encodes inline (the socket was given nothing then; pass.ts). A stretch
+// under LZ4 measures what LZ4 really moves: page bytes carried per wall-clock second (compressing
+// inline is LZ4's own cost). The sample cannot foresee that: the destination decodes every LZ4 page on
+// its main thread, and where the cores are busy (a running vCPU, TLS, a destination faulting its memory
+// in) the pass is bound by CPU, not by the link, and LZ4 only adds to it. The decision takes the lower
+// of the sample's prediction and that measurement, so LZ4 turned on by a prediction goes off again
+// within the pass when it does not deliver (the demo over TLS: 11 s with LZ4 held on, 6.5 s now). A
+// stretch is a window of at least MID_PASS_MS and MID_PASS_BYTES of batches that went out one way; the
+// first of each pass is not measured (the pipeline fills). A pass of deltas only bounds the link from
+// below (its wire rate is small by design). Deltas may be switched off at a pass start but never on
+// again: a page sent raw meanwhile leaves its cache slot behind the destination's copy, and a delta
+// against it would not apply.
 
 /** LZ4 must move pages at least this much faster than raw to be switched on (hysteresis against noise). */
 export const LZ4_GAIN = 1.25;
@@ -72,37 +78,72 @@ export function decideXbzrle(mode: DeltaMode, sample: XbzrleSample | null, linkB
     : { xbzrle: false, xbzrleReason: `XBZRLE off: ${figures}` };
 }
 
-/** The decision for a link measured at `linkBytesPerSecond` (0: not measured yet). */
-export function decideCompression(mode: CompressMode, sample: Lz4Sample | null, linkBytesPerSecond: number): CompressionDecision {
+/**
+ * The decision for a link measured at `linkBytesPerSecond` (0: not measured yet); `lz4Measured`: the
+ * page bytes per second LZ4 moved when last measured on this migration (null: not yet).
+ */
+export function decideCompression(mode: CompressMode, sample: Lz4Sample | null, linkBytesPerSecond: number, lz4Measured: number | null = null): CompressionDecision {
   if (mode === 'none') return { lz4: false, reason: 'compression off (--compress none)' };
   if (mode === 'lz4') return { lz4: true, reason: 'LZ4 on every raw page (--compress lz4)' };
   if (sample === null || sample.pages === 0) return { lz4: false, reason: 'no sample of the guest to judge LZ4 by' };
   if (linkBytesPerSecond <= 0) return { lz4: false, reason: 'link not measured yet' };
-  const withLz4 = encodedRate(sample, linkBytesPerSecond);
-  const figures = `link ${mbs(linkBytesPerSecond)}, LZ4 ${mbs(sample.bytesPerSecond)} at ${(sample.ratio * 100).toFixed(0)} % of the bytes: pages would move at ${mbs(withLz4)} compressed against ${mbs(linkBytesPerSecond)} raw`;
+  const predicted = encodedRate(sample, linkBytesPerSecond);
+  const withLz4 = lz4Measured === null ? predicted : Math.min(predicted, lz4Measured);
+  const measured = lz4Measured === null ? '' : `, measured moving pages at ${mbs(lz4Measured)}`;
+  const figures = `link ${mbs(linkBytesPerSecond)}, LZ4 ${mbs(sample.bytesPerSecond)} at ${(sample.ratio * 100).toFixed(0)} % of the bytes${measured}: pages would move at ${mbs(withLz4)} compressed against ${mbs(linkBytesPerSecond)} raw`;
   return withLz4 >= LZ4_GAIN * linkBytesPerSecond
     ? { lz4: true, reason: `LZ4 on: ${figures}` }
     : { lz4: false, reason: `LZ4 off: ${figures}` };
 }
 
-/** A raw pass judges LZ4 once it has run this long and sent this much (a rate worth trusting). */
+/** A window of a pass is measured once it has run this long and sent this much (a rate worth trusting). */
 export const MID_PASS_MS = 150;
 export const MID_PASS_BYTES = 2 ** 20;
 
+/** What one batch put on the wire: the pass reports each as it goes. */
+export interface BatchSent {
+  wireBytes: number;
+  /** Bytes of the pages it carried with content (zero pages cost the link nothing). */
+  pageBytes: number;
+  /** Whether it was encoded with LZ4 on: what the batch was, whatever the decision is by the time it goes out. */
+  lz4: boolean;
+}
+
+/** A stretch of a pass whose batches went out one way, raw or LZ4. */
+interface Window {
+  lz4: boolean;
+  fromMs: number;
+  fromEncodingMs: number;
+  wireBytes: number;
+  pageBytes: number;
+  /** The pass's first stretch, whatever it sends: the pipeline fills, the destination warms up. */
+  measured: boolean;
+}
+
 /**
- * The source's compression over a migration: the decision now, and the link rate it rests on, kept
- * from what each pass measured. The pass reports what it sends; this decides.
+ * The source's compression over a migration: the decision now, and the rates it rests on, kept from
+ * what each pass measured. The pass reports what it sends; this decides.
  *
- *   passStarting ─► sent (each batch; a raw pass may switch LZ4 on once) ─► passEnded (link rate kept)
+ *   passStarting ─► sent (each batch; each window measured may switch LZ4) ─► passEnded
+ *
+ * A window holds batches of one kind. Batches are encoded ahead of the socket, so after a switch the
+ * old kind keeps going out for a while; the first batch of the other kind starts a new window.
  */
 export class Compression implements CompressionDecision, DeltaDecision {
   lz4: boolean;
   reason: string;
   xbzrle: boolean;
   xbzrleReason: string;
+  /** Wire bytes per second raw pages moved: the link, or whatever else limited them. */
   private linkRate = 0;
-  private rawThroughout = true;
-  private judgedMidPass = false;
+  /** Page bytes per second LZ4 moved when last measured. */
+  private lz4Rate: number | null = null;
+  private deltasThisPass = false;
+  private windowsMeasured = 0;
+  /** Kinds of batch with content this pass sent: a pass of one kind is measured whole when no window was. */
+  private kinds = { raw: false, lz4: false };
+  private window: Window = { lz4: false, fromMs: 0, fromEncodingMs: 0, wireBytes: 0, pageBytes: 0, measured: false };
+  private last = { ms: 0, encodingMs: 0 };
 
   constructor(
     readonly mode: CompressMode, private readonly sample: Lz4Sample | null,
@@ -113,41 +154,75 @@ export class Compression implements CompressionDecision, DeltaDecision {
   }
 
   /**
-   * A pass starts: auto re-decides on the link rate measured so far (deltas only ever go off).
+   * A pass starts: auto re-decides on what was measured so far (deltas only ever go off).
    * `resending`: the pass may send pages as deltas (it is not the first); returns whether it does.
    */
   passStarting(resending = false): boolean {
     if (this.mode === 'auto') this.decide();
     if (this.deltas.mode === 'auto' && this.xbzrle && resending) ({ xbzrle: this.xbzrle, xbzrleReason: this.xbzrleReason } = decideXbzrle('auto', this.deltas.sample, this.linkRate));
-    const deltas = resending && this.xbzrle;
-    // A pass of deltas, like one under LZ4, only bounds the link from below.
-    this.rawThroughout = !this.lz4 && !deltas;
-    this.judgedMidPass = false;
-    return deltas;
-  }
-
-  /** `bytes` sent so far in `ms` of this pass: once a raw pass has measured the link (the first pass is the big one), LZ4 may start mid-pass. */
-  sent(bytes: number, ms: number): void {
-    if (this.mode !== 'auto' || !this.rawThroughout || this.judgedMidPass || ms < MID_PASS_MS || bytes < MID_PASS_BYTES) return;
-    this.judgedMidPass = true;
-    this.linkRate = (bytes * 1000) / ms;
-    this.decide();
-    if (this.lz4) this.rawThroughout = false;
+    this.deltasThisPass = resending && this.xbzrle;
+    this.windowsMeasured = 0;
+    this.kinds = { raw: false, lz4: false };
+    this.window = { lz4: this.lz4, fromMs: 0, fromEncodingMs: 0, wireBytes: 0, pageBytes: 0, measured: false };
+    this.last = { ms: 0, encodingMs: 0 };
+    return this.deltasThisPass;
   }
 
   /**
-   * The pass sent `bytes` in `ms`. A raw pass measured the link itself; under LZ4 or deltas the wire
-   * rate only bounds it from below. A small pass measures latency more than the link: it leaves the
-   * last good measurement alone.
+   * `batch` went out `ms` into the pass, `encodingMs` of which the sending thread spent encoding.
+   * Each window measured re-decides LZ4 (auto, on a pass without deltas).
    */
-  passEnded(bytes: number, ms: number): void {
-    const wireRate = ms > 0 ? (bytes * 1000) / ms : 0;
-    const measured = ms >= MID_PASS_MS || bytes >= MID_PASS_BYTES;
-    if (this.rawThroughout && !this.judgedMidPass && measured) this.linkRate = wireRate;
-    else if (!this.rawThroughout) this.linkRate = Math.max(this.linkRate, wireRate);
+  sent(batch: BatchSent, ms: number, encodingMs = 0): void {
+    const content = batch.pageBytes > 0;
+    if (content) this.kinds[batch.lz4 ? 'lz4' : 'raw'] = true;
+    let w = this.window;
+    if (content && batch.lz4 !== w.lz4) {
+      // The other kind: its window starts where the last batch ended (this batch's own time is in it).
+      w = this.window = { lz4: batch.lz4, fromMs: this.last.ms, fromEncodingMs: this.last.encodingMs, wireBytes: 0, pageBytes: 0, measured: true };
+    }
+    w.wireBytes += batch.wireBytes;
+    w.pageBytes += batch.pageBytes;
+    this.last = { ms, encodingMs };
+    if (this.mode !== 'auto' || this.deltasThisPass || ms - w.fromMs < MID_PASS_MS || w.wireBytes < MID_PASS_BYTES) return;
+    if (w.measured) {
+      this.measured(w.lz4, w.wireBytes, w.pageBytes, ms - w.fromMs, encodingMs - w.fromEncodingMs);
+      this.windowsMeasured++;
+      this.decide();
+    }
+    this.window = { lz4: w.lz4, fromMs: ms, fromEncodingMs: encodingMs, wireBytes: 0, pageBytes: 0, measured: true };
+  }
+
+  /**
+   * The pass sent `wireBytes` carrying `pageBytes` in `ms` (`encodingMs` of it encoding). Where no
+   * window of it was measured and its batches were of one kind, the pass as a whole is; a small pass
+   * measures latency more than the link, and leaves the last good measurement alone. Deltas only
+   * bound the link from below.
+   */
+  passEnded(wireBytes: number, pageBytes: number, ms: number, encodingMs = 0): void {
+    if (this.deltasThisPass) {
+      if (ms - encodingMs > 0) this.linkRate = Math.max(this.linkRate, (wireBytes * 1000) / (ms - encodingMs));
+      return;
+    }
+    if (this.windowsMeasured > 0 || (this.kinds.raw && this.kinds.lz4) || (ms < MID_PASS_MS && wireBytes < MID_PASS_BYTES)) return;
+    // Batches not reported one by one (or none with content): the setting is what went out.
+    const underLz4 = this.kinds.lz4 || (!this.kinds.raw && this.lz4);
+    this.measured(underLz4, wireBytes, pageBytes, ms, encodingMs);
+  }
+
+  /** A stretch under one setting: raw measures the link; LZ4 what LZ4 moves, and the link from below. */
+  private measured(underLz4: boolean, wireBytes: number, pageBytes: number, ms: number, encodingMs: number): void {
+    const linkMs = ms - encodingMs;
+    if (linkMs <= 0) return;
+    const wireRate = (wireBytes * 1000) / linkMs;
+    if (!underLz4) {
+      this.linkRate = wireRate;
+      return;
+    }
+    this.lz4Rate = (pageBytes * 1000) / ms;
+    this.linkRate = Math.max(this.linkRate, wireRate);
   }
 
   private decide(): void {
-    ({ lz4: this.lz4, reason: this.reason } = decideCompression(this.mode, this.sample, this.linkRate));
+    ({ lz4: this.lz4, reason: this.reason } = decideCompression(this.mode, this.sample, this.linkRate, this.lz4Rate));
   }
 }

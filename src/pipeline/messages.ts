@@ -53,6 +53,8 @@ export interface EncodeResult {
   raw: number;
   xbzrle: number;
   lz4: number;
+  /** The request asked for LZ4 (the batch went out the LZ4 way, even where no page of it compressed). */
+  lz4Tried: boolean;
   cacheMisses: number;
   /** Wire segments in the slab's memory: [offset, length]. */
   head: [number, number];

@@ -74,7 +74,7 @@ test('xbzrle auto switches at XBZRLE_GAIN', () => {
 function afterFastFirstPass(deltas: XbzrleSample = DELTAS): Compression {
   const c = new Compression('auto', TEXT, { mode: 'auto', sample: deltas });
   assert.is(c.passStarting(false), false, 'pass 1 sends no deltas');
-  c.passEnded(1e9, 500);
+  c.passEnded(1e9, 1e9, 500);
   return c;
 }
 
@@ -83,8 +83,8 @@ test('a pass of deltas does not measure the link: its few wire bytes per second 
   const c = afterFastFirstPass({ ...DELTAS, bytesPerSecond: 5000 * MB });
   assert.is(c.passStarting(true), true, 'pass 2 sends deltas');
   // Half a second of deltas at 20 MB/s on the wire: mid-pass and at its end.
-  c.sent(10 * MB, 500);
-  c.passEnded(10 * MB, 500);
+  c.sent({ wireBytes: 10 * MB, pageBytes: 200 * MB, lz4: false }, 500);
+  c.passEnded(10 * MB, 200 * MB, 500);
   assert.is(c.lz4, false, 'LZ4 stays off');
   c.passStarting(true);
   assert.is(c.lz4, false, 'and stays off at the next pass start');
@@ -97,7 +97,7 @@ test('xbzrle auto: off once pass 1 measured a link faster than deltas, and never
   assert.is(c.xbzrle, false);
   assert.match(c.xbzrleReason, /^XBZRLE off: link 2000 MB\/s/);
   // The link then measures slow (a raw pass at 50 MB/s): LZ4 may come on, deltas do not.
-  c.passEnded(50 * MB, 1000);
+  c.passEnded(50 * MB, 50 * MB, 1000);
   assert.is(c.passStarting(true), false);
   assert.is(c.lz4, true, 'LZ4 follows the link both ways');
   assert.is(c.xbzrle, false, 'a cache left behind by raw pages cannot carry deltas');
@@ -106,12 +106,94 @@ test('xbzrle auto: off once pass 1 measured a link faster than deltas, and never
 test('xbzrle auto: on over a slow link, off at a later pass start once the link measured fast', () => {
   const c = new Compression('none', null, { mode: 'auto', sample: DELTAS });
   c.passStarting(false);
-  c.passEnded(100 * MB, 1000);
+  c.passEnded(100 * MB, 100 * MB, 1000);
   assert.is(c.passStarting(true), true, '100 MB/s: deltas pay');
-  c.passEnded(50 * MB, 100);
+  c.passEnded(50 * MB, 1000 * MB, 100);
   assert.is(c.passStarting(true), true, 'a delta pass only raises the estimate to its own wire rate (500 MB/s)');
-  c.passEnded(4000 * MB, 1000);
+  c.passEnded(4000 * MB, 4000 * MB, 1000);
   assert.is(c.passStarting(true), false, 'a link measured at 4 GB/s: off');
+});
+
+type Stretch = readonly [ms: number, wireMBs: number, pageMBs: number, kind: 'raw' | 'lz4'];
+
+/** Feeds a pass batch by batch (one each 10 ms): each stretch sends that long at those rates, its batches of that kind. */
+function feed(c: Compression, stretches: readonly Stretch[], at = { ms: 0, wire: 0, pages: 0 }): typeof at {
+  for (const [ms, wire, pages, kind] of stretches) {
+    for (let t = 0; t < ms; t += 10) {
+      const batch = { wireBytes: (wire * MB) / 100, pageBytes: (pages * MB) / 100, lz4: kind === 'lz4' };
+      at = { ms: at.ms + 10, wire: at.wire + batch.wireBytes, pages: at.pages + batch.pageBytes };
+      c.sent(batch, at.ms);
+    }
+  }
+  return at;
+}
+
+test('LZ4 turned on by its prediction goes off within the pass when it moves pages slower than raw did', () => {
+  const c = new Compression('auto', TEXT, { mode: 'off', sample: null });
+  c.passStarting(false);
+  // The first stretch is not measured, however slow (the pipeline fills); the second measures a 50 MB/s
+  // link, against which the sample predicts min(300, 50 / 0.3) = 167 MB/s of pages: on.
+  let at = feed(c, [[150, 10, 10, 'raw'], [150, 50, 50, 'raw']]);
+  assert.is(c.lz4, true);
+  assert.match(c.reason, /^LZ4 on: link 50 MB\/s, LZ4 300 MB\/s at 30 % of the bytes: pages would move at 167 MB\/s/);
+  // Batches encoded raw before the switch still go out, then LZ4's move pages at 40 MB/s (a
+  // destination decoding on a busy core): below 1.25 × 50, off.
+  at = feed(c, [[100, 200, 200, 'raw'], [150, 12, 40, 'lz4']], at);
+  assert.is(c.lz4, false);
+  assert.match(c.reason, /^LZ4 off: link 50 MB\/s, LZ4 300 MB\/s at 30 % of the bytes, measured moving pages at 40 MB\/s: pages would move at 40 MB\/s compressed against 50 MB\/s raw$/);
+  // Raw measures 200 MB/s once LZ4's last batches are out: off it stays, and at the next pass start.
+  at = feed(c, [[100, 12, 40, 'lz4'], [150, 200, 200, 'raw']], at);
+  assert.is(c.lz4, false);
+  c.passEnded(at.wire, at.pages, at.ms);
+  c.passStarting(false);
+  assert.is(c.lz4, false);
+  assert.match(c.reason, /link 200 MB\/s/);
+});
+
+test('LZ4 that delivers on a slow link stays on, and a pass under it raises the link only to its wire rate', () => {
+  const c = new Compression('auto', TEXT, { mode: 'off', sample: null });
+  c.passStarting(false);
+  // A 50 MB/s link; under LZ4 pages move at 150 MB/s (45 MB/s on the wire): on throughout.
+  const at = feed(c, [[150, 50, 50, 'raw'], [150, 50, 50, 'raw'], [450, 45, 150, 'lz4']]);
+  assert.is(c.lz4, true);
+  assert.match(c.reason, /measured moving pages at 150 MB\/s/);
+  c.passEnded(at.wire, at.pages, at.ms);
+  assert.is(c.passStarting(false), false);
+  assert.is(c.lz4, true, 'still on at the next pass start');
+  assert.match(c.reason, /^LZ4 on: link 50 MB\/s/);
+});
+
+test('inline encoding: the link is measured without the time spent encoding, LZ4 with it (compressing is its cost)', () => {
+  const c = new Compression('auto', TEXT, { mode: 'off', sample: null });
+  c.passStarting(false);
+  // Raw: 60 MB in 300 ms, 200 of them encoding: the socket moved it at 600 MB/s (200 by the wall clock,
+  // against which LZ4's 300 would be on).
+  c.passEnded(60 * MB, 60 * MB, 300, 200);
+  c.passStarting(false);
+  assert.is(c.lz4, false);
+  assert.match(c.reason, /link 600 MB\/s/);
+  const d = new Compression('auto', TEXT, { mode: 'off', sample: null });
+  d.passStarting(false);
+  d.passEnded(20 * MB, 20 * MB, 1000);
+  assert.is(d.passStarting(false), false);
+  assert.is(d.lz4, true, 'a 20 MB/s link');
+  // Under LZ4, 20 MB of pages in 1000 ms, 900 of them compressing: 20 MB/s, not 200.
+  d.passEnded(6 * MB, 20 * MB, 1000, 900);
+  d.passStarting(false);
+  assert.is(d.lz4, false);
+  assert.match(d.reason, /measured moving pages at 20 MB\/s/);
+});
+
+test('a pass too short for windows is measured whole; one under LZ4 gives the rate LZ4 moved', () => {
+  const c = new Compression('auto', TEXT, { mode: 'off', sample: null });
+  c.passStarting(false);
+  c.passEnded(20 * MB, 20 * MB, 1000);
+  assert.is(c.passStarting(false), false);
+  assert.is(c.lz4, true, 'a 20 MB/s link: on by the prediction');
+  c.passEnded(10 * MB, 20 * MB, 1000);
+  c.passStarting(false);
+  assert.is(c.lz4, false, 'it moved pages at 20 MB/s, no faster than raw: off');
+  assert.match(c.reason, /measured moving pages at 20 MB\/s/);
 });
 
 test.run();

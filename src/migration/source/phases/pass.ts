@@ -46,10 +46,12 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
   const tPass = performance.now();
   // The link is measured over the pass less the time this thread spent encoding (inline encoders).
   const encodingAtStart = pool.encodingMs;
-  const linkMs = (ms: number): number => ms - (pool.encodingMs - encodingAtStart);
+  const encodingMs = (): number => pool.encodingMs - encodingAtStart;
   const stepsAtStart = run.source.steps;
   let sent = 0;
   let sentBytes = 0;
+  // Bytes of the pages sent with content (zero pages cost the link nothing): what LZ4 is judged by.
+  let contentBytes = 0;
   const c = run.compression;
   const useXbzrle = c.passStarting((capabilities & Capability.XBZRLE) !== 0 && iteration > 1);
   // A cancel ends the pass at the next batch rather than after the whole of guest memory.
@@ -68,12 +70,14 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
     if (sampleDirtying) run.dirtying.sample(performance.now() - run.lastSync, run.tracker.peekDirty());
     sent += r.entries;
     sentBytes += bytes;
+    const content = r.entries > 0 ? (r.pageBytes * (r.raw + r.lz4 + r.xbzrle)) / r.entries : 0;
+    contentBytes += content;
     run.record.bytesTransferred += bytes;
     run.live.remaining = Math.max(0, passStart - sent);
     // Live figure for the progress line; the decision uses the windowed meter.
     const ms = performance.now() - tPass;
     if (run.live.bandwidth === 0 || ms > 100) run.live.bandwidth = (sentBytes * 1000) / Math.max(1, ms);
-    c.sent(sentBytes, linkMs(ms));
+    c.sent({ wireBytes: bytes, pageBytes: content, lz4: r.lz4Tried }, ms, encodingMs());
     run.progress(() => run.snapshot(phase, iteration));
   }, stop).catch(async (e: unknown) => {
     // The blocks' half stops before its next run: a recovery must not mark what is left to send again
@@ -82,7 +86,7 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
     await sendingBlocks.catch(() => undefined);
     throw e;
   });
-  c.passEnded(pass.bytes, linkMs(pass.ms));
+  c.passEnded(pass.bytes, contentBytes, pass.ms, encodingMs());
   run.checkCancel(channel.phase);
   const disks = await sendingBlocks;
   const ended = channel.send(encodeIterationEnd({ iteration, pages: pass.pages, bytes: pass.bytes }));
