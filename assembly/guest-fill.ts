@@ -75,9 +75,11 @@ function fillSparse(dst: usize, pageSize: u32): void {
 
 /**
  * Fills `count` pages at `ptr`, whose first page is page `firstPage` of the guest, for `fill` and
- * `seed`. Zero pages are not written (the memory is fresh). Returns the number of non-zero pages.
+ * `seed`. Zero pages are not written (the memory is fresh). Each page written gets its bit in the
+ * bitmap at `dirty` (0: none), as a write by the guest would: a page never written is never read by
+ * a first pass either. Not atomic: for memory no vCPU runs on yet. Returns the number of non-zero pages.
  */
-export function fillGuestPages(ptr: usize, pageSize: u32, count: u32, firstPage: u32, seed: u64, fill: u32): u32 {
+export function fillGuestPages(ptr: usize, pageSize: u32, count: u32, firstPage: u32, seed: u64, fill: u32, dirty: usize): u32 {
   let written: u32 = 0;
   for (let i: u32 = 0; i < count; i++) {
     const page = firstPage + i;
@@ -89,6 +91,10 @@ export function fillGuestPages(ptr: usize, pageSize: u32, count: u32, firstPage:
     if (kind == KIND_RANDOM) fillRandom(dst, pageSize);
     else if (kind == KIND_TEXT) fillText(dst, pageSize, seed);
     else fillSparse(dst, pageSize);
+    if (dirty != 0) {
+      const word = dirty + (<usize>(i >> 6) << 3);
+      store<u64>(word, load<u64>(word) | (<u64>1 << <u64>(i & 63)));
+    }
     written++;
   }
   return written;

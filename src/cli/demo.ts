@@ -1,5 +1,6 @@
 // `memshift demo`: a live migration on this machine, end to end. The destination runs as a separate
-// process on 127.0.0.1; the source guest runs here with a live progress line. Afterwards both reports
+// process on 127.0.0.1, its RAM allocated and pre-touched before it listens (as a destination
+// hypervisor starts); the source guest runs here with a live progress line. Afterwards both reports
 // are summarised, and the destination's memory is checked against an uninterrupted replay of the same
 // guest: bit for bit, by digest. Both channels run over TLS 1.3 with a pre-shared key made for this
 // run: the default path is the secure one. The destination reads it from a file (mode 0600) in the
@@ -46,17 +47,25 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
   const security = generatePsk('memshift-demo');
   const pskFile = join(dir, 'demo.psk');
   writeFileSync(pskFile, formatPskFile(security.psk.identity, security.psk.key), { mode: 0o600 });
-  const dest = spawn(process.execPath, [CLI_ENTRY, 'dest', '--listen', '127.0.0.1:0', '--psk-file', pskFile, '--report', destReportFile, '--run-steps', String(runSteps), '--quiet'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  // The destination is started as a destination hypervisor is, with its RAM allocated and touched
+  // before anything connects (--memory, --prealloc): it does that while this process fills the guest.
+  const memory = requireString(a, 'memory');
+  const dest = spawn(process.execPath, [
+    CLI_ENTRY, 'dest', '--listen', '127.0.0.1:0', '--psk-file', pskFile, '--report', destReportFile, '--run-steps', String(runSteps),
+    '--memory', memory, '--ram-regions', String(config.ramRegions), '--prealloc', '--quiet',
+  ], { stdio: ['ignore', 'pipe', 'inherit'] });
   const destExit = new Promise<number>((resolve) => dest.on('close', (code) => resolve(code ?? 1)));
+  // Touching memory costs ~10 µs a page on some hosts: up to 30 s a GiB before it listens.
+  const listening = listeningAddress(dest, 'the destination', 30_000 * Math.max(1, config.memoryBytes / 2 ** 30));
+  listening.catch(() => undefined);
   let guest: SimulatedGuest | null = null;
   try {
-    const { port } = parseAddress(await listeningAddress(dest, 'the destination'), 'destination');
-    console.log(`memshift demo: ${mode} migration of a ${requireString(a, 'memory')} ${config.workload} guest (fill ${config.fill}, seed ${config.seed}) to 127.0.0.1:${port}, over TLS 1.3 with a pre-shared key made for this run`);
+    console.log(`memshift demo: ${mode} migration of a ${memory} ${config.workload} guest (fill ${config.fill}, seed ${config.seed}) over TLS 1.3 with a pre-shared key made for this run, to a destination process that pre-allocates its ${memory} meanwhile`);
     const t = performance.now();
     guest = SimulatedGuest.create(config, { cacheBytes: 64 * 2 ** 20 });
-    console.log(`guest filled in ${(performance.now() - t).toFixed(0)} ms; running it for 500 ms before migrating`);
+    console.log(`guest filled in ${(performance.now() - t).toFixed(0)} ms`);
+    const { port } = parseAddress(await listening, 'destination');
+    console.log(`destination ready on 127.0.0.1:${port} after ${(performance.now() - t).toFixed(0)} ms; running the guest for 500 ms before migrating`);
     await guest.resume();
     await new Promise((r) => setTimeout(r, 500));
     // Progress for humans goes to stderr, as in source and dest; the narration and reports to stdout.

@@ -49,13 +49,16 @@ export interface GuestHostOptions {
   replicated?: { holdReply(reply: () => void): void };
 }
 
-/** Fills the RAM regions' slabs with the guest's initial contents, keyed by guest page (not region page). */
-export function fillGuest(memory: GuestMemory, config: GuestConfig): void {
+/**
+ * Fills the RAM regions' slabs with the guest's initial contents, keyed by guest page (not region
+ * page); with `mark`, each page written gets its bit in its slab's dirty bitmap.
+ */
+export function fillGuest(memory: GuestMemory, config: GuestConfig, mark = false): void {
   if (config.fill === 'zero') return;
   let base = 0;
   for (const r of ramRegionsOf(memory.regions).ram) {
     for (const s of memory.slabsOf(r.id)) {
-      kernelsOf(s).raw.fillGuestPages(s.layout.ram, s.layout.pageSize, s.pageCount, base + s.firstPage, BigInt(config.seed), FILL_CODE[config.fill]);
+      kernelsOf(s).raw.fillGuestPages(s.layout.ram, s.layout.pageSize, s.pageCount, base + s.firstPage, BigInt(config.seed), FILL_CODE[config.fill], mark ? s.layout.dirty : 0);
     }
     base += r.pageCount;
   }
@@ -135,9 +138,9 @@ export class SimulatedGuest implements MemorySource, MemoryTarget {
     const temporary = config.disks.length > 0 && host.storage == null ? mkdtempSync(join(tmpdir(), 'memshift-disks-')) : null;
     const storage = host.storage ?? (temporary === null ? null : { diskDir: temporary, shared: false });
     const memory = GuestMemory.allocate(ramRegions(config), options);
-    fillGuest(memory, config);
-    // The fill is a write like any other: marked, so that unwritten pages are exactly the zero ones.
-    if (config.fill !== 'zero') for (const s of memory.allSlabs()) kernelsOf(s).raw.bitmapFill(s.layout.dirty, s.pageCount);
+    // The fill is a write like any other: each page it writes is marked, so that unwritten pages are
+    // exactly the zero ones (and a first pass never reads, nor makes the host allocate, a page never written).
+    fillGuest(memory, config, true);
     const shape = workloadShape(config);
     const guest = new SimulatedGuest(memory, {
       shape, fill: config.fill, seed: config.seed, stepsPerSecond: config.stepsPerSecond, counters: initialCounters(config),

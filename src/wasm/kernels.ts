@@ -56,7 +56,7 @@ export interface KernelExports {
     ram: number, pageSize: number, pageCount: number, regionPageBase: number, keyBase: bigint, regionPage: number,
     expect: bigint, hashes: number, digestPtr: number, present: number, claim: number, scratch: number,
   ): number;
-  fillGuestPages(ptr: number, pageSize: number, count: number, firstPage: number, seed: bigint, fill: number): number;
+  fillGuestPages(ptr: number, pageSize: number, count: number, firstPage: number, seed: bigint, fill: number, dirty: number): number;
 }
 
 /** Result codes of the delta and apply kernels (mirrors assembly/xbzrle.ts and assembly/batch-apply.ts). */

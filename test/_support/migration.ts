@@ -104,18 +104,32 @@ export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
+function replayConfig(c: GuestCase): ReturnType<typeof resolveGuestConfig> {
+  return resolveGuestConfig({
+    memoryBytes: parseSize(c.memory ?? '64MiB', 'memory'), seed: c.seed, fill: c.fill ?? 'mixed', workload: c.workload ?? 'hotset',
+    hotBytes: c.hotSize === undefined ? undefined : parseSize(c.hotSize, 'hotSize'),
+    hotPermille: c.hotShare, ramRegions: c.ramRegions,
+  });
+}
+
+/** Pages of the guest that hold anything but zeros after `steps` steps of its replay. */
+export function nonZeroPages(c: GuestCase, steps: number): number {
+  const reference = replay(replayConfig(c), steps);
+  let n = 0;
+  for (const r of reference.regions) {
+    for (let p = 0; p < r.pageCount; p++) if (reference.pageView(r.id, p).some((b) => b !== 0)) n++;
+  }
+  return n;
+}
+
 /**
  * Compares a RAM image (every RAM region, concatenated in order) with an uninterrupted replay of `steps`
  * steps of the same guest, guest page by guest page across the regions. Returns null when identical,
  * else a description of the first differing page (guest page, and its region and region page).
  */
 export function diffAgainstReplay(image: string, c: GuestCase, steps: number): string | null {
-  const memoryBytes = parseSize(c.memory ?? '64MiB', 'memory');
-  const config = resolveGuestConfig({
-    memoryBytes, seed: c.seed, fill: c.fill ?? 'mixed', workload: c.workload ?? 'hotset',
-    hotBytes: c.hotSize === undefined ? undefined : parseSize(c.hotSize, 'hotSize'),
-    hotPermille: c.hotShare, ramRegions: c.ramRegions,
-  });
+  const config = replayConfig(c);
+  const memoryBytes = config.memoryBytes;
   const bytes = readFileSync(image);
   if (bytes.length !== memoryBytes) return `image has ${bytes.length} bytes, guest ${memoryBytes}`;
   const reference = replay(config, steps);

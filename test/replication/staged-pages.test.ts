@@ -29,7 +29,7 @@ function guest(specs: readonly RegionSpec[], maxSlabBytes = MiB, fill = true): G
   if (fill) {
     for (const r of mem.regions) {
       for (const s of mem.slabsOf(r.id)) {
-        kernelsOf(s).raw.fillGuestPages(s.layout.ram, s.layout.pageSize, s.pageCount, s.firstPage, BigInt(1000 + r.id), 1);
+        kernelsOf(s).raw.fillGuestPages(s.layout.ram, s.layout.pageSize, s.pageCount, s.firstPage, BigInt(1000 + r.id), 1, 0);
       }
     }
   }

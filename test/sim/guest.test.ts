@@ -155,6 +155,26 @@ test('a fresh guest holds the initial fill and has run no step', async () => {
   });
 });
 
+test('a fresh guest marks exactly the pages its fill wrote: a first pass never reads a page never written', async () => {
+  const config = guestConfig({ memoryBytes: ODD_BYTES, seed: 4, fill: 'mixed' });
+  await withGuest(config, SMALL_SLABS, async (g) => {
+    let marked = 0;
+    let zero = 0;
+    for (const s of g.memory.allSlabs()) {
+      const u8 = new Uint8Array(s.memory.buffer);
+      for (let i = 0; i < s.pageCount; i++) {
+        const dirty = (u8[s.layout.dirty + (i >> 3)] >> (i & 7)) & 1;
+        const at = s.layout.ram + i * s.layout.pageSize;
+        const isZero = isZeroBytes(u8.subarray(at, at + s.layout.pageSize));
+        assert.is(dirty, isZero ? 0 : 1, `page ${s.firstPage + i}: ${isZero ? 'zero' : 'written'}, ${dirty ? '' : 'not '}marked`);
+        marked += dirty;
+        zero += isZero ? 1 : 0;
+      }
+    }
+    assert.ok(zero > 0 && marked > 0, `${zero} zero pages, ${marked} marked`);
+  });
+});
+
 // ---- pause, throttle, resume --------------------------------------------------------------------
 
 async function pauseThrottleResume(config: GuestConfig, options: GuestMemoryOptions, checkMidway: boolean): Promise<void> {
