@@ -26,6 +26,7 @@ import type { LinkSecurity } from '../transport/security.js';
 import { formatAddress, type Address } from '../transport/tcp.js';
 import { StagedPages } from './staged-pages.js';
 import { StagedBlocks } from './staged-blocks.js';
+import { SilenceClock } from './silence.js';
 import { encodeDisks } from '../protocol/blocks.js';
 
 export interface ReplicateOptions<O> {
@@ -154,7 +155,8 @@ export async function replicate<O>(source: MemorySource, address: Address, optio
   let baseEndedAt = 0;
   let stepsAtBase = source.steps ?? 0;
   let failure: MemshiftError | null = null;
-  let lastHeard = performance.now();
+  const tickMs = Math.min(HEARTBEAT_MS, standbyTimeoutMs / 4);
+  const silence = new SilenceClock(tickMs, standbyTimeoutMs);
   let lastSent = performance.now();
   let lastAck = 0;
   let ackWaiter: { epoch: number; resolve: () => void } | null = null;
@@ -167,10 +169,12 @@ export async function replicate<O>(source: MemorySource, address: Address, optio
   };
 
   const channel = await Channel.connect(address, { security: options.security, maxBody: Limits.MAX_CONTROL_BODY_BYTES, peer, timeoutMs: options.connectTimeoutMs ?? 10_000 });
+  // The connect had its own timeout: silence counts from here.
+  silence.heard();
   const session = randomBytes(Limits.SESSION_ID_BYTES);
   let helloAcked: (() => void) | null = null;
   const onFrame = (frame: Frame): void => {
-    lastHeard = performance.now();
+    silence.heard();
     switch (frame.type) {
       case FrameType.HELLO_ACK: {
         const ack = decodeHelloAck(frame.buf, frame.bodyOffset, frame.bodyLength);
@@ -226,14 +230,15 @@ export async function replicate<O>(source: MemorySource, address: Address, optio
   };
   const watchdog = setInterval(() => {
     const now = performance.now();
-    if (now - lastHeard > standbyTimeoutMs) {
-      const e = new MemshiftError(ErrorCode.STANDBY_LOST, `${peer} silent for ${Math.round(now - lastHeard)} ms (limit ${standbyTimeoutMs})`, { peer });
+    const silent = silence.overLimit(now);
+    if (silent !== null) {
+      const e = new MemshiftError(ErrorCode.STANDBY_LOST, `${peer} silent for ${Math.round(silent)} ms (limit ${standbyTimeoutMs})`, { peer });
       channel.destroy(e);
       lost(e);
     } else if (now - lastSent >= HEARTBEAT_MS && channel.queuedBytes === 0) {
       send(encodeHeartbeat()).catch(() => undefined);
     }
-  }, Math.min(HEARTBEAT_MS, standbyTimeoutMs / 4));
+  }, tickMs);
   const check = (): void => {
     if (failure !== null) throw failure;
   };

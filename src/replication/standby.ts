@@ -26,6 +26,7 @@ import { Channel } from '../transport/channel.js';
 import type { LinkSecurity } from '../transport/security.js';
 import { StagedPages } from './staged-pages.js';
 import { ReceivedBlocks } from './staged-blocks.js';
+import { SilenceClock } from './silence.js';
 import { decodeDisks } from '../protocol/blocks.js';
 
 export interface StandbyOptions<T extends MemoryTarget> {
@@ -109,7 +110,8 @@ export async function standby<T extends MemoryTarget>(options: StandbyOptions<T>
   /** The epoch whose frames come next: the base's (0) until its END, then the one after the last committed. */
   const due = (): number => (baseDone ? current + 1 : 0);
   const applyMs: number[] = [];
-  let lastHeard = performance.now();
+  const tickMs = Math.min(HEARTBEAT_MS, failoverTimeoutMs / 4);
+  const silence = new SilenceClock(tickMs, failoverTimeoutMs);
   let lastSent = performance.now();
   let channel: Channel | null = null;
   let primary: string | null = null;
@@ -125,18 +127,19 @@ export async function standby<T extends MemoryTarget>(options: StandbyOptions<T>
     const watchdog = setInterval(() => {
       if (channel === null) return;
       const now = performance.now();
-      if (now - lastHeard > failoverTimeoutMs) {
-        end(`nothing heard from ${primary} for ${Math.round(now - lastHeard)} ms (limit ${failoverTimeoutMs})`, false, null);
+      const silent = silence.overLimit(now);
+      if (silent !== null) {
+        end(`nothing heard from ${primary} for ${Math.round(silent)} ms (limit ${failoverTimeoutMs})`, false, null);
         channel.destroy();
       } else if (now - lastSent >= HEARTBEAT_MS) {
         lastSent = now;
         channel.send(encodeHeartbeat()).catch(() => undefined);
       }
-    }, Math.min(HEARTBEAT_MS, failoverTimeoutMs / 4));
+    }, tickMs);
     options.signal?.addEventListener('abort', () => end('cancelled', false, new MemshiftError(ErrorCode.CANCELLED, 'standby cancelled')), { once: true });
 
     const onFrame = (ch: Channel, frame: Frame): void => {
-      lastHeard = performance.now();
+      silence.heard();
       switch (frame.type) {
         case FrameType.DISKS: {
           if (target === null || disks !== null || basePages > 0 || baseDone) throw new MemshiftError(ErrorCode.UNEXPECTED_MESSAGE, 'DISKS after the base began, or twice');
@@ -226,7 +229,8 @@ export async function standby<T extends MemoryTarget>(options: StandbyOptions<T>
       channel = ch;
       ch.phase = 'base copy';
       primary = from;
-      lastHeard = lastSent = performance.now();
+      lastSent = performance.now();
+      silence.heard(lastSent);
       void ch.send(encodeHelloAck({ session: hello.session, capabilities: 0, urgentPort: 0 })).catch(() => undefined);
       log(`replicating the guest of ${primary} (${regions.length} region(s), ${guestBytes} bytes)`);
     };
@@ -314,6 +318,6 @@ export async function standby<T extends MemoryTarget>(options: StandbyOptions<T>
     }
   }
   const resumedAt = performance.now();
-  return { report: report('failover', null, resumedAt - lastHeard, resumedAt - decidedAt, performance.timeOrigin + resumedAt), target: t };
+  return { report: report('failover', null, resumedAt - silence.lastHeardAt, resumedAt - decidedAt, performance.timeOrigin + resumedAt), target: t };
 }
 
