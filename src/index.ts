@@ -318,7 +318,7 @@ export async function receive(options: ReceiveOptions): Promise<DestinationResul
   let preallocatedMs: number | undefined;
   if (prepared !== undefined && options.prealloc === true) {
     const t = performance.now();
-    pretouchRam(prepared);
+    await pretouchRam(prepared);
     preallocatedMs = performance.now() - t;
   }
   const own = !(typeof options.listen === 'object' && options.listen !== null && 'listening' in options.listen);

@@ -41,7 +41,6 @@ export type { DestinationOptions, DestinationResult } from './run.js';
 export const DEFAULT_IDLE_TIMEOUT_MS = 20_000;
 /** How long a session whose link was lost after SWITCHOVER answers the source's queries. */
 export const DEFAULT_CONFIRM_TIMEOUT_MS = 10_000;
-export { pretouch } from './phases/setup.js';
 
 /** How a session ended: its result, and whether it got past setup (a refused guest does not end the wait). */
 export interface SessionEnd {

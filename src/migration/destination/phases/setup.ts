@@ -7,10 +7,10 @@
 
 import { ErrorCode, MemshiftError, toMemshiftError } from '../../../errors.js';
 import type { Slab } from '../../../memory/slab.js';
+import { pretouch } from '../../../memory/pretouch.js';
 import type { MemoryTarget } from '../../../memory/types.js';
 import { Capability, Limits } from '../../../protocol/constants.js';
 import { encodeHelloAck, type Hello } from '../../../protocol/handshake.js';
-import { viewsOf } from '../../../wasm/views.js';
 import { ScratchAgent } from '../../../memory/scratch-agents.js';
 import { BatchApplier } from '../../../pipeline/apply.js';
 import type { FrameLink } from '../../../transport/channel.js';
@@ -20,21 +20,9 @@ import { UrgentListener } from '../urgent-listener.js';
 
 const OUR_CAPABILITIES = Capability.XBZRLE | Capability.LZ4 | Capability.POSTCOPY | Capability.UNWRITTEN_ZERO | Capability.SHARED_STORAGE | Capability.BLOCKS | Capability.POSTCOPY_BLOCKS | Capability.BLOCK_RECOVERY | Capability.ZERO_BLOCKS;
 
-/** Touches every page once so that receiving does not pay the host's first-write cost. */
-export function pretouch(slabs: readonly Slab[]): void {
-  for (const s of slabs) {
-    // A file-backed region's pages are the file's: its owner decides when they are allocated.
-    if (s.file !== null) continue;
-    const { i32 } = viewsOf(s.memory);
-    const words = s.layout.pageSize >>> 2;
-    const base = s.layout.ram >>> 2;
-    for (let p = 0; p < s.pageCount; p++) i32[base + p * words] = 0;
-  }
-}
-
-/** Pre-touches every RAM region of `target`. */
-export function pretouchRam(target: MemoryTarget): void {
-  pretouch(target.regions.filter((r) => r.kind === 'ram').flatMap((r) => [...target.slabsOf(r.id)]));
+/** Pre-touches every RAM region of `target` (memory/pretouch.ts). */
+export function pretouchRam(target: MemoryTarget): Promise<void> {
+  return pretouch(target.regions.filter((r) => r.kind === 'ram').flatMap((r) => [...target.slabsOf(r.id)]));
 }
 
 /** The slab whose arena holds the receive ring. */
@@ -72,7 +60,7 @@ export async function runSetup(run: DestinationRun, hello: Hello): Promise<DestE
     run.record.prealloc = { enabled: true, ms: run.options.preallocatedMs, beforeMigration: true };
   } else if (run.options.prealloc) {
     const t = performance.now();
-    pretouchRam(target);
+    await pretouchRam(target);
     run.record.prealloc = { enabled: true, ms: performance.now() - t, beforeMigration: false };
   } else {
     run.record.prealloc = { enabled: false, ms: 0, beforeMigration: false };
