@@ -4,6 +4,7 @@
 // bytes/s), C what the CPU encodes (page bytes/s) and r the share of a page's bytes left on the wire:
 //
 //   raw pages move at B page-bytes/s;  encoded pages at min(C, B / r)  →  on when that is ≥ GAIN × B
+//   (one thread compressing and sending in turn, as with inline encoders: at 1 / (1/C + r/B))
 //
 // LZ4: C is the encoders' rate together and r is sampled from the guest at the start. XBZRLE: C is one
 // thread's rate through the delta path (the destination decodes every delta on one thread, at about the
@@ -19,8 +20,8 @@
 // in) the pass is bound by CPU, not by the link, and LZ4 only adds to it. The decision takes the lower
 // of the sample's prediction and that measurement, so LZ4 turned on by a prediction goes off again
 // within the pass when it does not deliver (the demo over TLS: 11 s with LZ4 held on, 6.5 s now). A
-// stretch is a window of at least MID_PASS_MS and MID_PASS_BYTES of batches that went out one way; the
-// first of each pass is not measured (the pipeline fills). A pass of deltas only bounds the link from
+// stretch is a run of batches that went out one way, measured whole every MID_PASS_MS once it holds
+// MID_PASS_BYTES; the first of each pass is not measured (the pipeline fills). A pass of deltas only bounds the link from
 // below (its wire rate is small by design). Deltas may be switched off at a pass start but never on
 // again: a page sent raw meanwhile leaves its cache slot behind the destination's copy, and a delta
 // against it would not apply.
@@ -41,12 +42,21 @@ export interface EncodingSample {
   ratio: number;
   pages: number;
 }
-export type Lz4Sample = EncodingSample;
+export interface Lz4Sample extends EncodingSample {
+  /** The thread that sends compresses too (inline encoding): compressing and sending take turns. */
+  serial?: boolean;
+}
 export type XbzrleSample = EncodingSample;
 
-/** Page bytes per second an encoding moves over a link of `linkBytesPerSecond`: its own rate, or the link over its share. */
-function encodedRate(sample: EncodingSample, linkBytesPerSecond: number): number {
-  return Math.min(sample.bytesPerSecond, linkBytesPerSecond / Math.max(sample.ratio, 1e-3));
+/**
+ * Page bytes per second an encoding moves over a link of `linkBytesPerSecond`: its own rate, or the
+ * link over its share, whichever is less; where one thread both encodes and sends, a page costs the
+ * two times one after the other.
+ */
+function encodedRate(sample: Lz4Sample, linkBytesPerSecond: number): number {
+  const ratio = Math.max(sample.ratio, 1e-3);
+  if (sample.serial === true) return 1 / (1 / sample.bytesPerSecond + ratio / linkBytesPerSecond);
+  return Math.min(sample.bytesPerSecond, linkBytesPerSecond / ratio);
 }
 
 export interface CompressionDecision {
@@ -90,7 +100,7 @@ export function decideCompression(mode: CompressMode, sample: Lz4Sample | null, 
   const predicted = encodedRate(sample, linkBytesPerSecond);
   const withLz4 = lz4Measured === null ? predicted : Math.min(predicted, lz4Measured);
   const measured = lz4Measured === null ? '' : `, measured moving pages at ${mbs(lz4Measured)}`;
-  const figures = `link ${mbs(linkBytesPerSecond)}, LZ4 ${mbs(sample.bytesPerSecond)} at ${(sample.ratio * 100).toFixed(0)} % of the bytes${measured}: pages would move at ${mbs(withLz4)} compressed against ${mbs(linkBytesPerSecond)} raw`;
+  const figures = `link ${mbs(linkBytesPerSecond)}, LZ4 ${mbs(sample.bytesPerSecond)}${sample.serial === true ? ' on the sending thread' : ''} at ${(sample.ratio * 100).toFixed(0)} % of the bytes${measured}: pages would move at ${mbs(withLz4)} compressed against ${mbs(linkBytesPerSecond)} raw`;
   return withLz4 >= LZ4_GAIN * linkBytesPerSecond
     ? { lz4: true, reason: `LZ4 on: ${figures}` }
     : { lz4: false, reason: `LZ4 off: ${figures}` };
@@ -109,15 +119,20 @@ export interface BatchSent {
   lz4: boolean;
 }
 
-/** A stretch of a pass whose batches went out one way, raw or LZ4. */
+/**
+ * A stretch of a pass whose batches went out one way, raw or LZ4. It is measured as a whole each time
+ * it has grown by MID_PASS_MS: a rate over the whole stretch, not over its last slice, which on a
+ * shaped link swings 2× either way as the socket's buffers drain in bursts.
+ */
 interface Window {
   lz4: boolean;
   fromMs: number;
   fromEncodingMs: number;
   wireBytes: number;
   pageBytes: number;
-  /** The pass's first stretch, whatever it sends: the pipeline fills, the destination warms up. */
+  /** False for the pass's first stretch, whatever it sends: the pipeline fills, the destination warms up. */
   measured: boolean;
+  judgedAtMs: number;
 }
 
 /**
@@ -142,7 +157,7 @@ export class Compression implements CompressionDecision, DeltaDecision {
   private windowsMeasured = 0;
   /** Kinds of batch with content this pass sent: a pass of one kind is measured whole when no window was. */
   private kinds = { raw: false, lz4: false };
-  private window: Window = { lz4: false, fromMs: 0, fromEncodingMs: 0, wireBytes: 0, pageBytes: 0, measured: false };
+  private window: Window = { lz4: false, fromMs: 0, fromEncodingMs: 0, wireBytes: 0, pageBytes: 0, measured: false, judgedAtMs: 0 };
   private last = { ms: 0, encodingMs: 0 };
 
   constructor(
@@ -163,7 +178,7 @@ export class Compression implements CompressionDecision, DeltaDecision {
     this.deltasThisPass = resending && this.xbzrle;
     this.windowsMeasured = 0;
     this.kinds = { raw: false, lz4: false };
-    this.window = { lz4: this.lz4, fromMs: 0, fromEncodingMs: 0, wireBytes: 0, pageBytes: 0, measured: false };
+    this.window = { lz4: this.lz4, fromMs: 0, fromEncodingMs: 0, wireBytes: 0, pageBytes: 0, measured: false, judgedAtMs: 0 };
     this.last = { ms: 0, encodingMs: 0 };
     return this.deltasThisPass;
   }
@@ -178,18 +193,21 @@ export class Compression implements CompressionDecision, DeltaDecision {
     let w = this.window;
     if (content && batch.lz4 !== w.lz4) {
       // The other kind: its window starts where the last batch ended (this batch's own time is in it).
-      w = this.window = { lz4: batch.lz4, fromMs: this.last.ms, fromEncodingMs: this.last.encodingMs, wireBytes: 0, pageBytes: 0, measured: true };
+      w = this.window = { lz4: batch.lz4, fromMs: this.last.ms, fromEncodingMs: this.last.encodingMs, wireBytes: 0, pageBytes: 0, measured: true, judgedAtMs: this.last.ms };
     }
     w.wireBytes += batch.wireBytes;
     w.pageBytes += batch.pageBytes;
     this.last = { ms, encodingMs };
-    if (this.mode !== 'auto' || this.deltasThisPass || ms - w.fromMs < MID_PASS_MS || w.wireBytes < MID_PASS_BYTES) return;
-    if (w.measured) {
-      this.measured(w.lz4, w.wireBytes, w.pageBytes, ms - w.fromMs, encodingMs - w.fromEncodingMs);
-      this.windowsMeasured++;
-      this.decide();
+    if (this.mode !== 'auto' || this.deltasThisPass || ms - w.judgedAtMs < MID_PASS_MS || w.wireBytes < MID_PASS_BYTES) return;
+    if (!w.measured) {
+      // The warm-up is over: the stretch to measure starts here.
+      this.window = { lz4: w.lz4, fromMs: ms, fromEncodingMs: encodingMs, wireBytes: 0, pageBytes: 0, measured: true, judgedAtMs: ms };
+      return;
     }
-    this.window = { lz4: w.lz4, fromMs: ms, fromEncodingMs: encodingMs, wireBytes: 0, pageBytes: 0, measured: true };
+    this.measured(w.lz4, w.wireBytes, w.pageBytes, ms - w.fromMs, encodingMs - w.fromEncodingMs);
+    this.windowsMeasured++;
+    w.judgedAtMs = ms;
+    this.decide();
   }
 
   /**

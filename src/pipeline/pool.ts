@@ -46,6 +46,8 @@ export class EncoderPool {
   private readonly control: Board;
   /** Batches built at once: the threads, or 1 for the main thread. */
   readonly size: number;
+  /** The main thread encodes each batch itself, between its sends (no encoder threads). */
+  readonly inline: boolean;
   /**
    * Tasks a scheduler keeps started: two per thread, so a worker never waits for its next; one inline,
    * so each batch goes to the socket as soon as it is built (a second built first would only hold back
@@ -65,6 +67,7 @@ export class EncoderPool {
       throw new MemshiftError(ErrorCode.INVALID_ARGUMENT, `encoders must be an integer in [0, ${MAX_ENCODERS}] (got ${threads})`, { field: 'encoders', value: threads });
     }
     this.size = Math.max(1, threads);
+    this.inline = threads === 0;
     this.tasksInFlight = threads === 0 ? 1 : 2 * threads;
     this.control = createBoard(EncoderBoard.SLOTS);
     Atomics.store(this.control, EncoderBoard.NEXT_AGENT, ScratchAgent.FIRST_ENCODER);

@@ -46,6 +46,17 @@ test('auto switches at LZ4_GAIN: just below it off, at it on', () => {
   assert.is(decideCompression('auto', { ...at, bytesPerSecond: at.bytesPerSecond * 0.99 }, 100 * MB).lz4, false);
 });
 
+test('one thread compressing and sending in turn: the times add, so LZ4 pays only well below the compressor', () => {
+  const serial: Lz4Sample = { ...TEXT, serial: true };
+  // 12.5 MB/s: 1 / (1/300 + 0.3/12.5) = 36.6 MB/s of pages against 12.5 raw: on.
+  const slow = decideCompression('auto', serial, 12.5 * MB);
+  assert.is(slow.lz4, true);
+  assert.match(slow.reason, /LZ4 300 MB\/s on the sending thread at 30 % of the bytes: pages would move at 37 MB\/s/);
+  // 200 MB/s: encoder threads would move min(300, 667) = 300 (on); one thread 1 / (1/300 + 0.3/200) = 207 (off).
+  assert.is(decideCompression('auto', TEXT, 200 * MB).lz4, true);
+  assert.is(decideCompression('auto', serial, 200 * MB).lz4, false);
+});
+
 const DELTAS: XbzrleSample = { bytesPerSecond: 1000 * MB, ratio: 0.05, pages: 256 };
 
 test('xbzrle on and off are what they say; auto is on until it has a sample and a link rate', () => {

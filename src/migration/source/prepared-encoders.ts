@@ -46,7 +46,7 @@ export class PreparedEncoders {
     const faultThread = postcopy ? UrgentConnector.warm() : null;
     try {
       await pool.ready();
-      const samples = { lz4: sampleLz4(slabs, pool.size), xbzrle: sampleXbzrle(slabs), at: performance.now() };
+      const samples = { lz4: sampleLz4(slabs, pool.size, pool.inline), xbzrle: sampleXbzrle(slabs), at: performance.now() };
       return new PreparedEncoders(slabs, pool, faultThread, samples);
     } catch (err) {
       await pool.close().catch(() => undefined);
