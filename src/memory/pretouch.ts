@@ -74,7 +74,8 @@ function shares(ranges: readonly TouchRange[], pages: number, n: number): TouchR
   return out;
 }
 
-function touchOnThread(share: readonly TouchRange[]): Promise<void> {
+/** Touches `share` on a worker thread of its own; settles when it is done. */
+export function touchOnThread(share: readonly TouchRange[]): Promise<void> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(new URL('./pretouch-thread.js', import.meta.url), { workerData: share });
     let failure: unknown = null;

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GuestMemory } from '../../src/memory/guest-memory.js';
-import { PARALLEL_FROM_PAGES, pretouch } from '../../src/memory/pretouch.js';
+import { PARALLEL_FROM_PAGES, pretouch, touchOnThread } from '../../src/memory/pretouch.js';
 
 const MiB = 2 ** 20;
 
@@ -35,5 +35,19 @@ for (const threads of [1, 3]) {
     }
   });
 }
+
+test('a range touched on a thread of its own (the XBZRLE caches of a source, beside pass 1) becomes resident', async () => {
+  const guest = freshGuest(48 * MiB);
+  const [first, second] = guest.allSlabs();
+  const before = residentBytes();
+  // Part of one slab and all of the next: only those pages.
+  await touchOnThread([
+    { memory: first.memory, ram: first.layout.ram, pageSize: 4096, from: 1024, to: first.pageCount },
+    { memory: second.memory, ram: second.layout.ram, pageSize: 4096, from: 0, to: second.pageCount },
+  ]);
+  const pages = first.pageCount - 1024 + second.pageCount;
+  const grown = residentBytes() - before;
+  assert.ok(grown >= pages * 4096 * 0.95, `resident memory grew by ${(grown / MiB).toFixed(1)} MiB for ${pages * 4096 / MiB} MiB touched`);
+});
 
 test.run();

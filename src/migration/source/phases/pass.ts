@@ -41,6 +41,8 @@ export async function sendBlocks(run: SourceRun, stopped?: () => boolean): Promi
  */
 export async function sendPass(run: SourceRun, iteration: number, label: string, phase: 'precopy' | 'stop-and-copy', deadline = Infinity): Promise<IterationRecord> {
   const { channel, sender, capabilities, pool } = run.established;
+  // Long done by now but on a host far slower than this one (handshake.ts).
+  if (iteration > 1 && run.cacheTouched !== null) await run.cacheTouched;
   channel.phase = `${label} pass ${iteration}`;
   const passStart = run.live.remaining;
   const tPass = performance.now();
