@@ -114,7 +114,7 @@ test('replication: the primary answers only from committed epochs; when it dies,
   lan = createLan();
   const c: GuestCase = { seed: 63, memory: '32MiB' };
   const standby = memshift([
-    'standby', '--listen', `${lan.destAddress}:7302`, '--insecure', '--guest-dev', 'g0', '--failover-timeout', '300', '--run-steps', '250000', '--quiet',
+    'standby', '--listen', `${lan.destAddress}:7302`, '--insecure', '--guest-dev', 'g0', '--failover-timeout', '300', '--run-steps', '250000',
     '--report', dir.file('standby.json'), '--dump-memory', dir.file('standby.img'),
   ], {}, { netns: lan.dest });
   await waitForOutput(standby, (t) => t.includes('listening on'));
@@ -124,7 +124,11 @@ test('replication: the primary answers only from committed epochs; when it dies,
     '--guest-ip', `${GUEST_IP}/24`, '--guest-mac', GUEST_MAC, '--guest-port', String(SERVICE_PORT), '--guest-dev', 'g0', '--epoch-ms', '25',
     '--warmup', '1000', '--quiet',
   ], {}, { netns: lan.source });
-  await new Promise((r) => setTimeout(r, 2500));
+  // Killed 1.5 s (some 60 epochs) after the base copy arrived, not at a fixed time from its start: on a
+  // host slow to fault memory in, the start and the base copy took most of 2.5 s, and the kill came
+  // before any epoch was committed.
+  await waitForOutput(standby, (t) => t.includes('base copy'), 30_000);
+  await new Promise((r) => setTimeout(r, 1500));
   const killedAt = Date.now();
   primary.proc.kill('SIGKILL');
   const s = await standby.done;
