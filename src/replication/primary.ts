@@ -27,6 +27,7 @@ import { formatAddress, type Address } from '../transport/tcp.js';
 import { StagedPages } from './staged-pages.js';
 import { StagedBlocks } from './staged-blocks.js';
 import { SilenceClock } from './silence.js';
+import { touchOnThread } from '../memory/pretouch.js';
 import { encodeDisks } from '../protocol/blocks.js';
 
 export interface ReplicateOptions<O> {
@@ -146,6 +147,9 @@ export async function replicate<O>(source: MemorySource, address: Address, optio
   if (source.regions.some((r) => r.pageSize !== pageSize)) throw new MemshiftError(ErrorCode.INVALID_ARGUMENT, 'replication needs one page size across the guest\'s regions', { field: 'source' });
   const guestBytes = source.regions.reduce((n, r) => n + r.pageCount * r.pageSize, 0);
   const staging = new StagedPages(pageSize, Math.min(options.stagingBytes ?? 2 ** 30, guestBytes), Math.min(options.cacheBytes ?? 2 ** 28, guestBytes));
+  // Touched by a worker during the connect and handshake, not by the base copy's first chunk, which
+  // sent nothing for ~200 ms on a host slow to fault memory in (a touch that fails leaves it there).
+  const stagingTouched = touchOnThread(staging.freshMemory()).catch(() => undefined);
   const peer = `standby ${formatAddress(address)}`;
   const records: EpochRecord[] = [];
   const inFlight: InFlight<O>[] = [];
@@ -285,6 +289,7 @@ export async function replicate<O>(source: MemorySource, address: Address, optio
     // runs; then, as pre-copy does, the pages written meanwhile, pass after pass while that shrinks
     // them fast, so that the first paused epoch holds an epoch's worth and not the whole base's.
     channel.phase = 'base copy';
+    await stagingTouched;
     const baseStart = performance.now();
     tracker.startFullPass(source.unwrittenPagesAreZero === true);
     const chunk = Math.max(1, Math.floor(BASE_CHUNK_BYTES / pageSize));

@@ -14,6 +14,7 @@
 // Encoding compacts each run's payload in place: the write point never passes the page being read,
 // whose hash is taken and cache slot refreshed before its bytes may be overwritten.
 
+import type { TouchRange } from '../memory/pretouch.js';
 import { ErrorCode, MemshiftError } from '../errors.js';
 import { pageOffset, viewsOfSlab, type Slab } from '../memory/slab.js';
 import type { GuestMemoryView } from '../memory/types.js';
@@ -58,6 +59,15 @@ export class StagedPages {
   private readonly cacheTags: Float64Array;
   private readonly data: number;
   count = 0;
+
+  /**
+   * Its delta cache and first staged pages, for a thread to touch before they are first written (in a
+   * staging call that runs to its end: on hosts slow to fault memory in, ~200 ms without a frame sent).
+   */
+  freshMemory(): TouchRange[] {
+    const HOST_PAGE = 4096;
+    return [{ memory: this.memory, ram: this.cache, pageSize: HOST_PAGE, from: 0, to: Math.floor((this.memory.buffer.byteLength - this.cache) / HOST_PAGE) }];
+  }
 
   /** `cacheBytes` > 0 (the primary): pages are delta-encoded against the version last sent. */
   constructor(pageSize: number, capacityBytes: number, cacheBytes = 0) {

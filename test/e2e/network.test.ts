@@ -114,7 +114,10 @@ test('replication: the primary answers only from committed epochs; when it dies,
   lan = createLan();
   const c: GuestCase = { seed: 63, memory: '32MiB' };
   const standby = memshift([
-    'standby', '--listen', `${lan.destAddress}:7302`, '--insecure', '--guest-dev', 'g0', '--failover-timeout', '300', '--run-steps', '250000',
+    // A failover timeout of 1 s, not 300 ms: the primary's base copy writes its staging and delta cache
+    // for the first time in synchronous chunks, and on a host slow to fault memory in it sent nothing
+    // for 350 ms once (the standby then had no epoch to fail over to).
+    'standby', '--listen', `${lan.destAddress}:7302`, '--insecure', '--guest-dev', 'g0', '--failover-timeout', '1000', '--run-steps', '250000',
     '--report', dir.file('standby.json'), '--dump-memory', dir.file('standby.img'),
   ], {}, { netns: lan.dest });
   await waitForOutput(standby, (t) => t.includes('listening on'));
