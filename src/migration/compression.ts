@@ -19,12 +19,12 @@
 // its main thread, and where the cores are busy (a running vCPU, TLS, a destination faulting its memory
 // in) the pass is bound by CPU, not by the link, and LZ4 only adds to it. The decision takes the lower
 // of the sample's prediction and that measurement, so LZ4 turned on by a prediction goes off again
-// within the pass when it does not deliver (the demo over TLS: 11 s with LZ4 held on, 6.5 s now). A
-// stretch is a run of batches that went out one way, measured whole every MID_PASS_MS once it holds
-// MID_PASS_BYTES; the first of each pass is not measured (the pipeline fills). A pass of deltas only bounds the link from
-// below (its wire rate is small by design). Deltas may be switched off at a pass start but never on
-// again: a page sent raw meanwhile leaves its cache slot behind the destination's copy, and a delta
-// against it would not apply.
+// within the pass when it does not deliver (the demo over TLS took 11 s with LZ4 held on, 6.5 s
+// once it went off). A stretch is a run of batches that went out one way, measured whole every
+// MID_PASS_MS once it holds MID_PASS_BYTES; the first of each pass is not measured (the pipeline
+// fills). A pass of deltas only bounds the link from below (its wire rate is small by design). Deltas
+// may be switched off at a pass start but never on again: a page sent raw meanwhile leaves its cache
+// slot behind the destination's copy, and a delta against it would not apply.
 
 /** LZ4 must move pages at least this much faster than raw to be switched on (hysteresis against noise). */
 export const LZ4_GAIN = 1.25;
