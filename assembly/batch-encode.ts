@@ -34,14 +34,17 @@ import { zeroPageHash } from './zero-hash';
  * Encodes pages marked in `snapshot` within slab pages [from, to), clearing each bit it consumes
  * (atomically, a word at a time: a page whose bit another thread cleared first is skipped),
  * until the range ends, `maxEntries` entries are written, or the payload could not take one more raw
- * page. XBZRLE is used when `cacheSlots` > 0 (never in the first pass: the caller passes 0).
+ * page. XBZRLE is used when `cacheSlots` > 0 (never in the first pass: the caller passes 0). With
+ * `cacheReadOnly` (the final pass: no pass follows to use what it would store) a page in the cache
+ * goes as a delta and the cache is left as it is: no slot written, no tag moved, so a cache that no
+ * pass filled yet is never written for the first time inside the downtime.
  * Returns the entry count; details go to the u32s at `result` (see R_*).
  */
 export function encodePages(
   ram: usize, pageSize: u32, snapshot: usize, from: u32, to: u32,
   regionPageBase: u32, keyBase: u64, hashes: usize, digestPtr: usize,
   entries: usize, maxEntries: u32, payload: usize, payloadLimit: u32,
-  cache: usize, cacheTags: usize, cacheSlots: u32, scratch: usize, deltaLimit: u32,
+  cache: usize, cacheTags: usize, cacheSlots: u32, cacheReadOnly: u32, scratch: usize, deltaLimit: u32,
   result: usize,
 ): u32 {
   const zeroHash = zeroPageHash(pageSize);
@@ -80,6 +83,28 @@ export function encodePages(
       if (isZeroPage(src, pageSize)) {
         encoding = ENCODING_ZERO; size = 0; hash = zeroHash;
       } else {
+        hash = copyAndHash(out, src, pageSize);
+      }
+    } else if (cacheReadOnly != 0) {
+      // Nothing writes the cache in this pass, so a slot tagged for this page holds what was sent.
+      const slotIndex = page % cacheSlots;
+      if (atomic.load<u32>(cacheTags + (<usize>slotIndex << 2)) == page + 1) {
+        hash = copyAndHash(scratch, src, pageSize);
+        if (hash == zeroHash && isZeroPage(scratch, pageSize)) {
+          encoding = ENCODING_ZERO; size = 0;
+        } else {
+          const room = payloadLimit - used;
+          const d = xorDeltaEncode(cache + <usize>slotIndex * pageSize, scratch, pageSize, out, deltaLimit < room ? deltaLimit : room);
+          if (d >= 0) {
+            encoding = ENCODING_XBZRLE; size = <u32>d;
+          } else {
+            memory.copy(out, scratch, pageSize);
+          }
+        }
+      } else if (isZeroPage(src, pageSize)) {
+        encoding = ENCODING_ZERO; size = 0; hash = zeroHash;
+      } else {
+        misses++;
         hash = copyAndHash(out, src, pageSize);
       }
     } else {

@@ -20,12 +20,15 @@ export interface TouchRange {
   to: number;
 }
 
-/** Writes a zero into each page of `range`: only for memory nothing has written yet. */
+/**
+ * Writes each page of `range` once: an atomic add of zero, a write the host must back with memory that
+ * changes no byte, so that other threads may write the same pages meanwhile.
+ */
 export function touchPages(range: TouchRange): void {
   const i32 = new Int32Array(range.memory.buffer);
   const words = range.pageSize >>> 2;
   const base = range.ram >>> 2;
-  for (let p = range.from; p < range.to; p++) i32[base + p * words] = 0;
+  for (let p = range.from; p < range.to; p++) Atomics.add(i32, base + p * words, 0);
 }
 
 /** Below this many pages one thread does it all: a worker's start costs about what it would save. */

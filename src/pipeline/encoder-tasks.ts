@@ -43,12 +43,12 @@ export function encodeInto(slabs: readonly Slab[], keyBases: readonly bigint[], 
   const scratch = scratchSlot(L, agent);
   const entries = chunkEntriesOffset(req.chunk);
   const payload = chunkPayloadOffset(req.chunk, req.maxEntries);
-  const useCache = req.xbzrle && L.cacheSlots > 0;
+  const useCache = req.cache !== 'off' && L.cacheSlots > 0;
   const n = k.encodePages(
     ram, L.pageSize, L.snapshot, from, to,
     slab.firstPage, keyBases[req.slab], L.hashes, L.control + CONTROL_DIGEST,
     entries, req.maxEntries, payload, req.payloadLimit,
-    L.cache, L.cacheTags, useCache ? L.cacheSlots : 0, scratch.page, XBZRLE.keepLimit(L.pageSize),
+    L.cache, L.cacheTags, useCache ? L.cacheSlots : 0, req.cache === 'read-only' ? 1 : 0, scratch.page, XBZRLE.keepLimit(L.pageSize),
     scratch.result,
   );
   const { u32, u8 } = viewsOf(slab.memory);

@@ -21,6 +21,12 @@ export interface EncoderWorkerData {
   keyBases: string[];
 }
 
+/**
+ * How a pass uses the XBZRLE cache: not at all (the first pass, or deltas off), deltas against it and
+ * every page sent stored in it, or deltas against it and nothing stored (the final pass).
+ */
+export type CacheUse = 'off' | 'read-write' | 'read-only';
+
 export interface EncodeRequest {
   slab: number;
   /** Slab-local page range [from, to) scanned in the slab's snapshot bitmap. */
@@ -31,8 +37,8 @@ export interface EncodeRequest {
   maxEntries: number;
   payloadLimit: number;
   iteration: number;
-  /** Use the XBZRLE cache (never in the first pass). */
-  xbzrle: boolean;
+  /** The XBZRLE cache: not used (the first pass), used and updated, or read only (the final pass). */
+  cache: CacheUse;
   /** Try LZ4 on raw pages. */
   lz4: boolean;
 }

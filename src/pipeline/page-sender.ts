@@ -7,6 +7,7 @@
 //                                                      └─► encoder pool (pool.ts)
 
 import type { Slab } from '../memory/slab.js';
+import type { CacheUse } from './messages.js';
 import { BatchWriter, type ByteLimiter, type OnBatch, type PassResult, type SegmentSink } from './batch-writer.js';
 import { ChunkRing } from './chunk-ring.js';
 import { PassScheduler, type Encoder } from './pass-scheduler.js';
@@ -27,8 +28,8 @@ export class PageSender {
   }
 
   /** One pass over every page in the snapshots (pass-scheduler.ts). */
-  sendPass(iteration: number, xbzrle: boolean, onBatch?: OnBatch, stop?: () => boolean): Promise<PassResult> {
-    return this.passes.sendPass(iteration, xbzrle, onBatch, stop);
+  sendPass(iteration: number, cache: CacheUse, onBatch?: OnBatch, stop?: () => boolean): Promise<PassResult> {
+    return this.passes.sendPass(iteration, cache, onBatch, stop);
   }
 
   /** Pages still marked in the snapshots (not yet taken by a push or a fault answer). */

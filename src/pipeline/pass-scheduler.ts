@@ -13,7 +13,7 @@
 import { kernelsOf, type Slab } from '../memory/slab.js';
 import { emptyPassResult, type BatchWriter, type OnBatch, type PassResult } from './batch-writer.js';
 import { CHUNK_ENTRIES, type ChunkRing } from './chunk-ring.js';
-import type { EncodeRequest, EncodeResult } from './messages.js';
+import type { CacheUse, EncodeRequest, EncodeResult } from './messages.js';
 
 export type { PassResult } from './batch-writer.js';
 
@@ -57,7 +57,7 @@ export class PassScheduler {
    * `stop()` says so (asked before each task), no task starts: the pass resolves when those in flight
    * are written, and the pages it did not reach stay marked in the snapshots.
    */
-  sendPass(iteration: number, xbzrle: boolean, onBatch?: OnBatch, stop?: () => boolean): Promise<PassResult> {
+  sendPass(iteration: number, cache: CacheUse, onBatch?: OnBatch, stop?: () => boolean): Promise<PassResult> {
     const t0 = performance.now();
     const segments: Segment[] = [];
     this.slabs.forEach((s, i) => {
@@ -115,7 +115,7 @@ export class PassScheduler {
         tasks++;
         this.pool.encode({
           slab: seg.slab, from: seg.cursor, to: seg.end, chunk, maxEntries: CHUNK_ENTRIES,
-          payloadLimit: this.ring.payloadLimit(seg.slab), iteration, xbzrle, lz4: this.options.lz4(),
+          payloadLimit: this.ring.payloadLimit(seg.slab), iteration, cache, lz4: this.options.lz4(),
         }).then((r) => {
           tasks--;
           seg.busy = false;

@@ -157,7 +157,7 @@ export class PushScheduler {
     return (async () => {
       try {
         const r = await this.pool.encode({
-          slab: t.slab, from: t.from, to: t.to, chunk, maxEntries, payloadLimit, iteration: options.iteration, xbzrle: false, lz4: this.options.lz4(),
+          slab: t.slab, from: t.from, to: t.to, chunk, maxEntries, payloadLimit, iteration: options.iteration, cache: 'off', lz4: this.options.lz4(),
         });
         if (r.entries > 0) {
           this.ring.writing(t.slab, chunk);

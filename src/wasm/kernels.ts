@@ -44,7 +44,7 @@ export interface KernelExports {
     ram: number, pageSize: number, snapshot: number, from: number, to: number,
     regionPageBase: number, keyBase: bigint, hashes: number, digestPtr: number,
     entries: number, maxEntries: number, payload: number, payloadLimit: number,
-    cache: number, cacheTags: number, cacheSlots: number, scratch: number, deltaLimit: number,
+    cache: number, cacheTags: number, cacheSlots: number, cacheReadOnly: number, scratch: number, deltaLimit: number,
     result: number,
   ): number;
   applyPages(

@@ -62,11 +62,11 @@ function fillRam(h: Host, seed: number): void {
   }
 }
 
-function encode(h: Host, opts: { from?: number; to?: number; maxEntries?: number; payloadLimit?: number; cacheSlots?: number; deltaLimit?: number } = {}): Encoded {
+function encode(h: Host, opts: { from?: number; to?: number; maxEntries?: number; payloadLimit?: number; cacheSlots?: number; cacheReadOnly?: boolean; deltaLimit?: number } = {}): Encoded {
   const n = h.k.raw.encodePages(
     RAM, PS, SNAPSHOT, opts.from ?? 0, opts.to ?? PAGES, BASE, KEYBASE, HASHES, DIGEST,
     ENTRIES, opts.maxEntries ?? PAGES, PAYLOAD, opts.payloadLimit ?? PAGES * PS,
-    CACHE, TAGS, opts.cacheSlots ?? 0, SCRATCH, opts.deltaLimit ?? PS, RESULT,
+    CACHE, TAGS, opts.cacheSlots ?? 0, opts.cacheReadOnly === true ? 1 : 0, SCRATCH, opts.deltaLimit ?? PS, RESULT,
   );
   const r = (i: number): number => h.dv.getUint32(RESULT + i * 4, true);
   const entries: Entry[] = [];
@@ -186,8 +186,11 @@ batch('maxEntries, payloadLimit and [from, to) split the work, and nextPage resu
   }
 });
 
-/** Two passes with an XBZRLE cache; returns both hosts after both passes were applied. */
-function twoPasses(v: KernelVariant): { src: Host; dst: Host; second: Encoded; prev: Uint8Array[]; changed: Map<number, string> } {
+/**
+ * Two passes with an XBZRLE cache, the second read-only when asked (a final pass); returns both hosts
+ * and the cache and its tags as they were before the second pass.
+ */
+function twoPasses(v: KernelVariant, cacheReadOnly = false): { src: Host; dst: Host; second: Encoded; prev: Uint8Array[]; changed: Map<number, string>; cacheBefore: Uint8Array } {
   const src = host(v);
   const dst = host(v);
   fillRam(src, 4);
@@ -208,8 +211,14 @@ function twoPasses(v: KernelVariant): { src: Host; dst: Host; second: Encoded; p
   src.u8.fill(0, RAM + 13 * PS, RAM + 14 * PS);
   at(3, 17, 0x09); // page 3 was zero: not cached
   for (const p of changed.keys()) src.k.raw.bitmapSet(SNAPSHOT, p);
-  const second = encode(src, { cacheSlots: 64, deltaLimit: PS / 4 });
-  return { src, dst, second, prev, changed };
+  const cacheBefore = cacheBytes(src);
+  const second = encode(src, { cacheSlots: 64, cacheReadOnly, deltaLimit: PS / 4 });
+  return { src, dst, second, prev, changed, cacheBefore };
+}
+
+/** A copy of the 64-slot cache and its tags. */
+function cacheBytes(h: Host): Uint8Array {
+  return Uint8Array.from([...h.u8.subarray(CACHE, CACHE + 64 * PS), ...h.u8.subarray(TAGS, TAGS + 64 * 4)]);
 }
 
 batch('a second pass with a cache sends changed pages as XBZRLE deltas that rebuild them on the target', () => {
@@ -235,6 +244,30 @@ batch('a second pass with a cache sends changed pages as XBZRLE deltas that rebu
     const a = apply(dst, second.entryBytes, second.payload);
     assert.equal(a, { off: second.used, applied: 8, duplicates: 0, stop: 8, code: 0 }, `${v} apply`);
     assertSameMemory(src, dst, v);
+  }
+});
+
+batch('a final pass reads the cache and writes nothing to it: the same deltas, every slot and tag as it was', () => {
+  for (const v of VARIANTS) {
+    const updating = twoPasses(v).second;
+    const { src, dst, second, cacheBefore } = twoPasses(v, true);
+    assert.equal([second.n, second.zeros, second.raws, second.deltas, second.misses], [8, 1, 2, 5, 1], `${v} counts`);
+    assert.equal(second.entries, updating.entries, `${v}: the entries a pass that updates the cache sends`);
+    assert.is(firstDifference(second.payload, updating.payload), -1, `${v}: the same payload`);
+    assert.is(firstDifference(cacheBytes(src), cacheBefore), -1, `${v}: the cache and its tags unchanged`);
+    assert.is(apply(dst, second.entryBytes, second.payload).code, 0, `${v} apply`);
+    assertSameMemory(src, dst, v);
+  }
+});
+
+batch('a final pass over a cache no pass filled sends every page raw or zero and leaves the cache unwritten', () => {
+  for (const v of VARIANTS) {
+    const src = host(v);
+    fillRam(src, 6);
+    src.k.raw.bitmapFill(SNAPSHOT, PAGES);
+    const e = encode(src, { cacheSlots: 64, cacheReadOnly: true });
+    assert.equal([e.zeros, e.raws, e.deltas, e.misses], [PAGES / 3, PAGES - PAGES / 3, 0, PAGES - PAGES / 3], `${v} counts`);
+    assert.ok(cacheBytes(src).every((b) => b === 0), `${v}: the cache never written`);
   }
 });
 

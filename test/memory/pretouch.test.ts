@@ -36,7 +36,7 @@ for (const threads of [1, 3]) {
   });
 }
 
-test('a range touched on a thread of its own (the XBZRLE caches of a source, beside pass 1) becomes resident', async () => {
+test('a range touched on a thread of its own (the XBZRLE caches of a source, beside a pass) becomes resident', async () => {
   const guest = freshGuest(48 * MiB);
   const [first, second] = guest.allSlabs();
   const before = residentBytes();
@@ -48,6 +48,23 @@ test('a range touched on a thread of its own (the XBZRLE caches of a source, bes
   const pages = first.pageCount - 1024 + second.pageCount;
   const grown = residentBytes() - before;
   assert.ok(grown >= pages * 4096 * 0.95, `resident memory grew by ${(grown / MiB).toFixed(1)} MiB for ${pages * 4096 / MiB} MiB touched`);
+});
+
+test('touching changes no byte: a page written before or while it is touched keeps what was written', async () => {
+  const guest = freshGuest(24 * MiB);
+  const [slab] = guest.allSlabs();
+  const u8 = new Uint8Array(slab.memory.buffer);
+  const at = (page: number): number => slab.layout.ram + page * 4096;
+  // The first word of every 7th page (the word a touch writes) holds something before the touch.
+  for (let p = 0; p < slab.pageCount; p += 7) u8.fill(0xa5, at(p), at(p) + 8);
+  const touched = touchOnThread([{ memory: slab.memory, ram: slab.layout.ram, pageSize: 4096, from: 0, to: slab.pageCount }]);
+  // And pages written from here while the worker runs.
+  for (let p = 3; p < slab.pageCount; p += 7) u8.fill(0x5a, at(p), at(p) + 8);
+  await touched;
+  for (let p = 0; p < slab.pageCount; p++) {
+    const want = p % 7 === 0 ? 0xa5 : p % 7 === 3 ? 0x5a : 0;
+    for (let i = 0; i < 8; i++) if (u8[at(p) + i] !== want) assert.unreachable(`page ${p} byte ${i}: ${u8[at(p) + i]}, written ${want}`);
+  }
 });
 
 test.run();

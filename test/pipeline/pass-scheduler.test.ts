@@ -40,7 +40,7 @@ for (const encoders of [2, 0]) {
     const channel = new RecordingChannel();
     const { passes } = scheduler(mem, channel, encoders);
     const batches: number[] = [];
-    const r = await passes.sendPass(1, false, (b) => batches.push(b.entries));
+    const r = await passes.sendPass(1, 'off', (b) => batches.push(b.entries));
     const total = expected.get(0)!.length + expected.get(7)!.length;
     assert.is(r.pages, total);
     assert.is(r.batches, channel.frames.length);
@@ -61,7 +61,7 @@ test('a pass told to stop starts no more tasks, resolves once those in flight ar
   const channel = new RecordingChannel();
   const { passes, encoder } = scheduler(mem, channel);
   let batches = 0;
-  const r = await passes.sendPass(1, false, () => { batches++; }, () => batches >= 1);
+  const r = await passes.sendPass(1, 'off', () => { batches++; }, () => batches >= 1);
   assert.ok(r.pages > 0 && r.pages < marked.length, `sent ${r.pages} of ${marked.length} before stopping`);
   assert.is(r.pages + stillMarked(mem, 0), marked.length, 'every page is either sent or still marked');
   assert.is(encoder.started, r.batches, 'no task started after the stop but the ones that were written');
@@ -76,10 +76,10 @@ test('without threads the pool encodes on this thread: a batch is built before e
   pools.push(pool);
   assert.is(pool.tasksInFlight, 1, 'one batch at a time: each goes to the socket as soon as it is built');
   const ring = new ChunkRing(slabs);
-  const pending = pool.encode({ slab: 0, from: 0, to: 64, chunk: ring.take(0)!, maxEntries: 4096, payloadLimit: ring.payloadLimit(0), iteration: 1, xbzrle: false, lz4: false });
+  const pending = pool.encode({ slab: 0, from: 0, to: 64, chunk: ring.take(0)!, maxEntries: 4096, payloadLimit: ring.payloadLimit(0), iteration: 1, cache: 'off', lz4: false });
   assert.is(stillMarked(mem, 0), 0, 'the pages were taken from the snapshot before encode() returned');
   assert.is((await pending).entries, 64);
-  const err = await pool.encode({ slab: 9, from: 0, to: 1, chunk: 0, maxEntries: 1, payloadLimit: 4096, iteration: 1, xbzrle: false, lz4: false }).then(() => null, (e: unknown) => e);
+  const err = await pool.encode({ slab: 9, from: 0, to: 1, chunk: 0, maxEntries: 1, payloadLimit: 4096, iteration: 1, cache: 'off', lz4: false }).then(() => null, (e: unknown) => e);
   assert.instance(err, MemshiftError);
   assert.is((err as MemshiftError).code, ErrorCode.WORKER_FAILED);
 });
@@ -93,7 +93,7 @@ test('a pass over empty snapshots sends nothing and resolves', async () => {
   const mem = smallGuest([spec(0, 512)]);
   const channel = new RecordingChannel();
   const { passes, encoder } = scheduler(mem, channel);
-  const r = await passes.sendPass(1, false);
+  const r = await passes.sendPass(1, 'off');
   assert.equal([r.pages, r.batches, channel.frames.length, encoder.started], [0, 0, 0, 0]);
 });
 
@@ -111,7 +111,7 @@ test('no more tasks are in flight than the slab has chunks while the socket hold
   });
   assert.is(ring.capacity(0), 2);
   let done = false;
-  const pass = passes.sendPass(1, false).then((r) => {
+  const pass = passes.sendPass(1, 'off').then((r) => {
     done = true;
     return r;
   });
@@ -140,7 +140,7 @@ test('a failing channel send rejects the pass with its error, once nothing is in
   const channel = new RecordingChannel();
   channel.failWith = new MemshiftError(ErrorCode.CONNECTION_CLOSED, 'peer went away');
   const { passes, ring } = scheduler(mem, channel);
-  const settled = await settlesWithin(expectCodeAsync(() => passes.sendPass(1, false), ErrorCode.CONNECTION_CLOSED, 'sendPass'), 30_000);
+  const settled = await settlesWithin(expectCodeAsync(() => passes.sendPass(1, 'off'), ErrorCode.CONNECTION_CLOSED, 'sendPass'), 30_000);
   assert.ok(settled.settled, 'the pass settles');
   // A recovery resumes the pass over a new ring on the same arenas: no encoder of the failed one may
   // still write into a chunk (or the snapshot) by then.
@@ -154,7 +154,7 @@ test('a pass that fails while other batches are still on their way settles once 
   const channel = new RecordingChannel(true);
   const { passes, ring } = scheduler(mem, channel);
   let outcome: string | null = null;
-  const pass = passes.sendPass(1, false).then(() => 'resolved', (e: MemshiftError) => e.code);
+  const pass = passes.sendPass(1, 'off').then(() => 'resolved', (e: MemshiftError) => e.code);
   void pass.then((o) => { outcome = o; });
   assert.ok(await until(() => channel.waiting.length === 2), 'two batches reach the socket and are held there');
   // From now on every new send fails; the two held ones still succeed when the socket takes them.

@@ -135,11 +135,8 @@ export class SourceRun {
   previous = { dirtyRate: 0, bandwidth: 0 };
   /** Whether encoders use LZ4 now and why (compression.ts); the handshake replaces it once LZ4 is negotiated. */
   compression = new Compression('none', null);
-  /**
-   * The XBZRLE caches being touched beside pass 1 (handshake.ts), awaited before a pass that may send
-   * deltas; null when no delta will be sent.
-   */
-  cacheTouched: Promise<void> | null = null;
+  /** The XBZRLE caches' first touch on a worker (pass.ts), started by the first pass that stores pages in them. */
+  cacheTouch: Promise<void> | null = null;
   /** The latest ETA (ms, null: none finite) and when it was made; the progress line counts down from it. */
   eta: { ms: number | null; at: number } | null = null;
   /** Guest pages: the most that can be dirty at once. */

@@ -22,7 +22,6 @@ import type { SourceEvent } from '../machine.js';
 import { PageSender } from '../../../pipeline/page-sender.js';
 import { encodeDisks } from '../../../protocol/blocks.js';
 import { BlockSender } from '../block-sender.js';
-import { touchOnThread } from '../../../memory/pretouch.js';
 import { UrgentConnector } from '../urgent-connector.js';
 import { DEFAULT_STALL_TIMEOUT_MS, type SourceRun } from '../run.js';
 
@@ -76,13 +75,6 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   const l4 = mode === 'auto' ? (options.prepared?.freshSample('lz4') ?? sampleLz4(run.slabs, pool.size, pool.inline)) : null;
   const xs = deltas === 'auto' ? (options.prepared?.freshSample('xbzrle') ?? sampleXbzrle(run.slabs)) : null;
   run.compression = new Compression(mode, l4, { mode: deltas, sample: xs });
-  // Pass 2 writes the XBZRLE caches for the first time, and when it is the final pass, inside the
-  // downtime: on hosts whose first touch of a page costs ~10 µs, 64 MiB of cache added ~200 ms to it.
-  // A worker touches them while pass 1 runs; a touch that fails only leaves that cost where it was.
-  const caches = run.slabs.filter((s) => s.layout.cacheSlots > 0);
-  run.cacheTouched = deltas === 'off' || caches.length === 0 ? null : touchOnThread(caches.map((s) => ({
-    memory: s.memory, ram: s.layout.cache, pageSize: s.layout.pageSize, from: 0, to: s.layout.cacheSlots,
-  }))).catch(() => undefined);
   run.limiter = options.maxBandwidth === null ? null : new RateLimiter(options.maxBandwidth);
   const sender = new PageSender(run.slabs, pool, channel, { lz4: () => run.compression.lz4, limiter: run.limiter });
   run.link = { session, capabilities, offered: ours, sender, blocks: devices.length > 0 ? new BlockSender(devices) : null };
