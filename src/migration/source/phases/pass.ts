@@ -37,10 +37,13 @@ export async function sendBlocks(run: SourceRun, stopped?: () => boolean): Promi
 
 /**
  * The first pass that stores pages in the XBZRLE caches writes them for the first time: on hosts whose
- * first write to a page costs ~10 µs, ~200 ms for 64 MiB. A worker touches them beside that pass (a
- * write of nothing new: safe beside the encoders' stores). Not done earlier: most migrations on a fast
- * link never send a delta (--xbzrle auto), and the touch took pass 1 a third of its rate on two cores.
- * The final pass never writes the caches (read-only), so this never falls inside the downtime.
+ * first write to a page costs ~10 µs, ~200 ms for 64 MiB (a 7k-page pass 2 of a hot-set guest took
+ * 110–190 ms instead of ~15). So a worker touches them (a write of nothing new: safe beside the
+ * encoders' stores) as soon as a pre-copy pass sees a sixteenth of the caches' slots dirtied again while
+ * deltas may be used: the next pass will resend that many pages and store them. At the latest, beside
+ * the first pass that stores pages (a touch started in a pass is awaited before the next one). Not at the handshake: a guest that dirties nothing resends
+ * nothing, and the touch took an idle guest's pass 1 a third of its rate on two cores. The final pass
+ * never writes the caches (read-only), so their first touch never falls inside the downtime.
  */
 function touchCaches(run: SourceRun): Promise<void> {
   const caches = run.slabs.filter((s) => s.layout.cacheSlots > 0);
@@ -57,6 +60,9 @@ function touchCaches(run: SourceRun): Promise<void> {
  */
 export async function sendPass(run: SourceRun, iteration: number, label: string, phase: 'precopy' | 'stop-and-copy', deadline = Infinity): Promise<IterationRecord> {
   const { channel, sender, capabilities, pool } = run.established;
+  // A touch under way ends before the next pass starts: beside it, it took that pass's CPU (and when
+  // that pass is the final one, the downtime's).
+  if (run.cacheTouch !== null) await run.cacheTouch;
   channel.phase = `${label} pass ${iteration}`;
   const passStart = run.live.remaining;
   const tPass = performance.now();
@@ -79,13 +85,18 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
   // since the sync that started it. A log brought in only at a sync (an integrator's, hash-scan): not sampled.
   const sampleDirtying = phase === 'precopy' && !run.dirtyKnownAtSyncOnly;
   if (sampleDirtying) run.dirtying.passStarting(run.throttlePercent);
+  // Pages dirtied again that make the caches worth touching now (above): a sixteenth of their slots (a
+  // quarter was reached only after ~190 ms of a 200k pages/s writer whose hot set is 4096 pages).
+  const resendsToTouchAt = (capabilities & Capability.XBZRLE) !== 0 && sampleDirtying && run.cacheTouch === null
+    ? run.slabs.reduce((n, s) => n + s.layout.cacheSlots, 0) / 16 : Infinity;
   // The disks' share of the pass goes beside its pages (what was written since their last pass; the
   // guest paused: the rest), so that the destination's device writes while pages arrive.
   let pagesFailed = false;
   const sendingBlocks = sendBlocks(run, () => pagesFailed);
   sendingBlocks.catch(() => undefined);
   const pass = await sender.sendPass(iteration, cache, (r, bytes) => {
-    if (sampleDirtying) run.dirtying.sample(performance.now() - run.lastSync, run.tracker.peekDirty());
+    const dirtied = sampleDirtying ? run.tracker.peekDirty() : 0;
+    if (sampleDirtying) run.dirtying.sample(performance.now() - run.lastSync, dirtied);
     sent += r.entries;
     sentBytes += bytes;
     const content = r.entries > 0 ? (r.pageBytes * (r.raw + r.lz4 + r.xbzrle)) / r.entries : 0;
@@ -96,6 +107,7 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
     const ms = performance.now() - tPass;
     if (run.live.bandwidth === 0 || ms > 100) run.live.bandwidth = (sentBytes * 1000) / Math.max(1, ms);
     c.sent({ wireBytes: bytes, pageBytes: content, lz4: r.lz4Tried }, ms, encodingMs());
+    if (dirtied >= resendsToTouchAt && c.xbzrle) run.cacheTouch ??= touchCaches(run);
     run.progress(() => run.snapshot(phase, iteration));
   }, stop).catch(async (e: unknown) => {
     // The blocks' half stops before its next run: a recovery must not mark what is left to send again
