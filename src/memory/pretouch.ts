@@ -47,7 +47,7 @@ export async function pretouch(slabs: readonly Slab[], threads = availableParall
     return;
   }
   const [mine, ...theirs] = shares(ranges, pages, threads);
-  const workers = theirs.map(touchOnThread);
+  const workers = theirs.map((share) => touchOnThread(share));
   // Started before this thread's share: they run while it does.
   for (const r of mine) touchPages(r);
   await Promise.all(workers);
@@ -77,14 +77,20 @@ function shares(ranges: readonly TouchRange[], pages: number, n: number): TouchR
   return out;
 }
 
-/** Touches `share` on a worker thread of its own; settles when it is done. */
-export function touchOnThread(share: readonly TouchRange[]): Promise<void> {
+/**
+ * Touches `share` on a worker thread of its own; settles when it is done, or when `stop` aborts it
+ * (the worker is terminated where it is: the pages it reached stay touched, no byte changed).
+ */
+export function touchOnThread(share: readonly TouchRange[], stop?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(new URL('./pretouch-thread.js', import.meta.url), { workerData: share });
     let failure: unknown = null;
+    const abort = (): void => void worker.terminate();
+    stop?.addEventListener('abort', abort, { once: true });
     worker.once('error', (err) => { failure = err; });
     worker.once('exit', (code) => {
-      if (failure === null && code === 0) resolve();
+      stop?.removeEventListener('abort', abort);
+      if (failure === null && (code === 0 || stop?.aborted === true)) resolve();
       else reject(new MemshiftError(ErrorCode.MEMORY_ALLOCATION, `pre-touching guest memory failed on a worker thread: ${failure instanceof Error ? failure.message : `exit code ${code}`}`, { cause: failure }));
     });
   });

@@ -31,6 +31,13 @@ import type { RateLimiter } from '../../transport/rate-limit.js';
 import type { UrgentConnector } from './urgent-connector.js';
 import type { PreparedEncoders } from './prepared-encoders.js';
 
+/** A worker touching the XBZRLE caches for the first time (phases/pass.ts). */
+export interface CacheTouch {
+  /** Settles when the worker is done or stopped (never rejects). */
+  done: Promise<void>;
+  stop(): void;
+}
+
 export interface SourceOptions {
   address: Address;
   /** A connected socket to use instead of connecting to `address` (which then names the peer). */
@@ -135,8 +142,8 @@ export class SourceRun {
   previous = { dirtyRate: 0, bandwidth: 0 };
   /** Whether encoders use LZ4 now and why (compression.ts); the handshake replaces it once LZ4 is negotiated. */
   compression = new Compression('none', null);
-  /** The XBZRLE caches' first touch on a worker (pass.ts), started by the first pass that stores pages in them. */
-  cacheTouch: Promise<void> | null = null;
+  /** The XBZRLE caches' first touch on a worker (pass.ts), once pages are expected to be stored in them. */
+  cacheTouch: CacheTouch | null = null;
   /** The latest ETA (ms, null: none finite) and when it was made; the progress line counts down from it. */
   eta: { ms: number | null; at: number } | null = null;
   /** Guest pages: the most that can be dirty at once. */

@@ -6,7 +6,7 @@ import { encodeIterationEnd } from '../../../protocol/control.js';
 import { Capability } from '../../../protocol/constants.js';
 import { addCounts, type IterationRecord } from '../../metrics.js';
 import { stepRate } from '../../report.js';
-import type { SourceRun } from '../run.js';
+import type { CacheTouch, SourceRun } from '../run.js';
 import { forgetSentPages } from '../../../memory/slab.js';
 import { touchOnThread } from '../../../memory/pretouch.js';
 import type { CacheUse } from '../../../pipeline/messages.js';
@@ -41,15 +41,26 @@ export async function sendBlocks(run: SourceRun, stopped?: () => boolean): Promi
  * 110–190 ms instead of ~15). So a worker touches them (a write of nothing new: safe beside the
  * encoders' stores) as soon as a pre-copy pass sees a sixteenth of the caches' slots dirtied again while
  * deltas may be used: the next pass will resend that many pages and store them. At the latest, beside
- * the first pass that stores pages (a touch started in a pass is awaited before the next one). Not at the handshake: a guest that dirties nothing resends
- * nothing, and the touch took an idle guest's pass 1 a third of its rate on two cores. The final pass
- * never writes the caches (read-only), so their first touch never falls inside the downtime.
+ * the first pass that stores pages. A pass that stores pages waits for a touch still under way (beside
+ * it, the touch took the pass's CPU); the touch is stopped when deltas go off (they never come back)
+ * and at the final pass, which never writes the caches (read-only) and must not wait inside the
+ * downtime. Not at the handshake: a guest that dirties nothing resends nothing, and the touch took an
+ * idle guest's pass 1 a third of its rate on two cores.
  */
-function touchCaches(run: SourceRun): Promise<void> {
+function touchCaches(run: SourceRun): CacheTouch {
   const caches = run.slabs.filter((s) => s.layout.cacheSlots > 0);
+  const stop = new AbortController();
   // A touch that fails only leaves the cost of the first writes where it was.
-  return touchOnThread(caches.map((s) => ({ memory: s.memory, ram: s.layout.cache, pageSize: s.layout.pageSize, from: 0, to: s.layout.cacheSlots })))
+  const done = touchOnThread(caches.map((s) => ({ memory: s.memory, ram: s.layout.cache, pageSize: s.layout.pageSize, from: 0, to: s.layout.cacheSlots })), stop.signal)
     .catch(() => undefined);
+  return { done, stop: () => stop.abort() };
+}
+
+/** Gets the caches' touch where the pass about to start needs it (above): waited for, stopped, or started. */
+async function prepareCaches(run: SourceRun, cache: CacheUse, phase: 'precopy' | 'stop-and-copy'): Promise<void> {
+  if (run.cacheTouch !== null && (phase === 'stop-and-copy' || !run.compression.xbzrle)) run.cacheTouch.stop();
+  else if (cache === 'read-write' && run.cacheTouch !== null) await run.cacheTouch.done;
+  else if (cache === 'read-write') run.cacheTouch = touchCaches(run);
 }
 
 /**
@@ -60,9 +71,10 @@ function touchCaches(run: SourceRun): Promise<void> {
  */
 export async function sendPass(run: SourceRun, iteration: number, label: string, phase: 'precopy' | 'stop-and-copy', deadline = Infinity): Promise<IterationRecord> {
   const { channel, sender, capabilities, pool } = run.established;
-  // A touch under way ends before the next pass starts: beside it, it took that pass's CPU (and when
-  // that pass is the final one, the downtime's).
-  if (run.cacheTouch !== null) await run.cacheTouch;
+  const c = run.compression;
+  const useXbzrle = c.passStarting((capabilities & Capability.XBZRLE) !== 0 && iteration > 1);
+  const cache: CacheUse = !useXbzrle ? 'off' : phase === 'stop-and-copy' ? 'read-only' : 'read-write';
+  await prepareCaches(run, cache, phase);
   channel.phase = `${label} pass ${iteration}`;
   const passStart = run.live.remaining;
   const tPass = performance.now();
@@ -74,10 +86,6 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
   let sentBytes = 0;
   // Bytes of the pages sent with content (zero pages cost the link nothing): what LZ4 is judged by.
   let contentBytes = 0;
-  const c = run.compression;
-  const useXbzrle = c.passStarting((capabilities & Capability.XBZRLE) !== 0 && iteration > 1);
-  const cache: CacheUse = !useXbzrle ? 'off' : phase === 'stop-and-copy' ? 'read-only' : 'read-write';
-  if (cache === 'read-write') run.cacheTouch ??= touchCaches(run);
   // A cancel ends the pass at the next batch rather than after the whole of guest memory.
   const signal = run.options.signal;
   const stop = (): boolean => performance.now() >= deadline || signal?.aborted === true;
