@@ -75,10 +75,25 @@ export interface DeltaDecision {
   xbzrleReason: string;
 }
 
-/** The decision for a link measured at `linkBytesPerSecond` (0: not measured yet). */
-export function decideXbzrle(mode: DeltaMode, sample: XbzrleSample | null, linkBytesPerSecond: number): DeltaDecision {
+/** What a pass about to start resends, against what the caches hold (one page per slot). */
+export interface Resend {
+  pages: number;
+  cacheSlots: number;
+}
+
+/**
+ * The decision for a link measured at `linkBytesPerSecond` (0: not measured yet), for a pass that
+ * resends `resend` (when known). More pages than the caches have slots cannot all be in them (a slot
+ * holds one page, page mod slots): a pass that large mostly misses, pays for storing what it sends,
+ * and evicts what the next pass would have hit (a 256 MiB sweep resent 48k pages into 16k slots and
+ * sent no delta in any pass).
+ */
+export function decideXbzrle(mode: DeltaMode, sample: XbzrleSample | null, linkBytesPerSecond: number, resend?: Resend): DeltaDecision {
   if (mode === 'off') return { xbzrle: false, xbzrleReason: 'XBZRLE off (--xbzrle off)' };
   if (mode === 'on') return { xbzrle: true, xbzrleReason: 'XBZRLE on for every page sent before (--xbzrle on)' };
+  if (resend !== undefined && resend.pages > resend.cacheSlots) {
+    return { xbzrle: false, xbzrleReason: `XBZRLE off: ${resend.pages} pages to resend and the cache holds ${resend.cacheSlots}: most would miss` };
+  }
   if (sample === null || sample.pages === 0) return { xbzrle: true, xbzrleReason: 'XBZRLE on: no sample of the guest to judge deltas by' };
   if (linkBytesPerSecond <= 0) return { xbzrle: true, xbzrleReason: 'XBZRLE on: link not measured yet' };
   const withDeltas = encodedRate(sample, linkBytesPerSecond);
@@ -160,9 +175,16 @@ export class Compression implements CompressionDecision, DeltaDecision {
   private window: Window = { lz4: false, fromMs: 0, fromEncodingMs: 0, wireBytes: 0, pageBytes: 0, measured: false, judgedAtMs: 0 };
   private last = { ms: 0, encodingMs: 0 };
 
+  /**
+   * `linkCap`: bytes per second the migration may send (--max-bandwidth), or Infinity. No measurement
+   * reads the link above it: under a cap the inline encoder works while the limiter paces the socket,
+   * and leaving its time out of the link's (right where the socket waits for it) read a 16 MiB/s cap
+   * as a 37 MB/s link.
+   */
   constructor(
     readonly mode: CompressMode, private readonly sample: Lz4Sample | null,
     readonly deltas: { mode: DeltaMode; sample: XbzrleSample | null } = { mode: 'on', sample: null },
+    private readonly linkCap = Number.POSITIVE_INFINITY,
   ) {
     ({ lz4: this.lz4, reason: this.reason } = decideCompression(mode, sample, 0));
     ({ xbzrle: this.xbzrle, xbzrleReason: this.xbzrleReason } = decideXbzrle(deltas.mode, deltas.sample, 0));
@@ -170,11 +192,12 @@ export class Compression implements CompressionDecision, DeltaDecision {
 
   /**
    * A pass starts: auto re-decides on what was measured so far (deltas only ever go off).
-   * `resending`: the pass may send pages as deltas (it is not the first); returns whether it does.
+   * `resending`: the pass may send pages as deltas (it is not the first), `resend` (when known) how
+   * many against the caches' slots; returns whether it does.
    */
-  passStarting(resending = false): boolean {
+  passStarting(resending = false, resend?: Resend): boolean {
     if (this.mode === 'auto') this.decide();
-    if (this.deltas.mode === 'auto' && this.xbzrle && resending) ({ xbzrle: this.xbzrle, xbzrleReason: this.xbzrleReason } = decideXbzrle('auto', this.deltas.sample, this.linkRate));
+    if (this.deltas.mode === 'auto' && this.xbzrle && resending) ({ xbzrle: this.xbzrle, xbzrleReason: this.xbzrleReason } = decideXbzrle('auto', this.deltas.sample, this.linkRate, resend));
     this.deltasThisPass = resending && this.xbzrle;
     this.windowsMeasured = 0;
     this.kinds = { raw: false, lz4: false };
@@ -218,7 +241,7 @@ export class Compression implements CompressionDecision, DeltaDecision {
    */
   passEnded(wireBytes: number, pageBytes: number, ms: number, encodingMs = 0): void {
     if (this.deltasThisPass) {
-      if (ms - encodingMs > 0) this.linkRate = Math.max(this.linkRate, (wireBytes * 1000) / (ms - encodingMs));
+      if (ms - encodingMs > 0) this.linkRate = Math.max(this.linkRate, Math.min(this.linkCap, (wireBytes * 1000) / (ms - encodingMs)));
       return;
     }
     if (this.windowsMeasured > 0 || (this.kinds.raw && this.kinds.lz4) || (ms < MID_PASS_MS && wireBytes < MID_PASS_BYTES)) return;
@@ -231,7 +254,7 @@ export class Compression implements CompressionDecision, DeltaDecision {
   private measured(underLz4: boolean, wireBytes: number, pageBytes: number, ms: number, encodingMs: number): void {
     const linkMs = ms - encodingMs;
     if (linkMs <= 0) return;
-    const wireRate = (wireBytes * 1000) / linkMs;
+    const wireRate = Math.min(this.linkCap, (wireBytes * 1000) / linkMs);
     if (!underLz4) {
       this.linkRate = wireRate;
       return;

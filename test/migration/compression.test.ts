@@ -125,6 +125,18 @@ test('xbzrle auto: on over a slow link, off at a later pass start once the link 
   assert.is(c.passStarting(true), false, 'a link measured at 4 GB/s: off');
 });
 
+test('xbzrle auto: a pass resending more pages than the cache has slots goes raw, and deltas stay off', () => {
+  const c = new Compression('none', null, { mode: 'auto', sample: DELTAS });
+  c.passStarting(false);
+  c.passEnded(100 * MB, 100 * MB, 1000);
+  assert.is(c.passStarting(true, { pages: 16_384, cacheSlots: 16_384 }), true, 'as many pages as slots: deltas pay over 100 MB/s');
+  assert.is(c.passStarting(true, { pages: 48_953, cacheSlots: 16_384 }), false);
+  assert.is(c.xbzrleReason, 'XBZRLE off: 48953 pages to resend and the cache holds 16384: most would miss');
+  assert.is(c.passStarting(true, { pages: 100, cacheSlots: 16_384 }), false, 'the cache was left behind: never on again');
+  const forced = new Compression('none', null, { mode: 'on', sample: DELTAS });
+  assert.is(forced.passStarting(true, { pages: 48_953, cacheSlots: 16_384 }), true, '--xbzrle on is what it says');
+});
+
 type Stretch = readonly [ms: number, wireMBs: number, pageMBs: number, kind: 'raw' | 'lz4'];
 
 /** Feeds a pass batch by batch (one each 10 ms): each stretch sends that long at those rates, its batches of that kind. */
@@ -172,6 +184,21 @@ test('LZ4 that delivers on a slow link stays on, and a pass under it raises the 
   assert.is(c.passStarting(false), false);
   assert.is(c.lz4, true, 'still on at the next pass start');
   assert.match(c.reason, /^LZ4 on: link 50 MB\/s/);
+});
+
+test('a capped link (--max-bandwidth) is never measured above its cap, even when encoding time overlapped its pacing', () => {
+  const c = new Compression('auto', TEXT, { mode: 'off', sample: null }, 16 * MB);
+  c.passStarting(false);
+  // 16 MB in 1000 ms, 550 of them encoding while the limiter held the socket: 35.6 MB/s less that time.
+  c.passEnded(16 * MB, 16 * MB, 1000, 550);
+  c.passStarting(false);
+  assert.is(c.lz4, true, 'TEXT compresses well past 1.25 × 16 MB/s');
+  assert.match(c.reason, /link 16 MB\/s/);
+  const uncapped = new Compression('auto', TEXT, { mode: 'off', sample: null });
+  uncapped.passStarting(false);
+  uncapped.passEnded(16 * MB, 16 * MB, 1000, 550);
+  uncapped.passStarting(false);
+  assert.match(uncapped.reason, /link 36 MB\/s/, 'without a cap the encoding time is left out');
 });
 
 test('inline encoding: the link is measured without the time spent encoding, LZ4 with it (compressing is its cost)', () => {

@@ -72,7 +72,8 @@ async function prepareCaches(run: SourceRun, cache: CacheUse, phase: 'precopy' |
 export async function sendPass(run: SourceRun, iteration: number, label: string, phase: 'precopy' | 'stop-and-copy', deadline = Infinity): Promise<IterationRecord> {
   const { channel, sender, capabilities, pool } = run.established;
   const c = run.compression;
-  const useXbzrle = c.passStarting((capabilities & Capability.XBZRLE) !== 0 && iteration > 1);
+  const cacheSlots = run.slabs.reduce((n, s) => n + s.layout.cacheSlots, 0);
+  const useXbzrle = c.passStarting((capabilities & Capability.XBZRLE) !== 0 && iteration > 1, { pages: run.live.remaining, cacheSlots });
   const cache: CacheUse = !useXbzrle ? 'off' : phase === 'stop-and-copy' ? 'read-only' : 'read-write';
   await prepareCaches(run, cache, phase);
   channel.phase = `${label} pass ${iteration}`;
@@ -93,10 +94,10 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
   // since the sync that started it. A log brought in only at a sync (an integrator's, hash-scan): not sampled.
   const sampleDirtying = phase === 'precopy' && !run.dirtyKnownAtSyncOnly;
   if (sampleDirtying) run.dirtying.passStarting(run.throttlePercent);
-  // Pages dirtied again that make the caches worth touching now (above): a sixteenth of their slots (a
-  // quarter was reached only after ~190 ms of a 200k pages/s writer whose hot set is 4096 pages).
-  const resendsToTouchAt = (capabilities & Capability.XBZRLE) !== 0 && sampleDirtying && run.cacheTouch === null
-    ? run.slabs.reduce((n, s) => n + s.layout.cacheSlots, 0) / 16 : Infinity;
+  // The caches are touched once a sixteenth of their slots is dirty again (a quarter was reached only
+  // after ~190 ms of a 200k pages/s writer whose hot set is 4096 pages), and the touch is stopped once
+  // more pages are dirty than they hold: under auto the next pass will not use them (compression.ts).
+  const watchCaches = (capabilities & Capability.XBZRLE) !== 0 && sampleDirtying;
   // The disks' share of the pass goes beside its pages (what was written since their last pass; the
   // guest paused: the rest), so that the destination's device writes while pages arrive.
   let pagesFailed = false;
@@ -115,7 +116,10 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
     const ms = performance.now() - tPass;
     if (run.live.bandwidth === 0 || ms > 100) run.live.bandwidth = (sentBytes * 1000) / Math.max(1, ms);
     c.sent({ wireBytes: bytes, pageBytes: content, lz4: r.lz4Tried }, ms, encodingMs());
-    if (dirtied >= resendsToTouchAt && c.xbzrle) run.cacheTouch ??= touchCaches(run);
+    if (watchCaches && c.xbzrle) {
+      if (run.cacheTouch === null && dirtied >= cacheSlots / 16 && dirtied <= cacheSlots) run.cacheTouch = touchCaches(run);
+      else if (run.cacheTouch !== null && dirtied > cacheSlots && c.deltas.mode === 'auto') run.cacheTouch.stop();
+    }
     run.progress(() => run.snapshot(phase, iteration));
   }, stop).catch(async (e: unknown) => {
     // The blocks' half stops before its next run: a recovery must not mark what is left to send again
