@@ -15,8 +15,6 @@ import { DEFAULT_POLICY, STALL_POLICIES, type ConvergencePolicy, type StallPolic
 import { DEFAULT_ADMISSION } from './migration/destination/admission.js';
 import { COMPRESS_MODES, DELTA_MODES, type CompressMode, type DeltaMode } from './migration/compression.js';
 import { receiveMigration } from './migration/destination/accept.js';
-import { UrgentListener } from './migration/destination/urgent-listener.js';
-import type { Worker } from 'node:worker_threads';
 import { pretouchRam } from './migration/destination/phases/setup.js';
 import { preparedTarget } from './migration/destination/prepared-target.js';
 import type { DestinationResult } from './migration/destination/driver.js';
@@ -323,8 +321,6 @@ export async function receive(options: ReceiveOptions): Promise<DestinationResul
   }
   const own = !(typeof options.listen === 'object' && options.listen !== null && 'listening' in options.listen);
   const server = own ? (await listen(options.listen as string | Address)).server : (options.listen as net.Server);
-  // A post-copy session's fault thread loads while this waits, not inside that session's setup.
-  let faultThread: Worker | null = prepared === undefined || prepared.enablePageGate !== undefined ? UrgentListener.warm() : null;
   try {
     return await receiveMigration(server, {
       createTarget: prepared !== undefined ? preparedTarget(prepared) : options.createTarget!,
@@ -346,16 +342,10 @@ export async function receive(options: ReceiveOptions): Promise<DestinationResul
       signal: options.signal,
       onProgress: options.onProgress,
       onEvent: options.onEvent,
-      takeFaultThread: () => {
-        const w = faultThread;
-        faultThread = null;
-        return w;
-      },
       onLog: options.onLog,
     });
   } finally {
     if (own) server.close();
-    await faultThread?.terminate();
   }
 }
 

@@ -10,12 +10,15 @@ import type { EncoderPool } from '../../src/pipeline/pool.js';
 import type { EncodeRequest, EncodeResult } from '../../src/pipeline/messages.js';
 import type { Encoder } from '../../src/pipeline/pass-scheduler.js';
 import { FRAME_HEADER_BYTES, readFrameHeader } from '../../src/protocol/frame.js';
-import { batchEntry, decodeBatch } from '../../src/protocol/page-batch.js';
+import { batchEntry, chunkBytes, decodeBatch } from '../../src/protocol/page-batch.js';
+import { CHUNK_ENTRIES, CHUNK_PAYLOAD_BYTES } from '../../src/pipeline/chunk-ring.js';
 import { seeded } from './seeded.js';
 
 export const PS = 4096;
-/** Arena bytes that hold exactly two chunks (a chunk is ≈ 4.07 MiB). */
-export const TWO_CHUNKS = 9 << 20;
+/** Bytes of one chunk of the ring (4 KiB pages: its payload and the entries of a full batch). */
+export const CHUNK_BYTES = Math.ceil(chunkBytes(CHUNK_ENTRIES, CHUNK_PAYLOAD_BYTES) / 4096) * 4096;
+/** Arena bytes that hold exactly two chunks. */
+export const TWO_CHUNKS = 2 * CHUNK_BYTES + (CHUNK_BYTES >> 1);
 
 export function spec(id: number, pageCount: number): RegionSpec {
   return { id, name: `r${id}`, kind: 'ram', pageSize: PS, pageCount };

@@ -5,7 +5,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ChunkRing } from '../../src/pipeline/chunk-ring.js';
 import { expectCode } from '../_support/guest-helpers.js';
-import { PS, TWO_CHUNKS, smallGuest, spec } from '../_support/pipeline-helpers.js';
+import { CHUNK_BYTES, PS, TWO_CHUNKS, smallGuest, spec } from '../_support/pipeline-helpers.js';
 import { GuestMemory } from '../../src/memory/guest-memory.js';
 
 test('each slab gets as many chunks as its arena holds, all free', () => {
@@ -35,7 +35,7 @@ test('a chunk goes free → encoding → writing → free, and take() says null 
 });
 
 test('an arena that holds fewer than two chunks is rejected', () => {
-  const mem = GuestMemory.allocate([spec(0, 64)], { maxSlabBytes: 1 << 20, arenaBytes: 5 << 20 });
+  const mem = GuestMemory.allocate([spec(0, 64)], { maxSlabBytes: 1 << 20, arenaBytes: CHUNK_BYTES + (CHUNK_BYTES >> 1) });
   expectCode(() => new ChunkRing(mem.allSlabs()), 'MS_ERR_INVALID_ARGUMENT', 'one-chunk arena');
 });
 

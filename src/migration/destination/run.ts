@@ -17,7 +17,6 @@ import type { UrgentListener } from './urgent-listener.js';
 import type { MigrationMode } from '../../protocol/constants.js';
 import type { Report } from '../report.js';
 import { eventSink, type EventSink } from '../events.js';
-import type { Worker } from 'node:worker_threads';
 
 export interface DestinationOptions {
   /** Allocates memory for the regions a source announced; throw to refuse them. */
@@ -52,8 +51,6 @@ export interface DestinationOptions {
   onProgress?: (p: Progress) => void;
   /** What happened, once each: states entered and the outcome (events.ts). */
   onEvent?: EventSink;
-  /** A fault thread already loaded (UrgentListener.warm), taken by the first session that goes post-copy. */
-  takeFaultThread?: () => Worker | null;
   onLog?: (line: string, level: LogLevel) => void;
 }
 

@@ -60,7 +60,7 @@ export class UrgentListener {
    * is secured as the bulk one and bound to it: `peerIdentity` is who the bulk channel's peer proved
    * to be (null in plaintext), and the urgent connection must prove the same, then name the session.
    */
-  static async start(target: MemoryTarget, session: Uint8Array, host: string, helloTimeoutMs: number, bound: { security: LinkSecurity; peerIdentity: string | null }, warm?: Worker): Promise<UrgentListener> {
+  static async start(target: MemoryTarget, session: Uint8Array, host: string, helloTimeoutMs: number, bound: { security: LinkSecurity; peerIdentity: string | null }): Promise<UrgentListener> {
     if (target.enablePageGate === undefined) throw new MemshiftError(ErrorCode.HANDSHAKE_REJECTED, 'this target cannot run post-copy');
     const gate = target.enablePageGate();
     const listener = new UrgentListener(gate, {
@@ -68,7 +68,7 @@ export class UrgentListener {
       mailbox: gate.mailbox, board: createDestBoard().buffer as SharedArrayBuffer, helloTimeoutMs,
       security: bound.security, peerIdentity: bound.peerIdentity,
     });
-    await listener.spawn(host, false, warm);
+    await listener.spawn(host, false);
     return listener;
   }
 
@@ -126,14 +126,6 @@ export class UrgentListener {
       worker.once('exit', () => reject(new MemshiftError(ErrorCode.WORKER_FAILED, 'fault thread exited before listening')));
       worker.once('error', (e) => reject(new MemshiftError(ErrorCode.WORKER_FAILED, `fault thread failed: ${e.message}`, { cause: e })));
     });
-  }
-
-  /**
-   * A fault thread started before any session (receive() keeps one ready): it loads its modules
-   * (~50 ms here) and waits for `start` to hand it its data, so a post-copy setup does not wait for it.
-   */
-  static warm(): Worker {
-    return warmFaultThread(THREAD);
   }
 
   /** Where the events go from now on. */

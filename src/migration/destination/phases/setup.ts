@@ -78,7 +78,7 @@ export async function runSetup(run: DestinationRun, hello: Hello): Promise<DestE
     else {
       run.urgent = await UrgentListener.start(target, hello.session, channel.localHost, run.options.handshakeTimeoutMs, {
         security: run.options.security, peerIdentity: channel.peerIdentity,
-      }, run.options.takeFaultThread?.() ?? undefined);
+      });
     }
   }
   // Blocks are faulted only where both disks and post-copy are on.
