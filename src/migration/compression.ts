@@ -81,6 +81,11 @@ export interface Resend {
   cacheSlots: number;
 }
 
+/** Whether the caches can hold what a pass resends (one page per slot). */
+export function resendFits(resend: Resend): boolean {
+  return resend.pages <= resend.cacheSlots;
+}
+
 /**
  * The decision for a link measured at `linkBytesPerSecond` (0: not measured yet), for a pass that
  * resends `resend` (when known). More pages than the caches have slots cannot all be in them (a slot
@@ -91,7 +96,7 @@ export interface Resend {
 export function decideXbzrle(mode: DeltaMode, sample: XbzrleSample | null, linkBytesPerSecond: number, resend?: Resend): DeltaDecision {
   if (mode === 'off') return { xbzrle: false, xbzrleReason: 'XBZRLE off (--xbzrle off)' };
   if (mode === 'on') return { xbzrle: true, xbzrleReason: 'XBZRLE on for every page sent before (--xbzrle on)' };
-  if (resend !== undefined && resend.pages > resend.cacheSlots) {
+  if (resend !== undefined && !resendFits(resend)) {
     return { xbzrle: false, xbzrleReason: `XBZRLE off: ${resend.pages} pages to resend and the cache holds ${resend.cacheSlots}: most would miss` };
   }
   if (sample === null || sample.pages === 0) return { xbzrle: true, xbzrleReason: 'XBZRLE on: no sample of the guest to judge deltas by' };

@@ -6,6 +6,7 @@ import { encodeIterationEnd } from '../../../protocol/control.js';
 import { Capability } from '../../../protocol/constants.js';
 import { addCounts, type IterationRecord } from '../../metrics.js';
 import { stepRate } from '../../report.js';
+import { resendFits } from '../../compression.js';
 import type { CacheTouch, SourceRun } from '../run.js';
 import { forgetSentPages } from '../../../memory/slab.js';
 import { touchOnThread } from '../../../memory/pretouch.js';
@@ -117,8 +118,9 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
     if (run.live.bandwidth === 0 || ms > 100) run.live.bandwidth = (sentBytes * 1000) / Math.max(1, ms);
     c.sent({ wireBytes: bytes, pageBytes: content, lz4: r.lz4Tried }, ms, encodingMs());
     if (watchCaches && c.xbzrle) {
-      if (run.cacheTouch === null && dirtied >= cacheSlots / 16 && dirtied <= cacheSlots) run.cacheTouch = touchCaches(run);
-      else if (run.cacheTouch !== null && dirtied > cacheSlots && c.deltas.mode === 'auto') run.cacheTouch.stop();
+      const fits = resendFits({ pages: dirtied, cacheSlots });
+      if (run.cacheTouch === null && dirtied >= cacheSlots / 16 && fits) run.cacheTouch = touchCaches(run);
+      else if (run.cacheTouch !== null && !fits && c.deltas.mode === 'auto') run.cacheTouch.stop();
     }
     run.progress(() => run.snapshot(phase, iteration));
   }, stop).catch(async (e: unknown) => {
