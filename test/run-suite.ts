@@ -8,15 +8,20 @@ import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { failureRecap } from './_support/failure-recap.js';
 
 const require = createRequire(import.meta.url);
 const uvu = join(dirname(require.resolve('uvu')), '..', 'bin.js');
 const root = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
-const child = spawn(process.execPath, [uvu, root, args[0] ?? '\\.test\\.js$', ...args.slice(1)], { stdio: ['ignore', 'pipe', 'inherit'] });
+const child = spawn(process.execPath, [uvu, root, args[0] ?? '\\.test\\.js$', ...args.slice(1)], { stdio: ['ignore', 'pipe', 'pipe'] });
 let out = '';
 child.stdout.on('data', (d: Buffer) => {
   process.stdout.write(d);
+  out += d.toString();
+});
+child.stderr.on('data', (d: Buffer) => {
+  process.stderr.write(d);
   out += d.toString();
 });
 child.on('close', (code, signal) => {
@@ -38,5 +43,9 @@ child.on('close', (code, signal) => {
   } else if (passed + skipped !== total || skipped !== 0) {
     console.error(`run-suite: ${total} tests counted, ${passed} passed, ${skipped} skipped: ${total - passed - skipped} did not run or failed unreported (a test whose error is a MemshiftError stops uvu's file silently: look for the file whose (n / m) is short)`);
     process.exitCode = 1;
+  }
+  if (process.exitCode === 1) {
+    const recap = failureRecap(plain);
+    if (recap !== '') console.error(recap);
   }
 });
