@@ -33,7 +33,7 @@ export const sourceFlags: Flags = {
   'throttle-initial': { type: 'string', value: 'PERCENT', help: 'auto-converge: first throttle', default: '20' },
   'throttle-step': { type: 'string', value: 'PERCENT', help: 'auto-converge: added per stalled iteration', default: '10' },
   warmup: { type: 'string', value: 'MS', help: 'let the guest run this long before migrating', default: '300' },
-  xbzrle: { type: 'string', value: 'auto|on|off', help: 'XBZRLE deltas for pages sent before: auto while the link measured in pass 1 is slower than deltas move pages, or always, or never', default: 'auto' },
+  xbzrle: { type: 'string', value: 'auto|on|off', help: 'XBZRLE deltas for pages sent before: auto while the link measured in pass 1 is slower than deltas move pages on the cores left idle, or always, or never', default: 'auto' },
   compress: { type: 'string', value: 'auto|lz4|none', help: 'LZ4 for raw pages: auto while the measured link is slower than the encoders compress, or always, or never', default: 'auto' },
   encoders: { type: 'string', value: 'N', help: 'encoder threads; 0: the main thread encodes each batch as it writes it (default on hosts of up to 2 cores: 0, or 1 when post-copy may come; else cores - 1)' },
   'max-bandwidth': { type: 'string', value: 'SIZE', help: 'cap on bytes sent per second, e.g. 100MiB (default: no cap)' },

@@ -9,8 +9,10 @@
 // LZ4: C is the encoders' rate together and r is sampled from the guest at the start. XBZRLE: C is one
 // thread's rate through the delta path (the destination decodes every delta on one thread, at about the
 // encoder's rate) and r the deltas' share, both measured at the start on guest pages with a few words
-// changed (xbzrle-sample.ts). On loopback (B ≈ 1.5–4 GB/s against C ≈ 1–2 GB/s) deltas made a 200k
-// pages/s writer's downtime half again as long; on a link of about 1 GB/s or slower they pay.
+// changed (xbzrle-sample.ts), and C counts only the share of a core the raw pages left idle (host-cpu.ts):
+// with the cores busy, the link's rate is what the CPU let through, and deltas would take more of it.
+// On loopback (B ≈ 1.5–4 GB/s against C ≈ 1–2 GB/s) deltas made a 200k pages/s writer's downtime half
+// again as long; on a link of about 1 GB/s or slower, with cores to spare, they pay.
 //
 // The link's rate is measured on raw stretches of a pass, over their time less what the source's main
 // thread spent encoding when it encodes inline (the socket was given nothing then; pass.ts). A stretch
@@ -28,6 +30,8 @@
 
 /** LZ4 must move pages at least this much faster than raw to be switched on (hysteresis against noise). */
 export const LZ4_GAIN = 1.25;
+
+import { idleCores, type CpuTimes, type HostCpuClock } from './host-cpu.js';
 
 const mbs = (bytesPerSecond: number): string => `${(bytesPerSecond / 1e6).toFixed(0)} MB/s`;
 
@@ -88,12 +92,19 @@ export function resendFits(resend: Resend): boolean {
 
 /**
  * The decision for a link measured at `linkBytesPerSecond` (0: not measured yet), for a pass that
- * resends `resend` (when known). More pages than the caches have slots cannot all be in them (a slot
+ * resends `resend` (when known), with `spareCores` of the host's cores idle while the link was
+ * measured (null: not known). More pages than the caches have slots cannot all be in them (a slot
  * holds one page, page mod slots): a pass that large mostly misses, pays for storing what it sends,
  * and evicts what the next pass would have hit (a 256 MiB sweep resent 48k pages into 16k slots and
  * sent no delta in any pass).
+ *
+ * The delta path's thread runs on what the raw pages left idle: at most the sample's rate times the
+ * spare cores (up to one). Where the cores were nearly all busy, the link's rate is a floor the CPU
+ * set (on loopback a hot-set guest's pass 1 read 1–1.7 GB/s with 0.2–0.4 of 2 cores idle, its raw
+ * pass 2 2–3 GB/s); judged against the sample alone deltas came on, and the passes that sent them
+ * moved 1.2 GB/s of pages where raw ones moved 1.5–2.2.
  */
-export function decideXbzrle(mode: DeltaMode, sample: XbzrleSample | null, linkBytesPerSecond: number, resend?: Resend): DeltaDecision {
+export function decideXbzrle(mode: DeltaMode, sample: XbzrleSample | null, linkBytesPerSecond: number, resend?: Resend, spareCores: number | null = null): DeltaDecision {
   if (mode === 'off') return { xbzrle: false, xbzrleReason: 'XBZRLE off (--xbzrle off)' };
   if (mode === 'on') return { xbzrle: true, xbzrleReason: 'XBZRLE on for every page sent before (--xbzrle on)' };
   if (resend !== undefined && !resendFits(resend)) {
@@ -101,8 +112,10 @@ export function decideXbzrle(mode: DeltaMode, sample: XbzrleSample | null, linkB
   }
   if (sample === null || sample.pages === 0) return { xbzrle: true, xbzrleReason: 'XBZRLE on: no sample of the guest to judge deltas by' };
   if (linkBytesPerSecond <= 0) return { xbzrle: true, xbzrleReason: 'XBZRLE on: link not measured yet' };
-  const withDeltas = encodedRate(sample, linkBytesPerSecond);
-  const figures = `link ${mbs(linkBytesPerSecond)}, deltas ${mbs(sample.bytesPerSecond)} on one thread (the destination decodes on one) at ${(sample.ratio * 100).toFixed(0)} % of the bytes: pages sent before would move at ${mbs(withDeltas)} as deltas against ${mbs(linkBytesPerSecond)} raw`;
+  const deltaCpu = spareCores === null ? sample.bytesPerSecond : sample.bytesPerSecond * Math.min(1, spareCores);
+  const withDeltas = encodedRate({ ...sample, bytesPerSecond: deltaCpu }, linkBytesPerSecond);
+  const spare = spareCores === null ? '' : ` with ${spareCores.toFixed(1)} cores idle`;
+  const figures = `link ${mbs(linkBytesPerSecond)}${spare}, deltas ${mbs(sample.bytesPerSecond)} on one thread (the destination decodes on one) at ${(sample.ratio * 100).toFixed(0)} % of the bytes: pages sent before would move at ${mbs(withDeltas)} as deltas against ${mbs(linkBytesPerSecond)} raw`;
   return withDeltas >= XBZRLE_GAIN * linkBytesPerSecond
     ? { xbzrle: true, xbzrleReason: `XBZRLE on: ${figures}` }
     : { xbzrle: false, xbzrleReason: `XBZRLE off: ${figures}` };
@@ -153,6 +166,8 @@ interface Window {
   /** False for the pass's first stretch, whatever it sends: the pipeline fills, the destination warms up. */
   measured: boolean;
   judgedAtMs: number;
+  /** The host's core times where the stretch started (null: not read). */
+  fromCpu: CpuTimes | null;
 }
 
 /**
@@ -161,7 +176,8 @@ interface Window {
  *
  *   passStarting ─► sent (each batch; each window measured may switch LZ4) ─► passEnded
  *
- * A window holds batches of one kind. Batches are encoded ahead of the socket, so after a switch the
+ * Windows are measured whatever the modes: the caches' touch starts mid-pass on what they measure
+ * (deltasExpected). A window holds batches of one kind. Batches are encoded ahead of the socket, so after a switch the
  * old kind keeps going out for a while; the first batch of the other kind starts a new window.
  */
 export class Compression implements CompressionDecision, DeltaDecision {
@@ -173,23 +189,27 @@ export class Compression implements CompressionDecision, DeltaDecision {
   private linkRate = 0;
   /** Page bytes per second LZ4 moved when last measured. */
   private lz4Rate: number | null = null;
+  /** The host's cores left idle while raw pages last measured the link (null: not known). */
+  private spareCores: number | null = null;
+  private passCpu: CpuTimes | null = null;
   private deltasThisPass = false;
   private windowsMeasured = 0;
   /** Kinds of batch with content this pass sent: a pass of one kind is measured whole when no window was. */
   private kinds = { raw: false, lz4: false };
-  private window: Window = { lz4: false, fromMs: 0, fromEncodingMs: 0, wireBytes: 0, pageBytes: 0, measured: false, judgedAtMs: 0 };
+  private window: Window = { lz4: false, fromMs: 0, fromEncodingMs: 0, wireBytes: 0, pageBytes: 0, measured: false, judgedAtMs: 0, fromCpu: null };
   private last = { ms: 0, encodingMs: 0 };
 
   /**
    * `linkCap`: bytes per second the migration may send (--max-bandwidth), or Infinity. No measurement
    * reads the link above it: under a cap the inline encoder works while the limiter paces the socket,
    * and leaving its time out of the link's (right where the socket waits for it) read a 16 MiB/s cap
-   * as a 37 MB/s link.
+   * as a 37 MB/s link. `hostCpu`: the host's core times (host-cpu.ts), read as stretches start and end.
    */
   constructor(
     readonly mode: CompressMode, private readonly sample: Lz4Sample | null,
     readonly deltas: { mode: DeltaMode; sample: XbzrleSample | null } = { mode: 'on', sample: null },
     private readonly linkCap = Number.POSITIVE_INFINITY,
+    private readonly hostCpu: HostCpuClock | null = null,
   ) {
     ({ lz4: this.lz4, reason: this.reason } = decideCompression(mode, sample, 0));
     ({ xbzrle: this.xbzrle, xbzrleReason: this.xbzrleReason } = decideXbzrle(deltas.mode, deltas.sample, 0));
@@ -202,11 +222,12 @@ export class Compression implements CompressionDecision, DeltaDecision {
    */
   passStarting(resending = false, resend?: Resend): boolean {
     if (this.mode === 'auto') this.decide();
-    if (this.deltas.mode === 'auto' && this.xbzrle && resending) ({ xbzrle: this.xbzrle, xbzrleReason: this.xbzrleReason } = decideXbzrle('auto', this.deltas.sample, this.linkRate, resend));
+    if (this.deltas.mode === 'auto' && this.xbzrle && resending) ({ xbzrle: this.xbzrle, xbzrleReason: this.xbzrleReason } = decideXbzrle('auto', this.deltas.sample, this.linkRate, resend, this.spareCores));
     this.deltasThisPass = resending && this.xbzrle;
     this.windowsMeasured = 0;
     this.kinds = { raw: false, lz4: false };
-    this.window = { lz4: this.lz4, fromMs: 0, fromEncodingMs: 0, wireBytes: 0, pageBytes: 0, measured: false, judgedAtMs: 0 };
+    this.passCpu = this.cpuNow();
+    this.window = { lz4: this.lz4, fromMs: 0, fromEncodingMs: 0, wireBytes: 0, pageBytes: 0, measured: false, judgedAtMs: 0, fromCpu: this.passCpu };
     this.last = { ms: 0, encodingMs: 0 };
     return this.deltasThisPass;
   }
@@ -221,18 +242,18 @@ export class Compression implements CompressionDecision, DeltaDecision {
     let w = this.window;
     if (content && batch.lz4 !== w.lz4) {
       // The other kind: its window starts where the last batch ended (this batch's own time is in it).
-      w = this.window = { lz4: batch.lz4, fromMs: this.last.ms, fromEncodingMs: this.last.encodingMs, wireBytes: 0, pageBytes: 0, measured: true, judgedAtMs: this.last.ms };
+      w = this.window = { lz4: batch.lz4, fromMs: this.last.ms, fromEncodingMs: this.last.encodingMs, wireBytes: 0, pageBytes: 0, measured: true, judgedAtMs: this.last.ms, fromCpu: this.cpuNow() };
     }
     w.wireBytes += batch.wireBytes;
     w.pageBytes += batch.pageBytes;
     this.last = { ms, encodingMs };
-    if (this.mode !== 'auto' || this.deltasThisPass || ms - w.judgedAtMs < MID_PASS_MS || w.wireBytes < MID_PASS_BYTES) return;
+    if (this.deltasThisPass || ms - w.judgedAtMs < MID_PASS_MS || w.wireBytes < MID_PASS_BYTES) return;
     if (!w.measured) {
       // The warm-up is over: the stretch to measure starts here.
-      this.window = { lz4: w.lz4, fromMs: ms, fromEncodingMs: encodingMs, wireBytes: 0, pageBytes: 0, measured: true, judgedAtMs: ms };
+      this.window = { lz4: w.lz4, fromMs: ms, fromEncodingMs: encodingMs, wireBytes: 0, pageBytes: 0, measured: true, judgedAtMs: ms, fromCpu: this.cpuNow() };
       return;
     }
-    this.measured(w.lz4, w.wireBytes, w.pageBytes, ms - w.fromMs, encodingMs - w.fromEncodingMs);
+    this.measured(w.lz4, w.wireBytes, w.pageBytes, ms - w.fromMs, encodingMs - w.fromEncodingMs, w.fromCpu);
     this.windowsMeasured++;
     w.judgedAtMs = ms;
     this.decide();
@@ -252,20 +273,40 @@ export class Compression implements CompressionDecision, DeltaDecision {
     if (this.windowsMeasured > 0 || (this.kinds.raw && this.kinds.lz4) || (ms < MID_PASS_MS && wireBytes < MID_PASS_BYTES)) return;
     // Batches not reported one by one (or none with content): the setting is what went out.
     const underLz4 = this.kinds.lz4 || (!this.kinds.raw && this.lz4);
-    this.measured(underLz4, wireBytes, pageBytes, ms, encodingMs);
+    this.measured(underLz4, wireBytes, pageBytes, ms, encodingMs, this.passCpu);
   }
 
-  /** A stretch under one setting: raw measures the link; LZ4 what LZ4 moves, and the link from below. */
-  private measured(underLz4: boolean, wireBytes: number, pageBytes: number, ms: number, encodingMs: number): void {
+  /**
+   * Whether a pass resending what fits the caches would send deltas on what is measured so far: not
+   * under auto before the link is measured. What the caches' touch waits for (pass.ts).
+   */
+  deltasExpected(): boolean {
+    if (!this.xbzrle || this.deltas.mode !== 'auto') return this.xbzrle;
+    return this.linkRate > 0 && decideXbzrle('auto', this.deltas.sample, this.linkRate, undefined, this.spareCores).xbzrle;
+  }
+
+  /**
+   * A stretch under one setting, from `fromCpu`: raw measures the link and the host's idle cores
+   * meanwhile (a stretch too short to tell leaves the last reading); LZ4 what LZ4 moves, and the link
+   * from below.
+   */
+  private measured(underLz4: boolean, wireBytes: number, pageBytes: number, ms: number, encodingMs: number, fromCpu: CpuTimes | null): void {
     const linkMs = ms - encodingMs;
     if (linkMs <= 0) return;
     const wireRate = Math.min(this.linkCap, (wireBytes * 1000) / linkMs);
     if (!underLz4) {
       this.linkRate = wireRate;
+      const to = this.cpuNow();
+      const idle = fromCpu === null || to === null ? null : idleCores(fromCpu, to);
+      if (idle !== null) this.spareCores = idle;
       return;
     }
     this.lz4Rate = (pageBytes * 1000) / ms;
     this.linkRate = Math.max(this.linkRate, wireRate);
+  }
+
+  private cpuNow(): CpuTimes | null {
+    return this.hostCpu === null ? null : this.hostCpu();
   }
 
   private decide(): void {

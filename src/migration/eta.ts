@@ -5,7 +5,7 @@
 // Pre-copy is estimated by replaying the convergence policy itself (convergence.ts) on projected
 // figures, so the estimate switches over, throttles, forces or gives up exactly where the policy would:
 //
-//   B  bandwidth (bytes/s, the windowed meter)      R  bytes still dirty
+//   B  bandwidth (bytes/s: the small passes' rate once known, else the windowed meter)      R  bytes still dirty
 //   D  bytes dirtied per second (pages/s × bytes per page)     S  switchover cost (pause, state, resume)
 //
 //   repeat  decide(R, B, D, …)                                   the policy's own rules, in order
@@ -21,7 +21,7 @@
 // the iteration / time cap, so it always ends; MAX_PROJECTED_PASSES only guards absurd policies.
 // Single-pass modes (cold, warm) and a post-copy push are one transfer: R/B + S.
 
-import { decideConvergence, expectedDowntimeMs, type ConvergenceMetrics, type ConvergencePolicy, type RuleName } from './convergence.js';
+import { decideConvergence, expectedDowntimeMs, transferBandwidth, type ConvergenceMetrics, type ConvergencePolicy, type RuleName } from './convergence.js';
 
 /**
  * Downtime not spent on pages (pause at a step boundary, device state, digest check, resume, the
@@ -85,7 +85,7 @@ export function estimatePrecopy(m: ConvergenceMetrics, policy: ConvergencePolicy
   let ms = 0;
   for (let passes = 0; passes <= MAX_PROJECTED_PASSES; passes++) {
     const d = decideConvergence(cur, policy);
-    const transfer = expectedDowntimeMs(cur.remainingBytes, cur.bandwidth);
+    const transfer = expectedDowntimeMs(cur.remainingBytes, transferBandwidth(cur));
     switch (d.action) {
       case 'switchover':
         return { ms: ms + transfer + model.switchoverMs, ending: d.forced ? 'forced' : 'converges', passes, rule: d.rule };
@@ -103,7 +103,7 @@ export function estimatePrecopy(m: ConvergenceMetrics, policy: ConvergencePolicy
         ms += transfer;
         cur = {
           iteration: cur.iteration + 1, elapsedMs: cur.elapsedMs + transfer, remainingPages, remainingBytes,
-          bandwidth: cur.bandwidth, dirtyRate, previousDirtyRate: cur.dirtyRate, previousBandwidth: cur.bandwidth,
+          bandwidth: cur.bandwidth, recentBandwidth: cur.recentBandwidth, dirtyRate, previousDirtyRate: cur.dirtyRate, previousBandwidth: cur.bandwidth,
           remainingHistory: [...cur.remainingHistory, remainingPages], throttlePercent: throttle, passPages: cur.remainingPages,
         };
         break;

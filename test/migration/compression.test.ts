@@ -75,6 +75,56 @@ test('xbzrle auto: on over a 1 Gbit/s link, off on loopback, and the reason give
   assert.is(decideXbzrle('auto', { ...DELTAS, ratio: 0.9 }, 125 * MB).xbzrle, false, 'deltas that barely save anything');
 });
 
+test('xbzrle auto: the delta thread runs on the cores the raw pages left idle', () => {
+  // Loopback with a hot-set guest: 1.7 GB/s raw with 0.3 of the host's cores idle; the sample's 3.7 GB/s
+  // gets 0.3 of a core (1.1 GB/s), below raw: off. With a core and more idle, on (3.7 ≥ 1.25 × 1.7).
+  const sample: XbzrleSample = { bytesPerSecond: 3700 * MB, ratio: 0.05, pages: 256 };
+  const busy = decideXbzrle('auto', sample, 1700 * MB, undefined, 0.3);
+  assert.is(busy.xbzrle, false);
+  assert.match(busy.xbzrleReason, /^XBZRLE off: link 1700 MB\/s with 0\.3 cores idle, deltas 3700 MB\/s on one thread .*: pages sent before would move at 1110 MB\/s as deltas against 1700 MB\/s raw$/);
+  assert.is(decideXbzrle('auto', sample, 1700 * MB, undefined, 1.5).xbzrle, true, 'one thread uses one core at most');
+  assert.is(decideXbzrle('auto', sample, 1700 * MB).xbzrle, true, 'idle cores not known: the sample as it is');
+  // A 34 MB/s capped link with one core idle: deltas move min(3700, 34 / 0.05) = 680 MB/s.
+  assert.is(decideXbzrle('auto', sample, 34 * MB, undefined, 1).xbzrle, true);
+});
+
+/** A host clock the test moves: `idle` of `cores` cores idle over each `ms` it advances. */
+function hostClock(cores: number): { read: () => { idleMs: number; totalMs: number; cores: number }; advance: (ms: number, idle: number) => void } {
+  const t = { idleMs: 0, totalMs: 0, cores };
+  return { read: () => ({ ...t }), advance: (ms, idle) => { t.totalMs += ms * cores; t.idleMs += ms * idle; } };
+}
+
+test('xbzrle auto: a pass 1 measured with the host busy keeps deltas off; deltas are expected only once the link is measured', () => {
+  const host = hostClock(2);
+  const c = new Compression('none', null, { mode: 'auto', sample: { bytesPerSecond: 3700 * MB, ratio: 0.05, pages: 256 } }, Infinity, host.read);
+  c.passStarting(false);
+  assert.is(c.deltasExpected(), false, 'the link is not measured yet: the caches are not touched for deltas that may not come');
+  // Windows are measured with compression off too: a 1.7 GB/s stretch after the warm-up, 0.3 cores idle.
+  let at = { ms: 0, wire: 0, pages: 0 };
+  for (let i = 0; i < 30; i++) {
+    host.advance(10, 0.3);
+    at = { ms: at.ms + 10, wire: at.wire + 17 * MB, pages: at.pages + 17 * MB };
+    c.sent({ wireBytes: 17 * MB, pageBytes: 17 * MB, lz4: false }, at.ms);
+  }
+  assert.is(c.deltasExpected(), false, 'a busy host: deltas would not pay');
+  c.passEnded(at.wire, at.pages, at.ms);
+  assert.is(c.passStarting(true), false);
+  assert.match(c.xbzrleReason, /^XBZRLE off: link 1700 MB\/s with 0\.3 cores idle/);
+
+  const idle = hostClock(2);
+  const d = new Compression('none', null, { mode: 'auto', sample: { bytesPerSecond: 3700 * MB, ratio: 0.05, pages: 256 } }, Infinity, idle.read);
+  d.passStarting(false);
+  for (let ms = 10; ms <= 300; ms += 10) {
+    idle.advance(10, 1.2);
+    d.sent({ wireBytes: 0.34 * MB, pageBytes: 0.34 * MB, lz4: false }, ms);
+    // Before the warm-up's stretch has ended and one more has been measured, the link is unknown.
+    if (ms < 300) assert.is(d.deltasExpected(), false, `at ${ms} ms`);
+  }
+  assert.is(d.deltasExpected(), true, 'a 34 MB/s link with cores idle: deltas pay');
+  assert.is(d.passStarting(true), true);
+  assert.match(d.xbzrleReason, /^XBZRLE on: link 34 MB\/s with 1\.2 cores idle/);
+});
+
 test('xbzrle auto switches at XBZRLE_GAIN', () => {
   const at: XbzrleSample = { bytesPerSecond: XBZRLE_GAIN * 400 * MB, ratio: 0.01, pages: 10 };
   assert.is(decideXbzrle('auto', at, 400 * MB).xbzrle, true);

@@ -56,6 +56,14 @@ test('with a dirtying curve, each projected pass leaves what the curve says for 
   near(fallback.ms, 800 + 400 + 200 + 100 + S, 'fallback');
 });
 
+test('after pass 1, the passes still to come move at the small passes\' rate when it is known', () => {
+  // The converging guest above, with later passes measured at 2B: R 80 MB takes 400 ms and leaves
+  // D·t = 20 MB, which at 2B takes 100 ms ≤ limit: final pass and S, 505 ms after 1 pass (at B: 1505, 3).
+  const e = estimatePrecopy(metrics({ iteration: 2, remainingBytes: 80e6, dirtyRate: 5e7, recentBandwidth: 2 * B }), policy(), MODEL);
+  near(e.ms, 400 + 100 + S, 'later passes at 2B');
+  assert.equal(shape(e), { ending: 'converges', passes: 1, rule: 'downtime-limit' });
+});
+
 test('already within the limit: only the final pass and the switchover remain', () => {
   const e = estimatePrecopy(metrics({ remainingBytes: 5e6, dirtyRate: 5e7 }), policy(), MODEL);
   near(e.ms, 50 + S, 'final pass only');

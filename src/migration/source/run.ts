@@ -140,6 +140,8 @@ export class SourceRun {
   /** Pages dirtied against time since a sync, sampled in the pre-copy passes (the ETA's projection). */
   readonly dirtying = new DirtyingCurve();
   previous = { dirtyRate: 0, bandwidth: 0 };
+  /** Bytes per second the latest pre-copy pass after the first moved, of those big enough to measure (precopy.ts). */
+  laterPassRate: number | null = null;
   /** Whether encoders use LZ4 now and why (compression.ts); the handshake replaces it once LZ4 is negotiated. */
   compression = new Compression('none', null);
   /** The XBZRLE caches' first touch on a worker (pass.ts), once pages are expected to be stored in them. */

@@ -9,6 +9,7 @@
 import { Compression } from '../../compression.js';
 import { sampleLz4 } from '../lz4-sample.js';
 import { sampleXbzrle } from '../xbzrle-sample.js';
+import { hostCpuTimes } from '../../host-cpu.js';
 import { randomBytes } from 'node:crypto';
 import { ErrorCode, MemshiftError } from '../../../errors.js';
 import { EncoderPool, defaultEncoderCount } from '../../../pipeline/pool.js';
@@ -74,7 +75,7 @@ export async function runHandshake(run: SourceRun): Promise<SourceEvent> {
   // Samples taken when the encoders were prepared stand if recent; otherwise they are taken now.
   const l4 = mode === 'auto' ? (options.prepared?.freshSample('lz4') ?? sampleLz4(run.slabs, pool.size, pool.inline)) : null;
   const xs = deltas === 'auto' ? (options.prepared?.freshSample('xbzrle') ?? sampleXbzrle(run.slabs)) : null;
-  run.compression = new Compression(mode, l4, { mode: deltas, sample: xs }, options.maxBandwidth ?? Number.POSITIVE_INFINITY);
+  run.compression = new Compression(mode, l4, { mode: deltas, sample: xs }, options.maxBandwidth ?? Number.POSITIVE_INFINITY, deltas === 'auto' ? hostCpuTimes : null);
   run.limiter = options.maxBandwidth === null ? null : new RateLimiter(options.maxBandwidth);
   const sender = new PageSender(run.slabs, pool, channel, { lz4: () => run.compression.lz4, limiter: run.limiter });
   run.link = { session, capabilities, offered: ours, sender, blocks: devices.length > 0 ? new BlockSender(devices) : null };

@@ -41,7 +41,10 @@ export async function sendBlocks(run: SourceRun, stopped?: () => boolean): Promi
  * first write to a page costs ~10 µs, ~200 ms for 64 MiB (a 7k-page pass 2 of a hot-set guest took
  * 110–190 ms instead of ~15). So a worker touches them (a write of nothing new: safe beside the
  * encoders' stores) as soon as a pre-copy pass sees a sixteenth of the caches' slots dirtied again while
- * deltas may be used: the next pass will resend that many pages and store them. At the latest, beside
+ * deltas are expected on what the link measured so far: the next pass will resend that many pages and
+ * store them. Not before the link is measured (--xbzrle auto): beside a loopback hot-set guest's pass 1
+ * the touch took the CPU the pass measures the link with, and read as slow, it turned deltas on, which
+ * did not pay there (compression.ts). At the latest, beside
  * the first pass that stores pages. A pass that stores pages waits for a touch still under way (beside
  * it, the touch took the pass's CPU); the touch is stopped when deltas go off (they never come back)
  * and at the final pass, which never writes the caches (read-only) and must not wait inside the
@@ -119,7 +122,7 @@ export async function sendPass(run: SourceRun, iteration: number, label: string,
     c.sent({ wireBytes: bytes, pageBytes: content, lz4: r.lz4Tried }, ms, encodingMs());
     if (watchCaches && c.xbzrle) {
       const fits = resendFits({ pages: dirtied, cacheSlots });
-      if (run.cacheTouch === null && dirtied >= cacheSlots / 16 && fits) run.cacheTouch = touchCaches(run);
+      if (run.cacheTouch === null && dirtied >= cacheSlots / 16 && fits && c.deltasExpected()) run.cacheTouch = touchCaches(run);
       else if (run.cacheTouch !== null && !fits && c.deltas.mode === 'auto') run.cacheTouch.stop();
     }
     run.progress(() => run.snapshot(phase, iteration));

@@ -4,7 +4,7 @@
 //
 //   [pass 1: mark every page] ─► send pass ─► ITERATION_END ─► sync dirty ─► measure ─► decide, estimate
 
-import { decideConvergence, predictedDowntimeMs, type ConvergenceMetrics } from '../../convergence.js';
+import { MEASURABLE_PASS_BYTES, decideConvergence, predictedDowntimeMs, smallPassRate, type ConvergenceMetrics } from '../../convergence.js';
 import { estimatePrecopy } from '../../eta.js';
 import type { SourceEvent, SourceState } from '../machine.js';
 import type { SourceRun } from '../run.js';
@@ -30,10 +30,11 @@ export async function runPrecopyPass(run: SourceRun, state: Extract<SourceState,
   const dirtyBlocks = run.established.blocks?.dirtyNow() ?? { blocks: 0, bytes: 0 };
   const remainingBytes = remaining * bytesPerPage + dirtyBlocks.bytes;
   const dirtyRate = remaining / sinceSync;
+  // Pass 1 is the bulk of memory; later passes are the small ones a final pass resembles.
+  if (iteration > 1 && record.ms > 0 && record.bytes >= MEASURABLE_PASS_BYTES) run.laterPassRate = (record.bytes * 1000) / record.ms;
   const metrics: ConvergenceMetrics = {
     iteration, elapsedMs: now - run.record.startedAt, remainingPages: remaining, remainingBytes, bandwidth: record.bandwidthBytesPerSec,
-    // Pass 1 is the bulk of memory at full speed; later passes are the small ones a final pass resembles.
-    recentBandwidth: iteration > 1 && record.ms > 0 ? (record.bytes * 1000) / record.ms : undefined,
+    recentBandwidth: iteration > 1 ? smallPassRate(record, run.laterPassRate, record.bandwidthBytesPerSec) : undefined,
     dirtyRate: dirtyRate * bytesPerPage + dirtyBlocks.bytes / sinceSync, previousDirtyRate: run.previous.dirtyRate, previousBandwidth: run.previous.bandwidth,
     remainingHistory: [...state.remainingHistory, remaining], throttlePercent: state.throttlePercent, passPages: record.pages,
     ...(run.lastScanMs !== null ? { finalScanMs: run.lastScanMs } : {}),
