@@ -14,7 +14,7 @@ import { Limits } from '../protocol/constants.js';
 import { chunkBytes } from '../protocol/page-batch.js';
 
 /** Payload bytes per chunk; entries per chunk. */
-export const CHUNK_PAYLOAD_BYTES = 4 * 2 ** 20;
+export const CHUNK_PAYLOAD_BYTES = 2 * 2 ** 20;
 export const CHUNK_ENTRIES = Limits.MAX_PAGES_PER_BATCH;
 
 export type ChunkState = 'free' | 'encoding' | 'writing';
