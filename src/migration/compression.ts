@@ -29,10 +29,10 @@
 // may be switched off at a pass start but never on again: a page sent raw meanwhile leaves its cache
 // slot behind the destination's copy, and a delta against it would not apply.
 
+import { idleCores, type CpuTimes, type HostCpuClock } from './host-cpu.js';
+
 /** LZ4 must move pages at least this much faster than raw to be switched on (hysteresis against noise). */
 export const LZ4_GAIN = 1.25;
-
-import { idleCores, type CpuTimes, type HostCpuClock } from './host-cpu.js';
 
 const mbs = (bytesPerSecond: number): string => `${(bytesPerSecond / 1e6).toFixed(0)} MB/s`;
 
@@ -178,8 +178,9 @@ interface Window {
  *   passStarting ─► sent (each batch; each window measured may switch LZ4) ─► passEnded
  *
  * Windows are measured whatever the modes: the caches' touch starts mid-pass on what they measure
- * (deltasExpected). A window holds batches of one kind. Batches are encoded ahead of the socket, so after a switch the
- * old kind keeps going out for a while; the first batch of the other kind starts a new window.
+ * (deltasExpected). A window holds batches of one kind. Batches are encoded ahead of the socket, so
+ * after a switch the old kind keeps going out for a while; the first batch of the other kind starts a
+ * new window, with a warm-up.
  */
 export class Compression implements CompressionDecision, DeltaDecision {
   lz4: boolean;

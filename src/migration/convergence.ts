@@ -127,7 +127,6 @@ export function expectedDowntimeMs(remainingBytes: number, bandwidth: number): n
 const fmt = (n: number): string => (Number.isFinite(n) ? (n >= 100 ? n.toFixed(0) : n.toFixed(1)) : '∞');
 const mbs = (bytesPerSecond: number): string => `${fmt(bytesPerSecond / 1e6)} MB/s`;
 
-/** Rule 1's expected downtime: the fixed switchover cost plus the last pages at the rate a small pass sees. */
 /**
  * A pass sending less than this says little about the link: on loopback the sockets' buffers take ~10
  * MiB at once, and a 4 MiB pass "moved" at 2.9 GB/s, as fast as it was copied into them.
@@ -146,6 +145,7 @@ export function smallPassRate(pass: { bytes: number; ms: number }, laterPassRate
   return Math.min((pass.bytes * 1000) / pass.ms, laterPassRate ?? windowRate);
 }
 
+/** Rule 1's expected downtime: the fixed switchover cost plus the last pages at the rate a small pass sees. */
 export function predictedDowntimeMs(m: ConvergenceMetrics, p: ConvergencePolicy): number {
   return expectedDowntimeMs(m.remainingBytes, transferBandwidth(m)) + p.switchoverCostMs + (m.finalScanMs ?? 0);
 }

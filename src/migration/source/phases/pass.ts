@@ -44,12 +44,12 @@ export async function sendBlocks(run: SourceRun, stopped?: () => boolean): Promi
  * deltas are expected on what the link measured so far: the next pass will resend that many pages and
  * store them. Not before the link is measured (--xbzrle auto): beside a loopback hot-set guest's pass 1
  * the touch took the CPU the pass measures the link with, and read as slow, it turned deltas on, which
- * did not pay there (compression.ts). At the latest, beside
- * the first pass that stores pages. A pass that stores pages waits for a touch still under way (beside
- * it, the touch took the pass's CPU); the touch is stopped when deltas go off (they never come back)
- * and at the final pass, which never writes the caches (read-only) and must not wait inside the
- * downtime. Not at the handshake: a guest that dirties nothing resends nothing, and the touch took an
- * idle guest's pass 1 a third of its rate on two cores.
+ * did not pay there (compression.ts). At the latest, beside the first pass that stores pages. A pass
+ * that stores pages waits for a touch still under way (beside it, the touch took the pass's CPU); the
+ * touch is stopped when deltas go off (they never come back) and at the final pass, which never writes
+ * the caches (read-only) and must not wait inside the downtime. Not at the handshake: a guest that
+ * dirties nothing resends nothing, and the touch took an idle guest's pass 1 a third of its rate on
+ * two cores.
  */
 function touchCaches(run: SourceRun): CacheTouch {
   const caches = run.slabs.filter((s) => s.layout.cacheSlots > 0);
